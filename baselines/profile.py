@@ -1,0 +1,351 @@
+"""The training baseline: a versioned, msgpack-serialised profile of every feature.
+
+This module is the contract between `baselines.build` (which writes profiles) and
+`detectors` (which reads them). It is pure: numpy and msgpack only.
+
+On disk a baseline is one msgpack map (never pickle: a baseline file may come from
+anywhere, and unpickling is code execution)::
+
+    {"schema": "skewwatch.baseline", "schema_version": 1, "model": ..., "features": {...}, ...}
+
+Arrays are stored as lists of floats so that any msgpack reader can inspect a file.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import msgpack
+import numpy as np
+
+SCHEMA = "skewwatch.baseline"
+SCHEMA_VERSION = 1
+#: Probabilities at which `NumericProfile.quantiles` is stored: 0, 0.001, ..., 1.
+QUANTILE_PROBS = np.linspace(0.0, 1.0, 1001)
+#: Caps that keep a loaded file's memory bounded whatever it claims to hold.
+MAX_FEATURES = 10_000
+MAX_CATEGORIES = 10_000
+MAX_DISCRETE_VALUES = 1_000
+MAX_BINS = 1_000
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+class BaselineError(ValueError):
+    """A baseline file that is missing, corrupt, foreign or of an unsupported version."""
+
+
+@dataclass(frozen=True)
+class NumericProfile:
+    """Training distribution of one numeric feature (or of the confidence)."""
+
+    name: str
+    count: int  # valid (finite, numeric) values
+    n_missing: int  # null / absent / empty
+    n_invalid: int  # present but not a finite number (strings, NaN, inf)
+    mean: float
+    std: float
+    min: float
+    max: float
+    #: value at each probability of QUANTILE_PROBS (1001 values, non-decreasing)
+    quantiles: np.ndarray
+    #: interior edges of the distance bins (strictly increasing); bin i holds
+    #: edges[i-1] < x <= edges[i], with -inf / +inf at the ends
+    bin_edges: np.ndarray
+    #: training share of each bin, len(bin_edges) + 1 values summing to 1
+    bin_freqs: np.ndarray
+    #: exact distribution when the column has few distinct values (integer counts,
+    #: rounded amounts): sorted values and their shares; None otherwise
+    discrete_values: np.ndarray | None = None
+    discrete_freqs: np.ndarray | None = None
+    integer_valued: bool = False
+    #: most frequent values with their share (default-fill diagnosis), at most 10
+    top_values: tuple[tuple[float, float], ...] = ()
+    kind: str = field(default="numeric", init=False)
+
+    @property
+    def total(self) -> int:
+        return self.count + self.n_missing + self.n_invalid
+
+    @property
+    def missing_rate(self) -> float:
+        return self.n_missing / self.total if self.total else 0.0
+
+    @property
+    def invalid_rate(self) -> float:
+        return self.n_invalid / self.total if self.total else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The baseline side of an alert: small, JSON-ready."""
+        q = self.quantiles
+        return {
+            "count": self.count,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
+            "p05": float(q[50]),
+            "p25": float(q[250]),
+            "p50": float(q[500]),
+            "p75": float(q[750]),
+            "p95": float(q[950]),
+            "missing_rate": self.missing_rate,
+        }
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    """Training distribution of one categorical feature (or of the prediction)."""
+
+    name: str
+    count: int
+    n_missing: int
+    n_invalid: int
+    #: share of each of the top-K categories (keys are strings)
+    categories: dict[str, float]
+    #: share of every category outside the top-K ("other" bucket)
+    other_freq: float
+    n_distinct: int
+    kind: str = field(default="categorical", init=False)
+
+    @property
+    def total(self) -> int:
+        return self.count + self.n_missing + self.n_invalid
+
+    @property
+    def missing_rate(self) -> float:
+        return self.n_missing / self.total if self.total else 0.0
+
+    @property
+    def invalid_rate(self) -> float:
+        return self.n_invalid / self.total if self.total else 0.0
+
+    def summary(self, top: int = 5) -> dict[str, Any]:
+        ranked = sorted(self.categories.items(), key=lambda kv: -kv[1])[:top]
+        return {
+            "count": self.count,
+            "n_distinct": self.n_distinct,
+            "top": {k: v for k, v in ranked},
+            "other": self.other_freq,
+            "missing_rate": self.missing_rate,
+        }
+
+
+FeatureProfile = NumericProfile | CategoricalProfile
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Everything skewwatch knows about a model's training data."""
+
+    model: str
+    version: str | None
+    features: dict[str, FeatureProfile]  # in column order
+    n_rows: int
+    created: float = field(default_factory=time.time)
+    source: str = ""
+    confidence: NumericProfile | None = None
+    prediction: FeatureProfile | None = None
+    #: validation figure, e.g. {"name": "accuracy", "value": 0.91, "n": 20000}
+    metric: dict[str, Any] | None = None
+
+    # ---- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "version": self.version,
+            "created": self.created,
+            "source": self.source,
+            "n_rows": self.n_rows,
+            "features": {n: _profile_to_dict(p) for n, p in self.features.items()},
+            "confidence": _profile_to_dict(self.confidence) if self.confidence else None,
+            "prediction": _profile_to_dict(self.prediction) if self.prediction else None,
+            "metric": self.metric,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Baseline":
+        """Validate and build; any problem raises BaselineError with a readable reason."""
+        if not isinstance(d, Mapping) or d.get("schema") != SCHEMA:
+            raise BaselineError("not a skewwatch baseline (no 'schema: skewwatch.baseline' field)")
+        v = d.get("schema_version")
+        if v != SCHEMA_VERSION:
+            raise BaselineError(
+                f"baseline schema version {v!r} is not supported (this skewwatch reads {SCHEMA_VERSION}); "
+                "rebuild it with `skewwatch baseline build`"
+            )
+        try:
+            model = _str(d["model"], "model")
+            feats = d["features"]
+            if not isinstance(feats, Mapping):
+                raise BaselineError("'features' must be a map")
+            if len(feats) > MAX_FEATURES:
+                raise BaselineError(f"{len(feats)} features exceeds the cap of {MAX_FEATURES}")
+            features = {_str(n, "feature name"): _profile_from_dict(n, p) for n, p in feats.items()}
+            conf = d.get("confidence")
+            pred = d.get("prediction")
+            version = d.get("version")
+            return cls(
+                model=model,
+                version=None if version is None else str(version),
+                features=features,
+                n_rows=int(d["n_rows"]),
+                created=float(d.get("created") or 0.0),
+                source=str(d.get("source") or ""),
+                confidence=_profile_from_dict("confidence", conf) if conf else None,
+                prediction=_profile_from_dict("prediction", pred) if pred else None,
+                metric=dict(d["metric"]) if d.get("metric") else None,
+            )
+        except BaselineError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise BaselineError(f"malformed baseline: {type(e).__name__}: {e}") from None
+
+    def save(self, path: str | Path) -> None:
+        data = msgpack.packb(self.to_dict(), use_bin_type=True)
+        tmp = Path(str(path) + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a watcher never sees a half-written file
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Baseline":
+        p = Path(path)
+        try:
+            size = p.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise BaselineError(f"{p}: {size} bytes exceeds the cap of {MAX_FILE_BYTES}")
+            raw = p.read_bytes()
+        except OSError as e:
+            raise BaselineError(f"{p}: cannot read baseline: {e.strerror or e}") from None
+        return cls.loads(raw, name=str(p))
+
+    @classmethod
+    def loads(cls, raw: bytes, name: str = "<bytes>") -> "Baseline":
+        try:
+            d = msgpack.unpackb(raw, raw=False, strict_map_key=False, max_bin_len=0, max_ext_len=0)
+        except Exception as e:  # msgpack raises several unrelated types on garbage
+            raise BaselineError(f"{name}: not a msgpack file ({type(e).__name__}); is it a skewwatch baseline?") from None
+        try:
+            return cls.from_dict(d)
+        except BaselineError as e:
+            raise BaselineError(f"{name}: {e}") from None
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def _str(x: Any, what: str) -> str:
+    if not isinstance(x, str) or not x:
+        raise BaselineError(f"{what} must be a non-empty string, got {type(x).__name__}")
+    return x
+
+
+def _floats(x: Any, what: str, max_len: int) -> np.ndarray:
+    if not isinstance(x, (list, tuple)):
+        raise BaselineError(f"{what} must be a list of numbers")
+    if len(x) > max_len:
+        raise BaselineError(f"{what} has {len(x)} entries, cap {max_len}")
+    arr = np.asarray(x, dtype=np.float64)
+    return arr
+
+
+def _profile_to_dict(p: FeatureProfile) -> dict[str, Any]:
+    if isinstance(p, NumericProfile):
+        return {
+            "kind": "numeric",
+            "count": p.count,
+            "n_missing": p.n_missing,
+            "n_invalid": p.n_invalid,
+            "mean": p.mean,
+            "std": p.std,
+            "min": p.min,
+            "max": p.max,
+            "quantiles": [float(v) for v in p.quantiles],
+            "bin_edges": [float(v) for v in p.bin_edges],
+            "bin_freqs": [float(v) for v in p.bin_freqs],
+            "discrete_values": None if p.discrete_values is None else [float(v) for v in p.discrete_values],
+            "discrete_freqs": None if p.discrete_freqs is None else [float(v) for v in p.discrete_freqs],
+            "integer_valued": p.integer_valued,
+            "top_values": [[float(v), float(f)] for v, f in p.top_values],
+        }
+    return {
+        "kind": "categorical",
+        "count": p.count,
+        "n_missing": p.n_missing,
+        "n_invalid": p.n_invalid,
+        "categories": dict(p.categories),
+        "other_freq": p.other_freq,
+        "n_distinct": p.n_distinct,
+    }
+
+
+def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
+    if not isinstance(d, Mapping):
+        raise BaselineError(f"feature {name!r}: profile must be a map")
+    kind = d.get("kind")
+    if kind == "numeric":
+        q = _floats(d["quantiles"], f"{name}.quantiles", len(QUANTILE_PROBS))
+        if len(q) != len(QUANTILE_PROBS) or not np.all(np.diff(q) >= 0) or not np.all(np.isfinite(q)):
+            raise BaselineError(f"feature {name!r}: quantiles must be {len(QUANTILE_PROBS)} finite non-decreasing values")
+        edges = _floats(d["bin_edges"], f"{name}.bin_edges", MAX_BINS)
+        freqs = _floats(d["bin_freqs"], f"{name}.bin_freqs", MAX_BINS + 1)
+        if len(freqs) != len(edges) + 1 or (len(edges) and not np.all(np.diff(edges) > 0)):
+            raise BaselineError(f"feature {name!r}: bin_edges/bin_freqs are inconsistent")
+        dv, df = d.get("discrete_values"), d.get("discrete_freqs")
+        if dv is not None:
+            dv = _floats(dv, f"{name}.discrete_values", MAX_DISCRETE_VALUES)
+            df = _floats(df, f"{name}.discrete_freqs", MAX_DISCRETE_VALUES)
+            if len(dv) != len(df) or (len(dv) > 1 and not np.all(np.diff(dv) > 0)):
+                raise BaselineError(f"feature {name!r}: discrete_values/discrete_freqs are inconsistent")
+        top = tuple((float(v), float(f)) for v, f in (d.get("top_values") or [])[:10])
+        vals = [float(d[k]) for k in ("mean", "std", "min", "max")]
+        if not all(math.isfinite(v) for v in vals):
+            raise BaselineError(f"feature {name!r}: mean/std/min/max must be finite")
+        return NumericProfile(
+            name=str(name),
+            count=int(d["count"]),
+            n_missing=int(d["n_missing"]),
+            n_invalid=int(d.get("n_invalid", 0)),
+            mean=vals[0],
+            std=vals[1],
+            min=vals[2],
+            max=vals[3],
+            quantiles=q,
+            bin_edges=edges,
+            bin_freqs=freqs,
+            discrete_values=dv,
+            discrete_freqs=df,
+            integer_valued=bool(d.get("integer_valued", False)),
+            top_values=top,
+        )
+    if kind == "categorical":
+        cats = d["categories"]
+        if not isinstance(cats, Mapping) or len(cats) > MAX_CATEGORIES:
+            raise BaselineError(f"feature {name!r}: categories must be a map of at most {MAX_CATEGORIES} entries")
+        return CategoricalProfile(
+            name=str(name),
+            count=int(d["count"]),
+            n_missing=int(d["n_missing"]),
+            n_invalid=int(d.get("n_invalid", 0)),
+            categories={str(k): float(v) for k, v in cats.items()},
+            other_freq=float(d.get("other_freq", 0.0)),
+            n_distinct=int(d.get("n_distinct", len(cats))),
+        )
+    raise BaselineError(f"feature {name!r}: unknown profile kind {kind!r}")
+
+
+def category_key(v: Any) -> str:
+    """The one spelling of a categorical value, shared by the builder and the monitors.
+
+    >>> [category_key(x) for x in ("US", 3, 3.0, True, 2.5)]
+    ['US', '3', '3', 'true', '2.5']
+    """
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
