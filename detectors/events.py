@@ -1,0 +1,161 @@
+"""Decoding prediction events: bytes in, structurally valid events and reasoned rejects out.
+
+One message (a Kafka record value, or one line / one msgpack object of a replay file) holds
+one event or a list of events, as JSON or msgpack, detected per message. An event is
+rejected only when it is structurally unusable; a bad single value inside an accepted
+event is the monitors' business (it counts against that feature's data quality).
+
+>>> events, rejects = decode_message(b'{"model": "credit", "features": {"amount": 12.5}}')
+>>> events[0]["features"], rejects
+({'amount': 12.5}, [])
+>>> _, rejects = decode_message(b'[{"model": "credit", "features": []}, 7]')
+>>> [r.reason for r in rejects]
+['features_not_object', 'not_an_object']
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import orjson
+
+#: Why a message or event was rejected (the `reason` label of metrics and dead letters).
+REASONS = (
+    "not_decodable",  # neither JSON nor msgpack
+    "oversized",  # message larger than Limits.max_message_bytes
+    "too_many_events",  # a list longer than Limits.max_events_per_message
+    "not_an_object",  # a JSON/msgpack value that is not a map
+    "missing_model",  # no non-empty string `model`
+    "features_not_object",  # `features` absent or not a map
+    "too_many_features",  # more than Limits.max_features_per_event features
+    "unknown_model",  # no baseline for this model (routing)
+    "baseline_unavailable",  # the model's baseline file is corrupt or was deleted (routing)
+)
+
+#: First bytes of a msgpack map or array; anything else is tried as JSON first.
+_MSGPACK_CONTAINER = frozenset([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that keep one hostile message from costing unbounded memory or time."""
+
+    max_message_bytes: int = 1_000_000
+    max_events_per_message: int = 10_000
+    max_features_per_event: int = 1_000
+    max_model_name: int = 200
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A rejected message or event: the reason label, a readable detail, and the bytes to
+    dead-letter (the original message, or the offending element of a list re-encoded)."""
+
+    reason: str
+    detail: str
+    raw: bytes
+
+
+def decode_message(data: bytes, limits: Limits = Limits()) -> tuple[list[dict], list[Reject]]:
+    """Decode one message into (events, rejects); never raises on any input bytes."""
+    if len(data) > limits.max_message_bytes:
+        return [], [Reject("oversized", f"message of {len(data)} bytes exceeds {limits.max_message_bytes}", data)]
+    obj, err = _parse(data, limits)
+    if err is not None:
+        return [], [Reject("not_decodable", err, data)]
+    return events_from_value(obj, data, limits)
+
+
+def events_from_value(obj: Any, raw: bytes | None = None, limits: Limits = Limits()) -> tuple[list[dict], list[Reject]]:
+    """Split an already-parsed message into events and rejects (`raw`: its original bytes)."""
+    if type(obj) is dict:
+        reason = _check(obj, limits)
+        if reason is None:
+            return [obj], []
+        return [], [Reject(reason[0], reason[1], raw if raw is not None else encode_value(obj))]
+    if type(obj) is not list:
+        return [], [Reject("not_an_object", f"message is a {type(obj).__name__}, not an event object or a list", raw if raw is not None else encode_value(obj))]
+    if len(obj) > limits.max_events_per_message:
+        return [], [Reject("too_many_events", f"{len(obj)} events in one message exceeds {limits.max_events_per_message}", raw if raw is not None else b"")]
+    events: list[dict] = []
+    rejects: list[Reject] = []
+    for i, item in enumerate(obj):
+        if type(item) is dict:
+            reason = _check(item, limits)
+            if reason is None:
+                events.append(item)
+                continue
+            reason = (reason[0], f"element {i}: {reason[1]}")
+        else:
+            reason = ("not_an_object", f"element {i} is a {type(item).__name__}, not an event object")
+        rejects.append(Reject(reason[0], reason[1], encode_value(item)))
+    return events, rejects
+
+
+def _parse(data: bytes, limits: Limits) -> tuple[Any, str | None]:
+    if not data[:1] or data[0] not in _MSGPACK_CONTAINER:
+        try:
+            return orjson.loads(data), None
+        except orjson.JSONDecodeError as e:
+            json_error = f"invalid JSON: {e}"
+    else:
+        json_error = None
+    try:
+        return (
+            msgpack.unpackb(
+                data,
+                raw=False,
+                strict_map_key=False,
+                max_array_len=limits.max_events_per_message * 10,
+                max_map_len=limits.max_features_per_event * 10,
+            ),
+            None,
+        )
+    except Exception as e:  # msgpack raises many unrelated types on garbage (ValueError, ExtraData, ...)
+        return None, json_error or f"invalid msgpack: {type(e).__name__}"
+
+
+def _check(ev: dict, limits: Limits) -> tuple[str, str] | None:
+    model = ev.get("model")
+    if type(model) is not str or not model or len(model) > limits.max_model_name:
+        return "missing_model", "no non-empty string 'model' field"
+    feats = ev.get("features")
+    if type(feats) is not dict:
+        return "features_not_object", f"'features' is {'absent' if feats is None else 'a ' + type(feats).__name__}, not an object"
+    if len(feats) > limits.max_features_per_event:
+        return "too_many_features", f"{len(feats)} features exceeds {limits.max_features_per_event}"
+    return None
+
+
+def encode_value(obj: Any) -> bytes:
+    """Bytes for dead-lettering a decoded value: JSON when it can be, msgpack otherwise."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        try:
+            return msgpack.packb(obj, use_bin_type=True)
+        except Exception:
+            return repr(obj).encode("utf-8", "replace")[:10_000]
+
+
+def dead_letter_record(reject: Reject, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The dead-letter contract shared by `replay --dead-letter` and the worker's topic:
+    the reason, a readable detail, the original bytes (as text when they are UTF-8, always
+    as base64) and where they came from.
+
+    >>> dead_letter_record(Reject("not_decodable", "invalid JSON", b"{oops"), {"line": 3})["raw"]
+    '{oops'
+    """
+    try:
+        text: str | None = reject.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {
+        "reason": reject.reason,
+        "detail": reject.detail,
+        "raw": text,
+        "raw_b64": base64.b64encode(reject.raw).decode("ascii"),
+        "source": source or {},
+    }

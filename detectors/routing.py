@@ -1,0 +1,87 @@
+"""Many models: route decoded events to their model's monitor, in order, and reject the rest.
+
+`replay` and the stream worker both go `decode_message` -> `ModelRouter.process`, so the
+same events give the same alerts in both.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from baselines.profile import Baseline
+from detectors.alerts import Alert
+from detectors.events import Reject, encode_value
+from detectors.model import ModelMonitor, MonitorConfig
+
+
+class ModelRouter:
+    """One `ModelMonitor` per model, keyed by the event's `model` field."""
+
+    def __init__(self, baselines: Iterable[Baseline] = (), config: MonitorConfig | None = None):
+        self._config = config
+        self._monitors: dict[str, ModelMonitor] = {}
+        self._baselines: dict[str, Baseline] = {}
+        self._unavailable: dict[str, str] = {}
+        for b in baselines:
+            self.set_baseline(b)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self._monitors)
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Models whose baseline is broken or gone, with the reason."""
+        return dict(self._unavailable)
+
+    def monitor(self, model: str) -> ModelMonitor:
+        return self._monitors[model]
+
+    def baseline(self, model: str) -> Baseline:
+        return self._baselines[model]
+
+    def set_baseline(self, baseline: Baseline) -> None:
+        """Add a model, or replace its baseline; a changed baseline starts a fresh monitor."""
+        old = self._baselines.get(baseline.model)
+        self._unavailable.pop(baseline.model, None)
+        if old is not None and old.to_dict() == baseline.to_dict():
+            return
+        self._baselines[baseline.model] = baseline
+        self._monitors[baseline.model] = ModelMonitor(baseline, self._config)
+
+    def disable_model(self, model: str, detail: str) -> None:
+        """The model's baseline is corrupt or deleted: dead-letter its events with `detail`."""
+        self._monitors.pop(model, None)
+        self._baselines.pop(model, None)
+        self._unavailable[model] = detail
+
+    def process(self, events: list[dict]) -> tuple[list[Alert], list[Reject]]:
+        """Update each model's monitor with its events, in arrival order."""
+        by_model: dict[str, list[dict]] = {}
+        rejects: list[Reject] = []
+        monitors = self._monitors
+        for ev in events:
+            model = ev["model"]
+            group = by_model.get(model)
+            if group is None:
+                if model not in monitors:
+                    rejects.append(self._reject(model, ev))
+                    continue
+                group = by_model[model] = []
+            group.append(ev)
+        alerts: list[Alert] = []
+        for model, group in by_model.items():
+            alerts.extend(monitors[model].update_batch(group))
+        return alerts, rejects
+
+    def _reject(self, model: str, ev: dict) -> Reject:
+        why = self._unavailable.get(model)
+        if why is not None:
+            return Reject("baseline_unavailable", f"model {model!r}: {why}", encode_value(ev))
+        return Reject("unknown_model", f"no baseline for model {model!r}", encode_value(ev))
+
+    def state_dict(self, model: str) -> dict[str, Any]:
+        return self._monitors[model].state_dict()
+
+    def restore(self, model: str, state: dict[str, Any]) -> None:
+        """Continue a model's monitor from a checkpoint taken with `state_dict`."""
+        self._monitors[model] = ModelMonitor.from_state(self._baselines[model], state, self._config)

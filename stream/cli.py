@@ -1,0 +1,44 @@
+"""The `skewwatch` command. Each subcommand lives in its own module exposing
+`configure(parser)` and `run(args) -> int`; only the chosen one is imported, so `baseline`
+and `replay` start without loading Faust."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "baseline": ("stream.cmd_baseline", "build or inspect a training baseline"),
+    "replay": ("stream.replay", "run the monitors over a JSONL/msgpack file of events; alerts to stdout"),
+    "worker": ("stream.worker", "run the stream service (Faust worker) against Kafka"),
+    "broker": ("stream.broker", "run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1"),
+    "demo": ("stream.demo", "embedded broker + worker + synthetic traffic that drifts"),
+    "alerts": ("stream.alerts_cmd", "follow the alert topic and print alerts readably"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skewwatch",
+        description="Streaming train-serve skew and drift detection for ML models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if argv and argv[0] == name:
+            importlib.import_module(module).configure(p)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return importlib.import_module(args._module).run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
