@@ -1,0 +1,38 @@
+# The skewwatch worker image (docker-compose.yml builds it as the `skewwatch` service).
+#   docker build -t skewwatch .
+#   docker run --rm -e SKEWWATCH_BROKER=kafka://broker:9092 -v "$PWD/baselines.d:/baselines:ro" skewwatch
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Unprivileged user; its home is the worker's data directory (Faust table state).
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/skewwatch skewwatch \
+    && mkdir -p /baselines
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY detectors ./detectors
+COPY baselines ./baselines
+COPY stream ./stream
+RUN pip install . && rm -rf /src
+
+# In a container the web server must listen on every interface so Prometheus can scrape it.
+ENV SKEWWATCH_WEB_HOST=0.0.0.0 \
+    SKEWWATCH_WEB_PORT=6066 \
+    SKEWWATCH_BASELINES=/baselines \
+    SKEWWATCH_DATA_DIR=/var/lib/skewwatch
+
+USER skewwatch
+WORKDIR /var/lib/skewwatch
+VOLUME ["/var/lib/skewwatch"]
+EXPOSE 6066
+
+# python:3.11-slim has no curl: probe /metrics with the standard library.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('SKEWWATCH_WEB_PORT', '6066'), timeout=4)"]
+
+ENTRYPOINT ["skewwatch"]
+CMD ["worker"]
