@@ -1,0 +1,122 @@
+"""The readable view of a baseline (`skewwatch baseline show`)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from baselines.profile import Baseline, CategoricalProfile, NumericProfile
+
+#: categories listed per categorical feature in the table
+SHOWN_CATEGORIES = 3
+
+
+def format_baseline(b: Baseline) -> str:
+    """A header (model, version, rows, created, source, confidence, prediction, metric) and
+    one table row per feature.
+
+    >>> from baselines.build import build_baseline_from_columns
+    >>> b = build_baseline_from_columns("credit", {"amount": [1.0, 2.0, None], "country": ["US", "US", "FR"]})
+    >>> print(format_baseline(b).split("\\n", 1)[0])
+    model credit  version -  rows 3  features 2 (1 numeric, 1 categorical)
+    """
+    kinds = [p.kind for p in b.features.values()]
+    lines = [
+        f"model {b.model}  version {b.version or '-'}  rows {b.n_rows:,}  "
+        f"features {len(kinds)} ({kinds.count('numeric')} numeric, {kinds.count('categorical')} categorical)",
+        f"created {_when(b.created)}  source {b.source or '-'}",
+    ]
+    if b.confidence is not None:
+        lines.append(f"confidence  {_describe(b.confidence)}")
+    if b.prediction is not None:
+        lines.append(f"prediction  {_describe(b.prediction)}")
+    if b.metric:
+        lines.append(f"metric      {b.metric.get('name')} {_num(b.metric.get('value'))} on {b.metric.get('n', '?'):,} rows")
+    header = ["feature", "kind", "count", "missing", "invalid", "mean", "std", "min", "p50", "max"]
+    rows = [header]
+    for name, p in b.features.items():
+        row = [name, p.kind, f"{p.count:,}", _pct(p.missing_rate), _pct(p.invalid_rate)]
+        if isinstance(p, NumericProfile):
+            row += [_num(p.mean), _num(p.std), _num(p.min), _num(float(p.quantiles[500])), _num(p.max)]
+            rows.append(row)
+        else:
+            rows.append(row + [f"{p.n_distinct:,} distinct: {_top(p)}"])
+    lines.append("")
+    lines += _table(rows)
+    return "\n".join(lines)
+
+
+def baseline_json(b: Baseline) -> str:
+    """The whole baseline as indented JSON; arrays (quantiles, bins) stay on one line each."""
+    return _json(b.to_dict(), "")
+
+
+def _json(value: Any, indent: str) -> str:
+    """
+    >>> print(_json({"a": {"b": [1, 2.5]}, "c": None}, ""))
+    {
+      "a": {
+        "b": [1, 2.5]
+      },
+      "c": null
+    }
+    """
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        items = [f"{inner}{json.dumps(str(k))}: {_json(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + _json(v, inner) for v in value) + "\n" + indent + "]"
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def _describe(p: NumericProfile | CategoricalProfile) -> str:
+    head = f"{p.kind}, {p.count:,} values, missing {_pct(p.missing_rate)}, invalid {_pct(p.invalid_rate)}"
+    if isinstance(p, NumericProfile):
+        q = p.quantiles
+        return (f"{head}; mean {_num(p.mean)} std {_num(p.std)} "
+                f"p05 {_num(float(q[50]))} p50 {_num(float(q[500]))} p95 {_num(float(q[950]))}")
+    return f"{head}; {_top(p)}"
+
+
+def _top(p: CategoricalProfile) -> str:
+    if not p.categories:
+        return "(no values)"
+    ranked = sorted(p.categories.items(), key=lambda kv: -kv[1])[:SHOWN_CATEGORIES]
+    shown = ", ".join(f"{k} {_pct(v)}" for k, v in ranked)
+    rest = 1.0 - sum(v for _, v in ranked)
+    if rest > 5e-5:
+        shown += f", ... {_pct(rest)}"
+    return shown
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    n = len(rows[0])
+    widths = [0] * n
+    for r in rows:
+        cells = r if len(r) == n else r[:-1]  # a categorical row ends with free text
+        for i, c in enumerate(cells):
+            widths[i] = max(widths[i], len(c))
+    out = []
+    for r in rows:
+        cells = [c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(r[: len(r) if len(r) == n else -1])]
+        if len(r) < n:
+            cells.append(r[-1])
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def _num(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.4g}"
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.2g}%" if 0 < share < 0.001 else f"{100 * share:.1f}%"
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts else "-"

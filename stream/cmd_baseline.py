@@ -1,0 +1,86 @@
+"""`skewwatch baseline build|show`: profile training data, inspect a stored baseline.
+
+Only pandas/numpy/msgpack are imported (no Faust), so the command starts fast.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="baseline_command", required=True, metavar="{build,show}")
+    build = sub.add_parser("build", help="profile a training file into a baseline",
+                           description="Profile a training file (CSV, JSONL or Parquet) into a baseline file.")
+    build.add_argument("train", metavar="TRAIN", help="training data: .csv, .csv.gz, .tsv, .jsonl, .ndjson, .parquet")
+    build.add_argument("-o", "--output", required=True, help="baseline file to write (msgpack)")
+    build.add_argument("--model", required=True, help="model name events carry in their `model` field")
+    build.add_argument("--version", help="model version the baseline belongs to")
+    build.add_argument("--confidence-column", help="column holding the model's confidence in [0, 1]")
+    build.add_argument("--prediction-column", help="column holding the model's prediction")
+    build.add_argument("--label-column", help="column holding the true label (needs --prediction-column)")
+    build.add_argument("--categorical", type=_names, action="extend", default=[], metavar="A,B",
+                       help="columns to profile as categorical whatever they look like")
+    build.add_argument("--exclude", type=_names, action="extend", default=[], metavar="C,D", help="columns to leave out")
+    show = sub.add_parser("show", help="print a baseline readably", description="Print a baseline file readably.")
+    show.add_argument("baseline", metavar="BASELINE", help="baseline file (msgpack)")
+    show.add_argument("--json", action="store_true", help="the whole baseline as JSON, arrays included")
+
+
+def run(args: argparse.Namespace) -> int:
+    from baselines.build import BuildError
+    from baselines.profile import BaselineError
+
+    try:
+        if args.baseline_command == "build":
+            return _build(args)
+        return _show(args)
+    except (BuildError, BaselineError) as e:
+        return _fail(str(e))
+    except BrokenPipeError:  # `skewwatch baseline show B | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        return _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+    except MemoryError:
+        return _fail("out of memory while profiling")
+
+
+def _build(args: argparse.Namespace) -> int:
+    from baselines.build import build_baseline
+
+    baseline = build_baseline(
+        args.train,
+        model=args.model,
+        version=args.version,
+        confidence_column=args.confidence_column,
+        prediction_column=args.prediction_column,
+        label_column=args.label_column,
+        categorical=args.categorical,
+        exclude=args.exclude,
+    )
+    baseline.save(args.output)
+    kinds = [p.kind for p in baseline.features.values()]
+    print(f"wrote {args.output}: model {baseline.model}, {baseline.n_rows:,} rows, "
+          f"{kinds.count('numeric')} numeric + {kinds.count('categorical')} categorical features",
+          file=sys.stderr)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from baselines.profile import Baseline
+    from baselines.show import baseline_json, format_baseline
+
+    baseline = Baseline.load(args.baseline)
+    print(baseline_json(baseline) if args.json else format_baseline(baseline))
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _fail(message: str) -> int:
+    print(f"skewwatch baseline: {message}", file=sys.stderr)
+    return 2
