@@ -1,0 +1,734 @@
+"""Why did a feature alert? Pure rules that tell a serving-pipeline bug from a real population shift.
+
+The engine calls one function per alert, with what its monitor keeps cheaply (the last few hundred
+valid values or category counts, the window's missing / invalid counts and, optionally, a short
+history of block means of the feature's score plus the model versions seen)::
+
+    diagnose_numeric(profile, recent, n_missing=.., n_invalid=.., n_total=.., timing=..)
+    diagnose_categorical(profile, counts, n_missing=.., n_total=.., timing=..)
+    diagnose_change_time(timing)      # alerts without a feature profile (confidence, serving)
+
+Each returns a `Diagnosis`: a `cause`, one `sentence` for the on-call engineer and a small JSON-ready
+`evidence` map. The value rules run in a fixed order, most specific pipeline bug first (see
+docs/diagnosis.md); the first that fires wins, and a plain description of what moved is the fallback.
+A timing diagnosis (abrupt / gradual / model_version) is appended to a pipeline-bug diagnosis and
+replaces the plain fallback.
+
+>>> import numpy as np
+>>> from baselines.profile import QUANTILE_PROBS, NumericProfile
+>>> train = np.random.default_rng(0).lognormal(3.0, 0.8, 5_000)
+>>> q = np.quantile(train, QUANTILE_PROBS)
+>>> p = NumericProfile("latency_ms", len(train), 0, 0, float(train.mean()), float(train.std()),
+...                    float(q[0]), float(q[-1]), q, q[100:1000:100], np.full(10, 0.1))
+>>> recent = np.random.default_rng(1).lognormal(3.0, 0.8, 512) / 1000
+>>> d = diagnose_numeric(p, recent, n_missing=0, n_invalid=0, n_total=512)
+>>> d.cause, d.evidence["factor"]
+('unit_change', '1/1000')
+>>> d.sentence
+'values look ~1/1000 of training at every quantile (e.g. ms -> s, g -> kg, B -> KiB): unit or scale change in the serving pipeline'
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from baselines.profile import QUANTILE_PROBS, CategoricalProfile, NumericProfile
+
+#: causes that name a defect of the serving pipeline (a timing diagnosis is appended to them)
+PIPELINE_CAUSES = frozenset(
+    {"type_change", "stuck_value", "default_fill", "unit_change", "rounding", "letter_case", "formatting"}
+)
+#: below this many recent values the value rules do not run (too little to tell a defect from noise)
+MIN_VALUES = 30
+#: a ramp at least this long (events) reads as a population change; a shorter one may be a staged rollout
+LONG_RAMP = 10_000
+#: share of the recent values that must agree for "all values" rules (stuck, rounded, integral)
+ALMOST_ALL = 0.98
+
+# known unit / scale factors and a hint of the conversion each usually is. Factors between 1/5 and 5
+# (miles -> km, inches -> cm) are left out: a feature measured on a ratio scale (latency, amounts)
+# can genuinely grow by x1.6, and its quantiles then move exactly like a unit change's.
+_FACTORS: dict[str, tuple[float, str]] = {
+    "1000": (1000.0, "s -> ms, kg -> g, KiB -> B"),
+    "1/1000": (1e-3, "ms -> s, g -> kg, B -> KiB"),
+    "1e6": (1e6, "s -> us, MB -> B"),
+    "1/1e6": (1e-6, "us -> s, B -> MB"),
+    "100": (100.0, "fraction -> percent, units -> cents"),
+    "1/100": (1e-2, "percent -> fraction, cents -> units"),
+    "10": (10.0, "cm -> mm"),
+    "1/10": (0.1, "mm -> cm"),
+    "60": (60.0, "minutes -> seconds"),
+    "1/60": (1 / 60, "seconds -> minutes"),
+    "3600": (3600.0, "hours -> seconds"),
+    "1/3600": (1 / 3600, "seconds -> hours"),
+    "86400": (86400.0, "days -> seconds"),
+    "1/86400": (1 / 86400, "seconds -> days"),
+    "24": (24.0, "days -> hours"),
+    "1/24": (1 / 24, "hours -> days"),
+}
+# 512 values estimate the ratio within ~10 % (heavy tails: ~25 %): x1000 and x1024 are one factor
+_FACTOR_TOLERANCE = math.log(1.25)
+_MIN_UNKNOWN_RATIO = 5.0
+# rounding steps tried, coarsest first
+_STEPS = (1e6, 1e5, 1e4, 1000.0, 500.0, 100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01, 0.001)
+# numeric placeholders that pipelines write for "no value"
+_NUMERIC_SENTINELS = {0.0: "zero", -1.0: "-1", 999.0: "999", 9999.0: "9999", 99999.0: "99999",
+                      -999.0: "-999", -9999.0: "-9999", -99999.0: "-99999"}
+_CATEGORY_SENTINELS = frozenset(
+    {"", "unknown", "none", "null", "nil", "nan", "n/a", "na", "missing", "default", "other", "-", "?",
+     "undefined", "0", "-1", "unk", "not set", "(not set)"}
+)
+_NUMBER = re.compile(r"^\s*[-+]?(\d[\d,_]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The most likely cause of an alert, in words and as data."""
+
+    cause: str
+    sentence: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_pipeline_bug(self) -> bool:
+        return self.cause in PIPELINE_CAUSES
+
+    def alert_fields(self) -> dict[str, Any]:
+        """The `diagnosis` and `evidence` fields of an Alert (evidence carries the cause)."""
+        return {"diagnosis": self.sentence, "evidence": {"cause": self.cause, **self.evidence}}
+
+
+@dataclass(frozen=True)
+class ChangeTiming:
+    """What a monitor keeps cheaply to date a change and relate it to model versions.
+
+    `block_means` are the means of the feature's score over consecutive blocks of events, oldest
+    first, with `block_counts` events each (blocks may differ in size, e.g. merged older blocks).
+    The score must be centred on training: about 0 while production looks like training (e.g.
+    sqrt(12) * (u - 1/2) for the training-CDF value u). `end_event` is the monitor's event count
+    after the last block, so block i starts at end_event - sum(block_counts[i:]).
+    `version_first_seen` maps each model_version to the event count at which it first appeared;
+    `served_versions` counts model_version over the recent window.
+    """
+
+    block_means: Sequence[float] = ()
+    block_counts: Sequence[int] = ()
+    end_event: int = 0
+    version_first_seen: Mapping[str, int] = field(default_factory=dict)
+    served_versions: Mapping[str, int] = field(default_factory=dict)
+    baseline_version: str | None = None
+
+
+# ---- numeric ---------------------------------------------------------------------------------
+def diagnose_numeric(
+    profile: NumericProfile,
+    recent: np.ndarray | Sequence[float],
+    *,
+    n_missing: int,
+    n_invalid: int,
+    n_total: int,
+    invalid_examples: Sequence[str] = (),
+    timing: ChangeTiming | None = None,
+) -> Diagnosis:
+    """Diagnose a numeric feature from its recent valid values and the same window's counts.
+
+    `recent` holds the valid (finite) values of the window; `n_missing` and `n_invalid` count the
+    window's null and non-numeric values, `n_total` all its events; `invalid_examples` are a few of
+    the raw invalid values as strings.
+    """
+    x = np.asarray(recent, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    value = (
+        _numbers_as_strings(profile, n_invalid, n_total, invalid_examples)
+        or _constant_value(profile, x, n_missing, n_total)
+        or _unit_change(profile, x)
+        or _rounding(profile, x)
+        or _default_fill(profile, x, n_missing, n_total)
+        or _numeric_fallback(profile, x, n_missing, n_invalid, n_total)
+    )
+    return _with_timing(value, timing)
+
+
+def _numbers_as_strings(p: NumericProfile, n_invalid: int, n_total: int, examples: Sequence[str]) -> Diagnosis | None:
+    if not n_total or not examples:
+        return None
+    rate = n_invalid / n_total
+    if not _rate_rose(rate, p.invalid_rate, n_total):
+        return None
+    numeric = [e for e in examples if _NUMBER.match(str(e))]
+    # guard: text such as "N/A" or "abc" is bad data, not numbers serialised as strings
+    if len(numeric) < max(1, 0.8 * len(examples)):
+        return None
+    return Diagnosis(
+        "type_change",
+        f"{_pct(rate)} of values arrive as strings that hold numbers (e.g. {numeric[0]!r}); training had "
+        f"{_pct(p.invalid_rate)} invalid: numbers are serialised as strings in the serving pipeline",
+        {"invalid_rate": _r(rate), "baseline_invalid_rate": _r(p.invalid_rate),
+         "numeric_examples": [str(e)[:40] for e in numeric[:3]], "examples_checked": len(examples)},
+    )
+
+
+def _constant_value(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int) -> Diagnosis | None:
+    if len(x) < MIN_VALUES or p.std <= 0:
+        return None
+    values, counts = np.unique(x, return_counts=True)
+    top = int(np.argmax(counts))
+    v, share = float(values[top]), counts[top] / len(x)
+    baseline_share = _numeric_share(p, v)
+    # guard: a value that already dominated training (a zero-inflated feature) is not stuck
+    if share < ALMOST_ALL or baseline_share >= 0.5:
+        return None
+    sentinel = _sentinel_name(p, v)
+    if sentinel is not None:
+        return _default_fill_diagnosis(p, v, share, baseline_share, sentinel, n_missing, n_total)
+    return Diagnosis(
+        "stuck_value",
+        f"{_pct(share)} of recent values equal {_fmt(v)} (training std {_fmt(p.std)}, share of that value "
+        f"{_pct(baseline_share)}): the feature is stuck (a frozen upstream source or a cached value)",
+        {"value": _r(v), "share": _r(share), "baseline_share": _r(baseline_share), "baseline_std": _r(p.std),
+         "n_values": int(len(x))},
+    )
+
+
+def _unit_change(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
+    if len(x) < MIN_VALUES:
+        return None
+    inner = slice(100, 901)  # p10..p90: the tails of a few hundred values are too noisy
+    qt = p.quantiles[inner]
+    qp = np.quantile(x, QUANTILE_PROBS[inner])
+    # quantiles near zero make wild ratios (a feature centred on 0): leave them out
+    tiny = 0.1 * float(np.median(np.abs(qt)))
+    usable = (np.sign(qt) == np.sign(qp)) & (np.abs(qt) > tiny) & (qp != 0)
+    if usable.mean() < 0.5:
+        return None
+    log_r = float(np.median(np.log(qp[usable] / qt[usable])))
+    iqr_t = p.quantiles[750] - p.quantiles[250]
+    iqr_p = float(np.subtract(*np.quantile(x, [0.75, 0.25])))
+    if iqr_t <= 0 or iqr_p <= 0:
+        return None
+    # how far production, scaled back by the ratio, is from training: median over quantiles, in
+    # training IQRs (absolute, so quantiles near zero of a centred feature do not blow it up)
+    misfit = float(np.median(np.abs(qp / math.exp(log_r) - qt))) / iqr_t
+    spread_log_ratio = math.log(iqr_p / iqr_t)
+    # guard: under x -> R*x the spread scales by R too; a location shift of a feature with a small
+    # coefficient of variation also gives near-constant quantile ratios, but leaves the spread alone
+    if abs(spread_log_ratio - log_r) > 0.3:
+        return None
+    name, (factor, hint) = min(_FACTORS.items(), key=lambda kv: abs(math.log(kv[1][0]) - log_r))
+    known = abs(math.log(factor) - log_r) <= _FACTOR_TOLERANCE and misfit <= 0.15
+    unknown = abs(log_r) >= math.log(_MIN_UNKNOWN_RATIO) and misfit <= 0.1
+    if not (known or unknown):
+        return None
+    ratio = math.exp(log_r)
+    evidence = {
+        "ratio": _r(ratio), "factor": name if known else None, "misfit_iqr": _r(misfit),
+        "spread_ratio": _r(iqr_p / iqr_t),
+        "quantiles": {f"p{k:02d}": [_r(p.quantiles[10 * k]), _r(float(np.quantile(x, k / 100)))] for k in (5, 50, 95)},
+    }
+    if known:
+        shown = f"~{name}" if name.startswith("1/") else f"~{name}x"
+        sentence = f"values look {shown} of training at every quantile (e.g. {hint}): unit or scale change in the serving pipeline"
+    else:
+        sentence = f"values look ~{_fmt(ratio)}x training at every quantile: scale change in the serving pipeline"
+    return Diagnosis("unit_change", sentence, evidence)
+
+
+def _rounding(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
+    if len(x) < MIN_VALUES:
+        return None
+    iqr_t = p.quantiles[750] - p.quantiles[250]
+    for step in _STEPS:
+        # guard: only a step coarse against training's spread can move the distribution
+        if step < iqr_t / 100 or _on_step(x, step) < ALMOST_ALL:
+            continue
+        train_share = _training_share_on_step(p, step)
+        if train_share >= 0.5:  # guard: training was on this grid already (integer features)
+            return None
+        if step == 1.0:
+            sentence = (f"{_pct(_on_step(x, step))} of recent values are whole numbers where training had fractions "
+                        f"({_pct(train_share)} whole): values are rounded or cast to integer in the serving pipeline")
+        else:
+            sentence = (f"{_pct(_on_step(x, step))} of recent values are multiples of {_fmt(step)} where training "
+                        f"had {_pct(train_share)}: values are rounded in the serving pipeline")
+        return Diagnosis("rounding", sentence, {
+            "step": step, "share_on_step": _r(_on_step(x, step)), "baseline_share_on_step": _r(train_share),
+            "n_distinct": int(len(np.unique(x))), "n_values": int(len(x))})
+    return _float32(p, x)
+
+
+def _float32(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
+    exact = x.astype(np.float32).astype(np.float64) == x
+    fractional = x != np.round(x)
+    if exact.mean() < ALMOST_ALL or fractional.mean() < 0.5:
+        return None
+    # guard: float32 training data (its min and max, real sample values, are float32-exact too)
+    ends = np.array([p.min, p.max])
+    if np.all(ends.astype(np.float32).astype(np.float64) == ends):
+        return None
+    return Diagnosis(
+        "rounding",
+        f"{_pct(exact.mean())} of recent values are exact float32 numbers where training had float64: "
+        "values are cast to float32 in the serving pipeline",
+        {"precision": "float32", "share_float32": _r(exact.mean()), "n_values": int(len(x))},
+    )
+
+
+def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int) -> Diagnosis | None:
+    if len(x) < MIN_VALUES:
+        return None
+    values, counts = np.unique(x, return_counts=True)
+    top = int(np.argmax(counts))
+    v, k, n = float(values[top]), int(counts[top]), len(x)
+    share, baseline_share = k / n, _numeric_share(p, v)
+    if not _share_rose(k, n, baseline_share):
+        return None
+    # guard: a real shift moves the whole distribution; a fill adds a point mass and leaves the
+    # other values distributed as in training
+    rest = x[x != v]
+    if len(rest) >= MIN_VALUES and _ks_to_training_without(p, rest, v, baseline_share) > 1.63 / math.sqrt(len(rest)) + 0.05:
+        return None
+    sentinel = _sentinel_name(p, v) or "a repeated value"
+    return _default_fill_diagnosis(p, v, share, baseline_share, sentinel, n_missing, n_total)
+
+
+def _default_fill_diagnosis(p: NumericProfile, v: float, share: float, baseline_share: float, sentinel: str,
+                            n_missing: int, n_total: int) -> Diagnosis:
+    missing = n_missing / n_total if n_total else 0.0
+    sentence = f"value {_fmt(v)} ({sentinel}) makes {_pct(share)} of recent values against {_pct(baseline_share)} in training"
+    if p.missing_rate >= 0.01 and missing < p.missing_rate / 2:
+        sentence += (f", while the missing rate fell from {_pct(p.missing_rate)} to {_pct(missing)}: "
+                     "missing values are filled with a default at serving")
+    elif missing > 2 * p.missing_rate + 0.01:
+        sentence += (f", while the missing rate rose from {_pct(p.missing_rate)} to {_pct(missing)}: "
+                     "an upstream source fails and its values are replaced by a default")
+    else:
+        sentence += ": a default or fill value replaces real values in the serving pipeline"
+    return Diagnosis("default_fill", sentence, {
+        "value": _r(v), "sentinel": sentinel, "share": _r(share), "baseline_share": _r(baseline_share),
+        "missing_rate": _r(missing), "baseline_missing_rate": _r(p.missing_rate)})
+
+
+def _numeric_fallback(p: NumericProfile, x: np.ndarray, n_missing: int, n_invalid: int, n_total: int) -> Diagnosis:
+    missing = n_missing / n_total if n_total else 0.0
+    invalid = n_invalid / n_total if n_total else 0.0
+    evidence: dict[str, Any] = {
+        "baseline": {"mean": _r(p.mean), "std": _r(p.std), "p50": _r(p.quantiles[500]),
+                     "iqr": _r(p.quantiles[750] - p.quantiles[250]), "missing_rate": _r(p.missing_rate),
+                     "invalid_rate": _r(p.invalid_rate)},
+        "current": {"missing_rate": _r(missing), "invalid_rate": _r(invalid), "n_values": int(len(x))},
+    }
+    rates = []
+    if _rate_rose(missing, p.missing_rate, n_total):
+        rates.append(("missing_rate", f"missing rate {_pct(p.missing_rate)} -> {_pct(missing)}: values are lost upstream of serving"))
+    if _rate_rose(invalid, p.invalid_rate, n_total):
+        rates.append(("invalid_values", f"non-numeric values {_pct(p.invalid_rate)} -> {_pct(invalid)}: values of the wrong type reach serving"))
+    if len(x) < 2:
+        cause, sentence = rates[0] if rates else ("distribution_shift", "too few recent values to describe")
+        return Diagnosis(cause, sentence, evidence)
+    mean, std, median = float(x.mean()), float(x.std()), float(np.median(x))
+    iqr_t = p.quantiles[750] - p.quantiles[250]
+    iqr_p = float(np.subtract(*np.quantile(x, [0.75, 0.25])))
+    unit = iqr_t / 1.349 if iqr_t > 0 else p.std or 1.0  # the IQR of a normal is 1.349 std
+    location_z = (median - p.quantiles[500]) / unit
+    # a training spread of 0 (a constant feature) has no ratio: any spread now is a change of scale
+    spread = iqr_p / iqr_t if iqr_t > 0 else std / p.std if p.std > 0 else None
+    outside = float(np.mean((x < p.min) | (x > p.max)))
+    evidence["current"].update({"mean": _r(mean), "std": _r(std), "p50": _r(median), "iqr": _r(iqr_p),
+                                "outside_training_range": _r(outside)})
+    location = abs(location_z) >= 0.25
+    scale = std > 0 if spread is None else not 0.8 <= spread <= 1.25
+    moved = {(True, True): "location+scale", (True, False): "location", (False, True): "scale"}.get((location, scale))
+    evidence.update({"moved": moved or "shape", "location_shift_std": _r(location_z),
+                     "spread_ratio": None if spread is None else _r(spread)})
+    numbers = (f"mean {_fmt(p.mean)} -> {_fmt(mean)}, std {_fmt(p.std)} -> {_fmt(std)}, "
+               f"median {_fmt(p.quantiles[500])} -> {_fmt(median)}")
+    if outside >= 0.01:
+        numbers += f"; {_pct(outside)} of values outside the training range [{_fmt(p.min)}, {_fmt(p.max)}]"
+    if moved is None and rates:  # the values still look like training: the rate is the news
+        cause, sentence = rates[0]
+        return Diagnosis(cause, f"{sentence}; valid values unchanged ({numbers})", evidence)
+    what = {"location+scale": "location and spread changed", "location": "location shift, spread unchanged",
+            "scale": "spread changed, location unchanged", None: "shape or tails changed"}[moved]
+    cause = {"location": "location_shift", "scale": "scale_shift", "location+scale": "location_scale_shift"}.get(moved or "", "distribution_shift")
+    return Diagnosis(cause, "; ".join([f"{what}: {numbers}"] + [s for _, s in rates]), evidence)
+
+
+# ---- categorical -----------------------------------------------------------------------------
+# normalisations tried in order: the first under which an unseen category meets a training one names the defect
+def _nfkc(s: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", s).split()).casefold()
+
+
+def _number_form(s: str) -> str:
+    try:
+        f = float(s.replace(",", "").strip())
+    except ValueError:
+        return s
+    return repr(f) if math.isfinite(f) else s
+
+
+_NORMALISATIONS = (
+    ("letter_case", "letter case", str.casefold),
+    ("whitespace", "surrounding whitespace", str.strip),
+    ("letter_case+whitespace", "letter case and whitespace", lambda s: s.strip().casefold()),
+    ("unicode_whitespace", "unicode form or inner whitespace", _nfkc),
+    ("separators", "separators ('-', '_', ' ', '.')", lambda s: re.sub(r"[-_.\s]+", "", _nfkc(s))),
+    ("number_format", "number formatting", _number_form),
+)
+
+
+def diagnose_categorical(
+    profile: CategoricalProfile,
+    counts: Mapping[str, int],
+    *,
+    n_missing: int,
+    n_total: int,
+    timing: ChangeTiming | None = None,
+) -> Diagnosis:
+    """Diagnose a categorical feature from its recent category counts (keys spelt by
+    `baselines.profile.category_key`) and the same window's missing count and event count."""
+    counts = {str(k): int(c) for k, c in counts.items() if c > 0}
+    n = sum(counts.values())
+    value = (
+        _formatting(profile, counts, n)
+        or _category_dominates(profile, counts, n, n_missing, n_total)
+        or _categorical_fallback(profile, counts, n, n_missing, n_total)
+    )
+    return _with_timing(value, timing)
+
+
+def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagnosis | None:
+    unseen = {c: k for c, k in counts.items() if c not in p.categories}
+    unseen_total = sum(unseen.values())
+    if not unseen_total:
+        return None
+    indexes = []
+    for rule, words, norm in _NORMALISATIONS:
+        index: dict[str, str] = {}
+        for t, share in sorted(p.categories.items(), key=lambda kv: kv[1]):
+            index[norm(t)] = t  # the most frequent training spelling wins a collision
+        indexes.append((rule, words, norm, index))
+    mappings = []
+    for c, k in sorted(unseen.items(), key=lambda kv: -kv[1]):
+        for rule, words, norm, index in indexes:
+            t = index.get(norm(c))
+            if t is not None:
+                mappings.append({"seen": c, "training": t, "rule": rule, "share": _r(k / n), "count": k})
+                break
+    matched = sum(m["count"] for m in mappings)
+    # guard: genuinely new categories (no training spelling matches) are not formatting; a few
+    # accidental matches among many new values do not explain the alert either
+    if matched < 5 or matched < 0.5 * unseen_total:
+        return None
+    rules = {m["rule"] for m in mappings}
+    cause = "letter_case" if rules == {"letter_case"} else "formatting"
+    words = " / ".join(w for r, w, _, _ in indexes if r in rules)
+    shown = ", ".join(f"{m['seen']!r} ↔ {m['training']!r}" for m in mappings[:3])
+    more = f" and {len(mappings) - 3} more" if len(mappings) > 3 else ""
+    return Diagnosis(
+        cause,
+        f"unseen categories match training categories after normalising {words} ({shown}{more}), "
+        f"{_pct(matched / n)} of recent values: preprocessing mismatch in the serving pipeline",
+        {"mappings": [{k: v for k, v in m.items() if k != "count"} for m in mappings[:10]],
+         "matched_share": _r(matched / n), "unseen_share": _r(unseen_total / n), "n_mappings": len(mappings)},
+    )
+
+
+def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n_missing: int, n_total: int) -> Diagnosis | None:
+    if n < MIN_VALUES or not n_total:
+        return None
+    floor = p.other_freq / max(1, p.n_distinct - len(p.categories)) if p.n_distinct > len(p.categories) else 0.0
+    missing = n_missing / n_total
+    present = 1 - p.missing_rate - p.invalid_rate  # training shares are of present values; compare per event
+
+    def rise(c: str) -> float:
+        return counts[c] / n_total - p.categories.get(c, floor) * present
+
+    c = max(counts, key=rise)
+    k, share, baseline_share = counts[c], counts[c] / n, p.categories.get(c, floor)
+    evidence = {"value": c, "share": _r(share), "baseline_share": _r(baseline_share),
+                "missing_rate": _r(missing), "baseline_missing_rate": _r(p.missing_rate)}
+    # missing values filled with a real category: its rise per event matches the fall of the missing rate
+    drop = p.missing_rate - missing
+    if drop >= 0.05 and rise(c) >= 0.5 * drop and _share_rose(k, n_total, baseline_share * present, min_ratio=1.0):
+        return Diagnosis("default_fill", f"category {c!r} makes {_pct(share)} of recent values against {_pct(baseline_share)} "
+                         f"in training, while the missing rate fell from {_pct(p.missing_rate)} to {_pct(missing)}: missing "
+                         "values are filled with a default at serving", evidence)
+    if not _share_rose(k, n, baseline_share):
+        return None
+    if c.strip().casefold() in _CATEGORY_SENTINELS:
+        return Diagnosis("default_fill", f"category {c!r} makes {_pct(share)} of recent values against {_pct(baseline_share)} "
+                         "in training: a default or placeholder replaces real values in the serving pipeline", evidence)
+    top_training = max(p.categories.values(), default=0.0)
+    # guard: a real category gaining share is a population shift unless it takes over almost everything
+    if share >= ALMOST_ALL and top_training < 0.8:
+        return Diagnosis("stuck_value", f"{_pct(share)} of recent values are {c!r} (training: {_pct(baseline_share)}, "
+                         f"largest category {_pct(top_training)}): the feature is stuck at one category", evidence)
+    return None
+
+
+def _categorical_fallback(p: CategoricalProfile, counts: dict[str, int], n: int, n_missing: int, n_total: int) -> Diagnosis:
+    missing = n_missing / n_total if n_total else 0.0
+    unseen = sorted(((c, k) for c, k in counts.items() if c not in p.categories), key=lambda ck: -ck[1])
+    unseen_share = sum(k for _, k in unseen) / n if n else 0.0
+    evidence: dict[str, Any] = {"missing_rate": _r(missing), "baseline_missing_rate": _r(p.missing_rate),
+                                "unseen_share": _r(unseen_share), "baseline_other_share": _r(p.other_freq)}
+    if n and unseen_share >= max(0.02, 2 * p.other_freq):
+        top = ", ".join(f"{c!r} ({_pct(k / n)})" for c, k in unseen[:3])
+        evidence["top_unseen"] = {c: _r(k / n) for c, k in unseen[:5]}
+        what = "1 category unseen in training makes" if len(unseen) == 1 else f"{len(unseen)} categories unseen in training make"
+        return Diagnosis("new_category", f"{what} {_pct(unseen_share)} of recent values: {top}", evidence)
+    if _rate_rose(missing, p.missing_rate, n_total):
+        return Diagnosis("missing_rate", f"missing rate {_pct(p.missing_rate)} -> {_pct(missing)}: values are lost "
+                         "upstream of serving", evidence)
+    if not n:
+        return Diagnosis("category_shift", "no recent values to compare", evidence)
+    moves = sorted(((c, counts.get(c, 0) / n - p.categories.get(c, 0.0)) for c in set(counts) | set(p.categories)),
+                   key=lambda cd: -abs(cd[1]))[:3]
+    evidence["largest_moves"] = {c: [_r(p.categories.get(c, 0.0)), _r(counts.get(c, 0) / n)] for c, _ in moves}
+    text = ", ".join(f"{c!r} {_pct(p.categories.get(c, 0.0))} -> {_pct(counts.get(c, 0) / n)}" for c, _ in moves)
+    return Diagnosis("category_shift", f"category shares moved: {text}", evidence)
+
+
+# ---- timing and versions ---------------------------------------------------------------------
+def diagnose_change_time(timing: ChangeTiming) -> Diagnosis | None:
+    """Abrupt or gradual, and does it coincide with a model_version? None when nothing is datable.
+
+    Fits the block means with a step (one change point) and with a ramp (flat, linear from s to e,
+    flat); the ramp is preferred only when it fits clearly better.
+    """
+    versions = _versions(timing)
+    change = _fit_change(timing)
+    if change is None:
+        return versions
+    kind, start, end, before, after, off_at_oldest = change
+    evidence: dict[str, Any] = {"change": kind, "start_event": start, "end_event": end,
+                                "score_before": _r(before), "score_after": _r(after)}
+    if kind == "from_start":
+        evidence.pop("end_event")
+        base = Diagnosis("from_start", f"the feature differs from training since the first monitored event (score "
+                         f"{_fmt(after)}): skew from the start points to the serving pipeline, not to a change in production", evidence)
+        return _merge_versions(base, versions)
+    if kind == "undated":
+        base = Diagnosis("undated", f"off training (score {_fmt(after)}) over all the ~{_count(end - start)} events of kept "
+                         f"history: the change began before event {start:,} and cannot be dated", evidence)
+        return _merge_versions(base, versions)
+    # a version change explains a change that starts within its resolution (a block, or a tenth of a ramp)
+    resolution = max(_block_at(timing, start), (end - start) // 10)
+    coincident = sorted((abs(first - start), v, first) for v, first in timing.version_first_seen.items()
+                        if abs(first - start) <= resolution and first > 0)
+    if coincident:
+        _, v, first = coincident[0]
+        earlier = [(f, u) for u, f in timing.version_first_seen.items() if f < first]
+        previous = max(earlier)[1] if earlier else timing.baseline_version
+        evidence.update({"version": v, "version_first_seen": first, "previous_version": previous})
+        frm = f"{previous} -> {v}" if previous and previous != v else v
+        return Diagnosis("version_change", f"{kind} change at event ~{start:,} coincides with model_version {frm} (first "
+                         f"served at event {first:,}): the new deployment computes this feature differently", evidence)
+    if kind == "abrupt":
+        base = Diagnosis("abrupt_shift", f"abrupt change at event ~{start:,} with no model_version change: points to a "
+                         "pipeline or upstream deploy at that time", evidence)
+    elif off_at_oldest:
+        # already off training when the kept history begins: the ramp's true start is unknown
+        oldest = int(timing.end_event - sum(timing.block_counts))
+        evidence["off_training_at_oldest_kept"] = oldest
+        base = Diagnosis("gradual_shift", f"gradual shift over at least ~{_count(end - start)} events (events {start:,} to "
+                         f"{end:,}, already off training at event {oldest:,}, the oldest kept): real population change, "
+                         "consider retraining", evidence)
+    elif end - start >= LONG_RAMP:
+        base = Diagnosis("gradual_shift", f"gradual shift over ~{_count(end - start)} events (events {start:,} to "
+                         f"{end:,}): real population change, consider retraining", evidence)
+    else:
+        base = Diagnosis("gradual_shift", f"change ramped over ~{_count(end - start)} events (events {start:,} to "
+                         f"{end:,}): a staged rollout upstream or a fast population change; check deploys in that span", evidence)
+    return _merge_versions(base, versions)
+
+
+def diagnose_versions(served_versions: Mapping[str, int], baseline_version: str | None) -> Diagnosis | None:
+    """Served model_version differs from the baseline's, or several versions are served together."""
+    total = sum(served_versions.values())
+    if not total:
+        return None
+    shares = {str(v): c / total for v, c in sorted(served_versions.items(), key=lambda vc: -vc[1])}
+    evidence = {"served_versions": {v: _r(s) for v, s in shares.items()}, "baseline_version": baseline_version}
+    mixed = [v for v, s in shares.items() if s >= 0.05]
+    if len(mixed) > 1:
+        text = ", ".join(f"{v} ({_pct(shares[v])})" for v in mixed)
+        return Diagnosis("mixed_versions", f"model versions {text} are served together: a partial rollout; check whether "
+                         "one of them computes this feature differently", evidence)
+    main = next(iter(shares))
+    if baseline_version is not None and main != baseline_version:
+        return Diagnosis("version_mismatch", f"model_version {main} is served but the baseline describes version "
+                         f"{baseline_version}: rebuild the baseline for {main} or check the deployment", evidence)
+    return None
+
+
+def _versions(t: ChangeTiming) -> Diagnosis | None:
+    return diagnose_versions(t.served_versions, t.baseline_version)
+
+
+def _merge_versions(base: Diagnosis, versions: Diagnosis | None) -> Diagnosis:
+    """Skew since the first event is explained by the versions served; a dated change keeps its cause."""
+    if versions is None:
+        return base
+    if base.cause in ("from_start", "undated"):
+        return Diagnosis(versions.cause, f"{versions.sentence}; {base.sentence}", {**base.evidence, **versions.evidence})
+    return Diagnosis(base.cause, f"{base.sentence}; {versions.sentence}", {**base.evidence, **versions.evidence})
+
+
+def _fit_change(t: ChangeTiming) -> tuple[str, int, int, float, float, bool] | None:
+    """(kind, start event, end event, level before, level after, already off training at the oldest block)."""
+    y = np.asarray(t.block_means, dtype=np.float64)
+    w = np.asarray(t.block_counts, dtype=np.float64)
+    if len(y) != len(w) or len(y) < 2 or np.any(w <= 0):
+        return None
+    starts = t.end_event - np.cumsum(w[::-1])[::-1]
+    centres = starts + w / 2
+    # steps: one change at every inner block boundary
+    step_g = (np.arange(len(y))[None, :] >= np.arange(1, len(y))[:, None]).astype(np.float64)
+    step_sse, step_a, step_b = _weighted_fit(step_g, y, w)
+    # ramps: flat, linear from s to e, flat; s and e on at most ~64 boundaries (the fit is O(pairs x blocks))
+    bounds = np.concatenate([starts, [t.end_event]])
+    bounds = bounds[np.unique(np.linspace(0, len(bounds) - 1, min(len(bounds), 64)).round().astype(int))]
+    s, e = np.meshgrid(bounds, bounds, indexing="ij")
+    s, e = s[e > s], e[e > s]
+    ramp_g = np.clip((centres[None, :] - s[:, None]) / (e - s)[:, None], 0.0, 1.0)
+    ramp_sse, ramp_a, ramp_b = _weighted_fit(ramp_g, y, w)
+    i, j = int(np.argmin(step_sse)), int(np.argmin(ramp_sse))
+    # per-event noise from the best fit's residuals (near 1 for a standardised score)
+    sigma2 = max(float(min(ramp_sse[j], step_sse[i])) / max(1, len(y) - 4), 1e-12)
+    n_before, n_after = float(w[: i + 1].sum()), float(w[i + 1 :].sum())
+    jump_z = abs(step_b[i] - step_a[i]) / math.sqrt(sigma2 * (1 / n_before + 1 / n_after))
+    if jump_z < 6:
+        # no change inside the history: a level off training since event 0 is skew from the start;
+        # off training over a history that starts later, the change is older than the history
+        level = float(np.sum(w * y) / w.sum())
+        if abs(level) / math.sqrt(sigma2 / w.sum()) < 6:
+            return None
+        kind = "from_start" if starts[0] <= 0 else "undated"
+        return kind, int(max(starts[0], 0)), int(t.end_event), 0.0, level, kind == "undated"
+    if step_sse[i] - ramp_sse[j] > 16 * sigma2 and e[j] - s[j] > 2 * _block_at(t, int(s[j])):
+        flat_before = float(np.sum(w[ramp_g[j] == 0]))
+        off_at_oldest = starts[0] > 0 and (flat_before == 0 or abs(ramp_a[j]) / math.sqrt(sigma2 / flat_before) >= 4)
+        return "gradual", int(s[j]), int(e[j]), float(ramp_a[j]), float(ramp_b[j]), bool(off_at_oldest)
+    at = int(starts[i + 1])
+    return "abrupt", at, at, float(step_a[i]), float(step_b[i]), False
+
+
+def _weighted_fit(g: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares y ~ a + (b - a) * g per row of g, weighted by w: (sse, a, b) per row."""
+    sw = w.sum()
+    gm = (g * w).sum(axis=1) / sw
+    ym = float((y * w).sum() / sw)
+    gc = g - gm[:, None]
+    var = (w * gc**2).sum(axis=1)
+    slope = np.where(var > 0, (w * gc * (y - ym)).sum(axis=1) / np.where(var > 0, var, 1.0), 0.0)
+    a = ym - slope * gm
+    resid = y[None, :] - (a[:, None] + slope[:, None] * g)
+    return (w * resid**2).sum(axis=1), a, a + slope
+
+
+def _block_at(t: ChangeTiming, event: int) -> int:
+    counts = np.asarray(t.block_counts, dtype=np.int64)
+    starts = t.end_event - np.cumsum(counts[::-1])[::-1]
+    i = int(np.clip(np.searchsorted(starts, event, side="right") - 1, 0, len(counts) - 1))
+    return int(counts[i])
+
+
+def _with_timing(value: Diagnosis, timing: ChangeTiming | None) -> Diagnosis:
+    when = diagnose_change_time(timing) if timing is not None else None
+    if when is None:
+        return value
+    # a named pipeline defect stays the cause; otherwise the timing is the better explanation, if it has one
+    cause = value.cause if value.is_pipeline_bug or when.cause == "undated" else when.cause
+    return Diagnosis(cause, f"{value.sentence}; {when.sentence}", {**value.evidence, "timing": {"cause": when.cause, **when.evidence}})
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _share_rose(k: int, n: int, baseline_share: float, min_ratio: float = 3.0) -> bool:
+    """k of n is far above the training share: at least 5 %, min_ratio x training and 5 binomial sigmas."""
+    p0 = min(max(baseline_share, 0.001), 0.999)
+    return k / n >= max(0.05, min_ratio * p0) and (k - n * p0) / math.sqrt(n * p0 * (1 - p0)) >= 5
+
+
+def _rate_rose(rate: float, baseline_rate: float, n: int) -> bool:
+    return n > 0 and _share_rose(round(rate * n), n, baseline_rate)
+
+
+def _numeric_share(p: NumericProfile, v: float) -> float:
+    """Training share of exactly v: exact when the profile is discrete, else from top values / quantile ties."""
+    if p.discrete_values is not None and p.discrete_freqs is not None:
+        hit = np.flatnonzero(p.discrete_values == v)
+        return float(p.discrete_freqs[hit[0]]) if len(hit) else 0.0
+    top = max((f for tv, f in p.top_values if tv == v), default=0.0)
+    ties = float(np.count_nonzero(p.quantiles == v)) / len(p.quantiles)
+    return max(top, ties)
+
+
+def _sentinel_name(p: NumericProfile, v: float) -> str | None:
+    if v in _NUMERIC_SENTINELS:
+        return _NUMERIC_SENTINELS[v]
+    tol = 1e-3 * (p.std or abs(p.mean) or 1.0)  # imputers use a mean computed on a slightly different sample
+    if abs(v - p.mean) <= tol:
+        return "training mean"
+    if abs(v - p.quantiles[500]) <= tol:
+        return "training median"
+    if v in (p.min, p.max):
+        return "training min" if v == p.min else "training max"
+    return None
+
+
+def _on_step(x: np.ndarray, step: float) -> float:
+    """Share of x that are multiples of step (up to float error relative to the value itself)."""
+    return float(np.mean(np.abs(x - np.round(x / step) * step) <= 1e-9 * np.abs(x)))
+
+
+def _training_share_on_step(p: NumericProfile, step: float) -> float:
+    if p.discrete_values is not None and p.discrete_freqs is not None:
+        dv = p.discrete_values
+        on = np.abs(dv - np.round(dv / step) * step) <= 1e-9 * np.abs(dv)
+        return float(np.sum(p.discrete_freqs[on]) / max(np.sum(p.discrete_freqs), 1e-12))
+    if p.integer_valued and step <= 1:
+        return 1.0
+    return _on_step(p.quantiles[1:-1], step)
+
+
+def _ks_to_training_without(p: NumericProfile, rest: np.ndarray, v: float, share_v: float) -> float:
+    """KS distance between `rest` and the training distribution conditioned on x != v."""
+    if p.discrete_values is not None and p.discrete_freqs is not None:
+        # few-valued training: compare the two step functions at every value either side takes
+        points = np.union1d(p.discrete_values, np.unique(rest))
+        cdf = np.cumsum(p.discrete_freqs)[np.searchsorted(p.discrete_values, points, side="right") - 1]
+        cdf = np.where(points < p.discrete_values[0], 0.0, cdf)
+        emp = np.searchsorted(np.sort(rest), points, side="right") / len(rest)
+        cdf = np.where(points >= v, cdf - share_v, cdf) / max(1e-12, 1 - share_v)
+        return float(np.max(np.abs(emp - cdf)))
+    xs = np.sort(rest)
+    cdf = np.interp(xs, p.quantiles, QUANTILE_PROBS)  # training CDF from its quantile grid
+    cdf = np.where(xs >= v, cdf - share_v, cdf) / max(1e-12, 1 - share_v)
+    n = len(xs)
+    return float(max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(0, n) / n)))
+
+
+def _r(x: float) -> float:
+    """A JSON-ready float with 4 significant digits (evidence is for reading, not recomputing)."""
+    x = float(x)
+    return float(f"{x:.4g}") if math.isfinite(x) else x
+
+
+def _fmt(x: float) -> str:
+    return f"{float(x):.3g}"
+
+
+def _pct(x: float) -> str:
+    x = 100 * float(x)
+    return f"{x:.0f}%" if x >= 10 or x == 0 else f"{x:.1f}%" if x >= 0.1 else f"{x:.2f}%"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1000:.0f}k" if n >= 10_000 else f"{n / 1000:.1f}k" if n >= 1000 else str(n)
