@@ -1,0 +1,259 @@
+"""Monitors of categorical features, vectorised across features.
+
+Per feature: Bernoulli CUSUMs on the share of values outside the training top-K (unseen, or
+training's "other" bucket), missing and invalid; tumbling windows of events with a chi-square test
+of the category shares against training (alarm), Jensen-Shannon, L-infinity and PSI (reported);
+the most frequent unseen values (Space-Saving, bounded).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from baselines.profile import CategoricalProfile
+from detectors import thresholds as T
+from detectors.cusum import BlockAccumulator, CusumBank
+from detectors.episodes import Candidate
+from detectors.extract import INVALID_CODE, MISSING_CODE
+from detectors.numeric import MIN_SUMMARY_EVENTS, rate_weights
+from detectors.sketches import SpaceSaving
+from detectors.stats import chi2_sf, jensen_shannon, psi
+
+UNSEEN, MISSING, INVALID = range(3)
+CHAINS = ("unseen", "missing", "invalid")
+ALARMS = {
+    UNSEEN: ("data_quality", "unseen", "unseen_category"),
+    MISSING: ("data_quality", "missing", "missing_rate"),
+    INVALID: ("data_quality", "invalid", "invalid_type"),
+}
+#: a chi-square cell needs this many expected values; smaller ones are pooled
+MIN_EXPECTED = 5.0
+
+
+class CategoricalBank:
+    def __init__(self, profiles: Sequence[CategoricalProfile], window: int, min_window_values: int,
+                 recent: int, top_unseen: int):
+        self._profiles = list(profiles)
+        self._names = [p.name for p in self._profiles]
+        self._categories = [list(p.categories) for p in self._profiles]
+        f = len(self._profiles)
+        self._window = window
+        self._min_window_values = min_window_values
+        self._recent_len = recent
+        self._n_known = np.array([len(c) for c in self._categories], dtype=np.int64)
+        #: cell offsets in one flat histogram: feature j owns cells [offset, offset + K_j] (K_j = other)
+        self._offsets = np.concatenate(([0], np.cumsum(self._n_known + 1)))[:-1]
+        self._n_cells = int((self._n_known + 1).sum())
+        self._expected = []
+        for p in self._profiles:
+            shares = np.array(list(p.categories.values()) + [p.other_freq], dtype=np.float64)
+            self._expected.append(shares / shares.sum() if shares.sum() > 0 else shares)
+        weights = np.array([[rate_weights(p.other_freq, p.count), rate_weights(p.missing_rate, p.total),
+                             rate_weights(p.invalid_rate, p.total)] for p in self._profiles]).reshape(f, 3, 3)
+        self._llr_hit = weights[:, :, 0].astype(np.int64)
+        self._llr_miss = weights[:, :, 1].astype(np.int64)
+        self._expected_rates = weights[:, :, 2]
+        self._cusum = CusumBank(np.full(3 * f, round(T.RATE_H * T.LLR_SCALE), dtype=np.int64))
+        self._blocks = BlockAccumulator(T.CUSUM_BLOCK, 3 * f)
+        self._counts = np.zeros(self._n_cells, dtype=np.int64)
+        self._last_counts = np.zeros(self._n_cells, dtype=np.int64)
+        self._unseen = [SpaceSaving(top_unseen) for _ in range(f)]
+        self._recent = np.full((f, recent), MISSING_CODE, dtype=np.int16)
+        self._recent_filled = 0
+        self._batch_recent: np.ndarray | None = None
+        self._batch_start = 0
+        self._pending_unseen: list[list[tuple[int, str]]] = []
+
+    @property
+    def names(self) -> list[str]:
+        return self._names
+
+    @property
+    def categories(self) -> list[list[str]]:
+        return self._categories
+
+    def update(self, codes: np.ndarray, others: list[list[tuple[int, str]]], start: int) -> list[Candidate]:
+        f, n = codes.shape
+        self._batch_start = start
+        if f == 0 or n == 0:
+            return []
+        # the sketches take this batch's values at end_batch: an alert inside the batch sees only earlier ones
+        self._pending_unseen = others
+        other = codes == self._n_known[:, None]
+        columns = np.concatenate([other, codes == MISSING_CODE, codes == INVALID_CODE]).T.astype(np.int64)
+        sums, ends = self._blocks.add(columns, start)
+        out = self._cusum_alarms(sums, ends, f)
+        out += self._windows(codes, start, n)
+        self._batch_recent = np.concatenate([self._recent, codes.astype(np.int16)], axis=1)
+        return out
+
+    def end_batch(self) -> None:
+        for sketch, values in zip(self._unseen, self._pending_unseen):
+            for _, label in values:
+                sketch.update(label)
+        self._pending_unseen = []
+        if self._batch_recent is not None:
+            n = self._batch_recent.shape[1] - self._recent.shape[1]
+            self._recent = np.ascontiguousarray(self._batch_recent[:, -self._recent_len:])
+            self._recent_filled = min(self._recent_len, self._recent_filled + n)
+            self._batch_recent = None
+
+    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
+        if len(sums) == 0:
+            return []
+        b = T.CUSUM_BLOCK
+        inc = np.concatenate([sums[:, r * f:(r + 1) * f] * self._llr_hit[:, r]
+                              + (b - sums[:, r * f:(r + 1) * f]) * self._llr_miss[:, r] for r in range(3)], axis=1)
+        out = []
+        for event, chain, stat, zero in self._cusum.update(inc, ends):
+            test, j = divmod(chain, f)
+            kind, family, detector = ALARMS[test]
+            onset = zero + 1
+            evidence = {"test": CHAINS[test], "expected_rate": float(self._expected_rates[j, test]),
+                        "change_start_event": onset}
+            if test == UNSEEN:
+                evidence["top_unseen"] = self.top_unseen(j, event_index=event)
+            out.append(Candidate(event, (3, test, j), self._names[j], kind, family, detector,
+                                 stat / T.LLR_SCALE, T.RATE_H, None, evidence, onset))
+        return out
+
+    def _windows(self, codes: np.ndarray, start: int, n: int) -> list[Candidate]:
+        w = self._window
+        cells = np.where(codes >= 0, codes + self._offsets[:, None], -1)
+        first = (-start) % w
+        cuts = [0] + [c for c in range(first, n, w) if c > 0] + [n]
+        out = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            seg = cells[:, a:b]
+            self._counts += np.bincount(seg[seg >= 0], minlength=self._n_cells)
+            if (start + b) % w == 0:
+                out += self._close_window(start + b - 1)
+        return out
+
+    def _window_test(self, j: int, counts: np.ndarray) -> dict[str, float]:
+        observed = counts[self._offsets[j]: self._offsets[j] + self._n_known[j] + 1]
+        expected = self._expected[j]
+        known = expected > 0
+        n = int(observed[known].sum())
+        stats = {"window_values": int(observed.sum()), "chi2": 0.0, "p_value": 1.0, "dof": 0,
+                 "jensen_shannon": jensen_shannon(observed, expected) if observed.sum() else 0.0,
+                 "linf": float(np.max(np.abs(observed / max(observed.sum(), 1) - expected))) if observed.sum() else 0.0,
+                 "psi": psi(observed, expected) if observed.sum() else 0.0}
+        if n == 0:
+            return stats
+        exp_counts = n * expected[known]
+        obs = observed[known]
+        small = exp_counts < MIN_EXPECTED
+        if small.any():  # pool the small cells
+            exp_counts = np.append(exp_counts[~small], exp_counts[small].sum())
+            obs = np.append(obs[~small], obs[small].sum())
+        if len(obs) < 2:
+            return stats
+        chi2 = float(np.sum((obs - exp_counts) ** 2 / exp_counts))
+        # the baseline shares are themselves a sample of `count` rows: two-sample variance
+        chi2 /= 1.0 + n / max(self._profiles[j].count, 1)
+        stats.update(chi2=chi2, dof=len(obs) - 1, p_value=chi2_sf(chi2, len(obs) - 1))
+        return stats
+
+    def _close_window(self, event: int) -> list[Candidate]:
+        out = []
+        for j in range(len(self._names)):
+            stats = self._window_test(j, self._counts)
+            if stats["window_values"] >= self._min_window_values and stats["p_value"] < T.WINDOW_ALPHA:
+                evidence = {"test": "chi2", "window_events": self._window, **{k: _round(v) for k, v in stats.items()}}
+                out.append(Candidate(event, (4, 0, j), self._names[j], "drift", "distribution", "chi2",
+                                     float(stats["chi2"]), _chi2_threshold(stats["dof"]), float(stats["p_value"]),
+                                     evidence, event - self._window + 1))
+        self._last_counts = self._counts
+        self._counts = np.zeros_like(self._counts)
+        return out
+
+    # ---- reporting ----------------------------------------------------------------------
+    def top_unseen(self, j: int, n: int = 5, event_index: int | None = None) -> list[list]:
+        """Most frequent values outside the training categories, up to event_index (inside a batch)."""
+        sketch = self._unseen[j]
+        pending = self._pending_unseen[j] if self._pending_unseen and event_index is not None else []
+        pending = [label for offset, label in pending if self._batch_start + offset <= event_index]
+        if pending:
+            sketch = SpaceSaving.from_state(sketch.state_dict(), sketch.capacity)
+            for label in pending:
+                sketch.update(label)
+        return [[label, count] for label, count, _ in sketch.top(n)]
+
+    def recent_codes(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
+        if self._batch_recent is not None and event_index is not None:
+            stop = self._recent.shape[1] + (event_index - self._batch_start) + 1
+            codes = self._batch_recent[j, :stop][-self._recent_len:]
+            have = min(self._recent_len, self._recent_filled + event_index - self._batch_start + 1)
+        else:
+            codes, have = self._recent[j], self._recent_filled
+        if since is not None and event_index is not None:
+            # only the events since the change started, but enough of them to summarise
+            have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
+        return codes[len(codes) - have:] if have < len(codes) else codes
+
+    def current_summary(self, j: int, event_index: int | None = None, since: int | None = None) -> dict[str, Any]:
+        codes = self.recent_codes(j, event_index, since)
+        total = len(codes)
+        valid = codes[codes >= 0]
+        counts = np.bincount(valid, minlength=self._n_known[j] + 1)
+        top = np.argsort(-counts[:-1], kind="stable")[:5]
+        return {
+            "events": total,
+            "count": int(len(valid)),
+            "top": {self._categories[j][i]: float(counts[i] / len(valid)) for i in top if counts[i]} if len(valid) else {},
+            "unseen_share": float(counts[-1] / len(valid)) if len(valid) else 0.0,
+            "top_unseen": self.top_unseen(j, event_index=event_index),
+            "missing_rate": float((codes == MISSING_CODE).sum() / total) if total else 0.0,
+            "invalid_rate": float((codes == INVALID_CODE).sum() / total) if total else 0.0,
+        }
+
+    def statistics(self, j: int) -> dict[str, Any]:
+        stats = self._window_test(j, self._last_counts)
+        f = len(self._names)
+        stats["unseen_cusum"] = float(self._cusum.statistics[UNSEEN * f + j] / T.LLR_SCALE)
+        stats["cusum_threshold"] = T.RATE_H
+        return stats
+
+    def missing_ratio(self, j: int) -> float:
+        codes = self.recent_codes(j)
+        return float((codes == MISSING_CODE).sum() / len(codes)) if len(codes) else 0.0
+
+    # ---- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "cusum": self._cusum.state_dict(),
+            "blocks": self._blocks.state_dict(),
+            "counts": self._counts.astype(np.int32).tobytes(),
+            "last_counts": self._last_counts.astype(np.int32).tobytes(),
+            "unseen": [s.state_dict() for s in self._unseen],
+            "recent": self._recent.tobytes(),
+            "recent_filled": self._recent_filled,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._cusum.load_state(state["cusum"])
+        self._blocks.load_state(state["blocks"])
+        self._counts = np.frombuffer(state["counts"], dtype=np.int32).astype(np.int64)
+        self._last_counts = np.frombuffer(state["last_counts"], dtype=np.int32).astype(np.int64)
+        for s, st in zip(self._unseen, state["unseen"]):
+            s.load_state(st)
+        self._recent = np.frombuffer(state["recent"], dtype=np.int16).reshape(len(self._names), self._recent_len).copy()
+        self._recent_filled = int(state["recent_filled"])
+
+
+def _round(v: Any) -> Any:
+    return round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
+
+
+def _chi2_threshold(dof: int) -> float:
+    """The chi-square value whose tail is WINDOW_ALPHA (bisection)."""
+    if dof <= 0:
+        return math.inf
+    lo, hi = 0.0, 1000.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if chi2_sf(mid, dof) > T.WINDOW_ALPHA else (lo, mid)
+    return hi

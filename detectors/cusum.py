@@ -1,0 +1,166 @@
+"""Vectorised one-sided CUSUM chains on event-count-aligned blocks, in exact integer arithmetic.
+
+A CUSUM chain is S_t = max(0, S_{t-1} + x_t) and alarms when S_t > h. A bank runs many chains side
+by side (every feature x every test) over a batch of block increments with the Lindley closed form
+
+    S_t = C_t - min(-S_0, min_{j<=t} C_j),   C = cumsum(x)
+
+so a batch costs a few numpy passes; Python loops only over alarms. Increments are fixed-point
+integers: sums are then exact and associative, which is what makes the alarms identical whatever
+the batch sizes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: chains whose threshold is this are switched off (never alarm)
+DISABLED = np.iinfo(np.int64).max // 4
+
+
+class BlockAccumulator:
+    """Sums per-event integer columns over blocks of `size` events aligned on the event count.
+
+    A block that a batch leaves incomplete is carried to the next batch.
+
+    >>> acc = BlockAccumulator(size=4, n_columns=1)
+    >>> acc.add(np.ones((6, 1), dtype=np.int64), start=0)[0].ravel().tolist()
+    [4]
+    >>> sums, ends = acc.add(np.ones((3, 1), dtype=np.int64), start=6)
+    >>> sums.ravel().tolist(), ends.tolist()
+    ([4], [7])
+    """
+
+    def __init__(self, size: int, n_columns: int):
+        self._size = size
+        self._partial = np.zeros(n_columns, dtype=np.int64)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def add(self, values: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """Add rows for events start..start+n-1; return completed block sums and each block's last event index."""
+        n = len(values)
+        if n == 0:
+            return np.zeros((0, len(self._partial)), np.int64), np.zeros(0, np.int64)
+        first = (-start) % self._size  # events that complete the carried block
+        cuts = np.arange(first, n, self._size)
+        if first:
+            cuts = np.concatenate(([0], cuts))
+        sums = np.add.reduceat(values, cuts, axis=0)
+        sums[0] += self._partial
+        ends = start + np.append(cuts[1:], n) - 1
+        complete = (ends + 1) % self._size == 0
+        if not complete[-1]:
+            self._partial = sums[-1].copy()
+        else:
+            self._partial = np.zeros_like(self._partial)
+        return sums[complete], ends[complete]
+
+    def reset(self) -> None:
+        self._partial[:] = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"partial": self._partial.tolist()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._partial = np.asarray(state["partial"], dtype=np.int64)
+
+
+class CusumBank:
+    """Many one-sided CUSUM chains updated together on integer block increments.
+
+    >>> bank = CusumBank(np.array([10, 10]))
+    >>> inc = np.array([[3, -1], [4, -1], [5, -1], [-20, -1]])
+    >>> bank.update(inc, ends=np.array([9, 19, 29, 39]))
+    [(29, 0, 12, -1)]
+    >>> bank.statistics.tolist(), bank.last_zero.tolist()
+    ([0, 0], [39, 39])
+    """
+
+    def __init__(self, thresholds: np.ndarray):
+        self._h = np.asarray(thresholds, dtype=np.int64)
+        self._s = np.zeros(len(self._h), dtype=np.int64)
+        #: event index at which each chain last stood at 0 (the change-point estimate), -1 = start
+        self._last_zero = np.full(len(self._h), -1, dtype=np.int64)
+
+    @property
+    def statistics(self) -> np.ndarray:
+        return self._s
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return self._h
+
+    @property
+    def last_zero(self) -> np.ndarray:
+        return self._last_zero
+
+    def update(self, increments: np.ndarray, ends: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Feed blocks (rows) of increments; return (event index, chain, statistic, onset) per alarm.
+
+        onset is the last event at which the chain stood at 0 before the alarm (-1: never), the
+        classic CUSUM change-point estimate. After an alarm the chain restarts from 0 at that block.
+        """
+        if len(increments) == 0:
+            return []
+        c = np.cumsum(increments, axis=0)
+        running_min = np.minimum.accumulate(c, axis=0)
+        s = c - np.minimum(running_min, -self._s)
+        over = s > self._h
+        alarms: list[tuple[int, int, int]] = []
+        alarmed = np.flatnonzero(over.any(axis=0))
+        before = self._last_zero.copy()
+        # last index where each chain stood at 0: the last occurrence of C's minimum, if S reached 0
+        n = len(c)
+        last_min = n - 1 - np.argmin(c[::-1], axis=0)
+        reached_zero = running_min[-1] <= -self._s
+        self._last_zero = np.where(reached_zero, ends[last_min], self._last_zero)
+        self._s = s[-1].copy()
+        for chain in alarmed:
+            self._replay_chain(int(chain), increments[:, chain], ends, s[:, chain], int(before[chain]), alarms)
+        alarms.sort()
+        return alarms
+
+    def _replay_chain(self, chain: int, inc: np.ndarray, ends: np.ndarray, s: np.ndarray, zero: int,
+                      alarms: list) -> None:
+        h = self._h[chain]
+        while True:
+            hit = int(np.argmax(s > h))
+            zeros = np.flatnonzero(s[:hit] == 0)
+            onset = int(ends[zeros[-1]]) if len(zeros) else zero
+            alarms.append((int(ends[hit]), chain, int(s[hit]), onset))
+            zero = int(ends[hit])
+            rest = inc[hit + 1 :]
+            if len(rest) == 0:
+                self._s[chain] = 0
+                self._last_zero[chain] = ends[hit]
+                return
+            c = np.cumsum(rest)
+            running_min = np.minimum.accumulate(c)
+            s = c - np.minimum(running_min, 0)
+            if not (s > h).any():
+                self._s[chain] = s[-1]
+                last_min = len(c) - 1 - int(np.argmin(c[::-1]))
+                self._last_zero[chain] = ends[hit + 1 + last_min] if running_min[-1] <= 0 else ends[hit]
+                return
+            ends = ends[hit + 1 :]
+            inc = rest
+
+    def reset(self) -> None:
+        self._s[:] = 0
+        self._last_zero[:] = -1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"s": self._s.tolist(), "last_zero": self._last_zero.tolist()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._s = np.asarray(state["s"], dtype=np.int64)
+        self._last_zero = np.asarray(state["last_zero"], dtype=np.int64)
+
+
+def bernoulli_llr_weights(p0: float, p1: float, scale: float) -> tuple[int, int]:
+    """Fixed-point log-likelihood-ratio increments (per hit, per non-hit) of rate p1 against p0."""
+    return int(round(np.log(p1 / p0) * scale)), int(round(np.log((1 - p1) / (1 - p0)) * scale))

@@ -1,0 +1,62 @@
+"""Alarm -> alert: one alert per (feature, test family) episode, with cooldown and re-arm."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(order=True)
+class Candidate:
+    """An alarm raised by a test, before the episode rule decides whether it becomes an alert."""
+
+    event_index: int  # the model's event count index of the event that completed the evidence
+    rank: tuple  # deterministic order among alarms at the same event
+    feature: str | None = field(compare=False)
+    kind: str = field(compare=False)
+    family: str = field(compare=False)
+    detector: str = field(compare=False)
+    statistic: float = field(compare=False)
+    threshold: float = field(compare=False)
+    p_value: float | None = field(compare=False)
+    evidence: dict[str, Any] = field(compare=False, default_factory=dict)
+    #: estimated first event of the change (CUSUM change point, window start), if known
+    onset: int | None = field(compare=False, default=None)
+
+
+class EpisodeTracker:
+    """An episode opens on an alarm and stays open while alarms keep coming.
+
+    It closes (re-arms) only after `quiet_events` events without any alarm of that (feature, family):
+    a drift that persists is one alert, not one per window or per CUSUM restart.
+
+    >>> t = EpisodeTracker(quiet_events=100)
+    >>> [t.observe(("x", "missing"), i) for i in (5, 50, 140, 260)]
+    [1, None, None, 2]
+    """
+
+    def __init__(self, quiet_events: int):
+        self._quiet = quiet_events
+        self._episodes: dict[tuple[str, str], list[int]] = {}  # key -> [episode number, last alarm]
+
+    def observe(self, key: tuple[str, str], event_index: int) -> int | None:
+        """Record an alarm; return the new episode number if it opens one, None if it extends one."""
+        entry = self._episodes.get(key)
+        if entry is not None and event_index - entry[1] <= self._quiet:
+            entry[1] = event_index
+            return None
+        number = entry[0] + 1 if entry else 1
+        self._episodes[key] = [number, event_index]
+        return number
+
+    def episodes(self, key: tuple[str, str]) -> int:
+        entry = self._episodes.get(key)
+        return entry[0] if entry else 0
+
+    def reset(self) -> None:
+        self._episodes.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"episodes": [[f, fam, n, last] for (f, fam), (n, last) in self._episodes.items()]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._episodes = {(f, fam): [int(n), int(last)] for f, fam, n, last in state["episodes"]}

@@ -1,0 +1,464 @@
+"""One monitor per model: every feature's tests, the confidence, data quality, serving, and the
+episode rule that turns alarms into alerts.
+
+>>> import numpy as np
+>>> from baselines.profile import Baseline, NumericProfile, QUANTILE_PROBS
+>>> q = np.quantile(np.random.default_rng(0).normal(0.5, 0.2, 20_000), QUANTILE_PROBS)
+>>> p = NumericProfile("x", 20_000, 0, 0, 0.5, 0.2, float(q[0]), float(q[-1]), q, q[100:1000:100], np.full(10, 0.1))
+>>> m = ModelMonitor(Baseline("credit", "1", {"x": p}, n_rows=20_000))
+>>> rng = np.random.default_rng(1)
+>>> alerts = m.update_batch([{"model": "credit", "features": {"x": float(v)}} for v in rng.normal(0.3, 0.4, 1000)])
+>>> [(a.kind, a.feature, a.detector, a.events_seen) for a in alerts]
+[('drift', 'x', 'cusum', 72), ('data_quality', 'x', 'out_of_range', 128)]
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from baselines.profile import Baseline, CategoricalProfile, NumericProfile
+from detectors import thresholds as T
+from detectors.alerts import Alert, alert_id
+from detectors.categorical import CategoricalBank
+from detectors.cusum import BlockAccumulator, CusumBank
+from detectors.diagnosis import ChangeTiming, Diagnosis, diagnose_categorical, diagnose_numeric, diagnose_versions
+from detectors.episodes import Candidate, EpisodeTracker
+from detectors.extract import ABSENT, FeatureColumns, classify_numbers
+from detectors.numeric import Z_PER_UNIT, NumericBank, rate_weights, summarise_recent
+from detectors.sketches import SpaceSaving
+
+STATE_VERSION = 1
+#: a change whose test ran at most this long from its change point is called abrupt, else gradual
+ABRUPT_WITHIN_EVENTS = 1024
+#: tests that estimate where a change started (windowed tests only know their window)
+CHANGE_POINT_DETECTORS = ("cusum", "page_hinkley", "adwin")
+#: most model versions remembered (first-seen event, per-window counts)
+MAX_VERSIONS = 16
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    #: tumbling window of the model's events for the windowed tests (a multiple of the CUSUM block)
+    window: int = 1000
+    #: fewest valid values a window needs before its test runs
+    min_window_values: int = 200
+    #: recent events kept per feature for the alert's "current" summary and the diagnosis
+    recent: int = 512
+    #: an episode re-arms after this many events without an alarm of its (feature, family)
+    rearm_quiet_events: int = 5000
+    #: unexpected feature names tracked (bounded)
+    max_unexpected_names: int = 100
+    #: unseen category values tracked per feature (bounded)
+    top_unseen: int = 20
+    #: River-block means kept per feature to date a change (abrupt / gradual)
+    timing_blocks: int = 32
+
+
+class ModelMonitor:
+    """Watches one model's events against its training baseline (see module docstring)."""
+
+    def __init__(self, baseline: Baseline, config: MonitorConfig | None = None):
+        self._baseline = baseline
+        self._config = config = config or MonitorConfig()
+        numeric = [p for p in baseline.features.values() if isinstance(p, NumericProfile)]
+        categorical = [p for p in baseline.features.values() if isinstance(p, CategoricalProfile)]
+        self._numeric = NumericBank(numeric, config.window, config.min_window_values, config.recent)
+        self._categorical = CategoricalBank(categorical, config.window, config.min_window_values,
+                                            config.recent, config.top_unseen)
+        self._columns = FeatureColumns(self._numeric.names, self._categorical.names, self._categorical.categories)
+        self._confidence = (NumericBank([baseline.confidence], config.window, config.min_window_values,
+                                        config.recent, confidence=True, names=["confidence"])
+                            if baseline.confidence else None)
+        self._known = frozenset(baseline.features)
+        self._n_known = len(self._known)
+        self._episodes = EpisodeTracker(config.rearm_quiet_events)
+        self._unexpected_names = SpaceSaving(config.max_unexpected_names)
+        hit, miss, self._unexpected_rate = rate_weights(0.0, baseline.n_rows)
+        self._unexpected_weights = (hit, miss)
+        self._unexpected_blocks = BlockAccumulator(T.CUSUM_BLOCK, 1)
+        self._unexpected_cusum = CusumBank(np.array([round(T.RATE_H * T.LLR_SCALE)], dtype=np.int64))
+        self._version_first_seen: dict[str, int] = {}
+        self._window_versions: dict[str, int] = {}
+        self._last_version_mismatch = -(10**18)
+        # means of the location score z over the last River blocks (NaN: no valid value), to date a change
+        self._timing_ends = np.zeros(0, dtype=np.int64)
+        self._timing_means = np.zeros((0, len(self._numeric.names)))
+        self._batch_timing: tuple[np.ndarray, np.ndarray] | None = None
+        self._last_alert: dict[str, dict] = {}
+        self._events_seen = 0
+
+    # ---- public API ------------------------------------------------------------------------
+    @property
+    def events_seen(self) -> int:
+        return self._events_seen
+
+    @property
+    def baseline(self) -> Baseline:
+        return self._baseline
+
+    @property
+    def config(self) -> MonitorConfig:
+        return self._config
+
+    def update(self, event: dict) -> list[Alert]:
+        return self.update_batch([event])
+
+    def update_batch(self, events: list[dict]) -> list[Alert]:
+        n = len(events)
+        if n == 0:
+            return []
+        start = self._events_seen
+        features = [e["features"] for e in events]
+        (x, missing, invalid, absent_num), (codes, absent_cat, others) = self._columns.extract(features)
+        candidates = self._numeric.update(x, missing, invalid, start)
+        self._record_timing(start, n)
+        candidates += self._categorical.update(codes, others, start)
+        if self._confidence is not None:
+            candidates += self._update_confidence(events, start)
+        candidates += self._unexpected_fields(features, absent_num, absent_cat, start)
+        candidates += self._serving(events, start)
+        candidates.sort()
+        alerts = []
+        for c in candidates:
+            episode = self._episodes.observe((c.feature or "", c.family), c.event_index)
+            if episode is not None:
+                alerts.append(self._alert(c, episode, events[c.event_index - start]))
+        self._numeric.end_batch()
+        self._categorical.end_batch()
+        if self._confidence is not None:
+            self._confidence.end_batch()
+        self._end_timing()
+        self._events_seen += n
+        return alerts
+
+    # ---- confidence, unexpected fields, serving ------------------------------------------------
+    def _update_confidence(self, events: list[dict], start: int) -> list[Candidate]:
+        raw = [e.get("confidence", ABSENT) for e in events]
+        x, missing, invalid, _ = classify_numbers(raw)
+        outside = (x < 0.0) | (x > 1.0)
+        invalid |= outside
+        x[outside] = math.nan
+        return self._confidence.update(x[None, :], missing[None, :], invalid[None, :], start)
+
+    def _unexpected_fields(self, features: list[dict], absent_num: np.ndarray, absent_cat: np.ndarray,
+                           start: int) -> list[Candidate]:
+        present = self._n_known - absent_num.sum(axis=0) - absent_cat.sum(axis=0)
+        extra = np.fromiter(map(len, features), dtype=np.int64, count=len(features)) > present
+        names = [(start + int(i), name) for i in np.flatnonzero(extra) for name in features[i] if name not in self._known]
+        sums, ends = self._unexpected_blocks.add(extra.astype(np.int64)[:, None], start)
+        hit, miss = self._unexpected_weights
+        inc = sums * hit + (T.CUSUM_BLOCK - sums) * miss
+        out = []
+        for event, _, stat, _ in self._unexpected_cusum.update(inc, ends):
+            seen = SpaceSaving.from_state(self._unexpected_names.state_dict(), self._unexpected_names.capacity)
+            for index, name in names:
+                if index <= event:
+                    seen.update(name)
+            top = seen.top(5)
+            evidence = {"test": "unexpected_fields", "expected_rate": self._unexpected_rate,
+                        "unexpected_names": [[k, c] for k, c, _ in top]}
+            out.append(Candidate(event, (5, 0, 0), top[0][0] if top else None, "data_quality", "unexpected_field",
+                                 "unexpected_field", stat / T.LLR_SCALE, T.RATE_H, None, evidence, None))
+        for _, name in names:
+            self._unexpected_names.update(name)
+        return out
+
+    def _serving(self, events: list[dict], start: int) -> list[Candidate]:
+        versions = [e.get("model_version") for e in events]
+        distinct = set(versions)
+        expected = self._baseline.version
+        w = self._config.window
+        if len(distinct) == 1 and (versions[0] is None or (str(versions[0]) == expected
+                                                             and set(self._window_versions) <= {expected})):
+            # the common case: no version, or the baseline's only: counts per window, nothing to alarm
+            v = versions[0]
+            first = (-start) % w
+            for a, b in zip([0] + list(range(first, len(events), w)), list(range(first, len(events), w)) + [len(events)]):
+                if v is not None and b > a:
+                    self._window_versions[expected] = self._window_versions.get(expected, 0) + b - a
+                if (start + b) % w == 0 and b > a:
+                    self._window_versions = {}
+            if v is not None and expected not in self._version_first_seen:
+                self._version_first_seen[expected] = start
+            return []
+        out = []
+        quiet = self._config.rearm_quiet_events
+        for i, version in enumerate(versions):
+            index = start + i
+            if version is not None:
+                version = str(version)
+                if version not in self._version_first_seen and len(self._version_first_seen) < MAX_VERSIONS:
+                    self._version_first_seen[version] = index
+                if version in self._window_versions or len(self._window_versions) < MAX_VERSIONS:
+                    self._window_versions[version] = self._window_versions.get(version, 0) + 1
+                if expected is not None and version != expected:
+                    # a mismatching stretch is one episode: only the first mismatch after a quiet spell alarms
+                    if index - self._last_version_mismatch > quiet:
+                        out.append(self._serving_candidate(index, "version", "model_version", version))
+                    self._last_version_mismatch = index
+            if (index + 1) % w == 0:
+                if len(self._window_versions) > 1:
+                    out.append(self._serving_candidate(index, "mixed_versions", "mixed_versions", None))
+                self._window_versions = {}
+        return out
+
+    def _serving_candidate(self, index: int, family: str, detector: str, version: str | None) -> Candidate:
+        served = dict(self._window_versions)
+        evidence = {"served_versions": served, "baseline_version": self._baseline.version}
+        if version is not None:
+            evidence["version"] = version
+        statistic = float(len(served)) if family == "mixed_versions" else 1.0
+        return Candidate(index, (6, 0 if family == "version" else 1, 0), None, "serving", family, detector,
+                         statistic, 1.0, None, evidence, None)
+
+    # ---- change timing (block means of the location score) --------------------------------------
+    def _record_timing(self, start: int, n: int) -> None:
+        # River blocks completed in this batch, kept apart until the batch's alerts are built
+        done = self._numeric.completed_river_blocks()
+        if done is None or not len(done[1]):
+            self._batch_timing = None
+            return
+        sums, ends = done
+        f = len(self._numeric.names)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = sums[:, :f] * Z_PER_UNIT / sums[:, f:]
+        self._batch_timing = (ends, means)
+
+    def _timing_at(self, feature: str, event_index: int) -> ChangeTiming:
+        j = self._numeric.names.index(feature)
+        ends, means = self._timing_ends, self._timing_means[:, j]
+        if self._batch_timing is not None:
+            ends = np.concatenate([ends, self._batch_timing[0]])
+            means = np.concatenate([means, self._batch_timing[1][:, j]])
+        keep = (ends <= event_index) & np.isfinite(means)
+        ends, means = ends[keep][-self._config.timing_blocks:], means[keep][-self._config.timing_blocks:]
+        return ChangeTiming(
+            block_means=means.tolist(),
+            block_counts=[T.RIVER_BLOCK] * len(means),
+            end_event=int(ends[-1]) + 1 if len(ends) else 0,
+            version_first_seen={v: i for v, i in self._version_first_seen.items() if i <= event_index},
+            baseline_version=self._baseline.version,
+        )
+
+    def _end_timing(self) -> None:
+        if self._batch_timing is not None:
+            keep = self._config.timing_blocks
+            self._timing_ends = np.concatenate([self._timing_ends, self._batch_timing[0]])[-keep:]
+            self._timing_means = np.concatenate([self._timing_means, self._batch_timing[1]])[-keep:]
+            self._batch_timing = None
+
+    # ---- alerts --------------------------------------------------------------------------------
+    def _alert(self, c: Candidate, episode: int, event: dict) -> Alert:
+        baseline, current, diagnosis = self._describe(c)
+        severity = _severity(c, baseline, current)
+        evidence = dict(c.evidence)
+        evidence.update({k: v for k, v in diagnosis.evidence.items() if k not in evidence})
+        evidence["cause"] = diagnosis.cause
+        evidence["episode"] = episode
+        ts = event.get("ts")
+        version = event.get("model_version")
+        alert = Alert(
+            alert_id=alert_id(self._baseline.model, c.feature, c.kind, c.family, episode),
+            kind=c.kind,
+            model=self._baseline.model,
+            model_version=str(version) if version is not None else self._baseline.version,
+            feature=c.feature,
+            detector=c.detector,
+            statistic=_finite(c.statistic),
+            threshold=_finite(c.threshold),
+            p_value=c.p_value,
+            baseline=baseline,
+            current=current,
+            events_seen=c.event_index + 1,
+            ts=float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else None,
+            severity=severity,
+            diagnosis=diagnosis.sentence,
+            evidence=evidence,
+        )
+        if c.feature is not None:
+            self._last_alert[c.feature] = {"alert_id": alert.alert_id, "kind": alert.kind, "detector": alert.detector,
+                                           "events_seen": alert.events_seen, "severity": alert.severity}
+        return alert
+
+    def _describe(self, c: Candidate) -> tuple[dict, dict, Diagnosis]:
+        e = c.event_index
+        b = self._baseline
+        if c.kind == "serving":
+            served = c.evidence.get("served_versions", {})
+            d = diagnose_versions(served, b.version) or Diagnosis(
+                c.family, f"model_version {c.evidence.get('version')} served, baseline describes {b.version}", {})
+            return {"version": b.version}, {"served_versions": served}, d
+        if c.kind == "confidence_drop" or (c.feature == "confidence" and self._confidence is not None
+                                            and c.detector == "invalid_confidence"):
+            current = summarise_recent(self._confidence.recent_values(0, e, c.onset))
+            base = b.confidence.summary()
+            d = _confidence_diagnosis(c, base, current, self._timing_free_change(c))
+            return base, current, d
+        if c.family == "unexpected_field":
+            names = c.evidence.get("unexpected_names", [])
+            d = Diagnosis("unexpected_field", "events carry feature names the baseline does not know ("
+                          + ", ".join(str(n) for n, _ in names) + "): a renamed or new field in the serving pipeline", {})
+            return {"features": len(b.features)}, {"unexpected_names": names}, d
+        profile = b.features[c.feature]
+        timing = self._timing_at(c.feature, e) if isinstance(profile, NumericProfile) else ChangeTiming(
+            version_first_seen={v: i for v, i in self._version_first_seen.items() if i <= e}, baseline_version=b.version)
+        if isinstance(profile, NumericProfile):
+            j = self._numeric.names.index(c.feature)
+            recent = self._numeric.recent_values(j, e, c.onset)
+            current = summarise_recent(recent)
+            valid = recent[np.isfinite(recent)].astype(np.float64)
+            d = diagnose_numeric(profile, valid, n_missing=int(np.isnan(recent).sum()),
+                                 n_invalid=int(np.isinf(recent).sum()), n_total=len(recent), timing=timing)
+            return profile.summary(), current, _lead_with_change(d, profile.summary(), current, c)
+        j = self._categorical.names.index(c.feature)
+        current = self._categorical.current_summary(j, e, c.onset)
+        codes = self._categorical.recent_codes(j, e, c.onset)
+        counts = _category_counts(self._categorical.categories[j], codes, self._categorical.top_unseen(j, 20, event_index=e))
+        d = diagnose_categorical(profile, counts, n_missing=int((codes == -1).sum()), n_total=len(codes), timing=timing)
+        return profile.summary(), current, d
+
+    @staticmethod
+    def _timing_free_change(c: Candidate) -> str:
+        return f"since event ~{c.onset:,}" if c.onset is not None else ""
+
+    # ---- snapshot and state ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        features: dict[str, Any] = {}
+        for j, name in enumerate(self._numeric.names):
+            features[name] = {"kind": "numeric", "missing_ratio": self._numeric.missing_ratio(j),
+                              "statistics": _plain(self._numeric.statistics(j)), "last_alert": self._last_alert.get(name)}
+        for j, name in enumerate(self._categorical.names):
+            features[name] = {"kind": "categorical", "missing_ratio": self._categorical.missing_ratio(j),
+                              "statistics": _plain(self._categorical.statistics(j)), "last_alert": self._last_alert.get(name)}
+        ordered = {name: features[name] for name in self._baseline.features if name in features}
+        confidence_mean = None
+        if self._confidence is not None:
+            recent = self._confidence.recent_values(0)
+            ok = recent[np.isfinite(recent)]
+            confidence_mean = float(ok.mean()) if len(ok) else None
+        return {"model": self._baseline.model, "model_version": self._served_version(),
+                "events_seen": self._events_seen, "confidence_mean": confidence_mean, "features": ordered}
+
+    def _served_version(self) -> str | None:
+        if self._window_versions:
+            return max(self._window_versions.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        return self._baseline.version
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "state_version": STATE_VERSION,
+            "model": self._baseline.model,
+            "config": asdict(self._config),
+            "events_seen": self._events_seen,
+            "numeric": self._numeric.state_dict(),
+            "categorical": self._categorical.state_dict(),
+            "confidence": self._confidence.state_dict() if self._confidence is not None else None,
+            "episodes": self._episodes.state_dict(),
+            "unexpected_names": self._unexpected_names.state_dict(),
+            "unexpected_blocks": self._unexpected_blocks.state_dict(),
+            "unexpected_cusum": self._unexpected_cusum.state_dict(),
+            "version_first_seen": dict(self._version_first_seen),
+            "window_versions": dict(self._window_versions),
+            "last_version_mismatch": self._last_version_mismatch,
+            "timing_ends": self._timing_ends.tolist(),
+            "timing_means": self._timing_means.tobytes(),
+            "last_alert": dict(self._last_alert),
+        }
+
+    @classmethod
+    def from_state(cls, baseline: Baseline, state: dict[str, Any], config: MonitorConfig | None = None) -> "ModelMonitor":
+        """Continue exactly where `state_dict()` left off (state from msgpack is fine)."""
+        if state.get("state_version") != STATE_VERSION:
+            raise ValueError(f"monitor state version {state.get('state_version')!r} is not {STATE_VERSION}")
+        if config is None and state.get("config"):
+            config = MonitorConfig(**state["config"])
+        m = cls(baseline, config)
+        m._events_seen = int(state["events_seen"])
+        m._numeric.load_state(state["numeric"])
+        m._categorical.load_state(state["categorical"])
+        if m._confidence is not None and state.get("confidence"):
+            m._confidence.load_state(state["confidence"])
+        m._episodes.load_state(state["episodes"])
+        m._unexpected_names.load_state(state["unexpected_names"])
+        m._unexpected_blocks.load_state(state["unexpected_blocks"])
+        m._unexpected_cusum.load_state(state["unexpected_cusum"])
+        m._version_first_seen = {str(k): int(v) for k, v in state["version_first_seen"].items()}
+        m._window_versions = {str(k): int(v) for k, v in state["window_versions"].items()}
+        m._last_version_mismatch = int(state["last_version_mismatch"])
+        m._timing_ends = np.asarray(state["timing_ends"], dtype=np.int64)
+        m._timing_means = np.frombuffer(state["timing_means"], dtype=np.float64).reshape(
+            len(m._timing_ends), len(m._numeric.names))
+        m._last_alert = dict(state.get("last_alert") or {})
+        return m
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def _finite(v: float) -> float:
+    return float(v) if math.isfinite(v) else float(np.sign(v) * 1e308)
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, (np.integer,)) else v)
+            for k, v in d.items()}
+
+
+def _category_counts(categories: list[str], codes: np.ndarray, top_unseen: list[list]) -> dict[str, int]:
+    known = np.bincount(codes[codes >= 0], minlength=len(categories) + 1)
+    counts = {c: int(known[i]) for i, c in enumerate(categories) if known[i]}
+    other = int(known[-1])
+    # the unseen values' counts come from the whole-stream sketch: scale them to the recent window
+    total_unseen = sum(c for _, c in top_unseen)
+    for label, count in top_unseen:
+        if other and total_unseen:
+            share = round(other * count / total_unseen)
+            if share:
+                counts[label] = counts.get(label, 0) + share
+    return counts
+
+
+def _lead_with_change(d: Diagnosis, base: dict, current: dict, c: Candidate) -> Diagnosis:
+    """Start with what moved (location / scale / missingness) and where, then the rule's cause."""
+    if "mean" not in current or c.kind != "drift":
+        return d
+    moved = []
+    std_b = base["std"] or 1.0
+    if abs(current["mean"] - base["mean"]) >= 0.2 * std_b:
+        moved.append("location")
+    if current.get("std", 0) and base["std"] and abs(math.log(max(current["std"], 1e-300) / base["std"])) >= math.log(1.25):
+        moved.append("scale")
+    what = " and ".join(moved) + " shift" if moved else "shape change"
+    when = f"detected by {c.detector} at event {c.event_index + 1:,}"
+    if c.onset is not None and c.detector in CHANGE_POINT_DETECTORS and "timing" not in d.evidence:
+        # the test's own change-point estimate: a large step is caught within a few hundred events
+        run = c.event_index + 1 - c.onset
+        when = (f"abruptly at event ~{c.onset:,}" if run <= ABRUPT_WITHIN_EVENTS
+                else f"gradually over ~{run:,} events since event ~{c.onset:,}") + f" ({when})"
+    head = (f"mean moved from {base['mean']:.3g} to {current['mean']:.3g} (std {base['std']:.3g} -> "
+            f"{current['std']:.3g}) {when}: {what}")
+    return Diagnosis(d.cause, f"{head}; {d.sentence}", d.evidence)
+
+
+def _confidence_diagnosis(c: Candidate, base: dict, current: dict, since: str) -> Diagnosis:
+    if c.kind != "confidence_drop":
+        return Diagnosis("invalid_confidence", "confidence values that are not numbers in [0, 1] are being served: "
+                         "a broken output mapping in the serving pipeline", {})
+    return Diagnosis("confidence_drop", f"prediction confidence fell from mean {base['mean']:.3g} (p50 {base['p50']:.3g}) "
+                     f"to {current.get('mean', float('nan')):.3g} (p50 {current.get('p50', float('nan')):.3g}) {since}: "
+                     "inputs the model has not seen in training (out of distribution)", {})
+
+
+def _severity(c: Candidate, base: dict, current: dict) -> str:
+    if c.kind == "drift" and "mean" in current and base.get("std"):
+        large = (abs(current["mean"] - base["mean"]) >= 0.5 * base["std"]
+                 or abs(math.log(max(current.get("std", 0.0), 1e-300) / base["std"])) >= math.log(1.5))
+        return "critical" if large else "warning"
+    if c.kind == "data_quality":
+        rate = current.get("missing_rate", 0.0) if c.family == "missing" else current.get(
+            "invalid_rate", 0.0) if c.family == "invalid" else current.get("unseen_share", 0.0)
+        return "critical" if rate >= 0.1 else "warning"
+    if c.kind == "confidence_drop":
+        return "critical" if base.get("mean", 0) - current.get("mean", 0) >= 0.1 else "warning"
+    return "warning" if c.kind == "serving" else "critical"

@@ -1,0 +1,355 @@
+"""Monitors of numeric features (and of the prediction confidence), vectorised across features.
+
+Per feature, on the PIT score u of each valid value (detectors.pit):
+- CUSUMs on blocks of events, against training: location (mean of u) and scale (mean of |2u - 1|),
+  both directions; Bernoulli CUSUMs on the missing, invalid and out-of-training-range rates;
+- tumbling windows of events: KS of the window's u against uniform (alarm), PSI / Jensen-Shannon
+  on PIT deciles and Wasserstein-1 in the feature's units (reported);
+- River ADWIN and Page-Hinkley on block means of u (changes within production).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from baselines.profile import QUANTILE_PROBS, NumericProfile
+from detectors import thresholds as T
+from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr_weights
+from detectors.episodes import Candidate
+from detectors.pit import BatchedPIT
+from detectors.river_blocks import BlockChangeDetectors
+from detectors.stats import jensen_shannon, kolmogorov_sf, psi, wasserstein_from_histogram
+
+ONE = 1 << T.U_BITS
+HALF = ONE >> 1
+#: standardised-score units per fixed-point unit: z = (u - 1/2) * sqrt(12)
+Z_PER_UNIT = math.sqrt(12.0) / ONE
+FINE_BINS = 100
+DECILES = np.full(10, 0.1)
+
+LOC_UP, LOC_DOWN, SCALE_UP, SCALE_DOWN, MISSING, INVALID, OUT_OF_RANGE = range(7)
+CHAINS = ("location_up", "location_down", "scale_up", "scale_down", "missing", "invalid", "out_of_range")
+N_CHAINS = len(CHAINS)
+#: alarm -> (kind, family, detector) for a feature, and for the confidence
+FEATURE_ALARMS = {
+    LOC_UP: ("drift", "distribution", "cusum"),
+    LOC_DOWN: ("drift", "distribution", "cusum"),
+    SCALE_UP: ("drift", "distribution", "cusum"),
+    SCALE_DOWN: ("drift", "distribution", "cusum"),
+    MISSING: ("data_quality", "missing", "missing_rate"),
+    INVALID: ("data_quality", "invalid", "invalid_type"),
+    OUT_OF_RANGE: ("data_quality", "out_of_range", "out_of_range"),
+}
+CONFIDENCE_ALARMS = {
+    LOC_DOWN: ("confidence_drop", "confidence", "cusum"),
+    INVALID: ("data_quality", "invalid", "invalid_confidence"),
+}
+
+
+def _ks_critical(alpha: float) -> float:
+    """x with P(sqrt(n) D > x) = alpha, by bisection on the Kolmogorov tail."""
+    lo, hi = 0.5, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if kolmogorov_sf(mid) > alpha else (lo, mid)
+    return hi
+
+
+KS_CRITICAL = _ks_critical(T.WINDOW_ALPHA)
+
+
+def rate_weights(rate: float, n: int) -> tuple[int, int, float]:
+    """Bernoulli CUSUM weights for a rate expected at `rate` in a baseline of n rows.
+
+    The expected rate gets an allowance for the baseline's own sampling error, then the floor.
+    """
+    p = max(rate, 1.0 / max(n, 1))
+    p0 = min(0.5, max(rate + T.BASELINE_ALLOWANCE_SD * math.sqrt(p * (1 - p) / max(n, 1)), T.RATE_FLOOR))
+    p1 = min(0.99, max(2 * p0, p0 + 0.05))
+    hit, miss = bernoulli_llr_weights(p0, p1, T.LLR_SCALE)
+    return hit, miss, p0
+
+#: fewest recent events an alert's current summary is computed from
+MIN_SUMMARY_EVENTS = 32
+
+
+class NumericBank:
+    """All numeric features of a model (or the confidence alone, with `confidence=True`)."""
+
+    def __init__(self, profiles: Sequence[NumericProfile], window: int, min_window_values: int,
+                 recent: int, confidence: bool = False, names: Sequence[str] | None = None):
+        if window % T.CUSUM_BLOCK or T.RIVER_BLOCK % T.CUSUM_BLOCK:
+            raise ValueError(f"window and river block must be multiples of the CUSUM block ({T.CUSUM_BLOCK})")
+        self._profiles = list(profiles)
+        self._names = list(names) if names is not None else [p.name for p in self._profiles]
+        self._confidence = confidence
+        self._alarms = CONFIDENCE_ALARMS if confidence else FEATURE_ALARMS
+        self._window = window
+        self._min_window_values = min_window_values
+        self._recent_len = recent
+        f = len(self._profiles)
+        self._pit = BatchedPIT(self._profiles)
+        counts = np.array([max(p.count, 1) for p in self._profiles], dtype=np.float64)
+        self._mins = np.array([p.min for p in self._profiles]).reshape(f, 1)
+        self._maxs = np.array([p.max for p in self._profiles]).reshape(f, 1)
+        k = T.CUSUM_K + T.BASELINE_ALLOWANCE_SD / np.sqrt(counts)
+        self._k_fixed = np.rint(k / Z_PER_UNIT).astype(np.int64)
+        self._ks_allowance = T.KS_BASELINE_ALLOWANCE / np.sqrt(counts)
+        weights = np.array([[rate_weights(p.missing_rate, p.total), rate_weights(p.invalid_rate, p.total),
+                             rate_weights(0.0, p.count)] for p in self._profiles]).reshape(f, 3, 3)
+        self._llr_hit = weights[:, :, 0].astype(np.int64)  # (f, 3): missing, invalid, out of range
+        self._llr_miss = weights[:, :, 1].astype(np.int64)
+        self._expected_rates = weights[:, :, 2]
+        h = np.full((N_CHAINS, f), DISABLED, dtype=np.int64)
+        for chain in self._alarms:
+            h[chain] = round(T.CUSUM_H / Z_PER_UNIT) if chain <= SCALE_DOWN else round(T.RATE_H * T.LLR_SCALE)
+        self._cusum = CusumBank(h.ravel())
+        self._blocks = BlockAccumulator(T.CUSUM_BLOCK, 6 * f)
+        self._river_blocks = BlockAccumulator(T.RIVER_BLOCK // T.CUSUM_BLOCK, 2 * f)
+        self._river = [] if confidence else [BlockChangeDetectors() for _ in range(f)]
+        self._hist = np.zeros((f, FINE_BINS), dtype=np.int64)
+        self._window_counts = np.zeros((f, 4), dtype=np.int64)  # valid, missing, invalid, out of range
+        self._last_hist = np.zeros((f, FINE_BINS), dtype=np.int64)
+        self._last_counts = np.zeros((f, 4), dtype=np.int64)
+        #: last events' values: the value if valid, NaN if missing, +inf if invalid
+        self._recent = np.full((f, recent), np.nan)
+        self._recent_filled = 0
+        self._batch_recent: np.ndarray | None = None
+        self._batch_start = 0
+        self._completed_river: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return self._names
+
+    # ---- the batch ---------------------------------------------------------------------
+    def update(self, x: np.ndarray, missing: np.ndarray, invalid: np.ndarray, start: int) -> list[Candidate]:
+        """x, missing, invalid: (n_features, n_events) for events start.. of the model."""
+        f, n = x.shape
+        self._completed_river = None
+        self._batch_start = start
+        if f == 0 or n == 0:
+            return []
+        valid = ~(missing | invalid)
+        index = np.arange(start, start + n)
+        u = self._pit.transform(x, index)
+        u_fixed = (np.where(valid, u, 0.5) * ONE).astype(np.int64)
+        location = u_fixed - HALF
+        spread = np.abs(2 * u_fixed - ONE)  # invalid/missing: u = 1/2 -> 0
+        outside = (x < self._mins) | (x > self._maxs)  # NaN compares False
+        columns = np.concatenate([location, spread, valid, missing, invalid, outside]).T
+        sums, ends = self._blocks.add(columns, start)
+        candidates = self._cusum_alarms(sums, ends, f)
+        if self._river:
+            candidates += self._river_alarms(sums, ends, f)
+        if not self._confidence:
+            candidates += self._windows(u_fixed, valid, sums, ends, start, n)
+        encoded = np.where(valid, x, np.where(invalid, np.inf, np.nan))
+        self._batch_recent = np.concatenate([self._recent, encoded], axis=1)
+        return candidates
+
+    def end_batch(self) -> None:
+        """Keep the last events for summaries (after the batch's alerts are built)."""
+        if self._batch_recent is not None:
+            n = self._batch_recent.shape[1] - self._recent.shape[1]
+            self._recent = np.ascontiguousarray(self._batch_recent[:, -self._recent_len:])
+            self._recent_filled = min(self._recent_len, self._recent_filled + n)
+            self._batch_recent = None
+
+    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
+        if len(sums) == 0:
+            return []
+        loc, spread, nvalid, nmiss, ninv, nout = (sums[:, i * f:(i + 1) * f] for i in range(6))
+        k = nvalid * self._k_fixed
+        scale = spread - HALF * nvalid
+        b = T.CUSUM_BLOCK
+        rate_inc = [c * self._llr_hit[:, r] + (b - c) * self._llr_miss[:, r] for r, c in enumerate((nmiss, ninv, nout))]
+        inc = np.concatenate([loc - k, -loc - k, scale - k, -scale - k, *rate_inc], axis=1)
+        out = []
+        for event, chain, stat, zero in self._cusum.update(inc, ends):
+            test, j = divmod(chain, f)
+            out.append(self._cusum_candidate(event, test, j, stat, zero + 1))
+        return out
+
+    def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:
+        kind, family, detector = self._alarms[test]
+        if test <= SCALE_DOWN:
+            statistic, threshold = stat * Z_PER_UNIT, T.CUSUM_H
+            evidence = {"test": CHAINS[test], "reference_k": round(float(self._k_fixed[j] * Z_PER_UNIT), 4)}
+        else:
+            statistic, threshold = stat / T.LLR_SCALE, T.RATE_H
+            evidence = {"test": CHAINS[test], "expected_rate": float(self._expected_rates[j, test - MISSING])}
+        evidence["change_start_event"] = onset
+        return Candidate(event, (0, test, j), self._names[j], kind, family, detector,
+                         float(statistic), float(threshold), None, evidence, onset)
+
+    def _river_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
+        if len(sums) == 0:
+            return []
+        # location sums and valid counts, re-blocked from CUSUM blocks (numbered end // size) to River blocks
+        river_sums, river_ends = self._river_blocks.add(
+            np.concatenate([sums[:, :f], sums[:, 2 * f:3 * f]], axis=1), int(ends[0]) // T.CUSUM_BLOCK)
+        river_ends = (river_ends + 1) * T.CUSUM_BLOCK - 1
+        self._completed_river = (river_sums, river_ends)
+        out = []
+        for row, event in zip(river_sums, river_ends.tolist()):
+            for j, detector in enumerate(self._river):
+                nvalid = int(row[f + j])
+                if nvalid == 0:
+                    continue
+                mean_u = 0.5 + row[j] / (nvalid * ONE)
+                fired = detector.update(mean_u, nvalid, event)
+                if fired:
+                    evidence = {"test": fired, "block_events": T.RIVER_BLOCK, "block_mean_u": round(float(mean_u), 4),
+                                "adwin_width_blocks": int(detector.adwin.width), "change_start_event": detector.onset + 1}
+                    if fired == "page_hinkley":
+                        threshold, p_value = T.PAGE_HINKLEY_THRESHOLD, None
+                    else:  # ADWIN: the statistic is the number of old blocks it dropped, delta bounds the error
+                        threshold, p_value = 1.0, T.ADWIN_DELTA
+                    out.append(Candidate(event, (1, 0 if fired == "adwin" else 1, j), self._names[j], "drift",
+                                         "distribution", fired, detector.statistic, threshold, p_value, evidence,
+                                         detector.onset + 1))
+        return out
+
+    def _windows(self, u_fixed: np.ndarray, valid: np.ndarray, sums: np.ndarray, ends: np.ndarray,
+                 start: int, n: int) -> list[Candidate]:
+        f = len(self._names)
+        w = self._window
+        bins = np.minimum((u_fixed * FINE_BINS) >> T.U_BITS, FINE_BINS - 1) + (np.arange(f) * FINE_BINS)[:, None]
+        first = (-start) % w
+        cuts = [0] + [c for c in range(first, n, w) if c > 0] + [n]
+        counts = np.concatenate([sums[:, 2 * f:3 * f], sums[:, 3 * f:4 * f], sums[:, 4 * f:5 * f],
+                                 sums[:, 5 * f:6 * f]], axis=1).reshape(len(sums), 4, f).transpose(0, 2, 1)
+        out = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            seg_valid = valid[:, a:b]
+            self._hist += np.bincount(bins[:, a:b][seg_valid], minlength=f * FINE_BINS).reshape(f, FINE_BINS)
+            in_segment = (ends >= start + a) & (ends < start + b)
+            self._window_counts += counts[in_segment].sum(axis=0)
+            if (start + b) % w == 0:
+                out += self._close_window(start + b - 1)
+        return out
+
+    def _close_window(self, event: int) -> list[Candidate]:
+        hist, nvalid = self._hist, self._hist.sum(axis=1)
+        ks = self._ks(hist)
+        excess = np.sqrt(nvalid) * np.maximum(ks - self._ks_allowance, 0.0)
+        out = []
+        for j in np.flatnonzero((nvalid >= self._min_window_values) & (excess > KS_CRITICAL)):
+            p_value = kolmogorov_sf(float(excess[j]))
+            d10 = hist[j].reshape(10, -1).sum(axis=1)
+            evidence = {"test": "ks", "window_events": self._window, "window_values": int(nvalid[j]),
+                        "ks": round(float(ks[j]), 4), "psi": round(psi(d10, DECILES), 4),
+                        "jensen_shannon": round(jensen_shannon(d10, DECILES), 4),
+                        "wasserstein": self._wasserstein(j, hist[j])}
+            threshold = float(KS_CRITICAL / math.sqrt(nvalid[j]) + self._ks_allowance[j])
+            out.append(Candidate(event, (2, 0, int(j)), self._names[j], "drift", "distribution", "ks",
+                                 float(ks[j]), threshold, p_value, evidence, event - self._window + 1))
+        self._last_hist, self._last_counts = hist, self._window_counts
+        self._hist = np.zeros_like(hist)
+        self._window_counts = np.zeros_like(self._window_counts)
+        return out
+
+    @staticmethod
+    def _ks(hist: np.ndarray) -> np.ndarray:
+        n = np.maximum(hist.sum(axis=1, keepdims=True), 1)
+        ecdf = np.cumsum(hist, axis=1) / n
+        return np.max(np.abs(ecdf - np.arange(1, hist.shape[1] + 1) / hist.shape[1]), axis=1)
+
+    def _wasserstein(self, j: int, hist: np.ndarray) -> float:
+        return round(wasserstein_from_histogram(hist, QUANTILE_PROBS, self._profiles[j].quantiles), 6)
+
+    # ---- reporting ----------------------------------------------------------------------
+    def completed_river_blocks(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The last batch's completed River blocks: (sums of location and valid count, last event)."""
+        return self._completed_river
+
+    def recent_values(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
+        """The feature's last `recent` events up to event_index (encoded: NaN missing, inf invalid)."""
+        if self._batch_recent is not None and event_index is not None:
+            stop = self._recent.shape[1] + (event_index - self._batch_start) + 1
+            values = self._batch_recent[j, :stop][-self._recent_len:]
+            have = min(self._recent_len, self._recent_filled + event_index - self._batch_start + 1)
+        else:
+            values, have = self._recent[j], self._recent_filled
+        if since is not None and event_index is not None:
+            # only the events since the change started, but enough of them to summarise
+            have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
+        return values[len(values) - have:] if have < len(values) else values
+
+    def current_summary(self, j: int, event_index: int | None = None) -> dict[str, Any]:
+        values = self.recent_values(j, event_index)
+        return summarise_recent(values)
+
+    def statistics(self, j: int) -> dict[str, Any]:
+        f = len(self._names)
+        s = self._cusum.statistics
+        hist = self._last_hist[j]
+        n = int(hist.sum())
+        d10 = hist.reshape(10, -1).sum(axis=1)
+        ks = float(self._ks(hist[None, :])[0]) if n else 0.0
+        excess = math.sqrt(n) * max(ks - float(self._ks_allowance[j]), 0.0)
+        stats = {
+            "psi": psi(d10, DECILES) if n else 0.0,
+            "jensen_shannon": jensen_shannon(d10, DECILES) if n else 0.0,
+            "ks": ks,
+            "ks_p_value": kolmogorov_sf(excess) if n else 1.0,
+            "wasserstein": self._wasserstein(j, hist) if n else 0.0,
+            "window_values": n,
+            "cusum_location": max(s[LOC_UP * f + j], s[LOC_DOWN * f + j]) * Z_PER_UNIT,
+            "cusum_scale": max(s[SCALE_UP * f + j], s[SCALE_DOWN * f + j]) * Z_PER_UNIT,
+            "cusum_threshold": T.CUSUM_H,
+        }
+        if self._river:
+            stats["adwin_width_blocks"] = int(self._river[j].adwin.width)
+        return stats
+
+    def missing_ratio(self, j: int) -> float:
+        counts = self._last_counts[j] if self._last_counts[j].sum() else self._window_counts[j]
+        total = counts[0] + counts[1] + counts[2]
+        return float(counts[1] / total) if total else 0.0
+
+    # ---- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "cusum": self._cusum.state_dict(),
+            "blocks": self._blocks.state_dict(),
+            "river_blocks": self._river_blocks.state_dict(),
+            "river": [d.state_dict() for d in self._river],
+            "hist": self._hist.astype(np.int32).tobytes(),
+            "window_counts": self._window_counts.ravel().tolist(),
+            "last_hist": self._last_hist.astype(np.int32).tobytes(),
+            "last_counts": self._last_counts.ravel().tolist(),
+            "recent": self._recent.tobytes(),
+            "recent_filled": self._recent_filled,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        f = len(self._names)
+        self._cusum.load_state(state["cusum"])
+        self._blocks.load_state(state["blocks"])
+        self._river_blocks.load_state(state["river_blocks"])
+        for d, s in zip(self._river, state["river"]):
+            d.load_state(s)
+        self._hist = np.frombuffer(state["hist"], dtype=np.int32).astype(np.int64).reshape(f, FINE_BINS)
+        self._window_counts = np.asarray(state["window_counts"], dtype=np.int64).reshape(f, 4)
+        self._last_hist = np.frombuffer(state["last_hist"], dtype=np.int32).astype(np.int64).reshape(f, FINE_BINS)
+        self._last_counts = np.asarray(state["last_counts"], dtype=np.int64).reshape(f, 4)
+        self._recent = np.frombuffer(state["recent"], dtype=np.float64).reshape(f, self._recent_len).copy()
+        self._recent_filled = int(state["recent_filled"])
+
+
+def summarise_recent(values: np.ndarray) -> dict[str, Any]:
+    """mean, std, quantiles, missing and invalid rates of encoded recent values."""
+    total = len(values)
+    ok = values[np.isfinite(values)]
+    out: dict[str, Any] = {"count": int(len(ok)), "events": total}
+    if len(ok):
+        q = np.quantile(ok, [0.05, 0.25, 0.5, 0.75, 0.95])
+        out.update(mean=float(ok.mean()), std=float(ok.std()), min=float(ok.min()), max=float(ok.max()),
+                   p05=float(q[0]), p25=float(q[1]), p50=float(q[2]), p75=float(q[3]), p95=float(q[4]))
+    out["missing_rate"] = float(np.isnan(values).sum() / total) if total else 0.0
+    out["invalid_rate"] = float(np.isinf(values).sum() / total) if total else 0.0
+    return out

@@ -1,0 +1,122 @@
+"""River's ADWIN and Page-Hinkley on block means of a feature's PIT scores.
+
+Both compare production with its own past (changes *within* production); the CUSUMs of
+`detectors.cusum` cover skew against training. Feeding one value per block of events keeps their
+per-event cost small and makes their input close to normal whatever the feature's distribution, so
+one calibration (detectors/thresholds.py) holds for every feature.
+
+State is plain data: Page-Hinkley's few floats, and ADWIN's window as the bytes River's Rust core
+exports itself (`AdaptiveWindowing.__getstate__`, a bincode record of bucket sums; not pickle).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from river import drift
+
+from detectors import thresholds
+
+
+class BlockChangeDetectors:
+    """ADWIN on the block mean of u in [0, 1] and Page-Hinkley on its standardised value.
+
+    >>> import random
+    >>> rng, det = random.Random(1), BlockChangeDetectors()
+    >>> means = [rng.gauss(0.5 + (0.05 if i >= 40 else 0.0), 0.018) for i in range(80)]  # sd of 256 u's
+    >>> [(i, r) for i, m in enumerate(means) if (r := det.update(m, 256))]
+    [(46, 'page_hinkley')]
+    """
+
+    def __init__(self):
+        self._adwin = self._new_adwin()
+        self._ph = self._new_page_hinkley()
+        # where Page-Hinkley's cumulative sums last stood at their extremes: the change-point estimate
+        self._ph_low_at = -1
+        self._ph_high_at = -1
+        self._statistic = 0.0
+        self._onset = -1
+
+    @staticmethod
+    def _new_adwin() -> drift.ADWIN:
+        return drift.ADWIN(delta=thresholds.ADWIN_DELTA, clock=1, grace_period=thresholds.RIVER_GRACE_BLOCKS)
+
+    @staticmethod
+    def _new_page_hinkley() -> drift.PageHinkley:
+        return drift.PageHinkley(
+            min_instances=thresholds.RIVER_GRACE_BLOCKS,
+            delta=thresholds.PAGE_HINKLEY_DELTA,
+            threshold=thresholds.PAGE_HINKLEY_THRESHOLD,
+            alpha=1.0,
+        )
+
+    @property
+    def adwin(self) -> drift.ADWIN:
+        return self._adwin
+
+    @property
+    def page_hinkley(self) -> drift.PageHinkley:
+        return self._ph
+
+    @property
+    def statistic(self) -> float:
+        """At the last detection: Page-Hinkley's test value, or the blocks ADWIN dropped."""
+        return self._statistic
+
+    @property
+    def onset(self) -> int:
+        """At the last detection: the estimated last unchanged event (-1: the start)."""
+        return self._onset
+
+    def update(self, mean_u: float, n_valid: int, event: int = 0) -> str | None:
+        """Feed one block ending at `event`; return "adwin" / "page_hinkley" when that detector flags a change."""
+        width = self._adwin.width
+        self._adwin.update(mean_u)
+        ph = self._ph
+        # standardised: N(0, 1) under "no change" for any block size
+        ph.update((mean_u - 0.5) * math.sqrt(12.0 * n_valid))
+        if self._adwin.drift_detected:
+            kept = self._adwin.width
+            self._statistic = float(width + 1 - kept)
+            self._onset = int(event - kept * thresholds.RIVER_BLOCK)
+            return "adwin"
+        if ph.drift_detected:
+            rise, fall = ph._sum_increase - ph._min_increase, ph._max_decrease - ph._sum_decrease
+            self._statistic = float(max(rise, fall))
+            self._onset = self._ph_low_at if rise >= fall else self._ph_high_at
+            return "page_hinkley"
+        if ph._sum_increase <= ph._min_increase:
+            self._ph_low_at = event
+        if ph._sum_decrease >= ph._max_decrease:
+            self._ph_high_at = event
+        return None
+
+    def reset(self) -> None:
+        self._adwin = self._new_adwin()
+        self._ph = self._new_page_hinkley()
+        self._ph_low_at = self._ph_high_at = self._onset = -1
+        self._statistic = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        ph = self._ph
+        return {
+            "adwin": self._adwin._helper.__getstate__(),
+            "adwin_drift": bool(self._adwin._drift_detected),
+            "ph": [float(ph._x_mean.n), float(ph._x_mean._mean), float(ph._sum_increase), float(ph._sum_decrease),
+                   float(ph._min_increase), float(ph._max_decrease), bool(ph._drift_detected)],
+            "marks": [self._ph_low_at, self._ph_high_at, self._onset, self._statistic],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._adwin = self._new_adwin()
+        self._adwin._helper.__setstate__(bytes(state["adwin"]))
+        self._adwin._drift_detected = bool(state["adwin_drift"])
+        self._ph = self._new_page_hinkley()
+        n, mean, inc, dec, min_inc, max_dec, detected = state["ph"]
+        self._ph._x_mean.n, self._ph._x_mean._mean = float(n), float(mean)
+        self._ph._sum_increase, self._ph._sum_decrease = float(inc), float(dec)
+        self._ph._min_increase, self._ph._max_decrease = float(min_inc), float(max_dec)
+        self._ph._drift_detected = bool(detected)
+        low, high, onset, statistic = state["marks"]
+        self._ph_low_at, self._ph_high_at, self._onset = int(low), int(high), int(onset)
+        self._statistic = float(statistic)

@@ -1,0 +1,254 @@
+"""Unit tests of the detection building blocks: a shared contract run against every stateful
+class (reset, msgpack state round-trip mid-stream), exact detection indices on seeded streams,
+and property tests of the sketches."""
+from __future__ import annotations
+
+import math
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baselines.profile import QUANTILE_PROBS, NumericProfile
+from detectors import thresholds as T
+from detectors.cusum import BlockAccumulator, CusumBank
+from detectors.episodes import EpisodeTracker
+from detectors.extract import FeatureColumns
+from detectors.pit import ProbabilityIntegralTransform
+from detectors.river_blocks import BlockChangeDetectors
+from detectors.sketches import SpaceSaving
+from detectors.stats import chi2_sf, kolmogorov_sf, ks_uniform_from_histogram
+
+
+def msgpack_round_trip(state):
+    return msgpack.unpackb(msgpack.packb(state, use_bin_type=True), raw=False, strict_map_key=False)
+
+
+# ---- the contract every stateful detector / sketch honours ------------------------------------
+class Contract:
+    """Subclasses say how to build the object, feed it a seeded chunk, and what it outputs."""
+
+    def make(self):
+        raise NotImplementedError
+
+    def feed(self, obj, rng: np.random.Generator, chunk: int):
+        """Feed one chunk of a seeded stream; return the outputs (alarms, values...) as plain data."""
+        raise NotImplementedError
+
+    def run(self, obj, seed: int, chunks: range):
+        rng = np.random.default_rng(seed)
+        out = []
+        for c in range(chunks.stop):
+            got = self.feed(obj, rng, c)
+            if c in chunks:
+                out.append(got)
+        return out
+
+    def test_state_round_trip_mid_stream_continues_exactly(self):
+        straight = self.make()
+        expected = self.run(straight, 7, range(0, 12))
+        first = self.make()
+        rng = np.random.default_rng(7)
+        got = [self.feed(first, rng, c) for c in range(5)]
+        resumed = self.make()
+        resumed.load_state(msgpack_round_trip(first.state_dict()))
+        got += [self.feed(resumed, rng, c) for c in range(5, 12)]
+        assert got == expected
+
+    def test_reset_behaves_like_new(self):
+        used = self.make()
+        self.run(used, 3, range(0, 6))
+        used.reset()
+        assert self.run(used, 11, range(0, 6)) == self.run(self.make(), 11, range(0, 6))
+
+
+class TestCusumBankContract(Contract):
+    def make(self):
+        return CusumBank(np.array([4000, 9000, 20000], dtype=np.int64))
+
+    def feed(self, obj, rng, chunk):
+        inc = rng.integers(-900, 1000, size=(50, 3))
+        ends = np.arange(chunk * 50, chunk * 50 + 50) * 8 + 7
+        return obj.update(inc, ends)
+
+
+class TestSpaceSavingContract(Contract):
+    def make(self):
+        return SpaceSaving(capacity=5)
+
+    def feed(self, obj, rng, chunk):
+        for v in rng.zipf(1.5, size=40).tolist():
+            obj.update(f"v{v}")
+        return obj.top()
+
+
+class TestBlockChangeDetectorsContract(Contract):
+    def make(self):
+        return BlockChangeDetectors()
+
+    def feed(self, obj, rng, chunk):
+        shift = 0.03 if chunk >= 6 else 0.0
+        return [obj.update(float(m), 256) for m in 0.5 + shift + rng.normal(0, 0.018, 10)]
+
+
+class TestEpisodeTrackerContract(Contract):
+    def make(self):
+        return EpisodeTracker(quiet_events=100)
+
+    def feed(self, obj, rng, chunk):
+        return [obj.observe(("f", "distribution"), chunk * 1000 + int(i)) for i in np.sort(rng.integers(0, 1000, 4))]
+
+
+# ---- exact behaviour on seeded streams -------------------------------------------------------
+def test_blocks_are_batch_size_invariant():
+    values = np.random.default_rng(0).integers(0, 9, size=(1000, 3))
+    whole = BlockAccumulator(16, 3).add(values, 0)
+    for size in (1, 7, 333):
+        acc, sums, ends = BlockAccumulator(16, 3), [], []
+        for i in range(0, 1000, size):
+            s, e = acc.add(values[i:i + size], i)
+            sums += s.tolist()
+            ends += e.tolist()
+        assert sums == whole[0].tolist() and ends == whole[1].tolist()
+
+
+def test_cusum_bank_matches_the_plain_recursion_and_restarts_after_an_alarm():
+    rng = np.random.default_rng(5)
+    inc = rng.integers(-100, 110, size=(3000, 4))
+    h = np.array([500, 800, 1200, 3000])
+    ends = np.arange(3000)
+    got = CusumBank(h).update(inc, ends)
+    expected = []
+    s = np.zeros(4, dtype=np.int64)
+    last_zero = np.full(4, -1)
+    for t in range(3000):
+        s = np.maximum(0, s + inc[t])
+        for c in range(4):
+            if s[c] > h[c]:
+                expected.append((t, c, int(s[c]), int(last_zero[c])))
+                s[c] = 0
+            if s[c] == 0:
+                last_zero[c] = t
+    assert sorted(got) == sorted(expected)
+    assert len(got) > 4
+
+
+def test_cusum_detects_a_location_shift_of_uniform_scores_at_the_expected_block():
+    rng = np.random.default_rng(1)
+    z = rng.uniform(-math.sqrt(3), math.sqrt(3), 4000)
+    z[2000:] += 1.0
+    inc = np.rint((z - T.CUSUM_K).reshape(-1, 8).sum(axis=1) * 1000).astype(np.int64)[:, None]
+    alarms = CusumBank(np.array([int(T.CUSUM_H * 1000)])).update(inc, np.arange(7, 4000, 8))
+    # first alarm 48 events after the shift; the chain last stood at 0 at the block before it
+    assert [(a[0], a[3]) for a in alarms[:2]] == [(2047, 1999), (2127, 2047)]
+
+
+def test_pit_is_uniform_on_training_data_including_point_masses():
+    rng = np.random.default_rng(2)
+    train = np.concatenate([np.zeros(6000), rng.poisson(3, 14000).astype(float)])
+    values, counts = np.unique(train, return_counts=True)
+    q = np.quantile(train, QUANTILE_PROBS)
+    discrete = NumericProfile("n", len(train), 0, 0, train.mean(), train.std(), train.min(), train.max(), q,
+                              np.array([1.0]), np.array([0.5, 0.5]), values, counts / counts.sum(), True)
+    grid_only = NumericProfile("g", len(train), 0, 0, train.mean(), train.std(), train.min(), train.max(), q,
+                               np.array([1.0]), np.array([0.5, 0.5]))
+    prod = np.concatenate([np.zeros(30000), rng.poisson(3, 70000).astype(float)])
+    rng.shuffle(prod)
+    for profile in (discrete, grid_only):
+        u = ProbabilityIntegralTransform(profile).transform(prod, np.arange(len(prod)))
+        hist = np.histogram(u, bins=100, range=(0, 1))[0]
+        assert ks_uniform_from_histogram(hist) < 0.02, profile.name
+        assert abs(u.mean() - 0.5) < 0.01
+
+
+def test_pit_draw_is_a_function_of_the_event_index_only():
+    q = np.repeat(np.arange(11.0), 91)[:1001]
+    p = NumericProfile("k", 100, 0, 0, 5.0, 3.0, 0.0, 10.0, q, np.array([5.0]), np.array([0.5, 0.5]))
+    pit = ProbabilityIntegralTransform(p)
+    x = np.full(10, 3.0)
+    assert pit.transform(x[5:], np.arange(5, 10)).tolist() == pit.transform(x, np.arange(10)).tolist()[5:]
+
+
+def test_numeric_extraction_classifies_every_kind_of_value():
+    cols = FeatureColumns(["a", "b"], [], [])
+    feats = [{"a": 1, "b": 2.5}, {"a": None, "b": "3"}, {"b": True}, {"a": float("inf"), "b": [1]},
+             {"a": float("nan"), "b": 10**400}]
+    (x, missing, invalid, absent), _ = cols.extract(feats)
+    assert x[0, 0] == 1.0 and x[1, 0] == 2.5
+    assert missing.tolist() == [[False, True, True, False, False], [False, False, False, False, False]]
+    assert invalid.tolist() == [[False, False, False, True, True], [False, True, True, True, True]]
+    assert absent.tolist()[0] == [False, False, True, False, False]
+    clean, _ = cols.extract([{"a": 1.0, "b": True}, {"a": 0.0, "b": 2}])
+    assert clean[2].tolist() == [[False, False], [True, False]]  # a bool among numbers is invalid
+
+
+def test_categorical_extraction_codes_known_unseen_missing_invalid():
+    cols = FeatureColumns([], ["c"], [["US", "3", "true"]])
+    _, (codes, absent, others) = cols.extract([{"c": "US"}, {"c": 3.0}, {"c": True}, {"c": "FR"}, {"c": None}, {},
+                                          {"c": {"x": 1}}])
+    assert codes.tolist() == [[0, 1, 2, 3, -1, -1, -2]]
+    assert absent.tolist() == [[False] * 5 + [True, False]]
+    assert others == [[(3, "FR")]]
+
+
+def test_river_detectors_state_is_plain_data():
+    det = BlockChangeDetectors()
+    for m in np.random.default_rng(0).normal(0.5, 0.018, 50):
+        det.update(float(m), 256)
+    state = det.state_dict()
+    assert isinstance(state["adwin"], bytes)
+    msgpack.packb(state)  # no numpy scalars, no objects
+
+
+# ---- tails of the tests ------------------------------------------------------------------------
+def test_kolmogorov_and_chi2_tails_match_known_quantiles():
+    assert kolmogorov_sf(1.628) == pytest.approx(0.01, abs=5e-4)
+    assert chi2_sf(6.635, 1) == pytest.approx(0.01, abs=2e-4)
+    assert chi2_sf(37.566, 20) == pytest.approx(0.01, abs=2e-4)
+    assert chi2_sf(100.0, 5) < 1e-18
+
+
+# ---- properties of the sketches -------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 30), max_size=300), st.integers(1, 10))
+def test_space_saving_bounds_hold(values, capacity):
+    sketch = SpaceSaving(capacity)
+    for v in values:
+        sketch.update(v)
+    truth = {str(k): values.count(k) for k in set(values)}
+    top = sketch.top()
+    assert len(top) <= capacity
+    assert sketch.total == len(values)
+    for label, count, error in top:
+        assert count - error <= truth[label] <= count
+    # any value with more than total / capacity occurrences is held
+    held = {label for label, _, _ in top}
+    assert all(k in held for k, c in truth.items() if c > len(values) / capacity)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-50, 50), min_size=1, max_size=200), st.integers(1, 40))
+def test_cusum_bank_is_split_invariant(values, cut):
+    inc = np.array(values, dtype=np.int64)[:, None]
+    ends = np.arange(len(values))
+    whole = CusumBank(np.array([120])).update(inc, ends)
+    split = CusumBank(np.array([120]))
+    cut = min(cut, len(values))
+    parts = split.update(inc[:cut], ends[:cut]) + split.update(inc[cut:], ends[cut:])
+    assert parts == whole
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=100))
+def test_ks_from_histogram_never_exceeds_the_exact_statistic(counts):
+    hist = np.array(counts)
+    if hist.sum() == 0:
+        return
+    bins = len(hist)
+    # put each value at its bin's upper edge: the ECDF jumps there, the exact sup is >= the edge value
+    u = np.repeat((np.arange(bins) + 1) / bins, hist)
+    ecdf_hi = np.arange(1, len(u) + 1) / len(u)
+    exact = max(np.max(ecdf_hi - u), np.max(u - (ecdf_hi - 1 / len(u))))
+    assert ks_uniform_from_histogram(hist) <= exact + 1e-12

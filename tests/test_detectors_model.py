@@ -1,0 +1,196 @@
+"""ModelMonitor end to end on seeded streams: exact detection indices, batch-size invariance,
+state round-trip, the alarm budget on stationary data, data quality, confidence and serving."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import msgpack
+import numpy as np
+import pytest
+
+from baselines.build import build_baseline_from_columns
+from detectors.alerts import Alert
+from detectors.model import ModelMonitor
+from tests import streams
+
+N_TRAIN = 20_000
+ALERT_KEYS = {"alert_id", "kind", "model", "model_version", "feature", "detector", "statistic", "threshold",
+              "p_value", "baseline", "current", "events_seen", "ts", "severity", "diagnosis", "evidence"}
+
+
+@lru_cache(maxsize=None)
+def baseline():
+    rng = np.random.default_rng(0)
+    columns = {
+        "amount": rng.normal(0.5, 0.2, N_TRAIN),
+        "count": rng.poisson(3, N_TRAIN).astype(float),
+        "latency": rng.lognormal(3, 0.5, N_TRAIN),
+        "country": rng.choice(["US", "FR", "DE", "IT"], N_TRAIN, p=[0.5, 0.2, 0.2, 0.1]),
+    }
+    return build_baseline_from_columns("credit", columns, version="3", confidence=rng.beta(8, 2, N_TRAIN),
+                                       categorical=("country",))
+
+
+def events(n: int, seed: int, shift_at: int | None = None, **changes) -> list[dict]:
+    rng = np.random.default_rng([seed, 7])
+    amount = rng.normal(0.5, 0.2, n)
+    if shift_at is not None:
+        amount[shift_at:] += changes.get("k", 1.0) * 0.2
+    out = []
+    for i in range(n):
+        out.append({"model": "credit", "model_version": "3", "ts": 1_700_000_000.0 + i,
+                    "features": {"amount": float(amount[i]), "count": int(rng.poisson(3)),
+                                 "latency": float(rng.lognormal(3, 0.5)),
+                                 "country": str(rng.choice(["US", "FR", "DE", "IT"], p=[0.5, 0.2, 0.2, 0.1]))},
+                    "confidence": float(rng.beta(8, 2))})
+    return out
+
+
+def replay(events_: list[dict], batch: int = 1000, monitor: ModelMonitor | None = None) -> list[Alert]:
+    m = monitor or ModelMonitor(baseline())
+    alerts = []
+    for i in range(0, len(events_), batch):
+        alerts += m.update_batch(events_[i:i + batch])
+    return alerts
+
+
+def without_ts(alerts: list[Alert]) -> list[dict]:
+    return [{k: v for k, v in a.to_dict().items() if k != "ts"} for a in alerts]
+
+
+@lru_cache(maxsize=None)
+def messy_stream() -> tuple[dict, ...]:
+    """Several changes at known events: mean shift, strings in a numeric feature, a new category,
+    a missing feature, an unexpected field, a new model version, a confidence drop."""
+    ev = events(9000, seed=3, shift_at=1500)
+    for i in range(3000, 3400):
+        ev[i]["features"]["count"] = "n/a"
+    for i in range(4000, 9000, 3):
+        ev[i]["features"]["country"] = "BR"
+    for i in range(5000, 5600):
+        del ev[i]["features"]["latency"]
+        ev[i]["features"]["latency_ms"] = 1.0
+    for i in range(6000, 9000):
+        ev[i]["model_version"] = "4"
+        ev[i]["confidence"] = ev[i]["confidence"] * 0.6
+    return tuple(ev)
+
+
+# ---- detection -------------------------------------------------------------------------------------
+def test_one_std_mean_shift_is_detected_at_an_exact_event_with_a_readable_alert():
+    alerts = replay(events(4000, seed=1, shift_at=2000))
+    assert [(a.kind, a.feature, a.detector, a.events_seen) for a in alerts] == [("drift", "amount", "cusum", 2064)]
+    a = alerts[0]
+    assert set(a.to_dict()) == ALERT_KEYS
+    json.dumps(a.to_dict())
+    assert a.baseline["mean"] == pytest.approx(0.5, abs=0.01) and a.current["mean"] == pytest.approx(0.7, abs=0.06)
+    assert a.diagnosis.startswith("mean moved from 0.5")
+    assert a.ts == 1_700_000_000.0 + 2063 and a.model_version == "3"
+
+
+def test_median_delay_of_a_one_std_shift_is_under_100_events():
+    delays = []
+    for seed in range(8):
+        alerts = replay(events(3000, seed=10 + seed, shift_at=1000))
+        hits = [a.events_seen - 1000 for a in alerts if a.feature == "amount" and a.events_seen > 1000]
+        delays.append(min(hits))
+        assert all(a.events_seen > 1000 for a in alerts)
+    assert float(np.median(delays)) <= 100, delays
+
+
+def test_skew_from_the_first_event_is_caught():
+    alerts = replay(events(1000, seed=2, shift_at=0, k=0.5))
+    assert [(a.feature, a.detector) for a in alerts][:1] == [("amount", "cusum")]
+    assert alerts[0].events_seen <= 400
+
+
+def test_the_messy_stream_raises_one_alert_per_cause():
+    alerts = replay(list(messy_stream()))
+    got = [(a.kind, a.feature, a.detector) for a in alerts]
+    assert ("drift", "amount", "cusum") in got
+    assert ("data_quality", "count", "invalid_type") in got
+    assert ("data_quality", "country", "unseen_category") in got
+    assert ("data_quality", "latency", "missing_rate") in got
+    assert ("data_quality", "latency_ms", "unexpected_field") in got
+    assert ("serving", None, "model_version") in got
+    assert ("confidence_drop", "confidence", "cusum") in got
+    # one alert per (feature, family) episode, never a storm
+    assert len(alerts) <= 12, got
+    assert len({a.alert_id for a in alerts}) == len(alerts)
+    unseen = next(a for a in alerts if a.detector == "unseen_category")
+    assert unseen.current["top_unseen"][0][0] == "BR"
+
+
+# ---- invariances --------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [1, 7])
+def test_same_alerts_whatever_the_batch_size(batch):
+    ev = list(messy_stream())[:6500]
+    assert without_ts(replay(ev, batch)) == without_ts(replay(ev, 1000))
+
+
+def test_state_round_trip_mid_stream_gives_the_same_later_alerts():
+    ev = list(messy_stream())
+    straight = replay(ev, 500)
+    first = ModelMonitor(baseline())
+    before = replay(ev[:4321], 500, first)
+    state = msgpack.unpackb(msgpack.packb(first.state_dict(), use_bin_type=True), raw=False, strict_map_key=False)
+    resumed = ModelMonitor.from_state(baseline(), state)
+    assert resumed.events_seen == 4321
+    after = replay(ev[4321:], 500, resumed)
+    assert without_ts(before + after) == without_ts(straight)
+
+
+def test_state_is_small_and_does_not_grow():
+    m = ModelMonitor(baseline())
+    ev = events(3000, seed=4)
+    replay(ev, 1000, m)
+    size_early = len(msgpack.packb(m.state_dict()))
+    for _ in range(10):
+        replay(ev, 1000, m)
+    size_late = len(msgpack.packb(m.state_dict()))
+    assert size_late / len(baseline().features) <= 8 * 1024
+    assert size_late <= size_early * 1.1
+
+
+# ---- the alarm budget ----------------------------------------------------------------------------
+def test_zero_alerts_on_200k_stationary_events_x_10_features():
+    stream = streams.stationary(200_000, seed=9)
+    m = ModelMonitor(stream.baseline())
+    alerts = replay(stream.events, 2000, m)
+    assert alerts == []
+    assert m.events_seen == 200_000
+
+
+# ---- bad values, confidence, serving -----------------------------------------------------------------
+def test_bad_values_count_against_data_quality_and_only_alert_when_significant():
+    ev = events(3000, seed=5)
+    for i in (10, 500, 1500):  # a few: not significant
+        ev[i]["features"]["amount"] = float("nan")
+        ev[i]["confidence"] = 1.7
+    assert replay(ev) == []
+    for i in range(2000, 2300):
+        ev[i]["confidence"] = "high"
+    alerts = replay(ev)
+    assert [(a.kind, a.feature, a.detector) for a in alerts] == [("data_quality", "confidence", "invalid_confidence")]
+
+
+def test_version_mismatch_is_one_serving_alert():
+    ev = events(8000, seed=6)
+    for e in ev[1000:]:
+        e["model_version"] = "4"
+    alerts = replay(ev, 333)
+    assert [(a.kind, a.detector, a.events_seen) for a in alerts] == [("serving", "model_version", 1001)]
+
+
+def test_snapshot_reports_current_statistics():
+    m = ModelMonitor(baseline())
+    replay(events(2500, seed=7, shift_at=0), 1000, m)
+    snap = m.snapshot()
+    assert snap["events_seen"] == 2500 and snap["model"] == "credit"
+    amount = snap["features"]["amount"]
+    assert amount["kind"] == "numeric" and amount["statistics"]["ks"] > 0.3 and amount["statistics"]["psi"] > 0.2
+    assert amount["last_alert"]["kind"] == "drift"
+    assert snap["features"]["country"]["kind"] == "categorical"
+    assert 0.75 < snap["confidence_mean"] < 0.85
+    json.dumps(snap)
