@@ -1,0 +1,125 @@
+"""`skewwatch replay`: same alerts as the monitors, every bad input counted and dead-lettered."""
+import json
+import subprocess
+import sys
+
+import msgpack
+import numpy as np
+import orjson
+import pytest
+
+from baselines.build import build_baseline_from_columns
+from detectors.model import ModelMonitor
+from stream.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def baseline_file(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    b = build_baseline_from_columns(
+        "credit",
+        {"x": rng.normal(0.5, 0.2, 20_000), "color": rng.choice(["red", "green", "blue"], 20_000)},
+        version="1",
+        categorical=("color",),
+    )
+    path = tmp_path_factory.mktemp("b") / "credit.msgpack"
+    b.save(path)
+    return path, b
+
+
+def _events(n, seed=1, shift_at=None):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.5, 0.2, n)
+    if shift_at is not None:
+        x[shift_at:] = rng.normal(0.3, 0.4, n - shift_at)
+    colors = rng.choice(["red", "green", "blue"], n)
+    return [{"model": "credit", "features": {"x": float(v), "color": str(c)}} for v, c in zip(x, colors)]
+
+
+def _run(capsys, *argv):
+    code = main(["replay", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+def _strip_ts(alerts):
+    return [{k: v for k, v in a.items() if k != "ts"} for a in alerts]
+
+
+def test_replay_gives_the_monitors_alerts_whatever_the_file_batching(tmp_path, capsys, baseline_file):
+    path, baseline = baseline_file
+    events = _events(6000, shift_at=3000)
+    single = tmp_path / "single.jsonl"
+    single.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    lists = tmp_path / "lists.jsonl"
+    lists.write_bytes(b"".join(orjson.dumps(events[i:i + 333]) + b"\n" for i in range(0, len(events), 333)))
+
+    expected = [a.to_dict() for a in ModelMonitor(baseline).update_batch(events)]
+    assert any(a["feature"] == "x" for a in expected), "the shift must be alerted for this test to mean anything"
+    for f, batch in ((single, 1000), (lists, 7)):
+        code, alerts, err = _run(capsys, f, "--baseline", path, "--batch-size", batch)
+        assert code == 0
+        assert _strip_ts(alerts) == _strip_ts(expected)
+        assert "6000 events" in err and "rejected 0" in err
+
+
+def test_msgpack_stream_input(tmp_path, capsys, baseline_file):
+    path, baseline = baseline_file
+    events = _events(3000, shift_at=1000)
+    f = tmp_path / "events.msgpack"
+    f.write_bytes(b"".join(msgpack.packb(events[i:i + 100]) for i in range(0, 3000, 100)))
+    code, alerts, err = _run(capsys, f, "--baseline", path)
+    assert code == 0 and "3000 events" in err
+    assert _strip_ts(alerts) == _strip_ts([a.to_dict() for a in ModelMonitor(baseline).update_batch(events)])
+
+
+def test_bad_input_is_counted_by_reason_and_dead_lettered_never_a_crash(tmp_path, capsys, baseline_file):
+    path, _ = baseline_file
+    good = orjson.dumps({"model": "credit", "features": {"x": 0.5, "color": "red"}})
+    lines = [
+        good,
+        b"{not json",
+        b"[1, 2",
+        b'"just a string"',
+        b'{"features": {"x": 1}}',
+        b'{"model": "credit", "features": [1]}',
+        b'{"model": "fraud", "features": {"x": 1}}',
+        b"x" * 2000,  # over --max-message-bytes
+        b"\xff\xfe\x00garbage",
+        orjson.dumps({"model": "credit", "features": {"x": "oops", "color": 5}, "confidence": 9}),
+        good,
+    ]
+    f = tmp_path / "mixed.jsonl"
+    f.write_bytes(b"\n".join(lines) + b"\n")
+    dl = tmp_path / "dead.jsonl"
+    code, _, err = _run(capsys, f, "--baseline", path, "--dead-letter", dl, "--max-message-bytes", 1000)
+    assert code == 0
+    dead = [json.loads(line) for line in dl.read_text().splitlines()]
+    reasons = sorted(d["reason"] for d in dead)
+    assert reasons == sorted(["not_decodable", "not_decodable", "not_an_object", "missing_model",
+                              "features_not_object", "unknown_model", "oversized", "not_decodable"])
+    assert all(d["detail"] and "raw_b64" in d for d in dead)
+    assert any(d["raw"] == "{not json" and d["source"] == {"file": str(f), "line": 2} for d in dead)
+    assert "3 events" in err  # two good events and the one with bad values
+    assert "rejected 8" in err and "unknown_model 1" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["replay", "missing.jsonl", "--baseline", "{b}"], "no such file"),
+        (["replay", "{e}", "--baseline", "nope.msgpack"], "cannot read baseline"),
+        (["replay", "{e}", "--baseline", "{e}"], "not a msgpack file"),
+    ],
+)
+def test_wrong_arguments_exit_2_with_one_clear_line(tmp_path, baseline_file, argv, message):
+    path, _ = baseline_file
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"model": "credit", "features": {}}\n')
+    argv = [a.format(b=path, e=events) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
