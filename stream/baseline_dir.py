@@ -1,0 +1,67 @@
+"""The baselines directory: one `<model>.msgpack` per model, rescanned while the worker runs.
+
+A scan compares each file's (mtime, size) with the previous scan and reloads what changed, so
+a new or rebuilt baseline is picked up without a restart; a corrupt or deleted file disables
+its model with a readable reason (its events are then dead-lettered with that reason rather
+than checked against a baseline that is no longer there). `Baseline.save` writes atomically,
+so a scan never sees a half-written file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from baselines.profile import Baseline, BaselineError
+
+SUFFIX = ".msgpack"
+
+
+@dataclass(frozen=True)
+class BaselineChange:
+    """What one scan found: `baseline` is set for "loaded"; `detail` says why for the others."""
+
+    kind: str  # "loaded" | "failed" | "removed"
+    model: str
+    path: Path
+    baseline: Baseline | None = None
+    detail: str = ""
+
+
+class BaselineDirectory:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._seen: dict[Path, tuple[int, int]] = {}  # file -> (mtime_ns, size) at its last load
+        self._model_of: dict[Path, str] = {}  # file -> model it held (or is named after)
+        self.problem: str | None = None  # why the directory itself cannot be read
+
+    def scan(self) -> list[BaselineChange]:
+        try:
+            files = {p: p.stat() for p in self.path.iterdir() if p.name.endswith(SUFFIX) and p.is_file()}
+            self.problem = None
+        except OSError as e:
+            # A missing or unreadable directory is reported, not treated as "every file deleted":
+            # a transient mount problem must not disable every model.
+            self.problem = f"cannot read the baselines directory {self.path}: {e.strerror or e}"
+            return []
+        changes: list[BaselineChange] = []
+        for path in sorted(set(self._seen) - set(files)):
+            del self._seen[path]
+            model = self._model_of.pop(path)
+            changes.append(BaselineChange("removed", model, path, detail=f"baseline file {path} was deleted"))
+        for path, st in sorted(files.items()):
+            signature = (st.st_mtime_ns, st.st_size)
+            if self._seen.get(path) == signature:
+                continue
+            self._seen[path] = signature
+            try:
+                baseline = Baseline.load(path)
+            except BaselineError as e:
+                model = self._model_of.setdefault(path, path.name[: -len(SUFFIX)])
+                changes.append(BaselineChange("failed", model, path, detail=f"baseline unusable: {e}"))
+                continue
+            old = self._model_of.get(path)
+            if old is not None and old != baseline.model:
+                changes.append(BaselineChange("removed", old, path, detail=f"{path} now holds model {baseline.model!r}"))
+            self._model_of[path] = baseline.model
+            changes.append(BaselineChange("loaded", baseline.model, path, baseline=baseline))
+        return changes

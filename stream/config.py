@@ -1,0 +1,162 @@
+"""The worker's settings: one table gives each its flag, environment variable, default and help.
+
+Precedence: a flag given on the command line wins over the environment, which wins over the
+default. `skewwatch worker` copies the flags it was given into the environment
+(`apply_to_env`) and the Faust app, being a module-level object (`faust -A stream.app worker`
+imports it), reads everything from the environment (`load`).
+
+>>> load({"SKEWWATCH_PARTITIONS": "8"}).partitions, load({}).broker
+(8, 'kafka://127.0.0.1:9092')
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, make_dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    flag: str | None  # None: environment only (secrets do not belong on a command line)
+    env: str
+    default: Any
+    help: str
+    type: Callable[[str], Any] = str
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true/false)")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("broker", "--broker", "SKEWWATCH_BROKER", "kafka://127.0.0.1:9092",
+            "Kafka bootstrap URL(s), e.g. kafka://k1:9092;kafka://k2:9092"),
+    Setting("baselines", "--baselines", "SKEWWATCH_BASELINES", "./baselines.d",
+            "directory of baseline files, one <model>.msgpack per model (rescanned while running)"),
+    Setting("web_host", "--web-host", "SKEWWATCH_WEB_HOST", "127.0.0.1", "address of the /metrics and status web server"),
+    Setting("web_port", "--web-port", "SKEWWATCH_WEB_PORT", 6066, "port of the /metrics and status web server", int),
+    Setting("input_topic", "--input-topic", "SKEWWATCH_INPUT_TOPIC", "skewwatch.predictions",
+            "topic of prediction events (JSON or msgpack; one event or a list per message; key = model)"),
+    Setting("alert_topic", "--alert-topic", "SKEWWATCH_ALERT_TOPIC", "skewwatch.alerts", "topic the alerts go to (key = model)"),
+    Setting("dead_letter_topic", "--dead-letter-topic", "SKEWWATCH_DEAD_LETTER_TOPIC", "skewwatch.dead-letters",
+            "topic of rejected messages with the reason"),
+    Setting("partitions", "--partitions", "SKEWWATCH_PARTITIONS", 4,
+            "partitions of the input topic (the checkpoint changelog gets the same number)", int),
+    Setting("batch_size", "--batch-size", "SKEWWATCH_BATCH_SIZE", 1000, "messages per micro-batch at most", int),
+    Setting("batch_within", "--batch-within", "SKEWWATCH_BATCH_WITHIN", 0.2,
+            "seconds to wait for a micro-batch to fill before processing what arrived", float),
+    Setting("app_id", "--app-id", "SKEWWATCH_APP_ID", "skewwatch",
+            "Faust app id: the consumer group and the prefix of the changelog topic"),
+    Setting("data_dir", "--data-dir", "SKEWWATCH_DATA_DIR", None, "Faust data directory (default: ./<app-id>-data)"),
+    Setting("checkpoint_interval", "--checkpoint-interval", "SKEWWATCH_CHECKPOINT_INTERVAL", 5.0,
+            "seconds between checkpoints of the monitors' state (also the offset-commit interval)", float),
+    Setting("baseline_scan_interval", "--baseline-scan-interval", "SKEWWATCH_BASELINE_SCAN_INTERVAL", 2.0,
+            "seconds between rescans of the baselines directory", float),
+    Setting("log_level", "--log-level", "SKEWWATCH_LOG_LEVEL", "info", "worker log level (debug, info, warning, error)"),
+    Setting("single_record_batches", "--single-record-batches", "SKEWWATCH_SINGLE_RECORD_BATCHES", False,
+            "produce one record per batch: the workaround for the embedded (Tansu) broker's ListOffsets bug; "
+            "leave off for Apache Kafka", _bool),
+    Setting("security_protocol", "--security-protocol", "SKEWWATCH_SECURITY_PROTOCOL", "PLAINTEXT",
+            "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    Setting("sasl_mechanism", "--sasl-mechanism", "SKEWWATCH_SASL_MECHANISM", "PLAIN",
+            "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or GSSAPI"),
+    Setting("sasl_username", "--sasl-username", "SKEWWATCH_SASL_USERNAME", None, "SASL user name"),
+    Setting("sasl_password", None, "SKEWWATCH_SASL_PASSWORD", None, "SASL password (environment only)"),
+    Setting("ssl_cafile", "--ssl-cafile", "SKEWWATCH_SSL_CAFILE", None, "CA bundle that signed the brokers' certificates"),
+    Setting("ssl_certfile", "--ssl-certfile", "SKEWWATCH_SSL_CERTFILE", None, "client certificate (mutual TLS)"),
+    Setting("ssl_keyfile", "--ssl-keyfile", "SKEWWATCH_SSL_KEYFILE", None, "client private key (mutual TLS)"),
+)
+
+Config = make_dataclass("Config", [(s.name, Any) for s in SETTINGS], frozen=True)
+Config.__doc__ = "The worker's settings, resolved (see SETTINGS)."
+
+#: Name of the Faust table holding the monitors' checkpoints; its changelog topic is
+#: "<app-id>-<this>-changelog".
+CHECKPOINT_TABLE = "monitor-checkpoints"
+
+
+def add_arguments(parser: argparse.ArgumentParser, only: Iterable[str] | None = None) -> None:
+    """Add the settings' flags; an absent flag stays None so the environment can decide."""
+    wanted = None if only is None else set(only)
+    for s in SETTINGS:
+        if s.flag is None or (wanted is not None and s.name not in wanted):
+            continue
+        shown = f"env {s.env}, default {s.default}"
+        if s.type is _bool:
+            parser.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{s.help} ({shown})")
+        else:
+            parser.add_argument(s.flag, dest=s.name, type=s.type, default=None, metavar=s.name.upper(),
+                                help=f"{s.help} ({shown})")
+
+
+def apply_to_env(args: argparse.Namespace, environ: dict[str, str] | None = None) -> None:
+    """Copy the flags that were given into the environment (where `load` finds them)."""
+    env = os.environ if environ is None else environ
+    for s in SETTINGS:
+        value = getattr(args, s.name, None)
+        if value is None:
+            continue
+        env[s.env] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Any:
+    """Resolve every setting from the environment, falling back to its default."""
+    env = os.environ if environ is None else environ
+    values = {}
+    for s in SETTINGS:
+        text = env.get(s.env)
+        if text is None or text == "":
+            values[s.name] = s.default
+            continue
+        try:
+            values[s.name] = s.type(text)
+        except ValueError as e:
+            raise ValueError(f"{s.env}={text!r}: {e}") from None
+    return Config(**values)
+
+
+def changelog_topic(cfg: Any) -> str:
+    return f"{cfg.app_id}-{CHECKPOINT_TABLE}-changelog"
+
+
+def topics(cfg: Any) -> dict[str, int]:
+    """Every topic the worker uses, with its partition count: what to create on a broker that
+    auto-creates topics with another count (the embedded one does)."""
+    return {
+        cfg.input_topic: cfg.partitions,
+        changelog_topic(cfg): cfg.partitions,
+        cfg.alert_topic: cfg.partitions,
+        cfg.dead_letter_topic: cfg.partitions,
+        f"{cfg.app_id}-__assignor-__leader": 1,
+    }
+
+
+def broker_credentials(cfg: Any) -> Any:
+    """Faust's `broker_credentials` for the security settings (None for PLAINTEXT)."""
+    import ssl
+
+    import faust
+
+    protocol = cfg.security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.ssl_cafile)
+        if cfg.ssl_certfile:
+            context.load_cert_chain(cfg.ssl_certfile, cfg.ssl_keyfile)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        return faust.SASLCredentials(username=cfg.sasl_username, password=cfg.sasl_password,
+                                     mechanism=cfg.sasl_mechanism, ssl_context=context)
+    raise ValueError(f"SKEWWATCH_SECURITY_PROTOCOL={cfg.security_protocol!r}: "
+                     "use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")

@@ -1,0 +1,308 @@
+"""What the Faust agent does with a micro-batch, without Faust: decode, monitor, collect the
+alerts and dead letters, and checkpoint/restore the monitors (so it is unit-testable).
+
+State is kept per input partition, the way Kafka Streams keeps it per task: the monitors fed by
+partition P are checkpointed to partition P of the changelog (co-partitioned) under the key
+"P/<model>", so a rebalance that moves P to another worker moves its monitors with it.
+Producers key messages by model, so each model's events, and its monitor, live on one
+partition; events of a model spread over several partitions get one monitor per partition.
+
+Checkpoints are msgpack (never pickle): {"v": 1, "offset": O, "baseline": ..., "state": ...},
+where O is the last offset of P the state includes. After a crash the consumer resumes from
+the last committed offset (<= O: offsets are committed right after a checkpoint), and events
+at offsets <= O are skipped for that model, so the restored state counts no event twice.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, NamedTuple
+
+import msgpack
+
+from baselines.profile import Baseline
+from detectors.alerts import Alert
+from detectors.events import Limits, Reject, dead_letter_record, decode_message
+from detectors.routing import ModelRouter
+
+from stream.baseline_dir import BaselineChange, BaselineDirectory
+from stream.metrics import Metrics
+
+log = logging.getLogger("skewwatch.worker")
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed message and where it came from."""
+
+    value: bytes
+    partition: int
+    offset: int
+    topic: str = ""
+
+
+class Processed(NamedTuple):
+    alerts: list[Alert]
+    #: (index of the payload it came from, reject)
+    rejects: list[tuple[int, Reject]]
+    #: events each model's monitor accepted
+    events_by_model: Counter
+
+
+def process_messages(
+    router: ModelRouter,
+    payloads: list[bytes],
+    limits: Limits = Limits(),
+    keep: Callable[[int, dict], bool] | None = None,
+) -> Processed:
+    """Decode each payload, feed the events to the router in one batch, and say which payload
+    each reject came from. `keep(index, event)` drops events already counted (see module doc).
+    """
+    known = set(router.models)
+    accepted: list[dict] = []
+    rejects: list[tuple[int, Reject]] = []
+    counts: Counter = Counter()
+    for i, payload in enumerate(payloads):
+        events, bad = decode_message(payload, limits)
+        for r in bad:
+            rejects.append((i, r))
+        for ev in events:
+            model = ev["model"]
+            if model in known:
+                if keep is None or keep(i, ev):
+                    accepted.append(ev)
+                    counts[model] += 1
+            else:
+                # The router owns the unknown / unavailable-model reasons; it rejects
+                # without touching any monitor.
+                rejects.extend((i, r) for r in router.process([ev])[1])
+    alerts, _ = router.process(accepted)
+    return Processed(alerts, rejects, counts)
+
+
+def _baseline_identity(b: Baseline) -> list[Any]:
+    return [b.version, b.created, b.n_rows]
+
+
+class PartitionMonitors:
+    """The monitors fed by one input partition, and the offsets their checkpoints include."""
+
+    def __init__(self, partition: int, baselines: Iterable[Baseline], config: Any = None):
+        self.partition = partition
+        self.router = ModelRouter(baselines, config)
+        self.last_offset = -1  # the newest offset the monitors' state includes
+        self._processed_upto = -1  # the newest offset processed by this instance
+        self._skip_upto: dict[str, int] = {}  # model -> offset its restored state includes
+        self._dirty: set[str] = set()
+
+    def unseen(self, records: list[Record]) -> list[Record]:
+        """Drop the records this instance already processed: the consumer can deliver a
+        partition's messages again after a seek back to the committed offset."""
+        if not records or records[0].offset > self._processed_upto:
+            return records
+        return [r for r in records if r.offset > self._processed_upto]
+
+    def process(self, records: list[Record], limits: Limits = Limits()) -> Processed:
+        """Process one partition's records, in offset order, not seen before (`unseen`)."""
+        keep = None
+        if self._skip_upto:
+            skip = self._skip_upto
+            keep = lambda i, ev: records[i].offset > skip.get(ev["model"], -1)  # noqa: E731
+        result = process_messages(self.router, [r.value for r in records], limits, keep)
+        if records:
+            newest = records[-1].offset
+            self._processed_upto = newest
+            self.last_offset = max(self.last_offset, newest)
+            if self._skip_upto:  # offsets only grow: a mark behind this batch has done its job
+                self._skip_upto = {m: o for m, o in self._skip_upto.items() if o > newest}
+        self._dirty.update(result.events_by_model)
+        return result
+
+    def checkpoints(self, everything: bool = False) -> dict[str, bytes]:
+        """{model: msgpack checkpoint} of the monitors that saw events since the last call."""
+        models = self.router.models if everything else sorted(self._dirty & set(self.router.models))
+        self._dirty.clear()
+        return {
+            m: msgpack.packb(
+                {"v": CHECKPOINT_VERSION, "offset": self.last_offset,
+                 "baseline": _baseline_identity(self.router.baseline(m)), "state": self.router.state_dict(m)},
+                use_bin_type=True,
+            )
+            for m in models
+        }
+
+    def restore(self, model: str, blob: bytes) -> bool:
+        """Continue `model`'s monitor from a checkpoint; False (fresh monitor kept) when it does
+        not apply: unreadable, another format version, or taken against another baseline."""
+        if model not in self.router.models:
+            return False
+        try:
+            data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+            if data.get("v") != CHECKPOINT_VERSION:
+                raise ValueError(f"checkpoint format {data.get('v')!r}")
+            if data.get("baseline") != _baseline_identity(self.router.baseline(model)):
+                log.info("partition %d: checkpoint of %r was taken against another baseline; starting fresh",
+                         self.partition, model)
+                return False
+            self.router.restore(model, data["state"])
+        except Exception as e:  # a bad checkpoint must not stop the worker: start the monitor fresh
+            log.warning("partition %d: cannot restore %r from its checkpoint (%s: %s); starting fresh",
+                        self.partition, model, type(e).__name__, e)
+            return False
+        offset = int(data["offset"])
+        self._skip_upto[model] = offset
+        self.last_offset = max(self.last_offset, offset)
+        return True
+
+    def apply(self, change: BaselineChange) -> None:
+        if change.kind == "loaded":
+            self.router.set_baseline(change.baseline)
+        else:
+            self.router.disable_model(change.model, change.detail)
+            self._skip_upto.pop(change.model, None)
+            self._dirty.discard(change.model)
+
+
+def checkpoint_key(partition: int, model: str) -> str:
+    return f"{partition}/{model}"
+
+
+def parse_checkpoint_key(key: str) -> tuple[int, str]:
+    partition, _, model = key.partition("/")
+    return int(partition), model
+
+
+class RejectLog:
+    """At most one log line per reason per `interval` seconds, with the count since the last."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self._interval = interval
+        self._clock = clock
+        self._pending: Counter = Counter()
+        self._last: dict[str, float] = {}
+
+    def add(self, reject: Reject) -> None:
+        reason = reject.reason
+        self._pending[reason] += 1
+        now = self._clock()
+        if now - self._last.get(reason, -self._interval) >= self._interval:
+            log.warning("rejected %d message(s)/event(s) as %s (dead-lettered), e.g. %s",
+                        self._pending.pop(reason), reason, reject.detail)
+            self._last[reason] = now
+
+
+class DetectionService:
+    """Everything the worker keeps: baselines, per-partition monitors, metrics."""
+
+    def __init__(self, baselines_dir: str, metrics: Metrics, limits: Limits = Limits(), config: Any = None):
+        self.directory = BaselineDirectory(baselines_dir)
+        self.metrics = metrics
+        self.limits = limits
+        self._config = config
+        self._baselines: dict[str, Baseline] = {}
+        self._unavailable: dict[str, str] = {}
+        self.partitions: dict[int, PartitionMonitors] = {}
+        self.last_alerts: dict[str, dict] = {}  # model -> last alert emitted (status page)
+        self._reject_log = RejectLog()
+        self._directory_problem: str | None = None
+
+    # ---- baselines -----------------------------------------------------------------------
+    def rescan(self) -> list[BaselineChange]:
+        changes = self.directory.scan()
+        if self.directory.problem != self._directory_problem:
+            self._directory_problem = self.directory.problem
+            if self.directory.problem:
+                log.warning("%s (keeping the baselines already loaded)", self.directory.problem)
+        for change in changes:
+            if change.kind == "loaded":
+                self._baselines[change.model] = change.baseline
+                self._unavailable.pop(change.model, None)
+                self.metrics.baseline_loaded.labels(change.model).set(1)
+                log.info("baseline of model %r loaded from %s (%d features)",
+                         change.model, change.path, len(change.baseline.features))
+            else:
+                self._baselines.pop(change.model, None)
+                self._unavailable[change.model] = change.detail
+                self.metrics.baseline_loaded.labels(change.model).set(0)
+                self.metrics.forget_model(change.model)
+                log.warning("model %r disabled: %s", change.model, change.detail)
+            for monitors in self.partitions.values():
+                monitors.apply(change)
+        return changes
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self._baselines)
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        return dict(self._unavailable)
+
+    # ---- partitions ----------------------------------------------------------------------
+    def monitors_for(self, partition: int, checkpoints: Callable[[], Iterable[tuple[str, bytes]]]) -> PartitionMonitors:
+        """The partition's monitors, built on first use and restored from `checkpoints()`
+        (the (key, blob) pairs of the checkpoint table; by first use it is recovered)."""
+        monitors = self.partitions.get(partition)
+        if monitors is None:
+            monitors = PartitionMonitors(partition, self._baselines.values(), self._config)
+            for model, detail in self._unavailable.items():
+                monitors.router.disable_model(model, detail)
+            restored = []
+            for key, blob in checkpoints():
+                p, model = parse_checkpoint_key(key)
+                if p == partition and monitors.restore(model, blob):
+                    restored.append(model)
+            if restored:
+                log.info("partition %d: restored the monitors of %s from checkpoints", partition, ", ".join(restored))
+            self.partitions[partition] = monitors
+        return monitors
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self.partitions.pop(p, None)
+
+    def checkpoints(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
+        """{table key: blob} for the monitors changed since their last checkpoint."""
+        out: dict[str, bytes] = {}
+        for p in sorted(self.partitions if partitions is None else partitions):
+            monitors = self.partitions.get(p)
+            if monitors is not None:
+                out.update((checkpoint_key(p, m), blob) for m, blob in monitors.checkpoints().items())
+        return out
+
+    # ---- processing ----------------------------------------------------------------------
+    def process(self, monitors: PartitionMonitors, records: list[Record]) -> tuple[list[Alert], list[dict]]:
+        """Alerts and dead-letter records (JSON-ready) for a batch of one partition's records."""
+        records = monitors.unseen(records)
+        result = monitors.process(records, self.limits)
+        for model, n in result.events_by_model.items():
+            self.metrics.events.labels(model).inc(n)
+        for alert in result.alerts:
+            self.metrics.alerts.labels(alert.model, alert.kind).inc()
+            self.last_alerts[alert.model] = alert.to_dict()
+        dead_letters = []
+        for i, reject in result.rejects:
+            self.metrics.rejected.labels(reject.reason).inc()
+            self._reject_log.add(reject)
+            r = records[i]
+            dead_letters.append(dead_letter_record(reject, {"topic": r.topic, "partition": r.partition, "offset": r.offset}))
+        return result.alerts, dead_letters
+
+    def snapshots(self) -> dict[str, dict]:
+        """Per model, the snapshot of its busiest monitor (its home partition's)."""
+        best: dict[str, dict] = {}
+        for monitors in self.partitions.values():
+            for model in monitors.router.models:
+                snap = monitors.router.monitor(model).snapshot()
+                if model not in best or snap.get("events_seen", 0) > best[model].get("events_seen", 0):
+                    best[model] = snap
+        return best
+
+    def update_gauges(self) -> None:
+        for snap in self.snapshots().values():
+            if snap.get("events_seen"):
+                self.metrics.observe_snapshot(snap)

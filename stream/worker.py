@@ -1,0 +1,37 @@
+"""`skewwatch worker`: the stream service (the same as `faust -A stream.app worker`).
+
+The flags are copied into the environment before `stream.app` is imported, since the Faust
+app is a module-level object configured from the environment (stream/config.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stream import config
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    config.add_arguments(parser)
+
+
+def faust_argv(cfg) -> list[str]:
+    return ["skewwatch worker", "worker", "-l", cfg.log_level,
+            "--web-host", cfg.web_host, "--web-port", str(cfg.web_port)]
+
+
+def run(args: argparse.Namespace) -> int:
+    config.apply_to_env(args)
+    try:
+        cfg = config.load()
+    except ValueError as e:
+        print(f"skewwatch worker: {e}", file=sys.stderr)
+        return 2
+    from stream.app import app
+
+    sys.argv = faust_argv(cfg)
+    try:
+        app.main()  # Faust's own worker command: signals, logging, clean shutdown
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0

@@ -1,0 +1,70 @@
+"""`skewwatch broker` and EmbeddedBroker: start on a free port, topics created, clean stop."""
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from stream.broker import EmbeddedBroker, _accepts, free_port
+from tests.integration.conftest import ROOT, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def partitions_of(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    from aiokafka import AIOKafkaProducer
+
+    async def main():
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            return {t: len(await producer.partitions_for(t)) for t in topics}
+        finally:
+            await producer.stop()
+
+    return asyncio.run(main())
+
+
+def test_embedded_broker_creates_topics_and_frees_its_port():
+    with EmbeddedBroker(topics={"a.topic": 3, "b.topic": 1}) as broker:
+        assert broker.url == f"kafka://127.0.0.1:{broker.port}"
+        assert partitions_of(broker.bootstrap, ["a.topic", "b.topic"]) == {"a.topic": 3, "b.topic": 1}
+        broker.create_topics({"a.topic": 3})  # already there: fine
+        port = broker.port
+    assert not _accepts(port)
+    with pytest.raises(OSError, match="in use"):
+        with EmbeddedBroker(port=port) as first, EmbeddedBroker(port=first.port):
+            pass
+
+
+def test_skewwatch_broker_prints_its_url_and_stops_on_sigterm():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "broker", "--port", str(port), "--partitions", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert re.search(rf"listening on kafka://127\.0\.0\.1:{port} ", first), first
+        assert partitions_of(f"127.0.0.1:{port}", ["skewwatch.predictions", "skewwatch.alerts"]) == {
+            "skewwatch.predictions": 2, "skewwatch.alerts": 2}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert "broker stopped" in proc.stdout.read()
+        assert not _accepts(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_broker_does_not_outlive_a_killed_launcher():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "broker", "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert "listening" in proc.stdout.readline()
+    proc.kill()  # SIGKILL: no chance to stop its child
+    proc.wait()
+    wait_for(lambda: not _accepts(port), 10, "the orphaned broker to exit")

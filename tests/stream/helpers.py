@@ -1,0 +1,49 @@
+"""Small baselines and event streams for the stream and integration tests."""
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from baselines.build import build_baseline_from_columns
+from baselines.profile import Baseline
+
+
+def training_baseline(model: str = "credit", seed: int = 0, n: int = 4_000, version: str = "1") -> Baseline:
+    rng = np.random.default_rng(seed)
+    return build_baseline_from_columns(
+        model,
+        {"amount": rng.normal(100.0, 20.0, n), "age": rng.normal(40.0, 10.0, n),
+         "country": rng.choice(["US", "FR", "DE"], n).tolist()},
+        version=version,
+        confidence=rng.beta(8, 2, n),
+    )
+
+
+def events(model: str, n: int, seed: int, amount_mean: float = 100.0, age_mean: float = 40.0,
+           t0: float = 1_764_000_000.0) -> list[dict]:
+    """`n` events (10 ms apart from `t0`); the means move the features away from training."""
+    rng = np.random.default_rng(seed)
+    amount = rng.normal(amount_mean, 20.0, n)
+    age = rng.normal(age_mean, 10.0, n)
+    country = rng.choice(["US", "FR", "DE"], n)
+    confidence = rng.beta(8, 2, n)
+    return [{"model": model, "model_version": "1", "features": {"amount": float(a), "age": float(g), "country": str(c)},
+             "confidence": float(p), "ts": t0 + 0.01 * i}
+            for i, (a, g, c, p) in enumerate(zip(amount, age, country, confidence))]
+
+
+def as_json(evs: list[dict]) -> list[bytes]:
+    return [orjson.dumps(e) for e in evs]
+
+
+# Fixtures, imported by the test modules that use them (a second conftest.py next to
+# tests/integration/conftest.py would clash under --doctest-modules).
+@pytest.fixture(scope="session")
+def credit_baseline() -> Baseline:
+    return training_baseline("credit", seed=0)
+
+
+@pytest.fixture(scope="session")
+def fraud_baseline() -> Baseline:
+    return training_baseline("fraud", seed=1)

@@ -1,0 +1,112 @@
+"""The Faust agent itself, with `agent.test_context()` and the memory store (no broker):
+micro-batching, routing per partition, alerts keyed by model, dead letters."""
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+import stream.app as worker
+from stream.metrics import Metrics
+from stream.service import DetectionService
+from tests.stream.helpers import credit_baseline, events, fraud_baseline  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def sent(monkeypatch, tmp_path, credit_baseline, fraud_baseline):
+    """A fresh service on a baselines directory, and the records the agent sends."""
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    fraud_baseline.save(tmp_path / "fraud.msgpack")
+    metrics = Metrics(CollectorRegistry())
+    service = DetectionService(str(tmp_path), metrics)
+    service.rescan()
+    monkeypatch.setattr(worker, "service", service)
+    monkeypatch.setattr(worker, "metrics", metrics)
+    out: dict[str, list[tuple[bytes, bytes]]] = {"alerts": [], "dead": []}
+
+    def collector(name):
+        async def send(*, key, value, **kwargs):
+            out[name].append((key, value))
+        return send
+
+    monkeypatch.setattr(worker.alerts_topic, "send", collector("alerts"))
+    monkeypatch.setattr(worker.dead_letters_topic, "send", collector("dead"))
+    return out
+
+
+def raw_context():
+    # The input topic carries raw bytes (JSON or msgpack): the test channel must not decode them.
+    return worker.monitor_predictions.test_context(channel=worker.app.channel(key_type=bytes, value_type=bytes))
+
+
+async def put_all(agent, payloads, partition=0, key=b"credit"):
+    """Put the messages back to back, then wait until the agent has processed the last."""
+    for value in payloads:
+        last = await agent.put(value=value, key=key, partition=partition, wait=False)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not last.message.acked:
+        assert asyncio.get_running_loop().time() < deadline, "the agent did not process the batch"
+        await asyncio.sleep(0.01)
+
+
+async def test_drifting_stream_gives_a_drift_alert_keyed_by_model(sent):
+    stream = events("credit", 1500, seed=11) + events("credit", 2500, seed=12, amount_mean=160.0)
+    # 100 events per message, msgpack and JSON mixed
+    payloads = [(msgpack.packb if i % 2 else orjson.dumps)(stream[i * 100:(i + 1) * 100]) for i in range(40)]
+    async with raw_context() as agent:
+        await put_all(agent, payloads)
+    assert worker.service.partitions[0].router.monitor("credit").events_seen == 4000
+    alerts = [(key, orjson.loads(value)) for key, value in sent["alerts"]]
+    assert any(a["kind"] == "drift" and a["feature"] == "amount" for _, a in alerts)
+    assert {key for key, _ in alerts} == {b"credit"}
+    assert all(a["model"] == "credit" and a["alert_id"] for _, a in alerts)
+    assert sent["dead"] == []
+
+
+async def test_garbage_and_unknown_models_are_dead_lettered_with_their_reason(sent):
+    good = events("credit", 5, seed=13)
+    payloads = [orjson.dumps(good[0]), b"{not json", orjson.dumps({"model": "ghost", "features": {"a": 1}}),
+                msgpack.packb([good[1], 42]), orjson.dumps(good[2])]
+    async with raw_context() as agent:
+        await put_all(agent, payloads, partition=1)
+    letters = [(key, orjson.loads(value)) for key, value in sent["dead"]]
+    assert [(k, d["reason"]) for k, d in letters] == [
+        (b"not_decodable", "not_decodable"), (b"unknown_model", "unknown_model"), (b"not_an_object", "not_an_object")]
+    assert letters[0][1]["raw"] == "{not json"
+    assert [d["source"]["offset"] for _, d in letters] == [1, 2, 3]
+    assert worker.service.partitions[1].router.monitor("credit").events_seen == 3
+    rejected = {s.labels["reason"]: s.value for f in worker.metrics.registry.collect()
+                for s in f.samples if s.name == "skewwatch_rejected_events_total"}
+    assert rejected == {"not_decodable": 1, "unknown_model": 1, "not_an_object": 1}
+
+
+async def test_each_partition_feeds_its_own_monitors(sent):
+    async with raw_context() as agent:
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 30, seed=14)], partition=0)
+        await put_all(agent, [orjson.dumps(e) for e in events("fraud", 20, seed=15)], partition=3, key=b"fraud")
+    parts = worker.service.partitions
+    assert parts[0].router.monitor("credit").events_seen == 30 and parts[0].router.monitor("fraud").events_seen == 0
+    assert parts[3].router.monitor("fraud").events_seen == 20
+    assert sorted(worker.service.checkpoints()) == ["0/credit", "3/fraud"]
+
+
+async def test_a_batch_holds_many_messages(sent):
+    payloads = [orjson.dumps(e) for e in events("credit", 300, seed=16)]
+    async with raw_context() as agent:
+        await put_all(agent, payloads)
+    batches = {s.name: s.value for f in worker.metrics.registry.collect() for s in f.samples
+               if s.name == "skewwatch_batch_seconds_count"}
+    # 300 messages put back to back are processed in a few micro-batches, not one by one
+    assert 1 <= batches["skewwatch_batch_seconds_count"] <= 5
+
+
+def test_status_page_lists_models_features_and_the_disabled(sent, tmp_path):
+    (tmp_path / "fraud.msgpack").write_bytes(b"broken")
+    worker.service.rescan()
+    monitors = worker.service.monitors_for(0, lambda: [])
+    worker.service.process(monitors, [])
+    page = worker.render_status()
+    assert "<h2>credit</h2>" in page and "disabled" in page and "fraud" in page

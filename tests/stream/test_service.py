@@ -1,0 +1,185 @@
+"""The agent's work without Faust: decoding, routing, dead letters, checkpoints and restore."""
+from __future__ import annotations
+
+import base64
+
+import msgpack
+import orjson
+from prometheus_client import CollectorRegistry
+
+from detectors.routing import ModelRouter
+from stream.metrics import Metrics
+from stream.service import (
+    DetectionService,
+    PartitionMonitors,
+    Record,
+    RejectLog,
+    parse_checkpoint_key,
+    process_messages,
+)
+from tests.stream.helpers import as_json, credit_baseline, events  # noqa: F401 (fixtures)
+
+
+def scrape(metrics: Metrics) -> dict[str, float]:
+    out = {}
+    for family in metrics.registry.collect():
+        for s in family.samples:
+            out[s.name + "{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}"] = s.value
+    return out
+
+
+def test_process_messages_routes_json_and_msgpack_and_says_where_each_reject_came_from(credit_baseline):
+    router = ModelRouter([credit_baseline])
+    good = events("credit", 3, seed=1)
+    payloads = [
+        orjson.dumps(good[0]),
+        msgpack.packb([good[1], good[2]]),  # one message, two events
+        b"\xc1 not msgpack, not json",
+        orjson.dumps({"model": "nobody", "features": {}}),
+        orjson.dumps([good[0], {"model": "credit"}]),  # second element has no features
+    ]
+    alerts, rejects, counts = process_messages(router, payloads)
+    assert alerts == []
+    assert counts == {"credit": 4}
+    assert [(i, r.reason) for i, r in rejects] == [(2, "not_decodable"), (3, "unknown_model"), (4, "features_not_object")]
+    assert router.monitor("credit").events_seen == 4
+
+
+def test_process_messages_dead_letters_events_of_a_disabled_model_with_the_reason(credit_baseline):
+    router = ModelRouter([credit_baseline])
+    router.disable_model("credit", "baseline file /b/credit.msgpack was deleted")
+    _, rejects, counts = process_messages(router, as_json(events("credit", 2, seed=1)))
+    assert not counts
+    assert [r.reason for _, r in rejects] == ["baseline_unavailable"] * 2
+    assert "was deleted" in rejects[0][1].detail
+
+
+def test_batching_does_not_change_the_alerts(credit_baseline):
+    stream = as_json(events("credit", 1500, seed=2) + events("credit", 2500, seed=3, amount_mean=160.0))
+    one = ModelRouter([credit_baseline])
+    whole = [a.to_dict() for a in process_messages(one, stream).alerts]
+    other = ModelRouter([credit_baseline])
+    pieces = [a.to_dict() for i in range(0, len(stream), 97) for a in process_messages(other, stream[i:i + 97]).alerts]
+    assert whole and [a["alert_id"] for a in whole] == [a["alert_id"] for a in pieces]
+    assert any(a["kind"] == "drift" and a["feature"] == "amount" for a in whole)
+
+
+def records(payloads: list[bytes], partition: int = 0, start: int = 0) -> list[Record]:
+    return [Record(p, partition, start + i, "in") for i, p in enumerate(payloads)]
+
+
+def test_restored_monitor_skips_events_its_checkpoint_already_counts(credit_baseline):
+    stream = as_json(events("credit", 300, seed=4))
+    live = PartitionMonitors(2, [credit_baseline])
+    live.process(records(stream[:200], partition=2))
+    blobs = live.checkpoints()
+    assert list(blobs) == ["credit"] and live.checkpoints() == {}  # only changed monitors are written again
+
+    # a crash: the consumer resumes from an older committed offset (150); 150..199 are re-delivered
+    restored = PartitionMonitors(2, [credit_baseline])
+    assert restored.restore("credit", blobs["credit"])
+    for start in range(150, 300, 20):  # re-delivered in several batches
+        restored.process(records(stream[start:start + 20], partition=2, start=start))
+    live.process(records(stream[200:300], partition=2, start=200))
+    assert restored.router.monitor("credit").events_seen == live.router.monitor("credit").events_seen == 300
+    assert restored.router.state_dict("credit") == live.router.state_dict("credit")
+
+
+def test_checkpoint_of_another_baseline_or_garbage_is_not_restored(credit_baseline):
+    from tests.stream.helpers import training_baseline
+
+    live = PartitionMonitors(0, [credit_baseline])
+    live.process(records(as_json(events("credit", 50, seed=5))))
+    blob = live.checkpoints()["credit"]
+    rebuilt = PartitionMonitors(0, [training_baseline("credit", seed=9, version="2")])
+    assert not rebuilt.restore("credit", blob)
+    assert not rebuilt.restore("credit", b"\x00garbage")
+    assert rebuilt.router.monitor("credit").events_seen == 0
+    assert not PartitionMonitors(0, []).restore("credit", blob)  # model without a baseline here
+
+
+def test_checkpoints_are_msgpack_with_the_offset_and_never_pickle(credit_baseline):
+    live = PartitionMonitors(1, [credit_baseline])
+    live.process(records(as_json(events("credit", 10, seed=6)), partition=1, start=40))
+    data = msgpack.unpackb(live.checkpoints()["credit"], raw=False, strict_map_key=False)
+    assert data["v"] == 1 and data["offset"] == 49 and data["state"]
+
+
+def test_service_builds_partition_monitors_from_its_checkpoints_and_counts_metrics(tmp_path, credit_baseline):
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    metrics = Metrics(CollectorRegistry())
+    service = DetectionService(str(tmp_path), metrics)
+    service.rescan()
+    stream = as_json(events("credit", 120, seed=7))
+    first = service.monitors_for(3, lambda: [])
+    service.process(first, records(stream[:100] + [b"{broken", orjson.dumps({"model": "x", "features": {}})], partition=3))
+    saved = service.checkpoints()
+    assert [parse_checkpoint_key(k) for k in saved] == [(3, "credit")]
+
+    # partition 3 moves to another worker, which starts from the table
+    other = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
+    other.rescan()
+    table = list(saved.items()) + [("1/credit", b"not for this partition")]
+    moved = other.monitors_for(3, lambda: table)
+    assert moved.router.monitor("credit").events_seen == 100
+
+    samples = scrape(metrics)
+    assert samples["skewwatch_events_total{model=credit}"] == 100
+    assert samples["skewwatch_rejected_events_total{reason=not_decodable}"] == 1
+    assert samples["skewwatch_rejected_events_total{reason=unknown_model}"] == 1
+    assert samples["skewwatch_baseline_loaded{model=credit}"] == 1
+
+
+def test_dead_letter_record_carries_reason_original_bytes_and_position(tmp_path, credit_baseline):
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
+    service.rescan()
+    raw = b"\xff\xfe binary junk"
+    _, [letter] = service.process(service.monitors_for(0, lambda: []), [Record(raw, 0, 17, "skewwatch.predictions")])
+    assert letter["reason"] == "not_decodable" and letter["detail"]
+    assert base64.b64decode(letter["raw_b64"]) == raw and letter["raw"] is None
+    assert letter["source"] == {"topic": "skewwatch.predictions", "partition": 0, "offset": 17}
+    orjson.dumps(letter)  # JSON-ready
+
+
+def test_baseline_changes_reach_every_partition(tmp_path, credit_baseline):
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    metrics = Metrics(CollectorRegistry())
+    service = DetectionService(str(tmp_path), metrics)
+    service.rescan()
+    a, b = service.monitors_for(0, lambda: []), service.monitors_for(1, lambda: [])
+    (tmp_path / "credit.msgpack").write_bytes(b"corrupt")
+    service.rescan()
+    assert a.router.models == b.router.models == []
+    assert "baseline unusable" in service.unavailable["credit"]
+    assert scrape(metrics)["skewwatch_baseline_loaded{model=credit}"] == 0
+    late = service.monitors_for(2, lambda: [])  # a partition assigned later also knows
+    _, [letter] = service.process(late, records(as_json(events("credit", 1, seed=1)), partition=2))
+    assert letter["reason"] == "baseline_unavailable" and "baseline unusable" in letter["detail"]
+
+
+def test_reject_log_writes_at_most_one_line_per_reason_per_interval(caplog):
+    from detectors.events import Reject
+
+    now = [0.0]
+    log = RejectLog(interval=10.0, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="skewwatch.worker"):
+        for t in (0.0, 1.0, 2.0, 9.0, 10.5):
+            now[0] = t
+            log.add(Reject("not_decodable", "invalid JSON", b"x"))
+        log.add(Reject("unknown_model", "no baseline for 'x'", b"x"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3
+    assert lines[0].startswith("rejected 1 ") and lines[1].startswith("rejected 4 ") and "unknown_model" in lines[2]
+
+
+def test_records_delivered_twice_in_one_run_are_processed_once(tmp_path, credit_baseline):
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
+    service.rescan()
+    monitors = service.monitors_for(0, lambda: [])
+    stream = records(as_json(events("credit", 80, seed=8)) + [b"{bad"])
+    service.process(monitors, stream[:40])
+    _, letters = service.process(monitors, stream[20:])  # the consumer went back to offset 20
+    assert monitors.router.monitor("credit").events_seen == 80
+    assert len(letters) == 1
