@@ -52,6 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_size", "--batch-size", "SKEWWATCH_BATCH_SIZE", 1000, "messages per micro-batch at most", int),
     Setting("batch_within", "--batch-within", "SKEWWATCH_BATCH_WITHIN", 0.2,
             "seconds to wait for a micro-batch to fill before processing what arrived", float),
+    Setting("fetch_max_wait_ms", "--fetch-max-wait-ms", "SKEWWATCH_FETCH_MAX_WAIT_MS", 100,
+            "longest a fetch waits at the broker for new records (Faust hard-codes 1500 ms, which "
+            "bounds alert latency on brokers that hold fetches to the limit)", int),
     Setting("app_id", "--app-id", "SKEWWATCH_APP_ID", "skewwatch",
             "Faust app id: the consumer group and the prefix of the changelog topic"),
     Setting("data_dir", "--data-dir", "SKEWWATCH_DATA_DIR", None, "Faust data directory (default: ./<app-id>-data)"),
