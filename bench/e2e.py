@@ -1,0 +1,398 @@
+"""End to end on one embedded broker, in one run: what a skewwatch worker moves, against a bare
+Faust agent, and how fast an alert reaches the alert topic.
+
+    .venv/bin/python bench/e2e.py [--messages 20000] [--batched-messages 2000] [--repeat 3]
+                                  [--drifts 20] [--write-results]
+
+(a) bare: a Faust agent (same Faust settings and micro-batching as the worker) that only
+    decodes each message (orjson) and counts it: messages/s, the transport's ceiling.
+(b) worker, one event per message: events/s from the first produce to the last event processed
+    (skewwatch_events_total on /metrics, polled), and the ratio to (a). Target >= 0.8.
+(c) worker, 100 events per message: events/s. Target >= 100k events/s.
+(d) alert latency: 20 models get steady traffic; each in turn starts drifting (income x0.4).
+    Latency = arrival of the model's first alert on the alert topic - the produce time of the
+    message holding the event that fired it (the alert's `events_seen`-th event of the model).
+    Also shown: from the first drifted message (adds the detection delay). Target p99 <= 1 s.
+
+(a) and (b)/(c) read separate topics with the same partitions and the same pre-encoded
+messages, one after the other (never at the same time, so they do not share the 2 cores), and
+the runs are interleaved: (a), (b), (c), (a), (b), (c), ...; each figure is its best run. Every
+figure is a ratio or a latency measured in this one run; absolute rates move with machine load.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stream import config, credit  # noqa: E402
+from stream.alerts_cmd import decode_alert  # noqa: E402
+from stream.broker import EmbeddedBroker, free_port  # noqa: E402
+from stream.demo import (  # noqa: E402
+    credit_baseline, embedded_worker_env, metric_value, start_worker, stop_worker, tail, wait_until_serving,
+)
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = "## End to end (bench/e2e.py)"
+BEGIN, END = "<!-- bench/e2e.py: begin -->", "<!-- bench/e2e.py: end -->"
+BARE_APP_ID = "bench-bare"
+BARE_TOPIC = "bench.bare"
+WORKER_APP_ID = "skewwatch-bench"
+EVENTS_PER_BATCHED_MESSAGE = 100
+WARMUP_MESSAGES = 200
+#: Each /metrics poll costs the worker ~3 ms per model: 10 polls/s keep that near 3% of a core.
+POLL_SECONDS = 0.1
+START_TIMEOUT = 60.0
+#: (d): background traffic per model, and the time between two models' drifts
+LATENCY_TICK = 0.05
+LATENCY_EVENTS_PER_MESSAGE = 5
+DRIFT_GAP = 0.75
+DRIFT = credit.Phase("drift", None, "incomes at 40% of training", income_factor=0.4)
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["_bare-agent"]:
+        return bare_agent(sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000, help="single-event messages for (a) and (b), per run")
+    parser.add_argument("--batched-messages", type=int, default=2_000,
+                        help=f"messages of {EVENTS_PER_BATCHED_MESSAGE} events for (c)")
+    parser.add_argument("--drifts", type=int, default=20, help="drifts (one per model) for (d)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of (a), (b), (c), interleaved; each figure is the best run (default 3)")
+    parser.add_argument("--write-results", action="store_true", help=f"replace the section '{SECTION}' of {RESULTS}")
+    args = parser.parse_args()
+    return asyncio.run(bench(args))
+
+
+# ---- the bare Faust agent (a subprocess) ------------------------------------------------------
+def bare_agent(argv: list[str]) -> int:
+    """A Faust worker whose agent only decodes and counts; /count serves the count."""
+    import faust
+    import msgpack
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--broker", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--partitions", type=int, required=True)
+    parser.add_argument("--web-port", type=int, required=True)
+    parser.add_argument("--data-dir", required=True)
+    opts = parser.parse_args(argv)
+    settings = config.load()
+    # The worker's Faust settings (stream/app.py), minus what a counter does not use.
+    app = faust.App(
+        BARE_APP_ID, broker=opts.broker, store="memory://", topic_partitions=opts.partitions,
+        broker_session_timeout=10.0, broker_heartbeat_interval=1.0, producer_max_batch_size=1,
+        web_bind="127.0.0.1", web_host="127.0.0.1", web_port=opts.web_port, datadir=opts.data_dir,
+    )
+    topic = app.topic(opts.topic, key_serializer="raw", value_serializer="raw", partitions=opts.partitions)
+    counted = {"messages": 0}
+
+    @app.agent(topic)
+    async def count(stream):
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
+            for event in batch:
+                value = event.message.value
+                orjson.loads(value) if value[:1] in (b"{", b"[") else msgpack.unpackb(value)
+            counted["messages"] += len(batch)
+
+    @app.page("/count")
+    async def count_page(web, request):
+        return web.json(counted)
+
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+    app.main()
+    return 0
+
+
+# ---- the benchmark --------------------------------------------------------------------------
+async def bench(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="skewwatch-e2e-") as tmp:
+        rows = await _bench_in(Path(tmp), args)
+    table = _table(rows)
+    print("\n" + table)
+    if args.write_results:
+        _write_results(table, args)
+        print(f"written to {RESULTS}")
+    return 0
+
+
+async def _bench_in(workdir: Path, args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """Broker, bare agent and worker with their files under `workdir`; the table's rows."""
+    env = embedded_worker_env(workdir, app_id=WORKER_APP_ID, web_port=free_port())
+    cfg = config.load(env)
+    topics = {**config.topics(cfg), BARE_TOPIC: cfg.partitions, f"{BARE_APP_ID}-__assignor-__leader": 1}
+    print("generating events, baselines ...", flush=True)
+    models = [f"{credit.MODEL}-{i:02d}" for i in range(args.drifts)]
+    baseline = credit_baseline(seed=0)
+    baseline.save(Path(cfg.baselines) / f"{credit.MODEL}.msgpack")
+    broker = EmbeddedBroker(topics=topics)
+    processes: list[subprocess.Popen] = []
+    try:
+        broker.start()
+        env["SKEWWATCH_BROKER"] = broker.url
+        bare_port = free_port()
+        bare_log, worker_log = workdir / "bare.log", workdir / "worker.log"
+        with open(bare_log, "wb") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, __file__, "_bare-agent", "--broker", broker.url, "--topic", BARE_TOPIC,
+                 "--partitions", str(cfg.partitions), "--web-port", str(bare_port),
+                 "--data-dir", str(workdir / "bare-data")],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        processes.append(start_worker(env, worker_log))
+        bare_url = f"http://127.0.0.1:{bare_port}/count"
+        metrics_url = f"http://127.0.0.1:{cfg.web_port}/metrics"
+        _check(wait_until_serving(bare_url, processes[0], START_TIMEOUT), bare_log)
+        _check(wait_until_serving(metrics_url, processes[1], START_TIMEOUT), worker_log)
+        return await _measure(args, cfg, broker.bootstrap, bare_url, metrics_url, baseline, models, processes)
+    finally:
+        for process in reversed(processes):
+            stop_worker(process)
+        broker.stop()
+
+
+async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, baseline, models: list[str],
+                   processes: list[subprocess.Popen]) -> list[tuple[str, str, str]]:
+    import aiohttp
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    pool = [e for _, e in itertools.islice(credit.traffic(seed=1, phases=(credit.Phase("normal", None),)), 20_000)]
+    single = [orjson.dumps(e) for e in pool]
+    batched = [orjson.dumps(pool[i:i + EVENTS_PER_BATCHED_MESSAGE])
+               for i in range(0, len(pool), EVENTS_PER_BATCHED_MESSAGE)]
+    key = credit.MODEL.encode()
+    n, m = args.messages, args.batched_messages
+    rows: list[tuple[str, str, str]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+                                    max_request_size=4 * 1024 * 1024, max_batch_size=1024 * 1024)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        consumer = AIOKafkaConsumer(cfg.alert_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, fetch_max_wait_ms=50)
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
+        alerts: list[tuple[float, dict]] = []
+        stack.callback(asyncio.create_task(_collect(consumer, alerts)).cancel)
+
+        async def bare_count() -> float:
+            async with http.get(bare_url) as r:
+                return float((await r.json())["messages"])
+
+        async def metrics() -> str:
+            async with http.get(metrics_url) as r:
+                return await r.text()
+
+        async def worker_events() -> float:
+            return metric_value(await metrics(), "skewwatch_events_total", f'model="{credit.MODEL}"')
+
+        # Warm-up: both consumers have joined their group and processed messages.
+        bare_done = (await _run(producer, BARE_TOPIC, key, single, WARMUP_MESSAGES, bare_count, 0))[1]
+        worker_done = (await _run(producer, cfg.input_topic, key, single, WARMUP_MESSAGES, worker_events, 0))[1]
+        bare_s, bare_batched_s, single_s, batched_s = [], [], [], []
+        batched_busy = 0.0  # seconds the worker spent in its micro-batches during (c)
+        for r in range(args.repeat):
+            print(f"run {r + 1}/{args.repeat}: bare agent and worker, 1 and {EVENTS_PER_BATCHED_MESSAGE} "
+                  "events per message ...", flush=True)
+            seconds, bare_done = await _run(producer, BARE_TOPIC, key, single, n, bare_count, bare_done)
+            bare_s.append(seconds)
+            seconds, worker_done = await _run(producer, cfg.input_topic, key, single, n, worker_events, worker_done)
+            single_s.append(seconds)
+            # the bare agent counts messages, the worker events
+            seconds, bare_done = await _run(producer, BARE_TOPIC, key, batched, m, bare_count, bare_done)
+            bare_batched_s.append(seconds)
+            busy_before = metric_value(await metrics(), "skewwatch_batch_seconds_sum")
+            seconds, worker_done = await _run(producer, cfg.input_topic, key, batched, m, worker_events, worker_done,
+                                              EVENTS_PER_BATCHED_MESSAGE)
+            batched_s.append(seconds)
+            batched_busy += metric_value(await metrics(), "skewwatch_batch_seconds_sum") - busy_before
+        stop_worker(processes[0])  # the bare agent is done
+        bare_rate, single_rate = n / min(bare_s), n / min(single_s)
+        bare_batched_rate = m * EVENTS_PER_BATCHED_MESSAGE / min(bare_batched_s)
+        batched_rate = m * EVENTS_PER_BATCHED_MESSAGE / min(batched_s)
+        rows.append(("(a) bare Faust agent, decode + count, 1 event/message", f"{bare_rate:,.0f} messages/s", ""))
+        rows.append(("(b) skewwatch worker, 1 event/message", f"{single_rate:,.0f} events/s",
+                     f"{single_rate / bare_rate:.2f}x bare (target >= 0.8)"))
+        rows.append((f"(a) bare Faust agent, {EVENTS_PER_BATCHED_MESSAGE} events/message",
+                     f"{bare_batched_rate:,.0f} events/s ({bare_batched_rate / EVENTS_PER_BATCHED_MESSAGE:,.0f} messages/s)", ""))
+        rows.append((f"(c) skewwatch worker, {EVENTS_PER_BATCHED_MESSAGE} events/message",
+                     f"{batched_rate:,.0f} events/s", f"{batched_rate / bare_batched_rate:.2f}x bare; target >= 100,000"))
+        rows.append(("(c) share of the run the worker spent processing micro-batches",
+                     f"{batched_busy / sum(batched_s):.0%}", "near 100%: detection is the limit"))
+        stationary_alerts = len(alerts)
+
+        print(f"(d) alert latency over {len(models)} drifts ...", flush=True)
+        # The drifting models' baselines arrive only now: each model costs /metrics ~3 ms of
+        # snapshots, which the polls of (b) and (c) would have paid 10 times a second.
+        for name in models:
+            dataclasses.replace(baseline, model=name).save(Path(cfg.baselines) / f"{name}.msgpack")
+        deadline = time.monotonic() + 30
+        while True:
+            before = await metrics()
+            if all(metric_value(before, "skewwatch_baseline_loaded", f'model="{name}"') for name in models):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the worker did not load the {len(models)} baselines within 30 s")
+            await asyncio.sleep(0.2)
+        latencies = await _latency(producer, cfg.input_topic, models, alerts, processes[1])
+        after = await metrics()
+    trig = np.array([t for t, _ in latencies.values()])
+    since_drift = np.array([d for _, d in latencies.values()])
+    if len(trig):
+        rows.append((f"(d) alert latency, triggering message -> alert topic ({len(trig)}/{len(models)} drifts)",
+                     f"p50 {np.percentile(trig, 50) * 1000:.0f} ms, p99 {np.percentile(trig, 99) * 1000:.0f} ms",
+                     "target p99 <= 1000 ms"))
+        rows.append(("(d) the same from the first drifted message (adds the detection delay)",
+                     f"p50 {np.percentile(since_drift, 50) * 1000:.0f} ms, "
+                     f"p99 {np.percentile(since_drift, 99) * 1000:.0f} ms", ""))
+    else:
+        rows.append(("(d) alert latency", "no drift alerted", "target p99 <= 1000 ms"))
+    batches = metric_value(after, "skewwatch_batch_seconds_count") - metric_value(before, "skewwatch_batch_seconds_count")
+    busy = metric_value(after, "skewwatch_batch_seconds_sum") - metric_value(before, "skewwatch_batch_seconds_sum")
+    if batches:
+        rows.append(("(d) worker micro-batch processing time, mean", f"{busy / batches * 1000:.1f} ms over {batches:,.0f} batches", ""))
+    rows.append(("alerts on stationary traffic during (a)-(c)", str(stationary_alerts), "expected 0"))
+    return rows
+
+
+async def _run(producer, topic: str, key: bytes, messages: list[bytes], n: int, count, done: float,
+               events_per_message: int = 1) -> tuple[float, float]:
+    """Produce `n` messages (cycling through `messages`) and poll `count()` until it has grown
+    by their events from `done`: (seconds from the first produce to the poll that saw it, new count)."""
+    target = done + n * events_per_message
+    start = time.perf_counter()
+    for value in itertools.islice(itertools.cycle(messages), n):
+        await producer.send(topic, value, key=key)
+    await producer.flush()
+    deadline = time.monotonic() + 300
+    while await count() < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic}: the consumer did not reach {target:,.0f} within 300 s")
+        await asyncio.sleep(POLL_SECONDS)
+    return time.perf_counter() - start, target
+
+
+async def _collect(consumer, alerts: list[tuple[float, dict]]) -> None:
+    async for record in consumer:
+        alerts.append((time.perf_counter(), decode_alert(record.value)))
+
+
+async def _latency(producer, topic: str, models: list[str], alerts: list[tuple[float, dict]],
+                   worker: subprocess.Popen) -> dict[str, tuple[float, float]]:
+    """Steady traffic for every model; model i drifts from 2 + i * DRIFT_GAP seconds on.
+
+    Returns {model: (from triggering message, from first drifted message)} in seconds.
+    """
+    normal = {m: credit.traffic(seed=10 + i, phases=(credit.Phase("normal", None),)) for i, m in enumerate(models)}
+    drifted = {m: credit.traffic(seed=100 + i, phases=(DRIFT,)) for i, m in enumerate(models)}
+    # per model: (events produced after the message, its produce time) for every message
+    sent: dict[str, list[tuple[int, float]]] = {m: [] for m in models}
+    drift_from: dict[str, tuple[int, float]] = {}  # first drifted event's index (1-based) and time
+    first_alert_index = len(alerts)
+    start = time.perf_counter()
+    drift_at = {m: 2.0 + i * DRIFT_GAP for i, m in enumerate(models)}
+    end = max(drift_at.values()) + 3.0
+    tick = 0
+    while time.perf_counter() - start < end and worker.poll() is None:
+        now = time.perf_counter()
+        for m in models:
+            drifting = now - start >= drift_at[m]
+            source = drifted[m] if drifting else normal[m]
+            batch = [e for _, e in itertools.islice(source, LATENCY_EVENTS_PER_MESSAGE)]
+            for e in batch:
+                e["model"] = m
+                e["ts"] = time.time()
+            produced = (sent[m][-1][0] if sent[m] else 0) + len(batch)
+            if drifting and m not in drift_from:
+                drift_from[m] = (produced - len(batch) + 1, time.perf_counter())
+            await producer.send(topic, orjson.dumps(batch), key=m.encode())
+            sent[m].append((produced, time.perf_counter()))
+        tick += 1
+        await asyncio.sleep(max(0.0, start + tick * LATENCY_TICK - time.perf_counter()))
+    results: dict[str, tuple[float, float]] = {}
+    false_alarms = 0
+    for arrived, alert in alerts[first_alert_index:]:
+        m = alert.get("model")
+        if m not in drift_from or m in results:
+            continue
+        seen = int(alert.get("events_seen") or 0)
+        if seen < drift_from[m][0]:
+            false_alarms += 1
+            continue
+        produced_at = next(t for count, t in sent[m] if count >= seen)
+        results[m] = (arrived - produced_at, arrived - drift_from[m][1])
+    if false_alarms:
+        print(f"    {false_alarms} alerts fired before their model's drift (not counted)", flush=True)
+    return results
+
+
+def _check(problem: str | None, log: Path) -> None:
+    if problem:
+        raise RuntimeError(f"{problem}\n{tail(log)}")
+
+
+def _table(rows: list[tuple[str, str, str]]) -> str:
+    lines = ["| measurement | result | vs target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def _write_results(table: str, args: argparse.Namespace) -> None:
+    """Replace this benchmark's section of RESULTS.md (between its markers), leaving the other
+    sections as they are."""
+    command = (f".venv/bin/python bench/e2e.py --messages {args.messages} "
+               f"--batched-messages {args.batched_messages} --repeat {args.repeat} --drifts {args.drifts}")
+    section = (f"{BEGIN}\n{SECTION}\n\nCommand: `{command}`  \nDate: {time.strftime('%Y-%m-%d %H:%M')}  \n"
+               f"Machine: {os.cpu_count()} cores, noisy, shared with other jobs; the embedded Tansu broker, the "
+               "producer and one worker process on the same machine\n\n"
+               f"{table}\n\n{_NOTES}\n{END}")
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(text)
+
+
+_NOTES = """\
+- (a) and (b) consume identical pre-encoded JSON messages (credit-model events, 15 features)
+  from two topics with the same partitions; messages are keyed by model. Runs of (a), (b), (c)
+  are interleaved; each figure is the best of `--repeat` runs.
+- Rates run from the first produce to the first `/metrics` (or `/count`) poll, every 100 ms,
+  that shows the last message processed (a `/metrics` scrape costs the worker ~3 ms per model;
+  the 20 models of (d) are loaded only after (c)).
+- (d): `--drifts` models, each with its own baseline, get 5-event messages every 50 ms (2,000 events/s
+  for 20 models); model i starts drifting (income x0.4) 2 + 0.75 i s in. The latency of a drift is the
+  arrival of the model's first alert at a consumer of the alert topic minus the produce time of
+  the message holding the event that fired it (the alert's `events_seen`).
+- The worker runs with `SKEWWATCH_SINGLE_RECORD_BATCHES=1` (the embedded broker's workaround).
+- Where (d)'s time goes: Faust's consumer asks for `fetch_max_wait_ms=1500` (hard-coded in
+  `faust/transport/drivers/aiokafka.py`) and the embedded broker answers a fetch late even when
+  records are waiting: a plain aiokafka consumer, one message every 100 ms, saw delivery p50
+  370 ms with 1500 ms and 3 ms with 100 ms. With both Faust consumers patched to 100 ms (an
+  experiment, not the shipped code; `--messages 10000 --batched-messages 1000 --drifts 10
+  --repeat 2`), (d) measured p50 208 ms, p99 278 ms (the rest is mostly the 0.2 s micro-batch
+  wait, `--batch-within`) and (c) 53k events/s with the worker busy 75% of the run (unpatched, it
+  idles between fetches). Apache Kafka answers a fetch as soon as `fetch_min_bytes` (1 byte) is
+  there, so this part of the latency is the embedded broker's.
+- (c) vs the engine: in-process, `ModelMonitor.update_batch` on this 15-feature model runs ~70k
+  events/s in batches of 100 and ~200k in batches of 1000 (same machine, same load)."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""`skewwatch alerts`: follow the alert topic and print each alert for a person (or as JSON lines).
+
+`format_alert` is the one pretty-printer of an alert dict; `skewwatch demo` uses it too.
+
+>>> print(format_alert({
+...     "kind": "drift", "severity": "critical", "model": "credit", "model_version": "1",
+...     "feature": "income", "detector": "cusum", "statistic": 41.37, "threshold": 38.0,
+...     "p_value": None, "events_seen": 12345, "ts": None,
+...     "diagnosis": "income is lower at every quantile: population change",
+...     "baseline": {"mean": 70125.4, "p50": 62000.0, "missing_rate": 0.01},
+...     "current": {"mean": 49010.0, "p50": 43400.0, "missing_rate": 0.012}}))
+--:--:--  CRITICAL  drift  credit v1 / income
+  cusum statistic 41.37 > threshold 38 after 12,345 events
+  diagnosis: income is lower at every quantile: population change
+                  baseline     current
+  mean              70,125      49,010
+  p50               62,000      43,400
+  missing_rate        1.0%        1.2%
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import textwrap
+import time
+from typing import Any, Mapping
+
+import msgpack
+import orjson
+
+#: The baseline/current keys a reader looks at first, in this order; the other keys both sides
+#: share follow, except the sample-size and tail details below (`--json` keeps everything).
+_FIRST_KEYS = ("mean", "std", "p05", "p50", "p95", "top")
+_DETAIL_KEYS = frozenset({"p25", "p75", "min", "max", "count", "events", "n_distinct", "other"})
+_MAX_ROWS = 8
+_WIDTH = 100
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", default=None,
+                        help="Kafka URL or host:port (default: env SKEWWATCH_BROKER, else kafka://127.0.0.1:9092)")
+    parser.add_argument("--topic", default=None,
+                        help="alert topic (default: env SKEWWATCH_ALERT_TOPIC, else skewwatch.alerts)")
+    parser.add_argument("--json", action="store_true", help="print each alert as one raw JSON line")
+    parser.add_argument(
+        "--from-beginning", action="store_true", help="also print the alerts already on the topic (default: only new ones)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream import config
+
+    settings = config.load()  # the worker's settings: same environment, same defaults
+    broker, topic = args.broker or settings.broker, args.topic or settings.alert_topic
+    try:
+        asyncio.run(follow(broker, topic, as_json=args.json, from_beginning=args.from_beginning))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def follow(broker: str, topic: str, *, as_json: bool = False, from_beginning: bool = False, out=None) -> None:
+    """Print every alert arriving on `topic` until cancelled."""
+    from aiokafka import AIOKafkaConsumer
+
+    out = out or sys.stdout
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers(broker),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            alert = decode_alert(record.value)
+            if as_json:
+                out.write(orjson.dumps(alert).decode() + "\n")
+            else:
+                out.write(format_alert(alert) + "\n\n")
+            out.flush()
+    finally:
+        await consumer.stop()
+
+
+def bootstrap_servers(broker: str) -> str:
+    """``kafka://h1:9092;kafka://h2:9092`` (the Faust spelling) -> ``h1:9092,h2:9092`` (the Kafka one).
+
+    >>> bootstrap_servers("kafka://127.0.0.1:9092"), bootstrap_servers("localhost:9092")
+    ('127.0.0.1:9092', 'localhost:9092')
+    """
+    parts = broker.replace(";", ",").split(",")
+    return ",".join(part.strip().split("://", 1)[-1] for part in parts if part.strip())
+
+
+def decode_alert(value: bytes) -> dict[str, Any]:
+    """An alert record value: JSON or msgpack (the alert topic carries either)."""
+    if value[:1] == b"{":
+        return orjson.loads(value)
+    return msgpack.unpackb(value, raw=False, strict_map_key=False)
+
+
+def format_alert(alert: Mapping[str, Any]) -> str:
+    """One readable block: headline, test result, diagnosis, baseline vs current."""
+    ts = alert.get("ts")
+    clock = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "--:--:--"
+    version = alert.get("model_version")
+    subject = f"{alert.get('model')}{f' v{version}' if version else ''}"
+    if alert.get("feature"):
+        subject += f" / {alert['feature']}"
+    lines = [f"{clock}  {str(alert.get('severity', '')).upper()}  {alert.get('kind')}  {subject}"]
+    test = f"  {alert.get('detector')} statistic {_number(alert.get('statistic'))} > threshold {_number(alert.get('threshold'))}"
+    if alert.get("p_value") is not None:
+        test += f" (p={alert['p_value']:.2g})"
+    if alert.get("events_seen") is not None:
+        test += f" after {alert['events_seen']:,} events"
+    lines.append(test)
+    if alert.get("diagnosis"):
+        lines.append(textwrap.fill(str(alert["diagnosis"]), _WIDTH, initial_indent="  diagnosis: ",
+                                   subsequent_indent=" " * 13, break_on_hyphens=False))
+    lines.extend(_comparison(alert.get("baseline") or {}, alert.get("current") or {}, alert.get("detector")))
+    return "\n".join(lines)
+
+
+def _comparison(baseline: Mapping[str, Any], current: Mapping[str, Any], detector: Any) -> list[str]:
+    shared = [k for k in baseline if k in current] or list(dict.fromkeys([*baseline, *current]))
+    keys = [k for k in _FIRST_KEYS if k in shared]
+    keys += [k for k in shared if k not in _FIRST_KEYS and k not in _DETAIL_KEYS]
+    # A rate at 0% on both sides says nothing; the row of the detector's own measure goes first.
+    keys = [k for k in keys if not (_is_rate(k) and not baseline.get(k) and not current.get(k))]
+    if detector in keys:
+        keys.insert(0, keys.pop(keys.index(detector)))
+    keys = keys[:_MAX_ROWS]
+    if not keys:
+        return []
+    width = max(12, *(len(k) for k in keys))
+    rows = [f"  {'':<{width}}  {'baseline':>10}  {'current':>10}"]
+    for key in keys:
+        b, c = _cell(key, baseline.get(key)), _cell(key, current.get(key))
+        if key == "top" or len(b) > 10 or len(c) > 10:
+            # Category shares do not fit a column: one line each.
+            rows.append(f"  {key:<{width}}  baseline: {b}")
+            rows.append(f"  {'':<{width}}  current:  {c}")
+        else:
+            rows.append(f"  {key:<{width}}  {b:>10}  {c:>10}")
+    return rows
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_cell(key, v)}" for k, v in list(value.items())[:6])
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if _is_rate(key) or key == "top":
+        return f"{value:.1%}"
+    return _number(value)
+
+
+def _is_rate(key: str) -> bool:
+    return key.endswith(("_rate", "_share", "_ratio")) or key == "other"
+
+
+def _number(value: Any) -> str:
+    """Compact, readable numbers: 62,000 / 0.412 / 1.3e-06.
+
+    >>> [_number(x) for x in (62000.0, 41.37, 0.41234, 1.3e-6, 38.0, float("nan"), None)]
+    ['62,000', '41.37', '0.4123', '1.3e-06', '38', 'nan', '-']
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude == 0 or magnitude >= 0.001:
+        return f"{value:.4g}"
+    return f"{value:.2g}"
