@@ -1,0 +1,266 @@
+"""Engine benchmark: three figures on the same events, measured in the same run.
+
+    .venv/bin/python bench/engine.py [--events N] [--state-events 1M,3M,10M] [--repeat R]
+
+Events: a mixed 50-feature model (40 numeric: normal, lognormal, Poisson counts, uniform;
+10 categorical with skewed shares; some missing values), a confidence and a prediction, every
+detector on (the monitor's defaults). Stationary: the cost of watching, not of alerting.
+
+(1) monitor cost: `ModelMonitor.update_batch` on batches of 1000 events decoded from the JSONL file vs a
+    naive per-event loop calling River `ADWIN().update` and `PageHinkley().update` on every
+    numeric value plus a dict-of-counts update per categorical value. Target >= 20x.
+(2) the whole `skewwatch replay` process (file read, decode, routing, monitors, alert output)
+    as a share of the parse-only floor: the same file read line by line with `orjson.loads`
+    and nothing else (and the msgpack file with `msgpack.Unpacker`). Target >= 0.6.
+(3) bytes of monitor state per feature, len(msgpack.packb(monitor.state_dict())) / 50, after
+    1M, 3M and 10M events (the pre-generated batches are fed again and again). Target <= 8 KB, flat.
+
+Figures are printed and written into the engine section of bench/RESULTS.md (--no-write to skip).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `tests.streams` is shared with the scenario tests
+
+import msgpack  # noqa: E402
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import river  # noqa: E402
+from river import drift  # noqa: E402
+
+from detectors.model import ModelMonitor  # noqa: E402
+from tests import streams  # noqa: E402
+
+N_FEATURES = 50
+BATCH = 1000
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION_BEGIN, SECTION_END = "<!-- bench/engine.py: begin -->", "<!-- bench/engine.py: end -->"
+
+
+def count(text: str) -> int:
+    """'1M' -> 1_000_000, '300k' -> 300_000, '2500' -> 2500."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return int(float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()])
+
+
+def batches(events: list[dict]) -> list[list[dict]]:
+    return [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+
+
+# ---- (1) monitor cost ------------------------------------------------------------------------
+def time_monitor(baseline, event_batches: list[list[dict]]) -> tuple[float, int]:
+    monitor = ModelMonitor(baseline)
+    alerts = 0
+    t = time.perf_counter()
+    for b in event_batches:
+        alerts += len(monitor.update_batch(b))
+    return time.perf_counter() - t, alerts
+
+
+def time_naive(events: list[dict], numeric: list[str], categorical: list[str]) -> float:
+    """The per-event loop a first implementation would write with River's detectors."""
+    adwin = {f: drift.ADWIN() for f in numeric}
+    page_hinkley = {f: drift.PageHinkley() for f in numeric}
+    counts: dict[str, dict] = {f: {} for f in categorical}
+    t = time.perf_counter()
+    for ev in events:
+        feats = ev["features"]
+        for f in numeric:
+            x = feats.get(f)
+            if x is not None:
+                adwin[f].update(x)
+                page_hinkley[f].update(x)
+        for f in categorical:
+            c = counts[f]
+            v = feats.get(f)
+            c[v] = c.get(v, 0) + 1
+    return time.perf_counter() - t
+
+
+# ---- (2) replay vs parse floor ---------------------------------------------------------------
+def time_parse_jsonl(path: Path) -> float:
+    loads = orjson.loads
+    t = time.perf_counter()
+    with open(path, "rb") as f:
+        for line in f:
+            loads(line)
+    return time.perf_counter() - t
+
+
+def time_parse_msgpack(path: Path) -> float:
+    t = time.perf_counter()
+    with open(path, "rb") as f:
+        for _ in msgpack.Unpacker(f, raw=False):
+            pass
+    return time.perf_counter() - t
+
+
+def time_replay(path: Path, baseline_path: Path, n_events: int) -> tuple[float, float]:
+    """(seconds of replay's own loop as it reports them, wall seconds of the process incl. startup)."""
+    cmd = [str(Path(sys.executable).parent / "skewwatch"), "replay", str(path), "--baseline", str(baseline_path)]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    m = re.search(r"replay: (\d+) events in ([\d.]+) s", proc.stderr)
+    if proc.returncode != 0 or not m:
+        sys.exit(f"bench: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n{proc.stderr}")
+    if int(m.group(1)) != n_events:
+        sys.exit(f"bench: replay accepted {m.group(1)} events of {n_events}:\n{proc.stderr}")
+    return float(m.group(2)), wall
+
+
+# ---- (3) state size --------------------------------------------------------------------------
+def state_sizes(baseline, event_batches: list[list[dict]], checkpoints: list[int]) -> tuple[list[tuple[int, float]], float]:
+    """Feed the batches round and round; bytes of state per feature at each checkpoint, and events/s."""
+    monitor = ModelMonitor(baseline)
+    sizes = []
+    fed = 0
+    t = time.perf_counter()
+    i = 0
+    for target in sorted(checkpoints):
+        while fed < target:
+            b = event_batches[i % len(event_batches)]
+            b = b[: target - fed]
+            monitor.update_batch(b)
+            fed += len(b)
+            i += 1
+        sizes.append((fed, len(msgpack.packb(monitor.state_dict())) / N_FEATURES))
+    return sizes, fed / (time.perf_counter() - t)
+
+
+# ---- report ----------------------------------------------------------------------------------
+def human(n: float) -> str:
+    for unit, div in (("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:g}{unit}"
+    return f"{n:g}"
+
+
+def machine_note() -> str:
+    return (f"{os.cpu_count()} cores, noisy, shared with other engineers' jobs; Python {platform.python_version()}, "
+            f"numpy {np.__version__}, river {river.__version__}, orjson {orjson.__version__}, "
+            f"msgpack {'.'.join(map(str, msgpack.version))}")
+
+
+def write_results(text: str) -> None:
+    block = f"{SECTION_BEGIN}\n{text.rstrip()}\n{SECTION_END}\n"
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    if SECTION_BEGIN in old and SECTION_END in old:
+        head, rest = old.split(SECTION_BEGIN, 1)
+        new = head + block + rest.split(SECTION_END, 1)[1].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    RESULTS.write_text(new)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=count, default=200_000, help="events for figures (1) and (2) (default 200k)")
+    p.add_argument("--naive-events", type=count, default=50_000,
+                   help="events fed to the naive loop (a rate; the first N of the same events; default 50k)")
+    p.add_argument("--state-events", default="1M,3M,10M", help="checkpoints of figure (3) (default 1M,3M,10M)")
+    p.add_argument("--repeat", type=int, default=2, help="timings of (1) and (2) are the best of R interleaved runs")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    args = p.parse_args()
+    checkpoints = [count(x) for x in args.state_events.split(",")]
+    command = ".venv/bin/python bench/engine.py " + " ".join(sys.argv[1:])
+
+    t = time.perf_counter()
+    stream = streams.stationary(args.events, n_features=N_FEATURES, seed=args.seed)
+    baseline = stream.baseline()
+    events = [{k: v for k, v in ev.items() if k != "ts"} for ev in stream.events]  # (3) feeds them round and round
+    categorical = list(stream.categorical)
+    numeric = [s.name for s in stream.specs if s.name not in categorical]
+    print(f"generated {len(events):,} events x {N_FEATURES} features ({len(numeric)} numeric, "
+          f"{len(categorical)} categorical) + confidence + prediction in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="skewwatch-bench-") as tmp:
+        jsonl, mpk, bpath = Path(tmp) / "events.jsonl", Path(tmp) / "events.msgpack", Path(tmp) / "baseline.msgpack"
+        jsonl.write_bytes(b"".join(orjson.dumps(ev) + b"\n" for ev in events))
+        mpk.write_bytes(b"".join(msgpack.packb(ev) for ev in events))
+        baseline.save(bpath)
+        # the monitors get what replay and the worker give them: events as decoded from the file
+        with open(jsonl, "rb") as f:
+            events = [orjson.loads(line) for line in f]
+        event_batches = batches(events)
+        del stream
+
+        best: dict[str, float] = {}
+        walls: dict[str, float] = {}
+        alerts = 0
+        for r in range(args.repeat):
+            print(f"run {r + 1}/{args.repeat}: monitor, naive loop, parse floors, replay ...", file=sys.stderr)
+            timings = {}
+            timings["monitor"], alerts = time_monitor(baseline, event_batches)
+            timings["naive"] = time_naive(events[: args.naive_events], numeric, categorical)
+            timings["parse_jsonl"] = time_parse_jsonl(jsonl)
+            timings["parse_msgpack"] = time_parse_msgpack(mpk)
+            timings["replay_jsonl"], wall_j = time_replay(jsonl, bpath, len(events))
+            timings["replay_msgpack"], wall_m = time_replay(mpk, bpath, len(events))
+            for k, v in timings.items():
+                best[k] = min(best.get(k, v), v)
+            walls["replay_jsonl"] = min(walls.get("replay_jsonl", wall_j), wall_j)
+            walls["replay_msgpack"] = min(walls.get("replay_msgpack", wall_m), wall_m)
+
+    print(f"state: feeding {human(max(checkpoints))} events ...", file=sys.stderr)
+    sizes, feed_rate = state_sizes(baseline, event_batches, checkpoints)
+
+    n, n_naive = len(events), min(args.naive_events, len(events))
+    rate = {k: n / v for k, v in best.items() if k != "naive"}
+    rate["naive"] = n_naive / best["naive"]
+    monitor_x = rate["monitor"] / rate["naive"]
+    share_j = best["parse_jsonl"] / best["replay_jsonl"]
+    share_m = best["parse_msgpack"] / best["replay_msgpack"]
+    share_j_wall = best["parse_jsonl"] / walls["replay_jsonl"]
+    share_m_wall = best["parse_msgpack"] / walls["replay_msgpack"]
+    flat = max(s for _, s in sizes) / min(s for _, s in sizes)
+
+    lines = [
+        "## Engine (`bench/engine.py`)",
+        "",
+        f"Command: `{command.strip()}`  ",
+        f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
+        f"Machine: {machine_note()}  ",
+        f"Events: {n:,} stationary events x {N_FEATURES} features ({len(numeric)} numeric, {len(categorical)} categorical, "
+        f"some missing) + confidence + prediction, every detector on; best of {args.repeat} interleaved runs; "
+        f"{alerts} alerts on these stationary events.",
+        "",
+        "| figure | skewwatch | peer / floor | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| (1) monitor cost, decoded batches of {BATCH} | {rate['monitor']:,.0f} events/s | naive River ADWIN+PageHinkley "
+        f"loop: {rate['naive']:,.0f} events/s | **{monitor_x:.1f}x** | >= 20x |",
+        f"| (2) `skewwatch replay` JSONL (its own loop) | {rate['replay_jsonl']:,.0f} events/s | orjson.loads per line: "
+        f"{rate['parse_jsonl']:,.0f} events/s | **{share_j:.2f}** of floor | >= 0.6 |",
+        f"| (2) `skewwatch replay` msgpack (its own loop) | {rate['replay_msgpack']:,.0f} events/s | msgpack.Unpacker: "
+        f"{rate['parse_msgpack']:,.0f} events/s | **{share_m:.2f}** of floor | >= 0.6 |",
+        f"| (2') same, whole process wall time incl. startup + baseline load | JSONL {n / walls['replay_jsonl']:,.0f}, "
+        f"msgpack {n / walls['replay_msgpack']:,.0f} events/s | as above | {share_j_wall:.2f} / {share_m_wall:.2f} | |",
+        "| (3) monitor state per feature | " + ", ".join(f"{human(k)}: {s / 1024:.2f} KB" for k, s in sizes)
+        + f" | | max/min {flat:.2f} | <= 8 KB, flat |",
+        "",
+        f"Sustained feed of figure (3): {feed_rate:,.0f} events/s over {human(sizes[-1][0])} events "
+        "(the pre-generated batches fed again and again).",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if not args.no_write:
+        write_results(report)
+        print(f"\nwritten to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
