@@ -25,6 +25,8 @@ Value conventions (training data):
 """
 from __future__ import annotations
 
+import dataclasses
+
 import gzip
 import io
 import os
@@ -613,14 +615,17 @@ class _Profiler:
             metric = {"name": name, "value": self._metric_sum / self._metric_n, "n": self._metric_n}
         prediction = None
         if self._roles.prediction is not None and not isinstance(self._prediction, _Undecided):
-            prediction = self._prediction.finish()
+            prediction = dataclasses.replace(self._prediction.finish(), name="prediction")
+        confidence = None
+        if self._roles.confidence is not None:
+            confidence = dataclasses.replace(self._confidence.finish(), name="confidence")
         return Baseline(
             model=model,
             version=version,
             features=features,
             n_rows=self.rows,
             source=source,
-            confidence=self._confidence.finish() if self._roles.confidence is not None else None,
+            confidence=confidence,
             prediction=prediction,
             metric=metric,
         )

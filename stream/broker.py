@@ -106,6 +106,9 @@ class EmbeddedBroker:
              "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            # its own session: a terminal's Ctrl-C reaches only the launcher, which can then
+            # stop its clients (the worker) before the broker they talk to
+            start_new_session=True,
         )
         # Drain stderr so a chatty broker never blocks on a full pipe; keep the tail for errors.
         self._stderr_tail: list[bytes] = []

@@ -437,3 +437,10 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
     code = cli(["baseline"] + [a.format(tmp=tmp_path) for a in args])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_role_profiles_are_named_by_their_role():
+    rng = np.random.default_rng(3)
+    b = build_baseline_from_columns("m", {"x": rng.normal(size=500)}, confidence=rng.uniform(size=500),
+                                    prediction=rng.integers(0, 2, 500), labels=rng.integers(0, 2, 500))
+    assert (b.confidence.name, b.prediction.name) == ("confidence", "prediction")
