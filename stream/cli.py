@@ -14,6 +14,7 @@ COMMANDS = {
     "broker": ("stream.broker", "run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1"),
     "demo": ("stream.demo", "embedded broker + worker + synthetic traffic that drifts"),
     "alerts": ("stream.alerts_cmd", "follow the alert topic and print alerts readably"),
+    "report": ("stream.report", "a self-contained HTML report of a replay: distributions, statistics over time, diagnoses"),
 }
 
 
