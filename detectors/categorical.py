@@ -8,6 +8,7 @@ the most frequent unseen values (Space-Saving, bounded).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -132,17 +133,14 @@ class CategoricalBank:
                 out += self._close_window(start + b - 1)
         return out
 
-    def _window_test(self, j: int, counts: np.ndarray) -> dict[str, float]:
+    def _chi2(self, j: int, counts: np.ndarray) -> tuple[float, int]:
+        """(chi-square of the window's shares against training, degrees of freedom); dof 0: no test."""
         observed = counts[self._offsets[j]: self._offsets[j] + self._n_known[j] + 1]
         expected = self._expected[j]
         known = expected > 0
         n = int(observed[known].sum())
-        stats = {"window_values": int(observed.sum()), "chi2": 0.0, "p_value": 1.0, "dof": 0,
-                 "jensen_shannon": jensen_shannon(observed, expected) if observed.sum() else 0.0,
-                 "linf": float(np.max(np.abs(observed / max(observed.sum(), 1) - expected))) if observed.sum() else 0.0,
-                 "psi": psi(observed, expected) if observed.sum() else 0.0}
         if n == 0:
-            return stats
+            return 0.0, 0
         exp_counts = n * expected[known]
         obs = observed[known]
         small = exp_counts < MIN_EXPECTED
@@ -150,18 +148,30 @@ class CategoricalBank:
             exp_counts = np.append(exp_counts[~small], exp_counts[small].sum())
             obs = np.append(obs[~small], obs[small].sum())
         if len(obs) < 2:
-            return stats
+            return 0.0, 0
         chi2 = float(np.sum((obs - exp_counts) ** 2 / exp_counts))
         # the baseline shares are themselves a sample of `count` rows: two-sample variance
-        chi2 /= 1.0 + n / max(self._profiles[j].count, 1)
-        stats.update(chi2=chi2, dof=len(obs) - 1, p_value=chi2_sf(chi2, len(obs) - 1))
-        return stats
+        return chi2 / (1.0 + n / max(self._profiles[j].count, 1)), len(obs) - 1
+
+    def _window_test(self, j: int, counts: np.ndarray) -> dict[str, float]:
+        observed = counts[self._offsets[j]: self._offsets[j] + self._n_known[j] + 1]
+        expected = self._expected[j]
+        total = int(observed.sum())
+        chi2, dof = self._chi2(j, counts)
+        return {"window_values": total, "chi2": chi2, "p_value": chi2_sf(chi2, dof) if dof else 1.0, "dof": dof,
+                "jensen_shannon": jensen_shannon(observed, expected) if total else 0.0,
+                "linf": float(np.max(np.abs(observed / max(total, 1) - expected))) if total else 0.0,
+                "psi": psi(observed, expected) if total else 0.0}
 
     def _close_window(self, event: int) -> list[Candidate]:
         out = []
-        for j in range(len(self._names)):
+        values = np.add.reduceat(self._counts, self._offsets) if len(self._offsets) else []
+        for j in np.flatnonzero(np.asarray(values) >= self._min_window_values).tolist():
+            chi2, dof = self._chi2(j, self._counts)
+            if not dof or chi2 <= _chi2_threshold(dof):  # the threshold is where the tail is WINDOW_ALPHA
+                continue
             stats = self._window_test(j, self._counts)
-            if stats["window_values"] >= self._min_window_values and stats["p_value"] < T.WINDOW_ALPHA:
+            if stats["p_value"] < T.WINDOW_ALPHA:
                 evidence = {"test": "chi2", "window_events": self._window, **{k: _round(v) for k, v in stats.items()}}
                 out.append(Candidate(event, (4, 0, j), self._names[j], "drift", "distribution", "chi2",
                                      float(stats["chi2"]), _chi2_threshold(stats["dof"]), float(stats["p_value"]),
@@ -248,6 +258,7 @@ def _round(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
 
 
+@lru_cache(maxsize=None)
 def _chi2_threshold(dof: int) -> float:
     """The chi-square value whose tail is WINDOW_ALPHA (bisection)."""
     if dof <= 0:

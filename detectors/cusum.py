@@ -35,6 +35,7 @@ class BlockAccumulator:
     def __init__(self, size: int, n_columns: int):
         self._size = size
         self._partial = np.zeros(n_columns, dtype=np.int64)
+        self._ones = np.ones(size)
 
     @property
     def size(self) -> int:
@@ -42,22 +43,29 @@ class BlockAccumulator:
 
     def add(self, values: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
         """Add rows for events start..start+n-1; return completed block sums and each block's last event index."""
-        n = len(values)
-        if n == 0:
-            return np.zeros((0, len(self._partial)), np.int64), np.zeros(0, np.int64)
-        first = (-start) % self._size  # events that complete the carried block
-        cuts = np.arange(first, n, self._size)
-        if first:
-            cuts = np.concatenate(([0], cuts))
-        sums = np.add.reduceat(values, cuts, axis=0)
-        sums[0] += self._partial
-        ends = start + np.append(cuts[1:], n) - 1
-        complete = (ends + 1) % self._size == 0
-        if not complete[-1]:
-            self._partial = sums[-1].copy()
-        else:
-            self._partial = np.zeros_like(self._partial)
-        return sums[complete], ends[complete]
+        return self.add_columns(values.T, start)
+
+    def add_columns(self, values: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """`add` with the events along the columns: values (n_columns, n_events).
+
+        Values are integers (of any dtype) below 2**53 in magnitude: their block sums are done in
+        float64, where such sums are exact whatever the order, and a matrix product is fast.
+        """
+        n = values.shape[1]
+        size = self._size
+        first = min((-start) % size, n)  # events that complete (or extend) the carried block
+        blocks = (n - first) // size
+        body = values[:, first : first + blocks * size].astype(np.float64, copy=False)
+        sums = np.empty((blocks + 1, len(self._partial)), dtype=np.int64)
+        sums[1:] = (body.reshape(len(values), blocks, size) @ self._ones).T
+        sums[0] = self._partial + values[:, :first].sum(axis=1, dtype=np.int64)
+        tail = values[:, first + blocks * size :].sum(axis=1, dtype=np.int64)
+        ends = start + first + np.arange(-1, blocks * size, size)
+        if (start + first) % size:  # the carried block is still incomplete
+            self._partial = sums[0]
+            return sums[1:], ends[1:]
+        self._partial = tail
+        return (sums, ends) if first else (sums[1:], ends[1:])
 
     def reset(self) -> None:
         self._partial[:] = 0

@@ -1,7 +1,10 @@
 """Event dicts -> per-feature columns, classifying every value as valid, missing or invalid.
 
-This is where most of a batch's time goes, so the clean case (every numeric feature present and a
-plain number) is one C-level pass; dirty columns fall back to per-value classification.
+This is where most of a batch's time goes, so the common case runs at C level: one
+`itemgetter` per event for the known features, and one `struct.pack` per event that turns the
+numeric values into float64 and, in the same pass, rejects anything that is not a number (None, a
+string — which numpy would silently parse —, a list). Only the events it rejects, and the values
+equal to 0 or 1 (a bool packs as 0.0 / 1.0), are looked at one value at a time.
 Numeric: valid = int or float, finite (bool is not a number). Missing = None or key absent.
 Invalid = anything else (a string, NaN, +-inf, a list...).
 Categorical: `baselines.profile.category_key`; None / absent = missing, dict / list = invalid.
@@ -9,13 +12,15 @@ Categorical: `baselines.profile.category_key`; None / absent = missing, dict / l
 from __future__ import annotations
 
 import math
-from itertools import repeat
-from operator import itemgetter
-from typing import Any, Sequence
+import struct
+from itertools import repeat, starmap
+from operator import getitem, itemgetter
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from baselines.profile import category_key
+from detectors.sketches import MAX_LABEL
 
 
 class _Absent:
@@ -29,7 +34,7 @@ class _Absent:
 ABSENT = _Absent()
 
 
-def _row_getter(names: Sequence[str]):
+def row_getter(names: Sequence[str]):
     """One event's values as a tuple, in `names` order; KeyError if any key is absent."""
     if len(names) == 1:
         only = names[0]
@@ -37,107 +42,126 @@ def _row_getter(names: Sequence[str]):
     return itemgetter(*names)
 
 
-def _rows(features: list[dict], names: Sequence[str], getter) -> tuple[list[tuple], bool]:
-    """(rows, some key was absent)."""
+def value_rows(features: list[dict], names: Sequence[str], getter) -> list[tuple]:
+    """Each event's values in `names` order, ABSENT where a key is missing."""
     try:
-        return list(map(getter, features)), False
+        return list(map(getter, features))
     except KeyError:
-        return [tuple(map(f.get, names, repeat(ABSENT))) for f in features], True
+        return [tuple(map(f.get, names, repeat(ABSENT))) for f in features]
     except TypeError:  # not a dict (the decoder guarantees one; be safe anyway)
         return [tuple(map(f.get, names, repeat(ABSENT))) if isinstance(f, dict) else (ABSENT,) * len(names)
-                for f in features], True
+                for f in features]
 
 
-def classify_numbers(column: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(values with NaN where not valid, missing, invalid, absent) for one column of raw values.
+def example(value: Any) -> str:
+    """How an invalid value is quoted in a diagnosis: a string as itself, anything else as its repr."""
+    return (value if isinstance(value, str) else repr(value))[:MAX_LABEL]
 
-    >>> x, missing, invalid, absent = classify_numbers([1, 2.5, None, "3", True, float("nan"), ABSENT])
-    >>> x[:2].tolist(), missing.tolist(), invalid.tolist(), absent.tolist()[-1]
+
+class NumericValues(NamedTuple):
+    """Numeric features of a batch, each array (n_features, n_events); x is NaN unless valid."""
+
+    x: np.ndarray
+    missing: np.ndarray
+    invalid: np.ndarray
+    absent: np.ndarray
+    #: the raw values, rows[event][feature] (what `invalid_examples` quotes)
+    rows: Sequence[tuple]
+
+    def invalid_examples(self, j: int, until: int, n: int) -> list[str]:
+        """The last n invalid raw values of feature j among events 0..until of the batch, oldest first."""
+        at = np.flatnonzero(self.invalid[j, : until + 1])[-n:] if n > 0 else []
+        return [example(self.rows[i][j]) for i in at.tolist()] if len(at) else []
+
+
+VALID, MISSING, ABSENT_KEY, INVALID = range(4)
+
+
+def _classify(value: Any) -> tuple[float, int]:
+    """(float value, VALID / MISSING / ABSENT_KEY / INVALID) of one raw value."""
+    t = type(value)
+    if t is float or t is int or (isinstance(value, (int, float)) and t is not bool):
+        try:
+            v = float(value)
+        except OverflowError:
+            return math.nan, INVALID
+        return (v, VALID) if math.isfinite(v) else (math.nan, INVALID)
+    if value is None:
+        return math.nan, MISSING
+    if value is ABSENT:
+        return math.nan, ABSENT_KEY
+    return math.nan, INVALID
+
+
+def classify_numbers(column: Sequence[Any]) -> NumericValues:
+    """One column of raw values (the confidence), as a (1, n) NumericValues.
+
+    >>> v = classify_numbers([1, 2.5, None, "3", True, float("nan"), ABSENT])
+    >>> v.x[0, :2].tolist(), v.missing[0].tolist(), v.invalid[0].tolist(), v.absent[0].tolist()[-1]
     ([1.0, 2.5], [False, False, True, False, False, False, True], [False, False, False, True, True, True, False], True)
+    >>> v.invalid_examples(0, until=6, n=4)
+    ['3', 'True', 'nan']
     """
-    n = len(column)
-    values = [math.nan] * n
-    missing = np.zeros(n, dtype=bool)
-    invalid = np.zeros(n, dtype=bool)
-    absent = np.zeros(n, dtype=bool)
-    for i, v in enumerate(column):
-        t = type(v)
-        if t is float or t is int:
-            try:
-                values[i] = float(v)
-            except OverflowError:
-                invalid[i] = True
-        elif v is None:
-            missing[i] = True
-        elif v is ABSENT:
-            missing[i] = absent[i] = True
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            values[i] = float(v)
-        else:
-            invalid[i] = True
-    x = np.array(values, dtype=np.float64)
-    nonfinite = ~np.isfinite(x) & ~missing & ~invalid
-    invalid |= nonfinite
-    x[nonfinite] = math.nan
-    return x, missing, invalid, absent
-
-
-def _numeric_fast(column: Sequence[Any]) -> np.ndarray | None:
-    """The column as float64 when every value is a plain number (bools excepted below), else None."""
-    try:
-        arr = np.array(column)
-    except (ValueError, TypeError):
-        return None
-    if arr.ndim != 1 or arr.dtype.kind not in "fiu":
-        return None
-    return arr.astype(np.float64, copy=False)
+    return NumericColumns(["value"]).from_rows([(v,) for v in column])
 
 
 class NumericColumns:
-    """Numeric features as a (n_features, n_events) matrix plus masks, from per-feature columns."""
+    """Numeric features as a (n_features, n_events) matrix plus masks, from per-event rows."""
 
     def __init__(self, names: Sequence[str]):
         self._names = list(names)
+        self._pack = struct.Struct(f"={len(self._names)}d").pack
+        self._nan_row = self._pack(*[math.nan] * len(self._names))
 
-    def from_columns(self, columns: Sequence[Sequence[Any]], n: int, some_absent: bool
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(x, missing, invalid, absent), each (n_features, n_events); x is NaN unless valid."""
-        m = len(self._names)
-        if m == 0:
-            z = np.zeros((0, n), dtype=bool)
-            return np.zeros((0, n)), z, z, z
-        if not some_absent:
+    def from_rows(self, rows: list[tuple]) -> NumericValues:
+        m, n = len(self._names), len(rows)
+        packed: list[bytes] = []
+        rejected: list[int] = []
+        events = starmap(self._pack, rows)
+        while True:  # the iterator carries on after a row it rejects
             try:
-                whole = np.array(columns)
-            except (ValueError, TypeError):
-                whole = None
-            if whole is not None and whole.ndim == 2 and whole.dtype.kind in "fiu":
-                x = whole.astype(np.float64, copy=False)
-                missing = np.zeros((m, n), dtype=bool)
-                invalid = ~np.isfinite(x)
-                # numpy turns True/False into 1.0/0.0: look at the objects behind those values only
-                for j, i in np.argwhere((x == 0.0) | (x == 1.0)):
-                    if type(columns[j][i]) is bool:
-                        invalid[j, i] = True
-                x[invalid] = math.nan
-                return x, missing, invalid, missing
-        x = np.empty((m, n))
+                packed.extend(events)
+                break
+            except (struct.error, TypeError, OverflowError):
+                rejected.append(len(packed))
+                packed.append(self._nan_row)
+        with_none, odd = [], []
+        for i in rejected:  # mostly rows with a null: pack them again with NaN for None
+            try:
+                packed[i] = self._pack(*[math.nan if v is None else v for v in rows[i]])
+                with_none.append(i)
+            except (struct.error, TypeError, OverflowError):
+                odd.append(i)
+        x = np.frombuffer(b"".join(packed), dtype=np.float64).reshape(n, m).T.copy()
         missing = np.zeros((m, n), dtype=bool)
-        invalid = np.zeros((m, n), dtype=bool)
         absent = np.zeros((m, n), dtype=bool)
-        for j, column in enumerate(columns):
-            fast = None if some_absent and ABSENT in column else _numeric_fast(column)
-            if fast is not None:
-                x[j] = fast
-                invalid[j] = ~np.isfinite(fast)
-                for i in np.flatnonzero((fast == 0.0) | (fast == 1.0)):
-                    if type(column[i]) is bool:
+        invalid = ~np.isfinite(x)
+        bools = (x == 0.0) | (x == 1.0)
+        if with_none:
+            # NaN there is a None (missing) or a NaN that was sent (invalid)
+            jj, ii = np.nonzero(invalid[:, with_none])
+            rows_at = [with_none[k] for k in ii.tolist()]
+            for j, i in zip(jj.tolist(), rows_at):
+                if rows[i][j] is None:
+                    missing[j, i], invalid[j, i] = True, False
+        for i in odd:
+            bools[:, i] = False
+            for j, value in enumerate(rows[i]):
+                v, what = _classify(value)
+                x[j, i] = v
+                missing[j, i] = what == MISSING or what == ABSENT_KEY
+                absent[j, i] = what == ABSENT_KEY
+                invalid[j, i] = what == INVALID
+        if bools.any():
+            # numbers equal to 0 or 1: a bool among them packed as one
+            jj, ii = np.nonzero(bools)
+            objects = list(map(getitem, map(rows.__getitem__, ii.tolist()), jj.tolist()))
+            if list(map(type, objects)).count(bool):
+                for j, i, v in zip(jj.tolist(), ii.tolist(), objects):
+                    if type(v) is bool:
                         invalid[j, i] = True
-                x[j, invalid[j]] = math.nan
-            else:
-                x[j], missing[j], invalid[j], absent[j] = classify_numbers(column)
-        return x, missing, invalid, absent
-
+        x[invalid] = math.nan
+        return NumericValues(x, missing, invalid, absent, rows)
 
 #: category codes below the known ones
 MISSING_CODE = -1
@@ -193,19 +217,23 @@ class FeatureColumns:
     """One pass over the events' feature maps for every known feature, numeric and categorical."""
 
     def __init__(self, numeric: Sequence[str], categorical: Sequence[str], categories: Sequence[Sequence[str]]):
-        self._names = list(numeric) + list(categorical)
-        self._n_numeric = len(numeric)
-        self._getter = _row_getter(self._names) if self._names else None
+        self._numeric_names = list(numeric)
+        self._categorical_names = list(categorical)
+        self._numeric_getter = row_getter(self._numeric_names) if self._numeric_names else None
+        self._categorical_getter = row_getter(self._categorical_names) if self._categorical_names else None
         self.numeric = NumericColumns(numeric)
         self.categorical = CategoricalColumns(categorical, categories)
 
     def extract(self, features: list[dict]):
-        """((x, missing, invalid, absent) numeric, (codes, absent, others) categorical)."""
+        """(NumericValues, (codes, absent, others) categorical)."""
         n = len(features)
-        if self._names and n:
-            rows, some_absent = _rows(features, self._names, self._getter)
-            columns = list(zip(*rows))
+        if self._numeric_getter is not None:
+            numeric = self.numeric.from_rows(value_rows(features, self._numeric_names, self._numeric_getter))
         else:
-            some_absent, columns = False, [()] * len(self._names)
-        k = self._n_numeric
-        return self.numeric.from_columns(columns[:k], n, some_absent), self.categorical.from_columns(columns[k:], n)
+            z = np.zeros((0, n), dtype=bool)
+            numeric = NumericValues(np.zeros((0, n)), z, z, z, [()] * n)
+        if self._categorical_getter is not None and n:
+            columns = list(zip(*value_rows(features, self._categorical_names, self._categorical_getter)))
+        else:
+            columns = [()] * len(self._categorical_names)
+        return numeric, self.categorical.from_columns(columns, n)

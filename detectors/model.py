@@ -26,17 +26,24 @@ from detectors.categorical import CategoricalBank
 from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.diagnosis import ChangeTiming, Diagnosis, diagnose_categorical, diagnose_numeric, diagnose_versions
 from detectors.episodes import Candidate, EpisodeTracker
-from detectors.extract import ABSENT, FeatureColumns, classify_numbers
+from detectors.extract import FeatureColumns, NumericColumns, NumericValues, row_getter, value_rows
 from detectors.numeric import Z_PER_UNIT, NumericBank, rate_weights, summarise_recent
 from detectors.sketches import SpaceSaving
+from detectors.timing import BlockHistory
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 #: a change whose test ran at most this long from its change point is called abrupt, else gradual
 ABRUPT_WITHIN_EVENTS = 1024
 #: tests that estimate where a change started (windowed tests only know their window)
 CHANGE_POINT_DETECTORS = ("cusum", "page_hinkley", "adwin")
 #: most model versions remembered (first-seen event, per-window counts)
 MAX_VERSIONS = 16
+#: blocks of each length in the change-timing history (detectors.timing)
+TIMING_PER_SIZE = 8
+#: raw invalid values kept per numeric feature (the last ones), quoted by the diagnosis
+MAX_INVALID_EXAMPLES = 4
+_CONFIDENCE = ["confidence"]
+_CONFIDENCE_GETTER = row_getter(_CONFIDENCE)
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,9 @@ class MonitorConfig:
     max_unexpected_names: int = 100
     #: unseen category values tracked per feature (bounded)
     top_unseen: int = 20
-    #: River-block means kept per feature to date a change (abrupt / gradual)
-    timing_blocks: int = 32
+    #: River-block means kept per feature to date a change (abrupt / gradual); older blocks are merged
+    #: (at most TIMING_PER_SIZE of each length), so 64 blocks cover ~500k events
+    timing_blocks: int = 64
 
 
 class ModelMonitor:
@@ -83,11 +91,14 @@ class ModelMonitor:
         self._version_first_seen: dict[str, int] = {}
         self._window_versions: dict[str, int] = {}
         self._last_version_mismatch = -(10**18)
-        # means of the location score z over the last River blocks (NaN: no valid value), to date a change
-        self._timing_ends = np.zeros(0, dtype=np.int64)
-        self._timing_means = np.zeros((0, len(self._numeric.names)))
+        # sums of the location score over River blocks, to date a change; the batch's own blocks are
+        # kept apart until its alerts are built
+        self._timing = BlockHistory(len(self._numeric.names), TIMING_PER_SIZE, config.timing_blocks)
         self._batch_timing: tuple[np.ndarray, np.ndarray] | None = None
         self._last_alert: dict[str, dict] = {}
+        self._confidence_column = NumericColumns(_CONFIDENCE)
+        self._invalid_examples: list[list[str]] = [[] for _ in self._numeric.names]
+        self._batch_numeric: NumericValues | None = None
         self._events_seen = 0
 
     # ---- public API ------------------------------------------------------------------------
@@ -112,13 +123,14 @@ class ModelMonitor:
             return []
         start = self._events_seen
         features = [e["features"] for e in events]
-        (x, missing, invalid, absent_num), (codes, absent_cat, others) = self._columns.extract(features)
-        candidates = self._numeric.update(x, missing, invalid, start)
+        numeric, (codes, absent_cat, others) = self._columns.extract(features)
+        self._batch_numeric = numeric
+        candidates = self._numeric.update(numeric.x, numeric.missing, numeric.invalid, start)
         self._record_timing(start, n)
         candidates += self._categorical.update(codes, others, start)
         if self._confidence is not None:
             candidates += self._update_confidence(events, start)
-        candidates += self._unexpected_fields(features, absent_num, absent_cat, start)
+        candidates += self._unexpected_fields(features, numeric.absent, absent_cat, start)
         candidates += self._serving(events, start)
         candidates.sort()
         alerts = []
@@ -131,17 +143,34 @@ class ModelMonitor:
         if self._confidence is not None:
             self._confidence.end_batch()
         self._end_timing()
+        self._end_invalid_examples(numeric)
+        self._batch_numeric = None
         self._events_seen += n
         return alerts
 
     # ---- confidence, unexpected fields, serving ------------------------------------------------
     def _update_confidence(self, events: list[dict], start: int) -> list[Candidate]:
-        raw = [e.get("confidence", ABSENT) for e in events]
-        x, missing, invalid, _ = classify_numbers(raw)
+        x, missing, invalid, _, _ = self._confidence_column.from_rows(value_rows(events, _CONFIDENCE, _CONFIDENCE_GETTER))
+        x, missing, invalid = x[0], missing[0], invalid[0]
         outside = (x < 0.0) | (x > 1.0)
         invalid |= outside
         x[outside] = math.nan
         return self._confidence.update(x[None, :], missing[None, :], invalid[None, :], start)
+
+    # ---- raw examples of invalid values, for the diagnosis -----------------------------------------
+    def _invalid_examples_at(self, j: int, event_index: int) -> list[str]:
+        kept = self._invalid_examples[j]
+        batch = self._batch_numeric
+        if batch is None:
+            return list(kept)
+        recent = batch.invalid_examples(j, event_index - self._events_seen, MAX_INVALID_EXAMPLES)
+        return (kept + recent)[-MAX_INVALID_EXAMPLES:]
+
+    def _end_invalid_examples(self, numeric: NumericValues) -> None:
+        last = numeric.x.shape[1] - 1
+        for j in np.flatnonzero(numeric.invalid.any(axis=1)).tolist():
+            recent = numeric.invalid_examples(j, last, MAX_INVALID_EXAMPLES)
+            self._invalid_examples[j] = (self._invalid_examples[j] + recent)[-MAX_INVALID_EXAMPLES:]
 
     def _unexpected_fields(self, features: list[dict], absent_num: np.ndarray, absent_cat: np.ndarray,
                            start: int) -> list[Candidate]:
@@ -222,22 +251,25 @@ class ModelMonitor:
             self._batch_timing = None
             return
         sums, ends = done
+        self._batch_timing = (ends, sums)
+
+    def _append_timing(self, history: BlockHistory, until: int | None = None) -> None:
+        ends, sums = self._batch_timing
+        if until is not None:
+            ends, sums = ends[ends <= until], sums[ends <= until]
         f = len(self._numeric.names)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums[:, :f] * Z_PER_UNIT / sums[:, f:]
-        self._batch_timing = (ends, means)
+        history.append(ends, sums[:, :f], sums[:, f:], T.RIVER_BLOCK)
 
     def _timing_at(self, feature: str, event_index: int) -> ChangeTiming:
         j = self._numeric.names.index(feature)
-        ends, means = self._timing_ends, self._timing_means[:, j]
+        history = self._timing
         if self._batch_timing is not None:
-            ends = np.concatenate([ends, self._batch_timing[0]])
-            means = np.concatenate([means, self._batch_timing[1][:, j]])
-        keep = (ends <= event_index) & np.isfinite(means)
-        ends, means = ends[keep][-self._config.timing_blocks:], means[keep][-self._config.timing_blocks:]
+            history = history.copy()
+            self._append_timing(history, until=event_index)
+        ends, counts, means = history.feature(j)
         return ChangeTiming(
-            block_means=means.tolist(),
-            block_counts=[T.RIVER_BLOCK] * len(means),
+            block_means=(means * Z_PER_UNIT).tolist(),
+            block_counts=counts.tolist(),
             end_event=int(ends[-1]) + 1 if len(ends) else 0,
             version_first_seen={v: i for v, i in self._version_first_seen.items() if i <= event_index},
             baseline_version=self._baseline.version,
@@ -245,9 +277,7 @@ class ModelMonitor:
 
     def _end_timing(self) -> None:
         if self._batch_timing is not None:
-            keep = self._config.timing_blocks
-            self._timing_ends = np.concatenate([self._timing_ends, self._batch_timing[0]])[-keep:]
-            self._timing_means = np.concatenate([self._timing_means, self._batch_timing[1]])[-keep:]
+            self._append_timing(self._timing)
             self._batch_timing = None
 
     # ---- alerts --------------------------------------------------------------------------------
@@ -311,12 +341,14 @@ class ModelMonitor:
             current = summarise_recent(recent)
             valid = recent[np.isfinite(recent)].astype(np.float64)
             d = diagnose_numeric(profile, valid, n_missing=int(np.isnan(recent).sum()),
-                                 n_invalid=int(np.isinf(recent).sum()), n_total=len(recent), timing=timing)
+                                 n_invalid=int(np.isinf(recent).sum()), n_total=len(recent),
+                                 invalid_examples=self._invalid_examples_at(j, e), timing=timing)
             return profile.summary(), current, _lead_with_change(d, profile.summary(), current, c)
         j = self._categorical.names.index(c.feature)
         current = self._categorical.current_summary(j, e, c.onset)
         codes = self._categorical.recent_codes(j, e, c.onset)
-        counts = _category_counts(self._categorical.categories[j], codes, self._categorical.top_unseen(j, 20, event_index=e))
+        counts = _category_counts(profile, self._categorical.categories[j], codes,
+                                  self._categorical.top_unseen(j, 20, event_index=e))
         d = diagnose_categorical(profile, counts, n_missing=int((codes == -1).sum()), n_total=len(codes), timing=timing)
         return profile.summary(), current, d
 
@@ -363,9 +395,9 @@ class ModelMonitor:
             "version_first_seen": dict(self._version_first_seen),
             "window_versions": dict(self._window_versions),
             "last_version_mismatch": self._last_version_mismatch,
-            "timing_ends": self._timing_ends.tolist(),
-            "timing_means": self._timing_means.tobytes(),
+            "timing": self._timing.state_dict(),
             "last_alert": dict(self._last_alert),
+            "invalid_examples": [list(e) for e in self._invalid_examples],
         }
 
     @classmethod
@@ -388,10 +420,9 @@ class ModelMonitor:
         m._version_first_seen = {str(k): int(v) for k, v in state["version_first_seen"].items()}
         m._window_versions = {str(k): int(v) for k, v in state["window_versions"].items()}
         m._last_version_mismatch = int(state["last_version_mismatch"])
-        m._timing_ends = np.asarray(state["timing_ends"], dtype=np.int64)
-        m._timing_means = np.frombuffer(state["timing_means"], dtype=np.float64).reshape(
-            len(m._timing_ends), len(m._numeric.names))
+        m._timing.load_state(state["timing"])
         m._last_alert = dict(state.get("last_alert") or {})
+        m._invalid_examples = [[str(v) for v in e] for e in state["invalid_examples"]]
         return m
 
 
@@ -405,15 +436,22 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
             for k, v in d.items()}
 
 
-def _category_counts(categories: list[str], codes: np.ndarray, top_unseen: list[list]) -> dict[str, int]:
+def _category_counts(profile: CategoricalProfile, categories: list[str], codes: np.ndarray,
+                     top_unseen: list[list]) -> dict[str, int]:
+    """Recent counts per category label, the window's "other" bucket split among the unseen values.
+
+    That bucket also holds training categories outside the top-K (at about the training "other"
+    share): only what exceeds that share is attributed to the unseen values, by their counts in the
+    whole-stream sketch; the expected part has no label and is left out.
+    """
     known = np.bincount(codes[codes >= 0], minlength=len(categories) + 1)
     counts = {c: int(known[i]) for i, c in enumerate(categories) if known[i]}
-    other = int(known[-1])
-    # the unseen values' counts come from the whole-stream sketch: scale them to the recent window
+    expected_other = profile.other_freq * int(known.sum())
+    unseen = max(0, int(known[-1]) - round(expected_other))
     total_unseen = sum(c for _, c in top_unseen)
     for label, count in top_unseen:
-        if other and total_unseen:
-            share = round(other * count / total_unseen)
+        if unseen and total_unseen:
+            share = round(unseen * count / total_unseen)
             if share:
                 counts[label] = counts.get(label, 0) + share
     return counts
@@ -430,12 +468,17 @@ def _lead_with_change(d: Diagnosis, base: dict, current: dict, c: Candidate) -> 
     if current.get("std", 0) and base["std"] and abs(math.log(max(current["std"], 1e-300) / base["std"])) >= math.log(1.25):
         moved.append("scale")
     what = " and ".join(moved) + " shift" if moved else "shape change"
-    when = f"detected by {c.detector} at event {c.event_index + 1:,}"
+    detected = f"detected by {c.detector} at event {c.event_index + 1:,}"
+    since = ""
     if c.onset is not None and c.detector in CHANGE_POINT_DETECTORS and "timing" not in d.evidence:
         # the test's own change-point estimate: a large step is caught within a few hundred events
         run = c.event_index + 1 - c.onset
-        when = (f"abruptly at event ~{c.onset:,}" if run <= ABRUPT_WITHIN_EVENTS
-                else f"gradually over ~{run:,} events since event ~{c.onset:,}") + f" ({when})"
+        since = (f"abruptly at event ~{c.onset:,}" if run <= ABRUPT_WITHIN_EVENTS
+                 else f"gradually over ~{run:,} events since event ~{c.onset:,}")
+    if "moved" in d.evidence:
+        # the rule's own description already gives the numbers: say only which test fired, and when
+        return Diagnosis(d.cause, f"{detected}{', ' + since if since else ''}: {d.sentence}", d.evidence)
+    when = f"{since} ({detected})" if since else detected
     head = (f"mean moved from {base['mean']:.3g} to {current['mean']:.3g} (std {base['std']:.3g} -> "
             f"{current['std']:.3g}) {when}: {what}")
     return Diagnosis(d.cause, f"{head}; {d.sentence}", d.evidence)

@@ -110,6 +110,7 @@ class NumericBank:
         self._river_blocks = BlockAccumulator(T.RIVER_BLOCK // T.CUSUM_BLOCK, 2 * f)
         self._river = [] if confidence else [BlockChangeDetectors() for _ in range(f)]
         self._hist = np.zeros((f, FINE_BINS), dtype=np.int64)
+        self._bin_offsets = (np.arange(f) * FINE_BINS)[:, None]
         self._window_counts = np.zeros((f, 4), dtype=np.int64)  # valid, missing, invalid, out of range
         self._last_hist = np.zeros((f, FINE_BINS), dtype=np.int64)
         self._last_counts = np.zeros((f, 4), dtype=np.int64)
@@ -133,14 +134,15 @@ class NumericBank:
         if f == 0 or n == 0:
             return []
         valid = ~(missing | invalid)
-        index = np.arange(start, start + n)
-        u = self._pit.transform(x, index)
-        u_fixed = (np.where(valid, u, 0.5) * ONE).astype(np.int64)
+        u = self._pit.transform(x, np.arange(start, start + n))
+        u[~valid] = 0.5  # no evidence either way
+        # fixed point, as whole float64 numbers: exact, and the block sums run as a matrix product
+        u_fixed = np.floor(u * ONE)
         location = u_fixed - HALF
         spread = np.abs(2 * u_fixed - ONE)  # invalid/missing: u = 1/2 -> 0
         outside = (x < self._mins) | (x > self._maxs)  # NaN compares False
-        columns = np.concatenate([location, spread, valid, missing, invalid, outside]).T
-        sums, ends = self._blocks.add(columns, start)
+        columns = np.concatenate([location, spread, valid, missing, invalid, outside], dtype=np.float64)
+        sums, ends = self._blocks.add_columns(columns, start)
         candidates = self._cusum_alarms(sums, ends, f)
         if self._river:
             candidates += self._river_alarms(sums, ends, f)
@@ -217,15 +219,17 @@ class NumericBank:
                  start: int, n: int) -> list[Candidate]:
         f = len(self._names)
         w = self._window
-        bins = np.minimum((u_fixed * FINE_BINS) >> T.U_BITS, FINE_BINS - 1) + (np.arange(f) * FINE_BINS)[:, None]
+        # not-valid values sit at u = 1/2: counted in the middle bin, then taken out of it
+        bins = np.minimum((u_fixed * FINE_BINS * (1.0 / ONE)).astype(np.int64), FINE_BINS - 1) + self._bin_offsets
+        middle = (HALF * FINE_BINS) >> T.U_BITS
         first = (-start) % w
         cuts = [0] + [c for c in range(first, n, w) if c > 0] + [n]
         counts = np.concatenate([sums[:, 2 * f:3 * f], sums[:, 3 * f:4 * f], sums[:, 4 * f:5 * f],
                                  sums[:, 5 * f:6 * f]], axis=1).reshape(len(sums), 4, f).transpose(0, 2, 1)
         out = []
         for a, b in zip(cuts[:-1], cuts[1:]):
-            seg_valid = valid[:, a:b]
-            self._hist += np.bincount(bins[:, a:b][seg_valid], minlength=f * FINE_BINS).reshape(f, FINE_BINS)
+            self._hist += np.bincount(bins[:, a:b].ravel(), minlength=f * FINE_BINS).reshape(f, FINE_BINS)
+            self._hist[:, middle] -= (b - a) - np.count_nonzero(valid[:, a:b], axis=1)
             in_segment = (ends >= start + a) & (ends < start + b)
             self._window_counts += counts[in_segment].sum(axis=0)
             if (start + b) % w == 0:

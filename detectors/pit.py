@@ -28,15 +28,16 @@ def stable_salt(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
 
 
-def hashed_uniform(event_index: np.ndarray, salt: int) -> np.ndarray:
-    """Uniform numbers in [0, 1) from a splitmix64 hash of each event index.
+def hashed_uniform(event_index: np.ndarray, salt: int | np.ndarray) -> np.ndarray:
+    """Uniform numbers in [0, 1) from a splitmix64 hash of each event index (salts broadcast).
 
     >>> u = hashed_uniform(np.arange(100_000), 7)
     >>> bool(abs(u.mean() - 0.5) < 0.005), bool(u.min() >= 0), bool(u.max() < 1)
     (True, True, True)
     """
     with np.errstate(over="ignore"):
-        z = event_index.astype(np.uint64) * _GOLDEN + np.uint64(salt & 0xFFFFFFFFFFFFFFFF)
+        salts = salt if isinstance(salt, np.ndarray) else np.uint64(salt & 0xFFFFFFFFFFFFFFFF)
+        z = event_index.astype(np.uint64) * _GOLDEN + salts
         z = (z ^ (z >> np.uint64(30))) * _MIX1
         z = (z ^ (z >> np.uint64(27))) * _MIX2
         z = z ^ (z >> np.uint64(31))
@@ -97,51 +98,90 @@ class ProbabilityIntegralTransform:
 
 
 class BatchedPIT:
-    """PIT of many features at once: (n_features, n_events) values -> scores.
+    """PIT of many features at once: (n_features, n_events) values -> scores, in a handful of
+    numpy passes over the whole matrix instead of a binary search per value and feature.
 
-    Continuous features go through one lookup table for all of them: each feature's training CDF is
-    tabulated on TABLE_CELLS equal cells between its 0.1% and 99.9% quantiles and interpolated
-    linearly inside a cell, a handful of numpy passes over the whole matrix instead of one binary
-    search per value. A feature whose table would be off by more than TABLE_TOLERANCE anywhere (a
-    very heavy tail squeezes its body into a few cells), values outside the tabulated range, and
-    features with point masses use the exact transform.
+    Continuous features: each training CDF is tabulated on TABLE_CELLS equal cells between its
+    0.1% and 99.9% quantiles and interpolated linearly inside a cell; beyond them the quantile grid
+    is linear between its two last points, which is computed in closed form. A feature whose table
+    would be off by more than TABLE_TOLERANCE anywhere (a very heavy tail squeezes its body into a
+    few cells) uses the exact transform.
+    Integer-valued features with point masses (counts, flags, ratings): one cell per integer of the
+    training range holding the exact [F(x-), F(x)] of that integer, the tie-breaking draw hashed for
+    all of them at once. Values that are not integers in that range use the exact transform.
+
+    >>> from baselines.profile import NumericProfile
+    >>> q = np.linspace(0.0, 10.0, 1001)
+    >>> counts = NumericProfile("n", 100, 0, 0, 1.0, 1.0, 0.0, 2.0, np.repeat([0.0, 1.0, 2.0], [300, 400, 301]),
+    ...                         np.array([1.0]), np.array([0.5, 0.5]), np.array([0.0, 1.0, 2.0]), np.array([0.3, 0.4, 0.3]))
+    >>> profiles = [NumericProfile("x", 1000, 0, 0, 5.0, 2.9, 0.0, 10.0, q, np.array([5.0]), np.array([0.5, 0.5])), counts]
+    >>> x = np.array([[-1.0, 0.005, 2.5, 9.995, 11.0], [0.0, 1.0, 1.5, 2.0, 3.0]])
+    >>> u = BatchedPIT(profiles).transform(x, np.arange(5))
+    >>> exact = np.array([ProbabilityIntegralTransform(p).transform(x[j], np.arange(5)) for j, p in enumerate(profiles)])
+    >>> bool(np.allclose(u, exact, atol=1e-9))
+    True
     """
 
     TABLE_CELLS = 4096
     TABLE_TOLERANCE = 1e-3
+    #: widest integer range tabulated for a feature with point masses
+    MAX_INTEGER_CELLS = 4096
 
     def __init__(self, profiles: list[NumericProfile]):
         self._pits = [ProbabilityIntegralTransform(p) for p in profiles]
-        tabled, tables, lows, scales = [], [], [], []
+        tabled, tables, ends = [], [], []
+        integer, lowers, uppers, firsts, salts = [], [], [], [], []
         for j, (p, pit) in enumerate(zip(profiles, self._pits)):
-            if not pit.continuous:
+            if pit.continuous:
+                table = self._continuous_table(p, pit)
+                if table is not None:
+                    tabled.append(j)
+                    tables.append(table)
+                    q = np.asarray(p.quantiles, dtype=np.float64)
+                    ends.append((q[0], q[1], q[-2], q[-1]))
                 continue
-            lo, hi = float(p.quantiles[1]), float(p.quantiles[-2])
-            if not hi > lo:
-                continue
-            edges = np.linspace(lo, hi, self.TABLE_CELLS + 1)
-            table = pit.transform(edges, np.zeros(len(edges), dtype=np.int64))
-            probe = np.concatenate([p.quantiles[1:-1], np.linspace(lo, hi, 7 * self.TABLE_CELLS + 3)])
-            scale = self.TABLE_CELLS / (hi - lo)
-            approx = self._lookup(probe, table, lo, scale)
-            if np.max(np.abs(approx - pit.transform(probe, np.zeros(len(probe), dtype=np.int64)))) > self.TABLE_TOLERANCE:
-                continue
-            tabled.append(j)
-            tables.append(table)
-            lows.append(lo)
-            scales.append(scale)
+            values = pit._values
+            if (np.all(values == np.round(values)) and values[-1] - values[0] < self.MAX_INTEGER_CELLS):
+                grid = np.arange(values[0], values[-1] + 1.0)
+                lower = pit.transform(grid, np.zeros(len(grid), dtype=np.int64))  # between point masses
+                upper = lower.copy()
+                at = (values - values[0]).astype(np.int64)
+                lower[at], upper[at] = pit._lower, pit._upper
+                integer.append(j)
+                lowers.append(lower)
+                uppers.append(upper)
+                firsts.append(values[0])
+                salts.append(pit._salt)
         self._tabled = np.array(tabled, dtype=np.int64)
-        self._exact = [j for j in range(len(profiles)) if j not in set(tabled)]
         self._table = np.concatenate(tables) if tables else np.zeros(0)
         self._offsets = (np.arange(len(tabled)) * (self.TABLE_CELLS + 1))[:, None]
-        self._lows = np.array(lows)[:, None]
-        self._scales = np.array(scales)[:, None]
+        q0, q1, q2, q3 = (np.array(e).reshape(-1, 1) for e in zip(*ends)) if ends else [np.zeros((0, 1))] * 4
+        self._lows, self._scales = q1, self.TABLE_CELLS / np.where(q2 > q1, q2 - q1, 1.0)
+        self._q0, self._q1, self._q2, self._q3 = q0, q1, q2, q3
+        self._integer = np.array(integer, dtype=np.int64)
+        sizes = np.array([len(t) for t in lowers], dtype=np.int64)
+        self._int_offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))[:, None] if integer else np.zeros((0, 1), np.int64)
+        self._int_sizes = sizes[:, None]
+        self._int_lower = np.concatenate(lowers) if lowers else np.zeros(0)
+        self._int_span = np.concatenate(uppers) - self._int_lower if uppers else np.zeros(0)
+        self._int_first = np.array(firsts).reshape(-1, 1)
+        self._int_salts = np.array(salts, dtype=np.uint64).reshape(-1, 1)
+        fast = set(tabled) | set(integer)
+        self._exact = [j for j in range(len(profiles)) if j not in fast]
 
-    @staticmethod
-    def _lookup(x: np.ndarray, table: np.ndarray, lo: float, scale: float) -> np.ndarray:
-        t = (x - lo) * scale
-        cell = np.clip(t, 0, len(table) - 2).astype(np.int64)
-        return table[cell] + (t - cell) * (table[cell + 1] - table[cell])
+    def _continuous_table(self, p: NumericProfile, pit: ProbabilityIntegralTransform) -> np.ndarray | None:
+        lo, hi = float(p.quantiles[1]), float(p.quantiles[-2])
+        if not hi > lo:
+            return None
+        edges = np.linspace(lo, hi, self.TABLE_CELLS + 1)
+        table = pit.transform(edges, np.zeros(len(edges), dtype=np.int64))
+        probe = np.concatenate([p.quantiles[1:-1], np.linspace(lo, hi, 7 * self.TABLE_CELLS + 3)])
+        t = (probe - lo) * (self.TABLE_CELLS / (hi - lo))
+        cell = np.clip(t, 0, self.TABLE_CELLS - 1).astype(np.int64)
+        approx = table[cell] + (t - cell) * (table[cell + 1] - table[cell])
+        if np.max(np.abs(approx - pit.transform(probe, np.zeros(len(probe), dtype=np.int64)))) > self.TABLE_TOLERANCE:
+            return None
+        return table
 
     @property
     def transforms(self) -> list[ProbabilityIntegralTransform]:
@@ -149,21 +189,47 @@ class BatchedPIT:
 
     def transform(self, x: np.ndarray, event_index: np.ndarray) -> np.ndarray:
         u = np.empty_like(x)
+        if len(self._tabled):
+            u[self._tabled] = self._continuous(x[self._tabled])
+        if len(self._integer):
+            u[self._integer] = self._integers(x[self._integer], event_index)
         for j in self._exact:
             u[j] = self._pits[j].transform(x[j], event_index)
-        if len(self._tabled):
-            xt = x[self._tabled]
-            t = (xt - self._lows) * self._scales
-            inside = (t >= 0) & (t <= self.TABLE_CELLS)  # NaN: False
-            cell = np.minimum(np.where(inside, t, 0), self.TABLE_CELLS - 1).astype(np.int64)
-            flat = cell + self._offsets
-            low = self._table[flat]
-            ut = low + (np.where(inside, t, 0) - cell) * (self._table[flat + 1] - low)
-            outside = ~inside & ~np.isnan(xt)
-            if outside.any():
-                for r in np.flatnonzero(outside.any(axis=1)):
-                    cols = outside[r]
-                    ut[r, cols] = self._pits[self._tabled[r]].transform(xt[r, cols], event_index[cols])
-            ut[np.isnan(xt)] = np.nan
-            u[self._tabled] = ut
+        return u
+
+    def _continuous(self, x: np.ndarray) -> np.ndarray:
+        t = (x - self._lows) * self._scales
+        inside = (t >= 0) & (t <= self.TABLE_CELLS)  # NaN: False
+        t = np.where(inside, t, 0.0)
+        cell = np.minimum(t, self.TABLE_CELLS - 1).astype(np.int64)
+        flat = cell + self._offsets
+        low = self._table[flat]
+        u = low + (t - cell) * (self._table[flat + 1] - low)
+        if not inside.all():
+            # the grid's first and last steps (0 -> 0.1%, 99.9% -> 100%) are linear
+            r, c = np.nonzero(~inside & ~np.isnan(x))
+            v, p1 = x[r, c], QUANTILE_PROBS[1]
+            q0, q1, q2, q3 = self._q0[r, 0], self._q1[r, 0], self._q2[r, 0], self._q3[r, 0]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                below = p1 * np.clip((v - q0) / (q1 - q0), 0.0, 1.0)
+                above = 1.0 - p1 * np.clip((q3 - v) / (q3 - q2), 0.0, 1.0)
+            u[r, c] = np.where(v < q1, below, above)
+            u[np.isnan(x)] = np.nan
+        return u
+
+    def _integers(self, x: np.ndarray, event_index: np.ndarray) -> np.ndarray:
+        k = x - self._int_first
+        inside = (k >= 0) & (k < self._int_sizes)  # NaN: False
+        cell = np.where(inside, k, 0).astype(np.int64)
+        whole = inside & (cell == k)
+        flat = cell + self._int_offsets
+        draw = hashed_uniform(event_index[None, :], self._int_salts)
+        u = self._int_lower[flat] + draw * self._int_span[flat]
+        if not whole.all():
+            u = np.where(whole, u, np.where(k < 0, 0.0, 1.0))
+            odd = ~whole & ~np.isnan(x) & (k >= 0) & (k < self._int_sizes - 1)
+            for r in np.flatnonzero(odd.any(axis=1)).tolist():  # not an integer, inside the training range
+                cols = odd[r]
+                u[r, cols] = self._pits[self._integer[r]].transform(x[r, cols], event_index[cols])
+            u[np.isnan(x)] = np.nan
         return u

@@ -19,6 +19,7 @@ from detectors.extract import FeatureColumns
 from detectors.pit import ProbabilityIntegralTransform
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.sketches import SpaceSaving
+from detectors.timing import BlockHistory
 from detectors.stats import chi2_sf, kolmogorov_sf, ks_uniform_from_histogram
 
 
@@ -101,7 +102,28 @@ class TestEpisodeTrackerContract(Contract):
         return [obj.observe(("f", "distribution"), chunk * 1000 + int(i)) for i in np.sort(rng.integers(0, 1000, 4))]
 
 
+class TestBlockHistoryContract(Contract):
+    def make(self):
+        return BlockHistory(n_features=2, per_size=2, max_blocks=6)
+
+    def feed(self, obj, rng, chunk):
+        ends = np.arange(chunk * 3, chunk * 3 + 3) * 256 + 255
+        obj.append(ends, rng.integers(-500, 500, (3, 2)), rng.integers(0, 256, (3, 2)), 256)
+        return [obj.ends.tolist(), obj.counts.tolist(), [m.tolist() for m in obj.feature(1)]]
+
+
 # ---- exact behaviour on seeded streams -------------------------------------------------------
+def test_block_history_keeps_recent_blocks_fine_and_merges_old_ones_exactly():
+    h = BlockHistory(n_features=1, per_size=4, max_blocks=12)
+    n_blocks = 200
+    h.append(np.arange(n_blocks) * 256 + 255, np.ones((n_blocks, 1), np.int64) * 3, np.full((n_blocks, 1), 2), 256)
+    ends, counts, means = h.feature(0)
+    # finest at the present, at most 4 blocks of a length, the oldest dropped beyond 12 blocks
+    assert counts.tolist() == [2048] + [1024] * 3 + [512] * 4 + [256] * 4
+    assert ends[-1] == n_blocks * 256 - 1 and np.all(np.diff(ends) == counts[1:])  # contiguous
+    assert means.tolist() == [1.5] * len(means)  # merged sums / merged valid counts
+
+
 def test_blocks_are_batch_size_invariant():
     values = np.random.default_rng(0).integers(0, 9, size=(1000, 3))
     whole = BlockAccumulator(16, 3).add(values, 0)
@@ -175,13 +197,13 @@ def test_numeric_extraction_classifies_every_kind_of_value():
     cols = FeatureColumns(["a", "b"], [], [])
     feats = [{"a": 1, "b": 2.5}, {"a": None, "b": "3"}, {"b": True}, {"a": float("inf"), "b": [1]},
              {"a": float("nan"), "b": 10**400}]
-    (x, missing, invalid, absent), _ = cols.extract(feats)
+    (x, missing, invalid, absent, _), _ = cols.extract(feats)
     assert x[0, 0] == 1.0 and x[1, 0] == 2.5
     assert missing.tolist() == [[False, True, True, False, False], [False, False, False, False, False]]
     assert invalid.tolist() == [[False, False, False, True, True], [False, True, True, True, True]]
     assert absent.tolist()[0] == [False, False, True, False, False]
     clean, _ = cols.extract([{"a": 1.0, "b": True}, {"a": 0.0, "b": 2}])
-    assert clean[2].tolist() == [[False, False], [True, False]]  # a bool among numbers is invalid
+    assert clean.invalid.tolist() == [[False, False], [True, False]]  # a bool among numbers is invalid
 
 
 def test_categorical_extraction_codes_known_unseen_missing_invalid():

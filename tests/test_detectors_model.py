@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from baselines.build import build_baseline_from_columns
+from baselines.profile import CategoricalProfile
 from detectors.alerts import Alert
-from detectors.model import ModelMonitor
+from detectors.model import ModelMonitor, _category_counts
 from tests import streams
 
 N_TRAIN = 20_000
@@ -85,7 +86,9 @@ def test_one_std_mean_shift_is_detected_at_an_exact_event_with_a_readable_alert(
     assert set(a.to_dict()) == ALERT_KEYS
     json.dumps(a.to_dict())
     assert a.baseline["mean"] == pytest.approx(0.5, abs=0.01) and a.current["mean"] == pytest.approx(0.7, abs=0.06)
-    assert a.diagnosis.startswith("mean moved from 0.5")
+    # which test fired and when, then the numbers, once
+    assert a.diagnosis.startswith("detected by cusum at event 2,064, abruptly at event ~2,000: location shift")
+    assert a.diagnosis.count("0.501") == 1 and "mean moved" not in a.diagnosis
     assert a.ts == 1_700_000_000.0 + 2063 and a.model_version == "3"
 
 
@@ -194,3 +197,22 @@ def test_snapshot_reports_current_statistics():
     assert snap["features"]["country"]["kind"] == "categorical"
     assert 0.75 < snap["confidence_mean"] < 0.85
     json.dumps(snap)
+
+
+def test_numbers_sent_as_strings_are_invalid_and_diagnosed_from_the_raw_values():
+    ev = events(3000, seed=8)
+    for i in range(1000, 3000, 2):
+        ev[i]["features"]["latency"] = str(round(ev[i]["features"]["latency"], 3))
+    for batch in (1000, 7):
+        alerts = replay(ev, batch)
+        assert [(a.kind, a.feature, a.detector) for a in alerts] == [("data_quality", "latency", "invalid_type")]
+        assert "arrive as strings that hold numbers" in alerts[0].diagnosis, alerts[0].diagnosis
+        assert alerts[0].evidence["cause"] == "type_change"
+
+
+def test_unseen_category_counts_leave_out_the_training_other_share():
+    # a window of 1000: 900 training categories, 100 in "other", of which ~training's other share is expected
+    rare = CategoricalProfile("c", 1000, 0, 0, {"US": 0.9}, 0.05, n_distinct=30)
+    codes = np.array([0] * 900 + [1] * 100)
+    counts = _category_counts(rare, ["US"], codes, [["BR", 60], ["MX", 40]])
+    assert counts == {"US": 900, "BR": 30, "MX": 20}  # 100 - 5% of 1000 = 50 unseen, split 60:40
