@@ -12,6 +12,8 @@ Arrays are stored as lists of floats so that any msgpack reader can inspect a fi
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -150,6 +152,14 @@ class Baseline:
     prediction: FeatureProfile | None = None
     #: validation figure, e.g. {"name": "accuracy", "value": 0.91, "n": 20000}
     metric: dict[str, Any] | None = None
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A hash of the profile's content (not of when or from where it was built): the same
+        training data profiled again gives the same fingerprint, a different one does not."""
+        d = self.to_dict()
+        del d["created"], d["source"]
+        return hashlib.blake2b(msgpack.packb(d, use_bin_type=True), digest_size=8).hexdigest()
 
     # ---- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

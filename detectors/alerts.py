@@ -8,15 +8,21 @@ from typing import Any
 KINDS = ("drift", "confidence_drop", "data_quality", "skew", "serving", "performance")
 
 
-def alert_id(model: str, feature: str | None, kind: str, family: str, episode: int) -> str:
+def alert_id(model: str, feature: str | None, kind: str, family: str, episode: int, baseline: str = "") -> str:
     """Deterministic id: the same drift episode re-detected (replay, restart) has the same id.
+
+    `baseline` names the reference the episode is counted against (`Baseline.fingerprint`): a
+    new baseline starts counting episodes again, and its alerts must not reuse the old ids, or
+    consumers that deduplicate by id would drop them.
 
     >>> alert_id("credit", "amount", "drift", "cusum", 1) == alert_id("credit", "amount", "drift", "cusum", 1)
     True
+    >>> alert_id("credit", "amount", "drift", "cusum", 1, "v1") == alert_id("credit", "amount", "drift", "cusum", 1, "v2")
+    False
     >>> len(alert_id("credit", None, "serving", "version", 1))
     20
     """
-    key = f"{model}\x1f{feature or ''}\x1f{kind}\x1f{family}\x1f{episode}"
+    key = f"{model}\x1f{feature or ''}\x1f{kind}\x1f{family}\x1f{episode}\x1f{baseline}"
     return hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
 
 

@@ -291,7 +291,7 @@ class ModelMonitor:
         ts = event.get("ts")
         version = event.get("model_version")
         alert = Alert(
-            alert_id=alert_id(self._baseline.model, c.feature, c.kind, c.family, episode),
+            alert_id=alert_id(self._baseline.model, c.feature, c.kind, c.family, episode, self._baseline.fingerprint),
             kind=c.kind,
             model=self._baseline.model,
             model_version=str(version) if version is not None else self._baseline.version,
