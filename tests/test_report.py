@@ -1,0 +1,306 @@
+"""`skewwatch report`: one self-contained HTML page with, per alerted feature, the distributions,
+the statistic over time with its alerts, and the diagnosis; checked as text and rendered in Chromium."""
+import html
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from html.parser import HTMLParser
+
+import numpy as np
+import orjson
+import pytest
+
+from baselines.build import build_baseline_from_columns
+from stream import report
+from stream.cli import main
+from tests import streams
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+N_EVENTS = 8_000
+CHANGE_AT = 3_000
+SHIFTED = "normal_00"
+NEW_CATEGORY_FEATURE = "category_04"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+def _scenario():
+    """normal_00 shifts by 1 std and category_04 gets 20% of an unseen category, both at CHANGE_AT."""
+
+    def change(prod, specs):
+        prod.values[SHIFTED] = prod.values[SHIFTED].astype(np.float64)
+        prod.values[SHIFTED][CHANGE_AT:] += 0.2
+        hit = prod.rng.random(prod.n - CHANGE_AT) < 0.2
+        prod.values[NEW_CATEGORY_FEATURE][CHANGE_AT:][hit] = streams.NEW_CATEGORY
+
+    return streams.make_stream(N_EVENTS, change, change_at=CHANGE_AT, feature=SHIFTED)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The scenario's files, replay's alerts and the report page (built once for the module)."""
+    d = tmp_path_factory.mktemp("report")
+    s = _scenario()
+    s.baseline().save(d / "b.msgpack")
+    with open(d / "events.jsonl", "wb") as f:
+        for e in s.events[:50]:  # single events, then lists of 500, as producers send them
+            f.write(orjson.dumps(e) + b"\n")
+        for i in range(50, len(s.events), 500):
+            f.write(orjson.dumps(s.events[i:i + 500]) + b"\n")
+    out = d / "report.html"
+    assert main(["report", "--baseline", str(d / "b.msgpack"), str(d / "events.jsonl"), "-o", str(out)]) == 0
+    replay_out = d / "alerts.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", "replay", str(d / "events.jsonl"),
+                           "--baseline", str(d / "b.msgpack")], capture_output=True, check=True, cwd=_root())
+    replay_out.write_bytes(proc.stdout)
+    alerts = [json.loads(line) for line in proc.stdout.splitlines()]
+    return {"dir": d, "stream": s, "page": out.read_text(encoding="utf-8"), "path": out, "alerts": alerts}
+
+
+def _root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _card(page: str, feature: str) -> str:
+    m = re.search(rf'<article class="card" id="f-{streams.MODEL}-{re.escape(feature)}".*?</article>', page, re.S)
+    assert m, f"no card for {feature}"
+    return m.group(0)
+
+
+class _Structure(HTMLParser):
+    """Checks that every non-void element is closed in order; collects tags, attributes and links."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.errors, self.tags, self.links = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.links += [v for k, v in attrs if k in ("src", "href", "xlink:href", "srcset", "action", "data") and v]
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append(tag)
+        self.links += [v for k, v in attrs if k in ("src", "href", "xlink:href") and v]
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+        else:
+            self.stack.pop()
+
+
+# ---- the page as text ---------------------------------------------------------------------------------
+def test_the_page_is_one_self_contained_well_formed_html_file(run):
+    page = run["page"]
+    assert page.startswith("<!DOCTYPE html>")
+    p = _Structure()
+    p.feed(page)
+    p.close()
+    assert p.errors == [] and p.stack == []
+    assert [p.tags.count(t) for t in ("html", "head", "body", "style")] == [1, 1, 1, 1]
+    assert page[: page.index("</head>")].count("<title>") == 1  # the other titles are the plots' own (SVG)
+    # nothing fetched: no script, stylesheet link, image, font or CSS url(); links are in-page anchors only
+    assert not {"script", "link", "img", "iframe", "object", "embed"} & set(p.tags)
+    assert all(link.startswith("#") for link in p.links), p.links
+    assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", page, re.I)
+    assert "url(" not in page and "@import" not in page
+
+
+def test_every_alert_replay_prints_is_on_the_page_with_its_diagnosis(run):
+    page, alerts = run["page"], run["alerts"]
+    assert {a["feature"] for a in alerts} >= {SHIFTED, NEW_CATEGORY_FEATURE}
+    assert re.findall(r'data-alert-id="([0-9a-f]+)"', page) == [a["alert_id"] for a in alerts]
+    for a in alerts:
+        assert html.escape(a["diagnosis"]) in page
+
+
+def test_each_alerted_feature_shows_distributions_statistic_over_time_and_diagnosis(run):
+    page, alerts = run["page"], run["alerts"]
+    for feature in {a["feature"] for a in alerts if a["feature"]}:
+        card = _card(page, feature)
+        assert card.count("<svg") >= 2, feature  # the distributions, and at least one statistic over time
+        assert f"{feature}: training vs production" in card
+        assert "alert threshold" in card or "large shift" in card or "training mean" in card
+        assert 'class="diagnosis"' in card
+        for a in alerts:
+            if a["feature"] == feature:
+                assert html.escape(a["diagnosis"]) in card
+    # the unseen category is named and drawn in the "new" colour, the shifted feature's card leads
+    cat = _card(page, NEW_CATEGORY_FEATURE)
+    assert f"{streams.NEW_CATEGORY} (new)" in cat and f'fill="{report.NEW_COLOR}"' in cat
+    assert "unseen in training" in cat
+    first_card = re.search(r'<article class="card" id="f-[^"]+"', page).group(0)
+    assert "quiet" not in first_card
+    # features without an alert are collapsed, after the alerted ones
+    assert page.index("<details>") > page.index(_card(page, SHIFTED))
+    quiet = page[page.index("<details>"):]
+    assert 'id="f-synthetic-normal_05"' in quiet
+
+
+def test_the_header_names_model_events_and_alerts_by_kind(run):
+    page, alerts = run["page"], run["alerts"]
+    head = page[: page.index("<h2>Alerts</h2>")]
+    assert streams.MODEL in head and f"{N_EVENTS:,}" in head
+    for kind in {a["kind"] for a in alerts}:
+        n = sum(a["kind"] == kind for a in alerts)
+        assert f'{n} {kind.replace("_", " ")}</span>' in head
+    assert "UTC" in head  # the events carry timestamps: the time span is shown
+
+
+def test_no_event_request_id_or_single_value_is_reproduced(run):
+    page, events = run["page"], run["stream"].events
+    assert not re.search(r"\br-\d+\b", page)
+    raw = {repr(e["features"][SHIFTED]) for e in events[:2000] if e["features"][SHIFTED] is not None}
+    raw |= {repr(e["confidence"]) for e in events[:2000]}
+    assert not [v for v in raw if v in page]
+
+
+def test_statistics_are_sampled_on_window_edges_and_values_bounded(run):
+    traces = report.gather([run["stream"].baseline()], [str(run["dir"] / "events.jsonl")], window=1000)
+    (t,) = traces
+    assert t.sample_x == list(range(1000, N_EVENTS + 1, 1000))
+    f = t.features[SHIFTED]
+    assert len(f.series("psi")) == len(t.sample_x)
+    psi = f.series("psi")
+    assert max(psi[:3]) < 0.1 < min(psi[4:])  # the shift at 3000 shows from the 4th window on
+    assert f.alert_at is not None and CHANGE_AT < f.alert_at < CHANGE_AT + 1000
+    assert f.overall.valid == N_EVENTS - f.overall.missing - f.overall.invalid
+    assert f.since_alert.valid + f.since_alert.missing == N_EVENTS - f.alert_at
+    # the sample since the alert is the shifted distribution (+0.2 on N(0.5, 0.2))
+    assert abs(float(np.mean(f.since_alert.sample.values)) - 0.7) < 0.03
+
+
+def test_reservoir_is_bounded_and_uniform():
+    r = report._Reservoir(1_000, np.random.default_rng(3))
+    for start in range(0, 100_000, 7_000):
+        r.add(np.arange(start, min(start + 7_000, 100_000), dtype=float))
+    assert r.seen == 100_000 and len(r.values) == 1_000 and len(set(r.values.tolist())) == 1_000
+    # a uniform sample of 0..99999: each decile holds ~100 (binomial sd ~9.5)
+    counts = np.histogram(r.values, bins=10, range=(0, 100_000))[0]
+    assert counts.min() > 60 and counts.max() < 140
+
+
+def test_a_scale_change_is_drawn_on_a_log_axis_so_both_distributions_show():
+    rng = np.random.default_rng(0)
+    b = build_baseline_from_columns("m", {"latency_ms": rng.lognormal(4, 0.5, 5_000)})
+    values = report._Values(True, rng)
+    x = rng.lognormal(4, 0.5, 2_000) / 1000  # seconds instead of milliseconds
+    values.add_numbers(x, np.zeros(len(x), bool), np.zeros(len(x), bool))
+    svg = report.numeric_distribution_svg(b.features["latency_ms"], values, "production", 5_000)
+    assert "latency_ms (log scale)" in svg
+    same = report._Values(True, rng)
+    same.add_numbers(x * 1000, np.zeros(len(x), bool), np.zeros(len(x), bool))
+    assert "log scale" not in report.numeric_distribution_svg(b.features["latency_ms"], same, "production", 5_000)
+
+
+def test_wrong_arguments_exit_2(tmp_path, run, capsys):
+    assert main(["report", "--baseline", str(run["dir"] / "b.msgpack"), str(tmp_path / "nope.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["report", "--baseline", str(run["dir"] / "events.jsonl"), str(run["dir"] / "events.jsonl")]) == 2
+    assert main(["report", "--window", "0", "--baseline", str(run["dir"] / "b.msgpack"), str(run["dir"] / "events.jsonl")]) == 2
+
+
+# ---- the page rendered by a real browser ------------------------------------------------------------
+def _chromium(tmp_path, *args) -> subprocess.CompletedProcess:
+    if CHROMIUM is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium is not installed; CI installs Debian's chromium package (.ci/run)")
+        pytest.skip("chromium not installed (apt-get install --no-install-recommends chromium)")
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True, timeout=120, check=True)
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """An 8-bit RGB or RGBA, non-interlaced PNG (what Chromium writes) as an (h, w, 3) array."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat = 8, []
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+        if kind == b"IHDR":
+            w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and color in (2, 6) and interlace == 0, (depth, color, interlace)
+        elif kind == b"IDAT":
+            idat.append(body)
+    bpp = 3 if color == 2 else 4
+    raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8).reshape(h, 1 + w * bpp)
+    out = np.empty((h, w * bpp), dtype=np.uint8)
+    prev = np.zeros(w * bpp, dtype=np.uint8)
+    for y in range(h):
+        kind, row = raw[y, 0], raw[y, 1:]
+        if kind == 0:
+            cur = row.copy()
+        elif kind == 1:  # Sub: a running sum per channel, modulo 256
+            cur = np.cumsum(row.reshape(w, bpp), axis=0, dtype=np.uint8).ravel()
+        elif kind == 2:  # Up
+            cur = row + prev
+        else:  # Average / Paeth depend on the reconstructed left neighbour: byte by byte
+            r, up, rec = row.tolist(), prev.tolist(), [0] * (w * bpp)
+            for i in range(w * bpp):
+                a = rec[i - bpp] if i >= bpp else 0
+                b = up[i]
+                if kind == 3:
+                    rec[i] = (r[i] + ((a + b) >> 1)) & 255
+                else:
+                    c = up[i - bpp] if i >= bpp else 0
+                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                    rec[i] = (r[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+            cur = np.array(rec, dtype=np.uint8)
+        out[y] = cur
+        prev = cur
+    return out.reshape(h, w, bpp)[:, :, :3]
+
+
+def _near(img: np.ndarray, hex_color: str, tolerance: int = 40) -> int:
+    rgb = np.array([int(hex_color[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.int32)
+    return int((np.abs(img.astype(np.int32) - rgb).sum(axis=2) < tolerance).sum())
+
+
+def test_decode_png_reads_what_it_is_given():
+    rows = [bytes([f]) + bytes(range(f * 10, f * 10 + 6)) for f in range(5)]  # 2x5 RGB, every filter type
+    png = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 5, 8, 2, 0, 0, 0))
+           + _chunk(b"IDAT", zlib.compress(b"".join(rows))) + _chunk(b"IEND", b""))
+    img = decode_png(png)
+    assert img.shape == (5, 2, 3)
+    assert img[0].ravel().tolist() == [0, 1, 2, 3, 4, 5]
+    assert img[1].ravel().tolist() == [10, 11, 12, 10 + 13, 11 + 14, 12 + 15]  # Sub
+    assert img[2].ravel().tolist() == [20 + 10, 21 + 11, 22 + 12, 23 + 23, 24 + 25, 25 + 27]  # Up
+    up, rec = img[2].ravel().tolist(), []
+    for i, v in enumerate(range(30, 36)):  # Average
+        rec.append((v + (((rec[i - 3] if i >= 3 else 0) + up[i]) >> 1)) & 255)
+    assert img[3].ravel().tolist() == rec
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@pytest.mark.integration
+def test_chromium_renders_the_plots(run, tmp_path):
+    url = run["path"].resolve().as_uri()
+    dom = _chromium(tmp_path, "--dump-dom", url).stdout.decode("utf-8", "replace")
+    n_svg = run["page"].count("<svg")
+    assert n_svg >= 1 + 2 * len({a["feature"] for a in run["alerts"] if a["feature"]})
+    assert dom.count("<svg") == n_svg  # every plot was parsed into the rendered document
+    assert dom.count("<polyline") == run["page"].count("<polyline") > 0
+    png = tmp_path / "report.png"
+    _chromium(tmp_path, f"--screenshot={png}", "--window-size=1200,3000", url)
+    img = decode_png(png.read_bytes())
+    assert img.shape == (3000, 1200, 3)
+    assert img.std() > 20  # not a blank page
+    # the plots are drawn: training (blue), production (orange) and the unseen category / alerts (red)
+    assert _near(img, report.PROD_COLOR) > 2_000
+    assert _near(img, "#A9BCD4") + _near(img, report.BASE_COLOR) > 2_000  # blue at 35% over white, or solid
+    assert _near(img, report.NEW_COLOR) > 300
