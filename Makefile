@@ -2,7 +2,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv test-deps bench clean
+.PHONY: demo test venv test-deps system-deps bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,7 +17,23 @@ test-deps: $(BIN)/python
 demo: venv
 	$(BIN)/skewwatch demo
 
-test: test-deps
+# Debian tools used by some tests, installed when running as root with apt: promtool checks the
+# Prometheus config and rules (tests/test_deploy.py), chromium renders `skewwatch report` pages
+# (tests/test_report.py). Without them those checks skip and say why (with CI=true the report
+# rendering test fails instead).
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    missing=""; \
+	    command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	    command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	    if [ -n "$$missing" ]; then \
+	        echo "installing Debian packages:$$missing"; \
+	        (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing) >/dev/null 2>&1 \
+	            || echo "note: could not install$$missing; the tests that need them will say so"; \
+	    fi; \
+	fi
+
+test: test-deps system-deps
 	$(BIN)/python -m pytest -q
 
 bench: test-deps
