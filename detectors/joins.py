@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass
+from itertools import islice
 from statistics import NormalDist
 from typing import Any, Callable, Iterable
 
@@ -74,8 +75,6 @@ MAX_LABEL_WINDOW = 5000
 LABEL_ADWIN_DELTA = T.ADWIN_DELTA
 #: level of the interval reported with the live figure (the test uses its own, stricter one)
 REPORTED_CI = 0.95
-
-_REASON_NO_ID = "missing_request_id"
 
 
 @dataclass(frozen=True)
@@ -149,6 +148,9 @@ class RequestJoin:
     def _advance(self, ts: float | None) -> None:
         if ts is None or ts <= self._now:
             return
+        if self._now == -math.inf:  # records from before any time was known arrived at the first time
+            self._waiting = {k: (ts, side, v) for k, (_, side, v) in self._waiting.items()}
+            self._matched = dict.fromkeys(self._matched, ts)
         self._now = ts
         horizon = ts - self._ttl
         waiting = self._waiting
@@ -191,6 +193,9 @@ class _FeatureParity:
     def __init__(self, numeric: bool):
         self.numeric = numeric
         self.cusum = 0
+        # comparisons and mismatches since the CUSUM last stood at 0 (its change-point estimate)
+        self.since_onset = 0
+        self.mismatched_since_onset = 0
         self.compared = 0
         self.mismatched = 0
         self.recent = deque(maxlen=PARITY_RATE_WINDOW)  # 1 = mismatch
@@ -208,6 +213,11 @@ class _FeatureParity:
         self.recent.append(bit)
         self.recent_mismatches += bit
         self.cusum = max(0, self.cusum + (hit if bit else miss))
+        if self.cusum == 0:
+            self.since_onset = self.mismatched_since_onset = 0
+        else:
+            self.since_onset += 1
+            self.mismatched_since_onset += bit
         if not bit:
             return
         self.mismatched += 1
@@ -262,11 +272,11 @@ class FeatureParity:
             srv = served_features.get(name)
             state.add(self._mismatch(state.numeric, srv, off), srv, off, request_id, self._hit, self._miss)
             if state.cusum > self._h:
-                statistic = state.cusum
-                state.cusum = 0  # restart: a persisting mismatch keeps alarming and so keeps its episode open
                 episode = self._episodes.observe((name, "parity"), self._joined)
                 if episode is not None:
-                    alerts.append(self._alert(name, state, statistic, episode, served, events_seen, ts))
+                    alerts.append(self._alert(name, state, episode, served, events_seen, ts))
+                # restart: a persisting mismatch keeps alarming and so keeps its episode open
+                state.cusum = state.since_onset = state.mismatched_since_onset = 0
         return alerts
 
     def _mismatch(self, numeric: bool, served: Any, offline: Any) -> str | None:
@@ -282,12 +292,13 @@ class FeatureParity:
                                         abs_tol=self._config.abs_tol) else "value"
         return None if category_key(served) == category_key(offline) else "value"
 
-    def _alert(self, name: str, state: _FeatureParity, statistic: int, episode: int, served: dict,
+    def _alert(self, name: str, state: _FeatureParity, episode: int, served: dict,
                events_seen: int, ts: float | None) -> Alert:
-        n_recent = len(state.recent)
-        rate = state.recent_mismatches / n_recent
-        diagnosis = _parity_diagnosis(state, rate, n_recent)
-        current = {"mismatch_rate": rate, "mismatches": state.recent_mismatches, "joined": n_recent,
+        n = state.since_onset
+        rate = state.mismatched_since_onset / n
+        diagnosis = _parity_diagnosis(state, rate, n)
+        current = {"mismatch_rate": rate, "mismatches": state.mismatched_since_onset, "joined": n,
+                   "recent_mismatch_rate": state.recent_mismatches / len(state.recent),
                    "total_joined": state.compared, "total_mismatches": state.mismatched}
         if state.pairs:
             served_v, offline_v = np.array(state.pairs).T
@@ -301,7 +312,7 @@ class FeatureParity:
             alert_id=alert_id(self._model, name, "skew", "parity", episode),
             kind="skew", model=self._model, model_version=None if version is None else str(version),
             feature=name, detector="feature_parity",
-            statistic=statistic / T.LLR_SCALE, threshold=self._h / T.LLR_SCALE, p_value=None,
+            statistic=state.cusum / T.LLR_SCALE, threshold=self._h / T.LLR_SCALE, p_value=None,
             baseline={"expected_mismatch_rate": PARITY_EXPECTED_RATE, "rel_tol": self._config.rel_tol,
                       "abs_tol": self._config.abs_tol},
             current=current, events_seen=events_seen, ts=ts,
@@ -320,7 +331,8 @@ def _parity_diagnosis(state: _FeatureParity, rate: float, n: int) -> Diagnosis:
     kinds = Counter(state.kinds)
     kind, k = kinds.most_common(1)[0]
     share = k / len(state.kinds)
-    head = f"serving value differs from the offline recomputation in {_pct(rate)} of {_count(n)} joined requests"
+    head = (f"serving value differs from the offline recomputation in {_pct(rate)} of the {_count(n)} joined requests "
+            "since the change began")
     evidence: dict[str, Any] = {"mismatch_kinds": dict(kinds)}
     if kind == "missing_at_serving":
         return Diagnosis("missing_at_serving", f"{head} (missing at serving in {_pct(share)} of them, the offline "
@@ -384,8 +396,8 @@ class PerformanceMonitor:
     """One model's labelled predictions against its validation figure (`Baseline.metric`).
 
     Classification ("accuracy"): the 0/1 error of each labelled prediction feeds River ADWIN; the
-    live accuracy is measured on ADWIN's window (since the last change it found, at most
-    MAX_LABEL_WINDOW labels). Every LOOK_EVERY labels, once min_labels are in the window, a score
+    live accuracy is measured on ADWIN's window (the labels since the last change it found, at
+    most MAX_LABEL_WINDOW). Every LOOK_EVERY labels, once min_labels are in the window, a score
     test asks whether the live accuracy is below validation - tolerance - the validation figure's
     own sampling error (4 standard errors); the alert fires when p < PERFORMANCE_ALPHA.
     Regression ("mae"): the same on the absolute error, with a normal interval, against
@@ -426,15 +438,15 @@ class PerformanceMonitor:
         self._labelled += 1
         self._errors.append(error)
         self._adwin.update(error)
-        if self._adwin.drift_detected:
-            self._change_at = self._labelled - int(self._adwin.width)
+        if self._adwin.drift_detected:  # River restarts ADWIN's window with the next label
+            self._change_at = self._labelled
         if not self._metric or self._labelled % LOOK_EVERY:
             return []
         return self._look(prediction, events_seen, ts)
 
     def _window(self) -> np.ndarray:
         n = min(int(self._adwin.width), len(self._errors))
-        return np.fromiter((self._errors[i] for i in range(len(self._errors) - n, len(self._errors))), float, n)
+        return np.fromiter(islice(self._errors, len(self._errors) - n, None), float, n)
 
     def _look(self, prediction: dict, events_seen: int, ts: float | None) -> list[Alert]:
         errors = self._window()
@@ -652,7 +664,7 @@ def _join_record_problem(rec: Any, kind: str, limits: Limits) -> tuple[str, str]
         return "not_an_object", f"a {type(rec).__name__}, not a {kind} record object"
     request_id = rec.get("request_id")
     if type(request_id) is not str or not request_id:
-        return _REASON_NO_ID, "no non-empty string 'request_id' field"
+        return "missing_request_id", "no non-empty string 'request_id' field"
     if kind == "labels":
         if _is_missing(rec.get("label")):
             return "missing_label", "no 'label' field (or it is null)"

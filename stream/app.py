@@ -267,3 +267,8 @@ def _fmt(value: Any) -> str:
 def _alert_line(alert: dict) -> str:
     return (f"{alert.get('kind')} {alert.get('feature') or ''} by {alert.get('detector')}: "
             f"{alert.get('statistic')} > {alert.get('threshold')} ({alert.get('severity')}) {alert.get('diagnosis') or ''}")
+
+
+# The request-id joins (feature parity, delayed labels) register their topics, agents and page on
+# `app`; imported last because they use the names above.
+import stream.joins  # noqa: E402,F401

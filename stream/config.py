@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, make_dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from detectors.events import Limits
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -35,6 +37,15 @@ def _bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r} (use true/false)")
 
 
+_DEFAULT_LIMITS = Limits()
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, not {value}")
+    return value
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("broker", "--broker", "SKEWWATCH_BROKER", "kafka://127.0.0.1:9092",
             "Kafka bootstrap URL(s), e.g. kafka://k1:9092;kafka://k2:9092"),
@@ -47,6 +58,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alert_topic", "--alert-topic", "SKEWWATCH_ALERT_TOPIC", "skewwatch.alerts", "topic the alerts go to (key = model)"),
     Setting("dead_letter_topic", "--dead-letter-topic", "SKEWWATCH_DEAD_LETTER_TOPIC", "skewwatch.dead-letters",
             "topic of rejected messages with the reason"),
+    Setting("feature_log_topic", "--feature-log-topic", "SKEWWATCH_FEATURE_LOG_TOPIC", "skewwatch.feature-log",
+            "topic of the offline pipeline's recomputed features {request_id, model, features}, joined with the "
+            "served events by request_id (skew alerts)"),
+    Setting("labels_topic", "--labels-topic", "SKEWWATCH_LABELS_TOPIC", "skewwatch.labels",
+            "topic of delayed labels {request_id, label}, joined with the predictions (performance alerts)"),
     Setting("partitions", "--partitions", "SKEWWATCH_PARTITIONS", 4,
             "partitions of the input topic (the checkpoint changelog gets the same number)", int),
     Setting("batch_size", "--batch-size", "SKEWWATCH_BATCH_SIZE", 1000, "messages per micro-batch at most", int),
@@ -62,6 +78,21 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds between checkpoints of the monitors' state (also the offset-commit interval)", float),
     Setting("baseline_scan_interval", "--baseline-scan-interval", "SKEWWATCH_BASELINE_SCAN_INTERVAL", 2.0,
             "seconds between rescans of the baselines directory", float),
+    # defaults: detectors.joins.JoinConfig (not imported here: it pulls in numpy and river)
+    Setting("join_ttl", "--join-ttl", "SKEWWATCH_JOIN_TTL", 86_400.0,
+            "seconds (of event time) a served event waits for its feature-log record or label, and a "
+            "feature-log record or label for its event; size it to the label delay", float),
+    Setting("join_max_entries", "--join-max-entries", "SKEWWATCH_JOIN_MAX_ENTRIES", 100_000,
+            "records waiting per join at most (the oldest is dropped beyond it)", int),
+    # The decoder's caps (detectors.events.Limits): what one hostile message may cost. A message,
+    # list or event over a cap is dead-lettered whole with the reason oversized / too_many_events /
+    # too_many_features. docs/reliability.md lists every cap, these and the monitors' own.
+    Setting("max_message_bytes", "--max-message-bytes", "SKEWWATCH_MAX_MESSAGE_BYTES", _DEFAULT_LIMITS.max_message_bytes,
+            "largest message value decoded, in bytes (Kafka's own default limit is ~1 MB)", _positive_int),
+    Setting("max_events_per_message", "--max-events-per-message", "SKEWWATCH_MAX_EVENTS_PER_MESSAGE",
+            _DEFAULT_LIMITS.max_events_per_message, "most events in one message (a list)", _positive_int),
+    Setting("max_features_per_event", "--max-features-per-event", "SKEWWATCH_MAX_FEATURES_PER_EVENT",
+            _DEFAULT_LIMITS.max_features_per_event, "most entries in one event's `features` map", _positive_int),
     Setting("log_level", "--log-level", "SKEWWATCH_LOG_LEVEL", "info", "worker log level (debug, info, warning, error)"),
     Setting("single_record_batches", "--single-record-batches", "SKEWWATCH_SINGLE_RECORD_BATCHES", False,
             "produce one record per batch: the workaround for the embedded (Tansu) broker's ListOffsets bug; "
@@ -126,8 +157,24 @@ def load(environ: Mapping[str, str] | None = None) -> Any:
     return Config(**values)
 
 
+def decoder_limits(cfg: Any) -> Limits:
+    """The decoder's caps from the settings.
+
+    >>> decoder_limits(load({"SKEWWATCH_MAX_MESSAGE_BYTES": "5000"})).max_message_bytes
+    5000
+    """
+    return Limits(max_message_bytes=cfg.max_message_bytes, max_events_per_message=cfg.max_events_per_message,
+                  max_features_per_event=cfg.max_features_per_event)
+
+
 def changelog_topic(cfg: Any) -> str:
     return f"{cfg.app_id}-{CHECKPOINT_TABLE}-changelog"
+
+
+def joins_topic(cfg: Any) -> str:
+    """The internal topic that brings the served events, feature-log records and labels of one
+    request id to one partition (stream.joins)."""
+    return f"{cfg.app_id}-joins-by-request"
 
 
 def topics(cfg: Any) -> dict[str, int]:
@@ -138,6 +185,9 @@ def topics(cfg: Any) -> dict[str, int]:
         changelog_topic(cfg): cfg.partitions,
         cfg.alert_topic: cfg.partitions,
         cfg.dead_letter_topic: cfg.partitions,
+        cfg.feature_log_topic: cfg.partitions,
+        cfg.labels_topic: cfg.partitions,
+        joins_topic(cfg): cfg.partitions,
         f"{cfg.app_id}-__assignor-__leader": 1,
     }
 

@@ -4,10 +4,17 @@ Same code path as the worker (decode_message -> ModelRouter.process), so the sam
 give the same alerts. Input problems never crash it: rejected messages are counted by
 reason (and written to --dead-letter FILE), bad values inside accepted events are counted
 per feature in the summary. Exit status 2 only when its own arguments are wrong.
+
+`--feature-log FILE` and `--labels FILE` (JSONL, records as on the join topics) are joined with
+the events by request_id (detectors.joins), in ts order: a record with a `ts` is fed just before
+the first event at or after its time; a record without one waits for the end of the events (and so do the
+records behind it in its file). The join counts (matched, duplicates, expired or still waiting
+unmatched) are in the summary.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections import Counter
@@ -18,7 +25,9 @@ import msgpack
 import orjson
 
 from baselines.profile import Baseline, BaselineError
+from detectors.alerts import Alert
 from detectors.events import Limits, Reject, dead_letter_record, decode_message, events_from_value
+from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
 from detectors.routing import ModelRouter
 
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
@@ -39,11 +48,23 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="events per monitor batch; alerts do not depend on it (default 1000)")
     p.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes,
                    help=f"larger messages are rejected as 'oversized' (default {Limits.max_message_bytes})")
+    p.add_argument("--feature-log", metavar="FILE",
+                   help="JSONL of the offline pipeline's recomputed features {request_id, model, features}: "
+                        "joined with the served events by request_id -> skew alerts")
+    p.add_argument("--labels", metavar="FILE",
+                   help="JSONL of delayed labels {request_id, label}: joined with the events' predictions "
+                        "-> performance alerts against the baseline's validation metric")
+    p.add_argument("--join-ttl", type=float, default=JoinConfig.ttl,
+                   help=f"seconds of event time a record waits for its join partner (default {JoinConfig.ttl:g})")
+    p.add_argument("--join-max-entries", type=int, default=JoinConfig.max_entries,
+                   help=f"records waiting per join at most, oldest dropped first (default {JoinConfig.max_entries})")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.max_message_bytes < 1:
         return _usage_error("--batch-size and --max-message-bytes must be positive")
+    if not args.join_ttl > 0 or args.join_max_entries < 1:
+        return _usage_error("--join-ttl and --join-max-entries must be positive")
     baselines: dict[str, Baseline] = {}
     for path in args.baseline:
         try:
@@ -53,19 +74,33 @@ def run(args: argparse.Namespace) -> int:
         if b.model in baselines:
             return _usage_error(f"{path}: a second baseline for model {b.model!r}")
         baselines[b.model] = b
+    join_files = [(kind, path) for kind, path in (("feature_log", args.feature_log), ("labels", args.labels)) if path]
     for path in args.events:
         if path != "-" and not Path(path).is_file():
+            return _usage_error(f"{path}: no such file")
+    for _, path in join_files:
+        if not Path(path).is_file():
             return _usage_error(f"{path}: no such file")
 
     limits = Limits(max_message_bytes=args.max_message_bytes)
     replay = _Replay(ModelRouter(baselines.values()), limits, args.batch_size, sys.stdout.buffer,
                      open(args.dead_letter, "wb") if args.dead_letter else None)
+    opened = []
+    if join_files:
+        opened = [open(path, "rb") for _, path in join_files]
+        joins = JoinMonitor(baselines.get, JoinConfig(ttl=args.join_ttl, max_entries=args.join_max_entries),
+                            parity=bool(args.feature_log), labels=bool(args.labels))
+        replay.joins = _JoinFeed(joins, [(kind, path, f) for (kind, path), f in zip(join_files, opened)], replay)
     started = time.perf_counter()
     try:
         for path in args.events:
             replay.run_file(path, args.format)
         replay.flush()
+        if replay.joins is not None:
+            replay.emit(replay.joins.release(math.inf))
     finally:
+        for f in opened:
+            f.close()
         if replay.dead_letters is not None:
             replay.dead_letters.close()
     replay.print_summary(time.perf_counter() - started, sys.stderr)
@@ -89,6 +124,7 @@ class _Replay:
         self.rejected: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()
         self.source: dict = {}
+        self.joins: _JoinFeed | None = None
 
     def run_file(self, path: str, fmt: str) -> None:
         f = sys.stdin.buffer if path == "-" else open(path, "rb")
@@ -147,6 +183,11 @@ class _Replay:
         self.events += len(batch) - len(rejects)
         if rejects:
             self._reject(rejects, {"batch_end_event": self.events})
+        if self.joins is not None:
+            alerts = alerts + self.joins.add_events(batch)
+        self.emit(alerts)
+
+    def emit(self, alerts: list[Alert]) -> None:
         for a in alerts:
             self.alerts[a.kind] += 1
             self.out.write(orjson.dumps(a.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
@@ -163,6 +204,9 @@ class _Replay:
         print(f"replay: {self.events} events in {seconds:.2f} s ({rate:,.0f} events/s)", file=err)
         print(f"replay: rejected {sum(self.rejected.values())}" + _counts(self.rejected), file=err)
         print(f"replay: alerts {sum(self.alerts.values())}" + _counts(self.alerts), file=err)
+        if self.joins is not None:
+            for name, counts in self.joins.joins.counts.items():
+                print(f"replay: join {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=err)
         for model in self.router.models:
             snap = self.router.monitor(model).snapshot()
             bad = []
@@ -172,6 +216,62 @@ class _Replay:
                     bad.append(f"{feature} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")")
             if bad:
                 print(f"replay: {model}: bad values: " + "; ".join(bad), file=err)
+
+
+class _JoinFeed:
+    """The --feature-log / --labels files, read lazily and fed to the joins in ts order between
+    the events (see the module docstring)."""
+
+    def __init__(self, joins: JoinMonitor, files: list[tuple[str, str, IO[bytes]]], replay: _Replay):
+        self.joins = joins
+        self._replay = replay
+        self._add = {"feature_log": joins.add_feature_log, "labels": joins.add_labels}
+        # per file: [time of the head record (inf: none), head record, kind, record iterator]
+        self._heads = [[math.inf, None, kind, self._records(kind, path, f)] for kind, path, f in files]
+        for head in self._heads:
+            self._next(head)
+
+    def _records(self, kind: str, path: str, f: IO[bytes]) -> Iterator[dict]:
+        limits = self._replay.limits
+        for lineno, line in _bounded_lines(f, limits.max_message_bytes):
+            if line is None:
+                self._replay._reject([Reject("oversized", f"line longer than {limits.max_message_bytes} bytes", b"")],
+                                     {"file": path, "line": lineno})
+                continue
+            if not line.strip():
+                continue
+            records, rejects = decode_join_records(line, kind, limits)
+            if rejects:
+                self._replay._reject(rejects, {"file": path, "line": lineno})
+            yield from records
+
+    @staticmethod
+    def _next(head: list) -> None:
+        record = next(head[3], None)
+        head[0] = math.inf if record is None else record_time(record, math.inf)
+        head[1] = record
+
+    def release(self, until: float) -> list[Alert]:
+        """Feed the records due by event time `until` (math.inf: all that are left), oldest first."""
+        alerts: list[Alert] = []
+        while True:
+            live = [h for h in self._heads if h[1] is not None]
+            if not live:
+                return alerts
+            head = min(live, key=lambda h: h[0])
+            if head[0] > until:
+                return alerts
+            alerts += self._add[head[2]]([head[1]])
+            self._next(head)
+
+    def add_events(self, events: list[dict]) -> list[Alert]:
+        alerts: list[Alert] = []
+        for ev in events:
+            ts = record_time(ev, None)
+            if ts is not None:
+                alerts += self.release(ts)
+            alerts += self.joins.add_predictions([ev])
+        return alerts
 
 
 def _counts(c: Counter) -> str:

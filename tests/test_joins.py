@@ -1,0 +1,256 @@
+"""The request-id joins (detectors.joins): feature parity and delayed labels, and `replay
+--feature-log / --labels`."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import orjson
+import pytest
+
+from detectors.joins import (JoinConfig, JoinMonitor, PerformanceMonitor, RequestJoin, decode_join_records,
+                             wilson_interval)
+from stream import config
+from stream.cli import main
+from tests.stream.helpers import events, training_baseline
+
+BASELINE = training_baseline("credit")
+CLASSIFIER = dataclasses.replace(BASELINE, metric={"name": "accuracy", "value": 0.9, "n": 20_000})
+
+
+def served(n: int, seed: int = 1) -> list[dict]:
+    evs = events("credit", n, seed=seed)
+    for i, ev in enumerate(evs):
+        ev["request_id"] = f"r{i}"
+    return evs
+
+
+def feature_log(evs: list[dict], change=lambda i, f: f) -> list[dict]:
+    """The offline recomputation of `evs`' features; `change(i, features)` alters request i's."""
+    return [{"request_id": ev["request_id"], "model": ev["model"], "features": change(i, dict(ev["features"]))}
+            for i, ev in enumerate(evs)]
+
+
+def amount_in_thousands_from(start: int, every: int):
+    def change(i, f):
+        if i >= start and i % every == 0:
+            f["amount"] = f["amount"] / 1000
+        return f
+    return change
+
+
+# ---- the join buffer ---------------------------------------------------------------------------
+def test_either_side_may_come_first_and_duplicates_keep_the_first():
+    join = RequestJoin(ttl=100.0, max_entries=10, sides=("served", "offline"))
+    assert join.offer("offline", "a", "offline-a", ts=1.0) is None
+    assert join.offer("offline", "a", "offline-a-again", ts=2.0) is None  # duplicate while waiting
+    assert join.offer("served", "a", "served-a", ts=3.0) == "offline-a"
+    assert join.offer("served", "b", "served-b", ts=4.0) is None
+    assert join.offer("offline", "b", "offline-b", ts=5.0) == "served-b"
+    assert join.offer("offline", "b", "late re-delivery", ts=6.0) is None  # duplicate after the match
+    assert join.counts == {"matched": 2, "waiting": 0, "duplicate_served": 0, "duplicate_offline": 2,
+                           "expired_served": 0, "expired_offline": 0}
+
+
+def test_ids_that_never_match_expire_by_time_or_by_the_cap():
+    join = RequestJoin(ttl=10.0, max_entries=100, sides=("served", "offline"))
+    for i in range(1000):  # 1000 ids, one per second, none ever matched
+        join.offer("served", f"s{i}", i, ts=float(i))
+    assert join.counts["waiting"] == 11  # ids stamped within the last 10 s
+    assert join.counts["expired_served"] == 989
+
+    capped = RequestJoin(ttl=1e9, max_entries=100, sides=("served", "offline"))
+    for i in range(1000):
+        capped.offer("offline", f"o{i}", i)  # no time at all: only the cap bounds memory
+    assert capped.counts["waiting"] == 100 and capped.counts["expired_offline"] == 900
+    assert capped.offer("served", "o999", "s") == 999  # the newest are the ones kept
+    assert capped.offer("served", "o0", "s") is None
+
+
+def test_a_late_record_is_stamped_with_the_stream_time_and_lives_a_full_ttl():
+    join = RequestJoin(ttl=10.0, max_entries=100, sides=("served", "offline"))
+    join.offer("served", "new", 1, ts=100.0)
+    join.offer("served", "old", 2, ts=5.0)  # out of order: time does not go back
+    join.offer("served", "x", 3, ts=109.0)
+    assert join.offer("offline", "old", 4, ts=109.5) == 2
+    assert join.now == 109.5
+
+
+# ---- feature parity ----------------------------------------------------------------------------
+def test_a_feature_computed_differently_at_serving_time_is_named_with_its_rate_and_examples():
+    evs = served(3000)
+    joins = JoinMonitor({"credit": BASELINE}.get, labels=False)
+    assert joins.add_predictions(evs) == []
+    alerts = joins.add_feature_log(feature_log(evs, amount_in_thousands_from(1000, 8)))
+    [alert] = alerts
+    assert (alert.kind, alert.feature, alert.detector) == ("skew", "amount", "feature_parity")
+    assert alert.alert_id and alert.model_version == "1" and alert.severity == "critical"
+    # the first mismatch is request 1000; ~6 in a row of 8-spaced mismatches cross h = ln(1e9)
+    assert alert.statistic > alert.threshold == pytest.approx(np.log(1e9), rel=1e-4)
+    assert alert.current["mismatch_rate"] == pytest.approx(alert.current["mismatches"] / alert.current["joined"])
+    # measured since the CUSUM's change point: request 1000 on, one in 8
+    assert 0.1 < alert.current["mismatch_rate"] < 0.2 and alert.current["joined"] < 100
+    assert 0.005 < alert.current["recent_mismatch_rate"] < 0.125
+    assert alert.current["median_rel_diff"] == pytest.approx(999.0)
+    assert alert.evidence["cause"] == "unit_change" and alert.evidence["factor"] == "1000"
+    assert "serving value differs from the offline recomputation in" in alert.diagnosis
+    examples = alert.evidence["examples"]
+    assert 1 <= len(examples) <= 5
+    for ex in examples:
+        i = int(ex["request_id"][1:])
+        assert i >= 1000 and i % 8 == 0 and ex["served"] == pytest.approx(1000 * ex["offline"])
+    # the join is event by event: the same pairs give the same alert whichever side comes first
+    again = JoinMonitor({"credit": BASELINE}.get, labels=False)
+    again.add_feature_log(feature_log(evs, amount_in_thousands_from(1000, 8)))
+    [same] = again.add_predictions(evs)
+    assert same.alert_id == alert.alert_id and same.current == alert.current and same.evidence == alert.evidence
+    assert same.events_seen == 1041 < alert.events_seen == 3000  # events seen when each fired
+
+
+def test_identical_features_and_float_noise_within_tolerance_give_no_alert():
+    evs = served(3000)
+    joins = JoinMonitor({"credit": BASELINE}.get, labels=False)
+    joins.add_predictions(evs)
+
+    def noise(i, f):
+        f["amount"] = f["amount"] * (1 + 1e-9)
+        f["country"] = {"US": "US", "FR": "FR", "DE": "DE"}[f["country"]]
+        return f
+    assert joins.add_feature_log(feature_log(evs, noise)) == []
+    features = joins.snapshot()["parity"]["credit"]["features"]
+    assert features["amount"] == {"compared": 3000, "mismatched": 0, "recent_mismatch_rate": 0.0}
+
+
+def test_categories_compare_exactly_by_their_key_and_a_number_served_as_text_is_a_mismatch():
+    joins = JoinMonitor({"credit": BASELINE}.get, labels=False)
+    evs = served(400)
+    for ev in evs:
+        ev["features"]["country"] = ev["features"]["country"].upper()
+    joins.add_predictions(evs)
+    alerts = joins.add_feature_log(feature_log(evs, lambda i, f: {**f, "country": f["country"].lower()}))
+    [alert] = alerts
+    assert alert.feature == "country" and alert.evidence["cause"] == "letter_case"
+    assert alert.evidence["offline"] == alert.evidence["served"].lower() != alert.evidence["served"]
+
+    typed = JoinMonitor({"credit": BASELINE}.get, labels=False)
+    evs = served(400, seed=2)
+    for ev in evs:
+        ev["features"]["age"] = str(ev["features"]["age"])
+    typed.add_predictions(evs)
+    [alert] = typed.add_feature_log(feature_log(served(400, seed=2)))
+    assert alert.feature == "age" and alert.evidence["cause"] == "type_change"
+
+
+def test_feature_log_records_of_other_models_or_unknown_models_are_counted_not_compared():
+    joins = JoinMonitor({"credit": BASELINE}.get, labels=False)
+    evs = served(10)
+    joins.add_predictions(evs)
+    log = feature_log(evs)
+    log[0]["model"] = "fraud"
+    joins.add_feature_log(log)
+    assert joins.counts["ignored"] == {"feature_log_unknown_model": 1}
+    assert joins.counts["feature_log"]["waiting"] == 1  # r0 served, never matched
+
+
+# ---- delayed labels ----------------------------------------------------------------------------
+def labelled(n: int, accuracy, seed: int) -> tuple[list[dict], list[dict]]:
+    """Predictions and their labels; `accuracy(i)` is the chance that prediction i is right."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    right = rng.random(n) < np.array([accuracy(i) for i in range(n)])
+    evs = [{"model": "credit", "model_version": "1", "request_id": f"r{i}", "features": {}, "ts": float(i),
+            "prediction": int(y[i] if right[i] else 1 - y[i])} for i in range(n)]
+    return evs, [{"request_id": f"r{i}", "label": int(y[i])} for i in range(n)]
+
+
+def test_an_accuracy_drop_is_alerted_with_the_interval_and_the_sample_size():
+    evs, labels = labelled(6000, lambda i: 0.9 if i < 3000 else 0.75, seed=1)
+    joins = JoinMonitor({"credit": CLASSIFIER}.get, parity=False)
+    joins.add_predictions(evs)
+    [alert] = joins.add_labels(labels)
+    assert (alert.kind, alert.detector, alert.feature) == ("performance", "label_join", None)
+    assert alert.baseline == {"accuracy": 0.9, "n": 20_000}
+    current = alert.current
+    assert current["n"] >= JoinConfig.min_labels
+    assert current["ci_low"] < current["accuracy"] < current["ci_high"] < 0.9 - JoinConfig.tolerance
+    assert (current["ci_low"], current["ci_high"]) == pytest.approx(wilson_interval(current["accuracy"] * current["n"], current["n"], 1.959964))
+    assert 0.65 < current["accuracy"] < 0.85
+    assert alert.p_value < 1e-7 and alert.statistic > alert.threshold
+    assert f"n={current['n']:,} labelled predictions" in alert.diagnosis and "vs 90.0% on validation" in alert.diagnosis
+    assert 3000 < alert.evidence["labelled"] < 4000  # found within ~1000 labels of the drop
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_a_stationary_label_stream_at_the_validation_accuracy_gives_no_alert(seed):
+    evs, labels = labelled(15_000, lambda i: 0.9, seed=seed)
+    joins = JoinMonitor({"credit": CLASSIFIER}.get, parity=False)
+    joins.add_predictions(evs)
+    assert joins.add_labels(labels) == []
+    live = joins.snapshot()["performance"]["credit"]
+    assert live["labelled"] == 15_000 and abs(live["live"] - 0.9) < 0.03
+
+
+def test_labels_may_come_before_their_predictions_and_duplicates_count_once():
+    evs, labels = labelled(3000, lambda i: 0.9 if i < 1000 else 0.6, seed=3)
+    joins = JoinMonitor({"credit": CLASSIFIER}.get, parity=False)
+    joins.add_labels(labels + labels[:100])
+    alerts = joins.add_predictions(evs)
+    assert [a.kind for a in alerts] == ["performance"]
+    assert joins.counts["labels"] == {"matched": 3000, "waiting": 0, "duplicate_prediction": 0, "duplicate_label": 100,
+                                      "expired_prediction": 0, "expired_label": 0}
+
+
+def test_a_regression_models_mae_rise_is_alerted():
+    monitor = PerformanceMonitor("price", {"name": "mae", "value": 1.0, "n": 10_000})
+    rng = np.random.default_rng(4)
+    errors = np.concatenate([rng.exponential(1.0, 2000), rng.exponential(1.6, 2000)])
+    alerts = [a for i, e in enumerate(errors) for a in monitor.update({"prediction": float(e)}, 0.0, i + 1, None)]
+    [alert] = alerts
+    assert alert.baseline == {"mae": 1.0, "n": 10_000} and alert.current["mae"] > alert.current["ci_low"] > 1.02
+    quiet = PerformanceMonitor("price", {"name": "mae", "value": 1.0, "n": 10_000})
+    assert not [a for i, e in enumerate(rng.exponential(1.0, 10_000)) for a in quiet.update({"prediction": float(e)}, 0.0, i, None)]
+
+
+# ---- decoding and replay -------------------------------------------------------------------------
+def test_join_records_are_decoded_like_events_and_bad_ones_rejected_with_a_reason():
+    ok, bad = decode_join_records(orjson.dumps([{"request_id": "a", "label": 0}, {"request_id": "", "label": 1},
+                                                {"request_id": "b"}, 7]), "labels")
+    assert ok == [{"request_id": "a", "label": 0}]
+    assert [r.reason for r in bad] == ["missing_request_id", "missing_label", "not_an_object"]
+    assert decode_join_records(b"{nope", "feature_log")[1][0].reason == "not_decodable"
+
+
+def test_the_worker_settings_default_to_the_join_config():
+    cfg = config.load({})
+    assert (cfg.join_ttl, cfg.join_max_entries) == (JoinConfig.ttl, JoinConfig.max_entries)
+    assert {cfg.feature_log_topic, cfg.labels_topic, config.joins_topic(cfg)} <= set(config.topics(cfg))
+
+
+def test_replay_joins_the_feature_log_and_the_labels_in_ts_order(tmp_path, capsys):
+    baseline = tmp_path / "credit.msgpack"
+    CLASSIFIER.save(baseline)
+    evs, labels = labelled(5000, lambda i: 0.9 if i < 2000 else 0.7, seed=5)
+    features = served(5000, seed=6)
+    for ev, f in zip(evs, features):
+        ev["features"] = f["features"]
+    log = feature_log(evs, amount_in_thousands_from(1000, 4))
+    for i, (rec, lab) in enumerate(zip(log, labels)):
+        rec["ts"] = lab["ts"] = i + 0.5  # each arrives just after its event
+    log.insert(10, {"request_id": "never-served", "model": "credit", "features": {}, "ts": 10.0})
+    paths = {}
+    for name, rows in (("events", evs), ("log", log), ("labels", labels)):
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n{bad line\n")
+    code = main(["replay", str(paths["events"]), "--baseline", str(baseline), "--feature-log", str(paths["log"]),
+                 "--labels", str(paths["labels"]), "--join-ttl", "100", "--batch-size", "333"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    alerts = [json.loads(line) for line in out.splitlines()]
+    by_kind = {(a["kind"], a["feature"]): a for a in alerts}
+    assert by_kind[("skew", "amount")]["evidence"]["cause"] == "unit_change"
+    assert 2000 < by_kind[("performance", None)]["evidence"]["labelled"] < 3500
+    assert "replay: join feature_log: matched 5000, waiting 0" in err
+    assert "expired_offline 1" in err  # never-served expired after 100 s of event time
+    assert "replay: join labels: matched 5000" in err
+    assert "rejected 3" in err  # the bad line of each file
