@@ -270,5 +270,7 @@ def _alert_line(alert: dict) -> str:
 
 
 # The request-id joins (feature parity, delayed labels) register their topics, agents and page on
-# `app`; imported last because they use the names above.
-import stream.joins  # noqa: E402,F401
+# `app`; imported last because they use the names above, and only when turned on (SKEWWATCH_JOINS):
+# they forward every served event once more.
+if settings.joins:
+    import stream.joins  # noqa: E402,F401

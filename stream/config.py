@@ -78,6 +78,10 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds between checkpoints of the monitors' state (also the offset-commit interval)", float),
     Setting("baseline_scan_interval", "--baseline-scan-interval", "SKEWWATCH_BASELINE_SCAN_INTERVAL", 2.0,
             "seconds between rescans of the baselines directory", float),
+    Setting("joins", "--joins", "SKEWWATCH_JOINS", False,
+            "join served events by request_id with the feature-log topic (skew alerts) and the labels "
+            "topic (performance alerts); it forwards every served event with a request_id once more "
+            "through an internal topic, so it is off unless you publish a feature log or labels", _bool),
     # defaults: detectors.joins.JoinConfig (not imported here: it pulls in numpy and river)
     Setting("join_ttl", "--join-ttl", "SKEWWATCH_JOIN_TTL", 86_400.0,
             "seconds (of event time) a served event waits for its feature-log record or label, and a "

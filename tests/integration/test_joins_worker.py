@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def join_deployment(deployment, broker):
     """The deployment with its own feature-log and labels topics (other tests' workers read the defaults)."""
-    deployment.env.update(SKEWWATCH_FEATURE_LOG_TOPIC=f"{deployment.app_id}.feature-log",
+    deployment.env.update(SKEWWATCH_JOINS="true",
+                          SKEWWATCH_FEATURE_LOG_TOPIC=f"{deployment.app_id}.feature-log",
                           SKEWWATCH_LABELS_TOPIC=f"{deployment.app_id}.labels")
     deployment.cfg = config.load(deployment.env)
     broker.create_topics(config.topics(deployment.cfg))
