@@ -53,7 +53,7 @@ ALMOST_ALL = 0.98
 # known unit / scale factors and a hint of the conversion each usually is. Factors between 1/5 and 5
 # (miles -> km, inches -> cm) are left out: a feature measured on a ratio scale (latency, amounts)
 # can genuinely grow by x1.6, and its quantiles then move exactly like a unit change's.
-_FACTORS: dict[str, tuple[float, str]] = {
+UNIT_FACTORS: dict[str, tuple[float, str]] = {
     "1000": (1000.0, "s -> ms, kg -> g, KiB -> B"),
     "1/1000": (1e-3, "ms -> s, g -> kg, B -> KiB"),
     "1e6": (1e6, "s -> us, MB -> B"),
@@ -72,7 +72,7 @@ _FACTORS: dict[str, tuple[float, str]] = {
     "1/24": (1 / 24, "hours -> days"),
 }
 # 512 values estimate the ratio within ~10 % (heavy tails: ~25 %): x1000 and x1024 are one factor
-_FACTOR_TOLERANCE = math.log(1.25)
+UNIT_FACTOR_TOLERANCE = math.log(1.25)
 _MIN_UNKNOWN_RATIO = 5.0
 # rounding steps tried, coarsest first
 _STEPS = (1e6, 1e5, 1e4, 1000.0, 500.0, 100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01, 0.001)
@@ -166,9 +166,9 @@ def _numbers_as_strings(p: NumericProfile, n_invalid: int, n_total: int, example
         return None
     return Diagnosis(
         "type_change",
-        f"{_pct(rate)} of values arrive as strings that hold numbers (e.g. {numeric[0]!r}); training had "
-        f"{_pct(p.invalid_rate)} invalid: numbers are serialised as strings in the serving pipeline",
-        {"invalid_rate": _r(rate), "baseline_invalid_rate": _r(p.invalid_rate),
+        f"{fmt_pct(rate)} of values arrive as strings that hold numbers (e.g. {numeric[0]!r}); training had "
+        f"{fmt_pct(p.invalid_rate)} invalid: numbers are serialised as strings in the serving pipeline",
+        {"invalid_rate": fmt_num(rate), "baseline_invalid_rate": fmt_num(p.invalid_rate),
          "numeric_examples": [str(e)[:40] for e in numeric[:3]], "examples_checked": len(examples)},
     )
 
@@ -188,9 +188,9 @@ def _constant_value(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: i
         return _default_fill_diagnosis(p, v, share, baseline_share, sentinel, n_missing, n_total)
     return Diagnosis(
         "stuck_value",
-        f"{_pct(share)} of recent values equal {_fmt(v)} (training std {_fmt(p.std)}, share of that value "
-        f"{_pct(baseline_share)}): the feature is stuck (a frozen upstream source or a cached value)",
-        {"value": _r(v), "share": _r(share), "baseline_share": _r(baseline_share), "baseline_std": _r(p.std),
+        f"{fmt_pct(share)} of recent values equal {_fmt(v)} (training std {_fmt(p.std)}, share of that value "
+        f"{fmt_pct(baseline_share)}): the feature is stuck (a frozen upstream source or a cached value)",
+        {"value": fmt_num(v), "share": fmt_num(share), "baseline_share": fmt_num(baseline_share), "baseline_std": fmt_num(p.std),
          "n_values": int(len(x))},
     )
 
@@ -219,16 +219,16 @@ def _unit_change(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
     # coefficient of variation also gives near-constant quantile ratios, but leaves the spread alone
     if abs(spread_log_ratio - log_r) > 0.3:
         return None
-    name, (factor, hint) = min(_FACTORS.items(), key=lambda kv: abs(math.log(kv[1][0]) - log_r))
-    known = abs(math.log(factor) - log_r) <= _FACTOR_TOLERANCE and misfit <= 0.15
+    name, (factor, hint) = min(UNIT_FACTORS.items(), key=lambda kv: abs(math.log(kv[1][0]) - log_r))
+    known = abs(math.log(factor) - log_r) <= UNIT_FACTOR_TOLERANCE and misfit <= 0.15
     unknown = abs(log_r) >= math.log(_MIN_UNKNOWN_RATIO) and misfit <= 0.1
     if not (known or unknown):
         return None
     ratio = math.exp(log_r)
     evidence = {
-        "ratio": _r(ratio), "factor": name if known else None, "misfit_iqr": _r(misfit),
-        "spread_ratio": _r(iqr_p / iqr_t),
-        "quantiles": {f"p{k:02d}": [_r(p.quantiles[10 * k]), _r(float(np.quantile(x, k / 100)))] for k in (5, 50, 95)},
+        "ratio": fmt_num(ratio), "factor": name if known else None, "misfit_iqr": fmt_num(misfit),
+        "spread_ratio": fmt_num(iqr_p / iqr_t),
+        "quantiles": {f"p{k:02d}": [fmt_num(p.quantiles[10 * k]), fmt_num(float(np.quantile(x, k / 100)))] for k in (5, 50, 95)},
     }
     if known:
         shown = f"~{name}" if name.startswith("1/") else f"~{name}x"
@@ -250,13 +250,13 @@ def _rounding(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
         if train_share >= 0.5:  # guard: training was on this grid already (integer features)
             return None
         if step == 1.0:
-            sentence = (f"{_pct(_on_step(x, step))} of recent values are whole numbers where training had fractions "
-                        f"({_pct(train_share)} whole): values are rounded or cast to integer in the serving pipeline")
+            sentence = (f"{fmt_pct(_on_step(x, step))} of recent values are whole numbers where training had fractions "
+                        f"({fmt_pct(train_share)} whole): values are rounded or cast to integer in the serving pipeline")
         else:
-            sentence = (f"{_pct(_on_step(x, step))} of recent values are multiples of {_fmt(step)} where training "
-                        f"had {_pct(train_share)}: values are rounded in the serving pipeline")
+            sentence = (f"{fmt_pct(_on_step(x, step))} of recent values are multiples of {_fmt(step)} where training "
+                        f"had {fmt_pct(train_share)}: values are rounded in the serving pipeline")
         return Diagnosis("rounding", sentence, {
-            "step": step, "share_on_step": _r(_on_step(x, step)), "baseline_share_on_step": _r(train_share),
+            "step": step, "share_on_step": fmt_num(_on_step(x, step)), "baseline_share_on_step": fmt_num(train_share),
             "n_distinct": int(len(np.unique(x))), "n_values": int(len(x))})
     return _float32(p, x)
 
@@ -272,9 +272,9 @@ def _float32(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
         return None
     return Diagnosis(
         "rounding",
-        f"{_pct(exact.mean())} of recent values are exact float32 numbers where training had float64: "
+        f"{fmt_pct(exact.mean())} of recent values are exact float32 numbers where training had float64: "
         "values are cast to float32 in the serving pipeline",
-        {"precision": "float32", "share_float32": _r(exact.mean()), "n_values": int(len(x))},
+        {"precision": "float32", "share_float32": fmt_num(exact.mean()), "n_values": int(len(x))},
     )
 
 
@@ -299,34 +299,34 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
 def _default_fill_diagnosis(p: NumericProfile, v: float, share: float, baseline_share: float, sentinel: str,
                             n_missing: int, n_total: int) -> Diagnosis:
     missing = n_missing / n_total if n_total else 0.0
-    sentence = f"value {_fmt(v)} ({sentinel}) makes {_pct(share)} of recent values against {_pct(baseline_share)} in training"
+    sentence = f"value {_fmt(v)} ({sentinel}) makes {fmt_pct(share)} of recent values against {fmt_pct(baseline_share)} in training"
     if p.missing_rate >= 0.01 and missing < p.missing_rate / 2:
-        sentence += (f", while the missing rate fell from {_pct(p.missing_rate)} to {_pct(missing)}: "
+        sentence += (f", while the missing rate fell from {fmt_pct(p.missing_rate)} to {fmt_pct(missing)}: "
                      "missing values are filled with a default at serving")
     elif missing > 2 * p.missing_rate + 0.01:
-        sentence += (f", while the missing rate rose from {_pct(p.missing_rate)} to {_pct(missing)}: "
+        sentence += (f", while the missing rate rose from {fmt_pct(p.missing_rate)} to {fmt_pct(missing)}: "
                      "an upstream source fails and its values are replaced by a default")
     else:
         sentence += ": a default or fill value replaces real values in the serving pipeline"
     return Diagnosis("default_fill", sentence, {
-        "value": _r(v), "sentinel": sentinel, "share": _r(share), "baseline_share": _r(baseline_share),
-        "missing_rate": _r(missing), "baseline_missing_rate": _r(p.missing_rate)})
+        "value": fmt_num(v), "sentinel": sentinel, "share": fmt_num(share), "baseline_share": fmt_num(baseline_share),
+        "missing_rate": fmt_num(missing), "baseline_missing_rate": fmt_num(p.missing_rate)})
 
 
 def _numeric_fallback(p: NumericProfile, x: np.ndarray, n_missing: int, n_invalid: int, n_total: int) -> Diagnosis:
     missing = n_missing / n_total if n_total else 0.0
     invalid = n_invalid / n_total if n_total else 0.0
     evidence: dict[str, Any] = {
-        "baseline": {"mean": _r(p.mean), "std": _r(p.std), "p50": _r(p.quantiles[500]),
-                     "iqr": _r(p.quantiles[750] - p.quantiles[250]), "missing_rate": _r(p.missing_rate),
-                     "invalid_rate": _r(p.invalid_rate)},
-        "current": {"missing_rate": _r(missing), "invalid_rate": _r(invalid), "n_values": int(len(x))},
+        "baseline": {"mean": fmt_num(p.mean), "std": fmt_num(p.std), "p50": fmt_num(p.quantiles[500]),
+                     "iqr": fmt_num(p.quantiles[750] - p.quantiles[250]), "missing_rate": fmt_num(p.missing_rate),
+                     "invalid_rate": fmt_num(p.invalid_rate)},
+        "current": {"missing_rate": fmt_num(missing), "invalid_rate": fmt_num(invalid), "n_values": int(len(x))},
     }
     rates = []
     if _rate_rose(missing, p.missing_rate, n_total):
-        rates.append(("missing_rate", f"missing rate {_pct(p.missing_rate)} -> {_pct(missing)}: values are lost upstream of serving"))
+        rates.append(("missing_rate", f"missing rate {fmt_pct(p.missing_rate)} -> {fmt_pct(missing)}: values are lost upstream of serving"))
     if _rate_rose(invalid, p.invalid_rate, n_total):
-        rates.append(("invalid_values", f"non-numeric values {_pct(p.invalid_rate)} -> {_pct(invalid)}: values of the wrong type reach serving"))
+        rates.append(("invalid_values", f"non-numeric values {fmt_pct(p.invalid_rate)} -> {fmt_pct(invalid)}: values of the wrong type reach serving"))
     if len(x) < 2:
         cause, sentence = rates[0] if rates else ("distribution_shift", "too few recent values to describe")
         return Diagnosis(cause, sentence, evidence)
@@ -338,17 +338,17 @@ def _numeric_fallback(p: NumericProfile, x: np.ndarray, n_missing: int, n_invali
     # a training spread of 0 (a constant feature) has no ratio: any spread now is a change of scale
     spread = iqr_p / iqr_t if iqr_t > 0 else std / p.std if p.std > 0 else None
     outside = float(np.mean((x < p.min) | (x > p.max)))
-    evidence["current"].update({"mean": _r(mean), "std": _r(std), "p50": _r(median), "iqr": _r(iqr_p),
-                                "outside_training_range": _r(outside)})
+    evidence["current"].update({"mean": fmt_num(mean), "std": fmt_num(std), "p50": fmt_num(median), "iqr": fmt_num(iqr_p),
+                                "outside_training_range": fmt_num(outside)})
     location = abs(location_z) >= 0.25
     scale = std > 0 if spread is None else not 0.8 <= spread <= 1.25
     moved = {(True, True): "location+scale", (True, False): "location", (False, True): "scale"}.get((location, scale))
-    evidence.update({"moved": moved or "shape", "location_shift_std": _r(location_z),
-                     "spread_ratio": None if spread is None else _r(spread)})
+    evidence.update({"moved": moved or "shape", "location_shift_std": fmt_num(location_z),
+                     "spread_ratio": None if spread is None else fmt_num(spread)})
     numbers = (f"mean {_fmt(p.mean)} -> {_fmt(mean)}, std {_fmt(p.std)} -> {_fmt(std)}, "
                f"median {_fmt(p.quantiles[500])} -> {_fmt(median)}")
     if outside >= 0.01:
-        numbers += f"; {_pct(outside)} of values outside the training range [{_fmt(p.min)}, {_fmt(p.max)}]"
+        numbers += f"; {fmt_pct(outside)} of values outside the training range [{_fmt(p.min)}, {_fmt(p.max)}]"
     if moved is None and rates:  # the values still look like training: the rate is the news
         cause, sentence = rates[0]
         return Diagnosis(cause, f"{sentence}; valid values unchanged ({numbers})", evidence)
@@ -418,7 +418,7 @@ def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagno
         for rule, words, norm, index in indexes:
             t = index.get(norm(c))
             if t is not None:
-                mappings.append({"seen": c, "training": t, "rule": rule, "share": _r(k / n), "count": k})
+                mappings.append({"seen": c, "training": t, "rule": rule, "share": fmt_num(k / n), "count": k})
                 break
     matched = sum(m["count"] for m in mappings)
     # guard: genuinely new categories (no training spelling matches) are not formatting; a few
@@ -433,9 +433,9 @@ def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagno
     return Diagnosis(
         cause,
         f"unseen categories match training categories after normalising {words} ({shown}{more}), "
-        f"{_pct(matched / n)} of recent values: preprocessing mismatch in the serving pipeline",
+        f"{fmt_pct(matched / n)} of recent values: preprocessing mismatch in the serving pipeline",
         {"mappings": [{k: v for k, v in m.items() if k != "count"} for m in mappings[:10]],
-         "matched_share": _r(matched / n), "unseen_share": _r(unseen_total / n), "n_mappings": len(mappings)},
+         "matched_share": fmt_num(matched / n), "unseen_share": fmt_num(unseen_total / n), "n_mappings": len(mappings)},
     )
 
 
@@ -451,24 +451,24 @@ def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n
 
     c = max(counts, key=rise)
     k, share, baseline_share = counts[c], counts[c] / n, p.categories.get(c, floor)
-    evidence = {"value": c, "share": _r(share), "baseline_share": _r(baseline_share),
-                "missing_rate": _r(missing), "baseline_missing_rate": _r(p.missing_rate)}
+    evidence = {"value": c, "share": fmt_num(share), "baseline_share": fmt_num(baseline_share),
+                "missing_rate": fmt_num(missing), "baseline_missing_rate": fmt_num(p.missing_rate)}
     # missing values filled with a real category: its rise per event matches the fall of the missing rate
     drop = p.missing_rate - missing
     if drop >= 0.05 and rise(c) >= 0.5 * drop and _share_rose(k, n_total, baseline_share * present, min_ratio=1.0):
-        return Diagnosis("default_fill", f"category {c!r} makes {_pct(share)} of recent values against {_pct(baseline_share)} "
-                         f"in training, while the missing rate fell from {_pct(p.missing_rate)} to {_pct(missing)}: missing "
+        return Diagnosis("default_fill", f"category {c!r} makes {fmt_pct(share)} of recent values against {fmt_pct(baseline_share)} "
+                         f"in training, while the missing rate fell from {fmt_pct(p.missing_rate)} to {fmt_pct(missing)}: missing "
                          "values are filled with a default at serving", evidence)
     if not _share_rose(k, n, baseline_share):
         return None
     if c.strip().casefold() in _CATEGORY_SENTINELS:
-        return Diagnosis("default_fill", f"category {c!r} makes {_pct(share)} of recent values against {_pct(baseline_share)} "
+        return Diagnosis("default_fill", f"category {c!r} makes {fmt_pct(share)} of recent values against {fmt_pct(baseline_share)} "
                          "in training: a default or placeholder replaces real values in the serving pipeline", evidence)
     top_training = max(p.categories.values(), default=0.0)
     # guard: a real category gaining share is a population shift unless it takes over almost everything
     if share >= ALMOST_ALL and top_training < 0.8:
-        return Diagnosis("stuck_value", f"{_pct(share)} of recent values are {c!r} (training: {_pct(baseline_share)}, "
-                         f"largest category {_pct(top_training)}): the feature is stuck at one category", evidence)
+        return Diagnosis("stuck_value", f"{fmt_pct(share)} of recent values are {c!r} (training: {fmt_pct(baseline_share)}, "
+                         f"largest category {fmt_pct(top_training)}): the feature is stuck at one category", evidence)
     return None
 
 
@@ -476,22 +476,22 @@ def _categorical_fallback(p: CategoricalProfile, counts: dict[str, int], n: int,
     missing = n_missing / n_total if n_total else 0.0
     unseen = sorted(((c, k) for c, k in counts.items() if c not in p.categories), key=lambda ck: -ck[1])
     unseen_share = sum(k for _, k in unseen) / n if n else 0.0
-    evidence: dict[str, Any] = {"missing_rate": _r(missing), "baseline_missing_rate": _r(p.missing_rate),
-                                "unseen_share": _r(unseen_share), "baseline_other_share": _r(p.other_freq)}
+    evidence: dict[str, Any] = {"missing_rate": fmt_num(missing), "baseline_missing_rate": fmt_num(p.missing_rate),
+                                "unseen_share": fmt_num(unseen_share), "baseline_other_share": fmt_num(p.other_freq)}
     if n and unseen_share >= max(0.02, 2 * p.other_freq):
-        top = ", ".join(f"{c!r} ({_pct(k / n)})" for c, k in unseen[:3])
-        evidence["top_unseen"] = {c: _r(k / n) for c, k in unseen[:5]}
+        top = ", ".join(f"{c!r} ({fmt_pct(k / n)})" for c, k in unseen[:3])
+        evidence["top_unseen"] = {c: fmt_num(k / n) for c, k in unseen[:5]}
         what = "1 category unseen in training makes" if len(unseen) == 1 else f"{len(unseen)} categories unseen in training make"
-        return Diagnosis("new_category", f"{what} {_pct(unseen_share)} of recent values: {top}", evidence)
+        return Diagnosis("new_category", f"{what} {fmt_pct(unseen_share)} of recent values: {top}", evidence)
     if _rate_rose(missing, p.missing_rate, n_total):
-        return Diagnosis("missing_rate", f"missing rate {_pct(p.missing_rate)} -> {_pct(missing)}: values are lost "
+        return Diagnosis("missing_rate", f"missing rate {fmt_pct(p.missing_rate)} -> {fmt_pct(missing)}: values are lost "
                          "upstream of serving", evidence)
     if not n:
         return Diagnosis("category_shift", "no recent values to compare", evidence)
     moves = sorted(((c, counts.get(c, 0) / n - p.categories.get(c, 0.0)) for c in set(counts) | set(p.categories)),
                    key=lambda cd: -abs(cd[1]))[:3]
-    evidence["largest_moves"] = {c: [_r(p.categories.get(c, 0.0)), _r(counts.get(c, 0) / n)] for c, _ in moves}
-    text = ", ".join(f"{c!r} {_pct(p.categories.get(c, 0.0))} -> {_pct(counts.get(c, 0) / n)}" for c, _ in moves)
+    evidence["largest_moves"] = {c: [fmt_num(p.categories.get(c, 0.0)), fmt_num(counts.get(c, 0) / n)] for c, _ in moves}
+    text = ", ".join(f"{c!r} {fmt_pct(p.categories.get(c, 0.0))} -> {fmt_pct(counts.get(c, 0) / n)}" for c, _ in moves)
     return Diagnosis("category_shift", f"category shares moved: {text}", evidence)
 
 
@@ -508,14 +508,14 @@ def diagnose_change_time(timing: ChangeTiming) -> Diagnosis | None:
         return versions
     kind, start, end, before, after, off_at_oldest = change
     evidence: dict[str, Any] = {"change": kind, "start_event": start, "end_event": end,
-                                "score_before": _r(before), "score_after": _r(after)}
+                                "score_before": fmt_num(before), "score_after": fmt_num(after)}
     if kind == "from_start":
         evidence.pop("end_event")
         base = Diagnosis("from_start", f"the feature differs from training since the first monitored event (score "
                          f"{_fmt(after)}): skew from the start points to the serving pipeline, not to a change in production", evidence)
         return _merge_versions(base, versions)
     if kind == "undated":
-        base = Diagnosis("undated", f"off training (score {_fmt(after)}) over all the ~{_count(end - start)} events of kept "
+        base = Diagnosis("undated", f"off training (score {_fmt(after)}) over all the ~{fmt_count(end - start)} events of kept "
                          f"history: the change began before event {start:,} and cannot be dated", evidence)
         return _merge_versions(base, versions)
     # a version change explains a change that starts within its resolution (a block, or a tenth of a ramp)
@@ -537,14 +537,14 @@ def diagnose_change_time(timing: ChangeTiming) -> Diagnosis | None:
         # already off training when the kept history begins: the ramp's true start is unknown
         oldest = int(timing.end_event - sum(timing.block_counts))
         evidence["off_training_at_oldest_kept"] = oldest
-        base = Diagnosis("gradual_shift", f"gradual shift over at least ~{_count(end - start)} events (events {start:,} to "
+        base = Diagnosis("gradual_shift", f"gradual shift over at least ~{fmt_count(end - start)} events (events {start:,} to "
                          f"{end:,}, already off training at event {oldest:,}, the oldest kept): real population change, "
                          "consider retraining", evidence)
     elif end - start >= LONG_RAMP:
-        base = Diagnosis("gradual_shift", f"gradual shift over ~{_count(end - start)} events (events {start:,} to "
+        base = Diagnosis("gradual_shift", f"gradual shift over ~{fmt_count(end - start)} events (events {start:,} to "
                          f"{end:,}): real population change, consider retraining", evidence)
     else:
-        base = Diagnosis("gradual_shift", f"change ramped over ~{_count(end - start)} events (events {start:,} to "
+        base = Diagnosis("gradual_shift", f"change ramped over ~{fmt_count(end - start)} events (events {start:,} to "
                          f"{end:,}): a staged rollout upstream or a fast population change; check deploys in that span", evidence)
     return _merge_versions(base, versions)
 
@@ -555,10 +555,10 @@ def diagnose_versions(served_versions: Mapping[str, int], baseline_version: str 
     if not total:
         return None
     shares = {str(v): c / total for v, c in sorted(served_versions.items(), key=lambda vc: -vc[1])}
-    evidence = {"served_versions": {v: _r(s) for v, s in shares.items()}, "baseline_version": baseline_version}
+    evidence = {"served_versions": {v: fmt_num(s) for v, s in shares.items()}, "baseline_version": baseline_version}
     mixed = [v for v, s in shares.items() if s >= 0.05]
     if len(mixed) > 1:
-        text = ", ".join(f"{v} ({_pct(shares[v])})" for v in mixed)
+        text = ", ".join(f"{v} ({fmt_pct(shares[v])})" for v in mixed)
         return Diagnosis("mixed_versions", f"model versions {text} are served together: a partial rollout; check whether "
                          "one of them computes this feature differently", evidence)
     main = next(iter(shares))
@@ -715,7 +715,7 @@ def _ks_to_training_without(p: NumericProfile, rest: np.ndarray, v: float, share
     return float(max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(0, n) / n)))
 
 
-def _r(x: float) -> float:
+def fmt_num(x: float) -> float:
     """A JSON-ready float with 4 significant digits (evidence is for reading, not recomputing)."""
     x = float(x)
     return float(f"{x:.4g}") if math.isfinite(x) else x
@@ -725,10 +725,10 @@ def _fmt(x: float) -> str:
     return f"{float(x):.3g}"
 
 
-def _pct(x: float) -> str:
+def fmt_pct(x: float) -> str:
     x = 100 * float(x)
     return f"{x:.0f}%" if x >= 10 or x == 0 else f"{x:.1f}%" if x >= 0.1 else f"{x:.2f}%"
 
 
-def _count(n: int) -> str:
+def fmt_count(n: int) -> str:
     return f"{n / 1000:.0f}k" if n >= 10_000 else f"{n / 1000:.1f}k" if n >= 1000 else str(n)

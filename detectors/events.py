@@ -62,7 +62,7 @@ def decode_message(data: bytes, limits: Limits = Limits()) -> tuple[list[dict], 
     """Decode one message into (events, rejects); never raises on any input bytes."""
     if len(data) > limits.max_message_bytes:
         return [], [Reject("oversized", f"message of {len(data)} bytes exceeds {limits.max_message_bytes}", data)]
-    obj, err = _parse(data, limits)
+    obj, err = parse_message(data, limits)
     if err is not None:
         return [], [Reject("not_decodable", err, data)]
     return events_from_value(obj, data, limits)
@@ -94,7 +94,7 @@ def events_from_value(obj: Any, raw: bytes | None = None, limits: Limits = Limit
     return events, rejects
 
 
-def _parse(data: bytes, limits: Limits) -> tuple[Any, str | None]:
+def parse_message(data: bytes, limits: Limits) -> tuple[Any, str | None]:
     if not data[:1] or data[0] not in _MSGPACK_CONTAINER:
         try:
             return orjson.loads(data), None

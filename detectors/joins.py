@@ -45,9 +45,9 @@ from baselines.profile import Baseline, CategoricalProfile, NumericProfile, cate
 from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
 from detectors.cusum import bernoulli_llr_weights
-from detectors.diagnosis import _FACTOR_TOLERANCE, _FACTORS, Diagnosis, _count, _pct, _r
+from detectors.diagnosis import UNIT_FACTOR_TOLERANCE, UNIT_FACTORS, Diagnosis, fmt_count, fmt_num, fmt_pct
 from detectors.episodes import EpisodeTracker
-from detectors.events import Limits, Reject, _parse, encode_value
+from detectors.events import Limits, Reject, parse_message, encode_value
 from detectors.sketches import SpaceSaving
 
 #: Bernoulli CUSUM on a feature's mismatch indicator: a served value may differ from the offline one
@@ -303,8 +303,8 @@ class FeatureParity:
         if state.pairs:
             served_v, offline_v = np.array(state.pairs).T
             diff = np.abs(served_v - offline_v)
-            current["median_abs_diff"] = _r(np.median(diff))
-            current["median_rel_diff"] = _r(np.median(diff / np.maximum(np.abs(offline_v), self._config.abs_tol)))
+            current["median_abs_diff"] = fmt_num(np.median(diff))
+            current["median_rel_diff"] = fmt_num(np.median(diff / np.maximum(np.abs(offline_v), self._config.abs_tol)))
         fields = diagnosis.alert_fields()
         fields["evidence"]["examples"] = list(state.examples)
         version = served.get("model_version")
@@ -331,23 +331,23 @@ def _parity_diagnosis(state: _FeatureParity, rate: float, n: int) -> Diagnosis:
     kinds = Counter(state.kinds)
     kind, k = kinds.most_common(1)[0]
     share = k / len(state.kinds)
-    head = (f"serving value differs from the offline recomputation in {_pct(rate)} of the {_count(n)} joined requests "
+    head = (f"serving value differs from the offline recomputation in {fmt_pct(rate)} of the {fmt_count(n)} joined requests "
             "since the change began")
     evidence: dict[str, Any] = {"mismatch_kinds": dict(kinds)}
     if kind == "missing_at_serving":
-        return Diagnosis("missing_at_serving", f"{head} (missing at serving in {_pct(share)} of them, the offline "
+        return Diagnosis("missing_at_serving", f"{head} (missing at serving in {fmt_pct(share)} of them, the offline "
                          "pipeline has a value): the serving pipeline drops or fails to fetch the feature", evidence)
     if kind == "missing_offline":
-        return Diagnosis("missing_offline", f"{head} (the offline recomputation has no value in {_pct(share)} of them): "
+        return Diagnosis("missing_offline", f"{head} (the offline recomputation has no value in {fmt_pct(share)} of them): "
                          "check the offline pipeline before the serving one", evidence)
     if kind == "type":
-        return Diagnosis("type_change", f"{head} (served as a non-number in {_pct(share)} of them): "
+        return Diagnosis("type_change", f"{head} (served as a non-number in {fmt_pct(share)} of them): "
                          "type or parsing difference in the serving pipeline", evidence)
     if state.numeric:
         return _numeric_parity(state, head, evidence)
     [(label, count, _), *_] = state.categories.top(1)
     served, _, offline = label.partition("\x1f")
-    evidence.update(served=served, offline=offline, share_of_mismatches=_r(count / max(state.categories.total, 1)))
+    evidence.update(served=served, offline=offline, share_of_mismatches=fmt_num(count / max(state.categories.total, 1)))
     if served.strip().lower() == offline.strip().lower():
         cause = "letter_case" if served.strip() == served and offline.strip() == offline else "formatting"
         return Diagnosis(cause, f"{head} ({served!r} served where the offline recomputation has {offline!r}): "
@@ -359,16 +359,16 @@ def _parity_diagnosis(state: _FeatureParity, rate: float, n: int) -> Diagnosis:
 def _numeric_parity(state: _FeatureParity, head: str, evidence: dict) -> Diagnosis:
     served, offline = np.array(state.pairs).T
     rel = np.abs(served - offline) / np.maximum(np.abs(offline), 1e-300)
-    evidence["median_rel_diff"] = _r(np.median(rel))
+    evidence["median_rel_diff"] = fmt_num(np.median(rel))
     same_sign = (served * offline) > 0
     if same_sign.sum() >= len(served) / 2:
         log_ratio = float(np.median(np.log(served[same_sign] / offline[same_sign])))
-        for name, (factor, hint) in _FACTORS.items():
-            if abs(log_ratio - math.log(factor)) < _FACTOR_TOLERANCE:
-                evidence.update(factor=name, median_ratio=_r(math.exp(log_ratio)))
+        for name, (factor, hint) in UNIT_FACTORS.items():
+            if abs(log_ratio - math.log(factor)) < UNIT_FACTOR_TOLERANCE:
+                evidence.update(factor=name, median_ratio=fmt_num(math.exp(log_ratio)))
                 return Diagnosis("unit_change", f"{head} (served values are ~x{name} the offline ones, e.g. {hint}): "
                                  "unit or scale change in the serving pipeline", evidence)
-    return Diagnosis("computed_differently", f"{head} (median relative difference {_pct(float(np.median(rel)))}): "
+    return Diagnosis("computed_differently", f"{head} (median relative difference {fmt_pct(float(np.median(rel)))}): "
                      "the feature is computed differently at serving time", evidence)
 
 
@@ -493,12 +493,12 @@ class PerformanceMonitor:
         name = "mae" if self._regression else "accuracy"
         fmt = (lambda v: f"{v:.4g}") if self._regression else _pct_precise
         since = ("" if self._change_at is None else
-                 f"; ADWIN dates the change ~{_count(self._labelled - self._change_at)} labels ago")
+                 f"; ADWIN dates the change ~{fmt_count(self._labelled - self._change_at)} labels ago")
         sentence = (f"live {name} {fmt(live[name])} ({REPORTED_CI:.0%} CI {fmt(live['ci_low'])}-{fmt(live['ci_high'])}, "
                     f"n={live['n']:,} labelled predictions) vs {fmt(base[name])} on validation (n={base['n']:,}): "
                     f"the model really performs worse in production (p={p_value:.1g}){since}")
         return Diagnosis("performance_drop", sentence, {
-            "metric": name, "test_bound": _r(bound), "alpha_per_look": PERFORMANCE_ALPHA, "look_every": LOOK_EVERY,
+            "metric": name, "test_bound": fmt_num(bound), "alpha_per_look": PERFORMANCE_ALPHA, "look_every": LOOK_EVERY,
             "labelled": self._labelled, "change_labels_ago": None if self._change_at is None else self._labelled - self._change_at})
 
     def snapshot(self) -> dict[str, Any]:
@@ -642,7 +642,7 @@ def decode_join_records(data: bytes, kind: str, limits: Limits = Limits()) -> tu
     """
     if len(data) > limits.max_message_bytes:
         return [], [Reject("oversized", f"message of {len(data)} bytes exceeds {limits.max_message_bytes}", data)]
-    obj, err = _parse(data, limits)
+    obj, err = parse_message(data, limits)
     if err is not None:
         return [], [Reject("not_decodable", err, data)]
     items = obj if type(obj) is list else [obj]
