@@ -65,25 +65,17 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--batch-size and --max-message-bytes must be positive")
     if not args.join_ttl > 0 or args.join_max_entries < 1:
         return _usage_error("--join-ttl and --join-max-entries must be positive")
-    baselines: dict[str, Baseline] = {}
-    for path in args.baseline:
-        try:
-            b = Baseline.load(path)
-        except BaselineError as e:
-            return _usage_error(str(e))
-        if b.model in baselines:
-            return _usage_error(f"{path}: a second baseline for model {b.model!r}")
-        baselines[b.model] = b
+    try:
+        baselines = load_inputs(args.baseline, args.events)
+    except UsageError as e:
+        return _usage_error(str(e))
     join_files = [(kind, path) for kind, path in (("feature_log", args.feature_log), ("labels", args.labels)) if path]
-    for path in args.events:
-        if path != "-" and not Path(path).is_file():
-            return _usage_error(f"{path}: no such file")
     for _, path in join_files:
         if not Path(path).is_file():
             return _usage_error(f"{path}: no such file")
 
     limits = Limits(max_message_bytes=args.max_message_bytes)
-    replay = _Replay(ModelRouter(baselines.values()), limits, args.batch_size, sys.stdout.buffer,
+    replay = Replay(ModelRouter(baselines.values()), limits, args.batch_size, sys.stdout.buffer,
                      open(args.dead_letter, "wb") if args.dead_letter else None)
     opened = []
     if join_files:
@@ -107,12 +99,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class UsageError(ValueError):
+    """The command's own arguments are wrong (exit status 2), as opposed to bad input data."""
+
+
+def load_inputs(baseline_paths: list[str], event_paths: list[str]) -> dict[str, Baseline]:
+    """The baselines by model, after checking the event files exist (shared with `report`)."""
+    baselines: dict[str, Baseline] = {}
+    for path in baseline_paths:
+        try:
+            b = Baseline.load(path)
+        except BaselineError as e:
+            raise UsageError(str(e)) from None
+        if b.model in baselines:
+            raise UsageError(f"{path}: a second baseline for model {b.model!r}")
+        baselines[b.model] = b
+    for path in event_paths:
+        if path != "-" and not Path(path).is_file():
+            raise UsageError(f"{path}: no such file")
+    return baselines
+
+
 def _usage_error(msg: str) -> int:
     print(f"skewwatch replay: error: {msg}", file=sys.stderr)
     return 2
 
 
-class _Replay:
+class Replay:
+    """Reads event files, feeds the router in batches, writes alerts and dead letters."""
+
     def __init__(self, router: ModelRouter, limits: Limits, batch_size: int, out: IO[bytes], dead_letters: IO[bytes] | None):
         self.router = router
         self.limits = limits
@@ -222,7 +237,7 @@ class _JoinFeed:
     """The --feature-log / --labels files, read lazily and fed to the joins in ts order between
     the events (see the module docstring)."""
 
-    def __init__(self, joins: JoinMonitor, files: list[tuple[str, str, IO[bytes]]], replay: _Replay):
+    def __init__(self, joins: JoinMonitor, files: list[tuple[str, str, IO[bytes]]], replay: Replay):
         self.joins = joins
         self._replay = replay
         self._add = {"feature_log": joins.add_feature_log, "labels": joins.add_labels}

@@ -27,13 +27,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import orjson
 
-from baselines.profile import Baseline, BaselineError, CategoricalProfile, NumericProfile, category_key
+from baselines.profile import Baseline, CategoricalProfile, NumericProfile, category_key
 from detectors.events import Limits
 from detectors.extract import classify_numbers
 from detectors.model import ModelMonitor, MonitorConfig
 from detectors.routing import ModelRouter
 from detectors.sketches import SpaceSaving
-from stream.replay import _Replay
+from stream.replay import Replay, UsageError, load_inputs
 
 #: production values kept per feature (and again from its first alert on) for the distribution plot
 SAMPLE_SIZE = 20_000
@@ -64,18 +64,10 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.window < 1 or args.max_message_bytes < 1:
         return _usage_error("--window and --max-message-bytes must be positive")
-    baselines: dict[str, Baseline] = {}
-    for path in args.baseline:
-        try:
-            b = Baseline.load(path)
-        except BaselineError as e:
-            return _usage_error(str(e))
-        if b.model in baselines:
-            return _usage_error(f"{path}: a second baseline for model {b.model!r}")
-        baselines[b.model] = b
-    for path in args.events:
-        if path != "-" and not Path(path).is_file():
-            return _usage_error(f"{path}: no such file")
+    try:
+        baselines = load_inputs(args.baseline, args.events)
+    except UsageError as e:
+        return _usage_error(str(e))
     started = time.perf_counter()
     recorder = Recorder(baselines.values(), window=args.window, limits=Limits(max_message_bytes=args.max_message_bytes))
     for path in args.events:
@@ -299,7 +291,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-class Recorder(_Replay):
+class Recorder(Replay):
     """replay's reader and flush, fed in batches of exactly `window` events so that every sample
     falls on a window edge of a single-model stream; alerts do not depend on the batching."""
 
