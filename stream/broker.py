@@ -46,6 +46,19 @@ def _die_with_parent() -> None:
         pass
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """Stop a child by PID: SIGTERM, wait up to `timeout` s, then SIGKILL (a worker whose broker
+    is gone can ignore SIGTERM); returns once it has exited."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     """A loopback TCP port nothing listens on right now."""
     with socket.socket() as s:
@@ -148,14 +161,8 @@ class EmbeddedBroker:
     def stop(self) -> None:
         """SIGTERM, wait for the exit (so the port is free again), SIGKILL if it hangs."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, STOP_TIMEOUT)
 
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()

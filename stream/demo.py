@@ -28,6 +28,7 @@ from pathlib import Path
 
 from stream import credit
 from stream.alerts_cmd import decode_alert, format_alert
+from stream.broker import stop_process
 
 APP_ID = "skewwatch-demo"
 #: Seconds of each scenario phase before the last (normal, shift, missing); the last,
@@ -337,15 +338,7 @@ def _say(stats: _Stats, text: str) -> None:
 
 
 def stop_worker(worker: subprocess.Popen) -> None:
-    """SIGTERM by PID, then SIGKILL: a worker whose broker is gone can ignore SIGTERM."""
-    if worker.poll() is not None:
-        return
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(WORKER_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+    stop_process(worker, WORKER_STOP_TIMEOUT)
 
 
 def tail(path: Path, lines: int = 30) -> str:
