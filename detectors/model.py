@@ -34,6 +34,8 @@ from detectors.timing import BlockHistory
 STATE_VERSION = 2
 #: a change whose test ran at most this long from its change point is called abrupt, else gradual
 ABRUPT_WITHIN_EVENTS = 1024
+#: a model_version first seen this close to a test's change-point estimate is named as its likely cause
+VERSION_COINCIDENCE_EVENTS = 64
 #: tests that estimate where a change started (windowed tests only know their window)
 CHANGE_POINT_DETECTORS = ("cusum", "page_hinkley", "adwin")
 #: most model versions remembered (first-seen event, per-window counts)
@@ -283,6 +285,8 @@ class ModelMonitor:
     # ---- alerts --------------------------------------------------------------------------------
     def _alert(self, c: Candidate, episode: int, event: dict) -> Alert:
         baseline, current, diagnosis = self._describe(c)
+        if c.kind != "serving":
+            diagnosis = _with_version_coincidence(diagnosis, c, self._version_first_seen, self._baseline.version)
         severity = _severity(c, baseline, current)
         evidence = dict(c.evidence)
         evidence.update({k: v for k, v in diagnosis.evidence.items() if k not in evidence})
@@ -482,6 +486,32 @@ def _lead_with_change(d: Diagnosis, base: dict, current: dict, c: Candidate) -> 
     head = (f"mean moved from {base['mean']:.3g} to {current['mean']:.3g} (std {base['std']:.3g} -> "
             f"{current['std']:.3g}) {when}: {what}")
     return Diagnosis(d.cause, f"{head}; {d.sentence}", d.evidence)
+
+
+def _with_version_coincidence(d: Diagnosis, c: Candidate, first_seen: dict[str, int],
+                               baseline_version: str | None) -> Diagnosis:
+    """Relate the alert's own change-point estimate to a model_version that appeared then.
+
+    The block-history fit of the diagnosis dates only changes a few blocks old; a test that fires
+    within events of a deploy knows its onset already. A version first seen within
+    VERSION_COINCIDENCE_EVENTS of it (or a tenth of the span since) is named; the cause becomes
+    `version_change` unless a more specific pipeline defect (unit, case, fill...) was found.
+    """
+    if c.onset is None or "version_change" in (d.cause, (d.evidence.get("timing") or {}).get("cause")):
+        return d
+    tolerance = max(VERSION_COINCIDENCE_EVENTS, (c.event_index - c.onset) // 10)
+    near = sorted((abs(first - c.onset), first, v) for v, first in first_seen.items()
+                  if 0 < first <= c.event_index and abs(first - c.onset) <= tolerance)
+    if not near:
+        return d
+    _, first, version = near[0]
+    earlier = [(f, v) for v, f in first_seen.items() if f < first]
+    previous = max(earlier)[1] if earlier else baseline_version
+    sentence = (f"{d.sentence}; the change starts at event ~{c.onset:,}, when model_version "
+                f"{previous} -> {version} appeared (event {first:,}): check what that deployment changed")
+    evidence = {**d.evidence, "version_change": {"version": version, "previous_version": previous,
+                                                 "version_first_seen": first, "change_start_event": c.onset}}
+    return Diagnosis(d.cause if d.is_pipeline_bug else "version_change", sentence, evidence)
 
 
 def _confidence_diagnosis(c: Candidate, base: dict, current: dict, since: str) -> Diagnosis:
