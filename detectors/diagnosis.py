@@ -134,17 +134,19 @@ def diagnose_numeric(
     n_total: int,
     invalid_examples: Sequence[str] = (),
     timing: ChangeTiming | None = None,
+    quote_examples: bool = True,
 ) -> Diagnosis:
     """Diagnose a numeric feature from its recent valid values and the same window's counts.
 
     `recent` holds the valid (finite) values of the window; `n_missing` and `n_invalid` count the
     window's null and non-numeric values, `n_total` all its events; `invalid_examples` are a few of
-    the raw invalid values as strings.
+    the raw invalid values as strings. They decide the numbers-as-strings rule; with
+    `quote_examples` False (production features may be personal data) none is quoted.
     """
     x = np.asarray(recent, dtype=np.float64)
     x = x[np.isfinite(x)]
     value = (
-        _numbers_as_strings(profile, n_invalid, n_total, invalid_examples)
+        _numbers_as_strings(profile, n_invalid, n_total, invalid_examples, quote_examples)
         or _constant_value(profile, x, n_missing, n_total)
         or _unit_change(profile, x)
         or _rounding(profile, x)
@@ -154,7 +156,8 @@ def diagnose_numeric(
     return _with_timing(value, timing)
 
 
-def _numbers_as_strings(p: NumericProfile, n_invalid: int, n_total: int, examples: Sequence[str]) -> Diagnosis | None:
+def _numbers_as_strings(p: NumericProfile, n_invalid: int, n_total: int, examples: Sequence[str],
+                        quote: bool = True) -> Diagnosis | None:
     if not n_total or not examples:
         return None
     rate = n_invalid / n_total
@@ -164,12 +167,16 @@ def _numbers_as_strings(p: NumericProfile, n_invalid: int, n_total: int, example
     # guard: text such as "N/A" or "abc" is bad data, not numbers serialised as strings
     if len(numeric) < max(1, 0.8 * len(examples)):
         return None
+    evidence = {"invalid_rate": fmt_num(rate), "baseline_invalid_rate": fmt_num(p.invalid_rate),
+                "examples_checked": len(examples), "examples_holding_numbers": len(numeric)}
+    if quote:
+        evidence["numeric_examples"] = [str(e)[:40] for e in numeric[:3]]
     return Diagnosis(
         "type_change",
-        f"{fmt_pct(rate)} of values arrive as strings that hold numbers (e.g. {numeric[0]!r}); training had "
+        f"{fmt_pct(rate)} of values arrive as strings that hold numbers"
+        f"{f' (e.g. {numeric[0]!r})' if quote else ''}; training had "
         f"{fmt_pct(p.invalid_rate)} invalid: numbers are serialised as strings in the serving pipeline",
-        {"invalid_rate": fmt_num(rate), "baseline_invalid_rate": fmt_num(p.invalid_rate),
-         "numeric_examples": [str(e)[:40] for e in numeric[:3]], "examples_checked": len(examples)},
+        evidence,
     )
 
 

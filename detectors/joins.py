@@ -92,6 +92,9 @@ class JoinConfig:
     min_labels: int = 200
     #: an episode re-arms after this many joined records without an alarm (as MonitorConfig)
     rearm_quiet: int = 5000
+    #: show the served and offline values of the example requests in skew alerts (off by default:
+    #: production features may be personal data; the request ids are always shown)
+    include_examples: bool = False
 
 
 class RequestJoin:
@@ -306,7 +309,8 @@ class FeatureParity:
             current["median_abs_diff"] = fmt_num(np.median(diff))
             current["median_rel_diff"] = fmt_num(np.median(diff / np.maximum(np.abs(offline_v), self._config.abs_tol)))
         fields = diagnosis.alert_fields()
-        fields["evidence"]["examples"] = list(state.examples)
+        fields["evidence"]["examples"] = (list(state.examples) if self._config.include_examples
+                                          else [{"request_id": e["request_id"]} for e in state.examples])
         version = served.get("model_version")
         return Alert(
             alert_id=alert_id(self._model, name, "skew", "parity", episode),

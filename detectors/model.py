@@ -65,6 +65,9 @@ class MonitorConfig:
     #: River-block means kept per feature to date a change (abrupt / gradual); older blocks are merged
     #: (at most TIMING_PER_SIZE of each length), so 64 blocks cover ~500k events
     timing_blocks: int = 64
+    #: quote individual raw values (invalid examples) in alerts; off by default, since production
+    #: features may be personal data (statistics and category labels are always shown)
+    include_examples: bool = False
 
 
 class ModelMonitor:
@@ -346,7 +349,8 @@ class ModelMonitor:
             valid = recent[np.isfinite(recent)].astype(np.float64)
             d = diagnose_numeric(profile, valid, n_missing=int(np.isnan(recent).sum()),
                                  n_invalid=int(np.isinf(recent).sum()), n_total=len(recent),
-                                 invalid_examples=self._invalid_examples_at(j, e), timing=timing)
+                                 invalid_examples=self._invalid_examples_at(j, e), timing=timing,
+                                 quote_examples=self._config.include_examples)
             return profile.summary(), current, _lead_with_change(d, profile.summary(), current, c)
         j = self._categorical.names.index(c.feature)
         current = self._categorical.current_summary(j, e, c.onset)

@@ -28,6 +28,7 @@ from baselines.profile import Baseline, BaselineError
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, dead_letter_record, decode_message, events_from_value
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
+from detectors.model import MonitorConfig
 from detectors.routing import ModelRouter
 
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
@@ -48,6 +49,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="events per monitor batch; alerts do not depend on it (default 1000)")
     p.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes,
                    help=f"larger messages are rejected as 'oversized' (default {Limits.max_message_bytes})")
+    p.add_argument("--include-examples", action="store_true",
+                   help="quote individual values in alerts (invalid raw values, served vs offline values of "
+                        "parity examples); off by default: production features may be personal data")
     p.add_argument("--feature-log", metavar="FILE",
                    help="JSONL of the offline pipeline's recomputed features {request_id, model, features}: "
                         "joined with the served events by request_id -> skew alerts")
@@ -75,12 +79,14 @@ def run(args: argparse.Namespace) -> int:
             return _usage_error(f"{path}: no such file")
 
     limits = Limits(max_message_bytes=args.max_message_bytes)
-    replay = Replay(ModelRouter(baselines.values()), limits, args.batch_size, sys.stdout.buffer,
+    router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
+    replay = Replay(router, limits, args.batch_size, sys.stdout.buffer,
                      open(args.dead_letter, "wb") if args.dead_letter else None)
     opened = []
     if join_files:
         opened = [open(path, "rb") for _, path in join_files]
-        joins = JoinMonitor(baselines.get, JoinConfig(ttl=args.join_ttl, max_entries=args.join_max_entries),
+        joins = JoinMonitor(baselines.get, JoinConfig(ttl=args.join_ttl, max_entries=args.join_max_entries,
+                                                        include_examples=args.include_examples),
                             parity=bool(args.feature_log), labels=bool(args.labels))
         replay.joins = _JoinFeed(joins, [(kind, path, f) for (kind, path), f in zip(join_files, opened)], replay)
     started = time.perf_counter()
