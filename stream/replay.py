@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
     replay = Replay(router, limits, args.batch_size, sys.stdout.buffer,
-                     open(args.dead_letter, "wb") if args.dead_letter else None)
+                    open(args.dead_letter, "wb") if args.dead_letter else None)
     opened = []
     if join_files:
         opened = [open(path, "rb") for _, path in join_files]
