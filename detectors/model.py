@@ -28,7 +28,7 @@ from detectors.diagnosis import ChangeTiming, Diagnosis, diagnose_categorical, d
 from detectors.episodes import Candidate, EpisodeTracker
 from detectors.extract import FeatureColumns, NumericColumns, NumericValues, row_getter, value_rows
 from detectors.numeric import Z_PER_UNIT, NumericBank, rate_weights, summarise_recent
-from detectors.sketches import SpaceSaving
+from detectors.sketches import MAX_LABEL, SpaceSaving
 from detectors.timing import BlockHistory
 
 STATE_VERSION = 2
@@ -194,7 +194,9 @@ class ModelMonitor:
             top = seen.top(5)
             evidence = {"test": "unexpected_fields", "expected_rate": self._unexpected_rate,
                         "unexpected_names": [[k, c] for k, c, _ in top]}
-            out.append(Candidate(event, (5, 0, 0), top[0][0] if top else None, "data_quality", "unexpected_field",
+            # one model-level episode, whichever names: a stream of ever-new names is one problem,
+            # not one alert (and one tracked episode) per name
+            out.append(Candidate(event, (5, 0, 0), None, "data_quality", "unexpected_field",
                                  "unexpected_field", stat / T.LLR_SCALE, T.RATE_H, None, evidence, None))
         for _, name in names:
             self._unexpected_names.update(name)
@@ -202,7 +204,11 @@ class ModelMonitor:
 
     def _serving(self, events: list[dict], start: int) -> list[Candidate]:
         versions = [e.get("model_version") for e in events]
-        distinct = set(versions)
+        try:
+            distinct = set(versions)
+        except TypeError:  # a list or map where a version string belongs
+            versions = [_version_label(v) for v in versions]
+            distinct = set(versions)
         expected = self._baseline.version
         w = self._config.window
         if len(distinct) == 1 and (versions[0] is None or (str(versions[0]) == expected
@@ -223,7 +229,7 @@ class ModelMonitor:
         for i, version in enumerate(versions):
             index = start + i
             if version is not None:
-                version = str(version)
+                version = _version_label(version)
                 if version not in self._version_first_seen and len(self._version_first_seen) < MAX_VERSIONS:
                     self._version_first_seen[version] = index
                 if version in self._window_versions or len(self._window_versions) < MAX_VERSIONS:
@@ -490,6 +496,15 @@ def _lead_with_change(d: Diagnosis, base: dict, current: dict, c: Candidate) -> 
     head = (f"mean moved from {base['mean']:.3g} to {current['mean']:.3g} (std {base['std']:.3g} -> "
             f"{current['std']:.3g}) {when}: {what}")
     return Diagnosis(d.cause, f"{head}; {d.sentence}", d.evidence)
+
+
+def _version_label(v: Any) -> str | None:
+    """A model_version as a bounded string; a list or map is bad data, labelled as such."""
+    if v is None:
+        return None
+    if isinstance(v, (str, int, float)):
+        return str(v)[:MAX_LABEL]
+    return f"<invalid {type(v).__name__}>"
 
 
 def _with_version_coincidence(d: Diagnosis, c: Candidate, first_seen: dict[str, int],

@@ -115,7 +115,9 @@ def test_the_messy_stream_raises_one_alert_per_cause():
     assert ("data_quality", "count", "invalid_type") in got
     assert ("data_quality", "country", "unseen_category") in got
     assert ("data_quality", "latency", "missing_rate") in got
-    assert ("data_quality", "latency_ms", "unexpected_field") in got
+    assert ("data_quality", None, "unexpected_field") in got  # model-level: the names are in `current`
+    unexpected = next(a for a in alerts if a.detector == "unexpected_field")
+    assert unexpected.current["unexpected_names"][0][0] == "latency_ms"
     assert ("serving", None, "model_version") in got
     assert ("confidence_drop", "confidence", "cusum") in got
     # one alert per (feature, family) episode, never a storm
