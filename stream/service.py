@@ -24,9 +24,10 @@ import msgpack
 
 from baselines.profile import Baseline
 from detectors.alerts import Alert
-from detectors.events import Limits, Reject, dead_letter_record, decode_message
+from detectors.events import Limits, Reject, dead_letter_record, decode_message, encode_value
 from detectors.routing import ModelRouter
 
+from stream import config as worker_config
 from stream.baseline_dir import BaselineChange, BaselineDirectory
 from stream.metrics import Metrics
 
@@ -53,6 +54,11 @@ class Processed(NamedTuple):
     events_by_model: Counter
 
 
+#: reason of an event its model's monitor raised on (a bug in detectors/, which never should):
+#: the event is dead-lettered, the rest of its batch is monitored, the worker carries on
+MONITOR_ERROR = "monitor_error"
+
+
 def process_messages(
     router: ModelRouter,
     payloads: list[bytes],
@@ -64,6 +70,7 @@ def process_messages(
     """
     known = set(router.models)
     accepted: list[dict] = []
+    origins: list[int] = []  # payload index of each accepted event
     rejects: list[tuple[int, Reject]] = []
     counts: Counter = Counter()
     for i, payload in enumerate(payloads):
@@ -75,13 +82,40 @@ def process_messages(
             if model in known:
                 if keep is None or keep(i, ev):
                     accepted.append(ev)
+                    origins.append(i)
                     counts[model] += 1
             else:
                 # The router owns the unknown / unavailable-model reasons; it rejects
                 # without touching any monitor.
                 rejects.extend((i, r) for r in router.process([ev])[1])
-    alerts, _ = router.process(accepted)
-    return Processed(alerts, rejects, counts)
+    alerts, poisoned = _monitor_isolating(router, accepted, origins)
+    for i, ev, error in poisoned:
+        counts[ev["model"]] -= 1
+        detail = f"the monitor of model {ev['model']!r} raised {type(error).__name__}: {error}"[:300]
+        rejects.append((i, Reject(MONITOR_ERROR, detail, encode_value(ev))))
+    return Processed(alerts, rejects, +counts)
+
+
+def _monitor_isolating(router: ModelRouter, events: list[dict], origins: list[int]
+                       ) -> tuple[list[Alert], list[tuple[int, dict, Exception]]]:
+    """`router.process(events)`; if a monitor raises, its models are rolled back to their state
+    before the call and the batch is bisected down to the events it raises on, which come back
+    (with their origin) instead of being monitored. Batching does not change the alerts, so the
+    rest gives the alerts of the whole batch without those events."""
+    if not events:
+        return [], []
+    before = {m: msgpack.packb(router.state_dict(m), use_bin_type=True) for m in {ev["model"] for ev in events}}
+    try:
+        return router.process(events)[0], []
+    except Exception as error:  # noqa: BLE001 (any engine bug: isolate it, never lose the batch)
+        for model, blob in before.items():
+            router.restore(model, msgpack.unpackb(blob, raw=False, strict_map_key=False))
+        if len(events) == 1:
+            return [], [(origins[0], events[0], error)]
+    mid = len(events) // 2
+    first, bad_first = _monitor_isolating(router, events[:mid], origins[:mid])
+    second, bad_second = _monitor_isolating(router, events[mid:], origins[mid:])
+    return first + second, bad_first + bad_second
 
 
 def _baseline_identity(b: Baseline) -> list[Any]:
@@ -198,10 +232,12 @@ class RejectLog:
 class DetectionService:
     """Everything the worker keeps: baselines, per-partition monitors, metrics."""
 
-    def __init__(self, baselines_dir: str, metrics: Metrics, limits: Limits = Limits(), config: Any = None):
+    def __init__(self, baselines_dir: str, metrics: Metrics, limits: Limits | None = None, config: Any = None):
+        """`limits`: the decoder's caps; None takes them from the worker's settings
+        (SKEWWATCH_MAX_MESSAGE_BYTES, ... in the environment: stream.config)."""
         self.directory = BaselineDirectory(baselines_dir)
         self.metrics = metrics
-        self.limits = limits
+        self.limits = limits if limits is not None else worker_config.decoder_limits(worker_config.load())
         self._config = config
         self._baselines: dict[str, Baseline] = {}
         self._unavailable: dict[str, str] = {}
