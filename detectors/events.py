@@ -32,6 +32,7 @@ REASONS = (
     "too_many_features",  # more than Limits.max_features_per_event features
     "unknown_model",  # no baseline for this model (routing)
     "baseline_unavailable",  # the model's baseline file is corrupt or was deleted (routing)
+    "monitor_error",  # the model's monitor raised on the event (a bug; the worker isolates it)
 )
 
 #: First bytes of a msgpack map or array; anything else is tried as JSON first.

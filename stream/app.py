@@ -26,6 +26,7 @@ the revoked partitions first, so their monitors continue on the new owner.
 """
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 from typing import Any, Iterable
@@ -59,7 +60,9 @@ def _consumer_with_fetch_wait(create):
 _aiokafka_driver.AIOKafkaConsumerThread._create_worker_consumer = _consumer_with_fetch_wait(
     _aiokafka_driver.AIOKafkaConsumerThread._create_worker_consumer)
 metrics = Metrics()
-service = DetectionService(settings.baselines, metrics)
+service = DetectionService(settings.baselines, metrics, limits=_config.decoder_limits(settings))
+#: seconds the lag timer waits for the broker's end offsets before it reports the broker lost
+BROKER_PROBE_TIMEOUT = 2.0
 
 app = faust.App(
     settings.app_id,
@@ -158,13 +161,33 @@ async def rescan_baselines() -> None:
     service.rescan()
 
 
+_broker_reachable: bool | None = None
+
+
+def _set_broker_reachable(reachable: bool, why: str = "") -> None:
+    """The skewwatch_broker_connected gauge, and one log line per change (not one per probe)."""
+    global _broker_reachable
+    if reachable != _broker_reachable:
+        if reachable:
+            log.info("broker reachable")
+        else:
+            log.warning("lost the broker (%s); reconnecting", why)
+    _broker_reachable = reachable
+    metrics.broker_connected.set(1 if reachable else 0)
+
+
 @app.timer(interval=2.0)
 async def measure_lag() -> None:
     consumer = app.consumer
     mine = [tp for tp in consumer.assignment() if tp.topic == settings.input_topic]
     if not mine:
         return
-    ends = await consumer.highwaters(*mine)
+    try:
+        ends = await asyncio.wait_for(consumer.highwaters(*mine), BROKER_PROBE_TIMEOUT)
+    except Exception as e:  # noqa: BLE001 (a timeout or any Kafka error: the broker is out of reach)
+        _set_broker_reachable(False, type(e).__name__)
+        return
+    _set_broker_reachable(True)
     for tp in mine:
         monitors = service.partitions.get(tp.partition)
         position = monitors.last_offset + 1 if monitors else await consumer.position(tp)
@@ -187,7 +210,7 @@ async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
     # Monitors of partitions no longer ours are rebuilt from the changelog if they come back.
     service.drop_partitions(set(service.partitions) - mine)
     metrics.forget_lag(settings.input_topic, mine)
-    metrics.broker_connected.set(1)
+    _set_broker_reachable(True)
 
 
 @app.on_before_shutdown.connect

@@ -212,7 +212,8 @@ def test_the_worker_reconnects_by_itself_after_a_broker_restart(tmp_path):
         wait_for(lambda: monitored() >= 2000, 30, "the worker monitoring the load")
         port = broker.port
         broker.stop()
-        time.sleep(3)  # down for a while: the worker's fetches and heartbeats fail
+        # down until the worker notices (its fetches and heartbeats fail) and says so in /metrics
+        wait_for(lambda: worker.metric("skewwatch_broker_connected") == 0.0, 15, "the broker gauge at 0 during the outage")
         assert worker.proc.poll() is None
         log_before = worker.log_path.read_text(errors="replace")
         broker = EmbeddedBroker(port=port, topics=config.topics(deployment.cfg)).start()
