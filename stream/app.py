@@ -36,6 +36,7 @@ import faust.transport.drivers.aiokafka as _aiokafka_driver
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from detectors.model import MonitorConfig
 from stream import config as _config
 from stream.metrics import Metrics
 from stream.service import DetectionService, Record, parse_checkpoint_key
@@ -60,7 +61,8 @@ def _consumer_with_fetch_wait(create):
 _aiokafka_driver.AIOKafkaConsumerThread._create_worker_consumer = _consumer_with_fetch_wait(
     _aiokafka_driver.AIOKafkaConsumerThread._create_worker_consumer)
 metrics = Metrics()
-service = DetectionService(settings.baselines, metrics, limits=_config.decoder_limits(settings))
+service = DetectionService(settings.baselines, metrics, limits=_config.decoder_limits(settings),
+                           config=MonitorConfig(include_examples=settings.include_examples))
 #: seconds the lag timer waits for the broker's end offsets before it reports the broker lost
 BROKER_PROBE_TIMEOUT = 2.0
 

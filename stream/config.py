@@ -97,6 +97,9 @@ SETTINGS: tuple[Setting, ...] = (
             _DEFAULT_LIMITS.max_events_per_message, "most events in one message (a list)", _positive_int),
     Setting("max_features_per_event", "--max-features-per-event", "SKEWWATCH_MAX_FEATURES_PER_EVENT",
             _DEFAULT_LIMITS.max_features_per_event, "most entries in one event's `features` map", _positive_int),
+    Setting("include_examples", "--include-examples", "SKEWWATCH_INCLUDE_EXAMPLES", False,
+            "quote individual values in alerts (raw invalid values, served vs offline values of parity "
+            "examples); off by default: production features may be personal data", _bool),
     Setting("log_level", "--log-level", "SKEWWATCH_LOG_LEVEL", "info", "worker log level (debug, info, warning, error)"),
     Setting("single_record_batches", "--single-record-batches", "SKEWWATCH_SINGLE_RECORD_BATCHES", False,
             "produce one record per batch: the workaround for the embedded (Tansu) broker's ListOffsets bug; "

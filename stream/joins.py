@@ -57,7 +57,8 @@ def _baseline_of(model: Any) -> Baseline | None:
     return worker.service._baselines.get(model)
 
 
-joins = JoinMonitor(_baseline_of, JoinConfig(ttl=settings.join_ttl, max_entries=settings.join_max_entries))
+joins = JoinMonitor(_baseline_of, JoinConfig(ttl=settings.join_ttl, max_entries=settings.join_max_entries,
+                                                  include_examples=settings.include_examples))
 
 
 def partition_of(request_id: str, partitions: int) -> int:
