@@ -93,6 +93,9 @@ def bare_agent(argv: list[str]) -> int:
     parser.add_argument("--data-dir", required=True)
     opts = parser.parse_args(argv)
     settings = config.load()
+    from stream.fetch_wait import set_fetch_max_wait
+
+    set_fetch_max_wait(settings.fetch_max_wait_ms)  # the worker's consumer, for a fair comparison
     # The worker's Faust settings (stream/app.py), minus what a counter does not use.
     app = faust.App(
         BARE_APP_ID, broker=opts.broker, store="memory://", topic_partitions=opts.partitions,

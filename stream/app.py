@@ -32,12 +32,12 @@ import logging
 from typing import Any, Iterable
 
 import faust
-import faust.transport.drivers.aiokafka as _aiokafka_driver
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from detectors.model import MonitorConfig
 from stream import config as _config
+from stream.fetch_wait import set_fetch_max_wait
 from stream.metrics import Metrics
 from stream.service import DetectionService, Record, parse_checkpoint_key
 
@@ -46,20 +46,7 @@ log = logging.getLogger("skewwatch.worker")
 settings = _config.load()
 
 
-def _consumer_with_fetch_wait(create):
-    """Faust builds its aiokafka consumer with fetch_max_wait_ms=1500 and no setting to change
-    it; a broker that holds a fetch until that limit (the embedded Tansu does) then adds up to
-    1.5 s to every alert. aiokafka reads the value when the consumer starts, so setting it on the
-    fresh consumer is enough."""
-    def create_worker_consumer(self, transport):
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms
-        return consumer
-    return create_worker_consumer
-
-
-_aiokafka_driver.AIOKafkaConsumerThread._create_worker_consumer = _consumer_with_fetch_wait(
-    _aiokafka_driver.AIOKafkaConsumerThread._create_worker_consumer)
+set_fetch_max_wait(settings.fetch_max_wait_ms)
 metrics = Metrics()
 service = DetectionService(settings.baselines, metrics, limits=_config.decoder_limits(settings),
                            config=MonitorConfig(include_examples=settings.include_examples))
