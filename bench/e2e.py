@@ -361,7 +361,7 @@ def _write_results(table: str, args: argparse.Namespace) -> None:
     command = (f".venv/bin/python bench/e2e.py --messages {args.messages} "
                f"--batched-messages {args.batched_messages} --repeat {args.repeat} --drifts {args.drifts}")
     section = (f"{BEGIN}\n{SECTION}\n\nCommand: `{command}`  \nDate: {time.strftime('%Y-%m-%d %H:%M')}  \n"
-               f"Machine: {os.cpu_count()} cores, noisy, shared with other jobs; the embedded Tansu broker, the "
+               f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; the embedded Tansu broker, the "
                "producer and one worker process on the same machine\n\n"
                f"{table}\n\n{_NOTES}\n{END}")
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
@@ -386,13 +386,10 @@ _NOTES = """\
 - The worker runs with `SKEWWATCH_SINGLE_RECORD_BATCHES=1` (the embedded broker's workaround).
 - Where (d)'s time goes: Faust's consumer asks for `fetch_max_wait_ms=1500` (hard-coded in
   `faust/transport/drivers/aiokafka.py`) and the embedded broker answers a fetch late even when
-  records are waiting: a plain aiokafka consumer, one message every 100 ms, saw delivery p50
-  370 ms with 1500 ms and 3 ms with 100 ms. With both Faust consumers patched to 100 ms (an
-  experiment, not the shipped code; `--messages 10000 --batched-messages 1000 --drifts 10
-  --repeat 2`), (d) measured p50 208 ms, p99 278 ms (the rest is mostly the 0.2 s micro-batch
-  wait, `--batch-within`) and (c) 53k events/s with the worker busy 75% of the run (unpatched, it
-  idles between fetches). Apache Kafka answers a fetch as soon as `fetch_min_bytes` (1 byte) is
-  there, so this part of the latency is the embedded broker's.
+  records are waiting (a plain aiokafka consumer, one message every 100 ms, saw delivery p50
+  370 ms at 1500 ms and 3 ms at 100 ms). The worker lowers it to `--fetch-max-wait-ms` (100 ms,
+  stream/fetch_wait.py), and so does the bare agent here; what remains is mostly the 0.2 s
+  micro-batch wait (`--batch-within`). Before that setting, (d) measured p99 1.5 s.
 - (c) vs the engine: in-process, `ModelMonitor.update_batch` on this 15-feature model runs ~70k
   events/s in batches of 100 and ~200k in batches of 1000 (same machine, same load)."""
 

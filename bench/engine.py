@@ -162,7 +162,7 @@ def human(n: float) -> str:
 
 
 def machine_note() -> str:
-    return (f"{os.cpu_count()} cores, noisy, shared with other engineers' jobs; Python {platform.python_version()}, "
+    return (f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; Python {platform.python_version()}, "
             f"numpy {np.__version__}, river {river.__version__}, orjson {orjson.__version__}, "
             f"msgpack {'.'.join(map(str, msgpack.version))}")
 
