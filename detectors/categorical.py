@@ -18,7 +18,7 @@ from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.episodes import Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
-from detectors.numeric import MIN_SUMMARY_EVENTS, rate_weights
+from detectors.numeric import rate_weights, recent_rows
 from detectors.sketches import SpaceSaving
 from detectors.stats import chi2_sf, jensen_shannon, psi
 
@@ -193,16 +193,7 @@ class CategoricalBank:
         return [[label, count] for label, count, _ in sketch.top(n)]
 
     def recent_codes(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
-        if self._batch_recent is not None and event_index is not None:
-            stop = self._recent.shape[1] + (event_index - self._batch_start) + 1
-            codes = self._batch_recent[j, :stop][-self._recent_len:]
-            have = min(self._recent_len, self._recent_filled + event_index - self._batch_start + 1)
-        else:
-            codes, have = self._recent[j], self._recent_filled
-        if since is not None and event_index is not None:
-            # only the events since the change started, but enough of them to summarise
-            have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
-        return codes[len(codes) - have:] if have < len(codes) else codes
+        return recent_rows(self, j, event_index, since)
 
     def current_summary(self, j: int, event_index: int | None = None, since: int | None = None) -> dict[str, Any]:
         codes = self.recent_codes(j, event_index, since)

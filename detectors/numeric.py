@@ -75,6 +75,22 @@ def rate_weights(rate: float, n: int) -> tuple[int, int, float]:
 MIN_SUMMARY_EVENTS = 32
 
 
+def recent_rows(monitor: Any, j: int, event_index: int | None, since: int | None) -> np.ndarray:
+    """Feature j's last `_recent_len` events up to event_index, from a monitor's ring of recent
+    events (`_recent`, `_recent_filled`) and, during a batch, the batch's rows appended to it
+    (`_batch_recent` from `_batch_start`). With `since`, only the events since the change started,
+    but at least MIN_SUMMARY_EVENTS to summarise. Shared by the numeric and categorical monitors."""
+    if monitor._batch_recent is not None and event_index is not None:
+        stop = monitor._recent.shape[1] + (event_index - monitor._batch_start) + 1
+        rows = monitor._batch_recent[j, :stop][-monitor._recent_len:]
+        have = min(monitor._recent_len, monitor._recent_filled + event_index - monitor._batch_start + 1)
+    else:
+        rows, have = monitor._recent[j], monitor._recent_filled
+    if since is not None and event_index is not None:
+        have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
+    return rows[len(rows) - have:] if have < len(rows) else rows
+
+
 class NumericBank:
     """All numeric features of a model (or the confidence alone, with `confidence=True`)."""
 
@@ -272,16 +288,7 @@ class NumericBank:
 
     def recent_values(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
         """The feature's last `recent` events up to event_index (encoded: NaN missing, inf invalid)."""
-        if self._batch_recent is not None and event_index is not None:
-            stop = self._recent.shape[1] + (event_index - self._batch_start) + 1
-            values = self._batch_recent[j, :stop][-self._recent_len:]
-            have = min(self._recent_len, self._recent_filled + event_index - self._batch_start + 1)
-        else:
-            values, have = self._recent[j], self._recent_filled
-        if since is not None and event_index is not None:
-            # only the events since the change started, but enough of them to summarise
-            have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
-        return values[len(values) - have:] if have < len(values) else values
+        return recent_rows(self, j, event_index, since)
 
     def current_summary(self, j: int, event_index: int | None = None) -> dict[str, Any]:
         values = self.recent_values(j, event_index)
