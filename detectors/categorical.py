@@ -18,7 +18,7 @@ from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.episodes import Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
-from detectors.numeric import rate_weights, recent_rows
+from detectors.numeric import commit_recent, rate_weights, recent_rows
 from detectors.sketches import SpaceSaving
 from detectors.stats import chi2_sf, jensen_shannon, psi
 
@@ -95,11 +95,7 @@ class CategoricalBank:
             for _, label in values:
                 sketch.update(label)
         self._pending_unseen = []
-        if self._batch_recent is not None:
-            n = self._batch_recent.shape[1] - self._recent.shape[1]
-            self._recent = np.ascontiguousarray(self._batch_recent[:, -self._recent_len:])
-            self._recent_filled = min(self._recent_len, self._recent_filled + n)
-            self._batch_recent = None
+        commit_recent(self)
 
     def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:

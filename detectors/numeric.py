@@ -75,6 +75,15 @@ def rate_weights(rate: float, n: int) -> tuple[int, int, float]:
 MIN_SUMMARY_EVENTS = 32
 
 
+def commit_recent(monitor: Any) -> None:
+    """End of a batch: the ring of recent events keeps the last `_recent_len` of ring + batch."""
+    if monitor._batch_recent is not None:
+        n = monitor._batch_recent.shape[1] - monitor._recent.shape[1]
+        monitor._recent = np.ascontiguousarray(monitor._batch_recent[:, -monitor._recent_len:])
+        monitor._recent_filled = min(monitor._recent_len, monitor._recent_filled + n)
+        monitor._batch_recent = None
+
+
 def recent_rows(monitor: Any, j: int, event_index: int | None, since: int | None) -> np.ndarray:
     """Feature j's last `_recent_len` events up to event_index, from a monitor's ring of recent
     events (`_recent`, `_recent_filled`) and, during a batch, the batch's rows appended to it
@@ -170,11 +179,7 @@ class NumericBank:
 
     def end_batch(self) -> None:
         """Keep the last events for summaries (after the batch's alerts are built)."""
-        if self._batch_recent is not None:
-            n = self._batch_recent.shape[1] - self._recent.shape[1]
-            self._recent = np.ascontiguousarray(self._batch_recent[:, -self._recent_len:])
-            self._recent_filled = min(self._recent_len, self._recent_filled + n)
-            self._batch_recent = None
+        commit_recent(self)
 
     def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:
