@@ -39,6 +39,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import RESULTS, write_block  # noqa: E402
 from stream import config, credit  # noqa: E402
 from stream.alerts_cmd import decode_alert  # noqa: E402
 from stream.broker import EmbeddedBroker, free_port  # noqa: E402
@@ -46,9 +47,7 @@ from stream.demo import (  # noqa: E402
     credit_baseline, embedded_worker_env, metric_value, start_worker, stop_worker, tail, wait_until_serving,
 )
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## End to end (bench/e2e.py)"
-BEGIN, END = "<!-- bench/e2e.py: begin -->", "<!-- bench/e2e.py: end -->"
 BARE_APP_ID = "bench-bare"
 BARE_TOPIC = "bench.bare"
 WORKER_APP_ID = "skewwatch-bench"
@@ -360,16 +359,11 @@ def _write_results(table: str, args: argparse.Namespace) -> None:
     sections as they are."""
     command = (f".venv/bin/python bench/e2e.py --messages {args.messages} "
                f"--batched-messages {args.batched_messages} --repeat {args.repeat} --drifts {args.drifts}")
-    section = (f"{BEGIN}\n{SECTION}\n\nCommand: `{command}`  \nDate: {time.strftime('%Y-%m-%d %H:%M')}  \n"
+    section = (f"{SECTION}\n\nCommand: `{command}`  \nDate: {time.strftime('%Y-%m-%d %H:%M')}  \n"
                f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; the embedded Tansu broker, the "
                "producer and one worker process on the same machine\n\n"
-               f"{table}\n\n{_NOTES}\n{END}")
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+               f"{table}\n\n{_NOTES}")
+    write_block("e2e.py", section)
 
 
 _NOTES = """\

@@ -40,13 +40,12 @@ import orjson  # noqa: E402
 import river  # noqa: E402
 from river import drift  # noqa: E402
 
+from bench.results import RESULTS, write_block  # noqa: E402
 from detectors.model import ModelMonitor  # noqa: E402
 from tests import streams  # noqa: E402
 
 N_FEATURES = 50
 BATCH = 1000
-RESULTS = ROOT / "bench" / "RESULTS.md"
-SECTION_BEGIN, SECTION_END = "<!-- bench/engine.py: begin -->", "<!-- bench/engine.py: end -->"
 
 
 def count(text: str) -> int:
@@ -167,17 +166,6 @@ def machine_note() -> str:
             f"msgpack {'.'.join(map(str, msgpack.version))}")
 
 
-def write_results(text: str) -> None:
-    block = f"{SECTION_BEGIN}\n{text.rstrip()}\n{SECTION_END}\n"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if SECTION_BEGIN in old and SECTION_END in old:
-        head, rest = old.split(SECTION_BEGIN, 1)
-        new = head + block + rest.split(SECTION_END, 1)[1].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(new)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=count, default=200_000, help="events for figures (1) and (2) (default 200k)")
@@ -274,7 +262,7 @@ def main() -> None:
     report = "\n".join(lines)
     print(report)
     if not args.no_write:
-        write_results(report)
+        write_block("engine.py", report)
         print(f"\nwritten to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
 
 

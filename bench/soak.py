@@ -33,15 +33,14 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import write_block  # noqa: E402
 from stream import config, credit  # noqa: E402
 from stream.broker import EmbeddedBroker, free_port  # noqa: E402
 from stream.demo import (  # noqa: E402
     credit_baseline, embedded_worker_env, metric_value, start_worker, stop_worker, tail, wait_until_serving,
 )
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Reliability (bench/soak.py, tests/integration/test_reliability.py)"
-BEGIN, END = "<!-- bench/soak.py: begin -->", "<!-- bench/soak.py: end -->"
 EVENTS_PER_MESSAGE = 100
 #: distinct pre-encoded messages cycled through (each event's unseen value is still unique:
 #: they are stamped per message)
@@ -243,18 +242,11 @@ def _write_results(table: str, samples: list[Sample], rate: float, args: argpars
     command = (f".venv/bin/python bench/soak.py --minutes {args.minutes:g} --load {args.load:g} "
                f"--broker-budget-mb {args.broker_budget_mb:g}") + (
         f" --rate {args.rate:g}" if args.rate else "") + " --write-results"
-    block = (f"{BEGIN}\n### Soak (`bench/soak.py`)\n\nCommand: `{command}`  \nDate: {time.strftime('%Y-%m-%d %H:%M')}  \n"
-             f"Machine: {os.cpu_count()} cores, noisy, shared with other engineers' jobs; the embedded broker, the "
+    block = (f"### Soak (`bench/soak.py`)\n\nCommand: `{command}`  \nDate: {time.strftime('%Y-%m-%d %H:%M')}  \n"
+             f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; the embedded broker, the "
              f"producer and one worker on the same machine. {EVENTS_PER_MESSAGE} credit-model events (15 features) "
-             f"per message, {args.unseen_share:.0%} of events with a distinct never-seen `purpose` value.\n\n{table}\n{END}")
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    elif SECTION in text:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n" + block + "\n"
-    RESULTS.write_text(text)
+             f"per message, {args.unseen_share:.0%} of events with a distinct never-seen `purpose` value.\n\n{table}")
+    write_block("soak.py", block, heading=SECTION)
 
 
 if __name__ == "__main__":
