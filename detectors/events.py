@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import msgpack
@@ -34,6 +36,9 @@ REASONS = (
     "baseline_unavailable",  # the model's baseline file is corrupt or was deleted (routing)
     "monitor_error",  # the model's monitor raised on the event (a bug; the worker isolates it)
 )
+
+#: The model of an accepted event (every event `decode_message` returns has a string one).
+model_of = itemgetter("model")
 
 #: First bytes of a msgpack map or array; anything else is tried as JSON first.
 _MSGPACK_CONTAINER = frozenset([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
@@ -80,6 +85,8 @@ def events_from_value(obj: Any, raw: bytes | None = None, limits: Limits = Limit
         return [], [Reject("not_an_object", f"message is a {type(obj).__name__}, not an event object or a list", raw if raw is not None else encode_value(obj))]
     if len(obj) > limits.max_events_per_message:
         return [], [Reject("too_many_events", f"{len(obj)} events in one message exceeds {limits.max_events_per_message}", raw if raw is not None else b"")]
+    if _all_usable(obj, limits):
+        return obj, []
     events: list[dict] = []
     rejects: list[Reject] = []
     for i, item in enumerate(obj):
@@ -118,7 +125,22 @@ def parse_message(data: bytes, limits: Limits) -> tuple[Any, str | None]:
         return None, json_error or f"invalid msgpack: {type(e).__name__}"
 
 
+def _all_usable(items: list, limits: Limits) -> bool:
+    """Whether every item is a usable event (what `_check` passes), in C-level passes over the
+    list rather than a Python loop: a message of many events is almost always all good."""
+    if not items or set(map(type, items)) != {dict}:
+        return False
+    models = list(map(dict.get, items, repeat("model")))
+    features = list(map(dict.get, items, repeat("features")))
+    if set(map(type, models)) != {str} or set(map(type, features)) != {dict}:
+        return False
+    lengths = list(map(len, models))
+    return min(lengths) > 0 and max(lengths) <= limits.max_model_name and \
+        max(map(len, features)) <= limits.max_features_per_event
+
+
 def _check(ev: dict, limits: Limits) -> tuple[str, str] | None:
+    """What makes `ev` unusable, as (reason, detail); None when it is a usable event."""
     model = ev.get("model")
     if type(model) is not str or not model or len(model) > limits.max_model_name:
         return "missing_model", "no non-empty string 'model' field"

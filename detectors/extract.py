@@ -179,6 +179,12 @@ class CategoricalColumns:
     def __init__(self, names: Sequence[str], categories: Sequence[Sequence[str]]):
         self._names = list(names)
         self._codes = [{c: i for i, c in enumerate(cats)} for cats in categories]
+        # a boolean feature's values are True/False, not their labels: coded in one pass when the
+        # whole column is bool and both are training categories (True == 1 as a dict key, so the
+        # label table itself cannot hold them)
+        self._bool_codes = [{b: table[category_key(b)] for b in (False, True)}
+                            if category_key(False) in table and category_key(True) in table else None
+                            for table in self._codes]
 
     def from_columns(self, columns: Sequence[Sequence[Any]], n: int
                      ) -> tuple[np.ndarray, np.ndarray, list[list[tuple[int, str]]]]:
@@ -190,6 +196,10 @@ class CategoricalColumns:
         for j, column in enumerate(columns):
             table = self._codes[j]
             other = len(table)
+            bools = self._bool_codes[j]
+            if bools is not None and n and type(column[0]) is bool and set(map(type, column)) == {bool}:
+                codes[j] = np.fromiter(map(bools.__getitem__, column), dtype=np.int64, count=n)
+                continue
             try:
                 col = np.fromiter(map(table.get, column, repeat(_UNRESOLVED)), dtype=np.int64, count=n)
             except TypeError:  # an unhashable value (list, dict): resolve every value

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,7 @@ TIMING_PER_SIZE = 8
 MAX_INVALID_EXAMPLES = 4
 _CONFIDENCE = ["confidence"]
 _CONFIDENCE_GETTER = row_getter(_CONFIDENCE)
+_features_of = itemgetter("features")
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class ModelMonitor:
         if n == 0:
             return []
         start = self._events_seen
-        features = [e["features"] for e in events]
+        features = list(map(_features_of, events))
         numeric, (codes, absent_cat, others) = self._columns.extract(features)
         self._batch_numeric = numeric
         candidates = self._numeric.update(numeric.x, numeric.missing, numeric.invalid, start)
@@ -203,7 +206,7 @@ class ModelMonitor:
         return out
 
     def _serving(self, events: list[dict], start: int) -> list[Candidate]:
-        versions = [e.get("model_version") for e in events]
+        versions = list(map(dict.get, events, repeat("model_version")))
         try:
             distinct = set(versions)
         except TypeError:  # a list or map where a version string belongs

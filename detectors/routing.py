@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 from baselines.profile import Baseline
 from detectors.alerts import Alert
-from detectors.events import Reject, encode_value
+from detectors.events import Reject, encode_value, model_of
 from detectors.model import ModelMonitor, MonitorConfig
 
 
@@ -56,8 +56,19 @@ class ModelRouter:
 
     def process(self, events: list[dict]) -> tuple[list[Alert], list[Reject]]:
         """Update each model's monitor with its events, in arrival order."""
-        by_model: dict[str, list[dict]] = {}
         rejects: list[Reject] = []
+        models = set(map(model_of, events))
+        if len(models) == 1 and models <= self._monitors.keys():
+            by_model = {models.pop(): events}  # the common batch: one known model, nothing to group
+        else:
+            by_model = self._group(events, rejects)
+        alerts: list[Alert] = []
+        for model, group in by_model.items():
+            alerts.extend(self._monitors[model].update_batch(group))
+        return alerts, rejects
+
+    def _group(self, events: list[dict], rejects: list[Reject]) -> dict[str, list[dict]]:
+        by_model: dict[str, list[dict]] = {}
         monitors = self._monitors
         for ev in events:
             model = ev["model"]
@@ -68,10 +79,7 @@ class ModelRouter:
                     continue
                 group = by_model[model] = []
             group.append(ev)
-        alerts: list[Alert] = []
-        for model, group in by_model.items():
-            alerts.extend(monitors[model].update_batch(group))
-        return alerts, rejects
+        return by_model
 
     def _reject(self, model: str, ev: dict) -> Reject:
         why = self._unavailable.get(model)

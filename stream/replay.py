@@ -31,6 +31,8 @@ from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record
 from detectors.model import MonitorConfig
 from detectors.routing import ModelRouter
 
+from stream.gc_policy import relax_gc
+
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 _READ_BLOCK = 1 << 20
 
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         baselines = load_inputs(args.baseline, args.events)
     except UsageError as e:
         return _usage_error(str(e))
+    relax_gc()
     join_files = [(kind, path) for kind, path in (("feature_log", args.feature_log), ("labels", args.labels)) if path]
     for _, path in join_files:
         if not Path(path).is_file():

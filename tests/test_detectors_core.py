@@ -215,6 +215,15 @@ def test_categorical_extraction_codes_known_unseen_missing_invalid():
     assert others == [[(3, "FR")]]
 
 
+def test_boolean_categories_are_coded_alike_whole_or_mixed_with_numbers():
+    cols = FeatureColumns([], ["b"], [["false", "true", "1"]])
+    _, (whole, _, _) = cols.extract([{"b": v} for v in (True, False, True)])
+    assert whole.tolist() == [[1, 0, 1]]
+    # 1 == True as a dict key: a 1 among bools is the category "1", not "true"
+    _, (mixed, _, others) = cols.extract([{"b": v} for v in (True, 1, False, 2)])
+    assert mixed.tolist() == [[1, 2, 0, 3]] and others == [[(3, "2")]]
+
+
 def test_river_detectors_state_is_plain_data():
     det = BlockChangeDetectors()
     for m in np.random.default_rng(0).normal(0.5, 0.018, 50):
