@@ -38,6 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from detectors.model import MonitorConfig
 from stream import config as _config
 from stream.fetch_wait import set_fetch_max_wait
+from stream.gc_policy import relax_gc
 from stream.metrics import Metrics
 from stream.service import DetectionService, Record, parse_checkpoint_key
 
@@ -52,6 +53,9 @@ service = DetectionService(settings.baselines, metrics, limits=_config.decoder_l
                            config=MonitorConfig(include_examples=settings.include_examples))
 #: seconds the lag timer waits for the broker's end offsets before it reports the broker lost
 BROKER_PROBE_TIMEOUT = 2.0
+#: seconds the checkpoint timer waits for the broker to acknowledge a checkpoint before it gives
+#: up committing this round (processing waits meanwhile)
+CHECKPOINT_CONFIRM_TIMEOUT = 10.0
 
 app = faust.App(
     settings.app_id,
@@ -62,9 +66,10 @@ app = faust.App(
     # A dead member must be noticed within seconds, not Faust's default minute.
     broker_session_timeout=10.0,
     broker_heartbeat_interval=1.0,
-    # Offsets are committed by the checkpoint timer right after a checkpoint; Faust's own
-    # periodic commits are pushed far out so they cannot get ahead of the checkpoints.
-    broker_commit_interval=settings.checkpoint_interval * 20,
+    # Offsets are committed only by the checkpoint timer, right after a checkpoint. Faust's own
+    # periodic commit would commit what was processed since the last checkpoint, which a kill -9
+    # then loses: it is pushed out of the worker's lifetime (a year), as is its count-based one.
+    broker_commit_interval=365 * 24 * 3600.0,
     broker_commit_every=2**62,
     table_standby_replicas=0,
     web_bind=settings.web_host,
@@ -84,10 +89,39 @@ dead_letters_topic = app.topic(settings.dead_letter_topic, key_serializer="raw",
 
 class CheckpointTable(faust.Table):
     """Key "P/<model>" is written to changelog partition P: the monitors fed by input
-    partition P are checkpointed next to it, outside any stream iteration (by a timer)."""
+    partition P are checkpointed next to it, outside any stream iteration (by a timer).
+
+    A write is durable once the broker acknowledges its changelog record: `confirmed` waits for
+    that. (`app.producer.flush()` does not: Faust's send buffer gives up after 0.1 s per record,
+    and offsets committed over a checkpoint still in flight were lost by a kill -9.)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._unconfirmed: list[asyncio.Future] = []
 
     def partition_for_key(self, key: Any) -> int:
         return parse_checkpoint_key(key)[0]
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        sent = super().send_changelog(*args, **kwargs)
+        self._unconfirmed.append(sent)
+        return sent
+
+    async def confirmed(self, timeout: float) -> bool | None:
+        """True once the broker acknowledged every record written so far (within `timeout` s);
+        False if some are still in flight; None if a send failed (that record is lost)."""
+        pending, self._unconfirmed = self._unconfirmed, []
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(*pending)), timeout)
+        except asyncio.TimeoutError:
+            self._unconfirmed = [f for f in pending if not f.done()] + self._unconfirmed
+            if any(f.done() and f.exception() for f in pending):
+                return None
+            return False
+        except Exception:  # noqa: BLE001 (the send failed: the record is not on the broker)
+            self._unconfirmed = [f for f in pending if not f.done()] + self._unconfirmed
+            return None
+        return True
 
 
 checkpoints = app.tables.add(CheckpointTable(
@@ -106,43 +140,66 @@ def _table_items() -> Iterable[tuple[str, bytes]]:
     return list(checkpoints.items())
 
 
+#: held by the agent while it processes a batch and by the checkpoint timer from checkpoint to
+#: commit: a batch processed while the checkpoint is being flushed would otherwise be acked and
+#: committed without being in the checkpoint, and lost by a crash before the next one
+processing = asyncio.Lock()
+
+
 @app.agent(predictions_topic)
 async def monitor_predictions(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
-        with metrics.batch_seconds.time():
-            by_partition: dict[int, list[Record]] = {}
-            for event in batch:
-                m = event.message
-                by_partition.setdefault(m.partition, []).append(Record(m.value, m.partition, m.offset, m.topic))
-            for partition, records in by_partition.items():
-                alerts, dead_letters = service.process(service.monitors_for(partition, _table_items), records)
-                for alert in alerts:
-                    await alerts_topic.send(key=alert.model.encode(), value=orjson.dumps(alert.to_dict()))
-                for letter in dead_letters:
-                    await dead_letters_topic.send(key=letter["reason"].encode(), value=orjson.dumps(letter))
+        async with processing:
+            await _process(batch)
 
 
-async def write_checkpoints(partitions: Iterable[int] | None = None) -> int:
-    """Write the changed monitors' state and wait until the broker has it."""
-    written = service.checkpoints(partitions)
+async def _process(batch: list[faust.EventT]) -> None:
+    with metrics.batch_seconds.time():
+        by_partition: dict[int, list[Record]] = {}
+        for event in batch:
+            m = event.message
+            by_partition.setdefault(m.partition, []).append(Record(m.value, m.partition, m.offset, m.topic))
+        for partition, records in by_partition.items():
+            alerts, dead_letters = service.process(service.monitors_for(partition, _table_items), records)
+            for alert in alerts:
+                await alerts_topic.send(key=alert.model.encode(), value=orjson.dumps(alert.to_dict()))
+            for letter in dead_letters:
+                await dead_letters_topic.send(key=letter["reason"].encode(), value=orjson.dumps(letter))
+
+
+_rewrite_all_checkpoints = False
+
+
+async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
+    """Write the changed monitors' state; whether the broker has all checkpoints written so far."""
+    global _rewrite_all_checkpoints
+    written = service.checkpoints(partitions, everything=_rewrite_all_checkpoints)
+    _rewrite_all_checkpoints = False
     for key, blob in written.items():
         checkpoints[key] = blob
-    if written:
-        await app.producer.flush()
-        metrics.checkpoints.inc(len(written))
-    return len(written)
+    confirmed = await checkpoints.confirmed(CHECKPOINT_CONFIRM_TIMEOUT)
+    if not confirmed:
+        # a lost record is written again, with every other monitor's, next time
+        _rewrite_all_checkpoints = confirmed is None
+        log.warning("the broker has not confirmed the checkpoints (%s): offsets stay uncommitted until it does",
+                    "a send failed" if confirmed is None else f"{CHECKPOINT_CONFIRM_TIMEOUT:.0f} s")
+        return False
+    metrics.checkpoints.inc(len(written))
+    return True
 
 
 @app.timer(interval=settings.checkpoint_interval)
 async def checkpoint_and_commit() -> None:
-    await write_checkpoints()
-    # Only now may the consumer's offsets move on: what they cover is in a checkpoint.
-    await app.consumer.commit()
+    async with processing:
+        # Only once the checkpoints are durable may the consumer's offsets move on to what they cover.
+        if await write_checkpoints():
+            await app.consumer.commit()
 
 
 @app.task
 async def load_baselines() -> None:
     service.rescan()
+    relax_gc()  # set up: from here on, mostly events in flight (stream/gc_policy.py)
 
 
 @app.timer(interval=settings.baseline_scan_interval)

@@ -18,13 +18,14 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Callable, Iterable, NamedTuple
 
 import msgpack
 
 from baselines.profile import Baseline
 from detectors.alerts import Alert
-from detectors.events import Limits, Reject, dead_letter_record, decode_message, encode_value
+from detectors.events import Limits, Reject, dead_letter_record, decode_message, encode_value, model_of
 from detectors.routing import ModelRouter
 
 from stream import config as worker_config
@@ -77,6 +78,12 @@ def process_messages(
         events, bad = decode_message(payload, limits)
         for r in bad:
             rejects.append((i, r))
+        models = list(map(model_of, events))
+        if keep is None and known.issuperset(models):  # the common case, without a Python loop
+            accepted.extend(events)
+            origins.extend(repeat(i, len(events)))
+            counts.update(models)
+            continue
         for ev in events:
             model = ev["model"]
             if model in known:
@@ -88,7 +95,7 @@ def process_messages(
                 # The router owns the unknown / unavailable-model reasons; it rejects
                 # without touching any monitor.
                 rejects.extend((i, r) for r in router.process([ev])[1])
-    alerts, poisoned = _monitor_isolating(router, accepted, origins)
+    alerts, poisoned = _monitor_isolating(router, accepted, origins, set(counts))
     for i, ev, error in poisoned:
         counts[ev["model"]] -= 1
         detail = f"the monitor of model {ev['model']!r} raised {type(error).__name__}: {error}"[:300]
@@ -96,15 +103,15 @@ def process_messages(
     return Processed(alerts, rejects, +counts)
 
 
-def _monitor_isolating(router: ModelRouter, events: list[dict], origins: list[int]
+def _monitor_isolating(router: ModelRouter, events: list[dict], origins: list[int], models: set[str]
                        ) -> tuple[list[Alert], list[tuple[int, dict, Exception]]]:
-    """`router.process(events)`; if a monitor raises, its models are rolled back to their state
-    before the call and the batch is bisected down to the events it raises on, which come back
-    (with their origin) instead of being monitored. Batching does not change the alerts, so the
-    rest gives the alerts of the whole batch without those events."""
+    """`router.process(events)` (`models`: theirs); if a monitor raises, its models are rolled
+    back to their state before the call and the batch is bisected down to the events it raises
+    on, which come back (with their origin) instead of being monitored. Batching does not change
+    the alerts, so the rest gives the alerts of the whole batch without those events."""
     if not events:
         return [], []
-    before = {m: msgpack.packb(router.state_dict(m), use_bin_type=True) for m in {ev["model"] for ev in events}}
+    before = {m: msgpack.packb(router.state_dict(m), use_bin_type=True) for m in models}
     try:
         return router.process(events)[0], []
     except Exception as error:  # noqa: BLE001 (any engine bug: isolate it, never lose the batch)
@@ -113,8 +120,8 @@ def _monitor_isolating(router: ModelRouter, events: list[dict], origins: list[in
         if len(events) == 1:
             return [], [(origins[0], events[0], error)]
     mid = len(events) // 2
-    first, bad_first = _monitor_isolating(router, events[:mid], origins[:mid])
-    second, bad_second = _monitor_isolating(router, events[mid:], origins[mid:])
+    first, bad_first = _monitor_isolating(router, events[:mid], origins[:mid], set(map(model_of, events[:mid])))
+    second, bad_second = _monitor_isolating(router, events[mid:], origins[mid:], set(map(model_of, events[mid:])))
     return first + second, bad_first + bad_second
 
 
@@ -134,18 +141,28 @@ class PartitionMonitors:
         self._dirty: set[str] = set()
 
     def unseen(self, records: list[Record]) -> list[Record]:
-        """Drop the records this instance already processed: the consumer can deliver a
-        partition's messages again after a seek back to the committed offset."""
-        if not records or records[0].offset > self._processed_upto:
-            return records
-        return [r for r in records if r.offset > self._processed_upto]
+        """Drop the records this instance already processed, keeping offsets strictly
+        increasing: after a seek back to the committed offset the consumer can deliver a
+        partition's messages again, even within one batch."""
+        newest = self._processed_upto
+        fresh = []
+        for r in records:
+            if r.offset > newest:
+                fresh.append(r)
+                newest = r.offset
+        if len(fresh) < len(records):
+            log.debug("partition %d: dropped %d re-delivered message(s)", self.partition, len(records) - len(fresh))
+        return fresh
 
     def process(self, records: list[Record], limits: Limits = Limits()) -> Processed:
-        """Process one partition's records, in offset order, not seen before (`unseen`)."""
+        """Process one partition's records, in increasing offset order, not seen before
+        (`unseen` makes them so)."""
         keep = None
-        if self._skip_upto:
+        if self._skip_upto and records:
             skip = self._skip_upto
             keep = lambda i, ev: records[i].offset > skip.get(ev["model"], -1)  # noqa: E731
+            log.info("partition %d: re-delivered from offset %d; skipping what the checkpoints hold (%s)",
+                     self.partition, records[0].offset, ", ".join(f"{m} up to {o}" for m, o in sorted(skip.items())))
         result = process_messages(self.router, [r.value for r in records], limits, keep)
         if records:
             newest = records[-1].offset
@@ -188,6 +205,8 @@ class PartitionMonitors:
                         self.partition, model, type(e).__name__, e)
             return False
         offset = int(data["offset"])
+        log.info("partition %d: restored %r at offset %d (%d events seen)", self.partition, model, offset,
+                 self.router.monitor(model).events_seen)
         self._skip_upto[model] = offset
         self.last_offset = max(self.last_offset, offset)
         return True
@@ -287,13 +306,10 @@ class DetectionService:
             monitors = PartitionMonitors(partition, self._baselines.values(), self._config)
             for model, detail in self._unavailable.items():
                 monitors.router.disable_model(model, detail)
-            restored = []
             for key, blob in checkpoints():
                 p, model = parse_checkpoint_key(key)
-                if p == partition and monitors.restore(model, blob):
-                    restored.append(model)
-            if restored:
-                log.info("partition %d: restored the monitors of %s from checkpoints", partition, ", ".join(restored))
+                if p == partition:
+                    monitors.restore(model, blob)
             self.partitions[partition] = monitors
         return monitors
 
@@ -301,13 +317,14 @@ class DetectionService:
         for p in partitions:
             self.partitions.pop(p, None)
 
-    def checkpoints(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
-        """{table key: blob} for the monitors changed since their last checkpoint."""
+    def checkpoints(self, partitions: Iterable[int] | None = None, everything: bool = False) -> dict[str, bytes]:
+        """{table key: blob} for the monitors changed since their last checkpoint (`everything`:
+        all of them, when a checkpoint written earlier may not have reached the broker)."""
         out: dict[str, bytes] = {}
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
             if monitors is not None:
-                out.update((checkpoint_key(p, m), blob) for m, blob in monitors.checkpoints().items())
+                out.update((checkpoint_key(p, m), blob) for m, blob in monitors.checkpoints(everything).items())
         return out
 
     # ---- processing ----------------------------------------------------------------------

@@ -85,9 +85,6 @@ def test_fuzzed_messages_through_a_real_worker(deployment, follow):
     assert worker.proc.poll() is None
 
 
-# Same open double-count bug as test_worker.py's kill -9 test (docs/reliability.md, "Open bug"):
-# re-run up to twice; three failures in a row still fail the suite.
-@pytest.mark.flaky(reruns=2)
 def test_kill_9_at_random_points_of_a_drifting_stream(deployment, follow):
     """kill -9 the worker KILLS times while a drifting stream with garbage in it flows. After the
     last restart: the restored monitor has counted every valid event exactly once, every garbage

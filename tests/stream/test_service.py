@@ -183,3 +183,15 @@ def test_records_delivered_twice_in_one_run_are_processed_once(tmp_path, credit_
     _, letters = service.process(monitors, stream[20:])  # the consumer went back to offset 20
     assert monitors.router.monitor("credit").events_seen == 80
     assert len(letters) == 1
+
+
+def test_records_delivered_twice_within_one_batch_are_processed_once(credit_baseline):
+    # a seek back mid-fetch can hand one batch the same offsets twice, after a restored
+    # checkpoint too
+    stream = records(as_json(events("credit", 60, seed=8)))
+    live = PartitionMonitors(0, [credit_baseline])
+    live.process(stream[:30])
+    restored = PartitionMonitors(0, [credit_baseline])
+    assert restored.restore("credit", live.checkpoints()["credit"])
+    restored.process(restored.unseen(stream[20:45] + stream[25:60]))
+    assert restored.router.monitor("credit").events_seen == 60
