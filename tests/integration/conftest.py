@@ -156,11 +156,12 @@ def deployment(broker, tmp_path):
 
 
 # ---- Kafka clients ---------------------------------------------------------------------------
-def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]], partition: int | None = None) -> None:
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]], partition: int | None = None,
+            compression: str | None = None) -> None:
     from aiokafka import AIOKafkaProducer
 
     async def main():
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, compression_type=compression)
         await producer.start()
         try:
             futures = [await producer.send(topic, value, key=key, partition=partition) for key, value in messages]

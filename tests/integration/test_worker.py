@@ -34,7 +34,7 @@ def test_drift_alert_and_dead_letters_end_to_end(deployment, follow):
     worker = deployment.worker().wait_ready()
     cfg = deployment.cfg
     stream = events("credit", 1500, seed=21) + events("credit", 2500, seed=22, amount_mean=160.0, t0=1_764_000_015.0)
-    produce(deployment.bootstrap, cfg.input_topic, messages(stream))
+    produce(deployment.bootstrap, cfg.input_topic, messages(stream), compression="lz4")  # as producers often do
     garbage = [(b"credit", b"{truncated json"), (b"x", msgpack.packb("a string, not an event")), (b"ghost", orjson.dumps({"model": "ghost", "features": {}}))]
     produce(deployment.bootstrap, cfg.input_topic, garbage)
 
@@ -82,10 +82,6 @@ def test_a_new_baseline_file_is_picked_up_without_restart(deployment, follow):
     assert "was deleted" in last[0]["detail"]
 
 
-# Open bug (docs/reliability.md): about one full-suite run in four, the restarted monitor counted
-# the 1,000 events produced just before the kill twice (an alert with the expected id at
-# events_seen +1000). Re-run up to twice; three failures in a row still fail the suite.
-@pytest.mark.flaky(reruns=2)
 def test_kill_9_restart_restores_the_monitors(deployment, follow):
     """After kill -9 and a restart the alerts, deduplicated by alert_id, are exactly those of an
     uninterrupted run: the drift alerted before the crash gets no new id, the drift that starts
@@ -124,10 +120,6 @@ def test_kill_9_restart_restores_the_monitors(deployment, follow):
         assert alert["events_seen"] == expected[alert["alert_id"]]["events_seen"]
 
 
-# Failed once (of four full-suite runs, under extra CPU load): after the clean leave the moved
-# monitors' counts did not reach the expected ones within 30 s; likely the same open checkpoint /
-# restore bug as the kill -9 test above (docs/reliability.md). Re-run up to twice.
-@pytest.mark.flaky(reruns=2)
 def test_two_workers_split_the_partitions_and_a_rebalance_moves_the_monitors(deployment):
     training_baseline("credit").save(deployment.baselines / "credit.msgpack")
     cfg = deployment.cfg
