@@ -384,8 +384,12 @@ _NOTES = """\
   370 ms at 1500 ms and 3 ms at 100 ms). The worker lowers it to `--fetch-max-wait-ms` (100 ms,
   stream/fetch_wait.py), and so does the bare agent here; what remains is mostly the 0.2 s
   micro-batch wait (`--batch-within`). Before that setting, (d) measured p99 1.5 s.
-- (c) vs the engine: in-process, `ModelMonitor.update_batch` on this 15-feature model runs ~70k
-  events/s in batches of 100 and ~200k in batches of 1000 (same machine, same load)."""
+- Where (c)'s time goes (one-off `py-spy record` of the worker at 100 events/message, 2026-11-25):
+  60% of the samples in `DetectionService.process` (JSON parse 14%, reading the values out of
+  the event dicts 19%, the numeric detectors 10%), 18% waiting for records, 23% in the consumer
+  thread. In-process, `DetectionService.process` on the same messages, 100 per call, runs ~174k
+  events/s on a quiet machine; it ran 62k in the worker before the GC policy of
+  stream/gc_policy.py and the C-level passes over whole messages (commit 10177e8)."""
 
 
 if __name__ == "__main__":
