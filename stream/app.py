@@ -234,6 +234,7 @@ async def measure_lag() -> None:
         _set_broker_reachable(False, type(e).__name__)
         return
     _set_broker_reachable(True)
+    service.observe_end_offsets({tp.partition: ends[tp] for tp in mine if ends.get(tp) is not None})
     for tp in mine:
         monitors = service.partitions.get(tp.partition)
         position = monitors.last_offset + 1 if monitors else await consumer.position(tp)
@@ -255,6 +256,14 @@ async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
     mine = {tp.partition for tp in assigned if tp.topic == settings.input_topic}
     # Monitors of partitions no longer ours are rebuilt from the changelog if they come back.
     service.drop_partitions(set(service.partitions) - mine)
+    # Before any record is processed: a log recreated since (its end offset went back) must not
+    # have its first records skipped as already counted. The lag timer checks it every 2 s too.
+    tps = [tp for tp in assigned if tp.topic == settings.input_topic]
+    try:
+        ends = await asyncio.wait_for(app.consumer.highwaters(*tps), BROKER_PROBE_TIMEOUT) if tps else {}
+        service.observe_end_offsets({tp.partition: end for tp, end in ends.items() if end is not None})
+    except Exception as e:  # noqa: BLE001 (the broker is slow or away: the lag timer checks again)
+        log.info("could not read the end offsets of the assigned partitions (%s)", type(e).__name__)
     metrics.forget_lag(settings.input_topic, mine)
     _set_broker_reachable(True)
 

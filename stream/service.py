@@ -173,6 +173,13 @@ class PartitionMonitors:
         self._dirty.update(result.events_by_model)
         return result
 
+    def forget_offsets(self) -> None:
+        """The partition's log was recreated (its offsets start again): keep the monitors'
+        state, but skip nothing as already counted."""
+        self._skip_upto.clear()
+        self._processed_upto = -1
+        self.last_offset = -1
+
     def checkpoints(self, everything: bool = False) -> dict[str, bytes]:
         """{model: msgpack checkpoint} of the monitors that saw events since the last call."""
         models = self.router.models if everything else sorted(self._dirty & set(self.router.models))
@@ -264,6 +271,9 @@ class DetectionService:
         self.last_alerts: dict[str, dict] = {}  # model -> last alert emitted (status page)
         self._reject_log = RejectLog()
         self._directory_problem: str | None = None
+        self._end_offsets: dict[int, int] = {}  # input partition -> the highest end offset seen
+        #: partitions whose log was recreated, until their monitors checkpoint offsets of the new one
+        self._recreated: set[int] = set()
 
     # ---- baselines -----------------------------------------------------------------------
     def rescan(self) -> list[BaselineChange]:
@@ -310,8 +320,25 @@ class DetectionService:
                 p, model = parse_checkpoint_key(key)
                 if p == partition:
                     monitors.restore(model, blob)
+            if partition in self._recreated:  # the checkpoints' offsets are those of the lost log
+                monitors.forget_offsets()
             self.partitions[partition] = monitors
         return monitors
+
+    def observe_end_offsets(self, ends: dict[int, int]) -> list[int]:
+        """Record the input partitions' end offsets; those that went backwards (the partitions
+        whose log was recreated: a broker that lost its data, an unclean leader election)
+        no longer skip anything as already counted, and are returned."""
+        recreated = sorted(p for p, end in ends.items() if end < self._end_offsets.get(p, 0))
+        for p, end in ends.items():
+            self._end_offsets[p] = end if p in recreated else max(end, self._end_offsets.get(p, 0))
+        for p in recreated:
+            log.warning("partition %d: its end offset went back to %d: the topic's log was recreated (the broker "
+                        "lost its records?); counting every record from its start, skipping nothing", p, ends[p])
+            self._recreated.add(p)
+            if p in self.partitions:
+                self.partitions[p].forget_offsets()
+        return recreated
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -324,7 +351,10 @@ class DetectionService:
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
             if monitors is not None:
-                out.update((checkpoint_key(p, m), blob) for m, blob in monitors.checkpoints(everything).items())
+                # after a recreated log, every checkpoint of p holds the old log's offsets: rewrite all
+                rewrite = everything or p in self._recreated
+                self._recreated.discard(p)
+                out.update((checkpoint_key(p, m), blob) for m, blob in monitors.checkpoints(rewrite).items())
         return out
 
     # ---- processing ----------------------------------------------------------------------

@@ -195,3 +195,28 @@ def test_records_delivered_twice_within_one_batch_are_processed_once(credit_base
     assert restored.restore("credit", live.checkpoints()["credit"])
     restored.process(restored.unseen(stream[20:45] + stream[25:60]))
     assert restored.router.monitor("credit").events_seen == 60
+
+
+def test_a_recreated_log_is_counted_from_its_start(tmp_path, credit_baseline):
+    """A broker that lost its records starts the partition's offsets again: the records of the
+    new log must not be skipped as covered by the old log's checkpoints, whether the monitors
+    stay in memory or are rebuilt from the checkpoint table after a rebalance."""
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
+    service.rescan()
+    stream = records(as_json(events("credit", 90, seed=9)))
+    kept = service.monitors_for(0, lambda: [])
+    service.process(kept, stream[:60])
+    table = list(service.checkpoints().items())
+    assert service.observe_end_offsets({0: 60}) == []
+    assert service.observe_end_offsets({0: 75}) == []
+
+    assert service.observe_end_offsets({0: 10}) == [0]  # the log was recreated
+    service.process(kept, records([r.value for r in stream[60:70]]))  # offsets 0..9 again
+    assert kept.router.monitor("credit").events_seen == 70
+
+    service.drop_partitions([0])  # a rebalance: rebuilt from the old log's checkpoint
+    rebuilt = service.monitors_for(0, lambda: table)
+    service.process(rebuilt, records([r.value for r in stream[60:90]]))
+    assert rebuilt.router.monitor("credit").events_seen == 90
+    assert service.observe_end_offsets({0: 30}) == []  # growing again
