@@ -113,15 +113,13 @@ class CheckpointTable(faust.Table):
         pending, self._unconfirmed = self._unconfirmed, []
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.gather(*pending)), timeout)
+            return True
         except asyncio.TimeoutError:
-            self._unconfirmed = [f for f in pending if not f.done()] + self._unconfirmed
-            if any(f.done() and f.exception() for f in pending):
-                return None
-            return False
+            failed = any(f.done() and f.exception() for f in pending)
         except Exception:  # noqa: BLE001 (the send failed: the record is not on the broker)
-            self._unconfirmed = [f for f in pending if not f.done()] + self._unconfirmed
-            return None
-        return True
+            failed = True
+        self._unconfirmed = [f for f in pending if not f.done()] + self._unconfirmed
+        return None if failed else False
 
 
 checkpoints = app.tables.add(CheckpointTable(
@@ -167,20 +165,15 @@ async def _process(batch: list[faust.EventT]) -> None:
                 await dead_letters_topic.send(key=letter["reason"].encode(), value=orjson.dumps(letter))
 
 
-_rewrite_all_checkpoints = False
-
-
 async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
     """Write the changed monitors' state; whether the broker has all checkpoints written so far."""
-    global _rewrite_all_checkpoints
-    written = service.checkpoints(partitions, everything=_rewrite_all_checkpoints)
-    _rewrite_all_checkpoints = False
+    written = service.checkpoints(partitions)
     for key, blob in written.items():
         checkpoints[key] = blob
     confirmed = await checkpoints.confirmed(CHECKPOINT_CONFIRM_TIMEOUT)
     if not confirmed:
-        # a lost record is written again, with every other monitor's, next time
-        _rewrite_all_checkpoints = confirmed is None
+        if confirmed is None:  # a lost record is written again, with every other monitor's, next time
+            service.rewrite_checkpoints()
         log.warning("the broker has not confirmed the checkpoints (%s): offsets stay uncommitted until it does",
                     "a send failed" if confirmed is None else f"{CHECKPOINT_CONFIRM_TIMEOUT:.0f} s")
         return False

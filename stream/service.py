@@ -274,6 +274,7 @@ class DetectionService:
         self._end_offsets: dict[int, int] = {}  # input partition -> the highest end offset seen
         #: partitions whose log was recreated, until their monitors checkpoint offsets of the new one
         self._recreated: set[int] = set()
+        self._rewrite_all = False  # a checkpoint may not have reached the broker
 
     # ---- baselines -----------------------------------------------------------------------
     def rescan(self) -> list[BaselineChange]:
@@ -344,9 +345,15 @@ class DetectionService:
         for p in partitions:
             self.partitions.pop(p, None)
 
-    def checkpoints(self, partitions: Iterable[int] | None = None, everything: bool = False) -> dict[str, bytes]:
-        """{table key: blob} for the monitors changed since their last checkpoint (`everything`:
-        all of them, when a checkpoint written earlier may not have reached the broker)."""
+    def rewrite_checkpoints(self) -> None:
+        """A checkpoint written earlier did not reach the broker: the next call of `checkpoints`
+        writes every monitor's, changed or not."""
+        self._rewrite_all = True
+
+    def checkpoints(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
+        """{table key: blob} for the monitors changed since their last checkpoint (all of them
+        after `rewrite_checkpoints`)."""
+        everything, self._rewrite_all = self._rewrite_all, False
         out: dict[str, bytes] = {}
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
