@@ -13,6 +13,7 @@ event always gets the same u, whatever the batching or replay.
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 
@@ -44,6 +45,57 @@ def hashed_uniform(event_index: np.ndarray, salt: int | np.ndarray) -> np.ndarra
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+class SegmentIndex:
+    """searchsorted(values, x, side="left") for many x, through a table of equal cells over the
+    values' range: a cell lookup and a step or two within the cell instead of a binary search per
+    value, whose every step is a mispredicted branch and, mid-batch, often a cache miss (the
+    credit model's update_batch: 2.9 -> 2.7 us per event). Grids with more than MAX_STEPS values
+    in one cell fall back to the search.
+
+    Why it is exact: cell(v) = clip(floor((v - lo) * scale)) is one monotone float formula for the
+    grid and x alike, so every grid value in an earlier cell is < x and in a later one > x.
+
+    >>> v = np.array([0.0, 0.5, 0.51, 2.0, 10.0])
+    >>> x = np.array([-np.inf, -1.0, 0.0, 0.5, 0.505, 0.51, 1.0, 10.0, 11.0, np.inf])
+    >>> SegmentIndex(v).find(x).tolist() == np.searchsorted(v, x).tolist()
+    True
+    """
+
+    CELLS = 4096
+    MAX_STEPS = 4
+
+    def __init__(self, values: np.ndarray):
+        self._values = values
+        self._table = None
+        width = float(values[-1]) - float(values[0]) if len(values) >= 16 else 0.0  # Python floats: inf, no warning
+        if not 0.0 < width < math.inf:
+            return
+        self._lo, self._scale = values[0], self.CELLS / width
+        cells = self._cells(values)
+        starts = np.searchsorted(cells, np.arange(self.CELLS + 1), side="left")  # first value of each cell
+        steps = int(np.max(np.diff(starts)))
+        if steps <= self.MAX_STEPS:
+            self._table, self._steps = starts[:-1], steps
+            self._next = np.concatenate((values, [np.inf]))  # never < x: the last step stops at m
+
+    def _cells(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: inf, clipped to the last cell
+            t = x - self._lo
+            t *= self._scale
+        np.fmax(t, 0.0, out=t)  # NaN -> 0 (fmax ignores it): a NaN ends in segment 0, scores NaN anyway
+        np.fmin(t, self.CELLS - 1, out=t)
+        return t.astype(np.int64)
+
+    def find(self, x: np.ndarray) -> np.ndarray:
+        """Index of the first grid value >= x (len(values) past the last; NaN: any)."""
+        if self._table is None:
+            return np.searchsorted(self._values, x, side="left")
+        j = self._table[self._cells(x)]
+        for _ in range(self._steps):
+            j += self._next[j] < x
+        return j
+
+
 class ProbabilityIntegralTransform:
     """u = F(x) against a NumericProfile: exact discrete distribution if stored, else the quantile grid.
 
@@ -51,8 +103,8 @@ class ProbabilityIntegralTransform:
     >>> q = np.linspace(0.0, 10.0, 1001)
     >>> p = NumericProfile("x", 1000, 0, 0, 5.0, 2.9, 0.0, 10.0, q, np.array([5.0]), np.array([0.5, 0.5]))
     >>> pit = ProbabilityIntegralTransform(p)
-    >>> pit.transform(np.array([-1.0, 0.0, 2.5, 10.0, 11.0]), np.arange(5)).tolist()
-    [0.0, 0.0, 0.25, 1.0, 1.0]
+    >>> pit.transform(np.array([-np.inf, -1.0, 0.0, 2.5, 10.0, 11.0, np.inf, np.nan]), np.arange(8)).tolist()
+    [0.0, 0.0, 0.0, 0.25, 1.0, 1.0, 1.0, nan]
     """
 
     def __init__(self, profile: NumericProfile):
@@ -72,6 +124,18 @@ class ProbabilityIntegralTransform:
         #: no point masses: u is a plain linear interpolation (the fast path)
         self._continuous = bool(np.all(lower == upper))
         self._salt = stable_salt(profile.name)
+        # x in segment j (values[j-1] < x < values[j], j = searchsorted(values, x)) scores
+        # upper[j-1] + (x - values[j-1]) * slope[j]; segment 0 (below the grid) is 0 and segment m
+        # (above it) 1, flat; `at` (values, then NaN) says whether x sits on a point of the grid
+        m = len(values)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(values[1:] > values[:-1], (lower[1:] - upper[:-1]) / (values[1:] - values[:-1]), 0.0)
+        self._seg_u = np.concatenate(([0.0], upper))
+        self._seg_x = np.concatenate(([0.0], values))
+        self._seg_slope = np.concatenate(([0.0], slope, [0.0]))
+        self._at = np.concatenate((values, [np.nan]))
+        self._span = upper - lower
+        self._segments = SegmentIndex(values)
 
     @property
     def continuous(self) -> bool:
@@ -81,20 +145,16 @@ class ProbabilityIntegralTransform:
         """PIT scores of x (NaN stays NaN); event_index feeds the tie-breaking draw."""
         if self._continuous:
             return np.interp(x, self._values, self._lower)
-        values, lower, upper = self._values, self._lower, self._upper
-        m = len(values)
-        j = np.searchsorted(values, x, side="left")  # values[j-1] < x <= values[j]
-        jc = np.minimum(j, m - 1)
-        exact = (j < m) & (values[jc] == x)
-        left = np.maximum(j - 1, 0)
-        span = values[jc] - values[left]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(span > 0, (x - values[left]) / span, 0.0)
-        u = np.where(j == 0, 0.0, np.where(j >= m, 1.0, upper[left] + t * (lower[jc] - upper[left])))
-        if exact.any():
-            draw = hashed_uniform(event_index[exact], self._salt)
-            u[exact] = lower[jc[exact]] + draw * (upper[jc[exact]] - lower[jc[exact]])
-        return np.where(np.isnan(x), np.nan, u)
+        j = self._segments.find(x)  # values[j-1] < x <= values[j]
+        u = np.clip(x, self._values[0], self._values[-1])  # beyond the grid the slope is 0: no inf * 0
+        u -= self._seg_x[j]
+        u *= self._seg_slope[j]
+        u += self._seg_u[j]  # NaN stays NaN (NaN * 0)
+        on_point = np.flatnonzero(self._at[j] == x)
+        if len(on_point):
+            k = j[on_point]
+            u[on_point] = self._lower[k] + hashed_uniform(event_index[on_point], self._salt) * self._span[k]
+        return u
 
 
 class BatchedPIT:

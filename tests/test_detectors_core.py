@@ -16,7 +16,7 @@ from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.episodes import EpisodeTracker
 from detectors.extract import FeatureColumns
-from detectors.pit import ProbabilityIntegralTransform
+from detectors.pit import ProbabilityIntegralTransform, SegmentIndex
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.sketches import SpaceSaving
 from detectors.timing import BlockHistory
@@ -191,6 +191,46 @@ def test_pit_draw_is_a_function_of_the_event_index_only():
     pit = ProbabilityIntegralTransform(p)
     x = np.full(10, 3.0)
     assert pit.transform(x[5:], np.arange(5, 10)).tolist() == pit.transform(x, np.arange(10)).tolist()[5:]
+
+
+finite = st.floats(-1e12, 1e12, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(grid=st.lists(finite, min_size=1, max_size=300, unique=True), cluster=st.lists(finite, max_size=40),
+       probes=st.lists(st.one_of(finite, st.sampled_from([math.nan, math.inf, -math.inf])), max_size=200))
+def test_segment_index_is_searchsorted(grid, cluster, probes):
+    values = np.unique(np.array(grid + cluster + [g * (1 + 1e-15) for g in grid[:5]]))  # clusters, near-ties
+    x = np.array(probes + list(values) + list(np.nextafter(values, np.inf)) + list(np.nextafter(values, -np.inf)))
+    found, expected = SegmentIndex(values).find(x), np.searchsorted(values, x, side="left")
+    ok = ~np.isnan(x)  # a NaN's segment is any: it scores NaN
+    assert found[ok].tolist() == expected[ok].tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=st.lists(st.integers(0, 3), min_size=1001, max_size=1001),
+       probes=st.lists(st.floats(-5, 400, allow_nan=False), min_size=1, max_size=100))
+def test_pit_interpolates_between_grid_points_and_draws_within_a_point_mass(steps, probes):
+    grid = np.cumsum(np.array(steps, dtype=float))  # repeated quantiles: point masses
+    p = NumericProfile("f", 1000, 0, 0, 0.0, 1.0, grid[0], grid[-1], grid, np.array([1.0]), np.array([0.5, 0.5]))
+    pit = ProbabilityIntegralTransform(p)
+    x = np.array(probes + [math.nan, math.inf, -math.inf])
+    u = pit.transform(x, np.arange(len(x)))
+    values, first = np.unique(grid, return_index=True)
+    last = len(grid) - 1 - np.unique(grid[::-1], return_index=True)[1]
+    lower, upper = QUANTILE_PROBS[first], QUANTILE_PROBS[last]
+    for xi, ui in zip(x.tolist(), u.tolist()):
+        if math.isnan(xi):
+            assert math.isnan(ui)
+            continue
+        j = int(np.searchsorted(values, xi))
+        if j < len(values) and values[j] == xi:
+            assert lower[j] - 1e-12 <= ui <= upper[j] + 1e-12
+        elif j == 0 or j == len(values):
+            assert ui == (0.0 if j == 0 else 1.0)
+        else:
+            t = (xi - values[j - 1]) / (values[j] - values[j - 1])
+            assert ui == pytest.approx(upper[j - 1] + t * (lower[j] - upper[j - 1]), abs=1e-12)
 
 
 def test_numeric_extraction_classifies_every_kind_of_value():
