@@ -35,16 +35,16 @@ ABSENT = _Absent()
 
 
 def row_getter(names: Sequence[str]):
-    """One event's values as a tuple, in `names` order; KeyError if any key is absent."""
-    if len(names) == 1:
-        only = names[0]
-        return lambda features: (features[only],)
+    """One event's values in `names` order (a tuple; the bare value for one name, which
+    `value_rows` wraps); KeyError if any key is absent."""
     return itemgetter(*names)
 
 
 def value_rows(features: list[dict], names: Sequence[str], getter) -> list[tuple]:
     """Each event's values in `names` order, ABSENT where a key is missing."""
     try:
+        if len(names) == 1:
+            return list(zip(map(getter, features)))  # 1-tuples, made at C level
         return list(map(getter, features))
     except KeyError:
         return [tuple(map(f.get, names, repeat(ABSENT))) for f in features]
