@@ -185,8 +185,8 @@ async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
 async def checkpoint_and_commit() -> None:
     async with processing:
         # Only once the checkpoints are durable may the consumer's offsets move on to what they cover.
-        if await write_checkpoints():
-            await app.consumer.commit()
+        if await write_checkpoints() and await app.consumer.commit():
+            service.offsets_committed()
 
 
 @app.task

@@ -7,10 +7,12 @@ partition P are checkpointed to partition P of the changelog (co-partitioned) un
 Producers key messages by model, so each model's events, and its monitor, live on one
 partition; events of a model spread over several partitions get one monitor per partition.
 
-Checkpoints are msgpack (never pickle): {"v": 1, "offset": O, "baseline": ..., "state": ...},
-where O is the last offset of P the state includes. After a crash the consumer resumes from
-the last committed offset (<= O: offsets are committed right after a checkpoint), and events
-at offsets <= O are skipped for that model, so the restored state counts no event twice.
+Checkpoints are msgpack (never pickle): {"v": 1, "offset": O, "committed_floor": F,
+"baseline": ..., "state": ...}, where O is the last offset of P the state includes. After a crash
+the consumer resumes from the last committed offset (<= O: offsets are committed right after a
+checkpoint), and events at offsets <= O are skipped for that model, so the restored state counts
+no event twice. F is an offset the group had committed (< F never comes again from a healthy
+log): a record below it means the log was recreated, and then nothing is skipped.
 """
 from __future__ import annotations
 
@@ -157,11 +159,20 @@ class PartitionMonitors:
         self._processed_upto = -1  # the newest offset processed by this instance
         self._skip_upto: dict[str, int] = {}  # model -> offset its restored state includes
         self._dirty: set[str] = set()
+        #: offsets below it are committed: a healthy log never delivers them to the group again
+        self.committed_floor = -1
+        self._checkpointed_upto = -1  # last_offset at the newest checkpoint
 
     def unseen(self, records: list[Record]) -> list[Record]:
         """Drop the records this instance already processed, keeping offsets strictly
         increasing: after a seek back to the committed offset the consumer can deliver a
-        partition's messages again, even within one batch."""
+        partition's messages again, even within one batch. A record below the committed floor
+        means the log was recreated (or the group's offsets were reset): count from there."""
+        if records and records[0].offset < self.committed_floor:
+            log.warning("partition %d: offset %d is below the committed offset %d: the topic's log was recreated "
+                        "(the broker lost its records?) or the group's offsets were reset; counting every record "
+                        "from here, skipping nothing", self.partition, records[0].offset, self.committed_floor)
+            self.forget_offsets()
         newest = self._processed_upto
         fresh = []
         for r in records:
@@ -197,14 +208,26 @@ class PartitionMonitors:
         self._skip_upto.clear()
         self._processed_upto = -1
         self.last_offset = -1
+        self.committed_floor = -1
+        self._checkpointed_upto = -1
+
+    def offsets_committed(self) -> None:
+        """The consumer committed its offsets right after the newest checkpoint: everything that
+        checkpoint includes was acked by then (Faust acks a micro-batch as soon as the agent is
+        done with it, before the checkpoint timer can take the lock), so it is committed."""
+        if self._checkpointed_upto + 1 > self.committed_floor:
+            self.committed_floor = self._checkpointed_upto + 1
+            # the next checkpoints carry it: a rebalance rebuilds the monitors from them
+            self._dirty.update(m for m in self.router.models if self.router.monitor(m).events_seen)
 
     def checkpoints(self, everything: bool = False) -> dict[str, bytes]:
         """{model: msgpack checkpoint} of the monitors that saw events since the last call."""
         models = self.router.models if everything else sorted(self._dirty & set(self.router.models))
         self._dirty.clear()
+        self._checkpointed_upto = self.last_offset
         return {
             m: msgpack.packb(
-                {"v": CHECKPOINT_VERSION, "offset": self.last_offset,
+                {"v": CHECKPOINT_VERSION, "offset": self.last_offset, "committed_floor": self.committed_floor,
                  "baseline": _baseline_identity(self.router.baseline(m)), "state": self.router.state_dict(m)},
                 use_bin_type=True,
             )
@@ -234,6 +257,7 @@ class PartitionMonitors:
                  self.router.monitor(model).events_seen)
         self._skip_upto[model] = offset
         self.last_offset = max(self.last_offset, offset)
+        self.committed_floor = max(self.committed_floor, int(data.get("committed_floor", -1)))
         return True
 
     def apply(self, change: BaselineChange) -> None:
@@ -358,6 +382,11 @@ class DetectionService:
             if p in self.partitions:
                 self.partitions[p].forget_offsets()
         return recreated
+
+    def offsets_committed(self) -> None:
+        """The consumer's offsets were committed right after the newest checkpoints."""
+        for monitors in self.partitions.values():
+            monitors.offsets_committed()
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         for p in partitions:

@@ -20,12 +20,12 @@ import msgpack
 import orjson
 import pytest
 
-from detectors.events import REASONS
+from detectors.events import REASONS, decode_message
 from detectors.routing import ModelRouter
 from stream import config
 from stream.broker import EmbeddedBroker
 from stream.service import MONITOR_ERROR
-from tests.integration.conftest import Deployment, produce, wait_for
+from tests.integration.conftest import Deployment, Follower, produce, wait_for
 from tests.integration.test_worker import alerts_of, messages
 from tests.stream.helpers import events, training_baseline
 from tests.test_fuzz import hostile_messages
@@ -216,17 +216,28 @@ def test_the_worker_reconnects_by_itself_after_a_broker_restart(tmp_path):
         wait_for(lambda: worker.metric("skewwatch_broker_connected") == 0.0, 15, "the broker gauge at 0 during the outage")
         assert worker.proc.poll() is None
         log_before = worker.log_path.read_text(errors="replace")
+        at_restart = monitored()  # the broker is down: nothing more can arrive from the old log
         broker = EmbeddedBroker(port=port, topics=config.topics(deployment.cfg)).start()
         back = time.monotonic()
-        at_restart = monitored()
         wait_for(lambda: monitored() > at_restart, 60, "the worker monitoring again after the broker restart")
         recovery = time.monotonic() - back
         stop.set()
         producer.join(10)
+        # every event of the new log is counted, none skipped as covered by the old log's offsets
+        new_log = Follower(deployment.bootstrap, deployment.cfg.input_topic)
+        try:
+            ends = new_log.loop.run_until_complete(new_log.consumer.end_offsets(list(new_log.consumer.assignment())))
+            new_log.wait(lambda rs: len(rs) >= sum(ends.values()), 30, f"the new log's {sum(ends.values())} messages")
+            new_events = sum(len(decode_message(r.value)[0]) for r in new_log.records)
+        finally:
+            new_log.close()
+        wait_for(lambda: monitored() >= at_restart + new_events, 30, f"the worker counting the new log's {new_events} events")
+        assert monitored() == at_restart + new_events
         rejoined = worker.log_path.read_text(errors="replace")[len(log_before):]
         assert "Worker ready" in rejoined and "Setting newly assigned partitions" in rejoined
         assert worker.metric("skewwatch_broker_connected") == 1.0
-        print(f"\nbroker restart: the worker monitored new events {recovery:.1f} s after the broker was back")
+        print(f"\nbroker restart: the worker monitored new events {recovery:.1f} s after the broker was back; "
+              f"all {new_events} events of the new log counted")
         assert recovery <= RECONNECT_WITHIN_S
     finally:
         deployment.stop()

@@ -220,3 +220,56 @@ def test_a_recreated_log_is_counted_from_its_start(tmp_path, credit_baseline):
     service.process(rebuilt, records([r.value for r in stream[60:90]]))
     assert rebuilt.router.monitor("credit").events_seen == 90
     assert service.observe_end_offsets({0: 30}) == []  # growing again
+
+
+def test_a_recreated_log_that_outgrew_the_old_one_is_counted_from_its_start(tmp_path, credit_baseline):
+    """The end offset of the new log never went back where the worker could see it (the new log
+    was already longer than the old one): the first record delivered lies below the offset the
+    group committed, which a healthy log never re-delivers, so nothing is skipped."""
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
+    service.rescan()
+    stream = records(as_json(events("credit", 160, seed=10)))
+    kept = service.monitors_for(0, lambda: [])
+    service.process(kept, stream[:60])
+    service.checkpoints()
+    service.offsets_committed()  # offsets 0..59 committed right after that checkpoint
+    service.process(kept, stream[60:70])
+    table = list(service.checkpoints().items())  # holds the floor known then: 60
+    service.offsets_committed()
+    assert service.observe_end_offsets({0: 70}) == [] and service.observe_end_offsets({0: 100}) == []
+
+    new_log = records([r.value for r in stream[70:160]])  # offsets 0..89 of a recreated log
+    service.process(kept, new_log[:30])
+    assert kept.router.monitor("credit").events_seen == 100
+
+    service.drop_partitions([0])  # rebuilt from the old log's checkpoint, which holds a floor
+    rebuilt = service.monitors_for(0, lambda: table)
+    service.process(rebuilt, new_log)
+    assert rebuilt.router.monitor("credit").events_seen == 70 + 90
+
+
+def test_a_restart_resumes_at_the_committed_offset_without_counting_twice(tmp_path, credit_baseline):
+    """What the committed floor must never mistake for a recreated log: re-delivery from the
+    committed offset after a crash, and a seek back to it within one run."""
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
+    service.rescan()
+    stream = records(as_json(events("credit", 100, seed=11)))
+    monitors = service.monitors_for(0, lambda: [])
+    service.offsets_committed()  # nothing checkpointed yet
+    service.process(monitors, stream[:40])
+    service.checkpoints()
+    service.offsets_committed()
+    assert monitors.committed_floor == 40
+    table = list(service.checkpoints().items())  # no events since: written again for the new floor
+    assert [k for k, _ in table] == ["0/credit"]
+    service.process(monitors, stream[40:70])  # processed, neither checkpointed nor committed
+    service.process(monitors, stream[40:80])  # a seek back to the committed offset: 40..69 again
+    assert monitors.router.monitor("credit").events_seen == 80
+
+    service.drop_partitions([0])  # kill -9: restart from the checkpoint, re-delivery from offset 40
+    restarted = service.monitors_for(0, lambda: table)
+    assert restarted.committed_floor == 40
+    service.process(restarted, stream[40:100])
+    assert restarted.router.monitor("credit").events_seen == 100
