@@ -189,6 +189,11 @@ class PartitionMonitors:
         keep = None
         if self._skip_upto and records:
             skip = self._skip_upto
+            resume = min(skip.values()) + 1  # where the consumer resumes at the latest (the commit follows the checkpoint)
+            if records[0].offset > resume:
+                log.warning("partition %d: offsets %d..%d were never delivered after the restore (a gap in the log, "
+                            "e.g. transaction markers, or records the consumer dropped at startup): their events are "
+                            "not monitored", self.partition, resume, records[0].offset - 1)
             keep = lambda i, ev: records[i].offset > skip.get(ev["model"], -1)  # noqa: E731
             log.info("partition %d: re-delivered from offset %d; skipping what the checkpoints hold (%s)",
                      self.partition, records[0].offset, ", ".join(f"{m} up to {o}" for m, o in sorted(skip.items())))
@@ -215,10 +220,7 @@ class PartitionMonitors:
         """The consumer committed its offsets right after the newest checkpoint: everything that
         checkpoint includes was acked by then (Faust acks a micro-batch as soon as the agent is
         done with it, before the checkpoint timer can take the lock), so it is committed."""
-        if self._checkpointed_upto + 1 > self.committed_floor:
-            self.committed_floor = self._checkpointed_upto + 1
-            # the next checkpoints carry it: a rebalance rebuilds the monitors from them
-            self._dirty.update(m for m in self.router.models if self.router.monitor(m).events_seen)
+        self.committed_floor = max(self.committed_floor, self._checkpointed_upto + 1)
 
     def checkpoints(self, everything: bool = False) -> dict[str, bytes]:
         """{model: msgpack checkpoint} of the monitors that saw events since the last call."""
@@ -316,6 +318,11 @@ class DetectionService:
         self._end_offsets: dict[int, int] = {}  # input partition -> the highest end offset seen
         #: partitions whose log was recreated, until their monitors checkpoint offsets of the new one
         self._recreated: set[int] = set()
+        #: committed floors of the partitions whose monitors were dropped (a rebalance): the
+        #: checkpoints carry them one commit late; rebuilt monitors take the newer of the two.
+        #: Kept instead of writing every checkpoint again after each commit: a longer changelog
+        #: to recover is a longer window in which Faust already fetches (and can lose a record).
+        self._floors: dict[int, int] = {}
         self._rewrite_all = False  # a checkpoint may not have reached the broker
 
     # ---- baselines -----------------------------------------------------------------------
@@ -363,6 +370,7 @@ class DetectionService:
                 p, model = parse_checkpoint_key(key)
                 if p == partition:
                     monitors.restore(model, blob)
+            monitors.committed_floor = max(monitors.committed_floor, self._floors.pop(partition, -1))
             if partition in self._recreated:  # the checkpoints' offsets are those of the lost log
                 monitors.forget_offsets()
             self.partitions[partition] = monitors
@@ -390,7 +398,9 @@ class DetectionService:
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         for p in partitions:
-            self.partitions.pop(p, None)
+            monitors = self.partitions.pop(p, None)
+            if monitors is not None:
+                self._floors[p] = monitors.committed_floor
 
     def rewrite_checkpoints(self) -> None:
         """A checkpoint written earlier did not reach the broker: the next call of `checkpoints`
