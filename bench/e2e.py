@@ -1,7 +1,7 @@
 """End to end on one embedded broker, in one run: what a skewwatch worker moves, against a bare
 Faust agent, and how fast an alert reaches the alert topic.
 
-    .venv/bin/python bench/e2e.py [--messages 20000] [--batched-messages 2000] [--repeat 3]
+    .venv/bin/python bench/e2e.py [--messages 20000] [--batched-messages 10000] [--repeat 3]
                                   [--drifts 20] [--write-results]
 
 (a) bare: a Faust agent (same Faust settings and micro-batching as the worker) that only
@@ -68,7 +68,7 @@ def main() -> int:
         return bare_agent(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20_000, help="single-event messages for (a) and (b), per run")
-    parser.add_argument("--batched-messages", type=int, default=2_000,
+    parser.add_argument("--batched-messages", type=int, default=10_000,
                         help=f"messages of {EVENTS_PER_BATCHED_MESSAGE} events for (c)")
     parser.add_argument("--drifts", type=int, default=20, help="drifts (one per model) for (d)")
     parser.add_argument("--repeat", type=int, default=3,
@@ -384,12 +384,19 @@ _NOTES = """\
   370 ms at 1500 ms and 3 ms at 100 ms). The worker lowers it to `--fetch-max-wait-ms` (100 ms,
   stream/fetch_wait.py), and so does the bare agent here; what remains is mostly the 0.2 s
   micro-batch wait (`--batch-within`). Before that setting, (d) measured p99 1.5 s.
-- Where (c)'s time goes (one-off `py-spy record` of the worker at 100 events/message, 2026-11-25):
-  60% of the samples in `DetectionService.process` (JSON parse 14%, reading the values out of
-  the event dicts 19%, the numeric detectors 10%), 18% waiting for records, 23% in the consumer
-  thread. In-process, `DetectionService.process` on the same messages, 100 per call, runs ~174k
-  events/s on a quiet machine; it ran 62k in the worker before the GC policy of
-  stream/gc_policy.py and the C-level passes over whole messages (commit 10177e8)."""
+- Where (c)'s time goes (2026-11-25/26): in-process, `DetectionService.process` on the same
+  messages runs ~200-230k events/s on a quiet machine (62k before the GC policy of
+  stream/gc_policy.py and the C-level passes of commit 10177e8; ~175k before the monitors were fed
+  2,000 events at a time and the exact PIT lost its binary search). In the worker, Faust's
+  `take_events` does not buffer while a micro-batch is processed, so each ~450 ms batch of 100-event
+  messages is preceded by the 0.2 s `--batch-within` wait in which ~600-1,000 messages trickle in
+  (timed in the agent): the worker spends ~65-70% of the run in its micro-batches. A larger
+  per-partition fetch (8-16 MiB) looked +8% in 3 of 4 paired runs, within the noise; not kept.
+- Variance: a second identical quiet run gave (c) 116,992 events/s, (b) 0.99x, (d) p99 303 ms; an
+  earlier one 119,154. On a loaded VM the same code measured 74,518-94,890 events/s with the bare
+  agent down to 217k-227k events/s, so (c) is an absolute rate that moves with the machine.
+- (c) runs 10,000 messages (1M events) per run since 2026-11-26 (2,000 before: a 2 s run where
+  the first fetch and the first batch wait weigh ~10%)."""
 
 
 if __name__ == "__main__":
