@@ -127,7 +127,6 @@ class ProbabilityIntegralTransform:
         # x in segment j (values[j-1] < x < values[j], j = searchsorted(values, x)) scores
         # upper[j-1] + (x - values[j-1]) * slope[j]; segment 0 (below the grid) is 0 and segment m
         # (above it) 1, flat; `at` (values, then NaN) says whether x sits on a point of the grid
-        m = len(values)
         with np.errstate(divide="ignore", invalid="ignore"):
             slope = np.where(values[1:] > values[:-1], (lower[1:] - upper[:-1]) / (values[1:] - values[:-1]), 0.0)
         self._seg_u = np.concatenate(([0.0], upper))

@@ -75,7 +75,8 @@ def process_messages(
     keep: Callable[[int, dict], bool] | None = None,
 ) -> Processed:
     """Decode each payload, feed the events to the router in order (in chunks of about
-    MONITOR_CHUNK events), and say which payload each reject came from. `keep(index, event)` drops events already counted (see module doc).
+    MONITOR_CHUNK events), and say which payload each reject came from. `keep(index, event)`
+    drops events already counted (see module doc).
     """
     known = set(router.models)
     accepted: list[dict] = []
@@ -118,20 +119,20 @@ def process_messages(
 
 def _monitor_chunk(router: ModelRouter, events: list[dict], origins: list[int],
                    alerts: list[Alert], poisoned: list[tuple[int, dict, Exception]]) -> None:
-    found, bad = _monitor_isolating(router, events, origins, set(map(model_of, events)))
+    found, bad = _monitor_isolating(router, events, origins)
     alerts.extend(found)
     poisoned.extend(bad)
 
 
-def _monitor_isolating(router: ModelRouter, events: list[dict], origins: list[int], models: set[str]
+def _monitor_isolating(router: ModelRouter, events: list[dict], origins: list[int]
                        ) -> tuple[list[Alert], list[tuple[int, dict, Exception]]]:
-    """`router.process(events)` (`models`: theirs); if a monitor raises, its models are rolled
-    back to their state before the call and the batch is bisected down to the events it raises
-    on, which come back (with their origin) instead of being monitored. Batching does not change
-    the alerts, so the rest gives the alerts of the whole batch without those events."""
+    """`router.process(events)`; if a monitor raises, its models are rolled back to their state
+    before the call and the batch is bisected down to the events it raises on, which come back
+    (with their origin) instead of being monitored. Batching does not change the alerts, so the
+    rest gives the alerts of the whole batch without those events."""
     if not events:
         return [], []
-    before = {m: msgpack.packb(router.state_dict(m), use_bin_type=True) for m in models}
+    before = {m: msgpack.packb(router.state_dict(m), use_bin_type=True) for m in set(map(model_of, events))}
     try:
         return router.process(events)[0], []
     except Exception as error:  # noqa: BLE001 (any engine bug: isolate it, never lose the batch)
@@ -140,8 +141,8 @@ def _monitor_isolating(router: ModelRouter, events: list[dict], origins: list[in
         if len(events) == 1:
             return [], [(origins[0], events[0], error)]
     mid = len(events) // 2
-    first, bad_first = _monitor_isolating(router, events[:mid], origins[:mid], set(map(model_of, events[:mid])))
-    second, bad_second = _monitor_isolating(router, events[mid:], origins[mid:], set(map(model_of, events[mid:])))
+    first, bad_first = _monitor_isolating(router, events[:mid], origins[:mid])
+    second, bad_second = _monitor_isolating(router, events[mid:], origins[mid:])
     return first + second, bad_first + bad_second
 
 

@@ -64,6 +64,14 @@ def test_batching_does_not_change_the_alerts(credit_baseline):
     assert any(a["kind"] == "drift" and a["feature"] == "amount" for a in whole)
 
 
+def credit_service(tmp_path, credit_baseline) -> DetectionService:
+    """A worker's service over a baselines directory holding the credit model's baseline."""
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
+    service.rescan()
+    return service
+
+
 def records(payloads: list[bytes], partition: int = 0, start: int = 0) -> list[Record]:
     return [Record(p, partition, start + i, "in") for i, p in enumerate(payloads)]
 
@@ -131,9 +139,7 @@ def test_service_builds_partition_monitors_from_its_checkpoints_and_counts_metri
 
 
 def test_dead_letter_record_carries_reason_original_bytes_and_position(tmp_path, credit_baseline):
-    credit_baseline.save(tmp_path / "credit.msgpack")
-    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
-    service.rescan()
+    service = credit_service(tmp_path, credit_baseline)
     raw = b"\xff\xfe binary junk"
     _, [letter] = service.process(service.monitors_for(0, lambda: []), [Record(raw, 0, 17, "skewwatch.predictions")])
     assert letter["reason"] == "not_decodable" and letter["detail"]
@@ -174,9 +180,7 @@ def test_reject_log_writes_at_most_one_line_per_reason_per_interval(caplog):
 
 
 def test_records_delivered_twice_in_one_run_are_processed_once(tmp_path, credit_baseline):
-    credit_baseline.save(tmp_path / "credit.msgpack")
-    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
-    service.rescan()
+    service = credit_service(tmp_path, credit_baseline)
     monitors = service.monitors_for(0, lambda: [])
     stream = records(as_json(events("credit", 80, seed=8)) + [b"{bad"])
     service.process(monitors, stream[:40])
@@ -201,9 +205,7 @@ def test_a_recreated_log_is_counted_from_its_start(tmp_path, credit_baseline):
     """A broker that lost its records starts the partition's offsets again: the records of the
     new log must not be skipped as covered by the old log's checkpoints, whether the monitors
     stay in memory or are rebuilt from the checkpoint table after a rebalance."""
-    credit_baseline.save(tmp_path / "credit.msgpack")
-    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
-    service.rescan()
+    service = credit_service(tmp_path, credit_baseline)
     stream = records(as_json(events("credit", 90, seed=9)))
     kept = service.monitors_for(0, lambda: [])
     service.process(kept, stream[:60])
@@ -226,9 +228,7 @@ def test_a_recreated_log_that_outgrew_the_old_one_is_counted_from_its_start(tmp_
     """The end offset of the new log never went back where the worker could see it (the new log
     was already longer than the old one): the first record delivered lies below the offset the
     group committed, which a healthy log never re-delivers, so nothing is skipped."""
-    credit_baseline.save(tmp_path / "credit.msgpack")
-    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
-    service.rescan()
+    service = credit_service(tmp_path, credit_baseline)
     stream = records(as_json(events("credit", 160, seed=10)))
     kept = service.monitors_for(0, lambda: [])
     service.process(kept, stream[:60])
@@ -252,9 +252,7 @@ def test_a_recreated_log_that_outgrew_the_old_one_is_counted_from_its_start(tmp_
 def test_a_restart_resumes_at_the_committed_offset_without_counting_twice(tmp_path, credit_baseline):
     """What the committed floor must never mistake for a recreated log: re-delivery from the
     committed offset after a rebalance, after a crash, and after a seek back within one run."""
-    credit_baseline.save(tmp_path / "credit.msgpack")
-    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
-    service.rescan()
+    service = credit_service(tmp_path, credit_baseline)
     stream = records(as_json(events("credit", 100, seed=11)))
     monitors = service.monitors_for(0, lambda: [])
     service.offsets_committed()  # nothing checkpointed yet
@@ -272,8 +270,7 @@ def test_a_restart_resumes_at_the_committed_offset_without_counting_twice(tmp_pa
     service.process(rebalanced, stream[40:90])
     assert rebalanced.router.monitor("credit").events_seen == 90
 
-    restarted_service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))  # kill -9
-    restarted_service.rescan()
+    restarted_service = credit_service(tmp_path, credit_baseline)  # kill -9: a new process
     restarted = restarted_service.monitors_for(0, lambda: table)
     restarted_service.process(restarted, stream[40:100])
     assert restarted.router.monitor("credit").events_seen == 100
@@ -282,9 +279,7 @@ def test_a_restart_resumes_at_the_committed_offset_without_counting_twice(tmp_pa
 def test_records_never_delivered_after_a_restore_are_reported(tmp_path, credit_baseline, caplog):
     """Not silently: after a restore at offset 39 the consumer resumes at 40 at the latest; a first
     record at 45 means 40..44 never reached the worker."""
-    credit_baseline.save(tmp_path / "credit.msgpack")
-    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
-    service.rescan()
+    service = credit_service(tmp_path, credit_baseline)
     stream = records(as_json(events("credit", 60, seed=12)))
     service.process(service.monitors_for(0, lambda: []), stream[:40])
     table = list(service.checkpoints().items())
