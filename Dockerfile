@@ -13,11 +13,14 @@ RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/
     && mkdir -p /baselines
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY detectors ./detectors
 COPY baselines ./baselines
 COPY stream ./stream
-RUN pip install . && rm -rf /src
+# The monitors' kernels are C (detectors/_kernels.c): a compiler for the build, removed after it.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install . \
+    && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* /src
 
 # In a container the web server must listen on every interface so Prometheus can scrape it.
 ENV SKEWWATCH_WEB_HOST=0.0.0.0 \

@@ -14,11 +14,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from baselines.profile import CategoricalProfile
+from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.episodes import Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
-from detectors.numeric import commit_recent, rate_weights, recent_rows
+from detectors.numeric import blocks_touched, commit_recent, rate_weights, recent_rows, window_cuts
 from detectors.sketches import SpaceSaving
 from detectors.stats import chi2_sf, jensen_shannon, psi
 
@@ -31,6 +32,7 @@ ALARMS = {
 }
 #: a chi-square cell needs this many expected values; smaller ones are pooled
 MIN_EXPECTED = 5.0
+_NO_SCORES = np.zeros(0, dtype=np.int64)
 
 
 class CategoricalBank:
@@ -45,17 +47,25 @@ class CategoricalBank:
         self._recent_len = recent
         self._n_known = np.array([len(c) for c in self._categories], dtype=np.int64)
         #: cell offsets in one flat histogram: feature j owns cells [offset, offset + K_j] (K_j = other)
-        self._offsets = np.concatenate(([0], np.cumsum(self._n_known + 1)))[:-1]
+        self._offsets = np.concatenate(([0], np.cumsum(self._n_known + 1)))[:-1].astype(np.int64)
         self._n_cells = int((self._n_known + 1).sum())
         self._expected = []
         for p in self._profiles:
             shares = np.array(list(p.categories.values()) + [p.other_freq], dtype=np.float64)
             self._expected.append(shares / shares.sum() if shares.sum() > 0 else shares)
+        # the same per cell of the flat histogram, for `_window_candidates`
+        self._expected_cell = np.concatenate(self._expected) if self._expected else np.zeros(0)
+        self._known_cell = self._expected_cell > 0
+        self._cell_feature = np.repeat(np.arange(f), self._n_known + 1)
+        self._profile_counts = np.array([max(p.count, 1) for p in self._profiles], dtype=np.float64)
         weights = np.array([[rate_weights(p.other_freq, p.count), rate_weights(p.missing_rate, p.total),
                              rate_weights(p.invalid_rate, p.total)] for p in self._profiles]).reshape(f, 3, 3)
         self._llr_hit = weights[:, :, 0].astype(np.int64)
         self._llr_miss = weights[:, :, 1].astype(np.int64)
         self._expected_rates = weights[:, :, 2]
+        # in chain order: unseen, missing, invalid, each feature by feature
+        self._rate_hit = np.ascontiguousarray(self._llr_hit.T).ravel()
+        self._rate_miss = np.ascontiguousarray(self._llr_miss.T).ravel()
         self._cusum = CusumBank(np.full(3 * f, round(T.RATE_H * T.LLR_SCALE), dtype=np.int64))
         self._blocks = BlockAccumulator(T.CUSUM_BLOCK, 3 * f)
         self._counts = np.zeros(self._n_cells, dtype=np.int64)
@@ -82,12 +92,18 @@ class CategoricalBank:
             return []
         # the sketches take this batch's values at end_batch: an alert inside the batch sees only earlier ones
         self._pending_unseen = others
-        other = codes == self._n_known[:, None]
-        columns = np.concatenate([other, codes == MISSING_CODE, codes == INVALID_CODE]).T.astype(np.int64)
-        sums, ends = self._blocks.add(columns, start)
+        cuts = window_cuts(start, n, self._window)
+        raw = np.empty((blocks_touched(start, n, T.CUSUM_BLOCK), 3 * f), dtype=np.int64)
+        counts = np.empty((len(cuts) - 1, self._n_cells), dtype=np.int64)
+        _kernels.categorical_blocks(codes, start, T.CUSUM_BLOCK, self._n_known, self._offsets, self._n_cells,
+                                    np.array(cuts, dtype=np.int64), raw, counts)
+        sums, ends = self._blocks.add_sums(raw, start, n)
         out = self._cusum_alarms(sums, ends, f)
-        out += self._windows(codes, start, n)
-        self._batch_recent = np.concatenate([self._recent, codes.astype(np.int16)], axis=1)
+        for segment, b in enumerate(cuts[1:]):
+            self._counts += counts[segment]
+            if (start + b) % self._window == 0:
+                out += self._close_window(start + b - 1)
+        self._batch_recent = codes.astype(np.int16)
         return out
 
     def end_batch(self) -> None:
@@ -100,11 +116,9 @@ class CategoricalBank:
     def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:
             return []
-        b = T.CUSUM_BLOCK
-        inc = np.concatenate([sums[:, r * f:(r + 1) * f] * self._llr_hit[:, r]
-                              + (b - sums[:, r * f:(r + 1) * f]) * self._llr_miss[:, r] for r in range(3)], axis=1)
         out = []
-        for event, chain, stat, zero in self._cusum.update(inc, ends):
+        alarms = self._cusum.update_from_sums(sums, ends, _NO_SCORES, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK)
+        for event, chain, stat, zero in alarms:
             test, j = divmod(chain, f)
             kind, family, detector = ALARMS[test]
             onset = zero + 1
@@ -116,18 +130,22 @@ class CategoricalBank:
                                  stat / T.LLR_SCALE, T.RATE_H, None, evidence, onset))
         return out
 
-    def _windows(self, codes: np.ndarray, start: int, n: int) -> list[Candidate]:
-        w = self._window
-        cells = np.where(codes >= 0, codes + self._offsets[:, None], -1)
-        first = (-start) % w
-        cuts = [0] + [c for c in range(first, n, w) if c > 0] + [n]
-        out = []
-        for a, b in zip(cuts[:-1], cuts[1:]):
-            seg = cells[:, a:b]
-            self._counts += np.bincount(seg[seg >= 0], minlength=self._n_cells)
-            if (start + b) % w == 0:
-                out += self._close_window(start + b - 1)
-        return out
+    def _window_candidates(self, counts: np.ndarray) -> np.ndarray:
+        """Features whose window may fail the chi-square test, in a few passes over all cells.
+
+        Pooling cells never raises chi-square ((sum o - sum e)^2 / sum e <= sum (o - e)^2 / e) and the
+        threshold is lowest at 1 degree of freedom, so a feature whose unpooled chi-square is below
+        that threshold cannot alarm, and is not tested cell by cell (`_chi2`)."""
+        if not len(self._offsets):
+            return np.zeros(0, dtype=np.int64)
+        values = np.add.reduceat(counts, self._offsets)
+        n = np.add.reduceat(counts * self._known_cell, self._offsets)
+        expected = n[self._cell_feature] * self._expected_cell
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(self._known_cell, (counts - expected) ** 2 / expected, 0.0)
+        unpooled = np.add.reduceat(terms, self._offsets) / (1.0 + n / self._profile_counts)
+        # the margin covers float rounding between the two sums
+        return np.flatnonzero((values >= self._min_window_values) & (unpooled > 0.999 * _chi2_threshold(1)))
 
     def _chi2(self, j: int, counts: np.ndarray) -> tuple[float, int]:
         """(chi-square of the window's shares against training, degrees of freedom); dof 0: no test."""
@@ -161,8 +179,7 @@ class CategoricalBank:
 
     def _close_window(self, event: int) -> list[Candidate]:
         out = []
-        values = np.add.reduceat(self._counts, self._offsets) if len(self._offsets) else []
-        for j in np.flatnonzero(np.asarray(values) >= self._min_window_values).tolist():
+        for j in self._window_candidates(self._counts).tolist():
             chi2, dof = self._chi2(j, self._counts)
             if not dof or chi2 <= _chi2_threshold(dof):  # the threshold is where the tail is WINDOW_ALPHA
                 continue

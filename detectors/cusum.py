@@ -1,13 +1,9 @@
-"""Vectorised one-sided CUSUM chains on event-count-aligned blocks, in exact integer arithmetic.
+"""One-sided CUSUM chains on event-count-aligned blocks, in exact integer arithmetic.
 
 A CUSUM chain is S_t = max(0, S_{t-1} + x_t) and alarms when S_t > h. A bank runs many chains side
-by side (every feature x every test) over a batch of block increments with the Lindley closed form
-
-    S_t = C_t - min(-S_0, min_{j<=t} C_j),   C = cumsum(x)
-
-so a batch costs a few numpy passes; Python loops only over alarms. Increments are fixed-point
-integers: sums are then exact and associative, which is what makes the alarms identical whatever
-the batch sizes.
+by side (every feature x every test) over a batch of block increments, compiled
+(`detectors._kernels.cusum_sums`). Increments are fixed-point integers: sums are then exact and
+associative, which is what makes the alarms identical whatever the batch sizes.
 """
 from __future__ import annotations
 
@@ -15,8 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from detectors import _kernels
+
 #: chains whose threshold is this are switched off (never alarm)
 DISABLED = np.iinfo(np.int64).max // 4
+_NO_SCORES = np.zeros(0, dtype=np.int64)
 
 
 class BlockAccumulator:
@@ -67,6 +66,20 @@ class BlockAccumulator:
         self._partial = tail
         return (sums, ends) if first else (sums[1:], ends[1:])
 
+    def add_sums(self, raw: np.ndarray, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """`add` from sums already made per block: raw (nb, n_columns) int64 holds the sums over the
+        events start..start+n-1 of each block they touch (`numeric.blocks_touched`), in order."""
+        if n == 0:
+            return raw[:0], np.zeros(0, dtype=np.int64)
+        size = self._size
+        raw[0] += self._partial
+        ends = (start // size + np.arange(len(raw))) * size + (size - 1)
+        if (start + n) % size:  # the last block is still incomplete
+            self._partial = raw[-1].copy()
+            return raw[:-1], ends[:-1]
+        self._partial = np.zeros_like(self._partial)
+        return raw, ends
+
     def reset(self) -> None:
         self._partial[:] = 0
 
@@ -112,50 +125,19 @@ class CusumBank:
         onset is the last event at which the chain stood at 0 before the alarm (-1: never), the
         classic CUSUM change-point estimate. After an alarm the chain restarts from 0 at that block.
         """
-        if len(increments) == 0:
-            return []
-        c = np.cumsum(increments, axis=0)
-        running_min = np.minimum.accumulate(c, axis=0)
-        s = c - np.minimum(running_min, -self._s)
-        over = s > self._h
-        alarms: list[tuple[int, int, int]] = []
-        alarmed = np.flatnonzero(over.any(axis=0))
-        before = self._last_zero.copy()
-        # last index where each chain stood at 0: the last occurrence of C's minimum, if S reached 0
-        n = len(c)
-        last_min = n - 1 - np.argmin(c[::-1], axis=0)
-        reached_zero = running_min[-1] <= -self._s
-        self._last_zero = np.where(reached_zero, ends[last_min], self._last_zero)
-        self._s = s[-1].copy()
-        for chain in alarmed:
-            self._replay_chain(int(chain), increments[:, chain], ends, s[:, chain], int(before[chain]), alarms)
-        alarms.sort()
-        return alarms
+        increments = np.ascontiguousarray(increments, dtype=np.int64)
+        ones = np.ones(len(self._h), dtype=np.int64)
+        return self.update_from_sums(increments, ends, _NO_SCORES, ones, np.zeros_like(ones), block=0)
 
-    def _replay_chain(self, chain: int, inc: np.ndarray, ends: np.ndarray, s: np.ndarray, zero: int,
-                      alarms: list) -> None:
-        h = self._h[chain]
-        while True:
-            hit = int(np.argmax(s > h))
-            zeros = np.flatnonzero(s[:hit] == 0)
-            onset = int(ends[zeros[-1]]) if len(zeros) else zero
-            alarms.append((int(ends[hit]), chain, int(s[hit]), onset))
-            zero = int(ends[hit])
-            rest = inc[hit + 1 :]
-            if len(rest) == 0:
-                self._s[chain] = 0
-                self._last_zero[chain] = ends[hit]
-                return
-            c = np.cumsum(rest)
-            running_min = np.minimum.accumulate(c)
-            s = c - np.minimum(running_min, 0)
-            if not (s > h).any():
-                self._s[chain] = s[-1]
-                last_min = len(c) - 1 - int(np.argmin(c[::-1]))
-                self._last_zero[chain] = ends[hit + 1 + last_min] if running_min[-1] <= 0 else ends[hit]
-                return
-            ends = ends[hit + 1 :]
-            inc = rest
+    def update_from_sums(self, sums: np.ndarray, ends: np.ndarray, k_fixed: np.ndarray, hit: np.ndarray,
+                         miss: np.ndarray, block: int, half: int = 0) -> list[tuple[int, int, int, int]]:
+        """`update` with the increments made from block sums (see `detectors._kernels.cusum_sums`):
+        sums (nb, 3 f + r), f = len(k_fixed) location/scale scores, then r Bernoulli counts per block of
+        `block` events, weighted hit / miss. The chains are the 4 f score chains, then the r rate chains."""
+        if len(sums) == 0:
+            return []
+        return _kernels.cusum_sums(sums, np.ascontiguousarray(ends, dtype=np.int64), len(k_fixed), k_fixed, half,
+                                   hit, miss, block, self._h, self._s, self._last_zero)
 
     def reset(self) -> None:
         self._s[:] = 0

@@ -28,7 +28,7 @@ from detectors.categorical import CategoricalBank
 from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.diagnosis import ChangeTiming, Diagnosis, diagnose_categorical, diagnose_numeric, diagnose_versions
 from detectors.episodes import Candidate, EpisodeTracker
-from detectors.extract import FeatureColumns, NumericColumns, NumericValues, row_getter, value_rows
+from detectors.extract import INVALID, FeatureColumns, NumericValues
 from detectors.numeric import Z_PER_UNIT, NumericBank, rate_weights, summarise_recent
 from detectors.sketches import MAX_LABEL, SpaceSaving
 from detectors.timing import BlockHistory
@@ -46,9 +46,8 @@ MAX_VERSIONS = 16
 TIMING_PER_SIZE = 8
 #: raw invalid values kept per numeric feature (the last ones), quoted by the diagnosis
 MAX_INVALID_EXAMPLES = 4
-_CONFIDENCE = ["confidence"]
-_CONFIDENCE_GETTER = row_getter(_CONFIDENCE)
 _features_of = itemgetter("features")
+_NO_SCORES = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -84,16 +83,16 @@ class ModelMonitor:
         self._numeric = NumericBank(numeric, config.window, config.min_window_values, config.recent)
         self._categorical = CategoricalBank(categorical, config.window, config.min_window_values,
                                             config.recent, config.top_unseen)
-        self._columns = FeatureColumns(self._numeric.names, self._categorical.names, self._categorical.categories)
+        self._columns = FeatureColumns(self._numeric.names, self._categorical.names, self._categorical.categories,
+                                       count_extra=True)
         self._confidence = (NumericBank([baseline.confidence], config.window, config.min_window_values,
                                         config.recent, confidence=True, names=["confidence"])
                             if baseline.confidence else None)
         self._known = frozenset(baseline.features)
-        self._n_known = len(self._known)
         self._episodes = EpisodeTracker(config.rearm_quiet_events)
         self._unexpected_names = SpaceSaving(config.max_unexpected_names)
         hit, miss, self._unexpected_rate = rate_weights(0.0, baseline.n_rows)
-        self._unexpected_weights = (hit, miss)
+        self._unexpected_weights = (np.array([hit], dtype=np.int64), np.array([miss], dtype=np.int64))
         self._unexpected_blocks = BlockAccumulator(T.CUSUM_BLOCK, 1)
         self._unexpected_cusum = CusumBank(np.array([round(T.RATE_H * T.LLR_SCALE)], dtype=np.int64))
         self._version_first_seen: dict[str, int] = {}
@@ -104,7 +103,7 @@ class ModelMonitor:
         self._timing = BlockHistory(len(self._numeric.names), TIMING_PER_SIZE, config.timing_blocks)
         self._batch_timing: tuple[np.ndarray, np.ndarray] | None = None
         self._last_alert: dict[str, dict] = {}
-        self._confidence_column = NumericColumns(_CONFIDENCE)
+        self._confidence_column = FeatureColumns(["confidence"], [], [])
         self._invalid_examples: list[list[str]] = [[] for _ in self._numeric.names]
         self._batch_numeric: NumericValues | None = None
         self._events_seen = 0
@@ -131,14 +130,14 @@ class ModelMonitor:
             return []
         start = self._events_seen
         features = list(map(_features_of, events))
-        numeric, (codes, absent_cat, others) = self._columns.extract(features)
+        numeric, (codes, _, others), extra = self._columns.extract(features)
         self._batch_numeric = numeric
-        candidates = self._numeric.update(numeric.x, numeric.missing, numeric.invalid, start)
+        candidates = self._numeric.update(numeric.x, start)
         self._record_timing(start, n)
         candidates += self._categorical.update(codes, others, start)
         if self._confidence is not None:
             candidates += self._update_confidence(events, start)
-        candidates += self._unexpected_fields(features, numeric.absent, absent_cat, start)
+        candidates += self._unexpected_fields(features, extra, start)
         candidates += self._serving(events, start)
         candidates.sort()
         alerts = []
@@ -158,12 +157,9 @@ class ModelMonitor:
 
     # ---- confidence, unexpected fields, serving ------------------------------------------------
     def _update_confidence(self, events: list[dict], start: int) -> list[Candidate]:
-        x, missing, invalid, _, _ = self._confidence_column.from_rows(value_rows(events, _CONFIDENCE, _CONFIDENCE_GETTER))
-        x, missing, invalid = x[0], missing[0], invalid[0]
-        outside = (x < 0.0) | (x > 1.0)
-        invalid |= outside
-        x[outside] = math.nan
-        return self._confidence.update(x[None, :], missing[None, :], invalid[None, :], start)
+        x = self._confidence_column.extract(events)[0].x
+        x[(x < 0.0) | (x > 1.0)] = math.inf  # a confidence outside [0, 1] is invalid (inf: not a valid value)
+        return self._confidence.update(x, start)
 
     # ---- raw examples of invalid values, for the diagnosis -----------------------------------------
     def _invalid_examples_at(self, j: int, event_index: int) -> list[str]:
@@ -176,20 +172,17 @@ class ModelMonitor:
 
     def _end_invalid_examples(self, numeric: NumericValues) -> None:
         last = numeric.x.shape[1] - 1
-        for j in np.flatnonzero(numeric.invalid.any(axis=1)).tolist():
+        for j in np.flatnonzero((numeric.status == INVALID).any(axis=1)).tolist():
             recent = numeric.invalid_examples(j, last, MAX_INVALID_EXAMPLES)
             self._invalid_examples[j] = (self._invalid_examples[j] + recent)[-MAX_INVALID_EXAMPLES:]
 
-    def _unexpected_fields(self, features: list[dict], absent_num: np.ndarray, absent_cat: np.ndarray,
-                           start: int) -> list[Candidate]:
-        present = self._n_known - absent_num.sum(axis=0) - absent_cat.sum(axis=0)
-        extra = np.fromiter(map(len, features), dtype=np.int64, count=len(features)) > present
+    def _unexpected_fields(self, features: list[dict], extra: np.ndarray, start: int) -> list[Candidate]:
+        """extra (n,) bool: the event has keys the model does not know."""
         names = [(start + int(i), name) for i in np.flatnonzero(extra) for name in features[i] if name not in self._known]
         sums, ends = self._unexpected_blocks.add(extra.astype(np.int64)[:, None], start)
         hit, miss = self._unexpected_weights
-        inc = sums * hit + (T.CUSUM_BLOCK - sums) * miss
         out = []
-        for event, _, stat, _ in self._unexpected_cusum.update(inc, ends):
+        for event, _, stat, _ in self._unexpected_cusum.update_from_sums(sums, ends, _NO_SCORES, hit, miss, T.CUSUM_BLOCK):
             seen = SpaceSaving.from_state(self._unexpected_names.state_dict(), self._unexpected_names.capacity)
             for index, name in names:
                 if index <= event:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from baselines.profile import QUANTILE_PROBS, NumericProfile
+from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr_weights
 from detectors.episodes import Candidate
@@ -75,24 +76,44 @@ def rate_weights(rate: float, n: int) -> tuple[int, int, float]:
 MIN_SUMMARY_EVENTS = 32
 
 
+def window_cuts(start: int, n: int, window: int) -> list[int]:
+    """Offsets that split a batch of events start..start+n-1 where tumbling windows of `window`
+    events (aligned on the event count) end: [0, ..., n], no empty segment.
+
+    >>> window_cuts(1500, 2000, 1000)
+    [0, 500, 1500, 2000]
+    """
+    first = (-start) % window
+    return [0] + [c for c in range(first, n, window) if c > 0] + [n]
+
+
+def blocks_touched(start: int, n: int, size: int) -> int:
+    """How many blocks of `size` events aligned on the event count hold events start..start+n-1."""
+    return (start + n - 1) // size - start // size + 1 if n else 0
+
+
 def commit_recent(monitor: Any) -> None:
-    """End of a batch: the ring of recent events keeps the last `_recent_len` of ring + batch."""
-    if monitor._batch_recent is not None:
-        n = monitor._batch_recent.shape[1] - monitor._recent.shape[1]
-        monitor._recent = np.ascontiguousarray(monitor._batch_recent[:, -monitor._recent_len:])
-        monitor._recent_filled = min(monitor._recent_len, monitor._recent_filled + n)
+    """End of a batch: the monitor's last `_recent_len` events become the last of ring + batch."""
+    batch = monitor._batch_recent
+    if batch is not None:
+        n, keep = batch.shape[1], monitor._recent_len
+        if n >= keep:
+            monitor._recent = np.ascontiguousarray(batch[:, n - keep:])
+        else:
+            monitor._recent = np.concatenate([monitor._recent[:, n:], batch], axis=1)
+        monitor._recent_filled = min(keep, monitor._recent_filled + n)
         monitor._batch_recent = None
 
 
 def recent_rows(monitor: Any, j: int, event_index: int | None, since: int | None) -> np.ndarray:
-    """Feature j's last `_recent_len` events up to event_index, from a monitor's ring of recent
-    events (`_recent`, `_recent_filled`) and, during a batch, the batch's rows appended to it
-    (`_batch_recent` from `_batch_start`). With `since`, only the events since the change started,
-    but at least MIN_SUMMARY_EVENTS to summarise. Shared by the numeric and categorical monitors."""
+    """Feature j's last `_recent_len` events up to event_index, from a monitor's last events
+    (`_recent`, `_recent_filled`) and, during a batch, the batch's own (`_batch_recent`, events
+    from `_batch_start`). With `since`, only the events since the change started, but at least
+    MIN_SUMMARY_EVENTS to summarise. Shared by the numeric and categorical monitors."""
     if monitor._batch_recent is not None and event_index is not None:
-        stop = monitor._recent.shape[1] + (event_index - monitor._batch_start) + 1
-        rows = monitor._batch_recent[j, :stop][-monitor._recent_len:]
-        have = min(monitor._recent_len, monitor._recent_filled + event_index - monitor._batch_start + 1)
+        stop = event_index - monitor._batch_start + 1
+        rows = np.concatenate([monitor._recent[j], monitor._batch_recent[j, :stop]])[-monitor._recent_len:]
+        have = min(monitor._recent_len, monitor._recent_filled + stop)
     else:
         rows, have = monitor._recent[j], monitor._recent_filled
     if since is not None and event_index is not None:
@@ -117,8 +138,8 @@ class NumericBank:
         f = len(self._profiles)
         self._pit = BatchedPIT(self._profiles)
         counts = np.array([max(p.count, 1) for p in self._profiles], dtype=np.float64)
-        self._mins = np.array([p.min for p in self._profiles]).reshape(f, 1)
-        self._maxs = np.array([p.max for p in self._profiles]).reshape(f, 1)
+        self._mins = np.array([p.min for p in self._profiles], dtype=np.float64)
+        self._maxs = np.array([p.max for p in self._profiles], dtype=np.float64)
         k = T.CUSUM_K + T.BASELINE_ALLOWANCE_SD / np.sqrt(counts)
         self._k_fixed = np.rint(k / Z_PER_UNIT).astype(np.int64)
         self._ks_allowance = T.KS_BASELINE_ALLOWANCE / np.sqrt(counts)
@@ -127,6 +148,9 @@ class NumericBank:
         self._llr_hit = weights[:, :, 0].astype(np.int64)  # (f, 3): missing, invalid, out of range
         self._llr_miss = weights[:, :, 1].astype(np.int64)
         self._expected_rates = weights[:, :, 2]
+        # the rate chains' weights in chain order: missing, invalid, out of range, each feature by feature
+        self._rate_hit = np.ascontiguousarray(self._llr_hit.T).ravel()
+        self._rate_miss = np.ascontiguousarray(self._llr_miss.T).ravel()
         h = np.full((N_CHAINS, f), DISABLED, dtype=np.int64)
         for chain in self._alarms:
             h[chain] = round(T.CUSUM_H / Z_PER_UNIT) if chain <= SCALE_DOWN else round(T.RATE_H * T.LLR_SCALE)
@@ -135,7 +159,6 @@ class NumericBank:
         self._river_blocks = BlockAccumulator(T.RIVER_BLOCK // T.CUSUM_BLOCK, 2 * f)
         self._river = [] if confidence else [BlockChangeDetectors() for _ in range(f)]
         self._hist = np.zeros((f, FINE_BINS), dtype=np.int64)
-        self._bin_offsets = (np.arange(f) * FINE_BINS)[:, None]
         self._window_counts = np.zeros((f, 4), dtype=np.int64)  # valid, missing, invalid, out of range
         self._last_hist = np.zeros((f, FINE_BINS), dtype=np.int64)
         self._last_counts = np.zeros((f, 4), dtype=np.int64)
@@ -151,30 +174,28 @@ class NumericBank:
         return self._names
 
     # ---- the batch ---------------------------------------------------------------------
-    def update(self, x: np.ndarray, missing: np.ndarray, invalid: np.ndarray, start: int) -> list[Candidate]:
-        """x, missing, invalid: (n_features, n_events) for events start.. of the model."""
+    def update(self, x: np.ndarray, start: int) -> list[Candidate]:
+        """x: (n_features, n_events) for events start.. of the model, as `NumericValues.x` encodes
+        it: the value if valid, NaN if missing, +inf if invalid."""
         f, n = x.shape
         self._completed_river = None
         self._batch_start = start
         if f == 0 or n == 0:
             return []
-        valid = ~(missing | invalid)
-        u = self._pit.transform(x, np.arange(start, start + n))
-        u[~valid] = 0.5  # no evidence either way
-        # fixed point, as whole float64 numbers: exact, and the block sums run as a matrix product
-        u_fixed = np.floor(u * ONE)
-        location = u_fixed - HALF
-        spread = np.abs(2 * u_fixed - ONE)  # invalid/missing: u = 1/2 -> 0
-        outside = (x < self._mins) | (x > self._maxs)  # NaN compares False
-        columns = np.concatenate([location, spread, valid, missing, invalid, outside], dtype=np.float64)
-        sums, ends = self._blocks.add_columns(columns, start)
+        u = self._pit.transform(x, start)
+        cuts = [0, n] if self._confidence else window_cuts(start, n, self._window)
+        raw = np.empty((blocks_touched(start, n, T.CUSUM_BLOCK), 6 * f), dtype=np.int64)
+        hist = np.empty((len(cuts) - 1, f, FINE_BINS), dtype=np.int64)
+        counts = np.empty((len(cuts) - 1, f, 4), dtype=np.int64)
+        _kernels.numeric_blocks(x, u, start, T.CUSUM_BLOCK, T.U_BITS, self._mins, self._maxs,
+                                np.array(cuts, dtype=np.int64), raw, hist, counts)
+        sums, ends = self._blocks.add_sums(raw, start, n)
         candidates = self._cusum_alarms(sums, ends, f)
         if self._river:
             candidates += self._river_alarms(sums, ends, f)
         if not self._confidence:
-            candidates += self._windows(u_fixed, valid, sums, ends, start, n)
-        encoded = np.where(valid, x, np.where(invalid, np.inf, np.nan))
-        self._batch_recent = np.concatenate([self._recent, encoded], axis=1)
+            candidates += self._windows(hist, counts, cuts, start)
+        self._batch_recent = x
         return candidates
 
     def end_batch(self) -> None:
@@ -184,14 +205,10 @@ class NumericBank:
     def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:
             return []
-        loc, spread, nvalid, nmiss, ninv, nout = (sums[:, i * f:(i + 1) * f] for i in range(6))
-        k = nvalid * self._k_fixed
-        scale = spread - HALF * nvalid
-        b = T.CUSUM_BLOCK
-        rate_inc = [c * self._llr_hit[:, r] + (b - c) * self._llr_miss[:, r] for r, c in enumerate((nmiss, ninv, nout))]
-        inc = np.concatenate([loc - k, -loc - k, scale - k, -scale - k, *rate_inc], axis=1)
         out = []
-        for event, chain, stat, zero in self._cusum.update(inc, ends):
+        alarms = self._cusum.update_from_sums(sums, ends, self._k_fixed, self._rate_hit, self._rate_miss,
+                                              T.CUSUM_BLOCK, HALF)
+        for event, chain, stat, zero in alarms:
             test, j = divmod(chain, f)
             out.append(self._cusum_candidate(event, test, j, stat, zero + 1))
         return out
@@ -217,9 +234,9 @@ class NumericBank:
         river_ends = (river_ends + 1) * T.CUSUM_BLOCK - 1
         self._completed_river = (river_sums, river_ends)
         out = []
-        for row, event in zip(river_sums, river_ends.tolist()):
+        for row, event in zip(river_sums.tolist(), river_ends.tolist()):
             for j, detector in enumerate(self._river):
-                nvalid = int(row[f + j])
+                nvalid = row[f + j]
                 if nvalid == 0:
                     continue
                 mean_u = 0.5 + row[j] / (nvalid * ONE)
@@ -236,24 +253,13 @@ class NumericBank:
                                          detector.onset + 1))
         return out
 
-    def _windows(self, u_fixed: np.ndarray, valid: np.ndarray, sums: np.ndarray, ends: np.ndarray,
-                 start: int, n: int) -> list[Candidate]:
-        f = len(self._names)
-        w = self._window
-        # not-valid values sit at u = 1/2: counted in the middle bin, then taken out of it
-        bins = np.minimum((u_fixed * FINE_BINS * (1.0 / ONE)).astype(np.int64), FINE_BINS - 1) + self._bin_offsets
-        middle = (HALF * FINE_BINS) >> T.U_BITS
-        first = (-start) % w
-        cuts = [0] + [c for c in range(first, n, w) if c > 0] + [n]
-        counts = np.concatenate([sums[:, 2 * f:3 * f], sums[:, 3 * f:4 * f], sums[:, 4 * f:5 * f],
-                                 sums[:, 5 * f:6 * f]], axis=1).reshape(len(sums), 4, f).transpose(0, 2, 1)
+    def _windows(self, hist: np.ndarray, counts: np.ndarray, cuts: list[int], start: int) -> list[Candidate]:
+        """hist (segments, f, bins), counts (segments, f, 4) of the batch's window segments."""
         out = []
-        for a, b in zip(cuts[:-1], cuts[1:]):
-            self._hist += np.bincount(bins[:, a:b].ravel(), minlength=f * FINE_BINS).reshape(f, FINE_BINS)
-            self._hist[:, middle] -= (b - a) - np.count_nonzero(valid[:, a:b], axis=1)
-            in_segment = (ends >= start + a) & (ends < start + b)
-            self._window_counts += counts[in_segment].sum(axis=0)
-            if (start + b) % w == 0:
+        for segment, b in enumerate(cuts[1:]):
+            self._hist += hist[segment]
+            self._window_counts += counts[segment]
+            if (start + b) % self._window == 0:
                 out += self._close_window(start + b - 1)
         return out
 

@@ -18,6 +18,10 @@ import math
 import numpy as np
 
 from baselines.profile import QUANTILE_PROBS, NumericProfile
+from detectors import _kernels
+
+#: how detectors._kernels.pit_transform scores a feature
+_TABLED, _INTEGER, _PYTHON = range(3)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -175,7 +179,7 @@ class BatchedPIT:
     ...                         np.array([1.0]), np.array([0.5, 0.5]), np.array([0.0, 1.0, 2.0]), np.array([0.3, 0.4, 0.3]))
     >>> profiles = [NumericProfile("x", 1000, 0, 0, 5.0, 2.9, 0.0, 10.0, q, np.array([5.0]), np.array([0.5, 0.5])), counts]
     >>> x = np.array([[-1.0, 0.005, 2.5, 9.995, 11.0], [0.0, 1.0, 1.5, 2.0, 3.0]])
-    >>> u = BatchedPIT(profiles).transform(x, np.arange(5))
+    >>> u = BatchedPIT(profiles).transform(x, 0)
     >>> exact = np.array([ProbabilityIntegralTransform(p).transform(x[j], np.arange(5)) for j, p in enumerate(profiles)])
     >>> bool(np.allclose(u, exact, atol=1e-9))
     True
@@ -188,16 +192,24 @@ class BatchedPIT:
 
     def __init__(self, profiles: list[NumericProfile]):
         self._pits = [ProbabilityIntegralTransform(p) for p in profiles]
-        tabled, tables, ends = [], [], []
-        integer, lowers, uppers, firsts, salts = [], [], [], [], []
+        f = len(profiles)
+        # per feature, as detectors._kernels.pit_transform takes them
+        self._kinds = np.full(f, _PYTHON, dtype=np.int64)
+        self._offsets = np.zeros(f, dtype=np.int64)
+        self._sizes = np.zeros(f, dtype=np.int64)
+        self._params = np.zeros((f, 6))
+        self._salts = np.zeros(f, dtype=np.uint64)
+        tables, lowers, uppers = [], [], []
+        table_len = int_len = 0
         for j, (p, pit) in enumerate(zip(profiles, self._pits)):
             if pit.continuous:
                 table = self._continuous_table(p, pit)
                 if table is not None:
-                    tabled.append(j)
-                    tables.append(table)
                     q = np.asarray(p.quantiles, dtype=np.float64)
-                    ends.append((q[0], q[1], q[-2], q[-1]))
+                    self._kinds[j], self._offsets[j] = _TABLED, table_len
+                    self._params[j] = (q[1], self.TABLE_CELLS / (q[-2] - q[1]), q[0], q[1], q[-2], q[-1])
+                    tables.append(table)
+                    table_len += len(table)
                 continue
             values = pit._values
             if (np.all(values == np.round(values)) and values[-1] - values[0] < self.MAX_INTEGER_CELLS):
@@ -206,27 +218,17 @@ class BatchedPIT:
                 upper = lower.copy()
                 at = (values - values[0]).astype(np.int64)
                 lower[at], upper[at] = pit._lower, pit._upper
-                integer.append(j)
+                self._kinds[j], self._offsets[j], self._sizes[j] = _INTEGER, int_len, len(grid)
+                self._params[j, 0] = values[0]
+                self._salts[j] = pit._salt
                 lowers.append(lower)
                 uppers.append(upper)
-                firsts.append(values[0])
-                salts.append(pit._salt)
-        self._tabled = np.array(tabled, dtype=np.int64)
+                int_len += len(grid)
         self._table = np.concatenate(tables) if tables else np.zeros(0)
-        self._offsets = (np.arange(len(tabled)) * (self.TABLE_CELLS + 1))[:, None]
-        q0, q1, q2, q3 = (np.array(e).reshape(-1, 1) for e in zip(*ends)) if ends else [np.zeros((0, 1))] * 4
-        self._lows, self._scales = q1, self.TABLE_CELLS / np.where(q2 > q1, q2 - q1, 1.0)
-        self._q0, self._q1, self._q2, self._q3 = q0, q1, q2, q3
-        self._integer = np.array(integer, dtype=np.int64)
-        sizes = np.array([len(t) for t in lowers], dtype=np.int64)
-        self._int_offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))[:, None] if integer else np.zeros((0, 1), np.int64)
-        self._int_sizes = sizes[:, None]
         self._int_lower = np.concatenate(lowers) if lowers else np.zeros(0)
         self._int_span = np.concatenate(uppers) - self._int_lower if uppers else np.zeros(0)
-        self._int_first = np.array(firsts).reshape(-1, 1)
-        self._int_salts = np.array(salts, dtype=np.uint64).reshape(-1, 1)
-        fast = set(tabled) | set(integer)
-        self._exact = [j for j in range(len(profiles)) if j not in fast]
+        self._exact = np.flatnonzero(self._kinds == _PYTHON).tolist()
+        self._integer = np.flatnonzero(self._kinds == _INTEGER).tolist()
 
     def _continuous_table(self, p: NumericProfile, pit: ProbabilityIntegralTransform) -> np.ndarray | None:
         lo, hi = float(p.quantiles[1]), float(p.quantiles[-2])
@@ -246,49 +248,18 @@ class BatchedPIT:
     def transforms(self) -> list[ProbabilityIntegralTransform]:
         return self._pits
 
-    def transform(self, x: np.ndarray, event_index: np.ndarray) -> np.ndarray:
+    def transform(self, x: np.ndarray, start: int) -> np.ndarray:
+        """PIT scores of x (n_features, n_events) of events start..; NaN stays NaN."""
         u = np.empty_like(x)
-        if len(self._tabled):
-            u[self._tabled] = self._continuous(x[self._tabled])
-        if len(self._integer):
-            u[self._integer] = self._integers(x[self._integer], event_index)
-        for j in self._exact:
-            u[j] = self._pits[j].transform(x[j], event_index)
-        return u
-
-    def _continuous(self, x: np.ndarray) -> np.ndarray:
-        t = (x - self._lows) * self._scales
-        inside = (t >= 0) & (t <= self.TABLE_CELLS)  # NaN: False
-        t = np.where(inside, t, 0.0)
-        cell = np.minimum(t, self.TABLE_CELLS - 1).astype(np.int64)
-        flat = cell + self._offsets
-        low = self._table[flat]
-        u = low + (t - cell) * (self._table[flat + 1] - low)
-        if not inside.all():
-            # the grid's first and last steps (0 -> 0.1%, 99.9% -> 100%) are linear
-            r, c = np.nonzero(~inside & ~np.isnan(x))
-            v, p1 = x[r, c], QUANTILE_PROBS[1]
-            q0, q1, q2, q3 = self._q0[r, 0], self._q1[r, 0], self._q2[r, 0], self._q3[r, 0]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                below = p1 * np.clip((v - q0) / (q1 - q0), 0.0, 1.0)
-                above = 1.0 - p1 * np.clip((q3 - v) / (q3 - q2), 0.0, 1.0)
-            u[r, c] = np.where(v < q1, below, above)
-            u[np.isnan(x)] = np.nan
-        return u
-
-    def _integers(self, x: np.ndarray, event_index: np.ndarray) -> np.ndarray:
-        k = x - self._int_first
-        inside = (k >= 0) & (k < self._int_sizes)  # NaN: False
-        cell = np.where(inside, k, 0).astype(np.int64)
-        whole = inside & (cell == k)
-        flat = cell + self._int_offsets
-        draw = hashed_uniform(event_index[None, :], self._int_salts)
-        u = self._int_lower[flat] + draw * self._int_span[flat]
-        if not whole.all():
-            u = np.where(whole, u, np.where(k < 0, 0.0, 1.0))
-            odd = ~whole & ~np.isnan(x) & (k >= 0) & (k < self._int_sizes - 1)
-            for r in np.flatnonzero(odd.any(axis=1)).tolist():  # not an integer, inside the training range
-                cols = odd[r]
-                u[r, cols] = self._pits[self._integer[r]].transform(x[r, cols], event_index[cols])
-            u[np.isnan(x)] = np.nan
+        odd = _kernels.pit_transform(x, u, start, self._kinds, self._offsets, self._sizes, self._params,
+                                     self._salts, self._table, self._int_lower, self._int_span,
+                                     self.TABLE_CELLS, float(QUANTILE_PROBS[1]))
+        if self._exact or odd:
+            event_index = np.arange(start, start + x.shape[1])
+            for j in self._exact:
+                u[j] = self._pits[j].transform(x[j], event_index)
+            for j in self._integer if odd else ():  # not integers, inside the training range
+                cols = np.flatnonzero(u[j] < 0.0)
+                if len(cols):
+                    u[j, cols] = self._pits[j].transform(x[j, cols], event_index[cols])
         return u

@@ -237,18 +237,21 @@ def test_numeric_extraction_classifies_every_kind_of_value():
     cols = FeatureColumns(["a", "b"], [], [])
     feats = [{"a": 1, "b": 2.5}, {"a": None, "b": "3"}, {"b": True}, {"a": float("inf"), "b": [1]},
              {"a": float("nan"), "b": 10**400}]
-    (x, missing, invalid, absent, _), _ = cols.extract(feats)
+    values, _, _ = cols.extract(feats)
+    x, missing, invalid, absent = values.x, values.missing, values.invalid, values.absent
     assert x[0, 0] == 1.0 and x[1, 0] == 2.5
+    # the monitors' encoding: NaN missing, +inf invalid
+    assert np.isnan(x[0, 1]) and np.isnan(x[0, 2]) and np.isinf(x[1, 1]) and np.isinf(x[0, 4])
     assert missing.tolist() == [[False, True, True, False, False], [False, False, False, False, False]]
     assert invalid.tolist() == [[False, False, False, True, True], [False, True, True, True, True]]
     assert absent.tolist()[0] == [False, False, True, False, False]
-    clean, _ = cols.extract([{"a": 1.0, "b": True}, {"a": 0.0, "b": 2}])
+    clean, _, _ = cols.extract([{"a": 1.0, "b": True}, {"a": 0.0, "b": 2}])
     assert clean.invalid.tolist() == [[False, False], [True, False]]  # a bool among numbers is invalid
 
 
 def test_categorical_extraction_codes_known_unseen_missing_invalid():
     cols = FeatureColumns([], ["c"], [["US", "3", "true"]])
-    _, (codes, absent, others) = cols.extract([{"c": "US"}, {"c": 3.0}, {"c": True}, {"c": "FR"}, {"c": None}, {},
+    _, (codes, absent, others), _ = cols.extract([{"c": "US"}, {"c": 3.0}, {"c": True}, {"c": "FR"}, {"c": None}, {},
                                           {"c": {"x": 1}}])
     assert codes.tolist() == [[0, 1, 2, 3, -1, -1, -2]]
     assert absent.tolist() == [[False] * 5 + [True, False]]
@@ -257,10 +260,10 @@ def test_categorical_extraction_codes_known_unseen_missing_invalid():
 
 def test_boolean_categories_are_coded_alike_whole_or_mixed_with_numbers():
     cols = FeatureColumns([], ["b"], [["false", "true", "1"]])
-    _, (whole, _, _) = cols.extract([{"b": v} for v in (True, False, True)])
+    _, (whole, _, _), _ = cols.extract([{"b": v} for v in (True, False, True)])
     assert whole.tolist() == [[1, 0, 1]]
     # 1 == True as a dict key: a 1 among bools is the category "1", not "true"
-    _, (mixed, _, others) = cols.extract([{"b": v} for v in (True, 1, False, 2)])
+    _, (mixed, _, others), _ = cols.extract([{"b": v} for v in (True, 1, False, 2)])
     assert mixed.tolist() == [[1, 2, 0, 3]] and others == [[(3, "2")]]
 
 

@@ -1,0 +1,748 @@
+/* The per-value loops of the monitors, compiled: event dicts -> columns, PIT scores, block sums
+ * and window histograms, CUSUM chains. Everything else (tables, thresholds, alarms, alerts) stays
+ * in Python; see the callers in detectors/extract.py, pit.py, numeric.py, categorical.py, cusum.py.
+ *
+ * Why C: a 50-feature event must cost under ~2 us in all to watch; reading its values out of the
+ * dict alone costs ~1 us in CPython, and each numpy pass over a batch ~1 ns per value, so a
+ * monitor made of dozens of passes cannot get there. Here each value is touched once or twice.
+ *
+ * Arrays come in through the buffer protocol (numpy arrays, C-contiguous, of the dtype each
+ * function names); the callers allocate them. The float arithmetic follows the numpy code it
+ * replaced operation for operation (built with -ffp-contract=off), so scores are bit-identical.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* category codes below the known ones (detectors.extract) */
+#define MISSING_CODE (-1)
+#define INVALID_CODE (-2)
+#define UNRESOLVED_CODE (-3)
+/* numeric value status (detectors.extract) */
+#define ST_VALID 0
+#define ST_MISSING 1
+#define ST_ABSENT 2
+#define ST_INVALID 3
+
+/* ---- buffers ---------------------------------------------------------------------------- */
+
+typedef struct {
+    Py_buffer view;
+    int held;
+} Buf;
+
+static int
+buf_get(PyObject *obj, Buf *b, Py_ssize_t itemsize, Py_ssize_t count, int writable, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    b->held = 0;
+    if (PyObject_GetBuffer(obj, &b->view, flags) < 0)
+        return -1;
+    b->held = 1;
+    if (b->view.itemsize != itemsize || b->view.len != itemsize * count) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd items of %zd bytes, got %zd bytes of %zd-byte items",
+                     name, count, itemsize, b->view.len, b->view.itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+/* A buffer of any length: the number of items, or -1 with an exception set. */
+static Py_ssize_t
+buf_items(PyObject *obj, Buf *b, Py_ssize_t itemsize, int writable, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    b->held = 0;
+    if (PyObject_GetBuffer(obj, &b->view, flags) < 0)
+        return -1;
+    b->held = 1;
+    if (b->view.itemsize != itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd-byte items, got %zd", name, itemsize, b->view.itemsize);
+        return -1;
+    }
+    return b->view.len / itemsize;
+}
+
+static void
+buf_release(Buf *b)
+{
+    if (b->held) {
+        PyBuffer_Release(&b->view);
+        b->held = 0;
+    }
+}
+
+#define RELEASE_ALL(arr) do { for (size_t _k = 0; _k < sizeof(arr) / sizeof(arr[0]); _k++) buf_release(&arr[_k]); } while (0)
+
+/* ---- read_columns ----------------------------------------------------------------------- */
+
+/* One numeric value: its float (NaN missing or absent, +inf invalid) and status.
+ * Valid = int or float (not bool), finite. Returns -1 only on a failure of Python itself. */
+static inline double
+classify_number(PyObject *v, uint8_t *status)
+{
+    double d;
+    if (PyFloat_CheckExact(v)) {
+        d = PyFloat_AS_DOUBLE(v);
+    }
+    else if (PyLong_CheckExact(v)) {
+        d = PyLong_AsDouble(v);
+        if (d == -1.0 && PyErr_Occurred()) { /* too large for a float */
+            PyErr_Clear();
+            *status = ST_INVALID;
+            return INFINITY;
+        }
+    }
+    else if (v == Py_None) {
+        *status = ST_MISSING;
+        return NAN;
+    }
+    else if (PyBool_Check(v) || !(PyLong_Check(v) || PyFloat_Check(v))) {
+        *status = ST_INVALID;
+        return INFINITY;
+    }
+    else { /* a subclass of int or float */
+        d = PyFloat_AsDouble(v);
+        if (d == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            *status = ST_INVALID;
+            return INFINITY;
+        }
+    }
+    if (!isfinite(d)) {
+        *status = ST_INVALID;
+        return INFINITY;
+    }
+    *status = ST_VALID;
+    return d;
+}
+
+/* keys of an event remembered by position: events of one producer list their keys in one order,
+ * and a decoder hands out the same key objects (orjson's key cache, msgpack's interning), so a
+ * key is mostly recognised by identity, without hashing into the column map */
+#define KEY_CACHE 256
+
+PyDoc_STRVAR(read_columns_doc,
+"read_columns(features, columns, n_numeric, tables, bool_codes, x, status, codes, cat_absent, extra)\n"
+"--\n\n"
+"Fill the columns of a batch from its feature dicts, one pass over each event's items.\n"
+"columns: dict name -> column, numeric features 0..f-1 then categorical ones f..f+m-1.\n"
+"x (f, n) float64: the value if valid, NaN missing or absent, +inf invalid; status (f, n) uint8:\n"
+"0 valid, 1 missing, 2 absent, 3 invalid. codes (m, n) int64: the training category's index in\n"
+"tables[j] (a dict label -> code), -1 missing or absent, -2 invalid (a map or list), -3 anything the\n"
+"caller resolves itself (an unseen label, a number); bool_codes (m, 2) int64: the codes of False and\n"
+"True, -3 if not known. cat_absent (m, n) uint8. extra (n) uint8: the event has keys that are not\n"
+"columns (extra of length 0: not computed). Returns (codes left at -3, invalid numbers).");
+
+static inline int
+read_value(PyObject *v, Py_ssize_t col, Py_ssize_t f, Py_ssize_t n, Py_ssize_t i, PyObject *tables,
+           const int64_t *bool_codes, double *x, uint8_t *status, int64_t *codes, Py_ssize_t *unresolved,
+           Py_ssize_t *invalid)
+{
+    if (col < f) {
+        Py_ssize_t at = col * n + i;
+        x[at] = classify_number(v, &status[at]);
+        *invalid += status[at] == ST_INVALID;
+        return 0;
+    }
+    Py_ssize_t j = col - f;
+    int64_t code;
+    if (PyUnicode_CheckExact(v)) {
+        PyObject *c = PyDict_GetItemWithError(PyTuple_GET_ITEM(tables, j), v);
+        if (c == NULL) {
+            if (PyErr_Occurred())
+                return -1;
+            code = UNRESOLVED_CODE;
+        }
+        else {
+            code = PyLong_AsLongLong(c);
+            if (code == -1 && PyErr_Occurred())
+                return -1;
+        }
+    }
+    else if (v == Py_None)
+        code = MISSING_CODE;
+    else if (PyBool_Check(v))
+        code = bool_codes[2 * j + (v == Py_True)];
+    else if (PyDict_Check(v) || PyList_Check(v) || PyTuple_Check(v))
+        code = INVALID_CODE;
+    else
+        code = UNRESOLVED_CODE;
+    codes[j * n + i] = code;
+    *unresolved += code == UNRESOLVED_CODE;
+    return 0;
+}
+
+static PyObject *
+read_columns(PyObject *self, PyObject *args)
+{
+    PyObject *features, *columns, *tables, *o_bool, *o_x, *o_status, *o_codes, *o_absent, *o_extra;
+    Py_ssize_t f;
+    if (!PyArg_ParseTuple(args, "O!O!nO!OOOOOO", &PyList_Type, &features, &PyDict_Type, &columns, &f,
+                          &PyTuple_Type, &tables, &o_bool, &o_x, &o_status, &o_codes, &o_absent, &o_extra))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(features), m = PyTuple_GET_SIZE(tables), width = f + m;
+    if (f < 0 || PyDict_GET_SIZE(columns) != width) {
+        PyErr_SetString(PyExc_ValueError, "columns: one per numeric feature and per table");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < m; j++) {
+        if (!PyDict_Check(PyTuple_GET_ITEM(tables, j))) {
+            PyErr_SetString(PyExc_TypeError, "tables must be dicts");
+            return NULL;
+        }
+    }
+    /* every column number once, 0..width-1 */
+    Py_ssize_t *seen = PyMem_Calloc(width ? width : 1, sizeof(Py_ssize_t));
+    if (seen == NULL)
+        return PyErr_NoMemory();
+    {
+        Py_ssize_t pos = 0, count = 0;
+        PyObject *k, *c;
+        while (PyDict_Next(columns, &pos, &k, &c)) {
+            Py_ssize_t col = PyLong_Check(c) ? PyLong_AsSsize_t(c) : -1;
+            if (col < 0 || col >= width || seen[col]) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "columns: values must be 0..len(columns)-1, each once");
+                PyMem_Free(seen);
+                return NULL;
+            }
+            seen[col] = 1;
+            count++;
+        }
+    }
+    Buf b[6];
+    memset(b, 0, sizeof(b));
+    Py_ssize_t n_extra = buf_items(o_extra, &b[5], 1, 1, "extra");
+    if (n_extra < 0 || (n_extra != 0 && n_extra != n)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "extra: one per event, or none");
+        goto fail;
+    }
+    if (buf_get(o_bool, &b[0], 8, 2 * m, 0, "bool_codes") < 0 || buf_get(o_x, &b[1], 8, f * n, 1, "x") < 0
+        || buf_get(o_status, &b[2], 1, f * n, 1, "status") < 0 || buf_get(o_codes, &b[3], 8, m * n, 1, "codes") < 0
+        || buf_get(o_absent, &b[4], 1, m * n, 1, "cat_absent") < 0)
+        goto fail;
+    const int64_t *bool_codes = b[0].view.buf;
+    double *x = b[1].view.buf;
+    uint8_t *status = b[2].view.buf;
+    int64_t *codes = b[3].view.buf;
+    uint8_t *cat_absent = b[4].view.buf;
+    uint8_t *extra = b[5].view.buf;
+    Py_ssize_t unresolved = 0, invalid = 0;
+    PyObject *cache_key[KEY_CACHE];
+    Py_ssize_t cache_col[KEY_CACHE];
+    Py_ssize_t cached = 0;
+    for (Py_ssize_t col = 0; col < width; col++)
+        seen[col] = -1;
+    memset(cat_absent, 0, (size_t)(m * n));
+
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyList_GET_ITEM(features, i), *key, *v;
+        Py_ssize_t pos = 0, k = 0, matched = 0, unknown = 0;
+        /* the decoder guarantees a dict; anything else holds nothing */
+        while (PyDict_Check(d) && PyDict_Next(d, &pos, &key, &v)) {
+            Py_ssize_t col;
+            if (k < cached && cache_key[k] == key) {
+                col = cache_col[k];
+            }
+            else {
+                PyObject *c = PyDict_GetItemWithError(columns, key);
+                if (c == NULL && PyErr_Occurred())
+                    goto fail;
+                col = c == NULL ? -1 : PyLong_AsSsize_t(c);
+                if (k < KEY_CACHE) {
+                    cache_key[k] = key; /* alive for the whole call: the features list holds its dict */
+                    cache_col[k] = col;
+                    if (k >= cached)
+                        cached = k + 1;
+                }
+            }
+            k++;
+            if (col < 0) {
+                unknown++;
+                continue;
+            }
+            seen[col] = i;
+            matched++;
+            if (read_value(v, col, f, n, i, tables, bool_codes, x, status, codes, &unresolved, &invalid) < 0)
+                goto fail;
+        }
+        if (matched < width) {
+            for (Py_ssize_t col = 0; col < width; col++) {
+                if (seen[col] == i)
+                    continue;
+                if (col < f) {
+                    x[col * n + i] = NAN;
+                    status[col * n + i] = ST_ABSENT;
+                }
+                else {
+                    codes[(col - f) * n + i] = MISSING_CODE;
+                    cat_absent[(col - f) * n + i] = 1;
+                }
+            }
+        }
+        if (n_extra)
+            extra[i] = unknown > 0;
+    }
+    PyMem_Free(seen);
+    RELEASE_ALL(b);
+    return Py_BuildValue("nn", unresolved, invalid);
+fail:
+    PyMem_Free(seen);
+    RELEASE_ALL(b);
+    return NULL;
+}
+
+/* ---- pit_transform ---------------------------------------------------------------------- */
+
+#define PIT_TABLED 0
+#define PIT_INTEGER 1
+#define PIT_PYTHON 2
+/* hashed_uniform of detectors.pit: splitmix64 of the event index plus a per-feature salt */
+static inline double
+hashed_uniform(uint64_t index, uint64_t salt)
+{
+    uint64_t z = index * 0x9E3779B97F4A7C15ULL + salt;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z = z ^ (z >> 31);
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static inline double
+clip01(double r)
+{
+    return r < 0.0 ? 0.0 : (r > 1.0 ? 1.0 : r); /* NaN stays NaN, as np.clip */
+}
+
+PyDoc_STRVAR(pit_transform_doc,
+"pit_transform(x, u, start, kinds, offsets, sizes, params, salts, table, int_lower, int_span, cells, p1)\n"
+"--\n\n"
+"PIT scores u (f, n) of x (f, n) for the tabulated features of detectors.pit.BatchedPIT.\n"
+"kinds (f) int64: 0 continuous table, 1 integer table, 2 left to the caller (u untouched).\n"
+"offsets, sizes (f) int64: where the feature's cells start in table / int_lower, and (integer) how\n"
+"many. params (f, 6) float64: continuous low, scale, q0, q1, q2, q3; integer: first value at [0].\n"
+"salts (f) uint64. Non-integers inside an integer feature's range get u = -1 for the caller's exact\n"
+"transform; returns how many.");
+
+static PyObject *
+pit_transform(PyObject *self, PyObject *args)
+{
+    PyObject *o_x, *o_u, *o_kinds, *o_off, *o_sizes, *o_params, *o_salts, *o_table, *o_lower, *o_span;
+    long long start;
+    Py_ssize_t cells;
+    double p1;
+    if (!PyArg_ParseTuple(args, "OOLOOOOOOOOnd", &o_x, &o_u, &start, &o_kinds, &o_off, &o_sizes, &o_params,
+                          &o_salts, &o_table, &o_lower, &o_span, &cells, &p1))
+        return NULL;
+    Buf b[10];
+    memset(b, 0, sizeof(b));
+    Py_ssize_t f = buf_items(o_kinds, &b[2], 8, 0, "kinds");
+    Py_ssize_t fn = f < 0 ? -1 : buf_items(o_x, &b[0], 8, 0, "x");
+    Py_ssize_t table_len = fn < 0 ? -1 : buf_items(o_table, &b[7], 8, 0, "table");
+    Py_ssize_t int_len = table_len < 0 ? -1 : buf_items(o_lower, &b[8], 8, 0, "int_lower");
+    if (int_len < 0 || buf_get(o_span, &b[9], 8, int_len, 0, "int_span") < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    Py_ssize_t n = f ? fn / f : 0;
+    if (n * f != fn || buf_get(o_u, &b[1], 8, f * n, 1, "u") < 0
+        || buf_get(o_off, &b[3], 8, f, 0, "offsets") < 0 || buf_get(o_sizes, &b[4], 8, f, 0, "sizes") < 0
+        || buf_get(o_params, &b[5], 8, 6 * f, 0, "params") < 0 || buf_get(o_salts, &b[6], 8, f, 0, "salts") < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "x: one row per feature");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const double *x = b[0].view.buf, *params = b[5].view.buf, *table = b[7].view.buf;
+    const double *int_lower = b[8].view.buf, *int_span = b[9].view.buf;
+    double *u = b[1].view.buf;
+    const int64_t *kinds = b[2].view.buf, *offsets = b[3].view.buf, *sizes = b[4].view.buf;
+    const uint64_t *salts = b[6].view.buf;
+    Py_ssize_t odd = 0;
+    const double dcells = (double)cells;
+
+    for (Py_ssize_t j = 0; j < f; j++) {
+        const double *xj = x + j * n;
+        double *uj = u + j * n;
+        const double *pj = params + 6 * j;
+        if (kinds[j] == PIT_TABLED) {
+            const double low = pj[0], scale = pj[1], q0 = pj[2], q1 = pj[3], q2 = pj[4], q3 = pj[5];
+            const int64_t off = offsets[j];
+            if (off < 0 || off + cells + 1 > table_len) {
+                PyErr_SetString(PyExc_ValueError, "table offset out of range");
+                RELEASE_ALL(b);
+                return NULL;
+            }
+            const double *tj = table + off;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                const double v = xj[i];
+                const double t = (v - low) * scale;
+                if (t >= 0.0 && t <= dcells) {
+                    const int64_t cell = (int64_t)(t < dcells - 1.0 ? t : dcells - 1.0);
+                    const double lo = tj[cell];
+                    uj[i] = lo + (t - (double)cell) * (tj[cell + 1] - lo);
+                }
+                else if (isnan(v)) {
+                    uj[i] = NAN;
+                }
+                else { /* the grid's first and last steps (0 -> 0.1%, 99.9% -> 100%) are linear */
+                    const double below = p1 * clip01((v - q0) / (q1 - q0));
+                    const double above = 1.0 - p1 * clip01((q3 - v) / (q3 - q2));
+                    uj[i] = v < q1 ? below : above;
+                }
+            }
+        }
+        else if (kinds[j] == PIT_INTEGER) {
+            const double first = pj[0];
+            const int64_t off = offsets[j], size = sizes[j];
+            const double dsize = (double)size;
+            const uint64_t salt = salts[j];
+            if (off < 0 || size < 1 || off + size > int_len) {
+                PyErr_SetString(PyExc_ValueError, "integer table out of range");
+                RELEASE_ALL(b);
+                return NULL;
+            }
+            for (Py_ssize_t i = 0; i < n; i++) {
+                const double v = xj[i];
+                const double k = v - first;
+                const int inside = k >= 0.0 && k < dsize;
+                const int64_t cell = inside ? (int64_t)k : 0;
+                if (inside && (double)cell == k) {
+                    const double draw = hashed_uniform((uint64_t)(start + i), salt);
+                    uj[i] = int_lower[off + cell] + draw * int_span[off + cell];
+                }
+                else if (isnan(v)) {
+                    uj[i] = NAN;
+                }
+                else if (k >= 0.0 && k < dsize - 1.0) { /* not an integer, inside the range */
+                    uj[i] = -1.0;
+                    odd++;
+                }
+                else {
+                    uj[i] = k < 0.0 ? 0.0 : 1.0;
+                }
+            }
+        }
+    }
+    RELEASE_ALL(b);
+    return PyLong_FromSsize_t(odd);
+}
+
+/* ---- numeric_blocks --------------------------------------------------------------------- */
+
+#define FINE_BINS 100
+#define N_NUMERIC_SUMS 6
+
+PyDoc_STRVAR(numeric_blocks_doc,
+"numeric_blocks(x, u, start, block, u_bits, mins, maxs, cuts, sums, hist, counts)\n"
+"--\n\n"
+"The per-event columns of detectors.numeric.NumericBank summed over blocks of `block` events\n"
+"aligned on the event count, and the valid scores' histograms per window segment.\n"
+"x (f, n) float64 as read_columns makes it (finite = valid), u (f, n) its PIT scores.\n"
+"A score is fixed point: uf = floor(u * 2**u_bits), u = 1/2 when not valid. sums (nb, 6 f) int64,\n"
+"nb = the blocks the events start..start+n-1 touch: per block and feature, the sums of uf - half,\n"
+"|2 uf - one|, valid, missing (NaN), invalid (inf) and outside [min, max] (valid only).\n"
+"cuts (S + 1) int64: segment s holds events cuts[s]..cuts[s+1]-1; hist (S, f, 100) int64 counts the\n"
+"valid scores' bins min(floor(uf * 100 / one), 99); counts (S, f, 4) int64 the segment's valid,\n"
+"missing, invalid and outside values.");
+
+static PyObject *
+numeric_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *o_x, *o_u, *o_mins, *o_maxs, *o_cuts, *o_sums, *o_hist, *o_counts;
+    long long start;
+    Py_ssize_t block, u_bits;
+    if (!PyArg_ParseTuple(args, "OOLnnOOOOOO", &o_x, &o_u, &start, &block, &u_bits, &o_mins, &o_maxs, &o_cuts,
+                          &o_sums, &o_hist, &o_counts))
+        return NULL;
+    if (block < 1 || start < 0 || u_bits < 1 || u_bits > 40) {
+        PyErr_SetString(PyExc_ValueError, "block >= 1, start >= 0, 1 <= u_bits <= 40");
+        return NULL;
+    }
+    Buf b[8];
+    memset(b, 0, sizeof(b));
+    Py_ssize_t f = buf_items(o_mins, &b[2], 8, 0, "mins");
+    Py_ssize_t n_cuts = f < 0 ? -1 : buf_items(o_cuts, &b[4], 8, 0, "cuts");
+    if (n_cuts < 2) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "cuts: at least two");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const int64_t *cuts = b[4].view.buf;
+    Py_ssize_t n = cuts[n_cuts - 1], segments = n_cuts - 1;
+    for (Py_ssize_t s = 0; s < segments; s++) {
+        if (cuts[s] > cuts[s + 1] || cuts[0] != 0) {
+            PyErr_SetString(PyExc_ValueError, "cuts must rise from 0 to n");
+            RELEASE_ALL(b);
+            return NULL;
+        }
+    }
+    Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / block - start / block + 1) : 0;
+    if (buf_get(o_x, &b[0], 8, f * n, 0, "x") < 0 || buf_get(o_u, &b[1], 8, f * n, 0, "u") < 0
+        || buf_get(o_maxs, &b[3], 8, f, 0, "maxs") < 0
+        || buf_get(o_sums, &b[5], 8, nb * N_NUMERIC_SUMS * f, 1, "sums") < 0
+        || buf_get(o_hist, &b[6], 8, segments * f * FINE_BINS, 1, "hist") < 0
+        || buf_get(o_counts, &b[7], 8, segments * f * 4, 1, "counts") < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const double *x = b[0].view.buf, *u = b[1].view.buf, *mins = b[2].view.buf, *maxs = b[3].view.buf;
+    int64_t *sums = b[5].view.buf, *hist = b[6].view.buf, *counts = b[7].view.buf;
+    const double one = (double)(1LL << u_bits), half = (double)(1LL << (u_bits - 1));
+    const double inv_one = 1.0 / one;
+    const Py_ssize_t width = N_NUMERIC_SUMS * f;
+    memset(sums, 0, (size_t)(nb * width) * 8);
+    memset(hist, 0, (size_t)(segments * f * FINE_BINS) * 8);
+    memset(counts, 0, (size_t)(segments * f * 4) * 8);
+
+    for (Py_ssize_t j = 0; j < f; j++) {
+        const double *xj = x + j * n, *uj = u + j * n;
+        const double lo = mins[j], hi = maxs[j];
+        Py_ssize_t i = 0;
+        for (Py_ssize_t s = 0; s < segments; s++) {
+            int64_t *h = hist + (s * f + j) * FINE_BINS;
+            const Py_ssize_t segment_start = i;
+            int64_t outside = 0, missing = 0;
+            for (; i < cuts[s + 1]; i++) {
+                const double v = xj[i];
+                const Py_ssize_t k = (Py_ssize_t)((start + i) / block - start / block);
+                int64_t *row = sums + k * width + j;
+                if (isfinite(v)) {
+                    double uu = uj[i];
+                    if (uu != uu) /* never for a valid value; no garbage if it were */
+                        uu = 0.5;
+                    const double uf = floor(uu * one);
+                    row[0] += (int64_t)(uf - half);
+                    row[f] += (int64_t)fabs(2.0 * uf - one);
+                    row[2 * f] += 1;
+                    const int out = (v < lo) | (v > hi);
+                    row[5 * f] += out;
+                    outside += out;
+                    int64_t bin = (int64_t)(uf * (double)FINE_BINS * inv_one);
+                    h[bin < FINE_BINS - 1 ? (bin < 0 ? 0 : bin) : FINE_BINS - 1]++;
+                }
+                else {
+                    /* u = 1/2: uf = half, so location and spread add 0 */
+                    const int nan = isnan(v);
+                    row[3 * f] += nan;
+                    row[4 * f] += !nan;
+                    missing += nan;
+                }
+            }
+            int64_t *c = counts + (s * f + j) * 4, valid = 0;
+            for (int bin = 0; bin < FINE_BINS; bin++)
+                valid += h[bin];
+            c[0] = valid;
+            c[1] = missing;
+            c[2] = (i - segment_start) - valid - missing;
+            c[3] = outside;
+        }
+    }
+    RELEASE_ALL(b);
+    Py_RETURN_NONE;
+}
+
+/* ---- categorical_blocks ----------------------------------------------------------------- */
+
+PyDoc_STRVAR(categorical_blocks_doc,
+"categorical_blocks(codes, start, block, n_known, offsets, n_cells, cuts, sums, counts)\n"
+"--\n\n"
+"codes (m, n) int64 as read_columns makes them (resolved). sums (nb, 3 m) int64: per block and\n"
+"feature the events coded n_known[j] (other), -1 (missing), -2 (invalid). counts (S, n_cells)\n"
+"int64: per window segment, the count of each cell offsets[j] + code for codes >= 0.");
+
+static PyObject *
+categorical_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *o_codes, *o_known, *o_off, *o_cuts, *o_sums, *o_counts;
+    long long start;
+    Py_ssize_t block, n_cells;
+    if (!PyArg_ParseTuple(args, "OLnOOnOOO", &o_codes, &start, &block, &o_known, &o_off, &n_cells, &o_cuts,
+                          &o_sums, &o_counts))
+        return NULL;
+    if (block < 1 || start < 0 || n_cells < 0) {
+        PyErr_SetString(PyExc_ValueError, "block >= 1, start >= 0, n_cells >= 0");
+        return NULL;
+    }
+    Buf b[6];
+    memset(b, 0, sizeof(b));
+    Py_ssize_t m = buf_items(o_known, &b[1], 8, 0, "n_known");
+    Py_ssize_t n_cuts = m < 0 ? -1 : buf_items(o_cuts, &b[3], 8, 0, "cuts");
+    if (n_cuts < 2) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "cuts: at least two");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const int64_t *cuts = b[3].view.buf;
+    Py_ssize_t n = cuts[n_cuts - 1], segments = n_cuts - 1;
+    for (Py_ssize_t s = 0; s < segments; s++) {
+        if (cuts[s] > cuts[s + 1] || cuts[0] != 0) {
+            PyErr_SetString(PyExc_ValueError, "cuts must rise from 0 to n");
+            RELEASE_ALL(b);
+            return NULL;
+        }
+    }
+    Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / block - start / block + 1) : 0;
+    if (buf_get(o_codes, &b[0], 8, m * n, 0, "codes") < 0 || buf_get(o_off, &b[2], 8, m, 0, "offsets") < 0
+        || buf_get(o_sums, &b[4], 8, nb * 3 * m, 1, "sums") < 0
+        || buf_get(o_counts, &b[5], 8, segments * n_cells, 1, "counts") < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const int64_t *codes = b[0].view.buf, *n_known = b[1].view.buf, *offsets = b[2].view.buf;
+    int64_t *sums = b[4].view.buf, *counts = b[5].view.buf;
+    memset(sums, 0, (size_t)(nb * 3 * m) * 8);
+    memset(counts, 0, (size_t)(segments * n_cells) * 8);
+    for (Py_ssize_t j = 0; j < m; j++) {
+        const int64_t *cj = codes + j * n;
+        const int64_t other = n_known[j], off = offsets[j];
+        if (off < 0 || off + other + 1 > n_cells) {
+            PyErr_SetString(PyExc_ValueError, "cell offsets out of range");
+            RELEASE_ALL(b);
+            return NULL;
+        }
+        Py_ssize_t i = 0;
+        for (Py_ssize_t s = 0; s < segments; s++) {
+            int64_t *cnt = counts + s * n_cells + off;
+            for (; i < cuts[s + 1]; i++) {
+                const int64_t c = cj[i];
+                int64_t *row = sums + ((start + i) / block - start / block) * 3 * m + j;
+                if (c >= 0) {
+                    if (c > other) {
+                        PyErr_SetString(PyExc_ValueError, "a code above the feature's other bucket");
+                        RELEASE_ALL(b);
+                        return NULL;
+                    }
+                    cnt[c]++;
+                    row[0] += c == other;
+                }
+                else if (c == MISSING_CODE)
+                    row[m] += 1;
+                else if (c == INVALID_CODE)
+                    row[2 * m] += 1;
+            }
+        }
+    }
+    RELEASE_ALL(b);
+    Py_RETURN_NONE;
+}
+
+/* ---- cusum_sums ------------------------------------------------------------------------- */
+
+/* One block of one chain: S = max(0, S + x); above h an alarm (event, chain, S, last zero) and a
+ * restart from 0. Returns -1 with an exception set if the alarm could not be recorded. */
+static inline int
+chain_step(int64_t *s, int64_t *last_zero, const int64_t *h, Py_ssize_t c, int64_t x, int64_t end, PyObject *alarms)
+{
+    int64_t v = s[c] + x;
+    if (v > h[c]) { /* rare: no branch to mispredict on the common path below */
+        PyObject *a = Py_BuildValue("(LnLL)", (long long)end, c, (long long)v, (long long)last_zero[c]);
+        if (a == NULL || PyList_Append(alarms, a) < 0) {
+            Py_XDECREF(a);
+            return -1;
+        }
+        Py_DECREF(a);
+        v = 0;
+    }
+    v = v > 0 ? v : 0;
+    last_zero[c] = v == 0 ? end : last_zero[c];
+    s[c] = v;
+    return 0;
+}
+
+PyDoc_STRVAR(cusum_sums_doc,
+"cusum_sums(sums, ends, n_scores, k_fixed, half, hit, miss, block, h, s, last_zero) -> alarms\n"
+"--\n\n"
+"One-sided CUSUM chains S = max(0, S + x) over blocks (block t ending at event ends[t]), on the\n"
+"increments x the monitors derive from their block sums (made here, never stored). A chain alarms\n"
+"when S > h[c], as (event, chain, S, the last event it stood at 0 before, -1: never), and restarts\n"
+"from 0; s and last_zero are updated in place. Alarms come in order of event, then chain.\n"
+"sums (nb, 3 f + r) int64, f = n_scores: per block the sums of the location score, of the spread\n"
+"score, the valid count (each f wide), then r event counts. Chains (4 f + r): location up and down,\n"
+"scale up and down (x = +-loc - k, +-(spread - half * valid) - k with k = valid * k_fixed[j]), then\n"
+"a Bernoulli rate chain per count: x = c * hit + (block - c) * miss (hit 1, miss 0: x = c).");
+
+static PyObject *
+cusum_sums(PyObject *self, PyObject *args)
+{
+    PyObject *o_sums, *o_ends, *o_k, *o_hit, *o_miss, *o_h, *o_s, *o_zero;
+    Py_ssize_t f;
+    long long half, block;
+    if (!PyArg_ParseTuple(args, "OOnOLOOLOOO", &o_sums, &o_ends, &f, &o_k, &half, &o_hit, &o_miss, &block,
+                          &o_h, &o_s, &o_zero))
+        return NULL;
+    Buf b[8];
+    memset(b, 0, sizeof(b));
+    Py_ssize_t r = buf_items(o_hit, &b[3], 8, 0, "hit");
+    Py_ssize_t nb = r < 0 ? -1 : buf_items(o_ends, &b[1], 8, 0, "ends");
+    Py_ssize_t chains = 4 * f + r, width = 3 * f + r;
+    if (nb < 0 || f < 0 || buf_get(o_sums, &b[0], 8, nb * width, 0, "sums") < 0
+        || buf_get(o_k, &b[2], 8, f, 0, "k_fixed") < 0 || buf_get(o_miss, &b[4], 8, r, 0, "miss") < 0
+        || buf_get(o_h, &b[5], 8, chains, 0, "h") < 0 || buf_get(o_s, &b[6], 8, chains, 1, "s") < 0
+        || buf_get(o_zero, &b[7], 8, chains, 1, "last_zero") < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "n_scores >= 0");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const int64_t *sums = b[0].view.buf, *ends = b[1].view.buf, *k_fixed = b[2].view.buf;
+    const int64_t *hit = b[3].view.buf, *miss = b[4].view.buf, *h = b[5].view.buf;
+    int64_t *s = b[6].view.buf, *last_zero = b[7].view.buf;
+    PyObject *alarms = PyList_New(0);
+    if (alarms == NULL) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    for (Py_ssize_t t = 0; t < nb; t++) {
+        const int64_t *row = sums + t * width;
+        const int64_t end = ends[t];
+        for (Py_ssize_t j = 0; j < f; j++) {
+            const int64_t valid = row[2 * f + j], k = valid * k_fixed[j];
+            const int64_t loc = row[j], scale = row[f + j] - half * valid;
+            if (chain_step(s, last_zero, h, j, loc - k, end, alarms) < 0
+                || chain_step(s, last_zero, h, f + j, -loc - k, end, alarms) < 0
+                || chain_step(s, last_zero, h, 2 * f + j, scale - k, end, alarms) < 0
+                || chain_step(s, last_zero, h, 3 * f + j, -scale - k, end, alarms) < 0)
+                goto fail;
+        }
+        for (Py_ssize_t q = 0; q < r; q++) {
+            const int64_t count = row[3 * f + q];
+            if (chain_step(s, last_zero, h, 4 * f + q, count * hit[q] + (block - count) * miss[q], end, alarms) < 0)
+                goto fail;
+        }
+    }
+    if (f > 0 && PyList_GET_SIZE(alarms) > 1 && PyList_Sort(alarms) < 0) /* chain order within a block */
+        goto fail;
+    RELEASE_ALL(b);
+    return alarms;
+fail:
+    Py_DECREF(alarms);
+    RELEASE_ALL(b);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"read_columns", read_columns, METH_VARARGS, read_columns_doc},
+    {"pit_transform", pit_transform, METH_VARARGS, pit_transform_doc},
+    {"numeric_blocks", numeric_blocks, METH_VARARGS, numeric_blocks_doc},
+    {"categorical_blocks", categorical_blocks, METH_VARARGS, categorical_blocks_doc},
+    {"cusum_sums", cusum_sums, METH_VARARGS, cusum_sums_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "detectors._kernels",
+    "The monitors' per-value loops, compiled (see detectors/_kernels.c).", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__kernels(void)
+{
+    return PyModule_Create(&module);
+}
