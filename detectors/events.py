@@ -85,7 +85,7 @@ def events_from_value(obj: Any, raw: bytes | None = None, limits: Limits = Limit
         return [], [Reject("not_an_object", f"message is a {type(obj).__name__}, not an event object or a list", raw if raw is not None else encode_value(obj))]
     if len(obj) > limits.max_events_per_message:
         return [], [Reject("too_many_events", f"{len(obj)} events in one message exceeds {limits.max_events_per_message}", raw if raw is not None else b"")]
-    if _all_usable(obj, limits):
+    if all_usable(obj, limits):
         return obj, []
     events: list[dict] = []
     rejects: list[Reject] = []
@@ -125,7 +125,7 @@ def parse_message(data: bytes, limits: Limits) -> tuple[Any, str | None]:
         return None, json_error or f"invalid msgpack: {type(e).__name__}"
 
 
-def _all_usable(items: list, limits: Limits) -> bool:
+def all_usable(items: list, limits: Limits = Limits()) -> bool:
     """Whether every item is a usable event (what `_check` passes), in C-level passes over the
     list rather than a Python loop: a message of many events is almost always all good."""
     if not items or set(map(type, items)) != {dict}:

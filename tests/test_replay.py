@@ -123,3 +123,16 @@ def test_wrong_arguments_exit_2_with_one_clear_line(tmp_path, baseline_file, arg
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 16])
+def test_line_blocks_numbers_lines_and_drops_only_the_long_ones_whatever_the_read_size(monkeypatch, block):
+    import io
+
+    from stream import replay
+
+    monkeypatch.setattr(replay, "_READ_BLOCK", block)
+    lines = [b"a", b"", b"x" * 100, b"bb", b"y" * 21, b"z" * 20, b"c"]  # no newline after the last one
+    got = [(n, line) for first, chunk in replay._line_blocks(io.BytesIO(b"\n".join(lines)), 20)
+           for n, line in enumerate(chunk, first)]
+    assert got == [(i + 1, line if len(line) <= 20 else None) for i, line in enumerate(lines)]
