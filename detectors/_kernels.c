@@ -198,6 +198,11 @@ read_columns(PyObject *self, PyObject *args)
     Py_ssize_t *seen = PyMem_Calloc(width ? width : 1, sizeof(Py_ssize_t));
     if (seen == NULL)
         return PyErr_NoMemory();
+    PyObject **names = PyMem_Calloc(width ? width : 1, sizeof(PyObject *)); /* borrowed from columns */
+    if (names == NULL) {
+        PyMem_Free(seen);
+        return PyErr_NoMemory();
+    }
     {
         Py_ssize_t pos = 0, count = 0;
         PyObject *k, *c;
@@ -207,9 +212,11 @@ read_columns(PyObject *self, PyObject *args)
                 PyErr_Clear();
                 PyErr_SetString(PyExc_ValueError, "columns: values must be 0..len(columns)-1, each once");
                 PyMem_Free(seen);
+                PyMem_Free(names);
                 return NULL;
             }
             seen[col] = 1;
+            names[col] = k;
             count++;
         }
     }
@@ -242,8 +249,24 @@ read_columns(PyObject *self, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *d = PyList_GET_ITEM(features, i), *key, *v;
         Py_ssize_t pos = 0, k = 0, matched = 0, unknown = 0;
+        if (PyDict_Check(d) && PyDict_GET_SIZE(d) > 2 * width + 4) {
+            /* a few columns out of a larger map (the confidence of an event): look them up */
+            for (Py_ssize_t col = 0; col < width; col++) {
+                v = PyDict_GetItemWithError(d, names[col]);
+                if (v == NULL) {
+                    if (PyErr_Occurred())
+                        goto fail;
+                    continue;
+                }
+                seen[col] = i;
+                matched++;
+                if (read_value(v, col, f, n, i, tables, bool_codes, x, status, codes, &unresolved, &invalid) < 0)
+                    goto fail;
+            }
+            unknown = PyDict_GET_SIZE(d) - matched;
+        }
         /* the decoder guarantees a dict; anything else holds nothing */
-        while (PyDict_Check(d) && PyDict_Next(d, &pos, &key, &v)) {
+        else while (PyDict_Check(d) && PyDict_Next(d, &pos, &key, &v)) {
             Py_ssize_t col;
             if (k < cached && cache_key[k] == key) {
                 col = cache_col[k];
@@ -288,10 +311,12 @@ read_columns(PyObject *self, PyObject *args)
             extra[i] = unknown > 0;
     }
     PyMem_Free(seen);
+    PyMem_Free(names);
     RELEASE_ALL(b);
     return Py_BuildValue("nn", unresolved, invalid);
 fail:
     PyMem_Free(seen);
+    PyMem_Free(names);
     RELEASE_ALL(b);
     return NULL;
 }
@@ -500,48 +525,64 @@ numeric_blocks(PyObject *self, PyObject *args)
     memset(hist, 0, (size_t)(segments * f * FINE_BINS) * 8);
     memset(counts, 0, (size_t)(segments * f * 4) * 8);
 
+    const Py_ssize_t first_block = (Py_ssize_t)(block - start % block); /* events of the first block here */
     for (Py_ssize_t j = 0; j < f; j++) {
         const double *xj = x + j * n, *uj = u + j * n;
         const double lo = mins[j], hi = maxs[j];
-        Py_ssize_t i = 0;
-        for (Py_ssize_t s = 0; s < segments; s++) {
-            int64_t *h = hist + (s * f + j) * FINE_BINS;
-            const Py_ssize_t segment_start = i;
-            int64_t outside = 0, missing = 0;
-            for (; i < cuts[s + 1]; i++) {
+        Py_ssize_t s = 0, segment_start = 0, i = 0;
+        int64_t *h = hist + j * FINE_BINS;
+        int64_t outside = 0, missing = 0, valid = 0;
+        for (Py_ssize_t k = 0; i < n; k++) {
+            const Py_ssize_t block_end = first_block + k * block < n ? first_block + k * block : n;
+            int64_t loc = 0, spread = 0, nvalid = 0, nmissing = 0, ninvalid = 0, nout = 0;
+            for (; i < block_end; i++) {
+                while (i == cuts[s + 1]) { /* a window ends inside the batch: its segment is complete */
+                    int64_t *c = counts + (s * f + j) * 4;
+                    c[0] = valid;
+                    c[1] = missing;
+                    c[2] = (i - segment_start) - valid - missing;
+                    c[3] = outside;
+                    s++;
+                    segment_start = i;
+                    outside = missing = valid = 0;
+                    h = hist + (s * f + j) * FINE_BINS;
+                }
                 const double v = xj[i];
-                const Py_ssize_t k = (Py_ssize_t)((start + i) / block - start / block);
-                int64_t *row = sums + k * width + j;
                 if (isfinite(v)) {
                     double uu = uj[i];
                     if (uu != uu) /* never for a valid value; no garbage if it were */
                         uu = 0.5;
                     const double uf = floor(uu * one);
-                    row[0] += (int64_t)(uf - half);
-                    row[f] += (int64_t)fabs(2.0 * uf - one);
-                    row[2 * f] += 1;
+                    loc += (int64_t)(uf - half);
+                    spread += (int64_t)fabs(2.0 * uf - one);
+                    nvalid++;
+                    valid++;
                     const int out = (v < lo) | (v > hi);
-                    row[5 * f] += out;
+                    nout += out;
                     outside += out;
                     int64_t bin = (int64_t)(uf * (double)FINE_BINS * inv_one);
                     h[bin < FINE_BINS - 1 ? (bin < 0 ? 0 : bin) : FINE_BINS - 1]++;
                 }
-                else {
-                    /* u = 1/2: uf = half, so location and spread add 0 */
+                else { /* u = 1/2: uf = half, so location and spread add 0 */
                     const int nan = isnan(v);
-                    row[3 * f] += nan;
-                    row[4 * f] += !nan;
+                    nmissing += nan;
                     missing += nan;
+                    ninvalid += !nan;
                 }
             }
-            int64_t *c = counts + (s * f + j) * 4, valid = 0;
-            for (int bin = 0; bin < FINE_BINS; bin++)
-                valid += h[bin];
-            c[0] = valid;
-            c[1] = missing;
-            c[2] = (i - segment_start) - valid - missing;
-            c[3] = outside;
+            int64_t *row = sums + k * width + j;
+            row[0] = loc;
+            row[f] = spread;
+            row[2 * f] = nvalid;
+            row[3 * f] = nmissing;
+            row[4 * f] = ninvalid;
+            row[5 * f] = nout;
         }
+        int64_t *c = counts + (s * f + j) * 4;
+        c[0] = valid;
+        c[1] = missing;
+        c[2] = (n - segment_start) - valid - missing;
+        c[3] = outside;
     }
     RELEASE_ALL(b);
     Py_RETURN_NONE;
@@ -599,6 +640,7 @@ categorical_blocks(PyObject *self, PyObject *args)
     int64_t *sums = b[4].view.buf, *counts = b[5].view.buf;
     memset(sums, 0, (size_t)(nb * 3 * m) * 8);
     memset(counts, 0, (size_t)(segments * n_cells) * 8);
+    const Py_ssize_t first_block = (Py_ssize_t)(block - start % block); /* events of the first block here */
     for (Py_ssize_t j = 0; j < m; j++) {
         const int64_t *cj = codes + j * n;
         const int64_t other = n_known[j], off = offsets[j];
@@ -607,12 +649,17 @@ categorical_blocks(PyObject *self, PyObject *args)
             RELEASE_ALL(b);
             return NULL;
         }
-        Py_ssize_t i = 0;
-        for (Py_ssize_t s = 0; s < segments; s++) {
-            int64_t *cnt = counts + s * n_cells + off;
-            for (; i < cuts[s + 1]; i++) {
+        Py_ssize_t s = 0, i = 0;
+        int64_t *cnt = counts + off;
+        for (Py_ssize_t k = 0; i < n; k++) {
+            const Py_ssize_t block_end = first_block + k * block < n ? first_block + k * block : n;
+            int64_t n_other = 0, n_missing = 0, n_invalid = 0;
+            for (; i < block_end; i++) {
+                while (i == cuts[s + 1]) { /* a window ends inside the batch */
+                    s++;
+                    cnt = counts + s * n_cells + off;
+                }
                 const int64_t c = cj[i];
-                int64_t *row = sums + ((start + i) / block - start / block) * 3 * m + j;
                 if (c >= 0) {
                     if (c > other) {
                         PyErr_SetString(PyExc_ValueError, "a code above the feature's other bucket");
@@ -620,13 +667,17 @@ categorical_blocks(PyObject *self, PyObject *args)
                         return NULL;
                     }
                     cnt[c]++;
-                    row[0] += c == other;
+                    n_other += c == other;
                 }
-                else if (c == MISSING_CODE)
-                    row[m] += 1;
-                else if (c == INVALID_CODE)
-                    row[2 * m] += 1;
+                else {
+                    n_missing += c == MISSING_CODE;
+                    n_invalid += c == INVALID_CODE;
+                }
             }
+            int64_t *row = sums + k * 3 * m + j;
+            row[0] = n_other;
+            row[m] = n_missing;
+            row[2 * m] = n_invalid;
         }
     }
     RELEASE_ALL(b);
