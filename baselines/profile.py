@@ -349,8 +349,8 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
 def category_key(v: Any) -> str:
     """The one spelling of a categorical value, shared by the builder and the monitors.
 
-    >>> [category_key(x) for x in ("US", 3, 3.0, True, 2.5)]
-    ['US', '3', '3', 'true', '2.5']
+    >>> [category_key(x) for x in ("US", 3, 3.0, True, 2.5, 10**5000)]
+    ['US', '3', '3', 'true', '2.5', '<int of 16610 bits>']
     """
     if isinstance(v, str):
         return v
@@ -358,4 +358,7 @@ def category_key(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
-    return str(v)
+    try:
+        return str(v)
+    except ValueError:  # an int too long to print (sys.get_int_max_str_digits): bad input, not a crash
+        return f"<int of {v.bit_length()} bits>"

@@ -33,11 +33,24 @@ typedef struct {
     int held;
 } Buf;
 
+/* a * b for buffer sizes; -1 (which buf_get refuses) if negative or too large */
+static Py_ssize_t
+size_mul(Py_ssize_t a, Py_ssize_t b)
+{
+    if (a < 0 || b < 0 || (a && b > PY_SSIZE_T_MAX / 8 / a))
+        return -1;
+    return a * b;
+}
+
 static int
 buf_get(PyObject *obj, Buf *b, Py_ssize_t itemsize, Py_ssize_t count, int writable, const char *name)
 {
     int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
     b->held = 0;
+    if (count < 0 || count > PY_SSIZE_T_MAX / 8) {
+        PyErr_Format(PyExc_ValueError, "%s: impossible size", name);
+        return -1;
+    }
     if (PyObject_GetBuffer(obj, &b->view, flags) < 0)
         return -1;
     b->held = 1;
@@ -228,9 +241,9 @@ read_columns(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "extra: one per event, or none");
         goto fail;
     }
-    if (buf_get(o_bool, &b[0], 8, 2 * m, 0, "bool_codes") < 0 || buf_get(o_x, &b[1], 8, f * n, 1, "x") < 0
-        || buf_get(o_status, &b[2], 1, f * n, 1, "status") < 0 || buf_get(o_codes, &b[3], 8, m * n, 1, "codes") < 0
-        || buf_get(o_absent, &b[4], 1, m * n, 1, "cat_absent") < 0)
+    if (buf_get(o_bool, &b[0], 8, size_mul(2, m), 0, "bool_codes") < 0 || buf_get(o_x, &b[1], 8, size_mul(f, n), 1, "x") < 0
+        || buf_get(o_status, &b[2], 1, size_mul(f, n), 1, "status") < 0 || buf_get(o_codes, &b[3], 8, size_mul(m, n), 1, "codes") < 0
+        || buf_get(o_absent, &b[4], 1, size_mul(m, n), 1, "cat_absent") < 0)
         goto fail;
     const int64_t *bool_codes = b[0].view.buf;
     double *x = b[1].view.buf;
@@ -374,9 +387,9 @@ pit_transform(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t n = f ? fn / f : 0;
-    if (n * f != fn || buf_get(o_u, &b[1], 8, f * n, 1, "u") < 0
+    if (n * f != fn || buf_get(o_u, &b[1], 8, size_mul(f, n), 1, "u") < 0
         || buf_get(o_off, &b[3], 8, f, 0, "offsets") < 0 || buf_get(o_sizes, &b[4], 8, f, 0, "sizes") < 0
-        || buf_get(o_params, &b[5], 8, 6 * f, 0, "params") < 0 || buf_get(o_salts, &b[6], 8, f, 0, "salts") < 0) {
+        || buf_get(o_params, &b[5], 8, size_mul(6, f), 0, "params") < 0 || buf_get(o_salts, &b[6], 8, f, 0, "salts") < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "x: one row per feature");
         RELEASE_ALL(b);
@@ -397,7 +410,7 @@ pit_transform(PyObject *self, PyObject *args)
         if (kinds[j] == PIT_TABLED) {
             const double low = pj[0], scale = pj[1], q0 = pj[2], q1 = pj[3], q2 = pj[4], q3 = pj[5];
             const int64_t off = offsets[j];
-            if (off < 0 || off + cells + 1 > table_len) {
+            if (off < 0 || cells < 1 || off >= table_len || cells > table_len - off - 1) {
                 PyErr_SetString(PyExc_ValueError, "table offset out of range");
                 RELEASE_ALL(b);
                 return NULL;
@@ -426,7 +439,7 @@ pit_transform(PyObject *self, PyObject *args)
             const int64_t off = offsets[j], size = sizes[j];
             const double dsize = (double)size;
             const uint64_t salt = salts[j];
-            if (off < 0 || size < 1 || off + size > int_len) {
+            if (off < 0 || size < 1 || off > int_len || size > int_len - off) {
                 PyErr_SetString(PyExc_ValueError, "integer table out of range");
                 RELEASE_ALL(b);
                 return NULL;
@@ -507,12 +520,17 @@ numeric_blocks(PyObject *self, PyObject *args)
             return NULL;
         }
     }
+    if (n < 0 || start > PY_SSIZE_T_MAX - n) {
+        PyErr_SetString(PyExc_ValueError, "start + n too large");
+        RELEASE_ALL(b);
+        return NULL;
+    }
     Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / block - start / block + 1) : 0;
-    if (buf_get(o_x, &b[0], 8, f * n, 0, "x") < 0 || buf_get(o_u, &b[1], 8, f * n, 0, "u") < 0
+    if (buf_get(o_x, &b[0], 8, size_mul(f, n), 0, "x") < 0 || buf_get(o_u, &b[1], 8, size_mul(f, n), 0, "u") < 0
         || buf_get(o_maxs, &b[3], 8, f, 0, "maxs") < 0
-        || buf_get(o_sums, &b[5], 8, nb * N_NUMERIC_SUMS * f, 1, "sums") < 0
-        || buf_get(o_hist, &b[6], 8, segments * f * FINE_BINS, 1, "hist") < 0
-        || buf_get(o_counts, &b[7], 8, segments * f * 4, 1, "counts") < 0) {
+        || buf_get(o_sums, &b[5], 8, size_mul(nb, size_mul(N_NUMERIC_SUMS, f)), 1, "sums") < 0
+        || buf_get(o_hist, &b[6], 8, size_mul(segments, size_mul(f, FINE_BINS)), 1, "hist") < 0
+        || buf_get(o_counts, &b[7], 8, size_mul(segments, size_mul(f, 4)), 1, "counts") < 0) {
         RELEASE_ALL(b);
         return NULL;
     }
@@ -629,10 +647,15 @@ categorical_blocks(PyObject *self, PyObject *args)
             return NULL;
         }
     }
+    if (n < 0 || start > PY_SSIZE_T_MAX - n) {
+        PyErr_SetString(PyExc_ValueError, "start + n too large");
+        RELEASE_ALL(b);
+        return NULL;
+    }
     Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / block - start / block + 1) : 0;
-    if (buf_get(o_codes, &b[0], 8, m * n, 0, "codes") < 0 || buf_get(o_off, &b[2], 8, m, 0, "offsets") < 0
-        || buf_get(o_sums, &b[4], 8, nb * 3 * m, 1, "sums") < 0
-        || buf_get(o_counts, &b[5], 8, segments * n_cells, 1, "counts") < 0) {
+    if (buf_get(o_codes, &b[0], 8, size_mul(m, n), 0, "codes") < 0 || buf_get(o_off, &b[2], 8, m, 0, "offsets") < 0
+        || buf_get(o_sums, &b[4], 8, size_mul(nb, size_mul(3, m)), 1, "sums") < 0
+        || buf_get(o_counts, &b[5], 8, size_mul(segments, n_cells), 1, "counts") < 0) {
         RELEASE_ALL(b);
         return NULL;
     }
@@ -644,7 +667,7 @@ categorical_blocks(PyObject *self, PyObject *args)
     for (Py_ssize_t j = 0; j < m; j++) {
         const int64_t *cj = codes + j * n;
         const int64_t other = n_known[j], off = offsets[j];
-        if (off < 0 || off + other + 1 > n_cells) {
+        if (off < 0 || other < 0 || off >= n_cells || other > n_cells - off - 1) {
             PyErr_SetString(PyExc_ValueError, "cell offsets out of range");
             RELEASE_ALL(b);
             return NULL;
@@ -732,8 +755,8 @@ cusum_sums(PyObject *self, PyObject *args)
     memset(b, 0, sizeof(b));
     Py_ssize_t r = buf_items(o_hit, &b[3], 8, 0, "hit");
     Py_ssize_t nb = r < 0 ? -1 : buf_items(o_ends, &b[1], 8, 0, "ends");
-    Py_ssize_t chains = 4 * f + r, width = 3 * f + r;
-    if (nb < 0 || f < 0 || buf_get(o_sums, &b[0], 8, nb * width, 0, "sums") < 0
+    Py_ssize_t chains = f < 0 || f > PY_SSIZE_T_MAX / 64 ? -1 : 4 * f + r, width = chains < 0 ? -1 : 3 * f + r;
+    if (nb < 0 || chains < 0 || buf_get(o_sums, &b[0], 8, size_mul(nb, width), 0, "sums") < 0
         || buf_get(o_k, &b[2], 8, f, 0, "k_fixed") < 0 || buf_get(o_miss, &b[4], 8, r, 0, "miss") < 0
         || buf_get(o_h, &b[5], 8, chains, 0, "h") < 0 || buf_get(o_s, &b[6], 8, chains, 1, "s") < 0
         || buf_get(o_zero, &b[7], 8, chains, 1, "last_zero") < 0) {

@@ -1,0 +1,612 @@
+"""The compiled per-value loops (detectors._kernels) against plain-Python references: event dicts ->
+columns (any key order, missing and unknown keys, any value type), refusal of wrong buffers instead
+of a crash, batch-size invariance of the block sums, and the CUSUM chains."""
+from __future__ import annotations
+
+import math
+import random
+import subprocess
+import sys
+from functools import lru_cache
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from baselines.profile import NumericProfile, category_key
+from detectors import _kernels
+from detectors.cusum import CusumBank
+from detectors.extract import ABSENT, ABSENT_KEY, INVALID, MISSING, VALID, FeatureColumns, classify_numbers
+from detectors.model import ModelMonitor
+from detectors.numeric import NumericBank
+from tests import streams
+
+# ---- read_columns: FeatureColumns.extract against the old pure-Python semantics -------------------
+NUMERIC = ("amount", "count", "latency")
+CATEGORICAL = ("country", "device")
+CATEGORIES = (["FR", "US", "3", "true", "2.5"], ["phone", "false", "nan", "inf"])
+KNOWN = frozenset(NUMERIC + CATEGORICAL)
+#: known names, unknown names and non-str keys; each event takes some of them, in its own order
+KEY_POOL = NUMERIC + CATEGORICAL + ("extra_1", "zz", 7, 2.5, ("amount",))
+
+
+class MyFloat(float):
+    pass
+
+
+class MyInt(int):
+    pass
+
+
+class MyStr(str):
+    pass
+
+
+def fresh(name: str) -> str:
+    """An equal string that is another object: the kernel recognises keys by identity first."""
+    return "".join(list(name))
+
+
+NAN, INF = math.nan, math.inf
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([NAN, INF, -INF, 1e308, -1.7e308, 5e-324, 0.0, -0.0, 2.5, 3.0, 1.0, -1.0]),
+    st.integers(-(10**20), 10**20),
+    st.sampled_from([10**400, -(10**400), 2**1024 - 1, 2**1023, True, False, 0, 1, 3, -1, 2**63]),
+    st.none(),
+    st.none(),
+    st.text(max_size=4),
+    st.sampled_from(["FR", "US", "3", "true", "false", "phone", "nan", "inf", "2.5", ""]),
+    st.builds(MyStr, st.sampled_from(["FR", "phone", "new"])),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    st.tuples(st.integers()),
+    st.builds(MyFloat, st.floats()),
+    st.builds(MyInt, st.integers(-5, 5)),
+    st.just(MyInt(10**400)),
+    st.builds(np.float64, st.floats()),
+    st.builds(np.int64, st.integers(-5, 5)),
+)
+
+
+@st.composite
+def feature_maps(draw):
+    keys = draw(st.lists(st.sampled_from(KEY_POOL), unique=True, max_size=len(KEY_POOL)))
+    d = {}
+    for k in keys:
+        if isinstance(k, str) and draw(st.booleans()):
+            k = fresh(k)
+        d[k] = draw(values)
+    return d
+
+
+def reference_number(v) -> tuple[float, int]:
+    if v is None:
+        return NAN, MISSING
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        try:
+            f = float(v)
+        except OverflowError:
+            return INF, INVALID
+        if math.isfinite(f):
+            return f, VALID
+    return INF, INVALID
+
+
+def reference_code(v, cats: list[str]) -> tuple[int, str | None]:
+    if v is None:
+        return -1, None
+    if isinstance(v, (dict, list, tuple)):
+        return -2, None
+    key = category_key(v)
+    return (cats.index(key), None) if key in cats else (len(cats), key)
+
+
+def reference_extract(features: list[dict]):
+    n, f, m = len(features), len(NUMERIC), len(CATEGORICAL)
+    x = np.full((f, n), NAN)
+    status = np.full((f, n), ABSENT_KEY, dtype=np.uint8)
+    codes = np.full((m, n), -1, dtype=np.int64)
+    absent = np.zeros((m, n), dtype=bool)
+    others = [[] for _ in range(m)]
+    extra = np.zeros(n, dtype=bool)
+    for i, d in enumerate(features):
+        for j, name in enumerate(NUMERIC):
+            if name in d:
+                x[j, i], status[j, i] = reference_number(d[name])
+        for j, name in enumerate(CATEGORICAL):
+            if name not in d:
+                absent[j, i] = True
+                continue
+            codes[j, i], key = reference_code(d[name], CATEGORIES[j])
+            if key is not None:
+                others[j].append((i, key))
+        extra[i] = any(k not in KNOWN for k in d)
+    return x, status, codes, absent, others, extra
+
+
+def assert_extract_matches(features: list[dict]) -> None:
+    numbers, (codes, absent, others), extra = FeatureColumns(NUMERIC, CATEGORICAL, CATEGORIES,
+                                                             count_extra=True).extract(features)
+    x, status, ref_codes, ref_absent, ref_others, ref_extra = reference_extract(features)
+    np.testing.assert_array_equal(numbers.x, x)
+    np.testing.assert_array_equal(np.signbit(numbers.x), np.signbit(x))  # -0.0 stays -0.0
+    np.testing.assert_array_equal(numbers.status, status)
+    np.testing.assert_array_equal(codes, ref_codes)
+    np.testing.assert_array_equal(absent, ref_absent)
+    assert others == ref_others
+    assert [[type(k) for _, k in o] for o in others] == [[type(k) for _, k in o] for o in ref_others]
+    np.testing.assert_array_equal(extra, ref_extra)
+
+
+@settings(max_examples=300, deadline=None)
+@given(features=st.lists(feature_maps(), max_size=12))
+def test_extract_matches_reference(features):
+    assert_extract_matches(features)
+
+
+@settings(max_examples=60, deadline=None)
+@given(order=st.permutations(list(KEY_POOL)), first=st.integers(0, len(KEY_POOL)), v=values,
+       drop=st.sampled_from(KEY_POOL))
+def test_extract_same_keys_reordered_or_dropped_between_events(order, first, v, drop):
+    """Consecutive events with the very same key objects, shifted, reordered and with one key dropped:
+    the key cache by position must look each key up again where the order changes."""
+    one = {k: v for k in order}
+    rotated = {k: v for k in order[first:] + order[:first]}
+    fewer = {k: v for k in order if k is not drop}
+    back = dict(reversed(list(one.items())))
+    assert_extract_matches([one, rotated, fewer, one, back, {}, fewer, one])
+
+
+def test_extract_past_the_key_cache():
+    """Events with more keys than the kernel remembers positions for (256), known ones at the end."""
+    unknown = [f"u{i}" for i in range(300)]
+    wide = {**{k: i for i, k in enumerate(unknown)}, "amount": 1.5, "country": "US", "count": "x"}
+    reordered = {"country": None, **{k: 0 for k in unknown[::-1]}, "amount": 2, "device": [1]}
+    assert_extract_matches([wide, wide, reordered, {"amount": 3.0}, wide, {**wide, "latency": 10**400}])
+
+
+def test_extract_without_count_extra_and_non_dict_events_hold_nothing():
+    numbers, (codes, absent, _), extra = FeatureColumns(NUMERIC, CATEGORICAL, CATEGORIES).extract(
+        [{"amount": 1.0, "zz": 1}, {}])
+    assert extra.shape == (0,)
+    assert numbers.status.tolist() == [[VALID, ABSENT_KEY], [ABSENT_KEY] * 2, [ABSENT_KEY] * 2]
+    assert codes.tolist() == [[-1, -1], [-1, -1]] and absent.all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(column=st.lists(st.one_of(values, st.just(ABSENT)), max_size=20))
+def test_classify_numbers_matches_reference(column):
+    got = classify_numbers(column)
+    ref = [(NAN, ABSENT_KEY) if v is ABSENT else reference_number(v) for v in column]
+    np.testing.assert_array_equal(got.x[0], np.array([r[0] for r in ref], dtype=np.float64))
+    assert got.status[0].tolist() == [r[1] for r in ref]
+
+
+# ---- wrong buffers raise, they do not crash ---------------------------------------------------------
+def z(k, dtype=np.int64):
+    return np.zeros(k, dtype=dtype)
+
+
+def read_columns_args():
+    features = [{"amount": 1.0, "country": "FR"}, {"zz": 1}]
+    return dict(features=features, columns={"amount": 0, "country": 1}, f=1, tables=({"FR": 0},),
+                bool_codes=np.full((1, 2), -3, dtype=np.int64), x=np.empty((1, 2)), status=z((1, 2), np.uint8),
+                codes=z((1, 2)), absent=z((1, 2), np.uint8), extra=z(2, np.uint8))
+
+
+def numeric_blocks_args():
+    # f = 2 features, n = 10 events from start 5 in blocks of 8: blocks 0 and 1, two window segments
+    rng = np.random.default_rng(0)
+    return dict(x=rng.normal(size=(2, 10)), u=rng.random((2, 10)), start=5, block=8, u_bits=20, mins=z(2, float),
+                maxs=np.ones(2), cuts=np.array([0, 4, 10]), sums=z((2, 12)), hist=z((2, 2, 100)),
+                counts=z((2, 2, 4)))
+
+
+def categorical_blocks_args():
+    # m = 2 features with 3 and 1 known categories: cells 0..3 and 4..5
+    codes = np.array([[0, 1, 2, 3, -1, -2, 0, 0, 1, 3], [0, 1, -1, -2, 0, 1, 1, 0, 0, 0]], dtype=np.int64)
+    return dict(codes=codes, start=5, block=8, n_known=np.array([3, 1]), offsets=np.array([0, 4]), n_cells=6,
+                cuts=np.array([0, 3, 10]), sums=z((2, 6)), counts=z((2, 6)))
+
+
+def cusum_sums_args():
+    # f = 1 score, r = 2 counts, 3 blocks: sums (3, 3 f + r), chains 4 f + r
+    return dict(sums=np.arange(15, dtype=np.int64).reshape(3, 5), ends=np.array([7, 15, 23]), f=1, k_fixed=z(1),
+                half=0, hit=np.ones(2, dtype=np.int64), miss=z(2), block=8, h=np.full(6, 5, dtype=np.int64),
+                s=z(6), last_zero=np.full(6, -1, dtype=np.int64))
+
+
+def pit_transform_args():
+    # feature 0 tabulated on 4 cells, feature 1 integers 0..2
+    return dict(x=np.array([[0.1, 0.5, 2.0], [0.0, 1.0, 1.5]]), u=z((2, 3), float), start=0, kinds=np.array([0, 1]),
+                offsets=z(2), sizes=np.array([0, 3]), params=np.array([[0, 4, -1, 0, 1, 2], [0, 0, 0, 0, 0, 0]], float),
+                salts=z(2, np.uint64), table=np.linspace(0, 1, 5), int_lower=np.array([0, 0.3, 0.7]),
+                int_span=np.array([0.3, 0.4, 0.3]), cells=4, p1=0.001)
+
+
+KERNELS = {
+    "read_columns": (read_columns_args, _kernels.read_columns),
+    "numeric_blocks": (numeric_blocks_args, _kernels.numeric_blocks),
+    "categorical_blocks": (categorical_blocks_args, _kernels.categorical_blocks),
+    "cusum_sums": (cusum_sums_args, _kernels.cusum_sums),
+    "pit_transform": (pit_transform_args, _kernels.pit_transform),
+}
+
+
+def put(a, at, value):
+    a = a.copy()
+    a[at] = value
+    return a
+
+
+def read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+WRONG = [
+    # read_columns
+    ("read_columns", "x", lambda a: np.empty(1)),  # one element short
+    ("read_columns", "x", lambda a: np.empty((1, 2), dtype=np.float32)),
+    ("read_columns", "x", lambda a: read_only(a)),
+    ("read_columns", "x", lambda a: np.empty((2, 2))[:, 0]),  # not contiguous
+    ("read_columns", "status", lambda a: z((1, 2))),  # 8-byte items
+    ("read_columns", "codes", lambda a: z(1)),
+    ("read_columns", "absent", lambda a: z((1, 2), np.uint16)),
+    ("read_columns", "extra", lambda a: z(1, np.uint8)),  # neither one per event nor none
+    ("read_columns", "bool_codes", lambda a: z(4)),
+    ("read_columns", "columns", lambda a: {"amount": 0, "country": 2}),
+    ("read_columns", "columns", lambda a: {"amount": 0, "country": 0}),
+    ("read_columns", "columns", lambda a: {"amount": 0, "country": "1"}),
+    ("read_columns", "columns", lambda a: {"amount": 0}),
+    ("read_columns", "f", lambda a: 2),
+    ("read_columns", "f", lambda a: -1),
+    ("read_columns", "tables", lambda a: (["FR"],)),
+    ("read_columns", "tables", lambda a: ({"FR": "zero"},)),  # a code that is not an int
+    ("read_columns", "features", lambda a: tuple(a)),
+    ("read_columns", "x", lambda a: a.tolist()),
+    # numeric_blocks
+    ("numeric_blocks", "cuts", lambda a: np.array([0, 6, 4, 10])),  # not rising
+    ("numeric_blocks", "cuts", lambda a: np.array([1, 10])),
+    ("numeric_blocks", "cuts", lambda a: np.array([0])),
+    ("numeric_blocks", "cuts", lambda a: np.array([0, 4, 10], dtype=np.int32)),
+    ("numeric_blocks", "cuts", lambda a: np.array([0, 4, 11])),  # more events than x holds
+    ("numeric_blocks", "x", lambda a: a[:, :-1].copy()),
+    ("numeric_blocks", "u", lambda a: a.astype(np.float32)),
+    ("numeric_blocks", "maxs", lambda a: a[:1].copy()),
+    ("numeric_blocks", "mins", lambda a: a.astype(np.int8)),
+    ("numeric_blocks", "sums", lambda a: a[:1].copy()),  # one block short
+    ("numeric_blocks", "hist", lambda a: a[:1].copy()),
+    ("numeric_blocks", "counts", lambda a: a[:, :, :3].copy()),
+    ("numeric_blocks", "sums", lambda a: read_only(a)),
+    ("numeric_blocks", "block", lambda a: 0),
+    ("numeric_blocks", "start", lambda a: -1),
+    ("numeric_blocks", "u_bits", lambda a: 41),
+    ("numeric_blocks", "u_bits", lambda a: 0),
+    # categorical_blocks
+    ("categorical_blocks", "codes", lambda a: put(a, (0, 7), 4)),  # above feature 0's other (3)
+    ("categorical_blocks", "codes", lambda a: put(a, (1, 5), 2)),  # above feature 1's other (1)
+    ("categorical_blocks", "codes", lambda a: a.astype(np.int32)),
+    ("categorical_blocks", "codes", lambda a: a[:, :-1].copy()),
+    ("categorical_blocks", "offsets", lambda a: np.array([0, 5])),  # feature 1's cells past n_cells
+    ("categorical_blocks", "offsets", lambda a: np.array([-1, 4])),
+    ("categorical_blocks", "offsets", lambda a: a[:1].copy()),
+    ("categorical_blocks", "n_cells", lambda a: 5),
+    ("categorical_blocks", "n_cells", lambda a: -1),
+    ("categorical_blocks", "cuts", lambda a: np.array([0, 7, 3, 10])),
+    ("categorical_blocks", "sums", lambda a: a[:1].copy()),
+    ("categorical_blocks", "counts", lambda a: a[:, :5].copy()),
+    ("categorical_blocks", "block", lambda a: 0),
+    # cusum_sums
+    ("cusum_sums", "ends", lambda a: a[:2].copy()),  # 3 blocks of sums, 2 ends
+    ("cusum_sums", "sums", lambda a: a[:, :4].copy()),
+    ("cusum_sums", "h", lambda a: a[:5].copy()),
+    ("cusum_sums", "s", lambda a: z(7)),
+    ("cusum_sums", "s", lambda a: read_only(a)),
+    ("cusum_sums", "last_zero", lambda a: a.astype(np.int32)),
+    ("cusum_sums", "miss", lambda a: a[:1].copy()),
+    ("cusum_sums", "k_fixed", lambda a: z(2)),
+    ("cusum_sums", "f", lambda a: -1),
+    ("cusum_sums", "f", lambda a: 2),
+    # pit_transform
+    ("pit_transform", "x", lambda a: a.ravel()[:5].copy()),  # 5 values for 2 features
+    ("pit_transform", "u", lambda a: a[:, :2].copy()),
+    ("pit_transform", "params", lambda a: a[:1].copy()),
+    ("pit_transform", "salts", lambda a: a.astype(np.uint32)),
+    ("pit_transform", "offsets", lambda a: np.array([1, 0])),  # table offset + cells past the table
+    ("pit_transform", "cells", lambda a: 5),
+    ("pit_transform", "sizes", lambda a: np.array([0, 4])),  # integer table past int_lower
+    ("pit_transform", "sizes", lambda a: np.array([0, 0])),
+    ("pit_transform", "int_span", lambda a: a[:2].copy()),
+]
+
+
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_kernel_accepts_its_reference_arguments(kernel):
+    """The arguments the wrong-input cases start from are right: only the change makes them fail."""
+    make, fn = KERNELS[kernel]
+    fn(*make().values())
+
+
+@pytest.mark.parametrize("kernel, name, change", WRONG, ids=[f"{k}-{n}-{i}" for i, (k, n, _) in enumerate(WRONG)])
+def test_kernel_refuses_wrong_arguments(kernel, name, change):
+    make, fn = KERNELS[kernel]
+    args = make()
+    args[name] = change(args[name])
+    with pytest.raises((ValueError, TypeError)):
+        fn(*args.values())
+
+
+#: sizes whose byte count overflows 64 bits wrap around to the length of an empty buffer
+OVERFLOW = {
+    "numeric_blocks": "K.numeric_blocks(z(0, float), z(0, float), 0, 2**62, 16, z(1, float), z(1, float), "
+                      "np.array([0, 2**62]), z(6), z(100), z(4))",
+    "categorical_blocks": "K.categorical_blocks(z(0), 0, 2**62, np.array([2**61 - 1]), z(1), 2**61, "
+                          "np.array([0, 2**61]), z(3), z(0))",
+    "cusum_sums": "K.cusum_sums(z(1), z(1), 2**61, z(0), 0, z(1), z(1), 8, z(1), z(1), z(1))",
+    "pit_transform": "K.pit_transform(np.array([1e17]), z(1, float), 0, z(1), z(1), z(1), "
+                     "np.array([0.0, 1, 0, 0, 1, 1]), z(1, np.uint64), z(4, float), z(0, float), z(0, float), "
+                     "2**63 - 1, 0.001)",
+}
+
+
+@pytest.mark.parametrize("kernel", sorted(OVERFLOW))
+def test_kernel_refuses_sizes_that_overflow(kernel):
+    """A size so large that items x itemsize wraps past 2**64 must not pass the length checks
+    (run in a child process: a failure here is a segfault)."""
+    code = ("import numpy as np\nfrom detectors import _kernels as K\n"
+            "z = lambda k, dtype=np.int64: np.zeros(k, dtype=dtype)\n"
+            f"try:\n    {OVERFLOW[kernel]}\nexcept (ValueError, TypeError, OverflowError, MemoryError):\n"
+            "    print('refused')\nelse:\n    print('accepted')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "refused"), done.stderr[-500:]
+
+
+# ---- block sums do not depend on the batching --------------------------------------------------------
+@lru_cache(maxsize=None)
+def drifting():
+    s = streams.mean_shift(6000, at=2000, n_features=6, seed=1, n_train=5000)
+    return s.baseline(), s.events
+
+
+BAD = (None, "x", True, False, NAN, INF, -INF, 10**400, [1], {"a": 1}, "04-c0", 3.5, "new-label")
+
+
+@lru_cache(maxsize=None)
+def spoiled(seed: int) -> tuple[dict, ...]:
+    """The drifting stream with bad values in random events, a dense run of them (so data-quality
+    alarms fire), removed keys and unexpected ones."""
+    baseline, events = drifting()
+    names = list(baseline.features)
+    rng = random.Random(seed)
+    out = [{**e, "features": dict(e["features"])} for e in events]
+    for i in rng.sample(range(len(out)), 400):
+        out[i]["features"][rng.choice(names)] = rng.choice(BAD)
+    name, at = rng.choice(names), rng.randrange(2500, 4500)
+    for i in range(at, at + 600):
+        if rng.random() < 0.4:
+            out[i]["features"][name] = rng.choice(BAD)
+    for i in rng.sample(range(len(out)), 100):
+        out[i]["features"].pop(rng.choice(names), None)
+    for i in range(4000, 4400, 2):
+        out[i]["features"]["surprise"] = 1
+    return tuple(out)
+
+
+def run_monitor(events, sizes) -> tuple[list[dict], bytes]:
+    m = ModelMonitor(drifting()[0])
+    alerts, i = [], 0
+    for size in sizes:
+        alerts += m.update_batch(list(events[i:i + size]))
+        i += size
+    alerts += m.update_batch(list(events[i:]))
+    return [a.to_dict() for a in alerts], msgpack.packb(m.state_dict())
+
+
+@lru_cache(maxsize=None)
+def one_batch(seed: int) -> tuple[list[dict], bytes]:
+    return run_monitor(spoiled(seed), [])
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2), sizes=st.lists(st.integers(1, 900), min_size=1, max_size=25))
+def test_monitor_alerts_and_state_do_not_depend_on_batching(seed, sizes):
+    alerts, state = one_batch(seed)
+    assert {a["detector"] for a in alerts} >= {"cusum", "invalid_type"}  # the stream does alarm
+    got_alerts, got_state = run_monitor(spoiled(seed), sizes)
+    assert got_alerts == alerts
+    assert got_state == state
+
+
+def candidates(cs) -> str:
+    """All of a candidate, in the order the monitor sorts them (a bank lists a batch's by test)."""
+    return repr([(c.event_index, c.rank, c.feature, c.kind, c.family, c.detector, c.statistic, c.threshold,
+                  c.p_value, c.evidence, c.onset) for c in sorted(cs)])
+
+
+def numeric_bank() -> NumericBank:
+    profiles = [p for p in drifting()[0].features.values() if isinstance(p, NumericProfile)]
+    return NumericBank(profiles, window=1000, min_window_values=200, recent=64)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cuts=st.lists(st.integers(1, 2999), max_size=12, unique=True))
+def test_numeric_bank_does_not_depend_on_batching(seed, cuts):
+    """x straight into NumericBank: shifted values, NaN, +-inf, huge and out-of-range values at random."""
+    events = drifting()[1]
+    bank = numeric_bank()
+    rng = np.random.default_rng(seed)
+    x = FeatureColumns(bank.names, [], []).extract([e["features"] for e in events[:3000]])[0].x
+    x[0, rng.integers(0, 3000):] += rng.normal(0, 0.3)
+    bad = rng.random(x.shape) < rng.uniform(0, 0.2)
+    x[bad] = rng.choice([np.nan, np.inf, -np.inf, 1e300, -1e300, 1e6], size=int(bad.sum()))
+    x[x == -np.inf] = np.inf  # as read_columns encodes invalid values
+    start = int(rng.choice([0, 8, 1000, int(rng.integers(0, 2000))]))  # any block / window alignment
+    whole = numeric_bank()
+    expected = whole.update(x, start)
+    expected_repr = candidates(expected)
+    whole.end_batch()
+    got = []
+    bounds = [0, *sorted(cuts), 3000]
+    for a, b in zip(bounds, bounds[1:]):
+        got += bank.update(x[:, a:b].copy(), start + a)
+        bank.end_batch()
+    assert candidates(got) == expected_repr
+    assert msgpack.packb(bank.state_dict()) == msgpack.packb(whole.state_dict())
+
+
+def reference_blocks(start, n, block):
+    """Per event of the batch: which of the touched blocks it is in."""
+    return [(start + i) // block - start // block for i in range(n)]
+
+
+def segment_of(cuts, n):
+    """Per event: its window segment (cuts may repeat: empty segments)."""
+    return [max(s for s in range(len(cuts) - 1) if cuts[s] <= i < cuts[s + 1]) for i in range(n)]
+
+
+@st.composite
+def batches(draw):
+    """(seed, f, n, start, block, cuts): a batch's shape, window cuts possibly with empty segments."""
+    n = draw(st.integers(0, 40))
+    inner = draw(st.lists(st.integers(0, n), max_size=4))
+    return (draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 3)), n, draw(st.integers(0, 50)),
+            draw(st.integers(1, 10)), [0, *sorted(inner), n])
+
+
+@settings(max_examples=200, deadline=None)
+@given(batch=batches(), u_bits=st.integers(1, 40))
+def test_numeric_blocks_match_a_plain_loop(batch, u_bits):
+    seed, f, n, start, block, cuts = batch
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(f, n))
+    x[rng.random((f, n)) < 0.2] = np.nan
+    x[rng.random((f, n)) < 0.2] = np.inf
+    u = rng.choice([0.0, 1.0, 0.5, np.nextafter(1.0, 0.0), np.nan, *rng.random(4)], size=(f, n))
+    mins, maxs = -rng.random(f), rng.random(f)
+    segments = len(cuts) - 1
+    nb = n and (start + n - 1) // block - start // block + 1
+    sums, hist, counts = z((nb, 6 * f)), z((segments, f, 100)), z((segments, f, 4))
+    _kernels.numeric_blocks(x, u, start, block, u_bits, mins, maxs, np.array(cuts), sums, hist, counts)
+
+    one, half = 2**u_bits, 2 ** (u_bits - 1)
+    ref_sums, ref_hist, ref_counts = np.zeros_like(sums), np.zeros_like(hist), np.zeros_like(counts)
+    for j in range(f):
+        for i, k, s in zip(range(n), reference_blocks(start, n, block), segment_of(cuts, n)):
+            v = x[j, i]
+            if math.isfinite(v):
+                uf = math.floor((0.5 if math.isnan(u[j, i]) else u[j, i]) * one)
+                out = v < mins[j] or v > maxs[j]
+                ref_sums[k, [j, f + j, 2 * f + j, 5 * f + j]] += (uf - half, abs(2 * uf - one), 1, out)
+                ref_hist[s, j, min(uf * 100 // one, 99)] += 1
+                ref_counts[s, j, [0, 3]] += (1, out)
+            else:
+                ref_sums[k, (3 if math.isnan(v) else 4) * f + j] += 1
+                ref_counts[s, j, 1 if math.isnan(v) else 2] += 1
+    np.testing.assert_array_equal(sums, ref_sums)
+    np.testing.assert_array_equal(hist, ref_hist)
+    np.testing.assert_array_equal(counts, ref_counts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(batch=batches())
+def test_categorical_blocks_match_a_plain_loop(batch):
+    seed, m, n, start, block, cuts = batch
+    rng = np.random.default_rng(seed)
+    n_known = rng.integers(0, 4, size=m)
+    offsets = np.concatenate(([0], np.cumsum(n_known + 1)))[:-1].astype(np.int64)
+    n_cells = int((n_known + 1).sum())
+    codes = np.array([rng.integers(-2, k + 1, size=n) for k in n_known], dtype=np.int64).reshape(m, n)
+    segments = len(cuts) - 1
+    nb = n and (start + n - 1) // block - start // block + 1
+    sums, counts = z((nb, 3 * m)), z((segments, n_cells))
+    _kernels.categorical_blocks(codes, start, block, n_known, offsets, n_cells, np.array(cuts), sums, counts)
+
+    ref_sums, ref_counts = np.zeros_like(sums), np.zeros_like(counts)
+    for j in range(m):
+        for i, k, s in zip(range(n), reference_blocks(start, n, block), segment_of(cuts, n)):
+            c = codes[j, i]
+            if c >= 0:
+                ref_counts[s, offsets[j] + c] += 1
+            ref_sums[k, [j, m + j, 2 * m + j]] += (c == n_known[j], c == -1, c == -2)
+    np.testing.assert_array_equal(sums, ref_sums)
+    np.testing.assert_array_equal(counts, ref_counts)
+
+
+# ---- CUSUM chains against a plain loop --------------------------------------------------------------
+def reference_cusum(h, s, last_zero, increments, ends):
+    """S = max(0, S + x); S > h: alarm (end, chain, S, last event at 0 before, -1 never), restart at 0."""
+    alarms = []
+    for row, end in zip(increments, ends):
+        for c, x in enumerate(row):
+            v = max(0, s[c] + x)
+            if v > h[c]:
+                alarms.append((end, c, v, last_zero[c]))
+                v = 0
+            if v == 0:
+                last_zero[c] = end
+            s[c] = v
+    return alarms
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), chains=st.integers(1, 6), blocks=st.integers(0, 60))
+def test_cusum_bank_matches_a_plain_loop(data, chains, blocks):
+    h = data.draw(st.lists(st.integers(0, 60), min_size=chains, max_size=chains))
+    inc = data.draw(st.lists(st.lists(st.integers(-25, 30), min_size=chains, max_size=chains),
+                             min_size=blocks, max_size=blocks))
+    split = data.draw(st.integers(0, blocks))
+    ends = [8 * t + 7 for t in range(blocks)]
+    s, last_zero = [0] * chains, [-1] * chains
+    expected = reference_cusum(h, s, last_zero, inc, ends)
+
+    bank = CusumBank(np.array(h))
+    as_array = lambda rows: np.array(rows, dtype=np.int64).reshape(-1, chains)  # noqa: E731
+    got = bank.update(as_array(inc[:split]), np.array(ends[:split], dtype=np.int64))
+    got += bank.update(as_array(inc[split:]), np.array(ends[split:], dtype=np.int64))
+    assert got == expected
+    assert all(type(v) is int for a in got for v in a)
+    assert bank.statistics.tolist() == s
+    assert bank.last_zero.tolist() == last_zero
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), f=st.integers(0, 3), r=st.integers(0, 3), blocks=st.integers(0, 30))
+def test_cusum_update_from_sums_matches_a_plain_loop(data, f, r, blocks):
+    """The increments the kernel makes from block sums: +-loc - k, +-(spread - half valid) - k with
+    k = valid * k_fixed, then c * hit + (block - c) * miss per count."""
+    block, half = 8, 3
+    ints = st.integers(-40, 40)
+    sums = [data.draw(st.lists(ints, min_size=3 * f + r, max_size=3 * f + r)) for _ in range(blocks)]
+    for row in sums:
+        row[2 * f:3 * f] = [abs(v) % (block + 1) for v in row[2 * f:3 * f]]  # valid counts
+        row[3 * f:] = [abs(v) % (block + 1) for v in row[3 * f:]]
+    k_fixed = data.draw(st.lists(st.integers(0, 5), min_size=f, max_size=f))
+    hit = data.draw(st.lists(st.integers(-5, 20), min_size=r, max_size=r))
+    miss = data.draw(st.lists(st.integers(-5, 5), min_size=r, max_size=r))
+    h = data.draw(st.lists(st.integers(0, 80), min_size=4 * f + r, max_size=4 * f + r))
+    split = data.draw(st.integers(0, blocks))
+    ends = [block * t + block - 1 for t in range(blocks)]
+
+    inc = []
+    for row in sums:
+        loc, spread, valid, counts = row[:f], row[f:2 * f], row[2 * f:3 * f], row[3 * f:]
+        k = [v * kf for v, kf in zip(valid, k_fixed)]
+        scale = [sp - half * v for sp, v in zip(spread, valid)]
+        inc.append([lo - kk for lo, kk in zip(loc, k)] + [-lo - kk for lo, kk in zip(loc, k)]
+                   + [sc - kk for sc, kk in zip(scale, k)] + [-sc - kk for sc, kk in zip(scale, k)]
+                   + [c * hi + (block - c) * mi for c, hi, mi in zip(counts, hit, miss)])
+    s, last_zero = [0] * (4 * f + r), [-1] * (4 * f + r)
+    expected = reference_cusum(h, s, last_zero, inc, ends)
+
+    bank = CusumBank(np.array(h, dtype=np.int64))
+    arr = np.array(sums, dtype=np.int64).reshape(blocks, 3 * f + r)
+    args = (np.array(k_fixed, dtype=np.int64), np.array(hit, dtype=np.int64), np.array(miss, dtype=np.int64))
+    got = bank.update_from_sums(np.ascontiguousarray(arr[:split]), np.array(ends[:split]), *args, block, half)
+    got += bank.update_from_sums(np.ascontiguousarray(arr[split:]), np.array(ends[split:]), *args, block, half)
+    assert got == expected
+    assert bank.statistics.tolist() == s
+    assert bank.last_zero.tolist() == last_zero
