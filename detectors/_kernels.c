@@ -137,6 +137,19 @@ classify_number(PyObject *v, uint8_t *status)
  * key is mostly recognised by identity, without hashing into the column map */
 #define KEY_CACHE 256
 
+/* two str keys with the same text (a decoder that does not share key objects): cheaper than
+ * hashing the new one into the column map */
+static inline int
+same_text(PyObject *a, PyObject *b)
+{
+    if (!PyUnicode_CheckExact(a) || !PyUnicode_CheckExact(b))
+        return 0;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(a);
+    int kind = PyUnicode_KIND(a);
+    return len == PyUnicode_GET_LENGTH(b) && kind == PyUnicode_KIND(b)
+           && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)len * (size_t)kind) == 0;
+}
+
 PyDoc_STRVAR(read_columns_doc,
 "read_columns(features, columns, n_numeric, tables, bool_codes, x, status, codes, cat_absent, extra)\n"
 "--\n\n"
@@ -281,7 +294,7 @@ read_columns(PyObject *self, PyObject *args)
         /* the decoder guarantees a dict; anything else holds nothing */
         else while (PyDict_Check(d) && PyDict_Next(d, &pos, &key, &v)) {
             Py_ssize_t col;
-            if (k < cached && cache_key[k] == key) {
+            if (k < cached && (cache_key[k] == key || same_text(cache_key[k], key))) {
                 col = cache_col[k];
             }
             else {
