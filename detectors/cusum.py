@@ -34,7 +34,6 @@ class BlockAccumulator:
     def __init__(self, size: int, n_columns: int):
         self._size = size
         self._partial = np.zeros(n_columns, dtype=np.int64)
-        self._ones = np.ones(size)
 
     @property
     def size(self) -> int:
@@ -47,16 +46,16 @@ class BlockAccumulator:
     def add_columns(self, values: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
         """`add` with the events along the columns: values (n_columns, n_events).
 
-        Values are integers (of any dtype) below 2**53 in magnitude: their block sums are done in
-        float64, where such sums are exact whatever the order, and a matrix product is fast.
+        Values are integers (of any dtype); their block sums are exact int64 sums. (Not a matrix
+        product: BLAS's worker threads then spin on the other core after every call.)
         """
         n = values.shape[1]
         size = self._size
         first = min((-start) % size, n)  # events that complete (or extend) the carried block
         blocks = (n - first) // size
-        body = values[:, first : first + blocks * size].astype(np.float64, copy=False)
+        body = values[:, first : first + blocks * size]
         sums = np.empty((blocks + 1, len(self._partial)), dtype=np.int64)
-        sums[1:] = (body.reshape(len(values), blocks, size) @ self._ones).T
+        sums[1:] = body.reshape(len(values), blocks, size).sum(axis=2, dtype=np.int64).T
         sums[0] = self._partial + values[:, :first].sum(axis=1, dtype=np.int64)
         tail = values[:, first + blocks * size :].sum(axis=1, dtype=np.int64)
         ends = start + first + np.arange(-1, blocks * size, size)
