@@ -10,7 +10,7 @@ Alarm budget (per feature-event, the whole model's budget being 1e-7):
   4 CUSUM chains (location/scale x up/down)       each ARL >= CUSUM_TARGET_ARL events
   3-4 Bernoulli rate CUSUMs (h = ln 1e9, Wald)    each ARL >= 1e9 blocks
   windowed KS / chi-square                        WINDOW_ALPHA per window of 1000 events
-  ADWIN, Page-Hinkley on 256-event block means    each ARL >= RIVER_TARGET_ARL events
+  ADWIN, Page-Hinkley on 512-event block means    each ARL >= RIVER_TARGET_ARL events
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 from detectors import thresholds as T
 
 CUSUM_TARGET_ARL = 2e9  # events, per chain
-RIVER_TARGET_ARL = 1e9  # events, per detector side
+RIVER_TARGET_ARL = 2e9  # events, per detector side
 
 
 def uniform_score_theta(k: float) -> float:

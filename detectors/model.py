@@ -33,7 +33,7 @@ from detectors.numeric import Z_PER_UNIT, NumericBank, rate_weights, summarise_r
 from detectors.sketches import MAX_LABEL, SpaceSaving
 from detectors.timing import BlockHistory
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 #: a change whose test ran at most this long from its change point is called abrupt, else gradual
 ABRUPT_WITHIN_EVENTS = 1024
 #: a model_version first seen this close to a test's change-point estimate is named as its likely cause
@@ -64,7 +64,7 @@ class MonitorConfig:
     max_unexpected_names: int = 100
     #: unseen category values tracked per feature (bounded)
     top_unseen: int = 20
-    #: River-block means kept per feature to date a change (abrupt / gradual); older blocks are merged
+    #: timing-block means kept per feature to date a change (abrupt / gradual); older blocks are merged
     #: (at most TIMING_PER_SIZE of each length), so 64 blocks cover ~500k events
     timing_blocks: int = 64
     #: quote individual raw values (invalid examples) in alerts; off by default, since production
@@ -98,7 +98,7 @@ class ModelMonitor:
         self._version_first_seen: dict[str, int] = {}
         self._window_versions: dict[str, int] = {}
         self._last_version_mismatch = -(10**18)
-        # sums of the location score over River blocks, to date a change; the batch's own blocks are
+        # sums of the location score over timing blocks, to date a change; the batch's own blocks are
         # kept apart until its alerts are built
         self._timing = BlockHistory(len(self._numeric.names), TIMING_PER_SIZE, config.timing_blocks)
         self._batch_timing: tuple[np.ndarray, np.ndarray] | None = None
@@ -252,8 +252,8 @@ class ModelMonitor:
 
     # ---- change timing (block means of the location score) --------------------------------------
     def _record_timing(self, start: int, n: int) -> None:
-        # River blocks completed in this batch, kept apart until the batch's alerts are built
-        done = self._numeric.completed_river_blocks()
+        # timing blocks completed in this batch, kept apart until the batch's alerts are built
+        done = self._numeric.completed_timing_blocks()
         if done is None or not len(done[1]):
             self._batch_timing = None
             return
@@ -265,7 +265,7 @@ class ModelMonitor:
         if until is not None:
             ends, sums = ends[ends <= until], sums[ends <= until]
         f = len(self._numeric.names)
-        history.append(ends, sums[:, :f], sums[:, f:], T.RIVER_BLOCK)
+        history.append(ends, sums[:, :f], sums[:, f:], T.TIMING_BLOCK)
 
     def _timing_at(self, feature: str, event_index: int) -> ChangeTiming:
         j = self._numeric.names.index(feature)

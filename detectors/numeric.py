@@ -126,8 +126,9 @@ class NumericBank:
 
     def __init__(self, profiles: Sequence[NumericProfile], window: int, min_window_values: int,
                  recent: int, confidence: bool = False, names: Sequence[str] | None = None):
-        if window % T.CUSUM_BLOCK or T.RIVER_BLOCK % T.CUSUM_BLOCK:
-            raise ValueError(f"window and river block must be multiples of the CUSUM block ({T.CUSUM_BLOCK})")
+        if window % T.CUSUM_BLOCK or T.TIMING_BLOCK % T.CUSUM_BLOCK or T.RIVER_BLOCK % T.TIMING_BLOCK:
+            raise ValueError(f"window and timing block must be multiples of the CUSUM block ({T.CUSUM_BLOCK}), "
+                             f"the River block of the timing block ({T.TIMING_BLOCK})")
         self._profiles = list(profiles)
         self._names = list(names) if names is not None else [p.name for p in self._profiles]
         self._confidence = confidence
@@ -156,7 +157,10 @@ class NumericBank:
             h[chain] = round(T.CUSUM_H / Z_PER_UNIT) if chain <= SCALE_DOWN else round(T.RATE_H * T.LLR_SCALE)
         self._cusum = CusumBank(h.ravel())
         self._blocks = BlockAccumulator(T.CUSUM_BLOCK, 6 * f)
-        self._river_blocks = BlockAccumulator(T.RIVER_BLOCK // T.CUSUM_BLOCK, 2 * f)
+        # location sums and valid counts, re-blocked from CUSUM blocks to timing blocks (the model's
+        # change-timing history), and from those to River blocks
+        self._timing_blocks = BlockAccumulator(T.TIMING_BLOCK // T.CUSUM_BLOCK, 2 * f)
+        self._river_blocks = BlockAccumulator(T.RIVER_BLOCK // T.TIMING_BLOCK, 2 * f)
         self._river = [] if confidence else [BlockChangeDetectors() for _ in range(f)]
         self._hist = np.zeros((f, FINE_BINS), dtype=np.int64)
         self._window_counts = np.zeros((f, 4), dtype=np.int64)  # valid, missing, invalid, out of range
@@ -167,7 +171,7 @@ class NumericBank:
         self._recent_filled = 0
         self._batch_recent: np.ndarray | None = None
         self._batch_start = 0
-        self._completed_river: tuple[np.ndarray, np.ndarray] | None = None
+        self._completed_timing: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -178,7 +182,7 @@ class NumericBank:
         """x: (n_features, n_events) for events start.. of the model, as `NumericValues.x` encodes
         it: the value if valid, NaN if missing, +inf if invalid."""
         f, n = x.shape
-        self._completed_river = None
+        self._completed_timing = None
         self._batch_start = start
         if f == 0 or n == 0:
             return []
@@ -228,11 +232,15 @@ class NumericBank:
     def _river_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:
             return []
-        # location sums and valid counts, re-blocked from CUSUM blocks (numbered end // size) to River blocks
-        river_sums, river_ends = self._river_blocks.add(
+        # blocks are numbered end // size: CUSUM blocks -> timing blocks -> River blocks
+        timing_sums, timing_ends = self._timing_blocks.add(
             np.concatenate([sums[:, :f], sums[:, 2 * f:3 * f]], axis=1), int(ends[0]) // T.CUSUM_BLOCK)
-        river_ends = (river_ends + 1) * T.CUSUM_BLOCK - 1
-        self._completed_river = (river_sums, river_ends)
+        if len(timing_sums) == 0:
+            return []
+        timing_ends = (timing_ends + 1) * T.CUSUM_BLOCK - 1
+        self._completed_timing = (timing_sums, timing_ends)
+        river_sums, river_ends = self._river_blocks.add(timing_sums, int(timing_ends[0]) // T.TIMING_BLOCK)
+        river_ends = (river_ends + 1) * T.TIMING_BLOCK - 1
         out = []
         for row, event in zip(river_sums.tolist(), river_ends.tolist()):
             for j, detector in enumerate(self._river):
@@ -293,9 +301,9 @@ class NumericBank:
         return round(wasserstein_from_histogram(hist, QUANTILE_PROBS, self._profiles[j].quantiles), 6)
 
     # ---- reporting ----------------------------------------------------------------------
-    def completed_river_blocks(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The last batch's completed River blocks: (sums of location and valid count, last event)."""
-        return self._completed_river
+    def completed_timing_blocks(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The last batch's completed timing blocks: (sums of location and valid count, last event)."""
+        return self._completed_timing
 
     def recent_values(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
         """The feature's last `recent` events up to event_index (encoded: NaN missing, inf invalid)."""
@@ -338,6 +346,7 @@ class NumericBank:
         return {
             "cusum": self._cusum.state_dict(),
             "blocks": self._blocks.state_dict(),
+            "timing_blocks": self._timing_blocks.state_dict(),
             "river_blocks": self._river_blocks.state_dict(),
             "river": [d.state_dict() for d in self._river],
             "hist": self._hist.astype(np.int32).tobytes(),
@@ -352,6 +361,7 @@ class NumericBank:
         f = len(self._names)
         self._cusum.load_state(state["cusum"])
         self._blocks.load_state(state["blocks"])
+        self._timing_blocks.load_state(state["timing_blocks"])
         self._river_blocks.load_state(state["river_blocks"])
         for d, s in zip(self._river, state["river"]):
             d.load_state(s)
