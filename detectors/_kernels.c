@@ -162,10 +162,41 @@ PyDoc_STRVAR(read_columns_doc,
 "True, -3 if not known. cat_absent (m, n) uint8. extra (n) uint8: the event has keys that are not\n"
 "columns (extra of length 0: not computed). Returns (codes left at -3, invalid numbers).");
 
+/* A feature's few training labels, compared by text: a new str would otherwise be hashed (SipHash)
+ * to look it up, which costs more than a few short comparisons. Larger tables use the dict. */
+#define SMALL_TABLE 16
+typedef struct {
+    Py_ssize_t size; /* -1: look up in the dict */
+    PyObject *labels[SMALL_TABLE];
+    int64_t codes[SMALL_TABLE];
+} SmallTable;
+
+/* the labels of tables[j] (borrowed: the tuple holds them during the call), or size -1 */
+static int
+small_table(PyObject *table, SmallTable *t)
+{
+    t->size = -1;
+    if (PyDict_GET_SIZE(table) > SMALL_TABLE)
+        return 0;
+    Py_ssize_t pos = 0, k = 0;
+    PyObject *label, *code;
+    while (PyDict_Next(table, &pos, &label, &code)) {
+        if (!PyUnicode_CheckExact(label) || !PyLong_Check(code))
+            return 0;
+        t->labels[k] = label;
+        t->codes[k] = PyLong_AsLongLong(code);
+        if (t->codes[k] == -1 && PyErr_Occurred())
+            return -1;
+        k++;
+    }
+    t->size = k;
+    return 0;
+}
+
 static inline int
 read_value(PyObject *v, Py_ssize_t col, Py_ssize_t f, Py_ssize_t n, Py_ssize_t i, PyObject *tables,
-           const int64_t *bool_codes, double *x, uint8_t *status, int64_t *codes, Py_ssize_t *unresolved,
-           Py_ssize_t *invalid)
+           const SmallTable *small, const int64_t *bool_codes, double *x, uint8_t *status, int64_t *codes,
+           Py_ssize_t *unresolved, Py_ssize_t *invalid)
 {
     if (col < f) {
         Py_ssize_t at = col * n + i;
@@ -175,7 +206,16 @@ read_value(PyObject *v, Py_ssize_t col, Py_ssize_t f, Py_ssize_t n, Py_ssize_t i
     }
     Py_ssize_t j = col - f;
     int64_t code;
-    if (PyUnicode_CheckExact(v)) {
+    if (PyUnicode_CheckExact(v) && small[j].size >= 0) {
+        code = UNRESOLVED_CODE;
+        for (Py_ssize_t k = 0; k < small[j].size; k++) {
+            if (same_text(small[j].labels[k], v)) {
+                code = small[j].codes[k];
+                break;
+            }
+        }
+    }
+    else if (PyUnicode_CheckExact(v)) {
         PyObject *c = PyDict_GetItemWithError(PyTuple_GET_ITEM(tables, j), v);
         if (c == NULL) {
             if (PyErr_Occurred())
@@ -225,9 +265,20 @@ read_columns(PyObject *self, PyObject *args)
     if (seen == NULL)
         return PyErr_NoMemory();
     PyObject **names = PyMem_Calloc(width ? width : 1, sizeof(PyObject *)); /* borrowed from columns */
-    if (names == NULL) {
+    SmallTable *small = PyMem_Calloc(m ? m : 1, sizeof(SmallTable));
+    if (names == NULL || small == NULL) {
         PyMem_Free(seen);
+        PyMem_Free(names);
+        PyMem_Free(small);
         return PyErr_NoMemory();
+    }
+    for (Py_ssize_t j = 0; j < m; j++) {
+        if (small_table(PyTuple_GET_ITEM(tables, j), &small[j]) < 0) {
+            PyMem_Free(seen);
+            PyMem_Free(names);
+            PyMem_Free(small);
+            return NULL;
+        }
     }
     {
         Py_ssize_t pos = 0, count = 0;
@@ -239,6 +290,7 @@ read_columns(PyObject *self, PyObject *args)
                 PyErr_SetString(PyExc_ValueError, "columns: values must be 0..len(columns)-1, each once");
                 PyMem_Free(seen);
                 PyMem_Free(names);
+                PyMem_Free(small);
                 return NULL;
             }
             seen[col] = 1;
@@ -286,7 +338,7 @@ read_columns(PyObject *self, PyObject *args)
                 }
                 seen[col] = i;
                 matched++;
-                if (read_value(v, col, f, n, i, tables, bool_codes, x, status, codes, &unresolved, &invalid) < 0)
+                if (read_value(v, col, f, n, i, tables, small, bool_codes, x, status, codes, &unresolved, &invalid) < 0)
                     goto fail;
             }
             unknown = PyDict_GET_SIZE(d) - matched;
@@ -316,7 +368,7 @@ read_columns(PyObject *self, PyObject *args)
             }
             seen[col] = i;
             matched++;
-            if (read_value(v, col, f, n, i, tables, bool_codes, x, status, codes, &unresolved, &invalid) < 0)
+            if (read_value(v, col, f, n, i, tables, small, bool_codes, x, status, codes, &unresolved, &invalid) < 0)
                 goto fail;
         }
         if (matched < width) {
@@ -338,11 +390,13 @@ read_columns(PyObject *self, PyObject *args)
     }
     PyMem_Free(seen);
     PyMem_Free(names);
+    PyMem_Free(small);
     RELEASE_ALL(b);
     return Py_BuildValue("nn", unresolved, invalid);
 fail:
     PyMem_Free(seen);
     PyMem_Free(names);
+    PyMem_Free(small);
     RELEASE_ALL(b);
     return NULL;
 }
@@ -786,26 +840,47 @@ cusum_sums(PyObject *self, PyObject *args)
         RELEASE_ALL(b);
         return NULL;
     }
+    int64_t *x = PyMem_Malloc((size_t)(chains ? chains : 1) * sizeof(int64_t));
+    if (x == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     for (Py_ssize_t t = 0; t < nb; t++) {
         const int64_t *row = sums + t * width;
         const int64_t end = ends[t];
+        /* the block's increments, chain by chain */
         for (Py_ssize_t j = 0; j < f; j++) {
             const int64_t valid = row[2 * f + j], k = valid * k_fixed[j];
             const int64_t loc = row[j], scale = row[f + j] - half * valid;
-            if (chain_step(s, last_zero, h, j, loc - k, end, alarms) < 0
-                || chain_step(s, last_zero, h, f + j, -loc - k, end, alarms) < 0
-                || chain_step(s, last_zero, h, 2 * f + j, scale - k, end, alarms) < 0
-                || chain_step(s, last_zero, h, 3 * f + j, -scale - k, end, alarms) < 0)
-                goto fail;
+            x[j] = loc - k;
+            x[f + j] = -loc - k;
+            x[2 * f + j] = scale - k;
+            x[3 * f + j] = -scale - k;
         }
         for (Py_ssize_t q = 0; q < r; q++) {
             const int64_t count = row[3 * f + q];
-            if (chain_step(s, last_zero, h, 4 * f + q, count * hit[q] + (block - count) * miss[q], end, alarms) < 0)
+            x[4 * f + q] = count * hit[q] + (block - count) * miss[q];
+        }
+        /* the common block raises no alarm: one pass the compiler vectorises finds out */
+        int64_t over = 0;
+        for (Py_ssize_t c = 0; c < chains; c++)
+            over |= (s[c] + x[c]) > h[c];
+        if (!over) {
+            for (Py_ssize_t c = 0; c < chains; c++) {
+                const int64_t v = s[c] + x[c] > 0 ? s[c] + x[c] : 0;
+                last_zero[c] = v == 0 ? end : last_zero[c];
+                s[c] = v;
+            }
+            continue;
+        }
+        for (Py_ssize_t c = 0; c < chains; c++) {
+            if (chain_step(s, last_zero, h, c, x[c], end, alarms) < 0) {
+                PyMem_Free(x);
                 goto fail;
+            }
         }
     }
-    if (f > 0 && PyList_GET_SIZE(alarms) > 1 && PyList_Sort(alarms) < 0) /* chain order within a block */
-        goto fail;
+    PyMem_Free(x);
     RELEASE_ALL(b);
     return alarms;
 fail:
