@@ -782,27 +782,6 @@ categorical_blocks(PyObject *self, PyObject *args)
 
 /* ---- cusum_sums ------------------------------------------------------------------------- */
 
-/* One block of one chain: S = max(0, S + x); above h an alarm (event, chain, S, last zero) and a
- * restart from 0. Returns -1 with an exception set if the alarm could not be recorded. */
-static inline int
-chain_step(int64_t *s, int64_t *last_zero, const int64_t *h, Py_ssize_t c, int64_t x, int64_t end, PyObject *alarms)
-{
-    int64_t v = s[c] + x;
-    if (v > h[c]) { /* rare: no branch to mispredict on the common path below */
-        PyObject *a = Py_BuildValue("(LnLL)", (long long)end, c, (long long)v, (long long)last_zero[c]);
-        if (a == NULL || PyList_Append(alarms, a) < 0) {
-            Py_XDECREF(a);
-            return -1;
-        }
-        Py_DECREF(a);
-        v = 0;
-    }
-    v = v > 0 ? v : 0;
-    last_zero[c] = v == 0 ? end : last_zero[c];
-    s[c] = v;
-    return 0;
-}
-
 PyDoc_STRVAR(cusum_sums_doc,
 "cusum_sums(sums, ends, n_scores, k_fixed, half, hit, miss, block, h, s, last_zero) -> alarms\n"
 "--\n\n"
@@ -867,23 +846,28 @@ cusum_sums(PyObject *self, PyObject *args)
             const int64_t count = row[3 * f + q];
             x[4 * f + q] = count * hit[q] + (block - count) * miss[q];
         }
-        /* the common block raises no alarm: one pass the compiler vectorises finds out */
+        /* one branch-free pass; a chain that went over its threshold (rare) is then turned into an
+         * alarm and restarted: its last_zero is untouched by the pass, since it is above 0 */
         int64_t over = 0;
-        for (Py_ssize_t c = 0; c < chains; c++)
-            over |= (s[c] + x[c]) > h[c];
-        if (!over) {
-            for (Py_ssize_t c = 0; c < chains; c++) {
-                const int64_t v = s[c] + x[c] > 0 ? s[c] + x[c] : 0;
-                last_zero[c] = v == 0 ? end : last_zero[c];
-                s[c] = v;
-            }
-            continue;
-        }
         for (Py_ssize_t c = 0; c < chains; c++) {
-            if (chain_step(s, last_zero, h, c, x[c], end, alarms) < 0) {
+            const int64_t raw = s[c] + x[c];
+            over |= raw > h[c];
+            const int64_t v = raw > 0 ? raw : 0;
+            last_zero[c] = v == 0 ? end : last_zero[c];
+            s[c] = v;
+        }
+        for (Py_ssize_t c = 0; over && c < chains; c++) {
+            if (s[c] <= h[c])
+                continue;
+            PyObject *a = Py_BuildValue("(LnLL)", (long long)end, c, (long long)s[c], (long long)last_zero[c]);
+            if (a == NULL || PyList_Append(alarms, a) < 0) {
+                Py_XDECREF(a);
                 PyMem_Free(x);
                 goto fail;
             }
+            Py_DECREF(a);
+            s[c] = 0;
+            last_zero[c] = end;
         }
     }
     PyMem_Free(x);
