@@ -219,21 +219,20 @@ class Replay:
                 return
 
     def _add(self, events: list[dict]) -> None:
-        pending = self.pending
-        pending.extend(events)
-        size = self.batch_size
-        if len(pending) >= size:
-            full = len(pending) - len(pending) % size
-            self.pending = pending[full:]
-            for i in range(0, full, size):
-                self._process(pending[i:i + size])
+        self.pending.extend(events)
+        if len(self.pending) >= self.batch_size:
+            self.flush(full_only=True)
 
-    def flush(self) -> None:
-        if self.pending:
-            batch, self.pending = self.pending, []
-            self._process(batch)
+    def flush(self, full_only: bool = False) -> None:
+        """Monitor the pending events in batches of `batch_size`; with full_only, a last partial
+        batch stays pending."""
+        pending, size = self.pending, self.batch_size
+        end = len(pending) - len(pending) % size if full_only else len(pending)
+        self.pending = pending[end:]
+        for i in range(0, end, size):
+            self._monitor(pending[i:i + size])
 
-    def _process(self, batch: list[dict]) -> None:
+    def _monitor(self, batch: list[dict]) -> None:
         alerts, rejects = self.router.process(batch)
         self.events += len(batch) - len(rejects)
         if rejects:

@@ -302,7 +302,8 @@ class Recorder(Replay):
         self.traces = [ModelTrace(self.router.baseline(m), window, seed) for m in self.router.models]
         self._by_model = {t.baseline.model: t for t in self.traces}
 
-    def flush(self) -> None:
+    def flush(self, full_only: bool = True) -> None:
+        # always whole windows here (every sample on a window edge); finish() takes the rest
         while len(self.pending) >= self.batch_size:
             self._process(self.batch_size)
 
