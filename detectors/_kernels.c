@@ -879,12 +879,53 @@ fail:
     return NULL;
 }
 
+/* ---- usable_events ---------------------------------------------------------------------- */
+
+static PyObject *key_model, *key_features; /* interned at import */
+
+PyDoc_STRVAR(usable_events_doc,
+"usable_events(items, max_model_name, max_features) -> bool\n"
+"--\n\n"
+"Whether the list is not empty and every item is a dict (exactly) whose 'model' is a str (exactly) of\n"
+"1..max_model_name characters and whose 'features' is a dict (exactly) of at most max_features\n"
+"items: detectors.events.all_usable, one pass.");
+
+static PyObject *
+usable_events(PyObject *self, PyObject *args)
+{
+    PyObject *items;
+    Py_ssize_t max_model, max_features;
+    if (!PyArg_ParseTuple(args, "O!nn", &PyList_Type, &items, &max_model, &max_features))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (n == 0)
+        Py_RETURN_FALSE;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ev = PyList_GET_ITEM(items, i);
+        if (!PyDict_CheckExact(ev))
+            Py_RETURN_FALSE;
+        PyObject *model = PyDict_GetItemWithError(ev, key_model);
+        if (model == NULL && PyErr_Occurred())
+            return NULL;
+        if (model == NULL || !PyUnicode_CheckExact(model) || PyUnicode_GET_LENGTH(model) < 1
+            || PyUnicode_GET_LENGTH(model) > max_model)
+            Py_RETURN_FALSE;
+        PyObject *features = PyDict_GetItemWithError(ev, key_features);
+        if (features == NULL && PyErr_Occurred())
+            return NULL;
+        if (features == NULL || !PyDict_CheckExact(features) || PyDict_GET_SIZE(features) > max_features)
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"read_columns", read_columns, METH_VARARGS, read_columns_doc},
     {"pit_transform", pit_transform, METH_VARARGS, pit_transform_doc},
     {"numeric_blocks", numeric_blocks, METH_VARARGS, numeric_blocks_doc},
     {"categorical_blocks", categorical_blocks, METH_VARARGS, categorical_blocks_doc},
     {"cusum_sums", cusum_sums, METH_VARARGS, cusum_sums_doc},
+    {"usable_events", usable_events, METH_VARARGS, usable_events_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -896,5 +937,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__kernels(void)
 {
+    key_model = PyUnicode_InternFromString("model");
+    key_features = PyUnicode_InternFromString("features");
+    if (key_model == NULL || key_features == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }

@@ -97,3 +97,22 @@ json_values = st.recursive(
 def test_every_element_of_a_list_is_an_event_or_a_reject(items):
     events, rejects = decode_message(msgpack.packb(items))
     assert len(events) + len(rejects) == len(items)
+
+
+_items = st.one_of(
+    st.fixed_dictionaries({"model": st.one_of(st.text(max_size=6), st.integers(), st.none()),
+                           "features": st.one_of(st.dictionaries(st.text(max_size=3), st.integers(), max_size=5),
+                                                 st.lists(st.integers(), max_size=2), st.none())}),
+    st.fixed_dictionaries({"features": st.just({})}),
+    st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_items, max_size=6))
+def test_all_usable_is_every_item_passing_the_per_event_check(items):
+    from detectors.events import _check, all_usable
+
+    limits = Limits(max_model_name=4, max_features_per_event=3)
+    expected = bool(items) and all(type(i) is dict and _check(i, limits) is None for i in items)
+    assert all_usable(items, limits) == expected
