@@ -39,6 +39,7 @@ test: test-deps system-deps
 bench: test-deps
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/budget.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info detectors/*.so

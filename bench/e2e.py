@@ -384,17 +384,18 @@ _NOTES = """\
   370 ms at 1500 ms and 3 ms at 100 ms). The worker lowers it to `--fetch-max-wait-ms` (100 ms,
   stream/fetch_wait.py), and so does the bare agent here; what remains is mostly the 0.2 s
   micro-batch wait (`--batch-within`). Before that setting, (d) measured p99 1.5 s.
-- Where (c)'s time goes (2026-11-25/26): in-process, `DetectionService.process` on the same
-  messages runs ~200-230k events/s on a quiet machine (62k before the GC policy of
-  stream/gc_policy.py and the C-level passes of commit 10177e8; ~175k before the monitors were fed
-  2,000 events at a time and the exact PIT lost its binary search). In the worker, Faust's
-  `take_events` does not buffer while a micro-batch is processed, so each ~450 ms batch of 100-event
-  messages is preceded by the 0.2 s `--batch-within` wait in which ~600-1,000 messages trickle in
-  (timed in the agent): the worker spends ~65-70% of the run in its micro-batches. A larger
-  per-partition fetch (8-16 MiB) looked +8% in 3 of 4 paired runs, within the noise; not kept.
-- Variance: a second identical quiet run gave (c) 116,992 events/s, (b) 0.99x, (d) p99 303 ms; an
-  earlier one 119,154. On a loaded VM the same code measured 74,518-94,890 events/s with the bare
-  agent down to 217k-227k events/s, so (c) is an absolute rate that moves with the machine.
+- Where (c)'s time goes: with the monitors compiled (detectors/_kernels.c, 2026-11-26) the worker
+  spends ~53% of the run in its micro-batches (65-70% before them, at 105-119k events/s). The
+  rest is Faust's `take_events`, which does not buffer while a micro-batch is processed: each batch
+  of 100-event messages is preceded by the 0.2 s `--batch-within` wait in which the next messages
+  trickle in (timed in the agent, 2026-11-25). A larger per-partition fetch (8-16 MiB) looked +8%
+  in 3 of 4 paired runs, within the noise; not kept. The credit model's monitor is slower per
+  feature than the 50-feature bench's: 6 of its 10 numeric features (rounded values, a CDF with
+  jumps) take the exact PIT in numpy, which the kernels do not cover.
+- Variance: before the compiled monitors, quiet runs gave (c) 105,561-119,154 events/s, (b)
+  0.93-0.99x, (d) p99 303-305 ms; on a loaded VM the same code measured 74,518-94,890 events/s
+  with the bare agent down to 217k-227k events/s, so (c) is an absolute rate that moves with the
+  machine.
 - (c) runs 10,000 messages (1M events) per run since 2026-11-26 (2,000 before: a 2 s run where
   the first fetch and the first batch wait weigh ~10%)."""
 
