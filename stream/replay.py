@@ -351,7 +351,9 @@ def _line_blocks(f: IO[bytes], limit: int) -> Iterator[tuple[int, list[bytes | N
         block = f.read(_READ_BLOCK)
         if not block:
             break
-        lines: list[bytes | None] = (carry + block).split(b"\n") if carry else block.split(b"\n")
+        lines: list[bytes | None] = block.split(b"\n")
+        if carry:  # the line the last block ended in (not carry + block: that copies the whole block)
+            lines[0] = carry + lines[0]
         carry = lines.pop()
         if lines:
             if max(map(len, lines)) > limit:
