@@ -287,7 +287,7 @@ read_columns(PyObject *self, PyObject *args)
         }
     }
     {
-        Py_ssize_t pos = 0, count = 0;
+        Py_ssize_t pos = 0;
         PyObject *k, *c;
         while (PyDict_Next(columns, &pos, &k, &c)) {
             Py_ssize_t col = PyLong_Check(c) ? PyLong_AsSsize_t(c) : -1;
@@ -301,7 +301,6 @@ read_columns(PyObject *self, PyObject *args)
             }
             seen[col] = 1;
             names[col] = k;
-            count++;
         }
     }
     Buf b[6];
@@ -543,6 +542,38 @@ pit_transform(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(odd);
 }
 
+/* ---- batches of blocks and window segments (numeric_blocks, categorical_blocks) ---------- */
+
+/* The window cuts of a batch (S + 1 offsets rising from 0 to n) into b, and what they make of the
+ * batch: n events, S segments, nb blocks of `block` events touched from event `start`. */
+static int
+batch_shape(PyObject *o_cuts, Buf *b, long long start, Py_ssize_t block, const int64_t **cuts, Py_ssize_t *n,
+            Py_ssize_t *segments, Py_ssize_t *nb)
+{
+    Py_ssize_t n_cuts = buf_items(o_cuts, b, 8, 0, "cuts");
+    if (n_cuts < 0)
+        return -1;
+    if (n_cuts < 2) {
+        PyErr_SetString(PyExc_ValueError, "cuts: at least two");
+        return -1;
+    }
+    *cuts = b->view.buf;
+    *n = (*cuts)[n_cuts - 1];
+    *segments = n_cuts - 1;
+    for (Py_ssize_t s = 0; s < *segments; s++) {
+        if ((*cuts)[s] > (*cuts)[s + 1] || (*cuts)[0] != 0) {
+            PyErr_SetString(PyExc_ValueError, "cuts must rise from 0 to n");
+            return -1;
+        }
+    }
+    if (*n < 0 || start > PY_SSIZE_T_MAX - *n) {
+        PyErr_SetString(PyExc_ValueError, "start + n too large");
+        return -1;
+    }
+    *nb = *n ? (Py_ssize_t)((start + *n - 1) / block - start / block + 1) : 0;
+    return 0;
+}
+
 /* ---- numeric_blocks --------------------------------------------------------------------- */
 
 #define FINE_BINS 100
@@ -576,30 +607,11 @@ numeric_blocks(PyObject *self, PyObject *args)
     }
     Buf b[8];
     memset(b, 0, sizeof(b));
+    const int64_t *cuts;
+    Py_ssize_t n, segments, nb;
     Py_ssize_t f = buf_items(o_mins, &b[2], 8, 0, "mins");
-    Py_ssize_t n_cuts = f < 0 ? -1 : buf_items(o_cuts, &b[4], 8, 0, "cuts");
-    if (n_cuts < 2) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "cuts: at least two");
-        RELEASE_ALL(b);
-        return NULL;
-    }
-    const int64_t *cuts = b[4].view.buf;
-    Py_ssize_t n = cuts[n_cuts - 1], segments = n_cuts - 1;
-    for (Py_ssize_t s = 0; s < segments; s++) {
-        if (cuts[s] > cuts[s + 1] || cuts[0] != 0) {
-            PyErr_SetString(PyExc_ValueError, "cuts must rise from 0 to n");
-            RELEASE_ALL(b);
-            return NULL;
-        }
-    }
-    if (n < 0 || start > PY_SSIZE_T_MAX - n) {
-        PyErr_SetString(PyExc_ValueError, "start + n too large");
-        RELEASE_ALL(b);
-        return NULL;
-    }
-    Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / block - start / block + 1) : 0;
-    if (buf_get(o_x, &b[0], 8, size_mul(f, n), 0, "x") < 0 || buf_get(o_u, &b[1], 8, size_mul(f, n), 0, "u") < 0
+    if (f < 0 || batch_shape(o_cuts, &b[4], start, block, &cuts, &n, &segments, &nb) < 0
+        || buf_get(o_x, &b[0], 8, size_mul(f, n), 0, "x") < 0 || buf_get(o_u, &b[1], 8, size_mul(f, n), 0, "u") < 0
         || buf_get(o_maxs, &b[3], 8, f, 0, "maxs") < 0
         || buf_get(o_sums, &b[5], 8, size_mul(nb, size_mul(N_NUMERIC_SUMS, f)), 1, "sums") < 0
         || buf_get(o_hist, &b[6], 8, size_mul(segments, size_mul(f, FINE_BINS)), 1, "hist") < 0
@@ -703,30 +715,11 @@ categorical_blocks(PyObject *self, PyObject *args)
     }
     Buf b[6];
     memset(b, 0, sizeof(b));
+    const int64_t *cuts;
+    Py_ssize_t n, segments, nb;
     Py_ssize_t m = buf_items(o_known, &b[1], 8, 0, "n_known");
-    Py_ssize_t n_cuts = m < 0 ? -1 : buf_items(o_cuts, &b[3], 8, 0, "cuts");
-    if (n_cuts < 2) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "cuts: at least two");
-        RELEASE_ALL(b);
-        return NULL;
-    }
-    const int64_t *cuts = b[3].view.buf;
-    Py_ssize_t n = cuts[n_cuts - 1], segments = n_cuts - 1;
-    for (Py_ssize_t s = 0; s < segments; s++) {
-        if (cuts[s] > cuts[s + 1] || cuts[0] != 0) {
-            PyErr_SetString(PyExc_ValueError, "cuts must rise from 0 to n");
-            RELEASE_ALL(b);
-            return NULL;
-        }
-    }
-    if (n < 0 || start > PY_SSIZE_T_MAX - n) {
-        PyErr_SetString(PyExc_ValueError, "start + n too large");
-        RELEASE_ALL(b);
-        return NULL;
-    }
-    Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / block - start / block + 1) : 0;
-    if (buf_get(o_codes, &b[0], 8, size_mul(m, n), 0, "codes") < 0 || buf_get(o_off, &b[2], 8, m, 0, "offsets") < 0
+    if (m < 0 || batch_shape(o_cuts, &b[3], start, block, &cuts, &n, &segments, &nb) < 0
+        || buf_get(o_codes, &b[0], 8, size_mul(m, n), 0, "codes") < 0 || buf_get(o_off, &b[2], 8, m, 0, "offsets") < 0
         || buf_get(o_sums, &b[4], 8, size_mul(nb, size_mul(3, m)), 1, "sums") < 0
         || buf_get(o_counts, &b[5], 8, size_mul(segments, n_cells), 1, "counts") < 0) {
         RELEASE_ALL(b);
