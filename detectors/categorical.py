@@ -32,7 +32,6 @@ ALARMS = {
 }
 #: a chi-square cell needs this many expected values; smaller ones are pooled
 MIN_EXPECTED = 5.0
-_NO_SCORES = np.zeros(0, dtype=np.int64)
 
 
 class CategoricalBank:
@@ -117,7 +116,7 @@ class CategoricalBank:
         if len(sums) == 0:
             return []
         out = []
-        alarms = self._cusum.update_from_sums(sums, ends, _NO_SCORES, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK)
+        alarms = self._cusum.update_from_sums(sums, ends, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK)
         for event, chain, stat, zero in alarms:
             test, j = divmod(chain, f)
             kind, family, detector = ALARMS[test]

@@ -126,15 +126,18 @@ class CusumBank:
         """
         increments = np.ascontiguousarray(increments, dtype=np.int64)
         ones = np.ones(len(self._h), dtype=np.int64)
-        return self.update_from_sums(increments, ends, _NO_SCORES, ones, np.zeros_like(ones), block=0)
+        return self.update_from_sums(increments, ends, ones, np.zeros_like(ones), block=0)
 
-    def update_from_sums(self, sums: np.ndarray, ends: np.ndarray, k_fixed: np.ndarray, hit: np.ndarray,
-                         miss: np.ndarray, block: int, half: int = 0) -> list[tuple[int, int, int, int]]:
+    def update_from_sums(self, sums: np.ndarray, ends: np.ndarray, hit: np.ndarray, miss: np.ndarray, block: int,
+                         k_fixed: np.ndarray | None = None, half: int = 0) -> list[tuple[int, int, int, int]]:
         """`update` with the increments made from block sums (see `detectors._kernels.cusum_sums`):
-        sums (nb, 3 f + r), f = len(k_fixed) location/scale scores, then r Bernoulli counts per block of
-        `block` events, weighted hit / miss. The chains are the 4 f score chains, then the r rate chains."""
+        sums (nb, 3 f + r), f = len(k_fixed) location/scale scores (none without k_fixed), then r
+        Bernoulli counts per block of `block` events, weighted hit / miss. The chains are the 4 f
+        score chains, then the r rate chains."""
         if len(sums) == 0:
             return []
+        if k_fixed is None:
+            k_fixed = _NO_SCORES
         return _kernels.cusum_sums(sums, np.ascontiguousarray(ends, dtype=np.int64), len(k_fixed), k_fixed, half,
                                    hit, miss, block, self._h, self._s, self._last_zero)
 

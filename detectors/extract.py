@@ -1,8 +1,9 @@
 """Event dicts -> per-feature columns, classifying every value as valid, missing or invalid.
 
 This is where a batch meets Python objects, so it runs compiled (`detectors._kernels.read_columns`):
-one pass per event, one dict lookup per known feature, no intermediate tuples. Only categorical
-values the kernel cannot code by a plain label lookup (an unseen label, a number) come back here.
+one pass over each event's items (keys recognised by identity and position), no intermediate
+tuples. Only categorical values the kernel cannot code by its label table (an unseen label, a
+number) come back here.
 Numeric: valid = int or float, finite (bool is not a number). Missing = None or key absent.
 Invalid = anything else (a string, NaN, +-inf, a list...).
 Categorical: `baselines.profile.category_key`; None / absent = missing, dict / list = invalid.

@@ -47,7 +47,6 @@ TIMING_PER_SIZE = 8
 #: raw invalid values kept per numeric feature (the last ones), quoted by the diagnosis
 MAX_INVALID_EXAMPLES = 4
 _features_of = itemgetter("features")
-_NO_SCORES = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -182,7 +181,7 @@ class ModelMonitor:
         sums, ends = self._unexpected_blocks.add(extra.astype(np.int64)[:, None], start)
         hit, miss = self._unexpected_weights
         out = []
-        for event, _, stat, _ in self._unexpected_cusum.update_from_sums(sums, ends, _NO_SCORES, hit, miss, T.CUSUM_BLOCK):
+        for event, _, stat, _ in self._unexpected_cusum.update_from_sums(sums, ends, hit, miss, T.CUSUM_BLOCK):
             seen = SpaceSaving.from_state(self._unexpected_names.state_dict(), self._unexpected_names.capacity)
             for index, name in names:
                 if index <= event:

@@ -210,8 +210,8 @@ class NumericBank:
         if len(sums) == 0:
             return []
         out = []
-        alarms = self._cusum.update_from_sums(sums, ends, self._k_fixed, self._rate_hit, self._rate_miss,
-                                              T.CUSUM_BLOCK, HALF)
+        alarms = self._cusum.update_from_sums(sums, ends, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK,
+                                              self._k_fixed, HALF)
         for event, chain, stat, zero in alarms:
             test, j = divmod(chain, f)
             out.append(self._cusum_candidate(event, test, j, stat, zero + 1))

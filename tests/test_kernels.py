@@ -604,9 +604,9 @@ def test_cusum_update_from_sums_matches_a_plain_loop(data, f, r, blocks):
 
     bank = CusumBank(np.array(h, dtype=np.int64))
     arr = np.array(sums, dtype=np.int64).reshape(blocks, 3 * f + r)
-    args = (np.array(k_fixed, dtype=np.int64), np.array(hit, dtype=np.int64), np.array(miss, dtype=np.int64))
-    got = bank.update_from_sums(np.ascontiguousarray(arr[:split]), np.array(ends[:split]), *args, block, half)
-    got += bank.update_from_sums(np.ascontiguousarray(arr[split:]), np.array(ends[split:]), *args, block, half)
+    args = (np.array(hit, dtype=np.int64), np.array(miss, dtype=np.int64), block, np.array(k_fixed, dtype=np.int64))
+    got = bank.update_from_sums(np.ascontiguousarray(arr[:split]), np.array(ends[:split]), *args, half)
+    got += bank.update_from_sums(np.ascontiguousarray(arr[split:]), np.array(ends[split:]), *args, half)
     assert got == expected
     assert bank.statistics.tolist() == s
     assert bank.last_zero.tolist() == last_zero
