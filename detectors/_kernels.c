@@ -100,6 +100,12 @@ classify_number(PyObject *v, uint8_t *status)
     if (PyFloat_CheckExact(v)) {
         d = PyFloat_AS_DOUBLE(v);
     }
+#if PY_VERSION_HEX < 0x030C0000
+    /* an int of one 30-bit digit (counts, ids): its value without a call (3.11's int layout) */
+    else if (PyLong_CheckExact(v) && (size_t)(Py_SIZE(v) + 1) <= 2) {
+        d = (double)((long)Py_SIZE(v) * (long)((PyLongObject *)v)->ob_digit[0]);
+    }
+#endif
     else if (PyLong_CheckExact(v)) {
         d = PyLong_AsDouble(v);
         if (d == -1.0 && PyErr_Occurred()) { /* too large for a float */
@@ -169,13 +175,42 @@ PyDoc_STRVAR(read_columns_doc,
 "columns (extra of length 0: not computed). Returns (codes left at -3, invalid numbers).");
 
 /* A feature's few training labels, compared by text: a new str would otherwise be hashed (SipHash)
- * to look it up, which costs more than a few short comparisons. Larger tables use the dict. */
+ * to look it up, which costs more than a few short comparisons. Larger tables use the dict.
+ * Each label's length, kind and last character are packed in one word (text_tag), so a value is
+ * compared with the labels' tags in a tight loop and its text only with the one that matches. */
 #define SMALL_TABLE 16
 typedef struct {
     Py_ssize_t size; /* -1: look up in the dict */
+    uint64_t tags[SMALL_TABLE];
     PyObject *labels[SMALL_TABLE];
     int64_t codes[SMALL_TABLE];
 } SmallTable;
+
+/* an exact str's length (low 32 bits), kind and last character; 0 for a longer or empty str, which
+ * then goes through the dict */
+static inline uint64_t
+text_tag(PyObject *s)
+{
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    if (len == 0 || len > 0xFFFFFFFF)
+        return 0;
+    int kind = PyUnicode_KIND(s);
+    return (uint64_t)len | (uint64_t)kind << 32 | (uint64_t)PyUnicode_READ(kind, PyUnicode_DATA(s), len - 1) << 35;
+}
+
+/* equal texts, given equal tags: the bytes before the last character */
+static inline int
+same_head(PyObject *a, PyObject *b)
+{
+    size_t bytes = (size_t)(PyUnicode_GET_LENGTH(a) - 1) * (size_t)PyUnicode_KIND(a);
+    const char *p = PyUnicode_DATA(a), *q = PyUnicode_DATA(b);
+    if (bytes > 16)
+        return memcmp(p, q, bytes) == 0;
+    for (size_t k = 0; k < bytes; k++) /* short labels: inline, not a library call */
+        if (p[k] != q[k])
+            return 0;
+    return 1;
+}
 
 /* the labels of tables[j] (borrowed: the tuple holds them during the call), or size -1 */
 static int
@@ -187,7 +222,7 @@ small_table(PyObject *table, SmallTable *t)
     Py_ssize_t pos = 0, k = 0;
     PyObject *label, *code;
     while (PyDict_Next(table, &pos, &label, &code)) {
-        if (!PyUnicode_CheckExact(label) || !PyLong_Check(code))
+        if (!PyUnicode_CheckExact(label) || !PyLong_Check(code) || (t->tags[k] = text_tag(label)) == 0)
             return 0;
         t->labels[k] = label;
         t->codes[k] = PyLong_AsLongLong(code);
@@ -213,10 +248,12 @@ read_value(PyObject *v, Py_ssize_t col, Py_ssize_t f, Py_ssize_t n, Py_ssize_t i
     Py_ssize_t j = col - f;
     int64_t code;
     if (PyUnicode_CheckExact(v) && small[j].size >= 0) {
+        const SmallTable *t = &small[j];
+        const uint64_t tag = text_tag(v);
         code = UNRESOLVED_CODE;
-        for (Py_ssize_t k = 0; k < small[j].size; k++) {
-            if (same_text(small[j].labels[k], v)) {
-                code = small[j].codes[k];
+        for (Py_ssize_t k = 0; k < t->size; k++) {
+            if (t->tags[k] == tag && (t->labels[k] == v || same_head(t->labels[k], v))) {
+                code = t->codes[k];
                 break;
             }
         }
@@ -872,9 +909,9 @@ fail:
     return NULL;
 }
 
-/* ---- usable_events ---------------------------------------------------------------------- */
+/* ---- usable_events, event_fields -------------------------------------------------------- */
 
-static PyObject *key_model, *key_features; /* interned at import */
+static PyObject *key_model, *key_features, *key_confidence, *key_model_version; /* interned at import */
 
 PyDoc_STRVAR(usable_events_doc,
 "usable_events(items, max_model_name, max_features) -> bool\n"
@@ -912,6 +949,87 @@ usable_events(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+#define VERSIONS_NONE 0     /* no event has a model_version (or it is None) */
+#define VERSIONS_EXPECTED 1 /* every event's model_version is the expected str */
+#define VERSIONS_OTHER 2    /* anything else: the caller looks at them itself */
+
+PyDoc_STRVAR(event_fields_doc,
+"event_fields(events, expected_version, confidence) -> (features, versions)\n"
+"--\n\n"
+"One pass over a batch's event dicts for what the model monitor reads at their top level.\n"
+"features: the list of their 'features' values (KeyError if one has none). confidence (n,) float64,\n"
+"or of length 0 to skip it: the 'confidence' if a valid number in [0, 1], NaN if None or absent,\n"
+"+inf if anything else. versions: 0 no event has a 'model_version' other than None, 1 every event's\n"
+"is the str expected_version (None: never), 2 otherwise.");
+
+static PyObject *
+event_fields(PyObject *self, PyObject *args)
+{
+    PyObject *events, *expected, *o_conf;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyList_Type, &events, &expected, &o_conf))
+        return NULL;
+    if (expected != Py_None && !PyUnicode_CheckExact(expected)) {
+        PyErr_SetString(PyExc_TypeError, "expected_version: a str or None");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(events);
+    Buf b;
+    memset(&b, 0, sizeof(b));
+    Py_ssize_t n_conf = buf_items(o_conf, &b, 8, 1, "confidence");
+    if (n_conf < 0 || (n_conf != 0 && n_conf != n)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "confidence: one per event, or none");
+        buf_release(&b);
+        return NULL;
+    }
+    double *conf = b.view.buf;
+    PyObject *features = PyList_New(n);
+    if (features == NULL) {
+        buf_release(&b);
+        return NULL;
+    }
+    int none = 1, all_expected = expected != Py_None;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ev = PyList_GET_ITEM(events, i);
+        if (!PyDict_Check(ev)) {
+            PyErr_Format(PyExc_TypeError, "event %zd is not a dict", i);
+            goto fail;
+        }
+        PyObject *f = PyDict_GetItemWithError(ev, key_features);
+        if (f == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, key_features);
+            goto fail;
+        }
+        Py_INCREF(f);
+        PyList_SET_ITEM(features, i, f);
+        if (n_conf) {
+            PyObject *c = PyDict_GetItemWithError(ev, key_confidence);
+            if (c == NULL && PyErr_Occurred())
+                goto fail;
+            uint8_t st;
+            double d = c == NULL ? NAN : classify_number(c, &st);
+            conf[i] = d >= 0.0 && d <= 1.0 ? d : (d != d ? d : INFINITY); /* outside [0, 1]: invalid */
+        }
+        PyObject *v = PyDict_GetItemWithError(ev, key_model_version);
+        if (v == NULL && PyErr_Occurred())
+            goto fail;
+        if (v != NULL && v != Py_None) {
+            none = 0;
+            if (all_expected && v != expected && !same_text(v, expected))
+                all_expected = 0;
+        }
+        else
+            all_expected = 0;
+    }
+    buf_release(&b);
+    return Py_BuildValue("(Ni)", features, none ? VERSIONS_NONE : all_expected ? VERSIONS_EXPECTED : VERSIONS_OTHER);
+fail:
+    Py_DECREF(features); /* the slots not yet set are NULL, which list_dealloc skips */
+    buf_release(&b);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"read_columns", read_columns, METH_VARARGS, read_columns_doc},
     {"pit_transform", pit_transform, METH_VARARGS, pit_transform_doc},
@@ -919,6 +1037,7 @@ static PyMethodDef methods[] = {
     {"categorical_blocks", categorical_blocks, METH_VARARGS, categorical_blocks_doc},
     {"cusum_sums", cusum_sums, METH_VARARGS, cusum_sums_doc},
     {"usable_events", usable_events, METH_VARARGS, usable_events_doc},
+    {"event_fields", event_fields, METH_VARARGS, event_fields_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -932,7 +1051,15 @@ PyInit__kernels(void)
 {
     key_model = PyUnicode_InternFromString("model");
     key_features = PyUnicode_InternFromString("features");
-    if (key_model == NULL || key_features == NULL)
+    key_confidence = PyUnicode_InternFromString("confidence");
+    key_model_version = PyUnicode_InternFromString("model_version");
+    if (key_model == NULL || key_features == NULL || key_confidence == NULL || key_model_version == NULL)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL || PyModule_AddIntMacro(m, VERSIONS_NONE) < 0 || PyModule_AddIntMacro(m, VERSIONS_EXPECTED) < 0
+        || PyModule_AddIntMacro(m, VERSIONS_OTHER) < 0) {
+        Py_XDECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from itertools import repeat
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile
+from detectors import _kernels
 from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
 from detectors.categorical import CategoricalBank
@@ -46,7 +46,8 @@ MAX_VERSIONS = 16
 TIMING_PER_SIZE = 8
 #: raw invalid values kept per numeric feature (the last ones), quoted by the diagnosis
 MAX_INVALID_EXAMPLES = 4
-_features_of = itemgetter("features")
+#: more than one model_version in a batch (ModelMonitor._serving)
+_MIXED = object()
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,6 @@ class ModelMonitor:
         self._timing = BlockHistory(len(self._numeric.names), TIMING_PER_SIZE, config.timing_blocks)
         self._batch_timing: tuple[np.ndarray, np.ndarray] | None = None
         self._last_alert: dict[str, dict] = {}
-        self._confidence_column = FeatureColumns(["confidence"], [], [])
         self._invalid_examples: list[list[str]] = [[] for _ in self._numeric.names]
         self._batch_numeric: NumericValues | None = None
         self._events_seen = 0
@@ -128,16 +128,17 @@ class ModelMonitor:
         if n == 0:
             return []
         start = self._events_seen
-        features = list(map(_features_of, events))
+        confidence = np.empty(n if self._confidence is not None else 0)
+        features, versions = _kernels.event_fields(events, self._baseline.version, confidence)
         numeric, (codes, _, others), extra = self._columns.extract(features)
         self._batch_numeric = numeric
         candidates = self._numeric.update(numeric.x, start)
         self._record_timing(start, n)
         candidates += self._categorical.update(codes, others, start)
         if self._confidence is not None:
-            candidates += self._update_confidence(events, start)
+            candidates += self._confidence.update(confidence[None, :], start)
         candidates += self._unexpected_fields(features, extra, start)
-        candidates += self._serving(events, start)
+        candidates += self._serving(events, start, versions)
         candidates.sort()
         alerts = []
         for c in candidates:
@@ -154,12 +155,7 @@ class ModelMonitor:
         self._events_seen += n
         return alerts
 
-    # ---- confidence, unexpected fields, serving ------------------------------------------------
-    def _update_confidence(self, events: list[dict], start: int) -> list[Candidate]:
-        x = self._confidence_column.extract(events)[0].x
-        x[(x < 0.0) | (x > 1.0)] = math.inf  # a confidence outside [0, 1] is invalid (inf: not a valid value)
-        return self._confidence.update(x, start)
-
+    # ---- unexpected fields, serving -------------------------------------------------------------
     # ---- raw examples of invalid values, for the diagnosis -----------------------------------------
     def _invalid_examples_at(self, j: int, event_index: int) -> list[str]:
         kept = self._invalid_examples[j]
@@ -197,28 +193,37 @@ class ModelMonitor:
             self._unexpected_names.update(name)
         return out
 
-    def _serving(self, events: list[dict], start: int) -> list[Candidate]:
-        versions = list(map(dict.get, events, repeat("model_version")))
-        try:
-            distinct = set(versions)
-        except TypeError:  # a list or map where a version string belongs
-            versions = [_version_label(v) for v in versions]
-            distinct = set(versions)
+    def _serving(self, events: list[dict], start: int, seen: int) -> list[Candidate]:
+        """seen: the batch's versions as `_kernels.event_fields` classified them."""
         expected = self._baseline.version
+        versions: list | None = None
+        if seen == _kernels.VERSIONS_NONE:
+            single = None
+        elif seen == _kernels.VERSIONS_EXPECTED:
+            single = expected
+        else:
+            versions = list(map(dict.get, events, repeat("model_version")))
+            try:
+                distinct = set(versions)
+            except TypeError:  # a list or map where a version string belongs
+                versions = [_version_label(v) for v in versions]
+                distinct = set(versions)
+            single = versions[0] if len(distinct) == 1 else _MIXED
         w = self._config.window
-        if len(distinct) == 1 and (versions[0] is None or (str(versions[0]) == expected
-                                                             and set(self._window_versions) <= {expected})):
+        if single is None or (single is not _MIXED and str(single) == expected
+                              and set(self._window_versions) <= {expected}):
             # the common case: no version, or the baseline's only: counts per window, nothing to alarm
-            v = versions[0]
             first = (-start) % w
             for a, b in zip([0] + list(range(first, len(events), w)), list(range(first, len(events), w)) + [len(events)]):
-                if v is not None and b > a:
+                if single is not None and b > a:
                     self._window_versions[expected] = self._window_versions.get(expected, 0) + b - a
                 if (start + b) % w == 0 and b > a:
                     self._window_versions = {}
-            if v is not None and expected not in self._version_first_seen:
+            if single is not None and expected not in self._version_first_seen:
                 self._version_first_seen[expected] = start
             return []
+        if versions is None:
+            versions = [single] * len(events)
         out = []
         quiet = self._config.rearm_quiet_events
         for i, version in enumerate(versions):

@@ -25,7 +25,8 @@ from tests import streams
 # ---- read_columns: FeatureColumns.extract against the old pure-Python semantics -------------------
 NUMERIC = ("amount", "count", "latency")
 CATEGORICAL = ("country", "device")
-CATEGORIES = (["FR", "US", "3", "true", "2.5"], ["phone", "false", "nan", "inf"])
+#: labels that differ only before their last character, in the three str kinds (1, 2 and 4 bytes)
+CATEGORIES = (["FR", "US", "3", "true", "2.5", "GR", "ÉR", "€R", "😀R"], ["phone", "false", "nan", "inf"])
 KNOWN = frozenset(NUMERIC + CATEGORICAL)
 #: known names, unknown names and non-str keys; each event takes some of them, in its own order
 KEY_POOL = NUMERIC + CATEGORICAL + ("extra_1", "zz", 7, 2.5, ("amount",))
@@ -57,7 +58,8 @@ values = st.one_of(
     st.none(),
     st.none(),
     st.text(max_size=4),
-    st.sampled_from(["FR", "US", "3", "true", "false", "phone", "nan", "inf", "2.5", ""]),
+    st.sampled_from(["FR", "US", "3", "true", "false", "phone", "nan", "inf", "2.5", "", "GR", "ÉR", "€R", "😀R", "ER",
+                     "€S", "R"]),
     st.builds(MyStr, st.sampled_from(["FR", "phone", "new"])),
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
@@ -363,6 +365,54 @@ def test_kernel_refuses_sizes_that_overflow(kernel):
             "    print('refused')\nelse:\n    print('accepted')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "refused"), done.stderr[-500:]
+
+
+# ---- event_fields: the top-level fields of events against a reference ---------------------------------
+def reference_event_fields(events: list[dict], expected: str | None):
+    confidence = []
+    for ev in events:
+        v, status = reference_number(ev.get("confidence"))
+        confidence.append(v if status != VALID or 0.0 <= v <= 1.0 else INF)
+    versions = [ev.get("model_version") for ev in events]
+    if all(v is None for v in versions):
+        seen = _kernels.VERSIONS_NONE
+    elif expected is not None and all(type(v) is str and v == expected for v in versions):
+        seen = _kernels.VERSIONS_EXPECTED
+    else:
+        seen = _kernels.VERSIONS_OTHER
+    return [ev["features"] for ev in events], confidence, seen
+
+
+top_level = st.fixed_dictionaries({"features": st.dictionaries(st.sampled_from(NUMERIC), values, max_size=2)},
+                                  optional={"confidence": st.one_of(values, st.floats(-0.5, 1.5)),
+                                            "model_version": st.sampled_from(["1", "2", fresh("1"), MyStr("1"), 1,
+                                                                              None, ["1"], ""])})
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(top_level, max_size=8), expected=st.sampled_from(["1", None, ""]))
+def test_event_fields_matches_reference(events, expected):
+    conf = np.full(len(events), -7.0)
+    features, seen = _kernels.event_fields(events, expected, conf)
+    ref_features, ref_conf, ref_seen = reference_event_fields(events, expected)
+    assert all(a is b for a, b in zip(features, ref_features)) and len(features) == len(ref_features)
+    np.testing.assert_array_equal(conf, ref_conf)
+    assert seen == ref_seen
+    assert _kernels.event_fields(events, expected, z(0, float))[1] == seen  # no confidence column: same versions
+
+
+@pytest.mark.parametrize("events, expected, conf, error", [
+    ([{"model": "m"}], None, z(1, float), KeyError),  # no features
+    ([[("features", {})]], None, z(1, float), TypeError),  # not a dict
+    (({"features": {}},), None, z(1, float), TypeError),  # not a list
+    ([{"features": {}}], 1, z(1, float), TypeError),  # expected version not a str
+    ([{"features": {}}], None, z(2, float), ValueError),  # neither one confidence per event nor none
+    ([{"features": {}}], None, z(1, np.float32), ValueError),
+    ([{"features": {}}], None, read_only(z(1, float)), (ValueError, TypeError)),
+])
+def test_event_fields_refuses_wrong_arguments(events, expected, conf, error):
+    with pytest.raises(error):
+        _kernels.event_fields(events, expected, conf)
 
 
 # ---- block sums do not depend on the batching --------------------------------------------------------
