@@ -827,7 +827,7 @@ PyDoc_STRVAR(cusum_sums_doc,
 /* One block's step of every chain, branch-free; whether any chain went over its threshold.
  * Also built for AVX2 (4 chains per instruction; integers, so the same result), the machine's
  * best clone picked at load time: with it, cusum_sums went from ~7% of the monitor's time to ~2%. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) /* ifunc needed */
 __attribute__((target_clones("avx2", "default")))
 #endif
 static int
