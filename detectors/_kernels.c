@@ -923,6 +923,79 @@ fail:
     return NULL;
 }
 
+/* ---- block_sums -------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(block_sums_doc,
+"block_sums(values, start, size, partial, out) -> complete\n"
+"--\n\n"
+"detectors.cusum.BlockAccumulator.add: values (n, c) int64 holds c integer columns of the events\n"
+"start..start+n-1, summed over blocks of `size` events aligned on the event count into out (nb, c)\n"
+"int64, nb = the blocks the events touch. partial (c) int64, the sums of the block the last call left\n"
+"incomplete, is added to the first; it is left holding the last block if that is incomplete, zeros\n"
+"if not. Returns how many rows of out are complete blocks (nb, or nb - 1).");
+
+static PyObject *
+block_sums(PyObject *self, PyObject *args)
+{
+    PyObject *o_values, *o_partial, *o_out;
+    long long start;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "OLnOO", &o_values, &start, &size, &o_partial, &o_out))
+        return NULL;
+    if (size < 1 || start < 0) {
+        PyErr_SetString(PyExc_ValueError, "size >= 1, start >= 0");
+        return NULL;
+    }
+    Buf b[3];
+    memset(b, 0, sizeof(b));
+    Py_ssize_t c = buf_items(o_partial, &b[1], 8, 1, "partial");
+    Py_ssize_t items = c < 0 ? -1 : buf_items(o_values, &b[0], 8, 0, "values");
+    if (items < 0 || c == 0 || items % c) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "values: rows of len(partial) >= 1 columns");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const Py_ssize_t n = items / c;
+    if (start > PY_SSIZE_T_MAX - n) {
+        PyErr_SetString(PyExc_ValueError, "start + n too large");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / size - start / size + 1) : 0;
+    if (buf_get(o_out, &b[2], 8, size_mul(nb, c), 1, "out") < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const int64_t *values = b[0].view.buf;
+    int64_t *partial = b[1].view.buf, *out = b[2].view.buf;
+    if (nb == 0) {
+        RELEASE_ALL(b);
+        return PyLong_FromLong(0);
+    }
+    /* unsigned: the wrap-around of numpy's int64 sums, without C's undefined signed overflow */
+    uint64_t *o = (uint64_t *)out;
+    memcpy(o, partial, (size_t)c * 8);
+    if (nb > 1)
+        memset(o + c, 0, (size_t)((nb - 1) * c) * 8);
+    const Py_ssize_t first = (Py_ssize_t)(size - start % size); /* events of the first block here */
+    for (Py_ssize_t i = 0, k = 0, end = first < n ? first : n; i < n; k++, end = end + size < n ? end + size : n) {
+        uint64_t *row = o + k * c;
+        for (; i < end; i++) {
+            const uint64_t *v = (const uint64_t *)values + i * c;
+            for (Py_ssize_t q = 0; q < c; q++)
+                row[q] += v[q];
+        }
+    }
+    const int incomplete = (start + n) % size != 0;
+    if (incomplete)
+        memcpy(partial, o + (nb - 1) * c, (size_t)c * 8);
+    else
+        memset(partial, 0, (size_t)c * 8);
+    RELEASE_ALL(b);
+    return PyLong_FromSsize_t(nb - incomplete);
+}
+
 /* ---- usable_events, event_fields -------------------------------------------------------- */
 
 static PyObject *key_model, *key_features, *key_confidence, *key_model_version; /* interned at import */
@@ -1052,6 +1125,7 @@ static PyMethodDef methods[] = {
     {"cusum_sums", cusum_sums, METH_VARARGS, cusum_sums_doc},
     {"usable_events", usable_events, METH_VARARGS, usable_events_doc},
     {"event_fields", event_fields, METH_VARARGS, event_fields_doc},
+    {"block_sums", block_sums, METH_VARARGS, block_sums_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,10 +16,10 @@ import numpy as np
 from baselines.profile import CategoricalProfile
 from detectors import _kernels
 from detectors import thresholds as T
-from detectors.cusum import BlockAccumulator, CusumBank
+from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
 from detectors.episodes import Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
-from detectors.numeric import blocks_touched, commit_recent, rate_weights, recent_rows, window_cuts
+from detectors.numeric import commit_recent, rate_weights, recent_rows, window_cuts
 from detectors.sketches import SpaceSaving
 from detectors.stats import chi2_sf, jensen_shannon, psi
 

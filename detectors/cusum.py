@@ -18,6 +18,11 @@ DISABLED = np.iinfo(np.int64).max // 4
 _NO_SCORES = np.zeros(0, dtype=np.int64)
 
 
+def blocks_touched(start: int, n: int, size: int) -> int:
+    """How many blocks of `size` events aligned on the event count hold events start..start+n-1."""
+    return (start + n - 1) // size - start // size + 1 if n else 0
+
+
 class BlockAccumulator:
     """Sums per-event integer columns over blocks of `size` events aligned on the event count.
 
@@ -40,34 +45,17 @@ class BlockAccumulator:
         return self._size
 
     def add(self, values: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
-        """Add rows for events start..start+n-1; return completed block sums and each block's last event index."""
-        return self.add_columns(values.T, start)
-
-    def add_columns(self, values: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
-        """`add` with the events along the columns: values (n_columns, n_events).
-
-        Values are integers (of any dtype); their block sums are exact int64 sums. (Not a matrix
-        product: BLAS's worker threads then spin on the other core after every call.)
-        """
-        n = values.shape[1]
+        """Add rows of integers for events start..start+n-1; return completed block sums (exact int64
+        sums, compiled: `_kernels.block_sums`) and each block's last event index."""
+        values = np.ascontiguousarray(values, dtype=np.int64)
         size = self._size
-        first = min((-start) % size, n)  # events that complete (or extend) the carried block
-        blocks = (n - first) // size
-        body = values[:, first : first + blocks * size]
-        sums = np.empty((blocks + 1, len(self._partial)), dtype=np.int64)
-        sums[1:] = body.reshape(len(values), blocks, size).sum(axis=2, dtype=np.int64).T
-        sums[0] = self._partial + values[:, :first].sum(axis=1, dtype=np.int64)
-        tail = values[:, first + blocks * size :].sum(axis=1, dtype=np.int64)
-        ends = start + first + np.arange(-1, blocks * size, size)
-        if (start + first) % size:  # the carried block is still incomplete
-            self._partial = sums[0]
-            return sums[1:], ends[1:]
-        self._partial = tail
-        return (sums, ends) if first else (sums[1:], ends[1:])
+        out = np.empty((blocks_touched(start, len(values), size), len(self._partial)), dtype=np.int64)
+        complete = _kernels.block_sums(values, start, size, self._partial, out)
+        return out[:complete], (start // size + np.arange(complete)) * size + (size - 1)
 
     def add_sums(self, raw: np.ndarray, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """`add` from sums already made per block: raw (nb, n_columns) int64 holds the sums over the
-        events start..start+n-1 of each block they touch (`numeric.blocks_touched`), in order."""
+        events start..start+n-1 of each block they touch (`blocks_touched`), in order."""
         if n == 0:
             return raw[:0], np.zeros(0, dtype=np.int64)
         size = self._size

@@ -37,13 +37,16 @@ class NumericValues:
 
     x holds the value if valid, NaN if missing (None or absent), +inf if invalid: the encoding the
     monitors keep for their recent events, so it is also their input (valid = finite).
+    invalid_count: how many values are invalid, all features together.
     """
 
-    __slots__ = ("x", "status", "_features", "_names")
+    __slots__ = ("x", "status", "invalid_count", "_features", "_names")
 
-    def __init__(self, x: np.ndarray, status: np.ndarray, features: Sequence[dict], names: Sequence[str]):
+    def __init__(self, x: np.ndarray, status: np.ndarray, invalid_count: int, features: Sequence[dict],
+                 names: Sequence[str]):
         self.x = x
         self.status = status
+        self.invalid_count = invalid_count
         self._features = features
         self._names = names
 
@@ -122,7 +125,7 @@ class FeatureColumns:
         codes = np.empty((m, n), dtype=np.int64)
         absent = np.empty((m, n), dtype=np.bool_)
         extra = np.zeros(n if self._count_extra else 0, dtype=np.bool_)
-        unresolved, _ = _kernels.read_columns(features, self._column_of, f, self._codes, self._bool_codes, x,
+        unresolved, invalid = _kernels.read_columns(features, self._column_of, f, self._codes, self._bool_codes, x,
                                               status, codes, absent.view(np.uint8), extra.view(np.uint8))
         others: list[list[tuple[int, str]]] = [[] for _ in range(m)]
         if unresolved:
@@ -132,4 +135,4 @@ class FeatureColumns:
                 codes[j, i] = code = table.get(key, len(table))
                 if code == len(table):
                     others[j].append((int(i), key))
-        return NumericValues(x, status, features, self._numeric_names), (codes, absent, others), extra
+        return NumericValues(x, status, invalid, features, self._numeric_names), (codes, absent, others), extra

@@ -166,6 +166,8 @@ class ModelMonitor:
         return (kept + recent)[-MAX_INVALID_EXAMPLES:]
 
     def _end_invalid_examples(self, numeric: NumericValues) -> None:
+        if not numeric.invalid_count:
+            return
         last = numeric.x.shape[1] - 1
         for j in np.flatnonzero((numeric.status == INVALID).any(axis=1)).tolist():
             recent = numeric.invalid_examples(j, last, MAX_INVALID_EXAMPLES)

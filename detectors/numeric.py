@@ -17,7 +17,7 @@ import numpy as np
 from baselines.profile import QUANTILE_PROBS, NumericProfile
 from detectors import _kernels
 from detectors import thresholds as T
-from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr_weights
+from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr_weights, blocks_touched
 from detectors.episodes import Candidate
 from detectors.pit import BatchedPIT
 from detectors.river_blocks import BlockChangeDetectors
@@ -87,18 +87,13 @@ def window_cuts(start: int, n: int, window: int) -> list[int]:
     return [0] + [c for c in range(first, n, window) if c > 0] + [n]
 
 
-def blocks_touched(start: int, n: int, size: int) -> int:
-    """How many blocks of `size` events aligned on the event count hold events start..start+n-1."""
-    return (start + n - 1) // size - start // size + 1 if n else 0
-
-
 def commit_recent(monitor: Any) -> None:
     """End of a batch: the monitor's last `_recent_len` events become the last of ring + batch."""
     batch = monitor._batch_recent
     if batch is not None:
         n, keep = batch.shape[1], monitor._recent_len
-        if n >= keep:
-            monitor._recent = np.ascontiguousarray(batch[:, n - keep:])
+        if n >= keep:  # a view of the batch's own array (made for this batch, never written again): no copy
+            monitor._recent = batch[:, n - keep:]
         else:
             monitor._recent = np.concatenate([monitor._recent[:, n:], batch], axis=1)
         monitor._recent_filled = min(keep, monitor._recent_filled + n)

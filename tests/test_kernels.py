@@ -228,12 +228,39 @@ def pit_transform_args():
                 int_span=np.array([0.3, 0.4, 0.3]), cells=4, p1=0.001)
 
 
+def block_sums_args():
+    # 10 events from 5 in blocks of 4, 2 columns: blocks 1, 2, 3 touched, the last incomplete
+    return dict(values=np.arange(20, dtype=np.int64).reshape(10, 2), start=5, size=4, partial=np.ones(2, dtype=np.int64),
+                out=z((3, 2)))
+
+
+def test_block_sums_against_a_loop():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        c, size, start, n = int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(0, 30)), int(rng.integers(0, 30))
+        values = rng.integers(-5, 6, size=(n, c))
+        partial = rng.integers(-5, 6, size=c)
+        blocks: dict[int, np.ndarray] = {}
+        for i in range(n):
+            b = (start + i) // size
+            blocks[b] = blocks.get(b, partial.copy() if b == start // size else np.zeros(c, dtype=np.int64)) + values[i]
+        keys = sorted(blocks)
+        out = z((len(keys), c))
+        p = partial.copy()
+        complete = _kernels.block_sums(values, start, size, p, out)
+        assert out.tolist() == [blocks[b].tolist() for b in keys]
+        last_open = n > 0 and (start + n) % size != 0
+        assert complete == len(keys) - last_open
+        assert p.tolist() == (blocks[keys[-1]].tolist() if last_open else partial.tolist() if n == 0 else [0] * c)
+
+
 KERNELS = {
     "read_columns": (read_columns_args, _kernels.read_columns),
     "numeric_blocks": (numeric_blocks_args, _kernels.numeric_blocks),
     "categorical_blocks": (categorical_blocks_args, _kernels.categorical_blocks),
     "cusum_sums": (cusum_sums_args, _kernels.cusum_sums),
     "pit_transform": (pit_transform_args, _kernels.pit_transform),
+    "block_sums": (block_sums_args, _kernels.block_sums),
 }
 
 
@@ -323,6 +350,15 @@ WRONG = [
     ("pit_transform", "sizes", lambda a: np.array([0, 4])),  # integer table past int_lower
     ("pit_transform", "sizes", lambda a: np.array([0, 0])),
     ("pit_transform", "int_span", lambda a: a[:2].copy()),
+    # block_sums
+    ("block_sums", "values", lambda a: a.ravel()[:9].copy()),  # not whole rows of len(partial)
+    ("block_sums", "values", lambda a: a.astype(np.int32)),
+    ("block_sums", "out", lambda a: a[:2].copy()),  # one block short
+    ("block_sums", "out", lambda a: read_only(a)),
+    ("block_sums", "partial", lambda a: read_only(a)),
+    ("block_sums", "partial", lambda a: z(0)),
+    ("block_sums", "size", lambda a: 0),
+    ("block_sums", "start", lambda a: -1),
 ]
 
 
