@@ -923,6 +923,56 @@ fail:
     return NULL;
 }
 
+/* ---- ks_uniform -------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(ks_uniform_doc,
+"ks_uniform(hist, counts, ks)\n"
+"--\n\n"
+"Per row of hist (f, B) int64, counts of PIT scores on B equal bins of [0, 1]: counts (f) int64 their\n"
+"total and ks (f) float64 the KS distance to uniform at the bin edges, max_k |cum_k / n - (k + 1) / B|\n"
+"(0 for an empty row). The operations of detectors.stats' numpy version, so the same floats.");
+
+static PyObject *
+ks_uniform(PyObject *self, PyObject *args)
+{
+    PyObject *o_hist, *o_counts, *o_ks;
+    if (!PyArg_ParseTuple(args, "OOO", &o_hist, &o_counts, &o_ks))
+        return NULL;
+    Buf b[3];
+    memset(b, 0, sizeof(b));
+    Py_ssize_t f = buf_items(o_counts, &b[1], 8, 1, "counts");
+    Py_ssize_t items = f < 0 ? -1 : buf_items(o_hist, &b[0], 8, 0, "hist");
+    if (items < 0 || f == 0 || items % f || buf_get(o_ks, &b[2], 8, f, 1, "ks") < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "hist: rows of len(counts) >= 1");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const Py_ssize_t bins = items / f;
+    const int64_t *hist = b[0].view.buf;
+    int64_t *counts = b[1].view.buf;
+    double *ks = b[2].view.buf;
+    for (Py_ssize_t j = 0; j < f; j++) {
+        const int64_t *h = hist + j * bins;
+        int64_t n = 0;
+        for (Py_ssize_t k = 0; k < bins; k++)
+            n += h[k];
+        counts[j] = n;
+        double d = 0.0;
+        if (n != 0) {
+            int64_t cum = 0;
+            for (Py_ssize_t k = 0; k < bins; k++) {
+                cum += h[k];
+                const double gap = fabs((double)cum / (double)n - (double)(k + 1) / (double)bins);
+                d = gap > d ? gap : d;
+            }
+        }
+        ks[j] = d;
+    }
+    RELEASE_ALL(b);
+    Py_RETURN_NONE;
+}
+
 /* ---- block_sums -------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(block_sums_doc,
@@ -1126,6 +1176,7 @@ static PyMethodDef methods[] = {
     {"usable_events", usable_events, METH_VARARGS, usable_events_doc},
     {"event_fields", event_fields, METH_VARARGS, event_fields_doc},
     {"block_sums", block_sums, METH_VARARGS, block_sums_doc},
+    {"ks_uniform", ks_uniform, METH_VARARGS, ks_uniform_doc},
     {NULL, NULL, 0, NULL},
 };
 

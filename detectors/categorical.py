@@ -188,8 +188,8 @@ class CategoricalBank:
                 out.append(Candidate(event, (4, 0, j), self._names[j], "drift", "distribution", "chi2",
                                      float(stats["chi2"]), _chi2_threshold(stats["dof"]), float(stats["p_value"]),
                                      evidence, event - self._window + 1))
-        self._last_counts = self._counts
-        self._counts = np.zeros_like(self._counts)
+        self._last_counts, self._counts = self._counts, self._last_counts  # the last window's array takes the next
+        self._counts.fill(0)
         return out
 
     # ---- reporting ----------------------------------------------------------------------

@@ -21,7 +21,8 @@ from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr
 from detectors.episodes import Candidate
 from detectors.pit import BatchedPIT
 from detectors.river_blocks import BlockChangeDetectors
-from detectors.stats import jensen_shannon, kolmogorov_sf, psi, wasserstein_from_histogram
+from detectors.stats import (jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, ks_uniform_from_histograms, psi,
+                             wasserstein_from_histogram)
 
 ONE = 1 << T.U_BITS
 HALF = ONE >> 1
@@ -267,8 +268,8 @@ class NumericBank:
         return out
 
     def _close_window(self, event: int) -> list[Candidate]:
-        hist, nvalid = self._hist, self._hist.sum(axis=1)
-        ks = self._ks(hist)
+        hist = self._hist
+        nvalid, ks = ks_uniform_from_histograms(hist)
         excess = np.sqrt(nvalid) * np.maximum(ks - self._ks_allowance, 0.0)
         out = []
         for j in np.flatnonzero((nvalid >= self._min_window_values) & (excess > KS_CRITICAL)):
@@ -281,16 +282,12 @@ class NumericBank:
             threshold = float(KS_CRITICAL / math.sqrt(nvalid[j]) + self._ks_allowance[j])
             out.append(Candidate(event, (2, 0, int(j)), self._names[j], "drift", "distribution", "ks",
                                  float(ks[j]), threshold, p_value, evidence, event - self._window + 1))
-        self._last_hist, self._last_counts = hist, self._window_counts
-        self._hist = np.zeros_like(hist)
-        self._window_counts = np.zeros_like(self._window_counts)
+        # the closed window becomes the last one, whose arrays, zeroed, take the next window
+        self._last_hist, self._hist = hist, self._last_hist
+        self._last_counts, self._window_counts = self._window_counts, self._last_counts
+        self._hist.fill(0)
+        self._window_counts.fill(0)
         return out
-
-    @staticmethod
-    def _ks(hist: np.ndarray) -> np.ndarray:
-        n = np.maximum(hist.sum(axis=1, keepdims=True), 1)
-        ecdf = np.cumsum(hist, axis=1) / n
-        return np.max(np.abs(ecdf - np.arange(1, hist.shape[1] + 1) / hist.shape[1]), axis=1)
 
     def _wasserstein(self, j: int, hist: np.ndarray) -> float:
         return round(wasserstein_from_histogram(hist, QUANTILE_PROBS, self._profiles[j].quantiles), 6)
@@ -314,7 +311,7 @@ class NumericBank:
         hist = self._last_hist[j]
         n = int(hist.sum())
         d10 = hist.reshape(10, -1).sum(axis=1)
-        ks = float(self._ks(hist[None, :])[0]) if n else 0.0
+        ks = ks_uniform_from_histogram(hist)
         excess = math.sqrt(n) * max(ks - float(self._ks_allowance[j]), 0.0)
         stats = {
             "psi": psi(d10, DECILES) if n else 0.0,

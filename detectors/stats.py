@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from detectors import _kernels
+
 #: floor on a bin share inside logarithms (PSI, JS): an empty bin must not give an infinite distance
 _EPS = 1e-6
 
@@ -43,23 +45,29 @@ def jensen_shannon(observed: np.ndarray, expected: np.ndarray) -> float:
     return float(max(0.0, (kl_p.sum() + kl_q.sum()) / 2))
 
 
-def ks_uniform_from_histogram(counts: np.ndarray) -> float:
-    """sup |ECDF(u) - u| of PIT scores given their counts on equal-width bins of [0, 1].
+def ks_uniform_from_histograms(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of hist (f, bins), counts of PIT scores on equal-width bins of [0, 1]: (the row's
+    total, sup |ECDF(u) - u|), compiled (`_kernels.ks_uniform`); 0 for an empty row.
 
     Evaluated at the bin edges, so it is exact for scores that sit on the edges and never
     above the exact statistic (the test stays conservative).
 
-    >>> ks_uniform_from_histogram(np.array([25, 25, 25, 25]))
-    0.0
+    >>> ks_uniform_from_histograms(np.array([[25, 25, 25, 25], [100, 0, 0, 0], [0, 0, 0, 0]]))[1].tolist()
+    [0.0, 0.75, 0.0]
+    """
+    hist = np.ascontiguousarray(hist, dtype=np.int64)
+    counts, ks = np.empty(len(hist), dtype=np.int64), np.empty(len(hist))
+    _kernels.ks_uniform(hist, counts, ks)
+    return counts, ks
+
+
+def ks_uniform_from_histogram(counts: np.ndarray) -> float:
+    """`ks_uniform_from_histograms` of one histogram.
+
     >>> ks_uniform_from_histogram(np.array([100, 0, 0, 0]))
     0.75
     """
-    n = counts.sum()
-    if n == 0:
-        return 0.0
-    ecdf = np.cumsum(counts) / n
-    edges = np.arange(1, len(counts) + 1) / len(counts)
-    return float(np.max(np.abs(ecdf - edges)))
+    return float(ks_uniform_from_histograms(counts[None, :])[1][0])
 
 
 def wasserstein_from_histogram(counts: np.ndarray, quantile_probs: np.ndarray, quantiles: np.ndarray) -> float:

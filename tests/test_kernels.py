@@ -254,6 +254,22 @@ def test_block_sums_against_a_loop():
         assert p.tolist() == (blocks[keys[-1]].tolist() if last_open else partial.tolist() if n == 0 else [0] * c)
 
 
+def ks_uniform_args():
+    return dict(hist=np.arange(12, dtype=np.int64).reshape(3, 4), counts=z(3), ks=z(3, float))
+
+
+def test_ks_uniform_is_the_numpy_formula_bit_for_bit():
+    rng = np.random.default_rng(4)
+    for bins in (1, 4, 100):
+        hist = rng.integers(0, 50, size=(30, bins)) * (rng.random((30, 1)) < 0.9)  # some empty rows
+        counts, ks = z(30), z(30, float)
+        _kernels.ks_uniform(hist, counts, ks)
+        n = hist.sum(axis=1)
+        ecdf = np.cumsum(hist, axis=1) / np.maximum(n, 1)[:, None]
+        ref = np.where(n > 0, np.max(np.abs(ecdf - np.arange(1, bins + 1) / bins), axis=1), 0.0)
+        assert counts.tolist() == n.tolist() and ks.tobytes() == ref.tobytes()
+
+
 KERNELS = {
     "read_columns": (read_columns_args, _kernels.read_columns),
     "numeric_blocks": (numeric_blocks_args, _kernels.numeric_blocks),
@@ -261,6 +277,7 @@ KERNELS = {
     "cusum_sums": (cusum_sums_args, _kernels.cusum_sums),
     "pit_transform": (pit_transform_args, _kernels.pit_transform),
     "block_sums": (block_sums_args, _kernels.block_sums),
+    "ks_uniform": (ks_uniform_args, _kernels.ks_uniform),
 }
 
 
@@ -359,6 +376,12 @@ WRONG = [
     ("block_sums", "partial", lambda a: z(0)),
     ("block_sums", "size", lambda a: 0),
     ("block_sums", "start", lambda a: -1),
+    # ks_uniform
+    ("ks_uniform", "hist", lambda a: a.ravel()[:11].copy()),  # not whole rows of len(counts)
+    ("ks_uniform", "hist", lambda a: a.astype(np.int32)),
+    ("ks_uniform", "ks", lambda a: a[:2].copy()),
+    ("ks_uniform", "ks", lambda a: read_only(a)),
+    ("ks_uniform", "counts", lambda a: z(0)),
 ]
 
 
