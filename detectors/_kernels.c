@@ -932,6 +932,26 @@ PyDoc_STRVAR(ks_uniform_doc,
 "total and ks (f) float64 the KS distance to uniform at the bin edges, max_k |cum_k / n - (k + 1) / B|\n"
 "(0 for an empty row). The operations of detectors.stats' numpy version, so the same floats.");
 
+/* the KS distance of one histogram row to uniform, and its total */
+static double
+ks_row(const int64_t *h, Py_ssize_t bins, int64_t *total)
+{
+    int64_t n = 0;
+    for (Py_ssize_t k = 0; k < bins; k++)
+        n += h[k];
+    *total = n;
+    double d = 0.0;
+    if (n != 0) {
+        int64_t cum = 0;
+        for (Py_ssize_t k = 0; k < bins; k++) {
+            cum += h[k];
+            const double gap = fabs((double)cum / (double)n - (double)(k + 1) / (double)bins);
+            d = gap > d ? gap : d;
+        }
+    }
+    return d;
+}
+
 static PyObject *
 ks_uniform(PyObject *self, PyObject *args)
 {
@@ -952,22 +972,106 @@ ks_uniform(PyObject *self, PyObject *args)
     const int64_t *hist = b[0].view.buf;
     int64_t *counts = b[1].view.buf;
     double *ks = b[2].view.buf;
-    for (Py_ssize_t j = 0; j < f; j++) {
-        const int64_t *h = hist + j * bins;
-        int64_t n = 0;
-        for (Py_ssize_t k = 0; k < bins; k++)
-            n += h[k];
-        counts[j] = n;
-        double d = 0.0;
-        if (n != 0) {
-            int64_t cum = 0;
-            for (Py_ssize_t k = 0; k < bins; k++) {
-                cum += h[k];
-                const double gap = fabs((double)cum / (double)n - (double)(k + 1) / (double)bins);
-                d = gap > d ? gap : d;
+    for (Py_ssize_t j = 0; j < f; j++)
+        ks[j] = ks_row(hist + j * bins, bins, &counts[j]);
+    RELEASE_ALL(b);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(ks_alarms_doc,
+"ks_alarms(hist, allowance, min_values, critical) -> [(j, n, ks, excess), ...]\n"
+"--\n\n"
+"The window test of detectors.numeric.NumericBank: per row j of hist (f, B) int64, its total n and KS\n"
+"distance to uniform (as ks_uniform), excess = sqrt(n) * max(ks - allowance[j], 0); the rows with\n"
+"n >= min_values and excess > critical.");
+
+static PyObject *
+ks_alarms(PyObject *self, PyObject *args)
+{
+    PyObject *o_hist, *o_allow;
+    long long min_values;
+    double critical;
+    if (!PyArg_ParseTuple(args, "OOLd", &o_hist, &o_allow, &min_values, &critical))
+        return NULL;
+    Buf b[2];
+    memset(b, 0, sizeof(b));
+    Py_ssize_t f = buf_items(o_allow, &b[1], 8, 0, "allowance");
+    Py_ssize_t items = f < 0 ? -1 : buf_items(o_hist, &b[0], 8, 0, "hist");
+    if (items < 0 || f == 0 || items % f) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "hist: rows of len(allowance) >= 1");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const Py_ssize_t bins = items / f;
+    const int64_t *hist = b[0].view.buf;
+    const double *allowance = b[1].view.buf;
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t j = 0; out != NULL && j < f; j++) {
+        int64_t n;
+        const double ks = ks_row(hist + j * bins, bins, &n), over = ks - allowance[j];
+        const double excess = sqrt((double)n) * (over > 0.0 ? over : 0.0);
+        if (n < min_values || !(excess > critical))
+            continue;
+        PyObject *a = Py_BuildValue("(nLdd)", j, (long long)n, ks, excess);
+        if (a == NULL || PyList_Append(out, a) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(a);
+    }
+    RELEASE_ALL(b);
+    return out;
+}
+
+PyDoc_STRVAR(chi2_screen_doc,
+"chi2_screen(counts, offsets, n_known, expected, profile_counts, values, unpooled)\n"
+"--\n\n"
+"The pre-test of detectors.categorical.CategoricalBank._window_candidates. counts (cells) int64: a\n"
+"window's counts, feature j owning cells offsets[j] .. offsets[j] + n_known[j] (the last: other);\n"
+"expected (cells) float64 the training shares (0: not a known cell). Per feature: values (m) int64 its\n"
+"values, unpooled (m) float64 the chi-square over its known cells, n = their count, divided by\n"
+"1 + n / profile_counts[j] (0 when n is 0).");
+
+static PyObject *
+chi2_screen(PyObject *self, PyObject *args)
+{
+    PyObject *o_counts, *o_off, *o_known, *o_exp, *o_prof, *o_values, *o_unpooled;
+    if (!PyArg_ParseTuple(args, "OOOOOOO", &o_counts, &o_off, &o_known, &o_exp, &o_prof, &o_values, &o_unpooled))
+        return NULL;
+    Buf b[7];
+    memset(b, 0, sizeof(b));
+    Py_ssize_t m = buf_items(o_off, &b[1], 8, 0, "offsets");
+    Py_ssize_t cells = m < 0 ? -1 : buf_items(o_counts, &b[0], 8, 0, "counts");
+    if (cells < 0 || buf_get(o_known, &b[2], 8, m, 0, "n_known") < 0 || buf_get(o_exp, &b[3], 8, cells, 0, "expected") < 0
+        || buf_get(o_prof, &b[4], 8, m, 0, "profile_counts") < 0 || buf_get(o_values, &b[5], 8, m, 1, "values") < 0
+        || buf_get(o_unpooled, &b[6], 8, m, 1, "unpooled") < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const int64_t *counts = b[0].view.buf, *offsets = b[1].view.buf, *n_known = b[2].view.buf;
+    const double *expected = b[3].view.buf, *profile = b[4].view.buf;
+    int64_t *values = b[5].view.buf;
+    double *unpooled = b[6].view.buf;
+    for (Py_ssize_t j = 0; j < m; j++) {
+        const int64_t off = offsets[j], k = n_known[j];
+        if (off < 0 || k < 0 || off > cells || k >= cells - off) {
+            PyErr_SetString(PyExc_ValueError, "a feature's cells out of range");
+            RELEASE_ALL(b);
+            return NULL;
+        }
+        int64_t total = 0, n = 0;
+        for (int64_t c = off; c <= off + k; c++) {
+            total += counts[c];
+            n += expected[c] > 0.0 ? counts[c] : 0;
+        }
+        double chi2 = 0.0;
+        for (int64_t c = off; n != 0 && c <= off + k; c++) {
+            if (expected[c] > 0.0) {
+                const double e = (double)n * expected[c], d = (double)counts[c] - e;
+                chi2 += d * d / e;
             }
         }
-        ks[j] = d;
+        values[j] = total;
+        unpooled[j] = n != 0 ? chi2 / (1.0 + (double)n / profile[j]) : 0.0;
     }
     RELEASE_ALL(b);
     Py_RETURN_NONE;
@@ -1177,6 +1281,8 @@ static PyMethodDef methods[] = {
     {"event_fields", event_fields, METH_VARARGS, event_fields_doc},
     {"block_sums", block_sums, METH_VARARGS, block_sums_doc},
     {"ks_uniform", ks_uniform, METH_VARARGS, ks_uniform_doc},
+    {"ks_alarms", ks_alarms, METH_VARARGS, ks_alarms_doc},
+    {"chi2_screen", chi2_screen, METH_VARARGS, chi2_screen_doc},
     {NULL, NULL, 0, NULL},
 };
 

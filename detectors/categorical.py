@@ -54,8 +54,6 @@ class CategoricalBank:
             self._expected.append(shares / shares.sum() if shares.sum() > 0 else shares)
         # the same per cell of the flat histogram, for `_window_candidates`
         self._expected_cell = np.concatenate(self._expected) if self._expected else np.zeros(0)
-        self._known_cell = self._expected_cell > 0
-        self._cell_feature = np.repeat(np.arange(f), self._n_known + 1)
         self._profile_counts = np.array([max(p.count, 1) for p in self._profiles], dtype=np.float64)
         weights = np.array([[rate_weights(p.other_freq, p.count), rate_weights(p.missing_rate, p.total),
                              rate_weights(p.invalid_rate, p.total)] for p in self._profiles]).reshape(f, 3, 3)
@@ -137,13 +135,10 @@ class CategoricalBank:
         that threshold cannot alarm, and is not tested cell by cell (`_chi2`)."""
         if not len(self._offsets):
             return np.zeros(0, dtype=np.int64)
-        values = np.add.reduceat(counts, self._offsets)
-        n = np.add.reduceat(counts * self._known_cell, self._offsets)
-        expected = n[self._cell_feature] * self._expected_cell
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(self._known_cell, (counts - expected) ** 2 / expected, 0.0)
-        unpooled = np.add.reduceat(terms, self._offsets) / (1.0 + n / self._profile_counts)
-        # the margin covers float rounding between the two sums
+        values, unpooled = np.empty(len(self._offsets), dtype=np.int64), np.empty(len(self._offsets))
+        _kernels.chi2_screen(counts, self._offsets, self._n_known, self._expected_cell, self._profile_counts,
+                             values, unpooled)
+        # the margin covers float rounding between this sum and _chi2's
         return np.flatnonzero((values >= self._min_window_values) & (unpooled > 0.999 * _chi2_threshold(1)))
 
     def _chi2(self, j: int, counts: np.ndarray) -> tuple[float, int]:

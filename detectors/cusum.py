@@ -60,12 +60,13 @@ class BlockAccumulator:
             return raw[:0], np.zeros(0, dtype=np.int64)
         size = self._size
         raw[0] += self._partial
-        ends = (start // size + np.arange(len(raw))) * size + (size - 1)
-        if (start + n) % size:  # the last block is still incomplete
+        complete = len(raw) - ((start + n) % size != 0)  # the last block may still be incomplete
+        if complete < len(raw):
             self._partial = raw[-1].copy()
-            return raw[:-1], ends[:-1]
-        self._partial = np.zeros_like(self._partial)
-        return raw, ends
+        else:
+            self._partial.fill(0)
+        first_end = start // size * size + size - 1
+        return raw[:complete], np.arange(first_end, first_end + complete * size, size)
 
     def reset(self) -> None:
         self._partial[:] = 0

@@ -21,8 +21,7 @@ from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr
 from detectors.episodes import Candidate
 from detectors.pit import BatchedPIT
 from detectors.river_blocks import BlockChangeDetectors
-from detectors.stats import (jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, ks_uniform_from_histograms, psi,
-                             wasserstein_from_histogram)
+from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
 
 ONE = 1 << T.U_BITS
 HALF = ONE >> 1
@@ -269,19 +268,17 @@ class NumericBank:
 
     def _close_window(self, event: int) -> list[Candidate]:
         hist = self._hist
-        nvalid, ks = ks_uniform_from_histograms(hist)
-        excess = np.sqrt(nvalid) * np.maximum(ks - self._ks_allowance, 0.0)
         out = []
-        for j in np.flatnonzero((nvalid >= self._min_window_values) & (excess > KS_CRITICAL)):
-            p_value = kolmogorov_sf(float(excess[j]))
+        for j, nvalid, ks, excess in _kernels.ks_alarms(hist, self._ks_allowance, self._min_window_values, KS_CRITICAL):
+            p_value = kolmogorov_sf(excess)
             d10 = hist[j].reshape(10, -1).sum(axis=1)
-            evidence = {"test": "ks", "window_events": self._window, "window_values": int(nvalid[j]),
-                        "ks": round(float(ks[j]), 4), "psi": round(psi(d10, DECILES), 4),
+            evidence = {"test": "ks", "window_events": self._window, "window_values": nvalid,
+                        "ks": round(ks, 4), "psi": round(psi(d10, DECILES), 4),
                         "jensen_shannon": round(jensen_shannon(d10, DECILES), 4),
                         "wasserstein": self._wasserstein(j, hist[j])}
-            threshold = float(KS_CRITICAL / math.sqrt(nvalid[j]) + self._ks_allowance[j])
-            out.append(Candidate(event, (2, 0, int(j)), self._names[j], "drift", "distribution", "ks",
-                                 float(ks[j]), threshold, p_value, evidence, event - self._window + 1))
+            threshold = float(KS_CRITICAL / math.sqrt(nvalid) + self._ks_allowance[j])
+            out.append(Candidate(event, (2, 0, j), self._names[j], "drift", "distribution", "ks",
+                                 ks, threshold, p_value, evidence, event - self._window + 1))
         # the closed window becomes the last one, whose arrays, zeroed, take the next window
         self._last_hist, self._hist = hist, self._last_hist
         self._last_counts, self._window_counts = self._window_counts, self._last_counts

@@ -270,6 +270,37 @@ def test_ks_uniform_is_the_numpy_formula_bit_for_bit():
         assert counts.tolist() == n.tolist() and ks.tobytes() == ref.tobytes()
 
 
+def test_ks_alarms_are_the_numpy_window_test():
+    rng = np.random.default_rng(6)
+    hist = rng.integers(0, 30, size=(40, 100)) + np.where(rng.random((40, 1)) < 0.2, np.arange(100) // 10, 0)
+    hist[3] = 0
+    allowance = rng.random(40) * 0.02
+    counts, ks = z(40), z(40, float)
+    _kernels.ks_uniform(hist, counts, ks)
+    excess = np.sqrt(counts) * np.maximum(ks - allowance, 0.0)
+    for min_values, critical in ((0, 0.5), (1500, 1.0), (10**9, 0.0)):
+        want = np.flatnonzero((counts >= min_values) & (excess > critical))
+        got = _kernels.ks_alarms(hist, allowance, min_values, critical)
+        assert [g[0] for g in got] == want.tolist() and (len(want) or min_values == 10**9)
+        assert [(n, k, e) for _, n, k, e in got] == [(counts[j], ks[j], excess[j]) for j in want]
+
+
+def chi2_screen_args():
+    # features of 2 and 1 known categories: cells 0..2 and 3..4; cell 4 (other) expected 0
+    return dict(counts=np.array([50, 30, 20, 7, 3]), offsets=np.array([0, 3]), n_known=np.array([2, 1]),
+                expected=np.array([0.5, 0.4, 0.1, 1.0, 0.0]), profile_counts=np.array([1000.0, 10.0]),
+                values=z(2), unpooled=z(2, float))
+
+
+def test_chi2_screen_is_the_unpooled_chi_square():
+    a = chi2_screen_args()
+    _kernels.chi2_screen(*a.values())
+    assert a["values"].tolist() == [100, 10]
+    e = 100 * np.array([0.5, 0.4, 0.1])
+    first = np.sum((np.array([50, 30, 20]) - e) ** 2 / e) / (1 + 100 / 1000)
+    assert a["unpooled"].tolist() == pytest.approx([first, 0.0])  # feature 1: one known cell, all of its n=7
+
+
 KERNELS = {
     "read_columns": (read_columns_args, _kernels.read_columns),
     "numeric_blocks": (numeric_blocks_args, _kernels.numeric_blocks),
@@ -278,6 +309,7 @@ KERNELS = {
     "pit_transform": (pit_transform_args, _kernels.pit_transform),
     "block_sums": (block_sums_args, _kernels.block_sums),
     "ks_uniform": (ks_uniform_args, _kernels.ks_uniform),
+    "chi2_screen": (chi2_screen_args, _kernels.chi2_screen),
 }
 
 
@@ -382,6 +414,13 @@ WRONG = [
     ("ks_uniform", "ks", lambda a: a[:2].copy()),
     ("ks_uniform", "ks", lambda a: read_only(a)),
     ("ks_uniform", "counts", lambda a: z(0)),
+    # chi2_screen
+    ("chi2_screen", "n_known", lambda a: np.array([2, 2])),  # feature 1's cells past the counts
+    ("chi2_screen", "offsets", lambda a: np.array([0, -1])),
+    ("chi2_screen", "expected", lambda a: a[:4].copy()),
+    ("chi2_screen", "values", lambda a: read_only(a)),
+    ("chi2_screen", "unpooled", lambda a: z(1, float)),
+    ("chi2_screen", "profile_counts", lambda a: a.astype(np.float32)),
 ]
 
 
