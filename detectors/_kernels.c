@@ -163,16 +163,22 @@ same_text(PyObject *a, PyObject *b)
 }
 
 PyDoc_STRVAR(read_columns_doc,
-"read_columns(features, columns, n_numeric, tables, bool_codes, x, status, codes, cat_absent, extra)\n"
+"read_columns(features, columns, n_numeric, tables, bool_codes, x, status, codes, cat_absent, extra, top)\n"
 "--\n\n"
 "Fill the columns of a batch from its feature dicts, one pass over each event's items.\n"
+"top None: features is a list of feature dicts. top (expected_version, confidence): features is a list\n"
+"of event dicts, each read for its 'features' map (KeyError if it has none), its 'confidence' into\n"
+"confidence (n,) float64 unless of length 0 (the value if a valid number in [0, 1], NaN if None or\n"
+"absent, +inf if anything else) and its 'model_version'.\n"
 "columns: dict name -> column, numeric features 0..f-1 then categorical ones f..f+m-1.\n"
 "x (f, n) float64: the value if valid, NaN missing or absent, +inf invalid; status (f, n) uint8:\n"
 "0 valid, 1 missing, 2 absent, 3 invalid. codes (m, n) int64: the training category's index in\n"
 "tables[j] (a dict label -> code), -1 missing or absent, -2 invalid (a map or list), -3 anything the\n"
 "caller resolves itself (an unseen label, a number); bool_codes (m, 2) int64: the codes of False and\n"
 "True, -3 if not known. cat_absent (m, n) uint8. extra (n) uint8: the event has keys that are not\n"
-"columns (extra of length 0: not computed). Returns (codes left at -3, invalid numbers).");
+"columns (extra of length 0: not computed). Returns (codes left at -3, invalid numbers, versions):\n"
+"versions 0 no event has a 'model_version' other than None, 1 every event's is the str\n"
+"expected_version (None: never), 2 otherwise (always 0 without top).");
 
 /* A feature's few training labels, compared by text: a new str would otherwise be hashed (SipHash)
  * to look it up, which costs more than a few short comparisons. Larger tables use the dict.
@@ -284,15 +290,78 @@ read_value(PyObject *v, Py_ssize_t col, Py_ssize_t f, Py_ssize_t n, Py_ssize_t i
     return 0;
 }
 
+static PyObject *key_model, *key_features, *key_confidence, *key_model_version; /* interned at import */
+
+#define VERSIONS_NONE 0     /* no event has a model_version (or it is None) */
+#define VERSIONS_EXPECTED 1 /* every event's model_version is the expected str */
+#define VERSIONS_OTHER 2    /* anything else: the caller looks at them itself */
+
+/* What the model monitor reads at an event's top level (read_columns with `top`): its confidence
+ * into conf[i] (if n_conf) and its model_version into the running flags; returns its feature map
+ * (borrowed), or NULL with KeyError / TypeError. */
+static PyObject *
+event_fields(PyObject *events, Py_ssize_t i, PyObject *expected, double *conf, Py_ssize_t n_conf, int *no_version,
+             int *all_expected)
+{
+    const Py_ssize_t n = PyList_GET_SIZE(events);
+    PyObject *ev = PyList_GET_ITEM(events, i);
+    /* the events' dicts lie far apart in memory: fetch ahead, the dict 8 events on, its keys 4 on
+     * (engine bench, cold batches: 0.111 -> 0.101 us per event when this was a pass of its own) */
+    if (i + 8 < n)
+        __builtin_prefetch(PyList_GET_ITEM(events, i + 8));
+    if (i + 4 < n && PyDict_CheckExact(PyList_GET_ITEM(events, i + 4))) {
+        const char *keys = (const char *)((PyDictObject *)PyList_GET_ITEM(events, i + 4))->ma_keys;
+        __builtin_prefetch(keys);
+        __builtin_prefetch(keys + 64);
+    }
+    if (!PyDict_Check(ev)) {
+        PyErr_Format(PyExc_TypeError, "event %zd is not a dict", i);
+        return NULL;
+    }
+    PyObject *features = PyDict_GetItemWithError(ev, key_features);
+    if (features == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, key_features);
+        return NULL;
+    }
+    if (n_conf) {
+        PyObject *c = PyDict_GetItemWithError(ev, key_confidence);
+        if (c == NULL && PyErr_Occurred())
+            return NULL;
+        uint8_t st;
+        double d = c == NULL ? NAN : classify_number(c, &st);
+        conf[i] = d >= 0.0 && d <= 1.0 ? d : (d != d ? d : INFINITY); /* outside [0, 1]: invalid */
+    }
+    PyObject *v = PyDict_GetItemWithError(ev, key_model_version);
+    if (v == NULL && PyErr_Occurred())
+        return NULL;
+    if (v != NULL && v != Py_None) {
+        *no_version = 0;
+        if (*all_expected && v != expected && !same_text(v, expected))
+            *all_expected = 0;
+    }
+    else
+        *all_expected = 0;
+    return features;
+}
+
 static PyObject *
 read_columns(PyObject *self, PyObject *args)
 {
-    PyObject *features, *columns, *tables, *o_bool, *o_x, *o_status, *o_codes, *o_absent, *o_extra;
+    PyObject *features, *columns, *tables, *o_bool, *o_x, *o_status, *o_codes, *o_absent, *o_extra, *top;
     Py_ssize_t f;
-    if (!PyArg_ParseTuple(args, "O!O!nO!OOOOOO", &PyList_Type, &features, &PyDict_Type, &columns, &f,
-                          &PyTuple_Type, &tables, &o_bool, &o_x, &o_status, &o_codes, &o_absent, &o_extra))
+    if (!PyArg_ParseTuple(args, "O!O!nO!OOOOOOO", &PyList_Type, &features, &PyDict_Type, &columns, &f,
+                          &PyTuple_Type, &tables, &o_bool, &o_x, &o_status, &o_codes, &o_absent, &o_extra, &top))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(features), m = PyTuple_GET_SIZE(tables), width = f + m;
+    /* top = (expected_version, confidence): the items are events, each holding its feature map */
+    PyObject *expected = Py_None, *o_conf = NULL;
+    if (top != Py_None && !PyArg_ParseTuple(top, "OO", &expected, &o_conf))
+        return NULL;
+    if (expected != Py_None && !PyUnicode_CheckExact(expected)) {
+        PyErr_SetString(PyExc_TypeError, "expected_version: a str or None");
+        return NULL;
+    }
     if (f < 0 || PyDict_GET_SIZE(columns) != width) {
         PyErr_SetString(PyExc_ValueError, "columns: one per numeric feature and per table");
         return NULL;
@@ -340,7 +409,7 @@ read_columns(PyObject *self, PyObject *args)
             names[col] = k;
         }
     }
-    Buf b[6];
+    Buf b[7];
     memset(b, 0, sizeof(b));
     Py_ssize_t n_extra = buf_items(o_extra, &b[5], 1, 1, "extra");
     if (n_extra < 0 || (n_extra != 0 && n_extra != n)) {
@@ -348,6 +417,14 @@ read_columns(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "extra: one per event, or none");
         goto fail;
     }
+    Py_ssize_t n_conf = o_conf == NULL ? 0 : buf_items(o_conf, &b[6], 8, 1, "confidence");
+    if (n_conf < 0 || (n_conf != 0 && n_conf != n)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "confidence: one per event, or none");
+        goto fail;
+    }
+    double *conf = b[6].view.buf;
+    int no_version = 1, all_expected = expected != Py_None;
     if (buf_get(o_bool, &b[0], 8, size_mul(2, m), 0, "bool_codes") < 0 || buf_get(o_x, &b[1], 8, size_mul(f, n), 1, "x") < 0
         || buf_get(o_status, &b[2], 1, size_mul(f, n), 1, "status") < 0 || buf_get(o_codes, &b[3], 8, size_mul(m, n), 1, "codes") < 0
         || buf_get(o_absent, &b[4], 1, size_mul(m, n), 1, "cat_absent") < 0)
@@ -369,6 +446,11 @@ read_columns(PyObject *self, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *d = PyList_GET_ITEM(features, i), *key, *v;
         Py_ssize_t pos = 0, k = 0, matched = 0, unknown = 0;
+        if (top != Py_None) {
+            d = event_fields(features, i, expected, conf, n_conf, &no_version, &all_expected);
+            if (d == NULL)
+                goto fail;
+        }
         if (PyDict_Check(d) && PyDict_GET_SIZE(d) > 2 * width + 4) {
             /* a few columns out of a larger map (the confidence of an event): look them up */
             for (Py_ssize_t col = 0; col < width; col++) {
@@ -434,7 +516,8 @@ read_columns(PyObject *self, PyObject *args)
     PyMem_Free(names);
     PyMem_Free(small);
     RELEASE_ALL(b);
-    return Py_BuildValue("nn", unresolved, invalid);
+    return Py_BuildValue("nni", unresolved, invalid,
+                         no_version ? VERSIONS_NONE : all_expected ? VERSIONS_EXPECTED : VERSIONS_OTHER);
 fail:
     PyMem_Free(seen);
     PyMem_Free(names);
@@ -1150,9 +1233,8 @@ block_sums(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(nb - incomplete);
 }
 
-/* ---- usable_events, event_fields -------------------------------------------------------- */
+/* ---- usable_events ---------------------------------------------------------------------- */
 
-static PyObject *key_model, *key_features, *key_confidence, *key_model_version; /* interned at import */
 
 PyDoc_STRVAR(usable_events_doc,
 "usable_events(items, max_model_name, max_features) -> bool\n"
@@ -1190,96 +1272,6 @@ usable_events(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
-#define VERSIONS_NONE 0     /* no event has a model_version (or it is None) */
-#define VERSIONS_EXPECTED 1 /* every event's model_version is the expected str */
-#define VERSIONS_OTHER 2    /* anything else: the caller looks at them itself */
-
-PyDoc_STRVAR(event_fields_doc,
-"event_fields(events, expected_version, confidence) -> (features, versions)\n"
-"--\n\n"
-"One pass over a batch's event dicts for what the model monitor reads at their top level.\n"
-"features: the list of their 'features' values (KeyError if one has none). confidence (n,) float64,\n"
-"or of length 0 to skip it: the 'confidence' if a valid number in [0, 1], NaN if None or absent,\n"
-"+inf if anything else. versions: 0 no event has a 'model_version' other than None, 1 every event's\n"
-"is the str expected_version (None: never), 2 otherwise.");
-
-static PyObject *
-event_fields(PyObject *self, PyObject *args)
-{
-    PyObject *events, *expected, *o_conf;
-    if (!PyArg_ParseTuple(args, "O!OO", &PyList_Type, &events, &expected, &o_conf))
-        return NULL;
-    if (expected != Py_None && !PyUnicode_CheckExact(expected)) {
-        PyErr_SetString(PyExc_TypeError, "expected_version: a str or None");
-        return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(events);
-    Buf b;
-    memset(&b, 0, sizeof(b));
-    Py_ssize_t n_conf = buf_items(o_conf, &b, 8, 1, "confidence");
-    if (n_conf < 0 || (n_conf != 0 && n_conf != n)) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "confidence: one per event, or none");
-        buf_release(&b);
-        return NULL;
-    }
-    double *conf = b.view.buf;
-    PyObject *features = PyList_New(n);
-    if (features == NULL) {
-        buf_release(&b);
-        return NULL;
-    }
-    int none = 1, all_expected = expected != Py_None;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *ev = PyList_GET_ITEM(events, i);
-        /* the events' dicts lie far apart in memory: fetch ahead, the dict 8 events on, its keys 4 on
-         * (engine bench, cold batches: 0.111 -> 0.101 us per event) */
-        if (i + 8 < n)
-            __builtin_prefetch(PyList_GET_ITEM(events, i + 8));
-        if (i + 4 < n && PyDict_CheckExact(PyList_GET_ITEM(events, i + 4))) {
-            const char *keys = (const char *)((PyDictObject *)PyList_GET_ITEM(events, i + 4))->ma_keys;
-            __builtin_prefetch(keys);
-            __builtin_prefetch(keys + 64);
-        }
-        if (!PyDict_Check(ev)) {
-            PyErr_Format(PyExc_TypeError, "event %zd is not a dict", i);
-            goto fail;
-        }
-        PyObject *f = PyDict_GetItemWithError(ev, key_features);
-        if (f == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_SetObject(PyExc_KeyError, key_features);
-            goto fail;
-        }
-        Py_INCREF(f);
-        PyList_SET_ITEM(features, i, f);
-        if (n_conf) {
-            PyObject *c = PyDict_GetItemWithError(ev, key_confidence);
-            if (c == NULL && PyErr_Occurred())
-                goto fail;
-            uint8_t st;
-            double d = c == NULL ? NAN : classify_number(c, &st);
-            conf[i] = d >= 0.0 && d <= 1.0 ? d : (d != d ? d : INFINITY); /* outside [0, 1]: invalid */
-        }
-        PyObject *v = PyDict_GetItemWithError(ev, key_model_version);
-        if (v == NULL && PyErr_Occurred())
-            goto fail;
-        if (v != NULL && v != Py_None) {
-            none = 0;
-            if (all_expected && v != expected && !same_text(v, expected))
-                all_expected = 0;
-        }
-        else
-            all_expected = 0;
-    }
-    buf_release(&b);
-    return Py_BuildValue("(Ni)", features, none ? VERSIONS_NONE : all_expected ? VERSIONS_EXPECTED : VERSIONS_OTHER);
-fail:
-    Py_DECREF(features); /* the slots not yet set are NULL, which list_dealloc skips */
-    buf_release(&b);
-    return NULL;
-}
-
 static PyMethodDef methods[] = {
     {"read_columns", read_columns, METH_VARARGS, read_columns_doc},
     {"pit_transform", pit_transform, METH_VARARGS, pit_transform_doc},
@@ -1287,7 +1279,6 @@ static PyMethodDef methods[] = {
     {"categorical_blocks", categorical_blocks, METH_VARARGS, categorical_blocks_doc},
     {"cusum_sums", cusum_sums, METH_VARARGS, cusum_sums_doc},
     {"usable_events", usable_events, METH_VARARGS, usable_events_doc},
-    {"event_fields", event_fields, METH_VARARGS, event_fields_doc},
     {"block_sums", block_sums, METH_VARARGS, block_sums_doc},
     {"ks_uniform", ks_uniform, METH_VARARGS, ks_uniform_doc},
     {"ks_alarms", ks_alarms, METH_VARARGS, ks_alarms_doc},

@@ -11,7 +11,8 @@ Categorical: `baselines.profile.category_key`; None / absent = missing, dict / l
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,11 @@ class NumericValues:
         self.invalid_count = invalid_count
         self._features = features
         self._names = names
+
+    @property
+    def features(self) -> Sequence[dict]:
+        """The batch's feature maps, by event offset."""
+        return self._features
 
     @property
     def missing(self) -> np.ndarray:
@@ -93,6 +99,22 @@ class _Absent:
 ABSENT = _Absent()
 
 
+class FeatureMaps(Sequence):
+    """The 'features' maps of a list of events, looked up when asked for (rarely: to quote an
+    invalid value, resolve an unseen label or name an unexpected field)."""
+
+    __slots__ = ("_events",)
+
+    def __init__(self, events: list[dict]):
+        self._events = events
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._events[i]["features"]
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
 class FeatureColumns:
     """The known features of a batch's feature maps, numeric and categorical, in one pass.
 
@@ -118,15 +140,28 @@ class FeatureColumns:
         others: per categorical feature the (event offset, label) of every value coded K; extra
         (n,) bool: the event has keys that are none of these features (only with count_extra).
         """
-        n = len(features)
+        return self._extract(features, features, None)[:3]
+
+    def extract_events(self, events: list[dict], expected_version: str | None, confidence: np.ndarray
+                       ) -> tuple[NumericValues, tuple[np.ndarray, np.ndarray, list], np.ndarray, int]:
+        """`extract` of the events' 'features' maps, in the same pass their top-level fields: each
+        event's 'confidence' into confidence (n,), unless it has length 0 (a valid number in [0, 1],
+        NaN if missing, +inf if invalid), and how their 'model_version's compare with
+        expected_version: `_kernels.VERSIONS_NONE`, `VERSIONS_EXPECTED` or `VERSIONS_OTHER`.
+        Returns (NumericValues, categorical, extra, versions)."""
+        return self._extract(events, FeatureMaps(events), (expected_version, confidence))
+
+    def _extract(self, items: list[dict], features: Sequence[dict], top: tuple | None):
+        n = len(items)
         f, m = len(self._numeric_names), len(self._categorical_names)
         x = np.empty((f, n))
         status = np.empty((f, n), dtype=np.uint8)
         codes = np.empty((m, n), dtype=np.int64)
         absent = np.empty((m, n), dtype=np.bool_)
         extra = np.zeros(n if self._count_extra else 0, dtype=np.bool_)
-        unresolved, invalid = _kernels.read_columns(features, self._column_of, f, self._codes, self._bool_codes, x,
-                                              status, codes, absent.view(np.uint8), extra.view(np.uint8))
+        unresolved, invalid, versions = _kernels.read_columns(items, self._column_of, f, self._codes, self._bool_codes,
+                                                              x, status, codes, absent.view(np.uint8),
+                                                              extra.view(np.uint8), top)
         others: list[list[tuple[int, str]]] = [[] for _ in range(m)]
         if unresolved:
             for j, i in zip(*np.nonzero(codes == _UNRESOLVED)):
@@ -135,4 +170,4 @@ class FeatureColumns:
                 codes[j, i] = code = table.get(key, len(table))
                 if code == len(table):
                     others[j].append((int(i), key))
-        return NumericValues(x, status, invalid, features, self._numeric_names), (codes, absent, others), extra
+        return NumericValues(x, status, invalid, features, self._numeric_names), (codes, absent, others), extra, versions

@@ -14,6 +14,7 @@ episode rule that turns alarms into alerts.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import repeat
 from typing import Any
@@ -129,15 +130,15 @@ class ModelMonitor:
             return []
         start = self._events_seen
         confidence = np.empty(n if self._confidence is not None else 0)
-        features, versions = _kernels.event_fields(events, self._baseline.version, confidence)
-        numeric, (codes, _, others), extra = self._columns.extract(features)
+        numeric, (codes, _, others), extra, versions = self._columns.extract_events(events, self._baseline.version,
+                                                                                   confidence)
         self._batch_numeric = numeric
         candidates = self._numeric.update(numeric.x, start)
         self._record_timing(start, n)
         candidates += self._categorical.update(codes, others, start)
         if self._confidence is not None:
             candidates += self._confidence.update(confidence[None, :], start)
-        candidates += self._unexpected_fields(features, extra, start)
+        candidates += self._unexpected_fields(numeric.features, extra, start)
         candidates += self._serving(events, start, versions)
         candidates.sort()
         alerts = []
@@ -173,7 +174,7 @@ class ModelMonitor:
             recent = numeric.invalid_examples(j, last, MAX_INVALID_EXAMPLES)
             self._invalid_examples[j] = (self._invalid_examples[j] + recent)[-MAX_INVALID_EXAMPLES:]
 
-    def _unexpected_fields(self, features: list[dict], extra: np.ndarray, start: int) -> list[Candidate]:
+    def _unexpected_fields(self, features: Sequence[dict], extra: np.ndarray, start: int) -> list[Candidate]:
         """extra (n,) bool: the event has keys the model does not know."""
         names = [(start + int(i), name) for i in np.flatnonzero(extra) for name in features[i] if name not in self._known]
         sums, ends = self._unexpected_blocks.add(extra.astype(np.int64)[:, None], start)
@@ -196,7 +197,7 @@ class ModelMonitor:
         return out
 
     def _serving(self, events: list[dict], start: int, seen: int) -> list[Candidate]:
-        """seen: the batch's versions as `_kernels.event_fields` classified them."""
+        """seen: how the batch's versions compare with the baseline's (`FeatureColumns.extract_events`)."""
         expected = self._baseline.version
         versions: list | None = None
         if seen == _kernels.VERSIONS_NONE:

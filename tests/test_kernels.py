@@ -195,7 +195,7 @@ def read_columns_args():
     features = [{"amount": 1.0, "country": "FR"}, {"zz": 1}]
     return dict(features=features, columns={"amount": 0, "country": 1}, f=1, tables=({"FR": 0},),
                 bool_codes=np.full((1, 2), -3, dtype=np.int64), x=np.empty((1, 2)), status=z((1, 2), np.uint8),
-                codes=z((1, 2)), absent=z((1, 2), np.uint8), extra=z(2, np.uint8))
+                codes=z((1, 2)), absent=z((1, 2), np.uint8), extra=z(2, np.uint8), top=None)
 
 
 def numeric_blocks_args():
@@ -346,6 +346,9 @@ WRONG = [
     ("read_columns", "tables", lambda a: ({"FR": "zero"},)),  # a code that is not an int
     ("read_columns", "features", lambda a: tuple(a)),
     ("read_columns", "x", lambda a: a.tolist()),
+    ("read_columns", "top", lambda a: ("1",)),  # not (expected_version, confidence)
+    ("read_columns", "top", lambda a: (None, z(3, float))),  # neither one confidence per item nor none
+    ("read_columns", "top", lambda a: (b"1", z(0, float))),
     # numeric_blocks
     ("numeric_blocks", "cuts", lambda a: np.array([0, 6, 4, 10])),  # not rising
     ("numeric_blocks", "cuts", lambda a: np.array([1, 10])),
@@ -465,7 +468,7 @@ def test_kernel_refuses_sizes_that_overflow(kernel):
     assert (done.returncode, done.stdout.strip()) == (0, "refused"), done.stderr[-500:]
 
 
-# ---- event_fields: the top-level fields of events against a reference ---------------------------------
+# ---- extract_events: the top-level fields of events against a reference ---------------------------------
 def reference_event_fields(events: list[dict], expected: str | None):
     confidence = []
     for ev in events:
@@ -489,28 +492,36 @@ top_level = st.fixed_dictionaries({"features": st.dictionaries(st.sampled_from(N
 
 @settings(max_examples=200, deadline=None)
 @given(events=st.lists(top_level, max_size=8), expected=st.sampled_from(["1", None, ""]))
-def test_event_fields_matches_reference(events, expected):
+def test_extract_events_matches_reference(events, expected):
+    """The events' top-level fields, and their feature maps read as `extract` reads them."""
+    columns = FeatureColumns(NUMERIC, CATEGORICAL, CATEGORIES, count_extra=True)
     conf = np.full(len(events), -7.0)
-    features, seen = _kernels.event_fields(events, expected, conf)
+    numbers, (codes, absent, others), extra, seen = columns.extract_events(events, expected, conf)
     ref_features, ref_conf, ref_seen = reference_event_fields(events, expected)
-    assert all(a is b for a, b in zip(features, ref_features)) and len(features) == len(ref_features)
+    want, (want_codes, want_absent, want_others), want_extra = columns.extract(ref_features)
+    np.testing.assert_array_equal(numbers.x, want.x)
+    np.testing.assert_array_equal(numbers.status, want.status)
+    np.testing.assert_array_equal(codes, want_codes)
+    np.testing.assert_array_equal(absent, want_absent)
+    np.testing.assert_array_equal(extra, want_extra)
+    assert others == want_others and numbers.invalid_count == want.invalid_count
+    assert [numbers.features[i] for i in range(len(events))] == ref_features
     np.testing.assert_array_equal(conf, ref_conf)
     assert seen == ref_seen
-    assert _kernels.event_fields(events, expected, z(0, float))[1] == seen  # no confidence column: same versions
+    assert columns.extract_events(events, expected, z(0, float))[3] == seen  # no confidence column: same versions
 
 
 @pytest.mark.parametrize("events, expected, conf, error", [
     ([{"model": "m"}], None, z(1, float), KeyError),  # no features
     ([[("features", {})]], None, z(1, float), TypeError),  # not a dict
-    (({"features": {}},), None, z(1, float), TypeError),  # not a list
     ([{"features": {}}], 1, z(1, float), TypeError),  # expected version not a str
     ([{"features": {}}], None, z(2, float), ValueError),  # neither one confidence per event nor none
     ([{"features": {}}], None, z(1, np.float32), ValueError),
     ([{"features": {}}], None, read_only(z(1, float)), (ValueError, TypeError)),
 ])
-def test_event_fields_refuses_wrong_arguments(events, expected, conf, error):
+def test_extract_events_refuses_wrong_arguments(events, expected, conf, error):
     with pytest.raises(error):
-        _kernels.event_fields(events, expected, conf)
+        FeatureColumns(NUMERIC, CATEGORICAL, CATEGORIES).extract_events(events, expected, conf)
 
 
 # ---- block sums do not depend on the batching --------------------------------------------------------
