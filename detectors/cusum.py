@@ -23,6 +23,12 @@ def blocks_touched(start: int, n: int, size: int) -> int:
     return (start + n - 1) // size - start // size + 1 if n else 0
 
 
+def _block_ends(start: int, size: int, count: int) -> np.ndarray:
+    """The last event index of `count` consecutive blocks from the one holding event `start`."""
+    first = start // size * size + size - 1
+    return np.arange(first, first + count * size, size)
+
+
 class BlockAccumulator:
     """Sums per-event integer columns over blocks of `size` events aligned on the event count.
 
@@ -51,7 +57,7 @@ class BlockAccumulator:
         size = self._size
         out = np.empty((blocks_touched(start, len(values), size), len(self._partial)), dtype=np.int64)
         complete = _kernels.block_sums(values, start, size, self._partial, out)
-        return out[:complete], (start // size + np.arange(complete)) * size + (size - 1)
+        return out[:complete], _block_ends(start, size, complete)
 
     def add_sums(self, raw: np.ndarray, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """`add` from sums already made per block: raw (nb, n_columns) int64 holds the sums over the
@@ -65,8 +71,7 @@ class BlockAccumulator:
             self._partial = raw[-1].copy()
         else:
             self._partial.fill(0)
-        first_end = start // size * size + size - 1
-        return raw[:complete], np.arange(first_end, first_end + complete * size, size)
+        return raw[:complete], _block_ends(start, size, complete)
 
     def reset(self) -> None:
         self._partial[:] = 0
