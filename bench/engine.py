@@ -287,27 +287,34 @@ def main() -> None:
 
 _NOTES = """\
 - Since 2026-11-26 the monitors' per-value work is compiled (detectors/_kernels.c): one pass per
-  batch reads the event dicts into columns (keys recognised by identity and position, a feature's
-  few labels compared by text), one scores the PIT of the tabulated features, one sums the CUSUM
-  blocks and window histograms, and the CUSUM chains run on increments made from those sums;
-  River's ADWIN and Page-Hinkley run once per feature per 512-event block. The port left alerts
-  and state bit for bit as they were (8 scenario streams x 4 batchings); two deliberate changes
-  followed: River blocks of 512 events (were 256; calibration in detectors/thresholds.py) and PIT
-  tables of 1024 cells (were 4096; every reference alert fires on the same event).
-  Before all this: (1) 4.1x, (2) 0.23 / 0.28.
-- Where a 50-feature event's ~1.9 us in the monitor goes (each method timed on these events,
-  batches of 1000, quiet machine, 2026-11-26): reading its dict ~0.8 us ((1'') above), River
-  ~0.17, block sums ~0.2, PIT ~0.15, CUSUM chains ~0.1, the confidence, serving, unexpected-field
-  and window tests ~0.4, of which ~0.12 is per batch whatever its size.
-- Why (1) stays under 20x: 20x leaves ~1.55 us per event, and reading the 50 values out of the
-  dict takes half of it. That read is bound by memory (each event's dict entries and value
-  objects), not by instructions: walking CPython 3.11's dict layout directly instead of calling
-  PyDict_Next measured no faster, prefetching the next event's entries neither, and scoring each
-  value while it is read was slower (40 PIT tables touched per event instead of one at a time).
+  batch reads the events (their confidence and model_version, and their feature maps into columns:
+  keys recognised by identity and position, a feature's few labels compared by a packed
+  length/last-character tag), one scores the PIT of the tabulated features, one sums the CUSUM
+  blocks and window histograms, and the CUSUM chains run on increments made from those sums
+  (their step also built for AVX2); the window tests' screens (KS per feature, the unpooled
+  chi-square) and the block re-summing are compiled too. River's ADWIN and Page-Hinkley
+  run once per feature per 512-event block. Every step left alerts and state bit for bit as they
+  were (8 scenario streams x 4 batchings), except two deliberate changes: River blocks of 512
+  events (were 256; calibration in detectors/thresholds.py) and PIT tables of 1024 cells (were
+  4096; every reference alert fires on the same event). Before all this: (1) 4.1x, (2) 0.23 / 0.28.
+- Where a 50-feature event's ~1.45 us in the monitor goes (each kernel and River call timed on
+  these events, batches of 1000, 2026-11-26): reading the event (its top-level fields and its
+  feature map, one compiled pass) ~0.75 us ((1'') above is the feature map alone), block sums and
+  histograms 0.23, River 0.12 (+0.03 of Python around it), PIT 0.10, CUSUM chains 0.05, the rest
+  (windows, change timing, serving, unexpected fields, numpy calls per batch) ~0.2. The read is
+  bound by the memory of each event's dict entries and value objects: walking CPython 3.11's dict
+  layout directly instead of PyDict_Next, or prefetching entries and values ahead, measured no
+  faster or within noise (<= 3%), so it stays on the public API.
+- The machine is a noisy 2-core VM (~10% between runs): on the final code, runs of this bench with
+  --repeat 3 gave (1) 20.1-22.6x, (2) JSONL 0.62-0.69 and msgpack 0.58-0.65; the table is the
+  best of 5 interleaved runs, as the command says. msgpack's share is the thinnest: its replay
+  holds a batch of decoded events until the monitors are done, and the floor frees each event at
+  once: a loop that only decodes 100k of these events in chunks of 64 and keeps 500 of them took
+  0.575 s against the floor's 0.50-0.53 s, ~0.5 us per event before any detection.
 - (2): replay's loop is the parse floor plus the monitor plus freeing the events after it (the
   floor frees each event while it is still in cache). Replay reads 64 KiB blocks and monitors
   500-event batches so that a batch is still in cache when it is read and freed; measured, both
-  beat 1 MiB blocks and 1000-event batches (stream/replay.py)."""
+  beat 1 MiB blocks and 1000-event batches (stream/replay.py); 250-event batches measured the same."""
 
 
 if __name__ == "__main__":
