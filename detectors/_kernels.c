@@ -485,7 +485,7 @@ read_columns(PyObject *self, PyObject *args)
                     goto fail;
                 col = c == NULL ? -1 : PyLong_AsSsize_t(c);
                 if (k < KEY_CACHE) {
-                    cache_key[k] = key; /* alive for the whole call: the features list holds its dict */
+                    cache_key[k] = key; /* alive for the whole call: the list holds its map (or the event that does) */
                     cache_col[k] = col;
                     if (k >= cached)
                         cached = k + 1;
