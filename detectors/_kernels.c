@@ -84,6 +84,21 @@ buf_items(PyObject *obj, Buf *b, Py_ssize_t itemsize, int writable, const char *
     return b->view.len / itemsize;
 }
 
+/* A buffer of 8-byte items that splits into k >= 1 equal parts (k rows, or rows of k items): the size
+ * of a part, or -1 with an exception set (`shape` says what was expected). */
+static Py_ssize_t
+buf_split(PyObject *obj, Buf *b, Py_ssize_t k, const char *name, const char *shape)
+{
+    Py_ssize_t items = buf_items(obj, b, 8, 0, name);
+    if (items < 0)
+        return -1;
+    if (k < 1 || items % k) {
+        PyErr_Format(PyExc_ValueError, "%s: %s", name, shape);
+        return -1;
+    }
+    return items / k;
+}
+
 static void
 buf_release(Buf *b)
 {
@@ -458,7 +473,7 @@ read_columns(PyObject *self, PyObject *args)
                 goto fail;
         }
         if (PyDict_Check(d) && PyDict_GET_SIZE(d) > 2 * width + 4) {
-            /* a few columns out of a larger map (the confidence of an event): look them up */
+            /* a few columns out of a much larger map: look them up */
             for (Py_ssize_t col = 0; col < width; col++) {
                 v = PyDict_GetItemWithError(d, names[col]);
                 if (v == NULL) {
@@ -1050,14 +1065,11 @@ ks_uniform(PyObject *self, PyObject *args)
     Buf b[3];
     memset(b, 0, sizeof(b));
     Py_ssize_t f = buf_items(o_counts, &b[1], 8, 1, "counts");
-    Py_ssize_t items = f < 0 ? -1 : buf_items(o_hist, &b[0], 8, 0, "hist");
-    if (items < 0 || f == 0 || items % f || buf_get(o_ks, &b[2], 8, f, 1, "ks") < 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "hist: rows of len(counts) >= 1");
+    const Py_ssize_t bins = f < 0 ? -1 : buf_split(o_hist, &b[0], f, "hist", "len(counts) >= 1 rows");
+    if (bins < 0 || buf_get(o_ks, &b[2], 8, f, 1, "ks") < 0) {
         RELEASE_ALL(b);
         return NULL;
     }
-    const Py_ssize_t bins = items / f;
     const int64_t *hist = b[0].view.buf;
     int64_t *counts = b[1].view.buf;
     double *ks = b[2].view.buf;
@@ -1085,14 +1097,11 @@ ks_alarms(PyObject *self, PyObject *args)
     Buf b[2];
     memset(b, 0, sizeof(b));
     Py_ssize_t f = buf_items(o_allow, &b[1], 8, 0, "allowance");
-    Py_ssize_t items = f < 0 ? -1 : buf_items(o_hist, &b[0], 8, 0, "hist");
-    if (items < 0 || f == 0 || items % f) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "hist: rows of len(allowance) >= 1");
+    const Py_ssize_t bins = f < 0 ? -1 : buf_split(o_hist, &b[0], f, "hist", "len(allowance) >= 1 rows");
+    if (bins < 0) {
         RELEASE_ALL(b);
         return NULL;
     }
-    const Py_ssize_t bins = items / f;
     const int64_t *hist = b[0].view.buf;
     const double *allowance = b[1].view.buf;
     PyObject *out = PyList_New(0);
@@ -1192,14 +1201,11 @@ block_sums(PyObject *self, PyObject *args)
     Buf b[3];
     memset(b, 0, sizeof(b));
     Py_ssize_t c = buf_items(o_partial, &b[1], 8, 1, "partial");
-    Py_ssize_t items = c < 0 ? -1 : buf_items(o_values, &b[0], 8, 0, "values");
-    if (items < 0 || c == 0 || items % c) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "values: rows of len(partial) >= 1 columns");
+    const Py_ssize_t n = c < 0 ? -1 : buf_split(o_values, &b[0], c, "values", "rows of len(partial) >= 1 columns");
+    if (n < 0) {
         RELEASE_ALL(b);
         return NULL;
     }
-    const Py_ssize_t n = items / c;
     if (start > PY_SSIZE_T_MAX - n) {
         PyErr_SetString(PyExc_ValueError, "start + n too large");
         RELEASE_ALL(b);
