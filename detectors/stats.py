@@ -45,29 +45,19 @@ def jensen_shannon(observed: np.ndarray, expected: np.ndarray) -> float:
     return float(max(0.0, (kl_p.sum() + kl_q.sum()) / 2))
 
 
-def ks_uniform_from_histograms(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of hist (f, bins), counts of PIT scores on equal-width bins of [0, 1]: (the row's
-    total, sup |ECDF(u) - u|), compiled (`_kernels.ks_uniform`); 0 for an empty row.
+def ks_uniform_from_histogram(counts: np.ndarray) -> float:
+    """sup |ECDF(u) - u| of PIT scores given their counts on equal-width bins of [0, 1]; 0 when
+    there are none. Compiled (`_kernels.ks_uniform`, which the window test shares).
 
     Evaluated at the bin edges, so it is exact for scores that sit on the edges and never
     above the exact statistic (the test stays conservative).
 
-    >>> ks_uniform_from_histograms(np.array([[25, 25, 25, 25], [100, 0, 0, 0], [0, 0, 0, 0]]))[1].tolist()
+    >>> [ks_uniform_from_histogram(np.array(h)) for h in ([25, 25, 25, 25], [100, 0, 0, 0], [0, 0, 0, 0])]
     [0.0, 0.75, 0.0]
     """
-    hist = np.ascontiguousarray(hist, dtype=np.int64)
-    counts, ks = np.empty(len(hist), dtype=np.int64), np.empty(len(hist))
-    _kernels.ks_uniform(hist, counts, ks)
-    return counts, ks
-
-
-def ks_uniform_from_histogram(counts: np.ndarray) -> float:
-    """`ks_uniform_from_histograms` of one histogram.
-
-    >>> ks_uniform_from_histogram(np.array([100, 0, 0, 0]))
-    0.75
-    """
-    return float(ks_uniform_from_histograms(counts[None, :])[1][0])
+    ks = np.empty(1)
+    _kernels.ks_uniform(np.ascontiguousarray(counts, dtype=np.int64), np.empty(1, dtype=np.int64), ks)
+    return float(ks[0])
 
 
 def wasserstein_from_histogram(counts: np.ndarray, quantile_probs: np.ndarray, quantiles: np.ndarray) -> float:
