@@ -40,11 +40,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.results import RESULTS, write_block  # noqa: E402
-from stream import config, credit  # noqa: E402
-from stream.alerts_cmd import decode_alert  # noqa: E402
-from stream.broker import EmbeddedBroker, free_port  # noqa: E402
-from stream.demo import (  # noqa: E402
-    credit_baseline, embedded_worker_env, metric_value, start_worker, stop_worker, tail, wait_until_serving,
+from stream.devkit import credit
+from stream.worker import config  # noqa: E402
+from stream.commands.alerts import decode_alert  # noqa: E402
+from stream.devkit.broker import EmbeddedBroker  # noqa: E402
+from stream.devkit.processes import (  # noqa: E402
+    embedded_worker_env, free_port, metric_value, start_worker, stop_worker, tail, wait_until_serving,
 )
 
 SECTION = "## End to end (bench/e2e.py)"
@@ -92,10 +93,10 @@ def bare_agent(argv: list[str]) -> int:
     parser.add_argument("--data-dir", required=True)
     opts = parser.parse_args(argv)
     settings = config.load()
-    from stream.fetch_wait import set_fetch_max_wait
+    from stream.worker.fetch_wait import set_fetch_max_wait
 
     set_fetch_max_wait(settings.fetch_max_wait_ms)  # the worker's consumer, for a fair comparison
-    # The worker's Faust settings (stream/app.py), minus what a counter does not use.
+    # The worker's Faust settings (stream/worker/app.py), minus what a counter does not use.
     app = faust.App(
         BARE_APP_ID, broker=opts.broker, store="memory://", topic_partitions=opts.partitions,
         broker_session_timeout=10.0, broker_heartbeat_interval=1.0, producer_max_batch_size=1,
@@ -140,7 +141,7 @@ async def _bench_in(workdir: Path, args: argparse.Namespace) -> list[tuple[str, 
     topics = {**config.topics(cfg), BARE_TOPIC: cfg.partitions, f"{BARE_APP_ID}-__assignor-__leader": 1}
     print("generating events, baselines ...", flush=True)
     models = [f"{credit.MODEL}-{i:02d}" for i in range(args.drifts)]
-    baseline = credit_baseline(seed=0)
+    baseline = credit.baseline(seed=0)
     baseline.save(Path(cfg.baselines) / f"{credit.MODEL}.msgpack")
     broker = EmbeddedBroker(topics=topics)
     processes: list[subprocess.Popen] = []
@@ -382,7 +383,7 @@ _NOTES = """\
   `faust/transport/drivers/aiokafka.py`) and the embedded broker answers a fetch late even when
   records are waiting (a plain aiokafka consumer, one message every 100 ms, saw delivery p50
   370 ms at 1500 ms and 3 ms at 100 ms). The worker lowers it to `--fetch-max-wait-ms` (100 ms,
-  stream/fetch_wait.py), and so does the bare agent here; what remains is mostly the 0.2 s
+  stream/worker/fetch_wait.py), and so does the bare agent here; what remains is mostly the 0.2 s
   micro-batch wait (`--batch-within`). Before that setting, (d) measured p99 1.5 s.
 - Where (c)'s time goes: with the monitors compiled (detectors/_kernels.c, 2026-11-26) the worker
   spends ~53% of the run in its micro-batches (65-70% before them, at 105-119k events/s). The

@@ -32,7 +32,7 @@ from operator import itemgetter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `tests.streams` is shared with the scenario tests
+sys.path.insert(0, str(ROOT))
 
 import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
@@ -43,7 +43,7 @@ from river import drift  # noqa: E402
 from bench.results import RESULTS, write_block  # noqa: E402
 from detectors.model import ModelMonitor  # noqa: E402
 from stream.gc_policy import relax_gc  # noqa: E402
-from tests import streams  # noqa: E402
+from stream.devkit import scenarios as streams  # noqa: E402
 
 N_FEATURES = 50
 BATCH = 1000
@@ -314,7 +314,7 @@ _NOTES = """\
 - (2): replay's loop is the parse floor plus the monitor plus freeing the events after it (the
   floor frees each event while it is still in cache). Replay reads 64 KiB blocks and monitors
   500-event batches so that a batch is still in cache when it is read and freed; measured, both
-  beat 1 MiB blocks and 1000-event batches (stream/replay.py); 250-event batches measured the same."""
+  beat 1 MiB blocks and 1000-event batches (stream/commands/replay.py); 250-event batches measured the same."""
 
 
 if __name__ == "__main__":

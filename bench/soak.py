@@ -61,10 +61,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.results import write_block  # noqa: E402
-from stream import config, credit  # noqa: E402
-from stream.broker import EmbeddedBroker, free_port  # noqa: E402
-from stream.demo import (  # noqa: E402
-    credit_baseline, embedded_worker_env, metric_value, start_worker, stop_worker, tail, wait_until_serving,
+from stream.devkit import credit
+from stream.worker import config  # noqa: E402
+from stream.devkit.broker import EmbeddedBroker  # noqa: E402
+from stream.devkit.processes import (  # noqa: E402
+    embedded_worker_env, free_port, metric_value, start_worker, stop_worker, tail, wait_until_serving,
 )
 
 SECTION = "## Reliability (bench/soak.py, tests/integration/test_reliability.py)"
@@ -156,7 +157,7 @@ async def soak(workdir: Path, args: argparse.Namespace) -> int:
         return 2
     env = embedded_worker_env(workdir, app_id="skewwatch-soak", web_port=free_port())
     cfg = config.load(env)
-    credit_baseline().save(Path(cfg.baselines) / f"{credit.MODEL}.msgpack")
+    credit.baseline().save(Path(cfg.baselines) / f"{credit.MODEL}.msgpack")
     metrics_url = f"http://127.0.0.1:{cfg.web_port}/metrics"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from stream import credit
+from stream.devkit import credit
 
 
 def main() -> None:

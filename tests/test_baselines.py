@@ -15,7 +15,7 @@ from baselines import build as build_module
 from baselines.build import BuildError, build_baseline, build_baseline_from_columns
 from baselines.profile import QUANTILE_PROBS, SCHEMA, Baseline, BaselineError
 from baselines.show import baseline_json, format_baseline
-from stream.cli import main as cli
+from stream.commands.cli import main as cli
 
 
 def write_csv(path, text):

@@ -19,8 +19,9 @@ import pytest
 
 from baselines.build import build_baseline_from_columns
 from detectors.events import decode_message
-from stream import alerts_cmd, credit
-from stream.alerts_cmd import bootstrap_servers, decode_alert, format_alert
+from stream.commands import alerts as alerts_cmd
+from stream.devkit import credit
+from stream.commands.alerts import bootstrap_servers, decode_alert, format_alert
 
 
 # ---- the synthetic credit model -------------------------------------------------------------
@@ -122,7 +123,7 @@ def test_normal_traffic_matches_the_training_baseline():
 
 @pytest.mark.parametrize("module", [credit, alerts_cmd], ids=lambda m: m.__name__)
 def test_doctests(module):
-    # stream/ is not in pytest's doctest paths (stream.app builds a Faust app on import)
+    # stream/ is not in pytest's doctest paths (stream.worker.app builds a Faust app on import)
     assert doctest.testmod(module).failed == 0
 
 
@@ -181,7 +182,7 @@ def _lines_of(process: subprocess.Popen) -> tuple["queue.Queue[str]", threading.
 def _follow_alerts_prints_one(broker_url: str) -> str:
     """`skewwatch alerts --from-beginning` on the demo's broker: the first alert block's headline."""
     follower = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "alerts", "--broker", broker_url, "--from-beginning"],
+        [sys.executable, "-m", "stream.commands.cli", "alerts", "--broker", broker_url, "--from-beginning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines, _ = _lines_of(follower)
@@ -217,7 +218,7 @@ def test_demo_prints_readable_alerts_and_ctrl_c_stops_everything():
     """The demo shows drift, data-quality and confidence alerts within ~30 s, `skewwatch alerts`
     follows the same topic, and Ctrl-C ends the demo, its worker and its broker."""
     demo = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "demo", "--duration", "120"],
+        [sys.executable, "-m", "stream.commands.cli", "demo", "--duration", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines, reader = _lines_of(demo)

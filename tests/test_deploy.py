@@ -1,7 +1,7 @@
 """The docker-compose stack, checked without Docker: the files parse, and every name they share
 with the code (subcommand, SKEWWATCH_* variables, topics, ports, metric names, datasource uid)
-is the one the code uses. The settings come from `stream.config.SETTINGS`, the subcommands from
-`stream.cli`, the metrics from `stream.metrics.Metrics`: renaming any of them without updating
+is the one the code uses. The settings come from `stream.worker.config.SETTINGS`, the subcommands from
+`stream.commands.cli`, the metrics from `stream.worker.metrics.Metrics`: renaming any of them without updating
 deploy/ fails here. promtool (Debian package `prometheus`) adds syntax checks and the rules'
 unit tests when it is installed."""
 from __future__ import annotations
@@ -26,8 +26,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from stream import cli, config
-from stream.metrics import Metrics
+from stream.commands import cli
+from stream.worker import config
+from stream.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -389,7 +390,8 @@ def test_dockerfile_builds_the_package_as_a_non_root_user():
 def test_dockerfile_copies_everything_the_package_needs_and_dockerignore_keeps_it():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     # setup.py: the C extension of the monitors
-    needed = {"pyproject.toml", "setup.py", project["project"]["readme"], *project["tool"]["setuptools"]["packages"]}
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    needed = {"pyproject.toml", "setup.py", project["project"]["readme"], *packages}
     copied = set()
     for args in dockerfile("COPY"):
         sources = [a for a in shlex.split(args) if not a.startswith("--")][:-1]

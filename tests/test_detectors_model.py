@@ -13,7 +13,7 @@ from baselines.build import build_baseline_from_columns
 from baselines.profile import CategoricalProfile
 from detectors.alerts import Alert
 from detectors.model import ModelMonitor, _category_counts
-from tests import streams
+from stream.devkit import scenarios as streams
 
 N_TRAIN = 20_000
 ALERT_KEYS = {"alert_id", "kind", "model", "model_version", "feature", "detector", "statistic", "threshold",

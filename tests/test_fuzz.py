@@ -307,12 +307,12 @@ def test_hostile_event_lists_through_the_router(credit_baseline, fraud_baseline,
 # ---- the worker's guard against a monitor that raises ------------------------------------------
 @pytest.mark.parametrize("chunk", [333, 2000, 100_000])
 def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeypatch, chunk):
-    """stream.service isolates events that make a monitor raise (a detectors/ bug): they are
+    """stream.worker.service isolates events that make a monitor raise (a detectors/ bug): they are
     rejected as monitor_error, the rest of the batch gives exactly the alerts and state of a
     run without them, whatever the chunks the batch is fed to the monitors in."""
     from detectors.model import ModelMonitor
-    from stream import service
-    from stream.service import MONITOR_ERROR, process_messages
+    from stream.worker import service
+    from stream.worker.service import MONITOR_ERROR, process_messages
 
     monkeypatch.setattr(service, "MONITOR_CHUNK", chunk)
 

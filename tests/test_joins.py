@@ -11,8 +11,8 @@ import pytest
 
 from detectors.joins import (JoinConfig, JoinMonitor, PerformanceMonitor, RequestJoin, decode_join_records,
                              wilson_interval)
-from stream import config
-from stream.cli import main
+from stream.worker import config
+from stream.commands.cli import main
 from tests.stream.helpers import events, training_baseline
 
 BASELINE = training_baseline("credit")

@@ -6,7 +6,7 @@ import orjson
 
 from baselines.build import build_baseline_from_columns
 from detectors.model import ModelMonitor, MonitorConfig
-from stream.cli import main
+from stream.commands.cli import main
 
 SECRET = "31337.25"
 

@@ -10,7 +10,7 @@ import pytest
 
 from baselines.build import build_baseline_from_columns
 from detectors.model import ModelMonitor
-from stream.cli import main
+from stream.commands.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -119,7 +119,7 @@ def test_wrong_arguments_exit_2_with_one_clear_line(tmp_path, baseline_file, arg
     events = tmp_path / "e.jsonl"
     events.write_text('{"model": "credit", "features": {}}\n')
     argv = [a.format(b=path, e=events) for a in argv]
-    proc = subprocess.run([sys.executable, "-m", "stream.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -129,7 +129,7 @@ def test_wrong_arguments_exit_2_with_one_clear_line(tmp_path, baseline_file, arg
 def test_line_blocks_numbers_lines_and_drops_only_the_long_ones_whatever_the_read_size(monkeypatch, block):
     import io
 
-    from stream import replay
+    from stream.commands import replay
 
     monkeypatch.setattr(replay, "_READ_BLOCK", block)
     lines = [b"a", b"", b"x" * 100, b"bb", b"y" * 21, b"z" * 20, b"c"]  # no newline after the last one

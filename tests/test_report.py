@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 from baselines.build import build_baseline_from_columns
-from stream import report
-from stream.cli import main
-from tests import streams
+from stream.report import command as report
+from stream.commands.cli import main
+from stream.devkit import scenarios as streams
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -56,7 +56,7 @@ def run(tmp_path_factory):
     out = d / "report.html"
     assert main(["report", "--baseline", str(d / "b.msgpack"), str(d / "events.jsonl"), "-o", str(out)]) == 0
     replay_out = d / "alerts.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "stream.cli", "replay", str(d / "events.jsonl"),
+    proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", "replay", str(d / "events.jsonl"),
                            "--baseline", str(d / "b.msgpack")], capture_output=True, check=True, cwd=_root())
     replay_out.write_bytes(proc.stdout)
     alerts = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -2,31 +2,22 @@
 
 Each scenario asserts what an on-call engineer would check: the right alert kind on the right
 feature, how many events after the change it fired (`events_seen`), the numbers it shows, and
-that nothing else fired. Streams come from `tests/streams.py` (seeded: results are exact and
+that nothing else fired. Streams come from `stream/devkit/scenarios.py` (seeded: results are exact and
 repeatable); training baselines are finite samples (20k rows), so their estimation error is
 part of every test.
 """
 from __future__ import annotations
 
 import statistics
-from functools import lru_cache
 
 import msgpack
 import numpy as np
 import pytest
 
-from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.model import ModelMonitor
-from tests import streams
-from tests.streams import Stream
-
-
-def replay(monitor: ModelMonitor, events: list[dict], batch_size: int = 1000) -> list[Alert]:
-    alerts: list[Alert] = []
-    for i in range(0, len(events), batch_size):
-        alerts.extend(monitor.update_batch(events[i : i + batch_size]))
-    return alerts
+from stream.devkit import scenarios as streams
+from stream.devkit.scenarios import Stream, replay, run_scenario, shared_baseline
 
 
 def describe(alerts: list[Alert], limit: int = 12) -> str:
@@ -37,16 +28,6 @@ def describe(alerts: list[Alert], limit: int = 12) -> str:
     ]
     more = f"\n  ... and {len(alerts) - limit} more" if len(alerts) > limit else ""
     return f"{len(alerts)} alert(s):\n" + "\n".join(lines) + more
-
-
-@lru_cache(maxsize=None)
-def shared_baseline(n_features: int = 10) -> Baseline:
-    """The baseline of every scenario with `n_features` features: all generators share training seed 0."""
-    return streams.stationary(0, n_features=n_features).baseline()
-
-
-def run_scenario(stream: Stream, batch_size: int = 1000) -> list[Alert]:
-    return replay(ModelMonitor(shared_baseline(len(stream.specs))), stream.events, batch_size)
 
 
 def assert_quiet_before_change(stream: Stream, alerts: list[Alert]) -> None:

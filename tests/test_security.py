@@ -42,7 +42,7 @@ def test_the_scan_sees_a_violation(tmp_path):
 
 
 def test_servers_bind_loopback_by_default():
-    from stream import config
+    from stream.worker import config
 
     assert config.load({}).web_host == "127.0.0.1"
     assert config.load({}).broker.startswith("kafka://127.0.0.1")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from stream import config
-from stream.broker import EmbeddedBroker, free_port
+from stream.worker import config
+from stream.devkit.broker import EmbeddedBroker
+from stream.devkit.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 _ids = itertools.count()
@@ -41,7 +42,7 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
 
 
 class Worker:
-    """`skewwatch worker` as a child process (python -m stream.cli worker ...)."""
+    """`skewwatch worker` as a child process (python -m stream.commands.cli worker ...)."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         self.env = env
@@ -52,7 +53,7 @@ class Worker:
     def start(self) -> "Worker":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--web-port", str(self.web_port), "--log-level", "info"],
+            [sys.executable, "-m", "stream.commands.cli", "worker", "--web-port", str(self.web_port), "--log-level", "info"],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         return self

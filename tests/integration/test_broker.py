@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from stream.broker import EmbeddedBroker, _accepts, free_port
+from stream.devkit.broker import EmbeddedBroker, _accepts
+from stream.devkit.processes import free_port
 from tests.integration.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def test_embedded_broker_creates_topics_and_frees_its_port():
 
 def test_skewwatch_broker_prints_its_url_and_stops_on_sigterm():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "broker", "--port", str(port), "--partitions", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "stream.commands.cli", "broker", "--port", str(port), "--partitions", "2"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         first = proc.stdout.readline()
@@ -62,7 +63,7 @@ def test_skewwatch_broker_prints_its_url_and_stops_on_sigterm():
 
 def test_the_broker_does_not_outlive_a_killed_launcher():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "broker", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "stream.commands.cli", "broker", "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert "listening" in proc.stdout.readline()
     proc.kill()  # SIGKILL: no chance to stop its child

@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from stream import config
+from stream.worker import config
 from tests.integration.conftest import produce, wait_for
 from tests.stream.helpers import events, training_baseline
 

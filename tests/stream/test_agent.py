@@ -9,9 +9,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-import stream.app as worker
-from stream.metrics import Metrics
-from stream.service import DetectionService
+import stream.worker.app as worker
+from stream.worker.metrics import Metrics
+from stream.worker.service import DetectionService
 from tests.stream.helpers import credit_baseline, events, fraud_baseline  # noqa: F401 (fixtures)
 
 

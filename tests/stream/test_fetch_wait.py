@@ -1,8 +1,8 @@
 """Faust hard-codes the consumer's fetch_max_wait_ms=1500; the worker lowers it to its setting."""
 import faust.transport.drivers.aiokafka as driver
 
-from stream import app as skewwatch_app
-from stream import fetch_wait
+from stream.worker import app as skewwatch_app
+from stream.worker import fetch_wait
 
 
 def test_the_worker_consumer_takes_the_fetch_wait_setting(monkeypatch):

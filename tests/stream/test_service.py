@@ -8,8 +8,8 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from detectors.routing import ModelRouter
-from stream.metrics import Metrics
-from stream.service import (
+from stream.worker.metrics import Metrics
+from stream.worker.service import (
     DetectionService,
     PartitionMonitors,
     Record,

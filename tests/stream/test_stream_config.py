@@ -5,7 +5,7 @@ import argparse
 
 import pytest
 
-from stream import config
+from stream.worker import config
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

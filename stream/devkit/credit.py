@@ -63,6 +63,10 @@ CHANNELS = np.array(["web", "mobile", "branch"])
 EMPLOYMENT_MISSING_RATE = 0.01
 
 
+#: rows of the training set the demo's and benches' baseline is built from
+TRAINING_ROWS = 50_000
+
+
 @dataclass(frozen=True)
 class Phase:
     """A stretch of production traffic and what is wrong with it.
@@ -240,3 +244,19 @@ def _score(rng: np.random.Generator, cols: dict[str, np.ndarray], missing: np.nd
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def baseline(seed: int = 0, model: str = MODEL, rows: int = TRAINING_ROWS):
+    """The baseline of the synthetic credit model, from its training set."""
+    from baselines.build import build_baseline_from_columns
+
+    columns = training(rows, seed=seed)
+    return build_baseline_from_columns(
+        model,
+        {name: columns[name] for name in FEATURES},
+        version=MODEL_VERSION,
+        confidence=columns["confidence"].tolist(),
+        prediction=columns["prediction"],
+        labels=columns["label"],
+        categorical=CATEGORICAL,
+    )

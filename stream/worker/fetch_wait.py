@@ -1,7 +1,7 @@
 """Faust builds its aiokafka consumer with fetch_max_wait_ms=1500 and no setting to change it; a
 broker that holds a fetch until that limit (the embedded Tansu does) then adds up to 1.5 s to every
 alert. aiokafka reads the value when the consumer starts, so setting it on the fresh consumer is
-enough. Used by the worker (stream/app.py) and by bench/e2e.py's bare agent, so both are compared
+enough. Used by the worker (stream/worker/app.py) and by bench/e2e.py's bare agent, so both are compared
 with the same consumer."""
 from __future__ import annotations
 

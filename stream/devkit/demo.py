@@ -1,7 +1,7 @@
 """`skewwatch demo`: the embedded broker, a worker and a credit-risk model whose traffic goes wrong.
 
 It starts the embedded broker with the worker's topics, writes a baseline built from the
-synthetic training set (`stream.credit`), starts a worker process, produces production traffic
+synthetic training set (`stream.devkit.credit`), starts a worker process, produces production traffic
 at a steady rate and prints every alert from the alert topic as it arrives. The traffic goes
 through the phases of `credit.scenario`: normal, a population shift, missing values, a
 confidence drop; each shows as alerts within seconds, all within ~30 s of the start.
@@ -14,8 +14,6 @@ import argparse
 import asyncio
 import collections
 import itertools
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -26,24 +24,22 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream import credit
-from stream.alerts_cmd import decode_alert, format_alert
-from stream.broker import stop_process
+from stream.devkit import credit
+from stream.commands.alerts import decode_alert, format_alert
+from stream.devkit.processes import (
+    embedded_worker_env, metric_value, start_worker, stop_worker, tail, wait_until_serving,
+)
 
 APP_ID = "skewwatch-demo"
 #: Seconds of each scenario phase before the last (normal, shift, missing); the last,
 #: the confidence drop, lasts until the end.
 PHASE_SECONDS = (4.0, 5.0, 5.0)
-TRAINING_ROWS = 50_000
 #: Producer tick: one message per tick, so events per message = rate x tick (capped below).
 TICK_SECONDS = 0.05
 MAX_EVENTS_PER_MESSAGE = 500
 WORKER_START_TIMEOUT = 60.0
 #: Seconds between two looks at the worker's progress on /metrics.
 PROGRESS_SECONDS = 5.0
-#: A clean Faust shutdown takes ~2 s; more means it is retrying a broker that is gone (a
-#: terminal's Ctrl-C reaches the embedded broker too) and only SIGKILL ends it.
-WORKER_STOP_TIMEOUT = 5.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -83,8 +79,9 @@ class _Stats:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream import config
-    from stream.broker import EmbeddedBroker, free_port
+    from stream.worker import config
+    from stream.devkit.broker import EmbeddedBroker
+    from stream.devkit.processes import free_port
 
     if args.rate <= 0:
         print("--rate must be positive", file=sys.stderr)
@@ -103,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         broker = EmbeddedBroker(topics=config.topics(cfg))
         broker.start()
         env["SKEWWATCH_BROKER"] = broker.url
-        credit_baseline(args.seed).save(Path(cfg.baselines) / f"{credit.MODEL}.msgpack")
+        credit.baseline(args.seed).save(Path(cfg.baselines) / f"{credit.MODEL}.msgpack")
         worker = start_worker(env, log_path)
         metrics_url = f"http://127.0.0.1:{cfg.web_port}/metrics"
         _say(stats, f"embedded broker on {broker.url} (pid {broker.pid}); worker pid {worker.pid}, log {log_path}")
@@ -131,67 +128,6 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return code
-
-
-def embedded_worker_env(workdir: Path, *, app_id: str, web_port: int) -> dict[str, str]:
-    """The environment of a worker on the embedded broker, its files under `workdir`
-    (add SKEWWATCH_BROKER once the broker is up)."""
-    env = dict(os.environ)
-    env.update(
-        SKEWWATCH_APP_ID=app_id,
-        SKEWWATCH_BASELINES=str(workdir / "baselines"),
-        SKEWWATCH_DATA_DIR=str(workdir / "data"),
-        SKEWWATCH_WEB_HOST="127.0.0.1",
-        SKEWWATCH_WEB_PORT=str(web_port),
-        # The embedded broker's ListOffsets bug needs one record per produced batch.
-        SKEWWATCH_SINGLE_RECORD_BATCHES="true",
-    )
-    (workdir / "baselines").mkdir(parents=True, exist_ok=True)
-    return env
-
-
-def credit_baseline(seed: int = 0, model: str = credit.MODEL):
-    """The baseline of the synthetic credit model, from its training set."""
-    from baselines.build import build_baseline_from_columns
-
-    columns = credit.training(TRAINING_ROWS, seed=seed)
-    return build_baseline_from_columns(
-        model,
-        {name: columns[name] for name in credit.FEATURES},
-        version=credit.MODEL_VERSION,
-        confidence=columns["confidence"].tolist(),
-        prediction=columns["prediction"],
-        labels=columns["label"],
-        categorical=credit.CATEGORICAL,
-    )
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """`skewwatch worker` with this environment, its output to `log_path`."""
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker"],
-            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            # Own session: a terminal Ctrl-C reaches only its parent, which stops the worker
-            # before the broker (the other order leaves the worker retrying a dead broker).
-            start_new_session=True,
-        )
-
-
-def wait_until_serving(url: str, process: subprocess.Popen, timeout: float) -> str | None:
-    """Poll `url` until it answers 200; the problem as text if `process` dies or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return f"the process exited with code {process.returncode} before serving {url}"
-        try:
-            with urllib.request.urlopen(url, timeout=1.0) as response:
-                if response.status == 200:
-                    return None
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    return f"{url} did not answer within {timeout:.0f} s"
 
 
 async def _scenario(args: argparse.Namespace, cfg, bootstrap: str, worker: subprocess.Popen, metrics_url: str,
@@ -290,17 +226,6 @@ def _processed_events(metrics_url: str) -> int | None:
     return int(metric_value(text, "skewwatch_events_total", f'model="{credit.MODEL}"'))
 
 
-def metric_value(text: str, name: str, labels: str = "") -> float:
-    """One sample's value from Prometheus text (0 when absent).
-
-    >>> metric_value('skewwatch_events_total{model="credit"} 12.0', "skewwatch_events_total", 'model="credit"')
-    12.0
-    """
-    selector = re.escape(f"{{{labels}}}") if labels else ""
-    found = re.search(rf"^{re.escape(name)}{selector} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
 async def _print_alerts(consumer, stats: _Stats) -> None:
     async for record in consumer:
         try:
@@ -337,14 +262,3 @@ def _say(stats: _Stats, text: str) -> None:
     print(f"[+{stats.elapsed():.1f} s] {text}", flush=True)
 
 
-def stop_worker(worker: subprocess.Popen) -> None:
-    stop_process(worker, WORKER_STOP_TIMEOUT)
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    """The last lines of a log file, for an error message."""
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return f"{path} (last lines):\n" + "\n".join(text[-lines:])

@@ -39,8 +39,8 @@ from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.events import dead_letter_record, decode_message
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
-import stream.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
-from stream import config as _config
+import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
+from stream.worker import config as _config
 
 app, settings = worker.app, worker.settings
 
@@ -53,7 +53,7 @@ joins_topic = app.topic(_config.joins_topic(settings), key_serializer="raw", val
 
 
 def _baseline_of(model: Any) -> Baseline | None:
-    # DetectionService keeps the loaded baselines private; stream.service has no public accessor yet
+    # DetectionService keeps the loaded baselines private; stream.worker.service has no public accessor yet
     return worker.service._baselines.get(model)
 
 

@@ -1,11 +1,11 @@
 """The skewwatch stream service, declared the way Faust's own examples declare an app:
 module-level app, topics, a table, an agent, timers and web pages.
 
-    faust -A stream.app worker -l info          # or: skewwatch worker
+    faust -A stream.worker.app worker -l info          # or: skewwatch worker
     SKEWWATCH_BROKER=kafka://kafka:9092 SKEWWATCH_BASELINES=/baselines skewwatch worker
 
-Settings come from the environment (stream/config.py lists them). The agent stays thin:
-`stream.service` decodes, monitors and builds the dead letters; this module moves bytes
+Settings come from the environment (stream/worker/config.py lists them). The agent stays thin:
+`stream.worker.service` decodes, monitors and builds the dead letters; this module moves bytes
 between Kafka and it.
 
 Topics and formats:
@@ -36,11 +36,11 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from detectors.model import MonitorConfig
-from stream import config as _config
-from stream.fetch_wait import set_fetch_max_wait
+from stream.worker import config as _config
+from stream.worker.fetch_wait import set_fetch_max_wait
 from stream.gc_policy import relax_gc
-from stream.metrics import Metrics
-from stream.service import DetectionService, Record, parse_checkpoint_key
+from stream.worker.metrics import Metrics
+from stream.worker.service import DetectionService, Record, parse_checkpoint_key
 
 log = logging.getLogger("skewwatch.worker")
 
@@ -128,7 +128,7 @@ checkpoints = app.tables.add(CheckpointTable(
     beacon=app.tables.beacon,
     partitions=settings.partitions,
     # key_type str -> JSON keys; value_type bytes -> Faust's "raw" codec: the msgpack made by
-    # stream.service is stored as it is, never pickled
+    # stream.worker.service is stored as it is, never pickled
     key_type=str, value_type=bytes,
     help="msgpack checkpoints of the monitors, key 'partition/model'",
 ))
@@ -344,4 +344,4 @@ def _alert_line(alert: dict) -> str:
 # `app`; imported last because they use the names above, and only when turned on (SKEWWATCH_JOINS):
 # they forward every served event once more.
 if settings.joins:
-    import stream.joins  # noqa: E402,F401
+    import stream.worker.joins  # noqa: E402,F401

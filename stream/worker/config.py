@@ -2,7 +2,7 @@
 
 Precedence: a flag given on the command line wins over the environment, which wins over the
 default. `skewwatch worker` copies the flags it was given into the environment
-(`apply_to_env`) and the Faust app, being a module-level object (`faust -A stream.app worker`
+(`apply_to_env`) and the Faust app, being a module-level object (`faust -A stream.worker.app worker`
 imports it), reads everything from the environment (`load`).
 
 >>> load({"SKEWWATCH_PARTITIONS": "8"}).partitions, load({}).broker
@@ -180,7 +180,7 @@ def changelog_topic(cfg: Any) -> str:
 
 def joins_topic(cfg: Any) -> str:
     """The internal topic that brings the served events, feature-log records and labels of one
-    request id to one partition (stream.joins)."""
+    request id to one partition (stream.worker.joins)."""
     return f"{cfg.app_id}-joins-by-request"
 
 

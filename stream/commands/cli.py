@@ -8,13 +8,13 @@ import importlib
 import sys
 
 COMMANDS = {
-    "baseline": ("stream.cmd_baseline", "build or inspect a training baseline"),
-    "replay": ("stream.replay", "run the monitors over a JSONL/msgpack file of events; alerts to stdout"),
-    "worker": ("stream.worker", "run the stream service (Faust worker) against Kafka"),
-    "broker": ("stream.broker", "run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1"),
-    "demo": ("stream.demo", "embedded broker + worker + synthetic traffic that drifts"),
-    "alerts": ("stream.alerts_cmd", "follow the alert topic and print alerts readably"),
-    "report": ("stream.report", "a self-contained HTML report of a replay: distributions, statistics over time, diagnoses"),
+    "baseline": ("stream.commands.baseline", "build or inspect a training baseline"),
+    "replay": ("stream.commands.replay", "run the monitors over a JSONL/msgpack file of events; alerts to stdout"),
+    "worker": ("stream.worker.command", "run the stream service (Faust worker) against Kafka"),
+    "broker": ("stream.devkit.broker", "run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1"),
+    "demo": ("stream.devkit.demo", "embedded broker + worker + synthetic traffic that drifts"),
+    "alerts": ("stream.commands.alerts", "follow the alert topic and print alerts readably"),
+    "report": ("stream.report.command", "a self-contained HTML report of a replay: distributions, statistics over time, diagnoses"),
 }
 
 

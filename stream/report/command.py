@@ -33,7 +33,7 @@ from detectors.extract import classify_numbers
 from detectors.model import ModelMonitor, MonitorConfig
 from detectors.routing import ModelRouter
 from detectors.sketches import SpaceSaving
-from stream.replay import Replay, UsageError, load_inputs
+from stream.commands.replay import Replay, UsageError, load_inputs
 
 #: production values kept per feature (and again from its first alert on) for the distribution plot
 SAMPLE_SIZE = 20_000

@@ -27,12 +27,15 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
 
 from baselines.build import build_baseline_from_columns
 from baselines.profile import Baseline
+from detectors.alerts import Alert
+from detectors.model import ModelMonitor
 
 MODEL = "synthetic"
 MODEL_VERSION = "1"
@@ -312,3 +315,23 @@ def seed_example(n_events: int, **kw: Any) -> Stream:
         prod.values["normal_00"] = prod.rng.normal(0.3, 0.4, prod.n)
 
     return make_stream(n_events, change, change_at=0, feature="normal_00", **kw)
+
+
+# ---- running a scenario --------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def shared_baseline(n_features: int = 10) -> Baseline:
+    """The baseline of every scenario with `n_features` features: all generators share training seed 0."""
+    return stationary(0, n_features=n_features).baseline()
+
+
+def run_scenario(stream: Stream, batch_size: int = 1000) -> list[Alert]:
+    """The stream's events through a fresh monitor of the shared baseline, `batch_size` at a time."""
+    return replay(ModelMonitor(shared_baseline(len(stream.specs))), stream.events, batch_size)
+
+
+def replay(monitor: ModelMonitor, events: list[dict], batch_size: int = 1000) -> list[Alert]:
+    """Every alert of `monitor` over `events`, fed `batch_size` at a time."""
+    alerts: list[Alert] = []
+    for i in range(0, len(events), batch_size):
+        alerts.extend(monitor.update_batch(events[i : i + batch_size]))
+    return alerts

@@ -50,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream import config
+    from stream.worker import config
 
     settings = config.load()  # the worker's settings: same environment, same defaults
     broker, topic = args.broker or settings.broker, args.topic or settings.alert_topic

@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from stream.devkit.processes import free_port, stop_process
+
 #: SIGTERM-to-exit takes 1-2 s while clients are connected (shared/notes/broker.md).
 STOP_TIMEOUT = 10.0
 START_TIMEOUT = 10.0
@@ -44,26 +46,6 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: no such guard
         pass
-
-
-def stop_process(proc: subprocess.Popen, timeout: float) -> None:
-    """Stop a child by PID: SIGTERM, wait up to `timeout` s, then SIGKILL (a worker whose broker
-    is gone can ignore SIGTERM); returns once it has exited."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _accepts(port: int) -> bool:
@@ -173,7 +155,7 @@ class EmbeddedBroker:
 
 # ---- `skewwatch broker` ---------------------------------------------------------------------
 def configure(parser: argparse.ArgumentParser) -> None:
-    from stream import config
+    from stream.worker import config
 
     parser.add_argument("--port", type=int, default=None,
                         help="port on 127.0.0.1 (default: a free one; 9092 is what `skewwatch worker` expects)")
@@ -181,7 +163,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream import config
+    from stream.worker import config
 
     config.apply_to_env(args)
     settings = config.load()

@@ -1,14 +1,14 @@
-"""`skewwatch worker`: the stream service (the same as `faust -A stream.app worker`).
+"""`skewwatch worker`: the stream service (the same as `faust -A stream.worker.app worker`).
 
-The flags are copied into the environment before `stream.app` is imported, since the Faust
-app is a module-level object configured from the environment (stream/config.py).
+The flags are copied into the environment before `stream.worker.app` is imported, since the Faust
+app is a module-level object configured from the environment (stream/worker/config.py).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from stream import config
+from stream.worker import config
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"skewwatch worker: {e}", file=sys.stderr)
         return 2
-    from stream.app import app
+    from stream.worker.app import app
 
     sys.argv = faust_argv(cfg)
     try:

@@ -30,9 +30,9 @@ from detectors.alerts import Alert
 from detectors.events import Limits, Reject, dead_letter_record, decode_message, encode_value, model_of
 from detectors.routing import ModelRouter
 
-from stream import config as worker_config
-from stream.baseline_dir import BaselineChange, BaselineDirectory
-from stream.metrics import Metrics
+from stream.worker import config as worker_config
+from stream.worker.baseline_dir import BaselineChange, BaselineDirectory
+from stream.worker.metrics import Metrics
 
 log = logging.getLogger("skewwatch.worker")
 
@@ -305,7 +305,7 @@ class DetectionService:
 
     def __init__(self, baselines_dir: str, metrics: Metrics, limits: Limits | None = None, config: Any = None):
         """`limits`: the decoder's caps; None takes them from the worker's settings
-        (SKEWWATCH_MAX_MESSAGE_BYTES, ... in the environment: stream.config)."""
+        (SKEWWATCH_MAX_MESSAGE_BYTES, ... in the environment: stream.worker.config)."""
         self.directory = BaselineDirectory(baselines_dir)
         self.metrics = metrics
         self.limits = limits if limits is not None else worker_config.decoder_limits(worker_config.load())

@@ -1,0 +1,2 @@
+"""The `skewwatch` command line and its offline commands (baseline, replay, alerts). Nothing here
+imports Faust: `skewwatch worker` and `skewwatch demo` load theirs only when chosen."""

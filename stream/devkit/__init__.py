@@ -1,0 +1,2 @@
+"""Tooling for development, tests, benchmarks and the demo: the embedded Kafka-protocol broker,
+helpers that start and stop worker processes, the synthetic data, and `skewwatch demo`."""
