@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from baselines.build import build_baseline_from_columns
-from stream.report import command as report
+from stream.report import gather, svg
 from stream.commands.cli import main
 from stream.devkit import scenarios as streams
 
@@ -135,7 +135,7 @@ def test_each_alerted_feature_shows_distributions_statistic_over_time_and_diagno
                 assert html.escape(a["diagnosis"]) in card
     # the unseen category is named and drawn in the "new" colour, the shifted feature's card leads
     cat = _card(page, NEW_CATEGORY_FEATURE)
-    assert f"{streams.NEW_CATEGORY} (new)" in cat and f'fill="{report.NEW_COLOR}"' in cat
+    assert f"{streams.NEW_CATEGORY} (new)" in cat and f'fill="{svg.NEW_COLOR}"' in cat
     assert "unseen in training" in cat
     first_card = re.search(r'<article class="card" id="f-[^"]+"', page).group(0)
     assert "quiet" not in first_card
@@ -164,7 +164,7 @@ def test_no_event_request_id_or_single_value_is_reproduced(run):
 
 
 def test_statistics_are_sampled_on_window_edges_and_values_bounded(run):
-    traces = report.gather([run["stream"].baseline()], [str(run["dir"] / "events.jsonl")], window=1000)
+    traces = gather.gather([run["stream"].baseline()], [str(run["dir"] / "events.jsonl")], window=1000)
     (t,) = traces
     assert t.sample_x == list(range(1000, N_EVENTS + 1, 1000))
     f = t.features[SHIFTED]
@@ -179,7 +179,7 @@ def test_statistics_are_sampled_on_window_edges_and_values_bounded(run):
 
 
 def test_reservoir_is_bounded_and_uniform():
-    r = report._Reservoir(1_000, np.random.default_rng(3))
+    r = gather._Reservoir(1_000, np.random.default_rng(3))
     for start in range(0, 100_000, 7_000):
         r.add(np.arange(start, min(start + 7_000, 100_000), dtype=float))
     assert r.seen == 100_000 and len(r.values) == 1_000 and len(set(r.values.tolist())) == 1_000
@@ -191,14 +191,14 @@ def test_reservoir_is_bounded_and_uniform():
 def test_a_scale_change_is_drawn_on_a_log_axis_so_both_distributions_show():
     rng = np.random.default_rng(0)
     b = build_baseline_from_columns("m", {"latency_ms": rng.lognormal(4, 0.5, 5_000)})
-    values = report._Values(True, rng)
+    values = gather.Values(True, rng)
     x = rng.lognormal(4, 0.5, 2_000) / 1000  # seconds instead of milliseconds
     values.add_numbers(x, np.zeros(len(x), bool), np.zeros(len(x), bool))
-    svg = report.numeric_distribution_svg(b.features["latency_ms"], values, "production", 5_000)
-    assert "latency_ms (log scale)" in svg
-    same = report._Values(True, rng)
+    drawn = svg.numeric_distribution_svg(b.features["latency_ms"], values, "production", 5_000)
+    assert "latency_ms (log scale)" in drawn
+    same = gather.Values(True, rng)
     same.add_numbers(x * 1000, np.zeros(len(x), bool), np.zeros(len(x), bool))
-    assert "log scale" not in report.numeric_distribution_svg(b.features["latency_ms"], same, "production", 5_000)
+    assert "log scale" not in svg.numeric_distribution_svg(b.features["latency_ms"], same, "production", 5_000)
 
 
 def test_wrong_arguments_exit_2(tmp_path, run, capsys):
@@ -301,6 +301,6 @@ def test_chromium_renders_the_plots(run, tmp_path):
     assert img.shape == (3000, 1200, 3)
     assert img.std() > 20  # not a blank page
     # the plots are drawn: training (blue), production (orange) and the unseen category / alerts (red)
-    assert _near(img, report.PROD_COLOR) > 2_000
-    assert _near(img, "#A9BCD4") + _near(img, report.BASE_COLOR) > 2_000  # blue at 35% over white, or solid
-    assert _near(img, report.NEW_COLOR) > 300
+    assert _near(img, svg.PROD_COLOR) > 2_000
+    assert _near(img, "#A9BCD4") + _near(img, svg.BASE_COLOR) > 2_000  # blue at 35% over white, or solid
+    assert _near(img, svg.NEW_COLOR) > 300
