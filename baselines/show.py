@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile
+from detectors.fmt import printable
 
 #: categories listed per categorical feature in the table
 SHOWN_CATEGORIES = 3
@@ -14,7 +15,7 @@ SHOWN_CATEGORIES = 3
 
 def format_baseline(b: Baseline) -> str:
     """A header (model, version, rows, created, source, confidence, prediction, metric) and
-    one table row per feature.
+    one table row per feature; control characters in names and categories are shown escaped.
 
     >>> from baselines.build import build_baseline_from_columns
     >>> b = build_baseline_from_columns("credit", {"amount": [1.0, 2.0, None], "country": ["US", "US", "FR"]})
@@ -44,7 +45,7 @@ def format_baseline(b: Baseline) -> str:
             rows.append(row + [f"{p.n_distinct:,} distinct: {_top(p)}"])
     lines.append("")
     lines += _table(rows)
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))  # per line: the names' own newlines are escaped too
 
 
 def baseline_json(b: Baseline) -> str:

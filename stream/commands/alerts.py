@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import sys
 import textwrap
@@ -29,6 +30,8 @@ from typing import Any, Mapping
 
 import msgpack
 import orjson
+
+from detectors.fmt import printable, printable_tree
 
 #: The baseline/current keys a reader looks at first, in this order; the other keys both sides
 #: share follow, except the sample-size and tail details below (`--json` keeps everything).
@@ -52,30 +55,56 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from stream.worker import config
 
-    settings = config.load()  # the worker's settings: same environment, same defaults
+    from aiokafka.errors import KafkaError
+
+    # aiokafka logs every failed connection attempt; the one line below says it better
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        settings = config.load()  # the worker's settings: same environment, same defaults
+    except ValueError as e:
+        print(f"skewwatch alerts: error: {e}", file=sys.stderr)
+        return 2
     broker, topic = args.broker or settings.broker, args.topic or settings.alert_topic
     try:
         asyncio.run(follow(broker, topic, as_json=args.json, from_beginning=args.from_beginning))
     except KeyboardInterrupt:
         pass
+    except KafkaError as e:
+        print(f"skewwatch alerts: error: cannot reach the broker at {bootstrap_servers(broker)} "
+              f"({type(e).__name__}). Is it running, and is --broker right? "
+              "(A local one for trying things out: skewwatch broker)", file=sys.stderr)
+        return 1
     return 0
 
 
-async def follow(broker: str, topic: str, *, as_json: bool = False, from_beginning: bool = False, out=None) -> None:
-    """Print every alert arriving on `topic` until cancelled."""
+async def follow(broker: str, topic: str, *, as_json: bool = False, from_beginning: bool = False, out=None,
+                 err=None) -> None:
+    """Print every alert arriving on `topic` until cancelled.
+
+    Says on `err` (stderr) once it is connected. A record that is not an alert (another producer
+    on the topic) is reported on `err` with where it is, and skipped."""
     from aiokafka import AIOKafkaConsumer
 
     out = out or sys.stdout
+    err = err or sys.stderr
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap_servers(broker),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )
-    await consumer.start()
     try:
+        await consumer.start()
+        which = "every alert on it" if from_beginning else "new alerts (--from-beginning for the older ones)"
+        print(f"connected to {bootstrap_servers(broker)}: following topic {printable(topic)}, {which}",
+              file=err, flush=True)
         async for record in consumer:
-            alert = decode_alert(record.value)
+            try:
+                alert = decode_alert(record.value)
+            except Exception as e:  # noqa: BLE001 (any undecodable bytes: skip the record, say where it was)
+                print(f"(skipped a record that is not an alert at partition {record.partition}, offset "
+                      f"{record.offset}: {type(e).__name__})", file=err, flush=True)
+                continue
             if as_json:
                 out.write(orjson.dumps(alert).decode() + "\n")
             else:
@@ -96,14 +125,20 @@ def bootstrap_servers(broker: str) -> str:
 
 
 def decode_alert(value: bytes) -> dict[str, Any]:
-    """An alert record value: JSON or msgpack (the alert topic carries either)."""
-    if value[:1] == b"{":
-        return orjson.loads(value)
-    return msgpack.unpackb(value, raw=False, strict_map_key=False)
+    """An alert record value: JSON or msgpack (the alert topic carries either); ValueError if it
+    is neither, or not a map."""
+    alert = orjson.loads(value) if value[:1] == b"{" else msgpack.unpackb(value, raw=False, strict_map_key=False)
+    if not isinstance(alert, dict):
+        raise ValueError(f"an alert is a map, not {type(alert).__name__}")
+    return alert
 
 
 def format_alert(alert: Mapping[str, Any]) -> str:
-    """One readable block: headline, test result, diagnosis, baseline vs current."""
+    """One readable block: headline, test result, diagnosis, baseline vs current.
+
+    Every string of the alert is shown with its control characters escaped (`detectors.fmt.printable`):
+    names and categories come from producers and must not drive the terminal."""
+    alert = printable_tree(dict(alert))
     ts = alert.get("ts")
     clock = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "--:--:--"
     version = alert.get("model_version")

@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from detectors.fmt import printable
+
 #: A clean Faust shutdown takes ~2 s; more means it is retrying a broker that is gone (a
 #: terminal's Ctrl-C reaches the embedded broker too) and only SIGKILL ends it.
 WORKER_STOP_TIMEOUT = 5.0
@@ -105,4 +107,5 @@ def tail(path: Path, lines: int = 30) -> str:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    return f"{path} (last lines):\n" + "\n".join(text[-lines:])
+    # a worker's log quotes rejected input: its control characters are shown, not obeyed
+    return f"{path} (last lines):\n" + "\n".join(map(printable, text[-lines:]))
