@@ -23,6 +23,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         prog="skewwatch",
         description="Streaming train-serve skew and drift detection for ML models.",
     )
+    parser.add_argument("--version", action="version", version=f"skewwatch {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -30,6 +31,15 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             importlib.import_module(module).configure(p)
             p.set_defaults(_module=module)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("skewwatch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
