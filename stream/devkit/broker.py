@@ -157,8 +157,10 @@ class EmbeddedBroker:
 def configure(parser: argparse.ArgumentParser) -> None:
     from stream.worker import config
 
-    parser.add_argument("--port", type=int, default=None,
-                        help="port on 127.0.0.1 (default: a free one; 9092 is what `skewwatch worker` expects)")
+    default = next(s.default for s in config.SETTINGS if s.name == "broker")
+    parser.add_argument("--port", type=int, default=int(default.rsplit(":", 1)[1]),
+                        help=f"port on 127.0.0.1 (default: the one of `skewwatch worker`'s default broker, {default}; "
+                             "0 picks a free one)")
     config.add_arguments(parser, only=("app_id", "input_topic", "alert_topic", "dead_letter_topic", "partitions"))
 
 
@@ -170,13 +172,22 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with EmbeddedBroker(port=args.port, topics=config.topics(settings)) as broker:
+    try:
+        broker = EmbeddedBroker(port=args.port or None, topics=config.topics(settings)).start()
+    except OSError as e:
+        print(f"skewwatch broker: error: {e} (another broker running? --port 0 picks a free port)", file=sys.stderr)
+        return 1
+    try:
         print(f"skewwatch broker listening on {broker.url} (pid {broker.pid}); topics: "
               + ", ".join(f"{t} ({n})" for t, n in config.topics(settings).items()), flush=True)
-        print(f"run a worker with: skewwatch worker --broker {broker.url}   (Ctrl-C stops the broker)", flush=True)
+        # --single-record-batches: the workaround for this broker's ListOffsets bug (docs/broker.md)
+        print(f"run a worker with: skewwatch worker --broker {broker.url} --single-record-batches   "
+              "(Ctrl-C stops the broker)", flush=True)
         while not stop.wait(0.5):
             if not broker.running:
                 print("the broker process exited", flush=True)
                 return 1
+    finally:
+        broker.stop()
     print("broker stopped", flush=True)
     return 0

@@ -43,12 +43,15 @@ def test_embedded_broker_creates_topics_and_frees_its_port():
 
 
 def test_skewwatch_broker_prints_its_url_and_stops_on_sigterm():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stream.commands.cli", "broker", "--port", str(port), "--partitions", "2"],
+    # --port 0: a free port, which it prints
+    proc = subprocess.Popen([sys.executable, "-m", "stream.commands.cli", "broker", "--port", "0", "--partitions", "2"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         first = proc.stdout.readline()
-        assert re.search(rf"listening on kafka://127\.0\.0\.1:{port} ", first), first
+        found = re.search(r"listening on kafka://127\.0\.0\.1:(\d+) ", first)
+        assert found, first
+        port = int(found.group(1))
+        assert "--single-record-batches" in proc.stdout.readline()
         assert partitions_of(f"127.0.0.1:{port}", ["skewwatch.predictions", "skewwatch.alerts"]) == {
             "skewwatch.predictions": 2, "skewwatch.alerts": 2}
         proc.send_signal(signal.SIGTERM)
@@ -69,3 +72,19 @@ def test_the_broker_does_not_outlive_a_killed_launcher():
     proc.kill()  # SIGKILL: no chance to stop its child
     proc.wait()
     wait_for(lambda: not _accepts(port), 10, "the orphaned broker to exit")
+
+
+def test_skewwatch_broker_defaults_to_the_port_the_worker_expects():
+    from stream.commands.cli import build_parser
+    from stream.worker import config
+
+    args = build_parser(["broker"]).parse_args(["broker"])
+    assert f"127.0.0.1:{args.port}" in config.load({}).broker
+
+
+def test_skewwatch_broker_on_a_port_in_use_exits_1_with_one_line():
+    with EmbeddedBroker() as taken:
+        proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", "broker", "--port", str(taken.port)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "already in use" in proc.stderr and "--port 0" in proc.stderr
