@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,14 @@ MAX_CATEGORIES = 10_000
 MAX_DISCRETE_VALUES = 1_000
 MAX_BINS = 1_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
+# Caps of the msgpack decoder, far above what a valid baseline holds, so that a hostile file is
+# refused before it is built in memory (an empty map: 1 byte on disk, ~64 in memory).
+#: longest list: the quantile grid (1001) and the bins are the longest in a baseline
+MAX_LIST_LEN = 4 * 1024
+#: largest map: the features, or one feature's categories
+MAX_MAP_LEN = 2 * max(MAX_FEATURES, MAX_CATEGORIES)
+#: maps and lists in all: a feature's profile holds fewer than 10
+MAX_CONTAINERS = 16 * MAX_FEATURES + 1024
 
 
 class BaselineError(ValueError):
@@ -223,20 +232,42 @@ class Baseline:
 
     @classmethod
     def load(cls, path: str | Path) -> "Baseline":
+        """Read and validate a baseline file; BaselineError says what is wrong with it.
+
+        Bounded before parsing: only a regular file (a device such as /dev/zero or a FIFO would
+        be read forever), at most MAX_FILE_BYTES, and `loads`' cap on decoded objects."""
         p = Path(path)
         try:
-            size = p.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise BaselineError(f"{p}: {size} bytes exceeds the cap of {MAX_FILE_BYTES}")
-            raw = p.read_bytes()
+            # stat before open: opening a FIFO blocks until someone writes to it
+            if not stat.S_ISREG(p.stat().st_mode):
+                raise BaselineError(f"{p}: not a regular file; a baseline is a file written by "
+                                    "`skewwatch baseline build`")
+            with open(p, "rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
         except OSError as e:
             raise BaselineError(f"{p}: cannot read baseline: {e.strerror or e}") from None
+        if len(raw) > MAX_FILE_BYTES:
+            raise BaselineError(f"{p}: more than {MAX_FILE_BYTES} bytes, the cap of a baseline file")
         return cls.loads(raw, name=str(p))
 
     @classmethod
     def loads(cls, raw: bytes, name: str = "<bytes>") -> "Baseline":
+        """Decode and validate a baseline from msgpack bytes (see `load`)."""
+        containers = 0
+
+        def count(container: Any) -> Any:
+            nonlocal containers
+            containers += 1
+            if containers > MAX_CONTAINERS:
+                raise BaselineError(f"more than {MAX_CONTAINERS} maps and lists: not a baseline this skewwatch reads")
+            return container
+
         try:
-            d = msgpack.unpackb(raw, raw=False, strict_map_key=False, max_bin_len=0, max_ext_len=0)
+            d = msgpack.unpackb(raw, raw=False, strict_map_key=False, max_bin_len=0, max_ext_len=0,
+                                max_array_len=MAX_LIST_LEN, max_map_len=MAX_MAP_LEN,
+                                object_hook=count, list_hook=count)
+        except BaselineError as e:
+            raise BaselineError(f"{name}: {e}") from None
         except Exception as e:  # msgpack raises several unrelated types on garbage
             raise BaselineError(f"{name}: not a msgpack file ({type(e).__name__}); is it a skewwatch baseline?") from None
         try:

@@ -1,0 +1,56 @@
+"""Reading a baseline file is bounded before parsing: only regular files, a size cap, and a cap on
+the objects the msgpack decoder may build (an empty map is one byte on disk, ~64 in memory)."""
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+
+import msgpack
+import pytest
+
+from baselines.build import build_baseline_from_columns
+from baselines.profile import Baseline, BaselineError
+
+
+def test_a_device_a_fifo_or_a_directory_is_refused_without_reading_it(tmp_path):
+    os.mkfifo(tmp_path / "fifo")  # opening it would block until a writer comes
+    for path in ("/dev/zero", tmp_path / "fifo", tmp_path):  # /dev/zero was read until memory ran out
+        with pytest.raises(BaselineError, match="not a regular file"):
+            Baseline.load(path)
+
+
+@pytest.mark.parametrize("argv", [["baseline", "show", "/dev/zero"],
+                                  ["replay", "{events}", "--baseline", "/dev/zero"]])
+def test_commands_refuse_a_non_regular_baseline_file_with_one_line(tmp_path, argv):
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"model": "m", "features": {}}\n')
+    argv = [a.format(events=events) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", *argv], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+ONE_LIST = b"\xdd" + (16_000_000).to_bytes(4, "big") + b"\x80" * 16_000_000
+NESTED = b"\xdc" + (4_000).to_bytes(2, "big") + (b"\xdc" + (4_000).to_bytes(2, "big") + b"\x80" * 4_000) * 4_000
+
+
+@pytest.mark.parametrize("content", [ONE_LIST, NESTED], ids=["one-list", "nested-lists"])
+def test_millions_of_empty_maps_are_refused_before_they_are_built(tmp_path, content):
+    # 16 MB of empty maps (1 byte each on disk); decoded whole it peaked at 1.1 GB
+    path = tmp_path / "bomb.msgpack"
+    path.write_bytes(content)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BaselineError):
+        Baseline.load(path)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 200_000, f"peak RSS grew by {grown_kib} KiB"
+
+
+def test_a_real_baseline_with_many_features_still_loads(tmp_path):
+    b = build_baseline_from_columns("wide", {f"f{i}": [float(j) for j in range(50)] for i in range(2_000)})
+    b.save(tmp_path / "wide.msgpack")
+    assert Baseline.load(tmp_path / "wide.msgpack").fingerprint == b.fingerprint
+    assert msgpack.unpackb((tmp_path / "wide.msgpack").read_bytes())["model"] == "wide"
