@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from baselines import build as build_module
+from baselines import accumulate
 from baselines.build import BuildError, build_baseline, build_baseline_from_columns
 from baselines.profile import QUANTILE_PROBS, SCHEMA, Baseline, BaselineError
 from baselines.show import baseline_json, format_baseline
@@ -233,12 +233,21 @@ def test_missing_file_unknown_format_unknown_column(tmp_path):
         build_baseline(path, model="m", label_column="a")
 
 
-def test_progress_callback(tmp_path):
-    path = write_csv(tmp_path / "t.csv", mixed_rows(250))
+@pytest.mark.parametrize("name", ["t.csv", "t.csv.gz", "t.jsonl", "t.parquet"])
+def test_progress_callback(tmp_path, name):
+    frame = pd.read_csv(write_csv(tmp_path / "source.csv", mixed_rows(250)))
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        frame.to_parquet(path)
+    elif ".jsonl" in name:
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_csv(path, index=False)
     calls = []
-    build_baseline(path, model="m", chunk_rows=100, progress=lambda rows, fraction: calls.append((rows, fraction)))
-    assert [rows for rows, _ in calls] == [100, 200, 250]
-    assert all(0 < f <= 1 for _, f in calls)
+    build_baseline(path, model="m", chunk_rows=100, progress=lambda *report: calls.append(report))
+    assert [rows for rows, _, _ in calls] == [100, 200, 250]
+    size = path.stat().st_size
+    assert all(0 < read <= total == size for _, read, total in calls) and calls[-1][1] == size
 
 
 class FakeTerminal(io.StringIO):
@@ -246,16 +255,23 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_line_on_a_terminal_only(tmp_path, monkeypatch):
+def test_builder_draws_nothing(tmp_path, monkeypatch):
+    path = write_csv(tmp_path / "t.csv", mixed_rows(250))
+    monkeypatch.setattr(sys, "stderr", FakeTerminal())  # the display is the CLI's, even on a terminal
+    build_baseline(path, model="m", chunk_rows=100)
+    assert sys.stderr.getvalue() == ""
+
+
+def test_cli_progress_line_on_a_terminal_only(tmp_path, monkeypatch):
     path = write_csv(tmp_path / "t.csv", mixed_rows(250))
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    build_baseline(path, model="m", chunk_rows=100)
-    last = terminal.getvalue().split("\r")[-1]
-    assert last.startswith("t.csv: 250 rows (100%), ") and last.endswith(" rows/s \n")
-    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: silent
-    build_baseline(path, model="m", chunk_rows=100)
-    assert sys.stderr.getvalue() == ""
+    assert cli(["baseline", "build", str(path), "-o", str(tmp_path / "b.msgpack"), "--model", "m"]) == 0
+    line, wrote = terminal.getvalue().split("\r")[-1].split("\n", 1)
+    assert line.startswith("t.csv: 250 rows (100%), ") and line.endswith(" rows/s ") and wrote.startswith("wrote ")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: only the summary
+    assert cli(["baseline", "build", str(path), "-o", str(tmp_path / "b.msgpack"), "--model", "m"]) == 0
+    assert sys.stderr.getvalue().startswith("wrote ") and "\r" not in sys.stderr.getvalue()
 
 
 # ---- profiles from columns -----------------------------------------------------------------
@@ -311,7 +327,7 @@ def test_categorical_top_k_other_bucket_and_bounded_counter(monkeypatch):
     assert p.other_freq == pytest.approx(0.7) and sum(p.categories.values()) + p.other_freq == pytest.approx(1.0)
     assert (p.n_missing, p.n_invalid) == (10, 1)
 
-    monkeypatch.setattr(build_module, "CATEGORY_COUNTER_CAP", 20)
+    monkeypatch.setattr(accumulate, "CATEGORY_COUNTER_CAP", 20)
     heavy = ["hot"] * 500 + [f"rare{i}" for i in range(500)]
     p = build_baseline_from_columns("m", {"c": heavy}, chunk_rows=50).features["c"]
     assert p.categories["hot"] == 0.5  # frequent categories survive pruning

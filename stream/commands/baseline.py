@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from baselines.build import build_baseline
 
+    progress = _TerminalProgress(Path(args.train).name) if sys.stderr.isatty() else None
     baseline = build_baseline(
         args.train,
         model=args.model,
@@ -59,7 +62,10 @@ def _build(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         categorical=args.categorical,
         exclude=args.exclude,
+        progress=progress,
     )
+    if progress is not None:
+        progress.done()
     baseline.save(args.output)
     kinds = [p.kind for p in baseline.features.values()]
     print(f"wrote {args.output}: model {baseline.model}, {baseline.n_rows:,} rows, "
@@ -75,6 +81,37 @@ def _show(args: argparse.Namespace) -> int:
     baseline = Baseline.load(args.baseline)
     print(baseline_json(baseline) if args.json else format_baseline(baseline))
     return 0
+
+
+class _TerminalProgress:
+    """One status line on stderr, redrawn in place at most five times a second: a `baselines.build.Progress`."""
+
+    def __init__(self, label: str):
+        self._label = label
+        self._start = time.monotonic()
+        self._last_drawn = 0.0
+        # rows read, share of the file read (None: unknown), when the chunk came
+        self._state: tuple[int, float | None, float] | None = None
+
+    def __call__(self, rows: int, bytes_read: int, total_bytes: int | None) -> None:
+        now = time.monotonic()
+        self._state = (rows, bytes_read / total_bytes if total_bytes else None, now)
+        if now - self._last_drawn >= 0.2:
+            self._draw()
+
+    def _draw(self) -> None:
+        rows, fraction, at = self._state
+        self._last_drawn = time.monotonic()
+        rate = rows / max(at - self._start, 1e-9)  # the reading rate, not counting the profile's finish
+        share = f" ({100 * fraction:.0f}%)" if fraction is not None else ""
+        sys.stderr.write(f"\r{self._label}: {rows:,} rows{share}, {rate:,.0f} rows/s ")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self._state is not None:
+            self._draw()  # the final count, even if the last chunk came too soon to be drawn
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def _names(text: str) -> list[str]:

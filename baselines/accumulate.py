@@ -1,0 +1,363 @@
+"""One column of training data, chunk by chunk: its values typed, its kind decided, its statistics kept.
+
+Numeric columns keep exact moments and counts plus a bounded uniform sample (bottom-k by random
+priority) for the quantile grid and the bins; categorical columns keep exact counts, pruned beyond a
+cap. `baselines.build` feeds them; they know nothing of files.
+
+Value conventions (training data):
+
+* missing: absent, null, empty CSV field, NaN (the way pandas/numpy spell a missing float);
+* invalid: present but unusable for the column's kind -- a string in a numeric column
+  (JSON/Parquet/in-memory), an unparsable string (CSV), +-inf, a bool in a numeric column,
+  a confidence outside [0, 1], a nested object in a categorical column.
+"""
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from baselines.profile import (
+    MAX_CATEGORIES,
+    QUANTILE_PROBS,
+    CategoricalProfile,
+    NumericProfile,
+    category_key,
+)
+
+#: values kept per numeric column for the quantiles (exact below this many values)
+RESERVOIR_SIZE = 200_000
+#: a numeric column with at most this many distinct values keeps its exact distribution
+MAX_EXACT_DISCRETE = 256
+#: categories stored per feature; the rest go to the "other" bucket
+TOP_K_CATEGORIES = 1_000
+#: distinct categories counted exactly before the counter is pruned
+CATEGORY_COUNTER_CAP = 100_000
+#: equal-frequency distance bins per numeric feature (fewer when values repeat)
+N_BINS = 20
+#: a column is numeric when at least this share of its non-missing values are numbers
+NUMERIC_SHARE = 0.9
+#: a numeric prediction with more distinct values than this (or non-integer) is a regression output
+MAX_CLASSES = 50
+#: CSV spellings of booleans, normalised to the keys JSON true/false get (category_key)
+BOOL_WORDS = {"true": "true", "True": "true", "TRUE": "true", "false": "false", "False": "false", "FALSE": "false"}
+SEED = 42
+
+
+# ---- value coercion (shared by every source) ----------------------------------------------
+def _plain(s: pd.Series) -> pd.Series:
+    # Parquet dictionary columns arrive as pandas Categorical: profile their values, not codes.
+    return s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
+
+
+def _is_number_dtype(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+
+
+def _typed_float(v: Any) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return np.nan
+    try:
+        return float(v)
+    except OverflowError:  # an int beyond float range
+        return np.nan
+
+
+def as_floats(s: pd.Series, text: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Row-aligned float values (NaN where missing or invalid) and the missing mask.
+
+    A value is valid where the result is finite; invalid where neither valid nor missing.
+    """
+    s = _plain(s)
+    if _is_number_dtype(s):
+        values = s.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)  # callers may edit it
+        return values, np.isnan(values)
+    missing = s.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return np.full(len(s), np.nan), missing
+    if text:
+        values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        codes, uniques = _factorize(s)
+        converted = np.array([_typed_float(u) for u in uniques] + [np.nan], dtype=np.float64)
+        values = converted[codes]  # code -1 (missing) picks the trailing NaN
+    return values, missing
+
+
+def category_codes(s: pd.Series, text: bool) -> tuple[np.ndarray, list[str | None]]:
+    """Codes per row (-1 = missing) and the key of each code (None = invalid value)."""
+    codes, uniques = _factorize(s)
+    if text and isinstance(uniques.dtype, pd.StringDtype):  # the usual CSV case: vectorised
+        keys = list(uniques)
+        for i in np.flatnonzero(pd.Index(uniques).isin(list(BOOL_WORDS))):
+            keys[i] = BOOL_WORDS[keys[i]]
+    elif text:  # a column the parser read as numbers, or as mixed objects
+        keys = [BOOL_WORDS.get(u, u) if isinstance(u, str) else category_key(_py(u)) for u in uniques]
+    else:
+        keys = [u.key if isinstance(u, _Marker) else category_key(_py(u)) for u in uniques]
+    return codes, keys
+
+
+class _Marker:
+    """Stands for a value pandas would hash wrongly: True == 1 == 1.0 would merge a bool with a
+    number, and dicts/lists (nested JSON) cannot be hashed at all."""
+
+    def __init__(self, key: str | None):
+        self.key = key  # its category key; None: invalid in any column
+
+
+_TRUE, _FALSE, _NESTED = _Marker("true"), _Marker("false"), _Marker(None)
+
+
+def _marked(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return _TRUE if v else _FALSE
+    return _NESTED if isinstance(v, (dict, list)) else v
+
+
+def _factorize(s: pd.Series) -> tuple[np.ndarray, Any]:
+    s = _plain(s)
+    if s.dtype == object:  # mixed Python values (JSON, lists): only here can bools and dicts hide
+        s = s.map(_marked)
+    return pd.factorize(s, use_na_sentinel=True)
+
+
+def _py(v: Any) -> Any:
+    # numpy scalars (int64, bool_) -> Python, so that category_key spells them like JSON values
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def infer_kind(s: pd.Series, text: bool) -> str | None:
+    """'numeric' or 'categorical' from a sample of the column; None when it holds no value yet."""
+    s = _plain(s)
+    present = s.dropna()
+    if len(present) == 0:
+        return None
+    if pd.api.types.is_bool_dtype(present.dtype):
+        return "categorical"
+    if _is_number_dtype(present):
+        return "numeric"
+    if text:
+        if present.isin(list(BOOL_WORDS)).mean() >= NUMERIC_SHARE:
+            return "categorical"
+        numbers = pd.to_numeric(present, errors="coerce")
+        share = float(np.isfinite(numbers.to_numpy(dtype=np.float64, na_value=np.nan)).mean())
+    else:
+        codes, uniques = _factorize(present)
+        is_number = np.array([np.isfinite(_typed_float(u)) for u in uniques], dtype=bool)
+        share = float(is_number[codes].mean())
+    return "numeric" if share >= NUMERIC_SHARE else "categorical"
+
+
+def prediction_kind(s: pd.Series, text: bool) -> str | None:
+    """Class labels -> categorical; a regression output (many or fractional values) -> numeric."""
+    kind = infer_kind(s, text)
+    if kind != "numeric":
+        return kind
+    values, _ = as_floats(s, text)
+    values = values[np.isfinite(values)]
+    few = len(np.unique(values)) <= MAX_CLASSES and bool(np.all(values == np.floor(values)))
+    return "categorical" if few else "numeric"
+
+
+# ---- per-column accumulators -------------------------------------------------------------
+class NumericStats:
+    """Exact count/missing/invalid/moments/min/max, a bounded uniform sample, exact few-value counts."""
+
+    def __init__(self, name: str, reservoir_size: int, n_missing: int = 0):
+        self._name = name
+        self._k = reservoir_size
+        self._n = 0
+        self._mean = 0.0
+        self._m2 = 0.0
+        self._min = np.inf
+        self._max = -np.inf
+        self.n_missing = n_missing
+        self.n_invalid = 0
+        self._integer = True
+        # Bottom-k sample: every value gets a random priority and the k smallest are kept,
+        # a uniform sample without replacement whatever the chunking (the priority stream
+        # depends only on the order of values).
+        # Candidates are buffered and cut back to k only when they pass 1.5k values, so a chunk
+        # costs O(chunk), not O(k); only values under the k-th smallest priority can enter.
+        self._rng = np.random.default_rng([SEED, zlib.crc32(name.encode())])
+        self._values: list[np.ndarray] = []
+        self._priorities: list[np.ndarray] = []
+        self._buffered = 0
+        self._threshold = 1.0
+        self._distinct: dict[float, int] | None = {}
+
+    def add_missing(self, n: int) -> None:
+        self.n_missing += n
+
+    def add(self, values: np.ndarray, missing: np.ndarray) -> None:
+        valid = np.isfinite(values)
+        n_missing = int(missing.sum())
+        self.n_missing += n_missing
+        self.n_invalid += len(values) - n_missing - int(valid.sum())
+        x = values[valid]
+        if len(x):
+            self._add_valid(x)
+
+    def _add_valid(self, x: np.ndarray) -> None:
+        # Chan et al.'s pairwise merge of (n, mean, M2): stable, unlike sum/sum-of-squares.
+        n_b = len(x)
+        mean_b = float(x.mean())
+        m2_b = float(np.square(x - mean_b).sum())
+        n = self._n + n_b
+        delta = mean_b - self._mean
+        self._mean += delta * n_b / n
+        self._m2 += m2_b + delta * delta * self._n * n_b / n
+        self._n = n
+        self._min = min(self._min, float(x.min()))
+        self._max = max(self._max, float(x.max()))
+        if self._integer:
+            self._integer = bool(np.all(x == np.floor(x)))
+        if self._distinct is not None:
+            uniques, counts = np.unique(x, return_counts=True)
+            if len(uniques) <= MAX_EXACT_DISCRETE:
+                for u, c in zip(uniques.tolist(), counts.tolist()):
+                    self._distinct[u] = self._distinct.get(u, 0) + c
+            if len(uniques) > MAX_EXACT_DISCRETE or len(self._distinct) > MAX_EXACT_DISCRETE:
+                self._distinct = None  # a continuous column: the sample takes over
+        self._sample_values(x)
+
+    def _sample_values(self, x: np.ndarray) -> None:
+        priority = self._rng.random(len(x))
+        if self._threshold < 1.0:
+            keep = priority < self._threshold
+            x, priority = x[keep], priority[keep]
+        self._values.append(x)
+        self._priorities.append(priority)
+        self._buffered += len(x)
+        if self._buffered > self._k + self._k // 2:
+            self._sample()
+
+    def _sample(self) -> np.ndarray:
+        """The bottom-k sample (cuts the buffer back to it)."""
+        values, priority = np.concatenate(self._values or [np.empty(0)]), np.concatenate(self._priorities or [np.empty(0)])
+        if len(values) > self._k:
+            smallest = np.argpartition(priority, self._k - 1)[: self._k]
+            values, priority = values[smallest], priority[smallest]
+            self._threshold = float(priority.max())
+        self._values, self._priorities, self._buffered = [values], [priority], len(values)
+        return values
+
+    def finish(self) -> NumericProfile:
+        if self._n == 0:
+            return NumericProfile(
+                name=self._name, count=0, n_missing=self.n_missing, n_invalid=self.n_invalid,
+                mean=0.0, std=0.0, min=0.0, max=0.0, quantiles=np.zeros(len(QUANTILE_PROBS)),
+                bin_edges=np.empty(0), bin_freqs=np.ones(1))
+        lo, hi = self._min, self._max
+        sample = self._sample()
+        if self._distinct is not None:
+            values = np.array(sorted(self._distinct), dtype=np.float64)
+            counts = np.array([self._distinct[v] for v in values.tolist()], dtype=np.float64)
+        else:
+            values, counts = np.sort(sample), np.ones(len(sample))
+        quantiles = _quantiles_of_counts(values, counts)
+        quantiles[0], quantiles[-1] = lo, hi  # the sample may miss the extremes
+        quantiles = np.clip(np.maximum.accumulate(quantiles), lo, hi)
+        step = (len(QUANTILE_PROBS) - 1) // N_BINS
+        edges = np.unique(quantiles[step:-1:step])
+        edges = edges[edges < hi]  # a bin above the maximum would always be empty
+        # Shares are exact for few-valued columns and columns that fit the sample; otherwise they
+        # are estimated from the uniform sample (standard error <= 0.5 / sqrt(reservoir_size)).
+        bin_freqs = np.bincount(np.searchsorted(edges, values, side="left"), weights=counts,
+                                minlength=len(edges) + 1) / counts.sum()
+        discrete_values = discrete_freqs = None
+        if self._distinct is not None:
+            discrete_values, discrete_freqs = values, counts / counts.sum()
+            top_values, top_counts, total = values, counts, counts.sum()
+        else:
+            top_values, top_counts = np.unique(sample, return_counts=True)
+            repeated = top_counts >= 2  # a value seen once in the sample says nothing about fills
+            top_values, top_counts, total = top_values[repeated], top_counts[repeated], len(sample)
+        order = np.lexsort((top_values, -top_counts))[:10]
+        return NumericProfile(
+            name=self._name,
+            count=self._n,
+            n_missing=self.n_missing,
+            n_invalid=self.n_invalid,
+            mean=self._mean,
+            std=float(np.sqrt(self._m2 / self._n)),  # population std (numpy's ddof=0)
+            min=lo,
+            max=hi,
+            quantiles=quantiles,
+            bin_edges=edges,
+            bin_freqs=bin_freqs,
+            discrete_values=discrete_values,
+            discrete_freqs=discrete_freqs,
+            integer_valued=self._integer,
+            top_values=tuple((float(top_values[i]), float(top_counts[i] / total)) for i in order),
+        )
+
+
+def _quantiles_of_counts(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """np.quantile (linear) of the sorted column the value counts describe, without expanding it."""
+    n = counts.sum()
+    rank = QUANTILE_PROBS * (n - 1)
+    below = np.floor(rank)
+    cumulative = np.cumsum(counts)
+    lower = values[np.searchsorted(cumulative, below, side="right")]
+    upper = values[np.searchsorted(cumulative, np.minimum(below + 1, n - 1), side="right")]
+    return lower + (rank - below) * (upper - lower)
+
+
+class CategoricalStats:
+    """Exact category counts (pruned to the heaviest half beyond CATEGORY_COUNTER_CAP), missing and invalid counts."""
+
+    def __init__(self, name: str, top_k: int, n_missing: int = 0):
+        self._name = name
+        self._top_k = min(top_k, MAX_CATEGORIES)  # a loader refuses more
+        self._counts: Counter[str] = Counter()
+        self._n = 0
+        self.n_missing = n_missing
+        self.n_invalid = 0
+        self._pruned_distinct = 0
+
+    def add_missing(self, n: int) -> None:
+        self.n_missing += n
+
+    def add(self, codes: np.ndarray, keys: list[str | None]) -> None:
+        present = codes[codes >= 0]
+        self.n_missing += len(codes) - len(present)
+        for key, c in zip(keys, np.bincount(present, minlength=len(keys)).tolist()):
+            if key is None:
+                self.n_invalid += c
+            else:
+                self._counts[key] += c
+                self._n += c
+        if len(self._counts) > CATEGORY_COUNTER_CAP:
+            # Keep the heaviest half: frequent categories survive, and the pruned mass is still
+            # counted in the total (it ends in the "other" bucket). From here on n_distinct is a
+            # lower bound, and a pruned category that reappears is under-counted.
+            self._pruned_distinct = max(self._pruned_distinct, len(self._counts))
+            self._counts = Counter(dict(self._counts.most_common(CATEGORY_COUNTER_CAP // 2)))
+
+    def finish(self) -> CategoricalProfile:
+        top = sorted(self._counts.items(), key=lambda kc: (-kc[1], kc[0]))[: self._top_k]
+        kept = sum(c for _, c in top)
+        return CategoricalProfile(
+            name=self._name,
+            count=self._n,
+            n_missing=self.n_missing,
+            n_invalid=self.n_invalid,
+            categories={k: c / self._n for k, c in top},
+            other_freq=(self._n - kept) / self._n if self._n else 0.0,
+            n_distinct=max(self._pruned_distinct, len(self._counts)),
+        )
+
+
+class Undecided:
+    """A column with no value seen yet (only missing): its kind is decided by its first values."""
+
+    def __init__(self, n_missing: int = 0):
+        self.n_missing = n_missing
+
+    def add_missing(self, n: int) -> None:
+        self.n_missing += n

@@ -1,0 +1,121 @@
+"""`JoinMonitor`: both joins for every model, the one object `replay` and the worker feed."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Callable, Iterable
+
+from baselines.profile import Baseline
+from detectors.alerts import Alert
+from detectors.joins.buffer import RequestJoin
+from detectors.joins.config import JoinConfig
+from detectors.joins.parity import FeatureParity
+from detectors.joins.performance import PerformanceMonitor
+from detectors.joins.wire import record_time
+
+
+class JoinMonitor:
+    """The two joins for every model: the one object `replay` and the worker feed.
+
+    `baseline_of(model)` returns the model's baseline, or None for a model that is not monitored
+    (its records are counted as `unknown_model` and ignored). `parity` / `labels` switch a join off
+    (replay without --feature-log need not remember served features).
+    """
+
+    def __init__(self, baseline_of: Callable[[str], Baseline | None], config: JoinConfig = JoinConfig(),
+                 parity: bool = True, labels: bool = True):
+        self._baseline_of = baseline_of
+        self._config = config
+        self._parity_join = RequestJoin(config.ttl, config.max_entries, ("served", "offline")) if parity else None
+        self._label_join = RequestJoin(config.ttl, config.max_entries, ("prediction", "label")) if labels else None
+        self._parity: dict[str, tuple[Baseline, FeatureParity]] = {}
+        self._performance: dict[str, tuple[Baseline, PerformanceMonitor]] = {}
+        self._events_seen: Counter[str] = Counter()
+        self._ignored: Counter[str] = Counter()
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Join counters (matched, waiting, duplicates, expired unmatched) and ignored records."""
+        out = {}
+        if self._parity_join is not None:
+            out["feature_log"] = self._parity_join.counts
+        if self._label_join is not None:
+            out["labels"] = self._label_join.counts
+        if self._ignored:
+            out["ignored"] = dict(self._ignored)
+        return out
+
+    def add_predictions(self, events: Iterable[dict], default_ts: float | None = None) -> list[Alert]:
+        """Remember served events that carry a request id (events of unmonitored models are skipped)."""
+        alerts: list[Alert] = []
+        for ev in events:
+            model = ev.get("model")
+            if self._baseline_of(model) is None:
+                continue
+            self._events_seen[model] += 1
+            request_id = ev.get("request_id")
+            if not isinstance(request_id, str) or not request_id:
+                continue
+            ts = record_time(ev, default_ts)
+            if self._parity_join is not None:
+                offline = self._parity_join.offer("served", request_id, ev, ts)
+                if offline is not None:
+                    alerts += self._compare(request_id, ev, offline)
+            if self._label_join is not None and "prediction" in ev:
+                label = self._label_join.offer("prediction", request_id, ev, ts)
+                if label is not None:
+                    alerts += self._score(ev, label["label"])
+        return alerts
+
+    def add_feature_log(self, records: Iterable[dict], default_ts: float | None = None) -> list[Alert]:
+        """Offline recomputations {"request_id", "model", "features"} (as `decode_join_records` gives)."""
+        alerts: list[Alert] = []
+        if self._parity_join is None:
+            return alerts
+        for rec in records:
+            if self._baseline_of(rec["model"]) is None:
+                self._ignored["feature_log_unknown_model"] += 1
+                continue
+            served = self._parity_join.offer("offline", rec["request_id"], rec, record_time(rec, default_ts))
+            if served is not None:
+                alerts += self._compare(rec["request_id"], served, rec)
+        return alerts
+
+    def add_labels(self, records: Iterable[dict], default_ts: float | None = None) -> list[Alert]:
+        """Delayed labels {"request_id", "label"} (as `decode_join_records` gives)."""
+        alerts: list[Alert] = []
+        if self._label_join is None:
+            return alerts
+        for rec in records:
+            prediction = self._label_join.offer("label", rec["request_id"], rec, record_time(rec, default_ts))
+            if prediction is not None:
+                alerts += self._score(prediction, rec["label"])
+        return alerts
+
+    def _compare(self, request_id: str, served: dict, offline: dict) -> list[Alert]:
+        model = served["model"]
+        if offline["model"] != model:
+            self._ignored["feature_log_other_model"] += 1
+            return []
+        baseline = self._baseline_of(model)
+        entry = self._parity.get(model)
+        if entry is None or entry[0] is not baseline:  # a changed baseline starts afresh, like the monitors
+            entry = self._parity[model] = (baseline, FeatureParity(model, baseline, self._config))
+        return entry[1].compare(request_id, served, offline["features"], self._events_seen[model],
+                                self._parity_join.now if self._parity_join.now > -math.inf else None)
+
+    def _score(self, prediction: dict, label: Any) -> list[Alert]:
+        model = prediction["model"]
+        baseline = self._baseline_of(model)
+        if baseline is None:
+            return []
+        entry = self._performance.get(model)
+        if entry is None or entry[0] is not baseline:
+            entry = self._performance[model] = (baseline, PerformanceMonitor(model, baseline.metric, self._config))
+        now = self._label_join.now
+        return entry[1].update(prediction, label, self._events_seen[model], now if now > -math.inf else None)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"counts": self.counts,
+                "parity": {m: p.snapshot() for m, (_, p) in self._parity.items()},
+                "performance": {m: p.snapshot() for m, (_, p) in self._performance.items()}}

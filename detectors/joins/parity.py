@@ -1,0 +1,232 @@
+"""Feature parity: what was served vs the offline pipeline's recomputation of the same request.
+
+A Bernoulli CUSUM per feature on the mismatch indicator raises ``skew`` alerts, each with a
+diagnosis of the mismatches (missing on one side, a type or unit change, letter case...).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from typing import Any
+
+import numpy as np
+
+from baselines.profile import Baseline, CategoricalProfile, NumericProfile, category_key
+from detectors import thresholds as T
+from detectors.alerts import Alert, alert_id
+from detectors.cusum import bernoulli_llr_weights
+from detectors.diagnosis import UNIT_FACTOR_TOLERANCE, UNIT_FACTORS, Diagnosis, fmt_count, fmt_num, fmt_pct
+from detectors.episodes import EpisodeTracker
+from detectors.joins.config import JoinConfig
+from detectors.joins.wire import is_missing, is_number
+from detectors.sketches import SpaceSaving
+
+#: Bernoulli CUSUM on a feature's mismatch indicator: a served value may differ from the offline one
+#: this often by accident (float formatting, a race); the alternative and h follow detectors.thresholds
+PARITY_EXPECTED_RATE = 0.001
+PARITY_ALTERNATIVE_RATE = PARITY_EXPECTED_RATE + 0.05
+#: features compared per model at most (a hostile feature log cannot grow the state without bound)
+MAX_PARITY_FEATURES = 1000
+#: recent comparisons a feature's reported mismatch rate is measured on
+PARITY_RATE_WINDOW = 1000
+#: mismatches kept per feature for the typical difference and the diagnosis
+PARITY_RECENT_MISMATCHES = 256
+#: example request ids quoted by a skew alert
+MAX_EXAMPLES = 5
+#: a mismatch rate at least this high makes a skew alert critical
+PARITY_CRITICAL_RATE = 0.05
+
+
+def _plain_value(v: Any) -> Any:
+    """A JSON-ready copy of a feature value for an alert's examples."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    return str(v)[:64]
+
+
+class _FeatureParity:
+    """One feature's comparisons: CUSUM on the mismatch indicator, recent rate, recent mismatches."""
+
+    def __init__(self, numeric: bool):
+        self.numeric = numeric
+        self.cusum = 0
+        # comparisons and mismatches since the CUSUM last stood at 0 (its change-point estimate)
+        self.since_onset = 0
+        self.mismatched_since_onset = 0
+        self.compared = 0
+        self.mismatched = 0
+        self.recent = deque(maxlen=PARITY_RATE_WINDOW)  # 1 = mismatch
+        self.recent_mismatches = 0
+        self.kinds: deque[str] = deque(maxlen=PARITY_RECENT_MISMATCHES)
+        self.pairs: deque[tuple[float, float]] = deque(maxlen=PARITY_RECENT_MISMATCHES)  # (served, offline)
+        self.categories = SpaceSaving(10)  # "served\x1foffline" of categorical mismatches
+        self.examples: deque[dict] = deque(maxlen=MAX_EXAMPLES)
+
+    def add(self, mismatch: str | None, served: Any, offline: Any, request_id: str, hit: int, miss: int) -> None:
+        self.compared += 1
+        bit = mismatch is not None
+        if len(self.recent) == self.recent.maxlen:
+            self.recent_mismatches -= self.recent[0]
+        self.recent.append(bit)
+        self.recent_mismatches += bit
+        self.cusum = max(0, self.cusum + (hit if bit else miss))
+        if self.cusum == 0:
+            self.since_onset = self.mismatched_since_onset = 0
+        else:
+            self.since_onset += 1
+            self.mismatched_since_onset += bit
+        if not bit:
+            return
+        self.mismatched += 1
+        self.kinds.append(mismatch)
+        if mismatch == "value":
+            if self.numeric:
+                self.pairs.append((float(served), float(offline)))
+            else:
+                self.categories.update(f"{category_key(served)}\x1f{category_key(offline)}")
+        self.examples.append({"request_id": request_id, "served": _plain_value(served), "offline": _plain_value(offline)})
+
+
+class FeatureParity:
+    """One model's served-vs-offline comparisons, feature by feature.
+
+    `compare` takes a joined pair: the served event and the offline recomputation's features.
+    Every feature of the recomputation is compared (the offline pipeline says what it covers):
+    categories by their `category_key`, numbers with `math.isclose(rel_tol, abs_tol)`, a number
+    served as text is a mismatch, both sides missing is a match. A feature's kind comes from the
+    baseline, else from the offline value.
+    """
+
+    def __init__(self, model: str, baseline: Baseline | None, config: JoinConfig = JoinConfig()):
+        self._model = model
+        self._config = config
+        self._kinds = {} if baseline is None else {
+            n: isinstance(p, NumericProfile) for n, p in baseline.features.items()
+            if isinstance(p, (NumericProfile, CategoricalProfile))}
+        self._features: dict[str, _FeatureParity] = {}
+        self._hit, self._miss = bernoulli_llr_weights(PARITY_EXPECTED_RATE, PARITY_ALTERNATIVE_RATE, T.LLR_SCALE)
+        self._h = round(T.RATE_H * T.LLR_SCALE)
+        self._episodes = EpisodeTracker(config.rearm_quiet)
+        self._joined = 0
+        self._untracked_features = 0
+
+    @property
+    def joined(self) -> int:
+        return self._joined
+
+    def compare(self, request_id: str, served: dict, offline: dict, events_seen: int, ts: float | None) -> list[Alert]:
+        self._joined += 1
+        served_features = served.get("features") or {}
+        alerts = []
+        for name, off in offline.items():
+            state = self._features.get(name)
+            if state is None:
+                if len(self._features) >= MAX_PARITY_FEATURES:
+                    self._untracked_features += 1
+                    continue
+                numeric = self._kinds.get(name, is_number(off))
+                state = self._features[name] = _FeatureParity(numeric)
+            srv = served_features.get(name)
+            state.add(self._mismatch(state.numeric, srv, off), srv, off, request_id, self._hit, self._miss)
+            if state.cusum > self._h:
+                episode = self._episodes.observe((name, "parity"), self._joined)
+                if episode is not None:
+                    alerts.append(self._alert(name, state, episode, served, events_seen, ts))
+                # restart: a persisting mismatch keeps alarming and so keeps its episode open
+                state.cusum = state.since_onset = state.mismatched_since_onset = 0
+        return alerts
+
+    def _mismatch(self, numeric: bool, served: Any, offline: Any) -> str | None:
+        """None when the values agree, else what kind of difference it is."""
+        if is_missing(served) or is_missing(offline):
+            if is_missing(served) and is_missing(offline):
+                return None
+            return "missing_at_serving" if is_missing(served) else "missing_offline"
+        if numeric:
+            if not (is_number(served) and is_number(offline)):
+                return "type"
+            return None if math.isclose(served, offline, rel_tol=self._config.rel_tol,
+                                        abs_tol=self._config.abs_tol) else "value"
+        return None if category_key(served) == category_key(offline) else "value"
+
+    def _alert(self, name: str, state: _FeatureParity, episode: int, served: dict,
+               events_seen: int, ts: float | None) -> Alert:
+        n = state.since_onset
+        rate = state.mismatched_since_onset / n
+        diagnosis = _parity_diagnosis(state, rate, n)
+        current = {"mismatch_rate": rate, "mismatches": state.mismatched_since_onset, "joined": n,
+                   "recent_mismatch_rate": state.recent_mismatches / len(state.recent),
+                   "total_joined": state.compared, "total_mismatches": state.mismatched}
+        if state.pairs:
+            served_v, offline_v = np.array(state.pairs).T
+            diff = np.abs(served_v - offline_v)
+            current["median_abs_diff"] = fmt_num(np.median(diff))
+            current["median_rel_diff"] = fmt_num(np.median(diff / np.maximum(np.abs(offline_v), self._config.abs_tol)))
+        fields = diagnosis.alert_fields()
+        fields["evidence"]["examples"] = (list(state.examples) if self._config.include_examples
+                                          else [{"request_id": e["request_id"]} for e in state.examples])
+        version = served.get("model_version")
+        return Alert(
+            alert_id=alert_id(self._model, name, "skew", "parity", episode),
+            kind="skew", model=self._model, model_version=None if version is None else str(version),
+            feature=name, detector="feature_parity",
+            statistic=state.cusum / T.LLR_SCALE, threshold=self._h / T.LLR_SCALE, p_value=None,
+            baseline={"expected_mismatch_rate": PARITY_EXPECTED_RATE, "rel_tol": self._config.rel_tol,
+                      "abs_tol": self._config.abs_tol},
+            current=current, events_seen=events_seen, ts=ts,
+            severity="critical" if rate >= PARITY_CRITICAL_RATE else "warning",
+            **fields,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"joined": self._joined, "untracked_features": self._untracked_features,
+                "features": {n: {"compared": s.compared, "mismatched": s.mismatched,
+                                 "recent_mismatch_rate": s.recent_mismatches / len(s.recent) if s.recent else 0.0}
+                             for n, s in self._features.items()}}
+
+
+def _parity_diagnosis(state: _FeatureParity, rate: float, n: int) -> Diagnosis:
+    kinds = Counter(state.kinds)
+    kind, k = kinds.most_common(1)[0]
+    share = k / len(state.kinds)
+    head = (f"serving value differs from the offline recomputation in {fmt_pct(rate)} of the {fmt_count(n)} joined requests "
+            "since the change began")
+    evidence: dict[str, Any] = {"mismatch_kinds": dict(kinds)}
+    if kind == "missing_at_serving":
+        return Diagnosis("missing_at_serving", f"{head} (missing at serving in {fmt_pct(share)} of them, the offline "
+                         "pipeline has a value): the serving pipeline drops or fails to fetch the feature", evidence)
+    if kind == "missing_offline":
+        return Diagnosis("missing_offline", f"{head} (the offline recomputation has no value in {fmt_pct(share)} of them): "
+                         "check the offline pipeline before the serving one", evidence)
+    if kind == "type":
+        return Diagnosis("type_change", f"{head} (served as a non-number in {fmt_pct(share)} of them): "
+                         "type or parsing difference in the serving pipeline", evidence)
+    if state.numeric:
+        return _numeric_parity(state, head, evidence)
+    [(label, count, _), *_] = state.categories.top(1)
+    served, _, offline = label.partition("\x1f")
+    evidence.update(served=served, offline=offline, share_of_mismatches=fmt_num(count / max(state.categories.total, 1)))
+    if served.strip().lower() == offline.strip().lower():
+        cause = "letter_case" if served.strip() == served and offline.strip() == offline else "formatting"
+        return Diagnosis(cause, f"{head} ({served!r} served where the offline recomputation has {offline!r}): "
+                         "letter case or formatting differs in the serving pipeline", evidence)
+    return Diagnosis("computed_differently", f"{head} (e.g. {served!r} served where the offline recomputation has "
+                     f"{offline!r}): the feature is computed differently at serving time", evidence)
+
+
+def _numeric_parity(state: _FeatureParity, head: str, evidence: dict) -> Diagnosis:
+    served, offline = np.array(state.pairs).T
+    rel = np.abs(served - offline) / np.maximum(np.abs(offline), 1e-300)
+    evidence["median_rel_diff"] = fmt_num(np.median(rel))
+    same_sign = (served * offline) > 0
+    if same_sign.sum() >= len(served) / 2:
+        log_ratio = float(np.median(np.log(served[same_sign] / offline[same_sign])))
+        for name, (factor, hint) in UNIT_FACTORS.items():
+            if abs(log_ratio - math.log(factor)) < UNIT_FACTOR_TOLERANCE:
+                evidence.update(factor=name, median_ratio=fmt_num(math.exp(log_ratio)))
+                return Diagnosis("unit_change", f"{head} (served values are ~x{name} the offline ones, e.g. {hint}): "
+                                 "unit or scale change in the serving pipeline", evidence)
+    return Diagnosis("computed_differently", f"{head} (median relative difference {fmt_pct(float(np.median(rel)))}): "
+                     "the feature is computed differently at serving time", evidence)
