@@ -34,6 +34,7 @@ system-deps:
 	fi
 
 test: test-deps system-deps
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: test-deps

@@ -38,7 +38,7 @@ for 30 min that is ~80M events, ~3.5 GB of broker RSS (uncompressed: 32-41 GB). 
 if the broker's RSS passes `--broker-budget-mb`.
 
 The worker's lag metric reads the end offsets from the broker, whose ListOffsets answers the
-newest batch's base offset + 1 (shared/notes/broker.md): with batches of ~20 messages it can
+newest batch's base offset + 1 (docs/broker.md): with batches of ~20 messages it can
 read up to one batch low. The backlog column does not depend on the broker.
 """
 from __future__ import annotations

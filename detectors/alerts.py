@@ -1,4 +1,4 @@
-"""The alert record: what skewwatch tells the on-call engineer (contract in DESIGN.md)."""
+"""The alert record: what skewwatch tells the on-call engineer (contract in docs/contracts.md)."""
 from __future__ import annotations
 
 import hashlib

@@ -136,7 +136,7 @@ def host_path(service: dict, container_path: str) -> Path:
 
 
 def metric_catalogue() -> dict[str, tuple[str, frozenset[str]]]:
-    """Every sample name the worker exposes -> (family type, its labels), from stream/metrics."""
+    """Every sample name the worker exposes -> (family type, its labels), from stream/worker/metrics.py."""
     metrics = Metrics(CollectorRegistry())
     # prometheus_client has no public accessor for a metric's label names.
     labels = {m._name: frozenset(m._labelnames) for m in vars(metrics).values() if hasattr(m, "_labelnames")}

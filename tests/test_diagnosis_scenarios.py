@@ -44,7 +44,7 @@ def _first(alerts, feature):
     """The feature's first distribution alert (drift, else data quality), after checking that no
     alert of the feature names a *different* pipeline defect. A data-quality alert raised within a
     few events of an abrupt change (e.g. out of range after 8 values) summarises too few changed
-    values for the value rules (detectors/diagnosis.MIN_VALUES) and may only describe what moved."""
+    values for the value rules (detectors.diagnosis.MIN_VALUES) and may only describe what moved."""
     mine = [a for a in alerts if a.feature == feature]
     assert mine, f"no alert on {feature}: {[(a.feature, a.detector) for a in alerts]}"
     bugs = {a.evidence.get("cause") for a in mine} & PIPELINE_CAUSES

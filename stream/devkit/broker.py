@@ -23,7 +23,7 @@ from pathlib import Path
 
 from stream.devkit.processes import free_port, stop_process
 
-#: SIGTERM-to-exit takes 1-2 s while clients are connected (shared/notes/broker.md).
+#: SIGTERM-to-exit takes 1-2 s while clients are connected (docs/broker.md).
 STOP_TIMEOUT = 10.0
 START_TIMEOUT = 10.0
 

@@ -1,7 +1,7 @@
 """Seeded synthetic streams with known change points, shared by the scenario tests and the benches.
 
 Every generator returns a `Stream`: training columns (for `build_baseline_from_columns`) and a
-list of production events in the event contract of DESIGN.md, plus where and what the change
+list of production events in the event contract of docs/contracts.md, plus where and what the change
 is. Training and production come from separate seeds so that many production runs can share
 one baseline, and the baseline is a finite sample: its estimation error is part of every test.
 

@@ -12,7 +12,7 @@ Topics and formats:
 - input (`skewwatch.predictions`): JSON or msgpack, one event or a list per message. Key
   messages by model: a model's monitor then lives on one partition, and so on one worker.
   A worker moves ~6.5k messages/s; producers that put many events in one message go far higher.
-- alerts (`skewwatch.alerts`): key = model, value = the alert of DESIGN.md as JSON.
+- alerts (`skewwatch.alerts`): key = model, value = the alert of docs/contracts.md as JSON.
 - dead letters (`skewwatch.dead-letters`): key = the reason, value = JSON
   {"reason", "detail", "raw" (the original bytes as text, or null if not UTF-8), "raw_b64",
   "source": {"topic", "partition", "offset"}} (detectors.events.dead_letter_record).
