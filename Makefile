@@ -8,11 +8,21 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-venv: $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Installed once, and again only when what the install builds from changes (the package is
+# editable: Python edits need no reinstall; the C kernels do).
+INSTALL_INPUTS := $(BIN)/python pyproject.toml setup.py detectors/_kernels.c
 
-test-deps: $(BIN)/python
+$(VENV)/.installed: $(INSTALL_INPUTS)
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(INSTALL_INPUTS)
 	$(BIN)/pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+venv: $(VENV)/.installed
+
+test-deps: $(VENV)/.installed-test
 
 demo: venv
 	$(BIN)/skewwatch demo
