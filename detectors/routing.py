@@ -1,7 +1,7 @@
 """Many models: route decoded events to their model's monitor, in order, and reject the rest.
 
-`replay` and the stream worker both go `decode_message` -> `ModelRouter.process`, so the
-same events give the same alerts in both.
+The worker, `replay` and `report` all call it through `detectors.processing` (which adds the
+isolation of a monitor that raises), so the same events give the same alerts in all three.
 """
 from __future__ import annotations
 

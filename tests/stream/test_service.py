@@ -7,16 +7,10 @@ import msgpack
 import orjson
 from prometheus_client import CollectorRegistry
 
+from detectors.processing import process_messages
 from detectors.routing import ModelRouter
 from stream.worker.metrics import Metrics
-from stream.worker.service import (
-    DetectionService,
-    PartitionMonitors,
-    Record,
-    RejectLog,
-    parse_checkpoint_key,
-    process_messages,
-)
+from stream.worker.service import DetectionService, PartitionMonitors, Record, RejectLog, parse_checkpoint_key
 from tests.stream.helpers import as_json, credit_baseline, events  # noqa: F401 (fixtures)
 
 
