@@ -8,8 +8,10 @@ partition P are checkpointed to partition P of the changelog (co-partitioned) un
 Producers key messages by model, so each model's events, and its monitor, live on one
 partition; events of a model spread over several partitions get one monitor per partition.
 
-Checkpoints are msgpack (never pickle): {"v": 1, "offset": O, "committed_floor": F,
-"baseline": ..., "state": ...}, where O is the last offset of P the state includes. After a crash
+Checkpoints are msgpack (never pickle): {"v": 2, "offset": O, "committed_floor": F,
+"baseline": fingerprint, "state": ...}, where O is the last offset of P the state includes. A
+checkpoint applies to the baseline of the same `Baseline.fingerprint` (the same profile, rebuilt
+or not), as in `ModelRouter.set_baseline` and the alert ids. After a crash
 the consumer resumes from the last committed offset (<= O: offsets are committed right after a
 checkpoint), and events at offsets <= O are skipped for that model, so the restored state counts
 no event twice. F is an offset the group had committed (< F never comes again from a healthy
@@ -38,7 +40,8 @@ from stream.worker.metrics import Metrics
 
 log = logging.getLogger("skewwatch.worker")
 
-CHECKPOINT_VERSION = 1
+#: 2: the baseline is named by its fingerprint (1 named it by version, created, n_rows)
+CHECKPOINT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,6 @@ class Record:
     partition: int
     offset: int
     topic: str = ""
-
-
-def _baseline_identity(b: Baseline) -> list[Any]:
-    return [b.version, b.created, b.n_rows]
 
 
 class PartitionMonitors:
@@ -136,7 +135,7 @@ class PartitionMonitors:
         return {
             m: msgpack.packb(
                 {"v": CHECKPOINT_VERSION, "offset": self.last_offset, "committed_floor": self.committed_floor,
-                 "baseline": _baseline_identity(self.router.baseline(m)), "state": self.router.state_dict(m)},
+                 "baseline": self.router.baseline(m).fingerprint, "state": self.router.state_dict(m)},
                 use_bin_type=True,
             )
             for m in models
@@ -144,14 +143,15 @@ class PartitionMonitors:
 
     def restore(self, model: str, blob: bytes) -> bool:
         """Continue `model`'s monitor from a checkpoint; False (fresh monitor kept) when it does
-        not apply: unreadable, another format version, or taken against another baseline."""
+        not apply: unreadable, another format version, or taken against another baseline (another
+        fingerprint: the same profile rebuilt is the same baseline)."""
         if model not in self.router.models:
             return False
         try:
             data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
             if data.get("v") != CHECKPOINT_VERSION:
-                raise ValueError(f"checkpoint format {data.get('v')!r}")
-            if data.get("baseline") != _baseline_identity(self.router.baseline(model)):
+                raise ValueError(f"checkpoint format {data.get('v')!r}, this worker reads format {CHECKPOINT_VERSION}")
+            if data.get("baseline") != self.router.baseline(model).fingerprint:
                 log.info("partition %d: checkpoint of %r was taken against another baseline; starting fresh",
                          self.partition, model)
                 return False
