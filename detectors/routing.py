@@ -1,7 +1,7 @@
 """Many models: route decoded events to their model's monitor, in order, and reject the rest.
 
-`replay` and the stream worker both go `decode_message` -> `ModelRouter.process`, so the
-same events give the same alerts in both.
+The worker, `replay` and `report` all call it through `detectors.processing` (which adds the
+isolation of a monitor that raises), so the same events give the same alerts in all three.
 """
 from __future__ import annotations
 
@@ -40,10 +40,12 @@ class ModelRouter:
         return self._baselines[model]
 
     def set_baseline(self, baseline: Baseline) -> None:
-        """Add a model, or replace its baseline; a changed baseline starts a fresh monitor."""
+        """Add a model, or replace its baseline. A baseline of other content (`Baseline.fingerprint`)
+        starts a fresh monitor; the same profile rebuilt (a new `created`) keeps the monitor, whose
+        episodes go on counting, so its next alert never reuses an id."""
         old = self._baselines.get(baseline.model)
         self._unavailable.pop(baseline.model, None)
-        if old is not None and old.to_dict() == baseline.to_dict():
+        if old is not None and old.fingerprint == baseline.fingerprint:
             return
         self._baselines[baseline.model] = baseline
         self._monitors[baseline.model] = ModelMonitor(baseline, self._config)

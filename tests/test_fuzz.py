@@ -304,17 +304,17 @@ def test_hostile_event_lists_through_the_router(credit_baseline, fraud_baseline,
         orjson.dumps(alert.to_dict())
 
 
-# ---- the worker's guard against a monitor that raises ------------------------------------------
+# ---- the guard against a monitor that raises ----------------------------------------------------
 @pytest.mark.parametrize("chunk", [333, 2000, 100_000])
 def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeypatch, chunk):
-    """stream.worker.service isolates events that make a monitor raise (a detectors/ bug): they are
+    """detectors.processing isolates events that make a monitor raise (a detectors/ bug): they are
     rejected as monitor_error, the rest of the batch gives exactly the alerts and state of a
     run without them, whatever the chunks the batch is fed to the monitors in."""
+    from detectors import processing
     from detectors.model import ModelMonitor
-    from stream.worker import service
-    from stream.worker.service import MONITOR_ERROR, process_messages
+    from detectors.processing import MONITOR_ERROR, process_messages
 
-    monkeypatch.setattr(service, "MONITOR_CHUNK", chunk)
+    monkeypatch.setattr(processing, "MONITOR_CHUNK", chunk)
 
     stream = events("credit", 1500, seed=8) + events("credit", 2500, seed=9, amount_mean=160.0)
     poison = {17, 1800, 3999}

@@ -136,3 +136,41 @@ def test_line_blocks_numbers_lines_and_drops_only_the_long_ones_whatever_the_rea
     got = [(n, line) for first, chunk in replay._line_blocks(io.BytesIO(b"\n".join(lines)), 20)
            for n, line in enumerate(chunk, first)]
     assert got == [(i + 1, line if len(line) <= 20 else None) for i, line in enumerate(lines)]
+
+
+def test_replay_dead_letters_an_event_a_monitor_raises_on_and_carries_on_like_the_worker(
+        tmp_path, capsys, baseline_file, monkeypatch):
+    """An engine bug on one event costs that event (dead-lettered as monitor_error) in replay as in
+    the worker: both take detectors.processing, and give the alerts of a run without it."""
+    from stream.worker.service import PartitionMonitors, Record
+
+    path, baseline = baseline_file
+    events = _events(6000, shift_at=3000)
+    poison = [10, 4000]
+    marked = [dict(e, request_id="poison") if i in poison else e for i, e in enumerate(events)]
+    f = tmp_path / "events.jsonl"
+    f.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in marked))
+    without = [e for i, e in enumerate(events) if i not in poison]
+    clean = [a.to_dict() for a in ModelMonitor(baseline).update_batch(without)]
+    assert any(a["feature"] == "x" for a in clean), "the shift must be alerted for this test to mean anything"
+    update_batch = ModelMonitor.update_batch
+
+    def raise_on_poison(monitor, evs):  # the real update, then a raise: the state is half-updated
+        alerts = update_batch(monitor, evs)
+        if any(e.get("request_id") == "poison" for e in evs):
+            raise TypeError("unhashable type: 'list'")
+        return alerts
+
+    monkeypatch.setattr(ModelMonitor, "update_batch", raise_on_poison)
+    dl = tmp_path / "dead.jsonl"
+    code, alerts, err = _run(capsys, f, "--baseline", path, "--dead-letter", dl)
+    assert code == 0 and "5998 events" in err and "rejected 2: monitor_error 2" in err
+    dead = [json.loads(line) for line in dl.read_text().splitlines()]
+    assert [(d["reason"], json.loads(d["raw"])["request_id"]) for d in dead] == [("monitor_error", "poison")] * 2
+    assert "TypeError" in dead[0]["detail"]
+    assert _strip_ts(alerts) == _strip_ts(clean)
+
+    worker = PartitionMonitors(0, [baseline])
+    result = worker.process([Record(orjson.dumps(e), 0, i) for i, e in enumerate(marked)])
+    assert [(i, r.reason) for i, r in result.rejects] == [(i, "monitor_error") for i in poison]
+    assert _strip_ts(a.to_dict() for a in result.alerts) == _strip_ts(clean)

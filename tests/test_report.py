@@ -304,3 +304,29 @@ def test_chromium_renders_the_plots(run, tmp_path):
     assert _near(img, svg.PROD_COLOR) > 2_000
     assert _near(img, "#A9BCD4") + _near(img, svg.BASE_COLOR) > 2_000  # blue at 35% over white, or solid
     assert _near(img, svg.NEW_COLOR) > 300
+
+
+def test_an_event_a_monitor_raises_on_is_left_out_of_the_report_too(run, tmp_path, monkeypatch):
+    """The report takes replay's processing: the event is dead-lettered as monitor_error, the
+    rest gives replay's alerts, and only the events the monitor took are recorded."""
+    from detectors.model import ModelMonitor
+
+    events = [dict(e, request_id="poison") if i == 4321 else e for i, e in enumerate(run["stream"].events)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    update_batch = ModelMonitor.update_batch
+
+    def raise_on_poison(monitor, evs):
+        alerts = update_batch(monitor, evs)
+        if any(e.get("request_id") == "poison" for e in evs):
+            raise TypeError("unhashable type: 'list'")
+        return alerts
+
+    monkeypatch.setattr(ModelMonitor, "update_batch", raise_on_poison)
+    recorder = gather.Recorder([run["stream"].baseline()], window=1000)
+    recorder.run_file(str(path), "auto")
+    recorder.finish()
+    (t,) = recorder.traces
+    assert dict(recorder.replay.rejected) == {"monitor_error": 1}
+    assert t.events == N_EVENTS - 1 == recorder.router.monitor(streams.MODEL).events_seen
+    assert [a["alert_id"] for a in t.alerts] == [a["alert_id"] for a in run["alerts"]]

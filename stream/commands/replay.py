@@ -1,9 +1,10 @@
 """`skewwatch replay`: the monitors over a file of events, alerts as JSON lines on stdout.
 
-Same code path as the worker (decode_message -> ModelRouter.process), so the same events
+Same code path as the worker (decode_message -> detectors.processing), so the same events
 give the same alerts. Input problems never crash it: rejected messages are counted by
 reason (and written to --dead-letter FILE), bad values inside accepted events are counted
-per feature in the summary. Exit status 2 only when its own arguments are wrong.
+per feature in the summary, an event a monitor raises on is dead-lettered as monitor_error.
+Exit status 2 only when its own arguments are wrong.
 
 `--feature-log FILE` and `--labels FILE` (JSONL, records as on the join topics) are joined with
 the events by request_id (detectors.joins), in ts order: a record with a `ts` is fed just before
@@ -20,7 +21,7 @@ import time
 from collections import Counter
 from itertools import islice
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator, Sequence
 
 import msgpack
 import orjson
@@ -30,6 +31,7 @@ from detectors.alerts import Alert
 from detectors.events import Limits, Reject, all_usable, dead_letter_record, decode_message, events_from_value
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
 from detectors.model import MonitorConfig
+from detectors.processing import process_events
 from detectors.routing import ModelRouter
 
 from stream.gc_policy import relax_gc
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
-    replay = Replay(router, limits, args.batch_size, sys.stdout.buffer,
+    replay = Replay(router, limits, args.batch_size, alert_lines(sys.stdout.buffer),
                     open(args.dead_letter, "wb") if args.dead_letter else None)
     opened = []
     if join_files:
@@ -141,20 +143,35 @@ def _usage_error(msg: str) -> int:
     return 2
 
 
-class Replay:
-    """Reads event files, feeds the router in batches, writes alerts and dead letters."""
+#: what a `Replay` hands each batch's alerts to: on_alerts(alerts, events), where `events` are the
+#: batch's events the monitors took (none for the joins' last alerts, released at the end)
+AlertCallback = Callable[[list[Alert], Sequence[dict]], None]
 
-    def __init__(self, router: ModelRouter, limits: Limits, batch_size: int, out: IO[bytes], dead_letters: IO[bytes] | None):
+
+def alert_lines(out: IO[bytes]) -> AlertCallback:
+    """The command's `AlertCallback`: each alert as a JSON line on `out`, flushed after every batch."""
+    def write(alerts: list[Alert], events: Sequence[dict]) -> None:
+        for a in alerts:
+            out.write(orjson.dumps(a.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        out.flush()
+    return write
+
+
+class Replay:
+    """Reads event files, processes them in batches of `batch_size` events (detectors.processing),
+    hands the alerts to `on_alerts` and writes the dead letters to `dead_letters`."""
+
+    def __init__(self, router: ModelRouter, limits: Limits, batch_size: int, on_alerts: AlertCallback,
+                 dead_letters: IO[bytes] | None = None):
         self.router = router
         self.limits = limits
         self.batch_size = batch_size
-        self.out = out
+        self.on_alerts = on_alerts
         self.dead_letters = dead_letters
         self.pending: list[dict] = []
         self.events = 0
         self.rejected: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()
-        self.source: dict = {}
         self.joins: _JoinFeed | None = None
 
     def run_file(self, path: str, fmt: str) -> None:
@@ -235,19 +252,22 @@ class Replay:
             self._monitor(pending[i:i + size])
 
     def _monitor(self, batch: list[dict]) -> None:
-        alerts, rejects = self.router.process(batch)
-        self.events += len(batch) - len(rejects)
+        alerts, rejects, _ = process_events(self.router, batch)
+        monitored = batch
         if rejects:
-            self._reject(rejects, {"batch_end_event": self.events})
+            rejected = {i for i, _ in rejects}
+            monitored = [ev for i, ev in enumerate(batch) if i not in rejected]
+            self._reject([r for _, r in rejects], {"batch_end_event": self.events + len(monitored)})
+        self.events += len(monitored)
         if self.joins is not None:
             alerts = alerts + self.joins.add_events(batch)
-        self.emit(alerts)
+        self.emit(alerts, monitored)
 
-    def emit(self, alerts: list[Alert]) -> None:
+    def emit(self, alerts: list[Alert], events: Sequence[dict] = ()) -> None:
+        """Count the alerts and hand them to `on_alerts` (`events`: the monitored events they came from)."""
         for a in alerts:
             self.alerts[a.kind] += 1
-            self.out.write(orjson.dumps(a.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
-        self.out.flush()
+        self.on_alerts(alerts, events)
 
     def _reject(self, rejects: list[Reject], source: dict) -> None:
         for r in rejects:

@@ -1,7 +1,7 @@
 """`skewwatch report`: a replay that also records what it takes to *see* a drift, written as one
 self-contained HTML page (inline CSS and SVG: no script, no external request).
 
-It reads the files with replay's own reader (decode_message -> ModelRouter.process), so the page
+It reads the files with replay's own reader and processing (detectors.processing), so the page
 shows exactly the alerts `skewwatch replay` prints. Along the way it records, per model and feature:
 
 - every statistic of `ModelMonitor.snapshot()`, sampled every `--window` events (the test over time);
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.events:
         recorder.run_file(path, args.format)
     recorder.finish()
-    recorder.print_summary(time.perf_counter() - started, sys.stderr)
+    recorder.replay.print_summary(time.perf_counter() - started, sys.stderr)
     page = render_html(recorder.traces, sources=["standard input" if p == "-" else Path(p).name for p in args.events])
     Path(args.output).write_text(page, encoding="utf-8")
     print(f"report: wrote {args.output} ({len(page) // 1024} KiB)", file=sys.stderr)

@@ -8,9 +8,9 @@ from collections import Counter
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import orjson
 
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile, category_key
+from detectors.alerts import Alert
 from detectors.events import Limits
 from detectors.extract import classify_numbers
 from detectors.model import ModelMonitor, MonitorConfig
@@ -27,23 +27,6 @@ TOP_CATEGORIES = 64
 MAX_SAMPLES = 1_500
 #: most model versions counted for the header (the rest are "other")
 MAX_VERSIONS = 16
-
-
-class _AlertLines:
-    """Where replay's flush writes its alerts (JSON lines); the recorder reads them back."""
-
-    def __init__(self) -> None:
-        self._data = bytearray()
-
-    def write(self, b: bytes) -> None:
-        self._data += b
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> list[dict]:
-        lines, self._data = bytes(self._data).splitlines(), bytearray()
-        return [orjson.loads(line) for line in lines]
 
 
 class _Reservoir:
@@ -234,44 +217,37 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-class Recorder(Replay):
-    """replay's reader and flush, fed in batches of exactly `window` events so that every sample
-    falls on a window edge of a single-model stream; alerts do not depend on the batching."""
+class Recorder:
+    """What the report shows, recorded from a replay: `replay` reads the files (replay's own reader
+    and processing) in batches of exactly `window` events, so that every sample falls on a window
+    edge of a single-model stream; alerts do not depend on the batching."""
 
     def __init__(self, baselines: Iterable[Baseline], window: int = MonitorConfig.window,
                  limits: Limits = Limits(), seed: int = 0):
-        self._alert_lines = _AlertLines()
-        super().__init__(ModelRouter(baselines), limits, window, self._alert_lines, None)
+        self.router = ModelRouter(baselines)
+        self.replay = Replay(self.router, limits, window, self._record)
         self.traces = [ModelTrace(self.router.baseline(m), window, seed) for m in self.router.models]
         self._by_model = {t.baseline.model: t for t in self.traces}
 
-    def flush(self, full_only: bool = True) -> None:
-        # always whole windows here (every sample on a window edge); finish() takes the rest
-        while len(self.pending) >= self.batch_size:
-            self._process(self.batch_size)
+    def run_file(self, path: str, fmt: str) -> None:
+        self.replay.run_file(path, fmt)
 
     def finish(self) -> None:
-        self.flush()
-        if self.pending:
-            self._process(len(self.pending))
+        """Process the events still pending (the last, partial batch) and take the last samples."""
+        self.replay.flush()
         for t in self.traces:
             t.maybe_sample(self.router.monitor(t.baseline.model), final=True)
 
-    def _process(self, n: int) -> None:
-        batch, rest = self.pending[:n], self.pending[n:]
-        starts = {m: self.router.monitor(m).events_seen for m in self._by_model}
-        self.pending = batch
-        super().flush()
-        self.pending = rest
-        alerts = self._alert_lines.take()
+    def _record(self, alerts: list[Alert], events: Sequence[dict]) -> None:
+        """replay's `AlertCallback`: one batch's alerts and the events the monitors took."""
         groups: dict[str, list[dict]] = {}
-        for e in batch:
-            if e["model"] in self._by_model:
-                groups.setdefault(e["model"], []).append(e)
-        for model, events in groups.items():
+        for e in events:
+            groups.setdefault(e["model"], []).append(e)
+        for model, group in groups.items():
             trace = self._by_model[model]
-            trace.record(events, starts[model], [a for a in alerts if a["model"] == model])
-            trace.maybe_sample(self.router.monitor(model))
+            monitor = self.router.monitor(model)
+            trace.record(group, monitor.events_seen - len(group), [a.to_dict() for a in alerts if a.model == model])
+            trace.maybe_sample(monitor)
 
 
 def gather(baselines: Iterable[Baseline], paths: Sequence[str], window: int = MonitorConfig.window,

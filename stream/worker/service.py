@@ -1,5 +1,6 @@
-"""What the Faust agent does with a micro-batch, without Faust: decode, monitor, collect the
-alerts and dead letters, and checkpoint/restore the monitors (so it is unit-testable).
+"""What the Faust agent does with a micro-batch, without Faust: process it (detectors.processing,
+the path replay takes too), collect the alerts and dead letters, and checkpoint/restore the
+monitors (so it is unit-testable).
 
 State is kept per input partition, the way Kafka Streams keeps it per task: the monitors fed by
 partition P are checkpointed to partition P of the changelog (co-partitioned) under the key
@@ -7,8 +8,10 @@ partition P are checkpointed to partition P of the changelog (co-partitioned) un
 Producers key messages by model, so each model's events, and its monitor, live on one
 partition; events of a model spread over several partitions get one monitor per partition.
 
-Checkpoints are msgpack (never pickle): {"v": 1, "offset": O, "committed_floor": F,
-"baseline": ..., "state": ...}, where O is the last offset of P the state includes. After a crash
+Checkpoints are msgpack (never pickle): {"v": 2, "offset": O, "committed_floor": F,
+"baseline": fingerprint, "state": ...}, where O is the last offset of P the state includes. A
+checkpoint applies to the baseline of the same `Baseline.fingerprint` (the same profile, rebuilt
+or not), as in `ModelRouter.set_baseline` and the alert ids. After a crash
 the consumer resumes from the last committed offset (<= O: offsets are committed right after a
 checkpoint), and events at offsets <= O are skipped for that model, so the restored state counts
 no event twice. F is an offset the group had committed (< F never comes again from a healthy
@@ -20,14 +23,15 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from itertools import repeat
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable
 
 import msgpack
 
 from baselines.profile import Baseline
 from detectors.alerts import Alert
-from detectors.events import Limits, Reject, dead_letter_record, decode_message, encode_value, model_of
+from detectors.events import Limits, Reject, dead_letter_record
+# MONITOR_ERROR: re-exported for the worker's code
+from detectors.processing import MONITOR_ERROR, Processed, process_messages  # noqa: F401
 from detectors.routing import ModelRouter
 
 from stream.worker import config as worker_config
@@ -36,7 +40,8 @@ from stream.worker.metrics import Metrics
 
 log = logging.getLogger("skewwatch.worker")
 
-CHECKPOINT_VERSION = 1
+#: 2: the baseline is named by its fingerprint (1 named it by version, created, n_rows)
+CHECKPOINT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -47,107 +52,6 @@ class Record:
     partition: int
     offset: int
     topic: str = ""
-
-
-class Processed(NamedTuple):
-    alerts: list[Alert]
-    #: (index of the payload it came from, reject)
-    rejects: list[tuple[int, Reject]]
-    #: events each model's monitor accepted
-    events_by_model: Counter
-
-
-#: reason of an event its model's monitor raised on (a bug in detectors/, which never should):
-#: the event is dead-lettered, the rest of its batch is monitored, the worker carries on
-MONITOR_ERROR = "monitor_error"
-
-#: events handed to the monitors at once: a micro-batch of many multi-event messages is fed in
-#: chunks of about this size, which keeps the decoded events and the monitors' columns in cache
-#: (measured in-process: 10,000-event calls ran ~15% slower than 2,000-event ones); batching does
-#: not change the alerts
-MONITOR_CHUNK = 2000
-
-
-def process_messages(
-    router: ModelRouter,
-    payloads: list[bytes],
-    limits: Limits = Limits(),
-    keep: Callable[[int, dict], bool] | None = None,
-) -> Processed:
-    """Decode each payload, feed the events to the router in order (in chunks of about
-    MONITOR_CHUNK events), and say which payload each reject came from. `keep(index, event)`
-    drops events already counted (see module doc).
-    """
-    known = set(router.models)
-    accepted: list[dict] = []
-    origins: list[int] = []  # payload index of each accepted event
-    rejects: list[tuple[int, Reject]] = []
-    counts: Counter = Counter()
-    alerts: list[Alert] = []
-    poisoned: list[tuple[int, dict, Exception]] = []
-    for i, payload in enumerate(payloads):
-        if len(accepted) >= MONITOR_CHUNK:
-            _monitor_chunk(router, accepted, origins, alerts, poisoned)
-            accepted, origins = [], []
-        events, bad = decode_message(payload, limits)
-        for r in bad:
-            rejects.append((i, r))
-        models = list(map(model_of, events))
-        if keep is None and known.issuperset(models):  # the common case, without a Python loop
-            accepted.extend(events)
-            origins.extend(repeat(i, len(events)))
-            counts.update(models)
-            continue
-        for ev in events:
-            model = ev["model"]
-            if model in known:
-                if keep is None or keep(i, ev):
-                    accepted.append(ev)
-                    origins.append(i)
-                    counts[model] += 1
-            else:
-                # The router owns the unknown / unavailable-model reasons; it rejects
-                # without touching any monitor.
-                rejects.extend((i, r) for r in router.process([ev])[1])
-    _monitor_chunk(router, accepted, origins, alerts, poisoned)
-    for i, ev, error in poisoned:
-        counts[ev["model"]] -= 1
-        detail = f"the monitor of model {ev['model']!r} raised {type(error).__name__}: {error}"[:300]
-        rejects.append((i, Reject(MONITOR_ERROR, detail, encode_value(ev))))
-    return Processed(alerts, rejects, +counts)
-
-
-def _monitor_chunk(router: ModelRouter, events: list[dict], origins: list[int],
-                   alerts: list[Alert], poisoned: list[tuple[int, dict, Exception]]) -> None:
-    found, bad = _monitor_isolating(router, events, origins)
-    alerts.extend(found)
-    poisoned.extend(bad)
-
-
-def _monitor_isolating(router: ModelRouter, events: list[dict], origins: list[int]
-                       ) -> tuple[list[Alert], list[tuple[int, dict, Exception]]]:
-    """`router.process(events)`; if a monitor raises, its models are rolled back to their state
-    before the call and the batch is bisected down to the events it raises on, which come back
-    (with their origin) instead of being monitored. Batching does not change the alerts, so the
-    rest gives the alerts of the whole batch without those events."""
-    if not events:
-        return [], []
-    before = {m: msgpack.packb(router.state_dict(m), use_bin_type=True) for m in set(map(model_of, events))}
-    try:
-        return router.process(events)[0], []
-    except Exception as error:  # noqa: BLE001 (any engine bug: isolate it, never lose the batch)
-        for model, blob in before.items():
-            router.restore(model, msgpack.unpackb(blob, raw=False, strict_map_key=False))
-        if len(events) == 1:
-            return [], [(origins[0], events[0], error)]
-    mid = len(events) // 2
-    first, bad_first = _monitor_isolating(router, events[:mid], origins[:mid])
-    second, bad_second = _monitor_isolating(router, events[mid:], origins[mid:])
-    return first + second, bad_first + bad_second
-
-
-def _baseline_identity(b: Baseline) -> list[Any]:
-    return [b.version, b.created, b.n_rows]
 
 
 class PartitionMonitors:
@@ -231,7 +135,7 @@ class PartitionMonitors:
         return {
             m: msgpack.packb(
                 {"v": CHECKPOINT_VERSION, "offset": self.last_offset, "committed_floor": self.committed_floor,
-                 "baseline": _baseline_identity(self.router.baseline(m)), "state": self.router.state_dict(m)},
+                 "baseline": self.router.baseline(m).fingerprint, "state": self.router.state_dict(m)},
                 use_bin_type=True,
             )
             for m in models
@@ -239,14 +143,15 @@ class PartitionMonitors:
 
     def restore(self, model: str, blob: bytes) -> bool:
         """Continue `model`'s monitor from a checkpoint; False (fresh monitor kept) when it does
-        not apply: unreadable, another format version, or taken against another baseline."""
+        not apply: unreadable, another format version, or taken against another baseline (another
+        fingerprint: the same profile rebuilt is the same baseline)."""
         if model not in self.router.models:
             return False
         try:
             data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
             if data.get("v") != CHECKPOINT_VERSION:
-                raise ValueError(f"checkpoint format {data.get('v')!r}")
-            if data.get("baseline") != _baseline_identity(self.router.baseline(model)):
+                raise ValueError(f"checkpoint format {data.get('v')!r}, this worker reads format {CHECKPOINT_VERSION}")
+            if data.get("baseline") != self.router.baseline(model).fingerprint:
                 log.info("partition %d: checkpoint of %r was taken against another baseline; starting fresh",
                          self.partition, model)
                 return False

@@ -21,10 +21,10 @@ import orjson
 import pytest
 
 from detectors.events import REASONS, decode_message
+from detectors.processing import MONITOR_ERROR
 from detectors.routing import ModelRouter
 from stream.worker import config
 from stream.devkit.broker import EmbeddedBroker
-from stream.worker.service import MONITOR_ERROR
 from tests.integration.conftest import Deployment, Follower, produce, wait_for
 from tests.integration.test_worker import alerts_of, messages
 from tests.stream.helpers import events, training_baseline

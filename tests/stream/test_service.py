@@ -2,20 +2,23 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import os
 
 import msgpack
 import orjson
 from prometheus_client import CollectorRegistry
 
+from detectors.processing import process_messages
 from detectors.routing import ModelRouter
 from stream.worker.metrics import Metrics
 from stream.worker.service import (
+    CHECKPOINT_VERSION,
     DetectionService,
     PartitionMonitors,
     Record,
     RejectLog,
     parse_checkpoint_key,
-    process_messages,
 )
 from tests.stream.helpers import as_json, credit_baseline, events  # noqa: F401 (fixtures)
 
@@ -110,7 +113,43 @@ def test_checkpoints_are_msgpack_with_the_offset_and_never_pickle(credit_baselin
     live = PartitionMonitors(1, [credit_baseline])
     live.process(records(as_json(events("credit", 10, seed=6)), partition=1, start=40))
     data = msgpack.unpackb(live.checkpoints()["credit"], raw=False, strict_map_key=False)
-    assert data["v"] == 1 and data["offset"] == 49 and data["state"]
+    assert data["v"] == CHECKPOINT_VERSION == 2 and data["offset"] == 49 and data["state"]
+    assert data["baseline"] == credit_baseline.fingerprint
+
+
+def test_a_checkpoint_restores_against_the_same_baseline_rebuilt(credit_baseline):
+    """The same training data profiled again (a new `created`) is the same baseline: its fingerprint."""
+    live = PartitionMonitors(0, [credit_baseline])
+    live.process(records(as_json(events("credit", 50, seed=5))))
+    rebuilt = dataclasses.replace(credit_baseline, created=credit_baseline.created + 86_400.0)
+    restored = PartitionMonitors(0, [rebuilt])
+    assert restored.restore("credit", live.checkpoints()["credit"])
+    assert restored.router.state_dict("credit") == live.router.state_dict("credit")
+
+
+def test_a_checkpoint_of_the_old_format_starts_the_monitor_fresh_and_says_why(credit_baseline, caplog):
+    live = PartitionMonitors(0, [credit_baseline])
+    live.process(records(as_json(events("credit", 50, seed=5))))
+    data = msgpack.unpackb(live.checkpoints()["credit"], raw=False, strict_map_key=False)
+    b = credit_baseline
+    old = dict(data, v=1, baseline=[b.version, b.created, b.n_rows])  # how format 1 named the baseline
+    fresh = PartitionMonitors(0, [credit_baseline])
+    with caplog.at_level("WARNING", logger="skewwatch.worker"):
+        assert not fresh.restore("credit", msgpack.packb(old, use_bin_type=True))
+    assert fresh.router.monitor("credit").events_seen == 0
+    assert "checkpoint format 1, this worker reads format 2); starting fresh" in caplog.text
+
+
+def test_a_rebuilt_baseline_file_of_the_same_data_keeps_the_monitors(tmp_path, credit_baseline):
+    service = credit_service(tmp_path, credit_baseline)
+    monitors = service.monitors_for(0, lambda: [])
+    service.process(monitors, records(as_json(events("credit", 40, seed=4))))
+    path = tmp_path / "credit.msgpack"
+    dataclasses.replace(credit_baseline, created=credit_baseline.created + 86_400.0).save(path)
+    mtime = path.stat().st_mtime_ns + 10**9  # seen as changed, however coarse the file system's clock
+    os.utime(path, ns=(mtime, mtime))
+    assert [c.kind for c in service.rescan()] == ["loaded"]
+    assert monitors.router.monitor("credit").events_seen == 40
 
 
 def test_service_builds_partition_monitors_from_its_checkpoints_and_counts_metrics(tmp_path, credit_baseline):

@@ -1,0 +1,74 @@
+"""detectors.processing, the path of the worker, replay and report: a monitor that raises, even
+while its state is saved or restored for the rollback, costs only its events, never the batch."""
+from __future__ import annotations
+
+import pytest
+
+from detectors.model import ModelMonitor
+from detectors.processing import MONITOR_ERROR, process_events, process_messages
+from detectors.routing import ModelRouter
+from tests.stream.helpers import as_json, credit_baseline, events, fraud_baseline  # noqa: F401 (fixtures)
+
+
+def _interleaved(n: int) -> list[dict]:
+    """credit and fraud events, alternating (credit at even indices)."""
+    return [ev for pair in zip(events("credit", n, seed=1), events("fraud", n, seed=2)) for ev in pair]
+
+
+def test_a_model_whose_state_cannot_be_saved_loses_its_events_not_the_batch(credit_baseline, fraud_baseline,
+                                                                            monkeypatch):
+    state_dict = ModelMonitor.state_dict
+
+    def broken_for_credit(monitor):
+        if monitor.baseline.model == "credit":
+            raise RuntimeError("state of credit is broken")
+        return state_dict(monitor)
+
+    monkeypatch.setattr(ModelMonitor, "state_dict", broken_for_credit)
+    router = ModelRouter([credit_baseline, fraud_baseline])
+    _, rejects, counts = process_messages(router, as_json(_interleaved(50)))
+    assert [i for i, _ in rejects] == list(range(0, 100, 2))
+    assert {r.reason for _, r in rejects} == {MONITOR_ERROR}
+    assert "RuntimeError saving its state for a rollback: state of credit is broken" in rejects[0][1].detail
+    assert counts == {"fraud": 50}
+    assert router.monitor("fraud").events_seen == 50 and router.monitor("credit").events_seen == 0
+
+
+def test_a_model_that_cannot_be_rolled_back_loses_the_events_of_the_failed_call(credit_baseline, fraud_baseline,
+                                                                               monkeypatch):
+    update_batch = ModelMonitor.update_batch
+
+    def raise_on_poison(monitor, evs):
+        alerts = update_batch(monitor, evs)
+        if any(e.get("request_id") == "poison" for e in evs):
+            raise TypeError("unhashable type: 'list'")
+        return alerts
+
+    restore = ModelRouter.restore
+
+    def no_restore_for_credit(router, model, state):
+        if model == "credit":
+            raise ValueError("cannot restore credit")
+        restore(router, model, state)
+
+    monkeypatch.setattr(ModelMonitor, "update_batch", raise_on_poison)
+    monkeypatch.setattr(ModelRouter, "restore", no_restore_for_credit)
+    stream = _interleaved(20)
+    stream[6] = dict(stream[6], request_id="poison")  # a credit event
+    router = ModelRouter([credit_baseline, fraud_baseline])
+    _, rejects, counts = process_events(router, stream)
+    # the call that raised held every credit event: none can be given back to a rolled-back monitor
+    assert [i for i, _ in rejects] == list(range(0, 40, 2))
+    assert "ValueError restoring its state for a rollback: cannot restore credit" in rejects[0][1].detail
+    assert counts == {"fraud": 20} and router.monitor("fraud").events_seen == 20
+
+
+@pytest.mark.parametrize("origins", [None, [7] * 6])
+def test_rejects_carry_the_origin_of_their_event(credit_baseline, origins):
+    stream = events("credit", 4, seed=3)
+    stream[1:1] = [{"model": "nobody", "features": {}}]
+    stream[4:4] = [{"model": "other", "features": {}}]
+    _, rejects, counts = process_events(ModelRouter([credit_baseline]), stream, origins)
+    assert [(i, r.reason) for i, r in rejects] == [(1, "unknown_model"), (4, "unknown_model")] if origins is None \
+        else [(7, "unknown_model")] * 2
+    assert counts == {"credit": 4}
