@@ -246,7 +246,7 @@ class NumericBank:
                 fired = detector.update(mean_u, nvalid, event)
                 if fired:
                     evidence = {"test": fired, "block_events": T.RIVER_BLOCK, "block_mean_u": round(float(mean_u), 4),
-                                "adwin_width_blocks": int(detector.adwin.width), "change_start_event": detector.onset + 1}
+                                "adwin_width_blocks": detector.adwin_width, "change_start_event": detector.onset + 1}
                     if fired == "page_hinkley":
                         threshold, p_value = T.PAGE_HINKLEY_THRESHOLD, None
                     else:  # ADWIN: the statistic is the number of old blocks it dropped, delta bounds the error
@@ -322,7 +322,7 @@ class NumericBank:
             "cusum_threshold": T.CUSUM_H,
         }
         if self._river:
-            stats["adwin_width_blocks"] = int(self._river[j].adwin.width)
+            stats["adwin_width_blocks"] = self._river[j].adwin_width
         return stats
 
     def missing_ratio(self, j: int) -> float:
