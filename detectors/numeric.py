@@ -20,6 +20,7 @@ from detectors import thresholds as T
 from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr_weights, blocks_touched
 from detectors.episodes import Candidate
 from detectors.pit import BatchedPIT
+from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
 
@@ -72,9 +73,6 @@ def rate_weights(rate: float, n: int) -> tuple[int, int, float]:
     hit, miss = bernoulli_llr_weights(p0, p1, T.LLR_SCALE)
     return hit, miss, p0
 
-#: fewest recent events an alert's current summary is computed from
-MIN_SUMMARY_EVENTS = 32
-
 
 def window_cuts(start: int, n: int, window: int) -> list[int]:
     """Offsets that split a batch of events start..start+n-1 where tumbling windows of `window`
@@ -85,35 +83,6 @@ def window_cuts(start: int, n: int, window: int) -> list[int]:
     """
     first = (-start) % window
     return [0] + [c for c in range(first, n, window) if c > 0] + [n]
-
-
-def commit_recent(monitor: Any) -> None:
-    """End of a batch: the monitor's last `_recent_len` events become the last of ring + batch."""
-    batch = monitor._batch_recent
-    if batch is not None:
-        n, keep = batch.shape[1], monitor._recent_len
-        if n >= keep:  # a view of the batch's own array (made for this batch, never written again): no copy
-            monitor._recent = batch[:, n - keep:]
-        else:
-            monitor._recent = np.concatenate([monitor._recent[:, n:], batch], axis=1)
-        monitor._recent_filled = min(keep, monitor._recent_filled + n)
-        monitor._batch_recent = None
-
-
-def recent_rows(monitor: Any, j: int, event_index: int | None, since: int | None) -> np.ndarray:
-    """Feature j's last `_recent_len` events up to event_index, from a monitor's last events
-    (`_recent`, `_recent_filled`) and, during a batch, the batch's own (`_batch_recent`, events
-    from `_batch_start`). With `since`, only the events since the change started, but at least
-    MIN_SUMMARY_EVENTS to summarise. Shared by the numeric and categorical monitors."""
-    if monitor._batch_recent is not None and event_index is not None:
-        stop = event_index - monitor._batch_start + 1
-        rows = np.concatenate([monitor._recent[j], monitor._batch_recent[j, :stop]])[-monitor._recent_len:]
-        have = min(monitor._recent_len, monitor._recent_filled + stop)
-    else:
-        rows, have = monitor._recent[j], monitor._recent_filled
-    if since is not None and event_index is not None:
-        have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
-    return rows[len(rows) - have:] if have < len(rows) else rows
 
 
 class NumericBank:
@@ -130,7 +99,6 @@ class NumericBank:
         self._alarms = CONFIDENCE_ALARMS if confidence else FEATURE_ALARMS
         self._window = window
         self._min_window_values = min_window_values
-        self._recent_len = recent
         f = len(self._profiles)
         self._pit = BatchedPIT(self._profiles)
         counts = np.array([max(p.count, 1) for p in self._profiles], dtype=np.float64)
@@ -162,10 +130,7 @@ class NumericBank:
         self._last_hist = np.zeros((f, FINE_BINS), dtype=np.int64)
         self._last_counts = np.zeros((f, 4), dtype=np.int64)
         #: last events' values: the value if valid, NaN if missing, +inf if invalid
-        self._recent = np.full((f, recent), np.nan)
-        self._recent_filled = 0
-        self._batch_recent: np.ndarray | None = None
-        self._batch_start = 0
+        self._recent = RecentRing(f, recent, np.nan, np.float64)
         self._completed_timing: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
@@ -178,7 +143,6 @@ class NumericBank:
         it: the value if valid, NaN if missing, +inf if invalid."""
         f, n = x.shape
         self._completed_timing = None
-        self._batch_start = start
         if f == 0 or n == 0:
             return []
         u = self._pit.transform(x, start)
@@ -194,12 +158,12 @@ class NumericBank:
             candidates += self._river_alarms(sums, ends, f)
         if not self._confidence:
             candidates += self._windows(hist, counts, cuts, start)
-        self._batch_recent = x
+        self._recent.hold_batch(x, start)
         return candidates
 
     def end_batch(self) -> None:
         """Keep the last events for summaries (after the batch's alerts are built)."""
-        commit_recent(self)
+        self._recent.commit()
 
     def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:
@@ -296,7 +260,7 @@ class NumericBank:
 
     def recent_values(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
         """The feature's last `recent` events up to event_index (encoded: NaN missing, inf invalid)."""
-        return recent_rows(self, j, event_index, since)
+        return self._recent.rows(j, event_index, since)
 
     def current_summary(self, j: int, event_index: int | None = None) -> dict[str, Any]:
         values = self.recent_values(j, event_index)
@@ -342,8 +306,7 @@ class NumericBank:
             "window_counts": self._window_counts.ravel().tolist(),
             "last_hist": self._last_hist.astype(np.int32).tobytes(),
             "last_counts": self._last_counts.ravel().tolist(),
-            "recent": self._recent.tobytes(),
-            "recent_filled": self._recent_filled,
+            **self._recent.state_dict(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -358,8 +321,7 @@ class NumericBank:
         self._window_counts = np.asarray(state["window_counts"], dtype=np.int64).reshape(f, 4)
         self._last_hist = np.frombuffer(state["last_hist"], dtype=np.int32).astype(np.int64).reshape(f, FINE_BINS)
         self._last_counts = np.asarray(state["last_counts"], dtype=np.int64).reshape(f, 4)
-        self._recent = np.frombuffer(state["recent"], dtype=np.float64).reshape(f, self._recent_len).copy()
-        self._recent_filled = int(state["recent_filled"])
+        self._recent.load_state(state)
 
 
 def summarise_recent(values: np.ndarray) -> dict[str, Any]:
