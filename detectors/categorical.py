@@ -17,7 +17,7 @@ from baselines.profile import CategoricalProfile
 from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
-from detectors.episodes import Candidate
+from detectors.episodes import AlarmSource, Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
 from detectors.numeric import rate_weights, window_cuts
 from detectors.recent import RecentRing
@@ -121,8 +121,10 @@ class CategoricalBank:
                         "change_start_event": onset}
             if test == UNSEEN:
                 evidence["top_unseen"] = self.top_unseen(j, event_index=event)
-            out.append(Candidate(event, (3, test, j), self._names[j], kind, family, detector,
-                                 stat / T.LLR_SCALE, T.RATE_H, None, evidence, onset))
+            out.append(Candidate(event_index=event, rank=(AlarmSource.CATEGORICAL_CUSUM, test, j),
+                                 feature=self._names[j], kind=kind, family=family, detector=detector,
+                                 statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None, evidence=evidence,
+                                 onset=onset))
         return out
 
     def _window_candidates(self, counts: np.ndarray) -> np.ndarray:
@@ -178,9 +180,11 @@ class CategoricalBank:
             stats = self._window_test(j, self._counts)
             if stats["p_value"] < T.WINDOW_ALPHA:
                 evidence = {"test": "chi2", "window_events": self._window, **{k: _round(v) for k, v in stats.items()}}
-                out.append(Candidate(event, (4, 0, j), self._names[j], "drift", "distribution", "chi2",
-                                     float(stats["chi2"]), _chi2_threshold(stats["dof"]), float(stats["p_value"]),
-                                     evidence, event - self._window + 1))
+                out.append(Candidate(event_index=event, rank=(AlarmSource.CHI2_WINDOW, 0, j), feature=self._names[j],
+                                     kind="drift", family="distribution", detector="chi2",
+                                     statistic=float(stats["chi2"]), threshold=_chi2_threshold(stats["dof"]),
+                                     p_value=float(stats["p_value"]), evidence=evidence,
+                                     onset=event - self._window + 1))
         self._last_counts, self._counts = self._counts, self._last_counts  # the last window's array takes the next
         self._counts.fill(0)
         return out

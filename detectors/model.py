@@ -28,7 +28,7 @@ from detectors.alerts import Alert, alert_id
 from detectors.categorical import CategoricalBank
 from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.diagnosis import ChangeTiming, Diagnosis, diagnose_categorical, diagnose_numeric, diagnose_versions
-from detectors.episodes import Candidate, EpisodeTracker
+from detectors.episodes import SERVING_FAMILIES, AlarmSource, Candidate, EpisodeTracker
 from detectors.extract import INVALID, FeatureColumns, NumericValues
 from detectors.numeric import Z_PER_UNIT, NumericBank, rate_weights, summarise_recent
 from detectors.sketches import MAX_LABEL, SpaceSaving
@@ -190,8 +190,9 @@ class ModelMonitor:
                         "unexpected_names": [[k, c] for k, c, _ in top]}
             # one model-level episode, whichever names: a stream of ever-new names is one problem,
             # not one alert (and one tracked episode) per name
-            out.append(Candidate(event, (5, 0, 0), None, "data_quality", "unexpected_field",
-                                 "unexpected_field", stat / T.LLR_SCALE, T.RATE_H, None, evidence, None))
+            out.append(Candidate(event_index=event, rank=(AlarmSource.UNEXPECTED_FIELDS, 0, 0), feature=None,
+                                 kind="data_quality", family="unexpected_field", detector="unexpected_field",
+                                 statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None, evidence=evidence))
         for _, name in names:
             self._unexpected_names.update(name)
         return out
@@ -254,8 +255,9 @@ class ModelMonitor:
         if version is not None:
             evidence["version"] = version
         statistic = float(len(served)) if family == "mixed_versions" else 1.0
-        return Candidate(index, (6, 0 if family == "version" else 1, 0), None, "serving", family, detector,
-                         statistic, 1.0, None, evidence, None)
+        return Candidate(event_index=index, rank=(AlarmSource.SERVING, SERVING_FAMILIES.index(family), 0), feature=None,
+                         kind="serving", family=family, detector=detector, statistic=statistic, threshold=1.0,
+                         p_value=None, evidence=evidence)
 
     # ---- change timing (block means of the location score) --------------------------------------
     def _record_timing(self, start: int, n: int) -> None:

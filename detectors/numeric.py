@@ -18,7 +18,7 @@ from baselines.profile import QUANTILE_PROBS, NumericProfile
 from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr_weights, blocks_touched
-from detectors.episodes import Candidate
+from detectors.episodes import RIVER_DETECTORS, AlarmSource, Candidate
 from detectors.pit import BatchedPIT
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
@@ -185,8 +185,9 @@ class NumericBank:
             statistic, threshold = stat / T.LLR_SCALE, T.RATE_H
             evidence = {"test": CHAINS[test], "expected_rate": float(self._expected_rates[j, test - MISSING])}
         evidence["change_start_event"] = onset
-        return Candidate(event, (0, test, j), self._names[j], kind, family, detector,
-                         float(statistic), float(threshold), None, evidence, onset)
+        return Candidate(event_index=event, rank=(AlarmSource.NUMERIC_CUSUM, test, j), feature=self._names[j],
+                         kind=kind, family=family, detector=detector, statistic=float(statistic),
+                         threshold=float(threshold), p_value=None, evidence=evidence, onset=onset)
 
     def _river_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:
@@ -215,9 +216,10 @@ class NumericBank:
                         threshold, p_value = T.PAGE_HINKLEY_THRESHOLD, None
                     else:  # ADWIN: the statistic is the number of old blocks it dropped, delta bounds the error
                         threshold, p_value = 1.0, T.ADWIN_DELTA
-                    out.append(Candidate(event, (1, 0 if fired == "adwin" else 1, j), self._names[j], "drift",
-                                         "distribution", fired, detector.statistic, threshold, p_value, evidence,
-                                         detector.onset + 1))
+                    out.append(Candidate(event_index=event, rank=(AlarmSource.RIVER, RIVER_DETECTORS.index(fired), j),
+                                         feature=self._names[j], kind="drift", family="distribution", detector=fired,
+                                         statistic=detector.statistic, threshold=threshold, p_value=p_value,
+                                         evidence=evidence, onset=detector.onset + 1))
         return out
 
     def _windows(self, hist: np.ndarray, counts: np.ndarray, cuts: list[int], start: int) -> list[Candidate]:
@@ -241,8 +243,9 @@ class NumericBank:
                         "jensen_shannon": round(jensen_shannon(d10, DECILES), 4),
                         "wasserstein": self._wasserstein(j, hist[j])}
             threshold = float(KS_CRITICAL / math.sqrt(nvalid) + self._ks_allowance[j])
-            out.append(Candidate(event, (2, 0, j), self._names[j], "drift", "distribution", "ks",
-                                 ks, threshold, p_value, evidence, event - self._window + 1))
+            out.append(Candidate(event_index=event, rank=(AlarmSource.KS_WINDOW, 0, j), feature=self._names[j],
+                                 kind="drift", family="distribution", detector="ks", statistic=ks, threshold=threshold,
+                                 p_value=p_value, evidence=evidence, onset=event - self._window + 1))
         # the closed window becomes the last one, whose arrays, zeroed, take the next window
         self._last_hist, self._hist = hist, self._last_hist
         self._last_counts, self._window_counts = self._window_counts, self._last_counts
