@@ -1,4 +1,5 @@
-"""The last events' values of each feature, for an alert's "current" summary and the diagnosis.
+"""What a monitor keeps of the last events for an alert's "current" summary and its diagnosis: each
+feature's last values (`RecentRing`), and a numeric feature's last raw invalid values (`InvalidExamples`).
 
 >>> ring = RecentRing(n_features=1, length=4, fill=-1, dtype=np.int16)
 >>> ring.hold_batch(np.array([[10, 11, 12]]), start=0)
@@ -16,8 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from detectors.extract import INVALID, NumericValues
+
 #: fewest recent events an alert's current summary is computed from
 MIN_SUMMARY_EVENTS = 32
+#: raw invalid values kept per numeric feature (the last ones), quoted by the diagnosis
+MAX_INVALID_EXAMPLES = 4
 
 
 class RecentRing:
@@ -90,3 +95,51 @@ class RecentRing:
         n_features = self._values.shape[0]
         self._values = np.frombuffer(state["recent"], dtype=self._dtype).reshape(n_features, self._length).copy()
         self._filled = int(state["recent_filled"])
+
+
+class InvalidExamples:
+    """The last MAX_INVALID_EXAMPLES raw invalid values of each numeric feature, as quoted strings.
+
+    As in RecentRing, a batch's values are held apart until `commit`, so that an alert inside the
+    batch quotes only the values up to its event.
+
+    >>> from detectors.extract import classify_numbers
+    >>> examples = InvalidExamples(n_features=1)
+    >>> examples.hold_batch(classify_numbers(["1", 2.0, "x", None]), start=10)
+    >>> examples.at(0, event_index=11), examples.at(0, event_index=13)
+    (['1'], ['1', 'x'])
+    """
+
+    def __init__(self, n_features: int):
+        self._kept: list[list[str]] = [[] for _ in range(n_features)]
+        self._batch: NumericValues | None = None
+        self._batch_start = 0
+
+    def hold_batch(self, values: NumericValues, start: int) -> None:
+        """The batch's numeric values, of events start.., readable by `at` until `commit`."""
+        self._batch = values
+        self._batch_start = start
+
+    def at(self, j: int, event_index: int) -> list[str]:
+        """Feature j's last invalid values up to event_index, oldest first."""
+        kept = self._kept[j]
+        if self._batch is None:
+            return list(kept)
+        recent = self._batch.invalid_examples(j, event_index - self._batch_start, MAX_INVALID_EXAMPLES)
+        return (kept + recent)[-MAX_INVALID_EXAMPLES:]
+
+    def commit(self) -> None:
+        """End of a batch: its last invalid values join the kept ones."""
+        batch, self._batch = self._batch, None
+        if batch is None or not batch.invalid_count:
+            return
+        last = batch.x.shape[1] - 1
+        for j in np.flatnonzero((batch.status == INVALID).any(axis=1)).tolist():
+            recent = batch.invalid_examples(j, last, MAX_INVALID_EXAMPLES)
+            self._kept[j] = (self._kept[j] + recent)[-MAX_INVALID_EXAMPLES:]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"invalid_examples": [list(e) for e in self._kept]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._kept = [[str(v) for v in e] for e in state["invalid_examples"]]
