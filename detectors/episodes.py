@@ -74,13 +74,6 @@ class EpisodeTracker:
         self._episodes[key] = [number, event_index]
         return number
 
-    def episodes(self, key: tuple[str, str]) -> int:
-        entry = self._episodes.get(key)
-        return entry[0] if entry else 0
-
-    def reset(self) -> None:
-        self._episodes.clear()
-
     def state_dict(self) -> dict[str, Any]:
         return {"episodes": [[f, fam, n, last] for (f, fam), (n, last) in self._episodes.items()]}
 

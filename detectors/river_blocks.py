@@ -91,12 +91,6 @@ class BlockChangeDetectors:
             self._ph_high_at = event
         return None
 
-    def reset(self) -> None:
-        self._adwin = self._new_adwin()
-        self._ph = self._new_page_hinkley()
-        self._ph_low_at = self._ph_high_at = self._onset = -1
-        self._statistic = 0.0
-
     def state_dict(self) -> dict[str, Any]:
         window, adwin_drift = adwin_state(self._adwin)
         return {

@@ -90,9 +90,6 @@ class BlockHistory:
         keep = valid > 0
         return self.ends[keep], self.counts[keep], sums[keep] / valid[keep]
 
-    def reset(self) -> None:
-        self.__init__(self._n_features, self._per_size, self._max_blocks)
-
     def state_dict(self) -> dict[str, Any]:
         f = self._n_features
         return {"ends": list(self._ends), "counts": list(self._counts),
