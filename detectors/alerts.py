@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from detectors.episodes import Candidate
 
 KINDS = ("drift", "confidence_drop", "data_quality", "skew", "serving", "performance")
 
@@ -24,6 +27,27 @@ def alert_id(model: str, feature: str | None, kind: str, family: str, episode: i
     """
     key = f"{model}\x1f{feature or ''}\x1f{kind}\x1f{family}\x1f{episode}\x1f{baseline}"
     return hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+
+
+def severity(c: Candidate, base: dict, current: dict) -> str:
+    """"critical" or "warning": how far the recent summary `current` is from the training one `base`.
+
+    >>> c = Candidate(event_index=9, rank=(0, 0, 0), feature="x", kind="drift", family="distribution",
+    ...               detector="cusum", statistic=5.0, threshold=4.0, p_value=None)
+    >>> severity(c, {"mean": 0.0, "std": 1.0}, {"mean": 0.3, "std": 1.0})
+    'warning'
+    """
+    if c.kind == "drift" and "mean" in current and base.get("std"):
+        large = (abs(current["mean"] - base["mean"]) >= 0.5 * base["std"]
+                 or abs(math.log(max(current.get("std", 0.0), 1e-300) / base["std"])) >= math.log(1.5))
+        return "critical" if large else "warning"
+    if c.kind == "data_quality":
+        rate = current.get("missing_rate", 0.0) if c.family == "missing" else current.get(
+            "invalid_rate", 0.0) if c.family == "invalid" else current.get("unseen_share", 0.0)
+        return "critical" if rate >= 0.1 else "warning"
+    if c.kind == "confidence_drop":
+        return "critical" if base.get("mean", 0) - current.get("mean", 0) >= 0.1 else "warning"
+    return "warning" if c.kind == "serving" else "critical"
 
 
 @dataclass

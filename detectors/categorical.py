@@ -17,9 +17,10 @@ from baselines.profile import CategoricalProfile
 from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
-from detectors.episodes import Candidate
+from detectors.episodes import AlarmSource, Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
-from detectors.numeric import commit_recent, rate_weights, recent_rows, window_cuts
+from detectors.numeric import rate_weights, window_cuts
+from detectors.recent import RecentRing
 from detectors.sketches import SpaceSaving
 from detectors.stats import chi2_sf, jensen_shannon, psi
 
@@ -43,7 +44,6 @@ class CategoricalBank:
         f = len(self._profiles)
         self._window = window
         self._min_window_values = min_window_values
-        self._recent_len = recent
         self._n_known = np.array([len(c) for c in self._categories], dtype=np.int64)
         #: cell offsets in one flat histogram: feature j owns cells [offset, offset + K_j] (K_j = other)
         self._offsets = np.concatenate(([0], np.cumsum(self._n_known + 1)))[:-1].astype(np.int64)
@@ -68,9 +68,7 @@ class CategoricalBank:
         self._counts = np.zeros(self._n_cells, dtype=np.int64)
         self._last_counts = np.zeros(self._n_cells, dtype=np.int64)
         self._unseen = [SpaceSaving(top_unseen) for _ in range(f)]
-        self._recent = np.full((f, recent), MISSING_CODE, dtype=np.int16)
-        self._recent_filled = 0
-        self._batch_recent: np.ndarray | None = None
+        self._recent = RecentRing(f, recent, MISSING_CODE, np.int16)
         self._batch_start = 0
         self._pending_unseen: list[list[tuple[int, str]]] = []
 
@@ -100,7 +98,7 @@ class CategoricalBank:
             self._counts += counts[segment]
             if (start + b) % self._window == 0:
                 out += self._close_window(start + b - 1)
-        self._batch_recent = codes.astype(np.int16)
+        self._recent.hold_batch(codes.astype(np.int16), start)
         return out
 
     def end_batch(self) -> None:
@@ -108,7 +106,7 @@ class CategoricalBank:
             for _, label in values:
                 sketch.update(label)
         self._pending_unseen = []
-        commit_recent(self)
+        self._recent.commit()
 
     def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:
@@ -123,8 +121,10 @@ class CategoricalBank:
                         "change_start_event": onset}
             if test == UNSEEN:
                 evidence["top_unseen"] = self.top_unseen(j, event_index=event)
-            out.append(Candidate(event, (3, test, j), self._names[j], kind, family, detector,
-                                 stat / T.LLR_SCALE, T.RATE_H, None, evidence, onset))
+            out.append(Candidate(event_index=event, rank=(AlarmSource.CATEGORICAL_CUSUM, test, j),
+                                 feature=self._names[j], kind=kind, family=family, detector=detector,
+                                 statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None, evidence=evidence,
+                                 onset=onset))
         return out
 
     def _window_candidates(self, counts: np.ndarray) -> np.ndarray:
@@ -180,9 +180,11 @@ class CategoricalBank:
             stats = self._window_test(j, self._counts)
             if stats["p_value"] < T.WINDOW_ALPHA:
                 evidence = {"test": "chi2", "window_events": self._window, **{k: _round(v) for k, v in stats.items()}}
-                out.append(Candidate(event, (4, 0, j), self._names[j], "drift", "distribution", "chi2",
-                                     float(stats["chi2"]), _chi2_threshold(stats["dof"]), float(stats["p_value"]),
-                                     evidence, event - self._window + 1))
+                out.append(Candidate(event_index=event, rank=(AlarmSource.CHI2_WINDOW, 0, j), feature=self._names[j],
+                                     kind="drift", family="distribution", detector="chi2",
+                                     statistic=float(stats["chi2"]), threshold=_chi2_threshold(stats["dof"]),
+                                     p_value=float(stats["p_value"]), evidence=evidence,
+                                     onset=event - self._window + 1))
         self._last_counts, self._counts = self._counts, self._last_counts  # the last window's array takes the next
         self._counts.fill(0)
         return out
@@ -200,7 +202,7 @@ class CategoricalBank:
         return [[label, count] for label, count, _ in sketch.top(n)]
 
     def recent_codes(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
-        return recent_rows(self, j, event_index, since)
+        return self._recent.rows(j, event_index, since)
 
     def current_summary(self, j: int, event_index: int | None = None, since: int | None = None) -> dict[str, Any]:
         codes = self.recent_codes(j, event_index, since)
@@ -237,8 +239,7 @@ class CategoricalBank:
             "counts": self._counts.astype(np.int32).tobytes(),
             "last_counts": self._last_counts.astype(np.int32).tobytes(),
             "unseen": [s.state_dict() for s in self._unseen],
-            "recent": self._recent.tobytes(),
-            "recent_filled": self._recent_filled,
+            **self._recent.state_dict(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -248,8 +249,7 @@ class CategoricalBank:
         self._last_counts = np.frombuffer(state["last_counts"], dtype=np.int32).astype(np.int64)
         for s, st in zip(self._unseen, state["unseen"]):
             s.load_state(st)
-        self._recent = np.frombuffer(state["recent"], dtype=np.int16).reshape(len(self._names), self._recent_len).copy()
-        self._recent_filled = int(state["recent_filled"])
+        self._recent.load_state(state)
 
 
 def _round(v: Any) -> Any:

@@ -46,10 +46,6 @@ class BlockAccumulator:
         self._size = size
         self._partial = np.zeros(n_columns, dtype=np.int64)
 
-    @property
-    def size(self) -> int:
-        return self._size
-
     def add(self, values: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
         """Add rows of integers for events start..start+n-1; return completed block sums (exact int64
         sums, compiled: `_kernels.block_sums`) and each block's last event index."""
@@ -73,9 +69,6 @@ class BlockAccumulator:
             self._partial.fill(0)
         return raw[:complete], _block_ends(start, size, complete)
 
-    def reset(self) -> None:
-        self._partial[:] = 0
-
     def state_dict(self) -> dict[str, Any]:
         return {"partial": self._partial.tolist()}
 
@@ -90,8 +83,8 @@ class CusumBank:
     >>> inc = np.array([[3, -1], [4, -1], [5, -1], [-20, -1]])
     >>> bank.update(inc, ends=np.array([9, 19, 29, 39]))
     [(29, 0, 12, -1)]
-    >>> bank.statistics.tolist(), bank.last_zero.tolist()
-    ([0, 0], [39, 39])
+    >>> bank.statistics.tolist()
+    [0, 0]
     """
 
     def __init__(self, thresholds: np.ndarray):
@@ -103,14 +96,6 @@ class CusumBank:
     @property
     def statistics(self) -> np.ndarray:
         return self._s
-
-    @property
-    def thresholds(self) -> np.ndarray:
-        return self._h
-
-    @property
-    def last_zero(self) -> np.ndarray:
-        return self._last_zero
 
     def update(self, increments: np.ndarray, ends: np.ndarray) -> list[tuple[int, int, int, int]]:
         """Feed blocks (rows) of increments; return (event index, chain, statistic, onset) per alarm.
@@ -134,10 +119,6 @@ class CusumBank:
             k_fixed = _NO_SCORES
         return _kernels.cusum_sums(sums, np.ascontiguousarray(ends, dtype=np.int64), len(k_fixed), k_fixed, half,
                                    hit, miss, block, self._h, self._s, self._last_zero)
-
-    def reset(self) -> None:
-        self._s[:] = 0
-        self._last_zero[:] = -1
 
     def state_dict(self) -> dict[str, Any]:
         return {"s": self._s.tolist(), "last_zero": self._last_zero.tolist()}

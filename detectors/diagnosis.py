@@ -8,6 +8,10 @@ history of block means of the feature's score plus the model versions seen)::
     diagnose_categorical(profile, counts, n_missing=.., n_total=.., timing=..)
     diagnose_change_time(timing)      # alerts without a feature profile (confidence, serving)
 
+and words the alerts that have no feature profile (`diagnose_serving`, `diagnose_confidence`,
+`diagnose_unexpected_fields`); `lead_with_change` and `with_version_coincidence` then add what the
+alarm's own test knows (what moved, its change-point estimate).
+
 Each returns a `Diagnosis`: a `cause`, one `sentence` for the on-call engineer and a small JSON-ready
 `evidence` map. The value rules run in a fixed order, most specific pipeline bug first (see
 docs/diagnosis.md); the first that fires wins, and a plain description of what moved is the fallback.
@@ -38,6 +42,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from baselines.profile import QUANTILE_PROBS, CategoricalProfile, NumericProfile
+from detectors.episodes import Candidate
 
 #: causes that name a defect of the serving pipeline (a timing diagnosis is appended to them)
 PIPELINE_CAUSES = frozenset(
@@ -49,6 +54,12 @@ MIN_VALUES = 30
 LONG_RAMP = 10_000
 #: share of the recent values that must agree for "all values" rules (stuck, rounded, integral)
 ALMOST_ALL = 0.98
+#: a change whose test ran at most this long from its change point is called abrupt, else gradual
+ABRUPT_WITHIN_EVENTS = 1024
+#: a model_version first seen this close to a test's change-point estimate is named as its likely cause
+VERSION_COINCIDENCE_EVENTS = 64
+#: tests that estimate where a change started (windowed tests only know their window)
+CHANGE_POINT_DETECTORS = ("cusum", "page_hinkley", "adwin")
 
 # known unit / scale factors and a hint of the conversion each usually is. Factors between 1/5 and 5
 # (miles -> km, inches -> cm) are left out: a feature measured on a ratio scale (latency, amounts)
@@ -654,6 +665,110 @@ def _with_timing(value: Diagnosis, timing: ChangeTiming | None) -> Diagnosis:
     # a named pipeline defect stays the cause; otherwise the timing is the better explanation, if it has one
     cause = value.cause if value.is_pipeline_bug or when.cause == "undated" else when.cause
     return Diagnosis(cause, f"{value.sentence}; {when.sentence}", {**value.evidence, "timing": {"cause": when.cause, **when.evidence}})
+
+
+# ---- alerts without a feature profile -----------------------------------------------------------
+def diagnose_serving(family: str, served_versions: Mapping[str, int], version: str | None,
+                     baseline_version: str | None) -> Diagnosis:
+    """A serving alarm (`detectors.serving`): the versions served, else the one mismatching version."""
+    return diagnose_versions(served_versions, baseline_version) or Diagnosis(
+        family, f"model_version {version} served, baseline describes {baseline_version}", {})
+
+
+def diagnose_unexpected_fields(names: Sequence[Sequence]) -> Diagnosis:
+    """names: the most frequent unexpected feature names, [name, count] pairs."""
+    return Diagnosis("unexpected_field", "events carry feature names the baseline does not know ("
+                     + ", ".join(str(n) for n, _ in names) + "): a renamed or new field in the serving pipeline", {})
+
+
+def diagnose_confidence(c: Candidate, base: dict, current: dict) -> Diagnosis:
+    """A confidence alarm: a drop (against the training summary `base`) or values that are not numbers."""
+    if c.kind != "confidence_drop":
+        return Diagnosis("invalid_confidence", "confidence values that are not numbers in [0, 1] are being served: "
+                         "a broken output mapping in the serving pipeline", {})
+    since = f"since event ~{c.onset:,}" if c.onset is not None else ""
+    return Diagnosis("confidence_drop", f"prediction confidence fell from mean {base['mean']:.3g} (p50 {base['p50']:.3g}) "
+                     f"to {current.get('mean', float('nan')):.3g} (p50 {current.get('p50', float('nan')):.3g}) {since}: "
+                     "inputs the model has not seen in training (out of distribution)", {})
+
+
+# ---- what the alarm's test adds ----------------------------------------------------------------
+def lead_with_change(d: Diagnosis, base: dict, current: dict, c: Candidate) -> Diagnosis:
+    """Start a numeric drift's diagnosis with what moved (location / scale / missingness) and where,
+    then the rule's cause. base, current: the training and recent summaries."""
+    if "mean" not in current or c.kind != "drift":
+        return d
+    moved = []
+    std_b = base["std"] or 1.0
+    if abs(current["mean"] - base["mean"]) >= 0.2 * std_b:
+        moved.append("location")
+    if current.get("std", 0) and base["std"] and abs(math.log(max(current["std"], 1e-300) / base["std"])) >= math.log(1.25):
+        moved.append("scale")
+    what = " and ".join(moved) + " shift" if moved else "shape change"
+    detected = f"detected by {c.detector} at event {c.event_index + 1:,}"
+    since = ""
+    if c.onset is not None and c.detector in CHANGE_POINT_DETECTORS and "timing" not in d.evidence:
+        # the test's own change-point estimate: a large step is caught within a few hundred events
+        run = c.event_index + 1 - c.onset
+        since = (f"abruptly at event ~{c.onset:,}" if run <= ABRUPT_WITHIN_EVENTS
+                 else f"gradually over ~{run:,} events since event ~{c.onset:,}")
+    if "moved" in d.evidence:
+        # the rule's own description already gives the numbers: say only which test fired, and when
+        return Diagnosis(d.cause, f"{detected}{', ' + since if since else ''}: {d.sentence}", d.evidence)
+    when = f"{since} ({detected})" if since else detected
+    head = (f"mean moved from {base['mean']:.3g} to {current['mean']:.3g} (std {base['std']:.3g} -> "
+            f"{current['std']:.3g}) {when}: {what}")
+    return Diagnosis(d.cause, f"{head}; {d.sentence}", d.evidence)
+
+
+def with_version_coincidence(d: Diagnosis, c: Candidate, first_seen: Mapping[str, int],
+                             baseline_version: str | None) -> Diagnosis:
+    """Relate the alert's own change-point estimate to a model_version that appeared then.
+
+    The block-history fit of the diagnosis dates only changes a few blocks old; a test that fires
+    within events of a deploy knows its onset already. A version first seen within
+    VERSION_COINCIDENCE_EVENTS of it (or a tenth of the span since) is named; the cause becomes
+    `version_change` unless a more specific pipeline defect (unit, case, fill...) was found.
+    """
+    if c.onset is None or "version_change" in (d.cause, (d.evidence.get("timing") or {}).get("cause")):
+        return d
+    tolerance = max(VERSION_COINCIDENCE_EVENTS, (c.event_index - c.onset) // 10)
+    near = sorted((abs(first - c.onset), first, v) for v, first in first_seen.items()
+                  if 0 < first <= c.event_index and abs(first - c.onset) <= tolerance)
+    if not near:
+        return d
+    _, first, version = near[0]
+    earlier = [(f, v) for v, f in first_seen.items() if f < first]
+    previous = max(earlier)[1] if earlier else baseline_version
+    sentence = (f"{d.sentence}; the change starts at event ~{c.onset:,}, when model_version "
+                f"{previous} -> {version} appeared (event {first:,}): check what that deployment changed")
+    evidence = {**d.evidence, "version_change": {"version": version, "previous_version": previous,
+                                                 "version_first_seen": first, "change_start_event": c.onset}}
+    return Diagnosis(d.cause if d.is_pipeline_bug else "version_change", sentence, evidence)
+
+
+def category_counts(profile: CategoricalProfile, categories: list[str], codes: np.ndarray,
+                    top_unseen: list[list]) -> dict[str, int]:
+    """Recent counts per category label (`diagnose_categorical`'s counts), the window's "other"
+    bucket split among the unseen values.
+
+    codes: the recent category codes (index into `categories`, len(categories) for "other",
+    negative for missing or invalid); top_unseen: [label, count] of the unseen values, most
+    frequent first. The "other" bucket also holds training categories outside the top-K (at about
+    the training "other" share): only what exceeds that share is attributed to the unseen values,
+    by their counts in the whole-stream sketch; the expected part has no label and is left out.
+    """
+    known = np.bincount(codes[codes >= 0], minlength=len(categories) + 1)
+    counts = {c: int(known[i]) for i, c in enumerate(categories) if known[i]}
+    expected_other = profile.other_freq * int(known.sum())
+    unseen = max(0, int(known[-1]) - round(expected_other))
+    total_unseen = sum(c for _, c in top_unseen)
+    for label, count in top_unseen:
+        if unseen and total_unseen:
+            share = round(unseen * count / total_unseen)
+            if share:
+                counts[label] = counts.get(label, 0) + share
+    return counts
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -2,15 +2,41 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 
-@dataclass(order=True)
+class AlarmSource(IntEnum):
+    """The test that raised an alarm: the first key of the order of alarms raised at the same event.
+
+    A Candidate's rank is (source, the test's own order, the feature's position in its bank); the
+    test's own order is, for the CUSUMs, their chain (numeric.CHAINS, categorical.CHAINS), for River,
+    `RIVER_DETECTORS`, for serving, `SERVING_FAMILIES`, else 0. Alerts come out in this order, so
+    changing it changes which alarm of a (feature, family) opens its episode.
+    """
+
+    NUMERIC_CUSUM = 0  # a numeric feature's (or the confidence's) CUSUMs against training
+    RIVER = 1  # ADWIN and Page-Hinkley within production
+    KS_WINDOW = 2  # a numeric feature's tumbling window
+    CATEGORICAL_CUSUM = 3
+    CHI2_WINDOW = 4  # a categorical feature's tumbling window
+    UNEXPECTED_FIELDS = 5
+    SERVING = 6  # model versions
+
+
+#: River's detectors in rank order (AlarmSource.RIVER)
+RIVER_DETECTORS = ("adwin", "page_hinkley")
+#: serving alarm families in rank order (AlarmSource.SERVING)
+SERVING_FAMILIES = ("version", "mixed_versions")
+
+
+@dataclass(order=True, kw_only=True)
 class Candidate:
     """An alarm raised by a test, before the episode rule decides whether it becomes an alert."""
 
     event_index: int  # the model's event count index of the event that completed the evidence
-    rank: tuple  # deterministic order among alarms at the same event
+    #: deterministic order among alarms at the same event: (AlarmSource, the test's own order, feature position)
+    rank: tuple[AlarmSource, int, int]
     feature: str | None = field(compare=False)
     kind: str = field(compare=False)
     family: str = field(compare=False)
@@ -47,13 +73,6 @@ class EpisodeTracker:
         number = entry[0] + 1 if entry else 1
         self._episodes[key] = [number, event_index]
         return number
-
-    def episodes(self, key: tuple[str, str]) -> int:
-        entry = self._episodes.get(key)
-        return entry[0] if entry else 0
-
-    def reset(self) -> None:
-        self._episodes.clear()
 
     def state_dict(self) -> dict[str, Any]:
         return {"episodes": [[f, fam, n, last] for (f, fam), (n, last) in self._episodes.items()]}

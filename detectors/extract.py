@@ -64,10 +64,6 @@ class NumericValues:
     def invalid(self) -> np.ndarray:
         return self.status == INVALID
 
-    @property
-    def absent(self) -> np.ndarray:
-        return self.status == ABSENT_KEY
-
     def invalid_examples(self, j: int, until: int, n: int) -> list[str]:
         """The last n invalid raw values of feature j among events 0..until of the batch, oldest first."""
         at = np.flatnonzero(self.status[j, : until + 1] == INVALID)[-n:] if n > 0 else []
@@ -79,7 +75,7 @@ def classify_numbers(column: Sequence[Any]) -> NumericValues:
     """One column of raw values (the confidence), as a (1, n) NumericValues; ABSENT: no value at all.
 
     >>> v = classify_numbers([1, 2.5, None, "3", True, float("nan"), ABSENT])
-    >>> v.x[0, :2].tolist(), v.missing[0].tolist(), v.invalid[0].tolist(), v.absent[0].tolist()[-1]
+    >>> v.x[0, :2].tolist(), v.missing[0].tolist(), v.invalid[0].tolist(), bool(v.status[0, -1] == ABSENT_KEY)
     ([1.0, 2.5], [False, False, True, False, False, False, True], [False, False, False, True, True, True, False], True)
     >>> v.invalid_examples(0, until=6, n=4)
     ['3', 'True', 'nan']

@@ -18,8 +18,9 @@ from baselines.profile import QUANTILE_PROBS, NumericProfile
 from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr_weights, blocks_touched
-from detectors.episodes import Candidate
+from detectors.episodes import RIVER_DETECTORS, AlarmSource, Candidate
 from detectors.pit import BatchedPIT
+from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
 
@@ -72,9 +73,6 @@ def rate_weights(rate: float, n: int) -> tuple[int, int, float]:
     hit, miss = bernoulli_llr_weights(p0, p1, T.LLR_SCALE)
     return hit, miss, p0
 
-#: fewest recent events an alert's current summary is computed from
-MIN_SUMMARY_EVENTS = 32
-
 
 def window_cuts(start: int, n: int, window: int) -> list[int]:
     """Offsets that split a batch of events start..start+n-1 where tumbling windows of `window`
@@ -85,35 +83,6 @@ def window_cuts(start: int, n: int, window: int) -> list[int]:
     """
     first = (-start) % window
     return [0] + [c for c in range(first, n, window) if c > 0] + [n]
-
-
-def commit_recent(monitor: Any) -> None:
-    """End of a batch: the monitor's last `_recent_len` events become the last of ring + batch."""
-    batch = monitor._batch_recent
-    if batch is not None:
-        n, keep = batch.shape[1], monitor._recent_len
-        if n >= keep:  # a view of the batch's own array (made for this batch, never written again): no copy
-            monitor._recent = batch[:, n - keep:]
-        else:
-            monitor._recent = np.concatenate([monitor._recent[:, n:], batch], axis=1)
-        monitor._recent_filled = min(keep, monitor._recent_filled + n)
-        monitor._batch_recent = None
-
-
-def recent_rows(monitor: Any, j: int, event_index: int | None, since: int | None) -> np.ndarray:
-    """Feature j's last `_recent_len` events up to event_index, from a monitor's last events
-    (`_recent`, `_recent_filled`) and, during a batch, the batch's own (`_batch_recent`, events
-    from `_batch_start`). With `since`, only the events since the change started, but at least
-    MIN_SUMMARY_EVENTS to summarise. Shared by the numeric and categorical monitors."""
-    if monitor._batch_recent is not None and event_index is not None:
-        stop = event_index - monitor._batch_start + 1
-        rows = np.concatenate([monitor._recent[j], monitor._batch_recent[j, :stop]])[-monitor._recent_len:]
-        have = min(monitor._recent_len, monitor._recent_filled + stop)
-    else:
-        rows, have = monitor._recent[j], monitor._recent_filled
-    if since is not None and event_index is not None:
-        have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
-    return rows[len(rows) - have:] if have < len(rows) else rows
 
 
 class NumericBank:
@@ -130,7 +99,6 @@ class NumericBank:
         self._alarms = CONFIDENCE_ALARMS if confidence else FEATURE_ALARMS
         self._window = window
         self._min_window_values = min_window_values
-        self._recent_len = recent
         f = len(self._profiles)
         self._pit = BatchedPIT(self._profiles)
         counts = np.array([max(p.count, 1) for p in self._profiles], dtype=np.float64)
@@ -162,10 +130,7 @@ class NumericBank:
         self._last_hist = np.zeros((f, FINE_BINS), dtype=np.int64)
         self._last_counts = np.zeros((f, 4), dtype=np.int64)
         #: last events' values: the value if valid, NaN if missing, +inf if invalid
-        self._recent = np.full((f, recent), np.nan)
-        self._recent_filled = 0
-        self._batch_recent: np.ndarray | None = None
-        self._batch_start = 0
+        self._recent = RecentRing(f, recent, np.nan, np.float64)
         self._completed_timing: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
@@ -178,7 +143,6 @@ class NumericBank:
         it: the value if valid, NaN if missing, +inf if invalid."""
         f, n = x.shape
         self._completed_timing = None
-        self._batch_start = start
         if f == 0 or n == 0:
             return []
         u = self._pit.transform(x, start)
@@ -194,12 +158,12 @@ class NumericBank:
             candidates += self._river_alarms(sums, ends, f)
         if not self._confidence:
             candidates += self._windows(hist, counts, cuts, start)
-        self._batch_recent = x
+        self._recent.hold_batch(x, start)
         return candidates
 
     def end_batch(self) -> None:
         """Keep the last events for summaries (after the batch's alerts are built)."""
-        commit_recent(self)
+        self._recent.commit()
 
     def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:
@@ -221,8 +185,9 @@ class NumericBank:
             statistic, threshold = stat / T.LLR_SCALE, T.RATE_H
             evidence = {"test": CHAINS[test], "expected_rate": float(self._expected_rates[j, test - MISSING])}
         evidence["change_start_event"] = onset
-        return Candidate(event, (0, test, j), self._names[j], kind, family, detector,
-                         float(statistic), float(threshold), None, evidence, onset)
+        return Candidate(event_index=event, rank=(AlarmSource.NUMERIC_CUSUM, test, j), feature=self._names[j],
+                         kind=kind, family=family, detector=detector, statistic=float(statistic),
+                         threshold=float(threshold), p_value=None, evidence=evidence, onset=onset)
 
     def _river_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
         if len(sums) == 0:
@@ -246,14 +211,15 @@ class NumericBank:
                 fired = detector.update(mean_u, nvalid, event)
                 if fired:
                     evidence = {"test": fired, "block_events": T.RIVER_BLOCK, "block_mean_u": round(float(mean_u), 4),
-                                "adwin_width_blocks": int(detector.adwin.width), "change_start_event": detector.onset + 1}
+                                "adwin_width_blocks": detector.adwin_width, "change_start_event": detector.onset + 1}
                     if fired == "page_hinkley":
                         threshold, p_value = T.PAGE_HINKLEY_THRESHOLD, None
                     else:  # ADWIN: the statistic is the number of old blocks it dropped, delta bounds the error
                         threshold, p_value = 1.0, T.ADWIN_DELTA
-                    out.append(Candidate(event, (1, 0 if fired == "adwin" else 1, j), self._names[j], "drift",
-                                         "distribution", fired, detector.statistic, threshold, p_value, evidence,
-                                         detector.onset + 1))
+                    out.append(Candidate(event_index=event, rank=(AlarmSource.RIVER, RIVER_DETECTORS.index(fired), j),
+                                         feature=self._names[j], kind="drift", family="distribution", detector=fired,
+                                         statistic=detector.statistic, threshold=threshold, p_value=p_value,
+                                         evidence=evidence, onset=detector.onset + 1))
         return out
 
     def _windows(self, hist: np.ndarray, counts: np.ndarray, cuts: list[int], start: int) -> list[Candidate]:
@@ -277,8 +243,9 @@ class NumericBank:
                         "jensen_shannon": round(jensen_shannon(d10, DECILES), 4),
                         "wasserstein": self._wasserstein(j, hist[j])}
             threshold = float(KS_CRITICAL / math.sqrt(nvalid) + self._ks_allowance[j])
-            out.append(Candidate(event, (2, 0, j), self._names[j], "drift", "distribution", "ks",
-                                 ks, threshold, p_value, evidence, event - self._window + 1))
+            out.append(Candidate(event_index=event, rank=(AlarmSource.KS_WINDOW, 0, j), feature=self._names[j],
+                                 kind="drift", family="distribution", detector="ks", statistic=ks, threshold=threshold,
+                                 p_value=p_value, evidence=evidence, onset=event - self._window + 1))
         # the closed window becomes the last one, whose arrays, zeroed, take the next window
         self._last_hist, self._hist = hist, self._last_hist
         self._last_counts, self._window_counts = self._window_counts, self._last_counts
@@ -296,7 +263,7 @@ class NumericBank:
 
     def recent_values(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
         """The feature's last `recent` events up to event_index (encoded: NaN missing, inf invalid)."""
-        return recent_rows(self, j, event_index, since)
+        return self._recent.rows(j, event_index, since)
 
     def current_summary(self, j: int, event_index: int | None = None) -> dict[str, Any]:
         values = self.recent_values(j, event_index)
@@ -322,7 +289,7 @@ class NumericBank:
             "cusum_threshold": T.CUSUM_H,
         }
         if self._river:
-            stats["adwin_width_blocks"] = int(self._river[j].adwin.width)
+            stats["adwin_width_blocks"] = self._river[j].adwin_width
         return stats
 
     def missing_ratio(self, j: int) -> float:
@@ -342,8 +309,7 @@ class NumericBank:
             "window_counts": self._window_counts.ravel().tolist(),
             "last_hist": self._last_hist.astype(np.int32).tobytes(),
             "last_counts": self._last_counts.ravel().tolist(),
-            "recent": self._recent.tobytes(),
-            "recent_filled": self._recent_filled,
+            **self._recent.state_dict(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -358,8 +324,7 @@ class NumericBank:
         self._window_counts = np.asarray(state["window_counts"], dtype=np.int64).reshape(f, 4)
         self._last_hist = np.frombuffer(state["last_hist"], dtype=np.int32).astype(np.int64).reshape(f, FINE_BINS)
         self._last_counts = np.asarray(state["last_counts"], dtype=np.int64).reshape(f, 4)
-        self._recent = np.frombuffer(state["recent"], dtype=np.float64).reshape(f, self._recent_len).copy()
-        self._recent_filled = int(state["recent_filled"])
+        self._recent.load_state(state)
 
 
 def summarise_recent(values: np.ndarray) -> dict[str, Any]:

@@ -246,10 +246,6 @@ class BatchedPIT:
             return None
         return table
 
-    @property
-    def transforms(self) -> list[ProbabilityIntegralTransform]:
-        return self._pits
-
     def transform(self, x: np.ndarray, start: int) -> np.ndarray:
         """PIT scores of x (n_features, n_events) of events start..; NaN stays NaN."""
         u = np.empty_like(x)

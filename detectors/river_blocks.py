@@ -5,8 +5,8 @@ Both compare production with its own past (changes *within* production); the CUS
 per-event cost small and makes their input close to normal whatever the feature's distribution, so
 one calibration (detectors/thresholds.py) holds for every feature.
 
-State is plain data: Page-Hinkley's few floats, and ADWIN's window as the bytes River's Rust core
-exports itself (`AdaptiveWindowing.__getstate__`, a bincode record of bucket sums; not pickle).
+State is plain data (Page-Hinkley's few floats, ADWIN's window as bytes), read and restored through
+`detectors.river_adapter`, the one module that touches River's private attributes.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from typing import Any
 from river import drift
 
 from detectors import thresholds
+from detectors.river_adapter import (adwin_state, page_hinkley_state, page_hinkley_statistic, restore_adwin,
+                                     restore_page_hinkley)
 
 
 class BlockChangeDetectors:
@@ -51,12 +53,9 @@ class BlockChangeDetectors:
         )
 
     @property
-    def adwin(self) -> drift.ADWIN:
-        return self._adwin
-
-    @property
-    def page_hinkley(self) -> drift.PageHinkley:
-        return self._ph
+    def adwin_width(self) -> int:
+        """Blocks in ADWIN's window: those since the last change it detected (or the start)."""
+        return int(self._adwin.width)
 
     @property
     def statistic(self) -> float:
@@ -80,43 +79,32 @@ class BlockChangeDetectors:
             self._statistic = float(width + 1 - kept)
             self._onset = int(event - kept * thresholds.RIVER_BLOCK)
             return "adwin"
+        rise, fall = page_hinkley_statistic(ph)
         if ph.drift_detected:
-            rise, fall = ph._sum_increase - ph._min_increase, ph._max_decrease - ph._sum_decrease
             self._statistic = float(max(rise, fall))
             self._onset = self._ph_low_at if rise >= fall else self._ph_high_at
             return "page_hinkley"
-        if ph._sum_increase <= ph._min_increase:
+        # a sum at its extreme: where a change the test detects later would have started
+        if rise <= 0.0:
             self._ph_low_at = event
-        if ph._sum_decrease >= ph._max_decrease:
+        if fall <= 0.0:
             self._ph_high_at = event
         return None
 
-    def reset(self) -> None:
-        self._adwin = self._new_adwin()
-        self._ph = self._new_page_hinkley()
-        self._ph_low_at = self._ph_high_at = self._onset = -1
-        self._statistic = 0.0
-
     def state_dict(self) -> dict[str, Any]:
-        ph = self._ph
+        window, adwin_drift = adwin_state(self._adwin)
         return {
-            "adwin": self._adwin._helper.__getstate__(),
-            "adwin_drift": bool(self._adwin._drift_detected),
-            "ph": [float(ph._x_mean.n), float(ph._x_mean._mean), float(ph._sum_increase), float(ph._sum_decrease),
-                   float(ph._min_increase), float(ph._max_decrease), bool(ph._drift_detected)],
+            "adwin": window,
+            "adwin_drift": adwin_drift,
+            "ph": page_hinkley_state(self._ph),
             "marks": [self._ph_low_at, self._ph_high_at, self._onset, self._statistic],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self._adwin = self._new_adwin()
-        self._adwin._helper.__setstate__(bytes(state["adwin"]))
-        self._adwin._drift_detected = bool(state["adwin_drift"])
+        restore_adwin(self._adwin, state["adwin"], state["adwin_drift"])
         self._ph = self._new_page_hinkley()
-        n, mean, inc, dec, min_inc, max_dec, detected = state["ph"]
-        self._ph._x_mean.n, self._ph._x_mean._mean = float(n), float(mean)
-        self._ph._sum_increase, self._ph._sum_decrease = float(inc), float(dec)
-        self._ph._min_increase, self._ph._max_decrease = float(min_inc), float(max_dec)
-        self._ph._drift_detected = bool(detected)
+        restore_page_hinkley(self._ph, state["ph"])
         low, high, onset, statistic = state["marks"]
         self._ph_low_at, self._ph_high_at, self._onset = int(low), int(high), int(onset)
         self._statistic = float(statistic)

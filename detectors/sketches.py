@@ -57,10 +57,6 @@ class SpaceSaving:
         ranked = sorted(((k, c, e) for k, (c, e) in self._counts.items()), key=lambda t: (-t[1], t[0]))
         return ranked[:n] if n else ranked
 
-    def reset(self) -> None:
-        self._counts.clear()
-        self._total = 0
-
     def state_dict(self) -> dict[str, Any]:
         return {"items": [[k, c, e] for k, (c, e) in self._counts.items()], "total": self._total}
 

@@ -14,12 +14,18 @@ sum of its score and its number of valid values per block, so merging is exact.
 ...     h.append(np.array([end - 1]), np.array([[10]]), np.array([[5]]), 256)
 >>> h.counts.tolist(), h.ends.tolist()
 ([1024, 512, 256, 256], [1023, 1535, 1791, 2047])
+
+`ChangeHistory` keeps one for the model's numeric features, holding a batch's blocks apart until its
+alerts are built.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+#: blocks of each length in a model's change-timing history
+TIMING_PER_SIZE = 8
 
 
 class BlockHistory:
@@ -84,9 +90,6 @@ class BlockHistory:
         keep = valid > 0
         return self.ends[keep], self.counts[keep], sums[keep] / valid[keep]
 
-    def reset(self) -> None:
-        self.__init__(self._n_features, self._per_size, self._max_blocks)
-
     def state_dict(self) -> dict[str, Any]:
         f = self._n_features
         return {"ends": list(self._ends), "counts": list(self._counts),
@@ -99,3 +102,67 @@ class BlockHistory:
         self._counts = [int(c) for c in state["counts"]]
         self._sums = list(np.frombuffer(state["sums"], dtype=np.int64).reshape(len(self._ends), f).copy())
         self._valid = list(np.frombuffer(state["valid"], dtype=np.int32).astype(np.int64).reshape(len(self._ends), f))
+
+
+class ChangeHistory:
+    """The model's numeric features' block sums of the location score, to date a change.
+
+    Blocks completed during a batch are held apart (`hold_batch`) so that an alert raised inside
+    the batch sees only the blocks up to its event, and join the history at `commit`.
+
+    Parameters
+    ----------
+    n_features
+        Numeric features of the model.
+    max_blocks
+        Blocks kept per feature (BlockHistory; at most TIMING_PER_SIZE of each length).
+    block_events
+        Events in a new block.
+
+    >>> h = ChangeHistory(n_features=1, max_blocks=8, block_events=256)
+    >>> h.hold_batch((np.array([[10, 5], [20, 5]]), np.array([255, 511])))
+    >>> [a.tolist() for a in h.feature_at(0, event_index=300)]  # inside the batch: the first block only
+    [[255], [256], [2.0]]
+    >>> h.commit()
+    >>> [a.tolist() for a in h.feature_at(0, event_index=300)]
+    [[255, 511], [256, 256], [2.0, 4.0]]
+    """
+
+    def __init__(self, n_features: int, max_blocks: int, block_events: int):
+        self._n_features = n_features
+        self._block_events = block_events
+        self._history = BlockHistory(n_features, TIMING_PER_SIZE, max_blocks)
+        self._batch: tuple[np.ndarray, np.ndarray] | None = None
+
+    def hold_batch(self, blocks: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """The batch's completed blocks: sums (k, 2 n_features), the location sums then the valid
+        counts, and each block's last event (k,) (`NumericBank.completed_timing_blocks`)."""
+        self._batch = blocks if blocks is not None and len(blocks[1]) else None
+
+    def commit(self) -> None:
+        """End of a batch: its blocks join the history."""
+        if self._batch is not None:
+            self._append(self._history)
+            self._batch = None
+
+    def _append(self, history: BlockHistory, until: int | None = None) -> None:
+        sums, ends = self._batch
+        if until is not None:
+            ends, sums = ends[ends <= until], sums[ends <= until]
+        f = self._n_features
+        history.append(ends, sums[:, :f], sums[:, f:], self._block_events)
+
+    def feature_at(self, j: int, event_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(block ends, events per block, mean location score) of feature j up to event_index
+        (`BlockHistory.feature`)."""
+        history = self._history
+        if self._batch is not None:
+            history = history.copy()
+            self._append(history, until=event_index)
+        return history.feature(j)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._history.state_dict()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._history.load_state(state)

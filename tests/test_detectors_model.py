@@ -12,7 +12,8 @@ import pytest
 from baselines.build import build_baseline_from_columns
 from baselines.profile import CategoricalProfile
 from detectors.alerts import Alert
-from detectors.model import ModelMonitor, _category_counts
+from detectors.diagnosis import category_counts
+from detectors.model import ModelMonitor
 from stream.devkit import scenarios as streams
 
 N_TRAIN = 20_000
@@ -216,5 +217,5 @@ def test_unseen_category_counts_leave_out_the_training_other_share():
     # a window of 1000: 900 training categories, 100 in "other", of which ~training's other share is expected
     rare = CategoricalProfile("c", 1000, 0, 0, {"US": 0.9}, 0.05, n_distinct=30)
     codes = np.array([0] * 900 + [1] * 100)
-    counts = _category_counts(rare, ["US"], codes, [["BR", 60], ["MX", 40]])
+    counts = category_counts(rare, ["US"], codes, [["BR", 60], ["MX", 40]])
     assert counts == {"US": 900, "BR": 30, "MX": 20}  # 100 - 5% of 1000 = 50 unseen, split 60:40

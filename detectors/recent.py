@@ -1,0 +1,145 @@
+"""What a monitor keeps of the last events for an alert's "current" summary and its diagnosis: each
+feature's last values (`RecentRing`), and a numeric feature's last raw invalid values (`InvalidExamples`).
+
+>>> ring = RecentRing(n_features=1, length=4, fill=-1, dtype=np.int16)
+>>> ring.hold_batch(np.array([[10, 11, 12]]), start=0)
+>>> ring.rows(0, event_index=1).tolist()  # inside the batch: up to the alert's event
+[10, 11]
+>>> ring.commit()
+>>> ring.hold_batch(np.array([[13, 14, 15]]), start=3)
+>>> ring.commit()
+>>> ring.rows(0).tolist(), ring.rows(0, event_index=5, since=5).tolist()  # since: at least MIN_SUMMARY_EVENTS
+([12, 13, 14, 15], [12, 13, 14, 15])
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from detectors.extract import INVALID, NumericValues
+
+#: fewest recent events an alert's current summary is computed from
+MIN_SUMMARY_EVENTS = 32
+#: raw invalid values kept per numeric feature (the last ones), quoted by the diagnosis
+MAX_INVALID_EXAMPLES = 4
+
+
+class RecentRing:
+    """The last `length` events' encoded values of each of `n_features` features.
+
+    During a batch the batch's own values are held apart (`hold_batch`), so that an alert raised
+    at an event inside the batch is described by the events up to it, and join the ring at `commit`.
+
+    Parameters
+    ----------
+    n_features
+        Rows: one per feature.
+    length
+        Events kept per feature.
+    fill
+        The value of the slots before any event (not read: `rows` returns only filled slots).
+    dtype
+        The encoding's dtype (NaN / inf for numeric values, codes for categories).
+    """
+
+    def __init__(self, n_features: int, length: int, fill: Any, dtype: Any):
+        self._length = length
+        self._dtype = np.dtype(dtype)
+        self._values = np.full((n_features, length), fill, dtype=self._dtype)
+        self._filled = 0
+        self._batch: np.ndarray | None = None
+        self._batch_start = 0
+
+    def hold_batch(self, values: np.ndarray, start: int) -> None:
+        """The batch's values (n_features, n), of events start..start+n-1, readable until `commit`.
+
+        The array is kept, not copied: the caller must not write to it afterwards.
+        """
+        self._batch = values
+        self._batch_start = start
+
+    def commit(self) -> None:
+        """End of a batch: the last `length` events of ring + batch become the ring."""
+        batch = self._batch
+        if batch is None:
+            return
+        n, keep = batch.shape[1], self._length
+        if n >= keep:  # a view of the batch's own array (made for this batch, never written again): no copy
+            self._values = batch[:, n - keep:]
+        else:
+            self._values = np.concatenate([self._values[:, n:], batch], axis=1)
+        self._filled = min(keep, self._filled + n)
+        self._batch = None
+
+    def rows(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
+        """Feature j's last `length` events up to event_index (inside a held batch; None: the ring).
+
+        With `since`, only the events since then (the change's start), but at least MIN_SUMMARY_EVENTS
+        to summarise.
+        """
+        if self._batch is not None and event_index is not None:
+            stop = event_index - self._batch_start + 1
+            rows = np.concatenate([self._values[j], self._batch[j, :stop]])[-self._length:]
+            have = min(self._length, self._filled + stop)
+        else:
+            rows, have = self._values[j], self._filled
+        if since is not None and event_index is not None:
+            have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
+        return rows[len(rows) - have:] if have < len(rows) else rows
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recent": self._values.tobytes(), "recent_filled": self._filled}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        n_features = self._values.shape[0]
+        self._values = np.frombuffer(state["recent"], dtype=self._dtype).reshape(n_features, self._length).copy()
+        self._filled = int(state["recent_filled"])
+
+
+class InvalidExamples:
+    """The last MAX_INVALID_EXAMPLES raw invalid values of each numeric feature, as quoted strings.
+
+    As in RecentRing, a batch's values are held apart until `commit`, so that an alert inside the
+    batch quotes only the values up to its event.
+
+    >>> from detectors.extract import classify_numbers
+    >>> examples = InvalidExamples(n_features=1)
+    >>> examples.hold_batch(classify_numbers(["1", 2.0, "x", None]), start=10)
+    >>> examples.at(0, event_index=11), examples.at(0, event_index=13)
+    (['1'], ['1', 'x'])
+    """
+
+    def __init__(self, n_features: int):
+        self._kept: list[list[str]] = [[] for _ in range(n_features)]
+        self._batch: NumericValues | None = None
+        self._batch_start = 0
+
+    def hold_batch(self, values: NumericValues, start: int) -> None:
+        """The batch's numeric values, of events start.., readable by `at` until `commit`."""
+        self._batch = values
+        self._batch_start = start
+
+    def at(self, j: int, event_index: int) -> list[str]:
+        """Feature j's last invalid values up to event_index, oldest first."""
+        kept = self._kept[j]
+        if self._batch is None:
+            return list(kept)
+        recent = self._batch.invalid_examples(j, event_index - self._batch_start, MAX_INVALID_EXAMPLES)
+        return (kept + recent)[-MAX_INVALID_EXAMPLES:]
+
+    def commit(self) -> None:
+        """End of a batch: its last invalid values join the kept ones."""
+        batch, self._batch = self._batch, None
+        if batch is None or not batch.invalid_count:
+            return
+        last = batch.x.shape[1] - 1
+        for j in np.flatnonzero((batch.status == INVALID).any(axis=1)).tolist():
+            recent = batch.invalid_examples(j, last, MAX_INVALID_EXAMPLES)
+            self._kept[j] = (self._kept[j] + recent)[-MAX_INVALID_EXAMPLES:]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"invalid_examples": [list(e) for e in self._kept]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._kept = [[str(v) for v in e] for e in state["invalid_examples"]]
