@@ -8,6 +8,8 @@ from typing import Any
 
 from detectors.episodes import Candidate
 
+__all__ = ["KINDS", "Alert", "alert_id", "severity"]
+
 KINDS = ("drift", "confidence_drop", "data_quality", "skew", "serving", "performance")
 
 
@@ -20,7 +22,8 @@ def alert_id(model: str, feature: str | None, kind: str, family: str, episode: i
 
     >>> alert_id("credit", "amount", "drift", "cusum", 1) == alert_id("credit", "amount", "drift", "cusum", 1)
     True
-    >>> alert_id("credit", "amount", "drift", "cusum", 1, "v1") == alert_id("credit", "amount", "drift", "cusum", 1, "v2")
+    >>> old, new = (alert_id("credit", "amount", "drift", "cusum", 1, baseline) for baseline in ("v1", "v2"))
+    >>> old == new
     False
     >>> len(alert_id("credit", None, "serving", "version", 1))
     20
@@ -90,5 +93,5 @@ class Alert:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Alert":
+    def from_dict(cls, d: dict[str, Any]) -> Alert:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]

@@ -8,8 +8,9 @@ the most frequent unseen values (Space-Saving, bounded).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import Any, Sequence
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from detectors.numeric import rate_weights, window_cuts
 from detectors.recent import RecentRing
 from detectors.sketches import SpaceSaving
 from detectors.stats import chi2_sf, jensen_shannon, psi
+
+__all__ = ["CategoricalBank"]
 
 UNSEEN, MISSING, INVALID = range(3)
 CHAINS = ("unseen", "missing", "invalid")
@@ -213,7 +216,8 @@ class CategoricalBank:
         return {
             "events": total,
             "count": int(len(valid)),
-            "top": {self._categories[j][i]: float(counts[i] / len(valid)) for i in top if counts[i]} if len(valid) else {},
+            "top": ({self._categories[j][i]: float(counts[i] / len(valid)) for i in top if counts[i]}
+                    if len(valid) else {}),
             "unseen_share": float(counts[-1] / len(valid)) if len(valid) else 0.0,
             "top_unseen": self.top_unseen(j, event_index=event_index),
             "missing_rate": float((codes == MISSING_CODE).sum() / total) if total else 0.0,
@@ -256,7 +260,7 @@ def _round(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
 
 
-@lru_cache(maxsize=None)
+@cache
 def _chi2_threshold(dof: int) -> float:
     """The chi-square value whose tail is WINDOW_ALPHA (bisection)."""
     if dof <= 0:

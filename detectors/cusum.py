@@ -13,6 +13,8 @@ import numpy as np
 
 from detectors import _kernels
 
+__all__ = ["DISABLED", "BlockAccumulator", "CusumBank", "bernoulli_llr_weights", "blocks_touched"]
+
 #: chains whose threshold is this are switched off (never alarm)
 DISABLED = np.iinfo(np.int64).max // 4
 _NO_SCORES = np.zeros(0, dtype=np.int64)

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+__all__ = ["RIVER_DETECTORS", "SERVING_FAMILIES", "AlarmSource", "Candidate", "EpisodeTracker"]
+
 
 class AlarmSource(IntEnum):
     """The test that raised an alarm: the first key of the order of alarms raised at the same event.

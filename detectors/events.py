@@ -24,6 +24,9 @@ import orjson
 
 from detectors import _kernels
 
+__all__ = ["REASONS", "Limits", "Reject", "all_usable", "dead_letter_record", "decode_message", "encode_value",
+           "events_from_value", "model_of", "parse_message"]
+
 #: Why a message or event was rejected (the `reason` label of metrics and dead letters).
 REASONS = (
     "not_decodable",  # neither JSON nor msgpack
@@ -83,9 +86,12 @@ def events_from_value(obj: Any, raw: bytes | None = None, limits: Limits = Limit
             return [obj], []
         return [], [Reject(reason[0], reason[1], raw if raw is not None else encode_value(obj))]
     if type(obj) is not list:
-        return [], [Reject("not_an_object", f"message is a {type(obj).__name__}, not an event object or a list", raw if raw is not None else encode_value(obj))]
+        return [], [Reject("not_an_object", f"message is a {type(obj).__name__}, not an event object or a list",
+                           raw if raw is not None else encode_value(obj))]
     if len(obj) > limits.max_events_per_message:
-        return [], [Reject("too_many_events", f"{len(obj)} events in one message exceeds {limits.max_events_per_message}", raw if raw is not None else b"")]
+        return [], [Reject("too_many_events",
+                           f"{len(obj)} events in one message exceeds {limits.max_events_per_message}",
+                           raw if raw is not None else b"")]
     if all_usable(obj, limits):
         return obj, []
     events: list[dict] = []
@@ -122,7 +128,7 @@ def parse_message(data: bytes, limits: Limits) -> tuple[Any, str | None]:
             ),
             None,
         )
-    except Exception as e:  # msgpack raises many unrelated types on garbage (ValueError, ExtraData, ...)
+    except Exception as e:  # noqa: BLE001 (msgpack raises many unrelated types on garbage: ValueError, ExtraData...)
         return None, json_error or f"invalid msgpack: {type(e).__name__}"
 
 
@@ -143,7 +149,8 @@ def _check(ev: dict, limits: Limits) -> tuple[str, str] | None:
         return "missing_model", "no non-empty string 'model' field"
     feats = ev.get("features")
     if type(feats) is not dict:
-        return "features_not_object", f"'features' is {'absent' if feats is None else 'a ' + type(feats).__name__}, not an object"
+        what = "absent" if feats is None else "a " + type(feats).__name__
+        return "features_not_object", f"'features' is {what}, not an object"
     if len(feats) > limits.max_features_per_event:
         return "too_many_features", f"{len(feats)} features exceeds {limits.max_features_per_event}"
     return None
@@ -156,7 +163,7 @@ def encode_value(obj: Any) -> bytes:
     except (TypeError, orjson.JSONEncodeError):
         try:
             return msgpack.packb(obj, use_bin_type=True)
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever msgpack cannot pack: a dead letter must never raise)
             return repr(obj).encode("utf-8", "replace")[:10_000]
 
 

@@ -28,9 +28,18 @@ from baselines.profile import Baseline, CategoricalProfile, NumericProfile
 from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id, severity
 from detectors.categorical import CategoricalBank
-from detectors.diagnosis import (ChangeTiming, Diagnosis, category_counts, diagnose_categorical, diagnose_confidence,
-                                 diagnose_numeric, diagnose_serving, diagnose_unexpected_fields, lead_with_change,
-                                 with_version_coincidence)
+from detectors.diagnosis import (
+    ChangeTiming,
+    Diagnosis,
+    category_counts,
+    diagnose_categorical,
+    diagnose_confidence,
+    diagnose_numeric,
+    diagnose_serving,
+    diagnose_unexpected_fields,
+    lead_with_change,
+    with_version_coincidence,
+)
 from detectors.episodes import Candidate, EpisodeTracker
 from detectors.extract import MISSING_CODE, FeatureColumns
 from detectors.numeric import Z_PER_UNIT, NumericBank, summarise_recent
@@ -38,6 +47,8 @@ from detectors.recent import InvalidExamples
 from detectors.schema import UnexpectedFields
 from detectors.serving import ServedVersions
 from detectors.timing import ChangeHistory
+
+__all__ = ["STATE_VERSION", "ModelMonitor", "MonitorConfig"]
 
 STATE_VERSION = 3
 
@@ -225,10 +236,12 @@ class ModelMonitor:
         features: dict[str, Any] = {}
         for j, name in enumerate(self._numeric.names):
             features[name] = {"kind": "numeric", "missing_ratio": self._numeric.missing_ratio(j),
-                              "statistics": _plain(self._numeric.statistics(j)), "last_alert": self._last_alert.get(name)}
+                              "statistics": _plain(self._numeric.statistics(j)),
+                              "last_alert": self._last_alert.get(name)}
         for j, name in enumerate(self._categorical.names):
             features[name] = {"kind": "categorical", "missing_ratio": self._categorical.missing_ratio(j),
-                              "statistics": _plain(self._categorical.statistics(j)), "last_alert": self._last_alert.get(name)}
+                              "statistics": _plain(self._categorical.statistics(j)),
+                              "last_alert": self._last_alert.get(name)}
         ordered = {name: features[name] for name in self._baseline.features if name in features}
         confidence_mean = None
         if self._confidence is not None:
@@ -256,7 +269,7 @@ class ModelMonitor:
         }
 
     @classmethod
-    def from_state(cls, baseline: Baseline, state: dict[str, Any], config: MonitorConfig | None = None) -> "ModelMonitor":
+    def from_state(cls, baseline: Baseline, state: dict[str, Any], config: MonitorConfig | None = None) -> ModelMonitor:
         """Continue exactly where `state_dict()` left off (state from msgpack is fine)."""
         if state.get("state_version") != STATE_VERSION:
             raise ValueError(f"monitor state version {state.get('state_version')!r} is not {STATE_VERSION}")

@@ -10,7 +10,8 @@ Per feature, on the PIT score u of each valid value (detectors.pit):
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from detectors.pit import BatchedPIT
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
+
+__all__ = ["Z_PER_UNIT", "NumericBank", "rate_weights", "summarise_recent", "window_cuts"]
 
 ONE = 1 << T.U_BITS
 HALF = ONE >> 1

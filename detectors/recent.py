@@ -19,6 +19,8 @@ import numpy as np
 
 from detectors.extract import INVALID, NumericValues
 
+__all__ = ["MAX_INVALID_EXAMPLES", "MIN_SUMMARY_EVENTS", "InvalidExamples", "RecentRing"]
+
 #: fewest recent events an alert's current summary is computed from
 MIN_SUMMARY_EVENTS = 32
 #: raw invalid values kept per numeric feature (the last ones), quoted by the diagnosis

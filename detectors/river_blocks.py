@@ -16,8 +16,15 @@ from typing import Any
 from river import drift
 
 from detectors import thresholds
-from detectors.river_adapter import (adwin_state, page_hinkley_state, page_hinkley_statistic, restore_adwin,
-                                     restore_page_hinkley)
+from detectors.river_adapter import (
+    adwin_state,
+    page_hinkley_state,
+    page_hinkley_statistic,
+    restore_adwin,
+    restore_page_hinkley,
+)
+
+__all__ = ["BlockChangeDetectors"]
 
 
 class BlockChangeDetectors:

@@ -5,12 +5,15 @@ isolation of a monitor that raises), so the same events give the same alerts in 
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.events import Reject, encode_value, model_of
 from detectors.model import ModelMonitor, MonitorConfig
+
+__all__ = ["ModelRouter"]
 
 
 class ModelRouter:

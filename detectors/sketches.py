@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["MAX_LABEL", "SpaceSaving"]
+
 #: longest label kept for a value (an unseen category, an unexpected field name)
 MAX_LABEL = 64
 
@@ -30,7 +32,7 @@ class SpaceSaving:
         return self._capacity
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], capacity: int) -> "SpaceSaving":
+    def from_state(cls, state: dict[str, Any], capacity: int) -> SpaceSaving:
         sketch = cls(capacity)
         sketch.load_state(state)
         return sketch

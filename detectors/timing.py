@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["TIMING_PER_SIZE", "BlockHistory", "ChangeHistory"]
+
 #: blocks of each length in a model's change-timing history
 TIMING_PER_SIZE = 8
 
@@ -47,7 +49,7 @@ class BlockHistory:
     def counts(self) -> np.ndarray:
         return np.array(self._counts, dtype=np.int64)
 
-    def copy(self) -> "BlockHistory":
+    def copy(self) -> BlockHistory:
         other = BlockHistory(self._n_features, self._per_size, self._max_blocks)
         other._ends, other._counts = list(self._ends), list(self._counts)
         other._sums, other._valid = list(self._sums), list(self._valid)
