@@ -69,7 +69,28 @@ class Reject:
 
 
 def decode_message(data: bytes, limits: Limits = Limits()) -> tuple[list[dict], list[Reject]]:
-    """Decode one message into (events, rejects); never raises on any input bytes."""
+    """Decode one message into (events, rejects); never raises on any input bytes.
+
+    Parameters
+    ----------
+    data
+        One message: an event or a list of events, JSON or msgpack.
+    limits
+        The caps a message must keep to (size, events, features, model name).
+
+    Returns
+    -------
+    tuple of list of dict and list of Reject
+        The usable events, in message order, and one `Reject` per unusable message or element.
+
+    Examples
+    --------
+    >>> import msgpack
+    >>> decode_message(msgpack.packb([{"model": "credit", "features": {"x": 1}}, "7"]))[0]
+    [{'model': 'credit', 'features': {'x': 1}}]
+    >>> [r.reason for r in decode_message(b"[1, 2, 3]", Limits(max_events_per_message=2))[1]]
+    ['too_many_events']
+    """
     if len(data) > limits.max_message_bytes:
         return [], [Reject("oversized", f"message of {len(data)} bytes exceeds {limits.max_message_bytes}", data)]
     obj, err = parse_message(data, limits)
@@ -110,6 +131,12 @@ def events_from_value(obj: Any, raw: bytes | None = None, limits: Limits = Limit
 
 
 def parse_message(data: bytes, limits: Limits) -> tuple[Any, str | None]:
+    """(the decoded value, None), or (None, why not): JSON unless the first byte opens a msgpack
+    map or array, msgpack as the fallback. Never raises on any input bytes.
+
+    >>> parse_message(b'{"a": 1}', Limits()), parse_message(b"{oops", Limits())[1][:12]
+    (({'a': 1}, None), 'invalid JSON')
+    """
     if not data[:1] or data[0] not in _MSGPACK_CONTAINER:
         try:
             return orjson.loads(data), None

@@ -126,6 +126,14 @@ def process_events(router: ModelRouter, events: list[dict], origins: Sequence[in
     -------
     Processed
         The alerts, the rejects in origin order, and the events each model's monitor took.
+
+    Examples
+    --------
+    >>> from baselines.profile import Baseline
+    >>> router = ModelRouter([Baseline("credit", "1", {}, n_rows=1000)])
+    >>> result = process_events(router, [{"model": "credit", "features": {}}, {"model": "fraud", "features": {}}])
+    >>> result.events_by_model, [(origin, r.reason) for origin, r in result.rejects]
+    (Counter({'credit': 1}), [(1, 'unknown_model')])
     """
     origins = range(len(events)) if origins is None else origins
     known = set(router.models)
