@@ -96,6 +96,7 @@ def simulate_adwin(delta: float, n_blocks: int, seed: int, block: int = T.RIVER_
 
 
 def main() -> None:
+    """Print the simulations and the constants they give (minutes of CPU: not run by the tests)."""
     theta = uniform_score_theta(T.CUSUM_K)
     hs = [10.0, 14.0, 18.0]
     arls = [simulate_block_cusum(h, 400_000, 250, seed=i) for i, h in enumerate(hs)]

@@ -878,9 +878,19 @@ def _fmt(x: float) -> str:
 
 
 def fmt_pct(x: float) -> str:
+    """A share as a percentage for a sentence, with the digits its size needs.
+
+    >>> fmt_pct(0.25), fmt_pct(0.042), fmt_pct(0.0004)
+    ('25%', '4.2%', '0.04%')
+    """
     x = 100 * float(x)
     return f"{x:.0f}%" if x >= 10 or x == 0 else f"{x:.1f}%" if x >= 0.1 else f"{x:.2f}%"
 
 
 def fmt_count(n: int) -> str:
+    """An event count for a sentence: thousands as "k" from 1,000.
+
+    >>> fmt_count(950), fmt_count(2500), fmt_count(48_000)
+    ('950', '2.5k', '48k')
+    """
     return f"{n / 1000:.0f}k" if n >= 10_000 else f"{n / 1000:.1f}k" if n >= 1000 else str(n)

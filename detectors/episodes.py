@@ -77,7 +77,9 @@ class EpisodeTracker:
         return number
 
     def state_dict(self) -> dict[str, Any]:
+        """The open and closed episodes as plain data (`load_state` takes it back)."""
         return {"episodes": [[f, fam, n, last] for (f, fam), (n, last) in self._episodes.items()]}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._episodes = {(f, fam): [int(n), int(last)] for f, fam, n, last in state["episodes"]}

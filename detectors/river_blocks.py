@@ -99,6 +99,7 @@ class BlockChangeDetectors:
         return None
 
     def state_dict(self) -> dict[str, Any]:
+        """Both detectors as plain data (`load_state` takes it back)."""
         window, adwin_drift = adwin_state(self._adwin)
         return {
             "adwin": window,
@@ -108,6 +109,7 @@ class BlockChangeDetectors:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._adwin = self._new_adwin()
         restore_adwin(self._adwin, state["adwin"], state["adwin_drift"])
         self._ph = self._new_page_hinkley()

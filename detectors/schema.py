@@ -73,10 +73,12 @@ class UnexpectedFields:
         return out
 
     def state_dict(self) -> dict[str, Any]:
+        """The names, blocks and CUSUM as plain data (`load_state` takes it back)."""
         return {"unexpected_names": self._names.state_dict(), "unexpected_blocks": self._blocks.state_dict(),
                 "unexpected_cusum": self._cusum.state_dict()}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._names.load_state(state["unexpected_names"])
         self._blocks.load_state(state["unexpected_blocks"])
         self._cusum.load_state(state["unexpected_cusum"])

@@ -137,10 +137,12 @@ class ServedVersions:
         return self._expected
 
     def state_dict(self) -> dict[str, Any]:
+        """The versions seen as plain data (`load_state` takes it back)."""
         return {"version_first_seen": dict(self._first_seen), "window_versions": dict(self._window_versions),
                 "last_version_mismatch": self._last_mismatch}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._first_seen = {str(k): int(v) for k, v in state["version_first_seen"].items()}
         self._window_versions = {str(k): int(v) for k, v in state["window_versions"].items()}
         self._last_mismatch = int(state["last_version_mismatch"])

@@ -119,6 +119,7 @@ class JoinMonitor:
         return entry[1].update(prediction, label, self._events_seen[model], now if now > -math.inf else None)
 
     def snapshot(self) -> dict[str, Any]:
+        """The join counters and, per model, the parity and performance snapshots."""
         return {"counts": self.counts,
                 "parity": {m: p.snapshot() for m, (_, p) in self._parity.items()},
                 "performance": {m: p.snapshot() for m, (_, p) in self._performance.items()}}

@@ -120,6 +120,21 @@ class FeatureParity:
         return self._joined
 
     def compare(self, request_id: str, served: dict, offline: dict, events_seen: int, ts: float | None) -> list[Alert]:
+        """Compare one joined request feature by feature; return the skew alerts it opens.
+
+        Parameters
+        ----------
+        request_id
+            The request both sides describe.
+        served
+            The served event (its "features" and "model_version").
+        offline
+            The offline recomputation's features.
+        events_seen
+            The model's events so far (the alert's `events_seen`).
+        ts
+            Stream time of the join (the alert's `ts`).
+        """
         self._joined += 1
         served_features = served.get("features") or {}
         alerts = []
@@ -184,6 +199,7 @@ class FeatureParity:
         )
 
     def snapshot(self) -> dict[str, Any]:
+        """Requests joined, features left untracked, and per feature its comparisons and recent mismatch rate."""
         return {"joined": self._joined, "untracked_features": self._untracked_features,
                 "features": {n: {"compared": s.compared, "mismatched": s.mismatched,
                                  "recent_mismatch_rate": s.recent_mismatches / len(s.recent) if s.recent else 0.0}

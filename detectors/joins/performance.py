@@ -167,6 +167,7 @@ class PerformanceMonitor:
             "change_labels_ago": None if self._change_at is None else self._labelled - self._change_at})
 
     def snapshot(self) -> dict[str, Any]:
+        """Labelled and unscorable predictions, the window's live figure and the validation one."""
         errors = self._window()
         mean = float(errors.mean()) if len(errors) else None
         figure = mean if self._regression or mean is None else 1.0 - mean
