@@ -8,6 +8,8 @@ from typing import Any
 
 from detectors.episodes import Candidate
 
+__all__ = ["KINDS", "Alert", "alert_id", "severity"]
+
 KINDS = ("drift", "confidence_drop", "data_quality", "skew", "serving", "performance")
 
 
@@ -20,7 +22,8 @@ def alert_id(model: str, feature: str | None, kind: str, family: str, episode: i
 
     >>> alert_id("credit", "amount", "drift", "cusum", 1) == alert_id("credit", "amount", "drift", "cusum", 1)
     True
-    >>> alert_id("credit", "amount", "drift", "cusum", 1, "v1") == alert_id("credit", "amount", "drift", "cusum", 1, "v2")
+    >>> old, new = (alert_id("credit", "amount", "drift", "cusum", 1, baseline) for baseline in ("v1", "v2"))
+    >>> old == new
     False
     >>> len(alert_id("credit", None, "serving", "version", 1))
     20
@@ -52,6 +55,23 @@ def severity(c: Candidate, base: dict, current: dict) -> str:
 
 @dataclass
 class Alert:
+    """One alert: what moved, how sure the test is, the training and recent numbers, and the likely cause.
+
+    The fields are the alert contract (docs/contracts.md). The id is deterministic (the function
+    `alert_id` makes it): the same episode detected again, by a replay or after a restart, has the same id.
+
+    Examples
+    --------
+    >>> a = Alert(alert_id=alert_id("credit", "amount", "drift", "cusum", 1), kind="drift", model="credit",
+    ...           model_version="1", feature="amount", detector="cusum", statistic=36.2, threshold=35.0,
+    ...           p_value=None, baseline={"mean": 100.0}, current={"mean": 111.0}, events_seen=544, ts=None,
+    ...           severity="critical", diagnosis="mean moved from 100 to 111")
+    >>> a.alert_id
+    'c441e4fb669b81311a3c'
+    >>> Alert.from_dict(a.to_dict()) == a
+    True
+    """
+
     alert_id: str
     kind: str
     model: str
@@ -70,6 +90,7 @@ class Alert:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The alert as a JSON-ready dict, fields in contract order (what the worker publishes)."""
         return {
             "alert_id": self.alert_id,
             "kind": self.kind,
@@ -90,5 +111,6 @@ class Alert:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Alert":
+    def from_dict(cls, d: dict[str, Any]) -> Alert:
+        """The alert of a `to_dict` (a field it lacks is None)."""
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]

@@ -20,6 +20,9 @@ import numpy as np
 
 from detectors import thresholds as T
 
+__all__ = ["CUSUM_TARGET_ARL", "RIVER_TARGET_ARL", "extrapolate_h", "main", "simulate_adwin", "simulate_block_cusum",
+           "simulate_page_hinkley", "uniform_score_theta"]
+
 CUSUM_TARGET_ARL = 2e9  # events, per chain
 RIVER_TARGET_ARL = 2e9  # events, per detector side
 
@@ -69,7 +72,8 @@ def simulate_page_hinkley(threshold: float, n_blocks: int, seed: int) -> float:
     from river import drift
 
     rng = np.random.default_rng(seed)
-    ph = drift.PageHinkley(min_instances=T.RIVER_GRACE_BLOCKS, delta=T.PAGE_HINKLEY_DELTA, threshold=threshold, alpha=1.0)
+    ph = drift.PageHinkley(min_instances=T.RIVER_GRACE_BLOCKS, delta=T.PAGE_HINKLEY_DELTA, threshold=threshold,
+                           alpha=1.0)
     alarms = 0
     for v in rng.standard_normal(n_blocks).tolist():
         ph.update(v)
@@ -92,13 +96,15 @@ def simulate_adwin(delta: float, n_blocks: int, seed: int, block: int = T.RIVER_
 
 
 def main() -> None:
+    """Print the simulations and the constants they give (minutes of CPU: not run by the tests)."""
     theta = uniform_score_theta(T.CUSUM_K)
     hs = [10.0, 14.0, 18.0]
     arls = [simulate_block_cusum(h, 400_000, 250, seed=i) for i, h in enumerate(hs)]
     for h, arl in zip(hs, arls):
         print(f"block CUSUM h={h}: simulated ARL {arl:,.0f} events (C exp(theta h): {arl / math.exp(theta * h):.3g})")
     h = extrapolate_h(hs, arls, theta, CUSUM_TARGET_ARL)
-    print(f"CUSUM_H = {h}  (block {T.CUSUM_BLOCK}, k {T.CUSUM_K}, theta {theta:.4f}: ARL >= {CUSUM_TARGET_ARL:.0e} events per chain)")
+    print(f"CUSUM_H = {h}  (block {T.CUSUM_BLOCK}, k {T.CUSUM_K}, theta {theta:.4f}: "
+          f"ARL >= {CUSUM_TARGET_ARL:.0e} events per chain)")
 
     blocks = RIVER_TARGET_ARL / T.RIVER_BLOCK
     ph_theta = 2 * T.PAGE_HINKLEY_DELTA  # N(0, 1) increments with reference delta
@@ -109,7 +115,8 @@ def main() -> None:
     # River's PH centres on its own running mean: the simulated growth rate can fall a little short of
     # the known-mean theta, so the slower of the two extrapolates
     ph_theta = min(ph_theta, math.log(ph_arls[-1] / ph_arls[-2]) / (ths[-1] - ths[-2]))
-    print(f"PAGE_HINKLEY_THRESHOLD = {extrapolate_h(ths, ph_arls, ph_theta, blocks)}  (ARL >= {blocks:.2g} blocks per side)")
+    threshold = extrapolate_h(ths, ph_arls, ph_theta, blocks)
+    print(f"PAGE_HINKLEY_THRESHOLD = {threshold}  (ARL >= {blocks:.2g} blocks per side)")
     for delta in (1e-3, 1e-5):
         print(f"ADWIN delta={delta:g}: {simulate_adwin(delta, 1_000_000, seed=3)} false alarms in 1e6 blocks")
 

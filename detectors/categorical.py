@@ -8,8 +8,9 @@ the most frequent unseen values (Space-Saving, bounded).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import Any, Sequence
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from detectors.recent import RecentRing
 from detectors.sketches import SpaceSaving
 from detectors.stats import chi2_sf, jensen_shannon, psi
 
+__all__ = ["CategoricalBank"]
+
 UNSEEN, MISSING, INVALID = range(3)
 CHAINS = ("unseen", "missing", "invalid")
 ALARMS = {
@@ -36,6 +39,22 @@ MIN_EXPECTED = 5.0
 
 
 class CategoricalBank:
+    """All categorical features of a model (see the module docstring for the tests).
+
+    Parameters
+    ----------
+    profiles
+        The features' training profiles.
+    window
+        Tumbling window of the model's events for the chi-square test.
+    min_window_values
+        Fewest valid values a window needs before its test runs.
+    recent
+        Recent events kept per feature for summaries.
+    top_unseen
+        Unseen values tracked per feature (Space-Saving).
+    """
+
     def __init__(self, profiles: Sequence[CategoricalProfile], window: int, min_window_values: int,
                  recent: int, top_unseen: int):
         self._profiles = list(profiles)
@@ -81,6 +100,11 @@ class CategoricalBank:
         return self._categories
 
     def update(self, codes: np.ndarray, others: list[list[tuple[int, str]]], start: int) -> list[Candidate]:
+        """Feed events start.. of the model; return the alarms they raise.
+
+        codes: (n_features, n_events) category codes (`detectors.extract.FeatureColumns`); others: per
+        feature the (event offset, label) of every value coded "other".
+        """
         f, n = codes.shape
         self._batch_start = start
         if f == 0 or n == 0:
@@ -102,6 +126,7 @@ class CategoricalBank:
         return out
 
     def end_batch(self) -> None:
+        """After the batch's alerts are built: its unseen values join the sketches, its codes the recent ones."""
         for sketch, values in zip(self._unseen, self._pending_unseen):
             for _, label in values:
                 sketch.update(label)
@@ -202,9 +227,11 @@ class CategoricalBank:
         return [[label, count] for label, count, _ in sketch.top(n)]
 
     def recent_codes(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
+        """Feature j's recent category codes up to event_index (`RecentRing.rows`)."""
         return self._recent.rows(j, event_index, since)
 
     def current_summary(self, j: int, event_index: int | None = None, since: int | None = None) -> dict[str, Any]:
+        """An alert's "current" of feature j: top shares, unseen share and values, missing and invalid rates."""
         codes = self.recent_codes(j, event_index, since)
         total = len(codes)
         valid = codes[codes >= 0]
@@ -213,7 +240,8 @@ class CategoricalBank:
         return {
             "events": total,
             "count": int(len(valid)),
-            "top": {self._categories[j][i]: float(counts[i] / len(valid)) for i in top if counts[i]} if len(valid) else {},
+            "top": ({self._categories[j][i]: float(counts[i] / len(valid)) for i in top if counts[i]}
+                    if len(valid) else {}),
             "unseen_share": float(counts[-1] / len(valid)) if len(valid) else 0.0,
             "top_unseen": self.top_unseen(j, event_index=event_index),
             "missing_rate": float((codes == MISSING_CODE).sum() / total) if total else 0.0,
@@ -221,6 +249,7 @@ class CategoricalBank:
         }
 
     def statistics(self, j: int) -> dict[str, Any]:
+        """Feature j's last closed window's test statistics and its unseen-share CUSUM (the snapshot's)."""
         stats = self._window_test(j, self._last_counts)
         f = len(self._names)
         stats["unseen_cusum"] = float(self._cusum.statistics[UNSEEN * f + j] / T.LLR_SCALE)
@@ -228,11 +257,13 @@ class CategoricalBank:
         return stats
 
     def missing_ratio(self, j: int) -> float:
+        """Share of feature j's recent events without a value."""
         codes = self.recent_codes(j)
         return float((codes == MISSING_CODE).sum() / len(codes)) if len(codes) else 0.0
 
     # ---- state --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The bank as plain data (`load_state` takes it back)."""
         return {
             "cusum": self._cusum.state_dict(),
             "blocks": self._blocks.state_dict(),
@@ -243,6 +274,7 @@ class CategoricalBank:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._cusum.load_state(state["cusum"])
         self._blocks.load_state(state["blocks"])
         self._counts = np.frombuffer(state["counts"], dtype=np.int32).astype(np.int64)
@@ -256,7 +288,7 @@ def _round(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
 
 
-@lru_cache(maxsize=None)
+@cache
 def _chi2_threshold(dof: int) -> float:
     """The chi-square value whose tail is WINDOW_ALPHA (bisection)."""
     if dof <= 0:

@@ -13,6 +13,8 @@ import numpy as np
 
 from detectors import _kernels
 
+__all__ = ["DISABLED", "BlockAccumulator", "CusumBank", "bernoulli_llr_weights", "blocks_touched"]
+
 #: chains whose threshold is this are switched off (never alarm)
 DISABLED = np.iinfo(np.int64).max // 4
 _NO_SCORES = np.zeros(0, dtype=np.int64)
@@ -70,14 +72,27 @@ class BlockAccumulator:
         return raw[:complete], _block_ends(start, size, complete)
 
     def state_dict(self) -> dict[str, Any]:
+        """The incomplete block's sums as plain data (`load_state` takes it back)."""
         return {"partial": self._partial.tolist()}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._partial = np.asarray(state["partial"], dtype=np.int64)
 
 
 class CusumBank:
     """Many one-sided CUSUM chains updated together on integer block increments.
+
+    Parameters
+    ----------
+    thresholds
+        One decision interval h per chain (integer, in the increments' fixed-point units; `DISABLED`
+        switches a chain off).
+
+    Examples
+    --------
+    Chain 0 climbs 3 + 4 + 5 = 12 > 10 in the block ending at event 29, alarms with onset -1 (it stood
+    at 0 only before the first block) and restarts; chain 1 never leaves 0:
 
     >>> bank = CusumBank(np.array([10, 10]))
     >>> inc = np.array([[3, -1], [4, -1], [5, -1], [-20, -1]])
@@ -121,9 +136,11 @@ class CusumBank:
                                    hit, miss, block, self._h, self._s, self._last_zero)
 
     def state_dict(self) -> dict[str, Any]:
+        """Each chain's statistic and change-point estimate as plain data (`load_state` takes it back)."""
         return {"s": self._s.tolist(), "last_zero": self._last_zero.tolist()}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._s = np.asarray(state["s"], dtype=np.int64)
         self._last_zero = np.asarray(state["last_zero"], dtype=np.int64)
 

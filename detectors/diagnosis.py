@@ -28,21 +28,28 @@ replaces the plain fallback.
 >>> d = diagnose_numeric(p, recent, n_missing=0, n_invalid=0, n_total=512)
 >>> d.cause, d.evidence["factor"]
 ('unit_change', '1/1000')
->>> d.sentence
-'values look ~1/1000 of training at every quantile (e.g. ms -> s, g -> kg, B -> KiB): unit or scale change in the serving pipeline'
+>>> print(d.sentence)  # doctest: +NORMALIZE_WHITESPACE
+values look ~1/1000 of training at every quantile (e.g. ms -> s, g -> kg, B -> KiB): unit or scale change
+in the serving pipeline
 """
 from __future__ import annotations
 
 import math
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from baselines.profile import QUANTILE_PROBS, CategoricalProfile, NumericProfile
 from detectors.episodes import Candidate
+
+__all__ = ["MIN_VALUES", "PIPELINE_CAUSES", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "ChangeTiming", "Diagnosis",
+           "category_counts", "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
+           "diagnose_serving", "diagnose_unexpected_fields", "diagnose_versions", "fmt_count", "fmt_num", "fmt_pct",
+           "lead_with_change", "with_version_coincidence"]
 
 #: causes that name a defect of the serving pipeline (a timing diagnosis is appended to them)
 PIPELINE_CAUSES = frozenset(
@@ -208,8 +215,8 @@ def _constant_value(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: i
         "stuck_value",
         f"{fmt_pct(share)} of recent values equal {_fmt(v)} (training std {_fmt(p.std)}, share of that value "
         f"{fmt_pct(baseline_share)}): the feature is stuck (a frozen upstream source or a cached value)",
-        {"value": fmt_num(v), "share": fmt_num(share), "baseline_share": fmt_num(baseline_share), "baseline_std": fmt_num(p.std),
-         "n_values": int(len(x))},
+        {"value": fmt_num(v), "share": fmt_num(share), "baseline_share": fmt_num(baseline_share),
+         "baseline_std": fmt_num(p.std), "n_values": int(len(x))},
     )
 
 
@@ -246,11 +253,13 @@ def _unit_change(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
     evidence = {
         "ratio": fmt_num(ratio), "factor": name if known else None, "misfit_iqr": fmt_num(misfit),
         "spread_ratio": fmt_num(iqr_p / iqr_t),
-        "quantiles": {f"p{k:02d}": [fmt_num(p.quantiles[10 * k]), fmt_num(float(np.quantile(x, k / 100)))] for k in (5, 50, 95)},
+        "quantiles": {f"p{k:02d}": [fmt_num(p.quantiles[10 * k]), fmt_num(float(np.quantile(x, k / 100)))]
+                      for k in (5, 50, 95)},
     }
     if known:
         shown = f"~{name}" if name.startswith("1/") else f"~{name}x"
-        sentence = f"values look {shown} of training at every quantile (e.g. {hint}): unit or scale change in the serving pipeline"
+        sentence = (f"values look {shown} of training at every quantile (e.g. {hint}): unit or scale change in the "
+                    "serving pipeline")
     else:
         sentence = f"values look ~{_fmt(ratio)}x training at every quantile: scale change in the serving pipeline"
     return Diagnosis("unit_change", sentence, evidence)
@@ -269,7 +278,8 @@ def _rounding(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
             return None
         if step == 1.0:
             sentence = (f"{fmt_pct(_on_step(x, step))} of recent values are whole numbers where training had fractions "
-                        f"({fmt_pct(train_share)} whole): values are rounded or cast to integer in the serving pipeline")
+                        f"({fmt_pct(train_share)} whole): values are rounded or cast to integer in the serving "
+                        "pipeline")
         else:
             sentence = (f"{fmt_pct(_on_step(x, step))} of recent values are multiples of {_fmt(step)} where training "
                         f"had {fmt_pct(train_share)}: values are rounded in the serving pipeline")
@@ -308,7 +318,8 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
     # guard: a real shift moves the whole distribution; a fill adds a point mass and leaves the
     # other values distributed as in training
     rest = x[x != v]
-    if len(rest) >= MIN_VALUES and _ks_to_training_without(p, rest, v, baseline_share) > 1.63 / math.sqrt(len(rest)) + 0.05:
+    if (len(rest) >= MIN_VALUES
+            and _ks_to_training_without(p, rest, v, baseline_share) > 1.63 / math.sqrt(len(rest)) + 0.05):
         return None
     sentinel = _sentinel_name(p, v) or "a repeated value"
     return _default_fill_diagnosis(p, v, share, baseline_share, sentinel, n_missing, n_total)
@@ -317,7 +328,8 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
 def _default_fill_diagnosis(p: NumericProfile, v: float, share: float, baseline_share: float, sentinel: str,
                             n_missing: int, n_total: int) -> Diagnosis:
     missing = n_missing / n_total if n_total else 0.0
-    sentence = f"value {_fmt(v)} ({sentinel}) makes {fmt_pct(share)} of recent values against {fmt_pct(baseline_share)} in training"
+    sentence = (f"value {_fmt(v)} ({sentinel}) makes {fmt_pct(share)} of recent values against "
+                f"{fmt_pct(baseline_share)} in training")
     if p.missing_rate >= 0.01 and missing < p.missing_rate / 2:
         sentence += (f", while the missing rate fell from {fmt_pct(p.missing_rate)} to {fmt_pct(missing)}: "
                      "missing values are filled with a default at serving")
@@ -342,9 +354,11 @@ def _numeric_fallback(p: NumericProfile, x: np.ndarray, n_missing: int, n_invali
     }
     rates = []
     if _rate_rose(missing, p.missing_rate, n_total):
-        rates.append(("missing_rate", f"missing rate {fmt_pct(p.missing_rate)} -> {fmt_pct(missing)}: values are lost upstream of serving"))
+        rates.append(("missing_rate", f"missing rate {fmt_pct(p.missing_rate)} -> {fmt_pct(missing)}: values are lost "
+                      "upstream of serving"))
     if _rate_rose(invalid, p.invalid_rate, n_total):
-        rates.append(("invalid_values", f"non-numeric values {fmt_pct(p.invalid_rate)} -> {fmt_pct(invalid)}: values of the wrong type reach serving"))
+        rates.append(("invalid_values", f"non-numeric values {fmt_pct(p.invalid_rate)} -> {fmt_pct(invalid)}: values "
+                      "of the wrong type reach serving"))
     if len(x) < 2:
         cause, sentence = rates[0] if rates else ("distribution_shift", "too few recent values to describe")
         return Diagnosis(cause, sentence, evidence)
@@ -356,8 +370,8 @@ def _numeric_fallback(p: NumericProfile, x: np.ndarray, n_missing: int, n_invali
     # a training spread of 0 (a constant feature) has no ratio: any spread now is a change of scale
     spread = iqr_p / iqr_t if iqr_t > 0 else std / p.std if p.std > 0 else None
     outside = float(np.mean((x < p.min) | (x > p.max)))
-    evidence["current"].update({"mean": fmt_num(mean), "std": fmt_num(std), "p50": fmt_num(median), "iqr": fmt_num(iqr_p),
-                                "outside_training_range": fmt_num(outside)})
+    evidence["current"].update({"mean": fmt_num(mean), "std": fmt_num(std), "p50": fmt_num(median),
+                                "iqr": fmt_num(iqr_p), "outside_training_range": fmt_num(outside)})
     location = abs(location_z) >= 0.25
     scale = std > 0 if spread is None else not 0.8 <= spread <= 1.25
     moved = {(True, True): "location+scale", (True, False): "location", (False, True): "scale"}.get((location, scale))
@@ -372,7 +386,8 @@ def _numeric_fallback(p: NumericProfile, x: np.ndarray, n_missing: int, n_invali
         return Diagnosis(cause, f"{sentence}; valid values unchanged ({numbers})", evidence)
     what = {"location+scale": "location and spread changed", "location": "location shift, spread unchanged",
             "scale": "spread changed, location unchanged", None: "shape or tails changed"}[moved]
-    cause = {"location": "location_shift", "scale": "scale_shift", "location+scale": "location_scale_shift"}.get(moved or "", "distribution_shift")
+    cause = {"location": "location_shift", "scale": "scale_shift",
+             "location+scale": "location_scale_shift"}.get(moved or "", "distribution_shift")
     return Diagnosis(cause, "; ".join([f"{what}: {numbers}"] + [s for _, s in rates]), evidence)
 
 
@@ -428,12 +443,12 @@ def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagno
     indexes = []
     for rule, words, norm in _NORMALISATIONS:
         index: dict[str, str] = {}
-        for t, share in sorted(p.categories.items(), key=lambda kv: kv[1]):
+        for t, _ in sorted(p.categories.items(), key=lambda kv: kv[1]):
             index[norm(t)] = t  # the most frequent training spelling wins a collision
         indexes.append((rule, words, norm, index))
     mappings = []
     for c, k in sorted(unseen.items(), key=lambda kv: -kv[1]):
-        for rule, words, norm, index in indexes:
+        for rule, _, norm, index in indexes:
             t = index.get(norm(c))
             if t is not None:
                 mappings.append({"seen": c, "training": t, "rule": rule, "share": fmt_num(k / n), "count": k})
@@ -457,7 +472,8 @@ def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagno
     )
 
 
-def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n_missing: int, n_total: int) -> Diagnosis | None:
+def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n_missing: int,
+                        n_total: int) -> Diagnosis | None:
     if n < MIN_VALUES or not n_total:
         return None
     floor = p.other_freq / max(1, p.n_distinct - len(p.categories)) if p.n_distinct > len(p.categories) else 0.0
@@ -474,23 +490,27 @@ def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n
     # missing values filled with a real category: its rise per event matches the fall of the missing rate
     drop = p.missing_rate - missing
     if drop >= 0.05 and rise(c) >= 0.5 * drop and _share_rose(k, n_total, baseline_share * present, min_ratio=1.0):
-        return Diagnosis("default_fill", f"category {c!r} makes {fmt_pct(share)} of recent values against {fmt_pct(baseline_share)} "
-                         f"in training, while the missing rate fell from {fmt_pct(p.missing_rate)} to {fmt_pct(missing)}: missing "
-                         "values are filled with a default at serving", evidence)
+        return Diagnosis("default_fill", f"category {c!r} makes {fmt_pct(share)} of recent values against "
+                         f"{fmt_pct(baseline_share)} in training, while the missing rate fell from "
+                         f"{fmt_pct(p.missing_rate)} to {fmt_pct(missing)}: missing values are filled with a default "
+                         "at serving", evidence)
     if not _share_rose(k, n, baseline_share):
         return None
     if c.strip().casefold() in _CATEGORY_SENTINELS:
-        return Diagnosis("default_fill", f"category {c!r} makes {fmt_pct(share)} of recent values against {fmt_pct(baseline_share)} "
-                         "in training: a default or placeholder replaces real values in the serving pipeline", evidence)
+        return Diagnosis("default_fill", f"category {c!r} makes {fmt_pct(share)} of recent values against "
+                         f"{fmt_pct(baseline_share)} in training: a default or placeholder replaces real values in the "
+                         "serving pipeline", evidence)
     top_training = max(p.categories.values(), default=0.0)
     # guard: a real category gaining share is a population shift unless it takes over almost everything
     if share >= ALMOST_ALL and top_training < 0.8:
-        return Diagnosis("stuck_value", f"{fmt_pct(share)} of recent values are {c!r} (training: {fmt_pct(baseline_share)}, "
-                         f"largest category {fmt_pct(top_training)}): the feature is stuck at one category", evidence)
+        return Diagnosis("stuck_value", f"{fmt_pct(share)} of recent values are {c!r} (training: "
+                         f"{fmt_pct(baseline_share)}, largest category {fmt_pct(top_training)}): the feature is stuck "
+                         "at one category", evidence)
     return None
 
 
-def _categorical_fallback(p: CategoricalProfile, counts: dict[str, int], n: int, n_missing: int, n_total: int) -> Diagnosis:
+def _categorical_fallback(p: CategoricalProfile, counts: dict[str, int], n: int, n_missing: int,
+                          n_total: int) -> Diagnosis:
     missing = n_missing / n_total if n_total else 0.0
     unseen = sorted(((c, k) for c, k in counts.items() if c not in p.categories), key=lambda ck: -ck[1])
     unseen_share = sum(k for _, k in unseen) / n if n else 0.0
@@ -499,16 +519,18 @@ def _categorical_fallback(p: CategoricalProfile, counts: dict[str, int], n: int,
     if n and unseen_share >= max(0.02, 2 * p.other_freq):
         top = ", ".join(f"{c!r} ({fmt_pct(k / n)})" for c, k in unseen[:3])
         evidence["top_unseen"] = {c: fmt_num(k / n) for c, k in unseen[:5]}
-        what = "1 category unseen in training makes" if len(unseen) == 1 else f"{len(unseen)} categories unseen in training make"
+        what = ("1 category unseen in training makes" if len(unseen) == 1
+                else f"{len(unseen)} categories unseen in training make")
         return Diagnosis("new_category", f"{what} {fmt_pct(unseen_share)} of recent values: {top}", evidence)
     if _rate_rose(missing, p.missing_rate, n_total):
-        return Diagnosis("missing_rate", f"missing rate {fmt_pct(p.missing_rate)} -> {fmt_pct(missing)}: values are lost "
-                         "upstream of serving", evidence)
+        return Diagnosis("missing_rate", f"missing rate {fmt_pct(p.missing_rate)} -> {fmt_pct(missing)}: values are "
+                         "lost upstream of serving", evidence)
     if not n:
         return Diagnosis("category_shift", "no recent values to compare", evidence)
     moves = sorted(((c, counts.get(c, 0) / n - p.categories.get(c, 0.0)) for c in set(counts) | set(p.categories)),
                    key=lambda cd: -abs(cd[1]))[:3]
-    evidence["largest_moves"] = {c: [fmt_num(p.categories.get(c, 0.0)), fmt_num(counts.get(c, 0) / n)] for c, _ in moves}
+    evidence["largest_moves"] = {c: [fmt_num(p.categories.get(c, 0.0)), fmt_num(counts.get(c, 0) / n)]
+                                 for c, _ in moves}
     text = ", ".join(f"{c!r} {fmt_pct(p.categories.get(c, 0.0))} -> {fmt_pct(counts.get(c, 0) / n)}" for c, _ in moves)
     return Diagnosis("category_shift", f"category shares moved: {text}", evidence)
 
@@ -530,11 +552,13 @@ def diagnose_change_time(timing: ChangeTiming) -> Diagnosis | None:
     if kind == "from_start":
         evidence.pop("end_event")
         base = Diagnosis("from_start", f"the feature differs from training since the first monitored event (score "
-                         f"{_fmt(after)}): skew from the start points to the serving pipeline, not to a change in production", evidence)
+                         f"{_fmt(after)}): skew from the start points to the serving pipeline, not to a change in "
+                         "production", evidence)
         return _merge_versions(base, versions)
     if kind == "undated":
-        base = Diagnosis("undated", f"off training (score {_fmt(after)}) over all the ~{fmt_count(end - start)} events of kept "
-                         f"history: the change began before event {start:,} and cannot be dated", evidence)
+        base = Diagnosis("undated", f"off training (score {_fmt(after)}) over all the ~{fmt_count(end - start)} "
+                         f"events of kept history: the change began before event {start:,} and cannot be dated",
+                         evidence)
         return _merge_versions(base, versions)
     # a version change explains a change that starts within its resolution (a block, or a tenth of a ramp)
     resolution = max(_block_at(timing, start), (end - start) // 10)
@@ -546,8 +570,9 @@ def diagnose_change_time(timing: ChangeTiming) -> Diagnosis | None:
         previous = max(earlier)[1] if earlier else timing.baseline_version
         evidence.update({"version": v, "version_first_seen": first, "previous_version": previous})
         frm = f"{previous} -> {v}" if previous and previous != v else v
-        return Diagnosis("version_change", f"{kind} change at event ~{start:,} coincides with model_version {frm} (first "
-                         f"served at event {first:,}): the new deployment computes this feature differently", evidence)
+        return Diagnosis("version_change", f"{kind} change at event ~{start:,} coincides with model_version {frm} "
+                         f"(first served at event {first:,}): the new deployment computes this feature differently",
+                         evidence)
     if kind == "abrupt":
         base = Diagnosis("abrupt_shift", f"abrupt change at event ~{start:,} with no model_version change: points to a "
                          "pipeline or upstream deploy at that time", evidence)
@@ -555,15 +580,16 @@ def diagnose_change_time(timing: ChangeTiming) -> Diagnosis | None:
         # already off training when the kept history begins: the ramp's true start is unknown
         oldest = int(timing.end_event - sum(timing.block_counts))
         evidence["off_training_at_oldest_kept"] = oldest
-        base = Diagnosis("gradual_shift", f"gradual shift over at least ~{fmt_count(end - start)} events (events {start:,} to "
-                         f"{end:,}, already off training at event {oldest:,}, the oldest kept): real population change, "
-                         "consider retraining", evidence)
+        base = Diagnosis("gradual_shift", f"gradual shift over at least ~{fmt_count(end - start)} events (events "
+                         f"{start:,} to {end:,}, already off training at event {oldest:,}, the oldest kept): real "
+                         "population change, consider retraining", evidence)
     elif end - start >= LONG_RAMP:
         base = Diagnosis("gradual_shift", f"gradual shift over ~{fmt_count(end - start)} events (events {start:,} to "
                          f"{end:,}): real population change, consider retraining", evidence)
     else:
         base = Diagnosis("gradual_shift", f"change ramped over ~{fmt_count(end - start)} events (events {start:,} to "
-                         f"{end:,}): a staged rollout upstream or a fast population change; check deploys in that span", evidence)
+                         f"{end:,}): a staged rollout upstream or a fast population change; check deploys in that "
+                         "span", evidence)
     return _merge_versions(base, versions)
 
 
@@ -577,8 +603,8 @@ def diagnose_versions(served_versions: Mapping[str, int], baseline_version: str 
     mixed = [v for v, s in shares.items() if s >= 0.05]
     if len(mixed) > 1:
         text = ", ".join(f"{v} ({fmt_pct(shares[v])})" for v in mixed)
-        return Diagnosis("mixed_versions", f"model versions {text} are served together: a partial rollout; check whether "
-                         "one of them computes this feature differently", evidence)
+        return Diagnosis("mixed_versions", f"model versions {text} are served together: a partial rollout; check "
+                         "whether one of them computes this feature differently", evidence)
     main = next(iter(shares))
     if baseline_version is not None and main != baseline_version:
         return Diagnosis("version_mismatch", f"model_version {main} is served but the baseline describes version "
@@ -595,7 +621,8 @@ def _merge_versions(base: Diagnosis, versions: Diagnosis | None) -> Diagnosis:
     if versions is None:
         return base
     if base.cause in ("from_start", "undated"):
-        return Diagnosis(versions.cause, f"{versions.sentence}; {base.sentence}", {**base.evidence, **versions.evidence})
+        return Diagnosis(versions.cause, f"{versions.sentence}; {base.sentence}",
+                         {**base.evidence, **versions.evidence})
     return Diagnosis(base.cause, f"{base.sentence}; {versions.sentence}", {**base.evidence, **versions.evidence})
 
 
@@ -664,7 +691,8 @@ def _with_timing(value: Diagnosis, timing: ChangeTiming | None) -> Diagnosis:
         return value
     # a named pipeline defect stays the cause; otherwise the timing is the better explanation, if it has one
     cause = value.cause if value.is_pipeline_bug or when.cause == "undated" else when.cause
-    return Diagnosis(cause, f"{value.sentence}; {when.sentence}", {**value.evidence, "timing": {"cause": when.cause, **when.evidence}})
+    return Diagnosis(cause, f"{value.sentence}; {when.sentence}",
+                     {**value.evidence, "timing": {"cause": when.cause, **when.evidence}})
 
 
 # ---- alerts without a feature profile -----------------------------------------------------------
@@ -687,8 +715,9 @@ def diagnose_confidence(c: Candidate, base: dict, current: dict) -> Diagnosis:
         return Diagnosis("invalid_confidence", "confidence values that are not numbers in [0, 1] are being served: "
                          "a broken output mapping in the serving pipeline", {})
     since = f"since event ~{c.onset:,}" if c.onset is not None else ""
-    return Diagnosis("confidence_drop", f"prediction confidence fell from mean {base['mean']:.3g} (p50 {base['p50']:.3g}) "
-                     f"to {current.get('mean', float('nan')):.3g} (p50 {current.get('p50', float('nan')):.3g}) {since}: "
+    now_mean, now_p50 = current.get("mean", float("nan")), current.get("p50", float("nan"))
+    return Diagnosis("confidence_drop", f"prediction confidence fell from mean {base['mean']:.3g} "
+                     f"(p50 {base['p50']:.3g}) to {now_mean:.3g} (p50 {now_p50:.3g}) {since}: "
                      "inputs the model has not seen in training (out of distribution)", {})
 
 
@@ -702,7 +731,8 @@ def lead_with_change(d: Diagnosis, base: dict, current: dict, c: Candidate) -> D
     std_b = base["std"] or 1.0
     if abs(current["mean"] - base["mean"]) >= 0.2 * std_b:
         moved.append("location")
-    if current.get("std", 0) and base["std"] and abs(math.log(max(current["std"], 1e-300) / base["std"])) >= math.log(1.25):
+    if (current.get("std", 0) and base["std"]
+            and abs(math.log(max(current["std"], 1e-300) / base["std"])) >= math.log(1.25)):
         moved.append("scale")
     what = " and ".join(moved) + " shift" if moved else "shape change"
     detected = f"detected by {c.detector} at event {c.event_index + 1:,}"
@@ -848,9 +878,19 @@ def _fmt(x: float) -> str:
 
 
 def fmt_pct(x: float) -> str:
+    """A share as a percentage for a sentence, with the digits its size needs.
+
+    >>> fmt_pct(0.25), fmt_pct(0.042), fmt_pct(0.0004)
+    ('25%', '4.2%', '0.04%')
+    """
     x = 100 * float(x)
     return f"{x:.0f}%" if x >= 10 or x == 0 else f"{x:.1f}%" if x >= 0.1 else f"{x:.2f}%"
 
 
 def fmt_count(n: int) -> str:
+    """An event count for a sentence: thousands as "k" from 1,000.
+
+    >>> fmt_count(950), fmt_count(2500), fmt_count(48_000)
+    ('950', '2.5k', '48k')
+    """
     return f"{n / 1000:.0f}k" if n >= 10_000 else f"{n / 1000:.1f}k" if n >= 1000 else str(n)

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+__all__ = ["RIVER_DETECTORS", "SERVING_FAMILIES", "AlarmSource", "Candidate", "EpisodeTracker"]
+
 
 class AlarmSource(IntEnum):
     """The test that raised an alarm: the first key of the order of alarms raised at the same event.
@@ -75,7 +77,9 @@ class EpisodeTracker:
         return number
 
     def state_dict(self) -> dict[str, Any]:
+        """The open and closed episodes as plain data (`load_state` takes it back)."""
         return {"episodes": [[f, fam, n, last] for (f, fam), (n, last) in self._episodes.items()]}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._episodes = {(f, fam): [int(n), int(last)] for f, fam, n, last in state["episodes"]}

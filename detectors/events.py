@@ -24,6 +24,9 @@ import orjson
 
 from detectors import _kernels
 
+__all__ = ["REASONS", "Limits", "Reject", "all_usable", "dead_letter_record", "decode_message", "encode_value",
+           "events_from_value", "model_of", "parse_message"]
+
 #: Why a message or event was rejected (the `reason` label of metrics and dead letters).
 REASONS = (
     "not_decodable",  # neither JSON nor msgpack
@@ -66,7 +69,28 @@ class Reject:
 
 
 def decode_message(data: bytes, limits: Limits = Limits()) -> tuple[list[dict], list[Reject]]:
-    """Decode one message into (events, rejects); never raises on any input bytes."""
+    """Decode one message into (events, rejects); never raises on any input bytes.
+
+    Parameters
+    ----------
+    data
+        One message: an event or a list of events, JSON or msgpack.
+    limits
+        The caps a message must keep to (size, events, features, model name).
+
+    Returns
+    -------
+    tuple of list of dict and list of Reject
+        The usable events, in message order, and one `Reject` per unusable message or element.
+
+    Examples
+    --------
+    >>> import msgpack
+    >>> decode_message(msgpack.packb([{"model": "credit", "features": {"x": 1}}, "7"]))[0]
+    [{'model': 'credit', 'features': {'x': 1}}]
+    >>> [r.reason for r in decode_message(b"[1, 2, 3]", Limits(max_events_per_message=2))[1]]
+    ['too_many_events']
+    """
     if len(data) > limits.max_message_bytes:
         return [], [Reject("oversized", f"message of {len(data)} bytes exceeds {limits.max_message_bytes}", data)]
     obj, err = parse_message(data, limits)
@@ -83,9 +107,12 @@ def events_from_value(obj: Any, raw: bytes | None = None, limits: Limits = Limit
             return [obj], []
         return [], [Reject(reason[0], reason[1], raw if raw is not None else encode_value(obj))]
     if type(obj) is not list:
-        return [], [Reject("not_an_object", f"message is a {type(obj).__name__}, not an event object or a list", raw if raw is not None else encode_value(obj))]
+        return [], [Reject("not_an_object", f"message is a {type(obj).__name__}, not an event object or a list",
+                           raw if raw is not None else encode_value(obj))]
     if len(obj) > limits.max_events_per_message:
-        return [], [Reject("too_many_events", f"{len(obj)} events in one message exceeds {limits.max_events_per_message}", raw if raw is not None else b"")]
+        return [], [Reject("too_many_events",
+                           f"{len(obj)} events in one message exceeds {limits.max_events_per_message}",
+                           raw if raw is not None else b"")]
     if all_usable(obj, limits):
         return obj, []
     events: list[dict] = []
@@ -104,6 +131,12 @@ def events_from_value(obj: Any, raw: bytes | None = None, limits: Limits = Limit
 
 
 def parse_message(data: bytes, limits: Limits) -> tuple[Any, str | None]:
+    """(the decoded value, None), or (None, why not): JSON unless the first byte opens a msgpack
+    map or array, msgpack as the fallback. Never raises on any input bytes.
+
+    >>> parse_message(b'{"a": 1}', Limits()), parse_message(b"{oops", Limits())[1][:12]
+    (({'a': 1}, None), 'invalid JSON')
+    """
     if not data[:1] or data[0] not in _MSGPACK_CONTAINER:
         try:
             return orjson.loads(data), None
@@ -122,7 +155,7 @@ def parse_message(data: bytes, limits: Limits) -> tuple[Any, str | None]:
             ),
             None,
         )
-    except Exception as e:  # msgpack raises many unrelated types on garbage (ValueError, ExtraData, ...)
+    except Exception as e:  # noqa: BLE001 (msgpack raises many unrelated types on garbage: ValueError, ExtraData...)
         return None, json_error or f"invalid msgpack: {type(e).__name__}"
 
 
@@ -143,7 +176,8 @@ def _check(ev: dict, limits: Limits) -> tuple[str, str] | None:
         return "missing_model", "no non-empty string 'model' field"
     feats = ev.get("features")
     if type(feats) is not dict:
-        return "features_not_object", f"'features' is {'absent' if feats is None else 'a ' + type(feats).__name__}, not an object"
+        what = "absent" if feats is None else "a " + type(feats).__name__
+        return "features_not_object", f"'features' is {what}, not an object"
     if len(feats) > limits.max_features_per_event:
         return "too_many_features", f"{len(feats)} features exceeds {limits.max_features_per_event}"
     return None
@@ -156,7 +190,7 @@ def encode_value(obj: Any) -> bytes:
     except (TypeError, orjson.JSONEncodeError):
         try:
             return msgpack.packb(obj, use_bin_type=True)
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever msgpack cannot pack: a dead letter must never raise)
             return repr(obj).encode("utf-8", "replace")[:10_000]
 
 

@@ -20,6 +20,9 @@ from baselines.profile import category_key
 from detectors import _kernels
 from detectors.sketches import MAX_LABEL
 
+__all__ = ["ABSENT", "ABSENT_KEY", "INVALID", "INVALID_CODE", "MISSING", "MISSING_CODE", "VALID", "FeatureColumns",
+           "NumericValues", "classify_numbers"]
+
 #: status of a numeric value (NumericValues.status)
 VALID, MISSING, ABSENT_KEY, INVALID = range(4)
 #: category codes below the known ones
@@ -28,7 +31,7 @@ INVALID_CODE = -2
 _UNRESOLVED = -3
 
 
-def example(value: Any) -> str:
+def _example(value: Any) -> str:
     """How an invalid value is quoted in a diagnosis: a string as itself, anything else as its repr."""
     return (value if isinstance(value, str) else repr(value))[:MAX_LABEL]
 
@@ -68,7 +71,7 @@ class NumericValues:
         """The last n invalid raw values of feature j among events 0..until of the batch, oldest first."""
         at = np.flatnonzero(self.status[j, : until + 1] == INVALID)[-n:] if n > 0 else []
         name = self._names[j]
-        return [example(self._features[i][name]) for i in at.tolist()] if len(at) else []
+        return [_example(self._features[i][name]) for i in at.tolist()] if len(at) else []
 
 
 def classify_numbers(column: Sequence[Any]) -> NumericValues:
@@ -95,7 +98,7 @@ class _Absent:
 ABSENT = _Absent()
 
 
-class FeatureMaps(Sequence):
+class _FeatureMaps(Sequence):
     """The 'features' maps of a list of events, looked up when asked for (rarely: to quote an
     invalid value, resolve an unseen label or name an unexpected field)."""
 
@@ -145,7 +148,7 @@ class FeatureColumns:
         NaN if missing, +inf if invalid), and how their 'model_version's compare with
         expected_version: `_kernels.VERSIONS_NONE`, `VERSIONS_EXPECTED` or `VERSIONS_OTHER`.
         Returns (NumericValues, categorical, extra, versions)."""
-        return self._extract(events, FeatureMaps(events), (expected_version, confidence))
+        return self._extract(events, _FeatureMaps(events), (expected_version, confidence))
 
     def _extract(self, items: list[dict], features: Sequence[dict], top: tuple | None):
         n = len(items)
@@ -166,4 +169,5 @@ class FeatureColumns:
                 codes[j, i] = code = table.get(key, len(table))
                 if code == len(table):
                     others[j].append((int(i), key))
-        return NumericValues(x, status, invalid, features, self._numeric_names), (codes, absent, others), extra, versions
+        numeric = NumericValues(x, status, invalid, features, self._numeric_names)
+        return numeric, (codes, absent, others), extra, versions

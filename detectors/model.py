@@ -28,9 +28,18 @@ from baselines.profile import Baseline, CategoricalProfile, NumericProfile
 from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id, severity
 from detectors.categorical import CategoricalBank
-from detectors.diagnosis import (ChangeTiming, Diagnosis, category_counts, diagnose_categorical, diagnose_confidence,
-                                 diagnose_numeric, diagnose_serving, diagnose_unexpected_fields, lead_with_change,
-                                 with_version_coincidence)
+from detectors.diagnosis import (
+    ChangeTiming,
+    Diagnosis,
+    category_counts,
+    diagnose_categorical,
+    diagnose_confidence,
+    diagnose_numeric,
+    diagnose_serving,
+    diagnose_unexpected_fields,
+    lead_with_change,
+    with_version_coincidence,
+)
 from detectors.episodes import Candidate, EpisodeTracker
 from detectors.extract import MISSING_CODE, FeatureColumns
 from detectors.numeric import Z_PER_UNIT, NumericBank, summarise_recent
@@ -38,6 +47,8 @@ from detectors.recent import InvalidExamples
 from detectors.schema import UnexpectedFields
 from detectors.serving import ServedVersions
 from detectors.timing import ChangeHistory
+
+__all__ = ["STATE_VERSION", "ModelMonitor", "MonitorConfig"]
 
 STATE_VERSION = 3
 
@@ -67,7 +78,42 @@ class MonitorConfig:
 
 
 class ModelMonitor:
-    """Watches one model's events against its training baseline (see module docstring)."""
+    """Watches one model's events against its training baseline (see module docstring).
+
+    Parameters
+    ----------
+    baseline
+        The model's training profile (`baselines.profile.Baseline`).
+    config
+        The monitor's settings (default `MonitorConfig()`).
+
+    Examples
+    --------
+    A feature that moves from N(100, 10) to N(115, 10) after 500 events; a restart from the checkpoint
+    taken at event 400 gives the same alert, with the same id:
+
+    >>> import numpy as np
+    >>> from baselines.profile import QUANTILE_PROBS, Baseline, NumericProfile
+    >>> q = np.quantile(np.random.default_rng(0).normal(100, 10, 20_000), QUANTILE_PROBS)
+    >>> amount = NumericProfile("amount", 20_000, 0, 0, 100.0, 10.0, float(q[0]), float(q[-1]), q, q[100:1000:100],
+    ...                         np.full(10, 0.1))
+    >>> baseline = Baseline("credit", "1", {"amount": amount}, n_rows=20_000)
+    >>> rng = np.random.default_rng(1)
+    >>> values = np.concatenate([rng.normal(100, 10, 500), rng.normal(115, 10, 500)])
+    >>> events = [{"model": "credit", "features": {"amount": float(v)}} for v in values]
+    >>> monitor = ModelMonitor(baseline)
+    >>> monitor.update_batch(events[:400])
+    []
+    >>> checkpoint = monitor.state_dict()
+    >>> alerts = monitor.update_batch(events[400:])
+    >>> [(a.kind, a.feature, a.detector, a.events_seen, a.severity) for a in alerts]
+    [('drift', 'amount', 'cusum', 544, 'critical')]
+    >>> monitor.snapshot()["features"]["amount"]["last_alert"]["events_seen"]
+    544
+    >>> restored = ModelMonitor.from_state(baseline, checkpoint)
+    >>> [a.alert_id for a in restored.update_batch(events[400:])] == [a.alert_id for a in alerts]
+    True
+    """
 
     def __init__(self, baseline: Baseline, config: MonitorConfig | None = None):
         self._baseline = baseline
@@ -104,9 +150,25 @@ class ModelMonitor:
         return self._config
 
     def update(self, event: dict) -> list[Alert]:
+        """`update_batch` of one event."""
         return self.update_batch([event])
 
     def update_batch(self, events: list[dict]) -> list[Alert]:
+        """Feed the model's next events, in arrival order; return the alerts they raise.
+
+        Batching does not change the alerts: the same events in any batches give the same alerts.
+
+        Parameters
+        ----------
+        events
+            Usable events of this model (as `detectors.events.decode_message` returns them):
+            "features", and optionally "confidence", "model_version", "ts".
+
+        Returns
+        -------
+        list of Alert
+            One per alarm that opens an episode, in event order (see the class example).
+        """
         n = len(events)
         if n == 0:
             return []
@@ -222,13 +284,17 @@ class ModelMonitor:
 
     # ---- snapshot and state ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        """The monitor at a glance: events seen, served version, mean confidence, and per feature its
+        last window's statistics, missing ratio and last alert (what `skewwatch` shows and exports)."""
         features: dict[str, Any] = {}
         for j, name in enumerate(self._numeric.names):
             features[name] = {"kind": "numeric", "missing_ratio": self._numeric.missing_ratio(j),
-                              "statistics": _plain(self._numeric.statistics(j)), "last_alert": self._last_alert.get(name)}
+                              "statistics": _plain(self._numeric.statistics(j)),
+                              "last_alert": self._last_alert.get(name)}
         for j, name in enumerate(self._categorical.names):
             features[name] = {"kind": "categorical", "missing_ratio": self._categorical.missing_ratio(j),
-                              "statistics": _plain(self._categorical.statistics(j)), "last_alert": self._last_alert.get(name)}
+                              "statistics": _plain(self._categorical.statistics(j)),
+                              "last_alert": self._last_alert.get(name)}
         ordered = {name: features[name] for name in self._baseline.features if name in features}
         confidence_mean = None
         if self._confidence is not None:
@@ -239,6 +305,8 @@ class ModelMonitor:
                 "events_seen": self._events_seen, "confidence_mean": confidence_mean, "features": ordered}
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly, as plain data (numbers, strings, lists, bytes: msgpack
+        packs it); `from_state` takes it back."""
         return {
             "state_version": STATE_VERSION,
             "model": self._baseline.model,
@@ -256,7 +324,7 @@ class ModelMonitor:
         }
 
     @classmethod
-    def from_state(cls, baseline: Baseline, state: dict[str, Any], config: MonitorConfig | None = None) -> "ModelMonitor":
+    def from_state(cls, baseline: Baseline, state: dict[str, Any], config: MonitorConfig | None = None) -> ModelMonitor:
         """Continue exactly where `state_dict()` left off (state from msgpack is fine)."""
         if state.get("state_version") != STATE_VERSION:
             raise ValueError(f"monitor state version {state.get('state_version')!r} is not {STATE_VERSION}")

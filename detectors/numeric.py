@@ -10,7 +10,8 @@ Per feature, on the PIT score u of each valid value (detectors.pit):
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from detectors.pit import BatchedPIT
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
+
+__all__ = ["Z_PER_UNIT", "NumericBank", "rate_weights", "summarise_recent", "window_cuts"]
 
 ONE = 1 << T.U_BITS
 HALF = ONE >> 1
@@ -86,7 +89,23 @@ def window_cuts(start: int, n: int, window: int) -> list[int]:
 
 
 class NumericBank:
-    """All numeric features of a model (or the confidence alone, with `confidence=True`)."""
+    """All numeric features of a model (or the confidence alone, with `confidence=True`).
+
+    Parameters
+    ----------
+    profiles
+        The features' training profiles.
+    window
+        Tumbling window of the model's events for the KS test (a multiple of the CUSUM block).
+    min_window_values
+        Fewest valid values a window needs before its test runs.
+    recent
+        Recent events kept per feature for summaries.
+    confidence
+        Watch the prediction confidence: a drop and invalid values alarm, no windows, no River.
+    names
+        The features' names (default: the profiles').
+    """
 
     def __init__(self, profiles: Sequence[NumericProfile], window: int, min_window_values: int,
                  recent: int, confidence: bool = False, names: Sequence[str] | None = None):
@@ -266,10 +285,12 @@ class NumericBank:
         return self._recent.rows(j, event_index, since)
 
     def current_summary(self, j: int, event_index: int | None = None) -> dict[str, Any]:
+        """`summarise_recent` of feature j's recent values up to event_index."""
         values = self.recent_values(j, event_index)
         return summarise_recent(values)
 
     def statistics(self, j: int) -> dict[str, Any]:
+        """Feature j's last closed window's distances and KS test, and its CUSUMs (the snapshot's)."""
         f = len(self._names)
         s = self._cusum.statistics
         hist = self._last_hist[j]
@@ -293,12 +314,14 @@ class NumericBank:
         return stats
 
     def missing_ratio(self, j: int) -> float:
+        """Share of feature j's values missing in the last closed window (the current one before any closes)."""
         counts = self._last_counts[j] if self._last_counts[j].sum() else self._window_counts[j]
         total = counts[0] + counts[1] + counts[2]
         return float(counts[1] / total) if total else 0.0
 
     # ---- state --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The bank as plain data (`load_state` takes it back)."""
         return {
             "cusum": self._cusum.state_dict(),
             "blocks": self._blocks.state_dict(),
@@ -313,6 +336,7 @@ class NumericBank:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         f = len(self._names)
         self._cusum.load_state(state["cusum"])
         self._blocks.load_state(state["blocks"])
@@ -328,7 +352,12 @@ class NumericBank:
 
 
 def summarise_recent(values: np.ndarray) -> dict[str, Any]:
-    """mean, std, quantiles, missing and invalid rates of encoded recent values."""
+    """mean, std, quantiles, missing and invalid rates of encoded recent values (NaN missing, inf invalid).
+
+    >>> s = summarise_recent(np.array([1.0, 2.0, 3.0, np.nan, np.inf]))
+    >>> s["count"], s["mean"], s["missing_rate"], s["invalid_rate"]
+    (3, 2.0, 0.2, 0.2)
+    """
     total = len(values)
     ok = values[np.isfinite(values)]
     out: dict[str, Any] = {"count": int(len(ok)), "events": total}

@@ -20,6 +20,8 @@ import numpy as np
 from baselines.profile import QUANTILE_PROBS, NumericProfile
 from detectors import _kernels
 
+__all__ = ["BatchedPIT", "ProbabilityIntegralTransform", "SegmentIndex"]
+
 #: how detectors._kernels.pit_transform scores a feature
 _TABLED, _INTEGER, _PYTHON = range(3)
 
@@ -28,15 +30,15 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-def stable_salt(name: str) -> int:
+def _stable_salt(name: str) -> int:
     """A per-name 64-bit constant that is the same in every process (unlike hash())."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
 
 
-def hashed_uniform(event_index: np.ndarray, salt: int | np.ndarray) -> np.ndarray:
+def _hashed_uniform(event_index: np.ndarray, salt: int | np.ndarray) -> np.ndarray:
     """Uniform numbers in [0, 1) from a splitmix64 hash of each event index (salts broadcast).
 
-    >>> u = hashed_uniform(np.arange(100_000), 7)
+    >>> u = _hashed_uniform(np.arange(100_000), 7)
     >>> bool(abs(u.mean() - 0.5) < 0.005), bool(u.min() >= 0), bool(u.max() < 1)
     (True, True, True)
     """
@@ -127,7 +129,7 @@ class ProbabilityIntegralTransform:
         self._upper = upper
         #: no point masses: u is a plain linear interpolation (the fast path)
         self._continuous = bool(np.all(lower == upper))
-        self._salt = stable_salt(profile.name)
+        self._salt = _stable_salt(profile.name)
         # x in segment j (values[j-1] < x < values[j], j = searchsorted(values, x)) scores
         # upper[j-1] + (x - values[j-1]) * slope[j]; segment 0 (below the grid) is 0 and segment m
         # (above it) 1, flat; `at` (values, then NaN) says whether x sits on a point of the grid
@@ -156,7 +158,7 @@ class ProbabilityIntegralTransform:
         on_point = np.flatnonzero(self._at[j] == x)
         if len(on_point):
             k = j[on_point]
-            u[on_point] = self._lower[k] + hashed_uniform(event_index[on_point], self._salt) * self._span[k]
+            u[on_point] = self._lower[k] + _hashed_uniform(event_index[on_point], self._salt) * self._span[k]
         return u
 
 
@@ -176,11 +178,13 @@ class BatchedPIT:
     >>> from baselines.profile import NumericProfile
     >>> q = np.linspace(0.0, 10.0, 1001)
     >>> counts = NumericProfile("n", 100, 0, 0, 1.0, 1.0, 0.0, 2.0, np.repeat([0.0, 1.0, 2.0], [300, 400, 301]),
-    ...                         np.array([1.0]), np.array([0.5, 0.5]), np.array([0.0, 1.0, 2.0]), np.array([0.3, 0.4, 0.3]))
-    >>> profiles = [NumericProfile("x", 1000, 0, 0, 5.0, 2.9, 0.0, 10.0, q, np.array([5.0]), np.array([0.5, 0.5])), counts]
+    ...                         np.array([1.0]), np.array([0.5, 0.5]), np.array([0.0, 1.0, 2.0]),
+    ...                         np.array([0.3, 0.4, 0.3]))
+    >>> smooth = NumericProfile("x", 1000, 0, 0, 5.0, 2.9, 0.0, 10.0, q, np.array([5.0]), np.array([0.5, 0.5]))
+    >>> profiles = [smooth, counts]
     >>> x = np.array([[-1.0, 0.005, 2.5, 9.995, 11.0], [0.0, 1.0, 1.5, 2.0, 3.0]])
     >>> u = BatchedPIT(profiles).transform(x, 0)
-    >>> exact = np.array([ProbabilityIntegralTransform(p).transform(x[j], np.arange(5)) for j, p in enumerate(profiles)])
+    >>> exact = np.array([ProbabilityIntegralTransform(p).transform(row, np.arange(5)) for row, p in zip(x, profiles)])
     >>> bool(np.allclose(u, exact, atol=1e-9))
     True
     """

@@ -21,15 +21,18 @@ a reader has already decoded (replay's files).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import msgpack
 
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, decode_message, encode_value, model_of
 from detectors.routing import ModelRouter
+
+__all__ = ["MONITOR_CHUNK", "MONITOR_ERROR", "Processed", "process_events", "process_messages"]
 
 #: reason of an event its model's monitor raised on: the event is rejected (dead-lettered), the
 #: rest of its batch is monitored, the caller carries on
@@ -123,6 +126,14 @@ def process_events(router: ModelRouter, events: list[dict], origins: Sequence[in
     -------
     Processed
         The alerts, the rejects in origin order, and the events each model's monitor took.
+
+    Examples
+    --------
+    >>> from baselines.profile import Baseline
+    >>> router = ModelRouter([Baseline("credit", "1", {}, n_rows=1000)])
+    >>> result = process_events(router, [{"model": "credit", "features": {}}, {"model": "fraud", "features": {}}])
+    >>> result.events_by_model, [(origin, r.reason) for origin, r in result.rejects]
+    (Counter({'credit': 1}), [(1, 'unknown_model')])
     """
     origins = range(len(events)) if origins is None else origins
     known = set(router.models)

@@ -19,6 +19,8 @@ import numpy as np
 
 from detectors.extract import INVALID, NumericValues
 
+__all__ = ["MAX_INVALID_EXAMPLES", "MIN_SUMMARY_EVENTS", "InvalidExamples", "RecentRing"]
+
 #: fewest recent events an alert's current summary is computed from
 MIN_SUMMARY_EVENTS = 32
 #: raw invalid values kept per numeric feature (the last ones), quoted by the diagnosis
@@ -89,9 +91,11 @@ class RecentRing:
         return rows[len(rows) - have:] if have < len(rows) else rows
 
     def state_dict(self) -> dict[str, Any]:
+        """The ring as plain data (`load_state` takes it back)."""
         return {"recent": self._values.tobytes(), "recent_filled": self._filled}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         n_features = self._values.shape[0]
         self._values = np.frombuffer(state["recent"], dtype=self._dtype).reshape(n_features, self._length).copy()
         self._filled = int(state["recent_filled"])
@@ -139,7 +143,9 @@ class InvalidExamples:
             self._kept[j] = (self._kept[j] + recent)[-MAX_INVALID_EXAMPLES:]
 
     def state_dict(self) -> dict[str, Any]:
+        """The kept examples as plain data (`load_state` takes it back)."""
         return {"invalid_examples": [list(e) for e in self._kept]}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._kept = [[str(v) for v in e] for e in state["invalid_examples"]]

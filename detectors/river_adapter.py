@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from river import drift
 
+__all__ = ["TESTED_RIVER_VERSIONS", "adwin_state", "page_hinkley_state", "page_hinkley_statistic", "restore_adwin",
+           "restore_page_hinkley"]
+
 #: River releases whose private layout this module matches. 0.25.0 moved ADWIN's window to the Rust
 #: `AdaptiveWindowing` (before it, a Cython object with no bytes state). Verified with 0.25.0 and 0.26.1
 #: (tests/test_river_adapter.py and the monitor's alerts and state); a state saved under 0.25.0 restores

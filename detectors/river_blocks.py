@@ -16,8 +16,15 @@ from typing import Any
 from river import drift
 
 from detectors import thresholds
-from detectors.river_adapter import (adwin_state, page_hinkley_state, page_hinkley_statistic, restore_adwin,
-                                     restore_page_hinkley)
+from detectors.river_adapter import (
+    adwin_state,
+    page_hinkley_state,
+    page_hinkley_statistic,
+    restore_adwin,
+    restore_page_hinkley,
+)
+
+__all__ = ["BlockChangeDetectors"]
 
 
 class BlockChangeDetectors:
@@ -92,6 +99,7 @@ class BlockChangeDetectors:
         return None
 
     def state_dict(self) -> dict[str, Any]:
+        """Both detectors as plain data (`load_state` takes it back)."""
         window, adwin_drift = adwin_state(self._adwin)
         return {
             "adwin": window,
@@ -101,6 +109,7 @@ class BlockChangeDetectors:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._adwin = self._new_adwin()
         restore_adwin(self._adwin, state["adwin"], state["adwin_drift"])
         self._ph = self._new_page_hinkley()

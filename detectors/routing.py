@@ -5,16 +5,27 @@ isolation of a monitor that raises), so the same events give the same alerts in 
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.events import Reject, encode_value, model_of
 from detectors.model import ModelMonitor, MonitorConfig
 
+__all__ = ["ModelRouter"]
+
 
 class ModelRouter:
-    """One `ModelMonitor` per model, keyed by the event's `model` field."""
+    """One `ModelMonitor` per model, keyed by the event's `model` field.
+
+    Parameters
+    ----------
+    baselines
+        The models to monitor, one baseline each.
+    config
+        The settings of every monitor (default `MonitorConfig()`).
+    """
 
     def __init__(self, baselines: Iterable[Baseline] = (), config: MonitorConfig | None = None):
         self._config = config
@@ -34,9 +45,11 @@ class ModelRouter:
         return dict(self._unavailable)
 
     def monitor(self, model: str) -> ModelMonitor:
+        """The model's monitor (KeyError if the model has none)."""
         return self._monitors[model]
 
     def baseline(self, model: str) -> Baseline:
+        """The baseline the model's monitor compares with (KeyError if the model has none)."""
         return self._baselines[model]
 
     def set_baseline(self, baseline: Baseline) -> None:
@@ -57,7 +70,32 @@ class ModelRouter:
         self._unavailable[model] = detail
 
     def process(self, events: list[dict]) -> tuple[list[Alert], list[Reject]]:
-        """Update each model's monitor with its events, in arrival order."""
+        """Update each model's monitor with its events, in arrival order.
+
+        An event of a model without a monitor touches none: it is rejected as ``unknown_model``, or
+        ``baseline_unavailable`` after `disable_model`.
+
+        Parameters
+        ----------
+        events
+            Usable events (as `decode_message` returns them), of any models.
+
+        Returns
+        -------
+        tuple of list of Alert and list of Reject
+            The alerts, model by model in order of first appearance, and the rejected events.
+
+        Examples
+        --------
+        >>> from baselines.profile import Baseline
+        >>> router = ModelRouter([Baseline("credit", "1", {}, n_rows=1000)])
+        >>> alerts, rejects = router.process([{"model": "credit", "features": {}}, {"model": "fraud", "features": {}}])
+        >>> alerts, [r.reason for r in rejects], router.monitor("credit").events_seen
+        ([], ['unknown_model'], 1)
+        >>> router.disable_model("credit", "baseline file deleted")
+        >>> [r.detail for r in router.process([{"model": "credit", "features": {}}])[1]]
+        ["model 'credit': baseline file deleted"]
+        """
         rejects: list[Reject] = []
         models = set(map(model_of, events))
         if len(models) == 1 and models <= self._monitors.keys():
@@ -90,6 +128,7 @@ class ModelRouter:
         return Reject("unknown_model", f"no baseline for model {model!r}", encode_value(ev))
 
     def state_dict(self, model: str) -> dict[str, Any]:
+        """The model's monitor state, for a checkpoint (`ModelMonitor.state_dict`)."""
         return self._monitors[model].state_dict()
 
     def restore(self, model: str, state: dict[str, Any]) -> None:

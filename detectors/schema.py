@@ -23,6 +23,8 @@ from detectors.episodes import AlarmSource, Candidate
 from detectors.numeric import rate_weights
 from detectors.sketches import SpaceSaving
 
+__all__ = ["UnexpectedFields"]
+
 
 class UnexpectedFields:
     """Alarms on events with feature names outside `known`.
@@ -48,7 +50,8 @@ class UnexpectedFields:
     def update(self, features: Sequence[dict], extra: np.ndarray, start: int) -> list[Candidate]:
         """features: the events start..'s feature maps; extra (n,) bool: the event has keys the model
         does not know."""
-        names = [(start + int(i), name) for i in np.flatnonzero(extra) for name in features[i] if name not in self._known]
+        names = [(start + int(i), name) for i in np.flatnonzero(extra)
+                 for name in features[i] if name not in self._known]
         sums, ends = self._blocks.add(extra.astype(np.int64)[:, None], start)
         hit, miss = self._weights
         out = []
@@ -70,10 +73,12 @@ class UnexpectedFields:
         return out
 
     def state_dict(self) -> dict[str, Any]:
+        """The names, blocks and CUSUM as plain data (`load_state` takes it back)."""
         return {"unexpected_names": self._names.state_dict(), "unexpected_blocks": self._blocks.state_dict(),
                 "unexpected_cusum": self._cusum.state_dict()}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._names.load_state(state["unexpected_names"])
         self._blocks.load_state(state["unexpected_blocks"])
         self._cusum.load_state(state["unexpected_cusum"])

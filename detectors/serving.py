@@ -18,16 +18,18 @@ from detectors import _kernels
 from detectors.episodes import SERVING_FAMILIES, AlarmSource, Candidate
 from detectors.sketches import MAX_LABEL
 
+__all__ = ["MAX_VERSIONS", "ServedVersions"]
+
 #: most model versions remembered (first-seen event, per-window counts)
 MAX_VERSIONS = 16
 #: more than one model_version in a batch (ServedVersions.update)
 _MIXED = object()
 
 
-def version_label(v: Any) -> str | None:
+def _version_label(v: Any) -> str | None:
     """A model_version as a bounded string; a list or map is bad data, labelled as such.
 
-    >>> version_label(3), version_label(["a"])
+    >>> _version_label(3), _version_label(["a"])
     ('3', '<invalid list>')
     """
     if v is None:
@@ -73,7 +75,7 @@ class ServedVersions:
             try:
                 distinct = set(versions)
             except TypeError:  # a list or map where a version string belongs
-                versions = [version_label(v) for v in versions]
+                versions = [_version_label(v) for v in versions]
                 distinct = set(versions)
             single = versions[0] if len(distinct) == 1 else _MIXED
         w = self._window
@@ -81,7 +83,8 @@ class ServedVersions:
                               and set(self._window_versions) <= {expected}):
             # the common case: no version, or the baseline's only: counts per window, nothing to alarm
             first = (-start) % w
-            for a, b in zip([0] + list(range(first, len(events), w)), list(range(first, len(events), w)) + [len(events)]):
+            ends = list(range(first, len(events), w))
+            for a, b in zip([0] + ends, ends + [len(events)]):
                 if single is not None and b > a:
                     self._window_versions[expected] = self._window_versions.get(expected, 0) + b - a
                 if (start + b) % w == 0 and b > a:
@@ -95,7 +98,7 @@ class ServedVersions:
         for i, version in enumerate(versions):
             index = start + i
             if version is not None:
-                version = version_label(version)
+                version = _version_label(version)
                 if version not in self._first_seen and len(self._first_seen) < MAX_VERSIONS:
                     self._first_seen[version] = index
                 if version in self._window_versions or len(self._window_versions) < MAX_VERSIONS:
@@ -134,10 +137,12 @@ class ServedVersions:
         return self._expected
 
     def state_dict(self) -> dict[str, Any]:
+        """The versions seen as plain data (`load_state` takes it back)."""
         return {"version_first_seen": dict(self._first_seen), "window_versions": dict(self._window_versions),
                 "last_version_mismatch": self._last_mismatch}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._first_seen = {str(k): int(v) for k, v in state["version_first_seen"].items()}
         self._window_versions = {str(k): int(v) for k, v in state["window_versions"].items()}
         self._last_mismatch = int(state["last_version_mismatch"])

@@ -13,6 +13,9 @@ import numpy as np
 
 from detectors import _kernels
 
+__all__ = ["chi2_sf", "jensen_shannon", "kolmogorov_sf", "ks_uniform_from_histogram", "psi",
+           "wasserstein_from_histogram"]
+
 #: floor on a bin share inside logarithms (PSI, JS): an empty bin must not give an infinite distance
 _EPS = 1e-6
 

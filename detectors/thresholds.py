@@ -18,6 +18,11 @@ Calibration output (block CUSUM simulated on uniform scores, 250 chains x 4e5 ev
   River PageHinkley(delta=0.5, alpha=1) on N(0, 1): threshold 4 / 6 / 8 -> ARL 366 / 2,592 / 15,190
   blocks per side -> threshold 14.0 for 3.9e6 blocks.
 """
+
+__all__ = ["U_BITS", "LLR_SCALE", "CUSUM_BLOCK", "CUSUM_K", "CUSUM_H", "BASELINE_ALLOWANCE_SD", "RATE_H", "RATE_FLOOR",
+           "WINDOW_ALPHA", "KS_BASELINE_ALLOWANCE", "RIVER_BLOCK", "TIMING_BLOCK", "RIVER_GRACE_BLOCKS", "ADWIN_DELTA",
+           "PAGE_HINKLEY_DELTA", "PAGE_HINKLEY_THRESHOLD"]
+
 #: fixed-point scale of PIT scores: u in [0, 1] -> integer in [0, 2**20]
 U_BITS = 20
 #: fixed-point scale of Bernoulli log-likelihood ratios

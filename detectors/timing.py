@@ -24,11 +24,25 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["TIMING_PER_SIZE", "BlockHistory", "ChangeHistory"]
+
 #: blocks of each length in a model's change-timing history
 TIMING_PER_SIZE = 8
 
 
 class BlockHistory:
+    """Per-feature block sums in an exponential histogram (module docstring).
+
+    Parameters
+    ----------
+    n_features
+        Features summed per block.
+    per_size
+        Blocks of each length kept before the two oldest merge.
+    max_blocks
+        Blocks kept at most; the oldest are dropped beyond it.
+    """
+
     def __init__(self, n_features: int, per_size: int, max_blocks: int):
         self._n_features = n_features
         self._per_size = per_size
@@ -47,7 +61,8 @@ class BlockHistory:
     def counts(self) -> np.ndarray:
         return np.array(self._counts, dtype=np.int64)
 
-    def copy(self) -> "BlockHistory":
+    def copy(self) -> BlockHistory:
+        """An independent history with the same blocks (appending to it leaves this one as it is)."""
         other = BlockHistory(self._n_features, self._per_size, self._max_blocks)
         other._ends, other._counts = list(self._ends), list(self._counts)
         other._sums, other._valid = list(self._sums), list(self._valid)
@@ -91,12 +106,14 @@ class BlockHistory:
         return self.ends[keep], self.counts[keep], sums[keep] / valid[keep]
 
     def state_dict(self) -> dict[str, Any]:
+        """The blocks as plain data (`load_state` takes it back)."""
         f = self._n_features
         return {"ends": list(self._ends), "counts": list(self._counts),
                 "sums": np.array(self._sums, dtype=np.int64).reshape(len(self._ends), f).tobytes(),
                 "valid": np.array(self._valid, dtype=np.int32).reshape(len(self._ends), f).tobytes()}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         f = self._n_features
         self._ends = [int(e) for e in state["ends"]]
         self._counts = [int(c) for c in state["counts"]]
@@ -162,7 +179,9 @@ class ChangeHistory:
         return history.feature(j)
 
     def state_dict(self) -> dict[str, Any]:
+        """The committed history as plain data (`load_state` takes it back)."""
         return self._history.state_dict()
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
         self._history.load_state(state)

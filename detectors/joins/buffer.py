@@ -23,6 +23,8 @@ import math
 from collections import Counter
 from typing import Any
 
+__all__ = ["RequestJoin"]
+
 
 class RequestJoin:
     """Symmetric join of two record streams by request id, in bounded memory (module docstring)."""

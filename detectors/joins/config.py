@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["DEFAULT_JOIN_CONFIG", "JoinConfig"]
+
 
 @dataclass(frozen=True)
 class JoinConfig:
@@ -30,3 +32,7 @@ class JoinConfig:
     #: show the served and offline values of the example requests in skew alerts (off by default:
     #: production features may be personal data; the request ids are always shown)
     include_examples: bool = False
+
+
+#: the default settings, of every join class that is given none
+DEFAULT_JOIN_CONFIG = JoinConfig()

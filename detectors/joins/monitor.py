@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.joins.buffer import RequestJoin
-from detectors.joins.config import JoinConfig
+from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.parity import FeatureParity
 from detectors.joins.performance import PerformanceMonitor
 from detectors.joins.wire import record_time
+
+__all__ = ["JoinMonitor"]
 
 
 class JoinMonitor:
@@ -22,7 +25,7 @@ class JoinMonitor:
     (replay without --feature-log need not remember served features).
     """
 
-    def __init__(self, baseline_of: Callable[[str], Baseline | None], config: JoinConfig = JoinConfig(),
+    def __init__(self, baseline_of: Callable[[str], Baseline | None], config: JoinConfig = DEFAULT_JOIN_CONFIG,
                  parity: bool = True, labels: bool = True):
         self._baseline_of = baseline_of
         self._config = config
@@ -116,6 +119,7 @@ class JoinMonitor:
         return entry[1].update(prediction, label, self._events_seen[model], now if now > -math.inf else None)
 
     def snapshot(self) -> dict[str, Any]:
+        """The join counters and, per model, the parity and performance snapshots."""
         return {"counts": self.counts,
                 "parity": {m: p.snapshot() for m, (_, p) in self._parity.items()},
                 "performance": {m: p.snapshot() for m, (_, p) in self._performance.items()}}

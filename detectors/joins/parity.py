@@ -17,9 +17,11 @@ from detectors.alerts import Alert, alert_id
 from detectors.cusum import bernoulli_llr_weights
 from detectors.diagnosis import UNIT_FACTOR_TOLERANCE, UNIT_FACTORS, Diagnosis, fmt_count, fmt_num, fmt_pct
 from detectors.episodes import EpisodeTracker
-from detectors.joins.config import JoinConfig
+from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
 from detectors.sketches import SpaceSaving
+
+__all__ = ["FeatureParity"]
 
 #: Bernoulli CUSUM on a feature's mismatch indicator: a served value may differ from the offline one
 #: this often by accident (float formatting, a race); the alternative and h follow detectors.thresholds
@@ -86,7 +88,8 @@ class _FeatureParity:
                 self.pairs.append((float(served), float(offline)))
             else:
                 self.categories.update(f"{category_key(served)}\x1f{category_key(offline)}")
-        self.examples.append({"request_id": request_id, "served": _plain_value(served), "offline": _plain_value(offline)})
+        self.examples.append({"request_id": request_id, "served": _plain_value(served),
+                              "offline": _plain_value(offline)})
 
 
 class FeatureParity:
@@ -99,7 +102,7 @@ class FeatureParity:
     baseline, else from the offline value.
     """
 
-    def __init__(self, model: str, baseline: Baseline | None, config: JoinConfig = JoinConfig()):
+    def __init__(self, model: str, baseline: Baseline | None, config: JoinConfig = DEFAULT_JOIN_CONFIG):
         self._model = model
         self._config = config
         self._kinds = {} if baseline is None else {
@@ -117,6 +120,21 @@ class FeatureParity:
         return self._joined
 
     def compare(self, request_id: str, served: dict, offline: dict, events_seen: int, ts: float | None) -> list[Alert]:
+        """Compare one joined request feature by feature; return the skew alerts it opens.
+
+        Parameters
+        ----------
+        request_id
+            The request both sides describe.
+        served
+            The served event (its "features" and "model_version").
+        offline
+            The offline recomputation's features.
+        events_seen
+            The model's events so far (the alert's `events_seen`).
+        ts
+            Stream time of the join (the alert's `ts`).
+        """
         self._joined += 1
         served_features = served.get("features") or {}
         alerts = []
@@ -181,6 +199,7 @@ class FeatureParity:
         )
 
     def snapshot(self) -> dict[str, Any]:
+        """Requests joined, features left untracked, and per feature its comparisons and recent mismatch rate."""
         return {"joined": self._joined, "untracked_features": self._untracked_features,
                 "features": {n: {"compared": s.compared, "mismatched": s.mismatched,
                                  "recent_mismatch_rate": s.recent_mismatches / len(s.recent) if s.recent else 0.0}
@@ -191,15 +210,15 @@ def _parity_diagnosis(state: _FeatureParity, rate: float, n: int) -> Diagnosis:
     kinds = Counter(state.kinds)
     kind, k = kinds.most_common(1)[0]
     share = k / len(state.kinds)
-    head = (f"serving value differs from the offline recomputation in {fmt_pct(rate)} of the {fmt_count(n)} joined requests "
-            "since the change began")
+    head = (f"serving value differs from the offline recomputation in {fmt_pct(rate)} of the {fmt_count(n)} "
+            "joined requests since the change began")
     evidence: dict[str, Any] = {"mismatch_kinds": dict(kinds)}
     if kind == "missing_at_serving":
         return Diagnosis("missing_at_serving", f"{head} (missing at serving in {fmt_pct(share)} of them, the offline "
                          "pipeline has a value): the serving pipeline drops or fails to fetch the feature", evidence)
     if kind == "missing_offline":
-        return Diagnosis("missing_offline", f"{head} (the offline recomputation has no value in {fmt_pct(share)} of them): "
-                         "check the offline pipeline before the serving one", evidence)
+        return Diagnosis("missing_offline", f"{head} (the offline recomputation has no value in {fmt_pct(share)} of "
+                         "them): check the offline pipeline before the serving one", evidence)
     if kind == "type":
         return Diagnosis("type_change", f"{head} (served as a non-number in {fmt_pct(share)} of them): "
                          "type or parsing difference in the serving pipeline", evidence)

@@ -19,8 +19,10 @@ from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
 from detectors.diagnosis import Diagnosis, fmt_count, fmt_num
 from detectors.episodes import EpisodeTracker
-from detectors.joins.config import JoinConfig
+from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
+
+__all__ = ["PerformanceMonitor", "wilson_interval"]
 
 #: performance test: one look every LOOK_EVERY labels, each at alpha PERFORMANCE_ALPHA (Bonferroni:
 #: at most PERFORMANCE_ALPHA / LOOK_EVERY = 2e-9 false alerts per label on a stationary stream)
@@ -65,7 +67,7 @@ class PerformanceMonitor:
     validation MAE x (1 + tolerance).
     """
 
-    def __init__(self, model: str, metric: dict[str, Any] | None, config: JoinConfig = JoinConfig()):
+    def __init__(self, model: str, metric: dict[str, Any] | None, config: JoinConfig = DEFAULT_JOIN_CONFIG):
         self._model = model
         self._metric = metric
         self._config = config
@@ -155,14 +157,17 @@ class PerformanceMonitor:
         fmt = (lambda v: f"{v:.4g}") if self._regression else _pct_precise
         since = ("" if self._change_at is None else
                  f"; ADWIN dates the change ~{fmt_count(self._labelled - self._change_at)} labels ago")
-        sentence = (f"live {name} {fmt(live[name])} ({REPORTED_CI:.0%} CI {fmt(live['ci_low'])}-{fmt(live['ci_high'])}, "
+        sentence = (f"live {name} {fmt(live[name])} "
+                    f"({REPORTED_CI:.0%} CI {fmt(live['ci_low'])}-{fmt(live['ci_high'])}, "
                     f"n={live['n']:,} labelled predictions) vs {fmt(base[name])} on validation (n={base['n']:,}): "
                     f"the model really performs worse in production (p={p_value:.1g}){since}")
         return Diagnosis("performance_drop", sentence, {
             "metric": name, "test_bound": fmt_num(bound), "alpha_per_look": PERFORMANCE_ALPHA, "look_every": LOOK_EVERY,
-            "labelled": self._labelled, "change_labels_ago": None if self._change_at is None else self._labelled - self._change_at})
+            "labelled": self._labelled,
+            "change_labels_ago": None if self._change_at is None else self._labelled - self._change_at})
 
     def snapshot(self) -> dict[str, Any]:
+        """Labelled and unscorable predictions, the window's live figure and the validation one."""
         errors = self._window()
         mean = float(errors.mean()) if len(errors) else None
         figure = mean if self._regression or mean is None else 1.0 - mean

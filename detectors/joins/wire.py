@@ -7,6 +7,8 @@ from typing import Any
 
 from detectors.events import Limits, Reject, encode_value, parse_message
 
+__all__ = ["decode_join_records", "is_missing", "is_number", "record_time"]
+
 
 def is_number(v: Any) -> bool:
     """An int or float, not a bool (JSON true is not 1 here).
