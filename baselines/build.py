@@ -213,9 +213,20 @@ class Profiler:
         return name in self._exclude
 
     def reads_as_text(self, name: str) -> bool:
-        """Whether a CSV column is read as strings (categorical features, prediction, label)."""
+        """Whether a CSV column is read as strings: all but numeric features and the confidence, so that
+        the parser never types a value that may be a category ("True" -> True, "1.0" -> 1.0)."""
         role = self._roles.columns.get(name)
-        return isinstance(self._features.get(name), CategoricalStats) or role in ("prediction", "label")
+        if role is not None:
+            return role != "confidence"
+        return not isinstance(self._features.get(name), NumericStats)
+
+    def reads_null_words(self, name: str) -> bool:
+        """Whether a CSV column's null spellings ("NA", "null"...) are missing, not text: numeric columns,
+        and the columns still undecided (the first rows, read to decide, counted them as missing)."""
+        role = self._roles.columns.get(name)
+        if role is not None:
+            return role == "confidence"
+        return not isinstance(self._features.get(name), CategoricalStats)
 
     def _kind(self, name: str, s: pd.Series) -> str | None:
         if name in self._categorical:

@@ -79,12 +79,12 @@ def csv_frames(p: Path, profiler: Profiler, chunk_rows: int) -> Iterator[tuple[p
             head = pd.read_csv(f.stream, sep=sep, nrows=INFER_ROWS, dtype=str, keep_default_na=False,
                                na_values=NULL_WORDS)
         profiler.decide(head)
-        text_columns = [c for c in head.columns if profiler.reads_as_text(c)]
         usecols = [c for c in head.columns if not profiler.excludes(c)]
-        na_values = {c: ([""] if c in text_columns else NULL_WORDS) for c in usecols}
+        dtype = {c: str for c in usecols if profiler.reads_as_text(c)}
+        na_values = {c: (NULL_WORDS if profiler.reads_null_words(c) else [""]) for c in usecols}
         with _Opened(p) as f:
             reader = pd.read_csv(f.stream, sep=sep, chunksize=chunk_rows, usecols=usecols,
-                                 dtype={c: str for c in text_columns}, keep_default_na=False, na_values=na_values)
+                                 dtype=dtype, keep_default_na=False, na_values=na_values)
             with reader:
                 for frame in reader:
                     yield frame, f.bytes_read

@@ -64,8 +64,8 @@ def test_csv_kinds_counts_and_roles(tmp_path):
     assert country.kind == "categorical" and country.n_missing == 100
     assert country.categories == {"FR": 1 / 3, "NA": 1 / 3, "US": 1 / 3}
 
-    active = b.features["active"]  # CSV spellings of booleans get the keys JSON true/false get
-    assert active.kind == "categorical" and active.categories == {"false": 0.5, "true": 0.5}
+    active = b.features["active"]  # CSV text is kept as written, booleans included
+    assert active.kind == "categorical" and active.categories == {"False": 0.5, "true": 0.5}
 
     assert b.features["zip"].kind == "numeric"  # digits look like numbers unless told otherwise
     assert b.features["note"].kind == "categorical" and b.features["note"].n_missing == 400

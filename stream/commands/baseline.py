@@ -11,10 +11,20 @@ import time
 from pathlib import Path
 
 
+BUILD_EPILOG = """\
+categories: a CSV's text is kept as written (True, 007 and 1.0 stay so; no boolean or number is
+guessed for a categorical column); JSONL/Parquet values are keyed as in events. Events match them
+by text: a string exactly ("True" is not "true"), a number by its shortest spelling (1 and 1.0 are
+"1"), JSON true/false by the baseline's spelling of a boolean (true, else True, else TRUE): a CSV
+column of True/False matches JSON booleans and the strings "True"/"False" alike.
+"""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="baseline_command", required=True, metavar="{build,show}")
     build = sub.add_parser("build", help="profile a training file into a baseline",
-                           description="Profile a training file (CSV, JSONL or Parquet) into a baseline file.")
+                           description="Profile a training file (CSV, JSONL or Parquet) into a baseline file.",
+                           epilog=BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     build.add_argument("train", metavar="TRAIN", help="training data: .csv, .csv.gz, .tsv, .jsonl, .ndjson, .parquet")
     build.add_argument("-o", "--output", required=True, help="baseline file to write (msgpack)")
     build.add_argument("--model", required=True, help="model name events carry in their `model` field")
