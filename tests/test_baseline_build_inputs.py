@@ -154,3 +154,21 @@ def test_the_minimum_is_a_keyword_for_library_callers(tmp_path):
     with pytest.raises(BuildError, match=f"fewer than the {MIN_ROWS}"):
         build_baseline(path, model="m")
     assert build_baseline(path, model="m", min_rows=10).n_rows == 10
+
+
+# ---- issue item 3: Parquet is read a batch at a time -----------------------------------------------
+def test_parquet_is_read_in_bounded_chunks_not_whole(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(5)
+    n = 800_000
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({f"x{i}": rng.normal(size=n) for i in range(5)}), path, row_group_size=50_000)
+    decoded_bytes = n * 5 * 8  # 32 MB; pyarrow's default reading held about that after the first batch
+
+    chunks = readers.parquet_frames(path, chunk_rows=10_000)
+    first, _ = next(chunks)
+    # the first chunk is read without loading the file: a row group's pages at most, not all of them
+    assert pa.total_allocated_bytes() < decoded_bytes / 4, pa.total_allocated_bytes()
+    sizes = [len(first)] + [len(frame) for frame, _ in chunks]
+    assert len(sizes) >= 20 and max(sizes) <= 10_000 and sum(sizes) == n
