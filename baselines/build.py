@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -132,17 +133,24 @@ def build_baseline(
     Returns
     -------
     Baseline
-        The profile; raises BuildError when the file cannot be profiled: unreadable, no rows or
-        fewer than min_rows, no feature left once the excluded and role columns are set aside.
+        The profile; raises BuildError when the file cannot be profiled: not a regular file (refused
+        before it is opened), unreadable, no rows or fewer than min_rows, no feature left once the
+        excluded and role columns are set aside.
     """
     p = Path(path)
-    if not p.is_file():
-        raise BuildError(f"{p}: no such file")
+    try:
+        st = p.stat()  # before opening it: opening a FIFO blocks until someone writes to it
+    except FileNotFoundError:
+        raise BuildError(f"{p}: no such file") from None
+    except OSError as e:
+        raise BuildError(f"{p}: cannot read: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):  # a device such as /dev/zero would be read until memory ran out
+        raise BuildError(f"{p}: not a regular file; training data is a CSV, JSONL or Parquet file")
     fmt = format_of(p)
     roles = Roles(confidence_column, prediction_column, label_column)
     profiler = Profiler(roles, categorical=categorical, exclude=exclude, text=fmt == "csv",
                         reservoir_size=reservoir_size, top_k=top_k, warn=warn or _build_warning)
-    total_bytes = p.stat().st_size or None
+    total_bytes = st.st_size or None
     if fmt == "csv":
         frames = csv_frames(p, profiler, chunk_rows)
     elif fmt == "jsonl":
@@ -372,7 +380,8 @@ class Profiler:
         """At least one column must be left to profile as a feature."""
         if not self._features:
             known = ", ".join(sorted(str(c) for c in self._seen)[:20])
-            raise BuildError(f"no feature left to profile: every column is excluded or holds a role (columns: {known})")
+            raise BuildError(f"no feature left to profile: every column is excluded or holds a role "
+                             f"(columns: {known})")
 
     def check_columns(self) -> None:
         """Every column the caller named must exist (checked once the schema is known)."""

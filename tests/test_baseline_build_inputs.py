@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +175,27 @@ def test_parquet_is_read_in_bounded_chunks_not_whole(tmp_path):
     assert pa.total_allocated_bytes() < decoded_bytes / 4, pa.total_allocated_bytes()
     sizes = [len(first)] + [len(frame) for frame, _ in chunks]
     assert len(sizes) >= 20 and max(sizes) <= 10_000 and sum(sizes) == n
+
+
+# ---- issue item 4: only regular files --------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_non_regular_training_file_is_refused_before_reading(tmp_path, kind):
+    if kind == "device":
+        train = "/dev/zero"  # was read until memory ran out, had it a training file's name
+    elif kind == "fifo":
+        train = tmp_path / "train.csv"
+        os.mkfifo(train)  # opening it would block until a writer comes
+    else:
+        train = tmp_path / "train.jsonl"
+        train.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", "baseline", "build", str(train),
+                           "--model", "m", "-o", str(tmp_path / "b.msgpack")], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_link_to_a_device_is_refused_too(tmp_path):
+    (tmp_path / "train.csv").symlink_to("/dev/zero")
+    with pytest.raises(BuildError, match="not a regular file"):
+        build_baseline(tmp_path / "train.csv", model="m")
