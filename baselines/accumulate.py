@@ -9,7 +9,9 @@ Value conventions (training data):
 * missing: absent, null, empty CSV field, NaN (the way pandas/numpy spell a missing float);
 * invalid: present but unusable for the column's kind -- a string in a numeric column
   (JSON/Parquet/in-memory), an unparsable string (CSV), +-inf, a bool in a numeric column,
-  a confidence outside [0, 1], a nested object in a categorical column.
+  a confidence outside [0, 1], a nested object in a categorical column;
+* a category: CSV text exactly as written (no boolean or number is guessed: "True" and "1.0" stay
+  so); a typed value (JSON, Parquet, in memory) keyed as an event's is (`category_key`).
 """
 from __future__ import annotations
 
@@ -42,8 +44,6 @@ N_BINS = 20
 NUMERIC_SHARE = 0.9
 #: a numeric prediction with more distinct values than this (or non-integer) is a regression output
 MAX_CLASSES = 50
-#: CSV spellings of booleans, normalised to the keys JSON true/false get (category_key)
-BOOL_WORDS = {"true": "true", "True": "true", "TRUE": "true", "false": "false", "False": "false", "FALSE": "false"}
 SEED = 42
 
 
@@ -88,14 +88,15 @@ def as_floats(s: pd.Series, text: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def category_codes(s: pd.Series, text: bool) -> tuple[np.ndarray, list[str | None]]:
-    """Codes per row (-1 = missing) and the key of each code (None = invalid value)."""
+    """Codes per row (-1 = missing) and the key of each code (None = invalid value).
+
+    Text (CSV) is its own key, exactly as written: "True" stays "True" and "1.0" stays "1.0" (the
+    monitors match a JSON boolean with the baseline's spelling of it, see `detectors.extract`).
+    Typed values (JSON, Parquet, in memory) are keyed as events are (`category_key`).
+    """
     codes, uniques = _factorize(s)
-    if text and isinstance(uniques.dtype, pd.StringDtype):  # the usual CSV case: vectorised
-        keys = list(uniques)
-        for i in np.flatnonzero(pd.Index(uniques).isin(list(BOOL_WORDS))):
-            keys[i] = BOOL_WORDS[keys[i]]
-    elif text:  # a column the parser read as numbers, or as mixed objects
-        keys = [BOOL_WORDS.get(u, u) if isinstance(u, str) else category_key(_py(u)) for u in uniques]
+    if text:
+        keys = [u if isinstance(u, str) else category_key(_py(u)) for u in uniques]
     else:
         keys = [u.key if isinstance(u, _Marker) else category_key(_py(u)) for u in uniques]
     return codes, keys
@@ -141,8 +142,6 @@ def infer_kind(s: pd.Series, text: bool) -> str | None:
     if _is_number_dtype(present):
         return "numeric"
     if text:
-        if present.isin(list(BOOL_WORDS)).mean() >= NUMERIC_SHARE:
-            return "categorical"
         numbers = pd.to_numeric(present, errors="coerce")
         share = float(np.isfinite(numbers.to_numpy(dtype=np.float64, na_value=np.nan)).mean())
     else:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -51,13 +53,40 @@ from baselines.readers import (
     parquet_frames,
 )
 
-__all__ = ["BuildError", "Progress", "build_baseline", "build_baseline_from_columns"]
+__all__ = ["MIN_ROWS", "BuildError", "BuildWarning", "Progress", "Warn", "build_baseline",
+           "build_baseline_from_columns", "output_like_role"]
 
 #: rows per chunk read from a file
 CHUNK_ROWS = 100_000
+#: fewest rows a training file must have. The profile's quantile grid has a step of 1/1000, and the
+#: monitors widen their thresholds by the baseline's own sampling error: the CUSUM reference by
+#: 4 / sqrt(n) standard scores (at 1000 rows already +0.13 on the calibrated 0.25) and the windowed
+#: KS distance by 2.5 / sqrt(n) (0.08 at 1000 rows, about the critical distance of a 1000-event
+#: window). Below 1000 rows the grid interpolates between a handful of values and those allowances
+#: outgrow the changes the tests are built to catch: the baseline would look fine and detect little.
+MIN_ROWS = 1_000
+#: column names (lower case, "-", "." and spaces read as "_") that usually hold the model's outputs or
+#: the true label: profiled as features they are missing from every event (data-quality alerts at
+#: once), so the builder warns unless the role's column was named
+OUTPUT_LIKE_NAMES = {
+    "confidence": {"confidence", "conf", "score", "model_score", "confidence_score", "probability", "prob", "proba",
+                   "pred_proba", "predict_proba", "predicted_proba", "predicted_probability", "prediction_probability",
+                   "prediction_confidence"},
+    "prediction": {"prediction", "predictions", "pred", "preds", "predicted", "predicted_label", "predicted_class",
+                   "y_pred", "yhat", "y_hat", "model_prediction", "model_output"},
+    "label": {"label", "labels", "target", "y", "y_true", "truth", "ground_truth", "actual", "outcome", "class"},
+}
+_ROLE_WORDS = {"confidence": "the model's confidence", "prediction": "the model's prediction",
+               "label": "the true label"}
 #: progress(rows_read, bytes_read, total_bytes): called after each chunk of a file; total_bytes is the
 #: file's size on disk, None when unknown (or 0)
 Progress = Callable[[int, int, "int | None"], None]
+#: warn(message): told of each column that looks like an output but is profiled as a feature
+Warn = Callable[[str], None]
+
+
+class BuildWarning(UserWarning):
+    """A column profiled as a feature looks like one of the model's outputs (`build_baseline` without `warn`)."""
 
 
 # ---- public API ------------------------------------------------------------------------
@@ -72,6 +101,8 @@ def build_baseline(
     categorical: Sequence[str] = (),
     exclude: Sequence[str] = (),
     progress: Progress | None = None,
+    warn: Warn | None = None,
+    min_rows: int = MIN_ROWS,
     chunk_rows: int = CHUNK_ROWS,
     reservoir_size: int = RESERVOIR_SIZE,
     top_k: int = TOP_K_CATEGORIES,
@@ -91,22 +122,35 @@ def build_baseline(
     progress
         Called after each chunk with plain data: ``progress(rows_read, bytes_read, total_bytes)``
         (see `Progress`). Nothing is drawn here: the CLI supplies a terminal display.
+    warn
+        Called with one sentence per column profiled as a feature although its name looks like an
+        output (`output_like_role`) whose role was not given; default: a `BuildWarning`.
+    min_rows
+        Fewest rows the file must have (`MIN_ROWS`: why).
     chunk_rows, reservoir_size, top_k
         Rows per chunk, values sampled per numeric column, categories kept per feature.
 
     Returns
     -------
     Baseline
-        The profile; raises BuildError when the file cannot be profiled.
+        The profile; raises BuildError when the file cannot be profiled: not a regular file (refused
+        before it is opened), unreadable, no rows or fewer than min_rows, no feature left once the
+        excluded and role columns are set aside.
     """
     p = Path(path)
-    if not p.is_file():
-        raise BuildError(f"{p}: no such file")
+    try:
+        st = p.stat()  # before opening it: opening a FIFO blocks until someone writes to it
+    except FileNotFoundError:
+        raise BuildError(f"{p}: no such file") from None
+    except OSError as e:
+        raise BuildError(f"{p}: cannot read: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):  # a device such as /dev/zero would be read until memory ran out
+        raise BuildError(f"{p}: not a regular file; training data is a CSV, JSONL or Parquet file")
     fmt = format_of(p)
     roles = Roles(confidence_column, prediction_column, label_column)
     profiler = Profiler(roles, categorical=categorical, exclude=exclude, text=fmt == "csv",
-                        reservoir_size=reservoir_size, top_k=top_k)
-    total_bytes = p.stat().st_size or None
+                        reservoir_size=reservoir_size, top_k=top_k, warn=warn or _build_warning)
+    total_bytes = st.st_size or None
     if fmt == "csv":
         frames = csv_frames(p, profiler, chunk_rows)
     elif fmt == "jsonl":
@@ -117,9 +161,30 @@ def build_baseline(
         profiler.add(frame)
         if i == 0 and fmt == "parquet":
             profiler.check_columns()  # fail fast: every column is in the first batch
+            profiler.check_features()
         if progress is not None:
             progress(profiler.rows, bytes_read, total_bytes)
+    if profiler.rows == 0:
+        raise BuildError(f"{p}: no rows to profile" + (" (only a header)" if fmt == "csv" else ""))
+    profiler.check_features()
+    if profiler.rows < min_rows:
+        raise BuildError(f"{p}: {profiler.rows} rows, fewer than the {min_rows} a baseline needs for its quantiles "
+                         "and thresholds to mean anything")
     return profiler.finish(model=model, version=version, source=str(p))
+
+
+def output_like_role(name: str) -> str | None:
+    """The role ("confidence", "prediction", "label") a column's name suggests, None for a feature's name.
+
+    >>> [output_like_role(n) for n in ("score", "y_pred", "Target", "credit_score", "amount")]
+    ['confidence', 'prediction', 'label', None, None]
+    """
+    key = name.strip().lower().replace("-", "_").replace(".", "_").replace(" ", "_")
+    return next((role for role, names in OUTPUT_LIKE_NAMES.items() if key in names), None)
+
+
+def _build_warning(message: str) -> None:
+    warnings.warn(message, BuildWarning)
 
 
 def build_baseline_from_columns(
@@ -185,8 +250,9 @@ class Profiler:
     prediction, the confidence and the metric (prediction vs label)."""
 
     def __init__(self, roles: Roles, *, categorical: Sequence[str], exclude: Sequence[str], text: bool,
-                 reservoir_size: int, top_k: int):
+                 reservoir_size: int, top_k: int, warn: Warn | None = None):
         self._roles = roles
+        self._warn = warn  # None: no warning about output-like names (columns given in memory)
         self._categorical = set(categorical)
         self._exclude = set(exclude)
         self._text = text
@@ -207,15 +273,28 @@ class Profiler:
         for name in head.columns:
             if name in self._exclude or name in self._roles.columns:
                 continue
+            self._warn_if_output_like(name)
             self._features[name] = self._stats_for(name, self._kind(name, head[name]), 0)
+        self.check_features()
 
     def excludes(self, name: str) -> bool:
         return name in self._exclude
 
     def reads_as_text(self, name: str) -> bool:
-        """Whether a CSV column is read as strings (categorical features, prediction, label)."""
+        """Whether a CSV column is read as strings: all but numeric features and the confidence, so that
+        the parser never types a value that may be a category ("True" -> True, "1.0" -> 1.0)."""
         role = self._roles.columns.get(name)
-        return isinstance(self._features.get(name), CategoricalStats) or role in ("prediction", "label")
+        if role is not None:
+            return role != "confidence"
+        return not isinstance(self._features.get(name), NumericStats)
+
+    def reads_null_words(self, name: str) -> bool:
+        """Whether a CSV column's null spellings ("NA", "null"...) are missing, not text: numeric columns,
+        and the columns still undecided (the first rows, read to decide, counted them as missing)."""
+        role = self._roles.columns.get(name)
+        if role is not None:
+            return role == "confidence"
+        return not isinstance(self._features.get(name), CategoricalStats)
 
     def _kind(self, name: str, s: pd.Series) -> str | None:
         if name in self._categorical:
@@ -245,7 +324,11 @@ class Profiler:
                 if self._roles.label is not None and self._roles.label in frame.columns:
                     self._add_metric(frame[name], frame[self._roles.label])
             elif role is None:
-                self._features[name] = self._add_to(self._features.get(name, Undecided(self.rows)), name, frame[name])
+                stats = self._features.get(name)
+                if stats is None:
+                    self._warn_if_output_like(name)
+                    stats = Undecided(self.rows)
+                self._features[name] = self._add_to(stats, name, frame[name])
         for name, stats in self._features.items():
             if name not in frame.columns:
                 stats.add_missing(n)
@@ -285,6 +368,20 @@ class Profiler:
         correct = both & ((p_key == l_key) | (np.isfinite(p_num) & (p_num == l_num)))
         self._metric_n += int(both.sum())
         self._metric_sum += int(correct.sum())
+
+    def _warn_if_output_like(self, name: str) -> None:
+        role = output_like_role(str(name))
+        if self._warn is not None and role is not None and role not in self._roles.columns.values():
+            self._warn(f"column {name!r} looks like {_ROLE_WORDS[role]}; profiled as a feature, it is missing from "
+                       f"events that carry it outside `features`: name it with --{role}-column {name} or leave it "
+                       f"out with --exclude {name}")
+
+    def check_features(self) -> None:
+        """At least one column must be left to profile as a feature."""
+        if not self._features:
+            known = ", ".join(sorted(str(c) for c in self._seen)[:20])
+            raise BuildError(f"no feature left to profile: every column is excluded or holds a role "
+                             f"(columns: {known})")
 
     def check_columns(self) -> None:
         """Every column the caller named must exist (checked once the schema is known)."""

@@ -6,7 +6,8 @@ tuples. Only categorical values the kernel cannot code by its label table (an un
 number) come back here.
 Numeric: valid = int or float, finite (bool is not a number). Missing = None or key absent.
 Invalid = anything else (a string, NaN, +-inf, a list...).
-Categorical: `baselines.profile.category_key`; None / absent = missing, dict / list = invalid.
+Categorical: `baselines.profile.category_key`, except that a boolean takes the baseline's spelling of it
+(`BOOL_SPELLINGS`); None / absent = missing, dict / list = invalid.
 """
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ VALID, MISSING, ABSENT_KEY, INVALID = range(4)
 MISSING_CODE = -1
 INVALID_CODE = -2
 _UNRESOLVED = -3
+#: how a JSON boolean may be spelled among a baseline's categories, the first one present wins: as
+#: `category_key` spells it (a baseline built from JSON, Parquet or in-memory booleans), then as CSV
+#: writers do (pandas "True", R "TRUE"), so that a CSV's True/False column matches the booleans as well
+#: as the strings
+BOOL_SPELLINGS = (("false", "False", "FALSE"), ("true", "True", "TRUE"))
 
 
 def _example(value: Any) -> str:
@@ -127,9 +133,10 @@ class FeatureColumns:
         self._categorical_names = tuple(sys.intern(str(n)) for n in categorical)
         self._column_of = {name: k for k, name in enumerate(self._numeric_names + self._categorical_names)}
         self._codes = tuple({c: i for i, c in enumerate(cats)} for cats in categories)
-        # a boolean value is coded by its label ("true" / "false"), which the label table cannot look
-        # up itself (True == 1 as a dict key)
-        self._bool_codes = np.array([[table.get(category_key(b), _UNRESOLVED) for b in (False, True)]
+        # a boolean value is coded by its spelling among the categories, which the label table cannot
+        # look up itself (True == 1 as a dict key); none there: resolved as the unseen category_key(b)
+        self._bool_codes = np.array([[next((table[s] for s in spellings if s in table), _UNRESOLVED)
+                                      for spellings in BOOL_SPELLINGS]
                                      for table in self._codes], dtype=np.int64).reshape(-1, 2)
         self._count_extra = count_extra
 

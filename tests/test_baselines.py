@@ -12,10 +12,17 @@ import pandas as pd
 import pytest
 
 from baselines import accumulate
-from baselines.build import BuildError, build_baseline, build_baseline_from_columns
+from baselines.build import MIN_ROWS, BuildError, build_baseline, build_baseline_from_columns
 from baselines.profile import QUANTILE_PROBS, SCHEMA, Baseline, BaselineError
 from baselines.show import baseline_json, format_baseline
 from stream.commands.cli import main as cli
+
+
+#: the library builds these small fixtures; files under MIN_ROWS rows are refused by default
+#: (tests/test_baseline_build_inputs.py)
+SMALL = {"min_rows": 1}
+#: the fixtures profile columns named confidence/pred/label as features on purpose
+pytestmark = pytest.mark.filterwarnings("ignore::baselines.build.BuildWarning")
 
 
 def write_csv(path, text):
@@ -50,7 +57,7 @@ def mixed_rows(n=400, seed=1):
 def test_csv_kinds_counts_and_roles(tmp_path):
     path = write_csv(tmp_path / "train.csv", mixed_rows())
     b = build_baseline(path, model="credit", version="3", confidence_column="confidence",
-                       prediction_column="pred", label_column="label")
+                       prediction_column="pred", label_column="label", **SMALL)
     assert list(b.features) == ["amount", "country", "active", "zip", "note"]
     assert b.model == "credit" and b.version == "3" and b.n_rows == 400 and b.source == str(path)
 
@@ -64,8 +71,8 @@ def test_csv_kinds_counts_and_roles(tmp_path):
     assert country.kind == "categorical" and country.n_missing == 100
     assert country.categories == {"FR": 1 / 3, "NA": 1 / 3, "US": 1 / 3}
 
-    active = b.features["active"]  # CSV spellings of booleans get the keys JSON true/false get
-    assert active.kind == "categorical" and active.categories == {"false": 0.5, "true": 0.5}
+    active = b.features["active"]  # CSV text is kept as written, booleans included
+    assert active.kind == "categorical" and active.categories == {"False": 0.5, "true": 0.5}
 
     assert b.features["zip"].kind == "numeric"  # digits look like numbers unless told otherwise
     assert b.features["note"].kind == "categorical" and b.features["note"].n_missing == 400
@@ -77,7 +84,7 @@ def test_csv_kinds_counts_and_roles(tmp_path):
 
 def test_csv_overrides(tmp_path):
     path = write_csv(tmp_path / "train.csv", mixed_rows())
-    b = build_baseline(path, model="m", categorical=["zip"], exclude=["note", "label"])
+    b = build_baseline(path, model="m", categorical=["zip"], exclude=["note", "label"], **SMALL)
     assert "note" not in b.features and "label" not in b.features
     zip_ = b.features["zip"]
     assert zip_.kind == "categorical" and "00007" in zip_.categories and zip_.n_distinct == 400
@@ -103,8 +110,8 @@ def test_gzipped_csv_equals_plain(tmp_path):
     plain = write_csv(tmp_path / "t.csv", text)
     zipped = tmp_path / "t.csv.gz"
     zipped.write_bytes(gzip.compress(plain.read_bytes()))
-    a = build_baseline(plain, model="m").to_dict()
-    z = build_baseline(zipped, model="m").to_dict()
+    a = build_baseline(plain, model="m", **SMALL).to_dict()
+    z = build_baseline(zipped, model="m", **SMALL).to_dict()
     for d in (a, z):
         d.pop("created"), d.pop("source")
     assert a == z
@@ -158,7 +165,7 @@ def test_jsonl_event_format(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
     b = build_baseline(path, model="credit", confidence_column="confidence",
-                       prediction_column="prediction", label_column="label", chunk_rows=64)
+                       prediction_column="prediction", label_column="label", chunk_rows=64, **SMALL)
     assert list(b.features) == ["amount", "country", "flag", "late"]  # metadata is not a feature
     assert b.features["amount"].kind == "numeric" and b.features["amount"].n_invalid == 1
     assert b.features["country"].n_missing == 6
@@ -172,7 +179,7 @@ def test_jsonl_event_format(tmp_path):
 def test_flat_ndjson_and_bad_line(tmp_path):
     path = tmp_path / "t.ndjson"
     path.write_text('{"a": 1, "b": "x"}\n{"a": null, "b": "y"}\n')
-    b = build_baseline(path, model="m")
+    b = build_baseline(path, model="m", **SMALL)
     assert b.features["a"].count == 1 and b.features["a"].n_missing == 1
     path.write_text('{"a": 1}\n{"a": 2\n')
     with pytest.raises(BuildError, match=r"t.ndjson:2: invalid JSON"):
@@ -205,7 +212,7 @@ def test_parquet_flat_and_event_shaped(tmp_path):
 
     events = pa.table({"model": ["m"] * 3, "features": [{"a": 1.0, "b": "x"}, {"a": 2.0, "b": "y"}, {"a": None, "b": "x"}]})
     pq.write_table(events, tmp_path / "events.parquet")
-    b = build_baseline(tmp_path / "events.parquet", model="m", exclude=["model"])
+    b = build_baseline(tmp_path / "events.parquet", model="m", exclude=["model"], **SMALL)
     assert list(b.features) == ["a", "b"] and b.features["a"].n_missing == 1
 
 
@@ -244,7 +251,7 @@ def test_progress_callback(tmp_path, name):
     else:
         frame.to_csv(path, index=False)
     calls = []
-    build_baseline(path, model="m", chunk_rows=100, progress=lambda *report: calls.append(report))
+    build_baseline(path, model="m", chunk_rows=100, progress=lambda *report: calls.append(report), **SMALL)
     assert [rows for rows, _, _ in calls] == [100, 200, 250]
     size = path.stat().st_size
     assert all(0 < read <= total == size for _, read, total in calls) and calls[-1][1] == size
@@ -258,19 +265,21 @@ class FakeTerminal(io.StringIO):
 def test_builder_draws_nothing(tmp_path, monkeypatch):
     path = write_csv(tmp_path / "t.csv", mixed_rows(250))
     monkeypatch.setattr(sys, "stderr", FakeTerminal())  # the display is the CLI's, even on a terminal
-    build_baseline(path, model="m", chunk_rows=100)
+    build_baseline(path, model="m", chunk_rows=100, **SMALL)
     assert sys.stderr.getvalue() == ""
 
 
 def test_cli_progress_line_on_a_terminal_only(tmp_path, monkeypatch):
-    path = write_csv(tmp_path / "t.csv", mixed_rows(250))
+    path = write_csv(tmp_path / "t.csv", mixed_rows(1000))
+    argv = ["baseline", "build", str(path), "-o", str(tmp_path / "b.msgpack"), "--model", "m",
+            "--confidence-column", "confidence", "--prediction-column", "pred", "--label-column", "label"]
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    assert cli(["baseline", "build", str(path), "-o", str(tmp_path / "b.msgpack"), "--model", "m"]) == 0
+    assert cli(argv) == 0
     line, wrote = terminal.getvalue().split("\r")[-1].split("\n", 1)
-    assert line.startswith("t.csv: 250 rows (100%), ") and line.endswith(" rows/s ") and wrote.startswith("wrote ")
+    assert line.startswith("t.csv: 1,000 rows (100%), ") and line.endswith(" rows/s ") and wrote.startswith("wrote ")
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: only the summary
-    assert cli(["baseline", "build", str(path), "-o", str(tmp_path / "b.msgpack"), "--model", "m"]) == 0
+    assert cli(argv) == 0
     assert sys.stderr.getvalue().startswith("wrote ") and "\r" not in sys.stderr.getvalue()
 
 
@@ -360,7 +369,7 @@ def test_columns_of_different_lengths_are_refused():
 def test_save_load_round_trip(tmp_path):
     path = write_csv(tmp_path / "t.csv", mixed_rows())
     b = build_baseline(path, model="credit", confidence_column="confidence", prediction_column="pred",
-                       label_column="label", categorical=["zip"])
+                       label_column="label", categorical=["zip"], **SMALL)
     b.save(tmp_path / "b.msgpack")
     loaded = Baseline.load(tmp_path / "b.msgpack")
     assert loaded.to_dict() == b.to_dict()
@@ -421,7 +430,7 @@ def test_format_baseline_lists_every_feature(saved):
 
 
 def test_cli_build_and_show(tmp_path, capsys):
-    train = write_csv(tmp_path / "train.csv", mixed_rows())
+    train = write_csv(tmp_path / "train.csv", mixed_rows(1000))
     out = tmp_path / "b.msgpack"
     code = cli(["baseline", "build", str(train), "-o", str(out), "--model", "credit", "--version", "7",
                 "--confidence-column", "confidence", "--prediction-column", "pred", "--label-column", "label",
@@ -448,7 +457,7 @@ def test_cli_build_and_show(tmp_path, capsys):
     (["show", "{tmp}/nope.msgpack"], "cannot read baseline"),
 ])
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
-    write_csv(tmp_path / "t.csv", "a,b\n1,x")
+    write_csv(tmp_path / "t.csv", "a,b\n" + "1,x\n" * MIN_ROWS)
     (tmp_path / "t.txt").write_text("a,b\n1,x\n")
     code = cli(["baseline"] + [a.format(tmp=tmp_path) for a in args])
     err = capsys.readouterr().err

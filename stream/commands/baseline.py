@@ -10,11 +10,28 @@ import sys
 import time
 from pathlib import Path
 
+#: the end of `baseline build --help`: how values become categories (the rule of docs/contracts.md,
+#: "Prediction event") and what a file needs
+BUILD_EPILOG = """\
+categories: a CSV's text is kept as written (True, 007 and 1.0 stay so; no boolean or number is
+guessed for a categorical column); JSONL/Parquet values are keyed as in events. Events match them
+by text: a string exactly ("True" is not "true"), a number by its shortest spelling (1 and 1.0 are
+"1"), JSON true/false by the baseline's spelling of a boolean (true, else True, else TRUE): a CSV
+column of True/False matches JSON booleans and the strings "True"/"False" alike.
+
+A file needs at least {min_rows:,} rows. A column whose name looks like an output (score,
+prediction, target...) is profiled as a feature with a warning unless its --*-column flag is given.
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from baselines.build import MIN_ROWS
+
     sub = parser.add_subparsers(dest="baseline_command", required=True, metavar="{build,show}")
     build = sub.add_parser("build", help="profile a training file into a baseline",
-                           description="Profile a training file (CSV, JSONL or Parquet) into a baseline file.")
+                           description="Profile a training file (CSV, JSONL or Parquet) into a baseline file.",
+                           epilog=BUILD_EPILOG.format(min_rows=MIN_ROWS),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     build.add_argument("train", metavar="TRAIN", help="training data: .csv, .csv.gz, .tsv, .jsonl, .ndjson, .parquet")
     build.add_argument("-o", "--output", required=True, help="baseline file to write (msgpack)")
     build.add_argument("--model", required=True, help="model name events carry in their `model` field")
@@ -63,6 +80,7 @@ def _build(args: argparse.Namespace) -> int:
         categorical=args.categorical,
         exclude=args.exclude,
         progress=progress,
+        warn=progress.warn if progress is not None else _warn,
     )
     if progress is not None:
         progress.done()
@@ -107,6 +125,13 @@ class _TerminalProgress:
         sys.stderr.write(f"\r{self._label}: {rows:,} rows{share}, {rate:,.0f} rows/s ")
         sys.stderr.flush()
 
+    def warn(self, message: str) -> None:
+        """A warning on its own line, below the status line if it is drawn (redrawn at the next chunk)."""
+        if self._last_drawn:
+            sys.stderr.write("\n")
+            self._last_drawn = 0.0
+        _warn(message)
+
     def done(self) -> None:
         if self._state is not None:
             self._draw()  # the final count, even if the last chunk came too soon to be drawn
@@ -116,6 +141,10 @@ class _TerminalProgress:
 
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _warn(message: str) -> None:
+    print(f"skewwatch baseline: warning: {message}", file=sys.stderr)
 
 
 def _fail(message: str) -> int:
