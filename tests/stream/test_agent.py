@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import stream.worker.app as worker
+from stream.worker import agents, pages
 from stream.worker.metrics import Metrics
 from stream.worker.service import DetectionService
 from tests.stream.helpers import credit_baseline, events, fraud_baseline  # noqa: F401 (fixtures)
@@ -39,7 +40,7 @@ def sent(monkeypatch, tmp_path, credit_baseline, fraud_baseline):
 
 def raw_context():
     # The input topic carries raw bytes (JSON or msgpack): the test channel must not decode them.
-    return worker.monitor_predictions.test_context(channel=worker.app.channel(key_type=bytes, value_type=bytes))
+    return agents.monitor_predictions.test_context(channel=worker.app.channel(key_type=bytes, value_type=bytes))
 
 
 async def put_all(agent, payloads, partition=0, key=b"credit"):
@@ -108,5 +109,5 @@ def test_status_page_lists_models_features_and_the_disabled(sent, tmp_path):
     worker.service.rescan()
     monitors = worker.service.monitors_for(0, lambda: [])
     worker.service.process(monitors, [])
-    page = worker.render_status()
+    page = pages.render_status()
     assert "<h2>credit</h2>" in page and "disabled" in page and "fraud" in page
