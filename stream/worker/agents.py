@@ -1,5 +1,6 @@
 """What the worker runs on the app of stream.worker.app: the agent, the timers, the
-partition-signal handlers. The agent stays thin: `stream.worker.service` decodes, monitors and
+partition-signal handlers, and the worker's two outputs (`emit` an alert, `send_dead_letter`),
+which the joins use too. The agent stays thin: `stream.worker.service` decodes, monitors and
 builds the dead letters; this module moves bytes between Kafka and it.
 
 Guarantee: at-least-once. The monitors are checkpointed every `checkpoint_interval` to a
@@ -19,6 +20,7 @@ import faust
 import orjson
 
 import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
+from detectors.alerts import Alert
 from stream.gc_policy import relax_gc
 from stream.worker.service import Record
 
@@ -60,9 +62,24 @@ async def _process(batch: list[faust.EventT]) -> None:
         for partition, records in by_partition.items():
             alerts, dead_letters = service.process(service.monitors_for(partition, _table_items), records)
             for alert in alerts:
-                await worker.alerts_topic.send(key=alert.model.encode(), value=orjson.dumps(alert.to_dict()))
+                await emit(alert)
             for letter in dead_letters:
-                await worker.dead_letters_topic.send(key=letter["reason"].encode(), value=orjson.dumps(letter))
+                await send_dead_letter(letter)
+
+
+async def emit(alert: Alert) -> None:
+    """Send an alert to the alert topic, keyed by its model; count it, and keep it as its model's
+    last alert (the status pages show it). Every alert the worker finds goes out this way."""
+    worker.metrics.alerts.labels(alert.model, alert.kind).inc()
+    record = alert.to_dict()
+    worker.service.last_alerts[alert.model] = record
+    await worker.alerts_topic.send(key=alert.model.encode(), value=orjson.dumps(record))
+
+
+async def send_dead_letter(letter: dict) -> None:
+    """Send a dead-letter record, keyed by its reason. Every record comes from
+    `DetectionService.dead_letter`, which counts and logs the reject."""
+    await worker.dead_letters_topic.send(key=letter["reason"].encode(), value=orjson.dumps(letter))
 
 
 async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
