@@ -53,8 +53,7 @@ joins_topic = app.topic(_config.joins_topic(settings), key_serializer="raw", val
 
 
 def _baseline_of(model: Any) -> Baseline | None:
-    # DetectionService keeps the loaded baselines private; stream.worker.service has no public accessor yet
-    return worker.service._baselines.get(model)
+    return worker.service.baseline(model)  # looked up per call: tests swap worker.service
 
 
 joins = JoinMonitor(_baseline_of, JoinConfig(ttl=settings.join_ttl, max_entries=settings.join_max_entries,

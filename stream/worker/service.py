@@ -470,3 +470,7 @@ class DetectionService:
         self.metrics.rejected.labels(reject.reason).inc()
         self._reject_log.add(reject)
         return dead_letter_record(reject, source)
+
+    def baseline(self, model: str) -> Baseline | None:
+        """The loaded baseline of `model`; None when it has none (unknown, broken or deleted)."""
+        return self._baselines.get(model)
