@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     sys.argv = faust_argv(cfg)
     try:
-        app.main()  # Faust's own worker command: signals, logging, clean shutdown
+        app.main()  # Faust's own worker command: imports the agents and pages (autodiscover), signals, logging
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0

@@ -33,14 +33,14 @@ from typing import Any
 
 import faust
 import msgpack
-import orjson
 
 from baselines.profile import Baseline
 from detectors.alerts import Alert
-from detectors.events import dead_letter_record, decode_message
+from detectors.events import decode_message
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
 import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
 from stream.worker import config as _config
+from stream.worker.agents import emit, send_dead_letter
 
 app, settings = worker.app, worker.settings
 
@@ -53,8 +53,7 @@ joins_topic = app.topic(_config.joins_topic(settings), key_serializer="raw", val
 
 
 def _baseline_of(model: Any) -> Baseline | None:
-    # DetectionService keeps the loaded baselines private; stream.worker.service has no public accessor yet
-    return worker.service._baselines.get(model)
+    return worker.service.baseline(model)  # looked up per call: tests swap worker.service
 
 
 joins = JoinMonitor(_baseline_of, JoinConfig(ttl=settings.join_ttl, max_entries=settings.join_max_entries,
@@ -107,10 +106,8 @@ async def _forward_join_records(kind: str, batch: list) -> None:
         for rec in records:
             by_partition.setdefault(partition_of(rec["request_id"], settings.partitions), []).append(rec)
         for reject in rejects:
-            worker.metrics.rejected.labels(reject.reason).inc()
-            letter = dead_letter_record(reject, {"topic": message.topic, "partition": message.partition,
-                                                 "offset": message.offset})
-            await worker.dead_letters_topic.send(key=reject.reason.encode(), value=orjson.dumps(letter))
+            await send_dead_letter(worker.service.dead_letter(
+                reject, {"topic": message.topic, "partition": message.partition, "offset": message.offset}))
     await _forward(kind, by_partition)
 
 
@@ -137,9 +134,7 @@ async def join_requests(stream: faust.StreamT) -> None:
             forwarded = msgpack.unpackb(event.message.value, raw=False, strict_map_key=False)
             alerts += _ADD[forwarded["kind"]](forwarded["records"])
         for alert in alerts:
-            worker.metrics.alerts.labels(alert.model, alert.kind).inc()
-            worker.service.last_alerts[alert.model] = alert.to_dict()
-            await worker.alerts_topic.send(key=alert.model.encode(), value=orjson.dumps(alert.to_dict()))
+            await emit(alert)
 
 
 @app.page("/joins.json")

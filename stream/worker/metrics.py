@@ -5,7 +5,7 @@ deploy/ dashboard and alert rules query them.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -56,20 +56,23 @@ class Metrics:
     def forget_model(self, model: str) -> None:
         """Drop a model's per-feature series (its baseline was deleted or replaced)."""
         for gauge in (self.drift_statistic, self.missing_ratio, self.confidence_mean):
-            _remove_where(gauge, lambda labels: labels[0] == model)
+            _remove_where(gauge, lambda labels: labels["model"] == model)
 
     def forget_lag(self, topic: str, keep: set[int]) -> None:
         """Drop the lag series of the topic's partitions this worker no longer consumes."""
-        _remove_where(self.consumer_lag, lambda labels: labels[0] == topic and int(labels[1]) not in keep)
+        _remove_where(self.consumer_lag, lambda labels: labels["topic"] == topic and int(labels["partition"]) not in keep)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-def _remove_where(metric: Any, predicate: Any) -> None:
-    # prometheus_client has no public way to list a metric's children.
-    with metric._lock:
-        label_sets = list(metric._metrics)
-    for labels in label_sets:
-        if predicate(labels):
-            metric.remove(*labels)
+def _remove_where(metric: Gauge, predicate: Callable[[dict[str, str]], bool]) -> None:
+    """Remove the series of a labelled gauge whose labels ({name: value}) satisfy `predicate`.
+
+    prometheus_client lists a metric's series only through `collect()`: one sample per series of a
+    gauge, its labels in the metric's label order, which is the order `remove()` takes them in.
+    """
+    for family in metric.collect():
+        for sample in family.samples:
+            if predicate(sample.labels):
+                metric.remove(*sample.labels.values())

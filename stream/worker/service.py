@@ -329,20 +329,16 @@ class DetectionService:
 
     # ---- processing ----------------------------------------------------------------------
     def process(self, monitors: PartitionMonitors, records: list[Record]) -> tuple[list[Alert], list[dict]]:
-        """Alerts and dead-letter records (JSON-ready) for a batch of one partition's records."""
+        """Alerts and dead-letter records (JSON-ready) for a batch of one partition's records.
+        The rejects are counted and logged (`dead_letter`); the alerts are the caller's to emit."""
         records = monitors.unseen(records)
         result = monitors.process(records, self.limits)
         for model, n in result.events_by_model.items():
             self.metrics.events.labels(model).inc(n)
-        for alert in result.alerts:
-            self.metrics.alerts.labels(alert.model, alert.kind).inc()
-            self.last_alerts[alert.model] = alert.to_dict()
         dead_letters = []
         for i, reject in result.rejects:
-            self.metrics.rejected.labels(reject.reason).inc()
-            self._reject_log.add(reject)
             r = records[i]
-            dead_letters.append(dead_letter_record(reject, {"topic": r.topic, "partition": r.partition, "offset": r.offset}))
+            dead_letters.append(self.dead_letter(reject, {"topic": r.topic, "partition": r.partition, "offset": r.offset}))
         return result.alerts, dead_letters
 
     def snapshots(self) -> dict[str, dict]:
@@ -359,3 +355,27 @@ class DetectionService:
         for snap in self.snapshots().values():
             if snap.get("events_seen"):
                 self.metrics.observe_snapshot(snap)
+
+    def dead_letter(self, reject: Reject, source: dict[str, Any]) -> dict:
+        """Count a rejected message or event, log it (at most a line per reason per 10 s), and
+        return its dead-letter record.
+
+        Parameters
+        ----------
+        reject : Reject
+            The reason, a detail and the original bytes.
+        source : dict
+            {"topic", "partition", "offset"} of the message it came from.
+
+        Returns
+        -------
+        dict
+            The JSON-ready record (detectors.events.dead_letter_record) for the dead-letter topic.
+        """
+        self.metrics.rejected.labels(reject.reason).inc()
+        self._reject_log.add(reject)
+        return dead_letter_record(reject, source)
+
+    def baseline(self, model: str) -> Baseline | None:
+        """The loaded baseline of `model`; None when it has none (unknown, broken or deleted)."""
+        return self._baselines.get(model)

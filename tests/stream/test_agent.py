@@ -1,8 +1,10 @@
-"""The Faust agent itself, with `agent.test_context()` and the memory store (no broker):
-micro-batching, routing per partition, alerts keyed by model, dead letters."""
+"""The Faust agents themselves, with `agent.test_context()` and the memory store (no broker):
+micro-batching, routing per partition, alerts keyed by model, dead letters (the joins' too)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from types import SimpleNamespace
 
 import msgpack
 import orjson
@@ -10,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import stream.worker.app as worker
+from stream.worker import agents, pages
 from stream.worker.metrics import Metrics
 from stream.worker.service import DetectionService
 from tests.stream.helpers import credit_baseline, events, fraud_baseline  # noqa: F401 (fixtures)
@@ -39,7 +42,7 @@ def sent(monkeypatch, tmp_path, credit_baseline, fraud_baseline):
 
 def raw_context():
     # The input topic carries raw bytes (JSON or msgpack): the test channel must not decode them.
-    return worker.monitor_predictions.test_context(channel=worker.app.channel(key_type=bytes, value_type=bytes))
+    return agents.monitor_predictions.test_context(channel=worker.app.channel(key_type=bytes, value_type=bytes))
 
 
 async def put_all(agent, payloads, partition=0, key=b"credit"):
@@ -64,6 +67,11 @@ async def test_drifting_stream_gives_a_drift_alert_keyed_by_model(sent):
     assert {key for key, _ in alerts} == {b"credit"}
     assert all(a["model"] == "credit" and a["alert_id"] for _, a in alerts)
     assert sent["dead"] == []
+    # each alert sent was counted, and the last is the model's last on the status pages
+    counted = sum(worker.metrics.registry.get_sample_value("skewwatch_alerts_total", {"model": "credit", "kind": kind})
+                  or 0 for kind in {a["kind"] for _, a in alerts})
+    assert counted == len(alerts)
+    assert worker.service.last_alerts["credit"] == alerts[-1][1]
 
 
 async def test_garbage_and_unknown_models_are_dead_lettered_with_their_reason(sent):
@@ -108,5 +116,19 @@ def test_status_page_lists_models_features_and_the_disabled(sent, tmp_path):
     worker.service.rescan()
     monitors = worker.service.monitors_for(0, lambda: [])
     worker.service.process(monitors, [])
-    page = worker.render_status()
+    page = pages.render_status()
     assert "<h2>credit</h2>" in page and "disabled" in page and "fraud" in page
+
+
+async def test_join_records_rejects_take_the_agents_dead_letter_path(sent, caplog):
+    """Counted, logged (rate-limited, by the service's RejectLog) and dead-lettered with their source."""
+    from stream.worker import joins  # registers the joins' agents on the app, which no test starts
+
+    message = SimpleNamespace(value=b"{not json", topic="labels", partition=2, offset=7)
+    with caplog.at_level(logging.WARNING, logger="skewwatch.worker"):
+        await joins._forward_join_records("labels", [SimpleNamespace(message=message)])
+    [(key, value)] = sent["dead"]
+    letter = orjson.loads(value)
+    assert key == b"not_decodable" and letter["source"] == {"topic": "labels", "partition": 2, "offset": 7}
+    assert worker.metrics.registry.get_sample_value("skewwatch_rejected_events_total", {"reason": "not_decodable"}) == 1
+    assert any("rejected 1 message(s)/event(s) as not_decodable" in r.getMessage() for r in caplog.records)

@@ -1,15 +1,32 @@
-"""Faust hard-codes the consumer's fetch_max_wait_ms=1500; the worker lowers it to its setting."""
+"""Faust hard-codes the consumer's fetch_max_wait_ms=1500; the worker lowers it to its setting
+through stream/worker/fetch_wait.py, which relies on private names of faust-streaming and
+aiokafka: these tests build a real consumer the way Faust does and fail if either name moves."""
+import inspect
+
+import faust
 import faust.transport.drivers.aiokafka as driver
+from aiokafka import AIOKafkaConsumer
 
 from stream.worker import app as skewwatch_app
 from stream.worker import fetch_wait
 
+MOVED = f"stream/worker/fetch_wait.py is tested with {fetch_wait.TESTED_WITH}: a private name it relies on moved"
 
-def test_the_worker_consumer_takes_the_fetch_wait_setting(monkeypatch):
-    class FakeConsumer:
-        _fetch_max_wait_ms = 1500
 
-    monkeypatch.setattr(fetch_wait, "_original", lambda self, transport: FakeConsumer())
+async def test_the_worker_consumer_takes_the_fetch_wait_setting(monkeypatch):
+    # undone after the test: the class attribute the adapter replaces
+    monkeypatch.setattr(driver.AIOKafkaConsumerThread, "_create_worker_consumer",
+                        driver.AIOKafkaConsumerThread._create_worker_consumer)
+    app = faust.App("fetch-wait-test", broker="kafka://127.0.0.1:1")  # never connects
     fetch_wait.set_fetch_max_wait(skewwatch_app.settings.fetch_max_wait_ms)
-    consumer = driver.AIOKafkaConsumerThread._create_worker_consumer(None, None)
-    assert consumer._fetch_max_wait_ms == skewwatch_app.settings.fetch_max_wait_ms == 100
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    try:
+        assert isinstance(consumer, AIOKafkaConsumer), MOVED
+        assert consumer._fetch_max_wait_ms == skewwatch_app.settings.fetch_max_wait_ms == 100, MOVED
+    finally:
+        await consumer.stop()
+
+
+def test_aiokafka_reads_the_fetch_wait_when_the_consumer_starts():
+    # the attribute set on the fresh consumer reaches its fetcher only if start() reads it there
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start), MOVED

@@ -192,10 +192,11 @@ def test_baseline_changes_reach_every_partition(tmp_path, credit_baseline):
     metrics = Metrics(CollectorRegistry())
     service = DetectionService(str(tmp_path), metrics)
     service.rescan()
+    assert service.baseline("credit").model == "credit" and service.baseline("ghost") is None
     a, b = service.monitors_for(0, lambda: []), service.monitors_for(1, lambda: [])
     (tmp_path / "credit.msgpack").write_bytes(b"corrupt")
     service.rescan()
-    assert a.router.models == b.router.models == []
+    assert a.router.models == b.router.models == [] and service.baseline("credit") is None
     assert "baseline unusable" in service.unavailable["credit"]
     assert scrape(metrics)["skewwatch_baseline_loaded{model=credit}"] == 0
     late = service.monitors_for(2, lambda: [])  # a partition assigned later also knows

@@ -1,0 +1,184 @@
+"""What the worker runs on the app of stream.worker.app: the agent, the timers, the
+partition-signal handlers, and the worker's two outputs (`emit` an alert, `send_dead_letter`),
+which the joins use too. The agent stays thin: `stream.worker.service` decodes, monitors and
+builds the dead letters; this module moves bytes between Kafka and it.
+
+Guarantee: at-least-once. The monitors are checkpointed every `checkpoint_interval` to a
+compacted changelog (the `monitor-checkpoints` table), and offsets are committed right after
+each checkpoint, so after `kill -9` the restored state counts every event once (re-delivered
+messages the state already includes are skipped by offset); the alerts of the events since the
+last checkpoint can be emitted a second time, with the same `alert_id`. A rebalance checkpoints
+the revoked partitions first, so their monitors continue on the new owner.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Iterable
+
+import faust
+import orjson
+
+import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
+from detectors.alerts import Alert
+from stream.gc_policy import relax_gc
+from stream.worker.service import Record
+
+log = logging.getLogger("skewwatch.worker")
+
+app, settings = worker.app, worker.settings
+
+#: seconds the lag timer waits for the broker's end offsets before it reports the broker lost
+BROKER_PROBE_TIMEOUT = 2.0
+#: seconds the checkpoint timer waits for the broker to acknowledge a checkpoint before it gives
+#: up committing this round (processing waits meanwhile)
+CHECKPOINT_CONFIRM_TIMEOUT = 10.0
+
+
+def _table_items() -> Iterable[tuple[str, bytes]]:
+    return list(worker.checkpoints.items())
+
+
+#: held by the agent while it processes a batch and by the checkpoint timer from checkpoint to
+#: commit: a batch processed while the checkpoint is being flushed would otherwise be acked and
+#: committed without being in the checkpoint, and lost by a crash before the next one
+processing = asyncio.Lock()
+
+
+@app.agent(worker.predictions_topic)
+async def monitor_predictions(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
+        async with processing:
+            await _process(batch)
+
+
+async def _process(batch: list[faust.EventT]) -> None:
+    service = worker.service
+    with worker.metrics.batch_seconds.time():
+        by_partition: dict[int, list[Record]] = {}
+        for event in batch:
+            m = event.message
+            by_partition.setdefault(m.partition, []).append(Record(m.value, m.partition, m.offset, m.topic))
+        for partition, records in by_partition.items():
+            alerts, dead_letters = service.process(service.monitors_for(partition, _table_items), records)
+            for alert in alerts:
+                await emit(alert)
+            for letter in dead_letters:
+                await send_dead_letter(letter)
+
+
+async def emit(alert: Alert) -> None:
+    """Send an alert to the alert topic, keyed by its model; count it, and keep it as its model's
+    last alert (the status pages show it). Every alert the worker finds goes out this way."""
+    worker.metrics.alerts.labels(alert.model, alert.kind).inc()
+    record = alert.to_dict()
+    worker.service.last_alerts[alert.model] = record
+    await worker.alerts_topic.send(key=alert.model.encode(), value=orjson.dumps(record))
+
+
+async def send_dead_letter(letter: dict) -> None:
+    """Send a dead-letter record, keyed by its reason. Every record comes from
+    `DetectionService.dead_letter`, which counts and logs the reject."""
+    await worker.dead_letters_topic.send(key=letter["reason"].encode(), value=orjson.dumps(letter))
+
+
+async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
+    """Write the changed monitors' state; whether the broker has all checkpoints written so far."""
+    written = worker.service.checkpoints(partitions)
+    for key, blob in written.items():
+        worker.checkpoints[key] = blob
+    confirmed = await worker.checkpoints.confirmed(CHECKPOINT_CONFIRM_TIMEOUT)
+    if not confirmed:
+        if confirmed is None:  # a lost record is written again, with every other monitor's, next time
+            worker.service.rewrite_checkpoints()
+        log.warning("the broker has not confirmed the checkpoints (%s): offsets stay uncommitted until it does",
+                    "a send failed" if confirmed is None else f"{CHECKPOINT_CONFIRM_TIMEOUT:.0f} s")
+        return False
+    worker.metrics.checkpoints.inc(len(written))
+    return True
+
+
+@app.timer(interval=settings.checkpoint_interval)
+async def checkpoint_and_commit() -> None:
+    async with processing:
+        # Only once the checkpoints are durable may the consumer's offsets move on to what they cover.
+        if await write_checkpoints() and await app.consumer.commit():
+            worker.service.offsets_committed()
+
+
+@app.task
+async def load_baselines() -> None:
+    worker.service.rescan()
+    relax_gc()  # set up: from here on, mostly events in flight (stream/gc_policy.py)
+
+
+@app.timer(interval=settings.baseline_scan_interval)
+async def rescan_baselines() -> None:
+    worker.service.rescan()
+
+
+_broker_reachable: bool | None = None
+
+
+def _set_broker_reachable(reachable: bool, why: str = "") -> None:
+    """The skewwatch_broker_connected gauge, and one log line per change (not one per probe)."""
+    global _broker_reachable
+    if reachable != _broker_reachable:
+        if reachable:
+            log.info("broker reachable")
+        else:
+            log.warning("lost the broker (%s); reconnecting", why)
+    _broker_reachable = reachable
+    worker.metrics.broker_connected.set(1 if reachable else 0)
+
+
+@app.timer(interval=2.0)
+async def measure_lag() -> None:
+    consumer = app.consumer
+    mine = [tp for tp in consumer.assignment() if tp.topic == settings.input_topic]
+    if not mine:
+        return
+    try:
+        ends = await asyncio.wait_for(consumer.highwaters(*mine), BROKER_PROBE_TIMEOUT)
+    except Exception as e:  # noqa: BLE001 (a timeout or any Kafka error: the broker is out of reach)
+        _set_broker_reachable(False, type(e).__name__)
+        return
+    _set_broker_reachable(True)
+    worker.service.observe_end_offsets({tp.partition: ends[tp] for tp in mine if ends.get(tp) is not None})
+    for tp in mine:
+        monitors = worker.service.partitions.get(tp.partition)
+        position = monitors.last_offset + 1 if monitors else await consumer.position(tp)
+        if ends.get(tp) is not None and position is not None:
+            worker.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, ends[tp] - position))
+
+
+@app.on_partitions_revoked.connect
+async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
+    # Faust committed what was processed; checkpoint everything processed so the next owner
+    # of these partitions resumes from the same point.
+    mine = {tp.partition for tp in revoked if tp.topic == settings.input_topic}
+    await write_checkpoints(mine)
+    worker.service.drop_partitions(mine)
+
+
+@app.on_partitions_assigned.connect
+async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
+    service = worker.service
+    mine = {tp.partition for tp in assigned if tp.topic == settings.input_topic}
+    # Monitors of partitions no longer ours are rebuilt from the changelog if they come back.
+    service.drop_partitions(set(service.partitions) - mine)
+    # Before any record is processed: a log recreated since (its end offset went back) must not
+    # have its first records skipped as already counted. The lag timer checks it every 2 s too.
+    tps = [tp for tp in assigned if tp.topic == settings.input_topic]
+    try:
+        ends = await asyncio.wait_for(app.consumer.highwaters(*tps), BROKER_PROBE_TIMEOUT) if tps else {}
+        service.observe_end_offsets({tp.partition: end for tp, end in ends.items() if end is not None})
+    except Exception as e:  # noqa: BLE001 (the broker is slow or away: the lag timer checks again)
+        log.info("could not read the end offsets of the assigned partitions (%s)", type(e).__name__)
+    worker.metrics.forget_lag(settings.input_topic, mine)
+    _set_broker_reachable(True)
+
+
+@app.on_before_shutdown.connect
+async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
+    await write_checkpoints()
