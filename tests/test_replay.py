@@ -174,3 +174,69 @@ def test_replay_dead_letters_an_event_a_monitor_raises_on_and_carries_on_like_th
     result = worker.process([Record(orjson.dumps(e), 0, i) for i, e in enumerate(marked)])
     assert [(i, r.reason) for i, r in result.rejects] == [(i, "monitor_error") for i in poison]
     assert _strip_ts(a.to_dict() for a in result.alerts) == _strip_ts(clean)
+
+
+# ---- the operator's day (issue 18): no false all-clear ----------------------------------------------
+def _write_jsonl(path, events):
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path
+
+
+def test_events_no_baseline_was_loaded_for_exit_1_naming_their_models_and_the_loaded_ones(
+        tmp_path, capsys, baseline_file):
+    path, _ = baseline_file
+    events = [dict(e, model="fraud") for e in _events(300)] + [dict(e, model="churn") for e in _events(20)]
+    code, alerts, err = _run(capsys, _write_jsonl(tmp_path / "e.jsonl", events), "--baseline", path)
+    assert code == 1 and alerts == []
+    assert "rejected 320: unknown_model 320" in err
+    error = err.strip().splitlines()[-1]
+    assert error.startswith("skewwatch replay: error: no event was monitored")
+    assert "'fraud' (300)" in error and "'churn' (20)" in error and "loaded: 'credit'" in error
+    assert error.index("'fraud'") < error.index("'churn'")  # most frequent first
+
+
+def test_the_models_named_are_bounded_most_frequent_first(tmp_path, capsys, baseline_file):
+    path, _ = baseline_file
+    events = [dict(e, model=f"m{k}") for k in range(8) for e in _events(10 + k)]
+    code, _, err = _run(capsys, _write_jsonl(tmp_path / "e.jsonl", events), "--baseline", path)
+    error = err.strip().splitlines()[-1]
+    assert code == 1
+    assert [f"'m{k}'" in error for k in range(8)] == [False] * 3 + [True] * 5
+    assert "3 more models (33 events)" in error
+
+
+def test_an_input_without_a_single_usable_event_exits_1(tmp_path, capsys, baseline_file):
+    path, _ = baseline_file
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    code, _, err = _run(capsys, empty, "--baseline", path)
+    assert code == 1 and "no event was monitored: the input holds no events" in err
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"{oops\nnot json\n")
+    code, _, err = _run(capsys, garbage, "--baseline", path)
+    assert code == 1 and "no event was monitored: all of the input was rejected (not_decodable 2)" in err
+
+
+def test_some_events_without_a_baseline_are_named_in_the_summary_and_the_run_is_ok(tmp_path, capsys, baseline_file):
+    path, _ = baseline_file
+    events = _events(500) + [dict(e, model="fraud") for e in _events(7)]
+    code, _, err = _run(capsys, _write_jsonl(tmp_path / "e.jsonl", events), "--baseline", path)
+    assert code == 0 and "500 events" in err and "rejected 7: unknown_model 7" in err
+    assert "replay: 7 events are for models without a baseline: 'fraud' (7); baselines loaded: 'credit'" in err
+    assert "error" not in err
+
+
+def test_made_up_model_names_are_counted_in_bounded_memory(monkeypatch, baseline_file):
+    from collections import Counter
+
+    from stream.commands import replay
+
+    monkeypatch.setattr(replay, "MAX_MODELS_COUNTED", 3)
+    r = replay.Replay(replay.ModelRouter([baseline_file[1]]), replay.Limits(), 100, lambda alerts, events: None)
+    r._add([{"model": f"m{i % 5}\x1b[2J", "features": {}} for i in range(50)])
+    r.flush()
+    assert len(r.unmonitored_models) == 4 and r.unmonitored_models[None] == 20
+    sentence = replay.unmonitored_sentence(r.unmonitored_models, ["credit"])
+    assert sentence == ("50 events are for models without a baseline: 'm0\\x1b[2J' (10), 'm1\\x1b[2J' (10), "
+                        "'m2\\x1b[2J' (10) and more models (20 events); baselines loaded: 'credit'")
+    assert replay.unmonitored_sentence(Counter({"a" * 100: 1}), []).endswith(f"'{'a' * 64}...' (1); baselines loaded: none")

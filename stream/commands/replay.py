@@ -4,7 +4,11 @@ Same code path as the worker (decode_message -> detectors.processing), so the sa
 give the same alerts. Input problems never crash it: rejected messages are counted by
 reason (and written to --dead-letter FILE), bad values inside accepted events are counted
 per feature in the summary, an event a monitor raises on is dead-lettered as monitor_error.
-Exit status 2 only when its own arguments are wrong.
+The events of a model no baseline was loaded for are named in the summary, by model.
+
+Exit status: 0 when events were monitored; 1 when none was (an empty input, every message
+rejected, or every event for a model without a baseline: never a silent all-clear); 2 when its own
+arguments are wrong.
 
 `--feature-log FILE` and `--labels FILE` (JSONL, records as on the join topics) are joined with
 the events by request_id (detectors.joins), in ts order: a record with a `ts` is fed just before
@@ -21,14 +25,15 @@ import time
 from collections import Counter
 from itertools import islice
 from pathlib import Path
-from typing import IO, Callable, Iterator, Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import msgpack
 import orjson
 
 from baselines.profile import Baseline, BaselineError
 from detectors.alerts import Alert
-from detectors.events import Limits, Reject, all_usable, dead_letter_record, decode_message, events_from_value
+from detectors.events import Limits, Reject, all_usable, dead_letter_record, decode_message, events_from_value, model_of
+from detectors.fmt import printable
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
 from detectors.model import MonitorConfig
 from detectors.processing import process_events
@@ -42,6 +47,13 @@ _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 _READ_BLOCK = 1 << 16
 #: msgpack messages read at a time (the common chunk is decoded and checked at C level)
 _MSGPACK_CHUNK = 64
+#: models named when events are for models without a baseline (the most frequent; the rest are counted)
+MAX_MODELS_NAMED = 5
+#: distinct models counted at most (a stream of made-up names must not grow memory): the events of
+#: the others are counted together, under None
+MAX_MODELS_COUNTED = 1000
+#: the router's reasons for an event of a model it has no monitor for
+_NO_MONITOR = frozenset({"unknown_model", "baseline_unavailable"})
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -114,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
         if replay.dead_letters is not None:
             replay.dead_letters.close()
     replay.print_summary(time.perf_counter() - started, sys.stderr)
+    problem = replay.nothing_monitored()
+    if problem is not None:
+        print(f"skewwatch replay: error: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -171,6 +187,8 @@ class Replay:
         self.pending: list[dict] = []
         self.events = 0
         self.rejected: Counter[str] = Counter()
+        #: events rejected because no baseline is loaded for their model, by model (see MAX_MODELS_COUNTED)
+        self.unmonitored_models: Counter[str | None] = Counter()
         self.alerts: Counter[str] = Counter()
         self.joins: _JoinFeed | None = None
 
@@ -257,11 +275,17 @@ class Replay:
         if rejects:
             rejected = {i for i, _ in rejects}
             monitored = [ev for i, ev in enumerate(batch) if i not in rejected]
+            self._count_unmonitored(model_of(batch[i]) for i, r in rejects if r.reason in _NO_MONITOR)
             self._reject([r for _, r in rejects], {"batch_end_event": self.events + len(monitored)})
         self.events += len(monitored)
         if self.joins is not None:
             alerts = alerts + self.joins.add_events(batch)
         self.emit(alerts, monitored)
+
+    def _count_unmonitored(self, models: Iterable[str]) -> None:
+        counts = self.unmonitored_models
+        for model in models:
+            counts[model if model in counts or len(counts) < MAX_MODELS_COUNTED else None] += 1
 
     def emit(self, alerts: list[Alert], events: Sequence[dict] = ()) -> None:
         """Count the alerts and hand them to `on_alerts` (`events`: the monitored events they came from)."""
@@ -279,6 +303,8 @@ class Replay:
         rate = self.events / seconds if seconds > 0 else 0.0
         print(f"replay: {self.events} events in {seconds:.2f} s ({rate:,.0f} events/s)", file=err)
         print(f"replay: rejected {sum(self.rejected.values())}" + _counts(self.rejected), file=err)
+        if self.unmonitored_models:
+            print(f"replay: {unmonitored_sentence(self.unmonitored_models, self.router.models)}", file=err)
         print(f"replay: alerts {sum(self.alerts.values())}" + _counts(self.alerts), file=err)
         if self.joins is not None:
             for name, counts in self.joins.joins.counts.items():
@@ -292,6 +318,49 @@ class Replay:
                     bad.append(f"{feature} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")")
             if bad:
                 print(f"replay: {model}: bad values: " + "; ".join(bad), file=err)
+
+    def nothing_monitored(self) -> str | None:
+        """Why no event was monitored, as one sentence (the command then exits 1), or None if some were."""
+        if self.events:
+            return None
+        if self.unmonitored_models:
+            why = unmonitored_sentence(self.unmonitored_models, self.router.models)
+        elif self.rejected:
+            why = f"all of the input was rejected ({_counts(self.rejected)[2:]})"
+        else:
+            why = "the input holds no events"
+        return f"no event was monitored: {why}"
+
+
+def unmonitored_sentence(models: Counter[str | None], loaded: Sequence[str]) -> str:
+    """One sentence on the events of models without a baseline: their models, the most frequent
+    `MAX_MODELS_NAMED` with their counts, against the models whose baselines are loaded.
+
+    Parameters
+    ----------
+    models
+        Events by model (None: the events of models beyond `MAX_MODELS_COUNTED`).
+    loaded
+        The models whose baselines are loaded.
+
+    >>> unmonitored_sentence(Counter({"fraud": 60000, "churn": 12}), ["credit"])
+    "60,012 events are for models without a baseline: 'fraud' (60,000), 'churn' (12); baselines loaded: 'credit'"
+    """
+    counted = Counter({model: n for model, n in models.items() if model is not None})
+    named = counted.most_common(MAX_MODELS_NAMED)
+    seen = ", ".join(f"{_quoted(model)} ({n:,})" for model, n in named)
+    rest = len(counted) - len(named)
+    if rest or None in models:
+        more = f"{rest}+ more" if None in models and rest else "more" if None in models else f"{rest} more"
+        seen += f" and {more} models ({sum(models.values()) - sum(n for _, n in named):,} events)"
+    return (f"{sum(models.values()):,} events are for models without a baseline: {seen}; "
+            f"baselines loaded: {', '.join(map(_quoted, loaded)) or 'none'}")
+
+
+def _quoted(model: object) -> str:
+    """A model name from an event, for a terminal: quoted, control characters escaped, bounded."""
+    name = str(model)
+    return f"'{printable(name[:64])}{'...' if len(name) > 64 else ''}'"
 
 
 class _JoinFeed:

@@ -8,6 +8,9 @@ shows exactly the alerts `skewwatch replay` prints. Along the way it records, pe
 - a bounded sample of the production values (numeric: a reservoir; categorical: a Space-Saving
   top-K), for the whole file and from the feature's first alert on (the distribution plot).
 
+Exit status as `skewwatch replay`: 1 when no event was monitored (the page is still written, its
+banner says why), 2 when its own arguments are wrong.
+
 Privacy: the page holds aggregates only (histograms, shares, summary statistics and the alerts' own
 diagnosis); never an event, a request id or a single production value.
 """
@@ -18,10 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-
 from detectors.events import Limits
 from detectors.model import MonitorConfig
-from stream.commands.replay import UsageError, load_inputs
+from stream.commands.replay import UsageError, load_inputs, unmonitored_sentence
 
 from stream.report.gather import Recorder
 from stream.report.html import render_html
@@ -53,10 +55,17 @@ def run(args: argparse.Namespace) -> int:
     for path in args.events:
         recorder.run_file(path, args.format)
     recorder.finish()
-    recorder.replay.print_summary(time.perf_counter() - started, sys.stderr)
-    page = render_html(recorder.traces, sources=["standard input" if p == "-" else Path(p).name for p in args.events])
+    replay = recorder.replay
+    replay.print_summary(time.perf_counter() - started, sys.stderr)
+    unmonitored = unmonitored_sentence(replay.unmonitored_models, replay.router.models) if replay.unmonitored_models else ""
+    page = render_html(recorder.traces, sources=["standard input" if p == "-" else Path(p).name for p in args.events],
+                       rejected=replay.rejected, unmonitored=unmonitored)
     Path(args.output).write_text(page, encoding="utf-8")
     print(f"report: wrote {args.output} ({len(page) // 1024} KiB)", file=sys.stderr)
+    problem = replay.nothing_monitored()
+    if problem is not None:
+        print(f"skewwatch report: error: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
