@@ -240,3 +240,38 @@ def test_made_up_model_names_are_counted_in_bounded_memory(monkeypatch, baseline
     assert sentence == ("50 events are for models without a baseline: 'm0\\x1b[2J' (10), 'm1\\x1b[2J' (10), "
                         "'m2\\x1b[2J' (10) and more models (20 events); baselines loaded: 'credit'")
     assert replay.unmonitored_sentence(Counter({"a" * 100: 1}), []).endswith(f"'{'a' * 64}...' (1); baselines loaded: none")
+
+
+# ---- bad values inside accepted events (issue 18, item 2) ---------------------------------------------
+@pytest.fixture(scope="module")
+def credit_with_confidence(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    b = build_baseline_from_columns(
+        "credit", {"age": rng.integers(18, 80, 5000), "state": rng.choice(["CA", "NY"], 5000)},
+        confidence=rng.random(5000), categorical=("state",))
+    path = tmp_path_factory.mktemp("b") / "credit.msgpack"
+    b.save(path)
+    return path
+
+
+def test_one_event_with_bad_values_is_counted_per_feature_and_for_the_confidence(tmp_path, capsys,
+                                                                                 credit_with_confidence):
+    f = _write_jsonl(tmp_path / "e.jsonl", [{"model": "credit", "features": {"age": "forty", "state": "CA"},
+                                              "confidence": 1.7}])
+    code, _, err = _run(capsys, f, "--baseline", credit_with_confidence)
+    assert code == 0 and "1 events" in err
+    assert "replay: credit: missing or invalid values: age (invalid 1); confidence (invalid 1)" in err
+
+
+def test_bad_and_missing_values_are_counted_over_the_whole_replay(tmp_path, capsys, credit_with_confidence):
+    events = ([{"model": "credit", "features": {"age": 30, "state": "CA"}, "confidence": 0.5}] * 2500
+              + [{"model": "credit", "features": {"age": None, "state": ["CA"]}}] * 3
+              + [{"model": "credit", "features": {"state": "NY"}, "confidence": "high"}] * 2)
+    f = _write_jsonl(tmp_path / "e.jsonl", events)
+    code, _, err = _run(capsys, f, "--baseline", credit_with_confidence, "--batch-size", 7)
+    assert code == 0
+    assert ("replay: credit: missing or invalid values: age (missing 5); state (invalid 3); confidence (invalid 2, missing 3)"
+            in err)
+    # the clean file says nothing of bad values
+    code, _, err = _run(capsys, _write_jsonl(tmp_path / "clean.jsonl", events[:10]), "--baseline", credit_with_confidence)
+    assert code == 0 and "invalid values" not in err
