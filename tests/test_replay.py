@@ -1,5 +1,6 @@
 """`skewwatch replay`: same alerts as the monitors, every bad input counted and dead-lettered."""
 import json
+import os
 import subprocess
 import sys
 
@@ -275,3 +276,35 @@ def test_bad_and_missing_values_are_counted_over_the_whole_replay(tmp_path, caps
     # the clean file says nothing of bad values
     code, _, err = _run(capsys, _write_jsonl(tmp_path / "clean.jsonl", events[:10]), "--baseline", credit_with_confidence)
     assert code == 0 and "invalid values" not in err
+
+
+# ---- one-line errors, no tracebacks (issue 18, item 3) -------------------------------------------------
+def _cli(*argv):
+    return [sys.executable, "-m", "stream.commands.cli", *map(str, argv)]
+
+
+def test_a_reader_that_goes_away_ends_replay_quietly_with_status_141(tmp_path, baseline_file):
+    path, _ = baseline_file
+    f = _write_jsonl(tmp_path / "e.jsonl", _events(6000, shift_at=3000))  # alerts to write
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first alert is written
+    proc = subprocess.run(_cli("replay", f, "--baseline", path), stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
+    # as the operator types it: the first alert, nothing on stderr
+    shell = subprocess.run(["bash", "-o", "pipefail", "-c", " ".join(_cli("replay", f, "--baseline", path)) + " | head -1"],
+                           capture_output=True, text=True)
+    assert json.loads(shell.stdout)["model"] == "credit"
+    assert "Traceback" not in shell.stderr and "Error" not in shell.stderr
+    assert shell.returncode in (0, 141)  # 0 when replay wrote everything before head closed the pipe
+
+
+def test_a_dead_letter_file_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, baseline_file):
+    path, _ = baseline_file
+    f = _write_jsonl(tmp_path / "e.jsonl", _events(10))
+    proc = subprocess.run(_cli("replay", f, "--baseline", path, "--dead-letter", tmp_path / "no" / "dead.jsonl"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("skewwatch replay: error: ") and len(proc.stderr.splitlines()) == 1
+    assert "no/dead.jsonl" in proc.stderr

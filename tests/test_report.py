@@ -372,3 +372,13 @@ def test_a_report_with_rejected_events_shows_them_by_reason_and_no_all_clear(run
     assert main(["report", "--baseline", str(run["dir"] / "b.msgpack"), str(clean), "-o", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
     assert "production looks like training" in page and not _banner(page)
+
+
+@pytest.mark.parametrize("output", ["missing/dir/r.html", "."])
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_2_before_the_replay(run, tmp_path, output):
+    proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", "report", str(run["dir"] / "events.jsonl"),
+                           "--baseline", str(run["dir"] / "b.msgpack"), "-o", str(tmp_path / output)],
+                          capture_output=True, text=True, cwd=_root())
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("skewwatch report: error: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "replay:" not in proc.stderr  # checked before the replay, not after it

@@ -8,7 +8,8 @@ The events of a model no baseline was loaded for are named in the summary, by mo
 
 Exit status: 0 when events were monitored; 1 when none was (an empty input, every message
 rejected, or every event for a model without a baseline: never a silent all-clear); 2 when its own
-arguments are wrong.
+arguments are wrong; 141 (128 + SIGPIPE, as a Unix tool killed by the signal) when the reader of
+the alerts went away (`| head -1`): it stops there, quietly, and the run is not complete.
 
 `--feature-log FILE` and `--labels FILE` (JSONL, records as on the join topics) are joined with
 the events by request_id (detectors.joins), in ts order: a record with a `ts` is fed just before
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -54,6 +56,9 @@ MAX_MODELS_NAMED = 5
 #: distinct models counted at most (a stream of made-up names must not grow memory): the events of
 #: the others are counted together, under None
 MAX_MODELS_COUNTED = 1000
+#: exit status when stdout's reader went away: 128 + SIGPIPE, what the shell shows for a Unix tool the signal
+#: stopped (Python ignores SIGPIPE and gets BrokenPipeError instead)
+EXIT_BROKEN_PIPE = 141
 #: the router's reasons for an event of a model it has no monitor for
 _NO_MONITOR = frozenset({"unknown_model", "baseline_unavailable"})
 
@@ -104,10 +109,24 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             return _usage_error(f"{path}: no such file")
 
+    try:
+        dead_letters = open(args.dead_letter, "wb") if args.dead_letter else None
+    except OSError as e:
+        return _usage_error(f"{args.dead_letter}: cannot write: {e.strerror}")
+
+    try:
+        return _replay(args, baselines, join_files, dead_letters)
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files: list[tuple[str, str]],
+            dead_letters: IO[bytes] | None) -> int:
+    """The command once its arguments are checked: the exit status."""
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
-    replay = Replay(router, limits, args.batch_size, alert_lines(sys.stdout.buffer),
-                    open(args.dead_letter, "wb") if args.dead_letter else None)
+    replay = Replay(router, limits, args.batch_size, alert_lines(sys.stdout.buffer), dead_letters)
     opened = []
     if join_files:
         opened = [open(path, "rb") for _, path in join_files]
@@ -159,6 +178,18 @@ def load_inputs(baseline_paths: list[str], event_paths: list[str]) -> dict[str, 
 def _usage_error(msg: str) -> int:
     print(f"skewwatch replay: error: {msg}", file=sys.stderr)
     return 2
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the reader that went away must not
+    raise again when Python flushes it at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing is flushed to a pipe
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 #: what a `Replay` hands each batch's alerts to: on_alerts(alerts, events), where `events` are the
