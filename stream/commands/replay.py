@@ -11,6 +11,9 @@ rejected, or every event for a model without a baseline: never a silent all-clea
 arguments are wrong; 141 (128 + SIGPIPE, as a Unix tool killed by the signal) when the reader of
 the alerts went away (`| head -1`): it stops there, quietly, and the run is not complete.
 
+On a terminal, a status line on stderr shows the progress of a long run (events/s, and the share
+read with the time left when the input is regular files); see `stream.commands.progress`.
+
 `--feature-log FILE` and `--labels FILE` (JSONL, records as on the join topics) are joined with
 the events by request_id (detectors.joins), in ts order: a record with a `ts` is fed just before
 the first event at or after its time; a record without one waits for the end of the events (and so do the
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import stat
 import sys
 import time
 from collections import Counter
@@ -43,6 +47,7 @@ from detectors.model import MonitorConfig
 from detectors.processing import process_events
 from detectors.routing import ModelRouter
 
+from stream.commands.progress import StatusLine, status_line
 from stream.gc_policy import relax_gc
 
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
@@ -127,6 +132,7 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
     replay = Replay(router, limits, args.batch_size, alert_lines(sys.stdout.buffer), dead_letters)
+    replay.progress = status_line("replay", input_size(args.events))
     opened = []
     if join_files:
         opened = [open(path, "rb") for _, path in join_files]
@@ -142,6 +148,8 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
         if replay.joins is not None:
             replay.emit(replay.joins.release(math.inf))
     finally:
+        if replay.progress is not None:
+            replay.progress.clear()
         for f in opened:
             f.close()
         if replay.dead_letters is not None:
@@ -173,6 +181,24 @@ def load_inputs(baseline_paths: list[str], event_paths: list[str]) -> dict[str, 
         if path != "-" and not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
     return baselines
+
+
+def input_size(paths: Sequence[str]) -> int | None:
+    """The bytes of the event files together, if all are regular files (else None: unknown).
+
+    >>> input_size(["-"]) is None
+    True
+    """
+    sizes = []
+    for path in paths:
+        try:
+            st = os.stat(path) if path != "-" else None
+        except OSError:
+            return None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return None
+        sizes.append(st.st_size)
+    return sum(sizes)
 
 
 def _usage_error(msg: str) -> int:
@@ -226,9 +252,14 @@ class Replay:
         #: missing and invalid values of the monitored events, per model
         self.values: dict[str, ValueCounts] = {}
         self.joins: _JoinFeed | None = None
+        #: the status line on a terminal, or None
+        self.progress: StatusLine | None = None
+        self._file: IO[bytes] | None = None  # the file being read
+        self._bytes_done = 0  # the bytes of the files read before it
 
     def run_file(self, path: str, fmt: str) -> None:
         f = sys.stdin.buffer if path == "-" else open(path, "rb")
+        self._file = f
         try:
             if fmt == "auto":
                 fmt = "msgpack" if path.endswith(_MSGPACK_SUFFIXES) else _sniff(f)
@@ -238,7 +269,9 @@ class Replay:
                 self._run_jsonl(path, f)
         finally:
             if f is not sys.stdin.buffer:
+                self._bytes_done += os.fstat(f.fileno()).st_size
                 f.close()
+            self._file = None
 
     def _run_jsonl(self, path: str, f: IO[bytes]) -> None:
         # a block of lines that are all single usable events (the common case) is decoded and
@@ -294,6 +327,16 @@ class Replay:
         self.pending.extend(events)
         if len(self.pending) >= self.batch_size:
             self.flush(full_only=True)
+        progress = self.progress
+        if progress is not None and progress.due():
+            progress.update(self.events + len(self.pending) + sum(self.rejected.values()), self._bytes_read())
+
+    def _bytes_read(self) -> int | None:
+        """Bytes read of the input so far (None when reading stdin)."""
+        f = self._file
+        if f is None or f is sys.stdin.buffer:
+            return None
+        return self._bytes_done + f.tell()
 
     def flush(self, full_only: bool = False) -> None:
         """Monitor the pending events in batches of `batch_size`; with full_only, a last partial

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from detectors.events import Limits
 from detectors.model import MonitorConfig
-from stream.commands.replay import UsageError, load_inputs, unmonitored_sentence
+from stream.commands.progress import status_line
+from stream.commands.replay import UsageError, input_size, load_inputs, unmonitored_sentence
 
 from stream.report.gather import Recorder
 from stream.report.html import render_html
@@ -55,10 +56,15 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(str(e))
     started = time.perf_counter()
     recorder = Recorder(baselines.values(), window=args.window, limits=Limits(max_message_bytes=args.max_message_bytes))
-    for path in args.events:
-        recorder.run_file(path, args.format)
-    recorder.finish()
     replay = recorder.replay
+    replay.progress = status_line("report", input_size(args.events))
+    try:
+        for path in args.events:
+            recorder.run_file(path, args.format)
+        recorder.finish()
+    finally:
+        if replay.progress is not None:
+            replay.progress.clear()
     replay.print_summary(time.perf_counter() - started, sys.stderr)
     unmonitored = unmonitored_sentence(replay.unmonitored_models, replay.router.models) if replay.unmonitored_models else ""
     page = render_html(recorder.traces, sources=["standard input" if p == "-" else Path(p).name for p in args.events],
