@@ -308,3 +308,18 @@ def test_a_dead_letter_file_that_cannot_be_written_is_one_line_and_exit_2(tmp_pa
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("skewwatch replay: error: ") and len(proc.stderr.splitlines()) == 1
     assert "no/dead.jsonl" in proc.stderr
+
+
+# ---- --pretty (issue 18, item 4) ----------------------------------------------------------------------------
+def test_pretty_prints_each_alert_as_skewwatch_alerts_does(tmp_path, capsys, baseline_file):
+    from stream.commands.alerts import format_alert
+
+    path, _ = baseline_file
+    events = [dict(e, ts=1_700_000_000 + i) for i, e in enumerate(_events(6000, shift_at=3000))]
+    f = _write_jsonl(tmp_path / "e.jsonl", events)
+    code, alerts, _ = _run(capsys, f, "--baseline", path)
+    assert code == 0 and alerts
+    assert main(["replay", str(f), "--baseline", str(path), "--pretty"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "".join(format_alert(a) + "\n\n" for a in alerts)
+    assert f"alerts {len(alerts)}" in err

@@ -1,4 +1,5 @@
-"""`skewwatch replay`: the monitors over a file of events, alerts as JSON lines on stdout.
+"""`skewwatch replay`: the monitors over a file of events, alerts as JSON lines on stdout
+(`--pretty`: as `skewwatch alerts` prints them, for a person).
 
 Same code path as the worker (decode_message -> detectors.processing), so the same events
 give the same alerts. Input problems never crash it: rejected messages are counted by
@@ -78,6 +79,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="write every rejected message as a JSON line with its reason and original bytes")
     p.add_argument("--format", choices=("auto", "jsonl", "msgpack"), default="auto",
                    help="input format (default: by extension, else by the first byte)")
+    p.add_argument("--pretty", action="store_true",
+                   help="print each alert for a person, as `skewwatch alerts` does, instead of a JSON line")
     # 500: a batch's events are still in cache when the monitors read them and when they are freed
     # (replay of 300k 50-feature events: ~140k events/s at 500, ~115-130k at 1000)
     p.add_argument("--batch-size", type=int, default=500,
@@ -131,7 +134,8 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
     """The command once its arguments are checked: the exit status."""
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
-    replay = Replay(router, limits, args.batch_size, alert_lines(sys.stdout.buffer), dead_letters)
+    on_alerts = pretty_alerts(sys.stdout) if args.pretty else alert_lines(sys.stdout.buffer)
+    replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters)
     replay.progress = status_line("replay", input_size(args.events))
     opened = []
     if join_files:
@@ -228,6 +232,18 @@ def alert_lines(out: IO[bytes]) -> AlertCallback:
     def write(alerts: list[Alert], events: Sequence[dict]) -> None:
         for a in alerts:
             out.write(orjson.dumps(a.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        out.flush()
+    return write
+
+
+def pretty_alerts(out: IO[str]) -> AlertCallback:
+    """The `--pretty` `AlertCallback`: each alert as `skewwatch alerts` prints it (`format_alert`),
+    a blank line after each, flushed after every batch."""
+    from stream.commands.alerts import format_alert
+
+    def write(alerts: list[Alert], events: Sequence[dict]) -> None:
+        for a in alerts:
+            out.write(format_alert(a.to_dict()) + "\n\n")
         out.flush()
     return write
 
