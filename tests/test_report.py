@@ -352,6 +352,7 @@ def test_a_report_of_events_no_baseline_was_loaded_for_says_so_first_and_exits_1
     assert "Nothing was monitored" in banner and "unknown_model 600" in banner
     assert "&#x27;fraud&#x27; (600)" in banner and f"&#x27;{streams.MODEL}&#x27;" in banner
     assert "production looks like training" not in page
+    assert "no event monitored" in page and "events carry no timestamps" not in page
 
 
 def test_a_report_with_rejected_events_shows_them_by_reason_and_no_all_clear(run, tmp_path, capsys):

@@ -169,6 +169,8 @@ def _model_section(t: ModelTrace, several: bool, rejected: int = 0) -> str:
 
 
 def _span(t: ModelTrace) -> str:
+    if not t.events:
+        return "–"
     if t.ts_min is None:
         return "events carry no timestamps"
     fmt = "%Y-%m-%d %H:%M:%S"
