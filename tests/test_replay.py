@@ -240,7 +240,8 @@ def test_made_up_model_names_are_counted_in_bounded_memory(monkeypatch, baseline
     sentence = replay.unmonitored_sentence(r.unmonitored_models, ["credit"])
     assert sentence == ("50 events are for models without a baseline: 'm0\\x1b[2J' (10), 'm1\\x1b[2J' (10), "
                         "'m2\\x1b[2J' (10) and more models (20 events); baselines loaded: 'credit'")
-    assert replay.unmonitored_sentence(Counter({"a" * 100: 1}), []).endswith(f"'{'a' * 64}...' (1); baselines loaded: none")
+    long_name = replay.unmonitored_sentence(Counter({"a" * 100: 1}), [])
+    assert long_name.endswith(f"'{'a' * 64}...' (1); baselines loaded: none")
 
 
 # ---- bad values inside accepted events (issue 18, item 2) ---------------------------------------------
@@ -271,10 +272,11 @@ def test_bad_and_missing_values_are_counted_over_the_whole_replay(tmp_path, caps
     f = _write_jsonl(tmp_path / "e.jsonl", events)
     code, _, err = _run(capsys, f, "--baseline", credit_with_confidence, "--batch-size", 7)
     assert code == 0
-    assert ("replay: credit: missing or invalid values: age (missing 5); state (invalid 3); confidence (invalid 2, missing 3)"
-            in err)
+    assert ("replay: credit: missing or invalid values: age (missing 5); state (invalid 3); "
+            "confidence (invalid 2, missing 3)") in err
     # the clean file says nothing of bad values
-    code, _, err = _run(capsys, _write_jsonl(tmp_path / "clean.jsonl", events[:10]), "--baseline", credit_with_confidence)
+    clean = _write_jsonl(tmp_path / "clean.jsonl", events[:10])
+    code, _, err = _run(capsys, clean, "--baseline", credit_with_confidence)
     assert code == 0 and "invalid values" not in err
 
 
@@ -293,8 +295,8 @@ def test_a_reader_that_goes_away_ends_replay_quietly_with_status_141(tmp_path, b
     assert proc.returncode == 141, proc.stderr
     assert proc.stderr == ""
     # as the operator types it: the first alert, nothing on stderr
-    shell = subprocess.run(["bash", "-o", "pipefail", "-c", " ".join(_cli("replay", f, "--baseline", path)) + " | head -1"],
-                           capture_output=True, text=True)
+    command = " ".join(_cli("replay", f, "--baseline", path)) + " | head -1"
+    shell = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True)
     assert json.loads(shell.stdout)["model"] == "credit"
     assert "Traceback" not in shell.stderr and "Error" not in shell.stderr
     assert shell.returncode in (0, 141)  # 0 when replay wrote everything before head closed the pipe

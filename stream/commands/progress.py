@@ -42,8 +42,12 @@ class StatusLine:
     >>> line.update(51_000, 260)  # 0.1 s later: not redrawn
     >>> line.update(100_000, 500)
     >>> line.clear()
-    >>> out.getvalue().split("\\r")
-    ['', '\\x1b[Kreplay: 50,000 events read, 25,000 events/s, 25%, ETA 0:06', '\\x1b[Kreplay: 100,000 events read, 25,000 events/s, 50%, ETA 0:04', '\\x1b[K']
+    >>> for drawn in out.getvalue().split("\\r\\x1b[K"):
+    ...     print(repr(drawn))
+    ''
+    'replay: 50,000 events read, 25,000 events/s, 25%, ETA 0:06'
+    'replay: 100,000 events read, 25,000 events/s, 50%, ETA 0:04'
+    ''
     """
 
     def __init__(self, label: str, total_bytes: int | None, out: IO[str],

@@ -485,7 +485,8 @@ class ValueCounts:
     def __init__(self, baseline: Baseline):
         numeric = [name for name, p in baseline.features.items() if isinstance(p, NumericProfile)]
         categorical = [name for name, p in baseline.features.items() if isinstance(p, CategoricalProfile)]
-        self._columns = FeatureColumns(numeric, categorical, [list(baseline.features[n].categories) for n in categorical])
+        categories = [list(baseline.features[name].categories) for name in categorical]
+        self._columns = FeatureColumns(numeric, categorical, categories)
         self._confidence = baseline.confidence is not None
         self._names = numeric + categorical
         if self._confidence:

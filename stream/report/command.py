@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         if replay.progress is not None:
             replay.progress.clear()
     replay.print_summary(time.perf_counter() - started, sys.stderr)
-    unmonitored = unmonitored_sentence(replay.unmonitored_models, replay.router.models) if replay.unmonitored_models else ""
+    unmonitored = (unmonitored_sentence(replay.unmonitored_models, replay.router.models)
+                   if replay.unmonitored_models else "")
     page = render_html(recorder.traces, sources=["standard input" if p == "-" else Path(p).name for p in args.events],
                        rejected=replay.rejected, unmonitored=unmonitored)
     try:
