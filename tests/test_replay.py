@@ -1,5 +1,6 @@
 """`skewwatch replay`: same alerts as the monitors, every bad input counted and dead-lettered."""
 import json
+import os
 import subprocess
 import sys
 
@@ -174,3 +175,153 @@ def test_replay_dead_letters_an_event_a_monitor_raises_on_and_carries_on_like_th
     result = worker.process([Record(orjson.dumps(e), 0, i) for i, e in enumerate(marked)])
     assert [(i, r.reason) for i, r in result.rejects] == [(i, "monitor_error") for i in poison]
     assert _strip_ts(a.to_dict() for a in result.alerts) == _strip_ts(clean)
+
+
+# ---- the operator's day (issue 18): no false all-clear ----------------------------------------------
+def _write_jsonl(path, events):
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path
+
+
+def test_events_no_baseline_was_loaded_for_exit_1_naming_their_models_and_the_loaded_ones(
+        tmp_path, capsys, baseline_file):
+    path, _ = baseline_file
+    events = [dict(e, model="fraud") for e in _events(300)] + [dict(e, model="churn") for e in _events(20)]
+    code, alerts, err = _run(capsys, _write_jsonl(tmp_path / "e.jsonl", events), "--baseline", path)
+    assert code == 1 and alerts == []
+    assert "rejected 320: unknown_model 320" in err
+    error = err.strip().splitlines()[-1]
+    assert error.startswith("skewwatch replay: error: no event was monitored")
+    assert "'fraud' (300)" in error and "'churn' (20)" in error and "loaded: 'credit'" in error
+    assert error.index("'fraud'") < error.index("'churn'")  # most frequent first
+
+
+def test_the_models_named_are_bounded_most_frequent_first(tmp_path, capsys, baseline_file):
+    path, _ = baseline_file
+    events = [dict(e, model=f"m{k}") for k in range(8) for e in _events(10 + k)]
+    code, _, err = _run(capsys, _write_jsonl(tmp_path / "e.jsonl", events), "--baseline", path)
+    error = err.strip().splitlines()[-1]
+    assert code == 1
+    assert [f"'m{k}'" in error for k in range(8)] == [False] * 3 + [True] * 5
+    assert "3 more models (33 events)" in error
+
+
+def test_an_input_without_a_single_usable_event_exits_1(tmp_path, capsys, baseline_file):
+    path, _ = baseline_file
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    code, _, err = _run(capsys, empty, "--baseline", path)
+    assert code == 1 and "no event was monitored: the input holds no events" in err
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"{oops\nnot json\n")
+    code, _, err = _run(capsys, garbage, "--baseline", path)
+    assert code == 1 and "no event was monitored: all of the input was rejected (not_decodable 2)" in err
+
+
+def test_some_events_without_a_baseline_are_named_in_the_summary_and_the_run_is_ok(tmp_path, capsys, baseline_file):
+    path, _ = baseline_file
+    events = _events(500) + [dict(e, model="fraud") for e in _events(7)]
+    code, _, err = _run(capsys, _write_jsonl(tmp_path / "e.jsonl", events), "--baseline", path)
+    assert code == 0 and "500 events" in err and "rejected 7: unknown_model 7" in err
+    assert "replay: 7 events are for models without a baseline: 'fraud' (7); baselines loaded: 'credit'" in err
+    assert "error" not in err
+
+
+def test_made_up_model_names_are_counted_in_bounded_memory(monkeypatch, baseline_file):
+    from collections import Counter
+
+    from stream.commands import replay
+
+    monkeypatch.setattr(replay, "MAX_MODELS_COUNTED", 3)
+    r = replay.Replay(replay.ModelRouter([baseline_file[1]]), replay.Limits(), 100, lambda alerts, events: None)
+    r._add([{"model": f"m{i % 5}\x1b[2J", "features": {}} for i in range(50)])
+    r.flush()
+    assert len(r.unmonitored_models) == 4 and r.unmonitored_models[None] == 20
+    sentence = replay.unmonitored_sentence(r.unmonitored_models, ["credit"])
+    assert sentence == ("50 events are for models without a baseline: 'm0\\x1b[2J' (10), 'm1\\x1b[2J' (10), "
+                        "'m2\\x1b[2J' (10) and more models (20 events); baselines loaded: 'credit'")
+    long_name = replay.unmonitored_sentence(Counter({"a" * 100: 1}), [])
+    assert long_name.endswith(f"'{'a' * 64}...' (1); baselines loaded: none")
+
+
+# ---- bad values inside accepted events (issue 18, item 2) ---------------------------------------------
+@pytest.fixture(scope="module")
+def credit_with_confidence(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    b = build_baseline_from_columns(
+        "credit", {"age": rng.integers(18, 80, 5000), "state": rng.choice(["CA", "NY"], 5000)},
+        confidence=rng.random(5000), categorical=("state",))
+    path = tmp_path_factory.mktemp("b") / "credit.msgpack"
+    b.save(path)
+    return path
+
+
+def test_one_event_with_bad_values_is_counted_per_feature_and_for_the_confidence(tmp_path, capsys,
+                                                                                 credit_with_confidence):
+    f = _write_jsonl(tmp_path / "e.jsonl", [{"model": "credit", "features": {"age": "forty", "state": "CA"},
+                                              "confidence": 1.7}])
+    code, _, err = _run(capsys, f, "--baseline", credit_with_confidence)
+    assert code == 0 and "1 events" in err
+    assert "replay: credit: missing or invalid values: age (invalid 1); confidence (invalid 1)" in err
+
+
+def test_bad_and_missing_values_are_counted_over_the_whole_replay(tmp_path, capsys, credit_with_confidence):
+    events = ([{"model": "credit", "features": {"age": 30, "state": "CA"}, "confidence": 0.5}] * 2500
+              + [{"model": "credit", "features": {"age": None, "state": ["CA"]}}] * 3
+              + [{"model": "credit", "features": {"state": "NY"}, "confidence": "high"}] * 2)
+    f = _write_jsonl(tmp_path / "e.jsonl", events)
+    code, _, err = _run(capsys, f, "--baseline", credit_with_confidence, "--batch-size", 7)
+    assert code == 0
+    assert ("replay: credit: missing or invalid values: age (missing 5); state (invalid 3); "
+            "confidence (invalid 2, missing 3)") in err
+    # the clean file says nothing of bad values
+    clean = _write_jsonl(tmp_path / "clean.jsonl", events[:10])
+    code, _, err = _run(capsys, clean, "--baseline", credit_with_confidence)
+    assert code == 0 and "invalid values" not in err
+
+
+# ---- one-line errors, no tracebacks (issue 18, item 3) -------------------------------------------------
+def _cli(*argv):
+    return [sys.executable, "-m", "stream.commands.cli", *map(str, argv)]
+
+
+def test_a_reader_that_goes_away_ends_replay_quietly_with_status_141(tmp_path, baseline_file):
+    path, _ = baseline_file
+    f = _write_jsonl(tmp_path / "e.jsonl", _events(6000, shift_at=3000))  # alerts to write
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first alert is written
+    proc = subprocess.run(_cli("replay", f, "--baseline", path), stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
+    # as the operator types it: the first alert, nothing on stderr
+    command = " ".join(_cli("replay", f, "--baseline", path)) + " | head -1"
+    shell = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True)
+    assert json.loads(shell.stdout)["model"] == "credit"
+    assert "Traceback" not in shell.stderr and "Error" not in shell.stderr
+    assert shell.returncode in (0, 141)  # 0 when replay wrote everything before head closed the pipe
+
+
+def test_a_dead_letter_file_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, baseline_file):
+    path, _ = baseline_file
+    f = _write_jsonl(tmp_path / "e.jsonl", _events(10))
+    proc = subprocess.run(_cli("replay", f, "--baseline", path, "--dead-letter", tmp_path / "no" / "dead.jsonl"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("skewwatch replay: error: ") and len(proc.stderr.splitlines()) == 1
+    assert "no/dead.jsonl" in proc.stderr
+
+
+# ---- --pretty (issue 18, item 4) ----------------------------------------------------------------------------
+def test_pretty_prints_each_alert_as_skewwatch_alerts_does(tmp_path, capsys, baseline_file):
+    from stream.commands.alerts import format_alert
+
+    path, _ = baseline_file
+    events = [dict(e, ts=1_700_000_000 + i) for i, e in enumerate(_events(6000, shift_at=3000))]
+    f = _write_jsonl(tmp_path / "e.jsonl", events)
+    code, alerts, _ = _run(capsys, f, "--baseline", path)
+    assert code == 0 and alerts
+    assert main(["replay", str(f), "--baseline", str(path), "--pretty"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "".join(format_alert(a) + "\n\n" for a in alerts)
+    assert f"alerts {len(alerts)}" in err

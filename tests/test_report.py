@@ -330,3 +330,56 @@ def test_an_event_a_monitor_raises_on_is_left_out_of_the_report_too(run, tmp_pat
     assert dict(recorder.replay.rejected) == {"monitor_error": 1}
     assert t.events == N_EVENTS - 1 == recorder.router.monitor(streams.MODEL).events_seen
     assert [a["alert_id"] for a in t.alerts] == [a["alert_id"] for a in run["alerts"]]
+
+
+# ---- the operator's day (issue 18): rejected events are prominent, never an all-clear ---------------
+def _banner(page: str) -> str:
+    m = re.search(r'<div class="banner[^"]*">.*?</div>', page, re.S)
+    return m.group(0) if m else ""
+
+
+def test_a_report_of_events_no_baseline_was_loaded_for_says_so_first_and_exits_1(run, tmp_path, capsys):
+    events = [dict(e, model="fraud") for e in run["stream"].events[:600]]
+    path = tmp_path / "fraud.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    out = tmp_path / "r.html"
+    assert main(["report", "--baseline", str(run["dir"] / "b.msgpack"), str(path), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "no event was monitored" in err and "'fraud' (600)" in err
+    page = out.read_text(encoding="utf-8")
+    banner = _banner(page)
+    assert banner and page.index(banner) < page.index('<div class="tiles">')
+    assert "Nothing was monitored" in banner and "unknown_model 600" in banner
+    assert "&#x27;fraud&#x27; (600)" in banner and f"&#x27;{streams.MODEL}&#x27;" in banner
+    assert "production looks like training" not in page
+    assert "no event monitored" in page and "events carry no timestamps" not in page
+
+
+def test_a_report_with_rejected_events_shows_them_by_reason_and_no_all_clear(run, tmp_path, capsys):
+    quiet = run["stream"].events[:CHANGE_AT]  # before the change: no alert
+    lines = [orjson.dumps(e) for e in quiet] + [b"{oops"] * 3 + [orjson.dumps(dict(quiet[0], model="fraud"))]
+    path = tmp_path / "quiet.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "r.html"
+    assert main(["report", "--baseline", str(run["dir"] / "b.msgpack"), str(path), "-o", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    banner = _banner(page)
+    assert "4 rejected" in banner and "not_decodable 3" in banner and "unknown_model 1" in banner
+    assert "&#x27;fraud&#x27; (1)" in banner
+    assert "production looks like training" not in page
+    # without rejects the all-clear stands, and there is no banner
+    clean = tmp_path / "clean.jsonl"
+    clean.write_bytes(b"\n".join(orjson.dumps(e) for e in quiet) + b"\n")
+    assert main(["report", "--baseline", str(run["dir"] / "b.msgpack"), str(clean), "-o", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert "production looks like training" in page and not _banner(page)
+
+
+@pytest.mark.parametrize("output", ["missing/dir/r.html", "."])
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_2_before_the_replay(run, tmp_path, output):
+    proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", "report", str(run["dir"] / "events.jsonl"),
+                           "--baseline", str(run["dir"] / "b.msgpack"), "-o", str(tmp_path / output)],
+                          capture_output=True, text=True, cwd=_root())
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("skewwatch report: error: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "replay:" not in proc.stderr  # checked before the replay, not after it

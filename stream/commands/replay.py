@@ -1,10 +1,19 @@
-"""`skewwatch replay`: the monitors over a file of events, alerts as JSON lines on stdout.
+"""`skewwatch replay`: the monitors over a file of events, alerts as JSON lines on stdout
+(`--pretty`: as `skewwatch alerts` prints them, for a person).
 
 Same code path as the worker (decode_message -> detectors.processing), so the same events
 give the same alerts. Input problems never crash it: rejected messages are counted by
-reason (and written to --dead-letter FILE), bad values inside accepted events are counted
+reason (and written to --dead-letter FILE), missing and invalid values inside accepted events are counted
 per feature in the summary, an event a monitor raises on is dead-lettered as monitor_error.
-Exit status 2 only when its own arguments are wrong.
+The events of a model no baseline was loaded for are named in the summary, by model.
+
+Exit status: 0 when events were monitored; 1 when none was (an empty input, every message
+rejected, or every event for a model without a baseline: never a silent all-clear); 2 when its own
+arguments are wrong; 141 (128 + SIGPIPE, as a Unix tool killed by the signal) when the reader of
+the alerts went away (`| head -1`): it stops there, quietly, and the run is not complete.
+
+On a terminal, a status line on stderr shows the progress of a long run (events/s, and the share
+read with the time left when the input is regular files); see `stream.commands.progress`.
 
 `--feature-log FILE` and `--labels FILE` (JSONL, records as on the join topics) are joined with
 the events by request_id (detectors.joins), in ts order: a record with a `ts` is fed just before
@@ -16,24 +25,30 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import stat
 import sys
 import time
 from collections import Counter
 from itertools import islice
 from pathlib import Path
-from typing import IO, Callable, Iterator, Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import msgpack
+import numpy as np
 import orjson
 
-from baselines.profile import Baseline, BaselineError
+from baselines.profile import Baseline, BaselineError, CategoricalProfile, NumericProfile
 from detectors.alerts import Alert
-from detectors.events import Limits, Reject, all_usable, dead_letter_record, decode_message, events_from_value
+from detectors.events import Limits, Reject, all_usable, dead_letter_record, decode_message, events_from_value, model_of
+from detectors.extract import INVALID_CODE, MISSING_CODE, FeatureColumns
+from detectors.fmt import printable
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
 from detectors.model import MonitorConfig
 from detectors.processing import process_events
 from detectors.routing import ModelRouter
 
+from stream.commands.progress import StatusLine, status_line
 from stream.gc_policy import relax_gc
 
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
@@ -42,6 +57,16 @@ _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 _READ_BLOCK = 1 << 16
 #: msgpack messages read at a time (the common chunk is decoded and checked at C level)
 _MSGPACK_CHUNK = 64
+#: models named when events are for models without a baseline (the most frequent; the rest are counted)
+MAX_MODELS_NAMED = 5
+#: distinct models counted at most (a stream of made-up names must not grow memory): the events of
+#: the others are counted together, under None
+MAX_MODELS_COUNTED = 1000
+#: exit status when stdout's reader went away: 128 + SIGPIPE, what the shell shows for a Unix tool the signal
+#: stopped (Python ignores SIGPIPE and gets BrokenPipeError instead)
+EXIT_BROKEN_PIPE = 141
+#: the router's reasons for an event of a model it has no monitor for
+_NO_MONITOR = frozenset({"unknown_model", "baseline_unavailable"})
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -54,6 +79,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="write every rejected message as a JSON line with its reason and original bytes")
     p.add_argument("--format", choices=("auto", "jsonl", "msgpack"), default="auto",
                    help="input format (default: by extension, else by the first byte)")
+    p.add_argument("--pretty", action="store_true",
+                   help="print each alert for a person, as `skewwatch alerts` does, instead of a JSON line")
     # 500: a batch's events are still in cache when the monitors read them and when they are freed
     # (replay of 300k 50-feature events: ~140k events/s at 500, ~115-130k at 1000)
     p.add_argument("--batch-size", type=int, default=500,
@@ -90,10 +117,26 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             return _usage_error(f"{path}: no such file")
 
+    try:
+        dead_letters = open(args.dead_letter, "wb") if args.dead_letter else None
+    except OSError as e:
+        return _usage_error(f"{args.dead_letter}: cannot write: {e.strerror}")
+
+    try:
+        return _replay(args, baselines, join_files, dead_letters)
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files: list[tuple[str, str]],
+            dead_letters: IO[bytes] | None) -> int:
+    """The command once its arguments are checked: the exit status."""
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
-    replay = Replay(router, limits, args.batch_size, alert_lines(sys.stdout.buffer),
-                    open(args.dead_letter, "wb") if args.dead_letter else None)
+    on_alerts = pretty_alerts(sys.stdout) if args.pretty else alert_lines(sys.stdout.buffer)
+    replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters)
+    replay.progress = status_line("replay", input_size(args.events))
     opened = []
     if join_files:
         opened = [open(path, "rb") for _, path in join_files]
@@ -109,11 +152,17 @@ def run(args: argparse.Namespace) -> int:
         if replay.joins is not None:
             replay.emit(replay.joins.release(math.inf))
     finally:
+        if replay.progress is not None:
+            replay.progress.clear()
         for f in opened:
             f.close()
         if replay.dead_letters is not None:
             replay.dead_letters.close()
     replay.print_summary(time.perf_counter() - started, sys.stderr)
+    problem = replay.nothing_monitored()
+    if problem is not None:
+        print(f"skewwatch replay: error: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -138,9 +187,39 @@ def load_inputs(baseline_paths: list[str], event_paths: list[str]) -> dict[str, 
     return baselines
 
 
+def input_size(paths: Sequence[str]) -> int | None:
+    """The bytes of the event files together, if all are regular files (else None: unknown).
+
+    >>> input_size(["-"]) is None
+    True
+    """
+    sizes = []
+    for path in paths:
+        try:
+            st = os.stat(path) if path != "-" else None
+        except OSError:
+            return None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return None
+        sizes.append(st.st_size)
+    return sum(sizes)
+
+
 def _usage_error(msg: str) -> int:
     print(f"skewwatch replay: error: {msg}", file=sys.stderr)
     return 2
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the reader that went away must not
+    raise again when Python flushes it at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing is flushed to a pipe
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 #: what a `Replay` hands each batch's alerts to: on_alerts(alerts, events), where `events` are the
@@ -153,6 +232,18 @@ def alert_lines(out: IO[bytes]) -> AlertCallback:
     def write(alerts: list[Alert], events: Sequence[dict]) -> None:
         for a in alerts:
             out.write(orjson.dumps(a.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        out.flush()
+    return write
+
+
+def pretty_alerts(out: IO[str]) -> AlertCallback:
+    """The `--pretty` `AlertCallback`: each alert as `skewwatch alerts` prints it (`format_alert`),
+    a blank line after each, flushed after every batch."""
+    from stream.commands.alerts import format_alert
+
+    def write(alerts: list[Alert], events: Sequence[dict]) -> None:
+        for a in alerts:
+            out.write(format_alert(a.to_dict()) + "\n\n")
         out.flush()
     return write
 
@@ -171,11 +262,20 @@ class Replay:
         self.pending: list[dict] = []
         self.events = 0
         self.rejected: Counter[str] = Counter()
+        #: events rejected because no baseline is loaded for their model, by model (see MAX_MODELS_COUNTED)
+        self.unmonitored_models: Counter[str | None] = Counter()
         self.alerts: Counter[str] = Counter()
+        #: missing and invalid values of the monitored events, per model
+        self.values: dict[str, ValueCounts] = {}
         self.joins: _JoinFeed | None = None
+        #: the status line on a terminal, or None
+        self.progress: StatusLine | None = None
+        self._file: IO[bytes] | None = None  # the file being read
+        self._bytes_done = 0  # the bytes of the files read before it
 
     def run_file(self, path: str, fmt: str) -> None:
         f = sys.stdin.buffer if path == "-" else open(path, "rb")
+        self._file = f
         try:
             if fmt == "auto":
                 fmt = "msgpack" if path.endswith(_MSGPACK_SUFFIXES) else _sniff(f)
@@ -185,7 +285,9 @@ class Replay:
                 self._run_jsonl(path, f)
         finally:
             if f is not sys.stdin.buffer:
+                self._bytes_done += os.fstat(f.fileno()).st_size
                 f.close()
+            self._file = None
 
     def _run_jsonl(self, path: str, f: IO[bytes]) -> None:
         # a block of lines that are all single usable events (the common case) is decoded and
@@ -241,6 +343,16 @@ class Replay:
         self.pending.extend(events)
         if len(self.pending) >= self.batch_size:
             self.flush(full_only=True)
+        progress = self.progress
+        if progress is not None and progress.due():
+            progress.update(self.events + len(self.pending) + sum(self.rejected.values()), self._bytes_read())
+
+    def _bytes_read(self) -> int | None:
+        """Bytes read of the input so far (None when reading stdin)."""
+        f = self._file
+        if f is None or f is sys.stdin.buffer:
+            return None
+        return self._bytes_done + f.tell()
 
     def flush(self, full_only: bool = False) -> None:
         """Monitor the pending events in batches of `batch_size`; with full_only, a last partial
@@ -252,16 +364,36 @@ class Replay:
             self._monitor(pending[i:i + size])
 
     def _monitor(self, batch: list[dict]) -> None:
-        alerts, rejects, _ = process_events(self.router, batch)
+        alerts, rejects, by_model = process_events(self.router, batch)
         monitored = batch
         if rejects:
             rejected = {i for i, _ in rejects}
             monitored = [ev for i, ev in enumerate(batch) if i not in rejected]
+            self._count_unmonitored(model_of(batch[i]) for i, r in rejects if r.reason in _NO_MONITOR)
             self._reject([r for _, r in rejects], {"batch_end_event": self.events + len(monitored)})
         self.events += len(monitored)
+        self._count_values(monitored, by_model)
         if self.joins is not None:
             alerts = alerts + self.joins.add_events(batch)
         self.emit(alerts, monitored)
+
+    def _count_values(self, monitored: list[dict], by_model: Counter) -> None:
+        if len(by_model) == 1:  # the common batch: one model, nothing to group
+            groups = {next(iter(by_model)): monitored}
+        else:
+            groups = {}
+            for ev in monitored:
+                groups.setdefault(ev["model"], []).append(ev)
+        for model, events in groups.items():
+            counts = self.values.get(model)
+            if counts is None:
+                counts = self.values[model] = ValueCounts(self.router.baseline(model))
+            counts.add(events)
+
+    def _count_unmonitored(self, models: Iterable[str]) -> None:
+        counts = self.unmonitored_models
+        for model in models:
+            counts[model if model in counts or len(counts) < MAX_MODELS_COUNTED else None] += 1
 
     def emit(self, alerts: list[Alert], events: Sequence[dict] = ()) -> None:
         """Count the alerts and hand them to `on_alerts` (`events`: the monitored events they came from)."""
@@ -279,19 +411,108 @@ class Replay:
         rate = self.events / seconds if seconds > 0 else 0.0
         print(f"replay: {self.events} events in {seconds:.2f} s ({rate:,.0f} events/s)", file=err)
         print(f"replay: rejected {sum(self.rejected.values())}" + _counts(self.rejected), file=err)
+        if self.unmonitored_models:
+            print(f"replay: {unmonitored_sentence(self.unmonitored_models, self.router.models)}", file=err)
         print(f"replay: alerts {sum(self.alerts.values())}" + _counts(self.alerts), file=err)
         if self.joins is not None:
             for name, counts in self.joins.joins.counts.items():
                 print(f"replay: join {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=err)
-        for model in self.router.models:
-            snap = self.router.monitor(model).snapshot()
-            bad = []
-            for feature, fs in snap["features"].items():
-                counts = {k: v for k, v in (fs.get("counts") or {}).items() if v and k != "valid"}
-                if counts:
-                    bad.append(f"{feature} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")")
+        for model, counts in sorted(self.values.items()):
+            bad = [f"{name} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(c.items()) if v) + ")"
+                   for name, c in counts.bad().items()]
             if bad:
-                print(f"replay: {model}: bad values: " + "; ".join(bad), file=err)
+                print(f"replay: {model}: missing or invalid values: " + "; ".join(bad), file=err)
+
+    def nothing_monitored(self) -> str | None:
+        """Why no event was monitored, as one sentence (the command then exits 1), or None if some were."""
+        if self.events:
+            return None
+        if self.unmonitored_models:
+            why = unmonitored_sentence(self.unmonitored_models, self.router.models)
+        elif self.rejected:
+            why = f"all of the input was rejected ({_counts(self.rejected)[2:]})"
+        else:
+            why = "the input holds no events"
+        return f"no event was monitored: {why}"
+
+
+def unmonitored_sentence(models: Counter[str | None], loaded: Sequence[str]) -> str:
+    """One sentence on the events of models without a baseline: their models, the most frequent
+    `MAX_MODELS_NAMED` with their counts, against the models whose baselines are loaded.
+
+    Parameters
+    ----------
+    models
+        Events by model (None: the events of models beyond `MAX_MODELS_COUNTED`).
+    loaded
+        The models whose baselines are loaded.
+
+    >>> unmonitored_sentence(Counter({"fraud": 60000, "churn": 12}), ["credit"])
+    "60,012 events are for models without a baseline: 'fraud' (60,000), 'churn' (12); baselines loaded: 'credit'"
+    """
+    counted = Counter({model: n for model, n in models.items() if model is not None})
+    named = counted.most_common(MAX_MODELS_NAMED)
+    seen = ", ".join(f"{_quoted(model)} ({n:,})" for model, n in named)
+    rest = len(counted) - len(named)
+    if rest or None in models:
+        more = f"{rest}+ more" if None in models and rest else "more" if None in models else f"{rest} more"
+        seen += f" and {more} models ({sum(models.values()) - sum(n for _, n in named):,} events)"
+    return (f"{sum(models.values()):,} events are for models without a baseline: {seen}; "
+            f"baselines loaded: {', '.join(map(_quoted, loaded)) or 'none'}")
+
+
+def _quoted(model: object) -> str:
+    """A model name from an event, for a terminal: quoted, control characters escaped, bounded."""
+    name = str(model)
+    return f"'{printable(name[:64])}{'...' if len(name) > 64 else ''}'"
+
+
+class ValueCounts:
+    """Missing and invalid values per feature (and of the confidence) in one model's monitored events,
+    over the whole replay.
+
+    The monitors keep counts of their current windows only, so the replay counts them itself, with
+    the monitors' own extraction (`detectors.extract.FeatureColumns`, compiled): the same values
+    are missing or invalid, for a few percent of the replay's time.
+
+    >>> from baselines.build import build_baseline_from_columns
+    >>> counts = ValueCounts(build_baseline_from_columns("m", {"age": [30, 40]}, confidence=[0.2, 0.9]))
+    >>> counts.add([{"model": "m", "features": {"age": "forty"}, "confidence": 1.7}, {"model": "m", "features": {}}])
+    >>> counts.bad()
+    {'age': {'invalid': 1, 'missing': 1}, 'confidence': {'invalid': 1, 'missing': 1}}
+    """
+
+    def __init__(self, baseline: Baseline):
+        numeric = [name for name, p in baseline.features.items() if isinstance(p, NumericProfile)]
+        categorical = [name for name, p in baseline.features.items() if isinstance(p, CategoricalProfile)]
+        categories = [list(baseline.features[name].categories) for name in categorical]
+        self._columns = FeatureColumns(numeric, categorical, categories)
+        self._confidence = baseline.confidence is not None
+        self._names = numeric + categorical
+        if self._confidence:
+            self._names.append("confidence" if "confidence" not in baseline.features else "event confidence")
+        self._order = [self._names.index(name) for name in baseline.features] + ([len(self._names) - 1]
+                                                                                   if self._confidence else [])
+        self._missing = np.zeros(len(self._names), dtype=np.int64)
+        self._invalid = np.zeros(len(self._names), dtype=np.int64)
+
+    def add(self, events: list[dict]) -> None:
+        """Count the values of these events (the model's, each with a 'features' map)."""
+        confidence = np.empty(len(events) if self._confidence else 0)
+        numeric, (codes, _, _), _, _ = self._columns.extract_events(events, None, confidence)
+        missing = [numeric.missing.sum(axis=1), (codes == MISSING_CODE).sum(axis=1)]
+        invalid = [numeric.invalid.sum(axis=1), (codes == INVALID_CODE).sum(axis=1)]
+        if self._confidence:
+            missing.append([np.isnan(confidence).sum()])
+            invalid.append([np.isinf(confidence).sum()])
+        self._missing += np.concatenate(missing).astype(np.int64)
+        self._invalid += np.concatenate(invalid).astype(np.int64)
+
+    def bad(self) -> dict[str, dict[str, int]]:
+        """{feature: {"invalid": n, "missing": m}} of the features with any, in the baseline's order
+        (the confidence last)."""
+        return {self._names[k]: {"invalid": int(self._invalid[k]), "missing": int(self._missing[k])}
+                for k in self._order if self._invalid[k] or self._missing[k]}
 
 
 class _JoinFeed:

@@ -8,20 +8,25 @@ shows exactly the alerts `skewwatch replay` prints. Along the way it records, pe
 - a bounded sample of the production values (numeric: a reservoir; categorical: a Space-Saving
   top-K), for the whole file and from the feature's first alert on (the distribution plot).
 
+Exit status as `skewwatch replay`: 1 when no event was monitored (the page is still written, its
+banner says why), 2 when its own arguments are wrong, the output file among them (checked before
+the replay, which can be long).
+
 Privacy: the page holds aggregates only (histograms, shares, summary statistics and the alerts' own
 diagnosis); never an event, a request id or a single production value.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-
 from detectors.events import Limits
 from detectors.model import MonitorConfig
-from stream.commands.replay import UsageError, load_inputs
+from stream.commands.progress import status_line
+from stream.commands.replay import UsageError, input_size, load_inputs, unmonitored_sentence
 
 from stream.report.gather import Recorder
 from stream.report.html import render_html
@@ -46,18 +51,52 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--window and --max-message-bytes must be positive")
     try:
         baselines = load_inputs(args.baseline, args.events)
+        check_writable(Path(args.output))
     except UsageError as e:
         return _usage_error(str(e))
     started = time.perf_counter()
     recorder = Recorder(baselines.values(), window=args.window, limits=Limits(max_message_bytes=args.max_message_bytes))
-    for path in args.events:
-        recorder.run_file(path, args.format)
-    recorder.finish()
-    recorder.replay.print_summary(time.perf_counter() - started, sys.stderr)
-    page = render_html(recorder.traces, sources=["standard input" if p == "-" else Path(p).name for p in args.events])
-    Path(args.output).write_text(page, encoding="utf-8")
+    replay = recorder.replay
+    replay.progress = status_line("report", input_size(args.events))
+    try:
+        for path in args.events:
+            recorder.run_file(path, args.format)
+        recorder.finish()
+    finally:
+        if replay.progress is not None:
+            replay.progress.clear()
+    replay.print_summary(time.perf_counter() - started, sys.stderr)
+    unmonitored = (unmonitored_sentence(replay.unmonitored_models, replay.router.models)
+                   if replay.unmonitored_models else "")
+    page = render_html(recorder.traces, sources=["standard input" if p == "-" else Path(p).name for p in args.events],
+                       rejected=replay.rejected, unmonitored=unmonitored)
+    try:
+        Path(args.output).write_text(page, encoding="utf-8")
+    except OSError as e:  # e.g. the disk filled up during the replay
+        return _usage_error(f"{args.output}: cannot write: {e.strerror}")
     print(f"report: wrote {args.output} ({len(page) // 1024} KiB)", file=sys.stderr)
+    problem = replay.nothing_monitored()
+    if problem is not None:
+        print(f"skewwatch report: error: {problem}", file=sys.stderr)
+        return 1
     return 0
+
+
+def check_writable(path: Path) -> None:
+    """Raise `UsageError` unless `path` can be written (created in an existing, writable directory).
+
+    >>> check_writable(Path("/no/such/dir/report.html"))
+    Traceback (most recent call last):
+    ...
+    stream.commands.replay.UsageError: /no/such/dir/report.html: cannot write: no directory /no/such/dir
+    """
+    directory = path.parent
+    if path.is_dir():
+        raise UsageError(f"{path}: cannot write: it is a directory")
+    if not directory.is_dir():
+        raise UsageError(f"{path}: cannot write: no directory {directory}")
+    if not os.access(path if path.exists() else directory, os.W_OK):
+        raise UsageError(f"{path}: cannot write: permission denied")
 
 
 def _usage_error(msg: str) -> int:
