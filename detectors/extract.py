@@ -21,8 +21,8 @@ from baselines.profile import category_key
 from detectors import _kernels
 from detectors.sketches import MAX_LABEL
 
-__all__ = ["ABSENT", "ABSENT_KEY", "INVALID", "INVALID_CODE", "MISSING", "MISSING_CODE", "VALID", "FeatureColumns",
-           "NumericValues", "classify_numbers"]
+__all__ = ["ABSENT", "ABSENT_KEY", "BOOL_SPELLINGS", "INVALID", "INVALID_CODE", "MISSING", "MISSING_CODE", "VALID",
+           "FeatureColumns", "NumericValues", "classify_numbers"]
 
 #: status of a numeric value (NumericValues.status)
 VALID, MISSING, ABSENT_KEY, INVALID = range(4)

@@ -201,6 +201,22 @@ def test_a_scale_change_is_drawn_on_a_log_axis_so_both_distributions_show():
     assert "log scale" not in svg.numeric_distribution_svg(b.features["latency_ms"], same, "production", 5_000)
 
 
+def test_json_booleans_are_shown_as_the_baselines_spelling_of_them(tmp_path):
+    """A baseline built from a CSV True/False column: JSON true/false events are its categories, as
+    the monitors see them (detectors.extract.BOOL_SPELLINGS), not an unseen `true (new)`."""
+    rng = np.random.default_rng(0)
+    b = build_baseline_from_columns("m", {"is_new": rng.choice(["True", "False"], 5_000).tolist()})
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({"model": "m", "features": {"is_new": bool(v)}}) + b"\n"
+                              for v in rng.random(2_000) < 0.5))
+    (t,) = gather.gather([b], [str(path)], window=500)
+    assert not t.alerts
+    values = t.features["is_new"].overall
+    assert {label for label, _, _ in values.categories.top()} == {"True", "False"} and values.valid == 2_000
+    drawn = svg.categorical_distribution_svg(b.features["is_new"], values, "production", 5_000)
+    assert "(new)" not in drawn and "unseen in training" not in drawn
+
+
 def test_wrong_arguments_exit_2(tmp_path, run, capsys):
     assert main(["report", "--baseline", str(run["dir"] / "b.msgpack"), str(tmp_path / "nope.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
