@@ -120,7 +120,8 @@ def test_wrong_arguments_exit_2_with_one_clear_line(tmp_path, baseline_file, arg
     events = tmp_path / "e.jsonl"
     events.write_text('{"model": "credit", "features": {}}\n')
     argv = [a.format(b=path, e=events) for a in argv]
-    proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", *argv], capture_output=True, text=True,
+                          cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 from baselines.build import build_baseline_from_columns
-from stream.report import gather, svg
 from stream.commands.cli import main
 from stream.devkit import scenarios as streams
+from stream.report import gather, svg
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -221,7 +221,8 @@ def test_wrong_arguments_exit_2(tmp_path, run, capsys):
     assert main(["report", "--baseline", str(run["dir"] / "b.msgpack"), str(tmp_path / "nope.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["report", "--baseline", str(run["dir"] / "events.jsonl"), str(run["dir"] / "events.jsonl")]) == 2
-    assert main(["report", "--window", "0", "--baseline", str(run["dir"] / "b.msgpack"), str(run["dir"] / "events.jsonl")]) == 2
+    assert main(["report", "--window", "0", "--baseline", str(run["dir"] / "b.msgpack"),
+                 str(run["dir"] / "events.jsonl")]) == 2
 
 
 # ---- the page rendered by a real browser ------------------------------------------------------------

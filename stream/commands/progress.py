@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Callable
+from collections.abc import Callable
+from typing import IO
 
 #: seconds between redraws at least (a few a second: readable, and costs nothing)
 INTERVAL = 0.25

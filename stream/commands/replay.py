@@ -30,9 +30,10 @@ import stat
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator, Sequence
+from typing import IO
 
 import msgpack
 import numpy as np
@@ -47,7 +48,6 @@ from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record
 from detectors.model import MonitorConfig
 from detectors.processing import process_events
 from detectors.routing import ModelRouter
-
 from stream.commands.progress import StatusLine, status_line
 from stream.gc_policy import relax_gc
 
@@ -333,8 +333,8 @@ class Replay:
                     self._add(events)
             index += len(chunk)
             if error is not None:  # a corrupt stream cannot be resynchronised: count it and stop this file
-                self._reject([Reject("not_decodable", f"corrupt msgpack stream after message {index}: {type(error).__name__}", b"")],
-                             {"file": path, "message": index})
+                why = f"corrupt msgpack stream after message {index}: {type(error).__name__}"
+                self._reject([Reject("not_decodable", why, b"")], {"file": path, "message": index})
                 return
             if len(chunk) < _MSGPACK_CHUNK:  # the end of the stream (a truncated last message is not one)
                 return

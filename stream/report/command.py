@@ -27,7 +27,6 @@ from detectors.events import Limits
 from detectors.model import MonitorConfig
 from stream.commands.progress import status_line
 from stream.commands.replay import UsageError, input_size, load_inputs, unmonitored_sentence
-
 from stream.report.gather import Recorder
 from stream.report.html import render_html
 
@@ -37,9 +36,11 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="JSONL file or msgpack stream of events, as for `skewwatch replay`; '-' reads JSONL from stdin")
     p.add_argument("--baseline", "-b", action="append", required=True, metavar="B",
                    help="a baseline file; repeat for several models")
-    p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="the HTML page to write (default report.html)")
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                   help="the HTML page to write (default report.html)")
     p.add_argument("--window", type=int, default=MonitorConfig.window, metavar="N",
-                   help=f"sample the statistics every N events of a model (default {MonitorConfig.window}, the monitors' window)")
+                   help=f"sample the statistics every N events of a model (default {MonitorConfig.window}, "
+                        "the monitors' window)")
     p.add_argument("--format", choices=("auto", "jsonl", "msgpack"), default="auto",
                    help="input format (default: by extension, else by the first byte)")
     p.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,6 @@ from detectors.model import ModelMonitor, MonitorConfig
 from detectors.routing import ModelRouter
 from detectors.sketches import SpaceSaving
 from stream.commands.replay import Replay
-
 
 #: production values kept per feature (and again from its first alert on) for the distribution plot
 SAMPLE_SIZE = 20_000

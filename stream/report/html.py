@@ -3,15 +3,24 @@ fetched) with a section per model and a card per feature."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from stream.report.gather import FeatureTrace, ModelTrace, Values, is_number
 from stream.report.svg import (
-    KIND_COLORS, KIND_TITLES, MUTED, THRESHOLD_COLOR, categorical_distribution_svg, esc, feature_charts,
-    number, numeric_distribution_svg, percent, timeline_svg, timeseries_svg,
+    KIND_COLORS,
+    KIND_TITLES,
+    MUTED,
+    THRESHOLD_COLOR,
+    categorical_distribution_svg,
+    esc,
+    feature_charts,
+    number,
+    numeric_distribution_svg,
+    percent,
+    timeline_svg,
+    timeseries_svg,
 )
-
 
 _CSS = """
 :root { --ink: #1F2937; --muted: #6B7280; --line: #E5E7EB; --bg: #F3F4F6; }
@@ -90,7 +99,7 @@ def render_html(traces: Sequence[ModelTrace], sources: Sequence[str] = (), rejec
         f"<style>{_CSS}</style></head><body><main>",
         f"<h1>skewwatch report: {esc(models)}</h1>",
         f'<p class="sub">{esc(", ".join(sources) or "events")} replayed through the monitors against the training '
-        f'baseline · generated {datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}</p>',
+        f'baseline · generated {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}</p>',
         _rejected_banner(sum(t.events for t in traces), rejected, unmonitored),
     ]
     for t in traces:
@@ -136,16 +145,18 @@ def _model_section(t: ModelTrace, several: bool, rejected: int = 0) -> str:
     quiet = ("none: production looks like training" if t.events and not rejected
              else f"none among the monitored events; {rejected:,} rejected (see above)" if t.events
              else "no event monitored")
-    chips = "".join(f'<span class="chip" style="background:{KIND_COLORS.get(k, MUTED)}">{n} {esc(k.replace("_", " "))}</span>'
-                    for k, n in by_kind.most_common()) or f'<span class="s">{esc(quiet)}</span>'
+    chips = ("".join(_chip(k, f"{n} {k.replace('_', ' ')}") for k, n in by_kind.most_common())
+             or f'<span class="s">{esc(quiet)}</span>')
     served = ", ".join(f"{v} ({n:,})" for v, n in t.versions.most_common(4)) or "–"
     out.append('<div class="tiles">'
                f'<div class="tile"><div class="k">Model</div><div class="v">{esc(b.model)}</div>'
                f'<div class="s">baseline version {esc(b.version or "–")} · {b.n_rows:,} training rows</div></div>'
                f'<div class="tile"><div class="k">Events</div><div class="v">{t.events:,}</div>'
                f'<div class="s">{esc(_span(t))}</div></div>'
-               f'<div class="tile"><div class="k">Alerts</div><div class="v">{len(t.alerts)}</div><div>{chips}</div></div>'
-               f'<div class="tile"><div class="k">Features alerted</div><div class="v">{len(alerted)} of {len(t.features)}</div>'
+               f'<div class="tile"><div class="k">Alerts</div><div class="v">{len(t.alerts)}</div>'
+               f'<div>{chips}</div></div>'
+               f'<div class="tile"><div class="k">Features alerted</div>'
+               f'<div class="v">{len(alerted)} of {len(t.features)}</div>'
                f'<div class="s">served versions: {esc(served)}</div></div>'
                '</div>')
     if t.alerts:
@@ -174,9 +185,10 @@ def _span(t: ModelTrace) -> str:
     if t.ts_min is None:
         return "events carry no timestamps"
     fmt = "%Y-%m-%d %H:%M:%S"
-    lo = datetime.fromtimestamp(t.ts_min, timezone.utc)
-    hi = datetime.fromtimestamp(t.ts_max, timezone.utc)
-    return f"{lo.strftime(fmt)} → {hi.strftime(fmt if hi.date() != lo.date() else '%H:%M:%S')} UTC ({_duration(t.ts_max - t.ts_min)})"
+    lo = datetime.fromtimestamp(t.ts_min, UTC)
+    hi = datetime.fromtimestamp(t.ts_max, UTC)
+    last = hi.strftime(fmt if hi.date() != lo.date() else "%H:%M:%S")
+    return f"{lo.strftime(fmt)} → {last} UTC ({_duration(t.ts_max - t.ts_min)})"
 
 
 def _duration(seconds: float) -> str:
@@ -195,12 +207,20 @@ def _alert_table(t: ModelTrace, heading: str) -> str:
     rows = []
     for a in t.alerts:
         feature = a.get("feature")
-        link = f'<a href="#f-{esc(t.baseline.model)}-{esc(feature)}">{esc(feature)}</a>' if feature in t.features else esc(feature or "–")
+        link = (f'<a href="#f-{esc(t.baseline.model)}-{esc(feature)}">{esc(feature)}</a>' if feature in t.features
+                else esc(feature or "–"))
         rows.append(f'<tr data-alert-id="{esc(a["alert_id"])}"><td class="num">{int(a["events_seen"]):,}</td>'
-                    f'<td><span class="chip" style="background:{KIND_COLORS.get(a["kind"], MUTED)}">{esc(a["kind"].replace("_", " "))}</span></td>'
-                    f'<td>{link}</td><td>{esc(a["detector"])}</td><td>{_severity(a)}</td><td>{esc(a.get("diagnosis") or "")}</td></tr>')
-    return (f'<h2>{esc(heading)}</h2><div class="panel"><table><thead><tr><th>at event</th><th>kind</th><th>feature</th>'
-            '<th>test</th><th>severity</th><th>diagnosis</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table></div>")
+                    f'<td>{_chip(a["kind"], a["kind"].replace("_", " "))}</td>'
+                    f'<td>{link}</td><td>{esc(a["detector"])}</td><td>{_severity(a)}</td>'
+                    f'<td>{esc(a.get("diagnosis") or "")}</td></tr>')
+    return (f'<h2>{esc(heading)}</h2><div class="panel"><table><thead><tr><th>at event</th><th>kind</th>'
+            '<th>feature</th><th>test</th><th>severity</th><th>diagnosis</th></tr></thead><tbody>'
+            + "".join(rows) + "</tbody></table></div>")
+
+
+def _chip(kind: str, label: str) -> str:
+    """A label on the alert kind's colour."""
+    return f'<span class="chip" style="background:{KIND_COLORS.get(kind, MUTED)}">{esc(label)}</span>'
 
 
 def _diagnoses(alerts: list[dict]) -> str:
@@ -235,7 +255,8 @@ def _evidence_table(a: dict) -> str:
     if isinstance(base.get("top"), dict) and isinstance(cur.get("top"), dict):
         def shares(d: dict) -> str:
             return ", ".join(f"{k} {percent(v)}" for k, v in list(d.items())[:3])
-        rows.append(f'<tr><td>top categories</td><td>{esc(shares(base["top"]))}</td><td>{esc(shares(cur["top"]))}</td></tr>')
+        rows.append(f'<tr><td>top categories</td><td>{esc(shares(base["top"]))}</td>'
+                    f'<td>{esc(shares(cur["top"]))}</td></tr>')
     if not rows:
         return ""
     n = cur.get("events") or cur.get("count")

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from baselines.profile import CategoricalProfile, NumericProfile
-
 from stream.report.gather import is_number
 
 if TYPE_CHECKING:
@@ -100,7 +99,9 @@ class _Frame:
 
     def y(self, v: float) -> float:
         inner = self.height - self.top - self.bottom
-        return self.height - self.bottom - (v - self.y0) / (self.y1 - self.y0) * inner if self.y1 > self.y0 else self.height - self.bottom
+        if not self.y1 > self.y0:
+            return self.height - self.bottom
+        return self.height - self.bottom - (v - self.y0) / (self.y1 - self.y0) * inner
 
     def axes(self, x_ticks: list[float], y_ticks: list[float], x_fmt=number, y_fmt=number,
              x_label: str = "", y_label: str = "") -> str:
@@ -116,7 +117,8 @@ class _Frame:
                        f'<text x="{x:.1f}" y="{yb + 16}" text-anchor="middle" class="tick">{esc(x_fmt(t))}</text>')
         out.append(f'<line x1="{xl}" x2="{xr}" y1="{yb}" y2="{yb}" stroke="{MUTED}"/>')
         if x_label:
-            out.append(f'<text x="{(xl + xr) / 2:.1f}" y="{self.height - 4}" text-anchor="middle" class="axis">{esc(x_label)}</text>')
+            out.append(f'<text x="{(xl + xr) / 2:.1f}" y="{self.height - 4}" text-anchor="middle" class="axis">'
+                       f'{esc(x_label)}</text>')
         if y_label:
             out.append(f'<text x="12" y="{(yt + yb) / 2:.1f}" text-anchor="middle" class="axis" '
                        f'transform="rotate(-90 12 {(yt + yb) / 2:.1f})">{esc(y_label)}</text>')
@@ -133,12 +135,14 @@ def _legend(items: list[tuple[str, str, str]], x: float, y: float) -> str:
     out = []
     for kind, color, label in items:
         if kind == "box":
-            out.append(f'<rect x="{x:.1f}" y="{y - 9}" width="14" height="10" fill="{color}" fill-opacity="0.45" stroke="{color}"/>')
+            out.append(f'<rect x="{x:.1f}" y="{y - 9}" width="14" height="10" fill="{color}" fill-opacity="0.45" '
+                       f'stroke="{color}"/>')
         elif kind == "diamond":
             out.append(f'<path d="M{x + 7:.1f} {y - 10} l6 6 l-6 6 l-6 -6 z" fill="{color}"/>')
         else:
             dash = ' stroke-dasharray="5 3"' if kind == "dash" else ""
-            out.append(f'<line x1="{x:.1f}" x2="{x + 16:.1f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" stroke-width="2.5"{dash}/>')
+            out.append(f'<line x1="{x:.1f}" x2="{x + 16:.1f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
+                       f'stroke-width="2.5"{dash}/>')
         out.append(f'<text x="{x + 20:.1f}" y="{y}" class="legend">{esc(label)}</text>')
         x += 28 + 6.4 * len(label)
     return "".join(out)
@@ -199,16 +203,20 @@ def numeric_distribution_svg(profile: NumericProfile, prod: Values, prod_label: 
     x_ticks = _log_ticks(f.x0, f.x1) if log_x else _ticks(f.x0, f.x1, 6)
     body = [f.axes(x_ticks, y_ticks, y_fmt=percent, x_label=profile.name + (" (log scale)" if log_x else ""),
                    y_label="share of values")]
-    body.append(f'<path d="{_step_path(f, edges, base)}" fill="{BASE_COLOR}" fill-opacity="0.35" stroke="{BASE_COLOR}" stroke-width="1.5"/>')
+    body.append(f'<path d="{_step_path(f, edges, base)}" fill="{BASE_COLOR}" fill-opacity="0.35" '
+                f'stroke="{BASE_COLOR}" stroke-width="1.5"/>')
     if len(values):
-        body.append(f'<path d="{_step_path(f, edges, share)}" fill="{PROD_COLOR}" fill-opacity="0.25" stroke="{PROD_COLOR}" stroke-width="2.2"/>')
+        body.append(f'<path d="{_step_path(f, edges, share)}" fill="{PROD_COLOR}" fill-opacity="0.25" '
+                    f'stroke="{PROD_COLOR}" stroke-width="2.2"/>')
         body.append(_median_marker(f, float(np.median(values)), PROD_COLOR))
     else:
         body.append(f'<text x="{f.width / 2}" y="{f.height / 2}" text-anchor="middle" class="note">'
                     f'no valid production value ({percent(prod.missing_rate)} missing)</text>')
     body.append(_median_marker(f, float(profile.quantiles[500]), BASE_COLOR))
-    body.append(_legend([("box", BASE_COLOR, _legend_label("training", baseline_rows, "rows", profile.missing_rate))], f.left, 16)
-                + _legend([("box", PROD_COLOR, _legend_label(prod_label, prod.valid, "values", prod.missing_rate))], f.left, 34))
+    training = _legend_label("training", baseline_rows, "rows", profile.missing_rate)
+    production = _legend_label(prod_label, prod.valid, "values", prod.missing_rate)
+    body.append(_legend([("box", BASE_COLOR, training)], f.left, 16)
+                + _legend([("box", PROD_COLOR, production)], f.left, 34))
     body.append(f'<text x="{f.width - f.right}" y="16" text-anchor="end" class="note">▲ median</text>')
     return _svg(f.width, f.height, f"{profile.name}: training vs production distribution", "".join(body))
 
@@ -254,11 +262,14 @@ def categorical_distribution_svg(profile: CategoricalProfile, prod: Values, prod
         shown_label = label if len(label) <= 20 else label[:19] + "…"
         color = NEW_COLOR if new else INK
         tag = " (new)" if new else ""
-        body.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" class="cat" fill="{color}">{esc(shown_label + tag)}</text>')
-        body.append(f'<rect x="{left}" y="{y + 3}" width="{max(f.x(b) - left, 0.0):.1f}" height="11" fill="{BASE_COLOR}" fill-opacity="0.75"/>')
+        body.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" class="cat" fill="{color}">'
+                    f'{esc(shown_label + tag)}</text>')
+        body.append(f'<rect x="{left}" y="{y + 3}" width="{max(f.x(b) - left, 0.0):.1f}" height="11" '
+                    f'fill="{BASE_COLOR}" fill-opacity="0.75"/>')
         pc = NEW_COLOR if new else PROD_COLOR
         body.append(f'<rect x="{left}" y="{y + 14}" width="{max(f.x(p) - left, 0.0):.1f}" height="11" fill="{pc}"/>')
-        body.append(f'<text x="{max(f.x(b), f.x(p)) + 5:.1f}" y="{y + 18}" class="tick">{percent(b)} → {percent(p)}</text>')
+        body.append(f'<text x="{max(f.x(b), f.x(p)) + 5:.1f}" y="{y + 18}" class="tick">'
+                    f'{percent(b)} → {percent(p)}</text>')
     body.append(f'<line x1="{left}" x2="{left}" y1="{top_pad - 4}" y2="{height - 30}" stroke="{MUTED}"/>')
     body.append("".join(_legend([item], 10, 16 + 18 * i) for i, item in enumerate(items)))
     return _svg(width, height, f"{profile.name}: training vs production category shares", "".join(body))
@@ -293,31 +304,34 @@ def timeseries_svg(chart: _Chart, x: list[int], alerts: list[dict], feature: str
     pad = (hi - lo) * 0.1 or 1.0
     x_max = max(x[-1] if x else 1, max((int(a["events_seen"]) for a in alerts), default=1))
     f = _Frame(f_w, f_h, 58, 18, 40, 40, 0.0, float(x_max), lo if lo == 0 else lo - pad, hi + pad)
-    body = [f.axes(_ticks(0.0, float(x_max), 6), _ticks(f.y0, f.y1, 4), x_fmt=lambda v: number(v),
+    body = [f.axes(_ticks(0.0, float(x_max), 6), _ticks(f.y0, f.y1, 4),
                    y_fmt=chart.y_fmt, x_label="events", y_label=chart.y_label)]
     for a in alerts:  # the change's estimated start to its detection, shaded
         start = (a.get("evidence") or {}).get("change_start_event")
         if is_number(start) and start < a["events_seen"]:
             x0, x1 = f.x(max(0.0, float(start))), f.x(float(a["events_seen"]))
-            body.append(f'<rect x="{x0:.1f}" y="{f.top}" width="{max(x1 - x0, 2.0):.1f}" height="{f_h - f.top - f.bottom}" '
-                        f'fill="{THRESHOLD_COLOR}" fill-opacity="0.10"/>')
+            body.append(f'<rect x="{x0:.1f}" y="{f.top}" width="{max(x1 - x0, 2.0):.1f}" '
+                        f'height="{f_h - f.top - f.bottom}" fill="{THRESHOLD_COLOR}" fill-opacity="0.10"/>')
     for level, color in ((chart.threshold, THRESHOLD_COLOR), (chart.reference, BASE_COLOR)):
         if level is not None:
             y = f.y(level)
             body.append(f'<line x1="{f.left}" x2="{f_w - f.right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{color}" '
                         f'stroke-width="1.5" stroke-dasharray="6 4"/>')
-    for (label, ys), color in zip(chart.lines, SERIES_COLORS if chart.threshold is not None else (PROD_COLOR,) + SERIES_COLORS[1:]):
+    # without a threshold the first line is production, measured against the training reference
+    colors = SERIES_COLORS if chart.threshold is not None else (PROD_COLOR,) + SERIES_COLORS[1:]
+    for (_, ys), color in zip(chart.lines, colors):
         pts = [f"{f.x(xi):.1f},{f.y(v):.1f}" for xi, v in zip(x, ys) if v is not None]
         if pts:
-            body.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="2" stroke-linejoin="round"/>')
+            body.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="2" '
+                        f'stroke-linejoin="round"/>')
     for a in alerts:
         xa = f.x(float(a["events_seen"]))
-        body.append(f'<line x1="{xa:.1f}" x2="{xa:.1f}" y1="{f.top}" y2="{f_h - f.bottom}" stroke="{THRESHOLD_COLOR}" stroke-width="1"/>')
+        body.append(f'<line x1="{xa:.1f}" x2="{xa:.1f}" y1="{f.top}" y2="{f_h - f.bottom}" '
+                    f'stroke="{THRESHOLD_COLOR}" stroke-width="1"/>')
         ya = f.y(min(float(a["statistic"]), f.y1)) if a["detector"] == chart.alert_detector else f.top + 6
-        body.append(f'<path d="M{xa:.1f} {ya - 7:.1f} l7 7 l-7 7 l-7 -7 z" fill="{KIND_COLORS.get(a["kind"], THRESHOLD_COLOR)}" stroke="white"/>')
-    items = []
-    for (label, _), color in zip(chart.lines, SERIES_COLORS if chart.threshold is not None else (PROD_COLOR,) + SERIES_COLORS[1:]):
-        items.append(("line", color, label))
+        body.append(f'<path d="M{xa:.1f} {ya - 7:.1f} l7 7 l-7 7 l-7 -7 z" '
+                    f'fill="{KIND_COLORS.get(a["kind"], THRESHOLD_COLOR)}" stroke="white"/>')
+    items = [("line", color, label) for (label, _), color in zip(chart.lines, colors)]
     if chart.threshold is not None:
         items.append(("dash", THRESHOLD_COLOR, chart.threshold_label))
     if chart.reference is not None:
@@ -376,16 +390,19 @@ def timeline_svg(model: ModelTrace, rows: list[str]) -> str:
         body.append(f'<line x1="{left}" x2="{width - f.right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID_COLOR}"/>'
                     f'<text x="{left - 10}" y="{y + 4:.1f}" text-anchor="end" class="cat">{esc(name)}</text>')
         for a in model.alerts:
-            if (a.get("feature") or "(model)") != name and not (name == "(model)" and a.get("feature") not in model.features):
+            feature = a.get("feature")
+            if not ((feature or "(model)") == name or (name == "(model)" and feature not in model.features)):
                 continue
             color = KIND_COLORS.get(a["kind"], THRESHOLD_COLOR)
             start = (a.get("evidence") or {}).get("change_start_event")
             xa = f.x(float(a["events_seen"]))
             if is_number(start) and start < a["events_seen"]:
                 x0 = f.x(max(0.0, float(start)))
-                body.append(f'<rect x="{x0:.1f}" y="{y - 7:.1f}" width="{max(xa - x0, 2.0):.1f}" height="14" fill="{color}" fill-opacity="0.25"/>')
+                body.append(f'<rect x="{x0:.1f}" y="{y - 7:.1f}" width="{max(xa - x0, 2.0):.1f}" height="14" '
+                            f'fill="{color}" fill-opacity="0.25"/>')
             body.append(f'<path d="M{xa:.1f} {y - 8:.1f} l8 8 l-8 8 l-8 -8 z" fill="{color}" stroke="white"/>')
-    kinds = sorted({a["kind"] for a in model.alerts}, key=lambda k: list(KIND_COLORS).index(k) if k in KIND_COLORS else 99)
+    order = list(KIND_COLORS)
+    kinds = sorted({a["kind"] for a in model.alerts}, key=lambda k: order.index(k) if k in order else 99)
     body.append(_legend([("diamond", KIND_COLORS.get(k, THRESHOLD_COLOR), k.replace("_", " ")) for k in kinds]
                         + [("box", MUTED, "change began → detected")], left, 18))
     return _svg(width, height, f"{model.baseline.model}: alerts over the replay", "".join(body), css_class="plot wide")
