@@ -1,5 +1,6 @@
 """The status line of long `replay` / `report` runs (issue 18, item 4): on a terminal only, a few
 redraws a second at most, percent and ETA when the input's size is known, erased at the end."""
+import doctest
 import io
 import re
 
@@ -94,3 +95,8 @@ def test_no_status_line_when_stderr_is_not_a_terminal(files, capsys, monkeypatch
     assert main(["replay", str(files / "e0.jsonl"), "--baseline", str(files / "b.msgpack")]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err and "\x1b" not in err and err.startswith("replay: 3000 events in")
+
+
+def test_doctests():
+    # stream/ is not in pytest's doctest paths (stream.worker.app builds a Faust app on import)
+    assert doctest.testmod(progress).failed == 0

@@ -1,4 +1,5 @@
 """`skewwatch replay`: same alerts as the monitors, every bad input counted and dead-lettered."""
+import doctest
 import json
 import os
 import subprocess
@@ -326,3 +327,10 @@ def test_pretty_prints_each_alert_as_skewwatch_alerts_does(tmp_path, capsys, bas
     out, err = capsys.readouterr()
     assert out == "".join(format_alert(a) + "\n\n" for a in alerts)
     assert f"alerts {len(alerts)}" in err
+
+
+def test_doctests():
+    # stream/ is not in pytest's doctest paths (stream.worker.app builds a Faust app on import)
+    from stream.commands import replay
+
+    assert doctest.testmod(replay).failed == 0

@@ -1,5 +1,6 @@
 """`skewwatch report`: one self-contained HTML page with, per alerted feature, the distributions,
 the statistic over time with its alerts, and the diagnosis; checked as text and rendered in Chromium."""
+import doctest
 import html
 import json
 import os
@@ -18,7 +19,7 @@ import pytest
 from baselines.build import build_baseline_from_columns
 from stream.commands.cli import main
 from stream.devkit import scenarios as streams
-from stream.report import gather, svg
+from stream.report import command, gather, svg
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -400,3 +401,9 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_2_before_the_repl
     assert proc.returncode == 2
     assert proc.stderr.startswith("skewwatch report: error: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert "replay:" not in proc.stderr  # checked before the replay, not after it
+
+
+@pytest.mark.parametrize("module", [command, gather, svg], ids=lambda m: m.__name__)
+def test_doctests(module):
+    # stream/ is not in pytest's doctest paths (stream.worker.app builds a Faust app on import)
+    assert doctest.testmod(module).failed == 0

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+__all__ = ["DELAY", "INTERVAL", "StatusLine", "status_line"]
+
 #: seconds between redraws at least (a few a second: readable, and costs nothing)
 INTERVAL = 0.25
 #: seconds before the first draw: a short run finishes without a status line flickering by
@@ -66,7 +68,16 @@ class StatusLine:
         return self._clock() >= self._next_draw
 
     def update(self, events: int, bytes_read: int | None) -> None:
-        """The run's progress: events read so far and, when the size is known, bytes read."""
+        """Redraw the line with the run's progress, unless it was drawn less than `INTERVAL` s ago
+        (or the run is younger than `DELAY` s).
+
+        Parameters
+        ----------
+        events
+            Events read so far.
+        bytes_read
+            Bytes of the input read so far, or None when unknown (stdin).
+        """
         now = self._clock()
         if now < self._next_draw:
             return
@@ -91,7 +102,22 @@ class StatusLine:
 
 
 def status_line(label: str, total_bytes: int | None, out: IO[str] | None = None) -> StatusLine | None:
-    """A `StatusLine` on `out` (default stderr) if it is a terminal, else None (no status line)."""
+    """A `StatusLine` on `out` if it is a terminal, else None (no status line).
+
+    Parameters
+    ----------
+    label
+        The command, at the start of the line.
+    total_bytes
+        The input's size, or None when unknown (see `stream.commands.replay.input_size`).
+    out
+        Where to draw it; default stderr.
+
+    Returns
+    -------
+    StatusLine or None
+        None when `out` is not a terminal: logs and pipes get no status line.
+    """
     out = sys.stderr if out is None else out
     isatty = getattr(out, "isatty", None)
     return StatusLine(label, total_bytes, out) if isatty is not None and isatty() else None

@@ -51,6 +51,9 @@ from detectors.routing import ModelRouter
 from stream.commands.progress import StatusLine, status_line
 from stream.gc_policy import relax_gc
 
+__all__ = ["EXIT_BROKEN_PIPE", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "Replay", "UsageError",
+           "ValueCounts", "configure", "input_size", "load_inputs", "run", "unmonitored_sentence"]
+
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 #: bytes read at a time; parsed at once, so small: 64 KiB of lines (~50 events) parsed and monitored soon after
 #: ran replay ~20% faster than 1 MiB (their objects are still in cache when the batch reads them)
@@ -70,6 +73,7 @@ _NO_MONITOR = frozenset({"unknown_model", "baseline_unavailable"})
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Add the command's arguments to `p`, its subparser (`stream.commands.cli`)."""
     p.add_argument("events", nargs="+", metavar="EVENTS",
                    help="JSONL file (one message per line: an event or a list of events) or a msgpack "
                         "stream (.msgpack: concatenated msgpack messages); '-' reads JSONL from stdin")
@@ -103,6 +107,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with its parsed arguments; returns the exit status (see the module docstring)."""
     if args.batch_size < 1 or args.max_message_bytes < 1:
         return _usage_error("--batch-size and --max-message-bytes must be positive")
     if not args.join_ttl > 0 or args.join_max_entries < 1:
@@ -134,7 +139,7 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
     """The command once its arguments are checked: the exit status."""
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
-    on_alerts = pretty_alerts(sys.stdout) if args.pretty else alert_lines(sys.stdout.buffer)
+    on_alerts = _pretty_alerts(sys.stdout) if args.pretty else _alert_lines(sys.stdout.buffer)
     replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters)
     replay.progress = status_line("replay", input_size(args.events))
     opened = []
@@ -171,7 +176,25 @@ class UsageError(ValueError):
 
 
 def load_inputs(baseline_paths: list[str], event_paths: list[str]) -> dict[str, Baseline]:
-    """The baselines by model, after checking the event files exist (shared with `report`)."""
+    """The baselines by model, after checking the event files exist (shared with `report`).
+
+    Parameters
+    ----------
+    baseline_paths
+        The baseline files, at most one per model.
+    event_paths
+        The event files; '-' (stdin) is not checked.
+
+    Returns
+    -------
+    dict
+        The loaded `Baseline` of each model, by model name.
+
+    Raises
+    ------
+    UsageError
+        A baseline cannot be loaded, two are for the same model, or an event file does not exist.
+    """
     baselines: dict[str, Baseline] = {}
     for path in baseline_paths:
         try:
@@ -227,7 +250,7 @@ def _discard_stdout() -> None:
 AlertCallback = Callable[[list[Alert], Sequence[dict]], None]
 
 
-def alert_lines(out: IO[bytes]) -> AlertCallback:
+def _alert_lines(out: IO[bytes]) -> AlertCallback:
     """The command's `AlertCallback`: each alert as a JSON line on `out`, flushed after every batch."""
     def write(alerts: list[Alert], events: Sequence[dict]) -> None:
         for a in alerts:
@@ -236,7 +259,7 @@ def alert_lines(out: IO[bytes]) -> AlertCallback:
     return write
 
 
-def pretty_alerts(out: IO[str]) -> AlertCallback:
+def _pretty_alerts(out: IO[str]) -> AlertCallback:
     """The `--pretty` `AlertCallback`: each alert as `skewwatch alerts` prints it (`format_alert`),
     a blank line after each, flushed after every batch."""
     from stream.commands.alerts import format_alert
@@ -250,7 +273,21 @@ def pretty_alerts(out: IO[str]) -> AlertCallback:
 
 class Replay:
     """Reads event files, processes them in batches of `batch_size` events (detectors.processing),
-    hands the alerts to `on_alerts` and writes the dead letters to `dead_letters`."""
+    hands the alerts to `on_alerts` and writes the dead letters to `dead_letters`.
+
+    Parameters
+    ----------
+    router
+        The monitors, one per model with a baseline.
+    limits
+        What a message may hold (`--max-message-bytes`).
+    batch_size
+        Events per monitor batch; the alerts do not depend on it.
+    on_alerts
+        Called with each batch's alerts and the events the monitors took (`AlertCallback`).
+    dead_letters
+        Where each rejected message is written as a JSON line with its reason, if anywhere.
+    """
 
     def __init__(self, router: ModelRouter, limits: Limits, batch_size: int, on_alerts: AlertCallback,
                  dead_letters: IO[bytes] | None = None):
@@ -274,6 +311,16 @@ class Replay:
         self._bytes_done = 0  # the bytes of the files read before it
 
     def run_file(self, path: str, fmt: str) -> None:
+        """Read and monitor the events of one file ('-': stdin); the last partial batch stays pending
+        (`flush`).
+
+        Parameters
+        ----------
+        path
+            A JSONL file or a msgpack stream.
+        fmt
+            "jsonl", "msgpack", or "auto": by the file's extension, else by its first byte.
+        """
         f = sys.stdin.buffer if path == "-" else open(path, "rb")
         self._file = f
         try:
@@ -408,6 +455,8 @@ class Replay:
                 self.dead_letters.write(orjson.dumps(dead_letter_record(r, source)) + b"\n")
 
     def print_summary(self, seconds: float, err: IO[str]) -> None:
+        """Print the run's counts on `err`: events and rate over `seconds`, rejects, events of models
+        without a baseline, alerts, joins, and the missing or invalid values per model."""
         rate = self.events / seconds if seconds > 0 else 0.0
         print(f"replay: {self.events} events in {seconds:.2f} s ({rate:,.0f} events/s)", file=err)
         print(f"replay: rejected {sum(self.rejected.values())}" + _counts(self.rejected), file=err)

@@ -30,8 +30,11 @@ from stream.commands.replay import UsageError, input_size, load_inputs, unmonito
 from stream.report.gather import Recorder
 from stream.report.html import render_html
 
+__all__ = ["configure", "run"]
+
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Add the command's arguments to `p`, its subparser (`stream.commands.cli`)."""
     p.add_argument("events", nargs="+", metavar="EVENTS",
                    help="JSONL file or msgpack stream of events, as for `skewwatch replay`; '-' reads JSONL from stdin")
     p.add_argument("--baseline", "-b", action="append", required=True, metavar="B",
@@ -48,11 +51,12 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with its parsed arguments; returns the exit status (see the module docstring)."""
     if args.window < 1 or args.max_message_bytes < 1:
         return _usage_error("--window and --max-message-bytes must be positive")
     try:
         baselines = load_inputs(args.baseline, args.events)
-        check_writable(Path(args.output))
+        _check_writable(Path(args.output))
     except UsageError as e:
         return _usage_error(str(e))
     started = time.perf_counter()
@@ -83,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_writable(path: Path) -> None:
+def _check_writable(path: Path) -> None:
     """Raise `UsageError` unless `path` can be written (created in an existing, writable directory).
 
-    >>> check_writable(Path("/no/such/dir/report.html"))
+    >>> _check_writable(Path("/no/such/dir/report.html"))
     Traceback (most recent call last):
     ...
     stream.commands.replay.UsageError: /no/such/dir/report.html: cannot write: no directory /no/such/dir

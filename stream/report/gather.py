@@ -19,6 +19,9 @@ from detectors.routing import ModelRouter
 from detectors.sketches import SpaceSaving
 from stream.commands.replay import Replay
 
+__all__ = ["MAX_SAMPLES", "MAX_VERSIONS", "SAMPLE_SIZE", "TOP_CATEGORIES", "FeatureTrace", "ModelTrace", "Recorder",
+           "Values", "gather", "is_number"]
+
 #: production values kept per feature (and again from its first alert on) for the distribution plot
 SAMPLE_SIZE = 20_000
 #: categories counted per feature (Space-Saving: any category above 1/capacity of the values is held)
@@ -58,7 +61,16 @@ class _Reservoir:
 
 
 class Values:
-    """Production values of one feature: a bounded sample plus the missing / invalid counts."""
+    """Production values of one feature: a bounded sample plus the missing / invalid counts.
+
+    Parameters
+    ----------
+    numeric
+        A numeric feature keeps a uniform sample of `SAMPLE_SIZE` values (`sample`); a categorical
+        one counts its `TOP_CATEGORIES` most frequent categories (`categories`, Space-Saving).
+    rng
+        Draws the sample's slots.
+    """
 
     def __init__(self, numeric: bool, rng: np.random.Generator):
         self.sample = _Reservoir(SAMPLE_SIZE, rng) if numeric else None
@@ -76,6 +88,16 @@ class Values:
         return self.missing / self.total if self.total else 0.0
 
     def add_numbers(self, x: np.ndarray, missing: np.ndarray, invalid: np.ndarray) -> None:
+        """Add a numeric feature's values (`detectors.extract.classify_numbers`): the valid ones to the
+        sample, the others to the counts.
+
+        Parameters
+        ----------
+        x
+            The values, (n,).
+        missing, invalid
+            Which of them are missing, invalid: (n,) bool.
+        """
         ok = ~(missing | invalid)
         self.sample.add(x[ok])
         self.valid += int(ok.sum())
@@ -83,7 +105,13 @@ class Values:
         self.invalid += int(invalid.sum())
 
     def add_labels(self, labels: Sequence[str | None | bool]) -> None:
-        """labels: category keys, None for missing, False for invalid."""
+        """Add a categorical feature's values.
+
+        Parameters
+        ----------
+        labels
+            Category keys as the monitors code them, None for a missing value, False for an invalid one.
+        """
         for label, n in Counter(labels).items():
             if label is None:
                 self.missing += n
@@ -95,7 +123,17 @@ class Values:
 
 
 class FeatureTrace:
-    """What the report knows about one feature (or the confidence) of one model."""
+    """What the report knows about one feature (or the confidence) of one model.
+
+    Parameters
+    ----------
+    name
+        The feature, or "confidence" for the model's confidence.
+    profile
+        Its training profile (the baseline's).
+    rng
+        Shared with the model's other features (their samples' slots).
+    """
 
     def __init__(self, name: str, profile: NumericProfile | CategoricalProfile, rng: np.random.Generator):
         self.name = name
@@ -112,15 +150,29 @@ class FeatureTrace:
         self.bool_labels = None if self.numeric else _bool_labels(profile)
 
     def start_since_alert(self, event_index: int) -> None:
+        """Keep the values from `event_index` (the model's event count at the feature's first alert) on
+        apart too, in `since_alert`."""
         self.alert_at = event_index
         self.since_alert = Values(self.numeric, self._rng)
 
     def series(self, key: str) -> list[float | None]:
+        """One statistic of the snapshots over the samples (None where a sample lacks it)."""
         return [s.get(key) for s in self.samples]
 
 
 class ModelTrace:
-    """Everything recorded for one model along the replay."""
+    """Everything recorded for one model along the replay.
+
+    Parameters
+    ----------
+    baseline
+        The model's baseline: its features are traced, and its confidence if it has one.
+    every
+        Take a sample of the monitor's statistics every this many events (doubled whenever
+        `MAX_SAMPLES` is reached).
+    seed
+        Of the values' samples: the same replay draws the same page.
+    """
 
     def __init__(self, baseline: Baseline, every: int, seed: int):
         rng = np.random.default_rng(seed)
@@ -140,7 +192,17 @@ class ModelTrace:
         self.versions: Counter[str] = Counter()
 
     def record(self, events: list[dict], start: int, alerts: list[dict]) -> None:
-        """One batch of this model's events (the monitor's events start..start+n-1) and its alerts."""
+        """Record one batch of this model's events and its alerts.
+
+        Parameters
+        ----------
+        events
+            The events the monitor took, its events `start` to `start + len(events) - 1`.
+        start
+            The monitor's event count before them.
+        alerts
+            The batch's alerts of this model, as dicts (`Alert.to_dict`).
+        """
         self.events += len(events)
         self.alerts.extend(alerts)
         for a in alerts:
@@ -184,6 +246,8 @@ class ModelTrace:
                 self.versions["other"] += n
 
     def maybe_sample(self, monitor: ModelMonitor, final: bool = False) -> None:
+        """Sample the monitor's statistics (`ModelMonitor.snapshot`) if `every` events went by since the
+        last sample, or if `final` and its last events were not sampled yet."""
         seen = monitor.events_seen
         if seen < self.next_sample and not (final and seen and (not self.sample_x or self.sample_x[-1] != seen)):
             return
@@ -227,13 +291,30 @@ def _label(v: Any, bool_labels: tuple[str, str]) -> str | None | bool:
 
 
 def is_number(v: Any) -> bool:
+    """Whether `v` is a finite int or float (a bool is not a number).
+
+    >>> [is_number(v) for v in (3, 2.5, True, float("nan"), "3", None)]
+    [True, True, False, False, False, False]
+    """
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class Recorder:
     """What the report shows, recorded from a replay: `replay` reads the files (replay's own reader
     and processing) in batches of exactly `window` events, so that every sample falls on a window
-    edge of a single-model stream; alerts do not depend on the batching."""
+    edge of a single-model stream; alerts do not depend on the batching.
+
+    Parameters
+    ----------
+    baselines
+        One per model.
+    window
+        Sample the statistics every this many events of a model.
+    limits
+        What a message may hold, as for `skewwatch replay`.
+    seed
+        Of the values' samples.
+    """
 
     def __init__(self, baselines: Iterable[Baseline], window: int = MonitorConfig.window,
                  limits: Limits = Limits(), seed: int = 0):
@@ -243,6 +324,7 @@ class Recorder:
         self._by_model = {t.baseline.model: t for t in self.traces}
 
     def run_file(self, path: str, fmt: str) -> None:
+        """Replay one file ('-': stdin) and record it; `fmt` as for `Replay.run_file`."""
         self.replay.run_file(path, fmt)
 
     def finish(self) -> None:
@@ -265,7 +347,24 @@ class Recorder:
 
 def gather(baselines: Iterable[Baseline], paths: Sequence[str], window: int = MonitorConfig.window,
            fmt: str = "auto") -> list[ModelTrace]:
-    """Replay `paths` through the monitors and record what the report shows."""
+    """Replay `paths` through the monitors and record what the report shows.
+
+    Parameters
+    ----------
+    baselines
+        One per model.
+    paths
+        Event files, as for `skewwatch replay`.
+    window
+        Sample the statistics every this many events of a model.
+    fmt
+        "jsonl", "msgpack" or "auto".
+
+    Returns
+    -------
+    list of ModelTrace
+        One per model, in the router's order.
+    """
     recorder = Recorder(baselines, window=window)
     for path in paths:
         recorder.run_file(path, fmt)

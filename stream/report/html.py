@@ -22,6 +22,8 @@ from stream.report.svg import (
     timeseries_svg,
 )
 
+__all__ = ["render_html"]
+
 _CSS = """
 :root { --ink: #1F2937; --muted: #6B7280; --line: #E5E7EB; --bg: #F3F4F6; }
 * { box-sizing: border-box; }
@@ -88,6 +90,11 @@ def render_html(traces: Sequence[ModelTrace], sources: Sequence[str] = (), rejec
         Rejects by reason (`Replay.rejected`).
     unmonitored
         The sentence on events of models without a baseline (`replay.unmonitored_sentence`), if any.
+
+    Returns
+    -------
+    str
+        The HTML document.
     """
     rejected = rejected or {}
     models = ", ".join(t.baseline.model for t in traces) or "no model"

@@ -15,10 +15,15 @@ from stream.report.gather import is_number
 if TYPE_CHECKING:
     from stream.report.gather import FeatureTrace, ModelTrace, Values
 
+__all__ = ["BASE_COLOR", "GRID_COLOR", "INK", "KIND_COLORS", "KIND_TITLES", "MAX_BARS", "MUTED", "NEW_COLOR",
+           "PROD_COLOR", "SERIES_COLORS", "THRESHOLD_COLOR", "Chart", "categorical_distribution_svg", "esc",
+           "feature_charts", "number", "numeric_distribution_svg", "percent", "timeline_svg", "timeseries_svg"]
+
 #: bars shown per categorical feature; the rest are pooled as "all other"
 MAX_BARS = 14
 
-
+# the page's palette (html.py draws its chips and cards in it too): training blue, production orange,
+# what alerts red
 BASE_COLOR = "#4C78A8"
 PROD_COLOR = "#F58518"
 NEW_COLOR = "#D62728"
@@ -26,20 +31,32 @@ THRESHOLD_COLOR = "#D62728"
 GRID_COLOR = "#E5E7EB"
 INK = "#1F2937"
 MUTED = "#6B7280"
+#: the colour of each alert kind (chips, diamonds, card borders)
 KIND_COLORS = {"drift": "#D62728", "data_quality": "#9467BD", "confidence_drop": "#8C564B",
                "serving": "#17BECF", "skew": "#E377C2", "performance": "#7F7F7F"}
+#: each alert kind in words, for a card's verdict
 KIND_TITLES = {"drift": "distribution changed", "data_quality": "data-quality problem",
                "confidence_drop": "model confidence dropped", "serving": "serving problem",
                "skew": "training / serving mismatch", "performance": "accuracy dropped"}
+#: the lines of one chart, in order
 SERIES_COLORS = ("#D62728", "#9467BD", "#2CA02C")
 
 
 def esc(s: Any) -> str:
+    """`s` as text safe inside an HTML or SVG element or a quoted attribute.
+
+    >>> esc('<b class="x">')
+    '&lt;b class=&quot;x&quot;&gt;'
+    """
     return html.escape(str(s), quote=True)
 
 
 def number(v: float | None) -> str:
-    """A short readable number: 1.2M, 35k, 612, 0.25, 0.0031."""
+    """A short readable number: 1.2M, 35k, 612, 0.25, 0.0031; a dash for None or not finite.
+
+    >>> [number(v) for v in (1_234_567, 35_000, 612.4, 0.25, 0.0031, None)]
+    ['1.23M', '35k', '612', '0.25', '0.0031', '–']
+    """
     if v is None or not math.isfinite(v):
         return "–"
     a = abs(v)
@@ -52,6 +69,11 @@ def number(v: float | None) -> str:
 
 
 def percent(v: float | None) -> str:
+    """A share as a short percentage; a dash for None or not finite.
+
+    >>> [percent(v) for v in (0.25, 0.031, 0.0004, 0.0, None)]
+    ['25%', '3.1%', '<0.1%', '0%', '–']
+    """
     if v is None or not math.isfinite(v):
         return "–"
     p = v * 100
@@ -192,6 +214,26 @@ def _training_mass(profile: NumericProfile, edges: np.ndarray) -> np.ndarray:
 
 
 def numeric_distribution_svg(profile: NumericProfile, prod: Values, prod_label: str, baseline_rows: int) -> str:
+    """Training vs production histogram of a numeric feature, on common bins (a logarithmic x axis
+    when a scale change puts them decades apart), with both medians marked.
+
+    Parameters
+    ----------
+    profile
+        The feature's training profile: its shares per bin come from the quantiles (or the exact
+        discrete values).
+    prod
+        The production values drawn (`Values`: the whole replay, or from the first alert on).
+    prod_label
+        What the production values are, for the legend.
+    baseline_rows
+        The training rows, for the legend.
+
+    Returns
+    -------
+    str
+        An inline ``<svg>`` element.
+    """
     values = prod.sample.values
     edges, log_x = _numeric_bins(profile, values)
     base = _training_mass(profile, edges)
@@ -233,6 +275,11 @@ def _median_marker(f: _Frame, v: float, color: str) -> str:
 
 
 def categorical_distribution_svg(profile: CategoricalProfile, prod: Values, prod_label: str, baseline_rows: int) -> str:
+    """Training vs production share of each category, as paired bars: the `MAX_BARS` largest, the
+    rest pooled as "all other"; a category unseen in training is red and tagged "(new)".
+
+    Parameters are those of `numeric_distribution_svg`; returns an inline ``<svg>`` element.
+    """
     known = profile.categories
     prod_counts = {label: count for label, count, _ in prod.categories.top()}
     n = max(prod.valid, 1)
@@ -276,8 +323,9 @@ def categorical_distribution_svg(profile: CategoricalProfile, prod: Values, prod
 
 
 @dataclass
-class _Chart:
-    """A statistic over events: the lines, the level that alerts (or the training reference)."""
+class Chart:
+    """A statistic over events, drawn by `timeseries_svg`: the lines, the level that alerts (or the
+    training reference)."""
 
     title: str
     y_label: str
@@ -291,7 +339,26 @@ class _Chart:
     alert_detector: str | None = None
 
 
-def timeseries_svg(chart: _Chart, x: list[int], alerts: list[dict], feature: str) -> str:
+def timeseries_svg(chart: Chart, x: list[int], alerts: list[dict], feature: str) -> str:
+    """A statistic over the replay with its threshold or reference, and the alerts: each as a
+    diamond at its detection, the estimated change start to it shaded.
+
+    Parameters
+    ----------
+    chart
+        What to draw (`feature_charts`).
+    x
+        The event count of each sample (`ModelTrace.sample_x`), the x of the lines' values.
+    alerts
+        The feature's alerts, as dicts (`Alert.to_dict`).
+    feature
+        The feature's name, for the plot's title.
+
+    Returns
+    -------
+    str
+        An inline ``<svg>`` element.
+    """
     f_w, f_h = 560, 200
     values = [v for _, ys in chart.lines for v in ys if v is not None]
     levels = [v for v in (chart.threshold, chart.reference) if v is not None]
@@ -343,34 +410,45 @@ def timeseries_svg(chart: _Chart, x: list[int], alerts: list[dict], feature: str
     return _svg(f_w, f_h, f"{feature}: {chart.title}", "".join(body))
 
 
-def feature_charts(trace: FeatureTrace, alerts: list[dict], model: ModelTrace) -> list[_Chart]:
-    """The firing test's own statistic over time (when the snapshot exposes it), then PSI."""
-    charts: list[_Chart] = []
+def feature_charts(trace: FeatureTrace, alerts: list[dict], model: ModelTrace) -> list[Chart]:
+    """The charts of an alerted feature: the firing test's own statistic over time (when the snapshot
+    exposes it), then PSI.
+
+    Parameters
+    ----------
+    trace
+        The feature's samples of the monitor's statistics.
+    alerts
+        The feature's alerts, as dicts (`Alert.to_dict`); the first one's test is charted.
+    model
+        The model's trace (its baseline, and whether `trace` is the model's confidence).
+    """
+    charts: list[Chart] = []
     detectors = [a["detector"] for a in alerts]
     keys = set().union(*trace.samples) if trace.samples else set()
     if trace.name == "confidence" and model.has_confidence:
-        charts.append(_Chart("mean prediction confidence (recent events)", "confidence",
+        charts.append(Chart("mean prediction confidence (recent events)", "confidence",
                              [("production", trace.series("confidence_mean"))],
                              reference=model.baseline.confidence.mean, reference_label="training mean"))
         return charts
     first = next((d for d in detectors if d in keys or d in ("cusum", "missing_rate", "unseen_category")), None)
     if first == "cusum":
-        charts.append(_Chart("sequential test against training (CUSUM)", "CUSUM",
+        charts.append(Chart("sequential test against training (CUSUM)", "CUSUM",
                              [("location", trace.series("cusum_location")), ("spread", trace.series("cusum_scale"))],
                              threshold=_first(trace.series("cusum_threshold")), alert_detector="cusum"))
     elif first == "missing_rate":
-        charts.append(_Chart("share of missing values (recent events)", "missing",
+        charts.append(Chart("share of missing values (recent events)", "missing",
                              [("production", trace.series("missing_ratio"))],
                              reference=trace.profile.missing_rate, reference_label="training", y_fmt=percent))
     elif first == "unseen_category":
-        charts.append(_Chart("unseen-category test (rate CUSUM)", "CUSUM", [("unseen", trace.series("unseen_cusum"))],
+        charts.append(Chart("unseen-category test (rate CUSUM)", "CUSUM", [("unseen", trace.series("unseen_cusum"))],
                              threshold=_first(trace.series("cusum_threshold")), alert_detector=first))
     elif first is not None:
         threshold = next(float(a["threshold"]) for a in alerts if a["detector"] == first)
-        charts.append(_Chart(f"{first} test per window of events", first, [(first, trace.series(first))],
+        charts.append(Chart(f"{first} test per window of events", first, [(first, trace.series(first))],
                              threshold=threshold, alert_detector=first))
     if "psi" in keys and first != "psi":
-        charts.append(_Chart("PSI: distance to training per window (0.1 moderate, 0.25 large)", "PSI",
+        charts.append(Chart("PSI: distance to training per window (0.1 moderate, 0.25 large)", "PSI",
                              [("PSI", trace.series("psi"))], threshold=0.25, threshold_label="large shift (0.25)"))
     return charts
 
@@ -380,7 +458,15 @@ def _first(values: list[float | None]) -> float | None:
 
 
 def timeline_svg(model: ModelTrace, rows: list[str]) -> str:
-    """Every alert on one strip per feature: when each change began (shaded) and was detected (diamond)."""
+    """Every alert on one strip per feature: when each change began (shaded) and was detected (diamond).
+
+    Parameters
+    ----------
+    model
+        The model's trace and its alerts.
+    rows
+        The strips, top to bottom: alerted features, and "(model)" for the alerts of no feature.
+    """
     row_h, left, top = 26, 170, 40
     width, height = 1100, top + row_h * len(rows) + 34
     f = _Frame(width, height, left, 24, top, 34, 0.0, float(max(model.events, 1)), 0.0, 1.0)
