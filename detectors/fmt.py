@@ -8,9 +8,10 @@ overrides that reorder it). `printable` makes them visible instead of letting th
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["printable", "printable_tree"]
+__all__ = ["printable", "printable_tree", "quote_value"]
 
 # C0 controls, DEL and C1 controls; the Unicode bidirectional embeddings, overrides and isolates;
 # the line and paragraph separators (a terminal or a log viewer may break the line on them).
@@ -59,3 +60,73 @@ def printable_tree(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(printable_tree(v) for v in value)
     return value
+
+
+#: containers nested deeper than this are quoted as "..." (a producer can send 1,000 levels)
+_QUOTE_DEPTH = 8
+
+
+def quote_value(value: Any, limit: int = 64) -> str:
+    """A raw value as a diagnosis quotes it: a string as itself, anything else as its repr, at most
+    `limit` characters, built without recursing into deep data.
+
+    `repr` of a 1,000-deep list raises RecursionError and of a huge one costs its whole size; this
+    writes lists, tuples and dicts itself, stops at `limit` characters and at a depth of 8 (deeper
+    containers become "..."), and is otherwise `repr(value)[:limit]`.
+
+    Parameters
+    ----------
+    value
+        A value from an event (any JSON or msgpack value, or any Python object).
+    limit
+        Longest quote, in characters.
+
+    Returns
+    -------
+    str
+        The quote.
+
+    Examples
+    --------
+    >>> quote_value("N/A"), quote_value([1, {"a": None}]), quote_value(float("nan"))
+    ('N/A', "[1, {'a': None}]", 'nan')
+    >>> deep = 1
+    >>> for _ in range(10_000):
+    ...     deep = [deep]
+    >>> quote_value(deep)
+    '[[[[[[[[...]]]]]]]]'
+    """
+    if isinstance(value, str):
+        return value[:limit]
+    text: list[str] = []
+    size = 0
+    for piece in _repr_pieces(value, _QUOTE_DEPTH):
+        text.append(piece)
+        size += len(piece)
+        if size >= limit:
+            break
+    return "".join(text)[:limit]
+
+
+def _repr_pieces(value: Any, depth: int) -> Iterator[str]:
+    """repr(value) in pieces, lazily; containers below `depth` levels as "..."."""
+    kind = type(value)
+    if kind is list or kind is tuple or kind is dict:
+        if depth == 0:
+            yield "..."
+            return
+        yield "{" if kind is dict else "[" if kind is list else "("
+        for i, item in enumerate(value.items() if kind is dict else value):
+            if i:
+                yield ", "
+            if kind is dict:
+                yield from _repr_pieces(item[0], depth - 1)
+                yield ": "
+                item = item[1]
+            yield from _repr_pieces(item, depth - 1)
+        yield "}" if kind is dict else "]" if kind is list else ",)" if len(value) == 1 else ")"
+        return
+    try:
+        yield repr(value)
+    except (RecursionError, ValueError):  # a deep custom object; an int too long to print
+        yield f"<{kind.__name__}>"

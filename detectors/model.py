@@ -42,10 +42,12 @@ from detectors.diagnosis import (
 )
 from detectors.episodes import Candidate, EpisodeTracker
 from detectors.extract import MISSING_CODE, FeatureColumns
+from detectors.fmt import quote_value
 from detectors.numeric import Z_PER_UNIT, NumericBank, summarise_recent
 from detectors.recent import InvalidExamples
 from detectors.schema import UnexpectedFields
 from detectors.serving import ServedVersions
+from detectors.sketches import MAX_LABEL
 from detectors.timing import ChangeHistory
 
 __all__ = ["STATE_VERSION", "ModelMonitor", "MonitorConfig"]
@@ -215,7 +217,8 @@ class ModelMonitor:
             alert_id=alert_id(self._baseline.model, c.feature, c.kind, c.family, episode, self._baseline.fingerprint),
             kind=c.kind,
             model=self._baseline.model,
-            model_version=str(version) if version is not None else self._baseline.version,
+            model_version=(self._baseline.version if version is None
+                           else version if isinstance(version, str) else quote_value(version, MAX_LABEL)),
             feature=c.feature,
             detector=c.detector,
             statistic=_finite(c.statistic),
