@@ -49,7 +49,7 @@ from detectors.episodes import Candidate
 __all__ = ["MIN_VALUES", "PIPELINE_CAUSES", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "ChangeTiming", "Diagnosis",
            "category_counts", "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
            "diagnose_serving", "diagnose_unexpected_fields", "diagnose_versions", "fmt_count", "fmt_num", "fmt_pct",
-           "lead_with_change", "with_version_coincidence"]
+           "lead_with_change", "lead_with_rate", "RATE_ALARMS", "with_version_coincidence"]
 
 #: causes that name a defect of the serving pipeline (a timing diagnosis is appended to them)
 PIPELINE_CAUSES = frozenset(
@@ -749,6 +749,59 @@ def lead_with_change(d: Diagnosis, base: dict, current: dict, c: Candidate) -> D
     head = (f"mean moved from {base['mean']:.3g} to {current['mean']:.3g} (std {base['std']:.3g} -> "
             f"{current['std']:.3g}) {when}: {what}")
     return Diagnosis(d.cause, f"{head}; {d.sentence}", d.evidence)
+
+
+#: rate alarms (family) -> (cause, what rose, what it usually means)
+RATE_ALARMS = {
+    "missing": ("missing_rate", "missing rate", "values are lost upstream of serving"),
+    "invalid": ("invalid_values", "invalid values", "values of the wrong type reach serving"),
+}
+
+
+def lead_with_rate(d: Diagnosis, c: Candidate, base_rate: float, current_rate: float,
+                   n_current: int) -> Diagnosis:
+    """Word a rate alarm (a missing or invalid rate CUSUM) by the rate that rose, not by the values.
+
+    The value rules still run: a pipeline defect they name (numbers sent as strings, a default
+    fill) stays the cause and follows the rate; otherwise the cause is the rate's own
+    (`missing_rate`, `invalid_values`), since the alarm says nothing about the values' shape.
+
+    Parameters
+    ----------
+    d
+        The value rules' diagnosis of the feature.
+    c
+        The alarm; its family says which rate, its onset since when.
+    base_rate, current_rate
+        The training rate and the rate over the `n_current` recent events (since the onset, at least
+        a few dozen events: the alert's "current").
+    n_current
+        Events the current rate is measured on.
+
+    Examples
+    --------
+    >>> c = Candidate(event_index=25_300, rank=(0,), feature="x", kind="data_quality", family="missing",
+    ...               detector="missing_rate", statistic=21.0, threshold=20.7, p_value=None, evidence={}, onset=24_984)
+    >>> print(lead_with_rate(Diagnosis("distribution_shift", "shape or tails changed"), c, 0.1, 0.24, 317).sentence)
+    missing rate 10% -> 24% since event ~24,984 (317 events): values are lost upstream of serving
+    """
+    if c.family not in RATE_ALARMS:
+        return d
+    cause, what, meaning = RATE_ALARMS[c.family]
+    span = c.event_index + 1 - c.onset if c.onset is not None else None
+    if span is None:
+        where = f"over the last {n_current:,} events"
+    elif span == n_current:  # the rate since the change: its steady level
+        where = f"since event ~{c.onset:,} ({n_current:,} events)"
+    elif span < n_current:
+        where = f"over the last {n_current:,} events, rising since event ~{c.onset:,}"
+    else:
+        where = f"since event ~{c.onset:,} (last {n_current:,} events)"
+    head = f"{what} {fmt_pct(base_rate)} -> {fmt_pct(current_rate)} {where}"
+    if d.is_pipeline_bug:
+        return Diagnosis(d.cause, f"{head}; {d.sentence}", d.evidence)
+    return Diagnosis(cause, f"{head}: {meaning}", {**d.evidence, "rate": {
+        "baseline": fmt_num(base_rate), "current": fmt_num(current_rate), "events": n_current}})
 
 
 def with_version_coincidence(d: Diagnosis, c: Candidate, first_seen: Mapping[str, int],

@@ -38,6 +38,7 @@ from detectors.diagnosis import (
     diagnose_serving,
     diagnose_unexpected_fields,
     lead_with_change,
+    lead_with_rate,
     with_version_coincidence,
 )
 from detectors.episodes import Candidate, EpisodeTracker
@@ -263,7 +264,9 @@ class ModelMonitor:
                                  n_invalid=int(np.isinf(recent).sum()), n_total=len(recent),
                                  invalid_examples=self._invalid_examples.at(j, e), timing=self._timing_at(j, e),
                                  quote_examples=self._config.include_examples)
-            return profile.summary(), current, lead_with_change(d, profile.summary(), current, c)
+            d = lead_with_rate(lead_with_change(d, profile.summary(), current, c), c, _rate_of(profile, c.family),
+                               current.get(f"{c.family}_rate", 0.0), current["events"])
+            return profile.summary(), current, d
         j = self._categorical.names.index(c.feature)
         current = self._categorical.current_summary(j, e, c.onset)
         codes = self._categorical.recent_codes(j, e, c.onset)
@@ -272,6 +275,7 @@ class ModelMonitor:
         timing = ChangeTiming(version_first_seen=self._serving.first_seen(until=e), baseline_version=b.version)
         d = diagnose_categorical(profile, counts, n_missing=int((codes == MISSING_CODE).sum()), n_total=len(codes),
                                  timing=timing)
+        d = lead_with_rate(d, c, _rate_of(profile, c.family), current.get(f"{c.family}_rate", 0.0), current["events"])
         return profile.summary(), current, d
 
     def _timing_at(self, j: int, event_index: int) -> ChangeTiming:
@@ -346,6 +350,11 @@ class ModelMonitor:
         m._last_alert = dict(state.get("last_alert") or {})
         m._invalid_examples.load_state(state)
         return m
+
+
+def _rate_of(profile: NumericProfile | CategoricalProfile, family: str) -> float:
+    """The training rate a rate alarm's family compares with (missing, invalid); 0 for the others."""
+    return {"missing": profile.missing_rate, "invalid": profile.invalid_rate}.get(family, 0.0)
 
 
 def _finite(v: float) -> float:

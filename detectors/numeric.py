@@ -68,11 +68,29 @@ KS_CRITICAL = _ks_critical(T.WINDOW_ALPHA)
 def rate_weights(rate: float, n: int) -> tuple[int, int, float]:
     """Bernoulli CUSUM weights for a rate expected at `rate` in a baseline of n rows.
 
-    The expected rate gets an allowance for the baseline's own sampling error, then the floor.
+    The expected rate p0 gets an allowance for the baseline's own sampling error, then the floor.
+    The alternative p1 doubles it (at least +0.05) but goes at most halfway to 1, i.e. above a third
+    it halves the complementary rate (80% missing -> 90%). The weights are the log-likelihood ratio
+    of p1 against p0, so Wald's bound (ARL >= exp(RATE_H) under p0) holds at any expected rate. A
+    rate expected within RATE_FLOOR of 1 has no room to rise: its chain never alarms (weights 0).
+
+    Returns
+    -------
+    tuple of int, int, float
+        Fixed-point weight of a hit, of a non-hit, and p0.
+
+    Examples
+    --------
+    >>> [round(rate_weights(r, 10_000)[2], 3) for r in (0.0, 0.1, 0.8, 1.0)]
+    [0.002, 0.112, 0.816, 1.0]
+    >>> rate_weights(1.0, 10_000)[:2]
+    (0, 0)
     """
     p = max(rate, 1.0 / max(n, 1))
-    p0 = min(0.5, max(rate + T.BASELINE_ALLOWANCE_SD * math.sqrt(p * (1 - p) / max(n, 1)), T.RATE_FLOOR))
-    p1 = min(0.99, max(2 * p0, p0 + 0.05))
+    p0 = max(rate + T.BASELINE_ALLOWANCE_SD * math.sqrt(p * (1 - p) / max(n, 1)), T.RATE_FLOOR)
+    if p0 >= 1.0 - T.RATE_FLOOR:
+        return 0, 0, min(p0, 1.0)
+    p1 = min(max(2 * p0, p0 + 0.05), (1 + p0) / 2)
     hit, miss = bernoulli_llr_weights(p0, p1, T.LLR_SCALE)
     return hit, miss, p0
 
