@@ -34,10 +34,11 @@ in the serving pipeline
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +47,12 @@ import numpy as np
 from baselines.profile import QUANTILE_PROBS, CategoricalProfile, NumericProfile
 from detectors.episodes import Candidate
 
-__all__ = ["MIN_VALUES", "PIPELINE_CAUSES", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "ChangeTiming", "Diagnosis",
-           "category_counts", "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
-           "diagnose_serving", "diagnose_unexpected_fields", "diagnose_versions", "fmt_count", "fmt_num", "fmt_pct",
-           "lead_with_change", "lead_with_rate", "RATE_ALARMS", "with_version_coincidence"]
+__all__ = ["ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT_A_NUMBER", "NUMBER_AS_TEXT", "PIPELINE_CAUSES",
+           "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts", "diagnose_categorical",
+           "diagnose_change_time", "diagnose_confidence", "diagnose_numeric", "diagnose_serving",
+           "diagnose_unexpected_fields", "diagnose_versions", "fmt_count", "fmt_num", "fmt_pct", "holds_number",
+           "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
+           "with_version_coincidence"]
 
 #: causes that name a defect of the serving pipeline (a timing diagnosis is appended to them)
 PIPELINE_CAUSES = frozenset(
@@ -102,6 +105,65 @@ _CATEGORY_SENTINELS = frozenset(
      "undefined", "0", "-1", "unk", "not set", "(not set)"}
 )
 _NUMBER = re.compile(r"^\s*[-+]?(\d[\d,_]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+#: what a monitor keeps of an invalid value instead of the value, with examples off
+NUMBER_AS_TEXT = "<a number as text>"
+NOT_A_NUMBER = "<not a number>"
+
+
+def holds_number(example: str) -> bool:
+    """Whether a quoted invalid value (or its redaction) is a number written as text.
+
+    >>> holds_number(" 12,500.50"), holds_number("N/A"), holds_number(NUMBER_AS_TEXT)
+    (True, False, True)
+    """
+    return example == NUMBER_AS_TEXT or _NUMBER.match(example) is not None
+
+
+def label_hash(label: str) -> str:
+    """A category label as alerts show it with examples off: a short hash, equal for equal labels.
+
+    >>> label_hash("marker-1") == label_hash("marker-1") != label_hash("marker-2"), len(label_hash("x"))
+    (True, 9)
+    """
+    return "#" + hashlib.blake2b(label.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+
+
+def redact_labels(value: Any, labels: Iterable[str]) -> Any:
+    """`value` (a sentence, or a JSON-ready tree of them) with each of `labels` replaced by its
+    `label_hash`: a string equal to a label, and a label quoted (repr) inside a sentence.
+
+    The rules compare unseen labels with training ones first (letter case, formatting); this keeps
+    their conclusion and counts, not the production spellings.
+
+    >>> redact_labels({"top": [["PARIS", 3]], "s": "'PARIS' <-> 'Paris'"}, ["PARIS"])
+    {'top': [['#2e3f6b3a', 3]], 's': "'#2e3f6b3a' <-> 'Paris'"}
+    """
+    table = {label: label_hash(label) for label in labels}
+    return _redact(value, table) if table else value
+
+
+def _redact(value: Any, table: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        if value in table:
+            return table[value]
+        for label, hashed in table.items():
+            if label in value:
+                value = value.replace(repr(label), repr(hashed))
+        return value
+    if isinstance(value, dict):
+        return {_redact(k, table): _redact(v, table) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(v, table) for v in value)
+    return value
+
+
+def redact_example(example: str) -> str:
+    """An invalid value as a monitor keeps it with examples off: only whether it holds a number.
+
+    >>> redact_example("31337.25"), redact_example("secret")
+    ('<a number as text>', '<not a number>')
+    """
+    return NUMBER_AS_TEXT if holds_number(example) else NOT_A_NUMBER
 
 
 @dataclass(frozen=True)
@@ -181,7 +243,7 @@ def _numbers_as_strings(p: NumericProfile, n_invalid: int, n_total: int, example
     rate = n_invalid / n_total
     if not _rate_rose(rate, p.invalid_rate, n_total):
         return None
-    numeric = [e for e in examples if _NUMBER.match(str(e))]
+    numeric = [e for e in examples if holds_number(str(e))]
     # guard: text such as "N/A" or "abc" is bad data, not numbers serialised as strings
     if len(numeric) < max(1, 0.8 * len(examples)):
         return None
