@@ -257,7 +257,10 @@ class ModelMonitor:
             current = summarise_recent(self._confidence.recent_values(0, e, c.onset),
                                        exact=self._config.include_examples)
             base = b.confidence.summary()
-            return base, current, diagnose_confidence(c, base, current)
+            recent = self._confidence.recent_values(0, e, c.onset)
+            valid = recent[np.isfinite(recent)]
+            low = float(np.mean(valid < base["p05"])) if len(valid) else None
+            return base, current, diagnose_confidence(c, base, current, low)
         if c.family == "unexpected_field":
             names = c.evidence.get("unexpected_names", [])
             return {"features": len(b.features)}, {"unexpected_names": names}, diagnose_unexpected_fields(names)
