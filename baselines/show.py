@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile
-from detectors.fmt import printable
+from detectors.fmt import number, percent, printable
 
 #: categories listed per categorical feature in the table
 SHOWN_CATEGORIES = 3
@@ -33,13 +32,13 @@ def format_baseline(b: Baseline) -> str:
     if b.prediction is not None:
         lines.append(f"prediction  {_describe(b.prediction)}")
     if b.metric:
-        lines.append(f"metric      {b.metric.get('name')} {_num(b.metric.get('value'))} on {b.metric.get('n', '?'):,} rows")
+        lines.append(f"metric      {b.metric.get('name')} {number(b.metric.get('value'))} on {b.metric.get('n', '?'):,} rows")
     header = ["feature", "kind", "count", "missing", "invalid", "mean", "std", "min", "p50", "max"]
     rows = [header]
     for name, p in b.features.items():
-        row = [name, p.kind, f"{p.count:,}", _pct(p.missing_rate), _pct(p.invalid_rate)]
+        row = [name, p.kind, f"{p.count:,}", percent(p.missing_rate), percent(p.invalid_rate)]
         if isinstance(p, NumericProfile):
-            row += [_num(p.mean), _num(p.std), _num(p.min), _num(float(p.quantiles[500])), _num(p.max)]
+            row += [number(p.mean), number(p.std), number(p.min), number(float(p.quantiles[500])), number(p.max)]
             rows.append(row)
         else:
             rows.append(row + [f"{p.n_distinct:,} distinct: {_top(p)}"])
@@ -74,11 +73,11 @@ def _json(value: Any, indent: str) -> str:
 
 
 def _describe(p: NumericProfile | CategoricalProfile) -> str:
-    head = f"{p.kind}, {p.count:,} values, missing {_pct(p.missing_rate)}, invalid {_pct(p.invalid_rate)}"
+    head = f"{p.kind}, {p.count:,} values, missing {percent(p.missing_rate)}, invalid {percent(p.invalid_rate)}"
     if isinstance(p, NumericProfile):
         q = p.quantiles
-        return (f"{head}; mean {_num(p.mean)} std {_num(p.std)} "
-                f"p05 {_num(float(q[50]))} p50 {_num(float(q[500]))} p95 {_num(float(q[950]))}")
+        return (f"{head}; mean {number(p.mean)} std {number(p.std)} "
+                f"p05 {number(float(q[50]))} p50 {number(float(q[500]))} p95 {number(float(q[950]))}")
     return f"{head}; {_top(p)}"
 
 
@@ -86,10 +85,10 @@ def _top(p: CategoricalProfile) -> str:
     if not p.categories:
         return "(no values)"
     ranked = sorted(p.categories.items(), key=lambda kv: -kv[1])[:SHOWN_CATEGORIES]
-    shown = ", ".join(f"{k} {_pct(v)}" for k, v in ranked)
+    shown = ", ".join(f"{k} {percent(v)}" for k, v in ranked)
     rest = 1.0 - sum(v for _, v in ranked)
     if rest > 5e-5:
-        shown += f", ... {_pct(rest)}"
+        shown += f", ... {percent(rest)}"
     return shown
 
 
@@ -107,16 +106,6 @@ def _table(rows: list[list[str]]) -> list[str]:
             cells.append(r[-1])
         out.append("  ".join(cells).rstrip())
     return out
-
-
-def _num(v: Any) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    return f"{v:.4g}"
-
-
-def _pct(share: float) -> str:
-    return f"{100 * share:.2g}%" if 0 < share < 0.001 else f"{100 * share:.1f}%"
 
 
 def _when(ts: float) -> str:

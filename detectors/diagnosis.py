@@ -34,10 +34,11 @@ in the serving pipeline
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,11 +46,14 @@ import numpy as np
 
 from baselines.profile import QUANTILE_PROBS, CategoricalProfile, NumericProfile
 from detectors.episodes import Candidate
+from detectors.fmt import count, number, percent, rounded
 
-__all__ = ["MIN_VALUES", "PIPELINE_CAUSES", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "ChangeTiming", "Diagnosis",
-           "category_counts", "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
-           "diagnose_serving", "diagnose_unexpected_fields", "diagnose_versions", "fmt_count", "fmt_num", "fmt_pct",
-           "lead_with_change", "with_version_coincidence"]
+__all__ = ["ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT_A_NUMBER", "NUMBER_AS_TEXT", "PIPELINE_CAUSES",
+           "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts", "diagnose_categorical",
+           "diagnose_change_time", "diagnose_confidence", "diagnose_numeric", "diagnose_serving",
+           "diagnose_unexpected_fields", "diagnose_versions", "holds_number",
+           "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
+           "with_version_coincidence"]
 
 #: causes that name a defect of the serving pipeline (a timing diagnosis is appended to them)
 PIPELINE_CAUSES = frozenset(
@@ -102,6 +106,65 @@ _CATEGORY_SENTINELS = frozenset(
      "undefined", "0", "-1", "unk", "not set", "(not set)"}
 )
 _NUMBER = re.compile(r"^\s*[-+]?(\d[\d,_]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+#: what a monitor keeps of an invalid value instead of the value, with examples off
+NUMBER_AS_TEXT = "<a number as text>"
+NOT_A_NUMBER = "<not a number>"
+
+
+def holds_number(example: str) -> bool:
+    """Whether a quoted invalid value (or its redaction) is a number written as text.
+
+    >>> holds_number(" 12,500.50"), holds_number("N/A"), holds_number(NUMBER_AS_TEXT)
+    (True, False, True)
+    """
+    return example == NUMBER_AS_TEXT or _NUMBER.match(example) is not None
+
+
+def label_hash(label: str) -> str:
+    """A category label as alerts show it with examples off: a short hash, equal for equal labels.
+
+    >>> label_hash("marker-1") == label_hash("marker-1") != label_hash("marker-2"), len(label_hash("x"))
+    (True, 9)
+    """
+    return "#" + hashlib.blake2b(label.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+
+
+def redact_labels(value: Any, labels: Iterable[str]) -> Any:
+    """`value` (a sentence, or a JSON-ready tree of them) with each of `labels` replaced by its
+    `label_hash`: a string equal to a label, and a label quoted (repr) inside a sentence.
+
+    The rules compare unseen labels with training ones first (letter case, formatting); this keeps
+    their conclusion and counts, not the production spellings.
+
+    >>> redact_labels({"top": [["PARIS", 3]], "s": "'PARIS' <-> 'Paris'"}, ["PARIS"])
+    {'top': [['#2e3f6b3a', 3]], 's': "'#2e3f6b3a' <-> 'Paris'"}
+    """
+    table = {label: label_hash(label) for label in labels}
+    return _redact(value, table) if table else value
+
+
+def _redact(value: Any, table: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        if value in table:
+            return table[value]
+        for label, hashed in table.items():
+            if label in value:
+                value = value.replace(repr(label), repr(hashed))
+        return value
+    if isinstance(value, dict):
+        return {_redact(k, table): _redact(v, table) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(v, table) for v in value)
+    return value
+
+
+def redact_example(example: str) -> str:
+    """An invalid value as a monitor keeps it with examples off: only whether it holds a number.
+
+    >>> redact_example("31337.25"), redact_example("secret")
+    ('<a number as text>', '<not a number>')
+    """
+    return NUMBER_AS_TEXT if holds_number(example) else NOT_A_NUMBER
 
 
 @dataclass(frozen=True)
@@ -181,19 +244,19 @@ def _numbers_as_strings(p: NumericProfile, n_invalid: int, n_total: int, example
     rate = n_invalid / n_total
     if not _rate_rose(rate, p.invalid_rate, n_total):
         return None
-    numeric = [e for e in examples if _NUMBER.match(str(e))]
+    numeric = [e for e in examples if holds_number(str(e))]
     # guard: text such as "N/A" or "abc" is bad data, not numbers serialised as strings
     if len(numeric) < max(1, 0.8 * len(examples)):
         return None
-    evidence = {"invalid_rate": fmt_num(rate), "baseline_invalid_rate": fmt_num(p.invalid_rate),
+    evidence = {"invalid_rate": rounded(rate), "baseline_invalid_rate": rounded(p.invalid_rate),
                 "examples_checked": len(examples), "examples_holding_numbers": len(numeric)}
     if quote:
         evidence["numeric_examples"] = [str(e)[:40] for e in numeric[:3]]
     return Diagnosis(
         "type_change",
-        f"{fmt_pct(rate)} of values arrive as strings that hold numbers"
+        f"{percent(rate)} of values arrive as strings that hold numbers"
         f"{f' (e.g. {numeric[0]!r})' if quote else ''}; training had "
-        f"{fmt_pct(p.invalid_rate)} invalid: numbers are serialised as strings in the serving pipeline",
+        f"{percent(p.invalid_rate)} invalid: numbers are serialised as strings in the serving pipeline",
         evidence,
     )
 
@@ -213,10 +276,10 @@ def _constant_value(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: i
         return _default_fill_diagnosis(p, v, share, baseline_share, sentinel, n_missing, n_total)
     return Diagnosis(
         "stuck_value",
-        f"{fmt_pct(share)} of recent values equal {_fmt(v)} (training std {_fmt(p.std)}, share of that value "
-        f"{fmt_pct(baseline_share)}): the feature is stuck (a frozen upstream source or a cached value)",
-        {"value": fmt_num(v), "share": fmt_num(share), "baseline_share": fmt_num(baseline_share),
-         "baseline_std": fmt_num(p.std), "n_values": int(len(x))},
+        f"{percent(share)} of recent values equal {number(v)} (training std {number(p.std)}, share of that value "
+        f"{percent(baseline_share)}): the feature is stuck (a frozen upstream source or a cached value)",
+        {"value": rounded(v), "share": rounded(share), "baseline_share": rounded(baseline_share),
+         "baseline_std": rounded(p.std), "n_values": int(len(x))},
     )
 
 
@@ -251,9 +314,9 @@ def _unit_change(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
         return None
     ratio = math.exp(log_r)
     evidence = {
-        "ratio": fmt_num(ratio), "factor": name if known else None, "misfit_iqr": fmt_num(misfit),
-        "spread_ratio": fmt_num(iqr_p / iqr_t),
-        "quantiles": {f"p{k:02d}": [fmt_num(p.quantiles[10 * k]), fmt_num(float(np.quantile(x, k / 100)))]
+        "ratio": rounded(ratio), "factor": name if known else None, "misfit_iqr": rounded(misfit),
+        "spread_ratio": rounded(iqr_p / iqr_t),
+        "quantiles": {f"p{k:02d}": [rounded(p.quantiles[10 * k]), rounded(float(np.quantile(x, k / 100)))]
                       for k in (5, 50, 95)},
     }
     if known:
@@ -261,7 +324,7 @@ def _unit_change(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
         sentence = (f"values look {shown} of training at every quantile (e.g. {hint}): unit or scale change in the "
                     "serving pipeline")
     else:
-        sentence = f"values look ~{_fmt(ratio)}x training at every quantile: scale change in the serving pipeline"
+        sentence = f"values look ~{number(ratio)}x training at every quantile: scale change in the serving pipeline"
     return Diagnosis("unit_change", sentence, evidence)
 
 
@@ -277,14 +340,14 @@ def _rounding(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
         if train_share >= 0.5:  # guard: training was on this grid already (integer features)
             return None
         if step == 1.0:
-            sentence = (f"{fmt_pct(_on_step(x, step))} of recent values are whole numbers where training had fractions "
-                        f"({fmt_pct(train_share)} whole): values are rounded or cast to integer in the serving "
+            sentence = (f"{percent(_on_step(x, step))} of recent values are whole numbers where training had fractions "
+                        f"({percent(train_share)} whole): values are rounded or cast to integer in the serving "
                         "pipeline")
         else:
-            sentence = (f"{fmt_pct(_on_step(x, step))} of recent values are multiples of {_fmt(step)} where training "
-                        f"had {fmt_pct(train_share)}: values are rounded in the serving pipeline")
+            sentence = (f"{percent(_on_step(x, step))} of recent values are multiples of {number(step)} where training "
+                        f"had {percent(train_share)}: values are rounded in the serving pipeline")
         return Diagnosis("rounding", sentence, {
-            "step": step, "share_on_step": fmt_num(_on_step(x, step)), "baseline_share_on_step": fmt_num(train_share),
+            "step": step, "share_on_step": rounded(_on_step(x, step)), "baseline_share_on_step": rounded(train_share),
             "n_distinct": int(len(np.unique(x))), "n_values": int(len(x))})
     return _float32(p, x)
 
@@ -300,9 +363,9 @@ def _float32(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
         return None
     return Diagnosis(
         "rounding",
-        f"{fmt_pct(exact.mean())} of recent values are exact float32 numbers where training had float64: "
+        f"{percent(exact.mean())} of recent values are exact float32 numbers where training had float64: "
         "values are cast to float32 in the serving pipeline",
-        {"precision": "float32", "share_float32": fmt_num(exact.mean()), "n_values": int(len(x))},
+        {"precision": "float32", "share_float32": rounded(exact.mean()), "n_values": int(len(x))},
     )
 
 
@@ -328,36 +391,36 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
 def _default_fill_diagnosis(p: NumericProfile, v: float, share: float, baseline_share: float, sentinel: str,
                             n_missing: int, n_total: int) -> Diagnosis:
     missing = n_missing / n_total if n_total else 0.0
-    sentence = (f"value {_fmt(v)} ({sentinel}) makes {fmt_pct(share)} of recent values against "
-                f"{fmt_pct(baseline_share)} in training")
+    sentence = (f"value {number(v)} ({sentinel}) makes {percent(share)} of recent values against "
+                f"{percent(baseline_share)} in training")
     if p.missing_rate >= 0.01 and missing < p.missing_rate / 2:
-        sentence += (f", while the missing rate fell from {fmt_pct(p.missing_rate)} to {fmt_pct(missing)}: "
+        sentence += (f", while the missing rate fell from {percent(p.missing_rate)} to {percent(missing)}: "
                      "missing values are filled with a default at serving")
     elif missing > 2 * p.missing_rate + 0.01:
-        sentence += (f", while the missing rate rose from {fmt_pct(p.missing_rate)} to {fmt_pct(missing)}: "
+        sentence += (f", while the missing rate rose from {percent(p.missing_rate)} to {percent(missing)}: "
                      "an upstream source fails and its values are replaced by a default")
     else:
         sentence += ": a default or fill value replaces real values in the serving pipeline"
     return Diagnosis("default_fill", sentence, {
-        "value": fmt_num(v), "sentinel": sentinel, "share": fmt_num(share), "baseline_share": fmt_num(baseline_share),
-        "missing_rate": fmt_num(missing), "baseline_missing_rate": fmt_num(p.missing_rate)})
+        "value": rounded(v), "sentinel": sentinel, "share": rounded(share), "baseline_share": rounded(baseline_share),
+        "missing_rate": rounded(missing), "baseline_missing_rate": rounded(p.missing_rate)})
 
 
 def _numeric_fallback(p: NumericProfile, x: np.ndarray, n_missing: int, n_invalid: int, n_total: int) -> Diagnosis:
     missing = n_missing / n_total if n_total else 0.0
     invalid = n_invalid / n_total if n_total else 0.0
     evidence: dict[str, Any] = {
-        "baseline": {"mean": fmt_num(p.mean), "std": fmt_num(p.std), "p50": fmt_num(p.quantiles[500]),
-                     "iqr": fmt_num(p.quantiles[750] - p.quantiles[250]), "missing_rate": fmt_num(p.missing_rate),
-                     "invalid_rate": fmt_num(p.invalid_rate)},
-        "current": {"missing_rate": fmt_num(missing), "invalid_rate": fmt_num(invalid), "n_values": int(len(x))},
+        "baseline": {"mean": rounded(p.mean), "std": rounded(p.std), "p50": rounded(p.quantiles[500]),
+                     "iqr": rounded(p.quantiles[750] - p.quantiles[250]), "missing_rate": rounded(p.missing_rate),
+                     "invalid_rate": rounded(p.invalid_rate)},
+        "current": {"missing_rate": rounded(missing), "invalid_rate": rounded(invalid), "n_values": int(len(x))},
     }
     rates = []
     if _rate_rose(missing, p.missing_rate, n_total):
-        rates.append(("missing_rate", f"missing rate {fmt_pct(p.missing_rate)} -> {fmt_pct(missing)}: values are lost "
+        rates.append(("missing_rate", f"missing rate {percent(p.missing_rate)} -> {percent(missing)}: values are lost "
                       "upstream of serving"))
     if _rate_rose(invalid, p.invalid_rate, n_total):
-        rates.append(("invalid_values", f"non-numeric values {fmt_pct(p.invalid_rate)} -> {fmt_pct(invalid)}: values "
+        rates.append(("invalid_values", f"non-numeric values {percent(p.invalid_rate)} -> {percent(invalid)}: values "
                       "of the wrong type reach serving"))
     if len(x) < 2:
         cause, sentence = rates[0] if rates else ("distribution_shift", "too few recent values to describe")
@@ -370,20 +433,20 @@ def _numeric_fallback(p: NumericProfile, x: np.ndarray, n_missing: int, n_invali
     # a training spread of 0 (a constant feature) has no ratio: any spread now is a change of scale
     spread = iqr_p / iqr_t if iqr_t > 0 else std / p.std if p.std > 0 else None
     outside = float(np.mean((x < p.min) | (x > p.max)))
-    evidence["current"].update({"mean": fmt_num(mean), "std": fmt_num(std), "p50": fmt_num(median),
-                                "iqr": fmt_num(iqr_p), "outside_training_range": fmt_num(outside)})
+    evidence["current"].update({"mean": rounded(mean), "std": rounded(std), "p50": rounded(median),
+                                "iqr": rounded(iqr_p), "outside_training_range": rounded(outside)})
     location = abs(location_z) >= 0.25
     scale = std > 0 if spread is None else not 0.8 <= spread <= 1.25
     moved = {(True, True): "location+scale", (True, False): "location", (False, True): "scale"}.get((location, scale))
-    evidence.update({"moved": moved or "shape", "location_shift_std": fmt_num(location_z),
-                     "spread_ratio": None if spread is None else fmt_num(spread)})
-    numbers = (f"mean {_fmt(p.mean)} -> {_fmt(mean)}, std {_fmt(p.std)} -> {_fmt(std)}, "
-               f"median {_fmt(p.quantiles[500])} -> {_fmt(median)}")
+    evidence.update({"moved": moved or "shape", "location_shift_std": rounded(location_z),
+                     "spread_ratio": None if spread is None else rounded(spread)})
+    numbers = (f"mean {number(p.mean)} -> {number(mean)}, std {number(p.std)} -> {number(std)}, "
+               f"median {number(p.quantiles[500])} -> {number(median)}")
     if outside >= 0.01:
-        numbers += f"; {fmt_pct(outside)} of values outside the training range [{_fmt(p.min)}, {_fmt(p.max)}]"
+        numbers += f"; {percent(outside)} of values outside the training range [{number(p.min)}, {number(p.max)}]"
     if moved is None and rates:  # the values still look like training: the rate is the news
         cause, sentence = rates[0]
-        return Diagnosis(cause, f"{sentence}; valid values unchanged ({numbers})", evidence)
+        return Diagnosis(cause, f"{sentence}; valid values without a significant move ({numbers})", evidence)
     what = {"location+scale": "location and spread changed", "location": "location shift, spread unchanged",
             "scale": "spread changed, location unchanged", None: "shape or tails changed"}[moved]
     cause = {"location": "location_shift", "scale": "scale_shift",
@@ -451,7 +514,7 @@ def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagno
         for rule, _, norm, index in indexes:
             t = index.get(norm(c))
             if t is not None:
-                mappings.append({"seen": c, "training": t, "rule": rule, "share": fmt_num(k / n), "count": k})
+                mappings.append({"seen": c, "training": t, "rule": rule, "share": rounded(k / n), "count": k})
                 break
     matched = sum(m["count"] for m in mappings)
     # guard: genuinely new categories (no training spelling matches) are not formatting; a few
@@ -466,9 +529,9 @@ def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagno
     return Diagnosis(
         cause,
         f"unseen categories match training categories after normalising {words} ({shown}{more}), "
-        f"{fmt_pct(matched / n)} of recent values: preprocessing mismatch in the serving pipeline",
+        f"{percent(matched / n)} of recent values: preprocessing mismatch in the serving pipeline",
         {"mappings": [{k: v for k, v in m.items() if k != "count"} for m in mappings[:10]],
-         "matched_share": fmt_num(matched / n), "unseen_share": fmt_num(unseen_total / n), "n_mappings": len(mappings)},
+         "matched_share": rounded(matched / n), "unseen_share": rounded(unseen_total / n), "n_mappings": len(mappings)},
     )
 
 
@@ -485,26 +548,26 @@ def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n
 
     c = max(counts, key=rise)
     k, share, baseline_share = counts[c], counts[c] / n, p.categories.get(c, floor)
-    evidence = {"value": c, "share": fmt_num(share), "baseline_share": fmt_num(baseline_share),
-                "missing_rate": fmt_num(missing), "baseline_missing_rate": fmt_num(p.missing_rate)}
+    evidence = {"value": c, "share": rounded(share), "baseline_share": rounded(baseline_share),
+                "missing_rate": rounded(missing), "baseline_missing_rate": rounded(p.missing_rate)}
     # missing values filled with a real category: its rise per event matches the fall of the missing rate
     drop = p.missing_rate - missing
     if drop >= 0.05 and rise(c) >= 0.5 * drop and _share_rose(k, n_total, baseline_share * present, min_ratio=1.0):
-        return Diagnosis("default_fill", f"category {c!r} makes {fmt_pct(share)} of recent values against "
-                         f"{fmt_pct(baseline_share)} in training, while the missing rate fell from "
-                         f"{fmt_pct(p.missing_rate)} to {fmt_pct(missing)}: missing values are filled with a default "
+        return Diagnosis("default_fill", f"category {c!r} makes {percent(share)} of recent values against "
+                         f"{percent(baseline_share)} in training, while the missing rate fell from "
+                         f"{percent(p.missing_rate)} to {percent(missing)}: missing values are filled with a default "
                          "at serving", evidence)
     if not _share_rose(k, n, baseline_share):
         return None
     if c.strip().casefold() in _CATEGORY_SENTINELS:
-        return Diagnosis("default_fill", f"category {c!r} makes {fmt_pct(share)} of recent values against "
-                         f"{fmt_pct(baseline_share)} in training: a default or placeholder replaces real values in the "
+        return Diagnosis("default_fill", f"category {c!r} makes {percent(share)} of recent values against "
+                         f"{percent(baseline_share)} in training: a default or placeholder replaces real values in the "
                          "serving pipeline", evidence)
     top_training = max(p.categories.values(), default=0.0)
     # guard: a real category gaining share is a population shift unless it takes over almost everything
     if share >= ALMOST_ALL and top_training < 0.8:
-        return Diagnosis("stuck_value", f"{fmt_pct(share)} of recent values are {c!r} (training: "
-                         f"{fmt_pct(baseline_share)}, largest category {fmt_pct(top_training)}): the feature is stuck "
+        return Diagnosis("stuck_value", f"{percent(share)} of recent values are {c!r} (training: "
+                         f"{percent(baseline_share)}, largest category {percent(top_training)}): the feature is stuck "
                          "at one category", evidence)
     return None
 
@@ -514,24 +577,24 @@ def _categorical_fallback(p: CategoricalProfile, counts: dict[str, int], n: int,
     missing = n_missing / n_total if n_total else 0.0
     unseen = sorted(((c, k) for c, k in counts.items() if c not in p.categories), key=lambda ck: -ck[1])
     unseen_share = sum(k for _, k in unseen) / n if n else 0.0
-    evidence: dict[str, Any] = {"missing_rate": fmt_num(missing), "baseline_missing_rate": fmt_num(p.missing_rate),
-                                "unseen_share": fmt_num(unseen_share), "baseline_other_share": fmt_num(p.other_freq)}
+    evidence: dict[str, Any] = {"missing_rate": rounded(missing), "baseline_missing_rate": rounded(p.missing_rate),
+                                "unseen_share": rounded(unseen_share), "baseline_other_share": rounded(p.other_freq)}
     if n and unseen_share >= max(0.02, 2 * p.other_freq):
-        top = ", ".join(f"{c!r} ({fmt_pct(k / n)})" for c, k in unseen[:3])
-        evidence["top_unseen"] = {c: fmt_num(k / n) for c, k in unseen[:5]}
+        top = ", ".join(f"{c!r} ({percent(k / n)})" for c, k in unseen[:3])
+        evidence["top_unseen"] = {c: rounded(k / n) for c, k in unseen[:5]}
         what = ("1 category unseen in training makes" if len(unseen) == 1
                 else f"{len(unseen)} categories unseen in training make")
-        return Diagnosis("new_category", f"{what} {fmt_pct(unseen_share)} of recent values: {top}", evidence)
+        return Diagnosis("new_category", f"{what} {percent(unseen_share)} of recent values: {top}", evidence)
     if _rate_rose(missing, p.missing_rate, n_total):
-        return Diagnosis("missing_rate", f"missing rate {fmt_pct(p.missing_rate)} -> {fmt_pct(missing)}: values are "
+        return Diagnosis("missing_rate", f"missing rate {percent(p.missing_rate)} -> {percent(missing)}: values are "
                          "lost upstream of serving", evidence)
     if not n:
         return Diagnosis("category_shift", "no recent values to compare", evidence)
     moves = sorted(((c, counts.get(c, 0) / n - p.categories.get(c, 0.0)) for c in set(counts) | set(p.categories)),
                    key=lambda cd: -abs(cd[1]))[:3]
-    evidence["largest_moves"] = {c: [fmt_num(p.categories.get(c, 0.0)), fmt_num(counts.get(c, 0) / n)]
+    evidence["largest_moves"] = {c: [rounded(p.categories.get(c, 0.0)), rounded(counts.get(c, 0) / n)]
                                  for c, _ in moves}
-    text = ", ".join(f"{c!r} {fmt_pct(p.categories.get(c, 0.0))} -> {fmt_pct(counts.get(c, 0) / n)}" for c, _ in moves)
+    text = ", ".join(f"{c!r} {percent(p.categories.get(c, 0.0))} -> {percent(counts.get(c, 0) / n)}" for c, _ in moves)
     return Diagnosis("category_shift", f"category shares moved: {text}", evidence)
 
 
@@ -548,15 +611,15 @@ def diagnose_change_time(timing: ChangeTiming) -> Diagnosis | None:
         return versions
     kind, start, end, before, after, off_at_oldest = change
     evidence: dict[str, Any] = {"change": kind, "start_event": start, "end_event": end,
-                                "score_before": fmt_num(before), "score_after": fmt_num(after)}
+                                "score_before": rounded(before), "score_after": rounded(after)}
     if kind == "from_start":
         evidence.pop("end_event")
         base = Diagnosis("from_start", f"the feature differs from training since the first monitored event (score "
-                         f"{_fmt(after)}): skew from the start points to the serving pipeline, not to a change in "
+                         f"{number(after)}): skew from the start points to the serving pipeline, not to a change in "
                          "production", evidence)
         return _merge_versions(base, versions)
     if kind == "undated":
-        base = Diagnosis("undated", f"off training (score {_fmt(after)}) over all the ~{fmt_count(end - start)} "
+        base = Diagnosis("undated", f"off training (score {number(after)}) over all the ~{count(end - start)} "
                          f"events of kept history: the change began before event {start:,} and cannot be dated",
                          evidence)
         return _merge_versions(base, versions)
@@ -580,14 +643,14 @@ def diagnose_change_time(timing: ChangeTiming) -> Diagnosis | None:
         # already off training when the kept history begins: the ramp's true start is unknown
         oldest = int(timing.end_event - sum(timing.block_counts))
         evidence["off_training_at_oldest_kept"] = oldest
-        base = Diagnosis("gradual_shift", f"gradual shift over at least ~{fmt_count(end - start)} events (events "
+        base = Diagnosis("gradual_shift", f"gradual shift over at least ~{count(end - start)} events (events "
                          f"{start:,} to {end:,}, already off training at event {oldest:,}, the oldest kept): real "
                          "population change, consider retraining", evidence)
     elif end - start >= LONG_RAMP:
-        base = Diagnosis("gradual_shift", f"gradual shift over ~{fmt_count(end - start)} events (events {start:,} to "
+        base = Diagnosis("gradual_shift", f"gradual shift over ~{count(end - start)} events (events {start:,} to "
                          f"{end:,}): real population change, consider retraining", evidence)
     else:
-        base = Diagnosis("gradual_shift", f"change ramped over ~{fmt_count(end - start)} events (events {start:,} to "
+        base = Diagnosis("gradual_shift", f"change ramped over ~{count(end - start)} events (events {start:,} to "
                          f"{end:,}): a staged rollout upstream or a fast population change; check deploys in that "
                          "span", evidence)
     return _merge_versions(base, versions)
@@ -599,10 +662,10 @@ def diagnose_versions(served_versions: Mapping[str, int], baseline_version: str 
     if not total:
         return None
     shares = {str(v): c / total for v, c in sorted(served_versions.items(), key=lambda vc: -vc[1])}
-    evidence = {"served_versions": {v: fmt_num(s) for v, s in shares.items()}, "baseline_version": baseline_version}
+    evidence = {"served_versions": {v: rounded(s) for v, s in shares.items()}, "baseline_version": baseline_version}
     mixed = [v for v, s in shares.items() if s >= 0.05]
     if len(mixed) > 1:
-        text = ", ".join(f"{v} ({fmt_pct(shares[v])})" for v in mixed)
+        text = ", ".join(f"{v} ({percent(shares[v])})" for v in mixed)
         return Diagnosis("mixed_versions", f"model versions {text} are served together: a partial rollout; check "
                          "whether one of them computes this feature differently", evidence)
     main = next(iter(shares))
@@ -709,16 +772,35 @@ def diagnose_unexpected_fields(names: Sequence[Sequence]) -> Diagnosis:
                      + ", ".join(str(n) for n, _ in names) + "): a renamed or new field in the serving pipeline", {})
 
 
-def diagnose_confidence(c: Candidate, base: dict, current: dict) -> Diagnosis:
-    """A confidence alarm: a drop (against the training summary `base`) or values that are not numbers."""
+def diagnose_confidence(c: Candidate, base: dict, current: dict, low_share: float | None = None) -> Diagnosis:
+    """A confidence alarm: a drop (against the training summary `base`) or values that are not numbers.
+
+    A drop is described by what was seen, not by a verdict: the mean and median confidence against
+    training's, and `low_share`, the share of recent predictions below training's 5th percentile
+    (5% in training), with the usual causes to check.
+
+    >>> c = Candidate(event_index=3099, rank=(0,), feature="confidence", kind="confidence_drop",
+    ...               family="confidence", detector="cusum", statistic=40.0, threshold=35.0, p_value=None, onset=3000)
+    >>> training = {"mean": 0.8, "p50": 0.82, "p05": 0.6}
+    >>> print(diagnose_confidence(c, training, {"mean": 0.62, "p50": 0.64}, 0.41).sentence)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    prediction confidence fell since event ~3,000: mean 0.8 -> 0.62, median 0.82 -> 0.64; 41% of predictions below
+    0.6 (training: 5%): inputs unlike training (a population shift, or a feature broken upstream: check the
+    features' alerts of the same time) or a changed model or calibration (check deployments)
+    """
     if c.kind != "confidence_drop":
         return Diagnosis("invalid_confidence", "confidence values that are not numbers in [0, 1] are being served: "
                          "a broken output mapping in the serving pipeline", {})
-    since = f"since event ~{c.onset:,}" if c.onset is not None else ""
-    now_mean, now_p50 = current.get("mean", float("nan")), current.get("p50", float("nan"))
-    return Diagnosis("confidence_drop", f"prediction confidence fell from mean {base['mean']:.3g} "
-                     f"(p50 {base['p50']:.3g}) to {now_mean:.3g} (p50 {now_p50:.3g}) {since}: "
-                     "inputs the model has not seen in training (out of distribution)", {})
+    since = f" since event ~{c.onset:,}" if c.onset is not None else ""
+    seen = (f"mean {number(base['mean'])} -> {number(current.get('mean'))}, "
+            f"median {number(base['p50'])} -> {number(current.get('p50'))}")
+    evidence: dict[str, Any] = {}
+    if low_share is not None and "p05" in base:
+        seen += f"; {percent(low_share)} of predictions below {number(base['p05'])} (training: 5%)"
+        evidence = {"low_confidence_share": rounded(low_share), "low_confidence_below": rounded(base["p05"])}
+    return Diagnosis("confidence_drop", f"prediction confidence fell{since}: {seen}: inputs unlike training (a "
+                     "population shift, or a feature broken upstream: check the features' alerts of the same time) "
+                     "or a changed model or calibration (check deployments)", evidence)
 
 
 # ---- what the alarm's test adds ----------------------------------------------------------------
@@ -746,9 +828,62 @@ def lead_with_change(d: Diagnosis, base: dict, current: dict, c: Candidate) -> D
         # the rule's own description already gives the numbers: say only which test fired, and when
         return Diagnosis(d.cause, f"{detected}{', ' + since if since else ''}: {d.sentence}", d.evidence)
     when = f"{since} ({detected})" if since else detected
-    head = (f"mean moved from {base['mean']:.3g} to {current['mean']:.3g} (std {base['std']:.3g} -> "
-            f"{current['std']:.3g}) {when}: {what}")
+    head = (f"mean {number(base['mean'])} -> {number(current['mean'])} (std {number(base['std'])} -> "
+            f"{number(current['std'])}) {when}: {what}")
     return Diagnosis(d.cause, f"{head}; {d.sentence}", d.evidence)
+
+
+#: rate alarms (family) -> (cause, what rose, what it usually means)
+RATE_ALARMS = {
+    "missing": ("missing_rate", "missing rate", "values are lost upstream of serving"),
+    "invalid": ("invalid_values", "invalid values", "values of the wrong type reach serving"),
+}
+
+
+def lead_with_rate(d: Diagnosis, c: Candidate, base_rate: float, current_rate: float,
+                   n_current: int) -> Diagnosis:
+    """Word a rate alarm (a missing or invalid rate CUSUM) by the rate that rose, not by the values.
+
+    The value rules still run: a pipeline defect they name (numbers sent as strings, a default
+    fill) stays the cause and follows the rate; otherwise the cause is the rate's own
+    (`missing_rate`, `invalid_values`), since the alarm says nothing about the values' shape.
+
+    Parameters
+    ----------
+    d
+        The value rules' diagnosis of the feature.
+    c
+        The alarm; its family says which rate, its onset since when.
+    base_rate, current_rate
+        The training rate and the rate over the `n_current` recent events (since the onset, at least
+        a few dozen events: the alert's "current").
+    n_current
+        Events the current rate is measured on.
+
+    Examples
+    --------
+    >>> c = Candidate(event_index=25_300, rank=(0,), feature="x", kind="data_quality", family="missing",
+    ...               detector="missing_rate", statistic=21.0, threshold=20.7, p_value=None, evidence={}, onset=24_984)
+    >>> print(lead_with_rate(Diagnosis("distribution_shift", "shape or tails changed"), c, 0.1, 0.24, 317).sentence)
+    missing rate 10% -> 24% since event ~24,984 (317 events): values are lost upstream of serving
+    """
+    if c.family not in RATE_ALARMS:
+        return d
+    cause, what, meaning = RATE_ALARMS[c.family]
+    span = c.event_index + 1 - c.onset if c.onset is not None else None
+    if span is None:
+        where = f"over the last {n_current:,} events"
+    elif span == n_current:  # the rate since the change: its steady level
+        where = f"since event ~{c.onset:,} ({n_current:,} events)"
+    elif span < n_current:
+        where = f"over the last {n_current:,} events, rising since event ~{c.onset:,}"
+    else:
+        where = f"since event ~{c.onset:,} (last {n_current:,} events)"
+    head = f"{what} {percent(base_rate)} -> {percent(current_rate)} {where}"
+    if d.is_pipeline_bug:
+        return Diagnosis(d.cause, f"{head}; {d.sentence}", d.evidence)
+    return Diagnosis(cause, f"{head}: {meaning}", {**d.evidence, "rate": {
+        "baseline": rounded(base_rate), "current": rounded(current_rate), "events": n_current}})
 
 
 def with_version_coincidence(d: Diagnosis, c: Candidate, first_seen: Mapping[str, int],
@@ -793,9 +928,9 @@ def category_counts(profile: CategoricalProfile, categories: list[str], codes: n
     expected_other = profile.other_freq * int(known.sum())
     unseen = max(0, int(known[-1]) - round(expected_other))
     total_unseen = sum(c for _, c in top_unseen)
-    for label, count in top_unseen:
+    for label, label_count in top_unseen:
         if unseen and total_unseen:
-            share = round(unseen * count / total_unseen)
+            share = round(unseen * label_count / total_unseen)
             if share:
                 counts[label] = counts.get(label, 0) + share
     return counts
@@ -865,32 +1000,3 @@ def _ks_to_training_without(p: NumericProfile, rest: np.ndarray, v: float, share
     cdf = np.where(xs >= v, cdf - share_v, cdf) / max(1e-12, 1 - share_v)
     n = len(xs)
     return float(max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(0, n) / n)))
-
-
-def fmt_num(x: float) -> float:
-    """A JSON-ready float with 4 significant digits (evidence is for reading, not recomputing)."""
-    x = float(x)
-    return float(f"{x:.4g}") if math.isfinite(x) else x
-
-
-def _fmt(x: float) -> str:
-    return f"{float(x):.3g}"
-
-
-def fmt_pct(x: float) -> str:
-    """A share as a percentage for a sentence, with the digits its size needs.
-
-    >>> fmt_pct(0.25), fmt_pct(0.042), fmt_pct(0.0004)
-    ('25%', '4.2%', '0.04%')
-    """
-    x = 100 * float(x)
-    return f"{x:.0f}%" if x >= 10 or x == 0 else f"{x:.1f}%" if x >= 0.1 else f"{x:.2f}%"
-
-
-def fmt_count(n: int) -> str:
-    """An event count for a sentence: thousands as "k" from 1,000.
-
-    >>> fmt_count(950), fmt_count(2500), fmt_count(48_000)
-    ('950', '2.5k', '48k')
-    """
-    return f"{n / 1000:.0f}k" if n >= 10_000 else f"{n / 1000:.1f}k" if n >= 1000 else str(n)

@@ -23,6 +23,7 @@ import msgpack
 import orjson
 
 from detectors import _kernels
+from detectors.fmt import quote_value
 
 __all__ = ["REASONS", "Limits", "Reject", "all_usable", "dead_letter_record", "decode_message", "encode_value",
            "events_from_value", "model_of", "parse_message"]
@@ -191,7 +192,7 @@ def encode_value(obj: Any) -> bytes:
         try:
             return msgpack.packb(obj, use_bin_type=True)
         except Exception:  # noqa: BLE001 (whatever msgpack cannot pack: a dead letter must never raise)
-            return repr(obj).encode("utf-8", "replace")[:10_000]
+            return quote_value(obj, 10_000).encode("utf-8", "replace")
 
 
 def dead_letter_record(reject: Reject, source: dict[str, Any] | None = None) -> dict[str, Any]:

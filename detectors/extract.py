@@ -19,6 +19,7 @@ import numpy as np
 
 from baselines.profile import category_key
 from detectors import _kernels
+from detectors.fmt import quote_value
 from detectors.sketches import MAX_LABEL
 
 __all__ = ["ABSENT", "ABSENT_KEY", "BOOL_SPELLINGS", "INVALID", "INVALID_CODE", "MISSING", "MISSING_CODE", "VALID",
@@ -35,11 +36,6 @@ _UNRESOLVED = -3
 #: writers do (pandas "True", R "TRUE"), so that a CSV's True/False column matches the booleans as well
 #: as the strings
 BOOL_SPELLINGS = (("false", "False", "FALSE"), ("true", "True", "TRUE"))
-
-
-def _example(value: Any) -> str:
-    """How an invalid value is quoted in a diagnosis: a string as itself, anything else as its repr."""
-    return (value if isinstance(value, str) else repr(value))[:MAX_LABEL]
 
 
 class NumericValues:
@@ -77,7 +73,7 @@ class NumericValues:
         """The last n invalid raw values of feature j among events 0..until of the batch, oldest first."""
         at = np.flatnonzero(self.status[j, : until + 1] == INVALID)[-n:] if n > 0 else []
         name = self._names[j]
-        return [_example(self._features[i][name]) for i in at.tolist()] if len(at) else []
+        return [quote_value(self._features[i][name], MAX_LABEL) for i in at.tolist()] if len(at) else []
 
 
 def classify_numbers(column: Sequence[Any]) -> NumericValues:

@@ -38,14 +38,18 @@ from detectors.diagnosis import (
     diagnose_serving,
     diagnose_unexpected_fields,
     lead_with_change,
+    lead_with_rate,
+    redact_labels,
     with_version_coincidence,
 )
 from detectors.episodes import Candidate, EpisodeTracker
 from detectors.extract import MISSING_CODE, FeatureColumns
-from detectors.numeric import Z_PER_UNIT, NumericBank, summarise_recent
+from detectors.fmt import quote_value
+from detectors.numeric import MIN_POOLED_SUMMARY, Z_PER_UNIT, NumericBank, summarise_recent
 from detectors.recent import InvalidExamples
 from detectors.schema import UnexpectedFields
 from detectors.serving import ServedVersions
+from detectors.sketches import MAX_LABEL
 from detectors.timing import ChangeHistory
 
 __all__ = ["STATE_VERSION", "ModelMonitor", "MonitorConfig"]
@@ -72,8 +76,9 @@ class MonitorConfig:
     #: timing-block means kept per feature to date a change (abrupt / gradual); older blocks are merged
     #: (at most timing.TIMING_PER_SIZE of each length), so 64 blocks cover ~500k events
     timing_blocks: int = 64
-    #: quote individual raw values (invalid examples) in alerts; off by default, since production
-    #: features may be personal data (statistics and category labels are always shown)
+    #: quote individual raw values in alerts and keep them in the state: invalid examples, unseen
+    #: category labels, exact extremes (docs/contracts.md); off by default, since production features
+    #: may be personal data (training statistics and labels are always shown)
     include_examples: bool = False
 
 
@@ -132,7 +137,7 @@ class ModelMonitor:
         self._unexpected = UnexpectedFields(frozenset(baseline.features), baseline.n_rows, config.max_unexpected_names)
         self._serving = ServedVersions(baseline.version, config.window, config.rearm_quiet_events)
         self._timing = ChangeHistory(len(self._numeric.names), config.timing_blocks, T.TIMING_BLOCK)
-        self._invalid_examples = InvalidExamples(len(self._numeric.names))
+        self._invalid_examples = InvalidExamples(len(self._numeric.names), keep_raw=config.include_examples)
         self._last_alert: dict[str, dict] = {}
         self._events_seen = 0
 
@@ -209,13 +214,18 @@ class ModelMonitor:
         evidence.update({k: v for k, v in diagnosis.evidence.items() if k not in evidence})
         evidence["cause"] = diagnosis.cause
         evidence["episode"] = episode
+        unseen = self._unseen_labels(c.feature, c.event_index)
+        if unseen:  # examples off: the rules compared the spellings; the alert keeps only their hashes
+            current, evidence = redact_labels(current, unseen), redact_labels(evidence, unseen)
+            diagnosis = Diagnosis(diagnosis.cause, redact_labels(diagnosis.sentence, unseen), diagnosis.evidence)
         ts = event.get("ts")
         version = event.get("model_version")
         alert = Alert(
             alert_id=alert_id(self._baseline.model, c.feature, c.kind, c.family, episode, self._baseline.fingerprint),
             kind=c.kind,
             model=self._baseline.model,
-            model_version=str(version) if version is not None else self._baseline.version,
+            model_version=(self._baseline.version if version is None
+                           else version if isinstance(version, str) else quote_value(version, MAX_LABEL)),
             feature=c.feature,
             detector=c.detector,
             statistic=_finite(c.statistic),
@@ -244,9 +254,13 @@ class ModelMonitor:
             return {"version": b.version}, {"served_versions": served}, d
         if c.kind == "confidence_drop" or (c.feature == "confidence" and self._confidence is not None
                                             and c.detector == "invalid_confidence"):
-            current = summarise_recent(self._confidence.recent_values(0, e, c.onset))
+            current = summarise_recent(self._confidence.recent_values(0, e, c.onset),
+                                       exact=self._config.include_examples)
             base = b.confidence.summary()
-            return base, current, diagnose_confidence(c, base, current)
+            recent = self._confidence.recent_values(0, e, c.onset)
+            valid = recent[np.isfinite(recent)]
+            low = float(np.mean(valid < base["p05"])) if len(valid) else None
+            return base, current, diagnose_confidence(c, base, current, low)
         if c.family == "unexpected_field":
             names = c.evidence.get("unexpected_names", [])
             return {"features": len(b.features)}, {"unexpected_names": names}, diagnose_unexpected_fields(names)
@@ -254,13 +268,15 @@ class ModelMonitor:
         if isinstance(profile, NumericProfile):
             j = self._numeric.names.index(c.feature)
             recent = self._numeric.recent_values(j, e, c.onset)
-            current = summarise_recent(recent)
+            current = summarise_recent(recent, exact=self._config.include_examples)
             valid = recent[np.isfinite(recent)].astype(np.float64)
             d = diagnose_numeric(profile, valid, n_missing=int(np.isnan(recent).sum()),
                                  n_invalid=int(np.isinf(recent).sum()), n_total=len(recent),
                                  invalid_examples=self._invalid_examples.at(j, e), timing=self._timing_at(j, e),
                                  quote_examples=self._config.include_examples)
-            return profile.summary(), current, lead_with_change(d, profile.summary(), current, c)
+            d = lead_with_rate(lead_with_change(d, profile.summary(), current, c), c, _rate_of(profile, c.family),
+                               current.get(f"{c.family}_rate", 0.0), current["events"])
+            return profile.summary(), current, d
         j = self._categorical.names.index(c.feature)
         current = self._categorical.current_summary(j, e, c.onset)
         codes = self._categorical.recent_codes(j, e, c.onset)
@@ -269,7 +285,15 @@ class ModelMonitor:
         timing = ChangeTiming(version_first_seen=self._serving.first_seen(until=e), baseline_version=b.version)
         d = diagnose_categorical(profile, counts, n_missing=int((codes == MISSING_CODE).sum()), n_total=len(codes),
                                  timing=timing)
+        d = lead_with_rate(d, c, _rate_of(profile, c.family), current.get(f"{c.family}_rate", 0.0), current["events"])
         return profile.summary(), current, d
+
+    def _unseen_labels(self, feature: str | None, event_index: int) -> list[str]:
+        """The unseen category labels an alert of `feature` may quote, to redact (none with examples on)."""
+        if self._config.include_examples or feature not in self._categorical.names:
+            return []
+        j = self._categorical.names.index(feature)
+        return [label for label, _ in self._categorical.top_unseen(j, self._config.top_unseen, event_index=event_index)]
 
     def _timing_at(self, j: int, event_index: int) -> ChangeTiming:
         """What dates numeric feature j's change, up to event_index."""
@@ -300,7 +324,9 @@ class ModelMonitor:
         if self._confidence is not None:
             recent = self._confidence.recent_values(0)
             ok = recent[np.isfinite(recent)]
-            confidence_mean = float(ok.mean()) if len(ok) else None
+            # with examples off, not from so few values that the mean is a request's own value
+            enough = 1 if self._config.include_examples else MIN_POOLED_SUMMARY
+            confidence_mean = float(ok.mean()) if len(ok) >= enough else None
         return {"model": self._baseline.model, "model_version": self._serving.served_version(),
                 "events_seen": self._events_seen, "confidence_mean": confidence_mean, "features": ordered}
 
@@ -343,6 +369,11 @@ class ModelMonitor:
         m._last_alert = dict(state.get("last_alert") or {})
         m._invalid_examples.load_state(state)
         return m
+
+
+def _rate_of(profile: NumericProfile | CategoricalProfile, family: str) -> float:
+    """The training rate a rate alarm's family compares with (missing, invalid); 0 for the others."""
+    return {"missing": profile.missing_rate, "invalid": profile.invalid_rate}.get(family, 0.0)
 
 
 def _finite(v: float) -> float:

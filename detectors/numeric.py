@@ -25,7 +25,8 @@ from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
 
-__all__ = ["Z_PER_UNIT", "NumericBank", "rate_weights", "summarise_recent", "window_cuts"]
+__all__ = ["MIN_POOLED_SUMMARY", "POOLED_VALUES", "Z_PER_UNIT", "NumericBank", "rate_weights", "summarise_recent",
+           "window_cuts"]
 
 ONE = 1 << T.U_BITS
 HALF = ONE >> 1
@@ -68,11 +69,29 @@ KS_CRITICAL = _ks_critical(T.WINDOW_ALPHA)
 def rate_weights(rate: float, n: int) -> tuple[int, int, float]:
     """Bernoulli CUSUM weights for a rate expected at `rate` in a baseline of n rows.
 
-    The expected rate gets an allowance for the baseline's own sampling error, then the floor.
+    The expected rate p0 gets an allowance for the baseline's own sampling error, then the floor.
+    The alternative p1 doubles it (at least +0.05) but goes at most halfway to 1, i.e. above a third
+    it halves the complementary rate (80% missing -> 90%). The weights are the log-likelihood ratio
+    of p1 against p0, so Wald's bound (ARL >= exp(RATE_H) under p0) holds at any expected rate. A
+    rate expected within RATE_FLOOR of 1 has no room to rise: its chain never alarms (weights 0).
+
+    Returns
+    -------
+    tuple of int, int, float
+        Fixed-point weight of a hit, of a non-hit, and p0.
+
+    Examples
+    --------
+    >>> [round(rate_weights(r, 10_000)[2], 3) for r in (0.0, 0.1, 0.8, 1.0)]
+    [0.002, 0.112, 0.816, 1.0]
+    >>> rate_weights(1.0, 10_000)[:2]
+    (0, 0)
     """
     p = max(rate, 1.0 / max(n, 1))
-    p0 = min(0.5, max(rate + T.BASELINE_ALLOWANCE_SD * math.sqrt(p * (1 - p) / max(n, 1)), T.RATE_FLOOR))
-    p1 = min(0.99, max(2 * p0, p0 + 0.05))
+    p0 = max(rate + T.BASELINE_ALLOWANCE_SD * math.sqrt(p * (1 - p) / max(n, 1)), T.RATE_FLOOR)
+    if p0 >= 1.0 - T.RATE_FLOOR:
+        return 0, 0, min(p0, 1.0)
+    p1 = min(max(2 * p0, p0 + 0.05), (1 + p0) / 2)
     hit, miss = bernoulli_llr_weights(p0, p1, T.LLR_SCALE)
     return hit, miss, p0
 
@@ -351,20 +370,61 @@ class NumericBank:
         self._recent.load_state(state)
 
 
-def summarise_recent(values: np.ndarray) -> dict[str, Any]:
+#: with examples off, a summary statistic pools at least this many values (none is one request's)
+POOLED_VALUES = 5
+#: fewer valid values than this: no mean, spread or quantiles with examples off (rates only)
+MIN_POOLED_SUMMARY = 10
+_SUMMARY_PROBS = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def summarise_recent(values: np.ndarray, exact: bool = True) -> dict[str, Any]:
     """mean, std, quantiles, missing and invalid rates of encoded recent values (NaN missing, inf invalid).
 
+    Parameters
+    ----------
+    values
+        Encoded recent values of one feature.
+    exact
+        Give min, max and the quantiles as the values themselves. False (examples off: production
+        values may be personal data): no min / max, each quantile the mean of the POOLED_VALUES
+        order statistics around it, and no value statistic at all from fewer than
+        MIN_POOLED_SUMMARY values, so no statistic is one request's value.
+
+    Returns
+    -------
+    dict
+        count (valid values), events, mean, std, [min, max,] p05, p25, p50, p75, p95, missing_rate,
+        invalid_rate.
+
+    Examples
+    --------
     >>> s = summarise_recent(np.array([1.0, 2.0, 3.0, np.nan, np.inf]))
     >>> s["count"], s["mean"], s["missing_rate"], s["invalid_rate"]
     (3, 2.0, 0.2, 0.2)
+    >>> s = summarise_recent(np.arange(1.0, 12.0), exact=False)
+    >>> "max" in s, s["p50"], s["p95"]
+    (False, 6.0, 9.0)
     """
     total = len(values)
     ok = values[np.isfinite(values)]
     out: dict[str, Any] = {"count": int(len(ok)), "events": total}
-    if len(ok):
-        q = np.quantile(ok, [0.05, 0.25, 0.5, 0.75, 0.95])
-        out.update(mean=float(ok.mean()), std=float(ok.std()), min=float(ok.min()), max=float(ok.max()),
-                   p05=float(q[0]), p25=float(q[1]), p50=float(q[2]), p75=float(q[3]), p95=float(q[4]))
+    if len(ok) and (exact or len(ok) >= MIN_POOLED_SUMMARY):
+        out.update(mean=float(ok.mean()), std=float(ok.std()))
+        if exact:
+            q = np.quantile(ok, _SUMMARY_PROBS)
+            out.update(min=float(ok.min()), max=float(ok.max()))
+        else:
+            q = _pooled_quantiles(np.sort(ok), _SUMMARY_PROBS, POOLED_VALUES)
+        out.update(p05=float(q[0]), p25=float(q[1]), p50=float(q[2]), p75=float(q[3]), p95=float(q[4]))
     out["missing_rate"] = float(np.isnan(values).sum() / total) if total else 0.0
     out["invalid_rate"] = float(np.isinf(values).sum() / total) if total else 0.0
     return out
+
+
+def _pooled_quantiles(ordered: np.ndarray, probs: Sequence[float], k: int) -> np.ndarray:
+    """Each quantile of sorted values as the mean of the k order statistics nearest its rank."""
+    n = len(ordered)
+    lo = np.clip(np.rint(np.asarray(probs) * (n - 1)).astype(np.int64) - k // 2, 0, max(n - k, 0))
+    csum = np.concatenate([[0.0], np.cumsum(ordered)])
+    hi = np.minimum(lo + k, n)
+    return (csum[hi] - csum[lo]) / (hi - lo)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.diagnosis import redact_example
 from detectors.extract import INVALID, NumericValues
 
 __all__ = ["MAX_INVALID_EXAMPLES", "MIN_SUMMARY_EVENTS", "InvalidExamples", "RecentRing"]
@@ -102,7 +103,9 @@ class RecentRing:
 
 
 class InvalidExamples:
-    """The last MAX_INVALID_EXAMPLES raw invalid values of each numeric feature, as quoted strings.
+    """The last MAX_INVALID_EXAMPLES raw invalid values of each numeric feature, as quoted strings;
+    with `keep_raw` False (examples off), only whether each held a number (`diagnosis.redact_example`),
+    so that no request's value is kept in the monitor's state.
 
     As in RecentRing, a batch's values are held apart until `commit`, so that an alert inside the
     batch quotes only the values up to its event.
@@ -114,8 +117,9 @@ class InvalidExamples:
     (['1'], ['1', 'x'])
     """
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, keep_raw: bool = True):
         self._kept: list[list[str]] = [[] for _ in range(n_features)]
+        self._keep_raw = keep_raw
         self._batch: NumericValues | None = None
         self._batch_start = 0
 
@@ -130,7 +134,10 @@ class InvalidExamples:
         if self._batch is None:
             return list(kept)
         recent = self._batch.invalid_examples(j, event_index - self._batch_start, MAX_INVALID_EXAMPLES)
-        return (kept + recent)[-MAX_INVALID_EXAMPLES:]
+        return (kept + self._as_kept(recent))[-MAX_INVALID_EXAMPLES:]
+
+    def _as_kept(self, examples: list[str]) -> list[str]:
+        return examples if self._keep_raw else [redact_example(e) for e in examples]
 
     def commit(self) -> None:
         """End of a batch: its last invalid values join the kept ones."""
@@ -140,7 +147,7 @@ class InvalidExamples:
         last = batch.x.shape[1] - 1
         for j in np.flatnonzero((batch.status == INVALID).any(axis=1)).tolist():
             recent = batch.invalid_examples(j, last, MAX_INVALID_EXAMPLES)
-            self._kept[j] = (self._kept[j] + recent)[-MAX_INVALID_EXAMPLES:]
+            self._kept[j] = (self._kept[j] + self._as_kept(recent))[-MAX_INVALID_EXAMPLES:]
 
     def state_dict(self) -> dict[str, Any]:
         """The kept examples as plain data (`load_state` takes it back)."""

@@ -38,7 +38,8 @@ CUSUM_H = 35.0
 BASELINE_ALLOWANCE_SD = 4.0
 
 #: Bernoulli rate CUSUMs (missing, invalid, out of range, unseen category, unexpected field):
-#: expected rate max(training rate + 4 SE, RATE_FLOOR), alternative max(2 p0, p0 + 0.05)
+#: expected rate p0 = max(training rate + 4 SE, RATE_FLOOR), alternative min(max(2 p0, p0 + 0.05), (1 + p0) / 2)
+#: (numeric.rate_weights); Wald's bound needs only that the weights are the LLR against p0
 RATE_H = 20.72326583694641  # ln(1e9): Wald's bound gives ARL0 >= 1e9 blocks
 RATE_FLOOR = 0.002
 

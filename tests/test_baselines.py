@@ -426,7 +426,7 @@ def test_format_baseline_lists_every_feature(saved):
     table = text.split("\n\n", 1)[1].splitlines()
     assert table[0].split()[:3] == ["feature", "kind", "count"]
     assert table[1].split()[:3] == ["amount", "numeric", "500"]
-    assert table[2].split()[:3] == ["country", "categorical", "500"] and "US 50.0%" in table[2]
+    assert table[2].split()[:3] == ["country", "categorical", "500"] and "US 50%" in table[2]
 
 
 def test_cli_build_and_show(tmp_path, capsys):

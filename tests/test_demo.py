@@ -143,10 +143,10 @@ def test_format_alert_shows_the_test_the_diagnosis_and_the_category_shares():
     text = format_alert(CATEGORY_ALERT)
     lines = text.splitlines()
     assert re.match(r"\d\d:\d\d:\d\d  WARNING  drift  credit v1 / channel$", lines[0])
-    assert lines[1] == "  psi statistic 0.2612 > threshold 0.2 (p=3.2e-12) after 18,000 events"
+    assert lines[1] == "  psi statistic 0.261 > threshold 0.2 (p=3.2e-12) after 18,000 events"
     assert lines[2] == "  diagnosis: mobile share up from 30% to 55%: real population change"
-    assert "baseline: web 55.0%, mobile 30.0%, branch 15.0%" in text
-    assert "current:  web 35.0%, mobile 55.0%, branch 10.0%" in text
+    assert "baseline: web 55%, mobile 30%, branch 15%" in text
+    assert "current:  web 35%, mobile 55%, branch 10%" in text
 
 
 def test_format_alert_copes_with_a_sparse_alert():

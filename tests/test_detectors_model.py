@@ -12,7 +12,7 @@ import pytest
 from baselines.build import build_baseline_from_columns
 from baselines.profile import CategoricalProfile
 from detectors.alerts import Alert
-from detectors.diagnosis import category_counts
+from detectors.diagnosis import category_counts, label_hash
 from detectors.model import ModelMonitor
 from stream.devkit import scenarios as streams
 
@@ -125,7 +125,7 @@ def test_the_messy_stream_raises_one_alert_per_cause():
     assert len(alerts) <= 12, got
     assert len({a.alert_id for a in alerts}) == len(alerts)
     unseen = next(a for a in alerts if a.detector == "unseen_category")
-    assert unseen.current["top_unseen"][0][0] == "BR"
+    assert unseen.current["top_unseen"][0][0] == label_hash("BR")  # examples off: the label as its hash
 
 
 # ---- invariances --------------------------------------------------------------------------------
@@ -166,6 +166,43 @@ def test_zero_alerts_on_200k_stationary_events_x_10_features():
     alerts = replay(stream.events, 2000, m)
     assert alerts == []
     assert m.events_seen == 200_000
+
+
+def _mostly_absent(n: int, seed: int, missing: float = 0.8, invalid: float = 0.6) -> dict[str, list]:
+    """Columns whose expected rates are above one half: x is `missing` missing, y `invalid` invalid
+    (strings), c is one of 10 labels of which training keeps 2 (8 in 10 values unseen)."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 1.0, (2, n))
+    return {"x": [None if m else float(v) for m, v in zip(rng.random(n) < missing, values[0])],
+            "y": ["n/a" if b else float(v) for b, v in zip(rng.random(n) < invalid, values[1])],
+            "c": rng.choice([f"L{i}" for i in range(10)], n, p=[0.12, 0.11] + [0.09625] * 8).tolist()}
+
+
+def _mostly_absent_baseline():
+    return build_baseline_from_columns("m", _mostly_absent(N_TRAIN, seed=0), categorical=("c",), top_k=2)
+
+
+def _as_events(columns: dict[str, list]) -> list[dict]:
+    names = list(columns)
+    return [{"model": "m", "features": dict(zip(names, row))} for row in zip(*columns.values())]
+
+
+def test_rates_expected_above_one_half_do_not_false_alarm():
+    """Exchangeable no-change events (the training distribution, other draws) raise nothing when a
+    feature is 80% missing, 60% invalid or 80% unseen in training; a 0.5 cap on the expected rate
+    once fired on any run of ~31 missing values."""
+    base = _mostly_absent_baseline()
+    assert base.features["x"].missing_rate > 0.75 and base.features["c"].other_freq > 0.7
+    m = ModelMonitor(base)
+    alerts = replay(_as_events(_mostly_absent(150_000, seed=1)), 5000, m)
+    assert [(a.feature, a.detector) for a in alerts] == []
+
+
+def test_a_high_missing_rate_that_rises_is_still_caught():
+    stream = _as_events(_mostly_absent(6000, seed=2, missing=0.95))
+    alerts = replay(stream, 1000, ModelMonitor(_mostly_absent_baseline()))
+    missing = [a for a in alerts if a.detector == "missing_rate"]
+    assert [a.feature for a in missing] == ["x"] and missing[0].events_seen < 1000
 
 
 # ---- bad values, confidence, serving -----------------------------------------------------------------

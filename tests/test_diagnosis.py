@@ -354,13 +354,13 @@ def test_missing_categories_filled_with_a_real_category():
     recent[rng(36).random(N_RECENT) < 0.25] = "web"  # serving maps null to 'web'
     d = categorical(profile, recent, n_missing=0)
     assert d.cause == "default_fill" and d.evidence["value"] == "web"
-    assert "missing rate fell from 25% to 0%" in d.sentence
+    assert "missing rate fell from 24.9% to 0%" in d.sentence
 
 
 def test_real_category_gaining_share_is_not_a_default_fill(platform):
     d = categorical(platform, recent_platforms(p=[0.2, 0.65, 0.1, 0.05]))
     assert d.cause == "category_shift"
-    assert "'android' 35% -> 6" in d.sentence
+    assert "'android' 35.3% -> 6" in d.sentence
 
 
 def test_stuck_category(platform):
@@ -469,7 +469,7 @@ def test_mixed_versions_are_named():
     d = diagnose_change_time(t)
     assert d.cause == "abrupt_shift"
     assert d.evidence["served_versions"] == {"1": pytest.approx(0.586, abs=1e-3), "2": pytest.approx(0.414, abs=1e-3)}
-    assert "model versions 1 (59%), 2 (41%) are served together" in d.sentence
+    assert "model versions 1 (58.6%), 2 (41.4%) are served together" in d.sentence
 
 
 # ---- one call per alert: value rule + timing --------------------------------------------------------
@@ -493,7 +493,7 @@ def test_plain_shift_takes_the_timing_cause():
     d = gradual_location_shift_example()
     assert d.cause == "gradual_shift"
     assert d.sentence.startswith("location shift, spread unchanged: mean 0.498 -> 0.698")
-    assert d.sentence.endswith("gradual shift over ~39k events (events 10,240 to 49,664): real population change, consider retraining")
+    assert d.sentence.endswith("gradual shift over ~39.4k events (events 10,240 to 49,664): real population change, consider retraining")
     assert d.evidence["timing"]["change"] == "gradual"
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.events import REASONS, Limits, Reject, dead_letter_record, decode_message
+from detectors.events import REASONS, Limits, Reject, dead_letter_record, decode_message, events_from_value
 
 EVENT = {"model": "credit", "model_version": "3", "features": {"amount": 12.5, "country": "US", "income": None}}
 
@@ -67,6 +67,15 @@ def test_deep_nesting_is_rejected_not_a_crash():
     deep = b"[" * 100_000 + b"]" * 100_000
     events, rejects = decode_message(deep, Limits(max_message_bytes=1_000_000))
     assert events == [] and rejects[0].reason == "not_decodable"
+
+
+def test_a_deep_value_built_in_python_is_dead_lettered_not_a_crash():
+    deep: object = 1
+    for _ in range(100_000):  # deeper than orjson, msgpack and repr go
+        deep = {"a": [deep]}
+    events, rejects = events_from_value([{"model": "m", "features": {}}, {"features": deep}])
+    assert len(events) == 1 and rejects[0].reason == "missing_model"
+    assert rejects[0].raw.startswith(b"{'features': {'a': [{'a': [")
 
 
 def test_dead_letter_record_keeps_the_original_bytes():

@@ -182,7 +182,7 @@ def test_an_accuracy_drop_is_alerted_with_the_interval_and_the_sample_size():
     assert (current["ci_low"], current["ci_high"]) == pytest.approx(wilson_interval(current["accuracy"] * current["n"], current["n"], 1.959964))
     assert 0.65 < current["accuracy"] < 0.85
     assert alert.p_value < 1e-7 and alert.statistic > alert.threshold
-    assert f"n={current['n']:,} labelled predictions" in alert.diagnosis and "vs 90.0% on validation" in alert.diagnosis
+    assert f"n={current['n']:,} labelled predictions" in alert.diagnosis and "vs 90% on validation" in alert.diagnosis
     assert 3000 < alert.evidence["labelled"] < 4000  # found within ~1000 labels of the drop
 
 

@@ -2,6 +2,8 @@
 while its state is saved or restored for the rollback, costs only its events, never the batch."""
 from __future__ import annotations
 
+import msgpack
+import orjson
 import pytest
 
 from detectors.model import ModelMonitor
@@ -72,3 +74,42 @@ def test_rejects_carry_the_origin_of_their_event(credit_baseline, origins):
     assert [(i, r.reason) for i, r in rejects] == [(1, "unknown_model"), (4, "unknown_model")] if origins is None \
         else [(7, "unknown_model")] * 2
     assert counts == {"credit": 4}
+
+
+def _deep(kind: str, depth: int = 1000) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value] if kind == "list" else {"a": value}
+    return value
+
+
+#: the same 1,000-deep values as JSON text (orjson writes at most 255 levels)
+_DEEP_JSON = {"list": b"[" * 1000 + b"1" + b"]" * 1000, "dict": b'{"a":' * 1000 + b"1" + b"}" * 1000}
+
+
+@pytest.mark.parametrize("encode", ["json", "msgpack"])
+def test_deeply_nested_values_are_invalid_values_not_poisoned_events(credit_baseline, encode):
+    """A 1,000-deep value in a numeric feature, a categorical one or the confidence is that value's
+    problem: the event is kept (no monitor_error, so no bisection), the value counts as invalid."""
+    stream = events("credit", 2000, seed=4)
+    payloads = []
+    for i, ev in enumerate(stream):  # 10% of the events carry a deep value, in turn in each place
+        if i % 10 == 0:
+            kind, place = ("list" if i % 20 else "dict"), ("amount", "country", "confidence")[(i // 10) % 3]
+            value = "__deep__" if encode == "json" else _deep(kind)
+            if place == "confidence":
+                ev["confidence"] = value
+            else:
+                ev["features"][place] = value
+        if encode == "json":
+            payloads.append(orjson.dumps(ev).replace(b'"__deep__"', _DEEP_JSON[kind]))
+        else:
+            payloads.append(msgpack.packb(ev))
+    router = ModelRouter([credit_baseline])
+    result = process_messages(router, payloads)
+    assert result.rejects == []
+    assert result.events_by_model == {"credit": 2000}
+    invalid = {(a.feature, a.detector) for a in result.alerts if a.detector.startswith("invalid")}
+    assert invalid == {("amount", "invalid_type"), ("country", "invalid_type"), ("confidence", "invalid_confidence")}
+    state = router.monitor("credit").state_dict()
+    assert all(len(e) <= 64 for kept in state["invalid_examples"] for e in kept)

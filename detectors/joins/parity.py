@@ -15,8 +15,9 @@ from baselines.profile import Baseline, CategoricalProfile, NumericProfile, cate
 from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
 from detectors.cusum import bernoulli_llr_weights
-from detectors.diagnosis import UNIT_FACTOR_TOLERANCE, UNIT_FACTORS, Diagnosis, fmt_count, fmt_num, fmt_pct
+from detectors.diagnosis import UNIT_FACTOR_TOLERANCE, UNIT_FACTORS, Diagnosis
 from detectors.episodes import EpisodeTracker
+from detectors.fmt import count, percent, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
 from detectors.sketches import SpaceSaving
@@ -180,8 +181,8 @@ class FeatureParity:
         if state.pairs:
             served_v, offline_v = np.array(state.pairs).T
             diff = np.abs(served_v - offline_v)
-            current["median_abs_diff"] = fmt_num(np.median(diff))
-            current["median_rel_diff"] = fmt_num(np.median(diff / np.maximum(np.abs(offline_v), self._config.abs_tol)))
+            current["median_abs_diff"] = rounded(np.median(diff))
+            current["median_rel_diff"] = rounded(np.median(diff / np.maximum(np.abs(offline_v), self._config.abs_tol)))
         fields = diagnosis.alert_fields()
         fields["evidence"]["examples"] = (list(state.examples) if self._config.include_examples
                                           else [{"request_id": e["request_id"]} for e in state.examples])
@@ -210,23 +211,24 @@ def _parity_diagnosis(state: _FeatureParity, rate: float, n: int) -> Diagnosis:
     kinds = Counter(state.kinds)
     kind, k = kinds.most_common(1)[0]
     share = k / len(state.kinds)
-    head = (f"serving value differs from the offline recomputation in {fmt_pct(rate)} of the {fmt_count(n)} "
+    head = (f"serving value differs from the offline recomputation in {percent(rate)} of the {count(n)} "
             "joined requests since the change began")
     evidence: dict[str, Any] = {"mismatch_kinds": dict(kinds)}
     if kind == "missing_at_serving":
-        return Diagnosis("missing_at_serving", f"{head} (missing at serving in {fmt_pct(share)} of them, the offline "
+        return Diagnosis("missing_at_serving", f"{head} (missing at serving in {percent(share)} of them, the offline "
                          "pipeline has a value): the serving pipeline drops or fails to fetch the feature", evidence)
     if kind == "missing_offline":
-        return Diagnosis("missing_offline", f"{head} (the offline recomputation has no value in {fmt_pct(share)} of "
+        return Diagnosis("missing_offline", f"{head} (the offline recomputation has no value in {percent(share)} of "
                          "them): check the offline pipeline before the serving one", evidence)
     if kind == "type":
-        return Diagnosis("type_change", f"{head} (served as a non-number in {fmt_pct(share)} of them): "
+        return Diagnosis("type_change", f"{head} (served as a non-number in {percent(share)} of them): "
                          "type or parsing difference in the serving pipeline", evidence)
     if state.numeric:
         return _numeric_parity(state, head, evidence)
-    [(label, count, _), *_] = state.categories.top(1)
+    [(label, label_count, _), *_] = state.categories.top(1)
     served, _, offline = label.partition("\x1f")
-    evidence.update(served=served, offline=offline, share_of_mismatches=fmt_num(count / max(state.categories.total, 1)))
+    evidence.update(served=served, offline=offline,
+                    share_of_mismatches=rounded(label_count / max(state.categories.total, 1)))
     if served.strip().lower() == offline.strip().lower():
         cause = "letter_case" if served.strip() == served and offline.strip() == offline else "formatting"
         return Diagnosis(cause, f"{head} ({served!r} served where the offline recomputation has {offline!r}): "
@@ -238,14 +240,14 @@ def _parity_diagnosis(state: _FeatureParity, rate: float, n: int) -> Diagnosis:
 def _numeric_parity(state: _FeatureParity, head: str, evidence: dict) -> Diagnosis:
     served, offline = np.array(state.pairs).T
     rel = np.abs(served - offline) / np.maximum(np.abs(offline), 1e-300)
-    evidence["median_rel_diff"] = fmt_num(np.median(rel))
+    evidence["median_rel_diff"] = rounded(np.median(rel))
     same_sign = (served * offline) > 0
     if same_sign.sum() >= len(served) / 2:
         log_ratio = float(np.median(np.log(served[same_sign] / offline[same_sign])))
         for name, (factor, hint) in UNIT_FACTORS.items():
             if abs(log_ratio - math.log(factor)) < UNIT_FACTOR_TOLERANCE:
-                evidence.update(factor=name, median_ratio=fmt_num(math.exp(log_ratio)))
+                evidence.update(factor=name, median_ratio=rounded(math.exp(log_ratio)))
                 return Diagnosis("unit_change", f"{head} (served values are ~x{name} the offline ones, e.g. {hint}): "
                                  "unit or scale change in the serving pipeline", evidence)
-    return Diagnosis("computed_differently", f"{head} (median relative difference {fmt_pct(float(np.median(rel)))}): "
+    return Diagnosis("computed_differently", f"{head} (median relative difference {percent(float(np.median(rel)))}): "
                      "the feature is computed differently at serving time", evidence)

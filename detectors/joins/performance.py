@@ -17,8 +17,9 @@ from river import drift
 from baselines.profile import category_key
 from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
-from detectors.diagnosis import Diagnosis, fmt_count, fmt_num
+from detectors.diagnosis import Diagnosis
 from detectors.episodes import EpisodeTracker
+from detectors.fmt import count, number, percent, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
 
@@ -154,15 +155,15 @@ class PerformanceMonitor:
 
     def _diagnosis(self, base: dict, live: dict, bound: float, p_value: float) -> Diagnosis:
         name = "mae" if self._regression else "accuracy"
-        fmt = (lambda v: f"{v:.4g}") if self._regression else _pct_precise
+        fmt = number if self._regression else percent
         since = ("" if self._change_at is None else
-                 f"; ADWIN dates the change ~{fmt_count(self._labelled - self._change_at)} labels ago")
+                 f"; ADWIN dates the change ~{count(self._labelled - self._change_at)} labels ago")
         sentence = (f"live {name} {fmt(live[name])} "
                     f"({REPORTED_CI:.0%} CI {fmt(live['ci_low'])}-{fmt(live['ci_high'])}, "
                     f"n={live['n']:,} labelled predictions) vs {fmt(base[name])} on validation (n={base['n']:,}): "
                     f"the model really performs worse in production (p={p_value:.1g}){since}")
         return Diagnosis("performance_drop", sentence, {
-            "metric": name, "test_bound": fmt_num(bound), "alpha_per_look": PERFORMANCE_ALPHA, "look_every": LOOK_EVERY,
+            "metric": name, "test_bound": rounded(bound), "alpha_per_look": PERFORMANCE_ALPHA, "look_every": LOOK_EVERY,
             "labelled": self._labelled,
             "change_labels_ago": None if self._change_at is None else self._labelled - self._change_at})
 
@@ -174,7 +175,3 @@ class PerformanceMonitor:
         return {"labelled": self._labelled, "unscorable": self._unscorable, "window": len(errors),
                 "metric": "mae" if self._regression else "accuracy", "live": figure,
                 "validation": None if not self._metric else self._metric.get("value")}
-
-
-def _pct_precise(x: float) -> str:
-    return f"{100 * x:.1f}%"

@@ -10,19 +10,18 @@
 ...     "baseline": {"mean": 70125.4, "p50": 62000.0, "missing_rate": 0.01},
 ...     "current": {"mean": 49010.0, "p50": 43400.0, "missing_rate": 0.012}}))
 --:--:--  CRITICAL  drift  credit v1 / income
-  cusum statistic 41.37 > threshold 38 after 12,345 events
+  cusum statistic 41.4 > threshold 38 after 12,345 events
   diagnosis: income is lower at every quantile: population change
                   baseline     current
-  mean              70,125      49,010
-  p50               62,000      43,400
-  missing_rate        1.0%        1.2%
+  mean               70.1k         49k
+  p50                  62k       43.4k
+  missing_rate          1%        1.2%
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import math
 import sys
 import textwrap
 import time
@@ -31,7 +30,7 @@ from typing import Any, Mapping
 import msgpack
 import orjson
 
-from detectors.fmt import printable, printable_tree
+from detectors.fmt import number, percent, printable, printable_tree
 
 #: The baseline/current keys a reader looks at first, in this order; the other keys both sides
 #: share follow, except the sample-size and tail details below (`--json` keeps everything).
@@ -146,7 +145,7 @@ def format_alert(alert: Mapping[str, Any]) -> str:
     if alert.get("feature"):
         subject += f" / {alert['feature']}"
     lines = [f"{clock}  {str(alert.get('severity', '')).upper()}  {alert.get('kind')}  {subject}"]
-    test = f"  {alert.get('detector')} statistic {_number(alert.get('statistic'))} > threshold {_number(alert.get('threshold'))}"
+    test = f"  {alert.get('detector')} statistic {number(alert.get('statistic'))} > threshold {number(alert.get('threshold'))}"
     if alert.get("p_value") is not None:
         test += f" (p={alert['p_value']:.2g})"
     if alert.get("events_seen") is not None:
@@ -191,29 +190,9 @@ def _cell(key: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if _is_rate(key) or key == "top":
-        return f"{value:.1%}"
-    return _number(value)
+        return percent(value)
+    return number(value)
 
 
 def _is_rate(key: str) -> bool:
     return key.endswith(("_rate", "_share", "_ratio")) or key == "other"
-
-
-def _number(value: Any) -> str:
-    """Compact, readable numbers: 62,000 / 0.412 / 1.3e-06.
-
-    >>> [_number(x) for x in (62000.0, 41.37, 0.41234, 1.3e-6, 38.0, float("nan"), None)]
-    ['62,000', '41.37', '0.4123', '1.3e-06', '38', 'nan', '-']
-    """
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude == 0 or magnitude >= 0.001:
-        return f"{value:.4g}"
-    return f"{value:.2g}"
