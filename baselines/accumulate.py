@@ -237,7 +237,8 @@ class NumericStats:
 
     def _sample(self) -> np.ndarray:
         """The bottom-k sample (cuts the buffer back to it)."""
-        values, priority = np.concatenate(self._values or [np.empty(0)]), np.concatenate(self._priorities or [np.empty(0)])
+        values = np.concatenate(self._values or [np.empty(0)])
+        priority = np.concatenate(self._priorities or [np.empty(0)])
         if len(values) > self._k:
             smallest = np.argpartition(priority, self._k - 1)[: self._k]
             values, priority = values[smallest], priority[smallest]

@@ -26,8 +26,9 @@ import dataclasses
 import os
 import stat
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -184,7 +185,7 @@ def output_like_role(name: str) -> str | None:
 
 
 def _build_warning(message: str) -> None:
-    warnings.warn(message, BuildWarning)
+    warnings.warn(message, BuildWarning, stacklevel=1)  # about the training data, not a call site
 
 
 def build_baseline_from_columns(

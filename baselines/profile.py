@@ -17,9 +17,10 @@ import hashlib
 import math
 import stat
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -187,7 +188,7 @@ class Baseline:
         }
 
     @classmethod
-    def from_dict(cls, d: Any) -> "Baseline":
+    def from_dict(cls, d: Any) -> Baseline:
         """Validate and build; any problem raises BaselineError with a readable reason."""
         if not isinstance(d, Mapping) or d.get("schema") != SCHEMA:
             raise BaselineError("not a skewwatch baseline (no 'schema: skewwatch.baseline' field)")
@@ -231,7 +232,7 @@ class Baseline:
         tmp.replace(path)  # atomic: a watcher never sees a half-written file
 
     @classmethod
-    def load(cls, path: str | Path) -> "Baseline":
+    def load(cls, path: str | Path) -> Baseline:
         """Read and validate a baseline file; BaselineError says what is wrong with it.
 
         Bounded before parsing: only a regular file (a device such as /dev/zero or a FIFO would
@@ -251,7 +252,7 @@ class Baseline:
         return cls.loads(raw, name=str(p))
 
     @classmethod
-    def loads(cls, raw: bytes, name: str = "<bytes>") -> "Baseline":
+    def loads(cls, raw: bytes, name: str = "<bytes>") -> Baseline:
         """Decode and validate a baseline from msgpack bytes (see `load`)."""
         containers = 0
 
@@ -268,8 +269,10 @@ class Baseline:
                                 object_hook=count, list_hook=count)
         except BaselineError as e:
             raise BaselineError(f"{name}: {e}") from None
-        except Exception as e:  # msgpack raises several unrelated types on garbage
-            raise BaselineError(f"{name}: not a msgpack file ({type(e).__name__}); is it a skewwatch baseline?") from None
+        except Exception as e:  # noqa: BLE001 (msgpack raises several unrelated types on garbage)
+            raise BaselineError(
+                f"{name}: not a msgpack file ({type(e).__name__}); is it a skewwatch baseline?"
+            ) from None
         try:
             return cls.from_dict(d)
         except BaselineError as e:
@@ -329,7 +332,9 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
     if kind == "numeric":
         q = _floats(d["quantiles"], f"{name}.quantiles", len(QUANTILE_PROBS))
         if len(q) != len(QUANTILE_PROBS) or not np.all(np.diff(q) >= 0) or not np.all(np.isfinite(q)):
-            raise BaselineError(f"feature {name!r}: quantiles must be {len(QUANTILE_PROBS)} finite non-decreasing values")
+            raise BaselineError(
+                f"feature {name!r}: quantiles must be {len(QUANTILE_PROBS)} finite non-decreasing values"
+            )
         edges = _floats(d["bin_edges"], f"{name}.bin_edges", MAX_BINS)
         freqs = _floats(d["bin_freqs"], f"{name}.bin_freqs", MAX_BINS + 1)
         if len(freqs) != len(edges) + 1 or (len(edges) and not np.all(np.diff(edges) > 0)):

@@ -8,8 +8,9 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -58,13 +59,14 @@ class _Opened:
 
     def __init__(self, p: Path):
         self._raw = open(p, "rb")
-        self.stream: io.BufferedIOBase = gzip.GzipFile(fileobj=self._raw) if p.name.lower().endswith(".gz") else self._raw
+        gzipped = p.name.lower().endswith(".gz")
+        self.stream: io.BufferedIOBase = gzip.GzipFile(fileobj=self._raw) if gzipped else self._raw
 
     @property
     def bytes_read(self) -> int:
         return self._raw.tell()
 
-    def __enter__(self) -> "_Opened":
+    def __enter__(self) -> _Opened:
         return self
 
     def __exit__(self, *exc: Any) -> None:

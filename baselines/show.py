@@ -33,7 +33,9 @@ def format_baseline(b: Baseline) -> str:
     if b.prediction is not None:
         lines.append(f"prediction  {_describe(b.prediction)}")
     if b.metric:
-        lines.append(f"metric      {b.metric.get('name')} {_num(b.metric.get('value'))} on {b.metric.get('n', '?'):,} rows")
+        lines.append(
+            f"metric      {b.metric.get('name')} {_num(b.metric.get('value'))} on {b.metric.get('n', '?'):,} rows"
+        )
     header = ["feature", "kind", "count", "missing", "invalid", "mean", "std", "min", "p50", "max"]
     rows = [header]
     for name, p in b.features.items():
@@ -102,7 +104,8 @@ def _table(rows: list[list[str]]) -> list[str]:
             widths[i] = max(widths[i], len(c))
     out = []
     for r in rows:
-        cells = [c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(r[: len(r) if len(r) == n else -1])]
+        aligned = r[: len(r) if len(r) == n else -1]
+        cells = [c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(aligned)]
         if len(r) < n:
             cells.append(r[-1])
         out.append("  ".join(cells).rstrip())

@@ -26,7 +26,8 @@ import math
 import sys
 import textwrap
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import msgpack
 import orjson
@@ -48,14 +49,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="alert topic (default: env SKEWWATCH_ALERT_TOPIC, else skewwatch.alerts)")
     parser.add_argument("--json", action="store_true", help="print each alert as one raw JSON line")
     parser.add_argument(
-        "--from-beginning", action="store_true", help="also print the alerts already on the topic (default: only new ones)"
+        "--from-beginning", action="store_true",
+        help="also print the alerts already on the topic (default: only new ones)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.worker import config
-
     from aiokafka.errors import KafkaError
+
+    from stream.worker import config
 
     # aiokafka logs every failed connection attempt; the one line below says it better
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -146,7 +148,8 @@ def format_alert(alert: Mapping[str, Any]) -> str:
     if alert.get("feature"):
         subject += f" / {alert['feature']}"
     lines = [f"{clock}  {str(alert.get('severity', '')).upper()}  {alert.get('kind')}  {subject}"]
-    test = f"  {alert.get('detector')} statistic {_number(alert.get('statistic'))} > threshold {_number(alert.get('threshold'))}"
+    test = (f"  {alert.get('detector')} statistic {_number(alert.get('statistic'))} "
+            f"> threshold {_number(alert.get('threshold'))}")
     if alert.get("p_value") is not None:
         test += f" (p={alert['p_value']:.2g})"
     if alert.get("events_seen") is not None:

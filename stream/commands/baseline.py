@@ -41,7 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--label-column", help="column holding the true label (needs --prediction-column)")
     build.add_argument("--categorical", type=_names, action="extend", default=[], metavar="A,B",
                        help="columns to profile as categorical whatever they look like")
-    build.add_argument("--exclude", type=_names, action="extend", default=[], metavar="C,D", help="columns to leave out")
+    build.add_argument("--exclude", type=_names, action="extend", default=[], metavar="C,D",
+                       help="columns to leave out")
     show = sub.add_parser("show", help="print a baseline readably", description="Print a baseline file readably.")
     show.add_argument("baseline", metavar="BASELINE", help="baseline file (msgpack)")
     show.add_argument("--json", action="store_true", help="the whole baseline as JSON, arrays included")

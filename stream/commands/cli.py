@@ -14,7 +14,8 @@ COMMANDS = {
     "broker": ("stream.devkit.broker", "run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1"),
     "demo": ("stream.devkit.demo", "embedded broker + worker + synthetic traffic that drifts"),
     "alerts": ("stream.commands.alerts", "follow the alert topic and print alerts readably"),
-    "report": ("stream.report.command", "a self-contained HTML report of a replay: distributions, statistics over time, diagnoses"),
+    "report": ("stream.report.command",
+               "a self-contained HTML report of a replay: distributions, statistics over time, diagnoses"),
 }
 
 

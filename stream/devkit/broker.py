@@ -88,7 +88,7 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> "EmbeddedBroker":
+    def start(self) -> EmbeddedBroker:
         if self._proc is not None:
             raise RuntimeError("the broker is already started")
         if self._port is None:
@@ -146,7 +146,7 @@ class EmbeddedBroker:
         if proc is not None:
             stop_process(proc, STOP_TIMEOUT)
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

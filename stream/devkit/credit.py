@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -216,7 +217,9 @@ def _applicants(rng: np.random.Generator, n: int, phase: Phase) -> tuple[dict[st
     return cols, missing
 
 
-def _score(rng: np.random.Generator, cols: dict[str, np.ndarray], missing: np.ndarray, logit_scale: float) -> dict[str, np.ndarray]:
+def _score(
+    rng: np.random.Generator, cols: dict[str, np.ndarray], missing: np.ndarray, logit_scale: float
+) -> dict[str, np.ndarray]:
     """The true default risk, the label drawn from it, and the model's prediction and confidence."""
     # The model imputes a missing employment_years with its training mean (5 years): missing
     # values alone barely move its scores, so the confidence drop stays a separate incident.

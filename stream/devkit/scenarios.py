@@ -26,9 +26,10 @@ True
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -170,7 +171,9 @@ class Stream:
         )
 
 
-def _columns(specs: list[FeatureSpec], rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _columns(
+    specs: list[FeatureSpec], rng: np.random.Generator, n: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     values = {s.name: s.sample(rng, n) for s in specs}
     missing = {s.name: rng.random(n) < s.missing_rate for s in specs}
     return values, missing
@@ -216,7 +219,8 @@ def make_stream(
     prod = Production(values, missing, _confidence(rng, n_events), _prediction(rng, n_events), rng)
     if change is not None:
         change(prod, specs)
-    return Stream(training, train_confidence, train_prediction, events_from_columns(prod), tuple(specs), change_at, feature)
+    return Stream(training, train_confidence, train_prediction, events_from_columns(prod), tuple(specs),
+                  change_at, feature)
 
 
 def events_from_columns(prod: Production) -> list[dict[str, Any]]:
@@ -269,7 +273,9 @@ def variance_change(n_events: int, *, at: int, factor: float = 2.0, feature: str
     return make_stream(n_events, change, change_at=at, feature=feature, **kw)
 
 
-def gradual_drift(n_events: int, *, start: int, length: int, k: float = 1.0, feature: str = "normal_00", **kw: Any) -> Stream:
+def gradual_drift(
+    n_events: int, *, start: int, length: int, k: float = 1.0, feature: str = "normal_00", **kw: Any
+) -> Stream:
     """The mean of `feature` ramps linearly from 0 to `k` std over `length` events from `start`, then stays."""
 
     def change(prod: Production, specs: list[FeatureSpec]) -> None:
@@ -318,7 +324,7 @@ def seed_example(n_events: int, **kw: Any) -> Stream:
 
 
 # ---- running a scenario --------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def shared_baseline(n_features: int = 10) -> Baseline:
     """The baseline of every scenario with `n_features` features: all generators share training seed 0."""
     return stationary(0, n_features=n_features).baseline()
