@@ -20,8 +20,9 @@ import pytest
 from baselines.build import build_baseline_from_columns
 from detectors.events import decode_message
 from stream.commands import alerts as alerts_cmd
+from stream.commands import cli
 from stream.commands.alerts import bootstrap_servers, decode_alert, format_alert
-from stream.devkit import credit
+from stream.devkit import credit, processes, scenarios
 
 
 # ---- the synthetic credit model -------------------------------------------------------------
@@ -122,9 +123,10 @@ def test_normal_traffic_matches_the_training_baseline():
     assert missing_rate == pytest.approx(credit.EMPLOYMENT_MISSING_RATE, abs=0.005)
 
 
-@pytest.mark.parametrize("module", [credit, alerts_cmd], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [credit, alerts_cmd, cli, processes, scenarios], ids=lambda m: m.__name__)
 def test_doctests(module):
-    # stream/ is not in pytest's doctest paths (stream.worker.app builds a Faust app on import)
+    # stream/ is not in pytest's doctest paths (stream.worker.app builds a Faust app on import):
+    # the examples of the modules that have some run here
     assert doctest.testmod(module).failed == 0
 
 

@@ -34,6 +34,8 @@ import orjson
 
 from detectors.fmt import printable, printable_tree
 
+__all__ = ["bootstrap_servers", "configure", "decode_alert", "follow", "format_alert", "run"]
+
 #: The baseline/current keys a reader looks at first, in this order; the other keys both sides
 #: share follow, except the sample-size and tail details below (`--json` keeps everything).
 _FIRST_KEYS = ("mean", "std", "p05", "p50", "p95", "top")
@@ -43,6 +45,7 @@ _WIDTH = 100
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add `skewwatch alerts`' arguments (--broker, --topic, --json, --from-beginning) to `parser`."""
     parser.add_argument("--broker", default=None,
                         help="Kafka URL or host:port (default: env SKEWWATCH_BROKER, else kafka://127.0.0.1:9092)")
     parser.add_argument("--topic", default=None,
@@ -55,6 +58,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Follow the alert topic until Ctrl-C; 1 if the broker cannot be reached, 2 on a bad setting.
+
+    The broker and topic default to the worker's own settings (same environment variables).
+    """
     from aiokafka.errors import KafkaError
 
     from stream.worker import config
@@ -84,7 +91,21 @@ async def follow(broker: str, topic: str, *, as_json: bool = False, from_beginni
     """Print every alert arriving on `topic` until cancelled.
 
     Says on `err` (stderr) once it is connected. A record that is not an alert (another producer
-    on the topic) is reported on `err` with where it is, and skipped."""
+    on the topic) is reported on `err` with where it is, and skipped.
+
+    Parameters
+    ----------
+    broker
+        The broker's URL (``kafka://host:port``, several separated by ``;`` or ``,``) or host:port.
+    topic
+        The alert topic.
+    as_json
+        Print each alert as one JSON line instead of `format_alert`'s block.
+    from_beginning
+        Also print the alerts already on the topic, not only the new ones.
+    out, err
+        Where alerts and notices go (default: stdout, stderr).
+    """
     from aiokafka import AIOKafkaConsumer
 
     out = out or sys.stdout
@@ -128,7 +149,13 @@ def bootstrap_servers(broker: str) -> str:
 
 def decode_alert(value: bytes) -> dict[str, Any]:
     """An alert record value: JSON or msgpack (the alert topic carries either); ValueError if it
-    is neither, or not a map."""
+    is neither, or not a map.
+
+    >>> decode_alert(b'{"kind": "drift", "feature": "income"}')
+    {'kind': 'drift', 'feature': 'income'}
+    >>> decode_alert(msgpack.packb({"kind": "schema"}))
+    {'kind': 'schema'}
+    """
     alert = orjson.loads(value) if value[:1] == b"{" else msgpack.unpackb(value, raw=False, strict_map_key=False)
     if not isinstance(alert, dict):
         raise ValueError(f"an alert is a map, not {type(alert).__name__}")
@@ -139,7 +166,19 @@ def format_alert(alert: Mapping[str, Any]) -> str:
     """One readable block: headline, test result, diagnosis, baseline vs current.
 
     Every string of the alert is shown with its control characters escaped (`detectors.fmt.printable`):
-    names and categories come from producers and must not drive the terminal."""
+    names and categories come from producers and must not drive the terminal. The module's docstring
+    shows a whole block.
+
+    Parameters
+    ----------
+    alert
+        A decoded alert record (`decode_alert`); absent fields are left out or shown as "-".
+
+    Returns
+    -------
+    str
+        Lines without a trailing newline.
+    """
     alert = printable_tree(dict(alert))
     ts = alert.get("ts")
     clock = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "--:--:--"

@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["CATEGORICAL", "EMPLOYMENT_MISSING_RATE", "FEATURES", "MODEL", "MODEL_VERSION", "NUMERIC", "PURPOSES",
+           "Phase", "baseline", "scenario", "training", "traffic"]
+
 MODEL = "credit"
 MODEL_VERSION = "1"
 
@@ -250,7 +253,28 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def baseline(seed: int = 0, model: str = MODEL, rows: int = TRAINING_ROWS):
-    """The baseline of the synthetic credit model, from its training set."""
+    """The baseline of the synthetic credit model, from its training set.
+
+    Parameters
+    ----------
+    seed
+        Seed of the training set (`training`).
+    model
+        The model name the baseline carries.
+    rows
+        Rows of the training set.
+
+    Returns
+    -------
+    baselines.profile.Baseline
+        The FEATURES (CATEGORICAL ones categorical), the confidence, the prediction and its accuracy.
+
+    Examples
+    --------
+    >>> b = baseline(rows=2_000)
+    >>> b.model, len(b.features), b.metric["name"], b.confidence is not None
+    ('credit', 15, 'accuracy', True)
+    """
     from baselines.build import build_baseline_from_columns
 
     columns = training(rows, seed=seed)

@@ -35,6 +35,8 @@ from stream.devkit.processes import (
     wait_until_serving,
 )
 
+__all__ = ["configure", "run"]
+
 APP_ID = "skewwatch-demo"
 #: Seconds of each scenario phase before the last (normal, shift, missing); the last,
 #: the confidence drop, lasts until the end.
@@ -48,6 +50,7 @@ PROGRESS_SECONDS = 5.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add `skewwatch demo`'s arguments (--rate, --duration, --keep-running, --web-port, --seed) to `parser`."""
     parser.description = (
         "Start the embedded broker and a worker, build a baseline from synthetic credit-risk training "
         "data, then produce production traffic that develops a population shift, a missing-value "
@@ -84,6 +87,7 @@ class _Stats:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the demo until --duration (or Ctrl-C) and print a summary; every process started is stopped."""
     from stream.devkit.broker import EmbeddedBroker
     from stream.devkit.processes import free_port
     from stream.worker import config

@@ -38,6 +38,10 @@ from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.model import ModelMonitor
 
+__all__ = ["MODEL", "MODEL_VERSION", "NEW_CATEGORY", "FeatureSpec", "Production", "Stream", "confidence_drop",
+           "gradual_drift", "make_stream", "mean_shift", "missing_rise", "new_category", "replay", "run_scenario",
+           "seed_example", "shared_baseline", "stationary", "variance_change"]
+
 MODEL = "synthetic"
 MODEL_VERSION = "1"
 #: event time of the first production event; events are 10 ms apart
@@ -110,7 +114,7 @@ def _sample_categories(rng: np.random.Generator, n: int, categories: list[str], 
     return np.asarray(categories, dtype=object)[np.minimum(idx, len(categories) - 1)]
 
 
-def mixed_features(n_features: int = 10) -> list[FeatureSpec]:
+def _mixed_features(n_features: int = 10) -> list[FeatureSpec]:
     """The mixed feature set: kinds cycle through KINDS, parameters vary with the index."""
     specs = []
     for i in range(n_features):
@@ -161,6 +165,7 @@ class Stream:
         return tuple(s.name for s in self.specs if s.kind == "category")
 
     def baseline(self) -> Baseline:
+        """The baseline built from the stream's training columns (`shared_baseline` caches the default one)."""
         return build_baseline_from_columns(
             MODEL,
             self.training,
@@ -207,7 +212,7 @@ def make_stream(
 ) -> Stream:
     """Generate training (seed `train_seed`) and production (seed `seed`), apply `change` to
     the production columns, and assemble the events."""
-    specs = mixed_features(n_features)
+    specs = _mixed_features(n_features)
     train_rng = np.random.default_rng(train_seed)
     t_values, t_missing = _columns(specs, train_rng, n_train)
     training = {name: _as_list(v, t_missing[name]) for name, v in t_values.items()}
@@ -219,11 +224,11 @@ def make_stream(
     prod = Production(values, missing, _confidence(rng, n_events), _prediction(rng, n_events), rng)
     if change is not None:
         change(prod, specs)
-    return Stream(training, train_confidence, train_prediction, events_from_columns(prod), tuple(specs),
+    return Stream(training, train_confidence, train_prediction, _events_from_columns(prod), tuple(specs),
                   change_at, feature)
 
 
-def events_from_columns(prod: Production) -> list[dict[str, Any]]:
+def _events_from_columns(prod: Production) -> list[dict[str, Any]]:
     names = list(prod.values)
     columns = [_as_list(prod.values[n], prod.missing[n]) for n in names]
     n = prod.n
