@@ -30,6 +30,9 @@ from baselines.profile import (
     category_key,
 )
 
+__all__ = ["CATEGORY_COUNTER_CAP", "RESERVOIR_SIZE", "TOP_K_CATEGORIES", "CategoricalStats", "NumericStats",
+           "Undecided", "as_floats", "category_codes", "infer_kind", "prediction_kind"]
+
 #: values kept per numeric column for the quantiles (exact below this many values)
 RESERVOIR_SIZE = 200_000
 #: a numeric column with at most this many distinct values keeps its exact distribution
@@ -70,6 +73,24 @@ def as_floats(s: pd.Series, text: bool) -> tuple[np.ndarray, np.ndarray]:
     """Row-aligned float values (NaN where missing or invalid) and the missing mask.
 
     A value is valid where the result is finite; invalid where neither valid nor missing.
+
+    Parameters
+    ----------
+    s
+        One column of a chunk.
+    text
+        Whether the column was read as text (CSV): numbers are then parsed from their spelling.
+
+    Returns
+    -------
+    values, missing
+        float64 values and a bool mask, both one per row.
+
+    Examples
+    --------
+    >>> values, missing = as_floats(pd.Series([1, "x", None, True], dtype=object), text=False)
+    >>> values.tolist(), missing.tolist()
+    ([1.0, nan, nan, nan], [False, False, True, False])
     """
     s = _plain(s)
     if _is_number_dtype(s):
@@ -93,6 +114,12 @@ def category_codes(s: pd.Series, text: bool) -> tuple[np.ndarray, list[str | Non
     Text (CSV) is its own key, exactly as written: "True" stays "True" and "1.0" stays "1.0" (the
     monitors match a JSON boolean with the baseline's spelling of it, see `detectors.extract`).
     Typed values (JSON, Parquet, in memory) are keyed as events are (`category_key`).
+
+    Examples
+    --------
+    >>> codes, keys = category_codes(pd.Series(["US", True, None, 1.0, "US"], dtype=object), text=False)
+    >>> codes.tolist(), keys
+    ([0, 1, -1, 2, 0], ['US', 'true', '1'])
     """
     codes, uniques = _factorize(s)
     if text:
@@ -132,7 +159,14 @@ def _py(v: Any) -> Any:
 
 
 def infer_kind(s: pd.Series, text: bool) -> str | None:
-    """'numeric' or 'categorical' from a sample of the column; None when it holds no value yet."""
+    """'numeric' or 'categorical' from a sample of the column; None when it holds no value yet.
+
+    A column is numeric when at least NUMERIC_SHARE of its present values are numbers (parsed from
+    their spelling when `text`).
+
+    >>> [infer_kind(pd.Series(v), text=True) for v in (["1", "2.5", "007"], ["1", "x"], [None, None])]
+    ['numeric', 'categorical', None]
+    """
     s = _plain(s)
     present = s.dropna()
     if len(present) == 0:
@@ -152,7 +186,11 @@ def infer_kind(s: pd.Series, text: bool) -> str | None:
 
 
 def prediction_kind(s: pd.Series, text: bool) -> str | None:
-    """Class labels -> categorical; a regression output (many or fractional values) -> numeric."""
+    """Class labels -> categorical; a regression output (many or fractional values) -> numeric.
+
+    >>> prediction_kind(pd.Series([0, 1, 1, 0]), text=False), prediction_kind(pd.Series([0.2, 1.7]), text=False)
+    ('categorical', 'numeric')
+    """
     kind = infer_kind(s, text)
     if kind != "numeric":
         return kind
@@ -190,9 +228,11 @@ class NumericStats:
         self._distinct: dict[float, int] | None = {}
 
     def add_missing(self, n: int) -> None:
+        """Count `n` rows where the column is absent."""
         self.n_missing += n
 
     def add(self, values: np.ndarray, missing: np.ndarray) -> None:
+        """Take a chunk's values and missing mask, as `as_floats` gives them."""
         valid = np.isfinite(values)
         n_missing = int(missing.sum())
         self.n_missing += n_missing
@@ -237,7 +277,8 @@ class NumericStats:
 
     def _sample(self) -> np.ndarray:
         """The bottom-k sample (cuts the buffer back to it)."""
-        values, priority = np.concatenate(self._values or [np.empty(0)]), np.concatenate(self._priorities or [np.empty(0)])
+        values = np.concatenate(self._values or [np.empty(0)])
+        priority = np.concatenate(self._priorities or [np.empty(0)])
         if len(values) > self._k:
             smallest = np.argpartition(priority, self._k - 1)[: self._k]
             values, priority = values[smallest], priority[smallest]
@@ -246,6 +287,14 @@ class NumericStats:
         return values
 
     def finish(self) -> NumericProfile:
+        """The column's profile: moments, quantile grid and bins from the sample (or exact counts).
+
+        >>> stats = NumericStats("x", reservoir_size=1000)
+        >>> stats.add(*as_floats(pd.Series([1.0, 2.0, None, 3.0]), text=False))
+        >>> p = stats.finish()
+        >>> p.count, p.n_missing, p.mean, p.integer_valued
+        (3, 1, 2.0, True)
+        """
         if self._n == 0:
             return NumericProfile(
                 name=self._name, count=0, n_missing=self.n_missing, n_invalid=self.n_invalid,
@@ -320,9 +369,11 @@ class CategoricalStats:
         self._pruned_distinct = 0
 
     def add_missing(self, n: int) -> None:
+        """Count `n` rows where the column is absent."""
         self.n_missing += n
 
     def add(self, codes: np.ndarray, keys: list[str | None]) -> None:
+        """Take a chunk's codes and keys, as `category_codes` gives them."""
         present = codes[codes >= 0]
         self.n_missing += len(codes) - len(present)
         for key, c in zip(keys, np.bincount(present, minlength=len(keys)).tolist()):
@@ -339,6 +390,14 @@ class CategoricalStats:
             self._counts = Counter(dict(self._counts.most_common(CATEGORY_COUNTER_CAP // 2)))
 
     def finish(self) -> CategoricalProfile:
+        """The column's profile: the `top_k` heaviest categories' shares, the rest as "other".
+
+        >>> stats = CategoricalStats("country", top_k=1)
+        >>> stats.add(*category_codes(pd.Series(["US", "US", "FR", None]), text=True))
+        >>> p = stats.finish()
+        >>> p.categories, round(p.other_freq, 3), p.n_missing, p.n_distinct
+        ({'US': 0.6666666666666666}, 0.333, 1, 2)
+        """
         top = sorted(self._counts.items(), key=lambda kc: (-kc[1], kc[0]))[: self._top_k]
         kept = sum(c for _, c in top)
         return CategoricalProfile(
@@ -359,4 +418,5 @@ class Undecided:
         self.n_missing = n_missing
 
     def add_missing(self, n: int) -> None:
+        """Count `n` rows where the column is absent."""
         self.n_missing += n

@@ -26,8 +26,9 @@ import dataclasses
 import os
 import stat
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,8 +54,8 @@ from baselines.readers import (
     parquet_frames,
 )
 
-__all__ = ["MIN_ROWS", "BuildError", "BuildWarning", "Progress", "Warn", "build_baseline",
-           "build_baseline_from_columns", "output_like_role"]
+__all__ = ["MIN_ROWS", "OUTPUT_LIKE_NAMES", "BuildError", "BuildWarning", "Profiler", "Progress", "Roles", "Warn",
+           "build_baseline", "build_baseline_from_columns", "output_like_role"]
 
 #: rows per chunk read from a file
 CHUNK_ROWS = 100_000
@@ -136,6 +137,16 @@ def build_baseline(
         The profile; raises BuildError when the file cannot be profiled: not a regular file (refused
         before it is opened), unreadable, no rows or fewer than min_rows, no feature left once the
         excluded and role columns are set aside.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = Path(d) / "train.csv"
+    ...     _ = path.write_text("amount,country,score\\n" + "".join(f"{i},US,0.9\\n" for i in range(1000)))
+    ...     b = build_baseline(path, model="credit", confidence_column="score")
+    >>> b.n_rows, {name: p.kind for name, p in b.features.items()}, round(b.confidence.mean, 3)
+    (1000, {'amount': 'numeric', 'country': 'categorical'}, 0.9)
     """
     p = Path(path)
     try:
@@ -184,7 +195,7 @@ def output_like_role(name: str) -> str | None:
 
 
 def _build_warning(message: str) -> None:
-    warnings.warn(message, BuildWarning)
+    warnings.warn(message, BuildWarning, stacklevel=1)  # about the training data, not a call site
 
 
 def build_baseline_from_columns(
@@ -203,6 +214,36 @@ def build_baseline_from_columns(
     """The same profiling from in-memory columns (arrays or lists of equal length).
 
     Values are typed as in events: None/NaN is missing, a string in a numeric column is invalid.
+    No minimum number of rows and no warning about output-like names: the caller says what each
+    column is.
+
+    Parameters
+    ----------
+    model, version
+        What the baseline belongs to (events carry `model`).
+    columns
+        Feature name -> values (numpy array, pandas Series or any sized iterable).
+    confidence, prediction, labels
+        The model's confidence in [0, 1], its prediction and the true label, one per row (None:
+        absent). Labels need a prediction: the baseline's metric compares them.
+    categorical
+        Features profiled as categorical whatever they look like.
+    reservoir_size, top_k, chunk_rows
+        Values sampled per numeric column, categories kept per feature, rows profiled at a time.
+
+    Returns
+    -------
+    Baseline
+        The profile (its `source` is "columns"); BuildError when the columns' lengths differ.
+
+    Examples
+    --------
+    >>> b = build_baseline_from_columns("credit", {"amount": [10.0, None, 30.0], "country": ["US", "FR", 3]},
+    ...                                 prediction=[1, 0, 1], labels=[1, 1, 1])
+    >>> b.features["amount"].mean, b.features["amount"].missing_rate, b.features["country"].categories["3"]
+    (20.0, 0.3333333333333333, 0.3333333333333333)
+    >>> b.metric
+    {'name': 'accuracy', 'value': 0.6666666666666666, 'n': 3}
     """
     data = dict(columns)
     role_names = {}
@@ -278,6 +319,7 @@ class Profiler:
         self.check_features()
 
     def excludes(self, name: str) -> bool:
+        """Whether the column is left out (`exclude`)."""
         return name in self._exclude
 
     def reads_as_text(self, name: str) -> bool:
@@ -309,6 +351,7 @@ class Profiler:
         return Undecided(n_missing)
 
     def add(self, frame: pd.DataFrame) -> None:
+        """Take a chunk of rows: each column to its accumulator (a column absent from it counts as missing)."""
         n = len(frame)
         self._seen.update(frame.columns)
         for name in frame.columns:
@@ -394,6 +437,15 @@ class Profiler:
                 raise BuildError(f"{flag} column {column!r} is not in the data (columns: {known})")
 
     def finish(self, *, model: str, version: str | None, source: str) -> Baseline:
+        """The baseline of every row added; a column that only ever held missing values is categorical and empty.
+
+        Parameters
+        ----------
+        model, version
+            What the baseline belongs to.
+        source
+            Where the rows came from (a file name), kept in the baseline.
+        """
         self.check_columns()
         features = {
             name: (CategoricalProfile(name=name, count=0, n_missing=stats.n_missing, n_invalid=0,

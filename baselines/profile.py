@@ -17,12 +17,16 @@ import hashlib
 import math
 import stat
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import msgpack
 import numpy as np
+
+__all__ = ["MAX_CATEGORIES", "QUANTILE_PROBS", "SCHEMA", "SCHEMA_VERSION", "Baseline", "BaselineError",
+           "CategoricalProfile", "FeatureProfile", "NumericProfile", "category_key"]
 
 SCHEMA = "skewwatch.baseline"
 SCHEMA_VERSION = 1
@@ -89,7 +93,13 @@ class NumericProfile:
         return self.n_invalid / self.total if self.total else 0.0
 
     def summary(self) -> dict[str, Any]:
-        """The baseline side of an alert: small, JSON-ready."""
+        """The baseline side of an alert: small, JSON-ready.
+
+        Returns
+        -------
+        dict
+            count, mean, std, min, max, the 5/25/50/75/95th percentiles and the missing rate.
+        """
         q = self.quantiles
         return {
             "count": self.count,
@@ -134,6 +144,25 @@ class CategoricalProfile:
         return self.n_invalid / self.total if self.total else 0.0
 
     def summary(self, top: int = 5) -> dict[str, Any]:
+        """The baseline side of an alert: small, JSON-ready.
+
+        Parameters
+        ----------
+        top
+            How many of the most frequent categories to list.
+
+        Returns
+        -------
+        dict
+            count, n_distinct, the `top` categories' shares, the "other" share and the missing rate.
+
+        Examples
+        --------
+        >>> p = CategoricalProfile("country", count=10, n_missing=0, n_invalid=0,
+        ...                        categories={"US": 0.7, "FR": 0.2, "DE": 0.1}, other_freq=0.0, n_distinct=3)
+        >>> p.summary(top=2)["top"]
+        {'US': 0.7, 'FR': 0.2}
+        """
         ranked = sorted(self.categories.items(), key=lambda kv: -kv[1])[:top]
         return {
             "count": self.count,
@@ -144,12 +173,22 @@ class CategoricalProfile:
         }
 
 
+#: the profile of one feature, of either kind (`NumericProfile.kind` / `CategoricalProfile.kind` tell them apart)
 FeatureProfile = NumericProfile | CategoricalProfile
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """Everything skewwatch knows about a model's training data."""
+    """Everything skewwatch knows about a model's training data.
+
+    Built by `baselines.build`, written with `save` and read back, validated, with `load`. The file
+    is a msgpack map (never pickle): see the module's docstring.
+
+    >>> from baselines.build import build_baseline_from_columns
+    >>> b = build_baseline_from_columns("credit", {"amount": [1.0, 2.0, 3.0], "country": ["US", "FR", "US"]})
+    >>> b.model, b.n_rows, list(b.features)
+    ('credit', 3, ['amount', 'country'])
+    """
 
     model: str
     version: str | None
@@ -164,14 +203,31 @@ class Baseline:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """A hash of the profile's content (not of when or from where it was built): the same
-        training data profiled again gives the same fingerprint, a different one does not."""
+        """A hash of the profile's content (not of when or from where it was built).
+
+        The same training data profiled again gives the same fingerprint, a different one does not:
+        16 hexadecimal digits.
+
+        >>> from baselines.build import build_baseline_from_columns
+        >>> a = build_baseline_from_columns("m", {"x": [1.0, 2.0, 3.0]})
+        >>> b = build_baseline_from_columns("m", {"x": [1.0, 2.0, 3.0]})
+        >>> c = build_baseline_from_columns("m", {"x": [1.0, 2.0, 4.0]})
+        >>> a.fingerprint == b.fingerprint != c.fingerprint, len(a.fingerprint)
+        (True, 16)
+        """
         d = self.to_dict()
         del d["created"], d["source"]
         return hashlib.blake2b(msgpack.packb(d, use_bin_type=True), digest_size=8).hexdigest()
 
     # ---- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The baseline as plain data (the map written to disk): arrays become lists of floats.
+
+        >>> from baselines.build import build_baseline_from_columns
+        >>> d = build_baseline_from_columns("m", {"x": [1.0, 2.0]}).to_dict()
+        >>> d["schema"], d["schema_version"], d["features"]["x"]["kind"]
+        ('skewwatch.baseline', 1, 'numeric')
+        """
         return {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -187,8 +243,27 @@ class Baseline:
         }
 
     @classmethod
-    def from_dict(cls, d: Any) -> "Baseline":
-        """Validate and build; any problem raises BaselineError with a readable reason."""
+    def from_dict(cls, d: Any) -> Baseline:
+        """A baseline from plain data (`to_dict`'s map, as decoded from a file), validated.
+
+        Parameters
+        ----------
+        d
+            The decoded map; anything else is refused.
+
+        Returns
+        -------
+        Baseline
+            Raises BaselineError with a readable reason when `d` is not a baseline this skewwatch
+            reads (foreign, of another schema version, malformed, beyond the caps).
+
+        Examples
+        --------
+        >>> Baseline.from_dict({"schema": "other"})
+        Traceback (most recent call last):
+        ...
+        baselines.profile.BaselineError: not a skewwatch baseline (no 'schema: skewwatch.baseline' field)
+        """
         if not isinstance(d, Mapping) or d.get("schema") != SCHEMA:
             raise BaselineError("not a skewwatch baseline (no 'schema: skewwatch.baseline' field)")
         v = d.get("schema_version")
@@ -225,17 +300,60 @@ class Baseline:
             raise BaselineError(f"malformed baseline: {type(e).__name__}: {e}") from None
 
     def save(self, path: str | Path) -> None:
+        """Write the baseline to `path` as msgpack, atomically (a temporary file renamed over it).
+
+        Parameters
+        ----------
+        path
+            The file to write; an existing one is replaced.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from baselines.build import build_baseline_from_columns
+        >>> b = build_baseline_from_columns("credit", {"amount": [1.0, 2.0, 3.0]})
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     b.save(Path(d) / "credit.baseline")
+        ...     sorted(p.name for p in Path(d).iterdir())
+        ['credit.baseline']
+        """
         data = msgpack.packb(self.to_dict(), use_bin_type=True)
         tmp = Path(str(path) + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)  # atomic: a watcher never sees a half-written file
 
     @classmethod
-    def load(cls, path: str | Path) -> "Baseline":
+    def load(cls, path: str | Path) -> Baseline:
         """Read and validate a baseline file; BaselineError says what is wrong with it.
 
         Bounded before parsing: only a regular file (a device such as /dev/zero or a FIFO would
-        be read forever), at most MAX_FILE_BYTES, and `loads`' cap on decoded objects."""
+        be read forever), at most MAX_FILE_BYTES, and `loads`' cap on decoded objects.
+
+        Parameters
+        ----------
+        path
+            A file written by `save` (or `skewwatch baseline build`).
+
+        Returns
+        -------
+        Baseline
+            The baseline as saved: same content, same `fingerprint`.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from baselines.build import build_baseline_from_columns
+        >>> b = build_baseline_from_columns("credit", {"amount": [1.0, 2.0, 3.0]})
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     b.save(Path(d) / "credit.baseline")
+        ...     loaded = Baseline.load(Path(d) / "credit.baseline")
+        >>> loaded.model, loaded.features["amount"].mean, loaded.fingerprint == b.fingerprint
+        ('credit', 2.0, True)
+        >>> Baseline.load("/nonexistent/credit.baseline")
+        Traceback (most recent call last):
+        ...
+        baselines.profile.BaselineError: /nonexistent/credit.baseline: cannot read baseline: No such file or directory
+        """
         p = Path(path)
         try:
             # stat before open: opening a FIFO blocks until someone writes to it
@@ -251,8 +369,34 @@ class Baseline:
         return cls.loads(raw, name=str(p))
 
     @classmethod
-    def loads(cls, raw: bytes, name: str = "<bytes>") -> "Baseline":
-        """Decode and validate a baseline from msgpack bytes (see `load`)."""
+    def loads(cls, raw: bytes, name: str = "<bytes>") -> Baseline:
+        """Decode and validate a baseline from msgpack bytes (see `load`).
+
+        Parameters
+        ----------
+        raw
+            The bytes of a baseline file.
+        name
+            What to call them in an error message (a file name).
+
+        Returns
+        -------
+        Baseline
+            Raises BaselineError when `raw` is not msgpack, not a baseline, or holds more maps and
+            lists than any baseline does.
+
+        Examples
+        --------
+        >>> import msgpack
+        >>> from baselines.build import build_baseline_from_columns
+        >>> b = build_baseline_from_columns("credit", {"amount": [1.0, 2.0, 3.0]})
+        >>> Baseline.loads(msgpack.packb(b.to_dict())).fingerprint == b.fingerprint
+        True
+        >>> Baseline.loads(b"not msgpack", name="upload.bin")
+        Traceback (most recent call last):
+        ...
+        baselines.profile.BaselineError: upload.bin: not a msgpack file (ExtraData); is it a skewwatch baseline?
+        """
         containers = 0
 
         def count(container: Any) -> Any:
@@ -268,8 +412,10 @@ class Baseline:
                                 object_hook=count, list_hook=count)
         except BaselineError as e:
             raise BaselineError(f"{name}: {e}") from None
-        except Exception as e:  # msgpack raises several unrelated types on garbage
-            raise BaselineError(f"{name}: not a msgpack file ({type(e).__name__}); is it a skewwatch baseline?") from None
+        except Exception as e:  # noqa: BLE001 (msgpack raises several unrelated types on garbage)
+            raise BaselineError(
+                f"{name}: not a msgpack file ({type(e).__name__}); is it a skewwatch baseline?"
+            ) from None
         try:
             return cls.from_dict(d)
         except BaselineError as e:
@@ -329,7 +475,9 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
     if kind == "numeric":
         q = _floats(d["quantiles"], f"{name}.quantiles", len(QUANTILE_PROBS))
         if len(q) != len(QUANTILE_PROBS) or not np.all(np.diff(q) >= 0) or not np.all(np.isfinite(q)):
-            raise BaselineError(f"feature {name!r}: quantiles must be {len(QUANTILE_PROBS)} finite non-decreasing values")
+            raise BaselineError(
+                f"feature {name!r}: quantiles must be {len(QUANTILE_PROBS)} finite non-decreasing values"
+            )
         edges = _floats(d["bin_edges"], f"{name}.bin_edges", MAX_BINS)
         freqs = _floats(d["bin_freqs"], f"{name}.bin_freqs", MAX_BINS + 1)
         if len(freqs) != len(edges) + 1 or (len(edges) and not np.all(np.diff(edges) > 0)):
@@ -380,6 +528,18 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
 def category_key(v: Any) -> str:
     """The one spelling of a categorical value, shared by the builder and the monitors.
 
+    Parameters
+    ----------
+    v
+        A category as decoded from an event or read from training data.
+
+    Returns
+    -------
+    str
+        Strings as they are, booleans as JSON spells them, whole floats as integers.
+
+    Examples
+    --------
     >>> [category_key(x) for x in ("US", 3, 3.0, True, 2.5, 10**5000)]
     ['US', '3', '3', 'true', '2.5', '<int of 16610 bits>']
     """

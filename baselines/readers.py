@@ -8,13 +8,16 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 if TYPE_CHECKING:
     from baselines.build import Profiler, Roles
+
+__all__ = ["INFER_ROWS", "JSONL_CHUNK_ROWS", "BuildError", "csv_frames", "format_of", "jsonl_frames", "parquet_frames"]
 
 #: at most this many rows per JSONL chunk: a row is a Python dict there, ~50x a CSV row's memory
 JSONL_CHUNK_ROWS = 20_000
@@ -58,13 +61,14 @@ class _Opened:
 
     def __init__(self, p: Path):
         self._raw = open(p, "rb")
-        self.stream: io.BufferedIOBase = gzip.GzipFile(fileobj=self._raw) if p.name.lower().endswith(".gz") else self._raw
+        gzipped = p.name.lower().endswith(".gz")
+        self.stream: io.BufferedIOBase = gzip.GzipFile(fileobj=self._raw) if gzipped else self._raw
 
     @property
     def bytes_read(self) -> int:
         return self._raw.tell()
 
-    def __enter__(self) -> "_Opened":
+    def __enter__(self) -> _Opened:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -73,7 +77,23 @@ class _Opened:
 
 
 def csv_frames(p: Path, profiler: Profiler, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
-    """A CSV or TSV file's chunks; the profiler decides the column kinds from the first rows, read as text."""
+    """A CSV or TSV file's chunks; the profiler decides the column kinds from the first rows, read as text.
+
+    Parameters
+    ----------
+    p
+        The file (.csv or .tsv, optionally gzipped).
+    profiler
+        Decides each column's kind from the first INFER_ROWS rows (`Profiler.decide`), then says how
+        to read it: as text or typed, which null spellings count as missing, which columns to skip.
+    chunk_rows
+        Rows per chunk.
+
+    Yields
+    ------
+    frame, bytes_read
+        A chunk and how far through the file on disk reading has got.
+    """
     sep = "\t" if p.name.lower().removesuffix(".gz").endswith(".tsv") else ","
     try:
         with _Opened(p) as f:
@@ -97,7 +117,32 @@ def csv_frames(p: Path, profiler: Profiler, chunk_rows: int) -> Iterator[tuple[p
 
 
 def jsonl_frames(p: Path, roles: Roles, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
-    """A JSONL file's chunks: flat rows, or events whose `features` object is the row (plus the role columns)."""
+    """A JSONL file's chunks: flat rows, or events whose `features` object is the row (plus the role columns).
+
+    Parameters
+    ----------
+    p
+        The file (.jsonl or .ndjson, optionally gzipped); blank lines are skipped.
+    roles
+        The role columns, taken from an event's top level when its features are nested.
+    chunk_rows
+        Rows per chunk.
+
+    Yields
+    ------
+    frame, bytes_read
+        A chunk and how far through the file on disk reading has got.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from baselines.build import Roles
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = Path(d) / "events.jsonl"
+    ...     _ = path.write_text('{"features": {"amount": 1.5}, "confidence": 0.9}\\n{"amount": 2.5}\\n')
+    ...     [(frame.to_dict("list"), n) for frame, n in jsonl_frames(path, Roles("confidence", None, None), 10)]
+    [({'amount': [1.5, 2.5], 'confidence': [0.9, nan]}, 65)]
+    """
     import orjson
 
     role_columns = list(roles.columns)
@@ -139,6 +184,18 @@ def parquet_frames(p: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int
     1.3 GB at 2M; now 0.64 GB for both).
     Its columns are compressed per row group, so no byte offset tracks the rows decoded: bytes_read
     is the file's size in proportion to the rows decoded.
+
+    Parameters
+    ----------
+    p
+        The file (.parquet or .pq); reading it needs pyarrow.
+    chunk_rows
+        Rows per chunk at most.
+
+    Yields
+    ------
+    frame, bytes_read
+        A chunk (``features.amount`` read as ``amount``) and the estimated bytes read so far.
     """
     try:
         import pyarrow as pa

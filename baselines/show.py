@@ -8,18 +8,42 @@ from typing import Any
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile
 from detectors.fmt import number, percent, printable
 
+__all__ = ["baseline_json", "format_baseline"]
+
 #: categories listed per categorical feature in the table
 SHOWN_CATEGORIES = 3
 
 
 def format_baseline(b: Baseline) -> str:
-    """A header (model, version, rows, created, source, confidence, prediction, metric) and
-    one table row per feature; control characters in names and categories are shown escaped.
+    """The baseline for a person: a header, then one table row per feature.
 
+    The header gives the model, version, rows, when and from what it was built, and the confidence,
+    prediction and metric when the baseline has them; control characters in names and categories
+    are shown escaped.
+
+    Parameters
+    ----------
+    b
+        The baseline to show.
+
+    Returns
+    -------
+    str
+        Lines without a trailing newline, as `skewwatch baseline show` prints them.
+
+    Examples
+    --------
+    >>> import dataclasses
     >>> from baselines.build import build_baseline_from_columns
     >>> b = build_baseline_from_columns("credit", {"amount": [1.0, 2.0, None], "country": ["US", "US", "FR"]})
-    >>> print(format_baseline(b).split("\\n", 1)[0])
+    >>> b = dataclasses.replace(b, created=0.0)  # no build time: the output does not depend on today
+    >>> print(format_baseline(b))  # doctest: +NORMALIZE_WHITESPACE
     model credit  version -  rows 3  features 2 (1 numeric, 1 categorical)
+    created -  source columns
+    <BLANKLINE>
+    feature  kind         count  missing  invalid  mean  std  min  p50  max
+    amount   numeric          2    33.3%     0.0%   1.5  0.5    1  1.5    2
+    country  categorical      3     0.0%     0.0%  2 distinct: US 66.7%, FR 33.3%
     """
     kinds = [p.kind for p in b.features.values()]
     lines = [
@@ -32,7 +56,9 @@ def format_baseline(b: Baseline) -> str:
     if b.prediction is not None:
         lines.append(f"prediction  {_describe(b.prediction)}")
     if b.metric:
-        lines.append(f"metric      {b.metric.get('name')} {number(b.metric.get('value'))} on {b.metric.get('n', '?'):,} rows")
+        lines.append(
+            f"metric      {b.metric.get('name')} {number(b.metric.get('value'))} on {b.metric.get('n', '?'):,} rows"
+        )
     header = ["feature", "kind", "count", "missing", "invalid", "mean", "std", "min", "p50", "max"]
     rows = [header]
     for name, p in b.features.items():
@@ -48,12 +74,32 @@ def format_baseline(b: Baseline) -> str:
 
 
 def baseline_json(b: Baseline) -> str:
-    """The whole baseline as indented JSON; arrays (quantiles, bins) stay on one line each."""
+    """The whole baseline as indented JSON; arrays (quantiles, bins) stay on one line each.
+
+    >>> from baselines.build import build_baseline_from_columns
+    >>> text = baseline_json(build_baseline_from_columns("credit", {"country": ["US", "FR"]}))
+    >>> print(text[text.index('"features"'):text.index('"confidence"')].rstrip())
+    "features": {
+        "country": {
+          "kind": "categorical",
+          "count": 2,
+          "n_missing": 0,
+          "n_invalid": 0,
+          "categories": {
+            "FR": 0.5,
+            "US": 0.5
+          },
+          "other_freq": 0.0,
+          "n_distinct": 2
+        }
+      },
+    """
     return _json(b.to_dict(), "")
 
 
 def _json(value: Any, indent: str) -> str:
-    """
+    """`value` as JSON, maps and lists of maps or lists indented under `indent`, flat lists on one line.
+
     >>> print(_json({"a": {"b": [1, 2.5]}, "c": None}, ""))
     {
       "a": {
@@ -101,7 +147,8 @@ def _table(rows: list[list[str]]) -> list[str]:
             widths[i] = max(widths[i], len(c))
     out = []
     for r in rows:
-        cells = [c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(r[: len(r) if len(r) == n else -1])]
+        aligned = r[: len(r) if len(r) == n else -1]
+        cells = [c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(aligned)]
         if len(r) < n:
             cells.append(r[-1])
         out.append("  ".join(cells).rstrip())

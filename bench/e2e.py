@@ -40,13 +40,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.results import RESULTS, write_block  # noqa: E402
-from stream.devkit import credit
-from stream.worker import config  # noqa: E402
 from stream.commands.alerts import decode_alert  # noqa: E402
+from stream.devkit import credit  # noqa: E402
 from stream.devkit.broker import EmbeddedBroker  # noqa: E402
 from stream.devkit.processes import (  # noqa: E402
-    embedded_worker_env, free_port, metric_value, start_worker, stop_worker, tail, wait_until_serving,
+    embedded_worker_env,
+    free_port,
+    metric_value,
+    start_worker,
+    stop_worker,
+    tail,
+    wait_until_serving,
 )
+from stream.worker import config  # noqa: E402
 
 SECTION = "## End to end (bench/e2e.py)"
 BARE_APP_ID = "bench-bare"
@@ -232,9 +238,11 @@ async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, b
         rows.append(("(b) skewwatch worker, 1 event/message", f"{single_rate:,.0f} events/s",
                      f"{single_rate / bare_rate:.2f}x bare (target >= 0.8)"))
         rows.append((f"(a) bare Faust agent, {EVENTS_PER_BATCHED_MESSAGE} events/message",
-                     f"{bare_batched_rate:,.0f} events/s ({bare_batched_rate / EVENTS_PER_BATCHED_MESSAGE:,.0f} messages/s)", ""))
+                     f"{bare_batched_rate:,.0f} events/s "
+                     f"({bare_batched_rate / EVENTS_PER_BATCHED_MESSAGE:,.0f} messages/s)", ""))
         rows.append((f"(c) skewwatch worker, {EVENTS_PER_BATCHED_MESSAGE} events/message",
-                     f"{batched_rate:,.0f} events/s", f"{batched_rate / bare_batched_rate:.2f}x bare; target >= 100,000"))
+                     f"{batched_rate:,.0f} events/s",
+                     f"{batched_rate / bare_batched_rate:.2f}x bare; target >= 100,000"))
         rows.append(("(c) share of the run the worker spent processing micro-batches",
                      f"{batched_busy / sum(batched_s):.0%}", "near 100%: detection is the limit"))
         stationary_alerts = len(alerts)
@@ -265,10 +273,12 @@ async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, b
                      f"p99 {np.percentile(since_drift, 99) * 1000:.0f} ms", ""))
     else:
         rows.append(("(d) alert latency", "no drift alerted", "target p99 <= 1000 ms"))
-    batches = metric_value(after, "skewwatch_batch_seconds_count") - metric_value(before, "skewwatch_batch_seconds_count")
+    batches = (metric_value(after, "skewwatch_batch_seconds_count")
+               - metric_value(before, "skewwatch_batch_seconds_count"))
     busy = metric_value(after, "skewwatch_batch_seconds_sum") - metric_value(before, "skewwatch_batch_seconds_sum")
     if batches:
-        rows.append(("(d) worker micro-batch processing time, mean", f"{busy / batches * 1000:.1f} ms over {batches:,.0f} batches", ""))
+        rows.append(("(d) worker micro-batch processing time, mean",
+                     f"{busy / batches * 1000:.1f} ms over {batches:,.0f} batches", ""))
     rows.append(("alerts on stationary traffic during (a)-(c)", str(stationary_alerts), "expected 0"))
     return rows
 
@@ -361,7 +371,8 @@ def _write_results(table: str, args: argparse.Namespace) -> None:
     command = (f".venv/bin/python bench/e2e.py --messages {args.messages} "
                f"--batched-messages {args.batched_messages} --repeat {args.repeat} --drifts {args.drifts}")
     section = (f"{SECTION}\n\nCommand: `{command}`  \nDate: {time.strftime('%Y-%m-%d %H:%M')}  \n"
-               f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; the embedded Tansu broker, the "
+               f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; "
+               "the embedded Tansu broker, the "
                "producer and one worker process on the same machine\n\n"
                f"{table}\n\n{_NOTES}")
     write_block("e2e.py", section)

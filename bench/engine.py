@@ -42,8 +42,8 @@ from river import drift  # noqa: E402
 
 from bench.results import RESULTS, write_block  # noqa: E402
 from detectors.model import ModelMonitor  # noqa: E402
-from stream.gc_policy import relax_gc  # noqa: E402
 from stream.devkit import scenarios as streams  # noqa: E402
+from stream.gc_policy import relax_gc  # noqa: E402
 
 N_FEATURES = 50
 BATCH = 1000
@@ -146,7 +146,9 @@ def time_replay(path: Path, baseline_path: Path, n_events: int) -> tuple[float, 
 
 
 # ---- (3) state size --------------------------------------------------------------------------
-def state_sizes(baseline, event_batches: list[list[dict]], checkpoints: list[int]) -> tuple[list[tuple[int, float]], float]:
+def state_sizes(
+    baseline, event_batches: list[list[dict]], checkpoints: list[int]
+) -> tuple[list[tuple[int, float]], float]:
     """Feed the batches round and round; bytes of state per feature at each checkpoint, and events/s."""
     monitor = ModelMonitor(baseline)
     sizes = []
@@ -173,7 +175,8 @@ def human(n: float) -> str:
 
 
 def machine_note() -> str:
-    return (f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; Python {platform.python_version()}, "
+    return (f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; "
+            f"Python {platform.python_version()}, "
             f"numpy {np.__version__}, river {river.__version__}, orjson {orjson.__version__}, "
             f"msgpack {'.'.join(map(str, msgpack.version))}")
 
@@ -198,7 +201,8 @@ def main() -> None:
     categorical = list(stream.categorical)
     numeric = [s.name for s in stream.specs if s.name not in categorical]
     print(f"generated {len(events):,} events x {N_FEATURES} features ({len(numeric)} numeric, "
-          f"{len(categorical)} categorical) + confidence + prediction in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+          f"{len(categorical)} categorical) + confidence + prediction in {time.perf_counter() - t:.1f} s",
+          file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="skewwatch-bench-") as tmp:
         jsonl, mpk, bpath = Path(tmp) / "events.jsonl", Path(tmp) / "events.msgpack", Path(tmp) / "baseline.msgpack"
@@ -252,13 +256,15 @@ def main() -> None:
         f"Command: `{command.strip()}`  ",
         f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
         f"Machine: {machine_note()}  ",
-        f"Events: {n:,} stationary events x {N_FEATURES} features ({len(numeric)} numeric, {len(categorical)} categorical, "
+        f"Events: {n:,} stationary events x {N_FEATURES} features "
+        f"({len(numeric)} numeric, {len(categorical)} categorical, "
         f"some missing) + confidence + prediction, every detector on; best of {args.repeat} interleaved runs; "
         f"{alerts} alerts on these stationary events.",
         "",
         "| figure | skewwatch | peer / floor | ratio | target |",
         "|---|---|---|---|---|",
-        f"| (1) monitor cost, decoded batches of {BATCH} | {rate['monitor']:,.0f} events/s | naive River ADWIN+PageHinkley "
+        f"| (1) monitor cost, decoded batches of {BATCH} | {rate['monitor']:,.0f} events/s | "
+        "naive River ADWIN+PageHinkley "
         f"loop: {rate['naive']:,.0f} events/s | **{monitor_x:.1f}x** | >= 20x |",
         f"| (1') only reading the {N_FEATURES} values out of each event dict, no detection: itemgetter | "
         f"{rate['read_floor']:,.0f} events/s | naive loop as above | {rate['read_floor'] / rate['naive']:.1f}x | "
@@ -266,7 +272,8 @@ def main() -> None:
         f"| (1'') the same with the monitor's compiled reader (`FeatureColumns.extract`) | "
         f"{rate['extract']:,.0f} events/s | naive loop as above | {rate['extract'] / rate['naive']:.1f}x | "
         f"{1e6 / rate['extract']:.2f} us of the {1e6 / (20 * rate['naive']):.2f} us per event that 20x allows |",
-        f"| (2) `skewwatch replay` JSONL (its own loop) | {rate['replay_jsonl']:,.0f} events/s | orjson.loads per line: "
+        f"| (2) `skewwatch replay` JSONL (its own loop) | {rate['replay_jsonl']:,.0f} events/s | "
+        "orjson.loads per line: "
         f"{rate['parse_jsonl']:,.0f} events/s | **{share_j:.2f}** of floor | >= 0.6 |",
         f"| (2) `skewwatch replay` msgpack (its own loop) | {rate['replay_msgpack']:,.0f} events/s | msgpack.Unpacker: "
         f"{rate['parse_msgpack']:,.0f} events/s | **{share_m:.2f}** of floor | >= 0.6 |",

@@ -61,12 +61,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.results import write_block  # noqa: E402
-from stream.devkit import credit
-from stream.worker import config  # noqa: E402
+from stream.devkit import credit  # noqa: E402
 from stream.devkit.broker import EmbeddedBroker  # noqa: E402
 from stream.devkit.processes import (  # noqa: E402
-    embedded_worker_env, free_port, metric_value, start_worker, stop_worker, tail, wait_until_serving,
+    embedded_worker_env,
+    free_port,
+    metric_value,
+    start_worker,
+    stop_worker,
+    tail,
+    wait_until_serving,
 )
+from stream.worker import config  # noqa: E402
 
 SECTION = "## Reliability (bench/soak.py, tests/integration/test_reliability.py)"
 EVENTS_PER_MESSAGE = 100
@@ -122,7 +128,8 @@ def _sample(t: float, worker_pid: int, broker_pid: int, metrics_url: str, sent_m
     events = metric_value(text, "skewwatch_events_total", f'model="{credit.MODEL}"')
     return Sample(minute=t / 60, worker_rss=_rss_mb(worker_pid), broker_rss=_rss_mb(broker_pid), series=len(series),
                   events=events, lag=lag, backlog=sent_messages - events / EVENTS_PER_MESSAGE,
-                  alerts=sum(float(m.group(1)) for m in re.finditer(r"^skewwatch_alerts_total\{[^}]*\} (\S+)$", text, re.M)))
+                  alerts=sum(float(m.group(1))
+                             for m in re.finditer(r"^skewwatch_alerts_total\{[^}]*\} (\S+)$", text, re.M)))
 
 
 class _Traffic:
@@ -183,7 +190,8 @@ async def soak(workdir: Path, args: argparse.Namespace) -> int:
                 capacity = None if args.rate else await _capacity(producer, cfg.input_topic, metrics_url,
                                                                   traffic.next_message, args.probe_messages, worker)
                 rate = args.rate or args.load * capacity
-                print(f"feeding {rate:,.0f} events/s ({EVENTS_PER_MESSAGE} per message) for {args.minutes} min", flush=True)
+                print(f"feeding {rate:,.0f} events/s ({EVENTS_PER_MESSAGE} per message) for {args.minutes} min",
+                      flush=True)
                 samples = await _feed(producer, cfg.input_topic, rate, args, traffic, worker.pid, broker.pid,
                                       metrics_url, stop)
             finally:
@@ -250,7 +258,7 @@ async def _feed(producer, topic: str, rate: float, args, traffic: _Traffic, work
                 break
         try:
             await asyncio.wait_for(stop.wait(), max(0.0, start + TICK * (1 + (now - start) // TICK) - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     await producer.flush()
     await asyncio.sleep(2)  # let the worker drain the last messages before the final sample
@@ -275,11 +283,14 @@ def _table(samples: list[Sample], rate: float, capacity: float | None) -> str:
     lags = [s["lag"] for s in steady]
     stored = (last["broker_rss"] - first["broker_rss"]) * 2**20 / max(1.0, last["events"] - first["events"])
     summary = (f"\nworker RSS {first['worker_rss']:.0f} MB at start, {steady[0]['worker_rss']:.0f} MB after the first "
-               f"sample, {last['worker_rss']:.0f} MB at the end; lag max {max(lags):.0f}, last {lags[-1]:.0f} messages; "
+               f"sample, {last['worker_rss']:.0f} MB at the end; "
+               f"lag max {max(lags):.0f}, last {lags[-1]:.0f} messages; "
                f"{last['events']:,.0f} events monitored at {rate:,.0f} events/s offered"
                + (f" ({rate / capacity:.0%} of the {capacity:,.0f} events/s probed)" if capacity else "") + "; "
-               f"metric series {first['series']} -> {last['series']}; backlog max {max(s['backlog'] for s in steady):.0f} messages; "
-               f"broker RSS {first['broker_rss']:.0f} -> {last['broker_rss']:.0f} MB ({stored:.0f} bytes per event fed)")
+               f"metric series {first['series']} -> {last['series']}; "
+               f"backlog max {max(s['backlog'] for s in steady):.0f} messages; "
+               f"broker RSS {first['broker_rss']:.0f} -> {last['broker_rss']:.0f} MB "
+               f"({stored:.0f} bytes per event fed)")
     return "\n".join([HEADER, *(_row(s) for s in samples)]) + "\n" + summary
 
 
@@ -290,7 +301,8 @@ def _write_results(table: str, samples: list[Sample], rate: float, args: argpars
                f"--compression {args.compression} --broker-budget-mb {args.broker_budget_mb:g}") + (
         f" --rate {args.rate:g}" if args.rate else "") + " --write-results"
     block = (f"### Soak (`bench/soak.py`)\n\nCommand: `{command}`  \nDate: {time.strftime('%Y-%m-%d %H:%M')}  \n"
-             f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; the embedded broker, the "
+             f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; "
+             "the embedded broker, the "
              f"producer and one worker on the same machine. {EVENTS_PER_MESSAGE} credit-model events (15 features) "
              f"per message, {args.unseen_share:.0%} of events with a distinct never-seen `purpose` value.\n\n{table}")
     write_block("soak.py", block, heading=SECTION)

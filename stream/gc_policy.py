@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import gc
 
+__all__ = ["relax_gc"]
+
 YOUNG_THRESHOLD = 50_000
 
 
 def relax_gc() -> None:
+    """Freeze every object alive now out of the collections and collect young objects less often.
+
+    Call it once the process is set up (modules imported, app built), before the hot loop:
+    `skewwatch worker` and `skewwatch replay` do.
+    """
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 20, 100)

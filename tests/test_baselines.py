@@ -17,7 +17,6 @@ from baselines.profile import QUANTILE_PROBS, SCHEMA, Baseline, BaselineError
 from baselines.show import baseline_json, format_baseline
 from stream.commands.cli import main as cli
 
-
 #: the library builds these small fixtures; files under MIN_ROWS rows are refused by default
 #: (tests/test_baseline_build_inputs.py)
 SMALL = {"min_rows": 1}
@@ -210,7 +209,8 @@ def test_parquet_flat_and_event_shaped(tmp_path):
     assert set(b.features["ok"].categories) == {"true", "false"}
     assert b.confidence.count == n and b.n_rows == n
 
-    events = pa.table({"model": ["m"] * 3, "features": [{"a": 1.0, "b": "x"}, {"a": 2.0, "b": "y"}, {"a": None, "b": "x"}]})
+    features = [{"a": 1.0, "b": "x"}, {"a": 2.0, "b": "y"}, {"a": None, "b": "x"}]
+    events = pa.table({"model": ["m"] * 3, "features": features})
     pq.write_table(events, tmp_path / "events.parquet")
     b = build_baseline(tmp_path / "events.parquet", model="m", exclude=["model"], **SMALL)
     assert list(b.features) == ["a", "b"] and b.features["a"].n_missing == 1

@@ -20,8 +20,9 @@ import pytest
 from baselines.build import build_baseline_from_columns
 from detectors.events import decode_message
 from stream.commands import alerts as alerts_cmd
-from stream.devkit import credit
+from stream.commands import cli
 from stream.commands.alerts import bootstrap_servers, decode_alert, format_alert
+from stream.devkit import credit, processes, scenarios
 
 
 # ---- the synthetic credit model -------------------------------------------------------------
@@ -118,12 +119,14 @@ def test_normal_traffic_matches_the_training_baseline():
         profile = baseline.features[name]
         served = np.array([e["features"][name] for e in normal])
         assert abs(served.mean() - profile.mean) < 0.1 * profile.std
-    assert baseline.features["employment_years"].missing_rate == pytest.approx(credit.EMPLOYMENT_MISSING_RATE, abs=0.005)
+    missing_rate = baseline.features["employment_years"].missing_rate
+    assert missing_rate == pytest.approx(credit.EMPLOYMENT_MISSING_RATE, abs=0.005)
 
 
-@pytest.mark.parametrize("module", [credit, alerts_cmd], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [credit, alerts_cmd, cli, processes, scenarios], ids=lambda m: m.__name__)
 def test_doctests(module):
-    # stream/ is not in pytest's doctest paths (stream.worker.app builds a Faust app on import)
+    # stream/ is not in pytest's doctest paths (stream.worker.app builds a Faust app on import):
+    # the examples of the modules that have some run here
     assert doctest.testmod(module).failed == 0
 
 
@@ -172,7 +175,7 @@ def test_bootstrap_servers_accepts_faust_urls():
 ALERT_HEADLINE = re.compile(r"^\d\d:\d\d:\d\d  (WARNING|CRITICAL)  (\w+)  credit v1")
 
 
-def _lines_of(process: subprocess.Popen) -> tuple["queue.Queue[str]", threading.Thread]:
+def _lines_of(process: subprocess.Popen) -> tuple[queue.Queue[str], threading.Thread]:
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in process.stdout], daemon=True)
     reader.start()

@@ -192,7 +192,7 @@ def promql_problems(expr: str, catalogue: dict) -> list[str]:
             if name in catalogue and label not in catalogue[name][1] | SCRAPE_LABELS:
                 problems.append(f"{name} has no label {label}")
     for labels in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
-        for label in filter(None, (l.strip() for l in labels.split(","))):
+        for label in filter(None, (part.strip() for part in labels.split(","))):
             if label not in known_labels:
                 problems.append(f"grouping by unknown label {label}")
     for function, name in re.findall(r"\b(rate|irate|increase)\(\s*(skewwatch_[a-z0-9_]+)", expr):
@@ -211,7 +211,7 @@ def output_labels(expr: str, catalogue: dict) -> set[str]:
     """Labels an expression's result keeps: the grouping labels once it aggregates, else the
     labels of the series it selects."""
     if re.search(r"\b(sum|min|max|avg|count|topk|bottomk|quantile)\s*(\(|by\b|without\b)", expr):
-        return {l.strip() for group in re.findall(r"\bby\s*\(([^)]*)\)", expr) for l in group.split(",")}
+        return {name.strip() for group in re.findall(r"\bby\s*\(([^)]*)\)", expr) for name in group.split(",")}
     return set(SCRAPE_LABELS).union(*(catalogue[n][1] for n in re.findall(r"\bskewwatch_[a-z0-9_]+", expr)))
 
 
@@ -287,7 +287,7 @@ def test_worker_reaches_kafka_on_the_compose_network():
     cfg = worker_config(stack)
     scheme, _, address = cfg.broker.partition("://")
     assert scheme == "kafka"
-    advertised = dict(l.split("://") for l in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    advertised = dict(listener.split("://") for listener in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
     assert address in advertised.values()
     host, port = address.split(":")
     assert host in ("kafka", kafka.get("hostname"))
@@ -300,8 +300,8 @@ def test_kafka_is_a_consistent_single_node_kraft_cluster():
     env = environment(kafka)
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     listeners = {name: int(addr.rsplit(":", 1)[1])
-                 for name, addr in (l.split("://") for l in env["KAFKA_LISTENERS"].split(","))}
-    advertised = dict(l.split("://") for l in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+                 for name, addr in (listener.split("://") for listener in env["KAFKA_LISTENERS"].split(","))}
+    advertised = dict(listener.split("://") for listener in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
     protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
     controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
     assert set(listeners) <= set(protocols)
@@ -330,7 +330,7 @@ def test_kafka_init_creates_exactly_the_worker_topics(host_env):
     (script,) = init["command"]
     parser = _kafka_topics_parser()
     created, configs = {}, {}
-    for line in filter(None, (l.strip() for l in script.splitlines())):
+    for line in filter(None, (raw.strip() for raw in script.splitlines())):
         argv = shlex.split(Template(line).substitute(environment(init)))  # the shell's expansion
         assert argv[0] == "/opt/kafka/bin/kafka-topics.sh"
         args = parser.parse_args(argv[1:])
@@ -482,7 +482,8 @@ def test_the_structure_check_catches_wrong_names():
         "grouping by unknown label feature"]
     assert promql_problems("rate(skewwatch_missing_ratio[5m])", catalogue) == [
         "rate() of the gauge skewwatch_missing_ratio"]
-    assert promql_problems('skewwatch_alerts_total{reason="x"}', catalogue) == ["skewwatch_alerts_total has no label reason"]
+    assert promql_problems('skewwatch_alerts_total{reason="x"}', catalogue) == [
+        "skewwatch_alerts_total has no label reason"]
 
 
 @needs_promtool

@@ -19,8 +19,8 @@ from detectors.extract import ABSENT_KEY, FeatureColumns
 from detectors.pit import ProbabilityIntegralTransform, SegmentIndex
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.sketches import SpaceSaving
-from detectors.timing import BlockHistory
 from detectors.stats import chi2_sf, kolmogorov_sf, ks_uniform_from_histogram
+from detectors.timing import BlockHistory
 
 
 def msgpack_round_trip(state):

@@ -3,7 +3,7 @@ state round-trip, the alarm budget on stationary data, data quality, confidence 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import msgpack
 import numpy as np
@@ -21,7 +21,7 @@ ALERT_KEYS = {"alert_id", "kind", "model", "model_version", "feature", "detector
               "p_value", "baseline", "current", "events_seen", "ts", "severity", "diagnosis", "evidence"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def baseline():
     rng = np.random.default_rng(0)
     columns = {
@@ -61,7 +61,7 @@ def without_ts(alerts: list[Alert]) -> list[dict]:
     return [{k: v for k, v in a.to_dict().items() if k != "ts"} for a in alerts]
 
 
-@lru_cache(maxsize=None)
+@cache
 def messy_stream() -> tuple[dict, ...]:
     """Several changes at known events: mean shift, strings in a numeric feature, a new category,
     a missing feature, an unexpected field, a new model version, a confidence drop."""

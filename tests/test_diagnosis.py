@@ -10,8 +10,14 @@ import pytest
 
 from baselines.build import build_baseline_from_columns
 from baselines.profile import QUANTILE_PROBS, CategoricalProfile, NumericProfile
-from detectors.diagnosis import (ChangeTiming, Diagnosis, diagnose_categorical, diagnose_change_time, diagnose_numeric,
-                                 diagnose_versions)
+from detectors.diagnosis import (
+    ChangeTiming,
+    Diagnosis,
+    diagnose_categorical,
+    diagnose_change_time,
+    diagnose_numeric,
+    diagnose_versions,
+)
 
 N_TRAIN = 20_000
 N_RECENT = 512  # the monitor's ring buffer of recent values
@@ -108,7 +114,8 @@ def seed_example() -> Diagnosis:
 
 
 # ---- unit / scale change ---------------------------------------------------------------------
-@pytest.mark.parametrize("factor, name", [(1e-3, "1/1000"), (1000.0, "1000"), (1 / 60, "1/60"), (3600.0, "3600"), (100.0, "100")])
+@pytest.mark.parametrize("factor, name",
+                         [(1e-3, "1/1000"), (1000.0, "1000"), (1 / 60, "1/60"), (3600.0, "3600"), (100.0, "100")])
 def test_unit_change_names_the_factor(latency_ms, factor, name):
     d = numeric(latency_ms, rng(2).lognormal(3.0, 0.8, N_RECENT) * factor)
     assert d.cause == "unit_change"
@@ -129,7 +136,8 @@ def test_unknown_large_ratio_is_a_scale_change(latency_ms):
     d = numeric(latency_ms, rng(2).lognormal(3.0, 0.8, N_RECENT) * 7.3)
     assert d.cause == "unit_change" and d.evidence["factor"] is None
     assert d.evidence["ratio"] == pytest.approx(7.3, rel=0.1)
-    assert d.sentence == f"values look ~{d.evidence['ratio']:.3g}x training at every quantile: scale change in the serving pipeline"
+    assert d.sentence == (f"values look ~{d.evidence['ratio']:.3g}x training at every quantile: "
+                          "scale change in the serving pipeline")
 
 
 def test_location_shift_of_a_narrow_feature_is_not_a_unit_change():
@@ -493,7 +501,8 @@ def test_plain_shift_takes_the_timing_cause():
     d = gradual_location_shift_example()
     assert d.cause == "gradual_shift"
     assert d.sentence.startswith("location shift, spread unchanged: mean 0.498 -> 0.698")
-    assert d.sentence.endswith("gradual shift over ~39.4k events (events 10,240 to 49,664): real population change, consider retraining")
+    assert d.sentence.endswith("gradual shift over ~39.4k events (events 10,240 to 49,664): "
+                               "real population change, consider retraining")
     assert d.evidence["timing"]["change"] == "gradual"
 
 
@@ -554,7 +563,8 @@ def test_sweep_defects_are_named_on_every_distribution(dist):
 
 
 # ---- degenerate inputs never raise -----------------------------------------------------------------
-@pytest.mark.parametrize("recent, n_missing, n_invalid", [([], 0, 0), ([], 10, 5), ([np.nan, np.inf], 0, 2), ([0.5] * 3, 0, 0)])
+@pytest.mark.parametrize("recent, n_missing, n_invalid",
+                         [([], 0, 0), ([], 10, 5), ([np.nan, np.inf], 0, 2), ([0.5] * 3, 0, 0)])
 def test_numeric_degenerate_inputs(score, recent, n_missing, n_invalid):
     d = diagnose_numeric(score, np.asarray(recent, dtype=np.float64), n_missing=n_missing, n_invalid=n_invalid,
                          n_total=len(recent) + n_missing + n_invalid, invalid_examples=["x"] if n_invalid else ())
@@ -590,12 +600,14 @@ def print_examples() -> None:
         "default_fill (category)": placeholder_example,
         "new_category (fallback)": new_category_example,
         "abrupt_shift": lambda: diagnose_change_time(timing(STEP)),
-        "version_change": lambda: diagnose_change_time(timing(STEP, version_first_seen={"1": 0, "2": 30_000}, baseline_version="1")),
+        "version_change": lambda: diagnose_change_time(
+            timing(STEP, version_first_seen={"1": 0, "2": 30_000}, baseline_version="1")),
         "gradual_shift": lambda: diagnose_change_time(timing(RAMP)),
         "gradual_shift (began before the 128 kept blocks)": lambda: diagnose_change_time(kept(RAMP[:45_000], 128)),
         "undated (32 kept blocks inside a slow ramp)": lambda: diagnose_change_time(kept(RAMP[:30_000], 32)),
         "from_start": lambda: diagnose_change_time(timing(np.full(20_480, 0.3))),
-        "version_mismatch": lambda: diagnose_change_time(timing(np.full(20_480, 0.3), served_versions={"2": 512}, baseline_version="1")),
+        "version_mismatch": lambda: diagnose_change_time(
+            timing(np.full(20_480, 0.3), served_versions={"2": 512}, baseline_version="1")),
         "mixed_versions": lambda: diagnose_versions({"1": 300, "2": 212}, "1"),
         "location_scale_shift (fallback, the seed's example)": seed_example,
         "unit_change + version_change (one call with timing)": unit_change_at_new_version_example,
@@ -603,7 +615,8 @@ def print_examples() -> None:
     }
     for name, make in examples.items():
         fields = make().alert_fields()
-        print(f"#### {name}\n```\ndiagnosis: {fields['diagnosis']}\nevidence:  {json.dumps(fields['evidence'], ensure_ascii=False)}\n```\n")
+        evidence = json.dumps(fields["evidence"], ensure_ascii=False)
+        print(f"#### {name}\n```\ndiagnosis: {fields['diagnosis']}\nevidence:  {evidence}\n```\n")
 
 
 if __name__ == "__main__":

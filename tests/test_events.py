@@ -102,7 +102,8 @@ json_values = st.recursive(
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(json_values | st.fixed_dictionaries({"model": st.text(max_size=5), "features": json_values}), max_size=5))
+@given(st.lists(json_values | st.fixed_dictionaries({"model": st.text(max_size=5), "features": json_values}),
+                max_size=5))
 def test_every_element_of_a_list_is_an_event_or_a_reject(items):
     events, rejects = decode_message(msgpack.packb(items))
     assert len(events) + len(rejects) == len(items)

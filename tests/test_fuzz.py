@@ -56,7 +56,9 @@ def _nested(depth: int) -> Any:
     return value
 
 
-def hostile_messages(n: int, seed: int, models: tuple[str, ...] = ("credit",), limits: Limits = Limits()) -> list[Hostile]:
+def hostile_messages(
+    n: int, seed: int, models: tuple[str, ...] = ("credit",), limits: Limits = Limits()
+) -> list[Hostile]:
     """`n` messages mixing valid events of `models` with every kind of bad input; seeded."""
     rng = random.Random(seed)
     template = events(models[0], 200, seed=seed)
@@ -213,7 +215,8 @@ def test_drift_alerts_survive_hostile_fields_in_the_triggering_events(credit_bas
     drifting = events("credit", 3000, seed=4, amount_mean=200.0)
     for ev in drifting:
         ev["ts"], ev["model_version"] = rng.choice(WRONG), rng.choice(WRONG)
-    messages = [Hostile(None, msgpack.packb(drifting[i:i + 100], use_bin_type=True), 100, "list") for i in range(0, 3000, 100)]
+    messages = [Hostile(None, msgpack.packb(drifting[i:i + 100], use_bin_type=True), 100, "list")
+                for i in range(0, 3000, 100)]
     router = ModelRouter([credit_baseline])
     monitored, rejects, alerts = run(router, [m.value for m in messages])
     assert monitored + len(rejects) == 3000 and any(a.kind == "drift" for a in alerts)
@@ -269,12 +272,13 @@ json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 -
                          st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=50),
                          st.text(max_size=5_000).map(lambda s: s * 3))
 any_value = st.recursive(json_scalars | st.binary(max_size=20),
-                         lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+                         lambda inner: (st.lists(inner, max_size=5)
+                                        | st.dictionaries(st.text(max_size=10), inner, max_size=5)),
                          max_leaves=20)
 hostile_events = st.fixed_dictionaries(
     {"model": st.sampled_from(["credit", "fraud", "ghost"]) | any_value},
-    optional={"features": st.dictionaries(st.sampled_from(["amount", "age", "country"]) | st.text(max_size=20), any_value,
-                                          max_size=8) | any_value,
+    optional={"features": st.dictionaries(st.sampled_from(["amount", "age", "country"]) | st.text(max_size=20),
+                                          any_value, max_size=8) | any_value,
               **{f: any_value for f in FIELDS[2:]}})
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -292,7 +296,8 @@ def test_random_bytes(data):
 @FUZZ
 @given(st.lists(hostile_events, max_size=30), st.booleans(), st.data())
 def test_hostile_event_lists_through_the_router(credit_baseline, fraud_baseline, evs, as_json, data):
-    payload = msgpack.packb(evs, use_bin_type=True) if not as_json else orjson.dumps(evs, option=orjson.OPT_NON_STR_KEYS, default=repr)
+    payload = (msgpack.packb(evs, use_bin_type=True) if not as_json
+               else orjson.dumps(evs, option=orjson.OPT_NON_STR_KEYS, default=repr))
     if data.draw(st.booleans()):  # truncated
         payload = payload[: data.draw(st.integers(0, max(len(payload) - 1, 0)))]
         units = 1

@@ -9,10 +9,16 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.joins import (JoinConfig, JoinMonitor, PerformanceMonitor, RequestJoin, decode_join_records,
-                             wilson_interval)
-from stream.worker import config
+from detectors.joins import (
+    JoinConfig,
+    JoinMonitor,
+    PerformanceMonitor,
+    RequestJoin,
+    decode_join_records,
+    wilson_interval,
+)
 from stream.commands.cli import main
+from stream.worker import config
 from tests.stream.helpers import events, training_baseline
 
 BASELINE = training_baseline("credit")
@@ -179,7 +185,8 @@ def test_an_accuracy_drop_is_alerted_with_the_interval_and_the_sample_size():
     current = alert.current
     assert current["n"] >= JoinConfig.min_labels
     assert current["ci_low"] < current["accuracy"] < current["ci_high"] < 0.9 - JoinConfig.tolerance
-    assert (current["ci_low"], current["ci_high"]) == pytest.approx(wilson_interval(current["accuracy"] * current["n"], current["n"], 1.959964))
+    expected = wilson_interval(current["accuracy"] * current["n"], current["n"], 1.959964)
+    assert (current["ci_low"], current["ci_high"]) == pytest.approx(expected)
     assert 0.65 < current["accuracy"] < 0.85
     assert alert.p_value < 1e-7 and alert.statistic > alert.threshold
     assert f"n={current['n']:,} labelled predictions" in alert.diagnosis and "vs 90% on validation" in alert.diagnosis
@@ -214,7 +221,8 @@ def test_a_regression_models_mae_rise_is_alerted():
     [alert] = alerts
     assert alert.baseline == {"mae": 1.0, "n": 10_000} and alert.current["mae"] > alert.current["ci_low"] > 1.02
     quiet = PerformanceMonitor("price", {"name": "mae", "value": 1.0, "n": 10_000})
-    assert not [a for i, e in enumerate(rng.exponential(1.0, 10_000)) for a in quiet.update({"prediction": float(e)}, 0.0, i, None)]
+    assert not [a for i, e in enumerate(rng.exponential(1.0, 10_000))
+                for a in quiet.update({"prediction": float(e)}, 0.0, i, None)]
 
 
 # ---- decoding and replay -------------------------------------------------------------------------

@@ -7,12 +7,13 @@ import math
 import random
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from baselines.profile import NumericProfile, category_key
 from detectors import _kernels
@@ -230,14 +231,15 @@ def pit_transform_args():
 
 def block_sums_args():
     # 10 events from 5 in blocks of 4, 2 columns: blocks 1, 2, 3 touched, the last incomplete
-    return dict(values=np.arange(20, dtype=np.int64).reshape(10, 2), start=5, size=4, partial=np.ones(2, dtype=np.int64),
-                out=z((3, 2)))
+    return dict(values=np.arange(20, dtype=np.int64).reshape(10, 2), start=5, size=4,
+                partial=np.ones(2, dtype=np.int64), out=z((3, 2)))
 
 
 def test_block_sums_against_a_loop():
     rng = np.random.default_rng(3)
     for _ in range(200):
-        c, size, start, n = int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(0, 30)), int(rng.integers(0, 30))
+        c, size = int(rng.integers(1, 4)), int(rng.integers(1, 9))
+        start, n = int(rng.integers(0, 30)), int(rng.integers(0, 30))
         values = rng.integers(-5, 6, size=(n, c))
         partial = rng.integers(-5, 6, size=c)
         blocks: dict[int, np.ndarray] = {}
@@ -525,7 +527,7 @@ def test_extract_events_refuses_wrong_arguments(events, expected, conf, error):
 
 
 # ---- block sums do not depend on the batching --------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def drifting():
     s = streams.mean_shift(6000, at=2000, n_features=6, seed=1, n_train=5000)
     return s.baseline(), s.events
@@ -534,7 +536,7 @@ def drifting():
 BAD = (None, "x", True, False, NAN, INF, -INF, 10**400, [1], {"a": 1}, "04-c0", 3.5, "new-label")
 
 
-@lru_cache(maxsize=None)
+@cache
 def spoiled(seed: int) -> tuple[dict, ...]:
     """The drifting stream with bad values in random events, a dense run of them (so data-quality
     alarms fire), removed keys and unexpected ones."""
@@ -565,7 +567,7 @@ def run_monitor(events, sizes) -> tuple[list[dict], bytes]:
     return [a.to_dict() for a in alerts], msgpack.packb(m.state_dict())
 
 
-@lru_cache(maxsize=None)
+@cache
 def one_batch(seed: int) -> tuple[list[dict], bytes]:
     return run_monitor(spoiled(seed), [])
 

@@ -10,8 +10,14 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from river import drift
 
-from detectors.river_adapter import (TESTED_RIVER_VERSIONS, adwin_state, page_hinkley_state, page_hinkley_statistic,
-                                     restore_adwin, restore_page_hinkley)
+from detectors.river_adapter import (
+    TESTED_RIVER_VERSIONS,
+    adwin_state,
+    page_hinkley_state,
+    page_hinkley_statistic,
+    restore_adwin,
+    restore_page_hinkley,
+)
 
 MIN_INSTANCES = 10
 

@@ -24,7 +24,8 @@ from stream.devkit.scenarios import Stream, replay, run_scenario, shared_baselin
 def describe(alerts: list[Alert], limit: int = 12) -> str:
     """The alerts as short lines, for assertion messages."""
     lines = [
-        f"  {a.kind}/{a.feature}/{a.detector} at events_seen={a.events_seen} stat={a.statistic:.4g} thr={a.threshold:.4g}"
+        f"  {a.kind}/{a.feature}/{a.detector} at events_seen={a.events_seen} "
+        f"stat={a.statistic:.4g} thr={a.threshold:.4g}"
         for a in alerts[:limit]
     ]
     more = f"\n  ... and {len(alerts) - limit} more" if len(alerts) > limit else ""
@@ -131,7 +132,8 @@ def test_median_delay_of_a_1_std_mean_shift_is_at_most_100_events():
         stream = streams.mean_shift(change_at + 1_000, at=change_at, k=1.0, seed=seed)
         alerts = run_scenario(stream)
         false_alarms += [(seed, a) for a in alerts if a.events_seen <= change_at or a.feature != "normal_00"]
-        hits = [a.events_seen for a in alerts if a.kind == "drift" and a.feature == "normal_00" and a.events_seen > change_at]
+        hits = [a.events_seen for a in alerts
+                if a.kind == "drift" and a.feature == "normal_00" and a.events_seen > change_at]
         if hits:
             delays.append(min(hits) - change_at)
         else:

@@ -30,7 +30,8 @@ def test_no_pickle_or_eval(path):
             assert node.func.id not in FORBIDDEN_CALLS, f"{path}:{node.lineno} calls {node.func.id}()"
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
             owner = node.func.value
-            assert not (isinstance(owner, ast.Name) and owner.id == "yaml"), f"{path}:{node.lineno}: yaml.load (use safe_load)"
+            is_yaml = isinstance(owner, ast.Name) and owner.id == "yaml"
+            assert not is_yaml, f"{path}:{node.lineno}: yaml.load (use safe_load)"
 
 
 def test_the_scan_sees_a_violation(tmp_path):

@@ -25,12 +25,15 @@ import logging
 import sys
 import textwrap
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import msgpack
 import orjson
 
 from detectors.fmt import number, percent, printable, printable_tree
+
+__all__ = ["bootstrap_servers", "configure", "decode_alert", "follow", "format_alert", "run"]
 
 #: The baseline/current keys a reader looks at first, in this order; the other keys both sides
 #: share follow, except the sample-size and tail details below (`--json` keeps everything).
@@ -41,20 +44,26 @@ _WIDTH = 100
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add `skewwatch alerts`' arguments (--broker, --topic, --json, --from-beginning) to `parser`."""
     parser.add_argument("--broker", default=None,
                         help="Kafka URL or host:port (default: env SKEWWATCH_BROKER, else kafka://127.0.0.1:9092)")
     parser.add_argument("--topic", default=None,
                         help="alert topic (default: env SKEWWATCH_ALERT_TOPIC, else skewwatch.alerts)")
     parser.add_argument("--json", action="store_true", help="print each alert as one raw JSON line")
     parser.add_argument(
-        "--from-beginning", action="store_true", help="also print the alerts already on the topic (default: only new ones)"
+        "--from-beginning", action="store_true",
+        help="also print the alerts already on the topic (default: only new ones)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.worker import config
+    """Follow the alert topic until Ctrl-C; 1 if the broker cannot be reached, 2 on a bad setting.
 
+    The broker and topic default to the worker's own settings (same environment variables).
+    """
     from aiokafka.errors import KafkaError
+
+    from stream.worker import config
 
     # aiokafka logs every failed connection attempt; the one line below says it better
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -81,7 +90,21 @@ async def follow(broker: str, topic: str, *, as_json: bool = False, from_beginni
     """Print every alert arriving on `topic` until cancelled.
 
     Says on `err` (stderr) once it is connected. A record that is not an alert (another producer
-    on the topic) is reported on `err` with where it is, and skipped."""
+    on the topic) is reported on `err` with where it is, and skipped.
+
+    Parameters
+    ----------
+    broker
+        The broker's URL (``kafka://host:port``, several separated by ``;`` or ``,``) or host:port.
+    topic
+        The alert topic.
+    as_json
+        Print each alert as one JSON line instead of `format_alert`'s block.
+    from_beginning
+        Also print the alerts already on the topic, not only the new ones.
+    out, err
+        Where alerts and notices go (default: stdout, stderr).
+    """
     from aiokafka import AIOKafkaConsumer
 
     out = out or sys.stdout
@@ -125,7 +148,13 @@ def bootstrap_servers(broker: str) -> str:
 
 def decode_alert(value: bytes) -> dict[str, Any]:
     """An alert record value: JSON or msgpack (the alert topic carries either); ValueError if it
-    is neither, or not a map."""
+    is neither, or not a map.
+
+    >>> decode_alert(b'{"kind": "drift", "feature": "income"}')
+    {'kind': 'drift', 'feature': 'income'}
+    >>> decode_alert(msgpack.packb({"kind": "schema"}))
+    {'kind': 'schema'}
+    """
     alert = orjson.loads(value) if value[:1] == b"{" else msgpack.unpackb(value, raw=False, strict_map_key=False)
     if not isinstance(alert, dict):
         raise ValueError(f"an alert is a map, not {type(alert).__name__}")
@@ -136,7 +165,19 @@ def format_alert(alert: Mapping[str, Any]) -> str:
     """One readable block: headline, test result, diagnosis, baseline vs current.
 
     Every string of the alert is shown with its control characters escaped (`detectors.fmt.printable`):
-    names and categories come from producers and must not drive the terminal."""
+    names and categories come from producers and must not drive the terminal. The module's docstring
+    shows a whole block.
+
+    Parameters
+    ----------
+    alert
+        A decoded alert record (`decode_alert`); absent fields are left out or shown as "-".
+
+    Returns
+    -------
+    str
+        Lines without a trailing newline.
+    """
     alert = printable_tree(dict(alert))
     ts = alert.get("ts")
     clock = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "--:--:--"
@@ -145,7 +186,8 @@ def format_alert(alert: Mapping[str, Any]) -> str:
     if alert.get("feature"):
         subject += f" / {alert['feature']}"
     lines = [f"{clock}  {str(alert.get('severity', '')).upper()}  {alert.get('kind')}  {subject}"]
-    test = f"  {alert.get('detector')} statistic {number(alert.get('statistic'))} > threshold {number(alert.get('threshold'))}"
+    test = (f"  {alert.get('detector')} statistic {number(alert.get('statistic'))} "
+            f"> threshold {number(alert.get('threshold'))}")
     if alert.get("p_value") is not None:
         test += f" (p={alert['p_value']:.2g})"
     if alert.get("events_seen") is not None:

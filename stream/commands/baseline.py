@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+__all__ = ["configure", "run"]
+
 #: the end of `baseline build --help`: how values become categories (the rule of docs/contracts.md,
 #: "Prediction event") and what a file needs
 BUILD_EPILOG = """\
@@ -25,6 +27,7 @@ prediction, target...) is profiled as a feature with a warning unless its --*-co
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the `build` and `show` subcommands and their arguments to `parser`."""
     from baselines.build import MIN_ROWS
 
     sub = parser.add_subparsers(dest="baseline_command", required=True, metavar="{build,show}")
@@ -41,13 +44,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--label-column", help="column holding the true label (needs --prediction-column)")
     build.add_argument("--categorical", type=_names, action="extend", default=[], metavar="A,B",
                        help="columns to profile as categorical whatever they look like")
-    build.add_argument("--exclude", type=_names, action="extend", default=[], metavar="C,D", help="columns to leave out")
+    build.add_argument("--exclude", type=_names, action="extend", default=[], metavar="C,D",
+                       help="columns to leave out")
     show = sub.add_parser("show", help="print a baseline readably", description="Print a baseline file readably.")
     show.add_argument("baseline", metavar="BASELINE", help="baseline file (msgpack)")
     show.add_argument("--json", action="store_true", help="the whole baseline as JSON, arrays included")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build or show a baseline; 0 on success, 2 with one line on stderr when the input is refused."""
     from baselines.build import BuildError
     from baselines.profile import BaselineError
 

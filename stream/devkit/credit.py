@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+
+__all__ = ["CATEGORICAL", "EMPLOYMENT_MISSING_RATE", "FEATURES", "MODEL", "MODEL_VERSION", "NUMERIC", "PURPOSES",
+           "Phase", "baseline", "scenario", "training", "traffic"]
 
 MODEL = "credit"
 MODEL_VERSION = "1"
@@ -216,7 +220,9 @@ def _applicants(rng: np.random.Generator, n: int, phase: Phase) -> tuple[dict[st
     return cols, missing
 
 
-def _score(rng: np.random.Generator, cols: dict[str, np.ndarray], missing: np.ndarray, logit_scale: float) -> dict[str, np.ndarray]:
+def _score(
+    rng: np.random.Generator, cols: dict[str, np.ndarray], missing: np.ndarray, logit_scale: float
+) -> dict[str, np.ndarray]:
     """The true default risk, the label drawn from it, and the model's prediction and confidence."""
     # The model imputes a missing employment_years with its training mean (5 years): missing
     # values alone barely move its scores, so the confidence drop stays a separate incident.
@@ -247,7 +253,28 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def baseline(seed: int = 0, model: str = MODEL, rows: int = TRAINING_ROWS):
-    """The baseline of the synthetic credit model, from its training set."""
+    """The baseline of the synthetic credit model, from its training set.
+
+    Parameters
+    ----------
+    seed
+        Seed of the training set (`training`).
+    model
+        The model name the baseline carries.
+    rows
+        Rows of the training set.
+
+    Returns
+    -------
+    baselines.profile.Baseline
+        The FEATURES (CATEGORICAL ones categorical), the confidence, the prediction and its accuracy.
+
+    Examples
+    --------
+    >>> b = baseline(rows=2_000)
+    >>> b.model, len(b.features), b.metric["name"], b.confidence is not None
+    ('credit', 15, 'accuracy', True)
+    """
     from baselines.build import build_baseline_from_columns
 
     columns = training(rows, seed=seed)

@@ -24,11 +24,18 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream.devkit import credit
 from stream.commands.alerts import decode_alert, format_alert
+from stream.devkit import credit
 from stream.devkit.processes import (
-    embedded_worker_env, metric_value, start_worker, stop_worker, tail, wait_until_serving,
+    embedded_worker_env,
+    metric_value,
+    start_worker,
+    stop_worker,
+    tail,
+    wait_until_serving,
 )
+
+__all__ = ["configure", "run"]
 
 APP_ID = "skewwatch-demo"
 #: Seconds of each scenario phase before the last (normal, shift, missing); the last,
@@ -43,6 +50,7 @@ PROGRESS_SECONDS = 5.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add `skewwatch demo`'s arguments (--rate, --duration, --keep-running, --web-port, --seed) to `parser`."""
     parser.description = (
         "Start the embedded broker and a worker, build a baseline from synthetic credit-risk training "
         "data, then produce production traffic that develops a population shift, a missing-value "
@@ -79,9 +87,10 @@ class _Stats:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.worker import config
+    """Run the demo until --duration (or Ctrl-C) and print a summary; every process started is stopped."""
     from stream.devkit.broker import EmbeddedBroker
     from stream.devkit.processes import free_port
+    from stream.worker import config
 
     if args.rate <= 0:
         print("--rate must be positive", file=sys.stderr)
@@ -198,7 +207,7 @@ async def _produce(producer, topic: str, args: argparse.Namespace, worker: subpr
         if delay > 0:
             try:
                 await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     return 130
 
@@ -230,7 +239,7 @@ async def _print_alerts(consumer, stats: _Stats) -> None:
     async for record in consumer:
         try:
             alert = decode_alert(record.value)
-        except Exception as e:  # a foreign record on the topic must not end the demo
+        except Exception as e:  # noqa: BLE001 (a foreign record on the topic must not end the demo)
             print(f"(undecodable record on the alert topic: {type(e).__name__})", flush=True)
             continue
         stats.alerts.append((time.monotonic(), alert))

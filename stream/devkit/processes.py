@@ -16,6 +16,9 @@ from pathlib import Path
 
 from detectors.fmt import printable
 
+__all__ = ["embedded_worker_env", "free_port", "metric_value", "start_worker", "stop_process", "stop_worker", "tail",
+           "wait_until_serving"]
+
 #: A clean Faust shutdown takes ~2 s; more means it is retrying a broker that is gone (a
 #: terminal's Ctrl-C reaches the embedded broker too) and only SIGKILL ends it.
 WORKER_STOP_TIMEOUT = 5.0
@@ -35,7 +38,11 @@ def stop_process(proc: subprocess.Popen, timeout: float) -> None:
 
 
 def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
+    """A loopback TCP port nothing listens on right now.
+
+    >>> 0 < free_port() < 65536
+    True
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -98,6 +105,7 @@ def metric_value(text: str, name: str, labels: str = "") -> float:
 
 
 def stop_worker(worker: subprocess.Popen) -> None:
+    """Stop a worker started by `start_worker` (`stop_process` with WORKER_STOP_TIMEOUT)."""
     stop_process(worker, WORKER_STOP_TIMEOUT)
 
 

@@ -26,9 +26,10 @@ True
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,10 @@ from baselines.build import build_baseline_from_columns
 from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.model import ModelMonitor
+
+__all__ = ["MODEL", "MODEL_VERSION", "NEW_CATEGORY", "FeatureSpec", "Production", "Stream", "confidence_drop",
+           "gradual_drift", "make_stream", "mean_shift", "missing_rise", "new_category", "replay", "run_scenario",
+           "seed_example", "shared_baseline", "stationary", "variance_change"]
 
 MODEL = "synthetic"
 MODEL_VERSION = "1"
@@ -109,7 +114,7 @@ def _sample_categories(rng: np.random.Generator, n: int, categories: list[str], 
     return np.asarray(categories, dtype=object)[np.minimum(idx, len(categories) - 1)]
 
 
-def mixed_features(n_features: int = 10) -> list[FeatureSpec]:
+def _mixed_features(n_features: int = 10) -> list[FeatureSpec]:
     """The mixed feature set: kinds cycle through KINDS, parameters vary with the index."""
     specs = []
     for i in range(n_features):
@@ -160,6 +165,7 @@ class Stream:
         return tuple(s.name for s in self.specs if s.kind == "category")
 
     def baseline(self) -> Baseline:
+        """The baseline built from the stream's training columns (`shared_baseline` caches the default one)."""
         return build_baseline_from_columns(
             MODEL,
             self.training,
@@ -170,7 +176,9 @@ class Stream:
         )
 
 
-def _columns(specs: list[FeatureSpec], rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _columns(
+    specs: list[FeatureSpec], rng: np.random.Generator, n: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     values = {s.name: s.sample(rng, n) for s in specs}
     missing = {s.name: rng.random(n) < s.missing_rate for s in specs}
     return values, missing
@@ -204,7 +212,7 @@ def make_stream(
 ) -> Stream:
     """Generate training (seed `train_seed`) and production (seed `seed`), apply `change` to
     the production columns, and assemble the events."""
-    specs = mixed_features(n_features)
+    specs = _mixed_features(n_features)
     train_rng = np.random.default_rng(train_seed)
     t_values, t_missing = _columns(specs, train_rng, n_train)
     training = {name: _as_list(v, t_missing[name]) for name, v in t_values.items()}
@@ -216,10 +224,11 @@ def make_stream(
     prod = Production(values, missing, _confidence(rng, n_events), _prediction(rng, n_events), rng)
     if change is not None:
         change(prod, specs)
-    return Stream(training, train_confidence, train_prediction, events_from_columns(prod), tuple(specs), change_at, feature)
+    return Stream(training, train_confidence, train_prediction, _events_from_columns(prod), tuple(specs),
+                  change_at, feature)
 
 
-def events_from_columns(prod: Production) -> list[dict[str, Any]]:
+def _events_from_columns(prod: Production) -> list[dict[str, Any]]:
     names = list(prod.values)
     columns = [_as_list(prod.values[n], prod.missing[n]) for n in names]
     n = prod.n
@@ -269,7 +278,9 @@ def variance_change(n_events: int, *, at: int, factor: float = 2.0, feature: str
     return make_stream(n_events, change, change_at=at, feature=feature, **kw)
 
 
-def gradual_drift(n_events: int, *, start: int, length: int, k: float = 1.0, feature: str = "normal_00", **kw: Any) -> Stream:
+def gradual_drift(
+    n_events: int, *, start: int, length: int, k: float = 1.0, feature: str = "normal_00", **kw: Any
+) -> Stream:
     """The mean of `feature` ramps linearly from 0 to `k` std over `length` events from `start`, then stays."""
 
     def change(prod: Production, specs: list[FeatureSpec]) -> None:
@@ -318,7 +329,7 @@ def seed_example(n_events: int, **kw: Any) -> Stream:
 
 
 # ---- running a scenario --------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def shared_baseline(n_features: int = 10) -> Baseline:
     """The baseline of every scenario with `n_features` features: all generators share training seed 0."""
     return stationary(0, n_features=n_features).baseline()
