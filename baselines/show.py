@@ -42,8 +42,8 @@ def format_baseline(b: Baseline) -> str:
     created -  source columns
     <BLANKLINE>
     feature  kind         count  missing  invalid  mean  std  min  p50  max
-    amount   numeric          2    33.3%     0.0%   1.5  0.5    1  1.5    2
-    country  categorical      3     0.0%     0.0%  2 distinct: US 66.7%, FR 33.3%
+    amount   numeric          2    33.3%       0%   1.5  0.5    1  1.5    2
+    country  categorical      3       0%       0%  2 distinct: US 66.7%, FR 33.3%
     """
     kinds = [p.kind for p in b.features.values()]
     lines = [
