@@ -90,6 +90,10 @@ class CategoricalBank:
         self._recent = RecentRing(f, recent, MISSING_CODE, np.int16)
         self._batch_start = 0
         self._pending_unseen: list[list[tuple[int, str]]] = []
+        #: per feature, (copy of its sketch, pending values it took, last event offset they cover):
+        #: `top_unseen` inside a batch, asked in event order, carries on from it instead of
+        #: replaying the batch's values into a new copy on every alarm of an unseen flood
+        self._unseen_cursors: dict[int, tuple[SpaceSaving, int, int]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -111,6 +115,7 @@ class CategoricalBank:
             return []
         # the sketches take this batch's values at end_batch: an alert inside the batch sees only earlier ones
         self._pending_unseen = others
+        self._unseen_cursors = {}
         cuts = window_cuts(start, n, self._window)
         raw = np.empty((blocks_touched(start, n, T.CUSUM_BLOCK), 3 * f), dtype=np.int64)
         counts = np.empty((len(cuts) - 1, self._n_cells), dtype=np.int64)
@@ -128,9 +133,9 @@ class CategoricalBank:
     def end_batch(self) -> None:
         """After the batch's alerts are built: its unseen values join the sketches, its codes the recent ones."""
         for sketch, values in zip(self._unseen, self._pending_unseen):
-            for _, label in values:
-                sketch.update(label)
+            sketch.update_each(label for _, label in values)
         self._pending_unseen = []
+        self._unseen_cursors = {}
         self._recent.commit()
 
     def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
@@ -219,12 +224,21 @@ class CategoricalBank:
         """Most frequent values outside the training categories, up to event_index (inside a batch)."""
         sketch = self._unseen[j]
         pending = self._pending_unseen[j] if self._pending_unseen and event_index is not None else []
-        pending = [label for offset, label in pending if self._batch_start + offset <= event_index]
-        if pending:
-            sketch = SpaceSaving.from_state(sketch.state_dict(), sketch.capacity)
-            for label in pending:
-                sketch.update(label)
+        if pending and pending[0][0] <= event_index - self._batch_start:
+            sketch = self._unseen_until(j, pending, event_index - self._batch_start)
         return [[label, count] for label, count, _ in sketch.top(n)]
+
+    def _unseen_until(self, j: int, pending: list[tuple[int, str]], last: int) -> SpaceSaving:
+        """Feature j's sketch with the batch's pending values of event offsets up to `last`."""
+        copy, taken, covered = self._unseen_cursors.get(j) or (None, 0, -1)
+        if copy is None or last < covered:  # the first question of the batch, or an earlier event than the last
+            copy, taken = SpaceSaving.from_state(self._unseen[j].state_dict(), self._unseen[j].capacity), 0
+        end = taken
+        while end < len(pending) and pending[end][0] <= last:
+            end += 1
+        copy.update_each(label for _, label in pending[taken:end])
+        self._unseen_cursors[j] = (copy, end, last)
+        return copy
 
     def recent_codes(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
         """Feature j's recent category codes up to event_index (`RecentRing.rows`)."""

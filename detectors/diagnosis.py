@@ -9,7 +9,7 @@ history of block means of the feature's score plus the model versions seen)::
     diagnose_change_time(timing)      # alerts without a feature profile (confidence, serving)
 
 and words the alerts that have no feature profile (`diagnose_serving`, `diagnose_confidence`,
-`diagnose_unexpected_fields`); `lead_with_change` and `with_version_coincidence` then add what the
+`diagnose_schema`); `lead_with_change` and `with_version_coincidence` then add what the
 alarm's own test knows (what moved, its change-point estimate).
 
 Each returns a `Diagnosis`: a `cause`, one `sentence` for the on-call engineer and a small JSON-ready
@@ -51,7 +51,7 @@ from detectors.fmt import count, number, percent, rounded
 __all__ = ["ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT_A_NUMBER", "NUMBER_AS_TEXT", "PIPELINE_CAUSES",
            "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts", "diagnose_categorical",
            "diagnose_change_time", "diagnose_confidence", "diagnose_numeric", "diagnose_serving",
-           "diagnose_unexpected_fields", "diagnose_versions", "holds_number",
+           "diagnose_schema", "diagnose_versions", "holds_number",
            "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
            "with_version_coincidence"]
 
@@ -766,10 +766,24 @@ def diagnose_serving(family: str, served_versions: Mapping[str, int], version: s
         family, f"model_version {version} served, baseline describes {baseline_version}", {})
 
 
-def diagnose_unexpected_fields(names: Sequence[Sequence]) -> Diagnosis:
-    """names: the most frequent unexpected feature names, [name, count] pairs."""
-    return Diagnosis("unexpected_field", "events carry feature names the baseline does not know ("
-                     + ", ".join(str(n) for n, _ in names) + "): a renamed or new field in the serving pipeline", {})
+def diagnose_schema(unexpected: Sequence[Sequence], absent: Sequence[Sequence]) -> Diagnosis:
+    """A schema alarm (`detectors.schema`): the most frequent unexpected names and the known features
+    absent from those events, each a [name, events] pair.
+
+    >>> d = diagnose_schema([["latency_ms", 600], ["debug", 3]], [["latency", 600]])
+    >>> d.cause, d.sentence[d.sentence.index("("):]
+    ('schema', '(latency_ms in 600 events, debug in 3) and lack known ones (latency in 600): a renamed field in \
+the serving pipeline')
+    """
+    def listed(pairs: Sequence[Sequence], unit: str) -> str:
+        return ", ".join(f"{name} in {count(n)}{unit if k == 0 else ''}" for k, (name, n) in
+                         enumerate(pairs))
+
+    sentence = f"events carry feature names the baseline does not know ({listed(unexpected, ' events')})"
+    if absent:
+        return Diagnosis("schema", f"{sentence} and lack known ones ({listed(absent, '')}): a renamed field in "
+                         "the serving pipeline", {})
+    return Diagnosis("schema", f"{sentence}: a new field in the serving pipeline", {})
 
 
 def diagnose_confidence(c: Candidate, base: dict, current: dict, low_share: float | None = None) -> Diagnosis:

@@ -2,8 +2,8 @@
 episode rule that turns alarms into alerts.
 
 The monitor orchestrates; the tests live in their own modules: detectors.numeric and
-detectors.categorical (the features' banks, and the confidence's), detectors.schema (unexpected
-feature names), detectors.serving (model versions), detectors.timing (the history that dates a
+detectors.categorical (the features' banks, and the confidence's), detectors.schema (feature
+names that differ from the baseline's), detectors.serving (model versions), detectors.timing (the history that dates a
 change), detectors.episodes (alarm -> alert), detectors.diagnosis (the alert's wording).
 
 >>> import numpy as np
@@ -35,19 +35,19 @@ from detectors.diagnosis import (
     diagnose_categorical,
     diagnose_confidence,
     diagnose_numeric,
+    diagnose_schema,
     diagnose_serving,
-    diagnose_unexpected_fields,
     lead_with_change,
     lead_with_rate,
     redact_labels,
     with_version_coincidence,
 )
-from detectors.episodes import Candidate, EpisodeTracker
-from detectors.extract import MISSING_CODE, FeatureColumns
+from detectors.episodes import AlarmSource, Candidate, EpisodeTracker
+from detectors.extract import ABSENT_KEY, MISSING_CODE, FeatureColumns
 from detectors.fmt import quote_value
 from detectors.numeric import MIN_POOLED_SUMMARY, Z_PER_UNIT, NumericBank, summarise_recent
 from detectors.recent import InvalidExamples
-from detectors.schema import UnexpectedFields
+from detectors.schema import SchemaMonitor
 from detectors.serving import ServedVersions
 from detectors.sketches import MAX_LABEL
 from detectors.timing import ChangeHistory
@@ -134,7 +134,8 @@ class ModelMonitor:
                                         config.recent, confidence=True, names=["confidence"])
                             if baseline.confidence else None)
         self._episodes = EpisodeTracker(config.rearm_quiet_events)
-        self._unexpected = UnexpectedFields(frozenset(baseline.features), baseline.n_rows, config.max_unexpected_names)
+        self._schema = SchemaMonitor(self._numeric.names + self._categorical.names, baseline.n_rows,
+                                     config.max_unexpected_names, config.recent)
         self._serving = ServedVersions(baseline.version, config.window, config.rearm_quiet_events)
         self._timing = ChangeHistory(len(self._numeric.names), config.timing_blocks, T.TIMING_BLOCK)
         self._invalid_examples = InvalidExamples(len(self._numeric.names), keep_raw=config.include_examples)
@@ -179,16 +180,19 @@ class ModelMonitor:
             return []
         start = self._events_seen
         confidence = np.empty(n if self._confidence is not None else 0)
-        numeric, (codes, _, others), extra, versions = self._columns.extract_events(events, self._baseline.version,
-                                                                                   confidence)
+        numeric, (codes, absent, others), extra, versions = self._columns.extract_events(
+            events, self._baseline.version, confidence)
         self._invalid_examples.hold_batch(numeric, start)
-        candidates = self._numeric.update(numeric.x, start)
+        features = self._numeric.update(numeric.x, start)
         # the batch's timing blocks stay apart until its alerts are built
         self._timing.hold_batch(self._numeric.completed_timing_blocks())
-        candidates += self._categorical.update(codes, others, start)
+        features += self._categorical.update(codes, others, start)
+        candidates = self._schema.update(numeric.features, extra, np.vstack([numeric.status == ABSENT_KEY, absent]),
+                                         np.vstack([numeric.missing, codes == MISSING_CODE]), start)
+        # a missing rate that is the schema change's absent fields extends the schema episode instead
+        candidates += [self._as_schema(c) for c in features]
         if self._confidence is not None:
             candidates += self._confidence.update(confidence[None, :], start)
-        candidates += self._unexpected.update(numeric.features, extra, start)
         candidates += self._serving.update(events, start, versions)
         candidates.sort()
         alerts = []
@@ -198,12 +202,25 @@ class ModelMonitor:
                 alerts.append(self._alert(c, episode, events[c.event_index - start]))
         self._numeric.end_batch()
         self._categorical.end_batch()
+        self._schema.end_batch()
         if self._confidence is not None:
             self._confidence.end_batch()
         self._timing.commit()
         self._invalid_examples.commit()
         self._events_seen += n
         return alerts
+
+    def _as_schema(self, c: Candidate) -> Candidate:
+        """A feature's alarm, or, if it is a missing rate the schema change explains, a schema alarm
+        that only extends the schema episode (`SchemaMonitor.explains_missing`: that episode is open)."""
+        if c.family != "missing" or not self._schema.explains_missing(c.feature, c.event_index, c.onset,
+                                                                       self._config.rearm_quiet_events):
+            return c
+        # in place (this batch's own candidate; `dataclasses.replace` costs more than the test in a flood),
+        # ranked after the schema alarm of the same event, so that it never opens the episode itself
+        c.feature, c.family, c.detector = None, "schema", "schema"
+        c.rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
+        return c
 
     # ---- alerts --------------------------------------------------------------------------------
     def _alert(self, c: Candidate, episode: int, event: dict) -> Alert:
@@ -261,9 +278,10 @@ class ModelMonitor:
             valid = recent[np.isfinite(recent)]
             low = float(np.mean(valid < base["p05"])) if len(valid) else None
             return base, current, diagnose_confidence(c, base, current, low)
-        if c.family == "unexpected_field":
-            names = c.evidence.get("unexpected_names", [])
-            return {"features": len(b.features)}, {"unexpected_names": names}, diagnose_unexpected_fields(names)
+        if c.family == "schema":
+            names, absent = c.evidence["unexpected_names"], c.evidence["absent_features"]
+            return ({"features": len(b.features)}, {"unexpected_names": names, "absent_features": absent},
+                    diagnose_schema(names, absent))
         profile = b.features[c.feature]
         if isinstance(profile, NumericProfile):
             j = self._numeric.names.index(c.feature)
@@ -342,7 +360,7 @@ class ModelMonitor:
             "categorical": self._categorical.state_dict(),
             "confidence": self._confidence.state_dict() if self._confidence is not None else None,
             "episodes": self._episodes.state_dict(),
-            **self._unexpected.state_dict(),
+            **self._schema.state_dict(),
             **self._serving.state_dict(),
             "timing": self._timing.state_dict(),
             "last_alert": dict(self._last_alert),
@@ -363,7 +381,7 @@ class ModelMonitor:
         if m._confidence is not None and state.get("confidence"):
             m._confidence.load_state(state["confidence"])
         m._episodes.load_state(state["episodes"])
-        m._unexpected.load_state(state)
+        m._schema.load_state(state)
         m._serving.load_state(state)
         m._timing.load_state(state["timing"])
         m._last_alert = dict(state.get("last_alert") or {})

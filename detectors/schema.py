@@ -1,17 +1,24 @@
-"""Events whose feature names the baseline does not know: a renamed or new field upstream.
+"""Events whose feature names differ from the baseline's: a renamed or new field upstream.
 
-A Bernoulli CUSUM on the share of events carrying such names (none in training), and the most
-frequent names (bounded). A feature the baseline knows but an event lacks is a missing value, the
-feature monitors' business (detectors.numeric, detectors.categorical).
+A Bernoulli CUSUM on the share of events carrying names the baseline does not know (none in
+training) raises one model-level `schema` alarm, which names the most frequent unexpected names
+(bounded: Space-Saving) and the known features absent from those events, with counts. A known
+feature absent from an event without unexpected names is a missing value (a producer that omits
+nulls), the feature monitors' business (detectors.numeric, detectors.categorical); absent from
+events that carry unexpected names, it is part of the schema change: `SchemaMonitor.explains_missing`
+tells the monitor which missing-rate alarms are that, so that a renamed field is one alert, not
+one per feature.
 
 >>> import numpy as np
->>> fields = UnexpectedFields(frozenset({"x"}), n_rows=10_000, max_names=10)
->>> alarms = fields.update([{"x": 1.0, "y": 2.0}] * 64, np.ones(64, bool), start=0)
+>>> schema = SchemaMonitor(["x"], n_rows=10_000, max_names=10, recent=512)
+>>> absent = np.zeros((1, 64), bool)
+>>> alarms = schema.update([{"x": 1.0, "y": 2.0}] * 64, np.ones(64, bool), absent, absent, start=0)
 >>> alarms[0].event_index, alarms[0].family, alarms[0].evidence["unexpected_names"]
-(7, 'unexpected_field', [['y', 8]])
+(7, 'schema', [['y', 8]])
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,62 +30,148 @@ from detectors.episodes import AlarmSource, Candidate
 from detectors.numeric import rate_weights
 from detectors.sketches import SpaceSaving
 
-__all__ = ["UnexpectedFields"]
+__all__ = ["NAMES_SHOWN", "SchemaMonitor"]
+
+#: unexpected names and absent features an alert names, each (the most frequent)
+NAMES_SHOWN = 10
+#: a known feature's recent event: no value (None, or absent), absent from an event with unexpected names
+MISSING, ABSENT_OFFSCHEMA = 1, 2
 
 
-class UnexpectedFields:
-    """Alarms on events with feature names outside `known`.
+class SchemaMonitor:
+    """Alarms on events with feature names outside the baseline's (see the module docstring).
 
     Parameters
     ----------
     known
-        The baseline's feature names.
+        The baseline's feature names, in the order of the `absent` rows `update` takes.
     n_rows
         The baseline's rows: the expected rate of unexpected names is 0 with that much evidence.
     max_names
         Unexpected names tracked (the most frequent, Space-Saving).
+    recent
+        Recent events kept per feature for `explains_missing`.
     """
 
-    def __init__(self, known: frozenset[str], n_rows: int, max_names: int):
-        self._known = known
+    def __init__(self, known: Sequence[str], n_rows: int, max_names: int, recent: int):
+        self._known = frozenset(known)
+        self._known_order = list(known)
         self._names = SpaceSaving(max_names)
         hit, miss, self._expected_rate = rate_weights(0.0, n_rows)
         self._weights = (np.array([hit], dtype=np.int64), np.array([miss], dtype=np.int64))
         self._blocks = BlockAccumulator(T.CUSUM_BLOCK, 1)
         self._cusum = CusumBank(np.array([round(T.RATE_H * T.LLR_SCALE)], dtype=np.int64))
+        #: per known feature: events it was absent from while they carried unexpected names
+        self._absent_counts = np.zeros(len(self._known_order), dtype=np.int64)
+        #: per known feature, its last `recent` events: MISSING, or ABSENT_OFFSCHEMA (absent from an event
+        #: with unexpected names), else 0; the batch's apart until end_batch (`explains_missing` reads both)
+        self._recent = np.zeros((len(self._known_order), recent), dtype=np.uint8)
+        self._filled = 0
+        self._batch = np.zeros((len(self._known_order), 0), dtype=np.uint8)
+        self._start = 0
+        #: per feature asked about in this batch: cumulative counts of missing and of absent-offschema
+        #: over its recent events then the batch's, so that each alarm's question costs O(1)
+        self._cumulative: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._last_alarm = -1
+        self._batch_alarms: list[int] = []
 
-    def update(self, features: Sequence[dict], extra: np.ndarray, start: int) -> list[Candidate]:
-        """features: the events start..'s feature maps; extra (n,) bool: the event has keys the model
-        does not know."""
-        names = [(start + int(i), name) for i in np.flatnonzero(extra)
-                 for name in features[i] if name not in self._known]
+    def update(self, features: Sequence[dict], extra: np.ndarray, absent: np.ndarray, missing: np.ndarray,
+               start: int) -> list[Candidate]:
+        """Feed events start..; return the schema alarms they raise.
+
+        Parameters
+        ----------
+        features
+            The events' feature maps.
+        extra
+            (n,) bool: the event has names the baseline does not know.
+        absent
+            (n_known, n) bool: the known feature's key is not in the event at all.
+        missing
+            (n_known, n) bool: the known feature has no value (None, or absent), as its monitor counts it.
+        start
+            The first event's index.
+        """
+        offschema = absent & extra
+        self._batch = missing.astype(np.uint8) + offschema  # absent implies missing: 2 = ABSENT_OFFSCHEMA
+        self._start = start
+        self._cumulative = {}
         sums, ends = self._blocks.add(extra.astype(np.int64)[:, None], start)
         hit, miss = self._weights
-        out = []
-        for event, _, stat, _ in self._cusum.update_from_sums(sums, ends, hit, miss, T.CUSUM_BLOCK):
-            seen = SpaceSaving.from_state(self._names.state_dict(), self._names.capacity)
-            for index, name in names:
-                if index <= event:
-                    seen.update(name)
-            top = seen.top(5)
-            evidence = {"test": "unexpected_fields", "expected_rate": self._expected_rate,
-                        "unexpected_names": [[k, c] for k, c, _ in top]}
+        alarms = [(event, stat) for event, _, stat, _ in self._cusum.update_from_sums(sums, ends, hit, miss,
+                                                                                       T.CUSUM_BLOCK)]
+        # names in event order, with the tops as of each alarm's event: no replay per alarm
+        known, names = self._known, self._names
+        flagged = np.flatnonzero(extra).tolist()
+        absent_cumulative = np.cumsum(offschema, axis=1) if alarms else None
+        out, k = [], 0
+        for event, stat in alarms:
+            while k < len(flagged) and start + flagged[k] <= event:
+                names.update_each([name for name in features[flagged[k]] if name not in known])
+                k += 1
+            absent_counts = self._absent_counts + absent_cumulative[:, event - start]
+            evidence = {"test": "schema", "expected_rate": self._expected_rate,
+                        "unexpected_names": [[name, c] for name, c, _ in names.top(NAMES_SHOWN)],
+                        "absent_features": self._ranked_absent(absent_counts)}
             # one model-level episode, whichever names: a stream of ever-new names is one problem,
             # not one alert (and one tracked episode) per name
             out.append(Candidate(event_index=event, rank=(AlarmSource.UNEXPECTED_FIELDS, 0, 0), feature=None,
-                                 kind="data_quality", family="unexpected_field", detector="unexpected_field",
+                                 kind="data_quality", family="schema", detector="schema",
                                  statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None, evidence=evidence))
-        for _, name in names:
-            self._names.update(name)
+        for i in flagged[k:]:
+            names.update_each([name for name in features[i] if name not in known])
+        self._absent_counts += offschema.sum(axis=1)
+        self._batch_alarms = [event for event, _ in alarms]
         return out
 
+    def _ranked_absent(self, counts: np.ndarray) -> list[list]:
+        order = np.argsort(-counts, kind="stable")[:NAMES_SHOWN]
+        return [[self._known_order[j], int(counts[j])] for j in order.tolist() if counts[j]]
+
+    def explains_missing(self, feature: str, event_index: int, since: int | None, quiet_events: int) -> bool:
+        """Whether a missing-rate alarm of `feature` at event_index is this schema change: the schema
+        alarmed within `quiet_events` before it, and at least half of the feature's missing values
+        since the change's start (`since`; at most its last `recent` events) were its absence from
+        events carrying unexpected names."""
+        before = bisect_right(self._batch_alarms, event_index)  # the batch's alarms, in event order
+        last = self._batch_alarms[before - 1] if before else self._last_alarm
+        if last < 0 or event_index - last > quiet_events:
+            return False
+        j = self._known_order.index(feature)
+        if j not in self._cumulative:
+            rows = np.concatenate([self._recent[j, self._recent.shape[1] - self._filled:], self._batch[j]])
+            self._cumulative[j] = (np.concatenate(([0], np.cumsum(rows >= MISSING))),
+                                   np.concatenate(([0], np.cumsum(rows == ABSENT_OFFSCHEMA))))
+        missing, offschema = self._cumulative[j]
+        end = self._filled + event_index - self._start + 1
+        first = max(end - self._recent.shape[1], 0, end - (event_index - since + 1) if since is not None else 0)
+        n_missing, n_offschema = int(missing[end] - missing[first]), int(offschema[end] - offschema[first])
+        return 0 < n_missing <= 2 * n_offschema
+
+    def end_batch(self) -> None:
+        """After the batch's alerts are built: its events join the recent ones."""
+        if self._batch_alarms:
+            self._last_alarm = self._batch_alarms[-1]
+        self._batch_alarms = []
+        keep = self._recent.shape[1]
+        self._recent = np.concatenate([self._recent, self._batch], axis=1)[:, -keep:]
+        self._filled = min(keep, self._filled + self._batch.shape[1])
+        self._batch = self._batch[:, :0]
+        self._cumulative = {}
+
     def state_dict(self) -> dict[str, Any]:
-        """The names, blocks and CUSUM as plain data (`load_state` takes it back)."""
+        """The names, absences, blocks and CUSUM as plain data (`load_state` takes it back)."""
         return {"unexpected_names": self._names.state_dict(), "unexpected_blocks": self._blocks.state_dict(),
-                "unexpected_cusum": self._cusum.state_dict()}
+                "unexpected_cusum": self._cusum.state_dict(), "schema_absent": self._absent_counts.tolist(),
+                "schema_last_alarm": self._last_alarm, "schema_recent": self._recent.tobytes(),
+                "schema_recent_filled": self._filled}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict`."""
         self._names.load_state(state["unexpected_names"])
         self._blocks.load_state(state["unexpected_blocks"])
         self._cusum.load_state(state["unexpected_cusum"])
+        self._absent_counts = np.array(state["schema_absent"], dtype=np.int64)
+        self._last_alarm = int(state["schema_last_alarm"])
+        self._recent = np.frombuffer(state["schema_recent"], dtype=np.uint8).reshape(self._recent.shape).copy()
+        self._filled = int(state["schema_recent_filled"])

@@ -115,10 +115,12 @@ def test_the_messy_stream_raises_one_alert_per_cause():
     assert ("drift", "amount", "cusum") in got
     assert ("data_quality", "count", "invalid_type") in got
     assert ("data_quality", "country", "unseen_category") in got
-    assert ("data_quality", "latency", "missing_rate") in got
-    assert ("data_quality", None, "unexpected_field") in got  # model-level: the names are in `current`
-    unexpected = next(a for a in alerts if a.detector == "unexpected_field")
-    assert unexpected.current["unexpected_names"][0][0] == "latency_ms"
+    # latency renamed latency_ms: one model-level schema alert (the names are in `current`), not also
+    # latency's missing rate
+    assert ("data_quality", None, "schema") in got and ("data_quality", "latency", "missing_rate") not in got
+    schema = next(a for a in alerts if a.detector == "schema")
+    assert schema.current["unexpected_names"][0][0] == "latency_ms"
+    assert schema.current["absent_features"][0][0] == "latency"
     assert ("serving", None, "model_version") in got
     assert ("confidence_drop", "confidence", "cusum") in got
     # one alert per (feature, family) episode, never a storm
