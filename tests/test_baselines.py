@@ -15,6 +15,7 @@ from baselines import accumulate
 from baselines.build import MIN_ROWS, BuildError, build_baseline, build_baseline_from_columns
 from baselines.profile import QUANTILE_PROBS, SCHEMA, Baseline, BaselineError
 from baselines.show import baseline_json, format_baseline
+from stream.commands import progress
 from stream.commands.cli import main as cli
 
 #: the library builds these small fixtures; files under MIN_ROWS rows are refused by default
@@ -275,9 +276,12 @@ def test_cli_progress_line_on_a_terminal_only(tmp_path, monkeypatch):
             "--confidence-column", "confidence", "--prediction-column", "pred", "--label-column", "label"]
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(progress, "DELAY", 0.0)  # drawn from the first chunk on, at every chunk
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
     assert cli(argv) == 0
-    line, wrote = terminal.getvalue().split("\r")[-1].split("\n", 1)
-    assert line.startswith("t.csv: 1,000 rows (100%), ") and line.endswith(" rows/s ") and wrote.startswith("wrote ")
+    *_, last, erased = terminal.getvalue().split("\r")
+    assert last.startswith("\x1b[Kt.csv: 1,000 rows read, ") and last.endswith(" rows/s, 100%, ETA 0:00"), last
+    assert erased.startswith("\x1b[Kwrote "), erased  # the line is erased before the summary
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: only the summary
     assert cli(argv) == 0
     assert sys.stderr.getvalue().startswith("wrote ") and "\r" not in sys.stderr.getvalue()

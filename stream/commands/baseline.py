@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
+
+from stream.commands.progress import StatusLine, status_line
 
 __all__ = ["configure", "run"]
 
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from baselines.build import build_baseline
 
-    progress = _TerminalProgress(Path(args.train).name) if sys.stderr.isatty() else None
+    progress = _BuildProgress(Path(args.train).name) if sys.stderr.isatty() else None
     baseline = build_baseline(
         args.train,
         model=args.model,
@@ -106,42 +107,29 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-class _TerminalProgress:
-    """One status line on stderr, redrawn in place at most five times a second: a `baselines.build.Progress`."""
+class _BuildProgress:
+    """The `baselines.build.Progress` callback of `baseline build` on a terminal: the status line of
+    `replay` and `report` (`stream.commands.progress`), counting rows."""
 
     def __init__(self, label: str):
         self._label = label
-        self._start = time.monotonic()
-        self._last_drawn = 0.0
-        # rows read, share of the file read (None: unknown), when the chunk came
-        self._state: tuple[int, float | None, float] | None = None
+        self._line: StatusLine | None = None
 
     def __call__(self, rows: int, bytes_read: int, total_bytes: int | None) -> None:
-        now = time.monotonic()
-        self._state = (rows, bytes_read / total_bytes if total_bytes else None, now)
-        if now - self._last_drawn >= 0.2:
-            self._draw()
-
-    def _draw(self) -> None:
-        rows, fraction, at = self._state
-        self._last_drawn = time.monotonic()
-        rate = rows / max(at - self._start, 1e-9)  # the reading rate, not counting the profile's finish
-        share = f" ({100 * fraction:.0f}%)" if fraction is not None else ""
-        sys.stderr.write(f"\r{self._label}: {rows:,} rows{share}, {rate:,.0f} rows/s ")
-        sys.stderr.flush()
+        if self._line is None:  # the file's size comes with the first chunk
+            self._line = status_line(self._label, total_bytes, unit="rows")
+        if self._line is not None:
+            self._line.update(rows, bytes_read)
 
     def warn(self, message: str) -> None:
-        """A warning on its own line, below the status line if it is drawn (redrawn at the next chunk)."""
-        if self._last_drawn:
-            sys.stderr.write("\n")
-            self._last_drawn = 0.0
+        """A warning on its own line: the status line is erased first (and redrawn at the next chunk)."""
+        self.done()
         _warn(message)
 
     def done(self) -> None:
-        if self._state is not None:
-            self._draw()  # the final count, even if the last chunk came too soon to be drawn
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        """Erase the status line: the summary that follows starts on a clean line."""
+        if self._line is not None:
+            self._line.clear()
 
 
 def _names(text: str) -> list[str]:

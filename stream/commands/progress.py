@@ -34,6 +34,8 @@ class StatusLine:
         A terminal (see `status_line`).
     clock
         Seconds, monotonic (a test's fake clock).
+    unit
+        What is counted: "events" (replay, report) or "rows" (`baseline build`).
 
     Examples
     --------
@@ -54,8 +56,9 @@ class StatusLine:
     """
 
     def __init__(self, label: str, total_bytes: int | None, out: IO[str],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, unit: str = "events"):
         self._label = label
+        self._unit = unit
         self._total = total_bytes if total_bytes else None
         self._out = out
         self._clock = clock
@@ -83,7 +86,7 @@ class StatusLine:
             return
         self._next_draw = now + INTERVAL
         elapsed = max(now - self._start, 1e-9)
-        text = f"{self._label}: {events:,} events read, {events / elapsed:,.0f} events/s"
+        text = f"{self._label}: {events:,} {self._unit} read, {events / elapsed:,.0f} {self._unit}/s"
         if self._total is not None and bytes_read is not None:
             share = min(bytes_read / self._total, 1.0)
             text += f", {100 * share:.0f}%"
@@ -101,7 +104,8 @@ class StatusLine:
             self._drawn = False
 
 
-def status_line(label: str, total_bytes: int | None, out: IO[str] | None = None) -> StatusLine | None:
+def status_line(label: str, total_bytes: int | None, out: IO[str] | None = None,
+                unit: str = "events") -> StatusLine | None:
     """A `StatusLine` on `out` if it is a terminal, else None (no status line).
 
     Parameters
@@ -112,6 +116,8 @@ def status_line(label: str, total_bytes: int | None, out: IO[str] | None = None)
         The input's size, or None when unknown (see `stream.commands.replay.input_size`).
     out
         Where to draw it; default stderr.
+    unit
+        What is counted (see `StatusLine`).
 
     Returns
     -------
@@ -120,7 +126,7 @@ def status_line(label: str, total_bytes: int | None, out: IO[str] | None = None)
     """
     out = sys.stderr if out is None else out
     isatty = getattr(out, "isatty", None)
-    return StatusLine(label, total_bytes, out) if isatty is not None and isatty() else None
+    return StatusLine(label, total_bytes, out, unit=unit) if isatty is not None and isatty() else None
 
 
 def _clock_time(seconds: float) -> str:
