@@ -13,7 +13,6 @@ import json
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from stream.commands import cli
+from stream.devkit.processes import free_port
 from stream.worker import config
 from stream.worker.metrics import Metrics
 
@@ -214,11 +214,6 @@ def output_labels(expr: str, catalogue: dict) -> set[str]:
         return {name.strip() for group in re.findall(r"\bby\s*\(([^)]*)\)", expr) for name in group.split(",")}
     return set(SCRAPE_LABELS).union(*(catalogue[n][1] for n in re.findall(r"\bskewwatch_[a-z0-9_]+", expr)))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------- compose
