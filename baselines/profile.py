@@ -52,8 +52,28 @@ class BaselineError(ValueError):
     """A baseline file that is missing, corrupt, foreign or of an unsupported version."""
 
 
+class _ValueCounts:
+    """The rates both kinds of profile derive from their counts of valid, missing and invalid values."""
+
+    count: int
+    n_missing: int
+    n_invalid: int
+
+    @property
+    def total(self) -> int:
+        return self.count + self.n_missing + self.n_invalid
+
+    @property
+    def missing_rate(self) -> float:
+        return self.n_missing / self.total if self.total else 0.0
+
+    @property
+    def invalid_rate(self) -> float:
+        return self.n_invalid / self.total if self.total else 0.0
+
+
 @dataclass(frozen=True)
-class NumericProfile:
+class NumericProfile(_ValueCounts):
     """Training distribution of one numeric feature (or of the confidence)."""
 
     name: str
@@ -80,18 +100,6 @@ class NumericProfile:
     top_values: tuple[tuple[float, float], ...] = ()
     kind: str = field(default="numeric", init=False)
 
-    @property
-    def total(self) -> int:
-        return self.count + self.n_missing + self.n_invalid
-
-    @property
-    def missing_rate(self) -> float:
-        return self.n_missing / self.total if self.total else 0.0
-
-    @property
-    def invalid_rate(self) -> float:
-        return self.n_invalid / self.total if self.total else 0.0
-
     def summary(self) -> dict[str, Any]:
         """The baseline side of an alert: small, JSON-ready.
 
@@ -117,7 +125,7 @@ class NumericProfile:
 
 
 @dataclass(frozen=True)
-class CategoricalProfile:
+class CategoricalProfile(_ValueCounts):
     """Training distribution of one categorical feature (or of the prediction)."""
 
     name: str
@@ -130,18 +138,6 @@ class CategoricalProfile:
     other_freq: float
     n_distinct: int
     kind: str = field(default="categorical", init=False)
-
-    @property
-    def total(self) -> int:
-        return self.count + self.n_missing + self.n_invalid
-
-    @property
-    def missing_rate(self) -> float:
-        return self.n_missing / self.total if self.total else 0.0
-
-    @property
-    def invalid_rate(self) -> float:
-        return self.n_invalid / self.total if self.total else 0.0
 
     def summary(self, top: int = 5) -> dict[str, Any]:
         """The baseline side of an alert: small, JSON-ready.
