@@ -54,7 +54,8 @@ from detectors.timing import ChangeHistory
 
 __all__ = ["STATE_VERSION", "ModelMonitor", "MonitorConfig"]
 
-STATE_VERSION = 3
+#: 4: the schema monitor's record of absent fields (a renamed field is one alert)
+STATE_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ one per feature.
 """
 from __future__ import annotations
 
+import zlib
 from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
@@ -163,7 +164,7 @@ class SchemaMonitor:
         """The names, absences, blocks and CUSUM as plain data (`load_state` takes it back)."""
         return {"unexpected_names": self._names.state_dict(), "unexpected_blocks": self._blocks.state_dict(),
                 "unexpected_cusum": self._cusum.state_dict(), "schema_absent": self._absent_counts.tolist(),
-                "schema_last_alarm": self._last_alarm, "schema_recent": self._recent.tobytes(),
+                "schema_last_alarm": self._last_alarm, "schema_recent": zlib.compress(self._recent.tobytes(), 1),
                 "schema_recent_filled": self._filled}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -173,5 +174,7 @@ class SchemaMonitor:
         self._cusum.load_state(state["unexpected_cusum"])
         self._absent_counts = np.array(state["schema_absent"], dtype=np.int64)
         self._last_alarm = int(state["schema_last_alarm"])
-        self._recent = np.frombuffer(state["schema_recent"], dtype=np.uint8).reshape(self._recent.shape).copy()
+        # compressed: the record is almost all zeros while no field is renamed (~8 bytes per feature)
+        raw = zlib.decompressobj().decompress(state["schema_recent"], self._recent.size)
+        self._recent = np.frombuffer(raw, dtype=np.uint8).reshape(self._recent.shape).copy()
         self._filled = int(state["schema_recent_filled"])
