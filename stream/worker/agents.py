@@ -45,11 +45,40 @@ def _table_items() -> Iterable[tuple[str, bytes]]:
 processing = asyncio.Lock()
 
 
+#: seconds between the warnings of a worker that waits for its first usable baseline
+NO_BASELINE_NOTICE_INTERVAL = 10.0
+
+
 @app.agent(worker.predictions_topic)
 async def monitor_predictions(stream: faust.StreamT) -> None:
+    await wait_for_baselines()
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         async with processing:
             await _process(batch)
+
+
+async def wait_for_baselines() -> None:
+    """Load the baselines before the first record is processed; while none is usable, process
+    nothing (and commit nothing), saying so every NO_BASELINE_NOTICE_INTERVAL seconds.
+
+    The agent does it, not an app task: Faust starts its tasks after it resumed fetching, so the
+    first batch of a backlog could come first; its partition's monitors were then built with no
+    model, restored no checkpoint, and dead-lettered every event as unknown_model.
+    """
+    service = worker.service
+    loop = asyncio.get_running_loop()
+    said = None
+    while not service.models:
+        service.rescan()
+        if service.models:
+            break
+        if said is None or loop.time() - said >= NO_BASELINE_NOTICE_INTERVAL:
+            log.warning("no usable baseline in %s: processing nothing until one appears (checking every %g s)",
+                        service.directory.path, settings.baseline_scan_interval)
+            said = loop.time()
+        await asyncio.sleep(settings.baseline_scan_interval)
+    if said is not None:
+        log.info("baselines loaded (%s): processing", ", ".join(service.models))
 
 
 async def _process(batch: list[faust.EventT]) -> None:
@@ -107,8 +136,7 @@ async def checkpoint_and_commit() -> None:
 
 
 @app.task
-async def load_baselines() -> None:
-    worker.service.rescan()
+async def relax_gc_once_started() -> None:
     relax_gc()  # set up: from here on, mostly events in flight (stream/gc_policy.py)
 
 

@@ -1,0 +1,63 @@
+"""The worker's life cycle on a real broker: a restart with a backlog waiting, a start without
+baselines, and stopping it (SIGTERM) in every state, the broker gone included."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.integration.conftest import produce, wait_for
+from tests.integration.test_reliability import counted
+from tests.integration.test_worker import messages
+from tests.stream.helpers import events, training_baseline
+
+pytestmark = pytest.mark.integration
+
+MODELS = ("credit", "fraud", "churn")
+
+
+def _produce_for_every_model(deployment, n: int, seed: int) -> int:
+    """`n` events of each model, 5 per message (many messages: more than one micro-batch);
+    returns the number of messages sent."""
+    sent = []
+    for i, model in enumerate(MODELS):
+        sent += messages(events(model, n, seed=seed + i), per_message=5, model=model.encode())
+    produce(deployment.bootstrap, deployment.cfg.input_topic, sent)
+    return len(sent)
+
+
+def _counts(worker) -> dict[str, int]:
+    """Events seen per model, summed over the worker's partitions (restored state included)."""
+    out = dict.fromkeys(MODELS, 0)
+    for p in worker.status().get("partitions", {}).values():
+        for model, n in p["models"].items():
+            out[model] = out.get(model, 0) + n
+    return out
+
+
+def _messages_processed(worker) -> int:
+    return sum(offset + 1 for offset in worker.last_offsets())
+
+
+@pytest.mark.parametrize("batching", [{}, {"SKEWWATCH_BATCH_WITHIN": "0.01", "SKEWWATCH_BATCH_SIZE": "50"}],
+                         ids=["default-batches", "small-batches"])
+def test_a_restart_with_a_backlog_counts_every_event_once(deployment, batching):
+    """kill -9, then a backlog of several batches for three models, then a restart: the restored
+    monitors count every event exactly once and no valid event is dead-lettered (the agent
+    consumes nothing before the baselines are loaded and the checkpoints restored)."""
+    deployment.env.update(batching)
+    for i, model in enumerate(MODELS):
+        training_baseline(model, seed=i).save(deployment.baselines / f"{model}.msgpack")
+    worker = deployment.worker().wait_ready()
+    total = _produce_for_every_model(deployment, 1000, seed=100)
+    wait_for(lambda: _counts(worker) == dict.fromkeys(MODELS, 1000), 30, "the first events counted")
+    checkpoints = worker.metric("skewwatch_checkpoints_total")
+    wait_for(lambda: worker.metric("skewwatch_checkpoints_total") > checkpoints, 10, "a checkpoint of them")
+    worker.kill(signal.SIGKILL)
+
+    total += _produce_for_every_model(deployment, 4000, seed=200)  # 2,400 messages queued
+    restarted = deployment.worker().wait_ready(timeout=90)
+    wait_for(lambda: _messages_processed(restarted) >= total, 60, f"the restarted worker to process all {total} messages")
+    assert _counts(restarted) == dict.fromkeys(MODELS, 5000), restarted.log_tail()
+    _, rejected = counted(restarted)
+    assert sum(rejected.values()) == 0, (rejected, restarted.log_tail())
