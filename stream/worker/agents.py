@@ -143,6 +143,7 @@ async def relax_gc_once_started() -> None:
 @app.timer(interval=settings.baseline_scan_interval)
 async def rescan_baselines() -> None:
     worker.service.rescan()
+    worker.service.report_rejects()  # the reject counts a burst's rate-limited log line held back
 
 
 _broker_reachable: bool | None = None

@@ -8,12 +8,32 @@ so a scan never sees a half-written file.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from baselines.profile import Baseline, BaselineError
 
 SUFFIX = ".msgpack"
+
+
+def directory_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be read as the baselines directory; None when it can.
+
+    `skewwatch worker` refuses to start on such a path, and a scan reports it in the same words.
+
+    >>> directory_problem("/nonexistent/baselines.d")
+    'cannot read the baselines directory /nonexistent/baselines.d: No such file or directory'
+    """
+    try:
+        with os.scandir(path):
+            return None
+    except OSError as e:
+        return _unreadable(path, e)
+
+
+def _unreadable(path: str | Path, error: OSError) -> str:
+    return f"cannot read the baselines directory {path}: {error.strerror or error}"
 
 
 @dataclass(frozen=True)
@@ -41,7 +61,7 @@ class BaselineDirectory:
         except OSError as e:
             # A missing or unreadable directory is reported, not treated as "every file deleted":
             # a transient mount problem must not disable every model.
-            self.problem = f"cannot read the baselines directory {self.path}: {e.strerror or e}"
+            self.problem = _unreadable(self.path, e)
             return []
         changes: list[BaselineChange] = []
         for path in sorted(set(self._seen) - set(files)):

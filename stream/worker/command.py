@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from stream.worker import config
+from stream.worker.baseline_dir import directory_problem
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +27,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = config.load()
     except ValueError as e:
         print(f"skewwatch worker: {e}", file=sys.stderr)
+        return 2
+    # Refused here, before anything connects: a worker without its directory would consume the
+    # input topic and dead-letter every event. (An existing directory without a usable baseline
+    # is waited for instead: stream.worker.agents.wait_for_baselines.)
+    problem = directory_problem(cfg.baselines)
+    if problem:
+        print(f"skewwatch worker: {problem}", file=sys.stderr)
         return 2
     from stream.worker.app import app
 

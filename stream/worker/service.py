@@ -20,6 +20,7 @@ log): a record below it means the log was recreated, and then nothing is skipped
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -187,21 +188,35 @@ def parse_checkpoint_key(key: str) -> tuple[int, str]:
 
 
 class RejectLog:
-    """At most one log line per reason per `interval` seconds, with the count since the last."""
+    """At most one log line per reason per `interval` seconds, with the count since the last.
+
+    The rejects held back in between are reported by the next `add` or `flush` after the
+    interval (the worker flushes on its baseline rescan timer), so the logged counts add up.
+    """
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self._interval = interval
         self._clock = clock
         self._pending: Counter = Counter()
+        self._example: dict[str, str] = {}  # reason -> detail of its newest reject not yet logged
         self._last: dict[str, float] = {}
 
     def add(self, reject: Reject) -> None:
-        reason = reject.reason
-        self._pending[reason] += 1
+        self._pending[reject.reason] += 1
+        self._example[reject.reason] = reject.detail
+        self._report_if_due(reject.reason)
+
+    def flush(self) -> None:
+        """Log the held-back counts whose interval is over (a burst's tail is otherwise
+        reported only by the next reject of the same reason, if one ever comes)."""
+        for reason in list(self._pending):
+            self._report_if_due(reason)
+
+    def _report_if_due(self, reason: str) -> None:
         now = self._clock()
-        if now - self._last.get(reason, -self._interval) >= self._interval:
+        if now - self._last.get(reason, -math.inf) >= self._interval:
             log.warning("rejected %d message(s)/event(s) as %s (dead-lettered), e.g. %s",
-                        self._pending.pop(reason), reason, reject.detail)
+                        self._pending.pop(reason), reason, self._example.pop(reason))
             self._last[reason] = now
 
 
@@ -375,6 +390,10 @@ class DetectionService:
         self.metrics.rejected.labels(reject.reason).inc()
         self._reject_log.add(reject)
         return dead_letter_record(reject, source)
+
+    def report_rejects(self) -> None:
+        """Log the reject counts held back by the rate limit once their interval is over."""
+        self._reject_log.flush()
 
     def baseline(self, model: str) -> Baseline | None:
         """The loaded baseline of `model`; None when it has none (unknown, broken or deleted)."""

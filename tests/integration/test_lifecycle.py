@@ -61,3 +61,19 @@ def test_a_restart_with_a_backlog_counts_every_event_once(deployment, batching):
     assert _counts(restarted) == dict.fromkeys(MODELS, 5000), restarted.log_tail()
     _, rejected = counted(restarted)
     assert sum(rejected.values()) == 0, (rejected, restarted.log_tail())
+
+
+def test_without_a_usable_baseline_the_worker_waits_consuming_nothing(deployment):
+    """An empty baselines directory: the worker says so and processes nothing (the topic is not
+    dead-lettered), then starts on its own once a baseline appears; SIGTERM ends it."""
+    worker = deployment.worker()
+    total = _produce_for_every_model(deployment, 100, seed=300)
+    wait_for(lambda: "no usable baseline in" in worker.log_path.read_text(errors="replace"), 60, "the worker saying why it waits")
+    worker.wait_ready()
+    assert counted(worker) == (0.0, {}) and worker.last_offsets() == []
+    for i, model in enumerate(MODELS):
+        training_baseline(model, seed=i).save(deployment.baselines / f"{model}.msgpack")
+    wait_for(lambda: _messages_processed(worker) >= total, 30, "the waiting worker to process the topic")
+    assert _counts(worker) == dict.fromkeys(MODELS, 100)
+    assert sum(counted(worker)[1].values()) == 0
+    assert "baselines loaded (churn, credit, fraud): processing" in worker.log_path.read_text(errors="replace")
