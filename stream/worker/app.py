@@ -70,6 +70,8 @@ app = faust.App(
     web_bind=settings.web_host,
     web_host=settings.web_host,
     web_port=settings.web_port,
+    # Faust's worker plus a rate-limited log while the broker is gone and a shutdown that cannot hang
+    Worker="stream.worker.lifecycle.Worker",
     # Tansu answers ListOffsets(LATEST) with the newest batch's base offset + 1; one record per
     # batch makes that the true end offset (changelog recovery relies on it).
     **({"producer_max_batch_size": 1} if settings.single_record_batches else {}),

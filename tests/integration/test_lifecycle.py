@@ -3,10 +3,13 @@ baselines, and stopping it (SIGTERM) in every state, the broker gone included.""
 from __future__ import annotations
 
 import signal
+import subprocess
+import time
 
 import pytest
 
-from tests.integration.conftest import produce, wait_for
+from stream.devkit.broker import EmbeddedBroker
+from tests.integration.conftest import Deployment, produce, wait_for
 from tests.integration.test_reliability import counted
 from tests.integration.test_worker import messages
 from tests.stream.helpers import events, training_baseline
@@ -35,6 +38,27 @@ def _counts(worker) -> dict[str, int]:
     return out
 
 
+def _log(worker) -> str:
+    return worker.log_path.read_text(errors="replace")
+
+
+#: the longest SIGTERM may take to end a worker, in any state
+STOP_WITHIN_S = 10.0
+
+
+def _sigterm(worker) -> float:
+    """SIGTERM the worker; the seconds it took to exit (a failure past STOP_WITHIN_S)."""
+    sent = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    try:
+        worker.proc.wait(STOP_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        worker.proc.kill()
+        worker.proc.wait()
+        raise AssertionError(f"SIGTERM did not end the worker within {STOP_WITHIN_S} s:\n{worker.log_tail()}") from None
+    return time.monotonic() - sent
+
+
 def _messages_processed(worker) -> int:
     return sum(offset + 1 for offset in worker.last_offsets())
 
@@ -57,7 +81,7 @@ def test_a_restart_with_a_backlog_counts_every_event_once(deployment, batching):
 
     total += _produce_for_every_model(deployment, 4000, seed=200)  # 2,400 messages queued
     restarted = deployment.worker().wait_ready(timeout=90)
-    wait_for(lambda: _messages_processed(restarted) >= total, 60, f"the restarted worker to process all {total} messages")
+    wait_for(lambda: _messages_processed(restarted) >= total, 60, f"the restarted worker to process all {total}")
     assert _counts(restarted) == dict.fromkeys(MODELS, 5000), restarted.log_tail()
     _, rejected = counted(restarted)
     assert sum(rejected.values()) == 0, (rejected, restarted.log_tail())
@@ -68,7 +92,7 @@ def test_without_a_usable_baseline_the_worker_waits_consuming_nothing(deployment
     dead-lettered), then starts on its own once a baseline appears; SIGTERM ends it."""
     worker = deployment.worker()
     total = _produce_for_every_model(deployment, 100, seed=300)
-    wait_for(lambda: "no usable baseline in" in worker.log_path.read_text(errors="replace"), 60, "the worker saying why it waits")
+    wait_for(lambda: "no usable baseline in" in _log(worker), 60, "the worker saying why it waits")
     worker.wait_ready()
     assert counted(worker) == (0.0, {}) and worker.last_offsets() == []
     for i, model in enumerate(MODELS):
@@ -77,3 +101,41 @@ def test_without_a_usable_baseline_the_worker_waits_consuming_nothing(deployment
     assert _counts(worker) == dict.fromkeys(MODELS, 100)
     assert sum(counted(worker)[1].values()) == 0
     assert "baselines loaded (churn, credit, fraud): processing" in worker.log_path.read_text(errors="replace")
+    print(f"\nrunning: SIGTERM ended the worker in {_sigterm(worker):.1f} s")
+
+
+@pytest.mark.parametrize("state", ["starting", "waiting for a baseline"])
+def test_sigterm_ends_the_worker_within_10_s_before_it_runs(deployment, state):
+    if state == "starting":
+        training_baseline("credit").save(deployment.baselines / "credit.msgpack")
+        worker = deployment.worker()
+        wait_for(lambda: "Starting..." in _log(worker), 30, "the worker starting")
+    else:
+        worker = deployment.worker()
+        wait_for(lambda: "no usable baseline in" in _log(worker), 60, "the worker waiting for a baseline")
+    print(f"\n{state}: SIGTERM ended the worker in {_sigterm(worker):.1f} s")
+
+
+def test_a_worker_whose_broker_is_gone_logs_a_bounded_amount_and_stops_on_sigterm(tmp_path):
+    """The broker dies under a running worker: its clients' errors are rate-limited (one line per
+    kind per interval, with the count held back), and SIGTERM still ends it within 10 s."""
+    broker = EmbeddedBroker().start()  # its own broker: this test stops it
+    deployment = Deployment(broker, tmp_path)
+    try:
+        training_baseline("credit").save(deployment.baselines / "credit.msgpack")
+        worker = deployment.worker().wait_ready()
+        produce(deployment.bootstrap, deployment.cfg.input_topic, messages(events("credit", 100, seed=400)))
+        wait_for(lambda: worker.metric('skewwatch_events_total{model="credit"}') == 100, 30, "the events counted")
+        broker.stop()
+        down = time.monotonic()
+        before = len(_log(worker).splitlines())
+        # a suppressed count is reported once the first interval of the outage is over
+        wait_for(lambda: "similar line(s) suppressed" in _log(worker), 30, "the outage's log lines rate-limited")
+        lines = len(_log(worker).splitlines()) - before
+        outage = time.monotonic() - down
+        assert lines <= 10 * (1 + outage), f"{lines} log lines in {outage:.0f} s of outage:\n{worker.log_tail()}"
+        took = _sigterm(worker)
+        print(f"\nbroker gone: {lines} log lines in {outage:.1f} s; SIGTERM ended the worker in {took:.1f} s")
+    finally:
+        deployment.stop()
+        broker.stop()
