@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import faust
 import orjson
@@ -25,6 +26,10 @@ from stream.gc_policy import relax_gc
 from stream.worker.service import Record
 
 log = logging.getLogger("skewwatch.worker")
+
+__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "checkpoint_and_commit",
+           "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown", "processing",
+           "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
 
@@ -51,6 +56,7 @@ NO_BASELINE_NOTICE_INTERVAL = 10.0
 
 @app.agent(worker.predictions_topic)
 async def monitor_predictions(stream: faust.StreamT) -> None:
+    """The prediction events, in micro-batches, through the monitors (once the baselines are loaded)."""
     await wait_for_baselines()
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         async with processing:
@@ -129,6 +135,7 @@ async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
 
 @app.timer(interval=settings.checkpoint_interval)
 async def checkpoint_and_commit() -> None:
+    """Checkpoint the monitors, then commit the offsets they cover (only once the broker has them)."""
     async with processing:
         # Only once the checkpoints are durable may the consumer's offsets move on to what they cover.
         if await write_checkpoints() and await app.consumer.commit():
@@ -137,11 +144,13 @@ async def checkpoint_and_commit() -> None:
 
 @app.task
 async def relax_gc_once_started() -> None:
+    """Freeze what start-up allocated out of the garbage collector's way."""
     relax_gc()  # set up: from here on, mostly events in flight (stream/gc_policy.py)
 
 
 @app.timer(interval=settings.baseline_scan_interval)
 async def rescan_baselines() -> None:
+    """Pick up new, changed, broken or deleted baseline files; report held-back reject counts."""
     worker.service.rescan()
     worker.service.report_rejects()  # the reject counts a burst's rate-limited log line held back
 
@@ -163,6 +172,8 @@ def _set_broker_reachable(reachable: bool, why: str = "") -> None:
 
 @app.timer(interval=2.0)
 async def measure_lag() -> None:
+    """Probe the broker (the end offsets of the assigned partitions): the lag and broker gauges, and
+    a recreated input log noticed."""
     consumer = app.consumer
     mine = [tp for tp in consumer.assignment() if tp.topic == settings.input_topic]
     if not mine:
@@ -183,6 +194,7 @@ async def measure_lag() -> None:
 
 @app.on_partitions_revoked.connect
 async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
+    """Checkpoint the revoked partitions' monitors for their next owner, then drop them."""
     # Faust committed what was processed; checkpoint everything processed so the next owner
     # of these partitions resumes from the same point.
     mine = {tp.partition for tp in revoked if tp.topic == settings.input_topic}
@@ -192,6 +204,7 @@ async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
 
 @app.on_partitions_assigned.connect
 async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
+    """Drop the monitors of partitions no longer ours; note the assigned ones' end offsets."""
     service = worker.service
     mine = {tp.partition for tp in assigned if tp.topic == settings.input_topic}
     # Monitors of partitions no longer ours are rebuilt from the changelog if they come back.
@@ -210,4 +223,5 @@ async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
 
 @app.on_before_shutdown.connect
 async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
+    """Checkpoint every monitor before the worker stops."""
     await write_checkpoints()

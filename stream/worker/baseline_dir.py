@@ -14,6 +14,8 @@ from pathlib import Path
 
 from baselines.profile import Baseline, BaselineError
 
+__all__ = ["SUFFIX", "BaselineChange", "BaselineDirectory", "directory_problem"]
+
 SUFFIX = ".msgpack"
 
 
@@ -48,6 +50,8 @@ class BaselineChange:
 
 
 class BaselineDirectory:
+    """The baselines directory at `path`, and what each `scan` found changed since the last."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._seen: dict[Path, tuple[int, int]] = {}  # file -> (mtime_ns, size) at its last load
@@ -55,6 +59,8 @@ class BaselineDirectory:
         self.problem: str | None = None  # why the directory itself cannot be read
 
     def scan(self) -> list[BaselineChange]:
+        """The models loaded, failed or removed since the last scan (all files on the first); an
+        unreadable directory changes nothing and sets `problem`."""
         try:
             files = {p: p.stat() for p in self.path.iterdir() if p.name.endswith(SUFFIX) and p.is_file()}
             self.problem = None
@@ -81,7 +87,8 @@ class BaselineDirectory:
                 continue
             old = self._model_of.get(path)
             if old is not None and old != baseline.model:
-                changes.append(BaselineChange("removed", old, path, detail=f"{path} now holds model {baseline.model!r}"))
+                changes.append(BaselineChange("removed", old, path,
+                                              detail=f"{path} now holds model {baseline.model!r}"))
             self._model_of[path] = baseline.model
             changes.append(BaselineChange("loaded", baseline.model, path, baseline=baseline))
         return changes

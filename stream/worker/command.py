@@ -11,17 +11,22 @@ import sys
 from stream.worker import config
 from stream.worker.baseline_dir import directory_problem
 
+__all__ = ["configure", "faust_argv", "run"]
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the worker's flags (one per setting of stream/worker/config.py) to `parser`."""
     config.add_arguments(parser)
 
 
 def faust_argv(cfg) -> list[str]:
+    """The command line handed to Faust's own `worker` command for the settings `cfg`."""
     return ["skewwatch worker", "worker", "-l", cfg.log_level,
             "--web-host", cfg.web_host, "--web-port", str(cfg.web_port)]
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the worker until it is stopped; the exit status (2: bad settings or baselines directory)."""
     config.apply_to_env(args)
     try:
         cfg = config.load()

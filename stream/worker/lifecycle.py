@@ -70,6 +70,8 @@ class OutageLogFilter(logging.Filter):
         self._lock = threading.Lock()  # Faust's consumer logs from a thread of its own
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Whether `record` is written (see the class); a record let through after others were
+        held back gets their count appended to its message."""
         if record.levelno < logging.WARNING or not record.name.startswith(LIMITED_LOGGERS):
             return True
         key = (record.name, str(record.msg))
@@ -89,6 +91,7 @@ class Worker(faust.Worker):
     """Faust's worker with the outage log filter and a shutdown that cannot hang (see the module)."""
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """Faust's set-up of the root logger, plus the outage filter on each of its handlers."""
         super().on_setup_root_logger(logger, level)
         limit = OutageLogFilter()
         for handler in logger.handlers:
