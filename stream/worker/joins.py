@@ -40,7 +40,7 @@ from detectors.alerts import Alert
 from detectors.events import decode_message
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
 from stream.worker import config as _config
-from stream.worker.agents import emit, send_dead_letter
+from stream.worker.agents import emit, send_dead_letter, wait_for_baselines
 
 app, settings = worker.app, worker.settings
 
@@ -88,6 +88,7 @@ def _with_time(record: dict, message_timestamp: float | None) -> dict:
 async def forward_predictions(stream: faust.StreamT) -> None:
     """The served events that carry a request id, of monitored models, to their join partition.
     (monitor_predictions consumes the same messages; undecodable ones are its to dead-letter.)"""
+    await wait_for_baselines()  # which models are monitored: known only once they are loaded
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         known = set(worker.service.models)
         by_partition: dict[int, list[dict]] = {}
@@ -135,6 +136,7 @@ _ADD = {"predictions": joins.add_predictions, "feature_log": joins.add_feature_l
 async def join_requests(stream: faust.StreamT) -> None:
     """Join each request id's served event, feature-log record and label; emit the parity and
     performance alerts."""
+    await wait_for_baselines()  # the joins check against the baselines
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         alerts: list[Alert] = []
         for event in batch:

@@ -124,6 +124,24 @@ async def test_the_agent_loads_the_baselines_before_it_processes_anything(sent, 
     assert fresh.partitions[0].router.monitor("credit").events_seen == 10
 
 
+async def test_the_joins_forward_served_events_only_once_the_baselines_are_loaded(sent, tmp_path, monkeypatch):
+    """The joins' forwarder keeps the events of monitored models: before the baselines are
+    loaded it would know none, and drop a restart backlog's events from the joins."""
+    from stream.worker import joins  # registers the joins' agents on the app, which no test starts
+
+    monkeypatch.setattr(worker, "service", DetectionService(str(tmp_path), worker.metrics))
+    forwarded = []
+
+    async def send(*, value, partition, **kwargs):
+        forwarded.append(msgpack.unpackb(value))
+    monkeypatch.setattr(joins.joins_topic, "send", send)
+    event = {**events("credit", 1, seed=20)[0], "request_id": "r-1"}
+    channel = worker.app.channel(key_type=bytes, value_type=bytes)
+    async with joins.forward_predictions.test_context(channel=channel) as agent:
+        await put_all(agent, [orjson.dumps(event)])
+    assert [r["request_id"] for f in forwarded for r in f["records"]] == ["r-1"]
+
+
 async def test_without_a_usable_baseline_the_agent_waits_and_says_so(sent, tmp_path, monkeypatch, caplog):
     empty = tmp_path / "empty"
     empty.mkdir()
