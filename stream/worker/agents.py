@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import faust
 import orjson
@@ -25,6 +26,10 @@ from stream.gc_policy import relax_gc
 from stream.worker.service import Record
 
 log = logging.getLogger("skewwatch.worker")
+
+__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "checkpoint_and_commit",
+           "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown", "processing",
+           "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
 
@@ -45,11 +50,41 @@ def _table_items() -> Iterable[tuple[str, bytes]]:
 processing = asyncio.Lock()
 
 
+#: seconds between the warnings of a worker that waits for its first usable baseline
+NO_BASELINE_NOTICE_INTERVAL = 10.0
+
+
 @app.agent(worker.predictions_topic)
 async def monitor_predictions(stream: faust.StreamT) -> None:
+    """The prediction events, in micro-batches, through the monitors (once the baselines are loaded)."""
+    await wait_for_baselines()
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         async with processing:
             await _process(batch)
+
+
+async def wait_for_baselines() -> None:
+    """Load the baselines before the first record is processed; while none is usable, process
+    nothing (and commit nothing), saying so every NO_BASELINE_NOTICE_INTERVAL seconds.
+
+    The agent does it, not an app task: Faust starts its tasks after it resumed fetching, so the
+    first batch of a backlog could come first; its partition's monitors were then built with no
+    model, restored no checkpoint, and dead-lettered every event as unknown_model.
+    """
+    service = worker.service
+    loop = asyncio.get_running_loop()
+    said = None
+    while not service.models:
+        service.rescan()
+        if service.models:
+            break
+        if said is None or loop.time() - said >= NO_BASELINE_NOTICE_INTERVAL:
+            log.warning("no usable baseline in %s: processing nothing until one appears (checking every %g s)",
+                        service.directory.path, settings.baseline_scan_interval)
+            said = loop.time()
+        await asyncio.sleep(settings.baseline_scan_interval)
+    if said is not None:
+        log.info("baselines loaded (%s): processing", ", ".join(service.models))
 
 
 async def _process(batch: list[faust.EventT]) -> None:
@@ -100,6 +135,7 @@ async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
 
 @app.timer(interval=settings.checkpoint_interval)
 async def checkpoint_and_commit() -> None:
+    """Checkpoint the monitors, then commit the offsets they cover (only once the broker has them)."""
     async with processing:
         # Only once the checkpoints are durable may the consumer's offsets move on to what they cover.
         if await write_checkpoints() and await app.consumer.commit():
@@ -107,14 +143,16 @@ async def checkpoint_and_commit() -> None:
 
 
 @app.task
-async def load_baselines() -> None:
-    worker.service.rescan()
+async def relax_gc_once_started() -> None:
+    """Freeze what start-up allocated out of the garbage collector's way."""
     relax_gc()  # set up: from here on, mostly events in flight (stream/gc_policy.py)
 
 
 @app.timer(interval=settings.baseline_scan_interval)
 async def rescan_baselines() -> None:
+    """Pick up new, changed, broken or deleted baseline files; report held-back reject counts."""
     worker.service.rescan()
+    worker.service.report_rejects()  # the reject counts a burst's rate-limited log line held back
 
 
 _broker_reachable: bool | None = None
@@ -134,6 +172,8 @@ def _set_broker_reachable(reachable: bool, why: str = "") -> None:
 
 @app.timer(interval=2.0)
 async def measure_lag() -> None:
+    """Probe the broker (the end offsets of the assigned partitions): the lag and broker gauges, and
+    a recreated input log noticed."""
     consumer = app.consumer
     mine = [tp for tp in consumer.assignment() if tp.topic == settings.input_topic]
     if not mine:
@@ -154,6 +194,7 @@ async def measure_lag() -> None:
 
 @app.on_partitions_revoked.connect
 async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
+    """Checkpoint the revoked partitions' monitors for their next owner, then drop them."""
     # Faust committed what was processed; checkpoint everything processed so the next owner
     # of these partitions resumes from the same point.
     mine = {tp.partition for tp in revoked if tp.topic == settings.input_topic}
@@ -163,6 +204,7 @@ async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
 
 @app.on_partitions_assigned.connect
 async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
+    """Drop the monitors of partitions no longer ours; note the assigned ones' end offsets."""
     service = worker.service
     mine = {tp.partition for tp in assigned if tp.topic == settings.input_topic}
     # Monitors of partitions no longer ours are rebuilt from the changelog if they come back.
@@ -181,4 +223,5 @@ async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
 
 @app.on_before_shutdown.connect
 async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
+    """Checkpoint every monitor before the worker stops."""
     await write_checkpoints()

@@ -39,6 +39,9 @@ from stream.worker.fetch_wait import set_fetch_max_wait
 from stream.worker.metrics import Metrics
 from stream.worker.service import DetectionService, parse_checkpoint_key
 
+__all__ = ["DISCOVERED_MODULES", "CheckpointTable", "alerts_topic", "app", "checkpoints", "dead_letters_topic",
+           "metrics", "predictions_topic", "service", "settings"]
+
 settings = _config.load()
 set_fetch_max_wait(settings.fetch_max_wait_ms)
 metrics = Metrics()
@@ -47,7 +50,8 @@ service = DetectionService(settings.baselines, metrics, limits=_config.decoder_l
 
 #: the modules that declare agents, timers and pages on `app`; the joins forward every served
 #: event once more, so they load only when turned on
-DISCOVERED_MODULES = ["stream.worker.agents", "stream.worker.pages"] + (["stream.worker.joins"] if settings.joins else [])
+DISCOVERED_MODULES = ["stream.worker.agents", "stream.worker.pages"] + (
+    ["stream.worker.joins"] if settings.joins else [])
 
 app = faust.App(
     settings.app_id,
@@ -70,6 +74,8 @@ app = faust.App(
     web_bind=settings.web_host,
     web_host=settings.web_host,
     web_port=settings.web_port,
+    # Faust's worker plus a rate-limited log while the broker is gone and a shutdown that cannot hang
+    Worker="stream.worker.lifecycle.Worker",
     # Tansu answers ListOffsets(LATEST) with the newest batch's base offset + 1; one record per
     # batch makes that the true end offset (changelog recovery relies on it).
     **({"producer_max_batch_size": 1} if settings.single_record_batches else {}),
@@ -95,9 +101,11 @@ class CheckpointTable(faust.Table):
         self._unconfirmed: list[asyncio.Future] = []
 
     def partition_for_key(self, key: Any) -> int:
+        """Key "P/<model>" goes to changelog partition P."""
         return parse_checkpoint_key(key)[0]
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        """Faust's changelog write, its future kept for `confirmed`."""
         sent = super().send_changelog(*args, **kwargs)
         self._unconfirmed.append(sent)
         return sent
@@ -109,7 +117,7 @@ class CheckpointTable(faust.Table):
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.gather(*pending)), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             failed = any(f.done() and f.exception() for f in pending)
         except Exception:  # noqa: BLE001 (the send failed: the record is not on the broker)
             failed = True

@@ -8,12 +8,34 @@ so a scan never sees a half-written file.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from baselines.profile import Baseline, BaselineError
 
+__all__ = ["SUFFIX", "BaselineChange", "BaselineDirectory", "directory_problem"]
+
 SUFFIX = ".msgpack"
+
+
+def directory_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be read as the baselines directory; None when it can.
+
+    `skewwatch worker` refuses to start on such a path, and a scan reports it in the same words.
+
+    >>> directory_problem("/nonexistent/baselines.d")
+    'cannot read the baselines directory /nonexistent/baselines.d: No such file or directory'
+    """
+    try:
+        with os.scandir(path):
+            return None
+    except OSError as e:
+        return _unreadable(path, e)
+
+
+def _unreadable(path: str | Path, error: OSError) -> str:
+    return f"cannot read the baselines directory {path}: {error.strerror or error}"
 
 
 @dataclass(frozen=True)
@@ -28,6 +50,8 @@ class BaselineChange:
 
 
 class BaselineDirectory:
+    """The baselines directory at `path`, and what each `scan` found changed since the last."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._seen: dict[Path, tuple[int, int]] = {}  # file -> (mtime_ns, size) at its last load
@@ -35,13 +59,15 @@ class BaselineDirectory:
         self.problem: str | None = None  # why the directory itself cannot be read
 
     def scan(self) -> list[BaselineChange]:
+        """The models loaded, failed or removed since the last scan (all files on the first); an
+        unreadable directory changes nothing and sets `problem`."""
         try:
             files = {p: p.stat() for p in self.path.iterdir() if p.name.endswith(SUFFIX) and p.is_file()}
             self.problem = None
         except OSError as e:
             # A missing or unreadable directory is reported, not treated as "every file deleted":
             # a transient mount problem must not disable every model.
-            self.problem = f"cannot read the baselines directory {self.path}: {e.strerror or e}"
+            self.problem = _unreadable(self.path, e)
             return []
         changes: list[BaselineChange] = []
         for path in sorted(set(self._seen) - set(files)):
@@ -61,7 +87,8 @@ class BaselineDirectory:
                 continue
             old = self._model_of.get(path)
             if old is not None and old != baseline.model:
-                changes.append(BaselineChange("removed", old, path, detail=f"{path} now holds model {baseline.model!r}"))
+                changes.append(BaselineChange("removed", old, path,
+                                              detail=f"{path} now holds model {baseline.model!r}"))
             self._model_of[path] = baseline.model
             changes.append(BaselineChange("loaded", baseline.model, path, baseline=baseline))
         return changes

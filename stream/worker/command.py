@@ -9,23 +9,36 @@ import argparse
 import sys
 
 from stream.worker import config
+from stream.worker.baseline_dir import directory_problem
+
+__all__ = ["configure", "faust_argv", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the worker's flags (one per setting of stream/worker/config.py) to `parser`."""
     config.add_arguments(parser)
 
 
 def faust_argv(cfg) -> list[str]:
+    """The command line handed to Faust's own `worker` command for the settings `cfg`."""
     return ["skewwatch worker", "worker", "-l", cfg.log_level,
             "--web-host", cfg.web_host, "--web-port", str(cfg.web_port)]
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the worker until it is stopped; the exit status (2: bad settings or baselines directory)."""
     config.apply_to_env(args)
     try:
         cfg = config.load()
     except ValueError as e:
         print(f"skewwatch worker: {e}", file=sys.stderr)
+        return 2
+    # Refused here, before anything connects: a worker without its directory would consume the
+    # input topic and dead-letter every event. (An existing directory without a usable baseline
+    # is waited for instead: stream.worker.agents.wait_for_baselines.)
+    problem = directory_problem(cfg.baselines)
+    if problem:
+        print(f"skewwatch worker: {problem}", file=sys.stderr)
         return 2
     from stream.worker.app import app
 

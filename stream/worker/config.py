@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, make_dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from detectors.events import Limits
+
+__all__ = ["CHECKPOINT_TABLE", "SETTINGS", "Config", "Setting", "add_arguments", "apply_to_env", "broker_credentials",
+           "changelog_topic", "decoder_limits", "joins_topic", "load", "topics"]
 
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting: its flag (None: environment only), environment variable, default, help and
+    the function that parses its text."""
+
     name: str
     flag: str | None  # None: environment only (secrets do not belong on a command line)
     env: str
@@ -51,11 +58,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Kafka bootstrap URL(s), e.g. kafka://k1:9092;kafka://k2:9092"),
     Setting("baselines", "--baselines", "SKEWWATCH_BASELINES", "./baselines.d",
             "directory of baseline files, one <model>.msgpack per model (rescanned while running)"),
-    Setting("web_host", "--web-host", "SKEWWATCH_WEB_HOST", "127.0.0.1", "address of the /metrics and status web server"),
+    Setting("web_host", "--web-host", "SKEWWATCH_WEB_HOST", "127.0.0.1",
+            "address of the /metrics and status web server"),
     Setting("web_port", "--web-port", "SKEWWATCH_WEB_PORT", 6066, "port of the /metrics and status web server", int),
     Setting("input_topic", "--input-topic", "SKEWWATCH_INPUT_TOPIC", "skewwatch.predictions",
             "topic of prediction events (JSON or msgpack; one event or a list per message; key = model)"),
-    Setting("alert_topic", "--alert-topic", "SKEWWATCH_ALERT_TOPIC", "skewwatch.alerts", "topic the alerts go to (key = model)"),
+    Setting("alert_topic", "--alert-topic", "SKEWWATCH_ALERT_TOPIC", "skewwatch.alerts",
+            "topic the alerts go to (key = model)"),
     Setting("dead_letter_topic", "--dead-letter-topic", "SKEWWATCH_DEAD_LETTER_TOPIC", "skewwatch.dead-letters",
             "topic of rejected messages with the reason"),
     Setting("feature_log_topic", "--feature-log-topic", "SKEWWATCH_FEATURE_LOG_TOPIC", "skewwatch.feature-log",
@@ -91,7 +100,8 @@ SETTINGS: tuple[Setting, ...] = (
     # The decoder's caps (detectors.events.Limits): what one hostile message may cost. A message,
     # list or event over a cap is dead-lettered whole with the reason oversized / too_many_events /
     # too_many_features. docs/reliability.md lists every cap, these and the monitors' own.
-    Setting("max_message_bytes", "--max-message-bytes", "SKEWWATCH_MAX_MESSAGE_BYTES", _DEFAULT_LIMITS.max_message_bytes,
+    Setting("max_message_bytes", "--max-message-bytes", "SKEWWATCH_MAX_MESSAGE_BYTES",
+            _DEFAULT_LIMITS.max_message_bytes,
             "largest message value decoded, in bytes (Kafka's own default limit is ~1 MB)", _positive_int),
     Setting("max_events_per_message", "--max-events-per-message", "SKEWWATCH_MAX_EVENTS_PER_MESSAGE",
             _DEFAULT_LIMITS.max_events_per_message, "most events in one message (a list)", _positive_int),
@@ -100,7 +110,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("include_examples", "--include-examples", "SKEWWATCH_INCLUDE_EXAMPLES", False,
             "quote individual values in alerts (raw invalid values, served vs offline values of parity "
             "examples); off by default: production features may be personal data", _bool),
-    Setting("log_level", "--log-level", "SKEWWATCH_LOG_LEVEL", "info", "worker log level (debug, info, warning, error)"),
+    Setting("log_level", "--log-level", "SKEWWATCH_LOG_LEVEL", "info",
+            "worker log level (debug, info, warning, error)"),
     Setting("single_record_batches", "--single-record-batches", "SKEWWATCH_SINGLE_RECORD_BATCHES", False,
             "produce one record per batch: the workaround for the embedded (Tansu) broker's ListOffsets bug; "
             "leave off for Apache Kafka", _bool),
@@ -110,7 +121,8 @@ SETTINGS: tuple[Setting, ...] = (
             "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or GSSAPI"),
     Setting("sasl_username", "--sasl-username", "SKEWWATCH_SASL_USERNAME", None, "SASL user name"),
     Setting("sasl_password", None, "SKEWWATCH_SASL_PASSWORD", None, "SASL password (environment only)"),
-    Setting("ssl_cafile", "--ssl-cafile", "SKEWWATCH_SSL_CAFILE", None, "CA bundle that signed the brokers' certificates"),
+    Setting("ssl_cafile", "--ssl-cafile", "SKEWWATCH_SSL_CAFILE", None,
+            "CA bundle that signed the brokers' certificates"),
     Setting("ssl_certfile", "--ssl-certfile", "SKEWWATCH_SSL_CERTFILE", None, "client certificate (mutual TLS)"),
     Setting("ssl_keyfile", "--ssl-keyfile", "SKEWWATCH_SSL_KEYFILE", None, "client private key (mutual TLS)"),
 )
@@ -175,6 +187,7 @@ def decoder_limits(cfg: Any) -> Limits:
 
 
 def changelog_topic(cfg: Any) -> str:
+    """The changelog topic Faust writes the checkpoint table to."""
     return f"{cfg.app_id}-{CHECKPOINT_TABLE}-changelog"
 
 

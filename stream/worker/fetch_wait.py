@@ -14,6 +14,8 @@ from typing import Any
 
 import faust.transport.drivers.aiokafka as _driver
 
+__all__ = ["TESTED_WITH", "set_fetch_max_wait"]
+
 #: the versions this adapter is tested with; a private name it relies on missing in another
 #: version fails at import (the method) or in tests/stream/test_fetch_wait.py (both)
 TESTED_WITH = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}

@@ -34,15 +34,18 @@ from typing import Any
 import faust
 import msgpack
 
+import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
 from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.events import decode_message
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
-import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
 from stream.worker import config as _config
-from stream.worker.agents import emit, send_dead_letter
+from stream.worker.agents import emit, send_dead_letter, wait_for_baselines
 
 app, settings = worker.app, worker.settings
+
+__all__ = ["feature_log_topic", "forward_feature_log", "forward_labels", "forward_predictions", "join_requests",
+           "joins", "joins_status", "joins_topic", "labels_topic", "partition_of"]
 
 feature_log_topic = app.topic(settings.feature_log_topic, key_serializer="raw", value_serializer="raw",
                               partitions=settings.partitions)
@@ -85,6 +88,7 @@ def _with_time(record: dict, message_timestamp: float | None) -> dict:
 async def forward_predictions(stream: faust.StreamT) -> None:
     """The served events that carry a request id, of monitored models, to their join partition.
     (monitor_predictions consumes the same messages; undecodable ones are its to dead-letter.)"""
+    await wait_for_baselines()  # which models are monitored: known only once they are loaded
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         known = set(worker.service.models)
         by_partition: dict[int, list[dict]] = {}
@@ -113,12 +117,14 @@ async def _forward_join_records(kind: str, batch: list) -> None:
 
 @app.agent(feature_log_topic)
 async def forward_feature_log(stream: faust.StreamT) -> None:
+    """The offline pipeline's feature-log records to the join partitions of their request ids."""
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         await _forward_join_records("feature_log", batch)
 
 
 @app.agent(labels_topic)
 async def forward_labels(stream: faust.StreamT) -> None:
+    """The delayed labels to the join partitions of their request ids."""
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         await _forward_join_records("labels", batch)
 
@@ -128,6 +134,9 @@ _ADD = {"predictions": joins.add_predictions, "feature_log": joins.add_feature_l
 
 @app.agent(joins_topic)
 async def join_requests(stream: faust.StreamT) -> None:
+    """Join each request id's served event, feature-log record and label; emit the parity and
+    performance alerts."""
+    await wait_for_baselines()  # the joins check against the baselines
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         alerts: list[Alert] = []
         for event in batch:

@@ -5,15 +5,20 @@ deploy/ dashboard and alert rules query them.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["BATCH_BUCKETS", "Metrics"]
 
 #: Batch processing times span a tiny batch (~1 ms) to a full one of many-event messages (~1 s).
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Metrics:
+    """The worker's Prometheus series (README, "Metrics"), on their own registry."""
+
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
@@ -36,7 +41,8 @@ class Metrics:
                                      "1 while the model's baseline is loaded, 0 when it is broken or deleted",
                                      ["model"], registry=r)
         self.broker_connected = Gauge("skewwatch_broker_connected",
-                                      "1 once the worker has joined its consumer group and received an assignment", registry=r)
+                                      "1 once the worker has joined its consumer group and received an assignment",
+                                      registry=r)
         self.checkpoints = Counter("skewwatch_checkpoints", "Monitor-state checkpoints written", registry=r)
 
     def observe_snapshot(self, snapshot: dict[str, Any]) -> None:
@@ -60,9 +66,11 @@ class Metrics:
 
     def forget_lag(self, topic: str, keep: set[int]) -> None:
         """Drop the lag series of the topic's partitions this worker no longer consumes."""
-        _remove_where(self.consumer_lag, lambda labels: labels["topic"] == topic and int(labels["partition"]) not in keep)
+        _remove_where(self.consumer_lag,
+                      lambda labels: labels["topic"] == topic and int(labels["partition"]) not in keep)
 
     def exposition(self) -> bytes:
+        """The registry in Prometheus' text format (the /metrics page)."""
         return generate_latest(self.registry)
 
 

@@ -11,9 +11,12 @@ import stream.worker.app as worker  # the module, not its names: tests swap work
 
 app, settings = worker.app, worker.settings
 
+__all__ = ["metrics_page", "render_status", "status_json", "status_page"]
+
 
 @app.page("/metrics")
 async def metrics_page(web: Any, request: Any) -> Any:
+    """The Prometheus metrics, the model gauges refreshed first."""
     worker.service.update_gauges()
     return web.bytes(worker.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -35,6 +38,7 @@ async def status_json(web: Any, request: Any) -> Any:
 
 @app.page("/")
 async def status_page(web: Any, request: Any) -> Any:
+    """The HTML status page (`render_status`)."""
     return web.html(render_status())
 
 
@@ -85,4 +89,5 @@ def _fmt(value: Any) -> str:
 
 def _alert_line(alert: dict) -> str:
     return (f"{alert.get('kind')} {alert.get('feature') or ''} by {alert.get('detector')}: "
-            f"{alert.get('statistic')} > {alert.get('threshold')} ({alert.get('severity')}) {alert.get('diagnosis') or ''}")
+            f"{alert.get('statistic')} > {alert.get('threshold')} ({alert.get('severity')}) "
+            f"{alert.get('diagnosis') or ''}")

@@ -20,25 +20,30 @@ log): a record below it means the log was recreated, and then nothing is skipped
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import msgpack
 
 from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, dead_letter_record
-# MONITOR_ERROR: re-exported for the worker's code
-from detectors.processing import MONITOR_ERROR, Processed, process_messages  # noqa: F401
-from detectors.routing import ModelRouter
 
+# MONITOR_ERROR: re-exported for the worker's code
+from detectors.processing import MONITOR_ERROR, Processed, process_messages
+from detectors.routing import ModelRouter
 from stream.worker import config as worker_config
 from stream.worker.baseline_dir import BaselineChange, BaselineDirectory
 from stream.worker.metrics import Metrics
 
 log = logging.getLogger("skewwatch.worker")
+
+__all__ = ["CHECKPOINT_VERSION", "MONITOR_ERROR", "DetectionService", "PartitionMonitors", "Record", "RejectLog",
+           "checkpoint_key", "parse_checkpoint_key"]
 
 #: 2: the baseline is named by its fingerprint (1 named it by version, created, n_rows)
 CHECKPOINT_VERSION = 2
@@ -94,7 +99,8 @@ class PartitionMonitors:
         keep = None
         if self._skip_upto and records:
             skip = self._skip_upto
-            resume = min(skip.values()) + 1  # where the consumer resumes at the latest (the commit follows the checkpoint)
+            # where the consumer resumes at the latest (the commit follows the checkpoint)
+            resume = min(skip.values()) + 1
             if records[0].offset > resume:
                 log.warning("partition %d: offsets %d..%d were never delivered after the restore (a gap in the log, "
                             "e.g. transaction markers, or records the consumer dropped at startup): their events are "
@@ -156,7 +162,7 @@ class PartitionMonitors:
                          self.partition, model)
                 return False
             self.router.restore(model, data["state"])
-        except Exception as e:  # a bad checkpoint must not stop the worker: start the monitor fresh
+        except Exception as e:  # noqa: BLE001 (a bad checkpoint must not stop the worker: start the monitor fresh)
             log.warning("partition %d: cannot restore %r from its checkpoint (%s: %s); starting fresh",
                         self.partition, model, type(e).__name__, e)
             return False
@@ -169,6 +175,8 @@ class PartitionMonitors:
         return True
 
     def apply(self, change: BaselineChange) -> None:
+        """Follow a change of the baselines directory: a (re)loaded model gets its new baseline,
+        a failed or removed one is disabled with the reason."""
         if change.kind == "loaded":
             self.router.set_baseline(change.baseline)
         else:
@@ -178,30 +186,51 @@ class PartitionMonitors:
 
 
 def checkpoint_key(partition: int, model: str) -> str:
+    """The checkpoint table's key of `model`'s monitor fed by input `partition`.
+
+    >>> checkpoint_key(2, "credit"), parse_checkpoint_key("2/credit")
+    ('2/credit', (2, 'credit'))
+    """
     return f"{partition}/{model}"
 
 
 def parse_checkpoint_key(key: str) -> tuple[int, str]:
+    """(partition, model) of a checkpoint table key (the inverse of `checkpoint_key`)."""
     partition, _, model = key.partition("/")
     return int(partition), model
 
 
 class RejectLog:
-    """At most one log line per reason per `interval` seconds, with the count since the last."""
+    """At most one log line per reason per `interval` seconds, with the count since the last.
+
+    The rejects held back in between are reported by the next `add` or `flush` after the
+    interval (the worker flushes on its baseline rescan timer), so the logged counts add up.
+    """
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self._interval = interval
         self._clock = clock
         self._pending: Counter = Counter()
+        self._example: dict[str, str] = {}  # reason -> detail of its newest reject not yet logged
         self._last: dict[str, float] = {}
 
     def add(self, reject: Reject) -> None:
-        reason = reject.reason
-        self._pending[reason] += 1
+        """Count a reject; log its reason's count if the reason's interval is over."""
+        self._pending[reject.reason] += 1
+        self._example[reject.reason] = reject.detail
+        self._report_if_due(reject.reason)
+
+    def flush(self) -> None:
+        """Log the held-back counts whose interval is over (a burst's tail is otherwise
+        reported only by the next reject of the same reason, if one ever comes)."""
+        for reason in list(self._pending):
+            self._report_if_due(reason)
+
+    def _report_if_due(self, reason: str) -> None:
         now = self._clock()
-        if now - self._last.get(reason, -self._interval) >= self._interval:
+        if now - self._last.get(reason, -math.inf) >= self._interval:
             log.warning("rejected %d message(s)/event(s) as %s (dead-lettered), e.g. %s",
-                        self._pending.pop(reason), reason, reject.detail)
+                        self._pending.pop(reason), reason, self._example.pop(reason))
             self._last[reason] = now
 
 
@@ -233,6 +262,7 @@ class DetectionService:
 
     # ---- baselines -----------------------------------------------------------------------
     def rescan(self) -> list[BaselineChange]:
+        """Scan the baselines directory and apply what changed to every partition's monitors."""
         changes = self.directory.scan()
         if self.directory.problem != self._directory_problem:
             self._directory_problem = self.directory.problem
@@ -303,6 +333,7 @@ class DetectionService:
             monitors.offsets_committed()
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
+        """Forget the monitors of partitions no longer assigned here, keeping their committed floors."""
         for p in partitions:
             monitors = self.partitions.pop(p, None)
             if monitors is not None:
@@ -338,7 +369,8 @@ class DetectionService:
         dead_letters = []
         for i, reject in result.rejects:
             r = records[i]
-            dead_letters.append(self.dead_letter(reject, {"topic": r.topic, "partition": r.partition, "offset": r.offset}))
+            source = {"topic": r.topic, "partition": r.partition, "offset": r.offset}
+            dead_letters.append(self.dead_letter(reject, source))
         return result.alerts, dead_letters
 
     def snapshots(self) -> dict[str, dict]:
@@ -352,6 +384,7 @@ class DetectionService:
         return best
 
     def update_gauges(self) -> None:
+        """Set the per-model gauges from each model's busiest monitor (before a /metrics scrape)."""
         for snap in self.snapshots().values():
             if snap.get("events_seen"):
                 self.metrics.observe_snapshot(snap)
@@ -375,6 +408,10 @@ class DetectionService:
         self.metrics.rejected.labels(reject.reason).inc()
         self._reject_log.add(reject)
         return dead_letter_record(reject, source)
+
+    def report_rejects(self) -> None:
+        """Log the reject counts held back by the rate limit once their interval is over."""
+        self._reject_log.flush()
 
     def baseline(self, model: str) -> Baseline | None:
         """The loaded baseline of `model`; None when it has none (unknown, broken or deleted)."""

@@ -3,6 +3,7 @@ micro-batching, routing per partition, alerts keyed by model, dead letters (the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from types import SimpleNamespace
 
@@ -15,7 +16,7 @@ import stream.worker.app as worker
 from stream.worker import agents, pages
 from stream.worker.metrics import Metrics
 from stream.worker.service import DetectionService
-from tests.stream.helpers import credit_baseline, events, fraud_baseline  # noqa: F401 (fixtures)
+from tests.stream.helpers import credit_baseline, events, fraud_baseline, training_baseline  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -109,6 +110,56 @@ async def test_a_batch_holds_many_messages(sent):
                if s.name == "skewwatch_batch_seconds_count"}
     # 300 messages put back to back are processed in a few micro-batches, not one by one
     assert 1 <= batches["skewwatch_batch_seconds_count"] <= 5
+
+
+async def test_the_agent_loads_the_baselines_before_it_processes_anything(sent, tmp_path, monkeypatch):
+    """A restart with a backlog: the first batch may arrive before anything else ran. It must
+    meet the loaded baselines, not monitors without models that dead-letter it as unknown_model
+    (and would never restore the models' checkpoints)."""
+    fresh = DetectionService(str(tmp_path), worker.metrics)  # as the worker starts: nothing scanned yet
+    monkeypatch.setattr(worker, "service", fresh)
+    async with raw_context() as agent:
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 10, seed=17)])
+    assert sent["dead"] == []
+    assert fresh.partitions[0].router.monitor("credit").events_seen == 10
+
+
+async def test_the_joins_forward_served_events_only_once_the_baselines_are_loaded(sent, tmp_path, monkeypatch):
+    """The joins' forwarder keeps the events of monitored models: before the baselines are
+    loaded it would know none, and drop a restart backlog's events from the joins."""
+    from stream.worker import joins  # registers the joins' agents on the app, which no test starts
+
+    monkeypatch.setattr(worker, "service", DetectionService(str(tmp_path), worker.metrics))
+    forwarded = []
+
+    async def send(*, value, partition, **kwargs):
+        forwarded.append(msgpack.unpackb(value))
+    monkeypatch.setattr(joins.joins_topic, "send", send)
+    event = {**events("credit", 1, seed=20)[0], "request_id": "r-1"}
+    channel = worker.app.channel(key_type=bytes, value_type=bytes)
+    async with joins.forward_predictions.test_context(channel=channel) as agent:
+        await put_all(agent, [orjson.dumps(event)])
+    assert [r["request_id"] for f in forwarded for r in f["records"]] == ["r-1"]
+
+
+async def test_without_a_usable_baseline_the_agent_waits_and_says_so(sent, tmp_path, monkeypatch, caplog):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fresh = DetectionService(str(empty), worker.metrics)
+    monkeypatch.setattr(worker, "service", fresh)
+    monkeypatch.setattr(agents, "settings", dataclasses.replace(agents.settings, baseline_scan_interval=0.01))
+    monkeypatch.setattr(agents, "NO_BASELINE_NOTICE_INTERVAL", 0.05)
+    with caplog.at_level(logging.INFO, logger="skewwatch.worker"):
+        async with raw_context() as agent:
+            first = await agent.put(value=orjson.dumps(events("credit", 1, seed=18)[0]), key=b"credit", wait=False)
+            await asyncio.sleep(0.3)  # long enough for a few rescans and notices
+            assert not first.message.acked and fresh.partitions == {} and sent["dead"] == []
+            training_baseline("credit").save(empty / "credit.msgpack")
+            await put_all(agent, [orjson.dumps(e) for e in events("credit", 4, seed=19)])
+    assert sent["dead"] == [] and fresh.partitions[0].router.monitor("credit").events_seen == 5
+    waiting = [r.getMessage() for r in caplog.records if "no usable baseline" in r.getMessage()]
+    assert len(waiting) >= 2 and str(empty) in waiting[0]
+    assert any("baselines loaded (credit): processing" in r.getMessage() for r in caplog.records)
 
 
 def test_status_page_lists_models_features_and_the_disabled(sent, tmp_path):

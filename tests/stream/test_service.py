@@ -219,6 +219,28 @@ def test_reject_log_writes_at_most_one_line_per_reason_per_interval(caplog):
     assert lines[0].startswith("rejected 1 ") and lines[1].startswith("rejected 4 ") and "unknown_model" in lines[2]
 
 
+def test_reject_log_reports_the_counts_it_held_back_once_their_interval_is_over(caplog):
+    """A burst's held-back rejects are reported by the next flush after the interval, not only
+    when (if ever) another reject of the same reason comes: the logged counts add up."""
+    from detectors.events import Reject
+
+    now = [0.0]
+    log = RejectLog(interval=10.0, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="skewwatch.worker"):
+        for t in (0.0, 0.1, 0.2, 3.0):
+            now[0] = t
+            log.add(Reject("not_decodable", f"invalid JSON at {t}", b"x"))
+        now[0] = 9.9
+        log.flush()  # too early: still within the interval of the first line
+        now[0] = 10.0
+        log.flush()
+        log.flush()  # nothing left to report
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("rejected 1 message(s)/event(s) as not_decodable") and "at 0.0" in lines[0]
+    assert lines[1].startswith("rejected 3 message(s)/event(s) as not_decodable") and "at 3.0" in lines[1]
+
+
 def test_records_delivered_twice_in_one_run_are_processed_once(tmp_path, credit_baseline):
     service = credit_service(tmp_path, credit_baseline)
     monitors = service.monitors_for(0, lambda: [])
