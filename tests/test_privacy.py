@@ -77,7 +77,8 @@ def _marker_stream():
 
 def test_no_single_production_value_in_alerts_snapshot_or_state_with_examples_off():
     rng = np.random.default_rng(0)
-    base = build_baseline_from_columns("m", {"salary": rng.normal(50_000, 9_000, 5000)}, confidence=rng.beta(8, 2, 5000))
+    base = build_baseline_from_columns("m", {"salary": rng.normal(50_000, 9_000, 5000)},
+                                       confidence=rng.beta(8, 2, 5000))
     events, raw = _marker_stream()
     monitor = ModelMonitor(base)
     alerts = []
@@ -98,7 +99,8 @@ def test_no_single_production_value_in_alerts_snapshot_or_state_with_examples_of
 
 def test_with_examples_on_the_extremes_and_examples_are_the_values():
     rng = np.random.default_rng(0)
-    base = build_baseline_from_columns("m", {"salary": rng.normal(50_000, 9_000, 5000)}, confidence=rng.beta(8, 2, 5000))
+    base = build_baseline_from_columns("m", {"salary": rng.normal(50_000, 9_000, 5000)},
+                                       confidence=rng.beta(8, 2, 5000))
     events, raw = _marker_stream()
     alerts = ModelMonitor(base, MonitorConfig(include_examples=True)).update_batch(events)
     drift = next(a for a in alerts if a.feature == "salary" and a.detector == "cusum")

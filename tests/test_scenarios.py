@@ -158,7 +158,8 @@ def test_new_category_is_caught_as_data_quality_with_the_unseen_value():
     assert first.events_seen <= 2_000, describe(dq)
     # the on-call engineer needs the offending value, not only a share
     # examples off (the default): the unseen value is named by its hash
-    assert label_hash(streams.NEW_CATEGORY) in repr(first.to_dict()), f"the unseen value is not in the alert: {first.to_dict()}"
+    assert label_hash(streams.NEW_CATEGORY) in repr(first.to_dict()), (
+        f"the unseen value is not in the alert: {first.to_dict()}")
 
 
 def test_missing_rate_rise_is_caught_as_data_quality():

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from stream.worker import config
 from stream.devkit.broker import EmbeddedBroker
 from stream.devkit.processes import free_port
+from stream.worker import config
 
 ROOT = Path(__file__).resolve().parents[2]
 _ids = itertools.count()
@@ -50,10 +50,11 @@ class Worker:
         self.web_port = free_port()
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.commands.cli", "worker", "--web-port", str(self.web_port), "--log-level", "info"],
+            [sys.executable, "-m", "stream.commands.cli", "worker", "--web-port", str(self.web_port),
+             "--log-level", "info"],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         return self
@@ -84,7 +85,7 @@ class Worker:
     def metric(self, name: str) -> float:
         return self.metrics().get(name, 0.0)
 
-    def wait_ready(self, timeout: float = 60) -> "Worker":
+    def wait_ready(self, timeout: float = 60) -> Worker:
         """Ready: /metrics answers and the group gave this worker its partitions."""
         def ready():
             if self.proc.poll() is not None:
@@ -95,7 +96,8 @@ class Worker:
 
     def partitions(self, topic: str) -> set[int]:
         return {int(m.group(1)) for key in self.metrics()
-                if (m := re.match(r'skewwatch_consumer_lag_messages\{partition="(\d+)",topic="' + re.escape(topic) + '"', key))}
+                if (m := re.match(r'skewwatch_consumer_lag_messages\{partition="(\d+)",topic="'
+                                  + re.escape(topic) + '"', key))}
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float = 30) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -23,8 +23,8 @@ import pytest
 from detectors.events import REASONS, decode_message
 from detectors.processing import MONITOR_ERROR
 from detectors.routing import ModelRouter
-from stream.worker import config
 from stream.devkit.broker import EmbeddedBroker
+from stream.worker import config
 from tests.integration.conftest import Deployment, Follower, produce, wait_for
 from tests.integration.test_worker import alerts_of, messages
 from tests.stream.helpers import events, training_baseline
@@ -98,7 +98,8 @@ def test_kill_9_at_random_points_of_a_drifting_stream(deployment, follow):
               + events("credit", 6000, seed=63, amount_mean=160.0, age_mean=60.0, t0=1_764_000_090.0))
     expected = {a.alert_id: a.to_dict() for a in ModelRouter([baseline]).process(stream)[0]}
     chunks = [messages(stream[i:i + 1500]) for i in range(0, len(stream), 1500)]
-    garbage = [(b"credit", b"{not json"), (b"credit", msgpack.packb([1, 2])), (b"credit", orjson.dumps({"features": {}}))]
+    garbage = [(b"credit", b"{not json"), (b"credit", msgpack.packb([1, 2])),
+               (b"credit", orjson.dumps({"features": {}}))]
     kill_after = sorted(rng.sample(range(len(chunks) - 1), KILLS))
 
     alerts = follow(deployment.cfg.alert_topic)
@@ -150,10 +151,12 @@ def test_a_corrupt_then_deleted_baseline_while_running(deployment, follow):
 
     def send(n: int, seed: int) -> None:
         produce(deployment.bootstrap, cfg.input_topic,
-                messages(events("credit", n, seed=seed), model=b"credit") + messages(events("fraud", n, seed=seed + 1), model=b"fraud"))
+                messages(events("credit", n, seed=seed), model=b"credit")
+                + messages(events("fraud", n, seed=seed + 1), model=b"fraud"))
 
     def unavailable(detail: str):
-        return lambda rs: [d for r in rs if (d := json.loads(r.value))["reason"] == "baseline_unavailable" and detail in d["detail"]]
+        return lambda rs: [d for r in rs
+                           if (d := json.loads(r.value))["reason"] == "baseline_unavailable" and detail in d["detail"]]
 
     send(100, 70)
     wait_for(lambda: worker.metric('skewwatch_events_total{model="fraud"}') == 100, 20, "fraud monitored")
@@ -213,7 +216,8 @@ def test_the_worker_reconnects_by_itself_after_a_broker_restart(tmp_path):
         port = broker.port
         broker.stop()
         # down until the worker notices (its fetches and heartbeats fail) and says so in /metrics
-        wait_for(lambda: worker.metric("skewwatch_broker_connected") == 0.0, 15, "the broker gauge at 0 during the outage")
+        wait_for(lambda: worker.metric("skewwatch_broker_connected") == 0.0, 15,
+                 "the broker gauge at 0 during the outage")
         assert worker.proc.poll() is None
         log_before = worker.log_path.read_text(errors="replace")
         at_restart = monitored()  # the broker is down: nothing more can arrive from the old log
@@ -231,7 +235,8 @@ def test_the_worker_reconnects_by_itself_after_a_broker_restart(tmp_path):
             new_events = sum(len(decode_message(r.value)[0]) for r in new_log.records)
         finally:
             new_log.close()
-        wait_for(lambda: monitored() >= at_restart + new_events, 30, f"the worker counting the new log's {new_events} events")
+        wait_for(lambda: monitored() >= at_restart + new_events, 30,
+                 f"the worker counting the new log's {new_events} events")
         assert monitored() == at_restart + new_events
         rejoined = worker.log_path.read_text(errors="replace")[len(log_before):]
         assert "Worker ready" in rejoined and "Setting newly assigned partitions" in rejoined

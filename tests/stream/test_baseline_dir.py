@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 from stream.worker.baseline_dir import BaselineDirectory
-
 from tests.stream.helpers import credit_baseline, fraud_baseline, training_baseline  # noqa: F401 (fixtures)
 
 

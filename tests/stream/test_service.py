@@ -44,7 +44,8 @@ def test_process_messages_routes_json_and_msgpack_and_says_where_each_reject_cam
     alerts, rejects, counts = process_messages(router, payloads)
     assert alerts == []
     assert counts == {"credit": 4}
-    assert [(i, r.reason) for i, r in rejects] == [(2, "not_decodable"), (3, "unknown_model"), (4, "features_not_object")]
+    assert [(i, r.reason) for i, r in rejects] == [(2, "not_decodable"), (3, "unknown_model"),
+                                                   (4, "features_not_object")]
     assert router.monitor("credit").events_seen == 4
 
 
@@ -159,7 +160,8 @@ def test_service_builds_partition_monitors_from_its_checkpoints_and_counts_metri
     service.rescan()
     stream = as_json(events("credit", 120, seed=7))
     first = service.monitors_for(3, lambda: [])
-    service.process(first, records(stream[:100] + [b"{broken", orjson.dumps({"model": "x", "features": {}})], partition=3))
+    broken = [b"{broken", orjson.dumps({"model": "x", "features": {}})]
+    service.process(first, records(stream[:100] + broken, partition=3))
     saved = service.checkpoints()
     assert [parse_checkpoint_key(k) for k in saved] == [(3, "credit")]
 

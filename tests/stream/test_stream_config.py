@@ -22,10 +22,12 @@ def resolved(argv: list[str], env: dict[str, str]) -> object:
 
 def test_default_when_neither_flag_nor_environment():
     cfg = resolved([], {})
-    assert (cfg.broker, cfg.baselines, cfg.web_port, cfg.partitions) == ("kafka://127.0.0.1:9092", "./baselines.d", 6066, 4)
+    assert (cfg.broker, cfg.baselines, cfg.web_port, cfg.partitions) == (
+        "kafka://127.0.0.1:9092", "./baselines.d", 6066, 4)
     assert (cfg.input_topic, cfg.alert_topic, cfg.dead_letter_topic) == (
         "skewwatch.predictions", "skewwatch.alerts", "skewwatch.dead-letters")
-    assert (cfg.batch_size, cfg.batch_within, cfg.checkpoint_interval, cfg.single_record_batches) == (1000, 0.2, 5.0, False)
+    assert (cfg.batch_size, cfg.batch_within, cfg.checkpoint_interval, cfg.single_record_batches) == (
+        1000, 0.2, 5.0, False)
 
 
 def test_environment_wins_over_default_and_flag_wins_over_environment():
@@ -39,7 +41,8 @@ def test_environment_wins_over_default_and_flag_wins_over_environment():
 
 def test_boolean_setting_from_flag_and_environment():
     assert resolved([], {"SKEWWATCH_SINGLE_RECORD_BATCHES": "true"}).single_record_batches is True
-    assert resolved(["--no-single-record-batches"], {"SKEWWATCH_SINGLE_RECORD_BATCHES": "1"}).single_record_batches is False
+    flag_wins = resolved(["--no-single-record-batches"], {"SKEWWATCH_SINGLE_RECORD_BATCHES": "1"})
+    assert flag_wins.single_record_batches is False
     assert resolved(["--single-record-batches"], {}).single_record_batches is True
 
 
@@ -77,6 +80,7 @@ def test_security_settings_become_faust_credentials():
     assert (sasl.username, sasl.password, sasl.mechanism.value, sasl.ssl_context) == ("u", "p", "SCRAM-SHA-512", None)
     sasl_ssl = config.broker_credentials(config.load({"SKEWWATCH_SECURITY_PROTOCOL": "SASL_SSL"}))
     assert sasl_ssl.ssl_context is not None and sasl_ssl.protocol.value == "SASL_SSL"
-    assert isinstance(config.broker_credentials(config.load({"SKEWWATCH_SECURITY_PROTOCOL": "ssl"})), faust.SSLCredentials)
+    ssl_settings = config.load({"SKEWWATCH_SECURITY_PROTOCOL": "ssl"})
+    assert isinstance(config.broker_credentials(ssl_settings), faust.SSLCredentials)
     with pytest.raises(ValueError, match="SASL_SSL"):
         config.broker_credentials(config.load({"SKEWWATCH_SECURITY_PROTOCOL": "KERBEROS"}))
