@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from detectors.fmt import number, percent
 from stream.report.gather import FeatureTrace, ModelTrace, Values, is_number
 from stream.report.svg import (
     KIND_COLORS,
@@ -15,9 +16,7 @@ from stream.report.svg import (
     categorical_distribution_svg,
     esc,
     feature_charts,
-    number,
     numeric_distribution_svg,
-    percent,
     timeline_svg,
     timeseries_svg,
 )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from baselines.profile import CategoricalProfile, NumericProfile
+from detectors.fmt import number, percent
 from stream.report.gather import is_number
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BASE_COLOR", "GRID_COLOR", "INK", "KIND_COLORS", "KIND_TITLES", "MAX_BARS", "MUTED", "NEW_COLOR",
            "PROD_COLOR", "SERIES_COLORS", "THRESHOLD_COLOR", "Chart", "categorical_distribution_svg", "esc",
-           "feature_charts", "number", "numeric_distribution_svg", "percent", "timeline_svg", "timeseries_svg"]
+           "feature_charts", "numeric_distribution_svg", "timeline_svg", "timeseries_svg"]
 
 #: bars shown per categorical feature; the rest are pooled as "all other"
 MAX_BARS = 14
@@ -49,35 +50,6 @@ def esc(s: Any) -> str:
     '&lt;b class=&quot;x&quot;&gt;'
     """
     return html.escape(str(s), quote=True)
-
-
-def number(v: float | None) -> str:
-    """A short readable number: 1.2M, 35k, 612, 0.25, 0.0031; a dash for None or not finite.
-
-    >>> [number(v) for v in (1_234_567, 35_000, 612.4, 0.25, 0.0031, None)]
-    ['1.23M', '35k', '612', '0.25', '0.0031', '–']
-    """
-    if v is None or not math.isfinite(v):
-        return "–"
-    a = abs(v)
-    for at_least, scale, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
-        if a >= at_least:
-            return f"{v / scale:.3g}{suffix}"
-    if a >= 100 or a == 0:
-        return f"{v:.0f}"
-    return f"{v:.3g}"
-
-
-def percent(v: float | None) -> str:
-    """A share as a short percentage; a dash for None or not finite.
-
-    >>> [percent(v) for v in (0.25, 0.031, 0.0004, 0.0, None)]
-    ['25%', '3.1%', '<0.1%', '0%', '–']
-    """
-    if v is None or not math.isfinite(v):
-        return "–"
-    p = v * 100
-    return f"{p:.0f}%" if p >= 10 or p == 0 else f"{p:.1f}%" if p >= 0.1 else "<0.1%"
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:

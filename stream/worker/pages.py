@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 
 import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
+from detectors.fmt import number
 
 app, settings = worker.app, worker.settings
 
@@ -83,7 +84,7 @@ def render_status() -> str:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return number(value)  # the one number format of alerts, `skewwatch alerts` and the report
     return "" if value is None else html.escape(str(value))
 
 
