@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, make_dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from detectors.events import Limits
@@ -127,8 +127,43 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ssl_keyfile", "--ssl-keyfile", "SKEWWATCH_SSL_KEYFILE", None, "client private key (mutual TLS)"),
 )
 
-Config = make_dataclass("Config", [(s.name, Any) for s in SETTINGS], frozen=True)
-Config.__doc__ = "The worker's settings, resolved (see SETTINGS)."
+@dataclass(frozen=True)
+class Config:
+    """The worker's settings, resolved (`load`): one typed field per entry of SETTINGS, same order."""
+
+    broker: str
+    baselines: str
+    web_host: str
+    web_port: int
+    input_topic: str
+    alert_topic: str
+    dead_letter_topic: str
+    feature_log_topic: str
+    labels_topic: str
+    partitions: int
+    batch_size: int
+    batch_within: float
+    fetch_max_wait_ms: int
+    app_id: str
+    data_dir: str | None
+    checkpoint_interval: float
+    baseline_scan_interval: float
+    joins: bool
+    join_ttl: float
+    join_max_entries: int
+    max_message_bytes: int
+    max_events_per_message: int
+    max_features_per_event: int
+    include_examples: bool
+    log_level: str
+    single_record_batches: bool
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str | None
+    sasl_password: str | None
+    ssl_cafile: str | None
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
 
 #: Name of the Faust table holding the monitors' checkpoints; its changelog topic is
 #: "<app-id>-<this>-changelog".
@@ -160,7 +195,7 @@ def apply_to_env(args: argparse.Namespace, environ: dict[str, str] | None = None
         env[s.env] = ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def load(environ: Mapping[str, str] | None = None) -> Any:
+def load(environ: Mapping[str, str] | None = None) -> Config:
     """Resolve every setting from the environment, falling back to its default."""
     env = os.environ if environ is None else environ
     values = {}
@@ -176,7 +211,7 @@ def load(environ: Mapping[str, str] | None = None) -> Any:
     return Config(**values)
 
 
-def decoder_limits(cfg: Any) -> Limits:
+def decoder_limits(cfg: Config) -> Limits:
     """The decoder's caps from the settings.
 
     >>> decoder_limits(load({"SKEWWATCH_MAX_MESSAGE_BYTES": "5000"})).max_message_bytes
@@ -186,18 +221,18 @@ def decoder_limits(cfg: Any) -> Limits:
                   max_features_per_event=cfg.max_features_per_event)
 
 
-def changelog_topic(cfg: Any) -> str:
+def changelog_topic(cfg: Config) -> str:
     """The changelog topic Faust writes the checkpoint table to."""
     return f"{cfg.app_id}-{CHECKPOINT_TABLE}-changelog"
 
 
-def joins_topic(cfg: Any) -> str:
+def joins_topic(cfg: Config) -> str:
     """The internal topic that brings the served events, feature-log records and labels of one
     request id to one partition (stream.worker.joins)."""
     return f"{cfg.app_id}-joins-by-request"
 
 
-def topics(cfg: Any) -> dict[str, int]:
+def topics(cfg: Config) -> dict[str, int]:
     """Every topic the worker uses, with its partition count: what to create on a broker that
     auto-creates topics with another count (the embedded one does)."""
     return {
@@ -212,7 +247,7 @@ def topics(cfg: Any) -> dict[str, int]:
     }
 
 
-def broker_credentials(cfg: Any) -> Any:
+def broker_credentials(cfg: Config) -> Any:
     """Faust's `broker_credentials` for the security settings (None for PLAINTEXT)."""
     import ssl
 

@@ -84,3 +84,15 @@ def test_security_settings_become_faust_credentials():
     assert isinstance(config.broker_credentials(ssl_settings), faust.SSLCredentials)
     with pytest.raises(ValueError, match="SASL_SSL"):
         config.broker_credentials(config.load({"SKEWWATCH_SECURITY_PROTOCOL": "KERBEROS"}))
+
+
+def test_the_settings_type_declares_every_setting_with_its_type():
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(config.Config)
+    assert [f.name for f in dataclasses.fields(config.Config)] == [s.name for s in config.SETTINGS]
+    for s in config.SETTINGS:
+        allowed = typing.get_args(hints[s.name]) or (hints[s.name],)
+        assert isinstance(s.default, allowed), (s.name, s.default, hints[s.name])
+        assert isinstance(getattr(config.load({}), s.name), allowed)
