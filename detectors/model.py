@@ -43,7 +43,7 @@ from detectors.diagnosis import (
     with_version_coincidence,
 )
 from detectors.episodes import AlarmSource, Candidate, EpisodeTracker
-from detectors.extract import ABSENT_KEY, MISSING_CODE, FeatureColumns
+from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns
 from detectors.fmt import quote_value
 from detectors.numeric import MIN_POOLED_SUMMARY, Z_PER_UNIT, NumericBank, summarise_recent
 from detectors.recent import InvalidExamples
@@ -142,6 +142,10 @@ class ModelMonitor:
         self._invalid_examples = InvalidExamples(len(self._numeric.names), keep_raw=config.include_examples)
         self._last_alert: dict[str, dict] = {}
         self._events_seen = 0
+        #: missing and invalid values since the start, per feature (numeric then categorical) and the
+        #: confidence: the summaries' counts, from the extraction the tests use (no second pass)
+        self._value_counts = np.zeros((2, len(self._numeric.names) + len(self._categorical.names)
+                                       + (1 if self._confidence is not None else 0)), dtype=np.int64)
 
     # ---- public API ------------------------------------------------------------------------
     @property
@@ -184,6 +188,7 @@ class ModelMonitor:
         numeric, (codes, absent, others), extra, versions = self._columns.extract_events(
             events, self._baseline.version, confidence)
         self._invalid_examples.hold_batch(numeric, start)
+        self._count_values(numeric, codes, confidence)
         features = self._numeric.update(numeric.x, start)
         # the batch's timing blocks stay apart until its alerts are built
         self._timing.hold_batch(self._numeric.completed_timing_blocks())
@@ -210,6 +215,36 @@ class ModelMonitor:
         self._invalid_examples.commit()
         self._events_seen += n
         return alerts
+
+    def _count_values(self, numeric: Any, codes: np.ndarray, confidence: np.ndarray) -> None:
+        missing = [numeric.missing.sum(axis=1), (codes == MISSING_CODE).sum(axis=1)]
+        invalid = [numeric.invalid.sum(axis=1), (codes == INVALID_CODE).sum(axis=1)]
+        if self._confidence is not None:
+            missing.append([np.isnan(confidence).sum()])
+            invalid.append([np.isinf(confidence).sum()])
+        self._value_counts[0] += np.concatenate(missing).astype(np.int64)
+        self._value_counts[1] += np.concatenate(invalid).astype(np.int64)
+
+    def value_counts(self) -> dict[str, dict[str, int]]:
+        """Missing and invalid values since the monitor started, per feature with any, in the
+        baseline's order, the event's confidence last ("confidence", or "event confidence" when a
+        feature has that name).
+
+        Returns
+        -------
+        dict
+            {feature: {"invalid": n, "missing": m}}.
+        """
+        names = self._numeric.names + self._categorical.names
+        column = {name: k for k, name in enumerate(names)}
+        order = [n for n in self._baseline.features if n in column]
+        if self._confidence is not None:  # named apart from a feature that is itself called "confidence"
+            conf = "event confidence" if "confidence" in column else "confidence"
+            order.append(conf)
+            column[conf] = len(names)
+        missing, invalid = self._value_counts
+        return {name: {"invalid": int(invalid[column[name]]), "missing": int(missing[column[name]])}
+                for name in order if invalid[column[name]] or missing[column[name]]}
 
     def _as_schema(self, c: Candidate) -> Candidate:
         """A feature's alarm, or, if it is a missing rate the schema change explains, a schema alarm
@@ -365,6 +400,7 @@ class ModelMonitor:
             **self._serving.state_dict(),
             "timing": self._timing.state_dict(),
             "last_alert": dict(self._last_alert),
+            "value_counts": self._value_counts.tolist(),
             **self._invalid_examples.state_dict(),
         }
 
@@ -386,6 +422,7 @@ class ModelMonitor:
         m._serving.load_state(state)
         m._timing.load_state(state["timing"])
         m._last_alert = dict(state.get("last_alert") or {})
+        m._value_counts = np.array(state["value_counts"], dtype=np.int64).reshape(m._value_counts.shape)
         m._invalid_examples.load_state(state)
         return m
 

@@ -258,3 +258,16 @@ def test_unseen_category_counts_leave_out_the_training_other_share():
     codes = np.array([0] * 900 + [1] * 100)
     counts = category_counts(rare, ["US"], codes, [["BR", 60], ["MX", 40]])
     assert counts == {"US": 900, "BR": 30, "MX": 20}  # 100 - 5% of 1000 = 50 unseen, split 60:40
+
+
+def test_value_counts_cover_every_event_and_survive_a_checkpoint():
+    b = build_baseline_from_columns("m", {"age": [30.0, 40.0] * 500, "c": ["a", "b"] * 500},
+                                    categorical=["c"], confidence=[0.5] * 1000)
+    events = [{"model": "m", "features": {"age": "forty", "c": None}, "confidence": 1.7},
+              {"model": "m", "features": {"c": ["x"]}}, {"model": "m", "features": {"age": 35.0, "c": "a"}}]
+    m = ModelMonitor(b)
+    m.update_batch(events[:2])
+    restored = ModelMonitor.from_state(b, msgpack.unpackb(msgpack.packb(m.state_dict()), strict_map_key=False))
+    restored.update_batch(events[2:])
+    assert restored.value_counts() == {"age": {"invalid": 1, "missing": 1}, "c": {"invalid": 1, "missing": 1},
+                                       "confidence": {"invalid": 1, "missing": 2}}

@@ -36,13 +36,11 @@ from pathlib import Path
 from typing import IO
 
 import msgpack
-import numpy as np
 import orjson
 
-from baselines.profile import Baseline, BaselineError, CategoricalProfile, NumericProfile
+from baselines.profile import Baseline, BaselineError
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, all_usable, dead_letter_record, decode_message, events_from_value, model_of
-from detectors.extract import INVALID_CODE, MISSING_CODE, FeatureColumns
 from detectors.fmt import printable
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
 from detectors.model import MonitorConfig
@@ -52,7 +50,7 @@ from stream.commands.progress import StatusLine, status_line
 from stream.gc_policy import relax_gc
 
 __all__ = ["EXIT_BROKEN_PIPE", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "Replay", "UsageError",
-           "ValueCounts", "configure", "input_size", "load_inputs", "run", "unmonitored_sentence"]
+           "configure", "input_size", "load_inputs", "run", "unmonitored_sentence"]
 
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 #: bytes read at a time; parsed at once, so small: 64 KiB of lines (~50 events) parsed and monitored soon after
@@ -302,8 +300,6 @@ class Replay:
         #: events rejected because no baseline is loaded for their model, by model (see MAX_MODELS_COUNTED)
         self.unmonitored_models: Counter[str | None] = Counter()
         self.alerts: Counter[str] = Counter()
-        #: missing and invalid values of the monitored events, per model
-        self.values: dict[str, ValueCounts] = {}
         self.joins: _JoinFeed | None = None
         #: the status line on a terminal, or None
         self.progress: StatusLine | None = None
@@ -419,23 +415,9 @@ class Replay:
             self._count_unmonitored(model_of(batch[i]) for i, r in rejects if r.reason in _NO_MONITOR)
             self._reject([r for _, r in rejects], {"batch_end_event": self.events + len(monitored)})
         self.events += len(monitored)
-        self._count_values(monitored, by_model)
         if self.joins is not None:
             alerts = alerts + self.joins.add_events(batch)
         self.emit(alerts, monitored)
-
-    def _count_values(self, monitored: list[dict], by_model: Counter) -> None:
-        if len(by_model) == 1:  # the common batch: one model, nothing to group
-            groups = {next(iter(by_model)): monitored}
-        else:
-            groups = {}
-            for ev in monitored:
-                groups.setdefault(ev["model"], []).append(ev)
-        for model, events in groups.items():
-            counts = self.values.get(model)
-            if counts is None:
-                counts = self.values[model] = ValueCounts(self.router.baseline(model))
-            counts.add(events)
 
     def _count_unmonitored(self, models: Iterable[str]) -> None:
         counts = self.unmonitored_models
@@ -466,9 +448,10 @@ class Replay:
         if self.joins is not None:
             for name, counts in self.joins.joins.counts.items():
                 print(f"replay: join {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=err)
-        for model, counts in sorted(self.values.items()):
+        for model in sorted(self.router.models):
+            counts = self.router.monitor(model).value_counts() if self.router.monitor(model).events_seen else {}
             bad = [f"{name} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(c.items()) if v) + ")"
-                   for name, c in counts.bad().items()]
+                   for name, c in counts.items()]
             if bad:
                 print(f"replay: {model}: missing or invalid values: " + "; ".join(bad), file=err)
 
@@ -514,54 +497,6 @@ def _quoted(model: object) -> str:
     """A model name from an event, for a terminal: quoted, control characters escaped, bounded."""
     name = str(model)
     return f"'{printable(name[:64])}{'...' if len(name) > 64 else ''}'"
-
-
-class ValueCounts:
-    """Missing and invalid values per feature (and of the confidence) in one model's monitored events,
-    over the whole replay.
-
-    The monitors keep counts of their current windows only, so the replay counts them itself, with
-    the monitors' own extraction (`detectors.extract.FeatureColumns`, compiled): the same values
-    are missing or invalid, for a few percent of the replay's time.
-
-    >>> from baselines.build import build_baseline_from_columns
-    >>> counts = ValueCounts(build_baseline_from_columns("m", {"age": [30, 40]}, confidence=[0.2, 0.9]))
-    >>> counts.add([{"model": "m", "features": {"age": "forty"}, "confidence": 1.7}, {"model": "m", "features": {}}])
-    >>> counts.bad()
-    {'age': {'invalid': 1, 'missing': 1}, 'confidence': {'invalid': 1, 'missing': 1}}
-    """
-
-    def __init__(self, baseline: Baseline):
-        numeric = [name for name, p in baseline.features.items() if isinstance(p, NumericProfile)]
-        categorical = [name for name, p in baseline.features.items() if isinstance(p, CategoricalProfile)]
-        categories = [list(baseline.features[name].categories) for name in categorical]
-        self._columns = FeatureColumns(numeric, categorical, categories)
-        self._confidence = baseline.confidence is not None
-        self._names = numeric + categorical
-        if self._confidence:
-            self._names.append("confidence" if "confidence" not in baseline.features else "event confidence")
-        self._order = [self._names.index(name) for name in baseline.features] + ([len(self._names) - 1]
-                                                                                   if self._confidence else [])
-        self._missing = np.zeros(len(self._names), dtype=np.int64)
-        self._invalid = np.zeros(len(self._names), dtype=np.int64)
-
-    def add(self, events: list[dict]) -> None:
-        """Count the values of these events (the model's, each with a 'features' map)."""
-        confidence = np.empty(len(events) if self._confidence else 0)
-        numeric, (codes, _, _), _, _ = self._columns.extract_events(events, None, confidence)
-        missing = [numeric.missing.sum(axis=1), (codes == MISSING_CODE).sum(axis=1)]
-        invalid = [numeric.invalid.sum(axis=1), (codes == INVALID_CODE).sum(axis=1)]
-        if self._confidence:
-            missing.append([np.isnan(confidence).sum()])
-            invalid.append([np.isinf(confidence).sum()])
-        self._missing += np.concatenate(missing).astype(np.int64)
-        self._invalid += np.concatenate(invalid).astype(np.int64)
-
-    def bad(self) -> dict[str, dict[str, int]]:
-        """{feature: {"invalid": n, "missing": m}} of the features with any, in the baseline's order
-        (the confidence last)."""
-        return {self._names[k]: {"invalid": int(self._invalid[k]), "missing": int(self._missing[k])}
-                for k in self._order if self._invalid[k] or self._missing[k]}
 
 
 class _JoinFeed:
