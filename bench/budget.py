@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 from bench.engine import count  # noqa: E402
 from bench.results import write_block  # noqa: E402
 from detectors.model import ModelMonitor  # noqa: E402
-from stream.devkit import scenarios as streams  # noqa: E402
-from stream.devkit.scenarios import run_scenario  # noqa: E402
+from stream.devkit.synthetic import scenarios as streams  # noqa: E402
+from stream.devkit.synthetic.scenarios import run_scenario  # noqa: E402
 
 EVENTS_PER_SEED = 200_000
 N_FEATURES = 50

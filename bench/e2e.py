@@ -41,7 +41,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench.results import RESULTS, write_block  # noqa: E402
 from stream.commands.alerts import decode_alert  # noqa: E402
-from stream.devkit import credit  # noqa: E402
 from stream.devkit.broker import EmbeddedBroker  # noqa: E402
 from stream.devkit.processes import (  # noqa: E402
     embedded_worker_env,
@@ -52,6 +51,7 @@ from stream.devkit.processes import (  # noqa: E402
     tail,
     wait_until_serving,
 )
+from stream.devkit.synthetic import credit  # noqa: E402
 from stream.worker import config  # noqa: E402
 
 SECTION = "## End to end (bench/e2e.py)"

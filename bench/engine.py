@@ -42,7 +42,7 @@ from river import drift  # noqa: E402
 
 from bench.results import RESULTS, write_block  # noqa: E402
 from detectors.model import ModelMonitor  # noqa: E402
-from stream.devkit import scenarios as streams  # noqa: E402
+from stream.devkit.synthetic import scenarios as streams  # noqa: E402
 from stream.gc_policy import relax_gc  # noqa: E402
 
 N_FEATURES = 50

@@ -61,7 +61,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.results import write_block  # noqa: E402
-from stream.devkit import credit  # noqa: E402
 from stream.devkit.broker import EmbeddedBroker  # noqa: E402
 from stream.devkit.processes import (  # noqa: E402
     embedded_worker_env,
@@ -72,6 +71,7 @@ from stream.devkit.processes import (  # noqa: E402
     tail,
     wait_until_serving,
 )
+from stream.devkit.synthetic import credit  # noqa: E402
 from stream.worker import config  # noqa: E402
 
 SECTION = "## Reliability (bench/soak.py, tests/integration/test_reliability.py)"

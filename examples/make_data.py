@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from stream.devkit import credit
+from stream.devkit.synthetic import credit
 
 
 def main() -> None:

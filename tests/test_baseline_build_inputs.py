@@ -18,7 +18,7 @@ import pytest
 from baselines import readers
 from baselines.build import MIN_ROWS, BuildError, build_baseline
 from stream.commands.cli import main as cli
-from stream.devkit import credit
+from stream.devkit.synthetic import credit
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,8 @@ from detectors.events import decode_message
 from stream.commands import alerts as alerts_cmd
 from stream.commands import cli
 from stream.commands.alerts import bootstrap_servers, decode_alert, format_alert
-from stream.devkit import credit, processes, scenarios
+from stream.devkit import processes
+from stream.devkit.synthetic import credit, scenarios
 
 
 # ---- the synthetic credit model -------------------------------------------------------------

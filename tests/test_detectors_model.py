@@ -14,7 +14,7 @@ from baselines.profile import CategoricalProfile
 from detectors.alerts import Alert
 from detectors.diagnosis import category_counts, label_hash
 from detectors.model import ModelMonitor
-from stream.devkit import scenarios as streams
+from stream.devkit.synthetic import scenarios as streams
 
 N_TRAIN = 20_000
 ALERT_KEYS = {"alert_id", "kind", "model", "model_version", "feature", "detector", "statistic", "threshold",

@@ -21,7 +21,7 @@ from detectors.cusum import CusumBank
 from detectors.extract import ABSENT, ABSENT_KEY, INVALID, MISSING, VALID, FeatureColumns, classify_numbers
 from detectors.model import ModelMonitor
 from detectors.numeric import NumericBank
-from stream.devkit import scenarios as streams
+from stream.devkit.synthetic import scenarios as streams
 
 # ---- read_columns: FeatureColumns.extract against the old pure-Python semantics -------------------
 NUMERIC = ("amount", "count", "latency")

@@ -18,7 +18,7 @@ import pytest
 
 from baselines.build import build_baseline_from_columns
 from stream.commands.cli import main
-from stream.devkit import scenarios as streams
+from stream.devkit.synthetic import scenarios as streams
 from stream.report import command, gather, svg
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -2,7 +2,7 @@
 
 Each scenario asserts what an on-call engineer would check: the right alert kind on the right
 feature, how many events after the change it fired (`events_seen`), the numbers it shows, and
-that nothing else fired. Streams come from `stream/devkit/scenarios.py` (seeded: results are exact and
+that nothing else fired. Streams come from `stream/devkit/synthetic/scenarios.py` (seeded: results are exact and
 repeatable); training baselines are finite samples (20k rows), so their estimation error is
 part of every test.
 """
@@ -17,8 +17,8 @@ import pytest
 from detectors.alerts import Alert
 from detectors.diagnosis import label_hash
 from detectors.model import ModelMonitor
-from stream.devkit import scenarios as streams
-from stream.devkit.scenarios import Stream, replay, run_scenario, shared_baseline
+from stream.devkit.synthetic import scenarios as streams
+from stream.devkit.synthetic.scenarios import Stream, replay, run_scenario, shared_baseline
 
 
 def describe(alerts: list[Alert], limit: int = 12) -> str:

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from detectors.model import ModelMonitor
-from stream.devkit import scenarios as streams
+from stream.devkit.synthetic import scenarios as streams
 
 
 @pytest.fixture(scope="module")

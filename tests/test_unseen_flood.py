@@ -7,7 +7,7 @@ import copy
 
 from detectors.model import ModelMonitor
 from detectors.sketches import SpaceSaving
-from stream.devkit import scenarios as streams
+from stream.devkit.synthetic import scenarios as streams
 
 
 def test_an_unseen_flood_costs_each_value_a_bounded_number_of_sketch_updates(monkeypatch):

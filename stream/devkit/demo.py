@@ -1,7 +1,7 @@
 """`skewwatch demo`: the embedded broker, a worker and a credit-risk model whose traffic goes wrong.
 
 It starts the embedded broker with the worker's topics, writes a baseline built from the
-synthetic training set (`stream.devkit.credit`), starts a worker process, produces production traffic
+synthetic training set (`stream.devkit.synthetic.credit`), starts a worker process, produces production traffic
 at a steady rate and prints every alert from the alert topic as it arrives. The traffic goes
 through the phases of `credit.scenario`: normal, a population shift, missing values, a
 confidence drop; each shows as alerts within seconds, all within ~30 s of the start.
@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream.commands.alerts import decode_alert, format_alert
-from stream.devkit import credit
 from stream.devkit.processes import (
     embedded_worker_env,
     metric_value,
@@ -34,6 +33,7 @@ from stream.devkit.processes import (
     tail,
     wait_until_serving,
 )
+from stream.devkit.synthetic import credit
 
 __all__ = ["configure", "run"]
 
