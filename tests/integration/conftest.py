@@ -105,7 +105,7 @@ class Worker:
         self.proc.send_signal(sig)
         try:
             self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:  # a worker whose broker is gone can ignore SIGTERM
+        except subprocess.TimeoutExpired:  # a worker past its shutdown watchdog (8 s) is a bug: never wait forever
             self.proc.kill()
             self.proc.wait()
 
