@@ -267,3 +267,27 @@ def test_replay_joins_the_feature_log_and_the_labels_in_ts_order(tmp_path, capsy
     assert "expired_offline 1" in err  # never-served expired after 100 s of event time
     assert "replay: join labels: matched 5000" in err
     assert "rejected 3" in err  # the bad line of each file
+
+
+def test_skew_and_performance_alert_ids_belong_to_their_baseline():
+    """A new baseline restarts the episode count: its alerts must not reuse the old baseline's ids,
+    or a consumer that deduplicates on alert_id drops them (as the feature monitors' ids already do)."""
+    other = training_baseline("credit", seed=9)  # another profile of the same model
+    assert other.fingerprint != BASELINE.fingerprint
+
+    def skew_id(baseline):
+        evs = served(3000)
+        joins = JoinMonitor({"credit": baseline}.get, labels=False)
+        joins.add_predictions(evs)
+        [alert] = joins.add_feature_log(feature_log(evs, amount_in_thousands_from(1000, 8)))
+        return alert.alert_id
+
+    def performance_id(baseline):
+        evs, labels = labelled(6000, lambda i: 0.9 if i < 3000 else 0.75, seed=1)
+        joins = JoinMonitor({"credit": dataclasses.replace(baseline, metric=CLASSIFIER.metric)}.get, parity=False)
+        joins.add_predictions(evs)
+        [alert] = joins.add_labels(labels)
+        return alert.alert_id
+
+    assert skew_id(BASELINE) == skew_id(BASELINE) != skew_id(other)
+    assert performance_id(BASELINE) == performance_id(BASELINE) != performance_id(other)

@@ -114,7 +114,8 @@ class JoinMonitor:
             return []
         entry = self._performance.get(model)
         if entry is None or entry[0] is not baseline:
-            entry = self._performance[model] = (baseline, PerformanceMonitor(model, baseline.metric, self._config))
+            entry = self._performance[model] = (baseline, PerformanceMonitor(model, baseline.metric, self._config,
+                                                                            baseline.fingerprint))
         now = self._label_join.now
         return entry[1].update(prediction, label, self._events_seen[model], now if now > -math.inf else None)
 

@@ -105,6 +105,8 @@ class FeatureParity:
 
     def __init__(self, model: str, baseline: Baseline | None, config: JoinConfig = DEFAULT_JOIN_CONFIG):
         self._model = model
+        # alert ids are counted against this baseline (see detectors.alerts.alert_id)
+        self._reference = baseline.fingerprint if baseline is not None else ""
         self._config = config
         self._kinds = {} if baseline is None else {
             n: isinstance(p, NumericProfile) for n, p in baseline.features.items()
@@ -188,7 +190,7 @@ class FeatureParity:
                                           else [{"request_id": e["request_id"]} for e in state.examples])
         version = served.get("model_version")
         return Alert(
-            alert_id=alert_id(self._model, name, "skew", "parity", episode),
+            alert_id=alert_id(self._model, name, "skew", "parity", episode, self._reference),
             kind="skew", model=self._model, model_version=None if version is None else str(version),
             feature=name, detector="feature_parity",
             statistic=state.cusum / T.LLR_SCALE, threshold=self._h / T.LLR_SCALE, p_value=None,

@@ -68,8 +68,11 @@ class PerformanceMonitor:
     validation MAE x (1 + tolerance).
     """
 
-    def __init__(self, model: str, metric: dict[str, Any] | None, config: JoinConfig = DEFAULT_JOIN_CONFIG):
+    def __init__(self, model: str, metric: dict[str, Any] | None, config: JoinConfig = DEFAULT_JOIN_CONFIG,
+                 reference: str = ""):
         self._model = model
+        #: the baseline's fingerprint: alert ids are counted against it (see detectors.alerts.alert_id)
+        self._reference = reference
         self._metric = metric
         self._config = config
         self._regression = bool(metric) and metric.get("name") == "mae"
@@ -145,7 +148,8 @@ class PerformanceMonitor:
         p_value = 0.5 * math.erfc(z / math.sqrt(2))
         version = prediction.get("model_version")
         return [Alert(
-            alert_id=alert_id(self._model, None, "performance", self._metric.get("name", "accuracy"), episode),
+            alert_id=alert_id(self._model, None, "performance", self._metric.get("name", "accuracy"), episode,
+                              self._reference),
             kind="performance", model=self._model, model_version=None if version is None else str(version),
             feature=None, detector="label_join", statistic=z, threshold=self._z_test, p_value=p_value,
             baseline=base, current=live, events_seen=events_seen, ts=ts,
