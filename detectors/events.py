@@ -40,6 +40,8 @@ REASONS = (
     "unknown_model",  # no baseline for this model (routing)
     "baseline_unavailable",  # the model's baseline file is corrupt or was deleted (routing)
     "monitor_error",  # the model's monitor raised on the event (a bug; the worker isolates it)
+    "missing_request_id",  # a feature-log record or label without a request id (detectors.joins.wire)
+    "missing_label",  # a label record without its label (detectors.joins.wire)
 )
 
 #: The model of an accepted event (every event `decode_message` returns has a string one).

@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
+from detectors.events import Limits
 from detectors.joins import (
     JoinConfig,
     JoinMonitor,
@@ -291,3 +292,12 @@ def test_skew_and_performance_alert_ids_belong_to_their_baseline():
 
     assert skew_id(BASELINE) == skew_id(BASELINE) != skew_id(other)
     assert performance_id(BASELINE) == performance_id(BASELINE) != performance_id(other)
+
+
+def test_every_reason_a_join_record_is_rejected_for_is_a_listed_reason():
+    from detectors.events import REASONS
+
+    records = b'[{"model": "credit"}, {"request_id": "r1", "model": "credit"}, {"request_id": ""}]'
+    for kind in ("feature_log", "labels"):
+        _, rejects = decode_join_records(records, kind, Limits())
+        assert rejects and {r.reason for r in rejects} <= set(REASONS), [r.reason for r in rejects]
