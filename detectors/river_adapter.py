@@ -9,8 +9,12 @@ River first: an upgrade outside `TESTED_RIVER_VERSIONS` fails there, not in a re
   a bincode record of bucket sums; not pickle), plus the drift flag of the last update.
 - Page-Hinkley: the running mean, the two cumulative sums and their extremes, the drift flag.
 
->>> from river import drift
->>> ph = drift.PageHinkley(min_instances=1, delta=0.0, threshold=1.5, alpha=1.0)
+It also loads the two detectors skewwatch uses, `ADWIN` and `PageHinkley`, from River's own module
+files without running `river.drift`'s package `__init__`, which imports every detector and
+KSWIN's scipy.stats with them: ~0.7 s of every start-up (`skewwatch replay`, the worker) for code
+skewwatch never runs. If `river.drift` is already imported, its classes are used as they are.
+
+>>> ph = PageHinkley(min_instances=1, delta=0.0, threshold=1.5, alpha=1.0)
 >>> for x in (0.0, 0.0, 0.0, 4.0):  # the mean of 0, 0, 0, 4 is 1: the sum rises by 3
 ...     ph.update(x)
 >>> page_hinkley_statistic(ph), ph.drift_detected
@@ -18,10 +22,14 @@ River first: an upgrade outside `TESTED_RIVER_VERSIONS` fails there, not in a re
 """
 from __future__ import annotations
 
-from river import drift
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 
-__all__ = ["TESTED_RIVER_VERSIONS", "adwin_state", "page_hinkley_state", "page_hinkley_statistic", "restore_adwin",
-           "restore_page_hinkley"]
+__all__ = ["ADWIN", "TESTED_RIVER_VERSIONS", "PageHinkley", "adwin_state", "page_hinkley_state",
+           "page_hinkley_statistic", "restore_adwin", "restore_page_hinkley"]
 
 #: River releases whose private layout this module matches. 0.25.0 moved ADWIN's window to the Rust
 #: `AdaptiveWindowing` (before it, a Cython object with no bytes state). Verified with 0.25.0 and 0.26.1
@@ -30,7 +38,23 @@ __all__ = ["TESTED_RIVER_VERSIONS", "adwin_state", "page_hinkley_state", "page_h
 TESTED_RIVER_VERSIONS = ">=0.25,<0.27"
 
 
-def adwin_state(adwin: drift.ADWIN) -> tuple[bytes, bool]:
+def _drift_module(name: str) -> ModuleType:
+    """River's `river/drift/<name>.py`, without the package `__init__` of `river.drift` (see above)."""
+    if "river.drift" in sys.modules:
+        return importlib.import_module(f"river.drift.{name}")
+    river = importlib.util.find_spec("river")
+    path = Path(next(iter(river.submodule_search_locations))) / "drift" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"detectors._river_drift_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ADWIN = _drift_module("adwin").ADWIN
+PageHinkley = _drift_module("page_hinkley").PageHinkley
+
+
+def adwin_state(adwin: ADWIN) -> tuple[bytes, bool]:
     """(window, drift flag of the last update) of an ADWIN, as plain data.
 
     Parameters
@@ -47,20 +71,20 @@ def adwin_state(adwin: drift.ADWIN) -> tuple[bytes, bool]:
     return adwin._helper.__getstate__(), bool(adwin._drift_detected)
 
 
-def restore_adwin(adwin: drift.ADWIN, window: bytes, drift_detected: bool) -> None:
+def restore_adwin(adwin: ADWIN, window: bytes, drift_detected: bool) -> None:
     """Put an `adwin_state` back into a new ADWIN built with the same parameters."""
     adwin._helper.__setstate__(bytes(window))
     adwin._drift_detected = bool(drift_detected)
 
 
-def page_hinkley_state(ph: drift.PageHinkley) -> list[float | bool]:
+def page_hinkley_state(ph: PageHinkley) -> list[float | bool]:
     """[values seen, their mean, increase sum, decrease sum, lowest increase sum, highest decrease sum,
     drift flag of the last update] of a Page-Hinkley detector, as plain data."""
     return [float(ph._x_mean.n), float(ph._x_mean._mean), float(ph._sum_increase), float(ph._sum_decrease),
             float(ph._min_increase), float(ph._max_decrease), bool(ph._drift_detected)]
 
 
-def restore_page_hinkley(ph: drift.PageHinkley, state: list[float | bool]) -> None:
+def restore_page_hinkley(ph: PageHinkley, state: list[float | bool]) -> None:
     """Put a `page_hinkley_state` back into a new Page-Hinkley detector built with the same parameters."""
     n, mean, increase, decrease, min_increase, max_decrease, detected = state
     ph._x_mean.n, ph._x_mean._mean = float(n), float(mean)
@@ -69,7 +93,7 @@ def restore_page_hinkley(ph: drift.PageHinkley, state: list[float | bool]) -> No
     ph._drift_detected = bool(detected)
 
 
-def page_hinkley_statistic(ph: drift.PageHinkley) -> tuple[float, float]:
+def page_hinkley_statistic(ph: PageHinkley) -> tuple[float, float]:
     """Page-Hinkley's two test values after its last update: (rise, fall).
 
     rise is how far the increase sum stands above its lowest point, fall how far the decrease sum

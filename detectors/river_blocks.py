@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from river import drift
-
 from detectors import thresholds
 from detectors.river_adapter import (
+    ADWIN,
+    PageHinkley,
     adwin_state,
     page_hinkley_state,
     page_hinkley_statistic,
@@ -47,12 +47,12 @@ class BlockChangeDetectors:
         self._onset = -1
 
     @staticmethod
-    def _new_adwin() -> drift.ADWIN:
-        return drift.ADWIN(delta=thresholds.ADWIN_DELTA, clock=1, grace_period=thresholds.RIVER_GRACE_BLOCKS)
+    def _new_adwin() -> ADWIN:
+        return ADWIN(delta=thresholds.ADWIN_DELTA, clock=1, grace_period=thresholds.RIVER_GRACE_BLOCKS)
 
     @staticmethod
-    def _new_page_hinkley() -> drift.PageHinkley:
-        return drift.PageHinkley(
+    def _new_page_hinkley() -> PageHinkley:
+        return PageHinkley(
             min_instances=thresholds.RIVER_GRACE_BLOCKS,
             delta=thresholds.PAGE_HINKLEY_DELTA,
             threshold=thresholds.PAGE_HINKLEY_THRESHOLD,

@@ -3,6 +3,9 @@ expects. A River upgrade outside TESTED_RIVER_VERSIONS fails here first; check t
 new release's drift/adwin.py and drift/page_hinkley.py, then widen the range."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import msgpack
 import numpy as np
 import river
@@ -102,3 +105,19 @@ def test_page_hinkley_statistic_is_what_river_flags_on():
         assert ph.drift_detected == (seen >= MIN_INSTANCES and max(rise, fall) > ph.threshold)
         detections += ph.drift_detected
     assert detections >= 2
+
+
+def test_the_detectors_load_without_river_drift_package_and_its_scipy_stats():
+    """`river.drift`'s __init__ imports every detector, and KSWIN's scipy.stats with them (~0.7 s of
+    every start-up); the adapter loads only ADWIN's and Page-Hinkley's own modules."""
+    code = ("import sys, stream.commands.replay, detectors.model, detectors.joins; "
+            "print(sorted(m for m in ('river.drift', 'scipy.stats') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_an_already_imported_river_drift_is_used_as_it_is():
+    code = ("from river import drift; from detectors import river_adapter as a; "
+            "print(a.ADWIN is drift.ADWIN and a.PageHinkley is drift.PageHinkley)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

@@ -12,7 +12,6 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from river import drift
 
 from baselines.profile import category_key
 from detectors import thresholds as T
@@ -22,6 +21,7 @@ from detectors.episodes import EpisodeTracker
 from detectors.fmt import count, number, percent, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
+from detectors.river_adapter import ADWIN
 
 __all__ = ["PerformanceMonitor", "wilson_interval"]
 
@@ -76,7 +76,7 @@ class PerformanceMonitor:
         self._metric = metric
         self._config = config
         self._regression = bool(metric) and metric.get("name") == "mae"
-        self._adwin = drift.ADWIN(delta=LABEL_ADWIN_DELTA)
+        self._adwin = ADWIN(delta=LABEL_ADWIN_DELTA)
         self._errors: deque[float] = deque(maxlen=MAX_LABEL_WINDOW)
         self._episodes = EpisodeTracker(config.rearm_quiet)
         self._z_test = NormalDist().inv_cdf(1 - PERFORMANCE_ALPHA)
