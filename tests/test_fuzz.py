@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from detectors.events import REASONS, Limits, decode_message
 from detectors.routing import ModelRouter
-from tests.stream.helpers import credit_baseline, events, fraud_baseline  # noqa: F401 (fixtures)
+from tests.stream.helpers import credit_baseline, events, fraud_baseline, poison_monitors  # noqa: F401 (fixtures)
 
 FIELDS = ("model", "features", "confidence", "prediction", "ts", "model_version", "request_id")
 #: values of the wrong type for any field: containers, huge and special numbers, huge strings
@@ -316,7 +316,6 @@ def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeyp
     rejected as monitor_error, the rest of the batch gives exactly the alerts and state of a
     run without them, whatever the chunks the batch is fed to the monitors in."""
     from detectors import processing
-    from detectors.model import ModelMonitor
     from detectors.processing import MONITOR_ERROR, process_messages
 
     monkeypatch.setattr(processing, "MONITOR_CHUNK", chunk)
@@ -324,11 +323,10 @@ def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeyp
     stream = events("credit", 1500, seed=8) + events("credit", 2500, seed=9, amount_mean=160.0)
     poison = {17, 1800, 3999}
     payloads = [msgpack.packb(dict(ev, request_id="poison") if i in poison else ev) for i, ev in enumerate(stream)]
-    update_batch = ModelMonitor.update_batch
     clean = ModelRouter([credit_baseline])
     expected = [a.to_dict() for a in clean.process([ev for i, ev in enumerate(stream) if i not in poison])[0]]
     router = ModelRouter([credit_baseline])
-    monkeypatch.setattr(ModelMonitor, "update_batch", lambda self, evs: _raise_on_poison(update_batch, self, evs))
+    poison_monitors(monkeypatch)
     alerts, rejects, counts = process_messages(router, payloads)
     assert sorted(i for i, _ in rejects) == sorted(poison) and {r.reason for _, r in rejects} == {MONITOR_ERROR}
     assert "TypeError" in rejects[0][1].detail
@@ -336,10 +334,3 @@ def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeyp
     assert [a.to_dict() for a in alerts] == expected
     assert router.state_dict("credit") == clean.state_dict("credit")
 
-
-def _raise_on_poison(update_batch, monitor, evs):
-    """The real update, then a raise when the batch holds a marked event: state half-updated."""
-    alerts = update_batch(monitor, evs)
-    if any(e.get("request_id") == "poison" for e in evs):
-        raise TypeError("unhashable type: 'list'")
-    return alerts

@@ -9,7 +9,7 @@ import pytest
 from detectors.model import ModelMonitor
 from detectors.processing import MONITOR_ERROR, process_events, process_messages
 from detectors.routing import ModelRouter
-from tests.stream.helpers import as_json, credit_baseline, events, fraud_baseline  # noqa: F401 (fixtures)
+from tests.stream.helpers import as_json, credit_baseline, events, fraud_baseline, poison_monitors  # noqa: F401 (fixtures)
 
 
 def _interleaved(n: int) -> list[dict]:
@@ -38,14 +38,7 @@ def test_a_model_whose_state_cannot_be_saved_loses_its_events_not_the_batch(cred
 
 def test_a_model_that_cannot_be_rolled_back_loses_the_events_of_the_failed_call(credit_baseline, fraud_baseline,
                                                                                monkeypatch):
-    update_batch = ModelMonitor.update_batch
-
-    def raise_on_poison(monitor, evs):
-        alerts = update_batch(monitor, evs)
-        if any(e.get("request_id") == "poison" for e in evs):
-            raise TypeError("unhashable type: 'list'")
-        return alerts
-
+    poison_monitors(monkeypatch)
     restore = ModelRouter.restore
 
     def no_restore_for_credit(router, model, state):
@@ -53,7 +46,6 @@ def test_a_model_that_cannot_be_rolled_back_loses_the_events_of_the_failed_call(
             raise ValueError("cannot restore credit")
         restore(router, model, state)
 
-    monkeypatch.setattr(ModelMonitor, "update_batch", raise_on_poison)
     monkeypatch.setattr(ModelRouter, "restore", no_restore_for_credit)
     stream = _interleaved(20)
     stream[6] = dict(stream[6], request_id="poison")  # a credit event

@@ -13,6 +13,7 @@ import pytest
 from baselines.build import build_baseline_from_columns
 from detectors.model import ModelMonitor
 from stream.commands.cli import main
+from tests.stream.helpers import poison_monitors
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -156,15 +157,7 @@ def test_replay_dead_letters_an_event_a_monitor_raises_on_and_carries_on_like_th
     without = [e for i, e in enumerate(events) if i not in poison]
     clean = [a.to_dict() for a in ModelMonitor(baseline).update_batch(without)]
     assert any(a["feature"] == "x" for a in clean), "the shift must be alerted for this test to mean anything"
-    update_batch = ModelMonitor.update_batch
-
-    def raise_on_poison(monitor, evs):  # the real update, then a raise: the state is half-updated
-        alerts = update_batch(monitor, evs)
-        if any(e.get("request_id") == "poison" for e in evs):
-            raise TypeError("unhashable type: 'list'")
-        return alerts
-
-    monkeypatch.setattr(ModelMonitor, "update_batch", raise_on_poison)
+    poison_monitors(monkeypatch)
     dl = tmp_path / "dead.jsonl"
     code, alerts, err = _run(capsys, f, "--baseline", path, "--dead-letter", dl)
     assert code == 0 and "5998 events" in err and "rejected 2: monitor_error 2" in err

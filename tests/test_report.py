@@ -20,6 +20,7 @@ from baselines.build import build_baseline_from_columns
 from stream.commands.cli import main
 from stream.devkit.synthetic import scenarios as streams
 from stream.report import command, gather, svg
+from tests.stream.helpers import poison_monitors
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -327,20 +328,11 @@ def test_chromium_renders_the_plots(run, tmp_path):
 def test_an_event_a_monitor_raises_on_is_left_out_of_the_report_too(run, tmp_path, monkeypatch):
     """The report takes replay's processing: the event is dead-lettered as monitor_error, the
     rest gives replay's alerts, and only the events the monitor took are recorded."""
-    from detectors.model import ModelMonitor
 
     events = [dict(e, request_id="poison") if i == 4321 else e for i, e in enumerate(run["stream"].events)]
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    update_batch = ModelMonitor.update_batch
-
-    def raise_on_poison(monitor, evs):
-        alerts = update_batch(monitor, evs)
-        if any(e.get("request_id") == "poison" for e in evs):
-            raise TypeError("unhashable type: 'list'")
-        return alerts
-
-    monkeypatch.setattr(ModelMonitor, "update_batch", raise_on_poison)
+    poison_monitors(monkeypatch)
     recorder = gather.Recorder([run["stream"].baseline()], window=1000)
     recorder.run_file(str(path), "auto")
     recorder.finish()

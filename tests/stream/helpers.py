@@ -47,3 +47,19 @@ def credit_baseline() -> Baseline:
 @pytest.fixture(scope="session")
 def fraud_baseline() -> Baseline:
     return training_baseline("fraud", seed=1)
+
+
+def poison_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every `ModelMonitor` raise after the real update of a batch holding an event with
+    request_id "poison": the state is half-updated, as an engine bug would leave it."""
+    from detectors.model import ModelMonitor
+
+    update_batch = ModelMonitor.update_batch
+
+    def raise_on_poison(monitor: ModelMonitor, evs: list[dict]) -> list:
+        alerts = update_batch(monitor, evs)
+        if any(e.get("request_id") == "poison" for e in evs):
+            raise TypeError("unhashable type: 'list'")
+        return alerts
+
+    monkeypatch.setattr(ModelMonitor, "update_batch", raise_on_poison)
