@@ -2,7 +2,6 @@
 baselines, and stopping it (SIGTERM) in every state, the broker gone included."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -10,7 +9,7 @@ import time
 import pytest
 
 from stream.devkit.broker import EmbeddedBroker
-from tests.integration.conftest import Deployment, produce, wait_for
+from tests.integration.conftest import KNOWN_RESTART_FAULT, Deployment, produce, wait_for
 from tests.integration.test_reliability import counted
 from tests.integration.test_worker import messages
 from tests.stream.helpers import events, training_baseline
@@ -64,17 +63,9 @@ def _messages_processed(worker) -> int:
     return sum(offset + 1 for offset in worker.last_offsets())
 
 
-# An open fault (issue 17, item 1): after a restart with a backlog, Faust sometimes starts fetching
-# before "Seek stream partitions to committed offsets" and the first records never reach the agent:
-# 2 of 2 full-suite runs lost one message per partition at small batches, a third lost offsets
-# 400..1874 at the default batching (the worker logged "never delivered"); the test passed 6 of 6
-# times alone. Run it with SKEWWATCH_KNOWN_FAULTS=1.
-KNOWN_FAULT = pytest.mark.skipif(
-    not os.environ.get("SKEWWATCH_KNOWN_FAULTS"),
-    reason="known loss after a restart with a backlog (issue 17 item 1, open): SKEWWATCH_KNOWN_FAULTS=1 runs it")
-
-
-@KNOWN_FAULT
+# Lost records in 3 of 4 full-suite runs (one message per partition at the small batching, offsets
+# 400..1874 of one partition at the default one); passed 6 of 6 runs alone.
+@KNOWN_RESTART_FAULT
 @pytest.mark.parametrize("batching", [{}, {"SKEWWATCH_BATCH_WITHIN": "0.01", "SKEWWATCH_BATCH_SIZE": "50"}],
                          ids=["default-batches", "small-batches"])
 def test_a_restart_with_a_backlog_counts_every_event_once(deployment, batching):
