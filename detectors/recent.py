@@ -54,6 +54,16 @@ class RecentRing:
         self._batch: np.ndarray | None = None
         self._batch_start = 0
 
+    @property
+    def length(self) -> int:
+        """Events kept per feature."""
+        return self._length
+
+    @property
+    def filled(self) -> int:
+        """Slots of the ring holding an event (at most `length`)."""
+        return self._filled
+
     def hold_batch(self, values: np.ndarray, start: int) -> None:
         """The batch's values (n_features, n), of events start..start+n-1, readable until `commit`.
 
@@ -90,6 +100,11 @@ class RecentRing:
         if since is not None and event_index is not None:
             have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
         return rows[len(rows) - have:] if have < len(rows) else rows
+
+    def ring_and_batch(self, j: int) -> np.ndarray:
+        """Feature j's filled slots of the ring, then every value of the held batch (if any)."""
+        ring = self._values[j, self._length - self._filled:]
+        return ring if self._batch is None else np.concatenate([ring, self._batch[j]])
 
     def state_dict(self) -> dict[str, Any]:
         """The ring as plain data (`load_state` takes it back)."""

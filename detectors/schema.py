@@ -29,6 +29,7 @@ from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.episodes import AlarmSource, Candidate
 from detectors.numeric import rate_weights
+from detectors.recent import RecentRing
 from detectors.sketches import SpaceSaving
 
 __all__ = ["NAMES_SHOWN", "SchemaMonitor"]
@@ -66,9 +67,7 @@ class SchemaMonitor:
         self._absent_counts = np.zeros(len(self._known_order), dtype=np.int64)
         #: per known feature, its last `recent` events: MISSING, or ABSENT_OFFSCHEMA (absent from an event
         #: with unexpected names), else 0; the batch's apart until end_batch (`explains_missing` reads both)
-        self._recent = np.zeros((len(self._known_order), recent), dtype=np.uint8)
-        self._filled = 0
-        self._batch = np.zeros((len(self._known_order), 0), dtype=np.uint8)
+        self._recent = RecentRing(len(self._known_order), recent, 0, np.uint8)
         self._start = 0
         #: per feature asked about in this batch: cumulative counts of missing and of absent-offschema
         #: over its recent events then the batch's, so that each alarm's question costs O(1)
@@ -94,7 +93,8 @@ class SchemaMonitor:
             The first event's index.
         """
         offschema = absent & extra
-        self._batch = missing.astype(np.uint8) + offschema  # absent implies missing: 2 = ABSENT_OFFSCHEMA
+        # absent implies missing: 2 = ABSENT_OFFSCHEMA
+        self._recent.hold_batch(missing.astype(np.uint8) + offschema, start)
         self._start = start
         self._cumulative = {}
         sums, ends = self._blocks.add(extra.astype(np.int64)[:, None], start)
@@ -140,12 +140,12 @@ class SchemaMonitor:
             return False
         j = self._known_order.index(feature)
         if j not in self._cumulative:
-            rows = np.concatenate([self._recent[j, self._recent.shape[1] - self._filled:], self._batch[j]])
+            rows = self._recent.ring_and_batch(j)
             self._cumulative[j] = (np.concatenate(([0], np.cumsum(rows >= MISSING))),
                                    np.concatenate(([0], np.cumsum(rows == ABSENT_OFFSCHEMA))))
         missing, offschema = self._cumulative[j]
-        end = self._filled + event_index - self._start + 1
-        first = max(end - self._recent.shape[1], 0, end - (event_index - since + 1) if since is not None else 0)
+        end = self._recent.filled + event_index - self._start + 1
+        first = max(end - self._recent.length, 0, end - (event_index - since + 1) if since is not None else 0)
         n_missing, n_offschema = int(missing[end] - missing[first]), int(offschema[end] - offschema[first])
         return 0 < n_missing <= 2 * n_offschema
 
@@ -154,18 +154,16 @@ class SchemaMonitor:
         if self._batch_alarms:
             self._last_alarm = self._batch_alarms[-1]
         self._batch_alarms = []
-        keep = self._recent.shape[1]
-        self._recent = np.concatenate([self._recent, self._batch], axis=1)[:, -keep:]
-        self._filled = min(keep, self._filled + self._batch.shape[1])
-        self._batch = self._batch[:, :0]
+        self._recent.commit()
         self._cumulative = {}
 
     def state_dict(self) -> dict[str, Any]:
         """The names, absences, blocks and CUSUM as plain data (`load_state` takes it back)."""
+        ring = self._recent.state_dict()
         return {"unexpected_names": self._names.state_dict(), "unexpected_blocks": self._blocks.state_dict(),
                 "unexpected_cusum": self._cusum.state_dict(), "schema_absent": self._absent_counts.tolist(),
-                "schema_last_alarm": self._last_alarm, "schema_recent": zlib.compress(self._recent.tobytes(), 1),
-                "schema_recent_filled": self._filled}
+                "schema_last_alarm": self._last_alarm, "schema_recent": zlib.compress(ring["recent"], 1),
+                "schema_recent_filled": ring["recent_filled"]}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict`."""
@@ -175,6 +173,5 @@ class SchemaMonitor:
         self._absent_counts = np.array(state["schema_absent"], dtype=np.int64)
         self._last_alarm = int(state["schema_last_alarm"])
         # compressed: the record is almost all zeros while no field is renamed (~8 bytes per feature)
-        raw = zlib.decompressobj().decompress(state["schema_recent"], self._recent.size)
-        self._recent = np.frombuffer(raw, dtype=np.uint8).reshape(self._recent.shape).copy()
-        self._filled = int(state["schema_recent_filled"])
+        raw = zlib.decompressobj().decompress(state["schema_recent"], len(self._known_order) * self._recent.length)
+        self._recent.load_state({"recent": raw, "recent_filled": state["schema_recent_filled"]})
