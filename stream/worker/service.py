@@ -43,7 +43,7 @@ from stream.worker.metrics import Metrics
 log = logging.getLogger("skewwatch.worker")
 
 __all__ = ["CHECKPOINT_VERSION", "MONITOR_ERROR", "DetectionService", "PartitionMonitors", "Record", "RejectLog",
-           "checkpoint_key", "parse_checkpoint_key"]
+           "checkpoint_key", "parse_checkpoint_key", "position_key"]
 
 #: 2: the baseline is named by its fingerprint (1 named it by version, created, n_rows)
 CHECKPOINT_VERSION = 2
@@ -72,26 +72,74 @@ class PartitionMonitors:
         #: offsets below it are committed: a healthy log never delivers them to the group again
         self.committed_floor = -1
         self._checkpointed_upto = -1  # last_offset at the newest checkpoint
+        self._marked_upto = -1  # last_offset at the newest position marker
+        #: where the consumer resumes at the latest after a restore (the restored position + 1)
+        self._resume_at: int | None = None
+        #: (offset the partition was sought back to, newest offset dropped since): the records
+        #: Faust still hands over from before the seek are dropped until the re-read starts
+        self._rewind: tuple[int, int] | None = None
+        self._rewound_to: int | None = None  # the last offset sought back to (a gap seen twice is a hole)
+        self._seek_to: int | None = None  # a seek back the agent has yet to make
 
     def unseen(self, records: list[Record]) -> list[Record]:
-        """Drop the records this instance already processed, keeping offsets strictly
-        increasing: after a seek back to the committed offset the consumer can deliver a
-        partition's messages again, even within one batch. A record below the committed floor
-        means the log was recreated (or the group's offsets were reset): count from there."""
-        if records and records[0].offset < self.committed_floor:
+        """The records to process: offsets strictly increasing and none processed before (after
+        a seek back the consumer can deliver a partition's messages again, even within one batch),
+        and none past a gap.
+
+        A gap (a record after offset O that is not O + 1, or a first record after a restore past
+        the restored position + 1) means records the consumer fetched but never delivered: Faust
+        drops a record it fetches while its flow is suspended (recovery, a rebalance) yet moves
+        its read offset past it. The records from the gap on are dropped and `take_seek` returns
+        the offset to seek back to; the records Faust still delivers from before that seek are
+        dropped until the re-read starts. A gap found again at the same offset after the seek is a
+        hole in the log (compaction, transaction markers): logged, and processing goes on.
+
+        A record below the committed floor means the log was recreated (or the group's offsets
+        were reset): count from there."""
+        # (Faust can hand over the last record it delivered once more: not a recreated log)
+        if (records and records[0].offset < self.committed_floor and records[0].offset != self._processed_upto
+                and self._rewind is None):
             log.warning("partition %d: offset %d is below the committed offset %d: the topic's log was recreated "
                         "(the broker lost its records?) or the group's offsets were reset; counting every record "
                         "from here, skipping nothing", self.partition, records[0].offset, self.committed_floor)
             self.forget_offsets()
         newest = self._processed_upto
-        fresh = []
-        for r in records:
-            if r.offset > newest:
-                fresh.append(r)
-                newest = r.offset
+        expected = newest + 1 if newest >= 0 else self._resume_at  # None: nothing known to compare with
+        fresh: list[Record] = []
+        for i, r in enumerate(records):
+            if self._rewind is not None:
+                target, dropped_upto = self._rewind
+                if r.offset > dropped_upto:  # still what was fetched before the seek
+                    self._rewind = (target, r.offset)
+                    continue
+                self._rewind = None  # the re-read from `target` has started
+            if r.offset <= newest:
+                continue  # processed already
+            if expected is not None and r.offset > expected:
+                if self._rewound_to == expected:
+                    log.warning("partition %d: offsets %d..%d are not in the log (read twice: compaction or "
+                                "transaction markers?); going on from %d", self.partition, expected, r.offset - 1,
+                                r.offset)
+                else:
+                    log.warning("partition %d: offsets %d..%d were fetched but never delivered to the worker "
+                                "(Faust drops records fetched while its flow is suspended); reading them again "
+                                "from %d", self.partition, expected, r.offset - 1, expected)
+                    self._rewound_to = expected
+                    self._seek_to = expected
+                    self._rewind = (expected, max(x.offset for x in records[i:]))
+                    break
+            fresh.append(r)
+            newest = r.offset
+            expected = newest + 1
         if len(fresh) < len(records):
-            log.debug("partition %d: dropped %d re-delivered message(s)", self.partition, len(records) - len(fresh))
+            log.debug("partition %d: dropped %d re-delivered or out-of-order message(s)", self.partition,
+                      len(records) - len(fresh))
         return fresh
+
+    def take_seek(self) -> int | None:
+        """The offset the consumer must seek this partition back to (once), or None."""
+        offset, self._seek_to = self._seek_to, None
+        return offset
 
     def process(self, records: list[Record], limits: Limits = Limits()) -> Processed:
         """Process one partition's records, in increasing offset order, not seen before
@@ -99,12 +147,6 @@ class PartitionMonitors:
         keep = None
         if self._skip_upto and records:
             skip = self._skip_upto
-            # where the consumer resumes at the latest (the commit follows the checkpoint)
-            resume = min(skip.values()) + 1
-            if records[0].offset > resume:
-                log.warning("partition %d: offsets %d..%d were never delivered after the restore (a gap in the log, "
-                            "e.g. transaction markers, or records the consumer dropped at startup): their events are "
-                            "not monitored", self.partition, resume, records[0].offset - 1)
             keep = lambda i, ev: records[i].offset > skip.get(ev["model"], -1)  # noqa: E731
             log.info("partition %d: re-delivered from offset %d; skipping what the checkpoints hold (%s)",
                      self.partition, records[0].offset, ", ".join(f"{m} up to {o}" for m, o in sorted(skip.items())))
@@ -126,6 +168,9 @@ class PartitionMonitors:
         self.last_offset = -1
         self.committed_floor = -1
         self._checkpointed_upto = -1
+        self._marked_upto = -1
+        self._resume_at = None
+        self._rewind = self._rewound_to = self._seek_to = None
 
     def offsets_committed(self) -> None:
         """The consumer committed its offsets right after the newest checkpoint: everything that
@@ -146,6 +191,34 @@ class PartitionMonitors:
             )
             for m in models
         }
+
+    def position(self, everything: bool = False) -> bytes | None:
+        """The partition's position marker, if it moved since the last (or `everything`): the
+        offset every monitor's state includes once the checkpoints written before it are on the
+        broker. Written only after they are confirmed, so a restored model's state, rewritten or
+        not since (an idle model's is not), includes everything up to it."""
+        if not everything and self.last_offset == self._marked_upto:
+            return None
+        self._marked_upto = self.last_offset
+        return msgpack.packb({"v": CHECKPOINT_VERSION, "offset": self.last_offset,
+                              "committed_floor": self.committed_floor}, use_bin_type=True)
+
+    def restore_position(self, blob: bytes) -> None:
+        """Continue from a position marker (after the models' `restore`): the restored monitors
+        include every event up to its offset, and the consumer resumes after it at the latest."""
+        try:
+            data = msgpack.unpackb(blob, raw=False)
+            if data.get("v") != CHECKPOINT_VERSION:
+                raise ValueError(f"format {data.get('v')!r}")
+            offset, floor = int(data["offset"]), int(data.get("committed_floor", -1))
+        except Exception as e:  # noqa: BLE001 (without it the models' own offsets apply)
+            log.warning("partition %d: unreadable position marker (%s: %s); using the checkpoints' own offsets",
+                        self.partition, type(e).__name__, e)
+            return
+        self._skip_upto = {m: max(o, offset) for m, o in self._skip_upto.items()}
+        self.last_offset = self._marked_upto = max(self.last_offset, offset)
+        self.committed_floor = max(self.committed_floor, floor)
+        self._resume_at = max(self._resume_at or 0, offset + 1)
 
     def restore(self, model: str, blob: bytes) -> bool:
         """Continue `model`'s monitor from a checkpoint; False (fresh monitor kept) when it does
@@ -172,6 +245,8 @@ class PartitionMonitors:
         self._skip_upto[model] = offset
         self.last_offset = max(self.last_offset, offset)
         self.committed_floor = max(self.committed_floor, int(data.get("committed_floor", -1)))
+        # without a position marker, the oldest restored checkpoint says where the consumer resumes
+        self._resume_at = min(self._skip_upto.values()) + 1
         return True
 
     def apply(self, change: BaselineChange) -> None:
@@ -194,8 +269,18 @@ def checkpoint_key(partition: int, model: str) -> str:
     return f"{partition}/{model}"
 
 
+def position_key(partition: int) -> str:
+    """The checkpoint table's key of input `partition`'s position marker: no model.
+
+    >>> position_key(2), parse_checkpoint_key(position_key(2))
+    ('2/', (2, ''))
+    """
+    return checkpoint_key(partition, "")
+
+
 def parse_checkpoint_key(key: str) -> tuple[int, str]:
-    """(partition, model) of a checkpoint table key (the inverse of `checkpoint_key`)."""
+    """(partition, model) of a checkpoint table key (the inverse of `checkpoint_key`; model ""
+    for a `position_key`)."""
     partition, _, model = key.partition("/")
     return int(partition), model
 
@@ -259,6 +344,7 @@ class DetectionService:
         #: to recover is a longer window in which Faust already fetches (and can lose a record).
         self._floors: dict[int, int] = {}
         self._rewrite_all = False  # a checkpoint may not have reached the broker
+        self._rewrite_positions = False
 
     # ---- baselines -----------------------------------------------------------------------
     def rescan(self) -> list[BaselineChange]:
@@ -302,10 +388,17 @@ class DetectionService:
             monitors = PartitionMonitors(partition, self._baselines.values(), self._config)
             for model, detail in self._unavailable.items():
                 monitors.router.disable_model(model, detail)
+            position = None
             for key, blob in checkpoints():
                 p, model = parse_checkpoint_key(key)
-                if p == partition:
+                if p != partition:
+                    continue
+                if model:
                     monitors.restore(model, blob)
+                else:
+                    position = blob
+            if position is not None:  # after the models: it raises what their checkpoints include
+                monitors.restore_position(position)
             monitors.committed_floor = max(monitors.committed_floor, self._floors.pop(partition, -1))
             if partition in self._recreated:  # the checkpoints' offsets are those of the lost log
                 monitors.forget_offsets()
@@ -346,8 +439,9 @@ class DetectionService:
 
     def checkpoints(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
         """{table key: blob} for the monitors changed since their last checkpoint (all of them
-        after `rewrite_checkpoints`)."""
+        after `rewrite_checkpoints`). Once the broker has them, `positions` are written."""
         everything, self._rewrite_all = self._rewrite_all, False
+        self._rewrite_positions = everything
         out: dict[str, bytes] = {}
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
@@ -356,6 +450,19 @@ class DetectionService:
                 rewrite = everything or p in self._recreated
                 self._recreated.discard(p)
                 out.update((checkpoint_key(p, m), blob) for m, blob in monitors.checkpoints(rewrite).items())
+        return out
+
+    def positions(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
+        """{table key: blob}: the position markers of the partitions that moved since their last,
+        to write once the broker confirmed the `checkpoints` written before (see
+        `PartitionMonitors.position`)."""
+        everything, self._rewrite_positions = self._rewrite_positions, False
+        out = {}
+        for p in sorted(self.partitions if partitions is None else partitions):
+            monitors = self.partitions.get(p)
+            blob = monitors.position(everything) if monitors is not None else None
+            if blob is not None:
+                out[position_key(p)] = blob
         return out
 
     # ---- processing ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from detectors.routing import ModelRouter
-from tests.integration.conftest import KNOWN_RESTART_FAULT, produce, wait_for
+from tests.integration.conftest import produce, wait_for
 from tests.stream.helpers import events, training_baseline
 
 pytestmark = pytest.mark.integration
@@ -84,8 +84,6 @@ def test_a_new_baseline_file_is_picked_up_without_restart(deployment, follow):
     assert "was deleted" in last[0]["detail"]
 
 
-# Lost record 60 of 4,032 events in the final full-suite CI run of 2026-12-02 (3 of 3 alone passed)
-@KNOWN_RESTART_FAULT
 def test_kill_9_restart_restores_the_monitors(deployment, follow):
     """After kill -9 and a restart the alerts, deduplicated by alert_id, are exactly those of an
     uninterrupted run: the drift alerted before the crash gets no new id, the drift that starts
