@@ -376,8 +376,8 @@ class ModelMonitor:
     def snapshot(self) -> dict[str, Any]:
         """The monitor at a glance: events seen, served version, mean confidence, per feature its
         last window's statistics, missing ratio and last alert (what `skewwatch` shows and exports),
-        and "alerting": for every feature and the confidence (when monitored), the kinds of its alert
-        episodes open now (an alarm within `rearm_quiet_events`), [] for none."""
+        and "alerting": {feature or "confidence": [alert kinds]} of the episodes open now (an alarm
+        within `rearm_quiet_events`)."""
         features: dict[str, Any] = {}
         for j, name in enumerate(self._numeric.names):
             features[name] = {"kind": "numeric", "missing_ratio": self._numeric.missing_ratio(j),
@@ -395,12 +395,10 @@ class ModelMonitor:
             # with examples off, not from so few values that the mean is a request's own value
             enough = 1 if self._config.include_examples else MIN_POOLED_SUMMARY
             confidence_mean = float(ok.mean()) if len(ok) >= enough else None
-        alerting: dict[str, set[str]] = {name: set() for name in ordered}
-        if self._confidence is not None:
-            alerting.setdefault("confidence", set())
+        alerting: dict[str, set[str]] = {}
         for feature, family in self._episodes.open_at(self._events_seen - 1):
-            if feature in alerting and family in _FEATURE_ALARM_KINDS:  # not the schema and serving episodes
-                alerting[feature].add(_FEATURE_ALARM_KINDS[family])
+            if feature and family in _FEATURE_ALARM_KINDS:  # not the model-wide schema and serving episodes
+                alerting.setdefault(feature, set()).add(_FEATURE_ALARM_KINDS[family])
         return {"model": self._baseline.model, "model_version": self._serving.served_version(),
                 "events_seen": self._events_seen, "confidence_mean": confidence_mean, "features": ordered,
                 "alerting": {name: sorted(kinds) for name, kinds in alerting.items()}}

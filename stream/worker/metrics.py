@@ -1,18 +1,18 @@
 """The worker's Prometheus metrics (served at /metrics). The names are a contract: the
-deploy/ dashboard and alert rules query them (docs/contracts.md, "Metrics").
+deploy/ dashboard and alert rules query them (docs/contracts.md, "Metrics", lists the series
+per model).
 
 `Metrics(registry)` creates them on any CollectorRegistry, so tests get a fresh set each.
-
-Per model, the series are bounded by its baseline's F features (and its confidence):
-`skewwatch_drift_score` F, `skewwatch_missing_ratio` F, `skewwatch_feature_alerting` 2 F + 2
-(drift and data_quality per feature; confidence_drop and data_quality for the confidence),
-`skewwatch_drift_statistic` up to 6 per numeric and 5 per categorical feature, and
-`skewwatch_alerts_total` at most (F + 2) x 6 kinds, for the ones that occur.
+The per-feature gauges follow each model's busiest monitor (`refresh`): only models that saw
+events since their last refresh are read again, least recently refreshed first, within a time
+budget, so a scrape of many models costs what changed, not the whole fleet.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import time
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -20,8 +20,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from baselines.profile import Baseline
 from detectors import thresholds as T
 from detectors.alerts import Alert
+from detectors.model import ModelMonitor
+from stream.worker.config import FEATURE_METRICS
 
-__all__ = ["BATCH_BUCKETS", "CONFIDENCE_KINDS", "DRIFT_STATISTICS", "FEATURE_KINDS", "NOT_DRIFT_STATISTICS", "Metrics",
+__all__ = ["BATCH_BUCKETS", "DRIFT_STATISTICS", "NOT_DRIFT_STATISTICS", "REFRESH_BUDGET", "Metrics",
            "alert_feature_label", "drift_score"]
 
 #: Batch processing times span a tiny batch (~1 ms) to a full one of many-event messages (~1 s).
@@ -39,11 +41,10 @@ NOT_DRIFT_STATISTICS = frozenset({"ks_p_value", "p_value", "cusum_threshold", "d
 _CUSUMS = ("cusum_location", "cusum_scale", "unseen_cusum")
 #: the window tests' p-values (KS, chi-square): they alarm below detectors.thresholds.WINDOW_ALPHA
 _WINDOW_P_VALUES = ("ks_p_value", "p_value")
-#: the alert kinds of a feature's own tests, and of the confidence's (skewwatch_feature_alerting)
-FEATURE_KINDS = ("drift", "data_quality")
-CONFIDENCE_KINDS = ("confidence_drop", "data_quality")
-#: the name the monitor gives the model's confidence (`ModelMonitor.snapshot()["alerting"]`, alerts)
+#: the name the monitor gives the model's confidence in its alerts
 _CONFIDENCE = "confidence"
+#: seconds one `refresh` may spend reading monitors; the models left are the first of the next call
+REFRESH_BUDGET = 0.05
 
 
 def drift_score(statistics: dict[str, Any]) -> float | None:
@@ -75,9 +76,21 @@ def alert_feature_label(alert: Alert, baseline: Baseline | None) -> str:
 
 
 class Metrics:
-    """The worker's Prometheus series (README, "Metrics"), on their own registry."""
+    """The worker's Prometheus series (README, "Metrics"), on their own registry.
 
-    def __init__(self, registry: CollectorRegistry | None = None):
+    Parameters
+    ----------
+    registry
+        Where to create them (default: a new CollectorRegistry).
+    feature_metrics
+        Which per-feature series the snapshots set: one of stream.worker.config.FEATURE_METRICS
+        (SKEWWATCH_FEATURE_METRICS).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, feature_metrics: str = "all"):
+        if feature_metrics not in FEATURE_METRICS:
+            raise ValueError(f"feature metrics {feature_metrics!r} is not one of {', '.join(FEATURE_METRICS)}")
+        self.feature_metrics = feature_metrics
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.events = Counter("skewwatch_events", "Events accepted by a model's monitor", ["model"], registry=r)
@@ -89,7 +102,7 @@ class Metrics:
                                  "A feature's highest test statistic over its alarm threshold (>= 1: past it)",
                                  ["model", "feature"], registry=r)
         self.feature_alerting = Gauge("skewwatch_feature_alerting",
-                                      "1 while an alert episode of this kind is open on the feature, else 0",
+                                      "1 while an alert episode of this kind is open on the feature (no series after)",
                                       ["model", "feature", "kind"], registry=r)
         self.drift_statistic = Gauge("skewwatch_drift_statistic",
                                      "A feature's distance to training or test statistic, larger when further",
@@ -110,41 +123,80 @@ class Metrics:
                                       "1 once the worker has joined its consumer group and received an assignment",
                                       registry=r)
         self.checkpoints = Counter("skewwatch_checkpoints", "Monitor-state checkpoints written", registry=r)
+        #: model -> (its monitor, that monitor's events seen) the gauges show; least recently refreshed first
+        self._shown: dict[str, tuple[weakref.ref, int]] = {}
+        #: model -> the (feature, kind) series of skewwatch_feature_alerting set
+        self._alerting: dict[str, set[tuple[str, str]]] = {}
 
     def count_alert(self, alert: Alert, baseline: Baseline | None) -> None:
         """Count an emitted alert, under its feature if `baseline` (its model's) bounds it
         (`alert_feature_label`)."""
         self.alerts.labels(alert.model, alert.kind, alert_feature_label(alert, baseline)).inc()
 
+    def refresh(self, monitors: Iterable[ModelMonitor], budget: float = REFRESH_BUDGET,
+                clock: Callable[[], float] = time.perf_counter) -> int:
+        """Set the per-model gauges from the monitors (one per model) that saw events since the
+        gauges last showed them, least recently refreshed first, until `budget` seconds are spent
+        (at least one model per call); the others keep their values until a later call.
+
+        Returns
+        -------
+        int
+            How many models were refreshed.
+        """
+        stale = [m for m in monitors if self._changed(m)]
+        position = {model: i for i, model in enumerate(self._shown)}
+        stale.sort(key=lambda m: position.get(m.baseline.model, -1))
+        start = clock()
+        for done, monitor in enumerate(stale):
+            if done and clock() - start >= budget:
+                return done
+            model = monitor.baseline.model
+            self.observe_snapshot(monitor.snapshot())
+            self._shown.pop(model, None)
+            self._shown[model] = (weakref.ref(monitor), monitor.events_seen)
+        return len(stale)
+
+    def _changed(self, monitor: ModelMonitor) -> bool:
+        """Whether `monitor` has events its model's gauges do not show (another monitor, or more events)."""
+        shown = self._shown.get(monitor.baseline.model)
+        return monitor.events_seen > 0 and (shown is None or shown[0]() is not monitor
+                                            or shown[1] != monitor.events_seen)
+
     def observe_snapshot(self, snapshot: dict[str, Any]) -> None:
         """Set the per-model gauges from a `ModelMonitor.snapshot()`."""
         model = snapshot["model"]
+        detail = self.feature_metrics == "all"
         confidence = snapshot.get("confidence_mean")
         if confidence is not None:
             self.confidence_mean.labels(model).set(confidence)
-        features = snapshot.get("features", {})
-        for feature, info in features.items():
-            missing = info.get("missing_ratio")
-            if missing is not None:
-                self.missing_ratio.labels(model, feature).set(missing)
+        for feature, info in snapshot.get("features", {}).items():
             statistics = info.get("statistics") or {}
-            for statistic in DRIFT_STATISTICS.intersection(statistics):
-                self.drift_statistic.labels(model, feature, statistic).set(statistics[statistic])
             score = drift_score(statistics)
             if score is not None:
                 self.drift_score.labels(model, feature).set(score)
-        for subject, kinds in snapshot.get("alerting", {}).items():
-            # a feature called "confidence" and the model's confidence share the name (and the series)
-            possible = ((FEATURE_KINDS if subject in features else ())
-                        + (CONFIDENCE_KINDS if subject == _CONFIDENCE else ()))
-            for kind in dict.fromkeys(possible):
-                self.feature_alerting.labels(model, subject, kind).set(1 if kind in kinds else 0)
+            if not detail:
+                continue
+            missing = info.get("missing_ratio")
+            if missing is not None:
+                self.missing_ratio.labels(model, feature).set(missing)
+            for statistic in DRIFT_STATISTICS.intersection(statistics):
+                self.drift_statistic.labels(model, feature, statistic).set(statistics[statistic])
+        # like Prometheus' own ALERTS: a series while alerting, none after (not thousands of zeros)
+        alerting = {(subject, kind) for subject, kinds in snapshot.get("alerting", {}).items() for kind in kinds}
+        for feature, kind in self._alerting.get(model, set()) - alerting:
+            self.feature_alerting.remove(model, feature, kind)
+        for feature, kind in alerting:
+            self.feature_alerting.labels(model, feature, kind).set(1)
+        self._alerting[model] = alerting
 
     def forget_model(self, model: str) -> None:
         """Drop a model's per-feature series (its baseline was deleted or replaced)."""
         for gauge in (self.drift_score, self.feature_alerting, self.drift_statistic, self.missing_ratio,
                       self.confidence_mean):
             _remove_where(gauge, lambda labels: labels["model"] == model)
+        self._shown.pop(model, None)
+        self._alerting.pop(model, None)
 
     def forget_lag(self, topic: str, keep: set[int]) -> None:
         """Drop the lag series of the topic's partitions this worker no longer consumes."""

@@ -70,20 +70,68 @@ def test_the_top_drift_score_is_the_drifted_feature_past_its_threshold():
     assert all(s < 1 for _, s in rest), rest
 
 
-def test_feature_alerting_has_one_series_per_feature_and_kind_set_while_the_episode_is_open():
+def test_feature_alerting_has_a_series_per_open_episode_and_none_once_it_closed():
     metrics = Metrics(CollectorRegistry())
-    metrics.observe_snapshot(drifted_monitor().snapshot())
-    alerting = series(metrics, "skewwatch_feature_alerting")
-    # 3 features x (drift, data_quality) + the confidence x (confidence_drop, data_quality)
-    features = {("credit", f, k) for f in ("amount", "age", "country") for k in ("drift", "data_quality")}
-    assert set(alerting) == features | {("credit", "confidence", "confidence_drop"),
-                                        ("credit", "confidence", "data_quality")}
-    assert {labels for labels, v in alerting.items() if v == 1} == {("credit", "amount", "drift"),
-                                                                     ("credit", "amount", "data_quality")}
-    # the episode closed: the same series go back to 0
     snap = drifted_monitor().snapshot()
-    metrics.observe_snapshot({**snap, "alerting": {name: [] for name in snap["alerting"]}})
-    assert set(series(metrics, "skewwatch_feature_alerting").values()) == {0}
+    metrics.observe_snapshot(snap)
+    assert series(metrics, "skewwatch_feature_alerting") == {("credit", "amount", "drift"): 1,
+                                                             ("credit", "amount", "data_quality"): 1}
+    metrics.observe_snapshot({**snap, "alerting": {"amount": ["drift"]}})  # the out-of-range episode closed
+    assert series(metrics, "skewwatch_feature_alerting") == {("credit", "amount", "drift"): 1}
+
+
+def test_scores_detail_keeps_one_series_per_feature():
+    metrics = Metrics(CollectorRegistry(), feature_metrics="scores")
+    metrics.observe_snapshot(drifted_monitor().snapshot())
+    assert len(series(metrics, "skewwatch_drift_score")) == 3
+    assert series(metrics, "skewwatch_drift_statistic") == series(metrics, "skewwatch_missing_ratio") == {}
+    assert len(series(metrics, "skewwatch_feature_alerting")) == 2
+    with pytest.raises(ValueError, match="scores"):
+        Metrics(CollectorRegistry(), feature_metrics="some")
+
+
+class CountingMonitor(ModelMonitor):
+    """Counts the snapshots taken of it."""
+
+    snapshots = 0
+
+    def snapshot(self):
+        self.snapshots += 1
+        return super().snapshot()
+
+
+def test_refresh_reads_only_the_monitors_with_new_events():
+    metrics = Metrics(CollectorRegistry())
+    busy, idle, fresh = (CountingMonitor(training_baseline(model)) for model in ("credit", "fraud", "new"))
+    for monitor in (busy, idle):
+        monitor.update_batch(events(monitor.baseline.model, 200, seed=3))
+    assert metrics.refresh([busy, idle, fresh]) == 2  # a monitor without events has nothing to show
+    busy.update_batch(events("credit", 10, seed=4))
+    assert metrics.refresh([busy, idle, fresh]) == 1
+    assert metrics.refresh([busy, idle, fresh]) == 0
+    assert (busy.snapshots, idle.snapshots, fresh.snapshots) == (2, 1, 0)
+    # the model's busiest monitor is another one now (a rebalance): read it even with as many events
+    moved = CountingMonitor(training_baseline("fraud"))
+    moved.update_batch(events("fraud", 200, seed=3))
+    assert metrics.refresh([busy, moved]) == 1 and moved.snapshots == 1
+    metrics.forget_model("credit")
+    assert metrics.refresh([busy]) == 1  # its series were dropped: shown again
+
+
+def test_refresh_stops_at_its_budget_and_starts_the_next_call_with_the_models_left():
+    metrics = Metrics(CollectorRegistry())
+    monitors = [CountingMonitor(training_baseline(f"m{i}")) for i in range(5)]
+    for m in monitors:
+        m.update_batch(events(m.baseline.model, 100, seed=5))
+    ticks = iter(range(100))  # a clock that advances 1 s per reading
+    assert metrics.refresh(monitors, budget=2.0, clock=lambda: next(ticks)) == 2
+    for m in monitors:
+        m.update_batch(events(m.baseline.model, 10, seed=6))  # all busy again
+    assert metrics.refresh(monitors, budget=2.0, clock=lambda: next(ticks)) == 2
+    # the three never shown came first, then the least recently refreshed
+    assert [m.snapshots for m in monitors] == [1, 1, 1, 1, 0]
+    assert metrics.refresh(monitors, budget=0.0, clock=lambda: next(ticks)) == 1  # always some progress
+    assert [m.snapshots for m in monitors] == [1, 1, 1, 1, 1]
 
 
 def test_alert_counts_name_the_baselines_features_only():
