@@ -54,14 +54,15 @@ def _positive_int(text: str) -> int:
 
 
 #: per-feature series on /metrics (stream.worker.metrics): "all" = drift score, open alerts, drift
-#: statistics and missing ratio (~10 per feature); "scores" = drift score and open alerts (~1 per feature)
-FEATURE_METRICS = ("all", "scores")
+#: statistics and missing ratio (~10 per feature); "scores" = drift score and open alerts (~1 per
+#: feature); "drifting" = those only for the features drifting now (score >= 0.5) or alerting
+FEATURE_METRICS = ("all", "scores", "drifting")
 
 
 def _feature_metrics(text: str) -> str:
     value = text.strip().lower()
     if value not in FEATURE_METRICS:
-        raise ValueError(f"use {' or '.join(FEATURE_METRICS)}")
+        raise ValueError(f"use {', '.join(FEATURE_METRICS[:-1])} or {FEATURE_METRICS[-1]}")
     return value
 
 
@@ -124,7 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
             "examples); off by default: production features may be personal data", _bool),
     Setting("feature_metrics", "--feature-metrics", "SKEWWATCH_FEATURE_METRICS", "all",
             "per-feature series on /metrics: all (drift score, open alerts, drift statistics, missing ratio: "
-            "~10 per feature) or scores (drift score and open alerts: ~1 per feature, for hundreds of models)",
+            "~10 per feature), scores (drift score and open alerts: ~1 per feature) or drifting (those of the "
+            "features with a drift score >= 0.5 or an open alert only: for hundreds of models)",
             _feature_metrics),
     Setting("log_level", "--log-level", "SKEWWATCH_LOG_LEVEL", "info",
             "worker log level (debug, info, warning, error)"),

@@ -390,10 +390,11 @@ class DetectionService:
         """Per model, the snapshot of its busiest monitor (its home partition's)."""
         return {model: monitor.snapshot() for model, monitor in _busiest_monitors(self.partitions).items()}
 
-    def update_gauges(self) -> None:
+    def update_gauges(self) -> int:
         """Refresh the per-model gauges (before a /metrics scrape): from each model's busiest monitor,
-        only those with events since their last refresh, within the time budget of `Metrics.refresh`."""
-        self.metrics.refresh(_busiest_monitors(self.partitions).values())
+        only those with events since their last refresh, within the time budget of `Metrics.refresh`;
+        returns how many models were refreshed."""
+        return self.metrics.refresh(_busiest_monitors(self.partitions).values())
 
     def dead_letter(self, reject: Reject, source: dict[str, Any]) -> dict:
         """Count a rejected message or event, log it (at most a line per reason per 10 s), and

@@ -90,6 +90,21 @@ def test_scores_detail_keeps_one_series_per_feature():
         Metrics(CollectorRegistry(), feature_metrics="some")
 
 
+def test_drifting_detail_keeps_the_scores_of_the_drifting_or_alerting_features_only():
+    metrics = Metrics(CollectorRegistry(), feature_metrics="drifting")
+    snap = drifted_monitor().snapshot()
+    metrics.observe_snapshot(snap)
+    assert set(series(metrics, "skewwatch_drift_score")) == {("credit", "amount")}
+    assert series(metrics, "skewwatch_drift_statistic") == series(metrics, "skewwatch_missing_ratio") == {}
+    calm = {name: {**info, "statistics": {**info["statistics"], "cusum_location": 0.0, "cusum_scale": 0.0,
+                                          "ks_p_value": 1.0}}
+            for name, info in snap["features"].items()}
+    metrics.observe_snapshot({**snap, "features": calm})  # still alerting: its score stays shown
+    assert set(series(metrics, "skewwatch_drift_score")) == {("credit", "amount")}
+    metrics.observe_snapshot({**snap, "features": calm, "alerting": {}})
+    assert series(metrics, "skewwatch_drift_score") == series(metrics, "skewwatch_feature_alerting") == {}
+
+
 class CountingMonitor(ModelMonitor):
     """Counts the snapshots taken of it."""
 

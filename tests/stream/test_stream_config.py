@@ -49,7 +49,7 @@ def test_boolean_setting_from_flag_and_environment():
 def test_feature_metrics_is_one_of_the_metrics_detail_levels():
     assert resolved([], {}).feature_metrics == "all"
     assert resolved(["--feature-metrics", "Scores"], {"SKEWWATCH_FEATURE_METRICS": "all"}).feature_metrics == "scores"
-    with pytest.raises(ValueError, match="SKEWWATCH_FEATURE_METRICS='none': use all or scores"):
+    with pytest.raises(ValueError, match="SKEWWATCH_FEATURE_METRICS='none': use all, scores or drifting"):
         config.load({"SKEWWATCH_FEATURE_METRICS": "none"})
 
 
