@@ -63,7 +63,8 @@ def drift_score(statistics: dict[str, Any]) -> float | None:
     True
     """
     scores = [statistics[name] / statistics["cusum_threshold"] for name in _CUSUMS if name in statistics]
-    scores += [math.log(min(max(statistics[name], 1e-300), 1.0)) / math.log(T.WINDOW_ALPHA)
+    # log(1 / p), not -log(p): a p-value of 1 scores 0.0, not -0.0
+    scores += [math.log(1.0 / min(max(statistics[name], 1e-300), 1.0)) / math.log(1.0 / T.WINDOW_ALPHA)
                for name in _WINDOW_P_VALUES if name in statistics]
     return max(scores) if scores else None
 

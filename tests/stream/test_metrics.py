@@ -55,7 +55,7 @@ def test_drift_score_is_one_where_each_test_reaches_its_threshold():
     assert drift_score({"cusum_location": T.CUSUM_H, "cusum_scale": 0.0, "cusum_threshold": T.CUSUM_H}) == 1.0
     assert drift_score({"unseen_cusum": T.RATE_H / 2, "cusum_threshold": T.RATE_H, "p_value": 1.0}) == 0.5
     assert drift_score({"ks_p_value": T.WINDOW_ALPHA}) == pytest.approx(1.0)
-    assert drift_score({"ks_p_value": 1.0, "cusum_location": 0.0, "cusum_threshold": T.CUSUM_H}) == 0.0
+    assert str(drift_score({"ks_p_value": 1.0, "cusum_location": 0.0, "cusum_threshold": T.CUSUM_H})) == "0.0"
     assert math.isfinite(drift_score({"p_value": 0.0}))  # an underflowed p-value: large, not inf
     assert drift_score({"window_values": 1000}) is None  # no test, no score
 
