@@ -32,6 +32,7 @@ import msgpack
 from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, dead_letter_record
+from detectors.model import ModelMonitor
 
 # MONITOR_ERROR: re-exported for the worker's code
 from detectors.processing import MONITOR_ERROR, Processed, process_messages
@@ -260,6 +261,18 @@ class PartitionMonitors:
             self._dirty.discard(change.model)
 
 
+def _busiest_monitors(partitions: dict[int, PartitionMonitors]) -> dict[str, ModelMonitor]:
+    """Per model, its monitor with the most events among the partitions' (its home partition's):
+    chosen by count, so that only that one is read."""
+    best: dict[str, ModelMonitor] = {}
+    for monitors in partitions.values():
+        for model in monitors.router.models:
+            monitor = monitors.router.monitor(model)
+            if model not in best or monitor.events_seen > best[model].events_seen:
+                best[model] = monitor
+    return best
+
+
 def checkpoint_key(partition: int, model: str) -> str:
     """The checkpoint table's key of `model`'s monitor fed by input `partition`.
 
@@ -482,19 +495,13 @@ class DetectionService:
 
     def snapshots(self) -> dict[str, dict]:
         """Per model, the snapshot of its busiest monitor (its home partition's)."""
-        best: dict[str, dict] = {}
-        for monitors in self.partitions.values():
-            for model in monitors.router.models:
-                snap = monitors.router.monitor(model).snapshot()
-                if model not in best or snap.get("events_seen", 0) > best[model].get("events_seen", 0):
-                    best[model] = snap
-        return best
+        return {model: monitor.snapshot() for model, monitor in _busiest_monitors(self.partitions).items()}
 
-    def update_gauges(self) -> None:
-        """Set the per-model gauges from each model's busiest monitor (before a /metrics scrape)."""
-        for snap in self.snapshots().values():
-            if snap.get("events_seen"):
-                self.metrics.observe_snapshot(snap)
+    def update_gauges(self) -> int:
+        """Refresh the per-model gauges (before a /metrics scrape): from each model's busiest monitor,
+        only those with events since their last refresh, within the time budget of `Metrics.refresh`;
+        returns how many models were refreshed."""
+        return self.metrics.refresh(_busiest_monitors(self.partitions).values())
 
     def dead_letter(self, reject: Reject, source: dict[str, Any]) -> dict:
         """Count a rejected message or event, log it (at most a line per reason per 10 s), and

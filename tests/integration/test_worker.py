@@ -55,9 +55,12 @@ def test_drift_alert_and_dead_letters_end_to_end(deployment, follow):
     m = worker.metrics()
     assert m['skewwatch_rejected_events_total{reason="not_decodable"}'] == 1
     assert m['skewwatch_rejected_events_total{reason="unknown_model"}'] == 1
-    assert m['skewwatch_alerts_total{kind="drift",model="credit"}'] >= 1
+    assert m['skewwatch_alerts_total{feature="amount",kind="drift",model="credit"}'] >= 1
     assert m['skewwatch_baseline_loaded{model="credit"}'] == 1
-    assert any(k.startswith('skewwatch_drift_statistic{feature="amount",model="credit"') for k in m)
+    assert m['skewwatch_feature_alerting{feature="amount",kind="drift",model="credit"}'] == 1
+    scores = {k: v for k, v in m.items() if k.startswith("skewwatch_drift_score{")}
+    assert max(scores, key=scores.get) == 'skewwatch_drift_score{feature="amount",model="credit"}'
+    assert any(k.startswith('skewwatch_drift_statistic{feature="amount",model="credit",statistic="psi"') for k in m)
     assert "<h2>credit</h2>" in worker.get("/")
 
 

@@ -69,9 +69,11 @@ async def test_drifting_stream_gives_a_drift_alert_keyed_by_model(sent):
     assert all(a["model"] == "credit" and a["alert_id"] for _, a in alerts)
     assert sent["dead"] == []
     # each alert sent was counted, and the last is the model's last on the status pages
-    counted = sum(worker.metrics.registry.get_sample_value("skewwatch_alerts_total", {"model": "credit", "kind": kind})
-                  or 0 for kind in {a["kind"] for _, a in alerts})
-    assert counted == len(alerts)
+    value = worker.metrics.registry.get_sample_value
+    counted = {(a["kind"], a["feature"] or ""): value("skewwatch_alerts_total", {"model": "credit", "kind": a["kind"],
+                                                                                   "feature": a["feature"] or ""})
+               for _, a in alerts}
+    assert sum(counted.values()) == len(alerts) and counted[("drift", "amount")] >= 1
     assert worker.service.last_alerts["credit"] == alerts[-1][1]
 
 

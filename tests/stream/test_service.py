@@ -440,3 +440,24 @@ def test_the_position_marker_vouches_for_idle_models(tmp_path, credit_baseline, 
     assert rebuilt.take_seek() is None and "never delivered" not in caplog.text
     assert rebuilt.router.monitor("fraud").events_seen == 15
     assert rebuilt.router.monitor("credit").events_seen == 60
+
+
+def test_a_scrape_reads_only_each_models_busiest_monitor_and_only_when_it_changed(tmp_path, credit_baseline,
+                                                                                  monkeypatch):
+    from detectors.model import ModelMonitor
+    read = []
+    snapshot = ModelMonitor.snapshot
+    monkeypatch.setattr(ModelMonitor, "snapshot", lambda monitor: read.append(monitor) or snapshot(monitor))
+    service = credit_service(tmp_path, credit_baseline)
+    metrics = service.metrics
+    home, stray, _ = (service.monitors_for(p, lambda: []) for p in (0, 1, 2))
+    service.process(home, records(as_json(events("credit", 300, seed=8)), partition=0))
+    service.process(stray, records(as_json(events("credit", 5, seed=9)), partition=1))
+    service.update_gauges()
+    assert read == [home.router.monitor("credit")]
+    assert scrape(metrics)["skewwatch_drift_score{feature=amount,model=credit}"] >= 0
+    service.update_gauges()  # nothing new
+    service.process(stray, records(as_json(events("credit", 5, seed=10)), partition=1, start=5))
+    service.update_gauges()  # new events on another partition than the busiest: its gauges do not change
+    assert read == [home.router.monitor("credit")]
+    assert service.snapshots()["credit"]["events_seen"] == 300
