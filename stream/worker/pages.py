@@ -1,12 +1,13 @@
 """The worker's web pages on the app of stream.worker.app: /metrics (Prometheus), /status.json
 (where each monitor lives) and / (the status page an on-call engineer opens).
 
-The status page puts what needs a person first: rejected events by reason, then every model in
-one table (alerted, disabled with the reason, without events, fine), then per alerted model its
-alerted features, newest first, each with the alert's diagnosis sentence, its next step when the
-alert has one, and the training vs alert-time numbers. It reloads itself every `REFRESH_SECONDS`
-(a meta refresh: no script, nothing fetched). Its cost is the models and their alerted features,
-never every feature's statistics (`ModelMonitor.snapshot` is left to /metrics).
+The status page puts what needs a person first: the count of models by status, the rejected
+events by reason, the disabled models with the reason, then per alerted model its alerted
+features, newest first, each with the alert's diagnosis sentence, its next step when the alert has
+one, and the training vs alert-time numbers (at most `ALERT_ROWS`, the rest counted); last, every
+model in one table (events, time since the last, alerts by kind). It reloads itself every
+`REFRESH_SECONDS` (a meta refresh: no script, nothing fetched). Its cost is the models and their
+alerted features, never every feature's statistics (`ModelMonitor.snapshot` is left to /metrics).
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ async def metrics_page(web: Any, request: Any) -> Any:
 
 @app.page("/status.json")
 async def status_json(web: Any, request: Any) -> Any:
-    """Where each monitor lives: per assigned partition, each model's events seen."""
+    """Where each monitor lives (per assigned partition, each model's events seen), the models loaded and
+    disabled, each model's last alert and the wall time of its last events, the rejects by reason."""
     service = worker.service
     return web.json({
         "app_id": settings.app_id,
@@ -67,7 +69,8 @@ h2{font-size:1.2em;margin:1.2em 0 .3em}h3{font-size:1em;margin:0 0 .3em}
 table{border-collapse:collapse;margin:.3em 0}table.models{width:100%}
 td,th{padding:3px 10px;text-align:left;vertical-align:top}
 th{border-bottom:1px solid #bbb}tr+tr td{border-top:1px solid #eee}td.n{text-align:right}
-.badge{display:inline-block;padding:0 .5em;border-radius:3px;font-weight:600;color:#fff;background:#888}
+.badge{display:inline-block;white-space:nowrap;padding:0 .5em;border-radius:3px;font-weight:600;color:#fff;
+background:#888}
 .critical .badge.sev,.badge.critical{background:#c62828}.warning .badge.sev,.badge.warning{background:#e08a00}
 .badge.ok{background:#2e7d32}.badge.disabled{background:#6a1b9a}.badge.idle{background:#78909c}
 .rejects{border:2px solid #c62828;background:#fdecea;padding:.5em 1em;border-radius:4px}
@@ -76,8 +79,8 @@ th{border-bottom:1px solid #bbb}tr+tr td{border-top:1px solid #eee}td.n{text-ali
 .alert.critical{border-color:#c62828;background:#fdf3f2}.alert.warning{border-color:#e08a00;background:#fff8ec}
 .diagnosis{font-size:1.05em;margin:.2em 0}.next{margin:.2em 0}.numbers td,.numbers th{padding:1px 10px}
 .more{color:#555;font-style:italic}.nowrap{white-space:nowrap}
-.disabled{border:2px solid #6a1b9a;background:#f5eef8;padding:.5em 1em;border-radius:4px;margin-top:.6em}
-.disabled h2{margin-top:0;color:#6a1b9a}
+section.disabled{border:2px solid #6a1b9a;background:#f5eef8;padding:.5em 1em;border-radius:4px;margin-top:.6em}
+section.disabled h2{margin-top:0;color:#6a1b9a}
 """
 
 
@@ -218,14 +221,14 @@ def _severity(alert: dict) -> str:
     return alert["severity"] if alert.get("severity") in ("critical", "warning") else "warning"
 
 
-def _about(alert: dict, sent: float | None, now: float) -> str:
-    """"drift · cusum 38.7 over 35 · at event 3,080, 2 min ago"."""
+def _about(alert: dict, sent: float | None, now: float, kind: bool = True) -> str:
+    """"drift · cusum 38.7 over 35 · at event 3080, 2 min ago" (without the kind: from "cusum")."""
     test = _text(alert.get("detector"))
     if alert.get("statistic") is not None:
         test += f" {_text(number(alert.get('statistic')))} over {_text(number(alert.get('threshold')))}"
     when = [f"at event {count(alert['events_seen'])}"] if isinstance(alert.get("events_seen"), int) else []
     when.append(_ago(now - sent) if sent is not None else "before the worker restarted")
-    return f"{_text(alert.get('kind'))} · {test} · {_text(', '.join(when))}"
+    return f"{_text(alert.get('kind')) + ' · ' if kind else ''}{test} · {_text(', '.join(when))}"
 
 
 def _last_event(service: Any, m: dict, now: float) -> str:
@@ -247,11 +250,11 @@ def _alert_card(alerts: list[tuple[float | None, dict]], now: float) -> list[str
     """One subject's card: its newest critical alert (else its newest) in full, its other kinds in a line each."""
     sent, alert = next((pair for pair in alerts if pair[1].get("severity") == "critical"), alerts[0])
     severity = _severity(alert)
-    subject = alert.get("feature")
-    subject = _text(subject if subject is not None else alert.get("detector"))  # a model-wide alert: its test
+    feature = alert.get("feature")
+    subject = _text(feature if feature is not None else alert.get("kind"))  # a model-wide alert: its kind
+    about = _about(alert, sent, now, kind=feature is not None)
     parts = [f"<article class='alert {severity}'>",
-             f"<h3><span class='badge sev'>{severity}</span> {subject} <span class=meta>· {_about(alert, sent, now)}"
-             "</span></h3>"]
+             f"<h3><span class='badge sev'>{severity}</span> {subject} <span class=meta>· {about}</span></h3>"]
     parts += [f"<p class=meta>also <span class='badge {_severity(a)}'>{_severity(a)}</span> {_about(a, s, now)}</p>"
               for s, a in alerts if a is not alert]
     if "diagnosis" not in alert:  # restored from a checkpoint: the monitor keeps alerts in brief
@@ -300,7 +303,8 @@ def _comparison(base: dict, current: dict) -> list[tuple[str, str, str]]:
         rows.append(("unseen values", "-", _counted(current["top_unseen"])))
     if isinstance(current.get("served_versions"), dict):
         rows.append(("model version", str(base.get("version", "-")),
-                     ", ".join(f"{quote_value(v)} ({count(n)} events)" for v, n in current["served_versions"].items())))
+                     ", ".join(f"{quote_value(v)} ({count(n)} event{'' if n == 1 else 's'})"
+                               for v, n in current["served_versions"].items())))
     for key, label in (("unexpected_names", "unexpected fields"), ("absent_features", "absent fields")):
         if current.get(key):
             rows.append((label, "-", _counted(current[key])))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import html
+import time
 
 import msgpack
 import numpy as np
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry
 import stream.worker.app as worker
 from baselines.build import build_baseline_from_columns
 from detectors.events import Reject
-from detectors.fmt import number
+from detectors.fmt import number, percent
 from detectors.model import ModelMonitor
 from stream.worker import pages
 from stream.worker import service as service_module
@@ -90,6 +91,15 @@ def test_an_alerted_feature_comes_first_with_its_sentence_and_readable_numbers(s
     # fraud is fine: no section of its own, a row with its events and how long ago the last came
     assert "fraud no alert 50 just now" in text
     assert f"<meta http-equiv=refresh content={pages.REFRESH_SECONDS}>" in page[:page.index("</head>")]
+
+
+def test_the_time_since_each_models_last_events_is_shown(service):
+    feed(service, drifting())
+    feed(service, [orjson.dumps(e) for e in events("fraud", 50, seed=9)], partition=1)
+    service.last_event_at["fraud"] -= 3_600
+    text = parse(pages.render_status(now=time.time() + 300)).text()
+    assert "credit 800 events, the last 5 min ago" in text
+    assert "fraud no alert 50 1 h ago" in text
 
 
 def test_disabled_models_and_models_without_events_are_listed_with_the_reason(service, tmp_path):
@@ -218,3 +228,16 @@ def test_an_alert_in_brief_is_shown_plainly(service):
 def test_doctests():
     # stream/ is not in pytest's doctest paths (stream.worker.app builds a Faust app on import)
     assert doctest.testmod(service_module).failed == 0
+
+
+def test_a_categorical_alert_shows_the_shares_and_a_serving_alert_the_versions(service):
+    evs = events("credit", 1000, seed=4)
+    for e in evs[200:]:
+        e["features"]["country"] = "FR"
+        e["model_version"] = "2"
+    alerts = feed(service, [orjson.dumps(e) for e in evs])
+    assert {(a["feature"], a["kind"]) for a in alerts} >= {("country", "drift"), (None, "serving")}
+    text = parse(pages.render_status()).text()
+    fr = next(a for a in alerts if a["feature"] == "country" and a["kind"] == "drift")
+    assert f"share of 'FR' {percent(fr['baseline']['top']['FR'])} {percent(fr['current']['top']['FR'])}" in text
+    assert "warning serving · mixed_versions " in text and "model version 1 1 (200 events), 2 (800 events)" in text
