@@ -403,6 +403,12 @@ class ModelMonitor:
                 "events_seen": self._events_seen, "confidence_mean": confidence_mean, "features": ordered,
                 "alerting": {name: sorted(kinds) for name, kinds in alerting.items()}}
 
+    def last_alerts(self) -> dict[str, dict]:
+        """{feature: its last alert in brief (alert_id, kind, detector, events_seen, severity)}, only
+        the features that alerted: what `snapshot` shows per feature, without computing every
+        feature's statistics (the worker's status page asks it of every model). Kept in checkpoints."""
+        return dict(self._last_alert)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly, as plain data (numbers, strings, lists, bytes: msgpack
         packs it); `from_state` takes it back."""

@@ -110,11 +110,11 @@ async def _process(batch: list[faust.EventT]) -> None:
 
 
 async def emit(alert: Alert) -> None:
-    """Send an alert to the alert topic, keyed by its model; count it, and keep it as its model's
-    last alert (the status pages show it). Every alert the worker finds goes out this way."""
+    """Send an alert to the alert topic, keyed by its model; count it, and keep it for the status
+    pages (`DetectionService.alert_sent`). Every alert the worker finds goes out this way."""
     worker.metrics.count_alert(alert, worker.service.baseline(alert.model))
     record = alert.to_dict()
-    worker.service.last_alerts[alert.model] = record
+    worker.service.alert_sent(record)
     await worker.alerts_topic.send(key=alert.model.encode(), value=orjson.dumps(record))
 
 

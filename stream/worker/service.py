@@ -43,11 +43,14 @@ from stream.worker.metrics import Metrics
 
 log = logging.getLogger("skewwatch.worker")
 
-__all__ = ["CHECKPOINT_VERSION", "MONITOR_ERROR", "DetectionService", "PartitionMonitors", "Record", "RejectLog",
-           "checkpoint_key", "parse_checkpoint_key", "position_key"]
+__all__ = ["CHECKPOINT_VERSION", "KEPT_ALERTS", "MONITOR_ERROR", "DetectionService", "PartitionMonitors", "Record",
+           "RejectLog", "RejectTally", "checkpoint_key", "parse_checkpoint_key", "position_key"]
 
 #: 2: the baseline is named by its fingerprint (1 named it by version, created, n_rows)
 CHECKPOINT_VERSION = 2
+#: alerts kept per model for the status page: the newest of each kind per feature (or per model-wide
+#: test: schema, serving), at most this many (the oldest forgotten first; the alert topic has them all)
+KEPT_ALERTS = 50
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,12 @@ def _busiest_monitors(partitions: dict[int, PartitionMonitors]) -> dict[str, Mod
     return best
 
 
+def _subject(alert: dict) -> tuple[str, ...]:
+    """What an alert is about on the status page: its feature, else (a model-wide alert) its kind and test."""
+    feature = alert.get("feature")
+    return ("feature", feature) if feature is not None else ("model", alert.get("kind"), alert.get("detector"))
+
+
 def checkpoint_key(partition: int, model: str) -> str:
     """The checkpoint table's key of `model`'s monitor fed by input `partition`.
 
@@ -332,6 +341,39 @@ class RejectLog:
             self._last[reason] = now
 
 
+class RejectTally:
+    """Rejected messages and events since the start, by reason, each reason with its most frequent
+    details ("no baseline for model 'fraud'"): what the status page shows. At most `details`
+    distinct details are counted per reason, so a stream of ever-different garbage cannot grow it.
+
+    >>> tally = RejectTally()
+    >>> for model in ("fraud", "fraud", "churn"):
+    ...     tally.add(Reject("unknown_model", f"no baseline for model {model!r}", b""))
+    >>> tally.by_reason, tally.details("unknown_model")
+    (Counter({'unknown_model': 3}), [("no baseline for model 'fraud'", 2), ("no baseline for model 'churn'", 1)])
+    """
+
+    #: characters of a detail kept (an error message can quote a long input)
+    DETAIL_CHARS = 200
+
+    def __init__(self, details: int = 10):
+        self.by_reason: Counter = Counter()
+        self._details: dict[str, Counter] = {}
+        self._max_details = details
+
+    def add(self, reject: Reject) -> None:
+        """Count one reject."""
+        self.by_reason[reject.reason] += 1
+        seen = self._details.setdefault(reject.reason, Counter())
+        detail = reject.detail[:self.DETAIL_CHARS]
+        if detail in seen or len(seen) < self._max_details:
+            seen[detail] += 1
+
+    def details(self, reason: str, n: int = 3) -> list[tuple[str, int]]:
+        """The `n` most frequent details of `reason`, with their counts."""
+        return self._details.get(reason, Counter()).most_common(n)
+
+
 class DetectionService:
     """Everything the worker keeps: baselines, per-partition monitors, metrics."""
 
@@ -346,6 +388,11 @@ class DetectionService:
         self._unavailable: dict[str, str] = {}
         self.partitions: dict[int, PartitionMonitors] = {}
         self.last_alerts: dict[str, dict] = {}  # model -> last alert emitted (status page)
+        #: model -> (subject (`_subject`), kind) -> (wall time it was sent, the alert), newest last
+        self._alerts: dict[str, dict[tuple[tuple[str, ...], str], tuple[float, dict]]] = {}
+        self.alert_counts: dict[str, Counter] = {}  # model -> kind -> alerts sent since the start
+        self.last_event_at: dict[str, float] = {}  # model -> wall time of the last batch with its events
+        self.rejects = RejectTally()
         self._reject_log = RejectLog()
         self._directory_problem: str | None = None
         self._end_offsets: dict[int, int] = {}  # input partition -> the highest end offset seen
@@ -368,6 +415,9 @@ class DetectionService:
             if self.directory.problem:
                 log.warning("%s (keeping the baselines already loaded)", self.directory.problem)
         for change in changes:
+            old = self._baselines.get(change.model)
+            if change.kind != "loaded" or old is None or old.fingerprint != change.baseline.fingerprint:
+                self._alerts.pop(change.model, None)  # alerts against a baseline no longer compared with
             if change.kind == "loaded":
                 self._baselines[change.model] = change.baseline
                 self._unavailable.pop(change.model, None)
@@ -484,14 +534,62 @@ class DetectionService:
         The rejects are counted and logged (`dead_letter`); the alerts are the caller's to emit."""
         records = monitors.unseen(records)
         result = monitors.process(records, self.limits)
+        now = time.time()
         for model, n in result.events_by_model.items():
             self.metrics.events.labels(model).inc(n)
+            self.last_event_at[model] = now
         dead_letters = []
         for i, reject in result.rejects:
             r = records[i]
             source = {"topic": r.topic, "partition": r.partition, "offset": r.offset}
             dead_letters.append(self.dead_letter(reject, source))
         return result.alerts, dead_letters
+
+    def alert_sent(self, record: dict) -> None:
+        """Keep an alert sent to the alert topic (`Alert.to_dict()`) for the status pages: as its
+        model's last alert and as the newest of its kind about its subject (`alerted`)."""
+        model = record["model"]
+        self.last_alerts[model] = record
+        self.alert_counts.setdefault(model, Counter())[record["kind"]] += 1
+        kept = self._alerts.setdefault(model, {})
+        key = (_subject(record), record["kind"])
+        kept.pop(key, None)  # re-inserted last: the dict stays in the order alerts were sent
+        kept[key] = (time.time(), record)
+        if len(kept) > KEPT_ALERTS:
+            del kept[next(iter(kept))]
+
+    def alerted(self, model: str) -> list[list[tuple[float | None, dict]]]:
+        """The model's alerted subjects (a feature, or a model-wide test), the newest alert first:
+        per subject, its alerts (the newest of each kind) as (wall time sent, alert), newest first.
+        First the alerts sent since the start, in full; then the features whose last alert only the
+        monitors' restored checkpoints know, in brief (alert_id, kind, detector, events_seen,
+        severity, feature; time None). Costs the alerted features, not all features."""
+        kept = self._alerts.get(model, {})
+        subjects: dict[tuple[str, ...], list[tuple[float | None, dict]]] = {}
+        for key in reversed(kept):
+            subjects.setdefault(key[0], []).append(kept[key])
+        restored: dict[str, dict] = {}
+        for monitors in self.partitions.values():
+            try:
+                briefs = monitors.router.monitor(model).last_alerts()
+            except KeyError:
+                continue
+            for feature, brief in briefs.items():
+                newer = brief["events_seen"] > restored.get(feature, {}).get("events_seen", -1)
+                if newer and ("feature", feature) not in subjects:
+                    restored[feature] = {**brief, "model": model, "feature": feature}
+        return [*subjects.values(),
+                *([(None, b)] for b in sorted(restored.values(), key=lambda b: -b["events_seen"]))]
+
+    def events_seen(self, model: str) -> int:
+        """The model's events counted by its monitors (restored ones included), over all partitions here."""
+        total = 0
+        for monitors in self.partitions.values():
+            try:
+                total += monitors.router.monitor(model).events_seen
+            except KeyError:
+                continue
+        return total
 
     def snapshots(self) -> dict[str, dict]:
         """Per model, the snapshot of its busiest monitor (its home partition's)."""
@@ -520,6 +618,7 @@ class DetectionService:
             The JSON-ready record (detectors.events.dead_letter_record) for the dead-letter topic.
         """
         self.metrics.rejected.labels(reject.reason).inc()
+        self.rejects.add(reject)
         self._reject_log.add(reject)
         return dead_letter_record(reject, source)
 
