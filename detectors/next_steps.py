@@ -100,8 +100,9 @@ def _unit_change(a: _Alert) -> str:
         example = f" (e.g. {UNIT_FACTORS[factor][1].split(', ')[0]})"
     else:
         shown, example = f"~{number(a.evidence.get('ratio', a.evidence.get('median_ratio')))}x", ""
-    return (f"fix the serving pipeline's conversion of {a.name}: it sends {shown} the {a.reference} values{example}; "
-            f"convert them back to {'the offline' if a.parity else 'the training'} unit before the model")
+    side = "offline" if a.parity else "training"
+    return (f"fix the serving pipeline's conversion of {a.name}: it sends {shown} the {side} values{example}; "
+            f"convert them back to the {side} unit before the model")
 
 
 def _type_change(a: _Alert) -> str:
@@ -121,7 +122,7 @@ def _default_fill(a: _Alert) -> str:
     value = ev.get("value")
     shown = _quote(value) if isinstance(value, str) else number(value)
     if ev.get("sentinel") not in (None, "a repeated value"):
-        shown += f" ({ev['sentinel']})"
+        shown += f" ({printable(str(ev['sentinel'])[:_QUOTED])})"
     where = f"find where {a.name} is filled with the default value {shown}"
     missing, before = ev.get("missing_rate"), ev.get("baseline_missing_rate")
     if isinstance(missing, (int, float)) and isinstance(before, (int, float)) and missing > 2 * before + 0.01:

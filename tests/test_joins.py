@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from detectors.events import Limits
+from detectors.fmt import percent
 from detectors.joins import (
     JoinConfig,
     JoinMonitor,
@@ -102,6 +103,8 @@ def test_a_feature_computed_differently_at_serving_time_is_named_with_its_rate_a
     assert alert.current["median_rel_diff"] == pytest.approx(999.0)
     assert alert.evidence["cause"] == "unit_change" and alert.evidence["factor"] == "1000"
     assert "serving value differs from the offline recomputation in" in alert.diagnosis
+    assert alert.next_step.startswith("fix the serving pipeline's conversion of 'amount': it sends ~1000x the offline "
+                                      "values")
     examples = alert.evidence["examples"]
     assert 1 <= len(examples) <= 5
     for ex in examples:  # request ids only: the values may be personal data
@@ -192,6 +195,8 @@ def test_an_accuracy_drop_is_alerted_with_the_interval_and_the_sample_size():
     assert alert.p_value < 1e-7 and alert.statistic > alert.threshold
     assert f"n={current['n']:,} labelled predictions" in alert.diagnosis and "vs 90% on validation" in alert.diagnosis
     assert 3000 < alert.evidence["labelled"] < 4000  # found within ~1000 labels of the drop
+    assert alert.next_step.startswith("fix the causes among this model's drift and skew alerts")
+    assert f"live accuracy {percent(current['accuracy'])} vs 90% on validation" in alert.next_step
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
