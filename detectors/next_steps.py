@@ -266,6 +266,9 @@ def _invalid_confidence(a: _Alert) -> str:
 def _performance_drop(a: _Alert) -> str:
     metric = a.evidence.get("metric") or "accuracy"
     fmt = number if metric == "mae" else percent
+    segment_step = _segment_step(a, metric, fmt)
+    if segment_step:
+        return segment_step
     figures = ""
     if metric in a.current and metric in a.baseline:
         figures = f" (live {metric} {fmt(a.current[metric])} vs {fmt(a.baseline[metric])} on validation)"
@@ -273,6 +276,32 @@ def _performance_drop(a: _Alert) -> str:
     since = f" since the drop (~{count(ago)} labels ago)" if isinstance(ago, int) else ""
     return (f"fix the causes among this model's drift and skew alerts{since}; if there are none, retrain on recent "
             f"labelled data{figures}")
+
+
+def _segment_step(a: _Alert, metric: str, fmt: Callable[[Any], str]) -> str | None:
+    """The step when the drop comes with a segment of traffic (`evidence.segments`: a new one, or a
+    mix change): the segment that grew most, by its feature, rather than a retrain on everything."""
+    seg = a.evidence.get("segments")
+    if not isinstance(seg, Mapping) or seg.get("verdict") not in ("new_segment", "mix_change"):
+        return None
+    rows = [r for r in seg.get("largest") or [] if isinstance(r, Mapping)]
+    if not rows:
+        return None
+    grown = max(rows, key=lambda r: (r.get("share_now") or 0) - (r.get("share_before") or 0))
+    if seg["verdict"] == "new_segment":
+        grown = next((r for r in rows if r.get("segment") == seg.get("segment")), grown)
+    now = grown.get(f"{metric}_now")
+    share = f"{percent(grown.get('share_before'))} -> {percent(grown.get('share_now'))} of labelled traffic"
+    figure = f", {metric} {fmt(now)} there" if now is not None else ""
+    if seg.get("feature") == "model_version":
+        return (f"route traffic away from model_version {_quote(grown.get('segment'))} (roll it back) or fix it: the "
+                f"drop comes with it ({share}{figure})")
+    feature = _quote(seg.get("feature"))
+    if grown.get("not_in_training"):
+        return (f"retrain with the values of {feature} not seen in training, or map them to training categories in "
+                f"serving: the drop comes with them ({share}{figure})")
+    return (f"find what changed the traffic mix of {feature}: {_quote(grown.get('segment'))} grew ({share}{figure}) "
+            "while the segments perform as before; retrain or reweight for the new mix if it is real")
 
 
 # ---- feature parity (skew) -----------------------------------------------------------------------------

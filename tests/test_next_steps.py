@@ -19,6 +19,13 @@ from tests.stream.helpers import training_baseline
 ROOT = Path(__file__).resolve().parents[1]
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
+SEGMENT_DE = {"segment": "DE", "share_before": 0.131, "share_now": 0.61, "accuracy_now": 0.607,
+              "not_in_training": False}
+SEGMENT_US = {"segment": "US", "share_before": 0.48, "share_now": 0.21, "accuracy_now": 0.95, "not_in_training": False}
+SEGMENT_V2 = {"segment": "2", "share_before": 0.0, "share_now": 0.55, "accuracy_now": 0.59, "not_in_training": False}
+SEGMENT_NEW = {"segment": "(not in training)", "share_before": 0.05, "share_now": 0.36, "accuracy_now": 0.51,
+               "not_in_training": True}
+
 # (kind, feature, evidence, current, baseline) -> words the step must hold; the evidence is as the
 # rules write it (the examples of docs/diagnosis.md)
 CASES = {
@@ -116,6 +123,26 @@ CASES = {
                          {"accuracy": 0.535, "n": 200}, {"accuracy": 0.775, "n": 20_000},
                          ["drift and skew alerts since the drop (~200 labels ago)", "retrain on recent labelled data",
                           "live accuracy 53.5% vs 77.5% on validation"]),
+    "performance_drop (mix change)": ("performance", None, {"cause": "performance_drop", "metric": "accuracy",
+                                                            "segments": {"verdict": "mix_change", "feature": "country",
+                                                                         "largest": [SEGMENT_DE, SEGMENT_US]}},
+                                      {}, {}, ["traffic mix of 'country': 'DE' grew (13.1% -> 61% of labelled traffic, "
+                                               "accuracy 60.7% there)", "reweight"]),
+    "performance_drop (model_version)": ("performance", None, {"cause": "performance_drop", "metric": "accuracy",
+                                                               "segments": {"verdict": "new_segment",
+                                                                            "feature": "model_version", "segment": "2",
+                                                                            "largest": [SEGMENT_V2]}}, {}, {},
+                                         ["route traffic away from model_version '2' (roll it back)", "0% -> 55%"]),
+    "performance_drop (not in training)": ("performance", None, {"cause": "performance_drop", "metric": "accuracy",
+                                                                 "segments": {"verdict": "mix_change",
+                                                                              "feature": "country",
+                                                                              "largest": [SEGMENT_NEW, SEGMENT_US]}},
+                                           {}, {}, ["retrain with the values of 'country' not seen in training"]),
+    "performance_drop (within segments)": ("performance", None, {"cause": "performance_drop", "metric": "accuracy",
+                                                                 "segments": {"verdict": "within_segments",
+                                                                              "feature": "country",
+                                                                              "largest": [SEGMENT_DE]}}, {}, {},
+                                           ["fix the causes among this model's drift and skew alerts"]),
     "performance_drop (mae)": ("performance", None, {"cause": "performance_drop", "metric": "mae"},
                                {"mae": 1.62}, {"mae": 1.0}, ["live mae 1.62 vs 1 on validation"]),
     "missing_at_serving": ("skew", "amount", {"cause": "missing_at_serving"}, {}, {}, ["how serving fetches 'amount'"]),
@@ -228,3 +255,10 @@ def test_the_report_shows_the_step_escaped_for_html_and_the_terminal_controls():
     assert "<b>x" not in page and step == html.escape(
         "undo the rename in serving: events carry '<b>x</b>\\x1b[2J\\u202e' where the baseline expects 'amount' "
         "(or rebuild the baseline if the model now reads the new name)")
+
+
+def test_a_hostile_segment_or_feature_name_in_a_performance_alert_is_escaped():
+    evidence = {"cause": "performance_drop", "segments": {"verdict": "mix_change", "feature": HOSTILE, "largest": [
+        {**SEGMENT_DE, "segment": HOSTILE}]}}
+    step = next_step("performance", None, evidence)
+    assert not CONTROL.search(step) and step.count("inc\\x1b[2J\\u202eome\\x0d\\x0a") == 2
