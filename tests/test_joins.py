@@ -373,6 +373,18 @@ def test_a_new_model_version_serving_worse_is_named():
     assert a.next_step.startswith("route traffic away from model_version '2' (roll it back)")
 
 
+def test_a_model_version_absent_before_the_drop_is_a_new_segment():
+    # version 2 (30% accurate) takes 30% of the traffic from label 4,800: the kept labels before the
+    # window hold almost none of it, so its figure before is unknown and the mix cannot explain it
+    a = first_performance_alert(*segmented(
+        8000, lambda i, c, v: 0.3 if v == "2" else 0.9, countries([0.4, 0.3, 0.3], [0.4, 0.3, 0.3]),
+        lambda i, rng: "2" if i >= 4800 and rng.random() < 0.3 else "1", seed=3))
+    seg = a.evidence["segments"]
+    assert (seg["verdict"], seg["feature"], seg["segment"]) == ("new_segment", "model_version", "2")
+    assert "the drop comes with a new segment of model_version: '2'" in a.diagnosis
+    assert a.next_step.startswith("route traffic away from model_version '2' (roll it back)")
+
+
 def test_a_category_never_seen_in_training_that_the_model_fails_on_is_named():
     def country(i, rng):
         return "IT" if i >= 3000 and rng.random() < 0.4 else str(rng.choice(["US", "FR", "DE"]))

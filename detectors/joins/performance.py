@@ -44,8 +44,8 @@ MAX_SEGMENT_FEATURES = 8
 MIN_SEGMENT_LABELS = 30
 #: largest segments of a feature an alert lists
 SEGMENTS_SHOWN = 3
-#: a segment "appears with the drop" when it holds at least this share of the window and at most
-#: NEW_SEGMENT_BEFORE of the labels before it
+#: a segment "appears with the drop" when it holds at least this share of the window and, before it, at
+#: most NEW_SEGMENT_BEFORE of the labels or fewer than MIN_SEGMENT_LABELS
 NEW_SEGMENT_SHARE = 0.05
 NEW_SEGMENT_BEFORE = 0.01
 #: the segments of values a segment feature groups apart from its training categories
@@ -254,8 +254,9 @@ class PerformanceMonitor:
         """Did something else change with the drop? The window's labels against those before it (the
         rest of the kept labels), segment by segment, for model_version and each tracked categorical:
 
-        * a segment that appears with the drop (a new model_version, values not in training) and
-          whose removal leaves the rest of the window within half the drop of before: `new_segment`;
+        * a segment that appears with the drop (a new model_version, values not in training: too few
+          labels before for a figure, or a negligible share) and whose removal leaves the rest of the
+          window within half the drop of before: `new_segment`;
         * else the drop split, by direct standardisation, into the part the new mix of segments
           explains at the old per-segment figures and the part within segments; the mix explaining
           at least half of it: `mix_change`;
@@ -279,8 +280,9 @@ class PerformanceMonitor:
         for feature, now, before in found:  # model_version first
             for segment, (count_now, err_sum_now) in now.items():
                 count_before = before.get(segment, (0, 0.0))[0]
-                if (count_now >= max(MIN_SEGMENT_LABELS, NEW_SEGMENT_SHARE * n)
-                        and count_before <= NEW_SEGMENT_BEFORE * len(before_errors) and count_now < n):
+                # new: too few labels before for a figure of its own, or a negligible share of them
+                new = count_before < MIN_SEGMENT_LABELS or count_before <= NEW_SEGMENT_BEFORE * len(before_errors)
+                if count_now >= max(MIN_SEGMENT_LABELS, NEW_SEGMENT_SHARE * n) and new and count_now < n:
                     rest = (err_now * n - err_sum_now) / (n - count_now)
                     if total > 0 and rest - err_before <= total / 2:
                         return self._segments_found("new_segment", feature, now, before, n, len(before_errors),
