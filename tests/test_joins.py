@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from detectors.events import Limits
-from detectors.fmt import percent
+from detectors.fmt import number, percent
 from detectors.joins import (
     JoinConfig,
     JoinMonitor,
@@ -360,7 +360,8 @@ def test_a_traffic_mix_change_towards_a_weak_segment_is_named_as_such():
     assert seg["mix_effect"] > 2 * abs(seg["within_effect"])
     [de] = [r for r in seg["largest"] if r["segment"] == "DE"]
     assert de["share_before"] < 0.2 < 0.5 < de["share_now"] and abs(de["accuracy_now"] - de["accuracy_before"]) < 0.1
-    assert "a traffic mix change in 'country' explains most of the drop" in a.diagnosis
+    assert (f"a traffic mix change in 'country': the new mix alone, at each segment's figure of before, accounts "
+            f"for {number(100 * seg['mix_effect'])} points of the drop") in a.diagnosis
     assert a.next_step.startswith("find what changed the traffic mix of 'country': 'DE' grew")
 
 

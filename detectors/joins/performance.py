@@ -286,7 +286,8 @@ class PerformanceMonitor:
                     rest = (err_now * n - err_sum_now) / (n - count_now)
                     if total > 0 and rest - err_before <= total / 2:
                         return self._segments_found("new_segment", feature, now, before, n, len(before_errors),
-                                                    {"segment": segment})
+                                                    {"segment": segment, "total_change": rounded(total),
+                                                     "change_without_it": rounded(rest - err_before)})
         split = []
         for feature, now, before in found:
             # the window's error had each segment kept its error of before (unknown ones: the overall one)
@@ -304,7 +305,7 @@ class PerformanceMonitor:
                         "to compare")
         # in the metric's units: a rise of the mean error is the accuracy's fall, the MAE's rise
         return self._segments_found(verdict, feature, now, before, n, len(before_errors),
-                                    {"mix_effect": rounded(round(mix, 9)),
+                                    {"total_change": rounded(total), "mix_effect": rounded(round(mix, 9)),
                                      "within_effect": rounded(round(total - mix, 9))})
 
     def _segments_found(self, verdict: str, feature: str, now: dict, before: dict, n: int, n_before: int,
@@ -334,15 +335,19 @@ class PerformanceMonitor:
             return (f"'{printable(r['segment'])}' {percent(r['share_before'])} -> {percent(r['share_now'])} of labels, "
                     f"{figures}")
 
+        def amount(x: float) -> str:  # a change of the mean error, in the metric's units
+            return number(x) if self._regression else f"{number(100 * x)} points"
+
         what = "model_version" if feature == "model_version" else f"'{printable(feature)}'"
         change = "rise" if self._regression else "drop"
         if verdict == "new_segment":
             [row] = [r for r in rows if r["segment"] == extra["segment"]]
-            sentence = (f"the {change} comes with a new segment of {what}: {row_text(row)}; the rest of the labels "
-                        "perform as before")
+            sentence = (f"the {change} comes with a new segment of {what}: {row_text(row)}; without it the {change} "
+                        f"is {amount(extra['change_without_it'])} of {amount(extra['total_change'])}")
         elif verdict == "mix_change":
-            sentence = (f"a traffic mix change in {what} explains most of the {change} "
-                        f"({', '.join(map(row_text, rows))}): the segments perform about as before")
+            sentence = (f"a traffic mix change in {what}: the new mix alone, at each segment's figure of before, "
+                        f"accounts for {amount(extra['mix_effect'])} of the {change} ({amount(extra['total_change'])} "
+                        f"since before the window; {', '.join(map(row_text, rows))})")
         else:
             sentence = (f"the {change} holds within the largest segments of {what} "
                         f"({', '.join(map(row_text, rows))}), not a traffic mix change")
