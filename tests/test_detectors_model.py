@@ -18,7 +18,7 @@ from stream.devkit.synthetic import scenarios as streams
 
 N_TRAIN = 20_000
 ALERT_KEYS = {"alert_id", "kind", "model", "model_version", "feature", "detector", "statistic", "threshold",
-              "p_value", "baseline", "current", "events_seen", "ts", "severity", "diagnosis", "evidence"}
+              "p_value", "baseline", "current", "events_seen", "ts", "severity", "diagnosis", "evidence", "next_step"}
 
 
 @cache

@@ -95,6 +95,7 @@ def test_every_alert_replay_prints_is_on_the_page_with_its_diagnosis(run):
     assert re.findall(r'data-alert-id="([0-9a-f]+)"', page) == [a["alert_id"] for a in alerts]
     for a in alerts:
         assert html.escape(a["diagnosis"]) in page
+        assert f'<p class="next-step"><b>next step:</b> {html.escape(a["next_step"])}</p>' in page
 
 
 def test_each_alerted_feature_shows_distributions_statistic_over_time_and_diagnosis(run):
