@@ -611,23 +611,25 @@ def _categorical_fallback(p: CategoricalProfile, counts: dict[str, int], n: int,
                          "lost upstream of serving", evidence)
     if not n:
         return Diagnosis("category_shift", "no recent values to compare", evidence)
-    # a category expected fewer than MIN_EXPECTED times in n values has no share to speak of: those
-    # join the long tail with "other" and the unseen values, one cell, as in the chi-square test
+    # a category expected fewer than MIN_EXPECTED times in n values has no share to speak of: those are
+    # one cell, and the values outside the training categories another, as in the chi-square test
     large = [c for c, share in p.categories.items() if share * n >= MIN_EXPECTED]
-    moves: list[tuple[str | None, float, float]] = [(c, p.categories[c], counts.get(c, 0) / n) for c in large]
-    small = len(p.categories) - len(large)
-    tail_words = ""
-    if small or p.other_freq or unseen:  # None: the long tail
-        tail = (1.0 - sum(b for _, b, _ in moves), 1.0 - sum(now for _, _, now in moves))
-        in_tail = small + max(0, p.n_distinct - len(p.categories))
-        evidence["long_tail"] = {"baseline": rounded(tail[0]), "current": rounded(tail[1]),
-                                 "training_categories": in_tail}
-        moves.append((None, *tail))
-        tail_words = (f"the long tail ({count(in_tail)} training categories under {percent(MIN_EXPECTED / n)} "
-                      "each, and unseen ones)")
-    moves = sorted(moves, key=lambda m: -abs(m[2] - m[1]))[:3]
-    evidence["largest_moves"] = {c: [rounded(b), rounded(now)] for c, b, now in moves if c is not None}
-    text = ", ".join(f"{tail_words if c is None else repr(c)} {percent(b)} -> {percent(now)}" for c, b, now in moves)
+    moves: list[tuple[str | None, str, float, float]] = [(c, repr(c), p.categories[c], counts.get(c, 0) / n)
+                                                         for c in large]  # (category, words, training, now)
+    rare = len(p.categories) - len(large)
+    if rare or expected_other or unseen:
+        outside = (expected_other, 1.0 - sum(counts.get(c, 0) for c in p.categories) / n)
+        rest = (max(0.0, 1.0 - expected_other - sum(m[2] for m in moves)),
+                max(0.0, 1.0 - outside[1] - sum(m[3] for m in moves)))
+        evidence["long_tail"] = {"rare_categories": rare, "rare_share": [rounded(v) for v in rest],
+                                 "outside_share": [rounded(v) for v in outside]}
+        moves.append((None, "values outside the training categories", *outside))
+        if rare:
+            moves.append((None, f"{count(rare)} rare training categories (under {percent(MIN_EXPECTED / n)} each)",
+                          *rest))
+    moves = sorted(moves, key=lambda m: -abs(m[3] - m[2]))[:3]
+    evidence["largest_moves"] = {c: [rounded(b), rounded(now)] for c, _, b, now in moves if c is not None}
+    text = ", ".join(f"{words} {percent(b)} -> {percent(now)}" for _, words, b, now in moves)
     return Diagnosis("category_shift", f"category shares moved: {text}", evidence)
 
 
