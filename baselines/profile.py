@@ -138,6 +138,19 @@ class CategoricalProfile(_ValueCounts):
     other_freq: float
     n_distinct: int
     kind: str = field(default="categorical", init=False)
+    #: share of new values expected outside the top-K (never-seen categories included): each training
+    #: row left out in turn, the share whose category the other rows do not put in the top-K (Good-
+    #: Turing's n1/n when every category is kept). None in a baseline from before it was recorded.
+    heldout_other_freq: float | None = None
+    #: categories seen exactly once and exactly twice (Good-Turing's n1 and n2)
+    n_singletons: int = 0
+    n_doubletons: int = 0
+
+    @property
+    def expected_other_freq(self) -> float:
+        """Share of new values expected outside the stored categories: the held-out estimate, or
+        the training "other" share for a baseline without one."""
+        return max(self.other_freq, self.heldout_other_freq or 0.0)
 
     def summary(self, top: int = 5) -> dict[str, Any]:
         """The baseline side of an alert: small, JSON-ready.
@@ -461,6 +474,9 @@ def _profile_to_dict(p: FeatureProfile) -> dict[str, Any]:
         "categories": dict(p.categories),
         "other_freq": p.other_freq,
         "n_distinct": p.n_distinct,
+        "heldout_other_freq": p.heldout_other_freq,
+        "n_singletons": p.n_singletons,
+        "n_doubletons": p.n_doubletons,
     }
 
 
@@ -509,6 +525,9 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
         cats = d["categories"]
         if not isinstance(cats, Mapping) or len(cats) > MAX_CATEGORIES:
             raise BaselineError(f"feature {name!r}: categories must be a map of at most {MAX_CATEGORIES} entries")
+        heldout = d.get("heldout_other_freq")  # absent from baselines built before it was recorded
+        if heldout is not None and not 0.0 <= float(heldout) <= 1.0:
+            raise BaselineError(f"feature {name!r}: heldout_other_freq must be a share in [0, 1]")
         return CategoricalProfile(
             name=str(name),
             count=int(d["count"]),
@@ -517,6 +536,9 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
             categories={str(k): float(v) for k, v in cats.items()},
             other_freq=float(d.get("other_freq", 0.0)),
             n_distinct=int(d.get("n_distinct", len(cats))),
+            heldout_other_freq=None if heldout is None else float(heldout),
+            n_singletons=int(d.get("n_singletons", 0)),
+            n_doubletons=int(d.get("n_doubletons", 0)),
         )
     raise BaselineError(f"feature {name!r}: unknown profile kind {kind!r}")
 

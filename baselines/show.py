@@ -90,7 +90,10 @@ def baseline_json(b: Baseline) -> str:
             "US": 0.5
           },
           "other_freq": 0.0,
-          "n_distinct": 2
+          "n_distinct": 2,
+          "heldout_other_freq": 1.0,
+          "n_singletons": 2,
+          "n_doubletons": 0
         }
       },
     """

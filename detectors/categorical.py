@@ -23,7 +23,7 @@ from detectors.extract import INVALID_CODE, MISSING_CODE
 from detectors.numeric import rate_weights, window_cuts
 from detectors.recent import RecentRing
 from detectors.sketches import SpaceSaving
-from detectors.stats import chi2_sf, jensen_shannon, psi
+from detectors.stats import MIN_EXPECTED, chi2_sf, jensen_shannon, psi
 
 __all__ = ["CategoricalBank"]
 
@@ -34,8 +34,6 @@ ALARMS = {
     MISSING: ("data_quality", "missing", "missing_rate"),
     INVALID: ("data_quality", "invalid", "invalid_type"),
 }
-#: a chi-square cell needs this many expected values; smaller ones are pooled
-MIN_EXPECTED = 5.0
 
 
 class CategoricalBank:
@@ -67,14 +65,13 @@ class CategoricalBank:
         #: cell offsets in one flat histogram: feature j owns cells [offset, offset + K_j] (K_j = other)
         self._offsets = np.concatenate(([0], np.cumsum(self._n_known + 1)))[:-1].astype(np.int64)
         self._n_cells = int((self._n_known + 1).sum())
-        self._expected = []
-        for p in self._profiles:
-            shares = np.array(list(p.categories.values()) + [p.other_freq], dtype=np.float64)
-            self._expected.append(shares / shares.sum() if shares.sum() > 0 else shares)
+        self._expected = [_expected_shares(p, window) for p in self._profiles]
         # the same per cell of the flat histogram, for `_window_candidates`
         self._expected_cell = np.concatenate(self._expected) if self._expected else np.zeros(0)
-        self._profile_counts = np.array([max(p.count, 1) for p in self._profiles], dtype=np.float64)
-        weights = np.array([[rate_weights(p.other_freq, p.count), rate_weights(p.missing_rate, p.total),
+        # rows the expected shares are as precise as (the chi-square's two-sample variance)
+        self._profile_counts = np.array([_rows_equivalent(p) for p in self._profiles], dtype=np.float64)
+        weights = np.array([[rate_weights(p.expected_other_freq, _rows_equivalent(p)),
+                             rate_weights(p.missing_rate, p.total),
                              rate_weights(p.invalid_rate, p.total)] for p in self._profiles]).reshape(f, 3, 3)
         self._llr_hit = weights[:, :, 0].astype(np.int64)
         self._llr_miss = weights[:, :, 1].astype(np.int64)
@@ -296,6 +293,37 @@ class CategoricalBank:
         for s, st in zip(self._unseen, state["unseen"]):
             s.load_state(st)
         self._recent.load_state(state)
+
+
+def _expected_shares(p: CategoricalProfile, window: int) -> np.ndarray:
+    """Expected share of each stored category and, last, of "other" (never-seen values included).
+
+    "Other" is expected at the held-out `expected_other_freq`. What that adds to training's "other"
+    share comes from the top-K's rarest categories (those a window expects fewer than MIN_EXPECTED
+    times), scaled down together: choosing the top-K by their training counts inflated exactly those.
+    """
+    shares = np.array(list(p.categories.values()) + [p.other_freq], dtype=np.float64)
+    if shares.sum() <= 0:
+        return shares
+    shares /= shares.sum()
+    moved = p.expected_other_freq - shares[-1]
+    rare = np.append(shares[:-1] * window < MIN_EXPECTED, False)
+    held = shares[rare].sum()
+    if moved > 0 and held > 0:
+        shares[rare] *= 1.0 - min(moved, 0.999 * held) / held
+        shares[-1] = p.expected_other_freq
+        shares /= shares.sum()
+    return shares
+
+
+def _rows_equivalent(p: CategoricalProfile) -> int:
+    """Rows of a binomial sample as precise as the baseline's "other" share: its count, fewer when the
+    share is a Good-Turing estimate, whose variance is the binomial one of n1 / n plus 2 n2 / n^2."""
+    q, n = p.expected_other_freq, max(p.count, 1)
+    binomial = max(q, 1.0 / n) * (1.0 - q) / n
+    if binomial <= 0 or not p.n_doubletons:
+        return n
+    return max(1, round(n * binomial / (binomial + 2.0 * p.n_doubletons / n**2)))
 
 
 def _round(v: Any) -> Any:

@@ -47,6 +47,7 @@ import numpy as np
 from baselines.profile import QUANTILE_PROBS, CategoricalProfile, NumericProfile
 from detectors.episodes import Candidate
 from detectors.fmt import count, number, percent, rounded
+from detectors.stats import MIN_EXPECTED
 
 __all__ = ["ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT_A_NUMBER", "NUMBER_AS_TEXT", "PIPELINE_CAUSES",
            "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts", "diagnose_categorical",
@@ -61,6 +62,9 @@ PIPELINE_CAUSES = frozenset(
 )
 #: below this many recent values the value rules do not run (too little to tell a defect from noise)
 MIN_VALUES = 30
+#: a feature whose baseline expects at least this share of values outside its stored categories is
+#: ID-like: its new values are worded as a share against that expectation, not one by one
+LONG_TAIL_OTHER = 0.05
 #: a ramp at least this long (events) reads as a population change; a shorter one may be a staged rollout
 LONG_RAMP = 10_000
 #: share of the recent values that must agree for "all values" rules (stuck, rounded, integral)
@@ -488,11 +492,15 @@ def diagnose_categorical(
     n_missing: int,
     n_total: int,
     timing: ChangeTiming | None = None,
+    n_values: int | None = None,
 ) -> Diagnosis:
     """Diagnose a categorical feature from its recent category counts (keys spelt by
-    `baselines.profile.category_key`) and the same window's missing count and event count."""
+    `baselines.profile.category_key`) and the same window's missing count and event count.
+
+    n_values: the window's valid values, when `counts` leave some out (`category_counts` leaves out
+    the part of the "other" bucket training predicts); by default the sum of `counts`."""
     counts = {str(k): int(c) for k, c in counts.items() if c > 0}
-    n = sum(counts.values())
+    n = max(n_values or 0, sum(counts.values()))
     value = (
         _formatting(profile, counts, n)
         or _category_dominates(profile, counts, n, n_missing, n_total)
@@ -521,8 +529,9 @@ def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagno
                 break
     matched = sum(m["count"] for m in mappings)
     # guard: genuinely new categories (no training spelling matches) are not formatting; a few
-    # accidental matches among many new values do not explain the alert either
-    if matched < 5 or matched < 0.5 * unseen_total:
+    # accidental matches among many new values do not explain the alert either. Only the stored
+    # categories can be matched: of an ID-like feature's respelt values, about their share does
+    if matched < 5 or matched < 0.5 * (1.0 - p.expected_other_freq) * unseen_total:
         return None
     rules = {m["rule"] for m in mappings}
     cause = "letter_case" if rules == {"letter_case"} else "formatting"
@@ -579,29 +588,56 @@ def _categorical_fallback(p: CategoricalProfile, counts: dict[str, int], n: int,
                           n_total: int) -> Diagnosis:
     missing = n_missing / n_total if n_total else 0.0
     unseen = sorted(((c, k) for c, k in counts.items() if c not in p.categories), key=lambda ck: -ck[1])
-    unseen_share = sum(k for _, k in unseen) / n if n else 0.0
+    unseen_total = sum(k for _, k in unseen)
+    unseen_share = unseen_total / n if n else 0.0
+    expected_other = p.expected_other_freq
     evidence: dict[str, Any] = {"missing_rate": rounded(missing), "baseline_missing_rate": rounded(p.missing_rate),
-                                "unseen_share": rounded(unseen_share), "baseline_other_share": rounded(p.other_freq)}
-    if n and unseen_share >= max(0.02, 2 * p.other_freq):
-        top = ", ".join(f"{c!r} ({percent(k / n)})" for c, k in unseen[:3])
+                                "unseen_share": rounded(unseen_share), "baseline_other_share": rounded(p.other_freq),
+                                "expected_other_share": rounded(expected_other)}
+    # the unseen counts are what exceeds the share training predicts outside its categories: they must
+    # exceed it by 2 % of the values and 5 binomial sigmas of that share
+    if n and unseen_total >= max(0.02 * n, 5 * math.sqrt(n * expected_other * (1 - expected_other))):
         evidence["top_unseen"] = {c: rounded(k / n) for c, k in unseen[:5]}
-        what = ("1 category unseen in training makes" if len(unseen) == 1
-                else f"{len(unseen)} categories unseen in training make")
-        return Diagnosis("new_category", f"{what} {percent(unseen_share)} of recent values: {top}", evidence)
+        if expected_other < LONG_TAIL_OTHER:
+            top = ", ".join(f"{c!r} ({percent(k / n)})" for c, k in unseen[:3])
+            what = ("1 category unseen in training makes" if len(unseen) == 1
+                    else f"{len(unseen)} categories unseen in training make")
+            return Diagnosis("new_category", f"{what} {percent(unseen_share)} of recent values: {top}", evidence)
+        # ID-like: an unseen value is the rule, and one value's share of a few hundred says nothing
+        outside = 1.0 - sum(counts.get(c, 0) for c in p.categories) / n
+        return Diagnosis("new_category", f"{percent(outside)} of recent values are outside the training categories "
+                         f"against {percent(expected_other)} expected from training's long tail (values seen once "
+                         f"stand for the never-seen ones); most frequent new values: "
+                         f"{', '.join(repr(c) for c, _ in unseen[:3])}", evidence)
     if _rate_rose(missing, p.missing_rate, n_total):
         return Diagnosis("missing_rate", f"missing rate {percent(p.missing_rate)} -> {percent(missing)}: values are "
                          "lost upstream of serving", evidence)
     if not n:
         return Diagnosis("category_shift", "no recent values to compare", evidence)
     # the share of traffic the change affects, for the next step: the values above their training share
-    # (total variation distance; the unseen values pooled against training's "other" share)
+    # (total variation distance; the values outside the training categories against the share expected there)
+    outside_now = 1.0 - sum(counts.get(c, 0) for c in p.categories) / n
     evidence["shifted_share"] = rounded(sum(max(0.0, counts.get(c, 0) / n - share) for c, share in p.categories.items())
-                                        + max(0.0, unseen_share - p.other_freq))
-    moves = sorted(((c, counts.get(c, 0) / n - p.categories.get(c, 0.0)) for c in set(counts) | set(p.categories)),
-                   key=lambda cd: -abs(cd[1]))[:3]
-    evidence["largest_moves"] = {c: [rounded(p.categories.get(c, 0.0)), rounded(counts.get(c, 0) / n)]
-                                 for c, _ in moves}
-    text = ", ".join(f"{c!r} {percent(p.categories.get(c, 0.0))} -> {percent(counts.get(c, 0) / n)}" for c, _ in moves)
+                                        + max(0.0, outside_now - expected_other))
+    # a category expected fewer than MIN_EXPECTED times in n values has no share to speak of: those are
+    # one cell, and the values outside the training categories another, as in the chi-square test
+    large = [c for c, share in p.categories.items() if share * n >= MIN_EXPECTED]
+    moves: list[tuple[str | None, str, float, float]] = [(c, repr(c), p.categories[c], counts.get(c, 0) / n)
+                                                         for c in large]  # (category, words, training, now)
+    rare = len(p.categories) - len(large)
+    if rare or expected_other or unseen:
+        outside = (expected_other, 1.0 - sum(counts.get(c, 0) for c in p.categories) / n)
+        rest = (max(0.0, 1.0 - expected_other - sum(m[2] for m in moves)),
+                max(0.0, 1.0 - outside[1] - sum(m[3] for m in moves)))
+        evidence["long_tail"] = {"rare_categories": rare, "rare_share": [rounded(v) for v in rest],
+                                 "outside_share": [rounded(v) for v in outside]}
+        moves.append((None, "values outside the training categories", *outside))
+        if rare:
+            moves.append((None, f"{count(rare)} rare training categories (under {percent(MIN_EXPECTED / n)} each)",
+                          *rest))
+    moves = sorted(moves, key=lambda m: -abs(m[3] - m[2]))[:3]
+    evidence["largest_moves"] = {c: [rounded(b), rounded(now)] for c, _, b, now in moves if c is not None}
+    text = ", ".join(f"{words} {percent(b)} -> {percent(now)}" for _, words, b, now in moves)
     return Diagnosis("category_shift", f"category shares moved: {text}", evidence)
 
 
@@ -946,7 +982,7 @@ def category_counts(profile: CategoricalProfile, categories: list[str], codes: n
     """
     known = np.bincount(codes[codes >= 0], minlength=len(categories) + 1)
     counts = {c: int(known[i]) for i, c in enumerate(categories) if known[i]}
-    expected_other = profile.other_freq * int(known.sum())
+    expected_other = profile.expected_other_freq * int(known.sum())
     unseen = max(0, int(known[-1]) - round(expected_other))
     total_unseen = sum(c for _, c in top_unseen)
     for label, label_count in top_unseen:

@@ -350,7 +350,7 @@ class ModelMonitor:
                                  self._categorical.top_unseen(j, 20, event_index=e))
         timing = ChangeTiming(version_first_seen=self._serving.first_seen(until=e), baseline_version=b.version)
         d = diagnose_categorical(profile, counts, n_missing=int((codes == MISSING_CODE).sum()), n_total=len(codes),
-                                 timing=timing)
+                                 timing=timing, n_values=int((codes >= 0).sum()))
         d = lead_with_rate(d, c, _rate_of(profile, c.family), current.get(f"{c.family}_rate", 0.0), current["events"])
         return profile.summary(), current, d
 

@@ -13,9 +13,12 @@ import numpy as np
 
 from detectors import _kernels
 
-__all__ = ["chi2_sf", "jensen_shannon", "kolmogorov_sf", "ks_uniform_from_histogram", "psi",
+__all__ = ["MIN_EXPECTED", "chi2_sf", "jensen_shannon", "kolmogorov_sf", "ks_uniform_from_histogram", "psi",
            "wasserstein_from_histogram"]
 
+#: a chi-square cell needs this many expected values; smaller ones are pooled (and a category's share
+#: in fewer values than this many times its inverse is not worth quoting)
+MIN_EXPECTED = 5.0
 #: floor on a bin share inside logarithms (PSI, JS): an empty bin must not give an infinite distance
 _EPS = 1e-6
 
