@@ -17,10 +17,10 @@ from detectors.alerts import Alert, alert_id
 from detectors.cusum import bernoulli_llr_weights
 from detectors.diagnosis import UNIT_FACTOR_TOLERANCE, UNIT_FACTORS, Diagnosis
 from detectors.episodes import EpisodeTracker
-from detectors.fmt import count, percent, rounded
+from detectors.fmt import count, percent, quote_value, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
-from detectors.sketches import SpaceSaving
+from detectors.sketches import MAX_LABEL, SpaceSaving
 
 __all__ = ["FeatureParity"]
 
@@ -41,12 +41,13 @@ PARITY_CRITICAL_RATE = 0.05
 
 
 def _plain_value(v: Any) -> Any:
-    """A JSON-ready copy of a feature value for an alert's examples."""
-    if v is None or isinstance(v, (bool, int, str)):
+    """A JSON-ready copy of a feature value for an alert's examples (a string or anything else
+    quoted within MAX_LABEL characters, however long or deep)."""
+    if v is None or isinstance(v, (bool, int)):
         return v
     if isinstance(v, float):
         return v if math.isfinite(v) else str(v)
-    return str(v)[:64]
+    return quote_value(v, MAX_LABEL)
 
 
 class _FeatureParity:
@@ -89,7 +90,7 @@ class _FeatureParity:
                 self.pairs.append((float(served), float(offline)))
             else:
                 self.categories.update(f"{category_key(served)}\x1f{category_key(offline)}")
-        self.examples.append({"request_id": request_id, "served": _plain_value(served),
+        self.examples.append({"request_id": quote_value(request_id, MAX_LABEL), "served": _plain_value(served),
                               "offline": _plain_value(offline)})
 
 
@@ -191,7 +192,7 @@ class FeatureParity:
         version = served.get("model_version")
         return Alert(
             alert_id=alert_id(self._model, name, "skew", "parity", episode, self._reference),
-            kind="skew", model=self._model, model_version=None if version is None else str(version),
+            kind="skew", model=self._model, model_version=None if version is None else quote_value(version, MAX_LABEL),
             feature=name, detector="feature_parity",
             statistic=state.cusum / T.LLR_SCALE, threshold=self._h / T.LLR_SCALE, p_value=None,
             baseline={"expected_mismatch_rate": PARITY_EXPECTED_RATE, "rel_tol": self._config.rel_tol,

@@ -18,10 +18,11 @@ from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
 from detectors.diagnosis import Diagnosis
 from detectors.episodes import EpisodeTracker
-from detectors.fmt import count, number, percent, rounded
+from detectors.fmt import count, number, percent, quote_value, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
 from detectors.river_adapter import ADWIN
+from detectors.sketches import MAX_LABEL
 
 __all__ = ["PerformanceMonitor", "wilson_interval"]
 
@@ -150,7 +151,8 @@ class PerformanceMonitor:
         return [Alert(
             alert_id=alert_id(self._model, None, "performance", self._metric.get("name", "accuracy"), episode,
                               self._reference),
-            kind="performance", model=self._model, model_version=None if version is None else str(version),
+            kind="performance", model=self._model,
+            model_version=None if version is None else quote_value(version, MAX_LABEL),
             feature=None, detector="label_join", statistic=z, threshold=self._z_test, p_value=p_value,
             baseline=base, current=live, events_seen=events_seen, ts=ts,
             severity="critical",
