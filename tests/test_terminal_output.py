@@ -170,3 +170,22 @@ def test_escaping_keeps_the_layout_and_escapes_a_newline_inside_a_name():
     assert "two\\x0alines" in text
     assert text.count("\n") == format_baseline(build_baseline_from_columns("m", {"x": [1.0, 2.0]})).count("\n")
     assert "\n" in format_alert(_alert())
+
+
+def test_baseline_build_escapes_column_names_in_its_warnings_errors_and_summary(tmp_path, capsys):
+    """Column names come from the training file: an output-like one is named in a warning, all of
+    them in the error for a missing --exclude column, the model in the summary line."""
+    rows = [[f"{i % 7}.5", f"{i % 3}"] for i in range(1200)]
+    train = tmp_path / "t.csv"
+    # an output-like name is matched after stripping whitespace: CR and newline around it still warn
+    columns = f'"\r\nscore\r\n","amount{HOSTILE}"'
+    train.write_text(columns + "\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    out = tmp_path / "b.msgpack"
+    assert main(["baseline", "build", str(train), "--model", "m" + HOSTILE, "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "--exclude \\x0d\\x0ascore\\x0d\\x0a" in err and "m" + SHOWN in err, err
+    _clean(err, 2)  # the warning and the summary
+    assert main(["baseline", "build", str(train), "--model", "m", "--exclude", "nope", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "amount" + SHOWN in err, err
+    _clean(err, 1)
