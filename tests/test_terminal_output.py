@@ -14,6 +14,7 @@ import re
 from types import SimpleNamespace
 
 import orjson
+from mode.utils.logging import ExtensionFormatter
 from prometheus_client import CollectorRegistry
 
 from baselines.build import build_baseline_from_columns
@@ -138,7 +139,9 @@ def test_the_worker_log_escapes_names_from_baseline_files(tmp_path):
     (tmp_path / f"broken{HOSTILE}.msgpack").write_bytes(b"\x00 not a baseline")
     out = io.StringIO()
     root = logging.getLogger("skewwatch.test-terminal-output")  # a stand-in for the root logger
-    root.addHandler(logging.StreamHandler(out))
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(ExtensionFormatter(out, fmt="%(message)s"))  # Faust's (it formats args itself)
+    root.addHandler(handler)
     worker = Worker.__new__(Worker)  # only its logging hook: Faust's part of it reads `spinner`
     worker.spinner = None
     worker.on_setup_root_logger(root, logging.INFO)

@@ -109,8 +109,8 @@ class PrintableLogFilter(logging.Filter):
         if record.name.startswith(OWN_LOGGERS):
             message = record.getMessage()
             escaped = printable(message)
-            if escaped != message:
-                record.msg, record.args = escaped, None
+            if escaped != message:  # args (), not None: mode's formatter would format None into it
+                record.msg, record.args = escaped, ()
         return True
 
 

@@ -205,3 +205,15 @@ def test_the_web_server_serves_metrics_and_status_only_and_no_single_value(deplo
     status = worker.status()
     assert status["last_alerts"]
     assert not raw & _numbers(status, set()), raw & _numbers(status, set())
+
+
+def test_the_worker_log_escapes_a_hostile_baseline_file_and_model_name(deployment):
+    """The worker's own log lines pass through its escaping filter (Faust sets up the handlers;
+    stream.worker.lifecycle.Worker adds the filter): no raw ESC, BEL, CR or U+202E reaches the log."""
+    hostile = "\x1b]0;pwned\x07\x1b[2J\r\n\u202e"
+    training_baseline("credit" + hostile).save(deployment.baselines / f"credit{hostile}.msgpack")
+    worker = deployment.worker().wait_ready()
+    wait_for(lambda: "loaded from" in worker.log_path.read_text(errors="replace"), 20, "the baseline's log line")
+    lines = [line for line in worker.log_path.read_text(errors="replace").splitlines() if "credit" in line]
+    assert any("credit\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\x0a\\u202e" in line for line in lines), lines
+    assert not any(c in line for line in lines for c in "\x1b\x07\r\u202e"), lines
