@@ -79,10 +79,19 @@ def _deep(kind: str, depth: int = 1000) -> object:
 _DEEP_JSON = {"list": b"[" * 1000 + b"1" + b"]" * 1000, "dict": b'{"a":' * 1000 + b"1" + b"}" * 1000}
 
 
+def _count_monitor_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the event lists `ModelMonitor.update_batch` is called with (a bisection calls it again)."""
+    calls: list[int] = []
+    update_batch = ModelMonitor.update_batch
+    monkeypatch.setattr(ModelMonitor, "update_batch", lambda m, evs: calls.append(len(evs)) or update_batch(m, evs))
+    return calls
+
+
 @pytest.mark.parametrize("encode", ["json", "msgpack"])
-def test_deeply_nested_values_are_invalid_values_not_poisoned_events(credit_baseline, encode):
+def test_deeply_nested_values_are_invalid_values_not_poisoned_events(credit_baseline, monkeypatch, encode):
     """A 1,000-deep value in a numeric feature, a categorical one or the confidence is that value's
-    problem: the event is kept (no monitor_error, so no bisection), the value counts as invalid."""
+    problem: the event is kept (no monitor_error, no bisection), the value counts as invalid."""
+    calls = _count_monitor_calls(monkeypatch)
     stream = events("credit", 2000, seed=4)
     payloads = []
     for i, ev in enumerate(stream):  # 10% of the events carry a deep value, in turn in each place
@@ -101,6 +110,7 @@ def test_deeply_nested_values_are_invalid_values_not_poisoned_events(credit_base
     result = process_messages(router, payloads)
     assert result.rejects == []
     assert result.events_by_model == {"credit": 2000}
+    assert calls == [2000]
     invalid = {(a.feature, a.detector) for a in result.alerts if a.detector.startswith("invalid")}
     assert invalid == {("amount", "invalid_type"), ("country", "invalid_type"), ("confidence", "invalid_confidence")}
     state = router.monitor("credit").state_dict()
@@ -121,9 +131,7 @@ def test_huge_values_cost_bounded_work_and_output(credit_baseline, monkeypatch, 
     monitored in one call (no monitor_error, no bisection), and every alert, the snapshot and the
     state stay small, even with examples quoted. Before, a 1 MB model_version was copied whole
     into every alert (1 MB each)."""
-    calls = []
-    update_batch = ModelMonitor.update_batch
-    monkeypatch.setattr(ModelMonitor, "update_batch", lambda m, evs: calls.append(len(evs)) or update_batch(m, evs))
+    calls = _count_monitor_calls(monkeypatch)
     stream = events("credit", 2000, seed=4)
     for i, ev in enumerate(stream[::10]):  # 10% of the events, in turn in each place
         place = _PLACES[i % len(_PLACES)]
