@@ -51,7 +51,6 @@ service = DetectionService(settings.baselines, metrics, limits=_config.decoder_l
                            config=MonitorConfig(include_examples=settings.include_examples))
 
 
-
 class PagesOnlyWeb(AiohttpWeb):
     """Faust's aiohttp web server serving the app's own pages only (stream.worker.pages).
 
