@@ -22,7 +22,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install . \
     && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* /src
 
-# In a container the web server must listen on every interface so Prometheus can scrape it.
+# The web server listens on every interface of the container so Prometheus in another container can
+# scrape it; it is reachable from outside only through a port you publish (`-p 127.0.0.1:6066:6066`,
+# as docker-compose.yml does). It serves /metrics, /status.json and the status page /, with no
+# authentication: aggregate statistics, model and feature names, the last alerts; no single request's
+# value unless SKEWWATCH_INCLUDE_EXAMPLES is on, and none of Faust's views (the checkpoints are not
+# served). To choose the bind address, set SKEWWATCH_WEB_HOST (e.g. a private network's address, or
+# 127.0.0.1 for no access from outside the container; the HEALTHCHECK probes 127.0.0.1). deploy/README.md.
 ENV SKEWWATCH_WEB_HOST=0.0.0.0 \
     SKEWWATCH_WEB_PORT=6066 \
     SKEWWATCH_BASELINES=/baselines \

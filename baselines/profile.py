@@ -25,6 +25,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from detectors.fmt import quote_value
+
 __all__ = ["MAX_CATEGORIES", "QUANTILE_PROBS", "SCHEMA", "SCHEMA_VERSION", "Baseline", "BaselineError",
            "CategoricalProfile", "FeatureProfile", "NumericProfile", "category_key"]
 
@@ -560,6 +562,8 @@ def category_key(v: Any) -> str:
     --------
     >>> [category_key(x) for x in ("US", 3, 3.0, True, 2.5, 10**5000)]
     ['US', '3', '3', 'true', '2.5', '<int of 16610 bits>']
+    >>> category_key({"a": [1, 2]})  # not a category; quoted within 64 characters, however deep or long
+    "{'a': [1, 2]}"
     """
     if isinstance(v, str):
         return v
@@ -567,6 +571,8 @@ def category_key(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
+    if isinstance(v, (list, tuple, dict)):  # str() of a 1,000-deep one raises, of a 100k-key one costs its size
+        return quote_value(v)
     try:
         return str(v)
     except ValueError:  # an int too long to print (sys.get_int_max_str_digits): bad input, not a crash

@@ -289,8 +289,7 @@ class ModelMonitor:
             alert_id=alert_id(self._baseline.model, c.feature, c.kind, c.family, episode, self._baseline.fingerprint),
             kind=c.kind,
             model=self._baseline.model,
-            model_version=(self._baseline.version if version is None
-                           else version if isinstance(version, str) else quote_value(version, MAX_LABEL)),
+            model_version=self._baseline.version if version is None else quote_value(version, MAX_LABEL),
             feature=c.feature,
             detector=c.detector,
             statistic=_finite(c.statistic),

@@ -25,8 +25,8 @@ from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
 
-__all__ = ["MIN_POOLED_SUMMARY", "POOLED_VALUES", "Z_PER_UNIT", "NumericBank", "rate_weights", "summarise_recent",
-           "window_cuts"]
+__all__ = ["MIN_POOLED_SUMMARY", "POOLED_VALUES", "Z_PER_UNIT", "NumericBank", "pooled_quantiles", "rate_weights",
+           "summarise_recent", "window_cuts"]
 
 ONE = 1 << T.U_BITS
 HALF = ONE >> 1
@@ -414,15 +414,20 @@ def summarise_recent(values: np.ndarray, exact: bool = True) -> dict[str, Any]:
             q = np.quantile(ok, _SUMMARY_PROBS)
             out.update(min=float(ok.min()), max=float(ok.max()))
         else:
-            q = _pooled_quantiles(np.sort(ok), _SUMMARY_PROBS, POOLED_VALUES)
+            q = pooled_quantiles(np.sort(ok), _SUMMARY_PROBS, POOLED_VALUES)
         out.update(p05=float(q[0]), p25=float(q[1]), p50=float(q[2]), p75=float(q[3]), p95=float(q[4]))
     out["missing_rate"] = float(np.isnan(values).sum() / total) if total else 0.0
     out["invalid_rate"] = float(np.isinf(values).sum() / total) if total else 0.0
     return out
 
 
-def _pooled_quantiles(ordered: np.ndarray, probs: Sequence[float], k: int) -> np.ndarray:
-    """Each quantile of sorted values as the mean of the k order statistics nearest its rank."""
+def pooled_quantiles(ordered: np.ndarray, probs: Sequence[float], k: int) -> np.ndarray:
+    """Each quantile of sorted values as the mean of the k order statistics nearest its rank (with
+    examples off, so that no quantile is one request's value).
+
+    >>> pooled_quantiles(np.arange(1.0, 12.0), [0.5, 0.95], 5).tolist()
+    [6.0, 9.0]
+    """
     n = len(ordered)
     lo = np.clip(np.rint(np.asarray(probs) * (n - 1)).astype(np.int64) - k // 2, 0, max(n - k, 0))
     csum = np.concatenate([[0.0], np.cumsum(ordered)])

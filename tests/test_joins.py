@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
+from detectors.diagnosis import label_hash
 from detectors.events import Limits
 from detectors.fmt import number, percent
 from detectors.joins import (
@@ -146,7 +147,10 @@ def test_categories_compare_exactly_by_their_key_and_a_number_served_as_text_is_
     alerts = joins.add_feature_log(feature_log(evs, lambda i, f: {**f, "country": f["country"].lower()}))
     [alert] = alerts
     assert alert.feature == "country" and alert.evidence["cause"] == "letter_case"
-    assert alert.evidence["offline"] == alert.evidence["served"].lower() != alert.evidence["served"]
+    # the training spelling is shown; the other, a production value, only as its hash (examples off)
+    assert alert.evidence["served"] in {"US", "FR", "DE"}
+    assert alert.evidence["offline"] == label_hash(alert.evidence["served"].lower())
+    assert f"{alert.evidence['offline']!r}" in alert.diagnosis
 
     typed = JoinMonitor({"credit": BASELINE}.get, labels=False)
     evs = served(400, seed=2)
@@ -426,3 +430,30 @@ def test_many_labels_make_a_large_drop_clear():
                             countries([0.4, 0.3, 0.3], [0.4, 0.3, 0.3]), version_one, seed=3)
     a = first_performance_alert(evs, labels)
     assert a.evidence["enough_labels"] and "is above it: enough labels for the claim" in a.diagnosis
+
+
+def _deep_list(depth: int = 1000) -> list:
+    value: list = [1]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("shape", ["deep", "string", "map"])
+def test_huge_or_deep_served_values_give_a_bounded_skew_alert(shape):
+    """Before: a 1,000-deep value raised RecursionError (str() in the examples and category keys),
+    a 1 MB string was quoted whole in each of 5 examples (5 MB alerts), and a 100k-key map cost
+    3-11 s per 250 mismatches (str() of the whole map each time)."""
+    huge = {"deep": _deep_list(), "string": "x" * 1_000_000, "map": {f"k{i}": i for i in range(100_000)}}[shape]
+    evs = [dict(ev, prediction=1) for ev in served(3000)]
+    log = feature_log(evs)
+    for i in range(1000, 3000, 8):  # the mismatching requests also carry a 1 MB model_version and request id
+        evs[i]["request_id"] = log[i]["request_id"] = f"r{i}-" + "y" * 1_000_000
+        evs[i]["model_version"] = "v" * 1_000_000
+        evs[i]["features"]["amount" if i % 16 else "country"] = huge
+    joins = JoinMonitor({"credit": CLASSIFIER}.get, JoinConfig(include_examples=True))
+    alerts = joins.add_predictions(evs) + joins.add_feature_log(log)
+    alerts += joins.add_labels([{"request_id": ev["request_id"], "label": int(i < 1000)} for i, ev in enumerate(evs)])
+    assert {(a.kind, a.feature) for a in alerts} >= {("skew", "amount"), ("skew", "country"), ("performance", None)}
+    for alert in alerts:
+        assert len(orjson.dumps(alert.to_dict())) < 4_000, (alert.kind, alert.feature)

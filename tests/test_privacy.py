@@ -133,3 +133,43 @@ def test_a_letter_case_bug_is_named_without_quoting_the_unseen_spelling():
     case = [a for a in alerts if a.evidence["cause"] == "letter_case"]
     assert case, [a.diagnosis for a in alerts]
     assert "PARIS" not in json.dumps([a.to_dict() for a in alerts]) and "'Paris'" in case[0].diagnosis
+
+
+def _joined_alerts(include_examples: bool):
+    """Skew alerts of a join whose served `city` is a unique personal-looking label from request 300
+    on (offline: the training spelling) and whose served `salary` is the offline one x1000."""
+    from detectors.joins import JoinConfig, JoinMonitor
+
+    rng = np.random.default_rng(0)
+    base = build_baseline_from_columns("m", {"salary": rng.normal(50_000, 9_000, 5000),
+                                             "city": rng.choice(["Paris", "Lyon"], 5000).tolist()},
+                                       categorical=("city",))
+    salaries = rng.normal(50, 9, 3000)
+    served, offline = [], []
+    for i, s in enumerate(salaries):
+        city = str(rng.choice(["Paris", "Lyon"]))
+        offline.append({"request_id": f"r{i}", "model": "m", "features": {"salary": float(s), "city": city}})
+        served.append({"request_id": f"r{i}", "model": "m", "features": {
+            "salary": float(s) * (1000 if i >= 300 and i % 3 == 0 else 1),
+            "city": f"marker-{i}" if i >= 300 and i % 3 == 1 else city}})
+    joins = JoinMonitor({"m": base}.get, JoinConfig(include_examples=include_examples), labels=False)
+    alerts = joins.add_predictions(served) + joins.add_feature_log(offline)
+    raw = {v for ev in served + offline for v in ev["features"].values()}
+    raw |= {abs(a["features"]["salary"] - b["features"]["salary"]) for a, b in zip(served, offline)} - {0.0}
+    return [a.to_dict() for a in alerts], raw
+
+
+def test_skew_alerts_quote_no_production_value_or_difference_with_examples_off():
+    """Before: the alert named the most frequent mismatching pair ('marker-301' served where the
+    offline recomputation has 'Lyon') and, from a handful of mismatches, a median absolute
+    difference that was one request's (served - offline), i.e. almost its salary."""
+    alerts, raw = _joined_alerts(include_examples=False)
+    assert {(a["feature"], a["evidence"]["cause"]) for a in alerts} == {("salary", "unit_change"),
+                                                                         ("city", "computed_differently")}
+    text = json.dumps(alerts)
+    assert "marker-" not in text, text
+    assert "Lyon" in text or "Paris" in text  # the training spelling is shown
+    leaked = {v for v in _leaves(alerts, []) if isinstance(v, float)} & raw
+    assert not leaked, leaked
+    on, _ = _joined_alerts(include_examples=True)
+    assert "marker-" in json.dumps(on)

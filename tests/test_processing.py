@@ -6,7 +6,7 @@ import msgpack
 import orjson
 import pytest
 
-from detectors.model import ModelMonitor
+from detectors.model import ModelMonitor, MonitorConfig
 from detectors.processing import MONITOR_ERROR, process_events, process_messages
 from detectors.routing import ModelRouter
 from tests.stream.helpers import as_json, credit_baseline, events, fraud_baseline, poison_monitors  # noqa: F401 (fixtures)
@@ -79,10 +79,19 @@ def _deep(kind: str, depth: int = 1000) -> object:
 _DEEP_JSON = {"list": b"[" * 1000 + b"1" + b"]" * 1000, "dict": b'{"a":' * 1000 + b"1" + b"}" * 1000}
 
 
+def _count_monitor_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the event lists `ModelMonitor.update_batch` is called with (a bisection calls it again)."""
+    calls: list[int] = []
+    update_batch = ModelMonitor.update_batch
+    monkeypatch.setattr(ModelMonitor, "update_batch", lambda m, evs: calls.append(len(evs)) or update_batch(m, evs))
+    return calls
+
+
 @pytest.mark.parametrize("encode", ["json", "msgpack"])
-def test_deeply_nested_values_are_invalid_values_not_poisoned_events(credit_baseline, encode):
+def test_deeply_nested_values_are_invalid_values_not_poisoned_events(credit_baseline, monkeypatch, encode):
     """A 1,000-deep value in a numeric feature, a categorical one or the confidence is that value's
-    problem: the event is kept (no monitor_error, so no bisection), the value counts as invalid."""
+    problem: the event is kept (no monitor_error, no bisection), the value counts as invalid."""
+    calls = _count_monitor_calls(monkeypatch)
     stream = events("credit", 2000, seed=4)
     payloads = []
     for i, ev in enumerate(stream):  # 10% of the events carry a deep value, in turn in each place
@@ -101,7 +110,42 @@ def test_deeply_nested_values_are_invalid_values_not_poisoned_events(credit_base
     result = process_messages(router, payloads)
     assert result.rejects == []
     assert result.events_by_model == {"credit": 2000}
+    assert calls == [2000]
     invalid = {(a.feature, a.detector) for a in result.alerts if a.detector.startswith("invalid")}
     assert invalid == {("amount", "invalid_type"), ("country", "invalid_type"), ("confidence", "invalid_confidence")}
     state = router.monitor("credit").state_dict()
     assert all(len(e) <= 64 for kept in state["invalid_examples"] for e in kept)
+
+
+#: a huge value of each shape: a 1 MB string (one of digits: a parser might try it as a number), a map
+#: of 100k keys, a list of 100k items
+_HUGE = {"string": "x" * 1_000_000, "digits": "1" * 1_000_000, "map": {f"k{i}": i for i in range(100_000)},
+         "list": list(range(100_000))}
+#: where a value can sit in an event (feature "extra" is not in the baseline)
+_PLACES = ("amount", "country", "extra", "confidence", "model_version", "request_id", "ts")
+
+
+@pytest.mark.parametrize("shape", sorted(_HUGE))
+def test_huge_values_cost_bounded_work_and_output(credit_baseline, monkeypatch, shape):
+    """A huge value anywhere in an event is that value's problem: the event is kept, the chunk is
+    monitored in one call (no monitor_error, no bisection), and every alert, the snapshot and the
+    state stay small, even with examples quoted. Before, a 1 MB model_version was copied whole
+    into every alert (1 MB each)."""
+    calls = _count_monitor_calls(monkeypatch)
+    stream = events("credit", 2000, seed=4)
+    for i, ev in enumerate(stream[::10]):  # 10% of the events, in turn in each place
+        place = _PLACES[i % len(_PLACES)]
+        if place in ("amount", "country", "extra"):
+            ev["features"][place] = _HUGE[shape]
+        else:
+            ev[place] = _HUGE[shape]
+    router = ModelRouter([credit_baseline], MonitorConfig(include_examples=True))
+    result = process_events(router, stream)
+    assert result.rejects == [] and result.events_by_model == {"credit": 2000}
+    assert calls == [2000]
+    assert result.alerts
+    for alert in result.alerts:
+        assert len(orjson.dumps(alert.to_dict())) < 8_000, (alert.detector, len(orjson.dumps(alert.to_dict())))
+    monitor = router.monitor("credit")
+    assert len(orjson.dumps(monitor.snapshot())) < 8_000
+    assert len(msgpack.packb(monitor.state_dict())) < 64_000

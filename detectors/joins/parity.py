@@ -15,12 +15,13 @@ from baselines.profile import Baseline, CategoricalProfile, NumericProfile, cate
 from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
 from detectors.cusum import bernoulli_llr_weights
-from detectors.diagnosis import UNIT_FACTOR_TOLERANCE, UNIT_FACTORS, Diagnosis
+from detectors.diagnosis import UNIT_FACTOR_TOLERANCE, UNIT_FACTORS, Diagnosis, redact_labels
 from detectors.episodes import EpisodeTracker
-from detectors.fmt import count, percent, rounded
+from detectors.fmt import count, percent, quote_value, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
-from detectors.sketches import SpaceSaving
+from detectors.numeric import MIN_POOLED_SUMMARY, POOLED_VALUES, pooled_quantiles
+from detectors.sketches import MAX_LABEL, SpaceSaving
 
 __all__ = ["FeatureParity"]
 
@@ -41,12 +42,13 @@ PARITY_CRITICAL_RATE = 0.05
 
 
 def _plain_value(v: Any) -> Any:
-    """A JSON-ready copy of a feature value for an alert's examples."""
-    if v is None or isinstance(v, (bool, int, str)):
+    """A JSON-ready copy of a feature value for an alert's examples (a string or anything else
+    quoted within MAX_LABEL characters, however long or deep)."""
+    if v is None or isinstance(v, (bool, int)):
         return v
     if isinstance(v, float):
         return v if math.isfinite(v) else str(v)
-    return str(v)[:64]
+    return quote_value(v, MAX_LABEL)
 
 
 class _FeatureParity:
@@ -89,7 +91,7 @@ class _FeatureParity:
                 self.pairs.append((float(served), float(offline)))
             else:
                 self.categories.update(f"{category_key(served)}\x1f{category_key(offline)}")
-        self.examples.append({"request_id": request_id, "served": _plain_value(served),
+        self.examples.append({"request_id": quote_value(request_id, MAX_LABEL), "served": _plain_value(served),
                               "offline": _plain_value(offline)})
 
 
@@ -111,6 +113,9 @@ class FeatureParity:
         self._kinds = {} if baseline is None else {
             n: isinstance(p, NumericProfile) for n, p in baseline.features.items()
             if isinstance(p, (NumericProfile, CategoricalProfile))}
+        # with examples off an alert shows a category only if training had it (see _alert)
+        self._training_labels = {} if baseline is None else {
+            n: set(p.categories) for n, p in baseline.features.items() if isinstance(p, CategoricalProfile)}
         self._features: dict[str, _FeatureParity] = {}
         self._hit, self._miss = bernoulli_llr_weights(PARITY_EXPECTED_RATE, PARITY_ALTERNATIVE_RATE, T.LLR_SCALE)
         self._h = round(T.RATE_H * T.LLR_SCALE)
@@ -180,18 +185,29 @@ class FeatureParity:
         current = {"mismatch_rate": rate, "mismatches": state.mismatched_since_onset, "joined": n,
                    "recent_mismatch_rate": state.recent_mismatches / len(state.recent),
                    "total_joined": state.compared, "total_mismatches": state.mismatched}
+        exact = self._config.include_examples
         if state.pairs:
             served_v, offline_v = np.array(state.pairs).T
             diff = np.abs(served_v - offline_v)
-            current["median_abs_diff"] = rounded(np.median(diff))
+            # an absolute difference of one request is nearly its value (x1000: the served one):
+            # with examples off, pooled like any quantile of values, or not given
+            if exact:
+                current["median_abs_diff"] = rounded(np.median(diff))
+            elif len(diff) >= MIN_POOLED_SUMMARY:
+                current["median_abs_diff"] = rounded(pooled_quantiles(np.sort(diff), (0.5,), POOLED_VALUES)[0])
             current["median_rel_diff"] = rounded(np.median(diff / np.maximum(np.abs(offline_v), self._config.abs_tol)))
         fields = diagnosis.alert_fields()
-        fields["evidence"]["examples"] = (list(state.examples) if self._config.include_examples
-                                          else [{"request_id": e["request_id"]} for e in state.examples])
+        evidence = fields["evidence"]
+        evidence["examples"] = (list(state.examples) if exact
+                                else [{"request_id": e["request_id"]} for e in state.examples])
+        if not exact and "served" in evidence:  # production spellings outside training: hashed
+            known = self._training_labels.get(name, set())
+            fields = redact_labels(fields, [evidence[side] for side in ("served", "offline")
+                                            if evidence[side] not in known])
         version = served.get("model_version")
         return Alert(
             alert_id=alert_id(self._model, name, "skew", "parity", episode, self._reference),
-            kind="skew", model=self._model, model_version=None if version is None else str(version),
+            kind="skew", model=self._model, model_version=None if version is None else quote_value(version, MAX_LABEL),
             feature=name, detector="feature_parity",
             statistic=state.cusum / T.LLR_SCALE, threshold=self._h / T.LLR_SCALE, p_value=None,
             baseline={"expected_mismatch_rate": PARITY_EXPECTED_RATE, "rel_tol": self._config.rel_tol,

@@ -23,6 +23,7 @@ from detectors.fmt import count, number, percent, printable, quote_value, rounde
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
 from detectors.river_adapter import ADWIN
+from detectors.sketches import MAX_LABEL
 
 __all__ = ["PerformanceMonitor", "wilson_interval"]
 
@@ -138,7 +139,7 @@ class PerformanceMonitor:
         version = prediction.get("model_version")
         features = prediction.get("features")
         features = features if isinstance(features, dict) else {}
-        keys = [MISSING_SEGMENT if version is None else quote_value(str(version), 64)]
+        keys = [MISSING_SEGMENT if version is None else quote_value(str(version), MAX_LABEL)]
         for name, categories in zip(self._segment_features[1:], self._training_categories):
             v = features.get(name)
             if is_missing(v):
@@ -188,7 +189,8 @@ class PerformanceMonitor:
         return [Alert(
             alert_id=alert_id(self._model, None, "performance", self._metric.get("name", "accuracy"), episode,
                               self._reference),
-            kind="performance", model=self._model, model_version=None if version is None else str(version),
+            kind="performance", model=self._model,
+            model_version=None if version is None else quote_value(version, MAX_LABEL),
             feature=None, detector="label_join", statistic=z, threshold=self._z_test, p_value=p_value,
             baseline=base, current=live, events_seen=events_seen, ts=ts,
             severity="critical",

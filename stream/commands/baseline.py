@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from detectors.fmt import printable
 from stream.commands.progress import StatusLine, status_line
 
 __all__ = ["configure", "run"]
@@ -92,7 +93,7 @@ def _build(args: argparse.Namespace) -> int:
         progress.done()
     baseline.save(args.output)
     kinds = [p.kind for p in baseline.features.values()]
-    print(f"wrote {args.output}: model {baseline.model}, {baseline.n_rows:,} rows, "
+    print(f"wrote {args.output}: model {printable(baseline.model)}, {baseline.n_rows:,} rows, "
           f"{kinds.count('numeric')} numeric + {kinds.count('categorical')} categorical features",
           file=sys.stderr)
     return 0
@@ -137,9 +138,10 @@ def _names(text: str) -> list[str]:
 
 
 def _warn(message: str) -> None:
-    print(f"skewwatch baseline: warning: {message}", file=sys.stderr)
+    # messages name the training file's columns: escaped (detectors.fmt.printable)
+    print(f"skewwatch baseline: warning: {printable(message)}", file=sys.stderr)
 
 
 def _fail(message: str) -> int:
-    print(f"skewwatch baseline: {message}", file=sys.stderr)
+    print(f"skewwatch baseline: {printable(message)}", file=sys.stderr)
     return 2

@@ -450,10 +450,10 @@ class Replay:
                 print(f"replay: join {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=err)
         for model in sorted(self.router.models):
             counts = self.router.monitor(model).value_counts() if self.router.monitor(model).events_seen else {}
-            bad = [f"{name} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(c.items()) if v) + ")"
+            bad = [f"{printable(name)} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(c.items()) if v) + ")"
                    for name, c in counts.items()]
             if bad:
-                print(f"replay: {model}: missing or invalid values: " + "; ".join(bad), file=err)
+                print(f"replay: {printable(model)}: missing or invalid values: " + "; ".join(bad), file=err)
 
     def nothing_monitored(self) -> str | None:
         """Why no event was monitored, as one sentence (the command then exits 1), or None if some were."""

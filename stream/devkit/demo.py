@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from detectors.fmt import printable
 from stream.commands.alerts import decode_alert, format_alert
 from stream.devkit.processes import (
     embedded_worker_env,
@@ -257,7 +258,7 @@ def _summary(stats: _Stats) -> str:
         lines.append(f"  the worker had processed {stats.processed:,} of them")
     by_kind: dict[str, list[float]] = collections.defaultdict(list)
     for arrived, alert in stats.alerts:
-        by_kind[str(alert.get("kind"))].append(arrived - stats.start)
+        by_kind[printable(str(alert.get("kind")))].append(arrived - stats.start)
     if by_kind:
         lines.append(f"  {'kind':<16} {'alerts':>6}  first at (since start)")
         for kind, times in sorted(by_kind.items(), key=lambda kv: kv[1][0]):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from baselines.profile import CategoricalProfile, NumericProfile
-from detectors.fmt import number, percent
+from detectors.fmt import number, percent, printable
 from stream.report.gather import is_number
 
 if TYPE_CHECKING:
@@ -44,12 +44,14 @@ SERIES_COLORS = ("#D62728", "#9467BD", "#2CA02C")
 
 
 def esc(s: Any) -> str:
-    """`s` as text safe inside an HTML or SVG element or a quoted attribute.
+    """`s` as text safe inside an HTML or SVG element or a quoted attribute, its control
+    characters and bidirectional overrides written out (`detectors.fmt.printable`): a name from
+    the events cannot reorder or hide the text around it.
 
-    >>> esc('<b class="x">')
-    '&lt;b class=&quot;x&quot;&gt;'
+    >>> esc('<b class="x">'), esc("amount\\u202e")
+    ('&lt;b class=&quot;x&quot;&gt;', 'amount\\\\u202e')
     """
-    return html.escape(str(s), quote=True)
+    return html.escape(printable(str(s)), quote=True)
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:

@@ -32,6 +32,8 @@ import asyncio
 from typing import Any
 
 import faust
+from faust.web import drivers as web_drivers
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from detectors.model import MonitorConfig
 from stream.worker import config as _config
@@ -39,14 +41,33 @@ from stream.worker.faust_internals import set_fetch_max_wait
 from stream.worker.metrics import Metrics
 from stream.worker.service import DetectionService, parse_checkpoint_key
 
-__all__ = ["DISCOVERED_MODULES", "CheckpointTable", "alerts_topic", "app", "checkpoints", "dead_letters_topic",
-           "metrics", "predictions_topic", "service", "settings"]
+__all__ = ["DISCOVERED_MODULES", "CheckpointTable", "PagesOnlyWeb", "alerts_topic", "app", "checkpoints",
+           "dead_letters_topic", "metrics", "predictions_topic", "service", "settings"]
 
 settings = _config.load()
 set_fetch_max_wait(settings.fetch_max_wait_ms)
 metrics = Metrics(feature_metrics=settings.feature_metrics)
 service = DetectionService(settings.baselines, metrics, limits=_config.decoder_limits(settings),
                            config=MonitorConfig(include_examples=settings.include_examples))
+
+
+class PagesOnlyWeb(AiohttpWeb):
+    """Faust's aiohttp web server serving the app's own pages only (stream.worker.pages).
+
+    Faust's built-in views are off, whatever the environment says (its `web_tables_enabled`,
+    `web_router_enabled`... settings and their APP_WEB_* variables): `/table/<name>/<key>/` served a
+    whole checkpoint, i.e. the monitors' state, to anyone reaching the port; `/router/` the
+    cluster's layout; `/graph`, `/assignment/` and `/performance/` the worker's internals. The
+    settings alone cannot do it: with every flag off Faust still mounts a placeholder index at "/",
+    which aiohttp refuses next to the status page.
+    """
+
+    #: the driver's name in Faust's `web` setting (a URL scheme)
+    SCHEME = "skewwatch-pages"
+    default_blueprints = debug_blueprints = optional_blueprints = production_blueprints = ()
+
+
+web_drivers.DRIVERS.aliases[PagesOnlyWeb.SCHEME] = f"{__name__}:PagesOnlyWeb"
 
 #: the modules that declare agents, timers and pages on `app`; the joins forward every served
 #: event once more, so they load only when turned on
@@ -74,6 +95,7 @@ app = faust.App(
     web_bind=settings.web_host,
     web_host=settings.web_host,
     web_port=settings.web_port,
+    web=f"{PagesOnlyWeb.SCHEME}://",
     # Faust's worker plus a rate-limited log while the broker is gone and a shutdown that cannot hang
     Worker="stream.worker.lifecycle.Worker",
     # Tansu answers ListOffsets(LATEST) with the newest batch's base offset + 1; one record per

@@ -4,8 +4,11 @@ how it stops.
 - `OutageLogFilter`: the Kafka client and Faust repeat their warnings and errors ~100 times a
   second while the broker is unreachable; at most one line per logger and message passes per
   interval, and the next one says how many like it were held back.
+- `PrintableLogFilter`: the worker's own log lines quote model and feature names, file names and
+  reject details, which come from producers and files; their control characters are escaped
+  (`detectors.fmt.printable`), so a hostile name cannot rewrite the terminal or forge a log line.
 - `Worker`: Faust's worker (`faust.App(Worker=...)`, used by `skewwatch worker` and by
-  `faust -A stream.worker.app worker`) with that filter on the process's log handlers, and a
+  `faust -A stream.worker.app worker`) with those filters on the process's log handlers, and a
   watchdog: a shutdown started by SIGTERM or SIGINT that has not ended the process after
   `SHUTDOWN_GRACE_S` (Faust's own can hang for ever once the broker is gone) is cut short, and
   the process exits with status 128 + the signal's number, saying so.
@@ -27,7 +30,9 @@ from collections.abc import Callable
 
 import faust
 
-__all__ = ["LIMITED_LOGGERS", "OutageLogFilter", "SHUTDOWN_GRACE_S", "Worker"]
+from detectors.fmt import printable
+
+__all__ = ["LIMITED_LOGGERS", "OWN_LOGGERS", "OutageLogFilter", "PrintableLogFilter", "SHUTDOWN_GRACE_S", "Worker"]
 
 log = logging.getLogger("skewwatch.worker")
 
@@ -35,6 +40,9 @@ log = logging.getLogger("skewwatch.worker")
 SHUTDOWN_GRACE_S = 8.0
 #: the loggers (and their children) whose warnings and errors `OutageLogFilter` rate-limits
 LIMITED_LOGGERS = ("aiokafka", "faust", "mode")
+#: the loggers (and their children) whose messages `PrintableLogFilter` escapes: skewwatch's own
+#: (Faust's are left alone: they quote none of the events' names, and some are multi-line tables)
+OWN_LOGGERS = ("skewwatch",)
 
 
 class OutageLogFilter(logging.Filter):
@@ -87,15 +95,35 @@ class OutageLogFilter(logging.Filter):
         return True
 
 
+class PrintableLogFilter(logging.Filter):
+    """Escape the control characters (newlines included) of every message of `OWN_LOGGERS`
+    (`detectors.fmt.printable`); other records pass untouched. A traceback keeps its lines.
+
+    >>> record = logging.LogRecord("skewwatch.worker", logging.INFO, "", 0, "loaded %s", ("m\\x1b[2J\\n",), None)
+    >>> PrintableLogFilter().filter(record), record.getMessage()
+    (True, 'loaded m\\\\x1b[2J\\\\x0a')
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always True (the record is written); its message escaped if it is one of ours."""
+        if record.name.startswith(OWN_LOGGERS):
+            message = record.getMessage()
+            escaped = printable(message)
+            if escaped != message:  # args (), not None: mode's formatter would format None into it
+                record.msg, record.args = escaped, ()
+        return True
+
+
 class Worker(faust.Worker):
-    """Faust's worker with the outage log filter and a shutdown that cannot hang (see the module)."""
+    """Faust's worker with the log filters and a shutdown that cannot hang (see the module)."""
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        """Faust's set-up of the root logger, plus the outage filter on each of its handlers."""
+        """Faust's set-up of the root logger, plus the outage and escaping filters on each of its handlers."""
         super().on_setup_root_logger(logger, level)
-        limit = OutageLogFilter()
+        limit, escape = OutageLogFilter(), PrintableLogFilter()
         for handler in logger.handlers:
             handler.addFilter(limit)
+            handler.addFilter(escape)
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         # mode.Worker's one entry point for SIGINT and SIGTERM; the first signal arms the watchdog

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import json
 import signal
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import msgpack
 import orjson
 import pytest
 
 from detectors.routing import ModelRouter
+from stream.worker.config import CHECKPOINT_TABLE
 from tests.integration.conftest import produce, wait_for
 from tests.stream.helpers import events, training_baseline
 
@@ -157,3 +161,60 @@ def test_two_workers_split_the_partitions_and_a_rebalance_moves_the_monitors(dep
                 partition=p)
     moved = {p: n + 5 for p, n in expected.items()}
     wait_for(lambda: counts(first) == moved, 30, "the moved monitors continuing from their checkpoints")
+
+
+def _http_status(worker, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}{path}", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _numbers(value, out: set) -> set:
+    """Every float in a nested structure (JSON's numbers with a fraction)."""
+    if isinstance(value, dict):
+        for v in value.values():
+            _numbers(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _numbers(v, out)
+    elif isinstance(value, float):
+        out.add(value)
+    return out
+
+
+def test_the_web_server_serves_metrics_and_status_only_and_no_single_value(deployment, follow):
+    """Faust's table views served a whole checkpoint (raw monitor state) to anyone who could reach
+    the port, and its router views the cluster's layout: only /metrics, /status.json and / are served.
+    With include_examples off no alert or status value is one request's feature value."""
+    training_baseline("credit").save(deployment.baselines / "credit.msgpack")
+    worker = deployment.worker().wait_ready()
+    cfg = deployment.cfg
+    stream = events("credit", 1500, seed=41) + events("credit", 2500, seed=42, amount_mean=160.0, t0=1_764_000_015.0)
+    produce(deployment.bootstrap, cfg.input_topic, messages(stream))
+    follow(cfg.alert_topic).wait(drift_on("amount"), 30, "a drift alert on amount")
+    wait_for(lambda: worker.metric("skewwatch_checkpoints_total") >= 1, 10, "a checkpoint")
+
+    key = urllib.parse.quote(f"{worker.status()['partitions'].popitem()[0]}/credit", safe="")
+    for path in (f"/table/{CHECKPOINT_TABLE}/{key}/", f"/table/{CHECKPOINT_TABLE}/", "/table/",
+                 "/router/", f"/router/{CHECKPOINT_TABLE}/{key}/", "/graph/", "/stats/", "/assignment/"):
+        assert _http_status(worker, path) == 404, path
+    assert _http_status(worker, "/metrics") == _http_status(worker, "/status.json") == _http_status(worker, "/") == 200
+
+    raw = {v for ev in stream for v in (*ev["features"].values(), ev["confidence"]) if isinstance(v, float)}
+    status = worker.status()
+    assert status["last_alerts"]
+    assert not raw & _numbers(status, set()), raw & _numbers(status, set())
+
+
+def test_the_worker_log_escapes_a_hostile_baseline_file_and_model_name(deployment):
+    """The worker's own log lines pass through its escaping filter (Faust sets up the handlers;
+    stream.worker.lifecycle.Worker adds the filter): no raw ESC, BEL, CR or U+202E reaches the log."""
+    hostile = "\x1b]0;pwned\x07\x1b[2J\r\n\u202e"
+    training_baseline("credit" + hostile).save(deployment.baselines / f"credit{hostile}.msgpack")
+    worker = deployment.worker().wait_ready()
+    wait_for(lambda: "loaded from" in worker.log_path.read_text(errors="replace"), 20, "the baseline's log line")
+    lines = [line for line in worker.log_path.read_text(errors="replace").splitlines() if "credit" in line]
+    assert any("credit\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\x0a\\u202e" in line for line in lines), lines
+    assert not any(c in line for line in lines for c in "\x1b\x07\r\u202e"), lines
