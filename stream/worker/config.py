@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectors.events import Limits
+from stream.worker.checkpoint_codec import MIN_RECORD_BYTES
 
 __all__ = ["CHECKPOINT_TABLE", "SETTINGS", "Config", "Setting", "add_arguments", "apply_to_env", "broker_credentials",
            "changelog_topic", "decoder_limits", "joins_topic", "load", "topics"]
@@ -53,6 +54,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _record_bytes(text: str) -> int:
+    value = int(text)
+    if value < MIN_RECORD_BYTES:
+        raise ValueError(f"must be at least {MIN_RECORD_BYTES}, not {value}")
+    return value
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("broker", "--broker", "SKEWWATCH_BROKER", "kafka://127.0.0.1:9092",
             "Kafka bootstrap URL(s), e.g. kafka://k1:9092;kafka://k2:9092"),
@@ -85,6 +93,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", "--data-dir", "SKEWWATCH_DATA_DIR", None, "Faust data directory (default: ./<app-id>-data)"),
     Setting("checkpoint_interval", "--checkpoint-interval", "SKEWWATCH_CHECKPOINT_INTERVAL", 5.0,
             "seconds between checkpoints of the monitors' state (also the offset-commit interval)", float),
+    Setting("max_checkpoint_bytes", "--max-checkpoint-bytes", "SKEWWATCH_MAX_CHECKPOINT_BYTES", 900_000,
+            "largest checkpoint record, in bytes: a bigger monitor state is split into several records; keep "
+            "it below the broker's and the producer's record limits (Kafka's default is ~1 MB)", _record_bytes),
     Setting("baseline_scan_interval", "--baseline-scan-interval", "SKEWWATCH_BASELINE_SCAN_INTERVAL", 2.0,
             "seconds between rescans of the baselines directory", float),
     Setting("joins", "--joins", "SKEWWATCH_JOINS", False,
@@ -147,6 +158,7 @@ class Config:
     app_id: str
     data_dir: str | None
     checkpoint_interval: float
+    max_checkpoint_bytes: int
     baseline_scan_interval: float
     joins: bool
     join_ttl: float
