@@ -23,7 +23,7 @@ import orjson
 import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
 from detectors.alerts import Alert
 from stream.gc_policy import relax_gc
-from stream.worker.service import Record
+from stream.worker.service import Record, parse_checkpoint_key
 
 log = logging.getLogger("skewwatch.worker")
 
@@ -120,8 +120,11 @@ async def send_dead_letter(letter: dict) -> None:
 async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
     """Write the changed monitors' state; whether the broker has all checkpoints written so far."""
     written = worker.service.checkpoints(partitions)
-    for key, blob in written.items():
-        worker.checkpoints[key] = blob
+    for key, blob in written.items():  # in order: a model's chunks before its head (checkpoint_codec)
+        if blob is None:
+            worker.checkpoints.pop(key, None)  # an older checkpoint's chunk: a tombstone
+        else:
+            worker.checkpoints[key] = blob
     confirmed = await worker.checkpoints.confirmed(CHECKPOINT_CONFIRM_TIMEOUT)
     if not confirmed:
         if confirmed is None:  # a lost record is written again, with every other monitor's, next time
@@ -129,7 +132,7 @@ async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
         log.warning("the broker has not confirmed the checkpoints (%s): offsets stay uncommitted until it does",
                     "a send failed" if confirmed is None else f"{CHECKPOINT_CONFIRM_TIMEOUT:.0f} s")
         return False
-    worker.metrics.checkpoints.inc(len(written))
+    worker.metrics.checkpoints.inc(sum(parse_checkpoint_key(key)[2] is None for key in written))  # heads
     return True
 
 

@@ -19,7 +19,8 @@ from typing import Any
 from detectors.events import Limits
 from stream.worker.checkpoint_codec import MIN_RECORD_BYTES
 
-__all__ = ["CHECKPOINT_TABLE", "SETTINGS", "Config", "Setting", "add_arguments", "apply_to_env", "broker_credentials",
+__all__ = ["CHECKPOINT_TABLE", "DEFAULT_MAX_CHECKPOINT_BYTES", "SETTINGS", "Config", "Setting", "add_arguments",
+           "apply_to_env", "broker_credentials",
            "changelog_topic", "decoder_limits", "joins_topic", "load", "topics"]
 
 
@@ -52,6 +53,10 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise ValueError(f"must be at least 1, not {value}")
     return value
+
+
+#: below Kafka's default record limit (message.max.bytes, ~1 MB) and Faust's producer's (1,000,000)
+DEFAULT_MAX_CHECKPOINT_BYTES = 900_000
 
 
 def _record_bytes(text: str) -> int:
@@ -93,7 +98,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", "--data-dir", "SKEWWATCH_DATA_DIR", None, "Faust data directory (default: ./<app-id>-data)"),
     Setting("checkpoint_interval", "--checkpoint-interval", "SKEWWATCH_CHECKPOINT_INTERVAL", 5.0,
             "seconds between checkpoints of the monitors' state (also the offset-commit interval)", float),
-    Setting("max_checkpoint_bytes", "--max-checkpoint-bytes", "SKEWWATCH_MAX_CHECKPOINT_BYTES", 900_000,
+    Setting("max_checkpoint_bytes", "--max-checkpoint-bytes", "SKEWWATCH_MAX_CHECKPOINT_BYTES",
+            DEFAULT_MAX_CHECKPOINT_BYTES,
             "largest checkpoint record, in bytes: a bigger monitor state is split into several records; keep "
             "it below the broker's and the producer's record limits (Kafka's default is ~1 MB)", _record_bytes),
     Setting("baseline_scan_interval", "--baseline-scan-interval", "SKEWWATCH_BASELINE_SCAN_INTERVAL", 2.0,
