@@ -99,7 +99,7 @@ def bare_agent(argv: list[str]) -> int:
     parser.add_argument("--data-dir", required=True)
     opts = parser.parse_args(argv)
     settings = config.load()
-    from stream.worker.fetch_wait import set_fetch_max_wait
+    from stream.worker.faust_internals import set_fetch_max_wait
 
     set_fetch_max_wait(settings.fetch_max_wait_ms)  # the worker's consumer, for a fair comparison
     # The worker's Faust settings (stream/worker/app.py), minus what a counter does not use.
@@ -394,7 +394,7 @@ _NOTES = """\
   `faust/transport/drivers/aiokafka.py`) and the embedded broker answers a fetch late even when
   records are waiting (a plain aiokafka consumer, one message every 100 ms, saw delivery p50
   370 ms at 1500 ms and 3 ms at 100 ms). The worker lowers it to `--fetch-max-wait-ms` (100 ms,
-  stream/worker/fetch_wait.py), and so does the bare agent here; what remains is mostly the 0.2 s
+  stream/worker/faust_internals.py), and so does the bare agent here; what remains is mostly the 0.2 s
   micro-batch wait (`--batch-within`). Before that setting, (d) measured p99 1.5 s.
 - Where (c)'s time goes: with the monitors compiled (detectors/_kernels.c, 2026-11-26) the worker
   spends ~53% of the run in its micro-batches (65-70% before them, at 105-119k events/s). The

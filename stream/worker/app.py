@@ -36,7 +36,7 @@ import faust
 
 from detectors.model import MonitorConfig
 from stream.worker import config as _config
-from stream.worker.fetch_wait import set_fetch_max_wait
+from stream.worker.faust_internals import set_fetch_max_wait
 from stream.worker.metrics import Metrics
 from stream.worker.service import DetectionService, parse_checkpoint_key
 

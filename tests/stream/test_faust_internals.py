@@ -1,5 +1,5 @@
 """Faust hard-codes the consumer's fetch_max_wait_ms=1500; the worker lowers it to its setting
-through stream/worker/fetch_wait.py, which relies on private names of faust-streaming and
+through stream/worker/faust_internals.py, which relies on private names of faust-streaming and
 aiokafka: these tests build a real consumer the way Faust does and fail if either name moves."""
 import inspect
 
@@ -8,9 +8,10 @@ import faust.transport.drivers.aiokafka as driver
 from aiokafka import AIOKafkaConsumer
 
 from stream.worker import app as skewwatch_app
-from stream.worker import fetch_wait
+from stream.worker import faust_internals
 
-MOVED = f"stream/worker/fetch_wait.py is tested with {fetch_wait.TESTED_WITH}: a private name it relies on moved"
+MOVED = (f"stream/worker/faust_internals.py is tested with {faust_internals.TESTED_WITH}: "
+         "a private name it relies on moved")
 
 
 async def test_the_worker_consumer_takes_the_fetch_wait_setting(monkeypatch):
@@ -18,7 +19,7 @@ async def test_the_worker_consumer_takes_the_fetch_wait_setting(monkeypatch):
     monkeypatch.setattr(driver.AIOKafkaConsumerThread, "_create_worker_consumer",
                         driver.AIOKafkaConsumerThread._create_worker_consumer)
     app = faust.App("fetch-wait-test", broker="kafka://127.0.0.1:1")  # never connects
-    fetch_wait.set_fetch_max_wait(skewwatch_app.settings.fetch_max_wait_ms)
+    faust_internals.set_fetch_max_wait(skewwatch_app.settings.fetch_max_wait_ms)
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     try:
         assert isinstance(consumer, AIOKafkaConsumer), MOVED

@@ -6,7 +6,7 @@ alert. `set_fetch_max_wait` wraps Faust's private `AIOKafkaConsumerThread._creat
 and sets aiokafka's private `AIOKafkaConsumer._fetch_max_wait_ms` on the consumer it returns:
 aiokafka reads the value when the consumer starts, so setting it on the fresh consumer is enough.
 Used by the worker (stream/worker/app.py) and by bench/e2e.py's bare agent, so both are compared
-with the same consumer. tests/stream/test_fetch_wait.py fails if either private name moves.
+with the same consumer. tests/stream/test_faust_internals.py fails if either private name moves.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import faust.transport.drivers.aiokafka as _driver
 __all__ = ["TESTED_WITH", "set_fetch_max_wait"]
 
 #: the versions this adapter is tested with; a private name it relies on missing in another
-#: version fails at import (the method) or in tests/stream/test_fetch_wait.py (both)
+#: version fails at import (the method) or in tests/stream/test_faust_internals.py (both)
 TESTED_WITH = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 
 _original = _driver.AIOKafkaConsumerThread._create_worker_consumer
