@@ -168,6 +168,8 @@ class PartitionMonitors:
             return False
         try:
             found = checkpoint_codec.read_head(head)
+            # its chunks, restored or not, are the ones the next checkpoint of the model deletes
+            self._written[model] = (found.generation, len(found.chunks))
             data = found.meta
             if data.get("baseline") != self.router.baseline(model).fingerprint:
                 log.info("partition %d: checkpoint of %r was taken against another baseline; starting fresh",
@@ -178,7 +180,6 @@ class PartitionMonitors:
             log.warning("partition %d: cannot restore %r from its checkpoint (%s: %s); starting fresh",
                         self.partition, model, type(e).__name__, e)
             return False
-        self._written[model] = (found.generation, len(found.chunks))
         offset = int(data["offset"])
         log.info("partition %d: restored %r at offset %d (%d events seen)", self.partition, model, offset,
                  self.router.monitor(model).events_seen)

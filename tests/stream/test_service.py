@@ -440,3 +440,22 @@ def test_a_checkpoint_with_a_missing_or_foreign_chunk_starts_the_monitor_fresh_a
             fresh = service.monitors_for(0, lambda items=items: items)
         assert fresh.router.monitor("credit").events_seen == 0
         assert "cannot restore 'credit'" in caplog.text and why in caplog.text and "starting fresh" in caplog.text
+
+
+def test_the_chunks_of_a_checkpoint_that_was_not_restored_are_deleted_by_the_next_one(tmp_path, credit_baseline):
+    from tests.stream.helpers import training_baseline
+
+    service = small_records_service(tmp_path, credit_baseline)
+    service.process(service.monitors_for(0, lambda: []), records(as_json(events("credit", 200, seed=4))))
+    table: dict[str, bytes] = {}
+    write(table, service.checkpoints())
+    other = DetectionService(str(tmp_path / "other"), Metrics(CollectorRegistry()), max_checkpoint_bytes=1024)
+    (tmp_path / "other").mkdir()
+    training_baseline("credit", seed=9, version="2").save(tmp_path / "other" / "credit.msgpack")  # another baseline
+    other.rescan()
+    fresh = other.monitors_for(0, lambda: list(table.items()))
+    assert fresh.router.monitor("credit").events_seen == 0
+    other.process(fresh, records(as_json(events("credit", 10, seed=5)), start=200))
+    assert any(k.startswith("0#0.") for k in table)
+    write(table, other.checkpoints())
+    assert not any(k.startswith("0#0.") for k in table)  # the unrestored checkpoint's chunks: deleted
