@@ -29,8 +29,8 @@ demo: venv
 
 # Debian tools used by some tests, installed when running as root with apt: promtool checks the
 # Prometheus config and rules (tests/test_deploy.py), chromium renders `skewwatch report` pages
-# (tests/test_report.py). Without them those checks skip and say why (with CI=true the report
-# rendering test fails instead).
+# (tests/test_report.py) and the worker's status page (tests/integration/test_status_page.py).
+# Without them those checks skip and say why (with CI=true the rendering tests fail instead).
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    missing=""; \

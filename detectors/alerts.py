@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.episodes import Candidate
+from detectors.next_steps import next_step
 
 __all__ = ["KINDS", "Alert", "alert_id", "severity"]
 
@@ -88,6 +89,13 @@ class Alert:
     severity: str  # "warning" | "critical"
     diagnosis: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    #: what to do about it (`detectors.next_steps`); derived from the fields above when not given
+    next_step: str = ""
+
+    def __post_init__(self) -> None:
+        # every alert carries one, whoever builds it; an alert read back keeps the step it was sent with
+        if not self.next_step:
+            self.next_step = next_step(self.kind, self.feature, self.evidence, self.current, self.baseline)
 
     def to_dict(self) -> dict[str, Any]:
         """The alert as a JSON-ready dict, fields in contract order (what the worker publishes)."""
@@ -108,9 +116,10 @@ class Alert:
             "severity": self.severity,
             "diagnosis": self.diagnosis,
             "evidence": self.evidence,
+            "next_step": self.next_step,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Alert:
-        """The alert of a `to_dict` (a field it lacks is None)."""
+        """The alert of a `to_dict` (a field it lacks is None; a missing `next_step` is derived)."""
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]

@@ -382,7 +382,7 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
     # other values distributed as in training
     rest = x[x != v]
     if (len(rest) >= MIN_VALUES
-            and _ks_to_training_without(p, rest, v, baseline_share) > 1.63 / math.sqrt(len(rest)) + 0.05):
+            and _ks_to_training(p, rest, v, baseline_share) > 1.63 / math.sqrt(len(rest)) + 0.05):
         return None
     sentinel = _sentinel_name(p, v) or "a repeated value"
     return _default_fill_diagnosis(p, v, share, baseline_share, sentinel, n_missing, n_total)
@@ -438,8 +438,11 @@ def _numeric_fallback(p: NumericProfile, x: np.ndarray, n_missing: int, n_invali
     location = abs(location_z) >= 0.25
     scale = std > 0 if spread is None else not 0.8 <= spread <= 1.25
     moved = {(True, True): "location+scale", (True, False): "location", (False, True): "scale"}.get((location, scale))
+    # the share of traffic the change affects, for the next step: at least this share of the values
+    # crossed some value relative to training (the KS distance, a lower bound of the share moved)
     evidence.update({"moved": moved or "shape", "location_shift_std": rounded(location_z),
-                     "spread_ratio": None if spread is None else rounded(spread)})
+                     "spread_ratio": None if spread is None else rounded(spread),
+                     "shifted_share": rounded(_ks_to_training(p, x))})
     numbers = (f"mean {number(p.mean)} -> {number(mean)}, std {number(p.std)} -> {number(std)}, "
                f"median {number(p.quantiles[500])} -> {number(median)}")
     if outside >= 0.01:
@@ -590,6 +593,10 @@ def _categorical_fallback(p: CategoricalProfile, counts: dict[str, int], n: int,
                          "lost upstream of serving", evidence)
     if not n:
         return Diagnosis("category_shift", "no recent values to compare", evidence)
+    # the share of traffic the change affects, for the next step: the values above their training share
+    # (total variation distance; the unseen values pooled against training's "other" share)
+    evidence["shifted_share"] = rounded(sum(max(0.0, counts.get(c, 0) / n - share) for c, share in p.categories.items())
+                                        + max(0.0, unseen_share - p.other_freq))
     moves = sorted(((c, counts.get(c, 0) / n - p.categories.get(c, 0.0)) for c in set(counts) | set(p.categories)),
                    key=lambda cd: -abs(cd[1]))[:3]
     evidence["largest_moves"] = {c: [rounded(p.categories.get(c, 0.0)), rounded(counts.get(c, 0) / n)]
@@ -999,8 +1006,9 @@ def _training_share_on_step(p: NumericProfile, step: float) -> float:
     return _on_step(p.quantiles[1:-1], step)
 
 
-def _ks_to_training_without(p: NumericProfile, rest: np.ndarray, v: float, share_v: float) -> float:
-    """KS distance between `rest` and the training distribution conditioned on x != v."""
+def _ks_to_training(p: NumericProfile, rest: np.ndarray, v: float = math.nan, share_v: float = 0.0) -> float:
+    """KS distance between `rest` and the training distribution conditioned on x != v (v of training
+    share `share_v`; the default NaN equals nothing: the whole training distribution)."""
     if p.discrete_values is not None and p.discrete_freqs is not None:
         # few-valued training: compare the two step functions at every value either side takes
         points = np.union1d(p.discrete_values, np.unique(rest))

@@ -76,6 +76,16 @@ class EpisodeTracker:
         self._episodes[key] = [number, event_index]
         return number
 
+    def open_at(self, event_index: int) -> list[tuple[str, str]]:
+        """The keys whose episode is still open at event_index: an alarm within `quiet_events` of it.
+
+        >>> t = EpisodeTracker(quiet_events=100)
+        >>> _ = [t.observe(("x", "missing"), 5), t.observe(("y", "distribution"), 90)]
+        >>> t.open_at(105), t.open_at(191)
+        ([('x', 'missing'), ('y', 'distribution')], [])
+        """
+        return [key for key, (_, last) in self._episodes.items() if event_index - last <= self._quiet]
+
     def state_dict(self) -> dict[str, Any]:
         """The open and closed episodes as plain data (`load_state` takes it back)."""
         return {"episodes": [[f, fam, n, last] for (f, fam), (n, last) in self._episodes.items()]}

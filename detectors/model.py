@@ -27,6 +27,7 @@ import numpy as np
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile
 from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id, severity
+from detectors.categorical import ALARMS as CATEGORICAL_ALARMS
 from detectors.categorical import CategoricalBank
 from detectors.diagnosis import (
     ChangeTiming,
@@ -45,7 +46,14 @@ from detectors.diagnosis import (
 from detectors.episodes import AlarmSource, Candidate, EpisodeTracker
 from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns
 from detectors.fmt import quote_value
-from detectors.numeric import MIN_POOLED_SUMMARY, Z_PER_UNIT, NumericBank, summarise_recent
+from detectors.numeric import (
+    CONFIDENCE_ALARMS,
+    FEATURE_ALARMS,
+    MIN_POOLED_SUMMARY,
+    Z_PER_UNIT,
+    NumericBank,
+    summarise_recent,
+)
 from detectors.recent import InvalidExamples
 from detectors.schema import SchemaMonitor
 from detectors.serving import ServedVersions
@@ -57,6 +65,10 @@ __all__ = ["STATE_VERSION", "ModelMonitor", "MonitorConfig"]
 #: 5: the last raw values and unseen labels only with examples on (4: the schema monitor's record
 #: of absent fields)
 STATE_VERSION = 5
+
+#: the alert kind of each family of a feature's (or the confidence's) alarms, from the banks' own tables
+_FEATURE_ALARM_KINDS = {family: kind for kind, family, _ in
+                        (*FEATURE_ALARMS.values(), *CONFIDENCE_ALARMS.values(), *CATEGORICAL_ALARMS.values())}
 
 
 @dataclass(frozen=True)
@@ -363,8 +375,10 @@ class ModelMonitor:
 
     # ---- snapshot and state ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """The monitor at a glance: events seen, served version, mean confidence, and per feature its
-        last window's statistics, missing ratio and last alert (what `skewwatch` shows and exports)."""
+        """The monitor at a glance: events seen, served version, mean confidence, per feature its
+        last window's statistics, missing ratio and last alert (what `skewwatch` shows and exports),
+        and "alerting": {feature or "confidence": [alert kinds]} of the episodes open now (an alarm
+        within `rearm_quiet_events`)."""
         features: dict[str, Any] = {}
         for j, name in enumerate(self._numeric.names):
             features[name] = {"kind": "numeric", "missing_ratio": self._numeric.missing_ratio(j),
@@ -382,8 +396,19 @@ class ModelMonitor:
             # with examples off, not from so few values that the mean is a request's own value
             enough = 1 if self._config.include_examples else MIN_POOLED_SUMMARY
             confidence_mean = float(ok.mean()) if len(ok) >= enough else None
+        alerting: dict[str, set[str]] = {}
+        for feature, family in self._episodes.open_at(self._events_seen - 1):
+            if feature and family in _FEATURE_ALARM_KINDS:  # not the model-wide schema and serving episodes
+                alerting.setdefault(feature, set()).add(_FEATURE_ALARM_KINDS[family])
         return {"model": self._baseline.model, "model_version": self._serving.served_version(),
-                "events_seen": self._events_seen, "confidence_mean": confidence_mean, "features": ordered}
+                "events_seen": self._events_seen, "confidence_mean": confidence_mean, "features": ordered,
+                "alerting": {name: sorted(kinds) for name, kinds in alerting.items()}}
+
+    def last_alerts(self) -> dict[str, dict]:
+        """{feature: its last alert in brief (alert_id, kind, detector, events_seen, severity)}, only
+        the features that alerted: what `snapshot` shows per feature, without computing every
+        feature's statistics (the worker's status page asks it of every model). Kept in checkpoints."""
+        return dict(self._last_alert)
 
     def state_dict(self, complete: bool = False) -> dict[str, Any]:
         """Everything the tests need to continue exactly, as plain data (numbers, strings, lists, bytes:

@@ -539,6 +539,9 @@ def test_dashboard_has_the_required_panels_over_real_metrics():
         "sum by (model) (rate(skewwatch_events_total",
         "sum by (reason) (rate(skewwatch_rejected_events_total",
         "sum by (kind) (increase(skewwatch_alerts_total",
+        "sum by (model, feature, kind) (increase(skewwatch_alerts_total",
+        "topk(10, skewwatch_drift_score{model=~\"$model\"",
+        "skewwatch_feature_alerting{model=~\"$model\"",
         "skewwatch_drift_statistic{model=~\"$model\"",
         "skewwatch_missing_ratio",
         "skewwatch_confidence_mean",
@@ -546,6 +549,16 @@ def test_dashboard_has_the_required_panels_over_real_metrics():
         "skewwatch_consumer_lag_messages",
     ):
         assert required in queried, required
+
+
+def test_rankings_and_the_drift_rule_use_the_comparable_score_and_name_the_feature():
+    # topk over skewwatch_drift_statistic ranked window sizes and p-values with distances
+    for expr in dashboard_queries() + [rule["expr"] for rule in rules()]:
+        for ranked in re.findall(r"\b(?:topk|bottomk)\(\s*\d+\s*,\s*(skewwatch_[a-z_]+)", expr):
+            assert ranked == "skewwatch_drift_score", expr
+    (drift,) = [rule for rule in rules() if rule["alert"] == "SkewwatchDriftAlerts"]
+    assert "feature" in output_labels(drift["expr"], metric_catalogue())
+    assert "$labels.feature" in drift["annotations"]["summary"]
 
 
 @needs_promtool

@@ -18,7 +18,7 @@ from stream.devkit.synthetic import scenarios as streams
 
 N_TRAIN = 20_000
 ALERT_KEYS = {"alert_id", "kind", "model", "model_version", "feature", "detector", "statistic", "threshold",
-              "p_value", "baseline", "current", "events_seen", "ts", "severity", "diagnosis", "evidence"}
+              "p_value", "baseline", "current", "events_seen", "ts", "severity", "diagnosis", "evidence", "next_step"}
 
 
 @cache
@@ -266,6 +266,20 @@ def test_snapshot_reports_current_statistics():
     assert snap["features"]["country"]["kind"] == "categorical"
     assert 0.75 < snap["confidence_mean"] < 0.85
     json.dumps(snap)
+
+
+def test_snapshot_names_the_features_alerting_now_by_kind_until_their_episode_closes():
+    ev = list(messy_stream())
+    m = ModelMonitor(baseline())
+    replay(ev[:4000], 1000, m)
+    # strings in "count" from event 3000, a shift of "amount" from 1500; the schema episode has no feature
+    assert m.snapshot()["alerting"] == {"amount": ["drift"], "count": ["data_quality"]}
+    restored = ModelMonitor.from_state(baseline(), msgpack.unpackb(msgpack.packb(m.state_dict()), raw=False))
+    assert restored.snapshot()["alerting"] == m.snapshot()["alerting"]
+    replay(ev[4000:], 1000, m)
+    # "count" is valid again since event 3400: its episode closed after rearm_quiet_events (5000)
+    assert m.snapshot()["alerting"] == {"amount": ["drift"], "country": ["data_quality"],
+                                        "confidence": ["confidence_drop"]}
 
 
 def test_numbers_sent_as_strings_are_invalid_and_diagnosed_from_the_raw_values():

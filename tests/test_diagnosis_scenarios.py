@@ -6,6 +6,7 @@ import pytest
 
 from baselines.build import build_baseline_from_columns
 from detectors.diagnosis import PIPELINE_CAUSES, label_hash
+from detectors.fmt import percent
 from detectors.model import ModelMonitor
 
 N_TRAIN, N_PROD, CHANGE_AT = 20_000, 6_000, 2_000
@@ -63,6 +64,7 @@ def test_unit_change_seconds_instead_of_milliseconds():
     a = _first(_run(_scale(0.001)), "latency_ms")
     assert a.evidence["cause"] == "unit_change", a.diagnosis
     assert "1/1000" in a.diagnosis
+    assert a.next_step.startswith("fix the serving pipeline's conversion of 'latency_ms': it sends ~1/1000 of")
 
 
 def test_letter_case_names_the_mapping():
@@ -72,6 +74,8 @@ def test_letter_case_names_the_mapping():
     a = _first(_run(defect), "platform")
     assert a.evidence["cause"] == "letter_case", a.diagnosis
     assert label_hash("IOS") in a.diagnosis and "ios" in a.diagnosis  # examples off: the unseen spelling hashed
+    assert a.next_step == f"fix the casing of 'platform' in serving: it sends '{label_hash('IOS')}' where training " \
+                          "has 'ios'"
 
 
 def test_default_fill_with_zero():
@@ -80,6 +84,7 @@ def test_default_fill_with_zero():
         cols["amount"][idx[idx % 4 == 0]] = 0.0
     a = _first(_run(defect), "amount")
     assert a.evidence["cause"] == "default_fill", a.diagnosis
+    assert "find where 'amount' is filled with the default value 0 (zero)" in a.next_step
 
 
 def test_rounding_to_integers():
@@ -104,6 +109,7 @@ def test_version_change_coinciding_with_the_shift():
     a = _first(_run(defect, versions), "amount")
     assert a.evidence["cause"] == "version_change", a.diagnosis
     assert a.evidence["version_change"]["previous_version"] == "1" and "1 -> 2" in a.diagnosis
+    assert a.next_step.startswith("fix how model_version '2' computes 'amount' or roll back to '1'")
 
 
 def test_a_version_change_far_from_the_shift_is_not_blamed():
@@ -121,3 +127,6 @@ def test_a_genuine_population_shift_is_not_labelled_a_pipeline_bug(shift):
         cols["amount"][CHANGE_AT:] = rng.gamma(3.0, 40.0 * shift, N_PROD - CHANGE_AT)
     a = _first(_run(defect), "amount")
     assert a.evidence["cause"] not in PIPELINE_CAUSES, a.diagnosis
+    # the shift moves the whole distribution: the step is to retrain, with the share of traffic it moved
+    share = a.evidence["shifted_share"]
+    assert 0.1 < share < 0.6 and f"retrain on recent data: ~{percent(share)} of traffic has 'amount'" in a.next_step

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from detectors.events import Limits
+from detectors.fmt import number, percent
 from detectors.joins import (
     JoinConfig,
     JoinMonitor,
@@ -102,6 +103,8 @@ def test_a_feature_computed_differently_at_serving_time_is_named_with_its_rate_a
     assert alert.current["median_rel_diff"] == pytest.approx(999.0)
     assert alert.evidence["cause"] == "unit_change" and alert.evidence["factor"] == "1000"
     assert "serving value differs from the offline recomputation in" in alert.diagnosis
+    assert alert.next_step.startswith("fix the serving pipeline's conversion of 'amount': it sends ~1000x the offline "
+                                      "values")
     examples = alert.evidence["examples"]
     assert 1 <= len(examples) <= 5
     for ex in examples:  # request ids only: the values may be personal data
@@ -192,6 +195,8 @@ def test_an_accuracy_drop_is_alerted_with_the_interval_and_the_sample_size():
     assert alert.p_value < 1e-7 and alert.statistic > alert.threshold
     assert f"n={current['n']:,} labelled predictions" in alert.diagnosis and "vs 90% on validation" in alert.diagnosis
     assert 3000 < alert.evidence["labelled"] < 4000  # found within ~1000 labels of the drop
+    assert alert.next_step.startswith("fix the causes among this model's drift and skew alerts")
+    assert f"live accuracy {percent(current['accuracy'])} vs 90% on validation" in alert.next_step
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -221,6 +226,8 @@ def test_a_regression_models_mae_rise_is_alerted():
     alerts = [a for i, e in enumerate(errors) for a in monitor.update({"prediction": float(e)}, 0.0, i + 1, None)]
     [alert] = alerts
     assert alert.baseline == {"mae": 1.0, "n": 10_000} and alert.current["mae"] > alert.current["ci_low"] > 1.02
+    assert "labels detect a rise of the MAE of" in alert.diagnosis
+    assert alert.evidence["segments"]["verdict"] == "one_segment"  # no version, no feature: nothing to split
     quiet = PerformanceMonitor("price", {"name": "mae", "value": 1.0, "n": 10_000})
     assert not [a for i, e in enumerate(rng.exponential(1.0, 10_000))
                 for a in quiet.update({"prediction": float(e)}, 0.0, i, None)]
@@ -301,3 +308,121 @@ def test_every_reason_a_join_record_is_rejected_for_is_a_listed_reason():
     for kind in ("feature_log", "labels"):
         _, rejects = decode_join_records(records, kind, Limits())
         assert rejects and {r.reason for r in rejects} <= set(REASONS), [r.reason for r in rejects]
+
+
+# ---- is the problem real? (the performance alert's checks) ---------------------------------------
+def segmented(n: int, accuracy, country, version, seed: int) -> tuple[list[dict], list[dict]]:
+    """Predictions with a country and a model_version, and their labels; prediction i is right with
+    probability accuracy(i, country, version)."""
+    rng = np.random.default_rng(seed)
+    evs, labels = [], []
+    for i in range(n):
+        c, v = country(i, rng), version(i, rng)
+        y = int(rng.integers(0, 2))
+        right = rng.random() < accuracy(i, c, v)
+        evs.append({"model": "credit", "model_version": v, "request_id": f"r{i}", "ts": float(i),
+                    "features": {"country": c}, "prediction": y if right else 1 - y})
+        labels.append({"request_id": f"r{i}", "label": y, "ts": i + 0.5})
+    return evs, labels
+
+
+def first_performance_alert(evs, labels):
+    joins = JoinMonitor({"credit": CLASSIFIER}.get, parity=False)
+    joins.add_predictions(evs)
+    return joins.add_labels(labels)[0]
+
+
+def countries(shares_before, shares_after, at=3000):
+    return lambda i, rng: str(rng.choice(["US", "FR", "DE"], p=shares_before if i < at else shares_after))
+
+
+def version_one(i, rng):
+    return "1"
+
+
+def test_a_drop_in_every_segment_is_told_apart_from_a_mix_change():
+    a = first_performance_alert(*segmented(8000, lambda i, c, v: 0.9 if i < 3000 else 0.75,
+                                           countries([0.4, 0.3, 0.3], [0.4, 0.3, 0.3]), version_one, seed=1))
+    seg = a.evidence["segments"]
+    assert seg["verdict"] == "within_segments" and seg["feature"] == "country"
+    assert {r["segment"] for r in seg["largest"]} == {"US", "FR", "DE"}
+    assert all(r["accuracy_now"] < r["accuracy_before"] for r in seg["largest"])
+    assert "the drop holds within the largest segments of 'country'" in a.diagnosis
+    assert a.next_step.startswith("fix the causes among this model's drift and skew alerts")
+
+
+def test_a_traffic_mix_change_towards_a_weak_segment_is_named_as_such():
+    # DE was always served worse; from label 3000 on it is most of the traffic
+    a = first_performance_alert(*segmented(8000, lambda i, c, v: 0.6 if c == "DE" else 0.95,
+                                           countries([0.5, 0.4, 0.1], [0.2, 0.2, 0.6]), version_one, seed=1))
+    seg = a.evidence["segments"]
+    assert seg["verdict"] == "mix_change" and seg["feature"] == "country"
+    assert seg["mix_effect"] > 2 * abs(seg["within_effect"])
+    [de] = [r for r in seg["largest"] if r["segment"] == "DE"]
+    assert de["share_before"] < 0.2 < 0.5 < de["share_now"] and abs(de["accuracy_now"] - de["accuracy_before"]) < 0.1
+    assert (f"a traffic mix change in 'country': the new mix alone, at each segment's figure of before, accounts "
+            f"for {number(100 * seg['mix_effect'])} points of the drop") in a.diagnosis
+    assert a.next_step.startswith("find what changed the traffic mix of 'country': 'DE' grew")
+
+
+def test_a_new_model_version_serving_worse_is_named():
+    a = first_performance_alert(*segmented(
+        8000, lambda i, c, v: 0.55 if v == "2" else 0.9, countries([0.4, 0.3, 0.3], [0.4, 0.3, 0.3]),
+        lambda i, rng: "2" if i >= 3000 and rng.random() < 0.5 else "1", seed=1))
+    seg = a.evidence["segments"]
+    assert seg["verdict"] in ("new_segment", "mix_change") and seg["feature"] == "model_version"
+    assert a.next_step.startswith("route traffic away from model_version '2' (roll it back)")
+
+
+def test_a_model_version_absent_before_the_drop_is_a_new_segment():
+    # version 2 (30% accurate) takes 30% of the traffic from label 4,800: the kept labels before the
+    # window hold almost none of it, so its figure before is unknown and the mix cannot explain it
+    a = first_performance_alert(*segmented(
+        8000, lambda i, c, v: 0.3 if v == "2" else 0.9, countries([0.4, 0.3, 0.3], [0.4, 0.3, 0.3]),
+        lambda i, rng: "2" if i >= 4800 and rng.random() < 0.3 else "1", seed=3))
+    seg = a.evidence["segments"]
+    assert (seg["verdict"], seg["feature"], seg["segment"]) == ("new_segment", "model_version", "2")
+    assert "the drop comes with a new segment of model_version: '2'" in a.diagnosis
+    assert a.next_step.startswith("route traffic away from model_version '2' (roll it back)")
+
+
+def test_a_category_never_seen_in_training_that_the_model_fails_on_is_named():
+    def country(i, rng):
+        return "IT" if i >= 3000 and rng.random() < 0.4 else str(rng.choice(["US", "FR", "DE"]))
+    a = first_performance_alert(*segmented(8000, lambda i, c, v: 0.5 if c == "IT" else 0.9, country, version_one,
+                                           seed=1))
+    seg = a.evidence["segments"]
+    assert seg["feature"] == "country" and seg["verdict"] in ("new_segment", "mix_change")
+    assert any(r["not_in_training"] and r["segment"] == "(not in training)" for r in seg["largest"])
+    assert "IT" not in a.diagnosis + orjson.dumps(a.to_dict()).decode()  # the production value itself is not kept
+    assert a.next_step.startswith("retrain with the values of 'country' not seen in training")
+
+
+def test_without_labels_before_the_change_the_segments_are_not_compared():
+    a = first_performance_alert(*segmented(3000, lambda i, c, v: 0.7, countries([0.4, 0.3, 0.3], [0.4, 0.3, 0.3]),
+                                           version_one, seed=2))
+    assert a.evidence["segments"]["verdict"] == "no_history"
+    assert "too few labels before the change" in a.diagnosis
+
+
+def test_the_stated_minimum_detectable_drop_is_detected_at_the_stated_power():
+    a = first_performance_alert(*segmented(8000, lambda i, c, v: 0.9 if i < 3000 else 0.75,
+                                           countries([0.4, 0.3, 0.3], [0.4, 0.3, 0.3]), version_one, seed=1))
+    ev, n = a.evidence, a.current["n"]
+    assert ev["detection_power"] == 0.8
+    assert ev["measured_change"] == pytest.approx(0.9 - a.current["accuracy"], abs=1e-3)
+    assert ev["enough_labels"] == (ev["measured_change"] >= ev["minimum_detectable_change"])
+    assert f"{n:,} labels detect a drop of" in a.diagnosis
+    # simulate the same test (score test of "accuracy >= bound" at the alert's threshold) at a true
+    # accuracy of validation minus the stated minimum: it rejects ~80% of the time
+    bound, z_test = ev["test_bound"], a.threshold
+    accuracy = np.random.default_rng(0).binomial(n, 0.9 - ev["minimum_detectable_change"], 20_000) / n
+    power = np.mean((bound - accuracy) / np.sqrt(bound * (1 - bound) / n) > z_test)
+    assert power == pytest.approx(0.8, abs=0.04)
+
+
+def test_many_labels_make_a_large_drop_clear():
+    evs, labels = segmented(3400, lambda i, c, v: 0.9 if i < 2000 else 0.55,
+                            countries([0.4, 0.3, 0.3], [0.4, 0.3, 0.3]), version_one, seed=3)
+    a = first_performance_alert(evs, labels)
+    assert a.evidence["enough_labels"] and "is above it: enough labels for the claim" in a.diagnosis

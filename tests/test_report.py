@@ -5,12 +5,10 @@ import html
 import json
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
 import zlib
-from html.parser import HTMLParser
 
 import numpy as np
 import orjson
@@ -20,6 +18,7 @@ from baselines.build import build_baseline_from_columns
 from stream.commands.cli import main
 from stream.devkit.synthetic import scenarios as streams
 from stream.report import command, gather, svg
+from tests.browser import HtmlStructure, chromium, decode_png, near
 from tests.stream.helpers import poison_monitors
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -28,8 +27,6 @@ N_EVENTS = 8_000
 CHANGE_AT = 3_000
 SHIFTED = "normal_00"
 NEW_CATEGORY_FEATURE = "category_04"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
 def _scenario():
@@ -75,35 +72,11 @@ def _card(page: str, feature: str) -> str:
     return m.group(0)
 
 
-class _Structure(HTMLParser):
-    """Checks that every non-void element is closed in order; collects tags, attributes and links."""
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.stack, self.errors, self.tags, self.links = [], [], [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.links += [v for k, v in attrs if k in ("src", "href", "xlink:href", "srcset", "action", "data") and v]
-        if tag not in VOID:
-            self.stack.append(tag)
-
-    def handle_startendtag(self, tag, attrs):
-        self.tags.append(tag)
-        self.links += [v for k, v in attrs if k in ("src", "href", "xlink:href") and v]
-
-    def handle_endtag(self, tag):
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
-        else:
-            self.stack.pop()
-
-
 # ---- the page as text ---------------------------------------------------------------------------------
 def test_the_page_is_one_self_contained_well_formed_html_file(run):
     page = run["page"]
     assert page.startswith("<!DOCTYPE html>")
-    p = _Structure()
+    p = HtmlStructure()
     p.feed(page)
     p.close()
     assert p.errors == [] and p.stack == []
@@ -122,6 +95,7 @@ def test_every_alert_replay_prints_is_on_the_page_with_its_diagnosis(run):
     assert re.findall(r'data-alert-id="([0-9a-f]+)"', page) == [a["alert_id"] for a in alerts]
     for a in alerts:
         assert html.escape(a["diagnosis"]) in page
+        assert f'<p class="next-step"><b>next step:</b> {html.escape(a["next_step"])}</p>' in page
 
 
 def test_each_alerted_feature_shows_distributions_statistic_over_time_and_diagnosis(run):
@@ -228,65 +202,6 @@ def test_wrong_arguments_exit_2(tmp_path, run, capsys):
 
 
 # ---- the page rendered by a real browser ------------------------------------------------------------
-def _chromium(tmp_path, *args) -> subprocess.CompletedProcess:
-    if CHROMIUM is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium is not installed; CI installs Debian's chromium package (.ci/run)")
-        pytest.skip("chromium not installed (apt-get install --no-install-recommends chromium)")
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", *args],
-        capture_output=True, timeout=120, check=True)
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """An 8-bit RGB or RGBA, non-interlaced PNG (what Chromium writes) as an (h, w, 3) array."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat = 8, []
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        pos += 12 + n
-        if kind == b"IHDR":
-            w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            assert depth == 8 and color in (2, 6) and interlace == 0, (depth, color, interlace)
-        elif kind == b"IDAT":
-            idat.append(body)
-    bpp = 3 if color == 2 else 4
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8).reshape(h, 1 + w * bpp)
-    out = np.empty((h, w * bpp), dtype=np.uint8)
-    prev = np.zeros(w * bpp, dtype=np.uint8)
-    for y in range(h):
-        kind, row = raw[y, 0], raw[y, 1:]
-        if kind == 0:
-            cur = row.copy()
-        elif kind == 1:  # Sub: a running sum per channel, modulo 256
-            cur = np.cumsum(row.reshape(w, bpp), axis=0, dtype=np.uint8).ravel()
-        elif kind == 2:  # Up
-            cur = row + prev
-        else:  # Average / Paeth depend on the reconstructed left neighbour: byte by byte
-            r, up, rec = row.tolist(), prev.tolist(), [0] * (w * bpp)
-            for i in range(w * bpp):
-                a = rec[i - bpp] if i >= bpp else 0
-                b = up[i]
-                if kind == 3:
-                    rec[i] = (r[i] + ((a + b) >> 1)) & 255
-                else:
-                    c = up[i - bpp] if i >= bpp else 0
-                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-                    rec[i] = (r[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-            cur = np.array(rec, dtype=np.uint8)
-        out[y] = cur
-        prev = cur
-    return out.reshape(h, w, bpp)[:, :, :3]
-
-
-def _near(img: np.ndarray, hex_color: str, tolerance: int = 40) -> int:
-    rgb = np.array([int(hex_color[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.int32)
-    return int((np.abs(img.astype(np.int32) - rgb).sum(axis=2) < tolerance).sum())
-
-
 def test_decode_png_reads_what_it_is_given():
     rows = [bytes([f]) + bytes(range(f * 10, f * 10 + 6)) for f in range(5)]  # 2x5 RGB, every filter type
     png = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 5, 8, 2, 0, 0, 0))
@@ -309,20 +224,20 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 @pytest.mark.integration
 def test_chromium_renders_the_plots(run, tmp_path):
     url = run["path"].resolve().as_uri()
-    dom = _chromium(tmp_path, "--dump-dom", url).stdout.decode("utf-8", "replace")
+    dom = chromium(tmp_path, "--dump-dom", url).stdout.decode("utf-8", "replace")
     n_svg = run["page"].count("<svg")
     assert n_svg >= 1 + 2 * len({a["feature"] for a in run["alerts"] if a["feature"]})
     assert dom.count("<svg") == n_svg  # every plot was parsed into the rendered document
     assert dom.count("<polyline") == run["page"].count("<polyline") > 0
     png = tmp_path / "report.png"
-    _chromium(tmp_path, f"--screenshot={png}", "--window-size=1200,3000", url)
+    chromium(tmp_path, f"--screenshot={png}", "--window-size=1200,3000", url)
     img = decode_png(png.read_bytes())
     assert img.shape == (3000, 1200, 3)
     assert img.std() > 20  # not a blank page
     # the plots are drawn: training (blue), production (orange) and the unseen category / alerts (red)
-    assert _near(img, svg.PROD_COLOR) > 2_000
-    assert _near(img, "#A9BCD4") + _near(img, svg.BASE_COLOR) > 2_000  # blue at 35% over white, or solid
-    assert _near(img, svg.NEW_COLOR) > 300
+    assert near(img, svg.PROD_COLOR) > 2_000
+    assert near(img, "#A9BCD4") + near(img, svg.BASE_COLOR) > 2_000  # blue at 35% over white, or solid
+    assert near(img, svg.NEW_COLOR) > 300
 
 
 def test_an_event_a_monitor_raises_on_is_left_out_of_the_report_too(run, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from baselines.profile import Baseline
+from baselines.profile import Baseline, CategoricalProfile
 from detectors.alerts import Alert
 from detectors.joins.buffer import RequestJoin
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
@@ -114,8 +114,10 @@ class JoinMonitor:
             return []
         entry = self._performance.get(model)
         if entry is None or entry[0] is not baseline:
+            # the drop is recomputed within the segments of the categorical features (their training categories)
+            segments = {n: p.categories for n, p in baseline.features.items() if isinstance(p, CategoricalProfile)}
             entry = self._performance[model] = (baseline, PerformanceMonitor(model, baseline.metric, self._config,
-                                                                            baseline.fingerprint))
+                                                                            baseline.fingerprint, segments))
         now = self._label_join.now
         return entry[1].update(prediction, label, self._events_seen[model], now if now > -math.inf else None)
 

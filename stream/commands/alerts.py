@@ -7,11 +7,13 @@
 ...     "feature": "income", "detector": "cusum", "statistic": 41.37, "threshold": 38.0,
 ...     "p_value": None, "events_seen": 12345, "ts": None,
 ...     "diagnosis": "income is lower at every quantile: population change",
+...     "next_step": "retrain on recent data: ~30% of traffic has 'income' values unlike training",
 ...     "baseline": {"mean": 70125.4, "p50": 62000.0, "missing_rate": 0.01},
 ...     "current": {"mean": 49010.0, "p50": 43400.0, "missing_rate": 0.012}}))
 --:--:--  CRITICAL  drift  credit v1 / income
   cusum statistic 41.4 > threshold 38 after 12,345 events
   diagnosis: income is lower at every quantile: population change
+  next step: retrain on recent data: ~30% of traffic has 'income' values unlike training
                   baseline     current
   mean               70.1k         49k
   p50                  62k       43.4k
@@ -162,7 +164,7 @@ def decode_alert(value: bytes) -> dict[str, Any]:
 
 
 def format_alert(alert: Mapping[str, Any]) -> str:
-    """One readable block: headline, test result, diagnosis, baseline vs current.
+    """One readable block: headline, test result, diagnosis, next step, baseline vs current.
 
     Every string of the alert is shown with its control characters escaped (`detectors.fmt.printable`):
     names and categories come from producers and must not drive the terminal. The module's docstring
@@ -195,6 +197,9 @@ def format_alert(alert: Mapping[str, Any]) -> str:
     lines.append(test)
     if alert.get("diagnosis"):
         lines.append(textwrap.fill(str(alert["diagnosis"]), _WIDTH, initial_indent="  diagnosis: ",
+                                   subsequent_indent=" " * 13, break_on_hyphens=False))
+    if alert.get("next_step"):
+        lines.append(textwrap.fill(str(alert["next_step"]), _WIDTH, initial_indent="  next step: ",
                                    subsequent_indent=" " * 13, break_on_hyphens=False))
     lines.extend(_comparison(alert.get("baseline") or {}, alert.get("current") or {}, alert.get("detector")))
     return "\n".join(lines)

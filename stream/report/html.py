@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from detectors.fmt import number, percent
+from detectors.fmt import number, percent, printable
 from stream.report.gather import FeatureTrace, ModelTrace, Values, is_number
 from stream.report.svg import (
     KIND_COLORS,
@@ -52,6 +52,8 @@ h3 { font-size: 18px; margin: 0; }
 .verdict { font-size: 15px; color: var(--muted); }
 .diagnosis { background: #FFF7ED; border: 1px solid #FED7AA; border-radius: 8px; padding: 8px 12px; margin: 6px 0; }
 .diagnosis b { color: #9A3412; }
+.next-step { background: #ECFDF5; border: 1px solid #A7F3D0; border-radius: 8px; padding: 8px 12px; margin: 6px 0; }
+.next-step b { color: #065F46; }
 .plots { display: grid; grid-template-columns: 1fr 1fr; gap: 8px 16px; align-items: start; }
 .plots .stack { display: flex; flex-direction: column; gap: 6px; }
 svg.plot { width: 100%; height: auto; max-width: 560px; overflow: visible; }
@@ -239,6 +241,8 @@ def _diagnoses(alerts: list[dict]) -> str:
             cause = (a.get("evidence") or {}).get("cause")
             label = f"{a['kind'].replace('_', ' ')}" + (f" · {str(cause).replace('_', ' ')}" if cause else "")
             out.append(f'<p class="diagnosis"><b>{esc(label)}:</b> {esc(d)}</p>')
+            if a.get("next_step"):  # it quotes producers' names: controls and bidi overrides written out too
+                out.append(f'<p class="next-step"><b>next step:</b> {esc(printable(a["next_step"]))}</p>')
     return "".join(out)
 
 

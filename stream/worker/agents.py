@@ -23,6 +23,7 @@ import orjson
 import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
 from detectors.alerts import Alert
 from stream.gc_policy import relax_gc
+from stream.worker.faust_internals import rewind
 from stream.worker.service import Record, parse_checkpoint_key
 
 log = logging.getLogger("skewwatch.worker")
@@ -91,23 +92,29 @@ async def _process(batch: list[faust.EventT]) -> None:
     service = worker.service
     with worker.metrics.batch_seconds.time():
         by_partition: dict[int, list[Record]] = {}
+        tps = {}
         for event in batch:
             m = event.message
             by_partition.setdefault(m.partition, []).append(Record(m.value, m.partition, m.offset, m.topic))
+            tps[m.partition] = m.tp
         for partition, records in by_partition.items():
-            alerts, dead_letters = service.process(service.monitors_for(partition, _table_items), records)
+            monitors = service.monitors_for(partition, _table_items)
+            alerts, dead_letters = service.process(monitors, records)
             for alert in alerts:
                 await emit(alert)
             for letter in dead_letters:
                 await send_dead_letter(letter)
+            seek = monitors.take_seek()
+            if seek is not None:  # records fetched but never delivered: read them again
+                rewind(app.consumer, tps[partition], seek)
 
 
 async def emit(alert: Alert) -> None:
-    """Send an alert to the alert topic, keyed by its model; count it, and keep it as its model's
-    last alert (the status pages show it). Every alert the worker finds goes out this way."""
-    worker.metrics.alerts.labels(alert.model, alert.kind).inc()
+    """Send an alert to the alert topic, keyed by its model; count it, and keep it for the status
+    pages (`DetectionService.alert_sent`). Every alert the worker finds goes out this way."""
+    worker.metrics.count_alert(alert, worker.service.baseline(alert.model))
     record = alert.to_dict()
-    worker.service.last_alerts[alert.model] = record
+    worker.service.alert_sent(record)
     await worker.alerts_topic.send(key=alert.model.encode(), value=orjson.dumps(record))
 
 
@@ -118,22 +125,34 @@ async def send_dead_letter(letter: dict) -> None:
 
 
 async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
-    """Write the changed monitors' state; whether the broker has all checkpoints written so far."""
+    """Write the changed monitors' state, then (once the broker has it) the partitions' position
+    markers; whether the broker has everything written so far."""
     written = worker.service.checkpoints(partitions)
     for key, blob in written.items():  # in order: a model's chunks before its head (checkpoint_codec)
         if blob is None:
             worker.checkpoints.pop(key, None)  # an older checkpoint's chunk: a tombstone
         else:
             worker.checkpoints[key] = blob
+    if not await _confirmed():
+        return False
+    # A marker vouches for every monitor of its partition, rewritten this round or not: only
+    # once the checkpoints before it are durable.
+    for key, blob in worker.service.positions(partitions).items():
+        worker.checkpoints[key] = blob
+    if not await _confirmed():
+        return False
+    worker.metrics.checkpoints.inc(sum(parse_checkpoint_key(key)[2] is None for key in written))  # heads
+    return True
+
+
+async def _confirmed() -> bool:
     confirmed = await worker.checkpoints.confirmed(CHECKPOINT_CONFIRM_TIMEOUT)
     if not confirmed:
         if confirmed is None:  # a lost record is written again, with every other monitor's, next time
             worker.service.rewrite_checkpoints()
         log.warning("the broker has not confirmed the checkpoints (%s): offsets stay uncommitted until it does",
                     "a send failed" if confirmed is None else f"{CHECKPOINT_CONFIRM_TIMEOUT:.0f} s")
-        return False
-    worker.metrics.checkpoints.inc(sum(parse_checkpoint_key(key)[2] is None for key in written))  # heads
-    return True
+    return bool(confirmed)
 
 
 @app.timer(interval=settings.checkpoint_interval)

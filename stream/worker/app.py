@@ -45,7 +45,7 @@ __all__ = ["DISCOVERED_MODULES", "CheckpointTable", "alerts_topic", "app", "chec
 
 settings = _config.load()
 set_fetch_max_wait(settings.fetch_max_wait_ms)
-metrics = Metrics()
+metrics = Metrics(feature_metrics=settings.feature_metrics)
 service = DetectionService(settings.baselines, metrics, limits=_config.decoder_limits(settings),
                            config=MonitorConfig(include_examples=settings.include_examples),
                            max_checkpoint_bytes=settings.max_checkpoint_bytes)

@@ -19,9 +19,9 @@ from typing import Any
 from detectors.events import Limits
 from stream.worker.checkpoint_codec import MIN_RECORD_BYTES
 
-__all__ = ["CHECKPOINT_TABLE", "DEFAULT_MAX_CHECKPOINT_BYTES", "SETTINGS", "Config", "Setting", "add_arguments",
-           "apply_to_env", "broker_credentials",
-           "changelog_topic", "decoder_limits", "joins_topic", "load", "topics"]
+__all__ = ["CHECKPOINT_TABLE", "DEFAULT_MAX_CHECKPOINT_BYTES", "FEATURE_METRICS", "SETTINGS", "Config", "Setting",
+           "add_arguments", "apply_to_env", "broker_credentials", "changelog_topic", "decoder_limits", "joins_topic",
+           "load", "topics"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,19 @@ def _record_bytes(text: str) -> int:
     value = int(text)
     if value < MIN_RECORD_BYTES:
         raise ValueError(f"must be at least {MIN_RECORD_BYTES}, not {value}")
+    return value
+
+
+#: per-feature series on /metrics (stream.worker.metrics): "all" = drift score, open alerts, drift
+#: statistics and missing ratio (~10 per feature); "scores" = drift score and open alerts (~1 per
+#: feature); "drifting" = those only for the features drifting now (score >= 0.5) or alerting
+FEATURE_METRICS = ("all", "scores", "drifting")
+
+
+def _feature_metrics(text: str) -> str:
+    value = text.strip().lower()
+    if value not in FEATURE_METRICS:
+        raise ValueError(f"use {', '.join(FEATURE_METRICS[:-1])} or {FEATURE_METRICS[-1]}")
     return value
 
 
@@ -127,6 +140,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("include_examples", "--include-examples", "SKEWWATCH_INCLUDE_EXAMPLES", False,
             "quote individual values in alerts (raw invalid values, served vs offline values of parity "
             "examples); off by default: production features may be personal data", _bool),
+    Setting("feature_metrics", "--feature-metrics", "SKEWWATCH_FEATURE_METRICS", "all",
+            "per-feature series on /metrics: all (drift score, open alerts, drift statistics, missing ratio: "
+            "~10 per feature), scores (drift score and open alerts: ~1 per feature) or drifting (those of the "
+            "features with a drift score >= 0.5 or an open alert only: for hundreds of models)",
+            _feature_metrics),
     Setting("log_level", "--log-level", "SKEWWATCH_LOG_LEVEL", "info",
             "worker log level (debug, info, warning, error)"),
     Setting("single_record_batches", "--single-record-batches", "SKEWWATCH_SINGLE_RECORD_BATCHES", False,
@@ -173,6 +191,7 @@ class Config:
     max_events_per_message: int
     max_features_per_event: int
     include_examples: bool
+    feature_metrics: str
     log_level: str
     single_record_batches: bool
     security_protocol: str

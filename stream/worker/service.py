@@ -29,9 +29,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, dead_letter_record
+from detectors.model import ModelMonitor
 
 # MONITOR_ERROR: re-exported for the worker's code
 from detectors.processing import MONITOR_ERROR, Processed, process_messages
@@ -43,11 +46,14 @@ from stream.worker.metrics import Metrics
 
 log = logging.getLogger("skewwatch.worker")
 
-__all__ = ["CHECKPOINT_VERSION", "MONITOR_ERROR", "DetectionService", "PartitionMonitors", "Record", "RejectLog",
-           "checkpoint_key", "parse_checkpoint_key"]
+__all__ = ["CHECKPOINT_VERSION", "KEPT_ALERTS", "MONITOR_ERROR", "DetectionService", "PartitionMonitors", "Record",
+           "RejectLog", "RejectTally", "checkpoint_key", "parse_checkpoint_key", "position_key"]
 
 #: 3: compressed, split past the record limit (checkpoint_codec); 2: the baseline named by its fingerprint
 CHECKPOINT_VERSION = checkpoint_codec.FORMAT
+#: alerts kept per model for the status page: the newest of each kind per feature (or per model-wide
+#: test: schema, serving), at most this many (the oldest forgotten first; the alert topic has them all)
+KEPT_ALERTS = 50
 
 
 @dataclass(frozen=True)
@@ -77,26 +83,74 @@ class PartitionMonitors:
         #: offsets below it are committed: a healthy log never delivers them to the group again
         self.committed_floor = -1
         self._checkpointed_upto = -1  # last_offset at the newest checkpoint
+        self._marked_upto = -1  # last_offset at the newest position marker
+        #: where the consumer resumes at the latest after a restore (the restored position + 1)
+        self._resume_at: int | None = None
+        #: (offset the partition was sought back to, newest offset dropped since): the records
+        #: Faust still hands over from before the seek are dropped until the re-read starts
+        self._rewind: tuple[int, int] | None = None
+        self._rewound_to: int | None = None  # the last offset sought back to (a gap seen twice is a hole)
+        self._seek_to: int | None = None  # a seek back the agent has yet to make
 
     def unseen(self, records: list[Record]) -> list[Record]:
-        """Drop the records this instance already processed, keeping offsets strictly
-        increasing: after a seek back to the committed offset the consumer can deliver a
-        partition's messages again, even within one batch. A record below the committed floor
-        means the log was recreated (or the group's offsets were reset): count from there."""
-        if records and records[0].offset < self.committed_floor:
+        """The records to process: offsets strictly increasing and none processed before (after
+        a seek back the consumer can deliver a partition's messages again, even within one batch),
+        and none past a gap.
+
+        A gap (a record after offset O that is not O + 1, or a first record after a restore past
+        the restored position + 1) means records the consumer fetched but never delivered: Faust
+        drops a record it fetches while its flow is suspended (recovery, a rebalance) yet moves
+        its read offset past it. The records from the gap on are dropped and `take_seek` returns
+        the offset to seek back to; the records Faust still delivers from before that seek are
+        dropped until the re-read starts. A gap found again at the same offset after the seek is a
+        hole in the log (compaction, transaction markers): logged, and processing goes on.
+
+        A record below the committed floor means the log was recreated (or the group's offsets
+        were reset): count from there."""
+        # (Faust can hand over the last record it delivered once more: not a recreated log)
+        if (records and records[0].offset < self.committed_floor and records[0].offset != self._processed_upto
+                and self._rewind is None):
             log.warning("partition %d: offset %d is below the committed offset %d: the topic's log was recreated "
                         "(the broker lost its records?) or the group's offsets were reset; counting every record "
                         "from here, skipping nothing", self.partition, records[0].offset, self.committed_floor)
             self.forget_offsets()
         newest = self._processed_upto
-        fresh = []
-        for r in records:
-            if r.offset > newest:
-                fresh.append(r)
-                newest = r.offset
+        expected = newest + 1 if newest >= 0 else self._resume_at  # None: nothing known to compare with
+        fresh: list[Record] = []
+        for i, r in enumerate(records):
+            if self._rewind is not None:
+                target, dropped_upto = self._rewind
+                if r.offset > dropped_upto:  # still what was fetched before the seek
+                    self._rewind = (target, r.offset)
+                    continue
+                self._rewind = None  # the re-read from `target` has started
+            if r.offset <= newest:
+                continue  # processed already
+            if expected is not None and r.offset > expected:
+                if self._rewound_to == expected:
+                    log.warning("partition %d: offsets %d..%d are not in the log (read twice: compaction or "
+                                "transaction markers?); going on from %d", self.partition, expected, r.offset - 1,
+                                r.offset)
+                else:
+                    log.warning("partition %d: offsets %d..%d were fetched but never delivered to the worker "
+                                "(Faust drops records fetched while its flow is suspended); reading them again "
+                                "from %d", self.partition, expected, r.offset - 1, expected)
+                    self._rewound_to = expected
+                    self._seek_to = expected
+                    self._rewind = (expected, max(x.offset for x in records[i:]))
+                    break
+            fresh.append(r)
+            newest = r.offset
+            expected = newest + 1
         if len(fresh) < len(records):
-            log.debug("partition %d: dropped %d re-delivered message(s)", self.partition, len(records) - len(fresh))
+            log.debug("partition %d: dropped %d re-delivered or out-of-order message(s)", self.partition,
+                      len(records) - len(fresh))
         return fresh
+
+    def take_seek(self) -> int | None:
+        """The offset the consumer must seek this partition back to (once), or None."""
+        offset, self._seek_to = self._seek_to, None
+        return offset
 
     def process(self, records: list[Record], limits: Limits = Limits()) -> Processed:
         """Process one partition's records, in increasing offset order, not seen before
@@ -104,12 +158,6 @@ class PartitionMonitors:
         keep = None
         if self._skip_upto and records:
             skip = self._skip_upto
-            # where the consumer resumes at the latest (the commit follows the checkpoint)
-            resume = min(skip.values()) + 1
-            if records[0].offset > resume:
-                log.warning("partition %d: offsets %d..%d were never delivered after the restore (a gap in the log, "
-                            "e.g. transaction markers, or records the consumer dropped at startup): their events are "
-                            "not monitored", self.partition, resume, records[0].offset - 1)
             keep = lambda i, ev: records[i].offset > skip.get(ev["model"], -1)  # noqa: E731
             log.info("partition %d: re-delivered from offset %d; skipping what the checkpoints hold (%s)",
                      self.partition, records[0].offset, ", ".join(f"{m} up to {o}" for m, o in sorted(skip.items())))
@@ -131,6 +179,9 @@ class PartitionMonitors:
         self.last_offset = -1
         self.committed_floor = -1
         self._checkpointed_upto = -1
+        self._marked_upto = -1
+        self._resume_at = None
+        self._rewind = self._rewound_to = self._seek_to = None
 
     def offsets_committed(self) -> None:
         """The consumer committed its offsets right after the newest checkpoint: everything that
@@ -157,6 +208,34 @@ class PartitionMonitors:
             out.update((checkpoint_key(self.partition, m, (previous, i)), None) for i in range(stale))
             self._written[m] = (1 - previous, len(chunks))
         return out
+
+    def position(self, everything: bool = False) -> bytes | None:
+        """The partition's position marker, if it moved since the last (or `everything`): the
+        offset every monitor's state includes once the checkpoints written before it are on the
+        broker. Written only after they are confirmed, so a restored model's state, rewritten or
+        not since (an idle model's is not), includes everything up to it."""
+        if not everything and self.last_offset == self._marked_upto:
+            return None
+        self._marked_upto = self.last_offset
+        return msgpack.packb({"v": CHECKPOINT_VERSION, "offset": self.last_offset,
+                              "committed_floor": self.committed_floor}, use_bin_type=True)
+
+    def restore_position(self, blob: bytes) -> None:
+        """Continue from a position marker (after the models' `restore`): the restored monitors
+        include every event up to its offset, and the consumer resumes after it at the latest."""
+        try:
+            data = msgpack.unpackb(blob, raw=False)
+            if data.get("v") != CHECKPOINT_VERSION:
+                raise ValueError(f"format {data.get('v')!r}")
+            offset, floor = int(data["offset"]), int(data.get("committed_floor", -1))
+        except Exception as e:  # noqa: BLE001 (without it the models' own offsets apply)
+            log.warning("partition %d: unreadable position marker (%s: %s); using the checkpoints' own offsets",
+                        self.partition, type(e).__name__, e)
+            return
+        self._skip_upto = {m: max(o, offset) for m, o in self._skip_upto.items()}
+        self.last_offset = self._marked_upto = max(self.last_offset, offset)
+        self.committed_floor = max(self.committed_floor, floor)
+        self._resume_at = max(self._resume_at or 0, offset + 1)
 
     def restore(self, model: str, head: bytes,
                 chunk: Callable[[tuple[int, int]], bytes | None] = lambda _: None) -> bool:
@@ -186,6 +265,8 @@ class PartitionMonitors:
         self._skip_upto[model] = offset
         self.last_offset = max(self.last_offset, offset)
         self.committed_floor = max(self.committed_floor, int(data.get("committed_floor", -1)))
+        # without a position marker, the oldest restored checkpoint says where the consumer resumes
+        self._resume_at = min(self._skip_upto.values()) + 1
         return True
 
     def apply(self, change: BaselineChange) -> None:
@@ -197,6 +278,24 @@ class PartitionMonitors:
             self.router.disable_model(change.model, change.detail)
             self._skip_upto.pop(change.model, None)
             self._dirty.discard(change.model)
+
+
+def _busiest_monitors(partitions: dict[int, PartitionMonitors]) -> dict[str, ModelMonitor]:
+    """Per model, its monitor with the most events among the partitions' (its home partition's):
+    chosen by count, so that only that one is read."""
+    best: dict[str, ModelMonitor] = {}
+    for monitors in partitions.values():
+        for model in monitors.router.models:
+            monitor = monitors.router.monitor(model)
+            if model not in best or monitor.events_seen > best[model].events_seen:
+                best[model] = monitor
+    return best
+
+
+def _subject(alert: dict) -> tuple[str, ...]:
+    """What an alert is about on the status page: its feature, else (a model-wide alert) its kind and test."""
+    feature = alert.get("feature")
+    return ("feature", feature) if feature is not None else ("model", alert.get("kind"), alert.get("detector"))
 
 
 def checkpoint_key(partition: int, model: str, chunk: tuple[int, int] | None = None) -> str:
@@ -211,8 +310,18 @@ def checkpoint_key(partition: int, model: str, chunk: tuple[int, int] | None = N
     return f"{partition}/{model}" if chunk is None else f"{partition}#{chunk[0]}.{chunk[1]}/{model}"
 
 
+def position_key(partition: int) -> str:
+    """The checkpoint table's key of input `partition`'s position marker: no model.
+
+    >>> position_key(2), parse_checkpoint_key(position_key(2))
+    ('2/', (2, '', None))
+    """
+    return checkpoint_key(partition, "")
+
+
 def parse_checkpoint_key(key: str) -> tuple[int, str, tuple[int, int] | None]:
-    """(partition, model, chunk or None) of a checkpoint table key (the inverse of `checkpoint_key`)."""
+    """(partition, model, chunk or None) of a checkpoint table key (the inverse of `checkpoint_key`;
+    model "" for a `position_key`)."""
     where, _, model = key.partition("/")
     partition, _, chunk = where.partition("#")
     if not chunk:
@@ -255,6 +364,39 @@ class RejectLog:
             self._last[reason] = now
 
 
+class RejectTally:
+    """Rejected messages and events since the start, by reason, each reason with its most frequent
+    details ("no baseline for model 'fraud'"): what the status page shows. At most `details`
+    distinct details are counted per reason, so a stream of ever-different garbage cannot grow it.
+
+    >>> tally = RejectTally()
+    >>> for model in ("fraud", "fraud", "churn"):
+    ...     tally.add(Reject("unknown_model", f"no baseline for model {model!r}", b""))
+    >>> tally.by_reason, tally.details("unknown_model")
+    (Counter({'unknown_model': 3}), [("no baseline for model 'fraud'", 2), ("no baseline for model 'churn'", 1)])
+    """
+
+    #: characters of a detail kept (an error message can quote a long input)
+    DETAIL_CHARS = 200
+
+    def __init__(self, details: int = 10):
+        self.by_reason: Counter = Counter()
+        self._details: dict[str, Counter] = {}
+        self._max_details = details
+
+    def add(self, reject: Reject) -> None:
+        """Count one reject."""
+        self.by_reason[reject.reason] += 1
+        seen = self._details.setdefault(reject.reason, Counter())
+        detail = reject.detail[:self.DETAIL_CHARS]
+        if detail in seen or len(seen) < self._max_details:
+            seen[detail] += 1
+
+    def details(self, reason: str, n: int = 3) -> list[tuple[str, int]]:
+        """The `n` most frequent details of `reason`, with their counts."""
+        return self._details.get(reason, Counter()).most_common(n)
+
+
 class DetectionService:
     """Everything the worker keeps: baselines, per-partition monitors, metrics."""
 
@@ -272,6 +414,11 @@ class DetectionService:
         self._unavailable: dict[str, str] = {}
         self.partitions: dict[int, PartitionMonitors] = {}
         self.last_alerts: dict[str, dict] = {}  # model -> last alert emitted (status page)
+        #: model -> (subject (`_subject`), kind) -> (wall time it was sent, the alert), newest last
+        self._alerts: dict[str, dict[tuple[tuple[str, ...], str], tuple[float, dict]]] = {}
+        self.alert_counts: dict[str, Counter] = {}  # model -> kind -> alerts sent since the start
+        self.last_event_at: dict[str, float] = {}  # model -> wall time of the last batch with its events
+        self.rejects = RejectTally()
         self._reject_log = RejectLog()
         self._directory_problem: str | None = None
         self._end_offsets: dict[int, int] = {}  # input partition -> the highest end offset seen
@@ -283,6 +430,7 @@ class DetectionService:
         #: to recover is a longer window in which Faust already fetches (and can lose a record).
         self._floors: dict[int, int] = {}
         self._rewrite_all = False  # a checkpoint may not have reached the broker
+        self._rewrite_positions = False
 
     # ---- baselines -----------------------------------------------------------------------
     def rescan(self) -> list[BaselineChange]:
@@ -293,6 +441,9 @@ class DetectionService:
             if self.directory.problem:
                 log.warning("%s (keeping the baselines already loaded)", self.directory.problem)
         for change in changes:
+            old = self._baselines.get(change.model)
+            if change.kind != "loaded" or old is None or old.fingerprint != change.baseline.fingerprint:
+                self._alerts.pop(change.model, None)  # alerts against a baseline no longer compared with
             if change.kind == "loaded":
                 self._baselines[change.model] = change.baseline
                 self._unavailable.pop(change.model, None)
@@ -332,8 +483,11 @@ class DetectionService:
                 if p == partition:
                     mine[model, chunk] = blob
             for (model, chunk), blob in mine.items():
-                if chunk is None:
+                if model and chunk is None:
                     monitors.restore(model, blob, lambda c, m=model: mine.get((m, c)))
+            position = mine.get(("", None))
+            if position is not None:  # after the models: it raises what their checkpoints include
+                monitors.restore_position(position)
             monitors.committed_floor = max(monitors.committed_floor, self._floors.pop(partition, -1))
             if partition in self._recreated:  # the checkpoints' offsets are those of the lost log
                 monitors.forget_offsets()
@@ -374,8 +528,10 @@ class DetectionService:
 
     def checkpoints(self, partitions: Iterable[int] | None = None) -> dict[str, bytes | None]:
         """{table key: record, or None to delete it}, in the order to write them, for the monitors
-        changed since their last checkpoint (all of them after `rewrite_checkpoints`)."""
+        changed since their last checkpoint (all of them after `rewrite_checkpoints`). Once the
+        broker has them, `positions` are written."""
         everything, self._rewrite_all = self._rewrite_all, False
+        self._rewrite_positions = everything
         out: dict[str, bytes | None] = {}
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
@@ -386,14 +542,29 @@ class DetectionService:
                 out.update(monitors.checkpoints(rewrite))
         return out
 
+    def positions(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
+        """{table key: blob}: the position markers of the partitions that moved since their last,
+        to write once the broker confirmed the `checkpoints` written before (see
+        `PartitionMonitors.position`)."""
+        everything, self._rewrite_positions = self._rewrite_positions, False
+        out = {}
+        for p in sorted(self.partitions if partitions is None else partitions):
+            monitors = self.partitions.get(p)
+            blob = monitors.position(everything) if monitors is not None else None
+            if blob is not None:
+                out[position_key(p)] = blob
+        return out
+
     # ---- processing ----------------------------------------------------------------------
     def process(self, monitors: PartitionMonitors, records: list[Record]) -> tuple[list[Alert], list[dict]]:
         """Alerts and dead-letter records (JSON-ready) for a batch of one partition's records.
         The rejects are counted and logged (`dead_letter`); the alerts are the caller's to emit."""
         records = monitors.unseen(records)
         result = monitors.process(records, self.limits)
+        now = time.time()
         for model, n in result.events_by_model.items():
             self.metrics.events.labels(model).inc(n)
+            self.last_event_at[model] = now
         dead_letters = []
         for i, reject in result.rejects:
             r = records[i]
@@ -401,21 +572,61 @@ class DetectionService:
             dead_letters.append(self.dead_letter(reject, source))
         return result.alerts, dead_letters
 
+    def alert_sent(self, record: dict) -> None:
+        """Keep an alert sent to the alert topic (`Alert.to_dict()`) for the status pages: as its
+        model's last alert and as the newest of its kind about its subject (`alerted`)."""
+        model = record["model"]
+        self.last_alerts[model] = record
+        self.alert_counts.setdefault(model, Counter())[record["kind"]] += 1
+        kept = self._alerts.setdefault(model, {})
+        key = (_subject(record), record["kind"])
+        kept.pop(key, None)  # re-inserted last: the dict stays in the order alerts were sent
+        kept[key] = (time.time(), record)
+        if len(kept) > KEPT_ALERTS:
+            del kept[next(iter(kept))]
+
+    def alerted(self, model: str) -> list[list[tuple[float | None, dict]]]:
+        """The model's alerted subjects (a feature, or a model-wide test), the newest alert first:
+        per subject, its alerts (the newest of each kind) as (wall time sent, alert), newest first.
+        First the alerts sent since the start, in full; then the features whose last alert only the
+        monitors' restored checkpoints know, in brief (alert_id, kind, detector, events_seen,
+        severity, feature; time None). Costs the alerted features, not all features."""
+        kept = self._alerts.get(model, {})
+        subjects: dict[tuple[str, ...], list[tuple[float | None, dict]]] = {}
+        for key in reversed(kept):
+            subjects.setdefault(key[0], []).append(kept[key])
+        restored: dict[str, dict] = {}
+        for monitors in self.partitions.values():
+            try:
+                briefs = monitors.router.monitor(model).last_alerts()
+            except KeyError:
+                continue
+            for feature, brief in briefs.items():
+                newer = brief["events_seen"] > restored.get(feature, {}).get("events_seen", -1)
+                if newer and ("feature", feature) not in subjects:
+                    restored[feature] = {**brief, "model": model, "feature": feature}
+        return [*subjects.values(),
+                *([(None, b)] for b in sorted(restored.values(), key=lambda b: -b["events_seen"]))]
+
+    def events_seen(self, model: str) -> int:
+        """The model's events counted by its monitors (restored ones included), over all partitions here."""
+        total = 0
+        for monitors in self.partitions.values():
+            try:
+                total += monitors.router.monitor(model).events_seen
+            except KeyError:
+                continue
+        return total
+
     def snapshots(self) -> dict[str, dict]:
         """Per model, the snapshot of its busiest monitor (its home partition's)."""
-        best: dict[str, dict] = {}
-        for monitors in self.partitions.values():
-            for model in monitors.router.models:
-                snap = monitors.router.monitor(model).snapshot()
-                if model not in best or snap.get("events_seen", 0) > best[model].get("events_seen", 0):
-                    best[model] = snap
-        return best
+        return {model: monitor.snapshot() for model, monitor in _busiest_monitors(self.partitions).items()}
 
-    def update_gauges(self) -> None:
-        """Set the per-model gauges from each model's busiest monitor (before a /metrics scrape)."""
-        for snap in self.snapshots().values():
-            if snap.get("events_seen"):
-                self.metrics.observe_snapshot(snap)
+    def update_gauges(self) -> int:
+        """Refresh the per-model gauges (before a /metrics scrape): from each model's busiest monitor,
+        only those with events since their last refresh, within the time budget of `Metrics.refresh`;
+        returns how many models were refreshed."""
+        return self.metrics.refresh(_busiest_monitors(self.partitions).values())
 
     def dead_letter(self, reject: Reject, source: dict[str, Any]) -> dict:
         """Count a rejected message or event, log it (at most a line per reason per 10 s), and
@@ -434,6 +645,7 @@ class DetectionService:
             The JSON-ready record (detectors.events.dead_letter_record) for the dead-letter topic.
         """
         self.metrics.rejected.labels(reject.reason).inc()
+        self.rejects.add(reject)
         self._reject_log.add(reject)
         return dead_letter_record(reject, source)
 

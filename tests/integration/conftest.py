@@ -24,16 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 _ids = itertools.count()
 
 
-#: An open fault (issue 17, item 1): after a restart, Faust's fetcher can start before its "Seek
-#: stream partitions to committed offsets", and records fetched in between never reach the agent (the
-#: worker logs them as "never delivered after the restore"). Seen in full-suite runs only (2 cores,
-#: the shared broker busy), never in runs of the tests alone. The tests that it breaks are skipped
-#: unless SKEWWATCH_KNOWN_FAULTS=1 until it is fixed.
-KNOWN_RESTART_FAULT = pytest.mark.skipif(
-    not os.environ.get("SKEWWATCH_KNOWN_FAULTS"),
-    reason="records lost after a restart (issue 17 item 1, open): SKEWWATCH_KNOWN_FAULTS=1 runs it")
-
-
 @pytest.fixture(scope="session")
 def broker():
     with EmbeddedBroker() as b:

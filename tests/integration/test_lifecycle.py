@@ -9,7 +9,7 @@ import time
 import pytest
 
 from stream.devkit.broker import EmbeddedBroker
-from tests.integration.conftest import KNOWN_RESTART_FAULT, Deployment, produce, wait_for
+from tests.integration.conftest import Deployment, produce, wait_for
 from tests.integration.test_reliability import counted
 from tests.integration.test_worker import messages
 from tests.stream.helpers import events, training_baseline
@@ -63,9 +63,6 @@ def _messages_processed(worker) -> int:
     return sum(offset + 1 for offset in worker.last_offsets())
 
 
-# Lost records in 3 of 4 full-suite runs (one message per partition at the small batching, offsets
-# 400..1874 of one partition at the default one); passed 6 of 6 runs alone.
-@KNOWN_RESTART_FAULT
 @pytest.mark.parametrize("batching", [{}, {"SKEWWATCH_BATCH_WITHIN": "0.01", "SKEWWATCH_BATCH_SIZE": "50"}],
                          ids=["default-batches", "small-batches"])
 def test_a_restart_with_a_backlog_counts_every_event_once(deployment, batching):

@@ -165,8 +165,8 @@ def test_service_builds_partition_monitors_from_its_checkpoints_and_counts_metri
     first = service.monitors_for(3, lambda: [])
     broken = [b"{broken", orjson.dumps({"model": "x", "features": {}})]
     service.process(first, records(stream[:100] + broken, partition=3))
-    saved = service.checkpoints()
-    assert [parse_checkpoint_key(k) for k in saved] == [(3, "credit", None)]
+    saved = service.checkpoints() | service.positions()
+    assert [parse_checkpoint_key(k) for k in saved] == [(3, "credit", None), (3, "", None)]
 
     # partition 3 moves to another worker, which starts from the table
     other = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
@@ -316,6 +316,20 @@ def test_a_recreated_log_that_outgrew_the_old_one_is_counted_from_its_start(tmp_
     assert rebuilt.router.monitor("credit").events_seen == 70 + 90
 
 
+def test_the_last_record_delivered_again_after_a_commit_is_not_a_recreated_log(tmp_path, credit_baseline):
+    """Faust delivers a record at its read offset again after some seeks: offset 39, just below
+    the committed floor 40, once more; it is a duplicate, not the first record of a new log (this
+    counted a partition's 5,000 events again)."""
+    service = credit_service(tmp_path, credit_baseline)
+    monitors = service.monitors_for(0, lambda: [])
+    stream = records(as_json(events("credit", 60, seed=18)))
+    service.process(monitors, stream[:40])
+    service.checkpoints()
+    service.offsets_committed()
+    service.process(monitors, stream[39:60])
+    assert monitors.router.monitor("credit").events_seen == 60
+
+
 def test_a_restart_resumes_at_the_committed_offset_without_counting_twice(tmp_path, credit_baseline):
     """What the committed floor must never mistake for a recreated log: re-delivery from the
     committed offset after a rebalance, after a crash, and after a seek back within one run."""
@@ -343,22 +357,113 @@ def test_a_restart_resumes_at_the_committed_offset_without_counting_twice(tmp_pa
     assert restarted.router.monitor("credit").events_seen == 100
 
 
-def test_records_never_delivered_after_a_restore_are_reported(tmp_path, credit_baseline, caplog):
-    """Not silently: after a restore at offset 39 the consumer resumes at 40 at the latest; a first
-    record at 45 means 40..44 never reached the worker."""
+def _restored(tmp_path, credit_baseline, stream, upto: int):
+    """A service whose partition 0 was processed up to `upto` (exclusive), checkpointed with its
+    position marker, then rebuilt from the table (a restart)."""
     service = credit_service(tmp_path, credit_baseline)
-    stream = records(as_json(events("credit", 60, seed=12)))
-    service.process(service.monitors_for(0, lambda: []), stream[:40])
-    table = list(service.checkpoints().items())
-    service.drop_partitions([0])
+    service.process(service.monitors_for(0, lambda: []), stream[:upto])
+    table = list(service.checkpoints().items()) + list(service.positions().items())
+    restarted = credit_service(tmp_path, credit_baseline)
+    return restarted, restarted.monitors_for(0, lambda: table)
+
+
+def test_records_fetched_but_never_delivered_after_a_restore_are_read_again(tmp_path, credit_baseline, caplog):
+    """Faust drops a record it fetches while its flow is suspended (the changelog recovery of a
+    restart) and moves on: after a restore at offset 39 the first record delivered is 45. The
+    worker seeks back to 40 once, drops what Faust still hands over from before the seek, and
+    counts every event once (this lost 80-2,250 events per restart with a backlog)."""
+    stream = records(as_json(events("credit", 90, seed=12)))
+    service, monitors = _restored(tmp_path, credit_baseline, stream, 40)
     with caplog.at_level("WARNING", logger="skewwatch.worker"):
-        service.process(service.monitors_for(0, lambda: table), stream[40:])
-        assert not [r for r in caplog.records if "never delivered" in r.getMessage()]
-        service.drop_partitions([0])
-        service.process(service.monitors_for(0, lambda: table), stream[45:])
-    assert [r.getMessage() for r in caplog.records if "never delivered" in r.getMessage()] == [
-        "partition 0: offsets 40..44 were never delivered after the restore (a gap in the log, e.g. transaction "
-        "markers, or records the consumer dropped at startup): their events are not monitored"]
+        service.process(monitors, stream[45:60])
+    assert monitors.take_seek() == 40 and monitors.take_seek() is None
+    assert "offsets 40..44 were fetched but never delivered to the worker" in caplog.text
+    assert monitors.router.monitor("credit").events_seen == 40
+    service.process(monitors, stream[60:70])  # fetched before the seek: dropped
+    service.process(monitors, stream[40:50])  # the re-read
+    service.process(monitors, stream[50:90])
+    assert monitors.take_seek() is None
+    assert monitors.router.monitor("credit").events_seen == 90
+
+
+def test_a_gap_within_a_run_is_read_again_and_processing_resumes_within_the_batch(tmp_path, credit_baseline):
+    service = credit_service(tmp_path, credit_baseline)
+    monitors = service.monitors_for(0, lambda: [])
+    stream = records(as_json(events("credit", 80, seed=13)))
+    service.process(monitors, stream[:30])
+    service.process(monitors, stream[30:35] + stream[37:50])  # 35, 36 never delivered
+    assert monitors.take_seek() == 35
+    assert monitors.router.monitor("credit").events_seen == 35
+    service.process(monitors, stream[50:55] + stream[35:80])  # the rest of the old fetch, then the re-read
+    assert monitors.router.monitor("credit").events_seen == 80
+
+
+def test_a_hole_in_the_log_is_read_twice_then_passed_with_a_warning(tmp_path, credit_baseline, caplog):
+    """A compacted topic or transaction markers leave offsets that never come: the seek back is
+    made once, and a second gap at the same offset is taken as a hole."""
+    stream = records(as_json(events("credit", 60, seed=14)))
+    service, monitors = _restored(tmp_path, credit_baseline, stream, 40)
+    service.process(monitors, stream[45:50])
+    assert monitors.take_seek() == 40
+    with caplog.at_level("WARNING", logger="skewwatch.worker"):
+        service.process(monitors, stream[45:60])  # the re-read starts at 45 again
+    assert monitors.take_seek() is None
+    assert "offsets 40..44 are not in the log (read twice" in caplog.text
+    assert monitors.router.monitor("credit").events_seen == 40 + 15
+
+
+def test_the_position_marker_vouches_for_idle_models(tmp_path, credit_baseline, caplog):
+    """A model idle since its last checkpoint is not rewritten: without the partition's position
+    marker its old offset would make the restart read from there again (and dead-letter the
+    rejects since then twice) or see a gap; with it the restart resumes exactly after the marker."""
+    from tests.stream.helpers import training_baseline
+
+    training_baseline("fraud", seed=3).save(tmp_path / "fraud.msgpack")
+    service = credit_service(tmp_path, credit_baseline)
+    monitors = service.monitors_for(0, lambda: [])
+    fraud = as_json(events("fraud", 10, seed=15))
+    credit = as_json(events("credit", 60, seed=16))
+    service.process(monitors, records(fraud + credit[:20]))
+    table = dict(service.checkpoints()) | service.positions()
+    service.process(monitors, records(credit[20:60], start=30))  # fraud idle: only credit rewritten
+    written = service.checkpoints()
+    assert sorted(written) == ["0/credit"]
+    table |= written
+    positions = service.positions()
+    assert sorted(positions) == ["0/"]
+    table |= positions
+    assert service.positions() == {}  # nothing moved since
+
+    restarted = credit_service(tmp_path, credit_baseline)
+    restarted.rescan()
+    rebuilt = restarted.monitors_for(0, lambda: list(table.items()))
+    more = records(as_json(events("fraud", 5, seed=17)), start=70)
+    with caplog.at_level("WARNING", logger="skewwatch.worker"):
+        restarted.process(rebuilt, more)
+    assert rebuilt.take_seek() is None and "never delivered" not in caplog.text
+    assert rebuilt.router.monitor("fraud").events_seen == 15
+    assert rebuilt.router.monitor("credit").events_seen == 60
+
+
+def test_a_scrape_reads_only_each_models_busiest_monitor_and_only_when_it_changed(tmp_path, credit_baseline,
+                                                                                  monkeypatch):
+    from detectors.model import ModelMonitor
+    read = []
+    snapshot = ModelMonitor.snapshot
+    monkeypatch.setattr(ModelMonitor, "snapshot", lambda monitor: read.append(monitor) or snapshot(monitor))
+    service = credit_service(tmp_path, credit_baseline)
+    metrics = service.metrics
+    home, stray, _ = (service.monitors_for(p, lambda: []) for p in (0, 1, 2))
+    service.process(home, records(as_json(events("credit", 300, seed=8)), partition=0))
+    service.process(stray, records(as_json(events("credit", 5, seed=9)), partition=1))
+    service.update_gauges()
+    assert read == [home.router.monitor("credit")]
+    assert scrape(metrics)["skewwatch_drift_score{feature=amount,model=credit}"] >= 0
+    service.update_gauges()  # nothing new
+    service.process(stray, records(as_json(events("credit", 5, seed=10)), partition=1, start=5))
+    service.update_gauges()  # new events on another partition than the busiest: its gauges do not change
+    assert read == [home.router.monitor("credit")]
+    assert service.snapshots()["credit"]["events_seen"] == 300
 
 
 # ---- big checkpoints: split under the record limit (stream/worker/checkpoint_codec.py) -----------------

@@ -46,6 +46,13 @@ def test_boolean_setting_from_flag_and_environment():
     assert resolved(["--single-record-batches"], {}).single_record_batches is True
 
 
+def test_feature_metrics_is_one_of_the_metrics_detail_levels():
+    assert resolved([], {}).feature_metrics == "all"
+    assert resolved(["--feature-metrics", "Scores"], {"SKEWWATCH_FEATURE_METRICS": "all"}).feature_metrics == "scores"
+    with pytest.raises(ValueError, match="SKEWWATCH_FEATURE_METRICS='none': use all, scores or drifting"):
+        config.load({"SKEWWATCH_FEATURE_METRICS": "none"})
+
+
 def test_bad_environment_value_names_the_variable():
     with pytest.raises(ValueError, match="SKEWWATCH_PARTITIONS='four'"):
         config.load({"SKEWWATCH_PARTITIONS": "four"})
