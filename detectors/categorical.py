@@ -273,14 +273,16 @@ class CategoricalBank:
         return float((codes == MISSING_CODE).sum() / len(codes)) if len(codes) else 0.0
 
     # ---- state --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """The bank as plain data (`load_state` takes it back)."""
+    def state_dict(self, unseen_labels: bool = True) -> dict[str, Any]:
+        """The bank as plain data (`load_state` takes it back). unseen_labels=False: without the
+        sketches of unseen values (production values, which only describe alerts: the unseen-share
+        test counts codes), which restart empty."""
         return {
             "cusum": self._cusum.state_dict(),
             "blocks": self._blocks.state_dict(),
             "counts": self._counts.astype(np.int32).tobytes(),
             "last_counts": self._last_counts.astype(np.int32).tobytes(),
-            "unseen": [s.state_dict() for s in self._unseen],
+            "unseen": [s.state_dict() for s in self._unseen] if unseen_labels else [],
             **self._recent.state_dict(),
         }
 

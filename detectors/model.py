@@ -62,8 +62,9 @@ from detectors.timing import ChangeHistory
 
 __all__ = ["STATE_VERSION", "ModelMonitor", "MonitorConfig"]
 
-#: 4: the schema monitor's record of absent fields (a renamed field is one alert)
-STATE_VERSION = 4
+#: 5: the last raw values and unseen labels only with examples on (4: the schema monitor's record
+#: of absent fields)
+STATE_VERSION = 5
 
 #: the alert kind of each family of a feature's (or the confidence's) alarms, from the banks' own tables
 _FEATURE_ALARM_KINDS = {family: kind for kind, family, _ in
@@ -408,17 +409,26 @@ class ModelMonitor:
         feature's statistics (the worker's status page asks it of every model). Kept in checkpoints."""
         return dict(self._last_alert)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly, as plain data (numbers, strings, lists, bytes: msgpack
-        packs it); `from_state` takes it back."""
+    def state_dict(self, complete: bool = False) -> dict[str, Any]:
+        """Everything the tests need to continue exactly, as plain data (numbers, strings, lists, bytes:
+        msgpack packs it); `from_state` takes it back.
+
+        With examples off (`MonitorConfig.include_examples`), no production value is kept: not the
+        last raw values of the numeric features and the confidence, nor the unseen category labels.
+        They only describe alerts, so a restored monitor raises the same alerts at the same events,
+        with the same ids; an alert within `MonitorConfig.recent` events of the restore summarises
+        the values since the restore, and its unseen labels are those seen since. `complete` keeps
+        them whatever the setting, for a copy that stays in memory (a rollback): then the alerts
+        after a restore are the same in every field."""
+        examples = complete or self._config.include_examples
         return {
             "state_version": STATE_VERSION,
             "model": self._baseline.model,
             "config": asdict(self._config),
             "events_seen": self._events_seen,
-            "numeric": self._numeric.state_dict(),
-            "categorical": self._categorical.state_dict(),
-            "confidence": self._confidence.state_dict() if self._confidence is not None else None,
+            "numeric": self._numeric.state_dict(recent_values=examples),
+            "categorical": self._categorical.state_dict(unseen_labels=examples),
+            "confidence": self._confidence.state_dict(recent_values=examples) if self._confidence is not None else None,
             "episodes": self._episodes.state_dict(),
             **self._schema.state_dict(),
             **self._serving.state_dict(),
@@ -430,7 +440,8 @@ class ModelMonitor:
 
     @classmethod
     def from_state(cls, baseline: Baseline, state: dict[str, Any], config: MonitorConfig | None = None) -> ModelMonitor:
-        """Continue exactly where `state_dict()` left off (state from msgpack is fine)."""
+        """Continue where `state_dict()` left off (state from msgpack is fine): the same alerts at the
+        same events (what an alert quotes: `state_dict`)."""
         if state.get("state_version") != STATE_VERSION:
             raise ValueError(f"monitor state version {state.get('state_version')!r} is not {STATE_VERSION}")
         if config is None and state.get("config"):

@@ -339,8 +339,9 @@ class NumericBank:
         return float(counts[1] / total) if total else 0.0
 
     # ---- state --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """The bank as plain data (`load_state` takes it back)."""
+    def state_dict(self, recent_values: bool = True) -> dict[str, Any]:
+        """The bank as plain data (`load_state` takes it back). recent_values=False: without the last
+        raw values (`RecentRing.state_dict`), which only describe alerts: none of the tests reads them."""
         return {
             "cusum": self._cusum.state_dict(),
             "blocks": self._blocks.state_dict(),
@@ -351,7 +352,7 @@ class NumericBank:
             "window_counts": self._window_counts.ravel().tolist(),
             "last_hist": self._last_hist.astype(np.int32).tobytes(),
             "last_counts": self._last_counts.ravel().tolist(),
-            **self._recent.state_dict(),
+            **self._recent.state_dict(recent_values),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:

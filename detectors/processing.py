@@ -188,8 +188,8 @@ def _save_states(router: ModelRouter, models: set[str]) -> tuple[dict[str, bytes
     saved: dict[str, bytes] = {}
     broken: dict[str, str] = {}
     for model in models:
-        try:  # packed: a copy that the failed call cannot half-update
-            saved[model] = msgpack.packb(router.state_dict(model), use_bin_type=True)
+        try:  # packed: a copy that the failed call cannot half-update; complete: alerts after it quote the same
+            saved[model] = msgpack.packb(router.state_dict(model, complete=True), use_bin_type=True)
         except Exception as error:  # noqa: BLE001
             broken[model] = _why(model, error, " saving its state for a rollback")
     return saved, broken

@@ -49,6 +49,7 @@ class RecentRing:
     def __init__(self, n_features: int, length: int, fill: Any, dtype: Any):
         self._length = length
         self._dtype = np.dtype(dtype)
+        self._fill = fill
         self._values = np.full((n_features, length), fill, dtype=self._dtype)
         self._filled = 0
         self._batch: np.ndarray | None = None
@@ -106,13 +107,20 @@ class RecentRing:
         ring = self._values[j, self._length - self._filled:]
         return ring if self._batch is None else np.concatenate([ring, self._batch[j]])
 
-    def state_dict(self) -> dict[str, Any]:
-        """The ring as plain data (`load_state` takes it back)."""
+    def state_dict(self, values: bool = True) -> dict[str, Any]:
+        """The ring as plain data (`load_state` takes it back). values=False: without the values (the
+        request's own, which a checkpoint keeps only with examples on): the ring restarts empty."""
+        if not values:
+            return {"recent_filled": 0}
         return {"recent": self._values.tobytes(), "recent_filled": self._filled}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict`."""
         n_features = self._values.shape[0]
+        if "recent" not in state:
+            self._values = np.full((n_features, self._length), self._fill, dtype=self._dtype)
+            self._filled = 0
+            return
         self._values = np.frombuffer(state["recent"], dtype=self._dtype).reshape(n_features, self._length).copy()
         self._filled = int(state["recent_filled"])
 

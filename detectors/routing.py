@@ -127,9 +127,9 @@ class ModelRouter:
             return Reject("baseline_unavailable", f"model {model!r}: {why}", encode_value(ev))
         return Reject("unknown_model", f"no baseline for model {model!r}", encode_value(ev))
 
-    def state_dict(self, model: str) -> dict[str, Any]:
+    def state_dict(self, model: str, complete: bool = False) -> dict[str, Any]:
         """The model's monitor state, for a checkpoint (`ModelMonitor.state_dict`)."""
-        return self._monitors[model].state_dict()
+        return self._monitors[model].state_dict(complete)
 
     def restore(self, model: str, state: dict[str, Any]) -> None:
         """Continue a model's monitor from a checkpoint taken with `state_dict`."""

@@ -21,10 +21,10 @@ def test_a_model_whose_state_cannot_be_saved_loses_its_events_not_the_batch(cred
                                                                             monkeypatch):
     state_dict = ModelMonitor.state_dict
 
-    def broken_for_credit(monitor):
+    def broken_for_credit(monitor, complete=False):
         if monitor.baseline.model == "credit":
             raise RuntimeError("state of credit is broken")
-        return state_dict(monitor)
+        return state_dict(monitor, complete)
 
     monkeypatch.setattr(ModelMonitor, "state_dict", broken_for_credit)
     router = ModelRouter([credit_baseline, fraud_baseline])

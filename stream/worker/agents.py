@@ -24,7 +24,7 @@ import stream.worker.app as worker  # the module, not its names: tests swap work
 from detectors.alerts import Alert
 from stream.gc_policy import relax_gc
 from stream.worker.faust_internals import rewind
-from stream.worker.service import Record
+from stream.worker.service import Record, parse_checkpoint_key
 
 log = logging.getLogger("skewwatch.worker")
 
@@ -128,8 +128,11 @@ async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
     """Write the changed monitors' state, then (once the broker has it) the partitions' position
     markers; whether the broker has everything written so far."""
     written = worker.service.checkpoints(partitions)
-    for key, blob in written.items():
-        worker.checkpoints[key] = blob
+    for key, blob in written.items():  # in order: a model's chunks before its head (checkpoint_codec)
+        if blob is None:
+            worker.checkpoints.pop(key, None)  # an older checkpoint's chunk: a tombstone
+        else:
+            worker.checkpoints[key] = blob
     if not await _confirmed():
         return False
     # A marker vouches for every monitor of its partition, rewritten this round or not: only
@@ -138,7 +141,7 @@ async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
         worker.checkpoints[key] = blob
     if not await _confirmed():
         return False
-    worker.metrics.checkpoints.inc(len(written))
+    worker.metrics.checkpoints.inc(sum(parse_checkpoint_key(key)[2] is None for key in written))  # heads
     return True
 
 

@@ -23,8 +23,9 @@ Topics and formats:
 - dead letters (`skewwatch.dead-letters`): key = the reason, value = JSON
   {"reason", "detail", "raw" (the original bytes as text, or null if not UTF-8), "raw_b64",
   "source": {"topic", "partition", "offset"}} (detectors.events.dead_letter_record).
-- the `monitor-checkpoints` table's compacted changelog: the monitors' msgpack checkpoints
-  (the guarantee they give is in stream/worker/agents.py).
+- the `monitor-checkpoints` table's compacted changelog: the monitors' checkpoints, compressed
+  msgpack in records of at most SKEWWATCH_MAX_CHECKPOINT_BYTES (stream/worker/checkpoint_codec.py;
+  the guarantee they give is in stream/worker/agents.py).
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ settings = _config.load()
 set_fetch_max_wait(settings.fetch_max_wait_ms)
 metrics = Metrics(feature_metrics=settings.feature_metrics)
 service = DetectionService(settings.baselines, metrics, limits=_config.decoder_limits(settings),
-                           config=MonitorConfig(include_examples=settings.include_examples))
+                           config=MonitorConfig(include_examples=settings.include_examples),
+                           max_checkpoint_bytes=settings.max_checkpoint_bytes)
 
 
 class PagesOnlyWeb(AiohttpWeb):
@@ -111,8 +113,10 @@ dead_letters_topic = app.topic(settings.dead_letter_topic, key_serializer="raw",
 
 
 class CheckpointTable(faust.Table):
-    """Key "P/<model>" is written to changelog partition P: the monitors fed by input
-    partition P are checkpointed next to it, outside any stream iteration (by a timer).
+    """Key "P/<model>" (and "P#<generation>.<index>/<model>", a chunk of a big checkpoint) is
+    written to changelog partition P: the monitors fed by input partition P are checkpointed next
+    to it, outside any stream iteration (by a timer), and a checkpoint's chunks stay in order with
+    its head.
 
     A write is durable once the broker acknowledges its changelog record: `confirmed` waits for
     that. (`app.producer.flush()` does not: Faust's send buffer gives up after 0.1 s per record,
@@ -123,7 +127,7 @@ class CheckpointTable(faust.Table):
         self._unconfirmed: list[asyncio.Future] = []
 
     def partition_for_key(self, key: Any) -> int:
-        """Key "P/<model>" goes to changelog partition P."""
+        """Key "P/<model>" and its chunks "P#g.i/<model>" go to changelog partition P."""
         return parse_checkpoint_key(key)[0]
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
@@ -155,5 +159,5 @@ checkpoints = app.tables.add(CheckpointTable(
     # key_type str -> JSON keys; value_type bytes -> Faust's "raw" codec: the msgpack made by
     # stream.worker.service is stored as it is, never pickled
     key_type=str, value_type=bytes,
-    help="msgpack checkpoints of the monitors, key 'partition/model'",
+    help="checkpoints of the monitors (stream/worker/checkpoint_codec.py), key 'partition/model'",
 ))

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectors.events import Limits
+from stream.worker.checkpoint_codec import MIN_RECORD_BYTES
 
-__all__ = ["CHECKPOINT_TABLE", "FEATURE_METRICS", "SETTINGS", "Config", "Setting", "add_arguments", "apply_to_env",
-           "broker_credentials", "changelog_topic", "decoder_limits", "joins_topic", "load", "topics"]
+__all__ = ["CHECKPOINT_TABLE", "DEFAULT_MAX_CHECKPOINT_BYTES", "FEATURE_METRICS", "SETTINGS", "Config", "Setting",
+           "add_arguments", "apply_to_env", "broker_credentials", "changelog_topic", "decoder_limits", "joins_topic",
+           "load", "topics"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,17 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError(f"must be at least 1, not {value}")
+    return value
+
+
+#: below Kafka's default record limit (message.max.bytes, ~1 MB) and Faust's producer's (1,000,000)
+DEFAULT_MAX_CHECKPOINT_BYTES = 900_000
+
+
+def _record_bytes(text: str) -> int:
+    value = int(text)
+    if value < MIN_RECORD_BYTES:
+        raise ValueError(f"must be at least {MIN_RECORD_BYTES}, not {value}")
     return value
 
 
@@ -98,6 +111,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", "--data-dir", "SKEWWATCH_DATA_DIR", None, "Faust data directory (default: ./<app-id>-data)"),
     Setting("checkpoint_interval", "--checkpoint-interval", "SKEWWATCH_CHECKPOINT_INTERVAL", 5.0,
             "seconds between checkpoints of the monitors' state (also the offset-commit interval)", float),
+    Setting("max_checkpoint_bytes", "--max-checkpoint-bytes", "SKEWWATCH_MAX_CHECKPOINT_BYTES",
+            DEFAULT_MAX_CHECKPOINT_BYTES,
+            "largest checkpoint record, in bytes: a bigger monitor state is split into several records; keep "
+            "it below the broker's and the producer's record limits (Kafka's default is ~1 MB)", _record_bytes),
     Setting("baseline_scan_interval", "--baseline-scan-interval", "SKEWWATCH_BASELINE_SCAN_INTERVAL", 2.0,
             "seconds between rescans of the baselines directory", float),
     Setting("joins", "--joins", "SKEWWATCH_JOINS", False,
@@ -165,6 +182,7 @@ class Config:
     app_id: str
     data_dir: str | None
     checkpoint_interval: float
+    max_checkpoint_bytes: int
     baseline_scan_interval: float
     joins: bool
     join_ttl: float

@@ -4,13 +4,15 @@ monitors (so it is unit-testable).
 
 State is kept per input partition, the way Kafka Streams keeps it per task: the monitors fed by
 partition P are checkpointed to partition P of the changelog (co-partitioned) under the key
-"P/<model>", so a rebalance that moves P to another worker moves its monitors with it.
+"P/<model>" (and "P#<generation>.<index>/<model>" for the chunks of a big one), so a rebalance
+that moves P to another worker moves its monitors with it.
 Producers key messages by model, so each model's events, and its monitor, live on one
 partition; events of a model spread over several partitions get one monitor per partition.
 
-Checkpoints are msgpack (never pickle): {"v": 2, "offset": O, "committed_floor": F,
-"baseline": fingerprint, "state": ...}, where O is the last offset of P the state includes. A
-checkpoint applies to the baseline of the same `Baseline.fingerprint` (the same profile, rebuilt
+Checkpoints are msgpack (never pickle), compressed and split into records of at most
+SKEWWATCH_MAX_CHECKPOINT_BYTES by stream.worker.checkpoint_codec, with {"offset": O,
+"committed_floor": F, "baseline": fingerprint} beside the state, where O is the last offset of P
+the state includes. A checkpoint applies to the baseline of the same `Baseline.fingerprint` (the same profile, rebuilt
 or not), as in `ModelRouter.set_baseline` and the alert ids. After a crash
 the consumer resumes from the last committed offset (<= O: offsets are committed right after a
 checkpoint), and events at offsets <= O are skipped for that model, so the restored state counts
@@ -37,6 +39,7 @@ from detectors.model import ModelMonitor
 # MONITOR_ERROR: re-exported for the worker's code
 from detectors.processing import MONITOR_ERROR, Processed, process_messages
 from detectors.routing import ModelRouter
+from stream.worker import checkpoint_codec
 from stream.worker import config as worker_config
 from stream.worker.baseline_dir import BaselineChange, BaselineDirectory
 from stream.worker.metrics import Metrics
@@ -46,8 +49,8 @@ log = logging.getLogger("skewwatch.worker")
 __all__ = ["CHECKPOINT_VERSION", "KEPT_ALERTS", "MONITOR_ERROR", "DetectionService", "PartitionMonitors", "Record",
            "RejectLog", "RejectTally", "checkpoint_key", "parse_checkpoint_key", "position_key"]
 
-#: 2: the baseline is named by its fingerprint (1 named it by version, created, n_rows)
-CHECKPOINT_VERSION = 2
+#: 3: compressed, split past the record limit (checkpoint_codec); 2: the baseline named by its fingerprint
+CHECKPOINT_VERSION = checkpoint_codec.FORMAT
 #: alerts kept per model for the status page: the newest of each kind per feature (or per model-wide
 #: test: schema, serving), at most this many (the oldest forgotten first; the alert topic has them all)
 KEPT_ALERTS = 50
@@ -66,9 +69,13 @@ class Record:
 class PartitionMonitors:
     """The monitors fed by one input partition, and the offsets their checkpoints include."""
 
-    def __init__(self, partition: int, baselines: Iterable[Baseline], config: Any = None):
+    def __init__(self, partition: int, baselines: Iterable[Baseline], config: Any = None,
+                 max_record_bytes: int = worker_config.DEFAULT_MAX_CHECKPOINT_BYTES):
         self.partition = partition
         self.router = ModelRouter(baselines, config)
+        self.max_record_bytes = max_record_bytes
+        #: model -> (generation, chunks) of its newest checkpoint: the next one writes the other generation
+        self._written: dict[str, tuple[int, int]] = {}
         self.last_offset = -1  # the newest offset the monitors' state includes
         self._processed_upto = -1  # the newest offset processed by this instance
         self._skip_upto: dict[str, int] = {}  # model -> offset its restored state includes
@@ -182,19 +189,25 @@ class PartitionMonitors:
         done with it, before the checkpoint timer can take the lock), so it is committed."""
         self.committed_floor = max(self.committed_floor, self._checkpointed_upto + 1)
 
-    def checkpoints(self, everything: bool = False) -> dict[str, bytes]:
-        """{model: msgpack checkpoint} of the monitors that saw events since the last call."""
+    def checkpoints(self, everything: bool = False) -> dict[str, bytes | None]:
+        """{table key: record, or None to delete it} of the monitors that saw events since the last
+        call, in the order to write them: each model's chunks, its head, then its previous
+        checkpoint's chunks deleted (checkpoint_codec)."""
         models = self.router.models if everything else sorted(self._dirty & set(self.router.models))
         self._dirty.clear()
         self._checkpointed_upto = self.last_offset
-        return {
-            m: msgpack.packb(
-                {"v": CHECKPOINT_VERSION, "offset": self.last_offset, "committed_floor": self.committed_floor,
-                 "baseline": self.router.baseline(m).fingerprint, "state": self.router.state_dict(m)},
-                use_bin_type=True,
-            )
-            for m in models
-        }
+        out: dict[str, bytes | None] = {}
+        for m in models:
+            meta = {"offset": self.last_offset, "committed_floor": self.committed_floor,
+                    "baseline": self.router.baseline(m).fingerprint}
+            previous, stale = self._written.get(m, (1, 0))
+            *chunks, head = checkpoint_codec.encode(meta, self.router.state_dict(m), self.max_record_bytes,
+                                                    generation=1 - previous)
+            out.update((checkpoint_key(self.partition, m, (1 - previous, i)), c) for i, c in enumerate(chunks))
+            out[checkpoint_key(self.partition, m)] = head
+            out.update((checkpoint_key(self.partition, m, (previous, i)), None) for i in range(stale))
+            self._written[m] = (1 - previous, len(chunks))
+        return out
 
     def position(self, everything: bool = False) -> bytes | None:
         """The partition's position marker, if it moved since the last (or `everything`): the
@@ -224,21 +237,24 @@ class PartitionMonitors:
         self.committed_floor = max(self.committed_floor, floor)
         self._resume_at = max(self._resume_at or 0, offset + 1)
 
-    def restore(self, model: str, blob: bytes) -> bool:
-        """Continue `model`'s monitor from a checkpoint; False (fresh monitor kept) when it does
-        not apply: unreadable, another format version, or taken against another baseline (another
-        fingerprint: the same profile rebuilt is the same baseline)."""
+    def restore(self, model: str, head: bytes,
+                chunk: Callable[[tuple[int, int]], bytes | None] = lambda _: None) -> bool:
+        """Continue `model`'s monitor from its checkpoint: the `head` record, its chunks looked up
+        by (generation, index) with `chunk`. False (fresh monitor kept) when it does not apply:
+        unreadable, another format, a chunk missing or of another checkpoint, or taken against
+        another baseline (another fingerprint: the same profile rebuilt is the same baseline)."""
         if model not in self.router.models:
             return False
         try:
-            data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
-            if data.get("v") != CHECKPOINT_VERSION:
-                raise ValueError(f"checkpoint format {data.get('v')!r}, this worker reads format {CHECKPOINT_VERSION}")
+            found = checkpoint_codec.read_head(head)
+            # its chunks, restored or not, are the ones the next checkpoint of the model deletes
+            self._written[model] = (found.generation, len(found.chunks))
+            data = found.meta
             if data.get("baseline") != self.router.baseline(model).fingerprint:
                 log.info("partition %d: checkpoint of %r was taken against another baseline; starting fresh",
                          self.partition, model)
                 return False
-            self.router.restore(model, data["state"])
+            self.router.restore(model, checkpoint_codec.decode(found, chunk))
         except Exception as e:  # noqa: BLE001 (a bad checkpoint must not stop the worker: start the monitor fresh)
             log.warning("partition %d: cannot restore %r from its checkpoint (%s: %s); starting fresh",
                         self.partition, model, type(e).__name__, e)
@@ -282,29 +298,36 @@ def _subject(alert: dict) -> tuple[str, ...]:
     return ("feature", feature) if feature is not None else ("model", alert.get("kind"), alert.get("detector"))
 
 
-def checkpoint_key(partition: int, model: str) -> str:
-    """The checkpoint table's key of `model`'s monitor fed by input `partition`.
+def checkpoint_key(partition: int, model: str, chunk: tuple[int, int] | None = None) -> str:
+    """The checkpoint table's key of `model`'s monitor fed by input `partition`: of its head, or
+    of its chunk (generation, index).
 
     >>> checkpoint_key(2, "credit"), parse_checkpoint_key("2/credit")
-    ('2/credit', (2, 'credit'))
+    ('2/credit', (2, 'credit', None))
+    >>> checkpoint_key(2, "a/b", (1, 0)), parse_checkpoint_key("2#1.0/a/b")
+    ('2#1.0/a/b', (2, 'a/b', (1, 0)))
     """
-    return f"{partition}/{model}"
+    return f"{partition}/{model}" if chunk is None else f"{partition}#{chunk[0]}.{chunk[1]}/{model}"
 
 
 def position_key(partition: int) -> str:
     """The checkpoint table's key of input `partition`'s position marker: no model.
 
     >>> position_key(2), parse_checkpoint_key(position_key(2))
-    ('2/', (2, ''))
+    ('2/', (2, '', None))
     """
     return checkpoint_key(partition, "")
 
 
-def parse_checkpoint_key(key: str) -> tuple[int, str]:
-    """(partition, model) of a checkpoint table key (the inverse of `checkpoint_key`; model ""
-    for a `position_key`)."""
-    partition, _, model = key.partition("/")
-    return int(partition), model
+def parse_checkpoint_key(key: str) -> tuple[int, str, tuple[int, int] | None]:
+    """(partition, model, chunk or None) of a checkpoint table key (the inverse of `checkpoint_key`;
+    model "" for a `position_key`)."""
+    where, _, model = key.partition("/")
+    partition, _, chunk = where.partition("#")
+    if not chunk:
+        return int(partition), model, None
+    generation, _, index = chunk.partition(".")
+    return int(partition), model, (int(generation), int(index))
 
 
 class RejectLog:
@@ -377,12 +400,15 @@ class RejectTally:
 class DetectionService:
     """Everything the worker keeps: baselines, per-partition monitors, metrics."""
 
-    def __init__(self, baselines_dir: str, metrics: Metrics, limits: Limits | None = None, config: Any = None):
+    def __init__(self, baselines_dir: str, metrics: Metrics, limits: Limits | None = None, config: Any = None,
+                 max_checkpoint_bytes: int = worker_config.DEFAULT_MAX_CHECKPOINT_BYTES):
         """`limits`: the decoder's caps; None takes them from the worker's settings
-        (SKEWWATCH_MAX_MESSAGE_BYTES, ... in the environment: stream.worker.config)."""
+        (SKEWWATCH_MAX_MESSAGE_BYTES, ... in the environment: stream.worker.config).
+        `max_checkpoint_bytes`: the largest checkpoint record (SKEWWATCH_MAX_CHECKPOINT_BYTES)."""
         self.directory = BaselineDirectory(baselines_dir)
         self.metrics = metrics
         self.limits = limits if limits is not None else worker_config.decoder_limits(worker_config.load())
+        self.max_checkpoint_bytes = max_checkpoint_bytes
         self._config = config
         self._baselines: dict[str, Baseline] = {}
         self._unavailable: dict[str, str] = {}
@@ -448,18 +474,18 @@ class DetectionService:
         (the (key, blob) pairs of the checkpoint table; by first use it is recovered)."""
         monitors = self.partitions.get(partition)
         if monitors is None:
-            monitors = PartitionMonitors(partition, self._baselines.values(), self._config)
+            monitors = PartitionMonitors(partition, self._baselines.values(), self._config, self.max_checkpoint_bytes)
             for model, detail in self._unavailable.items():
                 monitors.router.disable_model(model, detail)
-            position = None
+            mine: dict[tuple[str, tuple[int, int] | None], bytes] = {}
             for key, blob in checkpoints():
-                p, model = parse_checkpoint_key(key)
-                if p != partition:
-                    continue
-                if model:
-                    monitors.restore(model, blob)
-                else:
-                    position = blob
+                p, model, chunk = parse_checkpoint_key(key)
+                if p == partition:
+                    mine[model, chunk] = blob
+            for (model, chunk), blob in mine.items():
+                if model and chunk is None:
+                    monitors.restore(model, blob, lambda c, m=model: mine.get((m, c)))
+            position = mine.get(("", None))
             if position is not None:  # after the models: it raises what their checkpoints include
                 monitors.restore_position(position)
             monitors.committed_floor = max(monitors.committed_floor, self._floors.pop(partition, -1))
@@ -500,19 +526,20 @@ class DetectionService:
         writes every monitor's, changed or not."""
         self._rewrite_all = True
 
-    def checkpoints(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
-        """{table key: blob} for the monitors changed since their last checkpoint (all of them
-        after `rewrite_checkpoints`). Once the broker has them, `positions` are written."""
+    def checkpoints(self, partitions: Iterable[int] | None = None) -> dict[str, bytes | None]:
+        """{table key: record, or None to delete it}, in the order to write them, for the monitors
+        changed since their last checkpoint (all of them after `rewrite_checkpoints`). Once the
+        broker has them, `positions` are written."""
         everything, self._rewrite_all = self._rewrite_all, False
         self._rewrite_positions = everything
-        out: dict[str, bytes] = {}
+        out: dict[str, bytes | None] = {}
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
             if monitors is not None:
                 # after a recreated log, every checkpoint of p holds the old log's offsets: rewrite all
                 rewrite = everything or p in self._recreated
                 self._recreated.discard(p)
-                out.update((checkpoint_key(p, m), blob) for m, blob in monitors.checkpoints(rewrite).items())
+                out.update(monitors.checkpoints(rewrite))
         return out
 
     def positions(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:

@@ -7,7 +7,6 @@ import doctest
 import html
 import time
 
-import msgpack
 import numpy as np
 import orjson
 import pytest
@@ -18,7 +17,7 @@ from baselines.build import build_baseline_from_columns
 from detectors.events import Reject
 from detectors.fmt import number, percent
 from detectors.model import ModelMonitor
-from stream.worker import pages
+from stream.worker import checkpoint_codec, pages
 from stream.worker import service as service_module
 from stream.worker.metrics import Metrics
 from stream.worker.service import KEPT_ALERTS, DetectionService, Record, RejectTally
@@ -189,8 +188,9 @@ def test_after_a_restart_the_restored_monitors_last_alerts_are_shown(service, tm
     worker.service = restarted  # monkeypatched by the fixture: restored at teardown
     text = parse(pages.render_status()).text()
     assert "1 model alerted" in text
+    state = checkpoint_codec.decode(checkpoint_codec.read_head(checkpoints["0/credit"]), {}.get)  # one record
     last = ModelMonitor.from_state(  # what the checkpoint holds of amount's last alert
-        training_baseline("credit", seed=0), msgpack.unpackb(checkpoints["0/credit"])["state"]).last_alerts()["amount"]
+        training_baseline("credit", seed=0), state).last_alerts()["amount"]
     assert (f"{last['severity']} amount · {last['kind']} · {last['detector']} · at event {last['events_seen']}, "
             "before the worker restarted") in text
     assert "none since the worker started" in text  # its events were counted before the restart

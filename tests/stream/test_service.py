@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import zlib
 
 import msgpack
 import orjson
@@ -85,11 +86,11 @@ def test_restored_monitor_skips_events_its_checkpoint_already_counts(credit_base
     live = PartitionMonitors(2, [credit_baseline])
     live.process(records(stream[:200], partition=2))
     blobs = live.checkpoints()
-    assert list(blobs) == ["credit"] and live.checkpoints() == {}  # only changed monitors are written again
+    assert list(blobs) == ["2/credit"] and live.checkpoints() == {}  # only changed monitors are written again
 
     # a crash: the consumer resumes from an older committed offset (150); 150..199 are re-delivered
     restored = PartitionMonitors(2, [credit_baseline])
-    assert restored.restore("credit", blobs["credit"])
+    assert restored.restore("credit", blobs["2/credit"])
     for start in range(150, 300, 20):  # re-delivered in several batches
         restored.process(records(stream[start:start + 20], partition=2, start=start))
     live.process(records(stream[200:300], partition=2, start=200))
@@ -102,7 +103,7 @@ def test_checkpoint_of_another_baseline_or_garbage_is_not_restored(credit_baseli
 
     live = PartitionMonitors(0, [credit_baseline])
     live.process(records(as_json(events("credit", 50, seed=5))))
-    blob = live.checkpoints()["credit"]
+    blob = live.checkpoints()["0/credit"]
     rebuilt = PartitionMonitors(0, [training_baseline("credit", seed=9, version="2")])
     assert not rebuilt.restore("credit", blob)
     assert not rebuilt.restore("credit", b"\x00garbage")
@@ -113,9 +114,11 @@ def test_checkpoint_of_another_baseline_or_garbage_is_not_restored(credit_baseli
 def test_checkpoints_are_msgpack_with_the_offset_and_never_pickle(credit_baseline):
     live = PartitionMonitors(1, [credit_baseline])
     live.process(records(as_json(events("credit", 10, seed=6)), partition=1, start=40))
-    data = msgpack.unpackb(live.checkpoints()["credit"], raw=False, strict_map_key=False)
-    assert data["v"] == CHECKPOINT_VERSION == 2 and data["offset"] == 49 and data["state"]
-    assert data["baseline"] == credit_baseline.fingerprint
+    data = msgpack.unpackb(live.checkpoints()["1/credit"], raw=False, strict_map_key=False)
+    assert data["v"] == CHECKPOINT_VERSION == 3 and data["meta"]["offset"] == 49 and data["n"] == 0
+    assert data["meta"]["baseline"] == credit_baseline.fingerprint
+    state = msgpack.unpackb(zlib.decompress(data["data"]), raw=False, strict_map_key=False)
+    assert state["events_seen"] == 10
 
 
 def test_a_checkpoint_restores_against_the_same_baseline_rebuilt(credit_baseline):
@@ -124,21 +127,21 @@ def test_a_checkpoint_restores_against_the_same_baseline_rebuilt(credit_baseline
     live.process(records(as_json(events("credit", 50, seed=5))))
     rebuilt = dataclasses.replace(credit_baseline, created=credit_baseline.created + 86_400.0)
     restored = PartitionMonitors(0, [rebuilt])
-    assert restored.restore("credit", live.checkpoints()["credit"])
+    assert restored.restore("credit", live.checkpoints()["0/credit"])
     assert restored.router.state_dict("credit") == live.router.state_dict("credit")
 
 
 def test_a_checkpoint_of_the_old_format_starts_the_monitor_fresh_and_says_why(credit_baseline, caplog):
     live = PartitionMonitors(0, [credit_baseline])
     live.process(records(as_json(events("credit", 50, seed=5))))
-    data = msgpack.unpackb(live.checkpoints()["credit"], raw=False, strict_map_key=False)
-    b = credit_baseline
-    old = dict(data, v=1, baseline=[b.version, b.created, b.n_rows])  # how format 1 named the baseline
+    # how format 2 wrote it: plain msgpack, one record
+    old = {"v": 2, "offset": 49, "committed_floor": -1, "baseline": credit_baseline.fingerprint,
+           "state": live.router.state_dict("credit")}
     fresh = PartitionMonitors(0, [credit_baseline])
     with caplog.at_level("WARNING", logger="skewwatch.worker"):
         assert not fresh.restore("credit", msgpack.packb(old, use_bin_type=True))
     assert fresh.router.monitor("credit").events_seen == 0
-    assert "checkpoint format 1, this worker reads format 2); starting fresh" in caplog.text
+    assert "checkpoint format 2, this worker reads format 3); starting fresh" in caplog.text
 
 
 def test_a_rebuilt_baseline_file_of_the_same_data_keeps_the_monitors(tmp_path, credit_baseline):
@@ -163,7 +166,7 @@ def test_service_builds_partition_monitors_from_its_checkpoints_and_counts_metri
     broken = [b"{broken", orjson.dumps({"model": "x", "features": {}})]
     service.process(first, records(stream[:100] + broken, partition=3))
     saved = service.checkpoints() | service.positions()
-    assert [parse_checkpoint_key(k) for k in saved] == [(3, "credit"), (3, "")]
+    assert [parse_checkpoint_key(k) for k in saved] == [(3, "credit", None), (3, "", None)]
 
     # partition 3 moves to another worker, which starts from the table
     other = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
@@ -260,7 +263,7 @@ def test_records_delivered_twice_within_one_batch_are_processed_once(credit_base
     live = PartitionMonitors(0, [credit_baseline])
     live.process(stream[:30])
     restored = PartitionMonitors(0, [credit_baseline])
-    assert restored.restore("credit", live.checkpoints()["credit"])
+    assert restored.restore("credit", live.checkpoints()["0/credit"])
     restored.process(restored.unseen(stream[20:45] + stream[25:60]))
     assert restored.router.monitor("credit").events_seen == 60
 
@@ -461,3 +464,103 @@ def test_a_scrape_reads_only_each_models_busiest_monitor_and_only_when_it_change
     service.update_gauges()  # new events on another partition than the busiest: its gauges do not change
     assert read == [home.router.monitor("credit")]
     assert service.snapshots()["credit"]["events_seen"] == 300
+
+
+# ---- big checkpoints: split under the record limit (stream/worker/checkpoint_codec.py) -----------------
+def small_records_service(tmp_path, credit_baseline) -> DetectionService:
+    """A service whose checkpoint records are at most 1,024 bytes: the credit model's takes several."""
+    tmp_path.mkdir(exist_ok=True)
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()), max_checkpoint_bytes=1024)
+    service.rescan()
+    return service
+
+
+def write(table: dict[str, bytes], written: dict[str, bytes | None]) -> None:
+    """What the agent does with `checkpoints()`: set each record, delete those given as None."""
+    for key, blob in written.items():
+        if blob is None:
+            table.pop(key, None)
+        else:
+            table[key] = blob
+
+
+def test_a_big_checkpoint_is_split_under_the_limit_and_restored_whole(tmp_path, credit_baseline):
+    service = small_records_service(tmp_path, credit_baseline)
+    stream = records(as_json(events("credit", 300, seed=4)))
+    service.process(service.monitors_for(0, lambda: []), stream[:200])
+    table: dict[str, bytes] = {}
+    written = service.checkpoints()
+    keys = [parse_checkpoint_key(k) for k in written]
+    assert len(keys) > 2 and keys[-1] == (0, "credit", None)  # the head after its chunks
+    assert keys[:-1] == [(0, "credit", (0, i)) for i in range(len(keys) - 1)]
+    assert max(map(len, written.values())) <= 1024
+    write(table, written)
+
+    other = small_records_service(tmp_path / "other", credit_baseline)
+    moved = other.monitors_for(0, lambda: list(table.items()))
+    assert moved.router.monitor("credit").events_seen == 200
+    assert moved.router.state_dict("credit") == service.partitions[0].router.state_dict("credit")
+
+    # the next checkpoint: the other generation, then the first one's chunks deleted
+    other.process(moved, stream[200:])
+    written = other.checkpoints()
+    chunks = [c for _, _, c in map(parse_checkpoint_key, written) if c is not None]
+    assert {g for g, _ in chunks} == {0, 1} and [written[k] for k in written if k.startswith("0#0.")] == [None] * (
+        len(keys) - 1)
+    write(table, written)
+    assert all(parse_checkpoint_key(k)[2][0] == 1 for k in table if k != "0/credit")
+    again = small_records_service(tmp_path / "again", credit_baseline).monitors_for(0, lambda: list(table.items()))
+    assert again.router.monitor("credit").events_seen == 300
+
+
+def test_a_crash_between_a_checkpoints_chunks_and_its_head_restores_the_previous_one(tmp_path, credit_baseline):
+    service = small_records_service(tmp_path, credit_baseline)
+    stream = records(as_json(events("credit", 300, seed=4)))
+    monitors = service.monitors_for(0, lambda: [])
+    service.process(monitors, stream[:200])
+    table: dict[str, bytes] = {}
+    write(table, service.checkpoints())
+    service.process(monitors, stream[200:])
+    newer = service.checkpoints()
+    write(table, {k: v for k, v in newer.items() if parse_checkpoint_key(k)[2] is not None and v is not None})
+    restored = small_records_service(tmp_path / "r", credit_baseline).monitors_for(0, lambda: list(table.items()))
+    assert restored.router.monitor("credit").events_seen == 200 and restored.last_offset == 199
+
+
+def test_a_checkpoint_with_a_missing_or_foreign_chunk_starts_the_monitor_fresh_and_says_why(tmp_path, credit_baseline,
+                                                                                          caplog):
+    service = small_records_service(tmp_path, credit_baseline)
+    monitors = service.monitors_for(0, lambda: [])
+    service.process(monitors, records(as_json(events("credit", 200, seed=4))))
+    table = dict(service.checkpoints())
+    service.process(monitors, records(as_json(events("credit", 10, seed=5)), start=200))
+    foreign = {k: v for k, v in service.checkpoints().items() if v is not None and k.startswith("0#1.")}
+    for damaged, why in ((dict(table, **{"0#0.1/credit": None}), "chunk 0.1 of"),
+                         ({**table, "0#0.1/credit": foreign["0#1.1/credit"]}, "another checkpoint")):
+        caplog.clear()
+        items = [(k, v) for k, v in damaged.items() if v is not None]
+        with caplog.at_level("WARNING", logger="skewwatch.worker"):
+            service = small_records_service(tmp_path / why[:5], credit_baseline)
+            fresh = service.monitors_for(0, lambda items=items: items)
+        assert fresh.router.monitor("credit").events_seen == 0
+        assert "cannot restore 'credit'" in caplog.text and why in caplog.text and "starting fresh" in caplog.text
+
+
+def test_the_chunks_of_a_checkpoint_that_was_not_restored_are_deleted_by_the_next_one(tmp_path, credit_baseline):
+    from tests.stream.helpers import training_baseline
+
+    service = small_records_service(tmp_path, credit_baseline)
+    service.process(service.monitors_for(0, lambda: []), records(as_json(events("credit", 200, seed=4))))
+    table: dict[str, bytes] = {}
+    write(table, service.checkpoints())
+    other = DetectionService(str(tmp_path / "other"), Metrics(CollectorRegistry()), max_checkpoint_bytes=1024)
+    (tmp_path / "other").mkdir()
+    training_baseline("credit", seed=9, version="2").save(tmp_path / "other" / "credit.msgpack")  # another baseline
+    other.rescan()
+    fresh = other.monitors_for(0, lambda: list(table.items()))
+    assert fresh.router.monitor("credit").events_seen == 0
+    other.process(fresh, records(as_json(events("credit", 10, seed=5)), start=200))
+    assert any(k.startswith("0#0.") for k in table)
+    write(table, other.checkpoints())
+    assert not any(k.startswith("0#0.") for k in table)  # the unrestored checkpoint's chunks: deleted
