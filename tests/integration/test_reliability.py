@@ -188,11 +188,17 @@ def test_a_corrupt_then_deleted_baseline_while_running(deployment, follow):
 RECONNECT_WITHIN_S = 10.0
 
 
-def test_the_worker_reconnects_by_itself_after_a_broker_restart(tmp_path):
-    """Stop the broker under load and start it again on the same port. The embedded broker keeps
-    everything in memory, so it comes back empty: the topics are recreated (as `skewwatch broker`
-    does), committed offsets and the checkpoint changelog are gone. The worker must rejoin and
-    monitor new messages within RECONNECT_WITHIN_S, with no manual action, and log it."""
+#: seconds the broker stays down; the long runs of docs/reliability.md set SKEWWATCH_OUTAGES_S=5,15,60,300
+OUTAGES_S = [float(s) for s in os.environ.get("SKEWWATCH_OUTAGES_S", "5").split(",")]
+
+
+@pytest.mark.parametrize("outage_s", OUTAGES_S)
+def test_the_worker_reconnects_by_itself_after_a_broker_restart(tmp_path, outage_s):
+    """Stop the broker under load for `outage_s` and start it again on the same port. The embedded
+    broker keeps everything in memory, so it comes back empty: the topics are recreated (as
+    `skewwatch broker` does), committed offsets and the checkpoint changelog are gone. The worker
+    must rejoin and monitor new messages within RECONNECT_WITHIN_S, with no manual action, log it,
+    count every event of the new log once, and log a bounded amount during the outage."""
     broker = EmbeddedBroker().start()
     deployment = Deployment(broker, tmp_path)
     try:
@@ -215,12 +221,17 @@ def test_the_worker_reconnects_by_itself_after_a_broker_restart(tmp_path):
         wait_for(lambda: monitored() >= 2000, 30, "the worker monitoring the load")
         port = broker.port
         broker.stop()
+        down = time.monotonic()
+        lines_before = len(worker.log_path.read_text(errors="replace").splitlines())
         # down until the worker notices (its fetches and heartbeats fail) and says so in /metrics
         wait_for(lambda: worker.metric("skewwatch_broker_connected") == 0.0, 15,
                  "the broker gauge at 0 during the outage")
         assert worker.proc.poll() is None
         log_before = worker.log_path.read_text(errors="replace")
         at_restart = monitored()  # the broker is down: nothing more can arrive from the old log
+        time.sleep(max(0.0, down + outage_s - time.monotonic()))  # the outage's length is the test's input
+        outage_lines = len(worker.log_path.read_text(errors="replace").splitlines()) - lines_before
+        outage = time.monotonic() - down
         broker = EmbeddedBroker(port=port, topics=config.topics(deployment.cfg)).start()
         back = time.monotonic()
         wait_for(lambda: monitored() > at_restart, 60, "the worker monitoring again after the broker restart")
@@ -241,8 +252,9 @@ def test_the_worker_reconnects_by_itself_after_a_broker_restart(tmp_path):
         rejoined = worker.log_path.read_text(errors="replace")[len(log_before):]
         assert "Worker ready" in rejoined and "Setting newly assigned partitions" in rejoined
         assert worker.metric("skewwatch_broker_connected") == 1.0
-        print(f"\nbroker restart: the worker monitored new events {recovery:.1f} s after the broker was back; "
-              f"all {new_events} events of the new log counted")
+        print(f"\nbroker down {outage:.0f} s: {outage_lines} log lines meanwhile; the worker monitored new events "
+              f"{recovery:.1f} s after the broker was back; all {new_events} events of the new log counted")
+        assert outage_lines <= 20 + outage, f"{outage_lines} log lines in {outage:.0f} s of outage"
         assert recovery <= RECONNECT_WITHIN_S
     finally:
         deployment.stop()
