@@ -1,5 +1,7 @@
 """`skewwatch replay`: the monitors over a file of events, alerts as JSON lines on stdout
-(`--pretty`: as `skewwatch alerts` prints them, for a person).
+(`--pretty`: as `skewwatch alerts` prints them, for a person). Events come as JSONL or msgpack, or
+as a table of predictions (CSV, Parquet; one row each, read with `baseline build`'s column flags:
+`stream.commands.tables`).
 
 Same code path as the worker (decode_message -> detectors.processing), so the same events
 give the same alerts. Input problems never crash it: rejected messages are counted by
@@ -9,7 +11,8 @@ The events of a model no baseline was loaded for are named in the summary, by mo
 
 Exit status: 0 when events were monitored; 1 when none was (an empty input, every message
 rejected, or every event for a model without a baseline: never a silent all-clear); 2 when its own
-arguments are wrong; 141 (128 + SIGPIPE, as a Unix tool killed by the signal) when the reader of
+arguments are wrong (a table that cannot be read as events among them: a named column missing, no
+model for its rows, not a table); 141 (128 + SIGPIPE, as a Unix tool killed by the signal) when the reader of
 the alerts went away (`| head -1`): it stops there, quietly, and the run is not complete.
 
 On a terminal, a status line on stderr shows the progress of a long run (events/s, and the share

@@ -103,7 +103,8 @@ def add_table_arguments(p: argparse.ArgumentParser) -> None:
                                        "(default: the only baseline's)")
     group.add_argument("--confidence-column", help="column holding the model's confidence (the event's `confidence`)")
     group.add_argument("--prediction-column", help="column holding the model's prediction (the event's `prediction`)")
-    group.add_argument("--label-column", help="column holding the true label: left out (join labels with --labels)")
+    group.add_argument("--label-column",
+                       help="column holding the true label: left out (replay joins delayed labels with --labels)")
     group.add_argument("--exclude", type=column_names, action="extend", default=[], metavar="C,D",
                        help="columns to leave out")
 
