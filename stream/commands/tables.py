@@ -34,8 +34,8 @@ from detectors.extract import BOOL_SPELLINGS
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["EVENT_FIELDS", "TABLE_CHUNK_ROWS", "TableColumns", "TableError", "add_table_arguments", "column_names",
-           "events_from_frame", "table_columns", "table_format", "table_frames"]
+__all__ = ["EVENT_FIELDS", "TABLE_CHUNK_ROWS", "TableColumns", "TableError", "add_table_arguments", "check_columns",
+           "column_names", "events_from_frame", "table_columns", "table_format", "table_frames"]
 
 #: columns that are the event's own fields, not features (docs/contracts.md, "Prediction event")
 EVENT_FIELDS = ("model", "model_version", "request_id", "ts")
