@@ -537,9 +537,8 @@ class DetectionService:
             monitors = self.partitions.get(p)
             if monitors is not None:
                 # after a recreated log, every checkpoint of p holds the old log's offsets: rewrite all
-                rewrite = everything or p in self._recreated
-                self._recreated.discard(p)
-                out.update(monitors.checkpoints(rewrite))
+                # (and its position marker: `positions` forgets p once that is written too)
+                out.update(monitors.checkpoints(everything or p in self._recreated))
         return out
 
     def positions(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
@@ -550,7 +549,10 @@ class DetectionService:
         out = {}
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
-            blob = monitors.position(everything) if monitors is not None else None
+            # a recreated log's marker is written even where its offset did not move (-1 before the
+            # new log's first record): the old log's marker would otherwise skip the new log's records
+            blob = monitors.position(everything or p in self._recreated) if monitors is not None else None
+            self._recreated.discard(p)
             if blob is not None:
                 out[position_key(p)] = blob
         return out

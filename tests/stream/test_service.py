@@ -291,6 +291,26 @@ def test_a_recreated_log_is_counted_from_its_start(tmp_path, credit_baseline):
     assert service.observe_end_offsets({0: 30}) == []  # growing again
 
 
+def test_a_recreated_log_rewrites_the_position_marker_before_its_first_record(tmp_path, credit_baseline):
+    """The broker came back empty and a checkpoint round ran before the new log's first record: the
+    partition's marker must be written again (offset -1), or the old log's marker, still in the
+    table, makes the rebuilt monitors skip the new log's records as counted (seen after a 5 s
+    broker outage: the new log's first 165 records skipped)."""
+    service = credit_service(tmp_path, credit_baseline)
+    stream = records(as_json(events("credit", 90, seed=19)))
+    monitors = service.monitors_for(0, lambda: [])
+    service.process(monitors, stream[:60])
+    table = dict(service.checkpoints()) | service.positions()
+    assert service.observe_end_offsets({0: 60}) == [] and service.observe_end_offsets({0: 0}) == [0]
+    table |= service.checkpoints()  # the round before any record of the new log
+    table |= service.positions()
+    service.drop_partitions([0])  # a rebalance rebuilds the monitors from the table
+    rebuilt = service.monitors_for(0, lambda: list(table.items()))
+    service.process(rebuilt, records([r.value for r in stream[60:90]]))  # offsets 0..29 of the new log
+    assert rebuilt.take_seek() is None
+    assert rebuilt.router.monitor("credit").events_seen == 90
+
+
 def test_a_recreated_log_that_outgrew_the_old_one_is_counted_from_its_start(tmp_path, credit_baseline):
     """The end offset of the new log never went back where the worker could see it (the new log
     was already longer than the old one): the first record delivered lies below the offset the
