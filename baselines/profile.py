@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
 import stat
 import time
 from collections.abc import Mapping
@@ -323,7 +324,8 @@ class Baseline:
         """Read and validate a baseline file; BaselineError says what is wrong with it.
 
         Bounded before parsing: only a regular file (a device such as /dev/zero or a FIFO would
-        be read forever), at most MAX_FILE_BYTES, and `loads`' cap on decoded objects.
+        be read forever), of at most MAX_FILE_BYTES by its size before reading, and `loads`' cap
+        on decoded objects.
 
         Parameters
         ----------
@@ -352,16 +354,25 @@ class Baseline:
         """
         p = Path(path)
         try:
-            # stat before open: opening a FIFO blocks until someone writes to it
-            if not stat.S_ISREG(p.stat().st_mode):
-                raise BaselineError(f"{p}: not a regular file; a baseline is a file written by "
-                                    "`skewwatch baseline build`")
-            with open(p, "rb") as f:
-                raw = f.read(MAX_FILE_BYTES + 1)
+            # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer; fstat then
+            # checks the very file opened (a path checked before the open could be swapped meanwhile)
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise BaselineError(f"{p}: not a regular file; a baseline is a file written by "
+                                        "`skewwatch baseline build`")
+                if st.st_size > MAX_FILE_BYTES:  # refused on its size, before a byte is read
+                    raise BaselineError(f"{p}: {st.st_size} bytes, over the cap of a baseline file "
+                                        f"({MAX_FILE_BYTES} bytes)")
+                with open(fd, "rb", closefd=False) as f:
+                    raw = f.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows meanwhile
+            finally:
+                os.close(fd)
         except OSError as e:
             raise BaselineError(f"{p}: cannot read baseline: {e.strerror or e}") from None
         if len(raw) > MAX_FILE_BYTES:
-            raise BaselineError(f"{p}: more than {MAX_FILE_BYTES} bytes, the cap of a baseline file")
+            raise BaselineError(f"{p}: over the cap of a baseline file ({MAX_FILE_BYTES} bytes)")
         return cls.loads(raw, name=str(p))
 
     @classmethod

@@ -6,6 +6,7 @@ import os
 import resource
 import subprocess
 import sys
+import tracemalloc
 
 import msgpack
 import pytest
@@ -22,11 +23,12 @@ def test_a_device_a_fifo_or_a_directory_is_refused_without_reading_it(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["baseline", "show", "/dev/zero"],
-                                  ["replay", "{events}", "--baseline", "/dev/zero"]])
+                                  ["replay", "{events}", "--baseline", "/dev/zero"],
+                                  ["report", "{events}", "--baseline", "/dev/zero", "-o", "{out}"]])
 def test_commands_refuse_a_non_regular_baseline_file_with_one_line(tmp_path, argv):
     events = tmp_path / "e.jsonl"
     events.write_text('{"model": "m", "features": {}}\n')
-    argv = [a.format(events=events) for a in argv]
+    argv = [a.format(events=events, out=tmp_path / "r.html") for a in argv]
     proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", *argv], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2, proc.stderr
@@ -54,3 +56,35 @@ def test_a_real_baseline_with_many_features_still_loads(tmp_path):
     b.save(tmp_path / "wide.msgpack")
     assert Baseline.load(tmp_path / "wide.msgpack").fingerprint == b.fingerprint
     assert msgpack.unpackb((tmp_path / "wide.msgpack").read_bytes())["model"] == "wide"
+
+
+def test_a_file_over_the_size_cap_is_refused_before_it_is_read(tmp_path):
+    # sparse: 1 GB on stat, nothing on disk; it used to be read up to the cap (256 MB) before the check
+    path = tmp_path / "huge.msgpack"
+    with open(path, "wb") as f:
+        f.truncate(1 << 30)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BaselineError, match="the cap of a baseline file"):
+            Baseline.load(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes allocated to refuse it"
+
+
+@pytest.mark.parametrize("argv", [["baseline", "show", "{target}"],
+                                  ["replay", "{events}", "--baseline", "{target}"],
+                                  ["report", "{events}", "--baseline", "{target}", "-o", "{out}"]])
+@pytest.mark.parametrize("target", ["fifo", "directory"])
+def test_every_command_refuses_a_fifo_or_a_directory_as_a_baseline(tmp_path, argv, target):
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"model": "m", "features": {}}\n')
+    path = tmp_path / "b.msgpack"
+    os.mkfifo(path) if target == "fifo" else path.mkdir()  # a FIFO would block the open until a writer came
+    argv = [a.format(events=events, target=path, out=tmp_path / "r.html") for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "stream.commands.cli", *argv], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
