@@ -169,8 +169,9 @@ async def relax_gc_once_started() -> None:
 
 @app.timer(interval=settings.baseline_scan_interval)
 async def rescan_baselines() -> None:
-    """Pick up new, changed, broken or deleted baseline files; report held-back reject counts."""
-    worker.service.rescan()
+    """Pick up new, changed, broken or deleted baseline files (read in a thread: parsing a large
+    one must not stall the loop); report held-back reject counts."""
+    await worker.service.rescan_off_loop()
     worker.service.report_rejects()  # the reject counts a burst's rate-limited log line held back
 
 
