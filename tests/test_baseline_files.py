@@ -88,3 +88,44 @@ def test_every_command_refuses_a_fifo_or_a_directory_as_a_baseline(tmp_path, arg
     assert proc.returncode == 2, proc.stderr
     assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def _peak_rss_mb_loading(path) -> float:
+    """The peak RSS (MB) of a fresh process that loads `path` (VmHWM: not inherited across exec)."""
+    code = ("import re, sys\nfrom baselines.profile import Baseline, BaselineError\n"
+            "try:\n    Baseline.load(sys.argv[1])\nexcept BaselineError:\n    pass\n"
+            "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return float(out.stdout)
+
+
+#: 4M two-letter strings in 12 MB (3 bytes each on disk, ~60 in memory as list items)
+_LIST_OF_4096 = b"\xdc" + (4_096).to_bytes(2, "big")
+SHORT_STRINGS = b"\xdc" + (1_000).to_bytes(2, "big") + (_LIST_OF_4096 + b"\xa2ab" * 4_096) * 1_000
+
+
+def test_short_strings_in_lists_are_refused_before_they_are_built(tmp_path):
+    # a baseline's lists hold numbers only; decoded whole these peaked at 280 MB (1.2 GB for 50 MB)
+    (tmp_path / "empty.msgpack").write_bytes(b"")
+    (tmp_path / "strings.msgpack").write_bytes(SHORT_STRINGS)
+    grown = _peak_rss_mb_loading(tmp_path / "strings.msgpack") - _peak_rss_mb_loading(tmp_path / "empty.msgpack")
+    assert grown < 60, f"peak RSS grew by {grown:.0f} MB for a 12 MB file"
+    with pytest.raises(BaselineError, match="only numbers"):
+        Baseline.load(tmp_path / "strings.msgpack")
+
+
+def test_the_numbers_and_map_entries_of_a_file_are_capped_in_all(monkeypatch):
+    from baselines import profile
+
+    numbers = msgpack.packb([[1.0] * 3_000] * 4)
+    entries = msgpack.packb({f"k{i}": {f"c{j}": 1.0 for j in range(3_000)} for i in range(4)})
+    for raw in (numbers, entries):
+        with pytest.raises(BaselineError, match="not a skewwatch baseline"):  # decoded, then refused
+            Baseline.loads(raw)
+    monkeypatch.setattr(profile, "MAX_NUMBERS", 10_000)
+    monkeypatch.setattr(profile, "MAX_MAP_ENTRIES", 10_000)
+    with pytest.raises(BaselineError, match="more than 10000 numbers"):
+        Baseline.loads(numbers)
+    with pytest.raises(BaselineError, match="more than 10000 map entries"):
+        Baseline.loads(entries)
