@@ -76,7 +76,7 @@ async def wait_for_baselines() -> None:
     loop = asyncio.get_running_loop()
     said = None
     while not service.models:
-        service.rescan()
+        await service.rescan_off_loop()
         if service.models:
             break
         if said is None or loop.time() - said >= NO_BASELINE_NOTICE_INTERVAL:

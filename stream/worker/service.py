@@ -396,6 +396,7 @@ class DetectionService:
         self.rejects = RejectTally()
         self._reject_log = RejectLog()
         self._directory_problem: str | None = None
+        self._rescans = asyncio.Lock()  # one `rescan_off_loop` at a time: changes applied in the order found
         self._end_offsets: dict[int, int] = {}  # input partition -> the highest end offset seen
         #: partitions whose log was recreated, until their monitors checkpoint offsets of the new one
         self._recreated: set[int] = set()
@@ -416,7 +417,8 @@ class DetectionService:
     async def rescan_off_loop(self) -> list[BaselineChange]:
         """`rescan`, with the files read and parsed in a thread; only applying what changed runs
         on the event loop (a large baseline file takes seconds to parse)."""
-        return self._apply_changes(await asyncio.to_thread(self.directory.scan))
+        async with self._rescans:
+            return self._apply_changes(await asyncio.to_thread(self.directory.scan))
 
     def _apply_changes(self, changes: list[BaselineChange]) -> list[BaselineChange]:
         if self.directory.problem != self._directory_problem:
