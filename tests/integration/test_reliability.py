@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import threading
 import time
@@ -140,9 +141,13 @@ def test_kill_9_at_random_points_of_a_drifting_stream(deployment, follow):
           f"{len(letters) - len(garbage_offsets)} dead letters, {len(got) - len(expected)} alerts (of {len(expected)})")
 
 
-def test_a_corrupt_then_deleted_baseline_while_running(deployment, follow):
-    """The broken model's events are dead-lettered with the reason, the other model carries on,
-    and the repaired file is picked up without a restart."""
+def test_baseline_files_copied_half_written_corrupted_and_deleted_while_running(deployment, follow):
+    """What an operator does to the baselines directory of a running worker. A copy of a served
+    file is a logged conflict, and deleting the copy changes nothing (it used to disable the model
+    until the original was touched); a half-written file (plain `cp`) and a corrupt one keep the
+    model served on its last good baseline, its monitor going on (the completed file used to
+    start a fresh one); only the deleted file disables the model: its events are dead-lettered
+    with the reason. The other model carries on throughout."""
     for model, seed in (("credit", 0), ("fraud", 1)):
         training_baseline(model, seed=seed).save(deployment.baselines / f"{model}.msgpack")
     worker = deployment.worker().wait_ready()
@@ -154,33 +159,39 @@ def test_a_corrupt_then_deleted_baseline_while_running(deployment, follow):
                 messages(events("credit", n, seed=seed), model=b"credit")
                 + messages(events("fraud", n, seed=seed + 1), model=b"fraud"))
 
-    def unavailable(detail: str):
-        return lambda rs: [d for r in rs
-                           if (d := json.loads(r.value))["reason"] == "baseline_unavailable" and detail in d["detail"]]
+    def logged(text: str) -> int:
+        return worker.log_path.read_text(errors="replace").count(text)
+
+    def fraud_seen() -> int:
+        return sum(p["models"].get("fraud", 0) for p in worker.status().get("partitions", {}).values())
 
     send(100, 70)
-    wait_for(lambda: worker.metric('skewwatch_events_total{model="fraud"}') == 100, 20, "fraud monitored")
+    wait_for(lambda: fraud_seen() == 100, 20, "fraud monitored")
 
-    path = deployment.baselines / "fraud.msgpack"
-    path.write_bytes(b"\x93 this is not a baseline")
-    wait_for(lambda: worker.metric('skewwatch_baseline_loaded{model="fraud"}') == 0, 10, "the corrupt baseline noticed")
+    path, copy = deployment.baselines / "fraud.msgpack", deployment.baselines / "fraud-backup.msgpack"
+    whole = path.read_bytes()
+    shutil.copy(path, copy)
+    wait_for(lambda: logged("fraud-backup.msgpack declares model 'fraud' too") == 1, 10, "the conflict logged")
+    copy.unlink()
+    path.write_bytes(whole[: len(whole) // 2])  # a plain cp, caught halfway
+    wait_for(lambda: logged("keeps the baseline last loaded from this file") == 1, 10, "the unusable file logged")
     send(50, 72)
-    [letter, *_] = dead.wait(unavailable("baseline unusable"), 20, "fraud events dead-lettered as baseline_unavailable")
-    assert "fraud" in letter["detail"]
-    wait_for(lambda: worker.metric('skewwatch_events_total{model="credit"}') == 150, 20, "credit still monitored")
-    assert worker.metric('skewwatch_events_total{model="fraud"}') == 100
-
-    training_baseline("fraud", seed=1).save(path)  # the fix
-    wait_for(lambda: worker.metric('skewwatch_baseline_loaded{model="fraud"}') == 1, 10, "the repaired baseline loaded")
+    wait_for(lambda: fraud_seen() == 150, 20, "fraud still monitored on its last good baseline")
+    path.write_bytes(whole)  # the cp completes
+    wait_for(lambda: logged("baseline of model 'fraud' loaded from") == 2, 10, "the completed file loaded")
+    path.write_bytes(b"\x93 this is not a baseline")
+    wait_for(lambda: logged("keeps the baseline last loaded from this file") == 2, 10, "the corrupt file logged")
     send(50, 74)
-    wait_for(lambda: worker.metric('skewwatch_events_total{model="fraud"}') == 150, 20, "fraud monitored again")
+    wait_for(lambda: fraud_seen() == 200, 20, "fraud still monitored, by the same monitor")
+    assert worker.metric('skewwatch_baseline_loaded{model="fraud"}') == 1  # and 200 counted: none dead-lettered
 
     path.unlink()
     wait_for(lambda: worker.metric('skewwatch_baseline_loaded{model="fraud"}') == 0, 10, "the deleted baseline noticed")
     send(10, 76)
-    dead.wait(unavailable("was deleted"), 20, "fraud events dead-lettered after the deletion")
+    dead.wait(lambda rs: [d for r in rs if (d := json.loads(r.value))["reason"] == "baseline_unavailable"
+                          and "was deleted" in d["detail"]], 20, "fraud events dead-lettered after the deletion")
     wait_for(lambda: worker.metric('skewwatch_events_total{model="credit"}') == 210, 20, "credit still monitored")
-    assert worker.metric('skewwatch_rejected_events_total{reason="baseline_unavailable"}') == 60
+    assert worker.metric('skewwatch_rejected_events_total{reason="baseline_unavailable"}') == 10
     assert worker.proc.poll() is None
 
 
