@@ -29,6 +29,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -41,7 +42,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from baselines.build import build_baseline_from_columns  # noqa: E402
+from baselines.build import build_baseline, build_baseline_from_columns  # noqa: E402
 from bench.results import write_block  # noqa: E402
 from detectors.alerts import Alert  # noqa: E402
 from detectors.processing import process_events  # noqa: E402
@@ -132,7 +133,18 @@ def columns(ds: DataSet, df: pd.DataFrame) -> dict[str, list]:
     return {name: _values(df[name], kind) for name, kind in kinds.items()}
 
 
-def baseline_of(ds: DataSet, df: pd.DataFrame):
+def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns"):
+    """The baseline of `df`'s rows: from in-memory columns, or ("csv") from a CSV file the frame is
+    written to with pandas, as a user would write a training set and run `skewwatch baseline build`."""
+    if via == "csv":
+        frame = df[ds.features].copy()
+        for name in ds.booleans:
+            frame[name] = frame[name].astype(bool)
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "train.csv"
+            frame.to_csv(path, index=False)
+            return build_baseline(path, model=ds.name, version="1", categorical=ds.categorical + ds.booleans,
+                                  min_rows=1)
     cols = columns(ds, df)
     cols = {k: (np.array([np.nan if v is None else v for v in vs]) if k in ds.numeric else vs)
             for k, vs in cols.items()}
@@ -192,19 +204,21 @@ def split(df: pd.DataFrame, rng: np.random.Generator, n_base: int, cap: int) -> 
 
 # ---- (a) exchangeable no-change ---------------------------------------------------------------
 def no_change_cases(ds: DataSet, df: pd.DataFrame, seeds: int) -> list[dict]:
-    sizes = [min(len(df) // 2, ds.cap)]
-    if len(df) - 5000 >= 1000:
-        sizes.append(5000)
+    """Alerts on exchangeable replays: a half (capped) and a 5,000-row baseline from columns, and
+    the half again from a CSV file."""
+    half = min(len(df) // 2, ds.cap)
+    sizes = [(half, "columns")] + ([(5000, "columns")] if len(df) - 5000 >= 1000 else []) + [(half, "csv")]
     rows = []
-    for n_base in sizes:
+    for n_base, via in sizes:
         alerts, adwin, fed = [], 0, 0
         for seed in range(seeds):
             base, rest = split(df, np.random.default_rng(seed), n_base, ds.cap)
             events = events_of(ds, rest)
-            alerts += replay(baseline_of(ds, base), events)
-            adwin += sum(map(len, adwin_detections(ds, base, events).values()))
+            alerts += replay(baseline_of(ds, base, via), events)
+            if via == "columns":  # the peer has no baseline file: the same values either way
+                adwin += sum(map(len, adwin_detections(ds, base, events).values()))
             fed += len(events)
-        rows.append({"data": ds.name, "baseline": n_base, "events": fed, "alerts": len(alerts),
+        rows.append({"data": ds.name, "baseline": n_base, "via": via, "events": fed, "alerts": len(alerts),
                      "adwin": adwin, "which": Counter(f"{a.feature or a.kind}/{a.detector}:{cause(a)}"
                                                       for a in alerts)})
     return rows
@@ -242,6 +256,8 @@ def _drop_share(share: float) -> Callable:
 
 
 UNIT = {"unit_change"}
+VERSION = {"version_change", "version_mismatch", "mixed_versions", "version"}
+FORMAT = {"letter_case", "formatting"}
 BUGS = [
     Bug("flights", "air_time", "minutes -> seconds (x60)", UNIT, _num(lambda v: v * 60)),
     Bug("flights", "distance", "miles -> km (x1.609)", UNIT, _num(lambda v: v * 1.609344)),
@@ -249,16 +265,21 @@ BUGS = [
         _replace_share(0.0, 0.30)),
     Bug("flights", "arr_delay", "-1 for 20% of values (a sentinel for 'unknown')", {"default_fill"},
         _replace_share(-1.0, 0.20)),
+    Bug("flights", "dep_time", "missing rate 2.5% -> ~30%", {"missing_rate"}, _drop_share(0.28)),
     Bug("flights", "carrier", "letter case: 'UA' -> 'ua'", {"letter_case"}, _text(str.lower)),
     Bug("flights", "tailnum", "letter case: 'N14228' -> 'n14228' (ID-like)", {"letter_case"}, _text(str.lower)),
-    Bug("flights", "dep_time", "missing rate 2.5% -> ~30%", {"missing_rate"}, _drop_share(0.28)),
-    Bug("flights", None, "model_version 1 -> 2 served", {"version_change", "version_mismatch", "mixed_versions",
-                                                        "version"}),
+    Bug("flights", "dest", "trailing space: 'IAH' -> 'IAH '", FORMAT, _text(lambda v: v + " ")),
+    Bug("flights", "carrier", "a failing lookup writes 'UNKNOWN' for 25% of values", {"default_fill"},
+        _replace_share("UNKNOWN", 0.25)),
+    Bug("flights", "origin", "stuck at one airport", {"stuck_value"}),
+    Bug("flights", None, "model_version 1 -> 2 served", VERSION),
     Bug("weather", "temp", "°F -> °C", UNIT, _num(lambda v: (v - 32) * 5 / 9)),
     Bug("weather", "pressure", "hPa -> Pa (x100)", UNIT, _num(lambda v: v * 100)),
     Bug("weather", "wind_gust", "80% missing filled with 0", {"default_fill"}, _fill_missing(0.0)),
     Bug("weather", "pressure", "10% missing filled with -1", {"default_fill"}, _fill_missing(-1.0)),
     Bug("weather", "dewp", "stuck at one value", {"stuck_value"}),
+    Bug("weather", "humid", "numbers sent as strings", {"type_change"}, _num(lambda v: f"{v:g}")),
+    Bug("weather", "humid", "bucketed to multiples of 10", {"rounding"}, _num(lambda v: float(round(v, -1)))),
     Bug("weather", "origin", "letter case: 'EWR' -> 'ewr'", {"letter_case"}, _text(str.lower)),
     Bug("fair", "yrs_married", "years -> months (x12)", UNIT, _num(lambda v: v * 12)),
     Bug("fair", "age", "years -> months (x12)", UNIT, _num(lambda v: v * 12)),
@@ -267,6 +288,8 @@ BUGS = [
     Bug("randhie", "lpi", "stuck at one value", {"stuck_value"}),
     Bug("randhie", "disea", "missing rate 0% -> 20%", {"missing_rate"}, _drop_share(0.20)),
     Bug("randhie", "mdvis", "x1000", UNIT, _num(lambda v: v * 1000)),
+    Bug("randhie", "idp", "booleans sent as the text 'True' / 'False'", FORMAT,
+        lambda v, rng: str(v) if isinstance(v, bool) else v),
     Bug("seattle", "temp_max", "°C -> °F", UNIT, _num(lambda v: v * 9 / 5 + 32)),
     Bug("seattle", "wind", "m/s -> km/h (x3.6)", UNIT, _num(lambda v: v * 3.6)),
     Bug("seattle", "weather", "letter case: 'rain' -> 'Rain'", {"letter_case"}, _text(str.capitalize)),
@@ -287,44 +310,66 @@ def inject(bug: Bug, events: list[dict], at: int, rng: np.random.Generator) -> N
         ev["features"][bug.feature] = change(ev["features"][bug.feature], rng)
 
 
-def bug_case(ds: DataSet, df: pd.DataFrame, bug: Bug) -> dict:
-    rng = np.random.default_rng(7)
+def bug_run(ds: DataSet, df: pd.DataFrame, bug: Bug, seed: int) -> dict:
+    """One replay with the bug injected at a known event: the first alert on the bugged feature."""
+    rng = np.random.default_rng(seed)
     n_base = min(len(df) // 2, ds.cap)
     base, rest = split(df, rng, n_base, ds.cap)
     at = min(2000, len(rest) // 2)
     events = events_of(ds, rest.iloc[:at + 2000])
     inject(bug, events, at, rng)
     alerts = replay(baseline_of(ds, base), events)
-    pre = [a for a in alerts if a.events_seen <= at]
     if bug.feature is None:  # the version bug: any serving alert, or a cause that names the version
         on_bug = [a for a in alerts if a.events_seen > at and (a.kind == "serving" or "version" in cause(a))]
     else:
         on_bug = [a for a in alerts if a.events_seen > at and a.feature == bug.feature]
-    row = {"data": ds.name, "feature": bug.feature or "(model)", "bug": bug.what, "at": at, "pre": len(pre),
-           "delay": None, "cause": None, "right": False, "updated": None, "adwin": "n/a"}
+    run = {"at": at, "pre": sum(a.events_seen <= at for a in alerts), "delay": None, "cause": None,
+           "right": False, "updated": None, "sentence": "", "adwin": None, "adwin_pre": 0}
     if on_bug:
         first = on_bug[0]
-        row["delay"] = first.events_seen - at
-        row["cause"] = cause(first)
-        row["right"] = cause(first) in bug.expect and row["delay"] <= DELAY_TARGET
+        run.update(delay=first.events_seen - at, cause=cause(first), sentence=first.diagnosis)
+        run["right"] = cause(first) in bug.expect and run["delay"] <= DELAY_TARGET
+        # a follow-up record of the same alert (issue 13, point 4), if the monitors publish one
         updates = [a for a in on_bug[1:] if a.alert_id == first.alert_id and a.to_dict().get("update")
                    and a.events_seen - first.events_seen <= DELAY_TARGET]
         if updates:
-            row["updated"] = cause(updates[-1])
-            row["right"] = row["right"] or (cause(updates[-1]) in bug.expect and row["delay"] <= DELAY_TARGET)
+            run["updated"] = cause(updates[-1])
+            run["right"] = run["right"] or (run["updated"] in bug.expect and run["delay"] <= DELAY_TARGET)
     if bug.feature in ds.numeric:
         hits = adwin_detections(ds, base, events)[bug.feature]
-        after = [h - at for h in hits if h > at]
-        row["adwin"] = f"{after[0]}" if after else "missed"
-        if [h for h in hits if h <= at]:
-            row["adwin"] += f" ({len([h for h in hits if h <= at])} before)"
-    return row
+        run["adwin"] = next((h - at for h in hits if h > at), None)
+        run["adwin_pre"] = sum(h <= at for h in hits)
+    return run
+
+
+def bug_case(ds: DataSet, df: pd.DataFrame, bug: Bug, seeds: int) -> dict:
+    """The bug over `seeds` shuffles: median delay, the first alerts' causes, how many were right."""
+    runs = [bug_run(ds, df, bug, 100 + seed) for seed in range(seeds)]
+    delays = [r["delay"] for r in runs if r["delay"] is not None]
+    adwin = [r["adwin"] for r in runs if r["adwin"] is not None]
+    if bug.feature not in ds.numeric:
+        adwin_text = "n/a"
+    else:
+        adwin_text = f"{int(np.median(adwin))}" if adwin else "missed"
+        if adwin and len(adwin) < seeds:
+            adwin_text += f", {seeds - len(adwin)} missed"
+        if any(r["adwin_pre"] for r in runs):
+            adwin_text += f" ({sum(r['adwin_pre'] for r in runs)} before)"
+    wrong = next((r for r in runs if not r["right"] and r["sentence"]), None)
+    return {"data": ds.name, "feature": bug.feature or "(model)", "bug": bug.what, "at": runs[0]["at"],
+            "pre": sum(r["pre"] for r in runs), "seeds": seeds,
+            "delay": int(np.median(delays)) if delays else None, "missed": seeds - len(delays),
+            "causes": Counter(r["cause"] or "missed" for r in runs),
+            "updated": Counter(r["updated"] for r in runs if r["updated"]),
+            "right": sum(r["right"] for r in runs), "expect": "/".join(sorted(bug.expect)),
+            "wrong_sentence": wrong["sentence"] if wrong else "", "adwin": adwin_text}
 
 
 # ---- (c) natural drift in time order, and the order-only control ----------------------------------
-def _summary(alerts: list[Alert]) -> tuple[int, int, Counter]:
+def _summary(alerts: list[Alert]) -> dict:
     blamed = [a for a in alerts if cause(a) in PIPELINE_CAUSES]
-    return len(alerts), len(blamed), Counter(f"{a.feature}:{cause(a)}" for a in blamed)
+    return {"alerts": len(alerts), "blamed": len(blamed), "which": Counter(f"{a.feature}:{cause(a)}" for a in blamed),
+            "examples": [f"{a.feature}@{a.events_seen}: {a.diagnosis}" for a in blamed]}
 
 
 def natural_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
@@ -334,9 +379,8 @@ def natural_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
     base = df[early].iloc[rng.permutation(int(early.sum()))[:ds.cap]]
     replayed = df[late].sort_values(ds.order, kind="stable").iloc[:ds.cap]
     events = events_of(ds, replayed)
-    n, blamed, which = _summary(replay(baseline_of(ds, base), events))
-    rows.append({"data": ds.name, "case": "later period, time order", "events": len(events), "alerts": n,
-                 "blamed": blamed, "which": which,
+    rows.append({"data": ds.name, "case": "later period, time order", "events": len(events),
+                 **_summary(replay(baseline_of(ds, base), events)),
                  "adwin": sum(map(len, adwin_detections(ds, base, events).values()))})
     period = df[control]
     half = rng.permutation(len(period))
@@ -347,9 +391,8 @@ def natural_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
                            ("control: same period, time order", rest.sort_values(ds.order, kind="stable")
                             .iloc[:ds.cap])):
         events = events_of(ds, ordered)
-        n, blamed, which = _summary(replay(b, events))
-        rows.append({"data": ds.name, "case": label, "events": len(events), "alerts": n, "blamed": blamed,
-                     "which": which, "adwin": sum(map(len, adwin_detections(ds, base, events).values()))})
+        rows.append({"data": ds.name, "case": label, "events": len(events), **_summary(replay(b, events)),
+                     "adwin": sum(map(len, adwin_detections(ds, base, events).values()))})
     return rows
 
 
@@ -372,28 +415,43 @@ def report(no_change: list[dict], bugs: list[dict], natural: list[dict], command
         "",
         "### (a) Exchangeable no-change splits (target: 0 alerts)",
         "",
-        "| data | baseline rows | events replayed | skewwatch alerts | ADWIN detections | skewwatch alerts: feature/detector:cause |",
-        "|---|---|---|---|---|---|",
+        "Baseline from columns (`build_baseline_from_columns`) or from a CSV file pandas wrote "
+        "(`build_baseline`, as `skewwatch baseline build`); --seeds shuffles each, the events summed over them.",
+        "",
+        "| data | baseline rows | built from | events replayed | skewwatch alerts | ADWIN detections | "
+        "skewwatch alerts: feature/detector:cause |",
+        "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r['data']} | {r['baseline']:,} | {r['events']:,} | **{r['alerts']}** | {r['adwin']} | "
-              f"{_which(r['which'])} |" for r in no_change]
+    lines += [f"| {r['data']} | {r['baseline']:,} | {r['via']} | {r['events']:,} | **{r['alerts']}** | "
+              f"{r['adwin'] if r['via'] == 'columns' else '(same values)'} | {_which(r['which'])} |"
+              for r in no_change]
     lines += [
         "",
         f"### (b) Injected pipeline bugs (target: first alert within {DELAY_TARGET} events, right cause)",
         "",
-        "| data | feature | bug | events before it | alerts before it | delay | first alert's cause | right | "
-        "ADWIN delay |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Right: the first alert on the bugged feature names the expected cause and comes within the target. "
+        "Each bug over --bug-seeds shuffles (a split of its own each); delay: the median over them, in events "
+        "after the bug's first event; causes: the first alerts' `evidence.cause` (update records, if any, "
+        "after '->'); ADWIN: the median delay of its first detection on the bugged feature (numeric only).",
+        "",
+        "| data | feature | bug | bug from event | alerts before it | delay | first alert's cause | expected | "
+        "right | ADWIN delay |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in bugs:
         delay = "missed" if r["delay"] is None else str(r["delay"])
-        cause_text = r["cause"] or "-"
-        if r["updated"]:
-            cause_text += f" (update: {r['updated']})"
+        if r["delay"] is not None and r["missed"]:
+            delay += f", {r['missed']} missed"
+        causes = _which(r["causes"]) + (f" -> {_which(r['updated'])}" if r["updated"] else "")
+        right = f"{r['right']}/{r['seeds']}"
         lines.append(f"| {r['data']} | {r['feature']} | {r['bug']} | {r['at']:,} | {r['pre']} | {delay} | "
-                     f"{cause_text} | {'yes' if r['right'] else '**no**'} | {r['adwin']} |")
-    right = sum(r["right"] for r in bugs)
-    lines += [f"", f"Right cause within {DELAY_TARGET} events: {right} of {len(bugs)}."]
+                     f"{causes} | {r['expect']} | {right if r['right'] == r['seeds'] else f'**{right}**'} | "
+                     f"{r['adwin']} |")
+    right = sum(r["right"] == r["seeds"] for r in bugs)
+    lines += ["", f"Bugs with the right cause within {DELAY_TARGET} events in every seed: {right} of {len(bugs)}. "
+              "The diagnosis of a wrong first alert, one per bug:", ""]
+    lines += [f"- {r['data']}/{r['feature']} ({r['bug']}): \"{r['wrong_sentence'][:240]}\""
+              for r in bugs if r["wrong_sentence"]]
     lines += [
         "",
         "### (c) Natural drift in time order, and the order-only control (target: 0 pipeline-bug causes)",
@@ -405,12 +463,16 @@ def report(no_change: list[dict], bugs: list[dict], natural: list[dict], command
     lines += [f"| {r['data']} | {r['case']} | {r['events']:,} | {r['alerts']} | "
               f"{r['alerts'] * 100_000 / max(r['events'], 1):,.0f} | **{r['blamed']}** | {r['adwin']} | "
               f"{_which(r['which'])} |" for r in natural]
+    examples = [f"- {r['data']}, {r['case']}: {r['examples'][0][:240]}" for r in natural if r["examples"]]
+    if examples:
+        lines += ["", "The diagnosis of the first alert naming a pipeline bug, per case:", "", *examples]
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=2, help="shuffles per no-change case (default 2)")
+    p.add_argument("--bug-seeds", type=int, default=3, help="shuffles per injected bug (default 3)")
     p.add_argument("--data", default=",".join(d.name for d in DATASETS), help="data sets to run (comma-separated)")
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     args = p.parse_args()
@@ -426,7 +488,7 @@ def main() -> None:
     for ds in chosen:
         df = frames[ds.name]
         no_change += no_change_cases(ds, df, args.seeds)
-        bugs += [bug_case(ds, df, bug) for bug in BUGS if bug.data == ds.name]
+        bugs += [bug_case(ds, df, bug, args.bug_seeds) for bug in BUGS if bug.data == ds.name]
         if ds.periods is not None:
             natural += natural_cases(ds, df)
         print(f"{ds.name}: done at {time.perf_counter() - t:.0f} s", file=sys.stderr)
