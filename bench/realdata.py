@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from river.drift import ADWIN
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -145,9 +146,8 @@ def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns"):
             frame.to_csv(path, index=False)
             return build_baseline(path, model=ds.name, version="1", categorical=ds.categorical + ds.booleans,
                                   min_rows=1)
-    cols = columns(ds, df)
-    cols = {k: (np.array([np.nan if v is None else v for v in vs]) if k in ds.numeric else vs)
-            for k, vs in cols.items()}
+    cols = {name: df[name].to_numpy(dtype=np.float64, na_value=np.nan) if name in ds.numeric else values
+            for name, values in columns(ds, df).items()}
     return build_baseline_from_columns(ds.name, cols, version="1", categorical=ds.categorical + ds.booleans)
 
 
@@ -173,14 +173,9 @@ def cause(a: Alert) -> str:
     return str(a.evidence.get("cause", "?"))
 
 
-def describe(a: Alert) -> str:
-    return f"{a.feature or a.kind}/{a.detector}@{a.events_seen}:{cause(a)}"
-
-
 def adwin_detections(ds: DataSet, base: pd.DataFrame, events: list[dict]) -> dict[str, list[int]]:
     """River ADWIN per numeric feature: warmed with baseline values, then the replay's values; the
     event positions (1-based) of its detections during the replay."""
-    from river.drift import ADWIN
     found: dict[str, list[int]] = {}
     for name in ds.numeric:
         det = ADWIN()
