@@ -108,9 +108,11 @@ class PartitionMonitors:
 
         A record below the committed floor means the log was recreated (or the group's offsets
         were reset): count from there."""
-        # (Faust can hand over the last record it delivered once more: not a recreated log)
-        if (records and records[0].offset < self.committed_floor and records[0].offset != self._processed_upto
-                and self._rewind is None):
+        # Only monitors rebuilt from the checkpoints (nothing processed yet) take it so: once running,
+        # Faust itself hands over records below the committed offset again (its seek to an older
+        # committed offset after a restart), and those are duplicates; a recreated log is then
+        # caught by its end offset going back (observe_end_offsets).
+        if records and records[0].offset < self.committed_floor and self._processed_upto < 0 and self._rewind is None:
             log.warning("partition %d: offset %d is below the committed offset %d: the topic's log was recreated "
                         "(the broker lost its records?) or the group's offsets were reset; counting every record "
                         "from here, skipping nothing", self.partition, records[0].offset, self.committed_floor)

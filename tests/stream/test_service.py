@@ -388,8 +388,10 @@ def test_a_recreated_log_rewrites_the_position_marker_before_its_first_record(tm
 
 def test_a_recreated_log_that_outgrew_the_old_one_is_counted_from_its_start(tmp_path, credit_baseline):
     """The end offset of the new log never went back where the worker could see it (the new log
-    was already longer than the old one): the first record delivered lies below the offset the
-    group committed, which a healthy log never re-delivers, so nothing is skipped."""
+    was already longer than the old one): to monitors rebuilt from the checkpoints, the first
+    record delivered lies below the offset the group committed, which the consumer never resumes
+    below, so nothing is skipped. (Monitors kept in memory take such records for Faust's
+    re-deliveries, which are far more common: docs/reliability.md, "Recreated input log".)"""
     service = credit_service(tmp_path, credit_baseline)
     stream = records(as_json(events("credit", 160, seed=10)))
     kept = service.monitors_for(0, lambda: [])
@@ -402,26 +404,25 @@ def test_a_recreated_log_that_outgrew_the_old_one_is_counted_from_its_start(tmp_
     assert service.observe_end_offsets({0: 70}) == [] and service.observe_end_offsets({0: 100}) == []
 
     new_log = records([r.value for r in stream[70:160]])  # offsets 0..89 of a recreated log
-    service.process(kept, new_log[:30])
-    assert kept.router.monitor("credit").events_seen == 100
-
     service.drop_partitions([0])  # rebuilt from the old log's checkpoint, which holds a floor
     rebuilt = service.monitors_for(0, lambda: table)
     service.process(rebuilt, new_log)
     assert rebuilt.router.monitor("credit").events_seen == 70 + 90
 
 
-def test_the_last_record_delivered_again_after_a_commit_is_not_a_recreated_log(tmp_path, credit_baseline):
-    """Faust delivers a record at its read offset again after some seeks: offset 39, just below
-    the committed floor 40, once more; it is a duplicate, not the first record of a new log (this
-    counted a partition's 5,000 events again)."""
+def test_records_delivered_again_below_the_committed_offset_are_duplicates(tmp_path, credit_baseline):
+    """Faust hands over records below the committed offset again while running: the last one it
+    delivered (its read offset), or a run of them after its seek to an older committed offset at a
+    restart (150..154 again after this worker committed 155). They are duplicates, not the first
+    records of a recreated log (taking them so counted a partition's 5,000 events again)."""
     service = credit_service(tmp_path, credit_baseline)
     monitors = service.monitors_for(0, lambda: [])
     stream = records(as_json(events("credit", 60, seed=18)))
     service.process(monitors, stream[:40])
     service.checkpoints()
     service.offsets_committed()
-    service.process(monitors, stream[39:60])
+    service.process(monitors, stream[39:45])
+    service.process(monitors, stream[30:60])
     assert monitors.router.monitor("credit").events_seen == 60
 
 
