@@ -57,8 +57,7 @@ SEED = 42
 #: labelled rows sampled (uniformly) for the features' association with the label
 LABEL_SAMPLE_ROWS = 20_000
 #: a categorical feature's most frequent categories that get a bin of their own in the association
-#: (few: the training figure is measured on the rows that chose the bins' scores, so many small bins
-#: would flatter it)
+#: (few: a bin's score is a share measured on its rows, noisy for small bins)
 ASSOCIATION_CATEGORIES = 20
 
 
@@ -505,8 +504,9 @@ def label_association(rows: pd.DataFrame, label: str, profiles: dict[str, Featur
     A class label is measured on its `positive` class against the rest: the rarer of the two most
     frequent classes (a binary label's minority class); the feature's score in a bin is the bin's
     share of that class, and the measure the AUC of that score. A numeric label: the score is the
-    bin's mean label, the measure its correlation with the label (the correlation ratio, adjusted
-    for the number of bins like an adjusted R^2, since the scores are fitted on the same rows).
+    bin's mean label, the measure its correlation with the label. Both cross-fitted (each half of the
+    rows scored with the other half's bin scores), so that a feature unrelated to the label measures
+    ~0.5 (AUC) or ~0 (correlation), as production will.
     """
     if label not in rows.columns or not len(rows):
         return None
@@ -547,19 +547,35 @@ def label_association(rows: pd.DataFrame, label: str, profiles: dict[str, Featur
     return LabelAssociation("numeric" if numeric_label else "class", positive, features)
 
 
-def _feature_association(bins: np.ndarray, y: np.ndarray, n_bins: int, numeric_label: bool,
-                         edges: tuple[float, ...] | None, categories: tuple[str, ...] | None) -> FeatureAssociation:
+def _bin_table(bins: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, label sum, score) per bin; an empty bin scores as the whole sample does (its production
+    values are ranked as average)."""
     counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
     sums = np.bincount(bins, weights=y, minlength=n_bins)
+    return counts, sums, np.where(counts > 0, sums / np.maximum(counts, 1), y.mean() if len(y) else 0.0)
+
+
+def _feature_association(bins: np.ndarray, y: np.ndarray, n_bins: int, numeric_label: bool,
+                         edges: tuple[float, ...] | None, categories: tuple[str, ...] | None) -> FeatureAssociation:
     n = len(y)
-    # an empty bin scores as the whole sample does: production values there are ranked as average
-    scores = np.where(counts > 0, sums / np.maximum(counts, 1), y.mean())
-    if numeric_label:
-        r = binned_correlation(scores, counts, sums, np.bincount(bins, weights=y * y, minlength=n_bins))
-        used = int((counts > 0).sum())
-        adjusted = 1 - (1 - r * r) * (n - 1) / max(n - used, 1)
-        measure, value, se = "correlation", math.sqrt(max(adjusted, 0.0)), 1 / math.sqrt(max(n - 3, 1))
-    else:
-        measure, (value, se) = "auc", binned_auc(scores, sums, counts - sums)
-    return FeatureAssociation(measure, tuple(scores.tolist()), tuple((counts / n).tolist()), value, se, n,
-                              edges, categories)
+    counts, _, scores = _bin_table(bins, y, n_bins)
+    # The figure is cross-fitted: each half of the rows scored with the other half's bin scores, the
+    # two figures averaged. Scored on the rows that chose them, 20 bins of a feature unrelated to the
+    # label reach an AUC of ~0.58 on 1,000 rows; cross-fitted, ~0.5, as production will measure.
+    half = np.random.default_rng([SEED, 2]).permutation(n) % 2 == 0
+    figures = []
+    for fit, score in ((half, ~half), (~half, half)):
+        _, _, fitted = _bin_table(bins[fit], y[fit], n_bins)
+        b, t = bins[score], y[score]
+        c, s = np.bincount(b, minlength=n_bins), np.bincount(b, weights=t, minlength=n_bins)
+        if numeric_label:
+            r = binned_correlation(fitted, c, s, np.bincount(b, weights=t * t, minlength=n_bins))
+            figures.append((r, 1 / math.sqrt(max(len(t) - 3, 1))))
+        else:
+            figures.append(binned_auc(fitted, s, c - s))
+    value = (figures[0][0] + figures[1][0]) / 2
+    se = math.hypot(figures[0][1], figures[1][1]) / 2
+    if not math.isfinite(se):  # a half with a single row of a class: no interval, no comparison
+        se = 1.0
+    return FeatureAssociation("correlation" if numeric_label else "auc", tuple(scores.tolist()),
+                              tuple((counts / n).tolist()), value, se, n, edges, categories)

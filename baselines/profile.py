@@ -201,8 +201,9 @@ class FeatureAssociation:
     or a categorical feature's most frequent `categories` and one bin of every other category;
     last, one bin of no value (missing or invalid). A row's score is its bin's training `scores`
     entry: the bin's share of the positive class (measure "auc"), or its mean label ("correlation").
-    `value` is that score's AUC or correlation with the label on the `n` training rows, `se` its
-    standard error (DeLong's for the AUC; 1 / sqrt(n - 3) on Fisher's z for a correlation);
+    `value` is that score's AUC or correlation with the label on the `n` training rows, cross-fitted
+    (each half scored with the other half's bin scores), `se` its standard error (DeLong's for the
+    AUC; 1 / sqrt(n - 3) on Fisher's z for a correlation);
     `shares` the bins' shares of those rows. Production rows are scored with the same `scores`, so
     the two figures measure the same rule.
 

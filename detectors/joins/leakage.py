@@ -54,8 +54,8 @@ LEAKAGE_MIN_CLASS = 50
 #: one-sided level of the comparison per look and feature (as the performance test's PERFORMANCE_ALPHA)
 LEAKAGE_ALPHA = 1e-7
 #: smallest gap, training figure minus production figure, worth a suspicion: AUC points (0.5 is no
-#: association), correlation points. Above the in-sample optimism of the training figure, which is
-#: measured on the rows that chose the bins' scores (~0.02 AUC for a 20-bin feature unrelated to the label)
+#: association), correlation points. A gap this large is a feature that mattered to the model, not a
+#: statistically detectable nuance (with enough labels any small change of association would be)
 LEAKAGE_MIN_GAP = {"auc": 0.1, "correlation": 0.2}
 #: a feature's distribution "has moved" when its bins' shares are this far (total variation) from
 #: training's and significantly so (chi-square p below LEAKAGE_SHIFT_ALPHA)
