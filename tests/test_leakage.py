@@ -130,6 +130,15 @@ def test_the_field_survives_the_file_and_an_old_baseline_loads_without_it():
     assert loaded.fingerprint == dataclasses.replace(BASELINE, label_association=None).fingerprint
 
 
+def test_baseline_show_lists_the_strongest_associations():
+    from baselines.show import format_baseline
+
+    [line] = [line for line in format_baseline(BASELINE).splitlines() if line.startswith("association")]
+    assert line.startswith("association AUC for label '1': days_late 0.999, income 0.7")
+    assert "noise" in line and "association" not in format_baseline(dataclasses.replace(BASELINE,
+                                                                                        label_association=None))
+
+
 def test_a_baseline_without_a_label_has_no_association():
     assert build_baseline_from_columns("m", {"x": [1.0, 2.0, 3.0]}).label_association is None
 
