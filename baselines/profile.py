@@ -644,8 +644,8 @@ def _association_from_dict(d: Any, profiles: Mapping[str, FeatureProfile]) -> La
                 raise BaselineError(f"label_association of {name!r}: categories must be a list")
             categories = tuple(str(c) for c in categories)
         values = [float(f["value"]), float(f["se"]), *scores, *shares]
-        if ((edges is None) == (categories is None) or len(scores) != len(shares)
-                or len(scores) != len(edges if categories is None else categories) + 2 or not all(math.isfinite(v) for v in values)):
+        bins = None if (edges is None) == (categories is None) else len(edges if categories is None else categories)
+        if bins is None or not len(scores) == len(shares) == bins + 2 or not all(map(math.isfinite, values)):
             raise BaselineError(f"label_association of {name!r}: bins, scores and shares are inconsistent")
         features[str(name)] = FeatureAssociation(str(f["measure"]), scores, shares, values[0], values[1],
                                                  int(f["n"]), edges, categories)
