@@ -166,6 +166,20 @@ def test_baseline_build_from_a_csv_with_a_label_column(tmp_path):
     assert a.positive == "1" and a.features["days_late"].value > 0.99 and set(a.features) == {"days_late", "income"}
 
 
+def test_json_booleans_fall_in_the_bins_of_a_csv_baselines_spelling(tmp_path):
+    rng = np.random.default_rng(4)
+    y = (rng.random(2000) < POSITIVE_RATE).astype(int)
+    (tmp_path / "train.csv").write_text("flag,y,p\n" + "".join(f"{bool(v)},{v},{v}\n" for v in y))
+    b = build_baseline(tmp_path / "train.csv", model="credit", label_column="y", prediction_column="p")
+    flag = b.label_association.features["flag"]
+    assert set(flag.categories) == {"True", "False"} and flag.value == 1.0
+    joins = JoinMonitor({"credit": b}.get, parity=False)
+    joins.add_predictions([{"model": "credit", "request_id": f"r{i}", "features": {"flag": bool(v)}, "prediction": v}
+                           for i, v in enumerate(y.tolist())])
+    joins.add_labels([{"request_id": f"r{i}", "label": v} for i, v in enumerate(y.tolist())])
+    assert joins.snapshot()["leakage"]["credit"]["features"]["flag"]["production"] == 1.0
+
+
 # ---- production ----------------------------------------------------------------------------------
 def test_an_injected_leak_is_named_and_no_other_feature():
     events, labels = production(4000, seed=1, leak=False, accuracy=0.7)

@@ -38,6 +38,7 @@ from baselines.profile import FeatureAssociation, LabelAssociation, category_key
 from detectors.alerts import Alert, alert_id
 from detectors.diagnosis import Diagnosis
 from detectors.episodes import EpisodeTracker
+from detectors.extract import BOOL_SPELLINGS
 from detectors.fmt import count, number, percent, printable, quote_value, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.performance import LOOK_EVERY, REPORTED_CI, PerformanceMonitor
@@ -105,7 +106,11 @@ class LeakageMonitor:
         features = prediction.get("features")
         features = features if isinstance(features, dict) else {}
         for name, table in self._tables.items():
-            b = self._association.features[name].bin_of(features.get(name))
+            assoc = self._association.features[name]
+            value = features.get(name)
+            if isinstance(value, bool) and assoc.categories is not None:  # as the monitors: the baseline's spelling
+                value = next((s for s in BOOL_SPELLINGS[value] if s in assoc.categories), value)
+            b = assoc.bin_of(value)
             table[0][b] += 1.0
             table[1][b] += y
             if self._numeric:
@@ -143,7 +148,8 @@ class LeakageMonitor:
         if measure == "correlation":  # compared on Fisher's z scale, where both errors are 1 / sqrt(n - 3)
             return (math.atanh(min(train, 0.999999)) - math.atanh(max(min(live, 0.999999), -0.999999))) / math.hypot(
                 train_se, live_se)
-        return (train - live) / math.hypot(train_se, live_se)
+        # DeLong's error is 0 for perfectly separated classes (AUC 0 or 1), in training and production alike
+        return (train - live) / max(math.hypot(train_se, live_se), 1e-9)
 
     def _interval(self, measure: str, value: float, se: float) -> tuple[float, float]:
         if measure == "correlation":
