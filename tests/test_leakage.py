@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from baselines.build import build_baseline, build_baseline_from_columns
-from baselines.profile import Baseline
+from baselines.profile import Baseline, BaselineError
+from baselines.show import format_baseline
 from detectors.alerts import Alert, alert_id
-from detectors.joins import JoinMonitor
+from detectors.joins import JoinMonitor, leakage
 from detectors.joins.leakage import LEAKAGE_MIN_LABELS
+from stream.commands.alerts import format_alert
 
 TRAIN_ROWS = 20_000
 POSITIVE_RATE = 0.3
@@ -131,8 +133,6 @@ def test_the_field_survives_the_file_and_an_old_baseline_loads_without_it():
 
 
 def test_baseline_show_lists_the_strongest_associations():
-    from baselines.show import format_baseline
-
     [line] = [line for line in format_baseline(BASELINE).splitlines() if line.startswith("association")]
     assert line.startswith("association AUC for label '1': days_late 0.999, income 0.7")
     assert "noise" in line and "association" not in format_baseline(dataclasses.replace(BASELINE,
@@ -143,10 +143,9 @@ def test_a_baseline_without_a_label_has_no_association():
     assert build_baseline_from_columns("m", {"x": [1.0, 2.0, 3.0]}).label_association is None
 
 
-@pytest.mark.parametrize("field, value", [("measure", "gini"), ("scores", [0.1]), ("value", float("nan"))])
+@pytest.mark.parametrize("field, value", [("measure", "gini"), ("scores", [0.1]), ("value", float("nan")),
+                                          ("edges", None)])
 def test_a_malformed_association_is_refused(field, value):
-    from baselines.profile import BaselineError
-
     d = BASELINE.to_dict()
     d["label_association"]["features"]["noise"][field] = value
     with pytest.raises(BaselineError, match="label_association of 'noise'"):
@@ -211,6 +210,8 @@ def test_the_alert_survives_the_alert_machinery():
     again = of_kind(joined_alerts(BASELINE, events, labels), "leakage_suspect")
     assert [a.to_dict() for a in again] == [suspect.to_dict()]  # a replay gives the same alert and id
     assert Alert.from_dict(json.loads(json.dumps(suspect.to_dict()))) == suspect
+    printed = " ".join(format_alert(suspect.to_dict()).split())  # skewwatch alerts
+    assert "leakage_suspect credit v1 / days_late" in printed and "next step: audit the timeline" in printed
     rebuilt = leaky_baseline(seed=5)  # another baseline: its own ids
     other = of_kind(joined_alerts(rebuilt, events, labels), "leakage_suspect")
     assert [a.feature for a in other] == ["days_late"] and other[0].alert_id != suspect.alert_id
@@ -257,13 +258,15 @@ def test_a_leak_of_a_numeric_label_is_named_by_its_correlation():
     assert not of_kind(joined_alerts(baseline, events, labels), "leakage_suspect")
 
 
-def test_the_join_state_stays_bounded_and_plain():
+def test_the_join_state_stays_bounded_and_plain(monkeypatch):
+    monkeypatch.setattr(leakage, "LEAKAGE_MAX_LABELS", 1000)  # the tables are halved past it
     events, labels = production(2000, seed=9, leak=False, accuracy=0.7)
     joins = JoinMonitor({"credit": BASELINE}.get, parity=False)
     joins.add_predictions(events)
     joins.add_labels(labels)
     snap = joins.snapshot()["leakage"]["credit"]
     assert snap["labelled"] == 2000 and snap["features"]["days_late"]["training"] > 0.99
-    [(_, _, leakage)] = joins._performance.values()
-    sizes = {name: [len(c) for c in table] for name, table in leakage._tables.items()}
-    assert sizes["channel"] == [4, 4] and all(type(v) is float for t in leakage._tables.values() for c in t for v in c)
+    [(_, _, monitor)] = joins._performance.values()
+    sizes = {name: [len(c) for c in table] for name, table in monitor._tables.items()}
+    assert sizes["channel"] == [4, 4] and all(type(v) is float for t in monitor._tables.values() for c in t for v in c)
+    assert 500 <= sum(monitor._tables["days_late"][0]) <= 1000
