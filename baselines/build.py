@@ -57,7 +57,7 @@ from baselines.readers import (
 )
 
 __all__ = ["MIN_ROWS", "OUTPUT_LIKE_NAMES", "BuildError", "BuildWarning", "Profiler", "Progress", "Roles", "Warn",
-           "build_baseline", "build_baseline_from_columns", "output_like_role"]
+           "build_baseline", "build_baseline_from_columns", "build_baseline_from_frame", "output_like_role"]
 
 #: rows per chunk read from a file
 CHUNK_ROWS = 100_000
@@ -180,9 +180,7 @@ def build_baseline(
     if profiler.rows == 0:
         raise BuildError(f"{p}: no rows to profile" + (" (only a header)" if fmt == "csv" else ""))
     profiler.check_features()
-    if profiler.rows < min_rows:
-        raise BuildError(f"{p}: {profiler.rows} rows, fewer than the {min_rows} a baseline needs for its quantiles "
-                         "and thresholds to mean anything")
+    _check_rows(str(p), profiler.rows, min_rows)
     return profiler.finish(model=model, version=version, source=str(p))
 
 
@@ -257,14 +255,91 @@ def build_baseline_from_columns(
     lengths = {k: len(v) for k, v in data.items()}
     if len(set(lengths.values())) > 1:
         raise BuildError(f"columns have different lengths: {lengths}")
-    roles = Roles(role_names.get("confidence"), role_names.get("prediction"), role_names.get("label"))
-    profiler = Profiler(roles, categorical=categorical, exclude=(), text=False,
-                        reservoir_size=reservoir_size, top_k=top_k)
     frame = pd.DataFrame({k: pd.Series(_column(v)) for k, v in data.items()})
+    return _build_from_frame(frame, Roles(role_names.get("confidence"), role_names.get("prediction"),
+                                          role_names.get("label")),
+                             model=model, version=version, categorical=categorical, exclude=(), warn=None,
+                             checked=False, min_rows=0, source="columns", reservoir_size=reservoir_size, top_k=top_k,
+                             chunk_rows=chunk_rows)
+
+
+def build_baseline_from_frame(
+    frame: pd.DataFrame,
+    *,
+    model: str,
+    version: str | None = None,
+    confidence_column: str | None = None,
+    prediction_column: str | None = None,
+    label_column: str | None = None,
+    categorical: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    warn: Warn | None = None,
+    min_rows: int = MIN_ROWS,
+    source: str = "DataFrame",
+    reservoir_size: int = RESERVOIR_SIZE,
+    top_k: int = TOP_K_CATEGORIES,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Baseline:
+    """Profile a pandas DataFrame of training rows, with `build_baseline`'s column arguments and checks.
+
+    Values are typed as in events (None/NaN is missing, a string in a numeric column is invalid);
+    the checks are those of a file: every named column exists, a feature is left, at least
+    `min_rows` rows, a warning for output-like feature names.
+
+    Parameters
+    ----------
+    frame
+        One row per training example, one column per feature and role.
+    model, version, confidence_column, prediction_column, label_column, categorical, exclude, warn, min_rows
+        As for `build_baseline`.
+    source
+        Where the rows came from, kept in the baseline.
+    reservoir_size, top_k, chunk_rows
+        Values sampled per numeric column, categories kept per feature, rows profiled at a time.
+
+    Returns
+    -------
+    Baseline
+        The profile; BuildError when it cannot be built (see `build_baseline`).
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"amount": range(1000), "country": ["US", "FR"] * 500, "p": [0.9] * 1000})
+    >>> b = build_baseline_from_frame(frame, model="credit", confidence_column="p")
+    >>> sorted(b.features), b.n_rows, b.source
+    (['amount', 'country'], 1000, 'DataFrame')
+    >>> build_baseline_from_frame(frame.head(10), model="credit", confidence_column="p")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    baselines.readers.BuildError: DataFrame: 10 rows, fewer than the 1000 a baseline needs ...
+    """
+    return _build_from_frame(frame, Roles(confidence_column, prediction_column, label_column), model=model,
+                             version=version, categorical=categorical, exclude=exclude,
+                             warn=warn or _build_warning, checked=True, min_rows=min_rows, source=source,
+                             reservoir_size=reservoir_size, top_k=top_k, chunk_rows=chunk_rows)
+
+
+def _build_from_frame(frame: pd.DataFrame, roles: Roles, *, model: str, version: str | None,
+                      categorical: Sequence[str], exclude: Sequence[str], warn: Warn | None, checked: bool,
+                      min_rows: int, source: str, reservoir_size: int, top_k: int, chunk_rows: int) -> Baseline:
+    """The profile of an in-memory frame, in chunks of `chunk_rows`; `checked`: a feature is left and
+    there are `min_rows` rows (`build_baseline_from_columns` checks neither: the caller said what each
+    column is)."""
+    profiler = Profiler(roles, categorical=categorical, exclude=exclude, text=False,
+                        reservoir_size=reservoir_size, top_k=top_k, warn=warn)
     for start in range(0, max(len(frame), 1), chunk_rows):
         profiler.add(frame.iloc[start:start + chunk_rows])
     profiler.check_columns()
-    return profiler.finish(model=model, version=version, source="columns")
+    if checked:
+        profiler.check_features()
+        _check_rows(source, profiler.rows, min_rows)
+    return profiler.finish(model=model, version=version, source=source)
+
+
+def _check_rows(source: str, rows: int, min_rows: int) -> None:
+    if rows < min_rows:
+        raise BuildError(f"{source}: {rows} rows, fewer than the {min_rows} a baseline needs for its quantiles "
+                         "and thresholds to mean anything")
 
 
 def _column(values: Any) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
 import stat
 import time
 from collections.abc import Mapping
@@ -49,6 +50,13 @@ MAX_LIST_LEN = 4 * 1024
 MAX_MAP_LEN = 2 * max(MAX_FEATURES, MAX_CATEGORIES)
 #: maps and lists in all: a feature's profile holds fewer than 10
 MAX_CONTAINERS = 16 * MAX_FEATURES + 1024
+# A list's items become float64 as it is decoded (8 bytes each; a list of anything else is refused:
+# two-letter strings cost ~60 bytes for 3 on disk), and all the lists and maps of a file share caps,
+# so that memory is bounded by these, not by what the file claims.
+#: numbers in all the lists of a file (400 MB as float64): a numeric profile holds at most ~5,000
+MAX_NUMBERS = 5_000 * MAX_FEATURES
+#: entries in all the maps of a file (~160 bytes each at most): ~15 per profile, plus the categories
+MAX_MAP_ENTRIES = 1_000_000
 
 
 class BaselineError(ValueError):
@@ -409,7 +417,8 @@ class Baseline:
         """Read and validate a baseline file; BaselineError says what is wrong with it.
 
         Bounded before parsing: only a regular file (a device such as /dev/zero or a FIFO would
-        be read forever), at most MAX_FILE_BYTES, and `loads`' cap on decoded objects.
+        be read forever), of at most MAX_FILE_BYTES by its size before reading, and `loads`' cap
+        on decoded objects.
 
         Parameters
         ----------
@@ -438,16 +447,25 @@ class Baseline:
         """
         p = Path(path)
         try:
-            # stat before open: opening a FIFO blocks until someone writes to it
-            if not stat.S_ISREG(p.stat().st_mode):
-                raise BaselineError(f"{p}: not a regular file; a baseline is a file written by "
-                                    "`skewwatch baseline build`")
-            with open(p, "rb") as f:
-                raw = f.read(MAX_FILE_BYTES + 1)
+            # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer; fstat then
+            # checks the very file opened (a path checked before the open could be swapped meanwhile)
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise BaselineError(f"{p}: not a regular file; a baseline is a file written by "
+                                        "`skewwatch baseline build`")
+                if st.st_size > MAX_FILE_BYTES:  # refused on its size, before a byte is read
+                    raise BaselineError(f"{p}: {st.st_size} bytes, over the cap of a baseline file "
+                                        f"({MAX_FILE_BYTES} bytes)")
+                with open(fd, "rb", closefd=False) as f:
+                    raw = f.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows meanwhile
+            finally:
+                os.close(fd)
         except OSError as e:
             raise BaselineError(f"{p}: cannot read baseline: {e.strerror or e}") from None
         if len(raw) > MAX_FILE_BYTES:
-            raise BaselineError(f"{p}: more than {MAX_FILE_BYTES} bytes, the cap of a baseline file")
+            raise BaselineError(f"{p}: over the cap of a baseline file ({MAX_FILE_BYTES} bytes)")
         return cls.loads(raw, name=str(p))
 
     @classmethod
@@ -464,8 +482,9 @@ class Baseline:
         Returns
         -------
         Baseline
-            Raises BaselineError when `raw` is not msgpack, not a baseline, or holds more maps and
-            lists than any baseline does.
+            Raises BaselineError when `raw` is not msgpack, not a baseline, or holds more than
+            any baseline does (MAX_CONTAINERS, MAX_NUMBERS, MAX_MAP_ENTRIES), or a list of
+            anything but numbers: refused as it is decoded, before it is built whole.
 
         Examples
         --------
@@ -479,19 +498,40 @@ class Baseline:
         ...
         baselines.profile.BaselineError: upload.bin: not a msgpack file (ExtraData); is it a skewwatch baseline?
         """
-        containers = 0
+        containers = numbers = entries = 0
 
-        def count(container: Any) -> Any:
+        def container() -> None:
             nonlocal containers
             containers += 1
             if containers > MAX_CONTAINERS:
                 raise BaselineError(f"more than {MAX_CONTAINERS} maps and lists: not a baseline this skewwatch reads")
-            return container
+
+        def decoded_map(d: dict) -> dict:
+            nonlocal entries
+            container()
+            entries += len(d)
+            if entries > MAX_MAP_ENTRIES:
+                raise BaselineError(f"more than {MAX_MAP_ENTRIES} map entries: not a baseline this skewwatch reads")
+            return d
+
+        def decoded_list(items: list) -> np.ndarray:
+            nonlocal numbers
+            container()
+            try:
+                arr = np.asarray(items)  # a list of lists of one length: a 2-D array (top_values)
+            except ValueError:  # lists of different lengths
+                arr = None
+            if arr is None or arr.dtype.kind not in "fiu":
+                raise BaselineError("a list holds something else than numbers (a baseline's lists hold only numbers)")
+            numbers += arr.size
+            if numbers > MAX_NUMBERS:
+                raise BaselineError(f"more than {MAX_NUMBERS} numbers in lists: not a baseline this skewwatch reads")
+            return arr.astype(np.float64, copy=False)
 
         try:
             d = msgpack.unpackb(raw, raw=False, strict_map_key=False, max_bin_len=0, max_ext_len=0,
                                 max_array_len=MAX_LIST_LEN, max_map_len=MAX_MAP_LEN,
-                                object_hook=count, list_hook=count)
+                                object_hook=decoded_map, list_hook=decoded_list)
         except BaselineError as e:
             raise BaselineError(f"{name}: {e}") from None
         except Exception as e:  # noqa: BLE001 (msgpack raises several unrelated types on garbage)
@@ -512,7 +552,7 @@ def _str(x: Any, what: str) -> str:
 
 
 def _floats(x: Any, what: str, max_len: int) -> np.ndarray:
-    if not isinstance(x, (list, tuple)):
+    if not isinstance(x, (list, tuple, np.ndarray)) or np.ndim(x) != 1:
         raise BaselineError(f"{what} must be a list of numbers")
     if len(x) > max_len:
         raise BaselineError(f"{what} has {len(x)} entries, cap {max_len}")
@@ -573,7 +613,8 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
             df = _floats(df, f"{name}.discrete_freqs", MAX_DISCRETE_VALUES)
             if len(dv) != len(df) or (len(dv) > 1 and not np.all(np.diff(dv) > 0)):
                 raise BaselineError(f"feature {name!r}: discrete_values/discrete_freqs are inconsistent")
-        top = tuple((float(v), float(f)) for v, f in (d.get("top_values") or [])[:10])
+        top_values = d.get("top_values")
+        top = tuple((float(v), float(f)) for v, f in (() if top_values is None else top_values)[:10])
         vals = [float(d[k]) for k in ("mean", "std", "min", "max")]
         if not all(math.isfinite(v) for v in vals):
             raise BaselineError(f"feature {name!r}: mean/std/min/max must be finite")

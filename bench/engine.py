@@ -24,6 +24,7 @@ import datetime as dt
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -187,7 +188,8 @@ def main() -> None:
     p.add_argument("--naive-events", type=count, default=50_000,
                    help="events fed to the naive loop (a rate; the first N of the same events; default 50k)")
     p.add_argument("--state-events", default="1M,3M,10M", help="checkpoints of figure (3) (default 1M,3M,10M)")
-    p.add_argument("--repeat", type=int, default=2, help="timings of (1) and (2) are the best of R interleaved runs")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="interleaved runs of (1) and (2): their ratios are given as min / median / max over the runs")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = p.parse_args()
@@ -218,8 +220,8 @@ def main() -> None:
         # collector walks this process's 200k held events again and again, a cost of the harness
         relax_gc()
 
-        best: dict[str, float] = {}
-        walls: dict[str, float] = {}
+        runs: list[dict[str, float]] = []
+        loads = [os.getloadavg()[0]]
         alerts = 0
         for r in range(args.repeat):
             print(f"run {r + 1}/{args.repeat}: monitor, naive loop, parse floors, replay ...", file=sys.stderr)
@@ -230,24 +232,29 @@ def main() -> None:
             timings["extract"] = time_extract(baseline, event_batches)
             timings["parse_jsonl"] = time_parse_jsonl(jsonl)
             timings["parse_msgpack"] = time_parse_msgpack(mpk)
-            timings["replay_jsonl"], wall_j = time_replay(jsonl, bpath, len(events))
-            timings["replay_msgpack"], wall_m = time_replay(mpk, bpath, len(events))
-            for k, v in timings.items():
-                best[k] = min(best.get(k, v), v)
-            walls["replay_jsonl"] = min(walls.get("replay_jsonl", wall_j), wall_j)
-            walls["replay_msgpack"] = min(walls.get("replay_msgpack", wall_m), wall_m)
+            timings["replay_jsonl"], timings["wall_jsonl"] = time_replay(jsonl, bpath, len(events))
+            timings["replay_msgpack"], timings["wall_msgpack"] = time_replay(mpk, bpath, len(events))
+            runs.append(timings)
+            loads.append(os.getloadavg()[0])
 
     print(f"state: feeding {human(max(checkpoints))} events ...", file=sys.stderr)
     sizes, feed_rate = state_sizes(baseline, event_batches, checkpoints)
 
     n, n_naive = len(events), min(args.naive_events, len(events))
-    rate = {k: n / v for k, v in best.items() if k != "naive"}
-    rate["naive"] = n_naive / best["naive"]
-    monitor_x = rate["monitor"] / rate["naive"]
-    share_j = best["parse_jsonl"] / best["replay_jsonl"]
-    share_m = best["parse_msgpack"] / best["replay_msgpack"]
-    share_j_wall = best["parse_jsonl"] / walls["replay_jsonl"]
-    share_m_wall = best["parse_msgpack"] / walls["replay_msgpack"]
+    # per run, so that a busy moment slows both sides of a ratio alike; the rates are the medians
+    per_run = [{"monitor_x": (n / t["monitor"]) / (n_naive / t["naive"]),
+                "read_x": (n / t["read_floor"]) / (n_naive / t["naive"]),
+                "extract_x": (n / t["extract"]) / (n_naive / t["naive"]),
+                "share_j": t["parse_jsonl"] / t["replay_jsonl"], "share_m": t["parse_msgpack"] / t["replay_msgpack"],
+                "share_j_wall": t["parse_jsonl"] / t["wall_jsonl"],
+                "share_m_wall": t["parse_msgpack"] / t["wall_msgpack"]} for t in runs]
+    rate = {k: n / statistics.median(t[k] for t in runs) for k in runs[0] if k != "naive"}
+    rate["naive"] = n_naive / statistics.median(t["naive"] for t in runs)
+
+    def spread(key: str, fmt: str = ".2f") -> str:
+        values = sorted(r[key] for r in per_run)
+        return f"{values[0]:{fmt}} / {statistics.median(values):{fmt}} / {values[-1]:{fmt}}"
+
     flat = max(s for _, s in sizes) / min(s for _, s in sizes)
 
     lines = [
@@ -258,27 +265,29 @@ def main() -> None:
         f"Machine: {machine_note()}  ",
         f"Events: {n:,} stationary events x {N_FEATURES} features "
         f"({len(numeric)} numeric, {len(categorical)} categorical, "
-        f"some missing) + confidence + prediction, every detector on; best of {args.repeat} interleaved runs; "
-        f"{alerts} alerts on these stationary events.",
+        f"some missing) + confidence + prediction, every detector on; {args.repeat} interleaved runs, ratios as "
+        f"min / median / max over the runs, rates the runs' medians; load average (1 min) "
+        f"{min(loads):.2f}-{max(loads):.2f} during the runs; {alerts} alerts on these stationary events.",
         "",
         "| figure | skewwatch | peer / floor | ratio | target |",
         "|---|---|---|---|---|",
         f"| (1) monitor cost, decoded batches of {BATCH} | {rate['monitor']:,.0f} events/s | "
         "naive River ADWIN+PageHinkley "
-        f"loop: {rate['naive']:,.0f} events/s | **{monitor_x:.1f}x** | >= 20x |",
+        f"loop: {rate['naive']:,.0f} events/s | **{spread('monitor_x', '.1f')}x** | >= 20x |",
         f"| (1') only reading the {N_FEATURES} values out of each event dict, no detection: itemgetter | "
-        f"{rate['read_floor']:,.0f} events/s | naive loop as above | {rate['read_floor'] / rate['naive']:.1f}x | "
+        f"{rate['read_floor']:,.0f} events/s | naive loop as above | {spread('read_x', '.1f')}x | "
         "the most a monitor written in Python can reach |",
         f"| (1'') the same with the monitor's compiled reader (`FeatureColumns.extract`) | "
-        f"{rate['extract']:,.0f} events/s | naive loop as above | {rate['extract'] / rate['naive']:.1f}x | "
+        f"{rate['extract']:,.0f} events/s | naive loop as above | {spread('extract_x', '.1f')}x | "
         f"{1e6 / rate['extract']:.2f} us of the {1e6 / (20 * rate['naive']):.2f} us per event that 20x allows |",
         f"| (2) `skewwatch replay` JSONL (its own loop) | {rate['replay_jsonl']:,.0f} events/s | "
         "orjson.loads per line: "
-        f"{rate['parse_jsonl']:,.0f} events/s | **{share_j:.2f}** of floor | >= 0.6 |",
+        f"{rate['parse_jsonl']:,.0f} events/s | **{spread('share_j')}** of floor | >= 0.6 |",
         f"| (2) `skewwatch replay` msgpack (its own loop) | {rate['replay_msgpack']:,.0f} events/s | msgpack.Unpacker: "
-        f"{rate['parse_msgpack']:,.0f} events/s | **{share_m:.2f}** of floor | >= 0.6 |",
-        f"| (2') same, whole process wall time incl. startup + baseline load | JSONL {n / walls['replay_jsonl']:,.0f}, "
-        f"msgpack {n / walls['replay_msgpack']:,.0f} events/s | as above | {share_j_wall:.2f} / {share_m_wall:.2f} | |",
+        f"{rate['parse_msgpack']:,.0f} events/s | **{spread('share_m')}** of floor | >= 0.6 |",
+        f"| (2') same, whole process wall time incl. startup + baseline load | JSONL {rate['wall_jsonl']:,.0f}, "
+        f"msgpack {rate['wall_msgpack']:,.0f} events/s | as above | JSONL {spread('share_j_wall')}, "
+        f"msgpack {spread('share_m_wall')} | |",
         "| (3) monitor state per feature | " + ", ".join(f"{human(k)}: {s / 1024:.2f} KB" for k, s in sizes)
         + f" | | max/min {flat:.2f} | <= 8 KB, flat |",
         "",

@@ -17,8 +17,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=".", help="directory to write train.csv and events.jsonl into")
     p.add_argument("--seed", type=int, default=0)
-    out = Path(p.parse_args().out)
     args = p.parse_args()
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     cols = credit.training(20_000, seed=args.seed)

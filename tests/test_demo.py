@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -219,8 +221,9 @@ def _pid_alive(pid: int) -> bool:
 
 @pytest.mark.integration
 def test_demo_prints_readable_alerts_and_ctrl_c_stops_everything():
-    """The demo shows drift, data-quality and confidence alerts within ~30 s, `skewwatch alerts`
-    follows the same topic, and Ctrl-C ends the demo, its worker and its broker."""
+    """The demo shows drift, data-quality and confidence alerts within ~30 s, names a status page that
+    answers, `skewwatch alerts` follows the same topic, Ctrl-C ends the demo, its worker and its broker,
+    and the worker's log it named is still there afterwards."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "stream.commands.cli", "demo", "--duration", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -229,6 +232,7 @@ def test_demo_prints_readable_alerts_and_ctrl_c_stops_everything():
     output: list[str] = []
     pids: list[int] = []
     broker_url = ""
+    log_path = None
     kinds: set[str] = set()
     try:
         deadline = time.monotonic() + 40  # the issue's 30 s, plus slack for a loaded CI machine
@@ -239,12 +243,17 @@ def test_demo_prints_readable_alerts_and_ctrl_c_stops_everything():
                 assert demo.poll() is None, "\n".join(output)
                 continue
             output.append(line)
-            if m := re.search(r"embedded broker on (\S+) \(pid (\d+)\); worker pid (\d+)", line):
+            if m := re.search(r"embedded broker on (\S+) \(pid (\d+)\); worker pid (\d+), log (\S+)$", line):
                 broker_url, pids = m.group(1), [int(m.group(2)), int(m.group(3))]
+                log_path = Path(m.group(4))
             if m := ALERT_HEADLINE.match(line):
                 kinds.add(m.group(2))
         text = "\n".join(output)
         assert any(line.startswith("metrics: http://127.0.0.1:") for line in output), text
+        [status_url] = [m.group(1) for line in output
+                        if (m := re.match(r"status page: (http://127\.0\.0\.1:\d+/) ", line))]
+        with urllib.request.urlopen(status_url, timeout=5) as response:
+            assert response.status == 200 and "credit" in response.read().decode()
         assert {"drift", "data_quality", "confidence_drop"} <= kinds, text
         assert "  diagnosis: " in text
         assert _follow_alerts_prints_one(broker_url), "skewwatch alerts printed no alert"
@@ -261,6 +270,9 @@ def test_demo_prints_readable_alerts_and_ctrl_c_stops_everything():
     while not lines.empty():
         output.append(lines.get())
     assert any(line.startswith("summary: ") for line in output), "\n".join(output)
+    assert output[-1] == f"worker log kept: {log_path}"
+    assert "baseline of model 'credit' loaded" in log_path.read_text(errors="replace")
+    log_path.unlink()
     assert len(pids) == 2
     deadline = time.monotonic() + 5
     while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:

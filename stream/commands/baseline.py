@@ -11,6 +11,7 @@ from pathlib import Path
 
 from detectors.fmt import printable
 from stream.commands.progress import StatusLine, status_line
+from stream.commands.tables import column_names
 
 __all__ = ["configure", "run"]
 
@@ -44,9 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--confidence-column", help="column holding the model's confidence in [0, 1]")
     build.add_argument("--prediction-column", help="column holding the model's prediction")
     build.add_argument("--label-column", help="column holding the true label (needs --prediction-column)")
-    build.add_argument("--categorical", type=_names, action="extend", default=[], metavar="A,B",
+    build.add_argument("--categorical", type=column_names, action="extend", default=[], metavar="A,B",
                        help="columns to profile as categorical whatever they look like")
-    build.add_argument("--exclude", type=_names, action="extend", default=[], metavar="C,D",
+    build.add_argument("--exclude", type=column_names, action="extend", default=[], metavar="C,D",
                        help="columns to leave out")
     show = sub.add_parser("show", help="print a baseline readably", description="Print a baseline file readably.")
     show.add_argument("baseline", metavar="BASELINE", help="baseline file (msgpack)")
@@ -131,10 +132,6 @@ class _BuildProgress:
         """Erase the status line: the summary that follows starts on a clean line."""
         if self._line is not None:
             self._line.clear()
-
-
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def _warn(message: str) -> None:

@@ -12,7 +12,8 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 #: subcommand -> (module exposing `configure(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
     "baseline": ("stream.commands.baseline", "build or inspect a training baseline"),
-    "replay": ("stream.commands.replay", "run the monitors over a JSONL/msgpack file of events; alerts to stdout"),
+    "replay": ("stream.commands.replay",
+               "run the monitors over events (JSONL, msgpack) or a table (CSV, Parquet); alerts to stdout"),
     "worker": ("stream.worker.command", "run the stream service (Faust worker) against Kafka"),
     "broker": ("stream.devkit.broker", "run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1"),
     "demo": ("stream.devkit.demo", "embedded broker + worker + synthetic traffic that drifts"),

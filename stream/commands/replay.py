@@ -1,5 +1,7 @@
 """`skewwatch replay`: the monitors over a file of events, alerts as JSON lines on stdout
-(`--pretty`: as `skewwatch alerts` prints them, for a person).
+(`--pretty`: as `skewwatch alerts` prints them, for a person). Events come as JSONL or msgpack, or
+as a table of predictions (CSV, Parquet; one row each, read with `baseline build`'s column flags:
+`stream.commands.tables`).
 
 Same code path as the worker (decode_message -> detectors.processing), so the same events
 give the same alerts. Input problems never crash it: rejected messages are counted by
@@ -9,7 +11,8 @@ The events of a model no baseline was loaded for are named in the summary, by mo
 
 Exit status: 0 when events were monitored; 1 when none was (an empty input, every message
 rejected, or every event for a model without a baseline: never a silent all-clear); 2 when its own
-arguments are wrong; 141 (128 + SIGPIPE, as a Unix tool killed by the signal) when the reader of
+arguments are wrong (a table that cannot be read as events among them: a named column missing, no
+model for its rows, not a table); 141 (128 + SIGPIPE, as a Unix tool killed by the signal) when the reader of
 the alerts went away (`| head -1`): it stops there, quietly, and the run is not complete.
 
 On a terminal, a status line on stderr shows the progress of a long run (events/s, and the share
@@ -47,10 +50,19 @@ from detectors.model import MonitorConfig
 from detectors.processing import process_events
 from detectors.routing import ModelRouter
 from stream.commands.progress import StatusLine, status_line
+from stream.commands.tables import (
+    TableColumns,
+    TableError,
+    add_table_arguments,
+    events_from_frame,
+    table_columns,
+    table_format,
+    table_frames,
+)
 from stream.gc_policy import relax_gc
 
-__all__ = ["EXIT_BROKEN_PIPE", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "Replay", "UsageError",
-           "configure", "input_size", "load_inputs", "run", "unmonitored_sentence"]
+__all__ = ["EXIT_BROKEN_PIPE", "FORMATS", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "Replay",
+           "UsageError", "check_format", "configure", "input_size", "load_inputs", "run", "unmonitored_sentence"]
 
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 #: bytes read at a time; parsed at once, so small: 64 KiB of lines (~50 events) parsed and monitored soon after
@@ -66,6 +78,8 @@ MAX_MODELS_COUNTED = 1000
 #: exit status when stdout's reader went away: 128 + SIGPIPE, what the shell shows for a Unix tool the signal
 #: stopped (Python ignores SIGPIPE and gets BrokenPipeError instead)
 EXIT_BROKEN_PIPE = 141
+#: values of --format: "auto" by the file name (tables.table_format, .msgpack), else by the first byte
+FORMATS = ("auto", "jsonl", "msgpack", "csv", "parquet")
 #: the router's reasons for an event of a model it has no monitor for
 _NO_MONITOR = frozenset({"unknown_model", "baseline_unavailable"})
 
@@ -73,13 +87,14 @@ _NO_MONITOR = frozenset({"unknown_model", "baseline_unavailable"})
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the command's arguments to `p`, its subparser (`stream.commands.cli`)."""
     p.add_argument("events", nargs="+", metavar="EVENTS",
-                   help="JSONL file (one message per line: an event or a list of events) or a msgpack "
-                        "stream (.msgpack: concatenated msgpack messages); '-' reads JSONL from stdin")
+                   help="JSONL file (one message per line: an event or a list of events), a msgpack "
+                        "stream (.msgpack: concatenated msgpack messages), or a table of predictions "
+                        "(.csv, .tsv, .parquet: one row each, see the table flags); '-' reads JSONL from stdin")
     p.add_argument("--baseline", "-b", action="append", required=True, metavar="B",
                    help="a baseline file; repeat for several models (events are routed by their 'model')")
     p.add_argument("--dead-letter", metavar="FILE",
                    help="write every rejected message as a JSON line with its reason and original bytes")
-    p.add_argument("--format", choices=("auto", "jsonl", "msgpack"), default="auto",
+    p.add_argument("--format", choices=FORMATS, default="auto",
                    help="input format (default: by extension, else by the first byte)")
     p.add_argument("--pretty", action="store_true",
                    help="print each alert for a person, as `skewwatch alerts` does, instead of a JSON line")
@@ -102,6 +117,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help=f"seconds of event time a record waits for its join partner (default {JoinConfig.ttl:g})")
     p.add_argument("--join-max-entries", type=int, default=JoinConfig.max_entries,
                    help=f"records waiting per join at most, oldest dropped first (default {JoinConfig.max_entries})")
+    add_table_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--join-ttl and --join-max-entries must be positive")
     try:
         baselines = load_inputs(args.baseline, args.events)
+        check_format(args.format, args.events)
     except UsageError as e:
         return _usage_error(str(e))
     relax_gc()
@@ -130,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         _discard_stdout()
         return EXIT_BROKEN_PIPE
+    except TableError as e:
+        return _usage_error(str(e))
 
 
 def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files: list[tuple[str, str]],
@@ -138,7 +157,7 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
     on_alerts = _pretty_alerts(sys.stdout) if args.pretty else _alert_lines(sys.stdout.buffer)
-    replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters)
+    replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters, table=table_columns(args))
     replay.progress = status_line("replay", input_size(args.events))
     opened = []
     if join_files:
@@ -206,6 +225,12 @@ def load_inputs(baseline_paths: list[str], event_paths: list[str]) -> dict[str, 
         if path != "-" and not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
     return baselines
+
+
+def check_format(fmt: str, event_paths: list[str]) -> None:
+    """UsageError if a table format is asked of standard input (a table is read from a file)."""
+    if fmt in ("csv", "parquet") and "-" in event_paths:
+        raise UsageError(f"--format {fmt}: a table is read from a file, not from standard input")
 
 
 def input_size(paths: Sequence[str]) -> int | None:
@@ -285,11 +310,14 @@ class Replay:
         Called with each batch's alerts and the events the monitors took (`AlertCallback`).
     dead_letters
         Where each rejected message is written as a JSON line with its reason, if anywhere.
+    table
+        How the rows of a table file become events (`stream.commands.tables`).
     """
 
     def __init__(self, router: ModelRouter, limits: Limits, batch_size: int, on_alerts: AlertCallback,
-                 dead_letters: IO[bytes] | None = None):
+                 dead_letters: IO[bytes] | None = None, table: TableColumns | None = None):
         self.router = router
+        self.table = table or TableColumns()
         self.limits = limits
         self.batch_size = batch_size
         self.on_alerts = on_alerts
@@ -304,6 +332,7 @@ class Replay:
         #: the status line on a terminal, or None
         self.progress: StatusLine | None = None
         self._file: IO[bytes] | None = None  # the file being read
+        self._table_bytes: int | None = None  # or how far the table being read is read
         self._bytes_done = 0  # the bytes of the files read before it
 
     def run_file(self, path: str, fmt: str) -> None:
@@ -313,10 +342,14 @@ class Replay:
         Parameters
         ----------
         path
-            A JSONL file or a msgpack stream.
+            A JSONL file, a msgpack stream or a table (CSV, Parquet).
         fmt
-            "jsonl", "msgpack", or "auto": by the file's extension, else by its first byte.
+            One of `FORMATS`; "auto": by the file's extension, else by its first byte.
         """
+        table = fmt if fmt in ("csv", "parquet") else table_format(path) if fmt == "auto" and path != "-" else None
+        if table is not None:
+            self._run_table(path, table)
+            return
         f = sys.stdin.buffer if path == "-" else open(path, "rb")
         self._file = f
         try:
@@ -331,6 +364,42 @@ class Replay:
                 self._bytes_done += os.fstat(f.fileno()).st_size
                 f.close()
             self._file = None
+
+    def _run_table(self, path: str, fmt: str) -> None:
+        baselines = {m: self.router.baseline(m) for m in self.router.models}
+        row = 1
+        try:
+            for frame, bytes_read in table_frames(path, fmt, baselines, self.table):
+                self._table_bytes = bytes_read
+                self.run_values(events_from_frame(frame, baselines, self.table, text=fmt == "csv"),
+                                {"file": path}, "row", row)
+                row += len(frame)
+        finally:
+            self._table_bytes = None
+            self._bytes_done += os.stat(path).st_size
+
+    def run_values(self, values: list, source: dict, unit: str = "message", first: int = 0) -> None:
+        """Monitor already parsed messages (each an event or a list of events: a table's rows, a
+        notebook's events), as a file's: the rejected ones counted and dead-lettered with `source`
+        and their number; the last partial batch stays pending (`flush`).
+
+        Parameters
+        ----------
+        values
+            The messages.
+        source
+            Where they came from, in their dead letters (with `unit`: their number).
+        unit, first
+            What a value is called in its dead letter ("row", "message") and the number of the first.
+        """
+        if all_usable(values, self.limits):
+            self._add(values)
+            return
+        for i, obj in enumerate(values, first):
+            events, rejects = events_from_value(obj, None, self.limits)
+            if rejects:
+                self._reject(rejects, {**source, unit: i})
+            self._add(events)
 
     def _run_jsonl(self, path: str, f: IO[bytes]) -> None:
         # a block of lines that are all single usable events (the common case) is decoded and
@@ -393,7 +462,9 @@ class Replay:
     def _bytes_read(self) -> int | None:
         """Bytes read of the input so far (None when reading stdin)."""
         f = self._file
-        if f is None or f is sys.stdin.buffer:
+        if f is None:
+            return None if self._table_bytes is None else self._bytes_done + self._table_bytes
+        if f is sys.stdin.buffer:
             return None
         return self._bytes_done + f.tell()
 

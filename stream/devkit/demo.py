@@ -7,6 +7,8 @@ through the phases of `credit.scenario`: normal, a population shift, missing val
 confidence drop; each shows as alerts within seconds, all within ~30 s of the start.
 
 Every process it starts (worker, broker) is stopped on exit, on Ctrl-C, on SIGTERM and on errors.
+Its scratch files (the baseline, the worker's data) are removed then; the worker's log, named at the
+start, is kept (a file in the temporary directory, named again at the end).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import collections
 import itertools
+import os
 import signal
 import subprocess
 import sys
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = tempfile.TemporaryDirectory(prefix="skewwatch-demo-")
     broker: EmbeddedBroker | None = None
     worker: subprocess.Popen | None = None
-    log_path = Path(workdir.name) / "worker.log"
+    log_path = _log_file()
     env = embedded_worker_env(Path(workdir.name), app_id=APP_ID, web_port=args.web_port or free_port())
     code = 1
     try:
@@ -118,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             print(f"{problem}\n{tail(log_path)}", file=sys.stderr)
             return 1
+        print(f"status page: http://127.0.0.1:{cfg.web_port}/ (alerted models and features, rejected events; "
+              "refreshes itself)", flush=True)
         print(f"metrics: {metrics_url}", flush=True)
         print(f"alerts:  topic {cfg.alert_topic} (elsewhere: skewwatch alerts --broker {broker.url})", flush=True)
         code = asyncio.run(_scenario(args, cfg, broker.bootstrap, worker, metrics_url, stats))
@@ -135,9 +140,17 @@ def run(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
         workdir.cleanup()
+        print(f"worker log kept: {log_path}", flush=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return code
+
+
+def _log_file() -> Path:
+    """A new file for the worker's log that outlives the demo's scratch directory."""
+    fd, path = tempfile.mkstemp(prefix="skewwatch-demo-worker-", suffix=".log")
+    os.close(fd)
+    return Path(path)
 
 
 async def _scenario(args: argparse.Namespace, cfg, bootstrap: str, worker: subprocess.Popen, metrics_url: str,

@@ -26,7 +26,8 @@ from pathlib import Path
 from detectors.events import Limits
 from detectors.model import MonitorConfig
 from stream.commands.progress import status_line
-from stream.commands.replay import UsageError, input_size, load_inputs, unmonitored_sentence
+from stream.commands.replay import FORMATS, UsageError, check_format, input_size, load_inputs, unmonitored_sentence
+from stream.commands.tables import TableError, add_table_arguments, table_columns
 from stream.report.gather import Recorder
 from stream.report.html import render_html
 
@@ -36,7 +37,8 @@ __all__ = ["configure", "run"]
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the command's arguments to `p`, its subparser (`stream.commands.cli`)."""
     p.add_argument("events", nargs="+", metavar="EVENTS",
-                   help="JSONL file or msgpack stream of events, as for `skewwatch replay`; '-' reads JSONL from stdin")
+                   help="JSONL file, msgpack stream or table (.csv, .tsv, .parquet) of events, as for "
+                        "`skewwatch replay`; '-' reads JSONL from stdin")
     p.add_argument("--baseline", "-b", action="append", required=True, metavar="B",
                    help="a baseline file; repeat for several models")
     p.add_argument("-o", "--output", default="report.html", metavar="FILE",
@@ -44,10 +46,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=MonitorConfig.window, metavar="N",
                    help=f"sample the statistics every N events of a model (default {MonitorConfig.window}, "
                         "the monitors' window)")
-    p.add_argument("--format", choices=("auto", "jsonl", "msgpack"), default="auto",
+    p.add_argument("--format", choices=FORMATS, default="auto",
                    help="input format (default: by extension, else by the first byte)")
     p.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes,
                    help=f"larger messages are rejected as 'oversized' (default {Limits.max_message_bytes})")
+    add_table_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,17 +59,21 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--window and --max-message-bytes must be positive")
     try:
         baselines = load_inputs(args.baseline, args.events)
+        check_format(args.format, args.events)
         _check_writable(Path(args.output))
     except UsageError as e:
         return _usage_error(str(e))
     started = time.perf_counter()
-    recorder = Recorder(baselines.values(), window=args.window, limits=Limits(max_message_bytes=args.max_message_bytes))
+    recorder = Recorder(baselines.values(), window=args.window, limits=Limits(max_message_bytes=args.max_message_bytes),
+                        table=table_columns(args))
     replay = recorder.replay
     replay.progress = status_line("report", input_size(args.events))
     try:
         for path in args.events:
             recorder.run_file(path, args.format)
         recorder.finish()
+    except TableError as e:
+        return _usage_error(str(e))
     finally:
         if replay.progress is not None:
             replay.progress.clear()

@@ -18,6 +18,7 @@ from detectors.model import ModelMonitor, MonitorConfig
 from detectors.routing import ModelRouter
 from detectors.sketches import SpaceSaving
 from stream.commands.replay import Replay
+from stream.commands.tables import TableColumns
 
 __all__ = ["MAX_SAMPLES", "MAX_VERSIONS", "SAMPLE_SIZE", "TOP_CATEGORIES", "FeatureTrace", "ModelTrace", "Recorder",
            "Values", "gather", "is_number"]
@@ -314,12 +315,17 @@ class Recorder:
         What a message may hold, as for `skewwatch replay`.
     seed
         Of the values' samples.
+    table
+        How the rows of a table file (or `run_values`'s rows) become events.
+    config
+        The monitors' settings.
     """
 
     def __init__(self, baselines: Iterable[Baseline], window: int = MonitorConfig.window,
-                 limits: Limits = Limits(), seed: int = 0):
-        self.router = ModelRouter(baselines)
-        self.replay = Replay(self.router, limits, window, self._record)
+                 limits: Limits = Limits(), seed: int = 0, table: TableColumns | None = None,
+                 config: MonitorConfig | None = None):
+        self.router = ModelRouter(baselines, config)
+        self.replay = Replay(self.router, limits, window, self._record, table=table)
         self.traces = [ModelTrace(self.router.baseline(m), window, seed) for m in self.router.models]
         self._by_model = {t.baseline.model: t for t in self.traces}
 

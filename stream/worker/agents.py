@@ -76,7 +76,7 @@ async def wait_for_baselines() -> None:
     loop = asyncio.get_running_loop()
     said = None
     while not service.models:
-        service.rescan()
+        await service.rescan_off_loop()
         if service.models:
             break
         if said is None or loop.time() - said >= NO_BASELINE_NOTICE_INTERVAL:
@@ -172,8 +172,9 @@ async def relax_gc_once_started() -> None:
 
 @app.timer(interval=settings.baseline_scan_interval)
 async def rescan_baselines() -> None:
-    """Pick up new, changed, broken or deleted baseline files; report held-back reject counts."""
-    worker.service.rescan()
+    """Pick up new, changed, broken or deleted baseline files (read in a thread: parsing a large
+    one must not stall the loop); report held-back reject counts."""
+    await worker.service.rescan_off_loop()
     worker.service.report_rejects()  # the reject counts a burst's rate-limited log line held back
 
 

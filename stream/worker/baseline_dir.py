@@ -1,14 +1,30 @@
 """The baselines directory: one `<model>.msgpack` per model, rescanned while the worker runs.
 
-A scan compares each file's (mtime, size) with the previous scan and reloads what changed, so
-a new or rebuilt baseline is picked up without a restart; a corrupt or deleted file disables
-its model with a readable reason (its events are then dead-lettered with that reason rather
-than checked against a baseline that is no longer there). `Baseline.save` writes atomically,
-so a scan never sees a half-written file.
+A scan compares each file's signature (inode, size, mtime, ctime) with the previous scan's and
+reloads what changed, so a new or rebuilt baseline is picked up without a restart. Names starting
+with "." are skipped (editors' and copy tools' temporary files).
+
+What a scan never does:
+
+- act on a half-written file. A file that fails to load is judged only once its signature has
+  stayed the same across two scans (a prefix of a baseline never loads: its top-level map is
+  incomplete until the last byte); until then it is retried, silently. Deploying a baseline by
+  renaming it into the directory (`Baseline.save` does) is still the recommended way: the scan
+  then only ever sees the old file or the new one.
+- disable a served model because a file is unusable. Its last good baseline stays served (a
+  "kept" change, logged); only deleting the file that serves it disables the model ("removed").
+- serve one model from two files. A second file declaring a served model is a "conflict" (logged):
+  the model stays served from the file that served it first (at start, the first by name), and
+  deleting either file leaves the other one serving it.
+
+Reading a file is bounded before parsing (`Baseline.load`: regular files only, a size cap by
+stat, capped decoding). A scan only reads files; the worker runs it off its event loop and
+applies what it found on the loop (`DetectionService.rescan_off_loop`).
 """
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +56,26 @@ def _unreadable(path: str | Path, error: OSError) -> str:
 
 @dataclass(frozen=True)
 class BaselineChange:
-    """What one scan found: `baseline` is set for "loaded"; `detail` says why for the others."""
+    """What one scan found about one file.
 
-    kind: str  # "loaded" | "failed" | "removed"
+    `kind` is "loaded" (serve `baseline` for `model`), "failed" (the model, served by no file,
+    has no usable baseline), "removed" (the file that served the model is gone), or, changing
+    nothing that is served, "kept" (a file of a served model is unusable: the model keeps its
+    baseline) or "conflict" (a second file declares a served model). `detail` says why.
+    """
+
+    kind: str
     model: str
     path: Path
     baseline: Baseline | None = None
     detail: str = ""
+
+
+@dataclass
+class _File:
+    signature: tuple[int, ...]  # (inode, size, mtime_ns, ctime_ns) at its last load
+    model: str  # the model it holds (never loaded: the model it is named after)
+    baseline: Baseline | None  # its content when its last load succeeded, else None
 
 
 class BaselineDirectory:
@@ -54,41 +83,88 @@ class BaselineDirectory:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._seen: dict[Path, tuple[int, int]] = {}  # file -> (mtime_ns, size) at its last load
-        self._model_of: dict[Path, str] = {}  # file -> model it held (or is named after)
+        self._files: dict[Path, _File] = {}  # the files loaded (or judged unusable), at their last load
+        self._unsettled: dict[Path, tuple[int, ...]] = {}  # file -> signature at which it failed once
+        self._serving: dict[str, Path] = {}  # model -> the file its served baseline came from
         self.problem: str | None = None  # why the directory itself cannot be read
+        self._lock = threading.Lock()  # scans run in a thread: one at a time
 
     def scan(self) -> list[BaselineChange]:
-        """The models loaded, failed or removed since the last scan (all files on the first); an
-        unreadable directory changes nothing and sets `problem`."""
-        try:
-            files = {p: p.stat() for p in self.path.iterdir() if p.name.endswith(SUFFIX) and p.is_file()}
-            self.problem = None
-        except OSError as e:
-            # A missing or unreadable directory is reported, not treated as "every file deleted":
-            # a transient mount problem must not disable every model.
-            self.problem = _unreadable(self.path, e)
-            return []
-        changes: list[BaselineChange] = []
-        for path in sorted(set(self._seen) - set(files)):
-            del self._seen[path]
-            model = self._model_of.pop(path)
-            changes.append(BaselineChange("removed", model, path, detail=f"baseline file {path} was deleted"))
-        for path, st in sorted(files.items()):
-            signature = (st.st_mtime_ns, st.st_size)
-            if self._seen.get(path) == signature:
-                continue
-            self._seen[path] = signature
+        """The changes since the last scan (every file on the first); an unreadable directory
+        changes nothing and sets `problem`."""
+        with self._lock:
             try:
-                baseline = Baseline.load(path)
-            except BaselineError as e:
-                model = self._model_of.setdefault(path, path.name[: -len(SUFFIX)])
-                changes.append(BaselineChange("failed", model, path, detail=f"baseline unusable: {e}"))
-                continue
-            old = self._model_of.get(path)
-            if old is not None and old != baseline.model:
-                changes.append(BaselineChange("removed", old, path,
-                                              detail=f"{path} now holds model {baseline.model!r}"))
-            self._model_of[path] = baseline.model
+                entries = [p for p in self.path.iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith(".")]
+                self.problem = None
+            except OSError as e:
+                # A missing or unreadable directory is reported, not treated as "every file deleted":
+                # a transient mount problem must not disable every model.
+                self.problem = _unreadable(self.path, e)
+                return []
+            files = {}
+            for p in entries:
+                try:
+                    st = p.stat()
+                except OSError:  # deleted since the listing, or a dangling link: absent
+                    continue
+                files[p] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            changes: list[BaselineChange] = []
+            for path in sorted(set(self._unsettled) - set(files)):
+                del self._unsettled[path]
+            for path in sorted(set(self._files) - set(files)):
+                gone = self._files.pop(path)
+                if self._serving.get(gone.model) == path:
+                    changes.append(self._hand_over(gone.model, path, f"baseline file {path} was deleted"))
+                elif gone.model not in self._serving:  # an unusable file: its model stays unavailable
+                    changes.append(BaselineChange("removed", gone.model, path,
+                                                  detail=f"baseline file {path} was deleted"))
+            for path, signature in sorted(files.items()):
+                known = self._files.get(path)
+                if known is not None and known.signature == signature:
+                    continue
+                changes.extend(self._load(path, signature, known))
+            return changes
+
+    def _load(self, path: Path, signature: tuple[int, ...], known: _File | None) -> list[BaselineChange]:
+        try:
+            baseline = Baseline.load(path)
+        except BaselineError as e:
+            if self._unsettled.get(path) != signature:  # maybe still being written: retried next scan
+                self._unsettled[path] = signature
+                return []
+            del self._unsettled[path]
+            model = known.model if known is not None else path.name[: -len(SUFFIX)]
+            self._files[path] = _File(signature, model, None)
+            serving = self._serving.get(model)
+            if serving == path:
+                return [BaselineChange("kept", model, path, detail=f"baseline unusable: {e}; model {model!r} keeps "
+                                       "the baseline last loaded from this file until it is fixed or deleted")]
+            if serving is not None:
+                return [BaselineChange("kept", model, path,
+                                       detail=f"baseline unusable: {e}; model {model!r} is served from {serving}")]
+            return [BaselineChange("failed", model, path, detail=f"baseline unusable: {e}")]
+        self._unsettled.pop(path, None)
+        self._files[path] = _File(signature, baseline.model, baseline)
+        changes = []
+        if known is not None and known.model != baseline.model and self._serving.get(known.model) == path:
+            changes.append(self._hand_over(known.model, path, f"{path} now holds model {baseline.model!r}"))
+        serving = self._serving.setdefault(baseline.model, path)
+        if serving == path:
             changes.append(BaselineChange("loaded", baseline.model, path, baseline=baseline))
+        else:
+            changes.append(BaselineChange(
+                "conflict", baseline.model, path,
+                detail=f"{path} declares model {baseline.model!r} too: ignored; the model stays served from "
+                       f"{serving}, the file that served it first (remove one of the two)"))
         return changes
+
+    def _hand_over(self, model: str, path: Path, why: str) -> BaselineChange:
+        """`path` no longer serves `model` (`why`): another file declaring it takes over (the
+        first by name), else the model is removed."""
+        del self._serving[model]
+        for other, f in sorted(self._files.items()):
+            if f.model == model and f.baseline is not None:
+                self._serving[model] = other
+                return BaselineChange("loaded", model, other, baseline=f.baseline,
+                                      detail=f"{why}; now served from {other}")
+        return BaselineChange("removed", model, path, detail=why)

@@ -20,8 +20,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def faust_argv(cfg) -> list[str]:
-    """The command line handed to Faust's own `worker` command for the settings `cfg`."""
-    return ["skewwatch worker", "worker", "-l", cfg.log_level,
+    """The command line handed to Faust's own `worker` command for the settings `cfg`.
+
+    Faust prints a 17-line start-up table (its version, the app id, the transport, the directories)
+    on stdout whatever the log level; `--quiet` keeps it (and the terminal's progress spinner) for
+    `--log-level debug`, where such detail belongs. The worker's own start-up lines are logged.
+
+    >>> from stream.worker import config
+    >>> faust_argv(config.load({}))
+    ['skewwatch worker', '--quiet', 'worker', '-l', 'info', '--web-host', '127.0.0.1', '--web-port', '6066']
+    >>> faust_argv(config.load({"SKEWWATCH_LOG_LEVEL": "debug"}))[:3]
+    ['skewwatch worker', 'worker', '-l']
+    """
+    quiet = [] if cfg.log_level.lower() == "debug" else ["--quiet"]
+    return ["skewwatch worker", *quiet, "worker", "-l", cfg.log_level,
             "--web-host", cfg.web_host, "--web-port", str(cfg.web_port)]
 
 

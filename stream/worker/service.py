@@ -21,6 +21,7 @@ log): a record below it means the log was recreated, and then nothing is skipped
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -421,6 +422,7 @@ class DetectionService:
         self.rejects = RejectTally()
         self._reject_log = RejectLog()
         self._directory_problem: str | None = None
+        self._rescans = asyncio.Lock()  # one `rescan_off_loop` at a time: changes applied in the order found
         self._end_offsets: dict[int, int] = {}  # input partition -> the highest end offset seen
         #: partitions whose log was recreated, until their monitors checkpoint offsets of the new one
         self._recreated: set[int] = set()
@@ -434,13 +436,25 @@ class DetectionService:
 
     # ---- baselines -----------------------------------------------------------------------
     def rescan(self) -> list[BaselineChange]:
-        """Scan the baselines directory and apply what changed to every partition's monitors."""
-        changes = self.directory.scan()
+        """Scan the baselines directory and apply what changed to every partition's monitors
+        (the files are read on the caller's thread: the worker's timer uses `rescan_off_loop`)."""
+        return self._apply_changes(self.directory.scan())
+
+    async def rescan_off_loop(self) -> list[BaselineChange]:
+        """`rescan`, with the files read and parsed in a thread; only applying what changed runs
+        on the event loop (a large baseline file takes seconds to parse)."""
+        async with self._rescans:
+            return self._apply_changes(await asyncio.to_thread(self.directory.scan))
+
+    def _apply_changes(self, changes: list[BaselineChange]) -> list[BaselineChange]:
         if self.directory.problem != self._directory_problem:
             self._directory_problem = self.directory.problem
             if self.directory.problem:
                 log.warning("%s (keeping the baselines already loaded)", self.directory.problem)
         for change in changes:
+            if change.kind in ("kept", "conflict"):  # what is served stays as it is
+                log.warning("baselines directory: %s", change.detail)
+                continue
             old = self._baselines.get(change.model)
             if change.kind != "loaded" or old is None or old.fingerprint != change.baseline.fingerprint:
                 self._alerts.pop(change.model, None)  # alerts against a baseline no longer compared with
@@ -448,8 +462,8 @@ class DetectionService:
                 self._baselines[change.model] = change.baseline
                 self._unavailable.pop(change.model, None)
                 self.metrics.baseline_loaded.labels(change.model).set(1)
-                log.info("baseline of model %r loaded from %s (%d features)",
-                         change.model, change.path, len(change.baseline.features))
+                log.info("baseline of model %r loaded from %s (%d features)%s", change.model, change.path,
+                         len(change.baseline.features), f": {change.detail}" if change.detail else "")
             else:
                 self._baselines.pop(change.model, None)
                 self._unavailable[change.model] = change.detail
@@ -537,9 +551,8 @@ class DetectionService:
             monitors = self.partitions.get(p)
             if monitors is not None:
                 # after a recreated log, every checkpoint of p holds the old log's offsets: rewrite all
-                rewrite = everything or p in self._recreated
-                self._recreated.discard(p)
-                out.update(monitors.checkpoints(rewrite))
+                # (and its position marker: `positions` forgets p once that is written too)
+                out.update(monitors.checkpoints(everything or p in self._recreated))
         return out
 
     def positions(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
@@ -550,7 +563,10 @@ class DetectionService:
         out = {}
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
-            blob = monitors.position(everything) if monitors is not None else None
+            # a recreated log's marker is written even where its offset did not move (-1 before the
+            # new log's first record): the old log's marker would otherwise skip the new log's records
+            blob = monitors.position(everything or p in self._recreated) if monitors is not None else None
+            self._recreated.discard(p)
             if blob is not None:
                 out[position_key(p)] = blob
         return out

@@ -4,12 +4,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import shutil
+import threading
 import zlib
 
 import msgpack
 import orjson
 from prometheus_client import CollectorRegistry
 
+from baselines.profile import Baseline
 from detectors.processing import process_messages
 from detectors.routing import ModelRouter
 from stream.worker.metrics import Metrics
@@ -199,14 +202,86 @@ def test_baseline_changes_reach_every_partition(tmp_path, credit_baseline):
     service.rescan()
     assert service.baseline("credit").model == "credit" and service.baseline("ghost") is None
     a, b = service.monitors_for(0, lambda: []), service.monitors_for(1, lambda: [])
-    (tmp_path / "credit.msgpack").write_bytes(b"corrupt")
+    (tmp_path / "credit.msgpack").unlink()
     service.rescan()
     assert a.router.models == b.router.models == [] and service.baseline("credit") is None
-    assert "baseline unusable" in service.unavailable["credit"]
+    assert "was deleted" in service.unavailable["credit"]
     assert scrape(metrics)["skewwatch_baseline_loaded{model=credit}"] == 0
     late = service.monitors_for(2, lambda: [])  # a partition assigned later also knows
     _, [letter] = service.process(late, records(as_json(events("credit", 1, seed=1)), partition=2))
-    assert letter["reason"] == "baseline_unavailable" and "baseline unusable" in letter["detail"]
+    assert letter["reason"] == "baseline_unavailable" and "was deleted" in letter["detail"]
+
+
+def test_a_half_written_copy_over_the_served_file_never_disables_nor_resets_the_model(tmp_path, credit_baseline):
+    # a plain `cp` of the same baseline over the served file: it used to disable the model, and
+    # the completed file started a fresh monitor (events_seen 200 -> 100)
+    service = credit_service(tmp_path, credit_baseline)
+    monitors = service.monitors_for(0, lambda: [])
+    stream = as_json(events("credit", 300, seed=4))
+    service.process(monitors, records(stream[:200]))
+    path = tmp_path / "credit.msgpack"
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    assert service.rescan() == []
+    _, dead = service.process(monitors, records(stream[200:250], start=200))
+    path.write_bytes(whole)
+    assert [c.kind for c in service.rescan()] == ["loaded"]
+    _, dead_after = service.process(monitors, records(stream[250:], start=250))
+    assert dead == dead_after == [] and monitors.router.monitor("credit").events_seen == 300
+
+
+def test_a_broken_file_of_a_served_model_keeps_its_last_good_baseline_with_a_warning(tmp_path, credit_baseline,
+                                                                                      caplog):
+    service = credit_service(tmp_path, credit_baseline)
+    monitors = service.monitors_for(0, lambda: [])
+    service.process(monitors, records(as_json(events("credit", 40, seed=4))))
+    (tmp_path / "credit.msgpack").write_bytes(b"corrupt")
+    with caplog.at_level("WARNING", logger="skewwatch.worker"):
+        assert service.rescan() == []  # maybe still being written
+        assert [c.kind for c in service.rescan()] == ["kept"]  # settled: unusable
+    assert "credit.msgpack: not a msgpack file" in caplog.text and "keeps the baseline last loaded" in caplog.text
+    assert service.models == ["credit"] and service.unavailable == {}
+    assert scrape(service.metrics)["skewwatch_baseline_loaded{model=credit}"] == 1
+    _, dead = service.process(monitors, records(as_json(events("credit", 10, seed=5)), start=40))
+    assert dead == [] and monitors.router.monitor("credit").events_seen == 50
+
+
+def test_a_copy_of_a_baseline_is_a_logged_conflict_and_deleting_either_copy_keeps_the_model(
+        tmp_path, credit_baseline, caplog):
+    service = credit_service(tmp_path, credit_baseline)
+    monitors = service.monitors_for(0, lambda: [])
+    stream = as_json(events("credit", 40, seed=4))
+    service.process(monitors, records(stream[:10]))
+    original, copy = tmp_path / "credit.msgpack", tmp_path / "credit-backup.msgpack"
+    shutil.copy(original, copy)
+    with caplog.at_level("WARNING", logger="skewwatch.worker"):
+        assert [c.kind for c in service.rescan()] == ["conflict"]
+    assert "credit-backup.msgpack declares model 'credit' too" in caplog.text
+    copy.unlink()  # it used to disable credit until the original was touched
+    assert service.rescan() == [] and service.models == ["credit"]
+    service.process(monitors, records(stream[10:20], start=10))
+
+    shutil.copy(original, copy)
+    service.rescan()
+    original.unlink()  # the copy takes over, the monitor goes on
+    assert [(c.kind, c.path) for c in service.rescan()] == [("loaded", copy)]
+    _, dead = service.process(monitors, records(stream[20:], start=20))
+    assert dead == [] and monitors.router.monitor("credit").events_seen == 40
+
+
+async def test_rescan_off_loop_reads_the_files_in_a_thread(tmp_path, credit_baseline, monkeypatch):
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    readers = []
+    load = Baseline.load.__func__
+
+    def recording_load(cls, path):
+        readers.append(threading.get_ident())
+        return load(cls, path)
+
+    monkeypatch.setattr(Baseline, "load", classmethod(recording_load))
+    assert [c.kind for c in await service.rescan_off_loop()] == ["loaded"]
+    assert service.models == ["credit"] and readers and threading.get_ident() not in readers
 
 
 def test_reject_log_writes_at_most_one_line_per_reason_per_interval(caplog):
@@ -289,6 +364,26 @@ def test_a_recreated_log_is_counted_from_its_start(tmp_path, credit_baseline):
     service.process(rebuilt, records([r.value for r in stream[60:90]]))
     assert rebuilt.router.monitor("credit").events_seen == 90
     assert service.observe_end_offsets({0: 30}) == []  # growing again
+
+
+def test_a_recreated_log_rewrites_the_position_marker_before_its_first_record(tmp_path, credit_baseline):
+    """The broker came back empty and a checkpoint round ran before the new log's first record: the
+    partition's marker must be written again (offset -1), or the old log's marker, still in the
+    table, makes the rebuilt monitors skip the new log's records as counted (seen after a 5 s
+    broker outage: the new log's first 165 records skipped)."""
+    service = credit_service(tmp_path, credit_baseline)
+    stream = records(as_json(events("credit", 90, seed=19)))
+    monitors = service.monitors_for(0, lambda: [])
+    service.process(monitors, stream[:60])
+    table = dict(service.checkpoints()) | service.positions()
+    assert service.observe_end_offsets({0: 60}) == [] and service.observe_end_offsets({0: 0}) == [0]
+    table |= service.checkpoints()  # the round before any record of the new log
+    table |= service.positions()
+    service.drop_partitions([0])  # a rebalance rebuilds the monitors from the table
+    rebuilt = service.monitors_for(0, lambda: list(table.items()))
+    service.process(rebuilt, records([r.value for r in stream[60:90]]))  # offsets 0..29 of the new log
+    assert rebuilt.take_seek() is None
+    assert rebuilt.router.monitor("credit").events_seen == 90
 
 
 def test_a_recreated_log_that_outgrew_the_old_one_is_counted_from_its_start(tmp_path, credit_baseline):
