@@ -661,7 +661,8 @@ def _association_to_dict(a: LabelAssociation) -> dict[str, Any]:
     return {"label": a.label, "positive": a.positive, "features": {
         name: {"measure": f.measure, "scores": list(f.scores), "shares": list(f.shares), "value": f.value,
                "se": f.se, "n": f.n, "edges": None if f.edges is None else list(f.edges),
-               "categories": None if f.categories is None else list(f.categories)}
+               # a map, category -> its bin: a baseline file's lists hold only numbers
+               "categories": None if f.categories is None else {c: i for i, c in enumerate(f.categories)}}
         for name, f in a.features.items()}}
 
 
@@ -680,10 +681,11 @@ def _association_from_dict(d: Any, profiles: Mapping[str, FeatureProfile]) -> La
         edges = None if f.get("edges") is None else tuple(_floats(f["edges"], f"{name}.association.edges",
                                                                   MAX_BINS).tolist())
         categories = f.get("categories")
-        if categories is not None:
-            if not isinstance(categories, list) or len(categories) > MAX_BINS:
-                raise BaselineError(f"label_association of {name!r}: categories must be a list")
-            categories = tuple(str(c) for c in categories)
+        if categories is not None:  # category -> its bin, the bins 0..k-1
+            if (not isinstance(categories, Mapping) or len(categories) > MAX_BINS
+                    or sorted(categories.values()) != list(range(len(categories)))):
+                raise BaselineError(f"label_association of {name!r}: categories must map each to its bin 0..k-1")
+            categories = tuple(str(c) for c, _ in sorted(categories.items(), key=lambda ci: ci[1]))
         values = [float(f["value"]), float(f["se"]), *scores, *shares]
         bins = None if (edges is None) == (categories is None) else len(edges if categories is None else categories)
         if bins is None or not len(scores) == len(shares) == bins + 2 or not all(map(math.isfinite, values)):
