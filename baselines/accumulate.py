@@ -15,6 +15,7 @@ Value conventions (training data):
 """
 from __future__ import annotations
 
+import math
 import zlib
 from collections import Counter
 from typing import Any
@@ -26,12 +27,17 @@ from baselines.profile import (
     MAX_CATEGORIES,
     QUANTILE_PROBS,
     CategoricalProfile,
+    FeatureAssociation,
+    FeatureProfile,
+    LabelAssociation,
     NumericProfile,
     category_key,
 )
+from detectors.stats import binned_auc, binned_correlation
 
-__all__ = ["CATEGORY_COUNTER_CAP", "RESERVOIR_SIZE", "TOP_K_CATEGORIES", "CategoricalStats", "NumericStats",
-           "Undecided", "as_floats", "category_codes", "infer_kind", "prediction_kind"]
+__all__ = ["ASSOCIATION_CATEGORIES", "CATEGORY_COUNTER_CAP", "LABEL_SAMPLE_ROWS", "RESERVOIR_SIZE", "TOP_K_CATEGORIES",
+           "CategoricalStats", "LabelSample", "NumericStats", "Undecided", "as_floats", "category_codes", "infer_kind",
+           "label_association", "prediction_kind"]
 
 #: values kept per numeric column for the quantiles (exact below this many values)
 RESERVOIR_SIZE = 200_000
@@ -48,6 +54,11 @@ NUMERIC_SHARE = 0.9
 #: a numeric prediction with more distinct values than this (or non-integer) is a regression output
 MAX_CLASSES = 50
 SEED = 42
+#: labelled rows sampled (uniformly) for the features' association with the label
+LABEL_SAMPLE_ROWS = 20_000
+#: a categorical feature's most frequent categories that get a bin of their own in the association
+#: (few: a bin's score is a share measured on its rows, noisy for small bins)
+ASSOCIATION_CATEGORIES = 20
 
 
 # ---- value coercion (shared by every source) ----------------------------------------------
@@ -447,3 +458,124 @@ class Undecided:
     def add_missing(self, n: int) -> None:
         """Count `n` rows where the column is absent."""
         self.n_missing += n
+
+
+class LabelSample:
+    """A uniform sample of whole rows (bottom-k by random priority, like `NumericStats`' values), for
+    the features' association with the label: the features' bins are known only once every row has
+    been read, so rows are kept, not counts."""
+
+    def __init__(self, size: int = LABEL_SAMPLE_ROWS):
+        self._k = size
+        self._rng = np.random.default_rng([SEED, 1])
+        self._frames: list[pd.DataFrame] = []
+        self._priorities: list[np.ndarray] = []
+        self._buffered = 0
+        self._threshold = 1.0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Take a chunk of rows (the feature columns and the label's)."""
+        priority = self._rng.random(len(frame))
+        keep = priority < self._threshold
+        self._frames.append(frame.loc[keep])
+        self._priorities.append(priority[keep])
+        self._buffered += int(keep.sum())
+        if self._buffered > self._k + self._k // 2:
+            self.rows()
+
+    def rows(self) -> pd.DataFrame:
+        """The sample (cuts the buffer back to it); a column a chunk lacked is missing in its rows."""
+        if not self._frames:
+            return pd.DataFrame()
+        frame = pd.concat(self._frames, ignore_index=True) if len(self._frames) > 1 else self._frames[0]
+        priority = np.concatenate(self._priorities)
+        if len(frame) > self._k:
+            smallest = np.sort(np.argpartition(priority, self._k - 1)[: self._k])
+            frame, priority = frame.iloc[smallest].reset_index(drop=True), priority[smallest]
+            self._threshold = float(priority.max())
+        self._frames, self._priorities, self._buffered = [frame], [priority], len(frame)
+        return frame
+
+
+def label_association(rows: pd.DataFrame, label: str, profiles: dict[str, FeatureProfile], numeric_label: bool,
+                      text: bool) -> LabelAssociation | None:
+    """Each feature's association with the label on the sampled rows (None: no usable label).
+
+    A class label is measured on its `positive` class against the rest: the rarer of the two most
+    frequent classes (a binary label's minority class); the feature's score in a bin is the bin's
+    share of that class, and the measure the AUC of that score. A numeric label: the score is the
+    bin's mean label, the measure its correlation with the label. Both cross-fitted (each half of the
+    rows scored with the other half's bin scores), so that a feature unrelated to the label measures
+    ~0.5 (AUC) or ~0 (correlation), as production will.
+    """
+    if label not in rows.columns or not len(rows):
+        return None
+    if numeric_label:
+        y, _ = as_floats(rows[label], text)
+        labelled = np.isfinite(y)
+        positive = None
+    else:
+        codes, keys = category_codes(rows[label], text)
+        key = np.array(keys + [None], dtype=object)[codes]
+        labelled = np.not_equal(key, None)
+        classes = Counter(key[labelled].tolist()).most_common(2)
+        if len(classes) < 2 or classes[1][1] < 2:  # an AUC needs two rows of each side
+            return None
+        positive = min(classes, key=lambda kc: (kc[1], kc[0]))[0]
+        y = (key == positive).astype(np.float64)
+    rows, y = rows.loc[labelled], y[labelled]
+    if len(y) < 4:
+        return None
+    features = {}
+    for name, profile in profiles.items():
+        column = rows[name] if name in rows.columns else pd.Series([None] * len(rows), dtype=object)
+        if isinstance(profile, NumericProfile):
+            edges, categories = tuple(profile.bin_edges.tolist()), None
+            x, _ = as_floats(column, text)
+            bins = np.where(np.isfinite(x), np.searchsorted(profile.bin_edges, np.nan_to_num(x), side="left"),
+                            len(edges) + 1)
+        elif profile.count:
+            edges, categories = None, tuple(list(profile.categories)[:ASSOCIATION_CATEGORIES])
+            codes, keys = category_codes(column, text)
+            index = {c: i for i, c in enumerate(categories)}
+            per_code = np.array([index.get(k, len(categories)) for k in keys] + [len(categories) + 1])
+            bins = per_code[codes]  # code -1 (missing) picks the trailing "no value" bin
+        else:
+            continue
+        n_bins = (len(edges) if categories is None else len(categories)) + 2
+        features[name] = _feature_association(bins, y, n_bins, numeric_label, edges, categories)
+    return LabelAssociation("numeric" if numeric_label else "class", positive, features)
+
+
+def _bin_table(bins: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, label sum, score) per bin; an empty bin scores as the whole sample does (its production
+    values are ranked as average)."""
+    counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    sums = np.bincount(bins, weights=y, minlength=n_bins)
+    return counts, sums, np.where(counts > 0, sums / np.maximum(counts, 1), y.mean() if len(y) else 0.0)
+
+
+def _feature_association(bins: np.ndarray, y: np.ndarray, n_bins: int, numeric_label: bool,
+                         edges: tuple[float, ...] | None, categories: tuple[str, ...] | None) -> FeatureAssociation:
+    n = len(y)
+    counts, _, scores = _bin_table(bins, y, n_bins)
+    # The figure is cross-fitted: each half of the rows scored with the other half's bin scores, the
+    # two figures averaged. Scored on the rows that chose them, 20 bins of a feature unrelated to the
+    # label reach an AUC of ~0.58 on 1,000 rows; cross-fitted, ~0.5, as production will measure.
+    half = np.random.default_rng([SEED, 2]).permutation(n) % 2 == 0
+    figures = []
+    for fit, score in ((half, ~half), (~half, half)):
+        _, _, fitted = _bin_table(bins[fit], y[fit], n_bins)
+        b, t = bins[score], y[score]
+        c, s = np.bincount(b, minlength=n_bins), np.bincount(b, weights=t, minlength=n_bins)
+        if numeric_label:
+            r = binned_correlation(fitted, c, s, np.bincount(b, weights=t * t, minlength=n_bins))
+            figures.append((r, 1 / math.sqrt(max(len(t) - 3, 1))))
+        else:
+            figures.append(binned_auc(fitted, s, c - s))
+    value = (figures[0][0] + figures[1][0]) / 2
+    se = math.hypot(figures[0][1], figures[1][1]) / 2
+    if not math.isfinite(se):  # a half with a single row of a class: no interval, no comparison
+        se = 1.0
+    return FeatureAssociation("correlation" if numeric_label else "auc", tuple(scores.tolist()),
+                              tuple((counts / n).tolist()), value, se, n, edges, categories)

@@ -37,11 +37,13 @@ from baselines.accumulate import (
     RESERVOIR_SIZE,
     TOP_K_CATEGORIES,
     CategoricalStats,
+    LabelSample,
     NumericStats,
     Undecided,
     as_floats,
     category_codes,
     infer_kind,
+    label_association,
     prediction_kind,
 )
 from baselines.profile import Baseline, CategoricalProfile
@@ -381,6 +383,8 @@ class Profiler:
         self._prediction: NumericStats | CategoricalStats | Undecided = Undecided()
         self._metric_n = 0
         self._metric_sum = 0.0  # correct predictions (accuracy) or absolute errors (mae)
+        # rows (features and label) for each feature's association with the label
+        self._label_sample = LabelSample() if roles.label is not None else None
 
     def decide(self, head: pd.DataFrame) -> None:
         """Kinds decided from the first rows read as text (CSV), before the main read."""
@@ -454,6 +458,9 @@ class Profiler:
             self._prediction.add_missing(n)
         if self._roles.confidence is not None and self._roles.confidence not in frame.columns:
             self._confidence.add_missing(n)
+        if self._label_sample is not None and self._roles.label in frame.columns:
+            self._label_sample.add(frame[[c for c in frame.columns if c not in self._exclude and (
+                c == self._roles.label or c not in self._roles.columns)]])
         self.rows += n
 
     def _add_to(self, stats, name: str, s: pd.Series, prediction: bool = False):
@@ -538,6 +545,10 @@ class Profiler:
         confidence = None
         if self._roles.confidence is not None:
             confidence = dataclasses.replace(self._confidence.finish(), name="confidence")
+        association = None
+        if metric is not None and self._label_sample is not None:
+            association = label_association(self._label_sample.rows(), self._roles.label, features,
+                                            numeric_label=metric["name"] == "mae", text=self._text)
         return Baseline(
             model=model,
             version=version,
@@ -547,4 +558,5 @@ class Profiler:
             confidence=confidence,
             prediction=prediction,
             metric=metric,
+            label_association=association,
         )

@@ -12,6 +12,7 @@ Arrays are stored as lists of floats so that any msgpack reader can inspect a fi
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import math
@@ -28,8 +29,9 @@ import numpy as np
 
 from detectors.fmt import quote_value
 
-__all__ = ["MAX_CATEGORIES", "QUANTILE_PROBS", "SCHEMA", "SCHEMA_VERSION", "Baseline", "BaselineError",
-           "CategoricalProfile", "FeatureProfile", "NumericProfile", "category_key"]
+__all__ = ["ASSOCIATION_MEASURES", "MAX_CATEGORIES", "QUANTILE_PROBS", "SCHEMA", "SCHEMA_VERSION", "Baseline",
+           "BaselineError", "CategoricalProfile", "FeatureAssociation", "FeatureProfile", "LabelAssociation",
+           "NumericProfile", "category_key"]
 
 SCHEMA = "skewwatch.baseline"
 SCHEMA_VERSION = 1
@@ -195,6 +197,69 @@ class CategoricalProfile(_ValueCounts):
 #: the profile of one feature, of either kind (`NumericProfile.kind` / `CategoricalProfile.kind` tell them apart)
 FeatureProfile = NumericProfile | CategoricalProfile
 
+#: how a feature's association with the label is measured: the AUC of its binned score (a class
+#: label) or the Pearson correlation of its binned score with the label (a numeric label)
+ASSOCIATION_MEASURES = ("auc", "correlation")
+
+
+@dataclass(frozen=True)
+class FeatureAssociation:
+    """How well one feature predicted the label in training, on a few bins of the feature.
+
+    The bins: a numeric feature's `edges` (its profile's: bin i holds edges[i-1] < x <= edges[i]),
+    or a categorical feature's most frequent `categories` and one bin of every other category;
+    last, one bin of no value (missing or invalid). A row's score is its bin's training `scores`
+    entry: the bin's share of the positive class (measure "auc"), or its mean label ("correlation").
+    `value` is that score's AUC or correlation with the label on the `n` training rows, cross-fitted
+    (each half scored with the other half's bin scores), `se` its standard error (DeLong's for the
+    AUC; 1 / sqrt(n - 3) on Fisher's z for a correlation);
+    `shares` the bins' shares of those rows. Production rows are scored with the same `scores`, so
+    the two figures measure the same rule.
+
+    >>> a = FeatureAssociation("auc", scores=(0.1, 0.8, 0.3), shares=(0.5, 0.4, 0.1), value=0.85, se=0.01, n=2000,
+    ...                        edges=(1.0,))
+    >>> [a.bin_of(v) for v in (0.5, 1.0, 7, None, "x", float("nan"))]
+    [0, 0, 1, 2, 2, 2]
+    """
+
+    measure: str
+    scores: tuple[float, ...]
+    shares: tuple[float, ...]
+    value: float
+    se: float
+    n: int
+    edges: tuple[float, ...] | None = None
+    categories: tuple[str, ...] | None = None
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.categories or ())}
+
+    def bin_of(self, value: Any) -> int:
+        """The bin of an event's value (as decoded from JSON or msgpack); the last bin is "no value"."""
+        none = len(self.scores) - 1
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return none
+        if self.categories is not None:
+            key = category_key(value) if isinstance(value, (str, int, float, bool)) else None
+            return self._index.get(key, none - 1)  # anything else: the other categories' bin
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return none
+        return bisect.bisect_left(self.edges, value)  # as np.searchsorted(side="left"), without an array per call
+
+
+@dataclass(frozen=True)
+class LabelAssociation:
+    """Each feature's association with the true label in training (`baseline build --label-column`).
+
+    `label` is "class" (measured on the `positive` class against the rest) or "numeric"; `features`
+    holds the features with a measure (not every feature need have one).
+    """
+
+    label: str
+    positive: str | None
+    features: dict[str, FeatureAssociation]
+
 
 @dataclass(frozen=True)
 class Baseline:
@@ -219,6 +284,9 @@ class Baseline:
     prediction: FeatureProfile | None = None
     #: validation figure, e.g. {"name": "accuracy", "value": 0.91, "n": 20000}
     metric: dict[str, Any] | None = None
+    #: each feature's association with the label in training (leakage suspects); None in a baseline
+    #: built without a label column, or before it was recorded
+    label_association: LabelAssociation | None = None
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -247,7 +315,7 @@ class Baseline:
         >>> d["schema"], d["schema_version"], d["features"]["x"]["kind"]
         ('skewwatch.baseline', 1, 'numeric')
         """
-        return {
+        d = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
@@ -260,6 +328,9 @@ class Baseline:
             "prediction": _profile_to_dict(self.prediction) if self.prediction else None,
             "metric": self.metric,
         }
+        if self.label_association is not None:  # absent otherwise: older baselines keep their fingerprint
+            d["label_association"] = _association_to_dict(self.label_association)
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> Baseline:
@@ -312,6 +383,7 @@ class Baseline:
                 confidence=_profile_from_dict("confidence", conf) if conf else None,
                 prediction=_profile_from_dict("prediction", pred) if pred else None,
                 metric=dict(d["metric"]) if d.get("metric") else None,
+                label_association=_association_from_dict(d.get("label_association"), features),
             )
         except BaselineError:
             raise
@@ -584,6 +656,45 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
             n_doubletons=int(d.get("n_doubletons", 0)),
         )
     raise BaselineError(f"feature {name!r}: unknown profile kind {kind!r}")
+
+
+def _association_to_dict(a: LabelAssociation) -> dict[str, Any]:
+    return {"label": a.label, "positive": a.positive, "features": {
+        name: {"measure": f.measure, "scores": list(f.scores), "shares": list(f.shares), "value": f.value,
+               "se": f.se, "n": f.n, "edges": None if f.edges is None else list(f.edges),
+               # a map, category -> its bin: a baseline file's lists hold only numbers
+               "categories": None if f.categories is None else {c: i for i, c in enumerate(f.categories)}}
+        for name, f in a.features.items()}}
+
+
+def _association_from_dict(d: Any, profiles: Mapping[str, FeatureProfile]) -> LabelAssociation | None:
+    if d is None:
+        return None
+    if not isinstance(d, Mapping) or d.get("label") not in ("class", "numeric") or not isinstance(
+            d.get("features"), Mapping):
+        raise BaselineError("label_association must be a map with 'label' (class or numeric) and 'features'")
+    features = {}
+    for name, f in d["features"].items():
+        if name not in profiles or not isinstance(f, Mapping) or f.get("measure") not in ASSOCIATION_MEASURES:
+            raise BaselineError(f"label_association of {name!r}: not a feature of the baseline, or no known measure")
+        scores = tuple(_floats(f["scores"], f"{name}.association.scores", MAX_BINS + 2).tolist())
+        shares = tuple(_floats(f["shares"], f"{name}.association.shares", MAX_BINS + 2).tolist())
+        edges = None if f.get("edges") is None else tuple(_floats(f["edges"], f"{name}.association.edges",
+                                                                  MAX_BINS).tolist())
+        categories = f.get("categories")
+        if categories is not None:  # category -> its bin, the bins 0..k-1
+            if (not isinstance(categories, Mapping) or len(categories) > MAX_BINS
+                    or sorted(categories.values()) != list(range(len(categories)))):
+                raise BaselineError(f"label_association of {name!r}: categories must map each to its bin 0..k-1")
+            categories = tuple(str(c) for c, _ in sorted(categories.items(), key=lambda ci: ci[1]))
+        values = [float(f["value"]), float(f["se"]), *scores, *shares]
+        bins = None if (edges is None) == (categories is None) else len(edges if categories is None else categories)
+        if bins is None or not len(scores) == len(shares) == bins + 2 or not all(map(math.isfinite, values)):
+            raise BaselineError(f"label_association of {name!r}: bins, scores and shares are inconsistent")
+        features[str(name)] = FeatureAssociation(str(f["measure"]), scores, shares, values[0], values[1],
+                                                 int(f["n"]), edges, categories)
+    positive = d.get("positive")
+    return LabelAssociation(str(d["label"]), None if positive is None else str(positive), features)
 
 
 def category_key(v: Any) -> str:

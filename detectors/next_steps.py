@@ -325,6 +325,17 @@ def _computed_differently(a: _Alert) -> str:
     return f"diff the serving and the offline code of {a.name} and make them compute it the same way{shown}"
 
 
+# ---- label leakage ---------------------------------------------------------------------------------------
+def _leakage_suspect(a: _Alert) -> str:
+    measure = a.evidence.get("measure") or "auc"
+    figures = ""
+    if isinstance(a.baseline.get(measure), (int, float)) and isinstance(a.current.get(measure), (int, float)):
+        word = "AUC" if measure == "auc" else "correlation"
+        figures = f" ({word} {number(a.baseline[measure])} in training, {number(a.current[measure])} in production)"
+    return (f"audit the timeline of {a.name} in the training data: is it computed after the event it predicts, or "
+            f"from the label?{figures} If so, rebuild it as of prediction time and retrain without the leak")
+
+
 #: cause (`evidence.cause`) -> its next step
 _BY_CAUSE: dict[str, Callable[[_Alert], str]] = {
     "unit_change": _unit_change, "type_change": _type_change, "stuck_value": _stuck_value,
@@ -340,6 +351,7 @@ _BY_CAUSE: dict[str, Callable[[_Alert], str]] = {
     "performance_drop": _performance_drop,
     "missing_at_serving": _missing_at_serving, "missing_offline": _missing_offline,
     "computed_differently": _computed_differently,
+    "leakage_suspect": _leakage_suspect,
 }
 #: the causes with a step of their own
 NEXT_STEP_CAUSES = frozenset(_BY_CAUSE)
@@ -357,4 +369,5 @@ _BY_KIND: dict[str, Callable[[_Alert], str]] = {
     "serving": _version_mismatch,
     "confidence_drop": _confidence_drop,
     "performance": _performance_drop,
+    "leakage_suspect": _leakage_suspect,
 }

@@ -149,6 +149,13 @@ CASES = {
     "missing_offline": ("skew", "amount", {"cause": "missing_offline"}, {}, {}, ["offline recomputation of 'amount'"]),
     "computed_differently": ("skew", "amount", {"cause": "computed_differently", "median_rel_diff": 0.12}, {}, {},
                              ["serving and the offline code of 'amount'", "median relative difference 12%"]),
+    "leakage_suspect": ("leakage_suspect", "days_to_default", {"cause": "leakage_suspect", "measure": "auc"},
+                        {"auc": 0.502}, {"auc": 0.999}, ["audit the timeline of 'days_to_default'",
+                                                         "computed after the event it predicts",
+                                                         "AUC 0.999 in training, 0.502 in production"]),
+    "leakage_suspect (numeric label)": ("leakage_suspect", "x", {"cause": "leakage_suspect", "measure": "correlation"},
+                                        {"correlation": 0.01}, {"correlation": 0.987},
+                                        ["audit the timeline of 'x'", "correlation 0.987 in training"]),
     "computed_differently (category)": ("skew", "city", {"cause": "computed_differently", "served": "Paris",
                                                          "offline": "Lyon"}, {}, {}, ["'Paris' served"]),
 }

@@ -10,13 +10,15 @@ Three record streams meet here, each in bounded memory:
 - delayed labels, ``{"request_id", "label"}`` with an optional ``model`` (topic ``skewwatch.labels``,
   ``replay --labels``): joined with the remembered prediction -> live accuracy (classification) or
   MAE (regression) on ADWIN's adaptive window, tested against the baseline's ``metric`` ->
-  ``performance`` alerts.
+  ``performance`` alerts; and each feature's association with the label, against training's ->
+  ``leakage_suspect`` alerts.
 
 Modules, by job:
 
 - `buffer`: `RequestJoin`, the bounded two-sided buffer both joins use (time-to-live, duplicates);
 - `parity`: `FeatureParity`, served vs offline features -> ``skew`` alerts;
 - `performance`: `PerformanceMonitor`, labelled predictions vs validation -> ``performance`` alerts;
+- `leakage`: `LeakageMonitor`, each feature's association with the label vs training's -> ``leakage_suspect`` alerts;
 - `monitor`: `JoinMonitor`, both joins for every model (what `replay` and the worker call);
 - `wire`: `decode_join_records` and `record_time`, the records as they arrive;
 - `config`: `JoinConfig`, the settings of all of them.
@@ -25,10 +27,11 @@ from __future__ import annotations
 
 from detectors.joins.buffer import RequestJoin
 from detectors.joins.config import JoinConfig
+from detectors.joins.leakage import LeakageMonitor
 from detectors.joins.monitor import JoinMonitor
 from detectors.joins.parity import FeatureParity
 from detectors.joins.performance import PerformanceMonitor, wilson_interval
 from detectors.joins.wire import decode_join_records, record_time
 
-__all__ = ["FeatureParity", "JoinConfig", "JoinMonitor", "PerformanceMonitor", "RequestJoin", "decode_join_records",
-           "record_time", "wilson_interval"]
+__all__ = ["FeatureParity", "JoinConfig", "JoinMonitor", "LeakageMonitor", "PerformanceMonitor", "RequestJoin",
+           "decode_join_records", "record_time", "wilson_interval"]

@@ -10,6 +10,7 @@ from baselines.profile import Baseline, CategoricalProfile
 from detectors.alerts import Alert
 from detectors.joins.buffer import RequestJoin
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
+from detectors.joins.leakage import LeakageMonitor
 from detectors.joins.parity import FeatureParity
 from detectors.joins.performance import PerformanceMonitor
 from detectors.joins.wire import record_time
@@ -32,7 +33,9 @@ class JoinMonitor:
         self._parity_join = RequestJoin(config.ttl, config.max_entries, ("served", "offline")) if parity else None
         self._label_join = RequestJoin(config.ttl, config.max_entries, ("prediction", "label")) if labels else None
         self._parity: dict[str, tuple[Baseline, FeatureParity]] = {}
-        self._performance: dict[str, tuple[Baseline, PerformanceMonitor]] = {}
+        # per model: its baseline, its performance monitor and, when the baseline records the features'
+        # association with the label, its leakage monitor
+        self._performance: dict[str, tuple[Baseline, PerformanceMonitor, LeakageMonitor | None]] = {}
         self._events_seen: Counter[str] = Counter()
         self._ignored: Counter[str] = Counter()
 
@@ -116,13 +119,22 @@ class JoinMonitor:
         if entry is None or entry[0] is not baseline:
             # the drop is recomputed within the segments of the categorical features (their training categories)
             segments = {n: p.categories for n, p in baseline.features.items() if isinstance(p, CategoricalProfile)}
+            association = baseline.label_association
+            leakage = (LeakageMonitor(model, association, self._config, baseline.fingerprint)
+                       if association is not None and association.features else None)
             entry = self._performance[model] = (baseline, PerformanceMonitor(model, baseline.metric, self._config,
-                                                                            baseline.fingerprint, segments))
+                                                                            baseline.fingerprint, segments), leakage)
         now = self._label_join.now
-        return entry[1].update(prediction, label, self._events_seen[model], now if now > -math.inf else None)
+        ts = now if now > -math.inf else None
+        _, performance, leakage = entry
+        alerts = performance.update(prediction, label, self._events_seen[model], ts)
+        if leakage is not None:
+            alerts += leakage.update(prediction, label, self._events_seen[model], ts, performance)
+        return alerts
 
     def snapshot(self) -> dict[str, Any]:
-        """The join counters and, per model, the parity and performance snapshots."""
+        """The join counters and, per model, the parity, performance and leakage snapshots."""
         return {"counts": self.counts,
                 "parity": {m: p.snapshot() for m, (_, p) in self._parity.items()},
-                "performance": {m: p.snapshot() for m, (_, p) in self._performance.items()}}
+                "performance": {m: p.snapshot() for m, (_, p, _) in self._performance.items()},
+                "leakage": {m: leak.snapshot() for m, (_, _, leak) in self._performance.items() if leak is not None}}

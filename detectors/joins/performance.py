@@ -135,6 +135,19 @@ class PerformanceMonitor:
             return []
         return self._look(prediction, events_seen, ts)
 
+    def worse_than_validation(self) -> dict[str, Any] | None:
+        """The live figure when the performance test rejects "as good as validation" on the current
+        window (the test of the `performance` alert, whether or not its episode is open), else None:
+        the overall drop a leakage suspect requires."""
+        errors = self._window()
+        tested = self._test(errors)
+        if tested is None or tested[0] <= self._z_test:
+            return None
+        _, _, base, live = tested
+        name = "mae" if self._regression else "accuracy"
+        return {"metric": name, "live": live[name], "ci_low": live["ci_low"], "ci_high": live["ci_high"],
+                "n": live["n"], "validation": base[name]}
+
     def _segment_of(self, prediction: dict) -> tuple[str, ...]:
         version = prediction.get("model_version")
         features = prediction.get("features")
@@ -154,11 +167,11 @@ class PerformanceMonitor:
         n = min(int(self._adwin.width), len(self._errors))
         return np.fromiter(islice(self._errors, len(self._errors) - n, None), float, n)
 
-    def _look(self, prediction: dict, events_seen: int, ts: float | None) -> list[Alert]:
-        errors = self._window()
+    def _test(self, errors: np.ndarray) -> tuple[float, float, dict, dict] | None:
+        """(z, bound, validation summary, live summary) of the window's test, None with too few labels."""
         n = len(errors)
-        if n < self._config.min_labels:
-            return []
+        if not self._metric or n < self._config.min_labels:
+            return None
         value, n_val = float(self._metric["value"]), int(self._metric.get("n") or 0)
         if self._regression:
             mean, sd = float(errors.mean()), float(errors.std(ddof=1)) or 1e-12
@@ -173,14 +186,20 @@ class PerformanceMonitor:
             allowance = 0.0 if n_val <= 0 else T.BASELINE_ALLOWANCE_SD * math.sqrt(value * (1 - value) / n_val)
             bound = value - self._config.tolerance - allowance
             if bound <= 0:
-                return []
+                return None
             # the score test of "accuracy >= bound": rejected exactly when Wilson's upper limit is below it
             z = (bound - accuracy) / math.sqrt(bound * (1 - bound) / n) if bound < 1 else 0.0
             low, high = wilson_interval(accuracy * n, n, self._z_reported)
             live = {"accuracy": accuracy, "ci_low": low, "ci_high": high, "n": n}
             base = {"accuracy": value, "n": n_val}
-        if z <= self._z_test:
+        return z, bound, base, live
+
+    def _look(self, prediction: dict, events_seen: int, ts: float | None) -> list[Alert]:
+        errors = self._window()
+        tested = self._test(errors)
+        if tested is None or tested[0] <= self._z_test:
             return []
+        z, bound, base, live = tested
         episode = self._episodes.observe((None, "performance"), self._labelled)
         if episode is None:
             return []

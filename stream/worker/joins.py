@@ -134,8 +134,8 @@ _ADD = {"predictions": joins.add_predictions, "feature_log": joins.add_feature_l
 
 @app.agent(joins_topic)
 async def join_requests(stream: faust.StreamT) -> None:
-    """Join each request id's served event, feature-log record and label; emit the parity and
-    performance alerts."""
+    """Join each request id's served event, feature-log record and label; emit the parity,
+    performance and leakage alerts."""
     await wait_for_baselines()  # the joins check against the baselines
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         alerts: list[Alert] = []
