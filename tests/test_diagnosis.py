@@ -154,6 +154,41 @@ def test_location_shift_by_a_known_factor_is_not_a_unit_change():
     assert numeric(profile, rng(4).normal(1000, 5, N_RECENT)).cause == "location_shift"
 
 
+@pytest.mark.parametrize("factor, name", [(12.0, "12"), (1 / 12, "1/12"), (60.0, "60"), (100.0, "100")])
+def test_unit_change_names_the_measured_factor_not_the_nearest_round_one(factor, name):
+    """Years -> months is x12, not "10"; hPa -> Pa x100, of rounded readings (ties)."""
+    profile = numeric_profile(np.round(rng(40).gamma(4.0, 3.0, N_TRAIN)) + 1)
+    d = numeric(profile, (np.round(rng(41).gamma(4.0, 3.0, N_RECENT)) + 1) * factor)
+    assert d.cause == "unit_change" and d.evidence["factor"] == name, d.sentence
+
+
+@pytest.mark.parametrize("factor, name", [(2.54, "2.54"), (0.45359237, "0.4536"), (1 / 3.6, "1/3.6")])
+def test_small_factors_are_named_on_a_precisely_measured_positive_feature(factor, name):
+    """inches -> cm, lb -> kg, km/h -> m/s on a narrow positive feature (quantile ratios agree within 2 %)."""
+    profile = numeric_profile(rng(42).normal(170, 10, N_TRAIN))
+    d = numeric(profile, rng(43).normal(170, 10, N_RECENT) * factor)
+    assert d.cause == "unit_change" and d.evidence["factor"] == name, d.sentence
+
+
+def test_doubling_of_a_wide_feature_is_not_kilograms_to_pounds():
+    """x2 of a heavy-tailed feature measures a ratio of ~2.2 as often as 2: no small factor is named."""
+    profile = numeric_profile(rng(44).lognormal(0, 2, N_TRAIN))
+    for seed in range(20):
+        assert numeric(profile, rng(100 + seed).lognormal(0, 2, N_RECENT) * 2).evidence.get("factor") is None
+
+
+@pytest.mark.parametrize("conversion, convert", [("°C -> °F", lambda c: c * 1.8 + 32),
+                                                 ("K -> °C", lambda c: c - 273.15)])
+def test_affine_temperature_conversions(conversion, convert):
+    train = rng(45).normal(12, 8, N_TRAIN)
+    recent = rng(46).normal(12, 8, N_RECENT)
+    if conversion == "K -> °C":  # training in kelvin, serving in celsius
+        train, recent = train + 273.15, recent + 273.15
+    d = numeric(numeric_profile(np.round(train, 1)), convert(np.round(recent, 1)))
+    assert d.cause == "unit_change" and d.evidence["conversion"] == conversion, d.sentence
+    assert f"converted {conversion}" in d.sentence
+
+
 def test_genuine_growth_of_a_ratio_scale_feature_is_not_a_unit_change(latency_ms):
     """Everything 2x slower moves every quantile by 2x, like a unit change, but 2 is no unit factor."""
     d = numeric(latency_ms, rng(2).lognormal(3.0, 0.8, N_RECENT) * 2)
@@ -235,6 +270,51 @@ def test_count_feature_shifting_down_is_not_a_zero_fill():
     profile = numeric_profile(rng(18).poisson(5, N_TRAIN))
     d = numeric(profile, rng(19).poisson(1.5, N_RECENT))
     assert d.cause == "location_scale_shift"
+
+
+def _hourly(r: np.random.Generator, n: int, level: float) -> np.ndarray:
+    """Hourly readings rounded to whole degrees: a daily cycle and weather that persists for days (AR(1))."""
+    weather = np.empty(n)
+    weather[0] = 0.0
+    noise = r.normal(0, 5 * np.sqrt(1 - 0.995**2), n)
+    for i in range(1, n):
+        weather[i] = 0.995 * weather[i - 1] + noise[i]
+    return np.round(level + 4 * np.sin(2 * np.pi * np.arange(n) / 24) + weather)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_later_season_of_rounded_persistent_readings_is_not_a_default_fill(seed):
+    """A warmer season of hourly dew points: a rounded value repeats for days, but training held it
+    often (or its neighbours rose with it): no pipeline defect. Windows of 32 to 512 values, as alerts see them."""
+    profile = numeric_profile(_hourly(rng(seed), 8_000, 8.0))
+    later = _hourly(rng(1000 + seed), 3_000, 14.0)
+    for end in range(32, 3_000, 97):
+        for n in (32, 96, 512):
+            d = numeric(profile, later[max(0, end - n):end])
+            assert d.cause != "default_fill", (end, n, d.sentence)
+
+
+def test_a_value_common_in_training_is_not_a_fill_because_it_repeats():
+    """Departures on the hour: 13:00 is 5 % of training; a day's schedule of 512 flights has it at 15 %."""
+    minutes = [0] * 4 + [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]
+    train = rng(49).choice(np.arange(5, 23) * 100, N_TRAIN) + rng(50).choice(minutes, N_TRAIN)
+    profile = numeric_profile(train.astype(float))
+    recent = (rng(51).choice(np.arange(5, 23) * 100, N_RECENT) + rng(52).choice(minutes, N_RECENT)).astype(float)
+    recent[:50] = 1300.0
+    d = numeric(profile, recent)
+    assert d.cause != "default_fill", d.sentence
+
+
+def test_a_common_value_filling_the_missing_values_is_a_fill():
+    """Positive evidence for a value training holds often: its share rose as the missing rate fell."""
+    train = rng(53).lognormal(2, 1, N_TRAIN) * (rng(54).random(N_TRAIN) < 0.7)  # 30 % zeros
+    train[rng(55).random(N_TRAIN) < 0.4] = np.nan
+    profile = numeric_profile(train)
+    recent = rng(56).lognormal(2, 1, N_RECENT) * (rng(57).random(N_RECENT) < 0.7)
+    recent[rng(58).random(N_RECENT) < 0.4] = 0.0  # the missing ones, filled with 0
+    d = numeric(profile, recent)
+    assert d.cause == "default_fill" and d.evidence["value"] == 0.0
+    assert "missing rate fell" in d.sentence
 
 
 # ---- rounding / precision --------------------------------------------------------------------------
@@ -340,6 +420,18 @@ def test_whitespace_unicode_and_separator_formatting():
     rules = {m["seen"]: (m["training"], m["rule"]) for m in d.evidence["mappings"]}
     assert rules == {" android ": ("android", "whitespace"), "ｗｅｂ": ("web", "unicode_whitespace"),
                      "Smart-TV": ("smart_tv", "separators")}
+
+
+def test_float_formatted_code_is_its_number_not_the_code_without_the_dot():
+    """A code "1" sent as "1.0" is number formatting of "1"; removing separators first made it "10"."""
+    codes = ["1", "2", "10", "12"]
+    profile = categorical_profile(rng(47).choice(codes, N_TRAIN, p=[0.4, 0.3, 0.2, 0.1]).tolist())
+    recent = rng(48).choice(codes, N_RECENT, p=[0.4, 0.3, 0.2, 0.1]).astype(object)
+    recent[recent == "1"] = "1.0"
+    d = categorical(profile, recent)
+    assert d.cause == "formatting"
+    assert d.evidence["mappings"][0]["seen"] == "1.0"
+    assert (d.evidence["mappings"][0]["training"], d.evidence["mappings"][0]["rule"]) == ("1", "number_format")
 
 
 def test_genuinely_new_categories_are_not_formatting():
