@@ -678,7 +678,9 @@ def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n
                          "at serving", evidence)
     if not _share_rose(k, n, baseline_share):
         return None
-    if c.strip().casefold() in _CATEGORY_SENTINELS:
+    # a placeholder common in training ("0", "other" as real codes) may just gain share: a fill
+    # needs the share far above training's, as for numbers
+    if c.strip().casefold() in _CATEGORY_SENTINELS and _share_rose(k, n, baseline_share, min_ratio=FILL_RISE):
         return Diagnosis("default_fill", f"category {c!r} makes {percent(share)} of recent values against "
                          f"{percent(baseline_share)} in training: a default or placeholder replaces real values in the "
                          "serving pipeline", evidence)

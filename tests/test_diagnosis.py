@@ -446,6 +446,14 @@ def test_placeholder_category_dominates():
     assert d.cause == "default_fill" and d.evidence["value"] == "unknown"
 
 
+def test_a_placeholder_code_common_in_training_gaining_share_is_not_a_fill():
+    """Code "0" is a real category (20 % of training); a population with more of it is no default fill."""
+    codes = ["0", "1", "2", "3"]
+    profile = categorical_profile(rng(59).choice(codes, N_TRAIN, p=[0.2, 0.4, 0.3, 0.1]).tolist())
+    d = categorical(profile, rng(60).choice(codes, N_RECENT, p=[0.65, 0.2, 0.1, 0.05]).tolist())
+    assert d.cause == "category_shift", d.sentence
+
+
 def test_missing_categories_filled_with_a_real_category():
     train = rng(34).choice(PLATFORMS, N_TRAIN, p=SHARES).astype(object)
     train[rng(35).random(N_TRAIN) < 0.25] = None
