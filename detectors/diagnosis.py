@@ -53,7 +53,7 @@ __all__ = ["AFFINE_CONVERSIONS", "ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT
            "PIPELINE_CAUSES", "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts",
            "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
            "diagnose_serving", "diagnose_schema", "diagnose_versions", "FILL_RARE_SHARE", "FILL_RISE",
-           "MIN_REST", "holds_number",
+           "MIN_FILL_COUNT", "MIN_REST", "holds_number",
            "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
            "unit_factor", "with_version_coincidence"]
 
@@ -74,6 +74,8 @@ ALMOST_ALL = 0.98
 #: held at most this share of it and production holds at least FILL_RISE times that share
 FILL_RARE_SHARE = 0.01
 FILL_RISE = 10.0
+#: the fewest repeats of a value that can make it a fill (as the formatting rule's 5 events)
+MIN_FILL_COUNT = 5
 #: the fewest values other than the fill that show the rest of the distribution intact
 MIN_REST = 10
 #: a change whose test ran at most this long from its change point is called abrupt, else gradual
@@ -359,8 +361,9 @@ def _scale_factor(p: NumericProfile, x: np.ndarray, qt: np.ndarray, qp: np.ndarr
     misfit = float(np.median(np.abs(qp / math.exp(log_r) - qt))) / iqr_t
     spread_log_ratio = math.log(iqr_p / iqr_t)
     # guard: under x -> R*x the spread scales by R too; a location shift of a feature with a small
-    # coefficient of variation also gives near-constant quantile ratios, but leaves the spread alone
-    if abs(spread_log_ratio - log_r) > 0.3:
+    # coefficient of variation also gives near-constant quantile ratios, but leaves the spread alone.
+    # The IQR of n values is known within ~1/sqrt(n) in log: 0.3 at 512 values, 0.41 at 96
+    if abs(spread_log_ratio - log_r) > max(0.3, 4 / math.sqrt(len(x))):
         return None
     name = unit_factor(log_r)
     # a factor between 1/5 and 5 converts a physical measurement (length, weight, speed: positive
@@ -390,10 +393,15 @@ def _affine_conversion(p: NumericProfile, x: np.ndarray, qt: np.ndarray, qp: np.
     """Temperatures: production equals training converted by a known affine map at every quantile."""
     best = min(AFFINE_CONVERSIONS.items(), key=lambda kv: float(np.median(np.abs(qp - (kv[1][0] * qt + kv[1][1])))))
     name, (a, b, formula) = best
-    # in converted training IQRs, like the factor's misfit; training itself must fit much worse
+    # in converted training IQRs, like the factor's misfit (the quantiles of n values are off by
+    # ~1/sqrt(n) IQRs: 0.15 at 512 values, 0.2 at 96); training itself must fit much worse
     misfit = float(np.median(np.abs(qp - (a * qt + b)))) / (a * iqr_t)
     unchanged = float(np.median(np.abs(qp - qt))) / iqr_t
-    if misfit > 0.15 or unchanged < 1.0:
+    if misfit > max(0.15, 2 / math.sqrt(len(x))) or unchanged < 1.0:
+        return None
+    # near its centre a feature x0.4536 (lb -> kg) looks like °F -> °C, and x3.6 like °C -> °F: a
+    # known factor that fits as well is the better explanation (the factor rule missed it on noise)
+    if min(float(np.median(np.abs(qp / f - qt))) for f, _ in UNIT_FACTORS.values()) / iqr_t <= misfit:
         return None
     return Diagnosis("unit_change", f"values look like training converted {name} ({formula}) at every quantile: unit "
                      "change in the serving pipeline",
@@ -458,7 +466,8 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
     fills_missing = (drop >= 0.05 and (share - baseline_share) * n / max(n_total, 1) >= 0.5 * drop
                      and _share_rose(k, n, baseline_share, min_ratio=1.0))
     rare = baseline_share <= FILL_RARE_SHARE and _share_rose(k, n, baseline_share, min_ratio=FILL_RISE)
-    if not (rare or fills_missing):
+    # the top of a few dozen values: a value seen 3 times is the largest of many chances
+    if k < MIN_FILL_COUNT or not (rare or fills_missing):
         return None
     # guard: a real shift moves the whole distribution; a fill adds a point mass and leaves the
     # other values distributed as in training, around the value too (a real level sits among
@@ -466,8 +475,12 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
     rest = x[x != v]
     if len(rest) < MIN_REST and not fills_missing:  # too few other values to see them intact
         return None
+    # the KS test is loose on a few dozen values: values outside the training range, which training
+    # makes as rare as 1 in its rows, show a moved distribution on their own
+    outside = int(np.count_nonzero((rest < p.min) | (rest > p.max)))
     if len(rest) >= MIN_REST and (
             _ks_to_training(p, rest, v, baseline_share) > 1.63 / math.sqrt(len(rest)) + 0.05
+            or (outside >= 2 and outside >= 0.02 * len(rest))
             or _crowded_around(p, rest, v, baseline_share)):
         return None
     sentinel = _sentinel_name(p, v) or "a repeated value"

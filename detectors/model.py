@@ -46,7 +46,7 @@ from detectors.diagnosis import (
 )
 from detectors.episodes import AlarmSource, Candidate, EpisodeTracker
 from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns
-from detectors.fmt import quote_value
+from detectors.fmt import number, quote_value
 from detectors.numeric import (
     CONFIDENCE_ALARMS,
     FEATURE_ALARMS,
@@ -96,8 +96,8 @@ class MonitorConfig:
     #: may be personal data (training statistics and labels are always shown)
     include_examples: bool = False
     #: a feature's alert is diagnosed again from this many events after it; when that names a pipeline
-    #: defect the alert did not (or retracts or changes one), an update record with the same alert_id
-    #: follows (docs/diagnosis.md, "Update records"); 0: none
+    #: defect other than the alert's cause, an update record with the same alert_id follows
+    #: (docs/diagnosis.md, "Update records"); 0: none
     diagnosis_update_events: int = 96
 
 
@@ -159,7 +159,7 @@ class ModelMonitor:
         self._timing = ChangeHistory(len(self._numeric.names), config.timing_blocks, T.TIMING_BLOCK)
         self._invalid_examples = InvalidExamples(len(self._numeric.names), keep_raw=config.include_examples)
         self._last_alert: dict[str, dict] = {}
-        #: alerts to diagnose again: {"due": event index, "cause": the alert's, "episode", "candidate"}
+        #: alerts to diagnose again: {"due": event index, "defect": what the alert blamed, "episode", "candidate"}
         self._pending_updates: list[dict[str, Any]] = []
         self._events_seen = 0
         #: missing and invalid values since the start, per feature (numeric then categorical) and the
@@ -281,9 +281,9 @@ class ModelMonitor:
 
     # ---- alerts --------------------------------------------------------------------------------
     def _alert(self, c: Candidate, episode: int, event: dict, update_at: int | None = None,
-               first_cause: str = "") -> Alert:
+               first: list | None = None) -> Alert:
         """The alert of alarm c, or with `update_at` its update record: the same alert diagnosed from
-        the events after it up to that event (`event`), which `first_cause` was the alert's cause."""
+        the events after it up to that event (`event`); `first` is what the alert blamed (`_defect`)."""
         e = c.event_index if update_at is None else update_at
         baseline, current, diagnosis = self._describe(c, e, None if update_at is None else c.event_index + 1)
         if c.kind != "serving":
@@ -294,10 +294,10 @@ class ModelMonitor:
         evidence["episode"] = episode
         if update_at is not None:
             events = [c.event_index + 2, e + 1]  # numbered like events_seen
-            evidence["update"] = {"first_cause": first_cause, "events": events}
+            evidence["update"] = {"first_cause": first[0], "events": events}
             diagnosis = Diagnosis(diagnosis.cause, f"update: the {e - c.event_index:,} events after the alert (events "
-                                  f"{events[0]:,} to {events[1]:,}) name {diagnosis.cause}, not {first_cause}: "
-                                  f"{diagnosis.sentence}", diagnosis.evidence)
+                                  f"{events[0]:,} to {events[1]:,}) name {_blamed(_defect(evidence))}, not "
+                                  f"{_blamed(first)}: {diagnosis.sentence}", diagnosis.evidence)
         unseen = self._unseen_labels(c.feature, e)
         if unseen:  # examples off: the rules compared the spellings; the alert keeps only their hashes
             current, evidence = redact_labels(current, unseen), redact_labels(evidence, unseen)
@@ -331,14 +331,15 @@ class ModelMonitor:
                 # kept as the alert showed it: with examples off, unseen labels only as their hashes
                 kept = replace(c, evidence=redact_labels(c.evidence, unseen)) if unseen else c
                 self._pending_updates.append({"due": e + self._config.diagnosis_update_events,
-                                              "cause": diagnosis.cause, "episode": episode, "candidate": kept})
+                                              "defect": _defect(evidence), "episode": episode, "candidate": kept})
         return alert
 
     def _with_diagnosis_updates(self, alerts: list[Alert], events: list[dict], start: int) -> list[Alert]:
         """The batch's alerts and the update records due in it, each after the alerts of its event.
 
-        An update is published when the diagnosis of the events after the alert differs from the
-        alert's in what it blames: a pipeline defect named, retracted, or another one."""
+        An update is published when the diagnosis of the events after the alert names a pipeline
+        defect other than the alert's (another cause, factor, conversion or step). It never retracts
+        one: the alert's values, when they are all after the change, are as many as the update's."""
         end = start + len(events) - 1
         due = [u for u in self._pending_updates if u["due"] <= end]
         if not due:
@@ -346,9 +347,8 @@ class ModelMonitor:
         self._pending_updates = [u for u in self._pending_updates if u["due"] > end]
         updates = []
         for u in sorted(due, key=lambda u: u["due"]):  # stable: alerts' order within an event
-            update = self._alert(u["candidate"], u["episode"], events[u["due"] - start], u["due"], u["cause"])
-            cause = update.evidence["cause"]
-            if cause != u["cause"] and (cause in PIPELINE_CAUSES or u["cause"] in PIPELINE_CAUSES):
+            update = self._alert(u["candidate"], u["episode"], events[u["due"] - start], u["due"], u["defect"])
+            if update.evidence["cause"] in PIPELINE_CAUSES and _defect(update.evidence) != u["defect"]:
                 updates.append(update)
         return sorted(alerts + updates, key=lambda a: (a.events_seen, a.update))
 
@@ -507,6 +507,22 @@ class ModelMonitor:
         m._value_counts = np.array(state["value_counts"], dtype=np.int64).reshape(m._value_counts.shape)
         m._invalid_examples.load_state(state)
         return m
+
+
+def _defect(evidence: dict[str, Any]) -> list:
+    """What an alert blames, to compare with its update's: the cause and the unit factor, conversion
+    or rounding step it names (a list: it is kept in the state)."""
+    return [evidence.get(k) for k in ("cause", "factor", "conversion", "step")]
+
+
+def _blamed(defect: list) -> str:
+    """A `_defect` in words: "unit_change (x12)", "unit_change (°C -> °F)", "rounding (step 1)"."""
+    cause, factor, conversion, step = defect
+    if factor is not None:
+        return f"{cause} ({factor if str(factor).startswith('1/') else f'x{factor}'})"
+    if conversion is not None or step is not None:
+        return f"{cause} ({conversion if conversion is not None else f'step {number(step)}'})"
+    return str(cause)
 
 
 def _candidate_state(c: Candidate) -> dict[str, Any]:
