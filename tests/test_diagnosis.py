@@ -305,6 +305,17 @@ def test_a_value_common_in_training_is_not_a_fill_because_it_repeats():
     assert d.cause != "default_fill", d.sentence
 
 
+def test_a_first_alerts_mixed_window_is_not_a_fill():
+    """32 values as a first alert sees them: 24 from before a K -> °C change, one of them 3 times (a
+    reading rounded to 0.1 K), and 8 after it, far below the training range. The repeat is chance,
+    and the rest moved: no default fill."""
+    profile = numeric_profile(np.round(rng(61).normal(285, 8, N_TRAIN), 1))
+    before = np.round(rng(62).normal(285, 8, 24), 1)
+    before[:3] = 283.0
+    after = np.round(rng(63).normal(285, 8, 8), 1) - 273.15
+    assert numeric(profile, np.concatenate([before, after])).cause != "default_fill"
+
+
 def test_a_common_value_filling_the_missing_values_is_a_fill():
     """Positive evidence for a value training holds often: its share rose as the missing rate fell."""
     train = rng(53).lognormal(2, 1, N_TRAIN) * (rng(54).random(N_TRAIN) < 0.7)  # 30 % zeros
