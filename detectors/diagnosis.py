@@ -52,8 +52,8 @@ from detectors.stats import MIN_EXPECTED
 __all__ = ["AFFINE_CONVERSIONS", "ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT_A_NUMBER", "NUMBER_AS_TEXT",
            "PIPELINE_CAUSES", "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts",
            "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
-           "diagnose_serving", "diagnose_schema", "diagnose_versions", "FILL_RARE_SHARE", "FILL_RISE",
-           "MIN_FILL_COUNT", "MIN_REST", "holds_number",
+           "diagnose_serving", "diagnose_schema", "diagnose_versions",
+           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "FILL_RISE", "MIN_FILL_COUNT", "MIN_REST", "holds_number",
            "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
            "unit_factor", "with_version_coincidence"]
 
@@ -74,6 +74,8 @@ ALMOST_ALL = 0.98
 #: held at most this share of it and production holds at least FILL_RISE times that share
 FILL_RARE_SHARE = 0.01
 FILL_RISE = 10.0
+#: the fewest values a fill by a value common in training (above FILL_RARE_SHARE) is judged on
+FILL_COMMON_VALUES = 128
 #: the fewest repeats of a value that can make it a fill (as the formatting rule's 5 events)
 MIN_FILL_COUNT = 5
 #: the fewest values other than the fill that show the rest of the distribution intact
@@ -109,6 +111,8 @@ UNIT_FACTORS: dict[str, tuple[float, str]] = {
     "1/3.6": (1 / 3.6, "km/h -> m/s"),
     "2.54": (2.54, "inches -> cm"),
     "1/2.54": (1 / 2.54, "cm -> inches"),
+    "1.609": (1.609344, "miles -> km"),
+    "1/1.609": (1 / 1.609344, "km -> miles"),
     "0.4536": (0.45359237, "lb -> kg"),
     "1/0.4536": (1 / 0.45359237, "kg -> lb"),
 }
@@ -120,14 +124,15 @@ UNIT_FACTOR_TOLERANCE = math.log(1.25)
 _SMALL_FACTOR = 5.0
 _SMALL_FACTOR_TOLERANCE = math.log(1.04)
 _SMALL_FACTOR_DISPERSION = 0.02
-#: affine unit conversions (y = a x + b), which no single ratio describes: name -> (a, b, hint)
-AFFINE_CONVERSIONS: dict[str, tuple[float, float, str]] = {
-    "°C -> °F": (1.8, 32.0, "x1.8 + 32"),
-    "°F -> °C": (1 / 1.8, -32.0 / 1.8, "(x - 32) / 1.8"),
-    "°C -> K": (1.0, 273.15, "x + 273.15"),
-    "K -> °C": (1.0, -273.15, "x - 273.15"),
-    "°F -> K": (1 / 1.8, 273.15 - 32.0 / 1.8, "(x - 32) / 1.8 + 273.15"),
-    "K -> °F": (1.8, 32.0 - 1.8 * 273.15, "(x - 273.15) x 1.8 + 32"),
+#: affine unit conversions (y = a x + b), which no single ratio describes: name -> (a, b, formula,
+#: the range a temperature in the source unit takes on Earth: training outside it is no temperature)
+AFFINE_CONVERSIONS: dict[str, tuple[float, float, str, tuple[float, float]]] = {
+    "°C -> °F": (1.8, 32.0, "x1.8 + 32", (-90.0, 60.0)),
+    "°F -> °C": (1 / 1.8, -32.0 / 1.8, "(x - 32) / 1.8", (-130.0, 140.0)),
+    "°C -> K": (1.0, 273.15, "x + 273.15", (-90.0, 60.0)),
+    "K -> °C": (1.0, -273.15, "x - 273.15", (180.0, 335.0)),
+    "°F -> K": (1 / 1.8, 273.15 - 32.0 / 1.8, "(x - 32) / 1.8 + 273.15", (-130.0, 140.0)),
+    "K -> °F": (1.8, 32.0 - 1.8 * 273.15, "(x - 273.15) x 1.8 + 32", (180.0, 335.0)),
 }
 _MIN_UNKNOWN_RATIO = 5.0
 # rounding steps tried, coarsest first
@@ -391,8 +396,13 @@ def _scale_factor(p: NumericProfile, x: np.ndarray, qt: np.ndarray, qp: np.ndarr
 def _affine_conversion(p: NumericProfile, x: np.ndarray, qt: np.ndarray, qp: np.ndarray,
                        iqr_t: float) -> Diagnosis | None:
     """Temperatures: production equals training converted by a known affine map at every quantile."""
-    best = min(AFFINE_CONVERSIONS.items(), key=lambda kv: float(np.median(np.abs(qp - (kv[1][0] * qt + kv[1][1])))))
-    name, (a, b, formula) = best
+    # only temperatures convert this way: training must lie (p01..p99) where the source unit's do
+    lo, hi = float(p.quantiles[10]), float(p.quantiles[990])
+    plausible = {name: c for name, c in AFFINE_CONVERSIONS.items() if c[3][0] <= lo and hi <= c[3][1]}
+    if not plausible:
+        return None
+    name, (a, b, formula, _) = min(plausible.items(),
+                                   key=lambda kv: float(np.median(np.abs(qp - (kv[1][0] * qt + kv[1][1])))))
     # in converted training IQRs, like the factor's misfit (the quantiles of n values are off by
     # ~1/sqrt(n) IQRs: 0.15 at 512 values, 0.2 at 96); training itself must fit much worse
     misfit = float(np.median(np.abs(qp - (a * qt + b)))) / (a * iqr_t)
@@ -465,9 +475,15 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
     drop = p.missing_rate - missing
     fills_missing = (drop >= 0.05 and (share - baseline_share) * n / max(n_total, 1) >= 0.5 * drop
                      and _share_rose(k, n, baseline_share, min_ratio=1.0))
-    rare = baseline_share <= FILL_RARE_SHARE and _share_rose(k, n, baseline_share, min_ratio=FILL_RISE)
+    # a value rare in training must rise FILL_RISE times; a common one (0 of a delay) the usual 3
+    # times but over at least FILL_COMMON_VALUES values: persistent readings hold one rounded value
+    # for hours, a few dozen consecutive events are not evidence against training's share
+    if baseline_share <= FILL_RARE_SHARE:
+        rose = _share_rose(k, n, baseline_share, min_ratio=FILL_RISE)
+    else:
+        rose = n >= FILL_COMMON_VALUES and _share_rose(k, n, baseline_share)
     # the top of a few dozen values: a value seen 3 times is the largest of many chances
-    if k < MIN_FILL_COUNT or not (rare or fills_missing):
+    if k < MIN_FILL_COUNT or not (rose or fills_missing):
         return None
     # guard: a real shift moves the whole distribution; a fill adds a point mass and leaves the
     # other values distributed as in training, around the value too (a real level sits among

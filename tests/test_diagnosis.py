@@ -170,6 +170,15 @@ def test_small_factors_are_named_on_a_precisely_measured_positive_feature(factor
     assert d.cause == "unit_change" and d.evidence["factor"] == name, d.sentence
 
 
+def test_a_feature_that_is_no_temperature_is_never_an_affine_conversion():
+    """Delays in minutes (p99 far above any °C reading) that moved like x1.8 + 32 (a bad evening):
+    only a temperature converts this way."""
+    train = rng(68).gamma(3.0, 30, N_TRAIN) - 30
+    profile = numeric_profile(np.round(train))
+    d = numeric(profile, np.round((rng(69).gamma(3.0, 30, N_RECENT) - 30) * 1.8 + 32))
+    assert "conversion" not in d.evidence, d.sentence
+
+
 def test_doubling_of_a_wide_feature_is_not_kilograms_to_pounds():
     """x2 of a heavy-tailed feature measures a ratio of ~2.2 as often as 2: no small factor is named."""
     profile = numeric_profile(rng(44).lognormal(0, 2, N_TRAIN))
@@ -294,15 +303,31 @@ def test_a_later_season_of_rounded_persistent_readings_is_not_a_default_fill(see
             assert d.cause != "default_fill", (end, n, d.sentence)
 
 
-def test_a_value_common_in_training_is_not_a_fill_because_it_repeats():
-    """Departures on the hour: 13:00 is 5 % of training; a day's schedule of 512 flights has it at 15 %."""
-    minutes = [0] * 4 + [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]
-    train = rng(49).choice(np.arange(5, 23) * 100, N_TRAIN) + rng(50).choice(minutes, N_TRAIN)
-    profile = numeric_profile(train.astype(float))
-    recent = (rng(51).choice(np.arange(5, 23) * 100, N_RECENT) + rng(52).choice(minutes, N_RECENT)).astype(float)
-    recent[:50] = 1300.0
+def test_departures_in_time_order_are_not_a_fill():
+    """A day's departures in time order: on-the-hour clock times are common in training (HHMM, a
+    third on the hour), and a window of consecutive flights holds a few of them many times."""
+    minutes = [0] * 5 + [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]
+
+    def days(r, n):
+        times = r.choice(np.arange(5, 23) * 100, n) + r.choice(minutes, n)
+        return np.concatenate([np.sort(day) for day in np.array_split(times, n // 150)]).astype(float)
+    profile = numeric_profile(days(rng(49), N_TRAIN))
+    later = days(rng(50), 3_000)
+    for end in range(32, 3_000, 37):
+        for n in (32, 96, 512):
+            d = numeric(profile, later[max(0, end - n):end])
+            assert d.cause != "default_fill", (end, n, d.sentence)
+
+
+def test_a_common_value_jumping_with_the_rest_intact_is_a_fill():
+    """0 of a delay (5 % of training) replacing 30 % of 512 values: the rest as in training."""
+    train = np.round(rng(64).normal(5, 20, N_TRAIN))
+    train[rng(65).random(N_TRAIN) < 0.05] = 0.0
+    profile = numeric_profile(train)
+    recent = np.round(rng(66).normal(5, 20, N_RECENT))
+    recent[rng(67).random(N_RECENT) < 0.3] = 0.0
     d = numeric(profile, recent)
-    assert d.cause != "default_fill", d.sentence
+    assert d.cause == "default_fill" and d.evidence["value"] == 0.0, d.sentence
 
 
 def test_a_first_alerts_mixed_window_is_not_a_fill():
