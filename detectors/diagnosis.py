@@ -367,8 +367,11 @@ def _scale_factor(p: NumericProfile, x: np.ndarray, qt: np.ndarray, qp: np.ndarr
     spread_log_ratio = math.log(iqr_p / iqr_t)
     # guard: under x -> R*x the spread scales by R too; a location shift of a feature with a small
     # coefficient of variation also gives near-constant quantile ratios, but leaves the spread alone.
-    # The IQR of n values is known within ~1/sqrt(n) in log: 0.3 at 512 values, 0.41 at 96
-    if abs(spread_log_ratio - log_r) > max(0.3, 4 / math.sqrt(len(x))):
+    # The IQR of n values is known within ~1/sqrt(n) in log: 0.3 at 512 values, 0.41 at 96. A
+    # few-valued feature's IQR jumps between its levels: there a ratio that fits far better than a
+    # shift (the quantiles' differences kept) decides
+    shift_misfit = float(np.median(np.abs(qp - float(np.median(qp - qt)) - qt))) / iqr_t
+    if abs(spread_log_ratio - log_r) > max(0.3, 4 / math.sqrt(len(x))) and not misfit < 0.25 * shift_misfit:
         return None
     name = unit_factor(log_r)
     # a factor between 1/5 and 5 converts a physical measurement (length, weight, speed: positive
@@ -464,9 +467,17 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
     if len(x) < MIN_VALUES:
         return None
     values, counts = np.unique(x, return_counts=True)
-    top = int(np.argmax(counts))
-    v, k, n = float(values[top]), int(counts[top]), len(x)
-    share, baseline_share = k / n, _numeric_share(p, v)
+    n = len(x)
+    # the value that rose most above its training share (a fill of 0 into a few-valued feature need
+    # not be its most frequent value); the top of a few dozen values seen 3 times is the largest of
+    # many chances: a fill repeats MIN_FILL_COUNT times
+    repeated = np.flatnonzero(counts >= MIN_FILL_COUNT)
+    if not len(repeated):
+        return None
+    shares = {int(i): _numeric_share(p, float(values[i])) for i in repeated}
+    top = max(shares, key=lambda i: (counts[i] / n - shares[i], counts[i]))
+    v, k, baseline_share = float(values[top]), int(counts[top]), shares[top]
+    share = k / n
     # positive evidence that training makes a repeat implausible: a value rare in training now
     # FILL_RISE times as frequent, or a share that rose as the missing rate fell (the fills). A value
     # common in training (a rounded reading, 0 of a zero-inflated feature) repeats in serially
@@ -482,8 +493,7 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
         rose = _share_rose(k, n, baseline_share, min_ratio=FILL_RISE)
     else:
         rose = n >= FILL_COMMON_VALUES and _share_rose(k, n, baseline_share)
-    # the top of a few dozen values: a value seen 3 times is the largest of many chances
-    if k < MIN_FILL_COUNT or not (rose or fills_missing):
+    if not (rose or fills_missing):
         return None
     # guard: a real shift moves the whole distribution; a fill adds a point mass and leaves the
     # other values distributed as in training, around the value too (a real level sits among
@@ -506,7 +516,7 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
 def _crowded_around(p: NumericProfile, rest: np.ndarray, v: float, share_v: float) -> bool:
     """Whether the values other than v crowd around it: their share within 5 % of training's
     probability mass either side of v (of its atom, when training held v often) is over twice
-    training's (plus 5 points, and 5 sigmas)."""
+    what training puts there (plus 5 points, and 5 sigmas)."""
     q = p.quantiles
     left, right = int(np.searchsorted(q, v, side="left")), int(np.searchsorted(q, v, side="right"))
     if left < right:  # ties: training's atom at v spans these probabilities
@@ -515,11 +525,24 @@ def _crowded_around(p: NumericProfile, rest: np.ndarray, v: float, share_v: floa
         u_lo = u_hi = float(np.interp(v, q, QUANTILE_PROBS))
     lo = -math.inf if u_lo <= 0.05 else float(np.interp(u_lo - 0.05, QUANTILE_PROBS, q))
     hi = math.inf if u_hi >= 0.95 else float(np.interp(u_hi + 0.05, QUANTILE_PROBS, q))
-    # training's mass of the neighbourhood without v, among the values other than v
-    expected = min(1.0, (min(u_hi + 0.05, 1.0) - u_hi + u_lo - max(u_lo - 0.05, 0.0)) / max(1e-12, 1 - share_v))
+    # what training puts in [lo, hi] besides v: the bounds may fall on an atom of a few-valued feature
+    expected = min(1.0, max(0.0, _training_mass(p, lo, hi) - share_v) / max(1e-12, 1 - share_v))
     k = int(np.count_nonzero((rest >= lo) & (rest <= hi)))
     n = len(rest)
     return k / n > 2 * expected + 0.05 and (k - n * expected) >= 5 * math.sqrt(n * max(expected, 0.01))
+
+
+def _training_mass(p: NumericProfile, lo: float, hi: float) -> float:
+    """Training's share of values in [lo, hi] (exact for few-valued features, else from the quantiles)."""
+    if p.discrete_values is not None and p.discrete_freqs is not None:
+        inside = (p.discrete_values >= lo) & (p.discrete_values <= hi)
+        return float(np.sum(p.discrete_freqs[inside]) / max(np.sum(p.discrete_freqs), 1e-12))
+    q = p.quantiles
+    below_hi = 1.0 if hi >= q[-1] else float(QUANTILE_PROBS[np.searchsorted(q, hi, side="right") - 1]) \
+        if hi in q else float(np.interp(hi, q, QUANTILE_PROBS))
+    below_lo = 0.0 if lo <= q[0] else float(QUANTILE_PROBS[np.searchsorted(q, lo, side="left")]) \
+        if lo in q else float(np.interp(lo, q, QUANTILE_PROBS))
+    return max(0.0, below_hi - below_lo)
 
 
 def _default_fill_diagnosis(p: NumericProfile, v: float, share: float, baseline_share: float, sentinel: str,

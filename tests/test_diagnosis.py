@@ -330,6 +330,27 @@ def test_a_common_value_jumping_with_the_rest_intact_is_a_fill():
     assert d.cause == "default_fill" and d.evidence["value"] == 0.0, d.sentence
 
 
+def test_zero_filling_a_few_valued_feature_is_a_fill_though_not_its_most_frequent_value():
+    """Years of education (6 levels, 14 the most common): 0 for a quarter of the values is the
+    value that rose, while 14 stays the most frequent."""
+    levels, shares = [9, 12, 14, 16, 17, 20], [0.02, 0.2, 0.4, 0.2, 0.1, 0.08]
+    profile = numeric_profile(rng(70).choice(levels, N_TRAIN, p=shares).astype(float))
+    for seed in range(10):
+        recent = rng(71 + seed).choice(levels, 96, p=shares).astype(float)
+        recent[rng(81 + seed).random(96) < 0.25] = 0.0
+        d = numeric(profile, recent)
+        assert d.cause == "default_fill" and d.evidence["value"] == 0.0, (seed, d.sentence)
+
+
+def test_unit_change_of_a_few_valued_feature_on_96_values():
+    """Age in 6 bins, x12: every quantile exactly 12x, but the IQR of 96 values jumps between levels."""
+    levels, shares = [17.5, 22, 27, 32, 37, 42], [0.05, 0.45, 0.3, 0.1, 0.05, 0.05]
+    profile = numeric_profile(rng(72).choice(levels, N_TRAIN, p=shares))
+    for seed in range(40):
+        d = numeric(profile, rng(90 + seed).choice(levels, 96, p=shares) * 12)
+        assert d.cause == "unit_change" and d.evidence["factor"] == "12", (seed, d.sentence)
+
+
 def test_a_first_alerts_mixed_window_is_not_a_fill():
     """32 values as a first alert sees them: 24 from before a K -> °C change, one of them 3 times (a
     reading rounded to 0.1 K), and 8 after it, far below the training range. The repeat is chance,
