@@ -91,14 +91,18 @@ class Alert:
     evidence: dict[str, Any] = field(default_factory=dict)
     #: what to do about it (`detectors.next_steps`); derived from the fields above when not given
     next_step: str = ""
+    #: True on an update record: the same alert (same `alert_id`) re-diagnosed from the values after it
+    update: bool = False
 
     def __post_init__(self) -> None:
         # every alert carries one, whoever builds it; an alert read back keeps the step it was sent with
         if not self.next_step:
             self.next_step = next_step(self.kind, self.feature, self.evidence, self.current, self.baseline)
+        self.update = bool(self.update)  # absent (None) on a record read back: not an update
 
     def to_dict(self) -> dict[str, Any]:
-        """The alert as a JSON-ready dict, fields in contract order (what the worker publishes)."""
+        """The alert as a JSON-ready dict, fields in contract order (what the worker publishes); an
+        update record adds `"update": true` last."""
         return {
             "alert_id": self.alert_id,
             "kind": self.kind,
@@ -117,6 +121,7 @@ class Alert:
             "diagnosis": self.diagnosis,
             "evidence": self.evidence,
             "next_step": self.next_step,
+            **({"update": True} if self.update else {}),
         }
 
     @classmethod

@@ -49,12 +49,13 @@ from detectors.episodes import Candidate
 from detectors.fmt import count, number, percent, rounded
 from detectors.stats import MIN_EXPECTED
 
-__all__ = ["ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT_A_NUMBER", "NUMBER_AS_TEXT", "PIPELINE_CAUSES",
-           "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts", "diagnose_categorical",
-           "diagnose_change_time", "diagnose_confidence", "diagnose_numeric", "diagnose_serving",
-           "diagnose_schema", "diagnose_versions", "holds_number",
+__all__ = ["AFFINE_CONVERSIONS", "ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT_A_NUMBER", "NUMBER_AS_TEXT",
+           "PIPELINE_CAUSES", "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts",
+           "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
+           "diagnose_serving", "diagnose_schema", "diagnose_versions",
+           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "FILL_RISE", "MIN_FILL_COUNT", "MIN_REST", "holds_number",
            "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
-           "with_version_coincidence"]
+           "unit_factor", "with_version_coincidence"]
 
 #: causes that name a defect of the serving pipeline (a timing diagnosis is appended to them)
 PIPELINE_CAUSES = frozenset(
@@ -69,6 +70,16 @@ LONG_TAIL_OTHER = 0.05
 LONG_RAMP = 10_000
 #: share of the recent values that must agree for "all values" rules (stuck, rounded, integral)
 ALMOST_ALL = 0.98
+#: a value counts as a default fill (without a matching fall of the missing rate) only if training
+#: held at most this share of it and production holds at least FILL_RISE times that share
+FILL_RARE_SHARE = 0.01
+FILL_RISE = 10.0
+#: the fewest values a fill by a value common in training (above FILL_RARE_SHARE) is judged on
+FILL_COMMON_VALUES = 128
+#: the fewest repeats of a value that can make it a fill (as the formatting rule's 5 events)
+MIN_FILL_COUNT = 5
+#: the fewest values other than the fill that show the rest of the distribution intact
+MIN_REST = 10
 #: a change whose test ran at most this long from its change point is called abrupt, else gradual
 ABRUPT_WITHIN_EVENTS = 1024
 #: a model_version first seen this close to a test's change-point estimate is named as its likely cause
@@ -76,29 +87,53 @@ VERSION_COINCIDENCE_EVENTS = 64
 #: tests that estimate where a change started (windowed tests only know their window)
 CHANGE_POINT_DETECTORS = ("cusum", "page_hinkley", "adwin")
 
-# known unit / scale factors and a hint of the conversion each usually is. Factors between 1/5 and 5
-# (miles -> km, inches -> cm) are left out: a feature measured on a ratio scale (latency, amounts)
-# can genuinely grow by x1.6, and its quantiles then move exactly like a unit change's.
+# known unit / scale factors and a hint of the conversion each usually is
 UNIT_FACTORS: dict[str, tuple[float, str]] = {
     "1000": (1000.0, "s -> ms, kg -> g, KiB -> B"),
     "1/1000": (1e-3, "ms -> s, g -> kg, B -> KiB"),
     "1e6": (1e6, "s -> us, MB -> B"),
     "1/1e6": (1e-6, "us -> s, B -> MB"),
-    "100": (100.0, "fraction -> percent, units -> cents"),
-    "1/100": (1e-2, "percent -> fraction, cents -> units"),
+    "100": (100.0, "fraction -> percent, hPa -> Pa, m -> cm, units -> cents"),
+    "1/100": (1e-2, "percent -> fraction, Pa -> hPa, cm -> m, cents -> units"),
     "10": (10.0, "cm -> mm"),
     "1/10": (0.1, "mm -> cm"),
-    "60": (60.0, "minutes -> seconds"),
-    "1/60": (1 / 60, "seconds -> minutes"),
+    "12": (12.0, "years -> months, feet -> inches"),
+    "1/12": (1 / 12, "months -> years, inches -> feet"),
+    "60": (60.0, "minutes -> seconds, hours -> minutes"),
+    "1/60": (1 / 60, "seconds -> minutes, minutes -> hours"),
     "3600": (3600.0, "hours -> seconds"),
     "1/3600": (1 / 3600, "seconds -> hours"),
     "86400": (86400.0, "days -> seconds"),
     "1/86400": (1 / 86400, "seconds -> days"),
     "24": (24.0, "days -> hours"),
     "1/24": (1 / 24, "hours -> days"),
+    "3.6": (3.6, "m/s -> km/h"),
+    "1/3.6": (1 / 3.6, "km/h -> m/s"),
+    "2.54": (2.54, "inches -> cm"),
+    "1/2.54": (1 / 2.54, "cm -> inches"),
+    "1.609": (1.609344, "miles -> km"),
+    "1/1.609": (1 / 1.609344, "km -> miles"),
+    "0.4536": (0.45359237, "lb -> kg"),
+    "1/0.4536": (1 / 0.45359237, "kg -> lb"),
 }
 # 512 values estimate the ratio within ~10 % (heavy tails: ~25 %): x1000 and x1024 are one factor
 UNIT_FACTOR_TOLERANCE = math.log(1.25)
+# a feature on a ratio scale (latency, amounts) can genuinely grow by x1.6 or x2, and its quantiles
+# then move exactly like a unit change's: a factor between 1/5 and 5 is named only when the ratio
+# is within 4 % of it and precisely measured (see _scale_factor)
+_SMALL_FACTOR = 5.0
+_SMALL_FACTOR_TOLERANCE = math.log(1.04)
+_SMALL_FACTOR_DISPERSION = 0.02
+#: affine unit conversions (y = a x + b), which no single ratio describes: name -> (a, b, formula,
+#: the range a temperature in the source unit takes on Earth: training outside it is no temperature)
+AFFINE_CONVERSIONS: dict[str, tuple[float, float, str, tuple[float, float]]] = {
+    "°C -> °F": (1.8, 32.0, "x1.8 + 32", (-90.0, 60.0)),
+    "°F -> °C": (1 / 1.8, -32.0 / 1.8, "(x - 32) / 1.8", (-130.0, 140.0)),
+    "°C -> K": (1.0, 273.15, "x + 273.15", (-90.0, 60.0)),
+    "K -> °C": (1.0, -273.15, "x - 273.15", (180.0, 335.0)),
+    "°F -> K": (1 / 1.8, 273.15 - 32.0 / 1.8, "(x - 32) / 1.8 + 273.15", (-130.0, 140.0)),
+    "K -> °F": (1.8, 32.0 - 1.8 * 273.15, "(x - 273.15) x 1.8 + 32", (180.0, 335.0)),
+}
 _MIN_UNKNOWN_RATIO = 5.0
 # rounding steps tried, coarsest first
 _STEPS = (1e6, 1e5, 1e4, 1000.0, 500.0, 100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01, 0.001)
@@ -287,49 +322,104 @@ def _constant_value(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: i
     )
 
 
+def unit_factor(log_ratio: float) -> str | None:
+    """The name of the known unit factor (`UNIT_FACTORS`) nearest a measured ratio (given as its
+    log), or None when none is within its tolerance (tighter between 1/5 and 5).
+
+    >>> unit_factor(math.log(11.7)), unit_factor(math.log(2.0)), unit_factor(math.log(2.5))
+    ('12', None, '2.54')
+    """
+    name, (factor, _) = min(UNIT_FACTORS.items(), key=lambda kv: abs(math.log(kv[1][0]) - log_ratio))
+    small = 1 / _SMALL_FACTOR < factor < _SMALL_FACTOR
+    return name if abs(math.log(factor) - log_ratio) <= (_SMALL_FACTOR_TOLERANCE if small
+                                                         else UNIT_FACTOR_TOLERANCE) else None
+
+
 def _unit_change(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
     if len(x) < MIN_VALUES:
         return None
     inner = slice(100, 901)  # p10..p90: the tails of a few hundred values are too noisy
     qt = p.quantiles[inner]
     qp = np.quantile(x, QUANTILE_PROBS[inner])
+    iqr_t = p.quantiles[750] - p.quantiles[250]
+    iqr_p = float(np.subtract(*np.quantile(x, [0.75, 0.25])))
+    if iqr_t <= 0 or iqr_p <= 0:
+        return None
+    return _scale_factor(p, x, qt, qp, iqr_t, iqr_p) or _affine_conversion(p, x, qt, qp, iqr_t)
+
+
+def _unit_evidence(p: NumericProfile, x: np.ndarray) -> dict[str, Any]:
+    return {f"p{k:02d}": [rounded(p.quantiles[10 * k]), rounded(float(np.quantile(x, k / 100)))] for k in (5, 50, 95)}
+
+
+def _scale_factor(p: NumericProfile, x: np.ndarray, qt: np.ndarray, qp: np.ndarray, iqr_t: float,
+                  iqr_p: float) -> Diagnosis | None:
     # quantiles near zero make wild ratios (a feature centred on 0): leave them out
     tiny = 0.1 * float(np.median(np.abs(qt)))
     usable = (np.sign(qt) == np.sign(qp)) & (np.abs(qt) > tiny) & (qp != 0)
     if usable.mean() < 0.5:
         return None
-    log_r = float(np.median(np.log(qp[usable] / qt[usable])))
-    iqr_t = p.quantiles[750] - p.quantiles[250]
-    iqr_p = float(np.subtract(*np.quantile(x, [0.75, 0.25])))
-    if iqr_t <= 0 or iqr_p <= 0:
-        return None
+    log_ratios = np.log(qp[usable] / qt[usable])
+    log_r = float(np.median(log_ratios))
     # how far production, scaled back by the ratio, is from training: median over quantiles, in
     # training IQRs (absolute, so quantiles near zero of a centred feature do not blow it up)
     misfit = float(np.median(np.abs(qp / math.exp(log_r) - qt))) / iqr_t
     spread_log_ratio = math.log(iqr_p / iqr_t)
     # guard: under x -> R*x the spread scales by R too; a location shift of a feature with a small
-    # coefficient of variation also gives near-constant quantile ratios, but leaves the spread alone
-    if abs(spread_log_ratio - log_r) > 0.3:
+    # coefficient of variation also gives near-constant quantile ratios, but leaves the spread alone.
+    # The IQR of n values is known within ~1/sqrt(n) in log: 0.3 at 512 values, 0.41 at 96. A
+    # few-valued feature's IQR jumps between its levels: there a ratio that fits far better than a
+    # shift (the quantiles' differences kept) decides
+    shift_misfit = float(np.median(np.abs(qp - float(np.median(qp - qt)) - qt))) / iqr_t
+    if abs(spread_log_ratio - log_r) > max(0.3, 4 / math.sqrt(len(x))) and not misfit < 0.25 * shift_misfit:
         return None
-    name, (factor, hint) = min(UNIT_FACTORS.items(), key=lambda kv: abs(math.log(kv[1][0]) - log_r))
-    known = abs(math.log(factor) - log_r) <= UNIT_FACTOR_TOLERANCE and misfit <= 0.15
+    name = unit_factor(log_r)
+    # a factor between 1/5 and 5 converts a physical measurement (length, weight, speed: positive
+    # values) and is named only when the quantile ratios agree within 2 % (their median absolute
+    # deviation): a wide feature that doubled measures "2.2" as often as "2" (kg -> lb)
+    if (name is not None and 1 / _SMALL_FACTOR < UNIT_FACTORS[name][0] < _SMALL_FACTOR
+            and (p.quantiles[10] <= 0 or float(np.median(np.abs(log_ratios - log_r))) > _SMALL_FACTOR_DISPERSION)):
+        name = None
+    known = name is not None and misfit <= 0.15
     unknown = abs(log_r) >= math.log(_MIN_UNKNOWN_RATIO) and misfit <= 0.1
     if not (known or unknown):
         return None
     ratio = math.exp(log_r)
-    evidence = {
-        "ratio": rounded(ratio), "factor": name if known else None, "misfit_iqr": rounded(misfit),
-        "spread_ratio": rounded(iqr_p / iqr_t),
-        "quantiles": {f"p{k:02d}": [rounded(p.quantiles[10 * k]), rounded(float(np.quantile(x, k / 100)))]
-                      for k in (5, 50, 95)},
-    }
+    evidence = {"ratio": rounded(ratio), "factor": name if known else None, "misfit_iqr": rounded(misfit),
+                "spread_ratio": rounded(iqr_p / iqr_t), "quantiles": _unit_evidence(p, x)}
     if known:
         shown = f"~{name}" if name.startswith("1/") else f"~{name}x"
-        sentence = (f"values look {shown} of training at every quantile (e.g. {hint}): unit or scale change in the "
-                    "serving pipeline")
+        sentence = (f"values look {shown} of training at every quantile (e.g. {UNIT_FACTORS[name][1]}): unit or scale "
+                    "change in the serving pipeline")
     else:
         sentence = f"values look ~{number(ratio)}x training at every quantile: scale change in the serving pipeline"
     return Diagnosis("unit_change", sentence, evidence)
+
+
+def _affine_conversion(p: NumericProfile, x: np.ndarray, qt: np.ndarray, qp: np.ndarray,
+                       iqr_t: float) -> Diagnosis | None:
+    """Temperatures: production equals training converted by a known affine map at every quantile."""
+    # only temperatures convert this way: training must lie (p01..p99) where the source unit's do
+    lo, hi = float(p.quantiles[10]), float(p.quantiles[990])
+    plausible = {name: c for name, c in AFFINE_CONVERSIONS.items() if c[3][0] <= lo and hi <= c[3][1]}
+    if not plausible:
+        return None
+    name, (a, b, formula, _) = min(plausible.items(),
+                                   key=lambda kv: float(np.median(np.abs(qp - (kv[1][0] * qt + kv[1][1])))))
+    # in converted training IQRs, like the factor's misfit (the quantiles of n values are off by
+    # ~1/sqrt(n) IQRs: 0.15 at 512 values, 0.2 at 96); training itself must fit much worse
+    misfit = float(np.median(np.abs(qp - (a * qt + b)))) / (a * iqr_t)
+    unchanged = float(np.median(np.abs(qp - qt))) / iqr_t
+    if misfit > max(0.15, 2 / math.sqrt(len(x))) or unchanged < 1.0:
+        return None
+    # near its centre a feature x0.4536 (lb -> kg) looks like °F -> °C, and x3.6 like °C -> °F: a
+    # known factor that fits as well is the better explanation (the factor rule missed it on noise)
+    if min(float(np.median(np.abs(qp / f - qt))) for f, _ in UNIT_FACTORS.values()) / iqr_t <= misfit:
+        return None
+    return Diagnosis("unit_change", f"values look like training converted {name} ({formula}) at every quantile: unit "
+                     "change in the serving pipeline",
+                     {"conversion": name, "factor": None, "misfit_iqr": rounded(misfit),
+                      "quantiles": _unit_evidence(p, x)})
 
 
 def _rounding(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
@@ -377,19 +467,82 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
     if len(x) < MIN_VALUES:
         return None
     values, counts = np.unique(x, return_counts=True)
-    top = int(np.argmax(counts))
-    v, k, n = float(values[top]), int(counts[top]), len(x)
-    share, baseline_share = k / n, _numeric_share(p, v)
-    if not _share_rose(k, n, baseline_share):
+    n = len(x)
+    # the value that rose most above its training share (a fill of 0 into a few-valued feature need
+    # not be its most frequent value); the top of a few dozen values seen 3 times is the largest of
+    # many chances: a fill repeats MIN_FILL_COUNT times
+    repeated = np.flatnonzero(counts >= MIN_FILL_COUNT)
+    if not len(repeated):
+        return None
+    shares = {int(i): _numeric_share(p, float(values[i])) for i in repeated}
+    top = max(shares, key=lambda i: (counts[i] / n - shares[i], counts[i]))
+    v, k, baseline_share = float(values[top]), int(counts[top]), shares[top]
+    share = k / n
+    # positive evidence that training makes a repeat implausible: a value rare in training now
+    # FILL_RISE times as frequent, or a share that rose as the missing rate fell (the fills). A value
+    # common in training (a rounded reading, 0 of a zero-inflated feature) repeats in serially
+    # correlated traffic without any fill
+    missing = n_missing / n_total if n_total else 0.0
+    drop = p.missing_rate - missing
+    fills_missing = (drop >= 0.05 and (share - baseline_share) * n / max(n_total, 1) >= 0.5 * drop
+                     and _share_rose(k, n, baseline_share, min_ratio=1.0))
+    # a value rare in training must rise FILL_RISE times; a common one (0 of a delay) the usual 3
+    # times but over at least FILL_COMMON_VALUES values: persistent readings hold one rounded value
+    # for hours, a few dozen consecutive events are not evidence against training's share
+    if baseline_share <= FILL_RARE_SHARE:
+        rose = _share_rose(k, n, baseline_share, min_ratio=FILL_RISE)
+    else:
+        rose = n >= FILL_COMMON_VALUES and _share_rose(k, n, baseline_share)
+    if not (rose or fills_missing):
         return None
     # guard: a real shift moves the whole distribution; a fill adds a point mass and leaves the
-    # other values distributed as in training
+    # other values distributed as in training, around the value too (a real level sits among
+    # neighbours that rose with it)
     rest = x[x != v]
-    if (len(rest) >= MIN_VALUES
-            and _ks_to_training(p, rest, v, baseline_share) > 1.63 / math.sqrt(len(rest)) + 0.05):
+    if len(rest) < MIN_REST and not fills_missing:  # too few other values to see them intact
+        return None
+    # the KS test is loose on a few dozen values: values outside the training range, which training
+    # makes as rare as 1 in its rows, show a moved distribution on their own
+    outside = int(np.count_nonzero((rest < p.min) | (rest > p.max)))
+    if len(rest) >= MIN_REST and (
+            _ks_to_training(p, rest, v, baseline_share) > 1.63 / math.sqrt(len(rest)) + 0.05
+            or (outside >= 2 and outside >= 0.02 * len(rest))
+            or _crowded_around(p, rest, v, baseline_share)):
         return None
     sentinel = _sentinel_name(p, v) or "a repeated value"
     return _default_fill_diagnosis(p, v, share, baseline_share, sentinel, n_missing, n_total)
+
+
+def _crowded_around(p: NumericProfile, rest: np.ndarray, v: float, share_v: float) -> bool:
+    """Whether the values other than v crowd around it: their share within 5 % of training's
+    probability mass either side of v (of its atom, when training held v often) is over twice
+    what training puts there (plus 5 points, and 5 sigmas)."""
+    q = p.quantiles
+    left, right = int(np.searchsorted(q, v, side="left")), int(np.searchsorted(q, v, side="right"))
+    if left < right:  # ties: training's atom at v spans these probabilities
+        u_lo, u_hi = float(QUANTILE_PROBS[left]), float(QUANTILE_PROBS[right - 1])
+    else:
+        u_lo = u_hi = float(np.interp(v, q, QUANTILE_PROBS))
+    lo = -math.inf if u_lo <= 0.05 else float(np.interp(u_lo - 0.05, QUANTILE_PROBS, q))
+    hi = math.inf if u_hi >= 0.95 else float(np.interp(u_hi + 0.05, QUANTILE_PROBS, q))
+    # what training puts in [lo, hi] besides v: the bounds may fall on an atom of a few-valued feature
+    expected = min(1.0, max(0.0, _training_mass(p, lo, hi) - share_v) / max(1e-12, 1 - share_v))
+    k = int(np.count_nonzero((rest >= lo) & (rest <= hi)))
+    n = len(rest)
+    return k / n > 2 * expected + 0.05 and (k - n * expected) >= 5 * math.sqrt(n * max(expected, 0.01))
+
+
+def _training_mass(p: NumericProfile, lo: float, hi: float) -> float:
+    """Training's share of values in [lo, hi] (exact for few-valued features, else from the quantiles)."""
+    if p.discrete_values is not None and p.discrete_freqs is not None:
+        inside = (p.discrete_values >= lo) & (p.discrete_values <= hi)
+        return float(np.sum(p.discrete_freqs[inside]) / max(np.sum(p.discrete_freqs), 1e-12))
+    q = p.quantiles
+    below_hi = 1.0 if hi >= q[-1] else float(QUANTILE_PROBS[np.searchsorted(q, hi, side="right") - 1]) \
+        if hi in q else float(np.interp(hi, q, QUANTILE_PROBS))
+    below_lo = 0.0 if lo <= q[0] else float(QUANTILE_PROBS[np.searchsorted(q, lo, side="left")]) \
+        if lo in q else float(np.interp(lo, q, QUANTILE_PROBS))
+    return max(0.0, below_hi - below_lo)
 
 
 def _default_fill_diagnosis(p: NumericProfile, v: float, share: float, baseline_share: float, sentinel: str,
@@ -475,13 +628,19 @@ def _number_form(s: str) -> str:
     return repr(f) if math.isfinite(f) else s
 
 
+def _without_separators(s: str) -> str:
+    # a number keeps its dot and sign: removing them would turn "1.0" into "10" and "-1" into "1"
+    return s if _NUMBER.match(s) else re.sub(r"[-_.\s]+", "", _nfkc(s))
+
+
 _NORMALISATIONS = (
     ("letter_case", "letter case", str.casefold),
     ("whitespace", "surrounding whitespace", str.strip),
     ("letter_case+whitespace", "letter case and whitespace", lambda s: s.strip().casefold()),
     ("unicode_whitespace", "unicode form or inner whitespace", _nfkc),
-    ("separators", "separators ('-', '_', ' ', '.')", lambda s: re.sub(r"[-_.\s]+", "", _nfkc(s))),
+    # before separators: "1.0" is the number 1 reformatted, not "10" with a dot in it
     ("number_format", "number formatting", _number_form),
+    ("separators", "separators ('-', '_', ' ', '.')", _without_separators),
 )
 
 
@@ -571,7 +730,9 @@ def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n
                          "at serving", evidence)
     if not _share_rose(k, n, baseline_share):
         return None
-    if c.strip().casefold() in _CATEGORY_SENTINELS:
+    # a placeholder common in training ("0", "other" as real codes) may just gain share: a fill
+    # needs the share far above training's, as for numbers
+    if c.strip().casefold() in _CATEGORY_SENTINELS and _share_rose(k, n, baseline_share, min_ratio=FILL_RISE):
         return Diagnosis("default_fill", f"category {c!r} makes {percent(share)} of recent values against "
                          f"{percent(baseline_share)} in training: a default or placeholder replaces real values in the "
                          "serving pipeline", evidence)

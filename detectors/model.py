@@ -19,7 +19,7 @@ change), detectors.episodes (alarm -> alert), detectors.diagnosis (the alert's w
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from detectors.alerts import Alert, alert_id, severity
 from detectors.categorical import ALARMS as CATEGORICAL_ALARMS
 from detectors.categorical import CategoricalBank
 from detectors.diagnosis import (
+    PIPELINE_CAUSES,
     ChangeTiming,
     Diagnosis,
     category_counts,
@@ -45,7 +46,7 @@ from detectors.diagnosis import (
 )
 from detectors.episodes import AlarmSource, Candidate, EpisodeTracker
 from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns
-from detectors.fmt import quote_value
+from detectors.fmt import number, quote_value
 from detectors.numeric import (
     CONFIDENCE_ALARMS,
     FEATURE_ALARMS,
@@ -94,6 +95,10 @@ class MonitorConfig:
     #: category labels, exact extremes (docs/contracts.md); off by default, since production features
     #: may be personal data (training statistics and labels are always shown)
     include_examples: bool = False
+    #: a feature's alert is diagnosed again from this many events after it; when that names a pipeline
+    #: defect other than the alert's cause, an update record with the same alert_id follows
+    #: (docs/diagnosis.md, "Update records"); 0: none
+    diagnosis_update_events: int = 96
 
 
 class ModelMonitor:
@@ -154,6 +159,8 @@ class ModelMonitor:
         self._timing = ChangeHistory(len(self._numeric.names), config.timing_blocks, T.TIMING_BLOCK)
         self._invalid_examples = InvalidExamples(len(self._numeric.names), keep_raw=config.include_examples)
         self._last_alert: dict[str, dict] = {}
+        #: alerts to diagnose again: {"due": event index, "defect": what the alert blamed, "episode", "candidate"}
+        self._pending_updates: list[dict[str, Any]] = []
         self._events_seen = 0
         #: missing and invalid values since the start, per feature (numeric then categorical) and the
         #: confidence: the summaries' counts, from the extraction the tests use (no second pass)
@@ -219,6 +226,7 @@ class ModelMonitor:
             episode = self._episodes.observe((c.feature or "", c.family), c.event_index)
             if episode is not None:
                 alerts.append(self._alert(c, episode, events[c.event_index - start]))
+        alerts = self._with_diagnosis_updates(alerts, events, start)
         self._numeric.end_batch()
         self._categorical.end_batch()
         self._schema.end_batch()
@@ -272,15 +280,25 @@ class ModelMonitor:
         return c
 
     # ---- alerts --------------------------------------------------------------------------------
-    def _alert(self, c: Candidate, episode: int, event: dict) -> Alert:
-        baseline, current, diagnosis = self._describe(c)
+    def _alert(self, c: Candidate, episode: int, event: dict, update_at: int | None = None,
+               first: list | None = None) -> Alert:
+        """The alert of alarm c, or with `update_at` its update record: the same alert diagnosed from
+        the events after it up to that event (`event`); `first` is what the alert blamed (`_defect`)."""
+        e = c.event_index if update_at is None else update_at
+        baseline, current, diagnosis = self._describe(c, e, None if update_at is None else c.event_index + 1)
         if c.kind != "serving":
             diagnosis = with_version_coincidence(diagnosis, c, self._serving.first_seen(), self._baseline.version)
         evidence = dict(c.evidence)
         evidence.update({k: v for k, v in diagnosis.evidence.items() if k not in evidence})
         evidence["cause"] = diagnosis.cause
         evidence["episode"] = episode
-        unseen = self._unseen_labels(c.feature, c.event_index)
+        if update_at is not None:
+            events = [c.event_index + 2, e + 1]  # numbered like events_seen
+            evidence["update"] = {"first_cause": first[0], "events": events}
+            diagnosis = Diagnosis(diagnosis.cause, f"update: the {e - c.event_index:,} events after the alert (events "
+                                  f"{events[0]:,} to {events[1]:,}) name {_blamed(_defect(evidence))}, not "
+                                  f"{_blamed(first)}: {diagnosis.sentence}", diagnosis.evidence)
+        unseen = self._unseen_labels(c.feature, e)
         if unseen:  # examples off: the rules compared the spellings; the alert keeps only their hashes
             current, evidence = redact_labels(current, unseen), redact_labels(evidence, unseen)
             diagnosis = Diagnosis(diagnosis.cause, redact_labels(diagnosis.sentence, unseen), diagnosis.evidence)
@@ -298,20 +316,46 @@ class ModelMonitor:
             p_value=c.p_value,
             baseline=baseline,
             current=current,
-            events_seen=c.event_index + 1,
+            events_seen=e + 1,
             ts=float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else None,
             severity=severity(c, baseline, current),
             diagnosis=diagnosis.sentence,
             evidence=evidence,
+            update=update_at is not None,
         )
-        if c.feature is not None:
+        if c.feature is not None and update_at is None:
             self._last_alert[c.feature] = {"alert_id": alert.alert_id, "kind": alert.kind, "detector": alert.detector,
                                            "events_seen": alert.events_seen, "severity": alert.severity}
+            if (self._config.diagnosis_update_events > 0 and c.kind in ("drift", "data_quality")
+                    and c.feature in self._baseline.features and c.detector != "invalid_confidence"):
+                # kept as the alert showed it: with examples off, unseen labels only as their hashes
+                kept = replace(c, evidence=redact_labels(c.evidence, unseen)) if unseen else c
+                self._pending_updates.append({"due": e + self._config.diagnosis_update_events,
+                                              "defect": _defect(evidence), "episode": episode, "candidate": kept})
         return alert
 
-    def _describe(self, c: Candidate) -> tuple[dict, dict, Diagnosis]:
-        """(training summary, recent summary, diagnosis) of the alarm's feature (or of its subject)."""
-        e = c.event_index
+    def _with_diagnosis_updates(self, alerts: list[Alert], events: list[dict], start: int) -> list[Alert]:
+        """The batch's alerts and the update records due in it, each after the alerts of its event.
+
+        An update is published when the diagnosis of the events after the alert names a pipeline
+        defect other than the alert's (another cause, factor, conversion or step). It never retracts
+        one: the alert's values, when they are all after the change, are as many as the update's."""
+        end = start + len(events) - 1
+        due = [u for u in self._pending_updates if u["due"] <= end]
+        if not due:
+            return alerts
+        self._pending_updates = [u for u in self._pending_updates if u["due"] > end]
+        updates = []
+        for u in sorted(due, key=lambda u: u["due"]):  # stable: alerts' order within an event
+            update = self._alert(u["candidate"], u["episode"], events[u["due"] - start], u["due"], u["defect"])
+            if update.evidence["cause"] in PIPELINE_CAUSES and _defect(update.evidence) != u["defect"]:
+                updates.append(update)
+        return sorted(alerts + updates, key=lambda a: (a.events_seen, a.update))
+
+    def _describe(self, c: Candidate, e: int, since: int | None = None) -> tuple[dict, dict, Diagnosis]:
+        """(training summary, recent summary, diagnosis) of the alarm's feature (or of its subject),
+        from the values up to event e since `since` (by default since the alarm's change point)."""
+        since = c.onset if since is None else since
         b = self._baseline
         if c.kind == "serving":
             served = c.evidence.get("served_versions", {})
@@ -319,10 +363,10 @@ class ModelMonitor:
             return {"version": b.version}, {"served_versions": served}, d
         if c.kind == "confidence_drop" or (c.feature == "confidence" and self._confidence is not None
                                             and c.detector == "invalid_confidence"):
-            current = summarise_recent(self._confidence.recent_values(0, e, c.onset),
+            current = summarise_recent(self._confidence.recent_values(0, e, since),
                                        exact=self._config.include_examples)
             base = b.confidence.summary()
-            recent = self._confidence.recent_values(0, e, c.onset)
+            recent = self._confidence.recent_values(0, e, since)
             valid = recent[np.isfinite(recent)]
             low = float(np.mean(valid < base["p05"])) if len(valid) else None
             return base, current, diagnose_confidence(c, base, current, low)
@@ -333,7 +377,7 @@ class ModelMonitor:
         profile = b.features[c.feature]
         if isinstance(profile, NumericProfile):
             j = self._numeric.names.index(c.feature)
-            recent = self._numeric.recent_values(j, e, c.onset)
+            recent = self._numeric.recent_values(j, e, since)
             current = summarise_recent(recent, exact=self._config.include_examples)
             valid = recent[np.isfinite(recent)].astype(np.float64)
             d = diagnose_numeric(profile, valid, n_missing=int(np.isnan(recent).sum()),
@@ -344,8 +388,8 @@ class ModelMonitor:
                                current.get(f"{c.family}_rate", 0.0), current["events"])
             return profile.summary(), current, d
         j = self._categorical.names.index(c.feature)
-        current = self._categorical.current_summary(j, e, c.onset)
-        codes = self._categorical.recent_codes(j, e, c.onset)
+        current = self._categorical.current_summary(j, e, since)
+        codes = self._categorical.recent_codes(j, e, since)
         counts = category_counts(profile, self._categorical.categories[j], codes,
                                  self._categorical.top_unseen(j, 20, event_index=e))
         timing = ChangeTiming(version_first_seen=self._serving.first_seen(until=e), baseline_version=b.version)
@@ -434,6 +478,7 @@ class ModelMonitor:
             **self._serving.state_dict(),
             "timing": self._timing.state_dict(),
             "last_alert": dict(self._last_alert),
+            "diagnosis_updates": [{**u, "candidate": _candidate_state(u["candidate"])} for u in self._pending_updates],
             "value_counts": self._value_counts.tolist(),
             **self._invalid_examples.state_dict(),
         }
@@ -457,9 +502,37 @@ class ModelMonitor:
         m._serving.load_state(state)
         m._timing.load_state(state["timing"])
         m._last_alert = dict(state.get("last_alert") or {})
+        m._pending_updates = [{**u, "candidate": _candidate_from_state(u["candidate"])}
+                              for u in state.get("diagnosis_updates") or ()]
         m._value_counts = np.array(state["value_counts"], dtype=np.int64).reshape(m._value_counts.shape)
         m._invalid_examples.load_state(state)
         return m
+
+
+def _defect(evidence: dict[str, Any]) -> list:
+    """What an alert blames, to compare with its update's: the cause and the unit factor, conversion
+    or rounding step it names (a list: it is kept in the state)."""
+    return [evidence.get(k) for k in ("cause", "factor", "conversion", "step")]
+
+
+def _blamed(defect: list) -> str:
+    """A `_defect` in words: "unit_change (x12)", "unit_change (°C -> °F)", "rounding (step 1)"."""
+    cause, factor, conversion, step = defect
+    if factor is not None:
+        return f"{cause} ({factor if str(factor).startswith('1/') else f'x{factor}'})"
+    if conversion is not None or step is not None:
+        return f"{cause} ({conversion if conversion is not None else f'step {number(step)}'})"
+    return str(cause)
+
+
+def _candidate_state(c: Candidate) -> dict[str, Any]:
+    """An alarm awaiting its update record, as plain data."""
+    return {**asdict(c), "rank": [int(r) for r in c.rank]}
+
+
+def _candidate_from_state(d: dict[str, Any]) -> Candidate:
+    source, order, position = d["rank"]
+    return Candidate(**{**d, "rank": (AlarmSource(source), int(order), int(position))})
 
 
 def _rate_of(profile: NumericProfile | CategoricalProfile, family: str) -> float:

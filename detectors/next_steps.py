@@ -94,7 +94,11 @@ def _event(n: Any) -> str:
 
 # ---- serving-pipeline defects: fix the pipeline ------------------------------------------------
 def _unit_change(a: _Alert) -> str:
-    factor = a.evidence.get("factor")
+    factor, conversion = a.evidence.get("factor"), a.evidence.get("conversion")
+    if isinstance(conversion, str):  # an affine conversion (temperatures)
+        side = "offline" if a.parity else "training"
+        return (f"fix the serving pipeline's conversion of {a.name}: it sends the {side} values converted "
+                f"{printable(conversion[:_QUOTED])}; convert them back to the {side} unit before the model")
     if factor in UNIT_FACTORS:
         shown = f"~{factor} of" if factor.startswith("1/") else f"~{factor}x"
         example = f" (e.g. {UNIT_FACTORS[factor][1].split(', ')[0]})"

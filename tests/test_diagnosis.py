@@ -154,6 +154,50 @@ def test_location_shift_by_a_known_factor_is_not_a_unit_change():
     assert numeric(profile, rng(4).normal(1000, 5, N_RECENT)).cause == "location_shift"
 
 
+@pytest.mark.parametrize("factor, name", [(12.0, "12"), (1 / 12, "1/12"), (60.0, "60"), (100.0, "100")])
+def test_unit_change_names_the_measured_factor_not_the_nearest_round_one(factor, name):
+    """Years -> months is x12, not "10"; hPa -> Pa x100, of rounded readings (ties)."""
+    profile = numeric_profile(np.round(rng(40).gamma(4.0, 3.0, N_TRAIN)) + 1)
+    d = numeric(profile, (np.round(rng(41).gamma(4.0, 3.0, N_RECENT)) + 1) * factor)
+    assert d.cause == "unit_change" and d.evidence["factor"] == name, d.sentence
+
+
+@pytest.mark.parametrize("factor, name", [(2.54, "2.54"), (0.45359237, "0.4536"), (1 / 3.6, "1/3.6")])
+def test_small_factors_are_named_on_a_precisely_measured_positive_feature(factor, name):
+    """inches -> cm, lb -> kg, km/h -> m/s on a narrow positive feature (quantile ratios agree within 2 %)."""
+    profile = numeric_profile(rng(42).normal(170, 10, N_TRAIN))
+    d = numeric(profile, rng(43).normal(170, 10, N_RECENT) * factor)
+    assert d.cause == "unit_change" and d.evidence["factor"] == name, d.sentence
+
+
+def test_a_feature_that_is_no_temperature_is_never_an_affine_conversion():
+    """Delays in minutes (p99 far above any °C reading) that moved like x1.8 + 32 (a bad evening):
+    only a temperature converts this way."""
+    train = rng(68).gamma(3.0, 30, N_TRAIN) - 30
+    profile = numeric_profile(np.round(train))
+    d = numeric(profile, np.round((rng(69).gamma(3.0, 30, N_RECENT) - 30) * 1.8 + 32))
+    assert "conversion" not in d.evidence, d.sentence
+
+
+def test_doubling_of_a_wide_feature_is_not_kilograms_to_pounds():
+    """x2 of a heavy-tailed feature measures a ratio of ~2.2 as often as 2: no small factor is named."""
+    profile = numeric_profile(rng(44).lognormal(0, 2, N_TRAIN))
+    for seed in range(20):
+        assert numeric(profile, rng(100 + seed).lognormal(0, 2, N_RECENT) * 2).evidence.get("factor") is None
+
+
+@pytest.mark.parametrize("conversion, convert", [("°C -> °F", lambda c: c * 1.8 + 32),
+                                                 ("K -> °C", lambda c: c - 273.15)])
+def test_affine_temperature_conversions(conversion, convert):
+    train = rng(45).normal(12, 8, N_TRAIN)
+    recent = rng(46).normal(12, 8, N_RECENT)
+    if conversion == "K -> °C":  # training in kelvin, serving in celsius
+        train, recent = train + 273.15, recent + 273.15
+    d = numeric(numeric_profile(np.round(train, 1)), convert(np.round(recent, 1)))
+    assert d.cause == "unit_change" and d.evidence["conversion"] == conversion, d.sentence
+    assert f"converted {conversion}" in d.sentence
+
+
 def test_genuine_growth_of_a_ratio_scale_feature_is_not_a_unit_change(latency_ms):
     """Everything 2x slower moves every quantile by 2x, like a unit change, but 2 is no unit factor."""
     d = numeric(latency_ms, rng(2).lognormal(3.0, 0.8, N_RECENT) * 2)
@@ -235,6 +279,99 @@ def test_count_feature_shifting_down_is_not_a_zero_fill():
     profile = numeric_profile(rng(18).poisson(5, N_TRAIN))
     d = numeric(profile, rng(19).poisson(1.5, N_RECENT))
     assert d.cause == "location_scale_shift"
+
+
+def _hourly(r: np.random.Generator, n: int, level: float) -> np.ndarray:
+    """Hourly readings rounded to whole degrees: a daily cycle and weather that persists for days (AR(1))."""
+    weather = np.empty(n)
+    weather[0] = 0.0
+    noise = r.normal(0, 5 * np.sqrt(1 - 0.995**2), n)
+    for i in range(1, n):
+        weather[i] = 0.995 * weather[i - 1] + noise[i]
+    return np.round(level + 4 * np.sin(2 * np.pi * np.arange(n) / 24) + weather)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_later_season_of_rounded_persistent_readings_is_not_a_default_fill(seed):
+    """A warmer season of hourly dew points: a rounded value repeats for days, but training held it
+    often (or its neighbours rose with it): no pipeline defect. Windows of 32 to 512 values, as alerts see them."""
+    profile = numeric_profile(_hourly(rng(seed), 8_000, 8.0))
+    later = _hourly(rng(1000 + seed), 3_000, 14.0)
+    for end in range(32, 3_000, 97):
+        for n in (32, 96, 512):
+            d = numeric(profile, later[max(0, end - n):end])
+            assert d.cause != "default_fill", (end, n, d.sentence)
+
+
+def test_departures_in_time_order_are_not_a_fill():
+    """A day's departures in time order: on-the-hour clock times are common in training (HHMM, a
+    third on the hour), and a window of consecutive flights holds a few of them many times."""
+    minutes = [0] * 5 + [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]
+
+    def days(r, n):
+        times = r.choice(np.arange(5, 23) * 100, n) + r.choice(minutes, n)
+        return np.concatenate([np.sort(day) for day in np.array_split(times, n // 150)]).astype(float)
+    profile = numeric_profile(days(rng(49), N_TRAIN))
+    later = days(rng(50), 3_000)
+    for end in range(32, 3_000, 37):
+        for n in (32, 96, 512):
+            d = numeric(profile, later[max(0, end - n):end])
+            assert d.cause != "default_fill", (end, n, d.sentence)
+
+
+def test_a_common_value_jumping_with_the_rest_intact_is_a_fill():
+    """0 of a delay (5 % of training) replacing 30 % of 512 values: the rest as in training."""
+    train = np.round(rng(64).normal(5, 20, N_TRAIN))
+    train[rng(65).random(N_TRAIN) < 0.05] = 0.0
+    profile = numeric_profile(train)
+    recent = np.round(rng(66).normal(5, 20, N_RECENT))
+    recent[rng(67).random(N_RECENT) < 0.3] = 0.0
+    d = numeric(profile, recent)
+    assert d.cause == "default_fill" and d.evidence["value"] == 0.0, d.sentence
+
+
+def test_zero_filling_a_few_valued_feature_is_a_fill_though_not_its_most_frequent_value():
+    """Years of education (6 levels, 14 the most common): 0 for a quarter of the values is the
+    value that rose, while 14 stays the most frequent."""
+    levels, shares = [9, 12, 14, 16, 17, 20], [0.02, 0.2, 0.4, 0.2, 0.1, 0.08]
+    profile = numeric_profile(rng(70).choice(levels, N_TRAIN, p=shares).astype(float))
+    for seed in range(10):
+        recent = rng(71 + seed).choice(levels, 96, p=shares).astype(float)
+        recent[rng(81 + seed).random(96) < 0.25] = 0.0
+        d = numeric(profile, recent)
+        assert d.cause == "default_fill" and d.evidence["value"] == 0.0, (seed, d.sentence)
+
+
+def test_unit_change_of_a_few_valued_feature_on_96_values():
+    """Age in 6 bins, x12: every quantile exactly 12x, but the IQR of 96 values jumps between levels."""
+    levels, shares = [17.5, 22, 27, 32, 37, 42], [0.05, 0.45, 0.3, 0.1, 0.05, 0.05]
+    profile = numeric_profile(rng(72).choice(levels, N_TRAIN, p=shares))
+    for seed in range(40):
+        d = numeric(profile, rng(90 + seed).choice(levels, 96, p=shares) * 12)
+        assert d.cause == "unit_change" and d.evidence["factor"] == "12", (seed, d.sentence)
+
+
+def test_a_first_alerts_mixed_window_is_not_a_fill():
+    """32 values as a first alert sees them: 24 from before a K -> °C change, one of them 3 times (a
+    reading rounded to 0.1 K), and 8 after it, far below the training range. The repeat is chance,
+    and the rest moved: no default fill."""
+    profile = numeric_profile(np.round(rng(61).normal(285, 8, N_TRAIN), 1))
+    before = np.round(rng(62).normal(285, 8, 24), 1)
+    before[:3] = 283.0
+    after = np.round(rng(63).normal(285, 8, 8), 1) - 273.15
+    assert numeric(profile, np.concatenate([before, after])).cause != "default_fill"
+
+
+def test_a_common_value_filling_the_missing_values_is_a_fill():
+    """Positive evidence for a value training holds often: its share rose as the missing rate fell."""
+    train = rng(53).lognormal(2, 1, N_TRAIN) * (rng(54).random(N_TRAIN) < 0.7)  # 30 % zeros
+    train[rng(55).random(N_TRAIN) < 0.4] = np.nan
+    profile = numeric_profile(train)
+    recent = rng(56).lognormal(2, 1, N_RECENT) * (rng(57).random(N_RECENT) < 0.7)
+    recent[rng(58).random(N_RECENT) < 0.4] = 0.0  # the missing ones, filled with 0
+    d = numeric(profile, recent)
+    assert d.cause == "default_fill" and d.evidence["value"] == 0.0
+    assert "missing rate fell" in d.sentence
 
 
 # ---- rounding / precision --------------------------------------------------------------------------
@@ -342,6 +479,18 @@ def test_whitespace_unicode_and_separator_formatting():
                      "Smart-TV": ("smart_tv", "separators")}
 
 
+def test_float_formatted_code_is_its_number_not_the_code_without_the_dot():
+    """A code "1" sent as "1.0" is number formatting of "1"; removing separators first made it "10"."""
+    codes = ["1", "2", "10", "12"]
+    profile = categorical_profile(rng(47).choice(codes, N_TRAIN, p=[0.4, 0.3, 0.2, 0.1]).tolist())
+    recent = rng(48).choice(codes, N_RECENT, p=[0.4, 0.3, 0.2, 0.1]).astype(object)
+    recent[recent == "1"] = "1.0"
+    d = categorical(profile, recent)
+    assert d.cause == "formatting"
+    assert d.evidence["mappings"][0]["seen"] == "1.0"
+    assert (d.evidence["mappings"][0]["training"], d.evidence["mappings"][0]["rule"]) == ("1", "number_format")
+
+
 def test_genuinely_new_categories_are_not_formatting():
     d = new_category_example()
     assert d.cause == "new_category"
@@ -352,6 +501,14 @@ def test_genuinely_new_categories_are_not_formatting():
 def test_placeholder_category_dominates():
     d = placeholder_example()
     assert d.cause == "default_fill" and d.evidence["value"] == "unknown"
+
+
+def test_a_placeholder_code_common_in_training_gaining_share_is_not_a_fill():
+    """Code "0" is a real category (20 % of training); a population with more of it is no default fill."""
+    codes = ["0", "1", "2", "3"]
+    profile = categorical_profile(rng(59).choice(codes, N_TRAIN, p=[0.2, 0.4, 0.3, 0.1]).tolist())
+    d = categorical(profile, rng(60).choice(codes, N_RECENT, p=[0.65, 0.2, 0.1, 0.05]).tolist())
+    assert d.cause == "category_shift", d.sentence
 
 
 def test_missing_categories_filled_with_a_real_category():

@@ -15,7 +15,7 @@ from baselines.profile import Baseline, CategoricalProfile, NumericProfile, cate
 from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
 from detectors.cusum import bernoulli_llr_weights
-from detectors.diagnosis import UNIT_FACTOR_TOLERANCE, UNIT_FACTORS, Diagnosis, redact_labels
+from detectors.diagnosis import UNIT_FACTORS, Diagnosis, redact_labels, unit_factor
 from detectors.episodes import EpisodeTracker
 from detectors.fmt import count, percent, quote_value, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
@@ -262,10 +262,10 @@ def _numeric_parity(state: _FeatureParity, head: str, evidence: dict) -> Diagnos
     same_sign = (served * offline) > 0
     if same_sign.sum() >= len(served) / 2:
         log_ratio = float(np.median(np.log(served[same_sign] / offline[same_sign])))
-        for name, (factor, hint) in UNIT_FACTORS.items():
-            if abs(log_ratio - math.log(factor)) < UNIT_FACTOR_TOLERANCE:
-                evidence.update(factor=name, median_ratio=rounded(math.exp(log_ratio)))
-                return Diagnosis("unit_change", f"{head} (served values are ~x{name} the offline ones, e.g. {hint}): "
-                                 "unit or scale change in the serving pipeline", evidence)
+        name = unit_factor(log_ratio)
+        if name is not None:
+            evidence.update(factor=name, median_ratio=rounded(math.exp(log_ratio)))
+            return Diagnosis("unit_change", f"{head} (served values are ~x{name} the offline ones, e.g. "
+                             f"{UNIT_FACTORS[name][1]}): unit or scale change in the serving pipeline", evidence)
     return Diagnosis("computed_differently", f"{head} (median relative difference {percent(float(np.median(rel)))}): "
                      "the feature is computed differently at serving time", evidence)
