@@ -134,8 +134,9 @@ class Metrics:
 
     def count_alert(self, alert: Alert, baseline: Baseline | None) -> None:
         """Count an emitted alert, under its feature if `baseline` (its model's) bounds it
-        (`alert_feature_label`)."""
-        self.alerts.labels(alert.model, alert.kind, alert_feature_label(alert, baseline)).inc()
+        (`alert_feature_label`). An update record re-diagnoses an alert already counted: not counted."""
+        if not alert.update:
+            self.alerts.labels(alert.model, alert.kind, alert_feature_label(alert, baseline)).inc()
 
     def refresh(self, monitors: Iterable[ModelMonitor], budget: float = REFRESH_BUDGET,
                 clock: Callable[[], float] = time.perf_counter) -> int:

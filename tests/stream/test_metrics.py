@@ -162,6 +162,9 @@ def test_alert_counts_name_the_baselines_features_only():
                           ("serving", None), ("skew", "a_feature_log_name")]:
         metrics.count_alert(alert(kind, feature), baseline)
     metrics.count_alert(alert("drift", "amount"), None)  # the baseline was deleted meanwhile
+    update = alert("drift", "amount")
+    update.update = True
+    metrics.count_alert(update, baseline)  # the same alert re-diagnosed: counted once already
     assert series(metrics, "skewwatch_alerts_total") == {
         ("credit", "drift", "amount"): 2, ("credit", "confidence_drop", "confidence"): 1,
         ("credit", "serving", ""): 1, ("credit", "skew", ""): 1, ("credit", "drift", ""): 1}
