@@ -134,9 +134,11 @@ def columns(ds: DataSet, df: pd.DataFrame) -> dict[str, list]:
     return {name: _values(df[name], kind) for name, kind in kinds.items()}
 
 
-def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns"):
+def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns", time_ordered: bool = False):
     """The baseline of `df`'s rows: from in-memory columns, or ("csv") from a CSV file the frame is
-    written to with pandas, as a user would write a training set and run `skewwatch baseline build`."""
+    written to with pandas, as a user would write a training set and run `skewwatch baseline build`.
+    time_ordered: the rows are in time order and the baseline measures their serial dependence
+    (`baseline build --time-ordered`)."""
     if via == "csv":
         frame = df[ds.features].copy()
         for name in ds.booleans:
@@ -148,7 +150,8 @@ def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns"):
                                   min_rows=1)
     cols = {name: df[name].to_numpy(dtype=np.float64, na_value=np.nan) if name in ds.numeric else values
             for name, values in columns(ds, df).items()}
-    return build_baseline_from_columns(ds.name, cols, version="1", categorical=ds.categorical + ds.booleans)
+    return build_baseline_from_columns(ds.name, cols, version="1", categorical=ds.categorical + ds.booleans,
+                                       time_ordered=time_ordered)
 
 
 def events_of(ds: DataSet, df: pd.DataFrame) -> list[dict]:
@@ -368,15 +371,20 @@ def _summary(alerts: list[Alert]) -> dict:
 
 
 def natural_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
+    """The later period and the order-only control; each replayed in time order also against a
+    baseline of the same rows in time order that measured their serial dependence (--time-ordered)."""
     early, late, control = ds.periods(df)
     rng = np.random.default_rng(11)
     rows = []
     base = df[early].iloc[rng.permutation(int(early.sum()))[:ds.cap]]
     replayed = df[late].sort_values(ds.order, kind="stable").iloc[:ds.cap]
     events = events_of(ds, replayed)
+    adwin = sum(map(len, adwin_detections(ds, base, events).values()))
     rows.append({"data": ds.name, "case": "later period, time order", "events": len(events),
-                 **_summary(replay(baseline_of(ds, base), events)),
-                 "adwin": sum(map(len, adwin_detections(ds, base, events).values()))})
+                 **_summary(replay(baseline_of(ds, base), events)), "adwin": adwin})
+    rows.append({"data": ds.name, "case": "later period, time order, --time-ordered baseline", "events": len(events),
+                 **_summary(replay(baseline_of(ds, _in_time_order(ds, base), time_ordered=True), events)),
+                 "adwin": adwin})
     period = df[control]
     half = rng.permutation(len(period))
     base = period.iloc[half[:len(half) // 2][:ds.cap]]
@@ -388,7 +396,15 @@ def natural_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
         events = events_of(ds, ordered)
         rows.append({"data": ds.name, "case": label, "events": len(events), **_summary(replay(b, events)),
                      "adwin": sum(map(len, adwin_detections(ds, base, events).values()))})
+    rows.append({"data": ds.name, "case": "control: same period, time order, --time-ordered baseline",
+                 "events": len(events),
+                 **_summary(replay(baseline_of(ds, _in_time_order(ds, base), time_ordered=True), events)),
+                 "adwin": rows[-1]["adwin"]})
     return rows
+
+
+def _in_time_order(ds: DataSet, rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.sort_values(ds.order, kind="stable")
 
 
 # ---- the report ---------------------------------------------------------------------------------
