@@ -29,10 +29,11 @@ one chunk (100,000 rows by default) they are the file's.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
 
-__all__ = ["CATEGORICAL_SERIES", "NUMERIC_SERIES", "SERIAL_HORIZONS", "SerialStats"]
+__all__ = ["CATEGORICAL_SERIES", "NUMERIC_SERIES", "SERIAL_HORIZONS", "SerialStats", "inflation_at"]
 
 #: window lengths (events) at which the variance inflation is measured: the CUSUM block (8) to 4096
 SERIAL_HORIZONS = tuple(8 << i for i in range(10))
@@ -152,3 +153,17 @@ class SerialStats:
     def finish(self) -> np.ndarray:
         """V(L) of each series (rows: `NUMERIC_SERIES` or `CATEGORICAL_SERIES`) at `SERIAL_HORIZONS`."""
         return np.array([s.inflation() for s in self._series])
+
+
+def inflation_at(inflation: np.ndarray | None, span: Any) -> Any:
+    """V at `span` events (a number or an array) from V at `SERIAL_HORIZONS`: log-
+    interpolated, 1 at one event, the longest horizon's beyond it, never below 1 (a measured negative
+    dependence does not lower a threshold). None (independent events): 1.
+
+    >>> inflation_at(np.arange(1.0, 11.0), 16), inflation_at(None, 512), inflation_at(np.arange(1.0, 11.0), 1e5)
+    (2.0, 1.0, 10.0)
+    """
+    if inflation is None:
+        return np.ones_like(span, dtype=np.float64) if isinstance(span, np.ndarray) else 1.0
+    v = np.interp(np.log(span), np.log([1.0, *SERIAL_HORIZONS]), [1.0, *np.maximum(inflation, 1.0)])
+    return v if isinstance(span, np.ndarray) else float(v)

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from baselines.profile import CategoricalProfile
+from baselines.serial import inflation_at
 from detectors import _kernels
 from detectors import thresholds as T
-from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched, inflation_at
+from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
 from detectors.episodes import AlarmSource, Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
 from detectors.numeric import missing_rate_rows, rate_threshold, rate_weights, window_cuts

@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from baselines.serial import SERIAL_HORIZONS
+from baselines.serial import inflation_at
 from detectors import _kernels
 
-__all__ = ["DISABLED", "BlockAccumulator", "CusumBank", "bernoulli_llr_weights", "blocks_touched", "inflation_at",
-           "serial_threshold"]
+__all__ = ["DISABLED", "BlockAccumulator", "CusumBank", "bernoulli_llr_weights", "blocks_touched", "serial_threshold"]
 
 #: chains whose threshold is this are switched off (never alarm)
 DISABLED = np.iinfo(np.int64).max // 4
@@ -188,16 +187,3 @@ def serial_threshold(h: float, drift: float, inflation: np.ndarray | None) -> fl
     z = 2.0 * np.sqrt(h * drift)
     return max(h, float(np.max(z * np.sqrt(v * _SPANS) - drift * _SPANS)))
 
-
-def inflation_at(inflation: np.ndarray | None, span: Any) -> Any:
-    """V at `span` events (a number or an array) from V at `baselines.serial.SERIAL_HORIZONS`: log-
-    interpolated, 1 at one event, the longest horizon's beyond it, never below 1 (a measured negative
-    dependence does not lower a threshold). None (independent events): 1.
-
-    >>> inflation_at(np.arange(1.0, 11.0), 16), inflation_at(None, 512), inflation_at(np.arange(1.0, 11.0), 1e5)
-    (2.0, 1.0, 10.0)
-    """
-    if inflation is None:
-        return np.ones_like(span, dtype=np.float64) if isinstance(span, np.ndarray) else 1.0
-    v = np.interp(np.log(span), np.log([1.0, *SERIAL_HORIZONS]), [1.0, *np.maximum(inflation, 1.0)])
-    return v if isinstance(span, np.ndarray) else float(v)

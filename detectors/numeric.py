@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from baselines.profile import QUANTILE_PROBS, CategoricalProfile, NumericProfile
+from baselines.serial import inflation_at
 from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import (
@@ -24,7 +25,6 @@ from detectors.cusum import (
     CusumBank,
     bernoulli_llr_weights,
     blocks_touched,
-    inflation_at,
     serial_threshold,
 )
 from detectors.episodes import RIVER_DETECTORS, AlarmSource, Candidate
