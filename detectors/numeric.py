@@ -184,8 +184,12 @@ class NumericBank:
         # a time-ordered baseline's estimates are as precise as count / V(count) independent rows
         counts = np.array([max(p.count, 1) / inflation_at(v, max(p.count, 1))
                            for p, v in zip(self._profiles, self._serial)], dtype=np.float64)
-        #: Page-Hinkley standardises a block mean by its valid values: this many events count as one
-        self._river_inflation = [inflation_at(v, T.RIVER_BLOCK) for v in self._serial]
+        #: Page-Hinkley standardises a block mean by its valid values: this many events count as one.
+        #: It is a CUSUM of block means (reference delta, threshold lambda): like the chains, it drifts
+        #: to an alarm over lambda / delta blocks, so V over that many events (scaling its inputs by
+        #: 1 / sqrt(V) scales both its reference and threshold by sqrt(V): the same false-alarm rate)
+        self._river_inflation = [inflation_at(v, T.RIVER_BLOCK * T.PAGE_HINKLEY_THRESHOLD / T.PAGE_HINKLEY_DELTA)
+                                 for v in self._serial]
         #: the window's KS critical value, sqrt(V) times the independent one's
         self._ks_inflation = np.sqrt([inflation_at(v, window) for v in self._serial])
         self._mins = np.array([p.min for p in self._profiles], dtype=np.float64)
