@@ -408,7 +408,7 @@ def _in_time_order(ds: DataSet, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def long_controls(ds: DataSet, df: pd.DataFrame) -> list[dict]:
-    """The order-only control over the whole data set, uncapped (--long-control): a random half as the
+    """The order-only control over the whole data set, uncapped (--serial): a random half as the
     baseline, the other half replayed in time order, against the half as it is and in time order with
     --time-ordered. The halves interleave, so both span every season; no peer (ADWIN's Python loop
     would take most of the run)."""
@@ -425,25 +425,68 @@ def long_controls(ds: DataSet, df: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def long_report(rows: list[dict], command: str, seconds: float) -> str:
-    events = sum(r["events"] for r in rows if "--time-ordered" in r["case"])
-    alerts = sum(r["alerts"] for r in rows if "--time-ordered" in r["case"])
+def ordered_bug_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
+    """The injected bugs of (b), replayed in time order (--serial): the control period's random half
+    as the baseline, the other half in time order with the bug from event 2,000, against the half as
+    it is and in time order with --time-ordered. What the serial option costs in delay, and the
+    alerts before the bug (all false)."""
+    _, _, control = ds.periods(df)
+    period = df[control]
+    half = np.random.default_rng(11).permutation(len(period))
+    base = period.iloc[half[:len(half) // 2][:ds.cap]]
+    rest = _in_time_order(ds, period.iloc[half[len(half) // 2:]]).iloc[:ds.cap]
+    at = min(2000, len(rest) // 2)
+    baselines = {False: baseline_of(ds, base), True: baseline_of(ds, _in_time_order(ds, base), time_ordered=True)}
+    rows = []
+    for bug in (b for b in BUGS if b.data == ds.name):
+        row = {"data": ds.name, "feature": bug.feature or "(version)", "bug": bug.what}
+        for serial, b in baselines.items():
+            events = events_of(ds, rest.iloc[:at + 2000])
+            inject(bug, events, at, np.random.default_rng(100))
+            alerts = replay(b, events)
+            on_bug = [a for a in alerts if a.events_seen > at and (a.feature == bug.feature if bug.feature else
+                                                                   a.kind == "serving")]
+            first = on_bug[0] if on_bug else None
+            row[serial] = {"pre": sum(a.events_seen <= at for a in alerts),
+                           "delay": first.events_seen - at if first else None,
+                           "how": f"{first.detector}:{cause(first)}" if first else ""}
+        rows.append(row)
+    return rows
+
+
+def serial_report(controls: list[dict], bugs: list[dict], command: str, seconds: float) -> str:
+    events = sum(r["events"] for r in controls if "--time-ordered" in r["case"])
+    alerts = sum(r["alerts"] for r in controls if "--time-ordered" in r["case"])
+
+    def first(r: dict) -> str:
+        return "missed" if r["delay"] is None else f"{r['delay']} ({r['how']})"
+
     return "\n".join([
-        "## Real data, order-only control over whole data sets (`bench/realdata.py --long-control`)",
+        "## Real data in time order, with and without `--time-ordered` baselines (`bench/realdata.py --serial`)",
         "",
         f"Command: `{command}`  ",
         f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')} ({seconds:.0f} s), load average "
         f"{os.getloadavg()[0]:.2f} at the end of the run  ",
-        "A random half of each time-ordered data set as the baseline, the other half replayed in time order: "
-        "nothing changed but the order (docs/realdata.md).",
+        "Cases: docs/realdata.md (traffic in time order).",
+        "",
+        "### Order-only control over whole data sets (target: at most 1 alert per 100k events)",
         "",
         "| data | case | events | skewwatch alerts | per 100k events | naming a pipeline bug | "
         "alerts: feature/detector |",
         "|---|---|---|---|---|---|---|",
         *[f"| {r['data']} | {r['case']} | {r['events']:,} | **{r['alerts']}** | "
-          f"{r['alerts'] * 100_000 / max(r['events'], 1):,.1f} | {r['blamed']} | {_which(r['fired'])} |" for r in rows],
+          f"{r['alerts'] * 100_000 / max(r['events'], 1):,.1f} | {r['blamed']} | {_which(r['fired'])} |"
+          for r in controls],
         "",
         f"With --time-ordered baselines: {alerts} alerts in {events:,} events.",
+        "",
+        "### Injected bugs in time order (bug from event 2,000 of 4,000)",
+        "",
+        "| data | feature | bug | alerts before it | first alert on it: delay (detector:cause) | "
+        "--time-ordered: alerts before it | --time-ordered: delay (detector:cause) |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {r['data']} | {r['feature']} | {r['bug']} | {r[False]['pre']} | {first(r[False])} | "
+          f"{r[True]['pre']} | {first(r[True])} |" for r in bugs],
     ])
 
 
@@ -526,8 +569,9 @@ def main() -> None:
     p.add_argument("--bug-seeds", type=int, default=3, help="shuffles per injected bug (default 3)")
     p.add_argument("--data", default=",".join(d.name for d in DATASETS), help="data sets to run (comma-separated)")
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
-    p.add_argument("--long-control", action="store_true",
-                   help="only the order-only control over each time-ordered data set, whole and uncapped")
+    p.add_argument("--serial", action="store_true",
+                   help="only the time-ordered cases with and without --time-ordered baselines: the order-only control "
+                        "over each time-ordered data set, whole and uncapped, and the injected bugs in time order")
     args = p.parse_args()
     chosen = [d for d in DATASETS if d.name in args.data.split(",")]
     t = time.perf_counter()
@@ -538,12 +582,14 @@ def main() -> None:
         except ImportError as e:
             sys.exit(f"{EXTRA_HINT} (missing: {e.name})")
     command = " ".join([".venv/bin/python", "bench/realdata.py", *sys.argv[1:]])
-    if args.long_control:
-        rows = [row for ds in chosen if ds.order is not None for row in long_controls(ds, frames[ds.name])]
-        text = long_report(rows, command, time.perf_counter() - t)
+    if args.serial:
+        ordered = [ds for ds in chosen if ds.order is not None]
+        controls = [row for ds in ordered for row in long_controls(ds, frames[ds.name])]
+        bugs = [row for ds in ordered if ds.periods is not None for row in ordered_bug_cases(ds, frames[ds.name])]
+        text = serial_report(controls, bugs, command, time.perf_counter() - t)
         print(text)
         if not args.no_write:
-            write_block("realdata.py --long-control", text)
+            write_block("realdata.py --serial", text)
         return
     no_change, bugs, natural = [], [], []
     for ds in chosen:
