@@ -154,3 +154,19 @@ def test_cli_build_time_ordered(tmp_path, capsys):
     assert cli(["baseline", "show", str(out)]) == 0
     assert "time-ordered  variance inflation of sums over 1,024 events: x x" in capsys.readouterr().out
     assert build_baseline(train, model="m").features["x"].serial_inflation is None
+
+
+def test_an_inflation_of_one_is_no_change_at_all():
+    """V = 1 at every horizon (independent events) gives the monitors of a baseline without the field."""
+    rng = np.random.default_rng(7)
+    n = 5_000
+    plain = build_baseline_from_columns("m", {"x": rng.normal(size=n), "c": list(rng.choice(["a", "b", None], n))})
+    ones = Baseline.from_dict({**plain.to_dict(), "features": {
+        name: {**d, "serial_inflation": [1.0] * (3 if d["kind"] == "numeric" else 2) * len(SERIAL_HORIZONS)}
+        for name, d in plain.to_dict()["features"].items()}})
+    x = rng.normal(size=6_000)
+    x[3_000:] += 0.5
+    c = list(rng.choice(["a", "b", None, "z"], 6_000, p=[0.3, 0.3, 0.3, 0.1]))
+    runs = [[(a.events_seen, a.feature, a.detector, a.statistic, a.threshold)
+             for a in replay(b, {"x": floats(x), "c": c})] for b in (plain, ones)]
+    assert runs[0] and runs[0] == runs[1]
