@@ -55,6 +55,7 @@ from baselines.readers import (
     jsonl_frames,
     parquet_frames,
 )
+from baselines.serial import SerialStats
 
 __all__ = ["MIN_ROWS", "OUTPUT_LIKE_NAMES", "BuildError", "BuildWarning", "Profiler", "Progress", "Roles", "Warn",
            "build_baseline", "build_baseline_from_columns", "build_baseline_from_frame", "output_like_role"]
@@ -109,6 +110,7 @@ def build_baseline(
     chunk_rows: int = CHUNK_ROWS,
     reservoir_size: int = RESERVOIR_SIZE,
     top_k: int = TOP_K_CATEGORIES,
+    time_ordered: bool = False,
 ) -> Baseline:
     """Profile a CSV (.csv, .csv.gz, .tsv), JSONL (.jsonl, .ndjson, optionally .gz) or Parquet file.
 
@@ -132,6 +134,9 @@ def build_baseline(
         Fewest rows the file must have (`MIN_ROWS`: why).
     chunk_rows, reservoir_size, top_k
         Rows per chunk, values sampled per numeric column, categories kept per feature.
+    time_ordered
+        The rows are in time order, as production sends them: measure each feature's serial
+        dependence (`baselines.serial`), which the monitors' thresholds then allow for.
 
     Returns
     -------
@@ -162,7 +167,8 @@ def build_baseline(
     fmt = format_of(p)
     roles = Roles(confidence_column, prediction_column, label_column)
     profiler = Profiler(roles, categorical=categorical, exclude=exclude, text=fmt == "csv",
-                        reservoir_size=reservoir_size, top_k=top_k, warn=warn or _build_warning)
+                        reservoir_size=reservoir_size, top_k=top_k, warn=warn or _build_warning,
+                        time_ordered=time_ordered)
     total_bytes = st.st_size or None
     if fmt == "csv":
         frames = csv_frames(p, profiler, chunk_rows)
@@ -210,6 +216,7 @@ def build_baseline_from_columns(
     reservoir_size: int = RESERVOIR_SIZE,
     top_k: int = TOP_K_CATEGORIES,
     chunk_rows: int = CHUNK_ROWS,
+    time_ordered: bool = False,
 ) -> Baseline:
     """The same profiling from in-memory columns (arrays or lists of equal length).
 
@@ -230,6 +237,8 @@ def build_baseline_from_columns(
         Features profiled as categorical whatever they look like.
     reservoir_size, top_k, chunk_rows
         Values sampled per numeric column, categories kept per feature, rows profiled at a time.
+    time_ordered
+        As for `build_baseline`: the rows are in time order.
 
     Returns
     -------
@@ -260,7 +269,7 @@ def build_baseline_from_columns(
                                           role_names.get("label")),
                              model=model, version=version, categorical=categorical, exclude=(), warn=None,
                              checked=False, min_rows=0, source="columns", reservoir_size=reservoir_size, top_k=top_k,
-                             chunk_rows=chunk_rows)
+                             chunk_rows=chunk_rows, time_ordered=time_ordered)
 
 
 def build_baseline_from_frame(
@@ -279,6 +288,7 @@ def build_baseline_from_frame(
     reservoir_size: int = RESERVOIR_SIZE,
     top_k: int = TOP_K_CATEGORIES,
     chunk_rows: int = CHUNK_ROWS,
+    time_ordered: bool = False,
 ) -> Baseline:
     """Profile a pandas DataFrame of training rows, with `build_baseline`'s column arguments and checks.
 
@@ -290,7 +300,8 @@ def build_baseline_from_frame(
     ----------
     frame
         One row per training example, one column per feature and role.
-    model, version, confidence_column, prediction_column, label_column, categorical, exclude, warn, min_rows
+    model, version, confidence_column, prediction_column, label_column, categorical, exclude, warn, min_rows,
+    time_ordered
         As for `build_baseline`.
     source
         Where the rows came from, kept in the baseline.
@@ -316,17 +327,19 @@ def build_baseline_from_frame(
     return _build_from_frame(frame, Roles(confidence_column, prediction_column, label_column), model=model,
                              version=version, categorical=categorical, exclude=exclude,
                              warn=warn or _build_warning, checked=True, min_rows=min_rows, source=source,
-                             reservoir_size=reservoir_size, top_k=top_k, chunk_rows=chunk_rows)
+                             reservoir_size=reservoir_size, top_k=top_k, chunk_rows=chunk_rows,
+                             time_ordered=time_ordered)
 
 
 def _build_from_frame(frame: pd.DataFrame, roles: Roles, *, model: str, version: str | None,
                       categorical: Sequence[str], exclude: Sequence[str], warn: Warn | None, checked: bool,
-                      min_rows: int, source: str, reservoir_size: int, top_k: int, chunk_rows: int) -> Baseline:
+                      min_rows: int, source: str, reservoir_size: int, top_k: int, chunk_rows: int,
+                      time_ordered: bool = False) -> Baseline:
     """The profile of an in-memory frame, in chunks of `chunk_rows`; `checked`: a feature is left and
     there are `min_rows` rows (`build_baseline_from_columns` checks neither: the caller said what each
     column is)."""
     profiler = Profiler(roles, categorical=categorical, exclude=exclude, text=False,
-                        reservoir_size=reservoir_size, top_k=top_k, warn=warn)
+                        reservoir_size=reservoir_size, top_k=top_k, warn=warn, time_ordered=time_ordered)
     for start in range(0, max(len(frame), 1), chunk_rows):
         profiler.add(frame.iloc[start:start + chunk_rows])
     profiler.check_columns()
@@ -368,7 +381,7 @@ class Profiler:
     prediction, the confidence and the metric (prediction vs label)."""
 
     def __init__(self, roles: Roles, *, categorical: Sequence[str], exclude: Sequence[str], text: bool,
-                 reservoir_size: int, top_k: int, warn: Warn | None = None):
+                 reservoir_size: int, top_k: int, warn: Warn | None = None, time_ordered: bool = False):
         self._roles = roles
         self._warn = warn  # None: no warning about output-like names (columns given in memory)
         self._categorical = set(categorical)
@@ -385,6 +398,8 @@ class Profiler:
         self._metric_sum = 0.0  # correct predictions (accuracy) or absolute errors (mae)
         # rows (features and label) for each feature's association with the label
         self._label_sample = LabelSample() if roles.label is not None else None
+        #: per feature, its series in time order (None: the rows are not in time order)
+        self._serial: dict[str, SerialStats] | None = {} if time_ordered else None
 
     def decide(self, head: pd.DataFrame) -> None:
         """Kinds decided from the first rows read as text (CSV), before the main read."""
@@ -471,10 +486,26 @@ class Profiler:
                 return stats
             stats = self._stats_for(name, kind, stats.n_missing)
         if isinstance(stats, NumericStats):
-            stats.add(*as_floats(s, self._text))
+            columns = as_floats(s, self._text)
+            stats.add(*columns)
         else:
-            stats.add(*category_codes(s, self._text))
+            columns = category_codes(s, self._text)
+            stats.add(*columns)
+        if self._serial is not None and not prediction:
+            self._add_serial(name, stats, columns)
         return stats
+
+    def _add_serial(self, name: str, stats: NumericStats | CategoricalStats, columns: tuple) -> None:
+        """The chunk's column to the feature's series in time order (rows before the feature's kind was
+        decided, all missing, are not in it)."""
+        serial = self._serial.get(name)
+        if serial is None:
+            kind = "numeric" if isinstance(stats, NumericStats) else "categorical"
+            serial = self._serial[name] = SerialStats(kind, name, self._top_k)
+        if serial.kind == "numeric":
+            serial.add_numeric(*columns)
+        else:
+            serial.add_categorical(*columns)
 
     def _add_metric(self, prediction: pd.Series, label: pd.Series) -> None:
         p_num, _ = as_floats(prediction, self._text)
@@ -535,6 +566,8 @@ class Profiler:
                    if isinstance(stats, Undecided) else stats.finish())
             for name, stats in self._features.items()
         }
+        for name, serial in (self._serial or {}).items():
+            features[name] = dataclasses.replace(features[name], serial_inflation=serial.finish())
         metric = None
         if self._roles.label is not None and self._metric_n:
             name = "mae" if isinstance(self._prediction, NumericStats) else "accuracy"

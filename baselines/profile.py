@@ -27,6 +27,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from baselines.serial import CATEGORICAL_SERIES, NUMERIC_SERIES, SERIAL_HORIZONS
 from detectors.fmt import quote_value
 
 __all__ = ["ASSOCIATION_MEASURES", "MAX_CATEGORIES", "QUANTILE_PROBS", "SCHEMA", "SCHEMA_VERSION", "Baseline",
@@ -49,8 +50,9 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_LIST_LEN = 4 * 1024
 #: largest map: the features, or one feature's categories
 MAX_MAP_LEN = 2 * max(MAX_FEATURES, MAX_CATEGORIES)
-#: maps and lists in all: a feature's profile holds fewer than 10
-MAX_CONTAINERS = 16 * MAX_FEATURES + 1024
+#: maps and lists in all: a feature's profile holds at most 18 (its map, 6 lists, top_values' 10
+#: pairs, the serial inflation)
+MAX_CONTAINERS = 18 * MAX_FEATURES + 1024
 # A list's items become float64 as it is decoded (8 bytes each; a list of anything else is refused:
 # two-letter strings cost ~60 bytes for 3 on disk), and all the lists and maps of a file share caps,
 # so that memory is bounded by these, not by what the file claims.
@@ -111,6 +113,9 @@ class NumericProfile(_ValueCounts):
     #: most frequent values with their share (default-fill diagnosis), at most 10
     top_values: tuple[tuple[float, float], ...] = ()
     kind: str = field(default="numeric", init=False)
+    #: from a time-ordered training file only (`baselines.serial`): the variance inflation of sums of
+    #: consecutive scores, rows `NUMERIC_SERIES`, columns `SERIAL_HORIZONS`; None: events independent
+    serial_inflation: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
         """The baseline side of an alert: small, JSON-ready.
@@ -157,6 +162,8 @@ class CategoricalProfile(_ValueCounts):
     #: categories seen exactly once and exactly twice (Good-Turing's n1 and n2)
     n_singletons: int = 0
     n_doubletons: int = 0
+    #: as `NumericProfile.serial_inflation`, rows `CATEGORICAL_SERIES`
+    serial_inflation: np.ndarray | None = None
 
     @property
     def expected_other_freq(self) -> float:
@@ -579,6 +586,7 @@ def _profile_to_dict(p: FeatureProfile) -> dict[str, Any]:
             "discrete_freqs": None if p.discrete_freqs is None else [float(v) for v in p.discrete_freqs],
             "integer_valued": p.integer_valued,
             "top_values": [[float(v), float(f)] for v, f in p.top_values],
+            **_serial_to_dict(p),
         }
     return {
         "kind": "categorical",
@@ -591,7 +599,28 @@ def _profile_to_dict(p: FeatureProfile) -> dict[str, Any]:
         "heldout_other_freq": p.heldout_other_freq,
         "n_singletons": p.n_singletons,
         "n_doubletons": p.n_doubletons,
+        **_serial_to_dict(p),
     }
+
+
+def _serial_to_dict(p: FeatureProfile) -> dict[str, Any]:
+    """The optional serial-dependence field, flat; absent when not measured (an older baseline's
+    content and fingerprint stay as they were)."""
+    if p.serial_inflation is None:
+        return {}
+    return {"serial_inflation": [float(v) for v in p.serial_inflation.ravel()]}
+
+
+def _serial_from_dict(name: Any, d: Mapping, series: tuple[str, ...]) -> np.ndarray | None:
+    raw = d.get("serial_inflation")
+    if raw is None:
+        return None
+    shape = (len(series), len(SERIAL_HORIZONS))
+    v = _floats(raw, f"{name}.serial_inflation", shape[0] * shape[1])
+    if len(v) != shape[0] * shape[1] or not np.all(np.isfinite(v)) or np.any(v < 0):
+        raise BaselineError(f"feature {name!r}: serial_inflation must be {shape[0] * shape[1]} finite "
+                            f"non-negative numbers ({', '.join(series)} at {len(SERIAL_HORIZONS)} horizons)")
+    return v.reshape(shape)
 
 
 def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
@@ -635,6 +664,7 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
             discrete_freqs=df,
             integer_valued=bool(d.get("integer_valued", False)),
             top_values=top,
+            serial_inflation=_serial_from_dict(name, d, NUMERIC_SERIES),
         )
     if kind == "categorical":
         cats = d["categories"]
@@ -654,6 +684,7 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
             heldout_other_freq=None if heldout is None else float(heldout),
             n_singletons=int(d.get("n_singletons", 0)),
             n_doubletons=int(d.get("n_doubletons", 0)),
+            serial_inflation=_serial_from_dict(name, d, CATEGORICAL_SERIES),
         )
     raise BaselineError(f"feature {name!r}: unknown profile kind {kind!r}")
 

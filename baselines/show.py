@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile
+from baselines.serial import inflation_at
 from detectors.fmt import number, percent, printable
 
 __all__ = ["baseline_json", "format_baseline"]
@@ -14,6 +15,9 @@ __all__ = ["baseline_json", "format_baseline"]
 SHOWN_CATEGORIES = 3
 #: features listed, strongest first, on the header's line of associations with the label
 SHOWN_ASSOCIATIONS = 5
+#: the time-ordered header line: the horizon (events) and how many features it names
+SHOWN_HORIZON = 1024
+SHOWN_SERIAL = 5
 
 
 def format_baseline(b: Baseline) -> str:
@@ -63,6 +67,9 @@ def format_baseline(b: Baseline) -> str:
         )
     if b.label_association is not None and b.label_association.features:
         lines.append(f"association {_associations(b)}")
+    serial = _serial(b)
+    if serial:
+        lines.append(f"time-ordered  {serial}")
     header = ["feature", "kind", "count", "missing", "invalid", "mean", "std", "min", "p50", "max"]
     rows = [header]
     for name, p in b.features.items():
@@ -134,6 +141,20 @@ def _json(value: Any, indent: str) -> str:
         inner = indent + "  "
         return "[\n" + ",\n".join(inner + _json(v, inner) for v in value) + "\n" + indent + "]"
     return json.dumps(value, separators=(", ", ": "))
+
+
+def _serial(b: Baseline) -> str:
+    """The serial dependence measured in a time-ordered baseline: V over SHOWN_HORIZON events of each
+    feature's most dependent series, the most dependent features first; "" when none was measured."""
+    measured = [(float(inflation_at(p.serial_inflation.max(axis=0), SHOWN_HORIZON)), name)
+                for name, p in b.features.items() if p.serial_inflation is not None]
+    if not measured:
+        return ""
+    measured.sort(key=lambda vn: -vn[0])
+    shown = ", ".join(f"{name} x{number(v)}" for v, name in measured[:SHOWN_SERIAL])
+    more = f", +{len(measured) - SHOWN_SERIAL} more" if len(measured) > SHOWN_SERIAL else ""
+    return (f"variance inflation of sums over {SHOWN_HORIZON:,} events: {shown}{more} "
+            "(the monitors' thresholds allow for it)")
 
 
 def _describe(p: NumericProfile | CategoricalProfile) -> str:

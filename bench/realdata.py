@@ -134,9 +134,11 @@ def columns(ds: DataSet, df: pd.DataFrame) -> dict[str, list]:
     return {name: _values(df[name], kind) for name, kind in kinds.items()}
 
 
-def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns"):
+def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns", time_ordered: bool = False):
     """The baseline of `df`'s rows: from in-memory columns, or ("csv") from a CSV file the frame is
-    written to with pandas, as a user would write a training set and run `skewwatch baseline build`."""
+    written to with pandas, as a user would write a training set and run `skewwatch baseline build`.
+    time_ordered: the rows are in time order and the baseline measures their serial dependence
+    (`baseline build --time-ordered`)."""
     if via == "csv":
         frame = df[ds.features].copy()
         for name in ds.booleans:
@@ -148,7 +150,8 @@ def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns"):
                                   min_rows=1)
     cols = {name: df[name].to_numpy(dtype=np.float64, na_value=np.nan) if name in ds.numeric else values
             for name, values in columns(ds, df).items()}
-    return build_baseline_from_columns(ds.name, cols, version="1", categorical=ds.categorical + ds.booleans)
+    return build_baseline_from_columns(ds.name, cols, version="1", categorical=ds.categorical + ds.booleans,
+                                       time_ordered=time_ordered)
 
 
 def events_of(ds: DataSet, df: pd.DataFrame) -> list[dict]:
@@ -368,15 +371,20 @@ def _summary(alerts: list[Alert]) -> dict:
 
 
 def natural_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
+    """The later period and the order-only control; each replayed in time order also against a
+    baseline of the same rows in time order that measured their serial dependence (--time-ordered)."""
     early, late, control = ds.periods(df)
     rng = np.random.default_rng(11)
     rows = []
     base = df[early].iloc[rng.permutation(int(early.sum()))[:ds.cap]]
     replayed = df[late].sort_values(ds.order, kind="stable").iloc[:ds.cap]
     events = events_of(ds, replayed)
+    adwin = sum(map(len, adwin_detections(ds, base, events).values()))
     rows.append({"data": ds.name, "case": "later period, time order", "events": len(events),
-                 **_summary(replay(baseline_of(ds, base), events)),
-                 "adwin": sum(map(len, adwin_detections(ds, base, events).values()))})
+                 **_summary(replay(baseline_of(ds, base), events)), "adwin": adwin})
+    rows.append({"data": ds.name, "case": "later period, time order, --time-ordered baseline", "events": len(events),
+                 **_summary(replay(baseline_of(ds, _in_time_order(ds, base), time_ordered=True), events)),
+                 "adwin": adwin})
     period = df[control]
     half = rng.permutation(len(period))
     base = period.iloc[half[:len(half) // 2][:ds.cap]]
@@ -388,7 +396,98 @@ def natural_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
         events = events_of(ds, ordered)
         rows.append({"data": ds.name, "case": label, "events": len(events), **_summary(replay(b, events)),
                      "adwin": sum(map(len, adwin_detections(ds, base, events).values()))})
+    rows.append({"data": ds.name, "case": "control: same period, time order, --time-ordered baseline",
+                 "events": len(events),
+                 **_summary(replay(baseline_of(ds, _in_time_order(ds, base), time_ordered=True), events)),
+                 "adwin": rows[-1]["adwin"]})
     return rows
+
+
+def _in_time_order(ds: DataSet, rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.sort_values(ds.order, kind="stable")
+
+
+def long_controls(ds: DataSet, df: pd.DataFrame) -> list[dict]:
+    """The order-only control over the whole data set, uncapped (--serial): a random half as the
+    baseline, the other half replayed in time order, against the half as it is and in time order with
+    --time-ordered. The halves interleave, so both span every season; no peer (ADWIN's Python loop
+    would take most of the run)."""
+    half = np.random.default_rng(12).permutation(len(df))
+    base, rest = df.iloc[half[:len(half) // 2]], df.iloc[half[len(half) // 2:]]
+    events = events_of(ds, _in_time_order(ds, rest))
+    rows = []
+    for label, b in (("whole set, time order", baseline_of(ds, base)),
+                     ("whole set, time order, --time-ordered baseline",
+                      baseline_of(ds, _in_time_order(ds, base), time_ordered=True))):
+        alerts = replay(b, events)
+        rows.append({"data": ds.name, "case": label, "events": len(events), **_summary(alerts),
+                     "fired": Counter(f"{a.feature}/{a.detector}" for a in alerts)})
+    return rows
+
+
+def ordered_bug_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
+    """The injected bugs of (b), replayed in time order (--serial): the control period's random half
+    as the baseline, the other half in time order with the bug from event 2,000, against the half as
+    it is and in time order with --time-ordered. What the serial option costs in delay, and the
+    alerts before the bug (all false)."""
+    _, _, control = ds.periods(df)
+    period = df[control]
+    half = np.random.default_rng(11).permutation(len(period))
+    base = period.iloc[half[:len(half) // 2][:ds.cap]]
+    rest = _in_time_order(ds, period.iloc[half[len(half) // 2:]]).iloc[:ds.cap]
+    at = min(2000, len(rest) // 2)
+    baselines = {False: baseline_of(ds, base), True: baseline_of(ds, _in_time_order(ds, base), time_ordered=True)}
+    rows = []
+    for bug in (b for b in BUGS if b.data == ds.name):
+        row = {"data": ds.name, "feature": bug.feature or "(version)", "bug": bug.what}
+        for serial, b in baselines.items():
+            events = events_of(ds, rest.iloc[:at + 2000])
+            inject(bug, events, at, np.random.default_rng(100))
+            alerts = replay(b, events)
+            on_bug = [a for a in alerts if a.events_seen > at and (a.feature == bug.feature if bug.feature else
+                                                                   a.kind == "serving")]
+            first = on_bug[0] if on_bug else None
+            row[serial] = {"pre": sum(a.events_seen <= at for a in alerts),
+                           "delay": first.events_seen - at if first else None,
+                           "how": f"{first.detector}:{cause(first)}" if first else ""}
+        rows.append(row)
+    return rows
+
+
+def serial_report(controls: list[dict], bugs: list[dict], command: str, seconds: float) -> str:
+    events = sum(r["events"] for r in controls if "--time-ordered" in r["case"])
+    alerts = sum(r["alerts"] for r in controls if "--time-ordered" in r["case"])
+
+    def first(r: dict) -> str:
+        return "missed" if r["delay"] is None else f"{r['delay']} ({r['how']})"
+
+    return "\n".join([
+        "## Real data in time order, with and without `--time-ordered` baselines (`bench/realdata.py --serial`)",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')} ({seconds:.0f} s), load average "
+        f"{os.getloadavg()[0]:.2f} at the end of the run  ",
+        "Cases: docs/realdata.md (traffic in time order).",
+        "",
+        "### Order-only control over whole data sets (target: at most 1 alert per 100k events)",
+        "",
+        "| data | case | events | skewwatch alerts | per 100k events | naming a pipeline bug | "
+        "alerts: feature/detector |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {r['data']} | {r['case']} | {r['events']:,} | **{r['alerts']}** | "
+          f"{r['alerts'] * 100_000 / max(r['events'], 1):,.1f} | {r['blamed']} | {_which(r['fired'])} |"
+          for r in controls],
+        "",
+        f"With --time-ordered baselines: {alerts} alerts in {events:,} events.",
+        "",
+        "### Injected bugs in time order (bug from event 2,000 of 4,000)",
+        "",
+        "| data | feature | bug | alerts before it | first alert on it: delay (detector:cause) | "
+        "--time-ordered: alerts before it | --time-ordered: delay (detector:cause) |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {r['data']} | {r['feature']} | {r['bug']} | {r[False]['pre']} | {first(r[False])} | "
+          f"{r[True]['pre']} | {first(r[True])} |" for r in bugs],
+    ])
 
 
 # ---- the report ---------------------------------------------------------------------------------
@@ -470,6 +569,9 @@ def main() -> None:
     p.add_argument("--bug-seeds", type=int, default=3, help="shuffles per injected bug (default 3)")
     p.add_argument("--data", default=",".join(d.name for d in DATASETS), help="data sets to run (comma-separated)")
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    p.add_argument("--serial", action="store_true",
+                   help="only the time-ordered cases with and without --time-ordered baselines: the order-only control "
+                        "over each time-ordered data set, whole and uncapped, and the injected bugs in time order")
     args = p.parse_args()
     chosen = [d for d in DATASETS if d.name in args.data.split(",")]
     t = time.perf_counter()
@@ -479,6 +581,16 @@ def main() -> None:
             frames[ds.name] = load(ds.name)
         except ImportError as e:
             sys.exit(f"{EXTRA_HINT} (missing: {e.name})")
+    command = " ".join([".venv/bin/python", "bench/realdata.py", *sys.argv[1:]])
+    if args.serial:
+        ordered = [ds for ds in chosen if ds.order is not None]
+        controls = [row for ds in ordered for row in long_controls(ds, frames[ds.name])]
+        bugs = [row for ds in ordered if ds.periods is not None for row in ordered_bug_cases(ds, frames[ds.name])]
+        text = serial_report(controls, bugs, command, time.perf_counter() - t)
+        print(text)
+        if not args.no_write:
+            write_block("realdata.py --serial", text)
+        return
     no_change, bugs, natural = [], [], []
     for ds in chosen:
         df = frames[ds.name]
@@ -487,7 +599,6 @@ def main() -> None:
         if ds.periods is not None:
             natural += natural_cases(ds, df)
         print(f"{ds.name}: done at {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    command = " ".join([".venv/bin/python", "bench/realdata.py", *sys.argv[1:]])
     text = report(no_change, bugs, natural, command, time.perf_counter() - t)
     print(text)
     if not args.no_write:

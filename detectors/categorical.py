@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from baselines.profile import CategoricalProfile
+from baselines.serial import inflation_at
 from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
 from detectors.episodes import AlarmSource, Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
-from detectors.numeric import rate_weights, window_cuts
+from detectors.numeric import missing_rate_rows, rate_threshold, rate_weights, window_cuts
 from detectors.recent import RecentRing
 from detectors.sketches import SpaceSaving
 from detectors.stats import MIN_EXPECTED, chi2_sf, jensen_shannon, psi
@@ -71,7 +72,7 @@ class CategoricalBank:
         # rows the expected shares are as precise as (the chi-square's two-sample variance)
         self._profile_counts = np.array([_rows_equivalent(p) for p in self._profiles], dtype=np.float64)
         weights = np.array([[rate_weights(p.expected_other_freq, _rows_equivalent(p)),
-                             rate_weights(p.missing_rate, p.total),
+                             rate_weights(p.missing_rate, missing_rate_rows(p)),
                              rate_weights(p.invalid_rate, p.total)] for p in self._profiles]).reshape(f, 3, 3)
         self._llr_hit = weights[:, :, 0].astype(np.int64)
         self._llr_miss = weights[:, :, 1].astype(np.int64)
@@ -79,7 +80,14 @@ class CategoricalBank:
         # in chain order: unseen, missing, invalid, each feature by feature
         self._rate_hit = np.ascontiguousarray(self._llr_hit.T).ravel()
         self._rate_miss = np.ascontiguousarray(self._llr_miss.T).ravel()
-        self._cusum = CusumBank(np.full(3 * f, round(T.RATE_H * T.LLR_SCALE), dtype=np.int64))
+        h = np.full((3, f), round(T.RATE_H * T.LLR_SCALE), dtype=np.int64)
+        for j, p in enumerate(self._profiles):
+            if p.serial_inflation is not None:  # rows: other, missing (`CategoricalProfile.serial_inflation`)
+                for test, v in ((UNSEEN, p.serial_inflation[0]), (MISSING, p.serial_inflation[1])):
+                    h[test, j] = rate_threshold(int(h[test, j]), weights[j, test], v)
+        #: each chain's threshold (fixed point), (3, f)
+        self._h = h
+        self._cusum = CusumBank(h.ravel())
         self._blocks = BlockAccumulator(T.CUSUM_BLOCK, 3 * f)
         self._counts = np.zeros(self._n_cells, dtype=np.int64)
         self._last_counts = np.zeros(self._n_cells, dtype=np.int64)
@@ -150,7 +158,8 @@ class CategoricalBank:
                 evidence["top_unseen"] = self.top_unseen(j, event_index=event)
             out.append(Candidate(event_index=event, rank=(AlarmSource.CATEGORICAL_CUSUM, test, j),
                                  feature=self._names[j], kind=kind, family=family, detector=detector,
-                                 statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None, evidence=evidence,
+                                 statistic=stat / T.LLR_SCALE, threshold=float(self._h[test, j] / T.LLR_SCALE),
+                                 p_value=None, evidence=evidence,
                                  onset=onset))
         return out
 
@@ -264,7 +273,7 @@ class CategoricalBank:
         stats = self._window_test(j, self._last_counts)
         f = len(self._names)
         stats["unseen_cusum"] = float(self._cusum.statistics[UNSEEN * f + j] / T.LLR_SCALE)
-        stats["cusum_threshold"] = T.RATE_H
+        stats["cusum_threshold"] = float(self._h[UNSEEN, j] / T.LLR_SCALE)
         return stats
 
     def missing_ratio(self, j: int) -> float:
@@ -320,12 +329,13 @@ def _expected_shares(p: CategoricalProfile, window: int) -> np.ndarray:
 
 def _rows_equivalent(p: CategoricalProfile) -> int:
     """Rows of a binomial sample as precise as the baseline's "other" share: its count, fewer when the
-    share is a Good-Turing estimate, whose variance is the binomial one of n1 / n plus 2 n2 / n^2."""
+    share is a Good-Turing estimate, whose variance is the binomial one of n1 / n plus 2 n2 / n^2, and
+    fewer when its rows were measured serially dependent."""
     q, n = p.expected_other_freq, max(p.count, 1)
     binomial = max(q, 1.0 / n) * (1.0 - q) / n
-    if binomial <= 0 or not p.n_doubletons:
-        return n
-    return max(1, round(n * binomial / (binomial + 2.0 * p.n_doubletons / n**2)))
+    rows = n if binomial <= 0 or not p.n_doubletons else n * binomial / (binomial + 2.0 * p.n_doubletons / n**2)
+    # a time-ordered baseline: as precise as 1 / V(n) as many independent rows
+    return max(1, round(rows / inflation_at(None if p.serial_inflation is None else p.serial_inflation[0], n)))
 
 
 def _round(v: Any) -> Any:

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from baselines.serial import inflation_at
 from detectors import _kernels
 
-__all__ = ["DISABLED", "BlockAccumulator", "CusumBank", "bernoulli_llr_weights", "blocks_touched"]
+__all__ = ["DISABLED", "BlockAccumulator", "CusumBank", "bernoulli_llr_weights", "blocks_touched", "serial_threshold"]
 
 #: chains whose threshold is this are switched off (never alarm)
 DISABLED = np.iinfo(np.int64).max // 4
@@ -148,3 +149,41 @@ class CusumBank:
 def bernoulli_llr_weights(p0: float, p1: float, scale: float) -> tuple[int, int]:
     """Fixed-point log-likelihood-ratio increments (per hit, per non-hit) of rate p1 against p0."""
     return int(round(np.log(p1 / p0) * scale)), int(round(np.log((1 - p1) / (1 - p0)) * scale))
+
+
+#: window lengths (events) over which `serial_threshold` checks a chain: 1 to a million, log-spaced
+_SPANS = np.geomspace(1.0, 1e6, 600)
+
+
+def serial_threshold(h: float, drift: float, inflation: np.ndarray | None) -> float:
+    """The threshold of a CUSUM chain that holds its false-alarm rate on serially dependent events.
+
+    The chain's per-event increments have variance 1 and mean -drift under "no change" (threshold h
+    and drift in those units). It alarms when the sum of some L consecutive increments exceeds
+    h + drift L. With independent increments that sum has standard deviation sqrt(L), and the
+    horizon closest to alarming (L = h / drift) sits z = 2 sqrt(h drift) deviations below it; with
+    serial dependence the sum varies inflation(L) times as much. The threshold returned is the
+    lowest that keeps every horizon at least z deviations away: h when inflation is 1 (or None),
+    about h V when it is a constant V (the Brownian approximation's ARL is then V times longer).
+
+    Parameters
+    ----------
+    h, drift
+        The chain's threshold and reference, in standard deviations of one increment.
+    inflation
+        V(L) at `baselines.serial.SERIAL_HORIZONS` (interpolated in log L between them, 1 at L = 1,
+        the longest one's beyond it); None: independent events.
+
+    Examples
+    --------
+    >>> serial_threshold(35.0, 0.25, None), serial_threshold(35.0, 0.25, np.ones(10))
+    (35.0, 35.0)
+    >>> round(serial_threshold(35.0, 0.25, np.full(10, 19.0)) / 35.0, 1)
+    19.0
+    """
+    if inflation is None or drift <= 0:
+        return h
+    v = inflation_at(inflation, _SPANS)
+    z = 2.0 * np.sqrt(h * drift)
+    return max(h, float(np.max(z * np.sqrt(v * _SPANS) - drift * _SPANS)))
+

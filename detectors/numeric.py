@@ -15,18 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from baselines.profile import QUANTILE_PROBS, NumericProfile
+from baselines.profile import QUANTILE_PROBS, CategoricalProfile, NumericProfile
+from baselines.serial import inflation_at
 from detectors import _kernels
 from detectors import thresholds as T
-from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr_weights, blocks_touched
+from detectors.cusum import (
+    DISABLED,
+    BlockAccumulator,
+    CusumBank,
+    bernoulli_llr_weights,
+    blocks_touched,
+    serial_threshold,
+)
 from detectors.episodes import RIVER_DETECTORS, AlarmSource, Candidate
 from detectors.pit import BatchedPIT
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
 
-__all__ = ["MIN_POOLED_SUMMARY", "POOLED_VALUES", "Z_PER_UNIT", "NumericBank", "pooled_quantiles", "rate_weights",
-           "summarise_recent", "window_cuts"]
+__all__ = ["MIN_POOLED_SUMMARY", "POOLED_VALUES", "Z_PER_UNIT", "NumericBank", "missing_rate_rows", "pooled_quantiles",
+           "rate_threshold", "rate_weights", "summarise_recent", "window_cuts"]
 
 ONE = 1 << T.U_BITS
 HALF = ONE >> 1
@@ -96,6 +104,38 @@ def rate_weights(rate: float, n: int) -> tuple[int, int, float]:
     return hit, miss, p0
 
 
+def _allow_serial_dependence(h: np.ndarray, inflation: np.ndarray, k: float, missing: np.ndarray) -> None:
+    """Raise one feature's chain thresholds h (fixed point, in chain order; in place) by
+    `serial_threshold` for its measured serial dependence (`NumericProfile.serial_inflation`, rows
+    location, scale, missing): the score chains on the scores' (variance 1, drift k), the missing
+    chain on the missing indicator's, its increments standardised (weights (hit, miss, p0))."""
+    location, scale, missing_v = inflation
+    for chain, v in ((LOC_UP, location), (LOC_DOWN, location), (SCALE_UP, scale), (SCALE_DOWN, scale)):
+        if h[chain] != DISABLED:
+            h[chain] = round(serial_threshold(h[chain] * Z_PER_UNIT, k, v) / Z_PER_UNIT)
+    if h[MISSING] != DISABLED:
+        h[MISSING] = rate_threshold(int(h[MISSING]), missing, missing_v)
+
+
+def missing_rate_rows(p: NumericProfile | CategoricalProfile) -> float:
+    """Rows of independent events the baseline's missing rate is as precise as: its total, divided
+    by the missing indicator's V over the whole baseline when it was measured in time order."""
+    if p.serial_inflation is None:
+        return p.total
+    return p.total / inflation_at(p.serial_inflation[-1], max(p.total, 1))
+
+
+def rate_threshold(h: int, weights: np.ndarray, inflation: np.ndarray) -> int:
+    """A Bernoulli rate chain's threshold h (fixed point) raised by `serial_threshold` for the serial
+    dependence of its indicator; weights: (hit, miss, p0) as `rate_weights` gives them."""
+    hit, miss, p0 = float(weights[0]), float(weights[1]), float(weights[2])
+    sd = math.sqrt(p0 * (1.0 - p0)) * abs(hit - miss)
+    if sd <= 0:
+        return h
+    drift = -(p0 * hit + (1.0 - p0) * miss) / sd
+    return round(serial_threshold(h / sd, drift, inflation) * sd)
+
+
 def window_cuts(start: int, n: int, window: int) -> list[int]:
     """Offsets that split a batch of events start..start+n-1 where tumbling windows of `window`
     events (aligned on the event count) end: [0, ..., n], no empty segment.
@@ -139,13 +179,25 @@ class NumericBank:
         self._min_window_values = min_window_values
         f = len(self._profiles)
         self._pit = BatchedPIT(self._profiles)
-        counts = np.array([max(p.count, 1) for p in self._profiles], dtype=np.float64)
+        #: per feature, V of its location scores over L events (`inflation_at`; None: independent events)
+        self._serial = [None if p.serial_inflation is None else p.serial_inflation[0] for p in self._profiles]
+        # a time-ordered baseline's estimates are as precise as count / V(count) independent rows
+        counts = np.array([max(p.count, 1) / inflation_at(v, max(p.count, 1))
+                           for p, v in zip(self._profiles, self._serial)], dtype=np.float64)
+        #: Page-Hinkley standardises a block mean by its valid values: this many events count as one.
+        #: It is a CUSUM of block means (reference delta, threshold lambda): like the chains, it drifts
+        #: to an alarm over lambda / delta blocks, so V over that many events (scaling its inputs by
+        #: 1 / sqrt(V) scales both its reference and threshold by sqrt(V): the same false-alarm rate)
+        self._river_inflation = [inflation_at(v, T.RIVER_BLOCK * T.PAGE_HINKLEY_THRESHOLD / T.PAGE_HINKLEY_DELTA)
+                                 for v in self._serial]
+        #: the window's KS critical value, sqrt(V) times the independent one's
+        self._ks_inflation = np.sqrt([inflation_at(v, window) for v in self._serial])
         self._mins = np.array([p.min for p in self._profiles], dtype=np.float64)
         self._maxs = np.array([p.max for p in self._profiles], dtype=np.float64)
         k = T.CUSUM_K + T.BASELINE_ALLOWANCE_SD / np.sqrt(counts)
         self._k_fixed = np.rint(k / Z_PER_UNIT).astype(np.int64)
         self._ks_allowance = T.KS_BASELINE_ALLOWANCE / np.sqrt(counts)
-        weights = np.array([[rate_weights(p.missing_rate, p.total), rate_weights(p.invalid_rate, p.total),
+        weights = np.array([[rate_weights(p.missing_rate, missing_rate_rows(p)), rate_weights(p.invalid_rate, p.total),
                              rate_weights(0.0, p.count)] for p in self._profiles]).reshape(f, 3, 3)
         self._llr_hit = weights[:, :, 0].astype(np.int64)  # (f, 3): missing, invalid, out of range
         self._llr_miss = weights[:, :, 1].astype(np.int64)
@@ -156,6 +208,11 @@ class NumericBank:
         h = np.full((N_CHAINS, f), DISABLED, dtype=np.int64)
         for chain in self._alarms:
             h[chain] = round(T.CUSUM_H / Z_PER_UNIT) if chain <= SCALE_DOWN else round(T.RATE_H * T.LLR_SCALE)
+        for j, p in enumerate(self._profiles):
+            if p.serial_inflation is not None:
+                _allow_serial_dependence(h[:, j], p.serial_inflation, k[j], weights[j, 0])
+        #: each chain's threshold (fixed point), (N_CHAINS, f)
+        self._h = h
         self._cusum = CusumBank(h.ravel())
         self._blocks = BlockAccumulator(T.CUSUM_BLOCK, 6 * f)
         # location sums and valid counts, re-blocked from CUSUM blocks to timing blocks (the model's
@@ -217,10 +274,10 @@ class NumericBank:
     def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:
         kind, family, detector = self._alarms[test]
         if test <= SCALE_DOWN:
-            statistic, threshold = stat * Z_PER_UNIT, T.CUSUM_H
+            statistic, threshold = stat * Z_PER_UNIT, self._h[test, j] * Z_PER_UNIT
             evidence = {"test": CHAINS[test], "reference_k": round(float(self._k_fixed[j] * Z_PER_UNIT), 4)}
         else:
-            statistic, threshold = stat / T.LLR_SCALE, T.RATE_H
+            statistic, threshold = stat / T.LLR_SCALE, self._h[test, j] / T.LLR_SCALE
             evidence = {"test": CHAINS[test], "expected_rate": float(self._expected_rates[j, test - MISSING])}
         evidence["change_start_event"] = onset
         return Candidate(event_index=event, rank=(AlarmSource.NUMERIC_CUSUM, test, j), feature=self._names[j],
@@ -246,7 +303,7 @@ class NumericBank:
                 if nvalid == 0:
                     continue
                 mean_u = 0.5 + row[j] / (nvalid * ONE)
-                fired = detector.update(mean_u, nvalid, event)
+                fired = detector.update(mean_u, nvalid / self._river_inflation[j], event)
                 if fired:
                     evidence = {"test": fired, "block_events": T.RIVER_BLOCK, "block_mean_u": round(float(mean_u), 4),
                                 "adwin_width_blocks": detector.adwin_width, "change_start_event": detector.onset + 1}
@@ -274,13 +331,16 @@ class NumericBank:
         hist = self._hist
         out = []
         for j, nvalid, ks, excess in _kernels.ks_alarms(hist, self._ks_allowance, self._min_window_values, KS_CRITICAL):
+            excess /= self._ks_inflation[j]  # V >= 1: the kernel's alarms hold those of the inflated critical value
+            if excess <= KS_CRITICAL:
+                continue
             p_value = kolmogorov_sf(excess)
             d10 = hist[j].reshape(10, -1).sum(axis=1)
             evidence = {"test": "ks", "window_events": self._window, "window_values": nvalid,
                         "ks": round(ks, 4), "psi": round(psi(d10, DECILES), 4),
                         "jensen_shannon": round(jensen_shannon(d10, DECILES), 4),
                         "wasserstein": self._wasserstein(j, hist[j])}
-            threshold = float(KS_CRITICAL / math.sqrt(nvalid) + self._ks_allowance[j])
+            threshold = float(KS_CRITICAL * self._ks_inflation[j] / math.sqrt(nvalid) + self._ks_allowance[j])
             out.append(Candidate(event_index=event, rank=(AlarmSource.KS_WINDOW, 0, j), feature=self._names[j],
                                  kind="drift", family="distribution", detector="ks", statistic=ks, threshold=threshold,
                                  p_value=p_value, evidence=evidence, onset=event - self._window + 1))
@@ -316,7 +376,7 @@ class NumericBank:
         n = int(hist.sum())
         d10 = hist.reshape(10, -1).sum(axis=1)
         ks = ks_uniform_from_histogram(hist)
-        excess = math.sqrt(n) * max(ks - float(self._ks_allowance[j]), 0.0)
+        excess = math.sqrt(n) * max(ks - float(self._ks_allowance[j]), 0.0) / self._ks_inflation[j]
         stats = {
             "psi": psi(d10, DECILES) if n else 0.0,
             "jensen_shannon": jensen_shannon(d10, DECILES) if n else 0.0,
@@ -326,7 +386,7 @@ class NumericBank:
             "window_values": n,
             "cusum_location": max(s[LOC_UP * f + j], s[LOC_DOWN * f + j]) * Z_PER_UNIT,
             "cusum_scale": max(s[SCALE_UP * f + j], s[SCALE_DOWN * f + j]) * Z_PER_UNIT,
-            "cusum_threshold": T.CUSUM_H,
+            "cusum_threshold": float(self._h[LOC_UP, j] * Z_PER_UNIT),
         }
         if self._river:
             stats["adwin_width_blocks"] = self._river[j].adwin_width

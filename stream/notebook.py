@@ -60,6 +60,7 @@ def build_baseline(
     categorical: Sequence[str] = (),
     exclude: Sequence[str] = (),
     min_rows: int | None = None,
+    time_ordered: bool = False,
 ) -> Baseline:
     """Profile a training DataFrame into a baseline, as `skewwatch baseline build` profiles a file.
 
@@ -75,6 +76,9 @@ def build_baseline(
         Columns profiled as categorical whatever they look like; columns left out.
     min_rows
         Fewest rows accepted (default `baselines.build.MIN_ROWS`, and why).
+    time_ordered
+        The rows are in time order, as production sends them (`baseline build --time-ordered`):
+        each feature's serial dependence is measured and the monitors' thresholds allow for it.
 
     Returns
     -------
@@ -90,7 +94,7 @@ def build_baseline(
     return build_baseline_from_frame(
         frame, model=model, version=version, confidence_column=confidence_column,
         prediction_column=prediction_column, label_column=label_column, categorical=categorical,
-        exclude=exclude, min_rows=MIN_ROWS if min_rows is None else min_rows)
+        exclude=exclude, min_rows=MIN_ROWS if min_rows is None else min_rows, time_ordered=time_ordered)
 
 
 def monitor(

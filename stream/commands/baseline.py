@@ -49,6 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="columns to profile as categorical whatever they look like")
     build.add_argument("--exclude", type=column_names, action="extend", default=[], metavar="C,D",
                        help="columns to leave out")
+    build.add_argument("--time-ordered", action="store_true",
+                       help="the rows are in time order, as production sends them (sort the file first): measure "
+                            "each feature's serial dependence so that the monitors' thresholds allow for it "
+                            "(docs/realdata.md)")
     show = sub.add_parser("show", help="print a baseline readably", description="Print a baseline file readably.")
     show.add_argument("baseline", metavar="BASELINE", help="baseline file (msgpack)")
     show.add_argument("--json", action="store_true", help="the whole baseline as JSON, arrays included")
@@ -87,6 +91,7 @@ def _build(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         categorical=args.categorical,
         exclude=args.exclude,
+        time_ordered=args.time_ordered,
         progress=progress,
         warn=progress.warn if progress is not None else _warn,
     )
