@@ -138,7 +138,7 @@ class NumericBank:
         self._window = window
         self._min_window_values = min_window_values
         f = len(self._profiles)
-        self._pit = BatchedPIT(self._profiles)
+        self._pit = BatchedPIT.shared(self._profiles)
         counts = np.array([max(p.count, 1) for p in self._profiles], dtype=np.float64)
         self._mins = np.array([p.min for p in self._profiles], dtype=np.float64)
         self._maxs = np.array([p.max for p in self._profiles], dtype=np.float64)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -205,7 +207,23 @@ class BatchedPIT:
     #: widest integer range tabulated for a feature with point masses
     MAX_INTEGER_CELLS = 4096
 
-    def __init__(self, profiles: list[NumericProfile]):
+    #: the transforms built, by the identity of their profiles (each holds its profiles, so that
+    #: the ids stay theirs): the monitors of one baseline share one
+    _shared: weakref.WeakValueDictionary[tuple[int, ...], BatchedPIT] = weakref.WeakValueDictionary()
+
+    @classmethod
+    def shared(cls, profiles: Sequence[NumericProfile]) -> BatchedPIT:
+        """The transform of these very profiles, built once however many monitors use it (a
+        baseline's monitors on several partitions, a monitor rebuilt from a checkpoint): it is
+        read-only once built, and building it is most of a monitor's creation time."""
+        key = tuple(map(id, profiles))
+        pit = cls._shared.get(key)
+        if pit is None:
+            pit = cls._shared[key] = cls(profiles)
+        return pit
+
+    def __init__(self, profiles: Sequence[NumericProfile]):
+        self._profiles = tuple(profiles)
         pits = [ProbabilityIntegralTransform(p) for p in profiles]
         f = len(profiles)
         # per feature, as detectors._kernels.pit_transform takes them

@@ -28,9 +28,10 @@ from stream.worker.service import Record
 
 log = logging.getLogger("skewwatch.worker")
 
-__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "checkpoint_and_commit",
-           "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown", "processing",
-           "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines", "write_checkpoints"]
+__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "STEP_SECONDS",
+           "checkpoint_and_commit", "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked",
+           "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter",
+           "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
 
@@ -50,6 +51,9 @@ def _table_items() -> Iterable[tuple[str, bytes]]:
 #: committed without being in the checkpoint, and lost by a crash before the next one
 processing = asyncio.Lock()
 
+
+#: seconds of restoring or creating monitors between two turns of the event loop
+STEP_SECONDS = 0.05
 
 #: seconds between the warnings of a worker that waits for its first usable baseline
 NO_BASELINE_NOTICE_INTERVAL = 10.0
@@ -92,13 +96,19 @@ async def _process(batch: list[faust.EventT]) -> None:
     service = worker.service
     with worker.metrics.batch_seconds.time():
         by_partition: dict[int, list[Record]] = {}
+        keys: dict[int, set[bytes]] = {}
         tps = {}
         for event in batch:
             m = event.message
             by_partition.setdefault(m.partition, []).append(Record(m.value, m.partition, m.offset, m.topic))
+            keys.setdefault(m.partition, set()).add(m.key)
             tps[m.partition] = m.tp
         for partition, records in by_partition.items():
+            # restored, then the monitors the batch's keys name created, letting the loop run between
+            await _in_steps(service.restoring(partition, _table_items))
             monitors = service.monitors_for(partition, _table_items)
+            models = [k.decode(errors="replace") for k in keys[partition] if isinstance(k, bytes)]
+            await _in_steps(service.creating(monitors, models))
             alerts, dead_letters = service.process(monitors, records)
             for alert in alerts:
                 await emit(alert)
@@ -107,6 +117,18 @@ async def _process(batch: list[faust.EventT]) -> None:
             seek = monitors.take_seek()
             if seek is not None:  # records fetched but never delivered: read them again
                 rewind(app.consumer, tps[partition], seek)
+
+
+async def _in_steps(steps: Iterable[None]) -> None:
+    """Run `steps`, letting the event loop run every STEP_SECONDS: its timers, the web pages and
+    the consumer's heartbeats wait no longer than that for a partition's monitors to be restored
+    or created."""
+    loop = asyncio.get_running_loop()
+    since = loop.time()
+    for _ in steps:
+        if loop.time() - since >= STEP_SECONDS:
+            await asyncio.sleep(0)
+            since = loop.time()
 
 
 async def emit(alert: Alert) -> None:

@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,7 +184,7 @@ class PartitionMonitors:
 
     def checkpoints(self, everything: bool = False) -> dict[str, bytes]:
         """{model: msgpack checkpoint} of the monitors that saw events since the last call."""
-        models = self.router.models if everything else sorted(self._dirty & set(self.router.models))
+        models = self.router.monitored if everything else sorted(self._dirty & set(self.router.monitored))
         self._dirty.clear()
         self._checkpointed_upto = self.last_offset
         return {
@@ -269,8 +269,7 @@ def _busiest_monitors(partitions: dict[int, PartitionMonitors]) -> dict[str, Mod
     chosen by count, so that only that one is read."""
     best: dict[str, ModelMonitor] = {}
     for monitors in partitions.values():
-        for model in monitors.router.models:
-            monitor = monitors.router.monitor(model)
+        for model, monitor in monitors.router.monitors().items():
             if model not in best or monitor.events_seen > best[model].events_seen:
                 best[model] = monitor
     return best
@@ -446,27 +445,46 @@ class DetectionService:
     def monitors_for(self, partition: int, checkpoints: Callable[[], Iterable[tuple[str, bytes]]]) -> PartitionMonitors:
         """The partition's monitors, built on first use and restored from `checkpoints()`
         (the (key, blob) pairs of the checkpoint table; by first use it is recovered)."""
-        monitors = self.partitions.get(partition)
-        if monitors is None:
-            monitors = PartitionMonitors(partition, self._baselines.values(), self._config)
-            for model, detail in self._unavailable.items():
-                monitors.router.disable_model(model, detail)
-            position = None
-            for key, blob in checkpoints():
-                p, model = parse_checkpoint_key(key)
-                if p != partition:
-                    continue
-                if model:
-                    monitors.restore(model, blob)
-                else:
-                    position = blob
-            if position is not None:  # after the models: it raises what their checkpoints include
-                monitors.restore_position(position)
-            monitors.committed_floor = max(monitors.committed_floor, self._floors.pop(partition, -1))
-            if partition in self._recreated:  # the checkpoints' offsets are those of the lost log
-                monitors.forget_offsets()
-            self.partitions[partition] = monitors
-        return monitors
+        for _ in self.restoring(partition, checkpoints):
+            pass
+        return self.partitions[partition]
+
+    def restoring(self, partition: int, checkpoints: Callable[[], Iterable[tuple[str, bytes]]]) -> Iterator[None]:
+        """`monitors_for` one step at a time: a step per restored checkpoint, so that the worker
+        lets its event loop run between them (a partition's hundreds of checkpoints, restored at
+        once, stalled it for seconds). The partition is in `partitions` once all are restored,
+        before its first record is processed; a model without a checkpoint gets its monitor at
+        its first event (`ModelRouter.monitor`)."""
+        if partition in self.partitions:
+            return
+        monitors = PartitionMonitors(partition, self._baselines.values(), self._config)
+        for model, detail in self._unavailable.items():
+            monitors.router.disable_model(model, detail)
+        position = None
+        for key, blob in checkpoints():
+            p, model = parse_checkpoint_key(key)
+            if p != partition:
+                continue
+            if model:
+                monitors.restore(model, blob)
+                yield
+            else:
+                position = blob
+        if position is not None:  # after the models: it raises what their checkpoints include
+            monitors.restore_position(position)
+        monitors.committed_floor = max(monitors.committed_floor, self._floors.pop(partition, -1))
+        if partition in self._recreated:  # the checkpoints' offsets are those of the lost log
+            monitors.forget_offsets()
+        self.partitions[partition] = monitors
+
+    def creating(self, monitors: PartitionMonitors, models: Iterable[str]) -> Iterator[None]:
+        """Create the monitors of `models` that the partition routes but has none of yet, a step
+        per monitor (see `restoring`). The worker passes a batch's message keys (producers key
+        by model) before processing it: the monitors a batch needs are then not all created at
+        once inside it; a model named by no key still gets its monitor at its first event."""
+        for model in monitors.router.unmonitored(models):
+            monitors.router.monitor(model)
+            yield
 
     def observe_end_offsets(self, ends: dict[int, int]) -> list[int]:
         """Record the input partitions' end offsets; those that went backwards (the partitions
@@ -570,10 +588,8 @@ class DetectionService:
             subjects.setdefault(key[0], []).append(kept[key])
         restored: dict[str, dict] = {}
         for monitors in self.partitions.values():
-            try:
-                briefs = monitors.router.monitor(model).last_alerts()
-            except KeyError:
-                continue
+            monitor = monitors.router.monitors().get(model)
+            briefs = monitor.last_alerts() if monitor is not None else {}
             for feature, brief in briefs.items():
                 newer = brief["events_seen"] > restored.get(feature, {}).get("events_seen", -1)
                 if newer and ("feature", feature) not in subjects:
@@ -585,10 +601,8 @@ class DetectionService:
         """The model's events counted by its monitors (restored ones included), over all partitions here."""
         total = 0
         for monitors in self.partitions.values():
-            try:
-                total += monitors.router.monitor(model).events_seen
-            except KeyError:
-                continue
+            monitor = monitors.router.monitors().get(model)
+            total += monitor.events_seen if monitor is not None else 0
         return total
 
     def snapshots(self) -> dict[str, dict]:

@@ -461,3 +461,24 @@ def test_a_scrape_reads_only_each_models_busiest_monitor_and_only_when_it_change
     service.update_gauges()  # new events on another partition than the busiest: its gauges do not change
     assert read == [home.router.monitor("credit")]
     assert service.snapshots()["credit"]["events_seen"] == 300
+
+
+def test_a_partition_holds_monitors_only_for_the_models_whose_events_it_saw_or_restored(tmp_path, credit_baseline):
+    from tests.stream.helpers import training_baseline
+
+    training_baseline("fraud", seed=3).save(tmp_path / "fraud.msgpack")
+    service = credit_service(tmp_path, credit_baseline)
+    home = service.monitors_for(1, list)
+    service.process(home, records(as_json(events("credit", 30, seed=1)), partition=1))
+    assert home.router.monitored == ["credit"] and service.monitors_for(0, list).router.monitored == []
+    blobs = service.checkpoints()
+    assert sorted(blobs) == ["1/credit"]
+    # a restart: the checkpoint of (1, credit) creates that monitor at restore, and no other
+    restarted = credit_service(tmp_path, credit_baseline)
+    steps = list(restarted.restoring(1, lambda: blobs.items()))
+    assert len(steps) == 1 and restarted.partitions[1].router.monitored == ["credit"]
+    assert restarted.events_seen("credit") == 30 and restarted.events_seen("fraud") == 0
+    assert restarted.monitors_for(0, lambda: blobs.items()).router.monitored == []
+    # the monitors a batch's keys name are created a step each, before the batch is processed
+    assert len(list(restarted.creating(restarted.partitions[1], ["fraud", "credit", "nobody"]))) == 1
+    assert restarted.partitions[1].router.monitored == ["credit", "fraud"]
