@@ -80,7 +80,7 @@ async def wait_for_baselines() -> None:
     loop = asyncio.get_running_loop()
     said = None
     while not service.models:
-        service.rescan()
+        await _in_steps(service.rescanning())
         if service.models:
             break
         if said is None or loop.time() - said >= NO_BASELINE_NOTICE_INTERVAL:
@@ -192,7 +192,7 @@ async def relax_gc_once_started() -> None:
 @app.timer(interval=settings.baseline_scan_interval)
 async def rescan_baselines() -> None:
     """Pick up new, changed, broken or deleted baseline files; report held-back reject counts."""
-    worker.service.rescan()
+    await _in_steps(worker.service.rescanning())
     worker.service.report_rejects()  # the reject counts a burst's rate-limited log line held back
 
 

@@ -9,6 +9,7 @@ so a scan never sees a half-written file.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,11 @@ class BaselineDirectory:
     def scan(self) -> list[BaselineChange]:
         """The models loaded, failed or removed since the last scan (all files on the first); an
         unreadable directory changes nothing and sets `problem`."""
+        return list(self.scanning())
+
+    def scanning(self) -> Iterator[BaselineChange]:
+        """`scan`, a change at a time: each file is loaded only when its change is asked for (the
+        worker lets its event loop run between two: hundreds of files take seconds)."""
         try:
             files = {p: p.stat() for p in self.path.iterdir() if p.name.endswith(SUFFIX) and p.is_file()}
             self.problem = None
@@ -68,12 +74,11 @@ class BaselineDirectory:
             # A missing or unreadable directory is reported, not treated as "every file deleted":
             # a transient mount problem must not disable every model.
             self.problem = _unreadable(self.path, e)
-            return []
-        changes: list[BaselineChange] = []
+            return
         for path in sorted(set(self._seen) - set(files)):
             del self._seen[path]
             model = self._model_of.pop(path)
-            changes.append(BaselineChange("removed", model, path, detail=f"baseline file {path} was deleted"))
+            yield BaselineChange("removed", model, path, detail=f"baseline file {path} was deleted")
         for path, st in sorted(files.items()):
             signature = (st.st_mtime_ns, st.st_size)
             if self._seen.get(path) == signature:
@@ -83,12 +88,10 @@ class BaselineDirectory:
                 baseline = Baseline.load(path)
             except BaselineError as e:
                 model = self._model_of.setdefault(path, path.name[: -len(SUFFIX)])
-                changes.append(BaselineChange("failed", model, path, detail=f"baseline unusable: {e}"))
+                yield BaselineChange("failed", model, path, detail=f"baseline unusable: {e}")
                 continue
             old = self._model_of.get(path)
             if old is not None and old != baseline.model:
-                changes.append(BaselineChange("removed", old, path,
-                                              detail=f"{path} now holds model {baseline.model!r}"))
+                yield BaselineChange("removed", old, path, detail=f"{path} now holds model {baseline.model!r}")
             self._model_of[path] = baseline.model
-            changes.append(BaselineChange("loaded", baseline.model, path, baseline=baseline))
-        return changes
+            yield BaselineChange("loaded", baseline.model, path, baseline=baseline)

@@ -403,35 +403,50 @@ class DetectionService:
         #: to recover is a longer window in which Faust already fetches (and can lose a record).
         self._floors: dict[int, int] = {}
         self._rewrite_all = False  # a checkpoint may not have reached the broker
+        self._rescanning = False  # a `rescanning` under way
         self._rewrite_positions = False
 
     # ---- baselines -----------------------------------------------------------------------
     def rescan(self) -> list[BaselineChange]:
         """Scan the baselines directory and apply what changed to every partition's monitors."""
-        changes = self.directory.scan()
+        return list(self.rescanning())
+
+    def rescanning(self) -> Iterator[BaselineChange]:
+        """`rescan`, a change at a time (the worker lets its event loop run between two: loading
+        hundreds of baselines at once stalled it for seconds). A rescan asked for while another
+        is under way finds nothing."""
+        if self._rescanning:
+            return
+        self._rescanning = True
+        try:
+            for change in self.directory.scanning():
+                self._apply(change)
+                yield change
+        finally:
+            self._rescanning = False
         if self.directory.problem != self._directory_problem:
             self._directory_problem = self.directory.problem
             if self.directory.problem:
                 log.warning("%s (keeping the baselines already loaded)", self.directory.problem)
-        for change in changes:
-            old = self._baselines.get(change.model)
-            if change.kind != "loaded" or old is None or old.fingerprint != change.baseline.fingerprint:
-                self._alerts.pop(change.model, None)  # alerts against a baseline no longer compared with
-            if change.kind == "loaded":
-                self._baselines[change.model] = change.baseline
-                self._unavailable.pop(change.model, None)
-                self.metrics.baseline_loaded.labels(change.model).set(1)
-                log.info("baseline of model %r loaded from %s (%d features)",
-                         change.model, change.path, len(change.baseline.features))
-            else:
-                self._baselines.pop(change.model, None)
-                self._unavailable[change.model] = change.detail
-                self.metrics.baseline_loaded.labels(change.model).set(0)
-                self.metrics.forget_model(change.model)
-                log.warning("model %r disabled: %s", change.model, change.detail)
-            for monitors in self.partitions.values():
-                monitors.apply(change)
-        return changes
+
+    def _apply(self, change: BaselineChange) -> None:
+        old = self._baselines.get(change.model)
+        if change.kind != "loaded" or old is None or old.fingerprint != change.baseline.fingerprint:
+            self._alerts.pop(change.model, None)  # alerts against a baseline no longer compared with
+        if change.kind == "loaded":
+            self._baselines[change.model] = change.baseline
+            self._unavailable.pop(change.model, None)
+            self.metrics.baseline_loaded.labels(change.model).set(1)
+            log.info("baseline of model %r loaded from %s (%d features)",
+                     change.model, change.path, len(change.baseline.features))
+        else:
+            self._baselines.pop(change.model, None)
+            self._unavailable[change.model] = change.detail
+            self.metrics.baseline_loaded.labels(change.model).set(0)
+            self.metrics.forget_model(change.model)
+            log.warning("model %r disabled: %s", change.model, change.detail)
+        for monitors in self.partitions.values():
+            monitors.apply(change)
 
     @property
     def models(self) -> list[str]:

@@ -482,3 +482,15 @@ def test_a_partition_holds_monitors_only_for_the_models_whose_events_it_saw_or_r
     # the monitors a batch's keys name are created a step each, before the batch is processed
     assert len(list(restarted.creating(restarted.partitions[1], ["fraud", "credit", "nobody"]))) == 1
     assert restarted.partitions[1].router.monitored == ["credit", "fraud"]
+
+
+def test_a_rescan_loads_one_baseline_per_step_and_a_second_one_meanwhile_finds_nothing(tmp_path, credit_baseline):
+    # (the worker loaded hundreds of baselines in one go, stalling its event loop for seconds)
+    for name in ("a", "b", "c"):
+        dataclasses.replace(credit_baseline, model=name).save(tmp_path / f"{name}.msgpack")
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()))
+    steps = service.rescanning()
+    assert next(steps).model == "a" and service.models == ["a"]
+    assert service.rescan() == []  # under way: the first one goes on
+    assert [c.model for c in steps] == ["b", "c"] and service.models == ["a", "b", "c"]
+    assert service.rescan() == []  # nothing changed since
