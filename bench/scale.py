@@ -145,7 +145,9 @@ async def measure(point: Point, workdir: Path, args: argparse.Namespace) -> Poin
         broker.stop()
         if args.logs:
             args.logs.mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, args.logs / f"worker-{point.models}x{point.features}.log")
+            for name in ("worker.log", "worker-restarted.log"):
+                if (workdir / name).exists():
+                    shutil.copy(workdir / name, args.logs / f"{point.models}x{point.features}-{name}")
 
 
 async def _run(point: Point, worker: subprocess.Popen, env: dict, log: Path, base: str, bootstrap: str, cfg,
@@ -190,7 +192,8 @@ async def _run(point: Point, worker: subprocess.Popen, env: dict, log: Path, bas
         worker.wait()
         stall.reset()
         started = time.perf_counter()
-        worker = start_worker(env, log)
+        worker = start_worker(env, log.with_name("worker-restarted.log"))
+        log = log.with_name("worker-restarted.log")
         for m in models:
             await send(m, messages[m][0], per_message)
         await producer.flush()
