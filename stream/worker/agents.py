@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import orjson
@@ -34,6 +34,7 @@ __all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NO
            "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
+T = TypeVar("T")
 
 #: seconds the lag timer waits for the broker's end offsets before it reports the broker lost
 BROKER_PROBE_TIMEOUT = 2.0
@@ -119,16 +120,19 @@ async def _process(batch: list[faust.EventT]) -> None:
                 rewind(app.consumer, tps[partition], seek)
 
 
-async def _in_steps(steps: Iterable[None]) -> None:
-    """Run `steps`, letting the event loop run every STEP_SECONDS: its timers, the web pages and
-    the consumer's heartbeats wait no longer than that for a partition's monitors to be restored
-    or created."""
+async def _in_steps(steps: Iterable[T]) -> list[T]:
+    """The items of `steps`, letting the event loop run every STEP_SECONDS: its timers, the web
+    pages and the consumer's heartbeats wait no longer than that for baselines to load, monitors
+    to be restored or created, or checkpoints to be encoded."""
     loop = asyncio.get_running_loop()
     since = loop.time()
-    for _ in steps:
+    items = []
+    for item in steps:
+        items.append(item)
         if loop.time() - since >= STEP_SECONDS:
             await asyncio.sleep(0)
             since = loop.time()
+    return items
 
 
 async def emit(alert: Alert) -> None:
@@ -146,10 +150,13 @@ async def send_dead_letter(letter: dict) -> None:
     await worker.dead_letters_topic.send(key=letter["reason"].encode(), value=orjson.dumps(letter))
 
 
-async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
+async def write_checkpoints(partitions: Iterable[int] | None = None, stepwise: bool = False) -> bool:
     """Write the changed monitors' state, then (once the broker has it) the partitions' position
-    markers; whether the broker has everything written so far."""
-    written = worker.service.checkpoints(partitions)
+    markers; whether the broker has everything written so far. `stepwise` (only under the
+    `processing` lock: no batch may change a monitor between two steps) lets the event loop run
+    between the checkpoints."""
+    checkpoints = worker.service.checkpointing(partitions)
+    written = dict(await _in_steps(checkpoints) if stepwise else checkpoints)
     for key, blob in written.items():
         worker.checkpoints[key] = blob
     if not await _confirmed():
@@ -179,7 +186,7 @@ async def checkpoint_and_commit() -> None:
     """Checkpoint the monitors, then commit the offsets they cover (only once the broker has them)."""
     async with processing:
         # Only once the checkpoints are durable may the consumer's offsets move on to what they cover.
-        if await write_checkpoints() and await app.consumer.commit():
+        if await write_checkpoints(stepwise=True) and await app.consumer.commit():
             worker.service.offsets_committed()
 
 

@@ -184,17 +184,20 @@ class PartitionMonitors:
 
     def checkpoints(self, everything: bool = False) -> dict[str, bytes]:
         """{model: msgpack checkpoint} of the monitors that saw events since the last call."""
+        return dict(self.checkpointing(everything))
+
+    def checkpointing(self, everything: bool = False) -> Iterator[tuple[str, bytes]]:
+        """`checkpoints`, a (model, checkpoint) at a time; no event may reach the monitors until
+        it is exhausted (the worker holds its processing lock)."""
         models = self.router.monitored if everything else sorted(self._dirty & set(self.router.monitored))
         self._dirty.clear()
         self._checkpointed_upto = self.last_offset
-        return {
-            m: msgpack.packb(
+        for m in models:
+            yield m, msgpack.packb(
                 {"v": CHECKPOINT_VERSION, "offset": self.last_offset, "committed_floor": self.committed_floor,
                  "baseline": self.router.baseline(m).fingerprint, "state": self.router.state_dict(m)},
                 use_bin_type=True,
             )
-            for m in models
-        }
 
     def position(self, everything: bool = False) -> bytes | None:
         """The partition's position marker, if it moved since the last (or `everything`): the
@@ -536,17 +539,22 @@ class DetectionService:
     def checkpoints(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
         """{table key: blob} for the monitors changed since their last checkpoint (all of them
         after `rewrite_checkpoints`). Once the broker has them, `positions` are written."""
+        return dict(self.checkpointing(partitions))
+
+    def checkpointing(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[str, bytes]]:
+        """`checkpoints`, a (table key, blob) at a time (the worker lets its event loop run between
+        them: hundreds of models' checkpoints at once stalled it for seconds); no event may reach
+        the monitors until it is exhausted."""
         everything, self._rewrite_all = self._rewrite_all, False
         self._rewrite_positions = everything
-        out: dict[str, bytes] = {}
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
             if monitors is not None:
                 # after a recreated log, every checkpoint of p holds the old log's offsets: rewrite all
                 rewrite = everything or p in self._recreated
                 self._recreated.discard(p)
-                out.update((checkpoint_key(p, m), blob) for m, blob in monitors.checkpoints(rewrite).items())
-        return out
+                for m, blob in monitors.checkpointing(rewrite):
+                    yield checkpoint_key(p, m), blob
 
     def positions(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
         """{table key: blob}: the position markers of the partitions that moved since their last,
