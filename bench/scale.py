@@ -137,7 +137,7 @@ async def measure(point: Point, workdir: Path, args: argparse.Namespace) -> Poin
             point.problem = f"{problem}: {tail(log, 5)}"
             return point
         worker, problem = await _run(point, worker, env, log, base, broker.bootstrap, cfg, stream, models, args)
-        point.problem = problem or ""
+        point.problem += problem or ""
         return point
     finally:
         if worker is not None:
@@ -188,7 +188,10 @@ async def _run(point: Point, worker: subprocess.Popen, env: dict, log: Path, bas
 
         # a checkpoint of everything, then kill -9 and a new worker; a message per model as it starts
         await asyncio.sleep(cfg.checkpoint_interval * 2)
-        os.kill(worker.pid, signal.SIGKILL)
+        if worker.poll() is not None:
+            point.problem = f"the worker exited by itself before the kill -9 ({_crash_reason(log)}); "
+        else:
+            os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
         stall.reset()
         started = time.perf_counter()
@@ -266,12 +269,20 @@ async def _until_counted(http, base: str, sent: dict[str, int], worker: subproce
     deadline = time.monotonic() + COUNT_TIMEOUT
     while time.monotonic() < deadline:
         if worker.poll() is not None:
-            return f"the worker exited with code {worker.returncode}: {tail(log, 5)}"
+            return f"the worker exited with code {worker.returncode} ({_crash_reason(log)})"
         counts = await _counts(http, base)
         if all(counts.get(m, 0) >= n for m, n in sent.items()):
             return None
         await asyncio.sleep(POLL_SECONDS)
     return f"not every event counted within {COUNT_TIMEOUT:.0f} s"
+
+
+def _crash_reason(log: Path) -> str:
+    """The first error a worker's log reports (what crashed it, before the cascade), shortened."""
+    for line in log.read_text(errors="replace").splitlines():
+        if "[ERROR]" in line or "[CRITICAL]" in line:
+            return line.split("]: ", 1)[-1][:240].replace("|", "/").strip()
+    return "no error in its log"
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:
@@ -297,7 +308,7 @@ def _table(points: list[Point]) -> str:
                f"| {p.stall_restart * 1000:,.0f} ms | {after} | {p.dead_letters or '-'} |")
         lines.append(row)
         if p.problem:
-            lines.append(f"| {p.models} x {p.features}: problem | {p.problem.splitlines()[0][:200]} |||||||")
+            lines.append(f"| {p.models} x {p.features}: problem | {p.problem[:400]} |||||||")
     return "\n".join(lines)
 
 
@@ -310,7 +321,20 @@ _NOTES = """\
   load (including start-up once the web server answers) and over the restart (from the new
   worker's first answer). The /status.json polls themselves cost ~ms.
 - Restart: `kill -9` two checkpoint intervals after the load was counted, a new worker at once;
-  its group join waits out the killed member's session (the broker's session timeout)."""
+  its group join waits out the killed member's session (the broker's session timeout).
+- Before (issue 14, measured on the main of 2026-12-07 with 50 features a model): 4 monitors a
+  model (one per partition), RSS 1.94 GB at 100 models and 8.5 GB at 500, loop stalls of 23-34 s
+  at 500 models. Now a monitor exists only on the partition its model's events use, holds ~7 KB
+  a feature fresh and ~11 KB after events (tracemalloc, `tests/test_detectors_model.py`), and
+  baselines, restores, monitor creation and checkpoint encoding run a step at a time
+  (docs/architecture.md, "Where monitors live").
+- What the 500-model stall is now: one micro-batch of 1,000 messages naming 500 models is one
+  synchronous step; ~60% of it is the rollback snapshot `detectors/processing.py` takes of every
+  model in the call (`_save_states`: state_dict + msgpack of ~230 KB a model). With
+  `SKEWWATCH_BATCH_SIZE=250` the same point measured a largest stall of 624 ms (load average ~5,
+  2026-12-07 22:48).
+- 1 x 1,000: the first checkpoint (4.5 MB) exceeds the producer's 1 MiB record limit and the worker
+  exits (the checkpoint-size row of issue 14, not this bench's subject)."""
 
 
 if __name__ == "__main__":
