@@ -53,7 +53,8 @@ def _table_items() -> Iterable[tuple[str, bytes]]:
 processing = asyncio.Lock()
 
 
-#: seconds of restoring or creating monitors between two turns of the event loop
+#: seconds of loading baselines, restoring or creating monitors, or encoding checkpoints between two turns of the
+#: event loop
 STEP_SECONDS = 0.05
 
 #: seconds between the warnings of a worker that waits for its first usable baseline

@@ -389,6 +389,7 @@ class DetectionService:
         self._baselines: dict[str, Baseline] = {}
         self._unavailable: dict[str, str] = {}
         self.partitions: dict[int, PartitionMonitors] = {}
+        self._restoring: dict[int, PartitionMonitors] = {}  # partitions whose `restoring` is under way
         self.last_alerts: dict[str, dict] = {}  # model -> last alert emitted (status page)
         #: model -> (subject (`_subject`), kind) -> (wall time it was sent, the alert), newest last
         self._alerts: dict[str, dict[tuple[tuple[str, ...], str], tuple[float, dict]]] = {}
@@ -448,7 +449,7 @@ class DetectionService:
             self.metrics.baseline_loaded.labels(change.model).set(0)
             self.metrics.forget_model(change.model)
             log.warning("model %r disabled: %s", change.model, change.detail)
-        for monitors in self.partitions.values():
+        for monitors in [*self.partitions.values(), *self._restoring.values()]:
             monitors.apply(change)
 
     @property
@@ -479,15 +480,19 @@ class DetectionService:
         for model, detail in self._unavailable.items():
             monitors.router.disable_model(model, detail)
         position = None
-        for key, blob in checkpoints():
-            p, model = parse_checkpoint_key(key)
-            if p != partition:
-                continue
-            if model:
-                monitors.restore(model, blob)
-                yield
-            else:
-                position = blob
+        self._restoring[partition] = monitors  # a rescan meanwhile applies its changes here too
+        try:
+            for key, blob in checkpoints():
+                p, model = parse_checkpoint_key(key)
+                if p != partition:
+                    continue
+                if model:
+                    monitors.restore(model, blob)
+                    yield
+                else:
+                    position = blob
+        finally:
+            del self._restoring[partition]
         if position is not None:  # after the models: it raises what their checkpoints include
             monitors.restore_position(position)
         monitors.committed_floor = max(monitors.committed_floor, self._floors.pop(partition, -1))

@@ -494,3 +494,19 @@ def test_a_rescan_loads_one_baseline_per_step_and_a_second_one_meanwhile_finds_n
     assert service.rescan() == []  # under way: the first one goes on
     assert [c.model for c in steps] == ["b", "c"] and service.models == ["a", "b", "c"]
     assert service.rescan() == []  # nothing changed since
+
+
+def test_a_baseline_changed_while_a_partition_is_being_restored_applies_to_it(tmp_path, credit_baseline):
+    from tests.stream.helpers import training_baseline
+
+    service = credit_service(tmp_path, credit_baseline)
+    live = service.monitors_for(1, list)
+    service.process(live, records(as_json(events("credit", 30, seed=1)), partition=1))
+    blobs = {**service.checkpoints(), "1/other": b"\x00"}  # two steps
+    restarted = credit_service(tmp_path, credit_baseline)
+    steps = restarted.restoring(1, lambda: blobs.items())
+    next(steps)  # credit restored; the worker's event loop runs a rescan now
+    training_baseline("fraud", seed=3).save(tmp_path / "fraud.msgpack")
+    restarted.rescan()
+    list(steps)
+    assert restarted.partitions[1].router.models == ["credit", "fraud"]
