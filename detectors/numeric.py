@@ -178,7 +178,7 @@ class NumericBank:
         self._window = window
         self._min_window_values = min_window_values
         f = len(self._profiles)
-        self._pit = BatchedPIT(self._profiles)
+        self._pit = BatchedPIT.shared(self._profiles)
         #: per feature, V of its location scores over L events (`inflation_at`; None: independent events)
         self._serial = [None if p.serial_inflation is None else p.serial_inflation[0] for p in self._profiles]
         # a time-ordered baseline's estimates are as precise as count / V(count) independent rows

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -67,7 +69,9 @@ class SegmentIndex:
     True
     """
 
+    #: cells at most, and per grid value (a power of two at least this many times the values)
     CELLS = 4096
+    CELLS_PER_VALUE = 4
     MAX_STEPS = 4
 
     def __init__(self, values: np.ndarray):
@@ -76,12 +80,14 @@ class SegmentIndex:
         width = float(values[-1]) - float(values[0]) if len(values) >= 16 else 0.0  # Python floats: inf, no warning
         if not 0.0 < width < math.inf:
             return
-        self._lo, self._scale = values[0], self.CELLS / width
+        # sized to the grid: a 4096-cell table of 64-bit indexes was 32 KB for a count of 20 values
+        self._n_cells = min(self.CELLS, 1 << (self.CELLS_PER_VALUE * len(values) - 1).bit_length())
+        self._lo, self._scale = values[0], self._n_cells / width
         cells = self._cells(values)
-        starts = np.searchsorted(cells, np.arange(self.CELLS + 1), side="left")  # first value of each cell
+        starts = np.searchsorted(cells, np.arange(self._n_cells + 1), side="left")  # first value of each cell
         steps = int(np.max(np.diff(starts)))
         if steps <= self.MAX_STEPS:
-            self._table, self._steps = starts[:-1], steps
+            self._table, self._steps = starts[:-1].astype(np.min_scalar_type(len(values))), steps
             self._next = np.concatenate((values, [np.inf]))  # never < x: the last step stops at m
 
     def _cells(self, x: np.ndarray) -> np.ndarray:
@@ -89,14 +95,14 @@ class SegmentIndex:
             t = x - self._lo
             t *= self._scale
         np.fmax(t, 0.0, out=t)  # NaN -> 0 (fmax ignores it): a NaN ends in segment 0, scores NaN anyway
-        np.fmin(t, self.CELLS - 1, out=t)
+        np.fmin(t, self._n_cells - 1, out=t)
         return t.astype(np.int64)
 
     def find(self, x: np.ndarray) -> np.ndarray:
         """Index of the first grid value >= x (len(values) past the last; NaN: any)."""
         if self._table is None:
             return np.searchsorted(self._values, x, side="left")
-        j = self._table[self._cells(x)]
+        j = self._table[self._cells(x)].astype(np.int64)
         for _ in range(self._steps):
             j += self._next[j] < x
         return j
@@ -121,15 +127,20 @@ class ProbabilityIntegralTransform:
             lower = np.concatenate(([0.0], upper[:-1]))
         else:
             grid = np.asarray(profile.quantiles, dtype=np.float64)
-            values, first = np.unique(grid, return_index=True)
-            last = len(grid) - 1 - np.unique(grid[::-1], return_index=True)[1]
-            lower, upper = QUANTILE_PROBS[first], QUANTILE_PROBS[last]
+            if len(grid) == len(QUANTILE_PROBS) and np.all(grid[1:] > grid[:-1]):
+                values, lower, upper = grid, QUANTILE_PROBS, QUANTILE_PROBS  # no ties: shared, not copied
+            else:
+                values, first = np.unique(grid, return_index=True)
+                last = len(grid) - 1 - np.unique(grid[::-1], return_index=True)[1]
+                lower, upper = QUANTILE_PROBS[first], QUANTILE_PROBS[last]
         self._values = values
         self._lower = lower
         self._upper = upper
         #: no point masses: u is a plain linear interpolation (the fast path)
         self._continuous = bool(np.all(lower == upper))
         self._salt = _stable_salt(profile.name)
+        if self._continuous:  # np.interp needs nothing more: the segment tables below cost ~70 KB a feature
+            return
         # x in segment j (values[j-1] < x < values[j], j = searchsorted(values, x)) scores
         # upper[j-1] + (x - values[j-1]) * slope[j]; segment 0 (below the grid) is 0 and segment m
         # (above it) 1, flat; `at` (values, then NaN) says whether x sits on a point of the grid
@@ -196,8 +207,24 @@ class BatchedPIT:
     #: widest integer range tabulated for a feature with point masses
     MAX_INTEGER_CELLS = 4096
 
-    def __init__(self, profiles: list[NumericProfile]):
-        self._pits = [ProbabilityIntegralTransform(p) for p in profiles]
+    #: the transforms built, by the identity of their profiles (each holds its profiles, so that
+    #: the ids stay theirs): the monitors of one baseline share one
+    _shared: weakref.WeakValueDictionary[tuple[int, ...], BatchedPIT] = weakref.WeakValueDictionary()
+
+    @classmethod
+    def shared(cls, profiles: Sequence[NumericProfile]) -> BatchedPIT:
+        """The transform of these very profiles, built once however many monitors use it (a
+        baseline's monitors on several partitions, a monitor rebuilt from a checkpoint): it is
+        read-only once built, and building it is most of a monitor's creation time."""
+        key = tuple(map(id, profiles))
+        pit = cls._shared.get(key)
+        if pit is None:
+            pit = cls._shared[key] = cls(profiles)
+        return pit
+
+    def __init__(self, profiles: Sequence[NumericProfile]):
+        self._profiles = tuple(profiles)
+        pits = [ProbabilityIntegralTransform(p) for p in profiles]
         f = len(profiles)
         # per feature, as detectors._kernels.pit_transform takes them
         self._kinds = np.full(f, _PYTHON, dtype=np.int64)
@@ -207,7 +234,7 @@ class BatchedPIT:
         self._salts = np.zeros(f, dtype=np.uint64)
         tables, lowers, uppers = [], [], []
         table_len = int_len = 0
-        for j, (p, pit) in enumerate(zip(profiles, self._pits)):
+        for j, (p, pit) in enumerate(zip(profiles, pits)):
             if pit.continuous:
                 table = self._continuous_table(p, pit)
                 if table is not None:
@@ -235,6 +262,8 @@ class BatchedPIT:
         self._int_span = np.concatenate(uppers) - self._int_lower if uppers else np.zeros(0)
         self._exact = np.flatnonzero(self._kinds == _PYTHON).tolist()
         self._integer = np.flatnonzero(self._kinds == _INTEGER).tolist()
+        #: the exact transforms still called (`transform`): a tabled feature's is dropped once its table is built
+        self._pits = {j: pits[j] for j in self._exact + self._integer}
 
     def _continuous_table(self, p: NumericProfile, pit: ProbabilityIntegralTransform) -> np.ndarray | None:
         lo, hi = float(p.quantiles[1]), float(p.quantiles[-2])

@@ -41,16 +41,19 @@ class RecentRing:
     length
         Events kept per feature.
     fill
-        The value of the slots before any event (not read: `rows` returns only filled slots).
+        The value of the slots before any event, in the state (`state_dict` writes every slot).
     dtype
         The encoding's dtype (NaN / inf for numeric values, codes for categories).
+
+    Only the filled slots are held (a fresh monitor's ring costs nothing), each ring in an array of
+    its own: never a view of a batch's array, which would keep the whole batch alive.
     """
 
     def __init__(self, n_features: int, length: int, fill: Any, dtype: Any):
         self._length = length
         self._dtype = np.dtype(dtype)
         self._fill = fill
-        self._values = np.full((n_features, length), fill, dtype=self._dtype)
+        self._values = np.empty((n_features, 0), dtype=self._dtype)  # the filled slots, oldest first
         self._filled = 0
         self._batch: np.ndarray | None = None
         self._batch_start = 0
@@ -79,10 +82,8 @@ class RecentRing:
         if batch is None:
             return
         n, keep = batch.shape[1], self._length
-        if n >= keep:  # a view of the batch's own array (made for this batch, never written again): no copy
-            self._values = batch[:, n - keep:]
-        else:
-            self._values = np.concatenate([self._values[:, n:], batch], axis=1)
+        self._values = np.concatenate([self._values[:, max(0, self._filled + n - keep):], batch[:, max(0, n - keep):]],
+                                      axis=1).astype(self._dtype, copy=False)
         self._filled = min(keep, self._filled + n)
         self._batch = None
 
@@ -104,7 +105,7 @@ class RecentRing:
 
     def ring_and_batch(self, j: int) -> np.ndarray:
         """Feature j's filled slots of the ring, then every value of the held batch (if any)."""
-        ring = self._values[j, self._length - self._filled:]
+        ring = self._values[j]
         return ring if self._batch is None else np.concatenate([ring, self._batch[j]])
 
     def state_dict(self, values: bool = True) -> dict[str, Any]:
@@ -112,17 +113,20 @@ class RecentRing:
         request's own, which a checkpoint keeps only with examples on): the ring restarts empty."""
         if not values:
             return {"recent_filled": 0}
-        return {"recent": self._values.tobytes(), "recent_filled": self._filled}
+        n_features = self._values.shape[0]
+        empty = np.full((n_features, self._length - self._filled), self._fill, dtype=self._dtype)
+        return {"recent": np.concatenate([empty, self._values], axis=1).tobytes(), "recent_filled": self._filled}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict`."""
         n_features = self._values.shape[0]
         if "recent" not in state:
-            self._values = np.full((n_features, self._length), self._fill, dtype=self._dtype)
+            self._values = np.empty((n_features, 0), dtype=self._dtype)
             self._filled = 0
             return
-        self._values = np.frombuffer(state["recent"], dtype=self._dtype).reshape(n_features, self._length).copy()
+        ring = np.frombuffer(state["recent"], dtype=self._dtype).reshape(n_features, self._length)
         self._filled = int(state["recent_filled"])
+        self._values = ring[:, self._length - self._filled:].copy()
 
 
 class InvalidExamples:

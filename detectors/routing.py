@@ -5,7 +5,8 @@ isolation of a monitor that raises), so the same events give the same alerts in 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from baselines.profile import Baseline
@@ -17,7 +18,9 @@ __all__ = ["ModelRouter"]
 
 
 class ModelRouter:
-    """One `ModelMonitor` per model, keyed by the event's `model` field.
+    """One `ModelMonitor` per model, keyed by the event's `model` field, created at the model's
+    first event (or restored from a checkpoint): a model whose events never come here costs its
+    baseline's reference, not a monitor.
 
     Parameters
     ----------
@@ -37,16 +40,33 @@ class ModelRouter:
 
     @property
     def models(self) -> list[str]:
+        """The models routed here (those with a baseline), monitored yet or not."""
+        return sorted(self._baselines)
+
+    @property
+    def monitored(self) -> list[str]:
+        """The models with a monitor: they had events here, or were restored."""
         return sorted(self._monitors)
+
+    def monitors(self) -> Mapping[str, ModelMonitor]:
+        """{model: its monitor} of the `monitored` models, read-only and live (none is created)."""
+        return MappingProxyType(self._monitors)
 
     @property
     def unavailable(self) -> dict[str, str]:
         """Models whose baseline is broken or gone, with the reason."""
         return dict(self._unavailable)
 
+    def unmonitored(self, models: Iterable[str]) -> list[str]:
+        """Those of `models` routed here (with a baseline) that have no monitor yet, each once, in order."""
+        return [m for m in dict.fromkeys(models) if m in self._baselines and m not in self._monitors]
+
     def monitor(self, model: str) -> ModelMonitor:
-        """The model's monitor (KeyError if the model has none)."""
-        return self._monitors[model]
+        """The model's monitor, created fresh if it has none yet (KeyError if the model has no baseline)."""
+        monitor = self._monitors.get(model)
+        if monitor is None:
+            monitor = self._monitors[model] = ModelMonitor(self._baselines[model], self._config)
+        return monitor
 
     def baseline(self, model: str) -> Baseline:
         """The baseline the model's monitor compares with (KeyError if the model has none)."""
@@ -54,14 +74,15 @@ class ModelRouter:
 
     def set_baseline(self, baseline: Baseline) -> None:
         """Add a model, or replace its baseline. A baseline of other content (`Baseline.fingerprint`)
-        starts a fresh monitor; the same profile rebuilt (a new `created`) keeps the monitor, whose
-        episodes go on counting, so its next alert never reuses an id."""
+        drops the monitor (a fresh one starts at the model's next event); the same profile rebuilt
+        (a new `created`) keeps the monitor, whose episodes go on counting, so its next alert
+        never reuses an id."""
         old = self._baselines.get(baseline.model)
         self._unavailable.pop(baseline.model, None)
         if old is not None and old.fingerprint == baseline.fingerprint:
             return
         self._baselines[baseline.model] = baseline
-        self._monitors[baseline.model] = ModelMonitor(baseline, self._config)
+        self._monitors.pop(baseline.model, None)
 
     def disable_model(self, model: str, detail: str) -> None:
         """The model's baseline is corrupt or deleted: dead-letter its events with `detail`."""
@@ -98,23 +119,23 @@ class ModelRouter:
         """
         rejects: list[Reject] = []
         models = set(map(model_of, events))
-        if len(models) == 1 and models <= self._monitors.keys():
+        if len(models) == 1 and models <= self._baselines.keys():
             by_model = {models.pop(): events}  # the common batch: one known model, nothing to group
         else:
             by_model = self._group(events, rejects)
         alerts: list[Alert] = []
         for model, group in by_model.items():
-            alerts.extend(self._monitors[model].update_batch(group))
+            alerts.extend(self.monitor(model).update_batch(group))
         return alerts, rejects
 
     def _group(self, events: list[dict], rejects: list[Reject]) -> dict[str, list[dict]]:
         by_model: dict[str, list[dict]] = {}
-        monitors = self._monitors
+        known = self._baselines
         for ev in events:
             model = ev["model"]
             group = by_model.get(model)
             if group is None:
-                if model not in monitors:
+                if model not in known:
                     rejects.append(self._reject(model, ev))
                     continue
                 group = by_model[model] = []
@@ -129,7 +150,7 @@ class ModelRouter:
 
     def state_dict(self, model: str, complete: bool = False) -> dict[str, Any]:
         """The model's monitor state, for a checkpoint (`ModelMonitor.state_dict`)."""
-        return self._monitors[model].state_dict(complete)
+        return self.monitor(model).state_dict(complete)
 
     def restore(self, model: str, state: dict[str, Any]) -> None:
         """Continue a model's monitor from a checkpoint taken with `state_dict`."""

@@ -2,7 +2,9 @@
 state round-trip, the alarm budget on stationary data, data quality, confidence and serving."""
 from __future__ import annotations
 
+import gc
 import json
+import tracemalloc
 from functools import cache
 
 import msgpack
@@ -186,6 +188,31 @@ def test_state_is_small_and_does_not_grow():
     # and ADWIN's buckets, logarithmically (11x the events: +30%)
     assert size_late / len(baseline().features) <= 3 * 1024
     assert size_late <= size_early * 1.5
+
+
+
+def _allocated_kb(make) -> tuple[object, float]:
+    """(make(), the KB it left allocated, as tracemalloc counts it)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        made = make()
+        gc.collect()
+        return made, sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(before, "filename")) / 1024
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_monitor_holds_under_10_kb_per_feature_fresh_and_16_kb_after_large_batches():
+    # (were 75 and 95 KB: exact transforms kept for tabled features, 4096-cell segment tables,
+    # and a recent ring that was a view of its last batch's whole array)
+    stream = streams.stationary(6000, n_features=50, seed=5)
+    baseline_ = stream.baseline()
+    ModelMonitor(baseline_).update_batch(stream.events[:100])  # imports and caches warmed up
+    monitor, fresh = _allocated_kb(lambda: ModelMonitor(baseline_))
+    assert fresh / 50 <= 10
+    _, fed = _allocated_kb(lambda: replay(stream.events, 2000, monitor))
+    assert (fresh + fed) / 50 <= 16
 
 
 # ---- the alarm budget ----------------------------------------------------------------------------

@@ -36,3 +36,14 @@ def test_a_baseline_of_other_content_starts_a_fresh_monitor(credit_baseline):
     router.process(events("credit", 100, seed=1))
     router.set_baseline(training_baseline("credit", seed=5))
     assert router.monitor("credit").events_seen == 0
+
+
+def test_a_monitor_is_created_at_its_models_first_event_only(credit_baseline):
+    # (a router built one monitor per model up front: every partition held every model's)
+    router = ModelRouter([credit_baseline, training_baseline("fraud", seed=3)])
+    assert router.models == ["credit", "fraud"] and router.monitored == [] and not router.monitors()
+    router.process(events("fraud", 10, seed=1))
+    assert router.monitored == ["fraud"] and router.monitors()["fraud"].events_seen == 10
+    assert router.unmonitored(["credit", "fraud", "nobody", "credit"]) == ["credit"]
+    router.set_baseline(training_baseline("fraud", seed=4))  # other content: the monitor goes, no new one yet
+    assert router.monitored == []

@@ -519,8 +519,8 @@ class Replay:
         if self.joins is not None:
             for name, counts in self.joins.joins.counts.items():
                 print(f"replay: join {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=err)
-        for model in sorted(self.router.models):
-            counts = self.router.monitor(model).value_counts() if self.router.monitor(model).events_seen else {}
+        for model, monitor in sorted(self.router.monitors().items()):
+            counts = monitor.value_counts()
             bad = [f"{printable(name)} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(c.items()) if v) + ")"
                    for name, c in counts.items()]
             if bad:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import orjson
@@ -28,11 +28,13 @@ from stream.worker.service import Record, parse_checkpoint_key
 
 log = logging.getLogger("skewwatch.worker")
 
-__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "checkpoint_and_commit",
-           "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown", "processing",
-           "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines", "write_checkpoints"]
+__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "STEP_SECONDS",
+           "checkpoint_and_commit", "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked",
+           "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter",
+           "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
+T = TypeVar("T")
 
 #: seconds the lag timer waits for the broker's end offsets before it reports the broker lost
 BROKER_PROBE_TIMEOUT = 2.0
@@ -50,6 +52,10 @@ def _table_items() -> Iterable[tuple[str, bytes]]:
 #: committed without being in the checkpoint, and lost by a crash before the next one
 processing = asyncio.Lock()
 
+
+#: seconds of loading baselines, restoring or creating monitors, or encoding checkpoints between two turns of the
+#: event loop
+STEP_SECONDS = 0.05
 
 #: seconds between the warnings of a worker that waits for its first usable baseline
 NO_BASELINE_NOTICE_INTERVAL = 10.0
@@ -92,13 +98,19 @@ async def _process(batch: list[faust.EventT]) -> None:
     service = worker.service
     with worker.metrics.batch_seconds.time():
         by_partition: dict[int, list[Record]] = {}
+        keys: dict[int, set[bytes]] = {}
         tps = {}
         for event in batch:
             m = event.message
             by_partition.setdefault(m.partition, []).append(Record(m.value, m.partition, m.offset, m.topic))
+            keys.setdefault(m.partition, set()).add(m.key)
             tps[m.partition] = m.tp
         for partition, records in by_partition.items():
+            # restored, then the monitors the batch's keys name created, letting the loop run between
+            await _in_steps(service.restoring(partition, _table_items))
             monitors = service.monitors_for(partition, _table_items)
+            models = [k.decode(errors="replace") for k in keys[partition] if isinstance(k, bytes)]
+            await _in_steps(service.creating(monitors, models))
             alerts, dead_letters = service.process(monitors, records)
             for alert in alerts:
                 await emit(alert)
@@ -107,6 +119,21 @@ async def _process(batch: list[faust.EventT]) -> None:
             seek = monitors.take_seek()
             if seek is not None:  # records fetched but never delivered: read them again
                 rewind(app.consumer, tps[partition], seek)
+
+
+async def _in_steps(steps: Iterable[T]) -> list[T]:
+    """The items of `steps`, letting the event loop run every STEP_SECONDS: its timers, the web
+    pages and the consumer's heartbeats wait no longer than that for baselines to load, monitors
+    to be restored or created, or checkpoints to be encoded."""
+    loop = asyncio.get_running_loop()
+    since = loop.time()
+    items = []
+    for item in steps:
+        items.append(item)
+        if loop.time() - since >= STEP_SECONDS:
+            await asyncio.sleep(0)
+            since = loop.time()
+    return items
 
 
 async def emit(alert: Alert) -> None:
@@ -124,10 +151,13 @@ async def send_dead_letter(letter: dict) -> None:
     await worker.dead_letters_topic.send(key=letter["reason"].encode(), value=orjson.dumps(letter))
 
 
-async def write_checkpoints(partitions: Iterable[int] | None = None) -> bool:
+async def write_checkpoints(partitions: Iterable[int] | None = None, stepwise: bool = False) -> bool:
     """Write the changed monitors' state, then (once the broker has it) the partitions' position
-    markers; whether the broker has everything written so far."""
-    written = worker.service.checkpoints(partitions)
+    markers; whether the broker has everything written so far. `stepwise` (only under the
+    `processing` lock: no batch may change a monitor between two steps) lets the event loop run
+    between the checkpoints."""
+    checkpoints = worker.service.checkpointing(partitions)
+    written = dict(await _in_steps(checkpoints) if stepwise else checkpoints)
     for key, blob in written.items():  # in order: a model's chunks before its head (checkpoint_codec)
         if blob is None:
             worker.checkpoints.pop(key, None)  # an older checkpoint's chunk: a tombstone
@@ -160,7 +190,7 @@ async def checkpoint_and_commit() -> None:
     """Checkpoint the monitors, then commit the offsets they cover (only once the broker has them)."""
     async with processing:
         # Only once the checkpoints are durable may the consumer's offsets move on to what they cover.
-        if await write_checkpoints() and await app.consumer.commit():
+        if await write_checkpoints(stepwise=True) and await app.consumer.commit():
             worker.service.offsets_committed()
 
 

@@ -45,7 +45,8 @@ async def status_json(web: Any, request: Any) -> Any:
     return web.json({
         "app_id": settings.app_id,
         "partitions": {str(p): {"last_offset": m.last_offset,
-                                "models": {name: m.router.monitor(name).events_seen for name in m.router.models}}
+                                "models": {name: monitor.events_seen
+                                           for name, monitor in sorted(m.router.monitors().items())}}
                        for p, m in sorted(service.partitions.items())},
         "models": service.models,
         "unavailable": service.unavailable,

@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,21 +196,26 @@ class PartitionMonitors:
         """{table key: record, or None to delete it} of the monitors that saw events since the last
         call, in the order to write them: each model's chunks, its head, then its previous
         checkpoint's chunks deleted (checkpoint_codec)."""
-        models = self.router.models if everything else sorted(self._dirty & set(self.router.models))
+        return dict(self.checkpointing(everything))
+
+    def checkpointing(self, everything: bool = False) -> Iterator[tuple[str, bytes | None]]:
+        """`checkpoints`, a record at a time; no event may reach the monitors until it is exhausted
+        (the worker holds its processing lock)."""
+        models = self.router.monitored if everything else sorted(self._dirty & set(self.router.monitored))
         self._dirty.clear()
         self._checkpointed_upto = self.last_offset
-        out: dict[str, bytes | None] = {}
         for m in models:
             meta = {"offset": self.last_offset, "committed_floor": self.committed_floor,
                     "baseline": self.router.baseline(m).fingerprint}
             previous, stale = self._written.get(m, (1, 0))
             *chunks, head = checkpoint_codec.encode(meta, self.router.state_dict(m), self.max_record_bytes,
                                                     generation=1 - previous)
-            out.update((checkpoint_key(self.partition, m, (1 - previous, i)), c) for i, c in enumerate(chunks))
-            out[checkpoint_key(self.partition, m)] = head
-            out.update((checkpoint_key(self.partition, m, (previous, i)), None) for i in range(stale))
+            for i, chunk in enumerate(chunks):
+                yield checkpoint_key(self.partition, m, (1 - previous, i)), chunk
+            yield checkpoint_key(self.partition, m), head
+            for i in range(stale):
+                yield checkpoint_key(self.partition, m, (previous, i)), None
             self._written[m] = (1 - previous, len(chunks))
-        return out
 
     def position(self, everything: bool = False) -> bytes | None:
         """The partition's position marker, if it moved since the last (or `everything`): the
@@ -288,8 +293,7 @@ def _busiest_monitors(partitions: dict[int, PartitionMonitors]) -> dict[str, Mod
     chosen by count, so that only that one is read."""
     best: dict[str, ModelMonitor] = {}
     for monitors in partitions.values():
-        for model in monitors.router.models:
-            monitor = monitors.router.monitor(model)
+        for model, monitor in monitors.router.monitors().items():
             if model not in best or monitor.events_seen > best[model].events_seen:
                 best[model] = monitor
     return best
@@ -416,6 +420,7 @@ class DetectionService:
         self._baselines: dict[str, Baseline] = {}
         self._unavailable: dict[str, str] = {}
         self.partitions: dict[int, PartitionMonitors] = {}
+        self._restoring: dict[int, PartitionMonitors] = {}  # partitions whose `restoring` is under way
         self.last_alerts: dict[str, dict] = {}  # model -> last alert emitted (status page)
         #: model -> (subject (`_subject`), kind) -> (wall time it was sent, the alert), newest last
         self._alerts: dict[str, dict[tuple[tuple[str, ...], str], tuple[float, dict]]] = {}
@@ -472,7 +477,7 @@ class DetectionService:
                 self.metrics.baseline_loaded.labels(change.model).set(0)
                 self.metrics.forget_model(change.model)
                 log.warning("model %r disabled: %s", change.model, change.detail)
-            for monitors in self.partitions.values():
+            for monitors in [*self.partitions.values(), *self._restoring.values()]:
                 monitors.apply(change)
         return changes
 
@@ -488,12 +493,24 @@ class DetectionService:
     def monitors_for(self, partition: int, checkpoints: Callable[[], Iterable[tuple[str, bytes]]]) -> PartitionMonitors:
         """The partition's monitors, built on first use and restored from `checkpoints()`
         (the (key, blob) pairs of the checkpoint table; by first use it is recovered)."""
-        monitors = self.partitions.get(partition)
-        if monitors is None:
-            monitors = PartitionMonitors(partition, self._baselines.values(), self._config, self.max_checkpoint_bytes)
-            for model, detail in self._unavailable.items():
-                monitors.router.disable_model(model, detail)
-            mine: dict[tuple[str, tuple[int, int] | None], bytes] = {}
+        for _ in self.restoring(partition, checkpoints):
+            pass
+        return self.partitions[partition]
+
+    def restoring(self, partition: int, checkpoints: Callable[[], Iterable[tuple[str, bytes]]]) -> Iterator[None]:
+        """`monitors_for` one step at a time: a step per restored checkpoint, so that the worker
+        lets its event loop run between them (a partition's hundreds of checkpoints, restored at
+        once, stalled it for seconds). The partition is in `partitions` once all are restored,
+        before its first record is processed; a model without a checkpoint gets its monitor at
+        its first event (`ModelRouter.monitor`)."""
+        if partition in self.partitions:
+            return
+        monitors = PartitionMonitors(partition, self._baselines.values(), self._config, self.max_checkpoint_bytes)
+        for model, detail in self._unavailable.items():
+            monitors.router.disable_model(model, detail)
+        mine: dict[tuple[str, tuple[int, int] | None], bytes] = {}
+        self._restoring[partition] = monitors  # a rescan meanwhile applies its changes here too
+        try:
             for key, blob in checkpoints():
                 p, model, chunk = parse_checkpoint_key(key)
                 if p == partition:
@@ -501,14 +518,25 @@ class DetectionService:
             for (model, chunk), blob in mine.items():
                 if model and chunk is None:
                     monitors.restore(model, blob, lambda c, m=model: mine.get((m, c)))
-            position = mine.get(("", None))
-            if position is not None:  # after the models: it raises what their checkpoints include
-                monitors.restore_position(position)
-            monitors.committed_floor = max(monitors.committed_floor, self._floors.pop(partition, -1))
-            if partition in self._recreated:  # the checkpoints' offsets are those of the lost log
-                monitors.forget_offsets()
-            self.partitions[partition] = monitors
-        return monitors
+                    yield
+        finally:
+            del self._restoring[partition]
+        position = mine.get(("", None))
+        if position is not None:  # after the models: it raises what their checkpoints include
+            monitors.restore_position(position)
+        monitors.committed_floor = max(monitors.committed_floor, self._floors.pop(partition, -1))
+        if partition in self._recreated:  # the checkpoints' offsets are those of the lost log
+            monitors.forget_offsets()
+        self.partitions[partition] = monitors
+
+    def creating(self, monitors: PartitionMonitors, models: Iterable[str]) -> Iterator[None]:
+        """Create the monitors of `models` that the partition routes but has none of yet, a step
+        per monitor (see `restoring`). The worker passes a batch's message keys (producers key
+        by model) before processing it: the monitors a batch needs are then not all created at
+        once inside it; a model named by no key still gets its monitor at its first event."""
+        for model in monitors.router.unmonitored(models):
+            monitors.router.monitor(model)
+            yield
 
     def observe_end_offsets(self, ends: dict[int, int]) -> list[int]:
         """Record the input partitions' end offsets; those that went backwards (the partitions
@@ -546,16 +574,20 @@ class DetectionService:
         """{table key: record, or None to delete it}, in the order to write them, for the monitors
         changed since their last checkpoint (all of them after `rewrite_checkpoints`). Once the
         broker has them, `positions` are written."""
+        return dict(self.checkpointing(partitions))
+
+    def checkpointing(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[str, bytes | None]]:
+        """`checkpoints`, a record at a time (the worker lets its event loop run between them:
+        hundreds of models' checkpoints at once stalled it for seconds); no event may reach the
+        monitors until it is exhausted."""
         everything, self._rewrite_all = self._rewrite_all, False
         self._rewrite_positions = everything
-        out: dict[str, bytes | None] = {}
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
             if monitors is not None:
                 # after a recreated log, every checkpoint of p holds the old log's offsets: rewrite all
                 # (and its position marker: `positions` forgets p once that is written too)
-                out.update(monitors.checkpoints(everything or p in self._recreated))
-        return out
+                yield from monitors.checkpointing(everything or p in self._recreated)
 
     def positions(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
         """{table key: blob}: the position markers of the partitions that moved since their last,
@@ -615,10 +647,8 @@ class DetectionService:
             subjects.setdefault(key[0], []).append(kept[key])
         restored: dict[str, dict] = {}
         for monitors in self.partitions.values():
-            try:
-                briefs = monitors.router.monitor(model).last_alerts()
-            except KeyError:
-                continue
+            monitor = monitors.router.monitors().get(model)
+            briefs = monitor.last_alerts() if monitor is not None else {}
             for feature, brief in briefs.items():
                 newer = brief["events_seen"] > restored.get(feature, {}).get("events_seen", -1)
                 if newer and ("feature", feature) not in subjects:
@@ -630,10 +660,8 @@ class DetectionService:
         """The model's events counted by its monitors (restored ones included), over all partitions here."""
         total = 0
         for monitors in self.partitions.values():
-            try:
-                total += monitors.router.monitor(model).events_seen
-            except KeyError:
-                continue
+            monitor = monitors.router.monitors().get(model)
+            total += monitor.events_seen if monitor is not None else 0
         return total
 
     def snapshots(self) -> dict[str, dict]:

@@ -2,6 +2,7 @@
 baselines, and stopping it (SIGTERM) in every state, the broker gone included."""
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import time
@@ -83,6 +84,56 @@ def test_a_restart_with_a_backlog_counts_every_event_once(deployment, batching):
     restarted = deployment.worker().wait_ready(timeout=90)
     wait_for(lambda: _messages_processed(restarted) >= total, 60, f"the restarted worker to process all {total}")
     assert _counts(restarted) == dict.fromkeys(MODELS, 5000), restarted.log_tail()
+    _, rejected = counted(restarted)
+    assert sum(rejected.values()) == 0, (rejected, restarted.log_tail())
+
+
+
+def test_many_models_get_monitors_only_where_their_events_arrive_and_a_restart_restores_each_once(deployment):
+    """30 models keyed by model: each model's monitor lives on the one partition its key sends its
+    events to (a worker held every model on every partition), before and after a kill -9; every
+    checkpoint is restored, every event counted once, none dead-lettered."""
+    models = [f"model-{i:02d}" for i in range(30)]
+    baseline = training_baseline("credit", seed=0)
+    for model in models:
+        dataclasses.replace(baseline, model=model).save(deployment.baselines / f"{model}.msgpack")
+    worker = deployment.worker().wait_ready()
+
+    def produce_all(n: int, seed: int) -> None:
+        sent = []
+        for i, model in enumerate(models):
+            sent += messages([dict(e, model=model) for e in events("credit", n, seed=seed + i)], per_message=10,
+                             model=model.encode())
+        produce(deployment.bootstrap, deployment.cfg.input_topic, sent)
+
+    def homes(w) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for partition, status in sorted(w.status().get("partitions", {}).items()):
+            for model in status["models"]:
+                out.setdefault(model, []).append(int(partition))
+        return out
+
+    def counts(w) -> dict[str, int]:
+        out = dict.fromkeys(models, 0)
+        for status in w.status().get("partitions", {}).values():
+            for model, n in status["models"].items():
+                out[model] += n
+        return out
+
+    produce_all(100, seed=10)
+    wait_for(lambda: counts(worker) == dict.fromkeys(models, 100), 60, "the first events counted")
+    before = homes(worker)
+    assert sorted(before) == models and all(len(p) == 1 for p in before.values()), before
+    checkpoints = worker.metric("skewwatch_checkpoints_total")
+    wait_for(lambda: worker.metric("skewwatch_checkpoints_total") >= checkpoints + len(models), 15,
+             "a checkpoint of every model")
+    worker.kill(signal.SIGKILL)
+
+    produce_all(50, seed=20)
+    restarted = deployment.worker().wait_ready(timeout=90)
+    wait_for(lambda: counts(restarted) == dict.fromkeys(models, 150), 90, "every event counted after the restart")
+    assert homes(restarted) == before
+    assert _log(restarted).count("restored 'model-") == len(models), restarted.log_tail()
     _, rejected = counted(restarted)
     assert sum(rejected.values()) == 0, (rejected, restarted.log_tail())
 

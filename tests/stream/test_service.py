@@ -660,3 +660,40 @@ def test_the_chunks_of_a_checkpoint_that_was_not_restored_are_deleted_by_the_nex
     assert any(k.startswith("0#0.") for k in table)
     write(table, other.checkpoints())
     assert not any(k.startswith("0#0.") for k in table)  # the unrestored checkpoint's chunks: deleted
+
+
+def test_a_partition_holds_monitors_only_for_the_models_whose_events_it_saw_or_restored(tmp_path, credit_baseline):
+    from tests.stream.helpers import training_baseline
+
+    training_baseline("fraud", seed=3).save(tmp_path / "fraud.msgpack")
+    service = credit_service(tmp_path, credit_baseline)
+    home = service.monitors_for(1, list)
+    service.process(home, records(as_json(events("credit", 30, seed=1)), partition=1))
+    assert home.router.monitored == ["credit"] and service.monitors_for(0, list).router.monitored == []
+    blobs = service.checkpoints()
+    assert sorted(blobs) == ["1/credit"]
+    # a restart: the checkpoint of (1, credit) creates that monitor at restore, and no other
+    restarted = credit_service(tmp_path, credit_baseline)
+    steps = list(restarted.restoring(1, lambda: blobs.items()))
+    assert len(steps) == 1 and restarted.partitions[1].router.monitored == ["credit"]
+    assert restarted.events_seen("credit") == 30 and restarted.events_seen("fraud") == 0
+    assert restarted.monitors_for(0, lambda: blobs.items()).router.monitored == []
+    # the monitors a batch's keys name are created a step each, before the batch is processed
+    assert len(list(restarted.creating(restarted.partitions[1], ["fraud", "credit", "nobody"]))) == 1
+    assert restarted.partitions[1].router.monitored == ["credit", "fraud"]
+
+
+def test_a_baseline_changed_while_a_partition_is_being_restored_applies_to_it(tmp_path, credit_baseline):
+    from tests.stream.helpers import training_baseline
+
+    service = credit_service(tmp_path, credit_baseline)
+    live = service.monitors_for(1, list)
+    service.process(live, records(as_json(events("credit", 30, seed=1)), partition=1))
+    blobs = {**service.checkpoints(), "1/other": b"\x00"}  # two steps
+    restarted = credit_service(tmp_path, credit_baseline)
+    steps = restarted.restoring(1, lambda: blobs.items())
+    next(steps)  # credit restored; the worker's event loop runs a rescan now
+    training_baseline("fraud", seed=3).save(tmp_path / "fraud.msgpack")
+    restarted.rescan()
+    list(steps)
+    assert restarted.partitions[1].router.models == ["credit", "fraud"]
