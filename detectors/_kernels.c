@@ -1245,6 +1245,272 @@ block_sums(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(nb - incomplete);
 }
 
+/* ---- spacesaving_update ------------------------------------------------------------------ */
+
+/* The heap entries of detectors.sketches.SpaceSaving: (count, position, label), ordered by (count, position)
+ * (positions are unique, so the label never decides); -1 with an exception set if not such a tuple. */
+static int
+heap_key(PyObject *entry, long long *count, long long *position)
+{
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3) {
+        PyErr_SetString(PyExc_TypeError, "heap: expected (count, position, label) tuples");
+        return -1;
+    }
+    *count = PyLong_AsLongLong(PyTuple_GET_ITEM(entry, 0));
+    if (*count == -1 && PyErr_Occurred())
+        return -1;
+    *position = PyLong_AsLongLong(PyTuple_GET_ITEM(entry, 1));
+    return *position == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+heap_less(PyObject *a, PyObject *b, int *less)
+{
+    long long ca, pa, cb, pb;
+    if (heap_key(a, &ca, &pa) < 0 || heap_key(b, &cb, &pb) < 0)
+        return -1;
+    *less = ca < cb || (ca == cb && pa < pb);
+    return 0;
+}
+
+/* Move heap[i] down to its place (any valid sift: the victim, the exact minimum, does not depend on the layout). */
+static int
+heap_sift_down(PyObject *heap, Py_ssize_t i)
+{
+    const Py_ssize_t n = PyList_GET_SIZE(heap);
+    for (;;) {
+        Py_ssize_t child = 2 * i + 1, smallest = i;
+        int less;
+        for (Py_ssize_t c = child; c < child + 2 && c < n; c++) {
+            if (heap_less(PyList_GET_ITEM(heap, c), PyList_GET_ITEM(heap, smallest), &less) < 0)
+                return -1;
+            if (less)
+                smallest = c;
+        }
+        if (smallest == i)
+            return 0;
+        PyObject *t = PyList_GET_ITEM(heap, i);
+        PyList_SET_ITEM(heap, i, PyList_GET_ITEM(heap, smallest));
+        PyList_SET_ITEM(heap, smallest, t);
+        i = smallest;
+    }
+}
+
+static int
+heap_push(PyObject *heap, PyObject *entry)
+{
+    if (PyList_Append(heap, entry) < 0)
+        return -1;
+    for (Py_ssize_t i = PyList_GET_SIZE(heap) - 1; i > 0;) {
+        const Py_ssize_t parent = (i - 1) / 2;
+        int less;
+        if (heap_less(PyList_GET_ITEM(heap, i), PyList_GET_ITEM(heap, parent), &less) < 0)
+            return -1;
+        if (!less)
+            break;
+        PyObject *t = PyList_GET_ITEM(heap, i);
+        PyList_SET_ITEM(heap, i, PyList_GET_ITEM(heap, parent));
+        PyList_SET_ITEM(heap, parent, t);
+        i = parent;
+    }
+    return 0;
+}
+
+/* SpaceSaving._evict: drop the held label of the smallest exact (count, position); its count, or -1 on error. */
+static long long
+spacesaving_evict(PyObject *counts, PyObject *heap)
+{
+    for (;;) {
+        if (PyList_GET_SIZE(heap) == 0) {
+            PyErr_SetString(PyExc_ValueError, "heap: empty while labels are held");
+            return -1;
+        }
+        PyObject *top = PyList_GET_ITEM(heap, 0);
+        long long count, position;
+        if (heap_key(top, &count, &position) < 0)
+            return -1;
+        PyObject *label = PyTuple_GET_ITEM(top, 2);
+        PyObject *entry = PyDict_GetItemWithError(counts, label);
+        if (entry == NULL || !PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 3) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "heap: a label not held as [count, error, position]");
+            return -1;
+        }
+        const long long exact = PyLong_AsLongLong(PyList_GET_ITEM(entry, 0));
+        if (exact == -1 && PyErr_Occurred())
+            return -1;
+        if (exact == count) {
+            if (PyDict_DelItem(counts, label) < 0)  /* label stays alive: the heap holds it */
+                return -1;
+            const Py_ssize_t last = PyList_GET_SIZE(heap) - 1;
+            PyObject *tail = PyList_GET_ITEM(heap, last);
+            Py_INCREF(tail);
+            if (PyList_SetSlice(heap, last, last + 1, NULL) < 0) {
+                Py_DECREF(tail);
+                return -1;
+            }
+            if (last > 0) {
+                if (PyList_SetItem(heap, 0, tail) < 0 || heap_sift_down(heap, 0) < 0)  /* SetItem takes tail */
+                    return -1;
+            } else {
+                Py_DECREF(tail);
+            }
+            return count;
+        }
+        /* the entry's count was raised since it was pushed: raise its key and look again */
+        PyObject *raised = PyTuple_New(3), *o_exact = PyLong_FromLongLong(exact);
+        if (raised == NULL || o_exact == NULL) {
+            Py_XDECREF(raised);
+            Py_XDECREF(o_exact);
+            return -1;
+        }
+        PyTuple_SET_ITEM(raised, 0, o_exact);
+        PyTuple_SET_ITEM(raised, 1, Py_NewRef(PyTuple_GET_ITEM(top, 1)));
+        PyTuple_SET_ITEM(raised, 2, Py_NewRef(label));
+        if (PyList_SetItem(heap, 0, raised) < 0 || heap_sift_down(heap, 0) < 0)
+            return -1;
+    }
+}
+
+/* SpaceSaving._hold: label held with count and error at position; 0, or -1 on error. */
+static int
+spacesaving_hold(PyObject *counts, PyObject *heap, PyObject *label, long long count, long long error,
+                 long long position)
+{
+    PyObject *entry = PyList_New(3), *key = PyTuple_New(3);
+    PyObject *o_count = PyLong_FromLongLong(count), *o_error = PyLong_FromLongLong(error);
+    PyObject *o_position = PyLong_FromLongLong(position);
+    if (entry == NULL || key == NULL || o_count == NULL || o_error == NULL || o_position == NULL) {
+        Py_XDECREF(entry);
+        Py_XDECREF(key);
+        Py_XDECREF(o_count);
+        Py_XDECREF(o_error);
+        Py_XDECREF(o_position);
+        return -1;
+    }
+    PyList_SET_ITEM(entry, 0, Py_NewRef(o_count));
+    PyList_SET_ITEM(entry, 1, o_error);
+    PyList_SET_ITEM(entry, 2, Py_NewRef(o_position));
+    PyTuple_SET_ITEM(key, 0, o_count);
+    PyTuple_SET_ITEM(key, 1, o_position);
+    PyTuple_SET_ITEM(key, 2, Py_NewRef(label));
+    int rc = PyDict_SetItem(counts, label, entry);
+    Py_DECREF(entry);
+    if (rc < 0) {
+        Py_DECREF(key);
+        return -1;
+    }
+    rc = heap_push(heap, key);
+    Py_DECREF(key);
+    return rc;
+}
+
+PyDoc_STRVAR(spacesaving_update_doc,
+"spacesaving_update(sketch, values, max_label) -> None\n"
+"--\n\n"
+"detectors.sketches.SpaceSaving.update_each's loop, on the sketch's own attributes: _counts (label ->\n"
+"[count, error, position]), _heap ((count, position, label), counts lower bounds raised at eviction),\n"
+"_capacity, _total, _next_position. Each value is counted once as str(value)[:max_label]; a miss at\n"
+"capacity evicts the held label of the smallest exact (count, position). On an exception, the values\n"
+"before it stay counted (_total and _next_position say so).");
+
+static PyObject *
+spacesaving_update(PyObject *self, PyObject *args)
+{
+    PyObject *sketch, *values;
+    Py_ssize_t max_label;
+    if (!PyArg_ParseTuple(args, "OOn", &sketch, &values, &max_label))
+        return NULL;
+    PyObject *counts = PyObject_GetAttrString(sketch, "_counts");
+    PyObject *heap = counts == NULL ? NULL : PyObject_GetAttrString(sketch, "_heap");
+    PyObject *o_capacity = heap == NULL ? NULL : PyObject_GetAttrString(sketch, "_capacity");
+    PyObject *o_total = o_capacity == NULL ? NULL : PyObject_GetAttrString(sketch, "_total");
+    PyObject *o_position = o_total == NULL ? NULL : PyObject_GetAttrString(sketch, "_next_position");
+    PyObject *it = NULL;
+    long long capacity = 0, total = 0, next_position = 0;
+    if (o_position != NULL) {
+        capacity = PyLong_AsLongLong(o_capacity);
+        total = PyLong_AsLongLong(o_total);
+        next_position = PyLong_AsLongLong(o_position);
+    }
+    if (o_position == NULL || PyErr_Occurred()) {
+        goto done;
+    }
+    if (!PyDict_CheckExact(counts) || !PyList_CheckExact(heap) || capacity < 1 || max_label < 0) {
+        PyErr_SetString(PyExc_ValueError, "spacesaving_update: not a SpaceSaving sketch");
+        goto done;
+    }
+    it = PyObject_GetIter(values);
+    if (it == NULL)
+        goto done;
+    PyObject *value;
+    while ((value = PyIter_Next(it)) != NULL) {
+        PyObject *label;
+        if (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) <= max_label) {
+            label = value;
+        } else {
+            PyObject *text = PyObject_Str(value);
+            Py_DECREF(value);
+            if (text == NULL)
+                break;
+            label = PyUnicode_GET_LENGTH(text) > max_label ? PyUnicode_Substring(text, 0, max_label) : text;
+            if (label != text)
+                Py_DECREF(text);
+            if (label == NULL)
+                break;
+        }
+        PyObject *entry = PyDict_GetItemWithError(counts, label);
+        int rc = 0;
+        if (entry != NULL) {
+            if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 3) {
+                PyErr_SetString(PyExc_ValueError, "_counts: expected [count, error, position] lists");
+                rc = -1;
+            } else {
+                const long long c = PyLong_AsLongLong(PyList_GET_ITEM(entry, 0));
+                PyObject *raised = c == -1 && PyErr_Occurred() ? NULL : PyLong_FromLongLong(c + 1);
+                rc = raised == NULL ? -1 : PyList_SetItem(entry, 0, raised);
+            }
+        } else if (PyErr_Occurred()) {
+            rc = -1;
+        } else if (PyDict_GET_SIZE(counts) < capacity) {
+            rc = spacesaving_hold(counts, heap, label, 1, 0, next_position);
+            next_position += rc == 0;
+        } else {
+            const long long floor = spacesaving_evict(counts, heap);
+            rc = floor < 0 ? -1 : spacesaving_hold(counts, heap, label, floor + 1, floor, next_position);
+            next_position += rc == 0;
+        }
+        Py_DECREF(label);
+        if (rc < 0)
+            break;
+        total++;
+    }
+    /* what was counted, also before an exception */
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *o_new_total = PyLong_FromLongLong(total), *o_new_position = PyLong_FromLongLong(next_position);
+    if (o_new_total == NULL || o_new_position == NULL || PyObject_SetAttrString(sketch, "_total", o_new_total) < 0
+        || PyObject_SetAttrString(sketch, "_next_position", o_new_position) < 0) {
+        Py_XDECREF(exc_type);
+        Py_XDECREF(exc_value);
+        Py_XDECREF(exc_tb);
+    } else {
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    Py_XDECREF(o_new_total);
+    Py_XDECREF(o_new_position);
+done:
+    Py_XDECREF(it);
+    Py_XDECREF(counts);
+    Py_XDECREF(heap);
+    Py_XDECREF(o_capacity);
+    Py_XDECREF(o_total);
+    Py_XDECREF(o_position);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ---- usable_events ---------------------------------------------------------------------- */
 
 
@@ -1295,6 +1561,7 @@ static PyMethodDef methods[] = {
     {"ks_uniform", ks_uniform, METH_VARARGS, ks_uniform_doc},
     {"ks_alarms", ks_alarms, METH_VARARGS, ks_alarms_doc},
     {"chi2_screen", chi2_screen, METH_VARARGS, chi2_screen_doc},
+    {"spacesaving_update", spacesaving_update, METH_VARARGS, spacesaving_update_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,7 @@
 """Alarm -> alert: one alert per (feature, test family) episode, with cooldown and re-arm."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -49,6 +50,19 @@ class Candidate:
     evidence: dict[str, Any] = field(compare=False, default_factory=dict)
     #: estimated first event of the change (CUSUM change point, window start), if known
     onset: int | None = field(compare=False, default=None)
+    #: more evidence, as of event_index, that costs more to gather than the alarm itself: asked (before the
+    #: batch ends) only of the alarm that opens an episode, not of the many that extend one in a flood
+    late_evidence: Callable[[], dict[str, Any]] | None = field(compare=False, default=None)
+
+    def order(self) -> tuple[int, tuple[AlarmSource, int, int]]:
+        """The sort key (the dataclass order), as one tuple: a flood's alarms sort without a call per comparison."""
+        return self.event_index, self.rank
+
+    def complete_evidence(self) -> None:
+        """Add the late evidence (after the evidence built with the alarm, in the same order as before)."""
+        if self.late_evidence is not None:
+            self.evidence.update(self.late_evidence())
+            self.late_evidence = None
 
 
 class EpisodeTracker:

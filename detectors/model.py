@@ -212,11 +212,12 @@ class ModelMonitor:
         if self._confidence is not None:
             candidates += self._confidence.update(confidence[None, :], start)
         candidates += self._serving.update(events, start, versions)
-        candidates.sort()
+        candidates.sort(key=Candidate.order)
         alerts = []
         for c in candidates:
             episode = self._episodes.observe((c.feature or "", c.family), c.event_index)
             if episode is not None:
+                c.complete_evidence()
                 alerts.append(self._alert(c, episode, events[c.event_index - start]))
         self._numeric.end_batch()
         self._categorical.end_batch()

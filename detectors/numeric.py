@@ -144,12 +144,13 @@ class NumericBank:
         self._maxs = np.array([p.max for p in self._profiles], dtype=np.float64)
         k = T.CUSUM_K + T.BASELINE_ALLOWANCE_SD / np.sqrt(counts)
         self._k_fixed = np.rint(k / Z_PER_UNIT).astype(np.int64)
+        self._reference_k = [round(v, 4) for v in (self._k_fixed * Z_PER_UNIT).tolist()]  # the alarms' evidence
         self._ks_allowance = T.KS_BASELINE_ALLOWANCE / np.sqrt(counts)
         weights = np.array([[rate_weights(p.missing_rate, p.total), rate_weights(p.invalid_rate, p.total),
                              rate_weights(0.0, p.count)] for p in self._profiles]).reshape(f, 3, 3)
         self._llr_hit = weights[:, :, 0].astype(np.int64)  # (f, 3): missing, invalid, out of range
         self._llr_miss = weights[:, :, 1].astype(np.int64)
-        self._expected_rates = weights[:, :, 2]
+        self._expected_rates = weights[:, :, 2].tolist()  # (f, 3) floats: an alarm's evidence, no numpy scalars
         # the rate chains' weights in chain order: missing, invalid, out of range, each feature by feature
         self._rate_hit = np.ascontiguousarray(self._llr_hit.T).ravel()
         self._rate_miss = np.ascontiguousarray(self._llr_miss.T).ravel()
@@ -218,10 +219,10 @@ class NumericBank:
         kind, family, detector = self._alarms[test]
         if test <= SCALE_DOWN:
             statistic, threshold = stat * Z_PER_UNIT, T.CUSUM_H
-            evidence = {"test": CHAINS[test], "reference_k": round(float(self._k_fixed[j] * Z_PER_UNIT), 4)}
+            evidence = {"test": CHAINS[test], "reference_k": self._reference_k[j]}
         else:
             statistic, threshold = stat / T.LLR_SCALE, T.RATE_H
-            evidence = {"test": CHAINS[test], "expected_rate": float(self._expected_rates[j, test - MISSING])}
+            evidence = {"test": CHAINS[test], "expected_rate": self._expected_rates[j][test - MISSING]}
         evidence["change_start_event"] = onset
         return Candidate(event_index=event, rank=(AlarmSource.NUMERIC_CUSUM, test, j), feature=self._names[j],
                          kind=kind, family=family, detector=detector, statistic=float(statistic),

@@ -13,6 +13,7 @@ one per feature.
 >>> schema = SchemaMonitor(["x"], n_rows=10_000, max_names=10, recent=512)
 >>> absent = np.zeros((1, 64), bool)
 >>> alarms = schema.update([{"x": 1.0, "y": 2.0}] * 64, np.ones(64, bool), absent, absent, start=0)
+>>> alarms[0].complete_evidence()  # the names as of the alarm's event: asked only of an alarm that opens an episode
 >>> alarms[0].event_index, alarms[0].family, alarms[0].evidence["unexpected_names"]
 (7, 'schema', [['y', 8]])
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import zlib
 from bisect import bisect_right
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,7 +32,7 @@ from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.episodes import AlarmSource, Candidate
 from detectors.numeric import rate_weights
 from detectors.recent import RecentRing
-from detectors.sketches import SpaceSaving
+from detectors.sketches import PendingValues, SpaceSaving
 
 __all__ = ["NAMES_SHOWN", "SchemaMonitor"]
 
@@ -74,6 +76,11 @@ class SchemaMonitor:
         self._cumulative: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._last_alarm = -1
         self._batch_alarms: list[int] = []
+        #: this batch's unexpected names per event carrying any, which the sketch takes at end_batch
+        self._pending_names = PendingValues(grouped=True)
+        #: for the batch's alarms' evidence: the absent counts before it, and its cumulative ones
+        self._absent_counts_before = self._absent_counts
+        self._absent_cumulative: np.ndarray | None = None
 
     def update(self, features: Sequence[dict], extra: np.ndarray, absent: np.ndarray, missing: np.ndarray,
                start: int) -> list[Candidate]:
@@ -101,29 +108,31 @@ class SchemaMonitor:
         hit, miss = self._weights
         alarms = [(event, stat) for event, _, stat, _ in self._cusum.update_from_sums(sums, ends, hit, miss,
                                                                                        T.CUSUM_BLOCK)]
-        # names in event order, with the tops as of each alarm's event: no replay per alarm
-        known, names = self._known, self._names
-        flagged = np.flatnonzero(extra).tolist()
-        absent_cumulative = np.cumsum(offschema, axis=1) if alarms else None
-        out, k = [], 0
+        # the names join the sketch at end_batch; an alarm that opens an episode reads the tops as of its event
+        known = self._known
+        self._pending_names.hold([(i, [name for name in features[i] if name not in known])
+                                  for i in np.flatnonzero(extra).tolist()])
+        self._absent_cumulative = np.cumsum(offschema, axis=1) if alarms else None
+        out = []
         for event, stat in alarms:
-            while k < len(flagged) and start + flagged[k] <= event:
-                names.update_each([name for name in features[flagged[k]] if name not in known])
-                k += 1
-            absent_counts = self._absent_counts + absent_cumulative[:, event - start]
-            evidence = {"test": "schema", "expected_rate": self._expected_rate,
-                        "unexpected_names": [[name, c] for name, c, _ in names.top(NAMES_SHOWN)],
-                        "absent_features": self._ranked_absent(absent_counts)}
             # one model-level episode, whichever names: a stream of ever-new names is one problem,
             # not one alert (and one tracked episode) per name
             out.append(Candidate(event_index=event, rank=(AlarmSource.UNEXPECTED_FIELDS, 0, 0), feature=None,
                                  kind="data_quality", family="schema", detector="schema",
-                                 statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None, evidence=evidence))
-        for i in flagged[k:]:
-            names.update_each([name for name in features[i] if name not in known])
-        self._absent_counts += offschema.sum(axis=1)
+                                 statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None,
+                                 evidence={"test": "schema", "expected_rate": self._expected_rate},
+                                 late_evidence=partial(self._names_evidence, event)))
+        self._absent_counts_before = self._absent_counts
+        self._absent_counts = self._absent_counts + offschema.sum(axis=1)
         self._batch_alarms = [event for event, _ in alarms]
         return out
+
+    def _names_evidence(self, event: int) -> dict[str, Any]:
+        """The unexpected names and the absent features up to `event` (of this batch)."""
+        names = self._pending_names.as_of(self._names, event - self._start)
+        absent_counts = self._absent_counts_before + self._absent_cumulative[:, event - self._start]
+        return {"unexpected_names": [[name, c] for name, c, _ in names.top(NAMES_SHOWN)],
+                "absent_features": self._ranked_absent(absent_counts)}
 
     def _ranked_absent(self, counts: np.ndarray) -> list[list]:
         order = np.argsort(-counts, kind="stable")[:NAMES_SHOWN]
@@ -153,6 +162,8 @@ class SchemaMonitor:
         """After the batch's alerts are built: its events join the recent ones."""
         if self._batch_alarms:
             self._last_alarm = self._batch_alarms[-1]
+        self._pending_names.commit(self._names)
+        self._absent_cumulative = None
         self._batch_alarms = []
         self._recent.commit()
         self._cumulative = {}

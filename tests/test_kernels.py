@@ -21,6 +21,7 @@ from detectors.cusum import CusumBank
 from detectors.extract import ABSENT, ABSENT_KEY, INVALID, MISSING, VALID, FeatureColumns, classify_numbers
 from detectors.model import ModelMonitor
 from detectors.numeric import NumericBank
+from detectors.sketches import SpaceSaving
 from stream.devkit.synthetic import scenarios as streams
 
 # ---- read_columns: FeatureColumns.extract against the old pure-Python semantics -------------------
@@ -34,6 +35,10 @@ KEY_POOL = NUMERIC + CATEGORICAL + ("extra_1", "zz", 7, 2.5, ("amount",))
 
 
 class MyFloat(float):
+    pass
+
+
+class Label(str):
     pass
 
 
@@ -771,3 +776,48 @@ def test_cusum_update_from_sums_matches_a_plain_loop(data, f, r, blocks):
     assert got == expected
     assert bank.statistics.tolist() == s
     assert bank.state_dict()["last_zero"] == last_zero
+
+
+# ---- SpaceSaving.update_each (compiled) against update, value by value --------------------------------
+#: labels that collide after the cut to MAX_LABEL, non-str values, and a str subclass
+SKETCH_VALUES = st.one_of(st.sampled_from(["a", "b", "c", "x" * 70, "x" * 64 + "y", 7, 2.5, None]),
+                          st.integers(0, 12).map(str), st.text(max_size=3).map(Label))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(SKETCH_VALUES, max_size=200), st.integers(1, 6), st.lists(st.integers(1, 30), max_size=8),
+       st.integers(0, 3))
+def test_space_saving_update_each_matches_update(values, capacity, cuts, bumps):
+    """The compiled loop is the same sketch as `update` one value at a time: the same labels, counts,
+    errors and positions (so the same evictions and tie rule), also after `update(value, count)`
+    calls raised counts behind the heap's back, and whatever the batching."""
+    reference, compiled = SpaceSaving(capacity), SpaceSaving(capacity)
+    for sketch in (reference, compiled):
+        for v in ("a", "b")[:bumps]:
+            sketch.update(v, count=3)
+    for v in values:
+        reference.update(v)
+    at = 0
+    for cut in cuts + [len(values)]:
+        compiled.update_each(iter(values[at:at + cut]))
+        at += cut
+    assert compiled._counts == reference._counts
+    assert (compiled.total, compiled._next_position) == (reference.total, reference._next_position)
+    assert compiled.top() == reference.top()
+    # the heap the compiled loop left is still a valid one for the Python path
+    for v in ("new-1", "new-2"):
+        reference.update(v)
+        compiled.update(v)
+    assert compiled._counts == reference._counts
+
+
+def test_space_saving_update_each_keeps_what_it_counted_before_an_exception():
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("no")
+
+    sketch = SpaceSaving(2)
+    with pytest.raises(RuntimeError):
+        sketch.update_each(["a", "b", "c", Unprintable(), "d"])
+    assert sketch.total == 3
+    assert sketch.top() == [("c", 2, 1), ("b", 1, 0)]
