@@ -1247,265 +1247,216 @@ block_sums(PyObject *self, PyObject *args)
 
 /* ---- spacesaving_update ------------------------------------------------------------------ */
 
-/* The heap entries of detectors.sketches.SpaceSaving: (count, position, label), ordered by (count, position)
- * (positions are unique, so the label never decides); -1 with an exception set if not such a tuple. */
-static int
-heap_key(PyObject *entry, long long *count, long long *position)
+/* detectors.sketches.SpaceSaving's arrays: per slot (a held label) its count, error and position (the
+ * order it was first held in), and a binary heap of the slots by (count, position), exact, with each
+ * slot's place in it. */
+typedef struct {
+    int64_t *table; /* slot * 3: count, error, position */
+    int64_t *heap;  /* heap index -> slot */
+    int64_t *where; /* slot -> heap index */
+} Sketch;
+
+static inline int
+slot_before(const Sketch *s, int64_t a, int64_t b)
 {
-    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3) {
-        PyErr_SetString(PyExc_TypeError, "heap: expected (count, position, label) tuples");
-        return -1;
-    }
-    *count = PyLong_AsLongLong(PyTuple_GET_ITEM(entry, 0));
-    if (*count == -1 && PyErr_Occurred())
-        return -1;
-    *position = PyLong_AsLongLong(PyTuple_GET_ITEM(entry, 1));
-    return *position == -1 && PyErr_Occurred() ? -1 : 0;
+    const int64_t *x = s->table + 3 * a, *y = s->table + 3 * b;
+    return x[0] < y[0] || (x[0] == y[0] && x[2] < y[2]);
 }
 
-static int
-heap_less(PyObject *a, PyObject *b, int *less)
+static inline void
+heap_place(Sketch *s, Py_ssize_t i, int64_t slot)
 {
-    long long ca, pa, cb, pb;
-    if (heap_key(a, &ca, &pa) < 0 || heap_key(b, &cb, &pb) < 0)
-        return -1;
-    *less = ca < cb || (ca == cb && pa < pb);
-    return 0;
+    s->heap[i] = slot;
+    s->where[slot] = i;
 }
 
-/* Move heap[i] down to its place (any valid sift: the victim, the exact minimum, does not depend on the layout). */
-static int
-heap_sift_down(PyObject *heap, Py_ssize_t i)
+static void
+sift_down(Sketch *s, Py_ssize_t i, Py_ssize_t n)
 {
-    const Py_ssize_t n = PyList_GET_SIZE(heap);
+    const int64_t slot = s->heap[i];
     for (;;) {
-        Py_ssize_t child = 2 * i + 1, smallest = i;
-        int less;
-        for (Py_ssize_t c = child; c < child + 2 && c < n; c++) {
-            if (heap_less(PyList_GET_ITEM(heap, c), PyList_GET_ITEM(heap, smallest), &less) < 0)
-                return -1;
-            if (less)
-                smallest = c;
-        }
-        if (smallest == i)
-            return 0;
-        PyObject *t = PyList_GET_ITEM(heap, i);
-        PyList_SET_ITEM(heap, i, PyList_GET_ITEM(heap, smallest));
-        PyList_SET_ITEM(heap, smallest, t);
-        i = smallest;
+        Py_ssize_t child = 2 * i + 1;
+        if (child >= n)
+            break;
+        if (child + 1 < n && slot_before(s, s->heap[child + 1], s->heap[child]))
+            child++;
+        if (!slot_before(s, s->heap[child], slot))
+            break;
+        heap_place(s, i, s->heap[child]);
+        i = child;
     }
+    heap_place(s, i, slot);
 }
 
-static int
-heap_push(PyObject *heap, PyObject *entry)
+static void
+sift_up(Sketch *s, Py_ssize_t i)
 {
-    if (PyList_Append(heap, entry) < 0)
-        return -1;
-    for (Py_ssize_t i = PyList_GET_SIZE(heap) - 1; i > 0;) {
+    const int64_t slot = s->heap[i];
+    while (i > 0) {
         const Py_ssize_t parent = (i - 1) / 2;
-        int less;
-        if (heap_less(PyList_GET_ITEM(heap, i), PyList_GET_ITEM(heap, parent), &less) < 0)
-            return -1;
-        if (!less)
+        if (!slot_before(s, slot, s->heap[parent]))
             break;
-        PyObject *t = PyList_GET_ITEM(heap, i);
-        PyList_SET_ITEM(heap, i, PyList_GET_ITEM(heap, parent));
-        PyList_SET_ITEM(heap, parent, t);
+        heap_place(s, i, s->heap[parent]);
         i = parent;
     }
-    return 0;
+    heap_place(s, i, slot);
 }
 
-/* SpaceSaving._evict: drop the held label of the smallest exact (count, position); its count, or -1 on error. */
-static long long
-spacesaving_evict(PyObject *counts, PyObject *heap)
+/* The label a value is counted as: itself if an exact str of at most max_label characters, else
+ * str(value) cut to max_label. A new reference, or NULL with an exception set. */
+static PyObject *
+sketch_label(PyObject *value, Py_ssize_t max_label)
 {
-    for (;;) {
-        if (PyList_GET_SIZE(heap) == 0) {
-            PyErr_SetString(PyExc_ValueError, "heap: empty while labels are held");
-            return -1;
-        }
-        PyObject *top = PyList_GET_ITEM(heap, 0);
-        long long count, position;
-        if (heap_key(top, &count, &position) < 0)
-            return -1;
-        PyObject *label = PyTuple_GET_ITEM(top, 2);
-        PyObject *entry = PyDict_GetItemWithError(counts, label);
-        if (entry == NULL || !PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 3) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "heap: a label not held as [count, error, position]");
-            return -1;
-        }
-        const long long exact = PyLong_AsLongLong(PyList_GET_ITEM(entry, 0));
-        if (exact == -1 && PyErr_Occurred())
-            return -1;
-        if (exact == count) {
-            if (PyDict_DelItem(counts, label) < 0)  /* label stays alive: the heap holds it */
-                return -1;
-            const Py_ssize_t last = PyList_GET_SIZE(heap) - 1;
-            PyObject *tail = PyList_GET_ITEM(heap, last);
-            Py_INCREF(tail);
-            if (PyList_SetSlice(heap, last, last + 1, NULL) < 0) {
-                Py_DECREF(tail);
-                return -1;
-            }
-            if (last > 0) {
-                if (PyList_SetItem(heap, 0, tail) < 0 || heap_sift_down(heap, 0) < 0)  /* SetItem takes tail */
-                    return -1;
-            } else {
-                Py_DECREF(tail);
-            }
-            return count;
-        }
-        /* the entry's count was raised since it was pushed: raise its key and look again */
-        PyObject *raised = PyTuple_New(3), *o_exact = PyLong_FromLongLong(exact);
-        if (raised == NULL || o_exact == NULL) {
-            Py_XDECREF(raised);
-            Py_XDECREF(o_exact);
-            return -1;
-        }
-        PyTuple_SET_ITEM(raised, 0, o_exact);
-        PyTuple_SET_ITEM(raised, 1, Py_NewRef(PyTuple_GET_ITEM(top, 1)));
-        PyTuple_SET_ITEM(raised, 2, Py_NewRef(label));
-        if (PyList_SetItem(heap, 0, raised) < 0 || heap_sift_down(heap, 0) < 0)
-            return -1;
-    }
+    if (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) <= max_label)
+        return Py_NewRef(value);
+    PyObject *text = PyObject_Str(value);
+    if (text == NULL || PyUnicode_GET_LENGTH(text) <= max_label)
+        return text;
+    PyObject *cut = PyUnicode_Substring(text, 0, max_label);
+    Py_DECREF(text);
+    return cut;
 }
 
-/* SpaceSaving._hold: label held with count and error at position; 0, or -1 on error. */
+/* Count label `count` more times: 0, or -1 with an exception set (the sketch unchanged). */
 static int
-spacesaving_hold(PyObject *counts, PyObject *heap, PyObject *label, long long count, long long error,
-                 long long position)
+sketch_count(Sketch *s, PyObject *slots, PyObject *labels, Py_ssize_t capacity, PyObject *label, int64_t count,
+             int64_t *next_position)
 {
-    PyObject *entry = PyList_New(3), *key = PyTuple_New(3);
-    PyObject *o_count = PyLong_FromLongLong(count), *o_error = PyLong_FromLongLong(error);
-    PyObject *o_position = PyLong_FromLongLong(position);
-    if (entry == NULL || key == NULL || o_count == NULL || o_error == NULL || o_position == NULL) {
-        Py_XDECREF(entry);
-        Py_XDECREF(key);
-        Py_XDECREF(o_count);
-        Py_XDECREF(o_error);
-        Py_XDECREF(o_position);
-        return -1;
+    PyObject *o_slot = PyDict_GetItemWithError(slots, label);
+    if (o_slot != NULL) {
+        const Py_ssize_t slot = PyLong_AsSsize_t(o_slot);
+        if (slot < 0 || slot >= PyDict_GET_SIZE(slots)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "_slots: a slot out of range");
+            return -1;
+        }
+        s->table[3 * slot] += count;
+        sift_down(s, s->where[slot], PyDict_GET_SIZE(slots));
+        return 0;
     }
-    PyList_SET_ITEM(entry, 0, Py_NewRef(o_count));
-    PyList_SET_ITEM(entry, 1, o_error);
-    PyList_SET_ITEM(entry, 2, Py_NewRef(o_position));
-    PyTuple_SET_ITEM(key, 0, o_count);
-    PyTuple_SET_ITEM(key, 1, o_position);
-    PyTuple_SET_ITEM(key, 2, Py_NewRef(label));
-    int rc = PyDict_SetItem(counts, label, entry);
-    Py_DECREF(entry);
-    if (rc < 0) {
-        Py_DECREF(key);
+    if (PyErr_Occurred())
         return -1;
+    const Py_ssize_t held = PyDict_GET_SIZE(slots);
+    Py_ssize_t slot;
+    int64_t floor = 0;
+    if (held < capacity) {
+        slot = held;
+        s->heap[held] = slot;
+    } else {
+        /* evict the smallest (count, position): the heap's root */
+        slot = (Py_ssize_t)s->heap[0];
+        floor = s->table[3 * slot];
+        if (PyDict_DelItem(slots, PyList_GET_ITEM(labels, slot)) < 0)
+            return -1;
     }
-    rc = heap_push(heap, key);
-    Py_DECREF(key);
-    return rc;
+    PyObject *o_new = PyLong_FromSsize_t(slot);
+    if (o_new == NULL || PyDict_SetItem(slots, label, o_new) < 0) {
+        Py_XDECREF(o_new);
+        return -1;  /* a victim dropped and no label in its place: only on a failure of Python itself */
+    }
+    Py_DECREF(o_new);
+    if (PyList_SetItem(labels, slot, Py_NewRef(label)) < 0)
+        return -1;
+    int64_t *row = s->table + 3 * slot;
+    row[0] = floor + count;
+    row[1] = floor;
+    row[2] = (*next_position)++;
+    if (held < capacity)
+        sift_up(s, held);
+    else
+        sift_down(s, 0, held);
+    return 0;
 }
 
 PyDoc_STRVAR(spacesaving_update_doc,
-"spacesaving_update(sketch, values, max_label) -> None\n"
+"spacesaving_update(sketch, values, count, max_label, exclude) -> None\n"
 "--\n\n"
-"detectors.sketches.SpaceSaving.update_each's loop, on the sketch's own attributes: _counts (label ->\n"
-"[count, error, position]), _heap ((count, position, label), counts lower bounds raised at eviction),\n"
-"_capacity, _total, _next_position. Each value is counted once as str(value)[:max_label]; a miss at\n"
-"capacity evicts the held label of the smallest exact (count, position). On an exception, the values\n"
-"before it stay counted (_total and _next_position say so).");
+"detectors.sketches.SpaceSaving's counting, on the sketch's own attributes: _slots (label -> slot),\n"
+"_labels (slot -> label), _table (int64, capacity x 3: count, error, position), _heap and _where\n"
+"(int64, capacity: the slots by (count, position), each slot's place), _capacity, _total,\n"
+"_next_position. Each value not in `exclude` (a set, or None) is counted `count` times as\n"
+"str(value)[:max_label]; a new label at capacity takes the place of the smallest (count, position).\n"
+"On an exception, the values before it stay counted (_total and _next_position say so).");
 
 static PyObject *
 spacesaving_update(PyObject *self, PyObject *args)
 {
-    PyObject *sketch, *values;
+    PyObject *sketch, *values, *exclude;
+    long long count;
     Py_ssize_t max_label;
-    if (!PyArg_ParseTuple(args, "OOn", &sketch, &values, &max_label))
+    if (!PyArg_ParseTuple(args, "OOLnO", &sketch, &values, &count, &max_label, &exclude))
         return NULL;
-    PyObject *counts = PyObject_GetAttrString(sketch, "_counts");
-    PyObject *heap = counts == NULL ? NULL : PyObject_GetAttrString(sketch, "_heap");
-    PyObject *o_capacity = heap == NULL ? NULL : PyObject_GetAttrString(sketch, "_capacity");
-    PyObject *o_total = o_capacity == NULL ? NULL : PyObject_GetAttrString(sketch, "_total");
-    PyObject *o_position = o_total == NULL ? NULL : PyObject_GetAttrString(sketch, "_next_position");
+    if (exclude != Py_None && !PyAnySet_Check(exclude)) {
+        PyErr_SetString(PyExc_TypeError, "exclude: a set or None");
+        return NULL;
+    }
+    static const char *const names[] = {"_slots", "_labels", "_table", "_heap", "_where", "_capacity", "_total",
+                                        "_next_position"};
+    PyObject *o[8] = {NULL};
+    Buf b[3];
+    memset(b, 0, sizeof(b));
     PyObject *it = NULL;
-    long long capacity = 0, total = 0, next_position = 0;
-    if (o_position != NULL) {
-        capacity = PyLong_AsLongLong(o_capacity);
-        total = PyLong_AsLongLong(o_total);
-        next_position = PyLong_AsLongLong(o_position);
-    }
-    if (o_position == NULL || PyErr_Occurred()) {
+    for (int k = 0; k < 8; k++)
+        if ((o[k] = PyObject_GetAttrString(sketch, names[k])) == NULL)
+            goto done;
+    PyObject *slots = o[0], *labels = o[1];
+    const Py_ssize_t capacity = PyLong_AsSsize_t(o[5]);
+    long long total = PyLong_AsLongLong(o[6]);
+    int64_t next_position = PyLong_AsLongLong(o[7]);
+    if (PyErr_Occurred())
+        goto done;
+    if (!PyDict_CheckExact(slots) || !PyList_CheckExact(labels) || capacity < 1
+        || PyList_GET_SIZE(labels) != capacity || PyDict_GET_SIZE(slots) > capacity || count < 1 || max_label < 0) {
+        PyErr_SetString(PyExc_ValueError, "spacesaving_update: not a SpaceSaving sketch, or count < 1");
         goto done;
     }
-    if (!PyDict_CheckExact(counts) || !PyList_CheckExact(heap) || capacity < 1 || max_label < 0) {
-        PyErr_SetString(PyExc_ValueError, "spacesaving_update: not a SpaceSaving sketch");
+    if (buf_get(o[2], &b[0], 8, size_mul(capacity, 3), 1, "_table") < 0
+        || buf_get(o[3], &b[1], 8, capacity, 1, "_heap") < 0 || buf_get(o[4], &b[2], 8, capacity, 1, "_where") < 0)
         goto done;
-    }
+    Sketch s = {b[0].view.buf, b[1].view.buf, b[2].view.buf};
     it = PyObject_GetIter(values);
     if (it == NULL)
         goto done;
     PyObject *value;
     while ((value = PyIter_Next(it)) != NULL) {
-        PyObject *label;
-        if (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) <= max_label) {
-            label = value;
-        } else {
-            PyObject *text = PyObject_Str(value);
+        int skip = 0;
+        if (exclude != Py_None && (skip = PySet_Contains(exclude, value)) < 0) {
             Py_DECREF(value);
-            if (text == NULL)
-                break;
-            label = PyUnicode_GET_LENGTH(text) > max_label ? PyUnicode_Substring(text, 0, max_label) : text;
-            if (label != text)
-                Py_DECREF(text);
-            if (label == NULL)
-                break;
+            break;
         }
-        PyObject *entry = PyDict_GetItemWithError(counts, label);
-        int rc = 0;
-        if (entry != NULL) {
-            if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 3) {
-                PyErr_SetString(PyExc_ValueError, "_counts: expected [count, error, position] lists");
-                rc = -1;
-            } else {
-                const long long c = PyLong_AsLongLong(PyList_GET_ITEM(entry, 0));
-                PyObject *raised = c == -1 && PyErr_Occurred() ? NULL : PyLong_FromLongLong(c + 1);
-                rc = raised == NULL ? -1 : PyList_SetItem(entry, 0, raised);
-            }
-        } else if (PyErr_Occurred()) {
-            rc = -1;
-        } else if (PyDict_GET_SIZE(counts) < capacity) {
-            rc = spacesaving_hold(counts, heap, label, 1, 0, next_position);
-            next_position += rc == 0;
-        } else {
-            const long long floor = spacesaving_evict(counts, heap);
-            rc = floor < 0 ? -1 : spacesaving_hold(counts, heap, label, floor + 1, floor, next_position);
-            next_position += rc == 0;
+        if (skip) {
+            Py_DECREF(value);
+            continue;
         }
+        PyObject *label = sketch_label(value, max_label);
+        Py_DECREF(value);
+        if (label == NULL)
+            break;
+        const int rc = sketch_count(&s, slots, labels, capacity, label, count, &next_position);
         Py_DECREF(label);
         if (rc < 0)
             break;
-        total++;
+        total += count;
     }
     /* what was counted, also before an exception */
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    PyObject *o_new_total = PyLong_FromLongLong(total), *o_new_position = PyLong_FromLongLong(next_position);
-    if (o_new_total == NULL || o_new_position == NULL || PyObject_SetAttrString(sketch, "_total", o_new_total) < 0
-        || PyObject_SetAttrString(sketch, "_next_position", o_new_position) < 0) {
+    PyObject *o_total = PyLong_FromLongLong(total), *o_position = PyLong_FromLongLong((long long)next_position);
+    if (o_total == NULL || o_position == NULL || PyObject_SetAttrString(sketch, "_total", o_total) < 0
+        || PyObject_SetAttrString(sketch, "_next_position", o_position) < 0) {
         Py_XDECREF(exc_type);
         Py_XDECREF(exc_value);
         Py_XDECREF(exc_tb);
     } else {
         PyErr_Restore(exc_type, exc_value, exc_tb);
     }
-    Py_XDECREF(o_new_total);
-    Py_XDECREF(o_new_position);
-done:
-    Py_XDECREF(it);
-    Py_XDECREF(counts);
-    Py_XDECREF(heap);
-    Py_XDECREF(o_capacity);
     Py_XDECREF(o_total);
     Py_XDECREF(o_position);
+done:
+    Py_XDECREF(it);
+    RELEASE_ALL(b);
+    for (int k = 0; k < 8; k++)
+        Py_XDECREF(o[k]);
     if (PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;

@@ -76,8 +76,9 @@ class SchemaMonitor:
         self._cumulative: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._last_alarm = -1
         self._batch_alarms: list[int] = []
-        #: this batch's unexpected names per event carrying any, which the sketch takes at end_batch
-        self._pending_names = PendingValues(grouped=True)
+        #: this batch's feature maps that carry unexpected names: the sketch takes their names but the
+        #: known ones at end_batch
+        self._pending_names = PendingValues(grouped=True, exclude=self._known)
         #: for the batch's alarms' evidence: the absent counts before it, and its cumulative ones
         self._absent_counts_before = self._absent_counts
         self._absent_cumulative: np.ndarray | None = None
@@ -109,9 +110,7 @@ class SchemaMonitor:
         alarms = [(event, stat) for event, _, stat, _ in self._cusum.update_from_sums(sums, ends, hit, miss,
                                                                                        T.CUSUM_BLOCK)]
         # the names join the sketch at end_batch; an alarm that opens an episode reads the tops as of its event
-        known = self._known
-        self._pending_names.hold([(i, [name for name in features[i] if name not in known])
-                                  for i in np.flatnonzero(extra).tolist()])
+        self._pending_names.hold([(i, features[i]) for i in np.flatnonzero(extra).tolist()])
         self._absent_cumulative = np.cumsum(offschema, axis=1) if alarms else None
         out = []
         for event, stat in alarms:

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from heapq import heapify, heappop, heappush, heapreplace
+from collections.abc import Set as AbstractSet
 from itertools import chain
+from operator import itemgetter
 from typing import Any
+
+import numpy as np
 
 from detectors import _kernels
 
@@ -14,15 +17,16 @@ __all__ = ["MAX_LABEL", "PendingValues", "SpaceSaving"]
 MAX_LABEL = 64
 
 
-def _most_counted_first(item: tuple[str, list[int]]) -> tuple[int, str]:
-    return -item[1][0], item[0]
+def _most_counted_first(item: tuple[str, int, int]) -> tuple[int, str]:
+    return -item[1], item[0]
 
 
 class SpaceSaving:
     """Approximate top-k counter in bounded memory (Metwally et al., Space-Saving).
 
     Every true count lies in [count - error, count]; any value with a true share above 1/capacity
-    is guaranteed to be held.
+    is guaranteed to be held. A new value at capacity takes the place of the held one of the
+    smallest count, the first held among ties (deterministic).
 
     >>> s = SpaceSaving(capacity=2)
     >>> for v in "aababcaa":
@@ -32,13 +36,21 @@ class SpaceSaving:
     """
 
     def __init__(self, capacity: int = 20):
-        self._capacity = capacity
-        self._counts: dict[str, list[int]] = {}  # label -> [count, error, position]: held in position order
+        self._allocate(capacity)
         self._total = 0
+
+    def _allocate(self, capacity: int) -> None:
+        # the counting is compiled (detectors/_kernels.c): a flood of ever-new values misses on every one,
+        # ~4 us each in Python, 45 per event of a renamed schema. Each held label has a slot: its count,
+        # error and position (the order labels were first held in) in `_table`, and its place in `_heap`,
+        # the slots by exact (count, position), so the victim is the root: O(log capacity) per value.
+        self._capacity = capacity
+        self._slots: dict[str, int] = {}  # label -> slot
+        self._labels: list[str | None] = [None] * capacity  # slot -> label
+        self._table = np.zeros((capacity, 3), dtype=np.int64)  # slot -> count, error, position
+        self._heap = np.zeros(capacity, dtype=np.int64)  # the held slots, a binary heap by (count, position)
+        self._where = np.zeros(capacity, dtype=np.int64)  # slot -> its index in _heap
         self._next_position = 0
-        # one (count, position, label) per held label; count is a lower bound (raised lazily at eviction),
-        # so the smallest exact key is the victim: eviction costs O(log capacity), not a scan of every label
-        self._heap: list[tuple[int, int, str]] = []
 
     @property
     def capacity(self) -> int:
@@ -56,68 +68,51 @@ class SpaceSaving:
         return self._total
 
     def update(self, value: Any, count: int = 1) -> None:
-        """Count `value` (as its string, cut to MAX_LABEL characters) `count` more times."""
-        label = str(value)[:MAX_LABEL]
-        self._total += count
-        entry = self._counts.get(label)
-        if entry is not None:
-            entry[0] += count
-        elif len(self._counts) < self._capacity:
-            self._hold(label, count, 0)
-        else:
-            # evict the smallest count (first held among ties: deterministic)
-            floor = self._evict()
-            self._hold(label, floor + count, floor)
+        """Count `value` (as its string, cut to MAX_LABEL characters) `count` (>= 1) more times."""
+        _kernels.spacesaving_update(self, (value,), count, MAX_LABEL, None)
 
-    def update_each(self, values: Iterable[Any]) -> None:
-        """`update(value)` of each value in turn.
+    def update_each(self, values: Iterable[Any], exclude: AbstractSet[str] | None = None) -> None:
+        """`update(value)` of each value in turn, but those in `exclude` (a set).
 
         >>> s = SpaceSaving(capacity=2)
-        >>> s.update_each("aababcaa")
+        >>> s.update_each("aababcaxa", exclude={"x"})
         >>> s.top()
         [('a', 5, 0), ('c', 3, 2)]
         """
-        # compiled (detectors/_kernels.c): a flood of ever-new values misses on every one, and a miss
-        # (evict, hold) in Python costs ~4 us, 45 of them per event of a renamed schema
-        _kernels.spacesaving_update(self, values, MAX_LABEL)
+        _kernels.spacesaving_update(self, values, 1, MAX_LABEL, exclude)
 
-    def _hold(self, label: str, count: int, error: int) -> None:
-        position = self._next_position
-        self._next_position += 1
-        self._counts[label] = [count, error, position]
-        heappush(self._heap, (count, position, label))
-
-    def _evict(self) -> int:
-        """Drop the held label of the smallest (count, position); return its count."""
-        heap, counts = self._heap, self._counts
-        while True:
-            count, position, label = heap[0]
-            exact = counts[label][0]
-            if exact == count:
-                heappop(heap)
-                del counts[label]
-                return count
-            heapreplace(heap, (exact, position, label))
+    def _held(self) -> list[tuple[str, int, int, int]]:
+        """(label, count, error, position) of each held label, in position order."""
+        table = self._table.tolist()
+        return sorted(((label, *table[slot]) for label, slot in self._slots.items()), key=itemgetter(3))
 
     def top(self, n: int | None = None) -> list[tuple[str, int, int]]:
         """The `n` (default: all) held labels, most counted first: (label, count, error).
 
         A label's true count lies in [count - error, count].
         """
-        ranked = sorted(self._counts.items(), key=_most_counted_first)
-        return [(k, c, e) for k, (c, e, _) in (ranked[:n] if n else ranked)]
+        table = self._table.tolist()
+        ranked = sorted(((label, *table[slot][:2]) for label, slot in self._slots.items()), key=_most_counted_first)
+        return ranked[:n] if n else ranked
 
     def state_dict(self) -> dict[str, Any]:
         """The sketch as plain data (`load_state`, `from_state` take it back)."""
-        return {"items": [[k, c, e] for k, (c, e, _) in self._counts.items()], "total": self._total}
+        return {"items": [[k, c, e] for k, c, e, _ in self._held()], "total": self._total}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict`."""
-        self._counts = {str(k): [int(c), int(e), p] for p, (k, c, e) in enumerate(state["items"])}
+        items = {str(label): (int(count), int(error)) for label, count, error in state["items"]}
+        # a state of more labels than the capacity (a smaller one configured since) keeps them all
+        self._allocate(max(self._capacity, len(items)))
+        for position, (label, (count, error)) in enumerate(items.items()):
+            self._slots[label] = position
+            self._labels[position] = label
+            self._table[position] = (count, error, position)
+        order = sorted(range(len(items)), key=lambda slot: (int(self._table[slot, 0]), slot))
+        self._heap[:len(order)] = order  # sorted: a valid heap
+        self._where[order] = np.arange(len(order))
+        self._next_position = len(items)
         self._total = int(state["total"])
-        self._next_position = len(self._counts)
-        self._heap = [(c, p, k) for k, (c, _, p) in self._counts.items()]
-        heapify(self._heap)
 
 
 class PendingValues:
@@ -135,15 +130,16 @@ class PendingValues:
     [('b', 2, 0), ('c', 2, 1)]
     """
 
-    def __init__(self, grouped: bool = False):
-        #: each pending item is a list of values (True) or one value (False)
+    def __init__(self, grouped: bool = False, exclude: AbstractSet[str] | None = None):
+        #: each pending item is an iterable of values (True) or one value (False)
         self._grouped = grouped
+        self._exclude = exclude  # values never counted (`SpaceSaving.update_each`)
         self._pending: list[tuple[int, Any]] = []  # (event offset in the batch, item), in event order
         #: (copy of the sketch, pending items it took, last event offset they cover)
         self._cursor: tuple[SpaceSaving, int, int] | None = None
 
     def hold(self, pending: list[tuple[int, Any]]) -> None:
-        """The batch's (event offset, value or list of values), in event order."""
+        """The batch's (event offset, value or iterable of values), in event order."""
         self._pending, self._cursor = pending, None
 
     def as_of(self, sketch: SpaceSaving, last: int) -> SpaceSaving:
@@ -157,13 +153,13 @@ class PendingValues:
         end = taken
         while end < len(pending) and pending[end][0] <= last:
             end += 1
-        copy.update_each(self._values(pending[taken:end]))
+        copy.update_each(self._values(pending[taken:end]), self._exclude)
         self._cursor = (copy, end, last)
         return copy
 
     def commit(self, sketch: SpaceSaving) -> None:
         """The batch's values join `sketch`."""
-        sketch.update_each(self._values(self._pending))
+        sketch.update_each(self._values(self._pending), self._exclude)
         self._pending, self._cursor = [], None
 
     def _values(self, items: list[tuple[int, Any]]) -> Iterable[Any]:

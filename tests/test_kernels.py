@@ -778,37 +778,66 @@ def test_cusum_update_from_sums_matches_a_plain_loop(data, f, r, blocks):
     assert bank.state_dict()["last_zero"] == last_zero
 
 
-# ---- SpaceSaving.update_each (compiled) against update, value by value --------------------------------
+# ---- SpaceSaving (compiled) against a plain Space-Saving, value by value ------------------------------
 #: labels that collide after the cut to MAX_LABEL, non-str values, and a str subclass
 SKETCH_VALUES = st.one_of(st.sampled_from(["a", "b", "c", "x" * 70, "x" * 64 + "y", 7, 2.5, None]),
                           st.integers(0, 12).map(str), st.text(max_size=3).map(Label))
 
 
+class PlainSpaceSaving:
+    """The reference: a new label at capacity replaces the held one of the smallest (count, first held)."""
+
+    def __init__(self, capacity):
+        self.capacity, self.held, self.total, self.position = capacity, {}, 0, 0  # label -> [count, error, pos]
+
+    def update(self, value, count=1):
+        label = str(value)[:64]
+        self.total += count
+        if label in self.held:
+            self.held[label][0] += count
+            return
+        floor = 0
+        if len(self.held) >= self.capacity:
+            victim = min(self.held, key=lambda k: (self.held[k][0], self.held[k][2]))
+            floor = self.held.pop(victim)[0]
+        self.held[label] = [floor + count, floor, self.position]
+        self.position += 1
+
+    def state(self):
+        ranked = sorted(self.held.items(), key=lambda kv: kv[1][2])
+        return {"items": [[k, c, e] for k, (c, e, _) in ranked], "total": self.total}
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(SKETCH_VALUES, max_size=200), st.integers(1, 6), st.lists(st.integers(1, 30), max_size=8),
-       st.integers(0, 3))
-def test_space_saving_update_each_matches_update(values, capacity, cuts, bumps):
-    """The compiled loop is the same sketch as `update` one value at a time: the same labels, counts,
-    errors and positions (so the same evictions and tie rule), also after `update(value, count)`
-    calls raised counts behind the heap's back, and whatever the batching."""
-    reference, compiled = SpaceSaving(capacity), SpaceSaving(capacity)
-    for sketch in (reference, compiled):
-        for v in ("a", "b")[:bumps]:
-            sketch.update(v, count=3)
-    for v in values:
-        reference.update(v)
+       st.lists(st.tuples(st.integers(0, 200), st.integers(1, 5)), max_size=5))
+def test_space_saving_matches_a_plain_space_saving(values, capacity, cuts, bumps):
+    """The compiled sketch is Space-Saving with its tie rule: the same labels, counts, errors and held
+    order, whatever the batching of `update_each`, with `update(value, count)` calls in between, and
+    after a round trip through its state."""
+    reference, sketch = PlainSpaceSaving(capacity), SpaceSaving(capacity)
+    bumped = {at: (values[at] if at < len(values) else "a", count) for at, count in bumps}
     at = 0
     for cut in cuts + [len(values)]:
-        compiled.update_each(iter(values[at:at + cut]))
+        chunk = values[at:at + cut]
+        for k, v in enumerate(chunk):
+            reference.update(v)
+            if at + k in bumped:
+                reference.update(*bumped[at + k])
+        # the same values: runs between the bumps through update_each, the bumps through update
+        run = []
+        for k, v in enumerate(chunk):
+            run.append(v)
+            if at + k in bumped:
+                sketch.update_each(iter(run))
+                run = []
+                sketch.update(*bumped[at + k])
+        sketch.update_each(iter(run))
         at += cut
-    assert compiled._counts == reference._counts
-    assert (compiled.total, compiled._next_position) == (reference.total, reference._next_position)
-    assert compiled.top() == reference.top()
-    # the heap the compiled loop left is still a valid one for the Python path
-    for v in ("new-1", "new-2"):
-        reference.update(v)
-        compiled.update(v)
-    assert compiled._counts == reference._counts
+        assert sketch.state_dict() == reference.state(), at
+        sketch = SpaceSaving.from_state(sketch.state_dict(), capacity)  # and carries on from its state
+    assert sketch.total == reference.total
+    assert sketch.top() == sorted(((k, c, e) for k, c, e in reference.state()["items"]), key=lambda t: (-t[1], t[0]))
 
 
 def test_space_saving_update_each_keeps_what_it_counted_before_an_exception():
@@ -821,3 +850,14 @@ def test_space_saving_update_each_keeps_what_it_counted_before_an_exception():
         sketch.update_each(["a", "b", "c", Unprintable(), "d"])
     assert sketch.total == 3
     assert sketch.top() == [("c", 2, 1), ("b", 1, 0)]
+    sketch.update_each(["d", "x"], exclude={"x"})
+    assert sketch.top() == [("c", 2, 1), ("d", 2, 1)]
+
+
+@pytest.mark.parametrize("broken", ["_table", "_heap", "_where", "_labels", "_capacity"])
+def test_space_saving_refuses_arrays_of_the_wrong_size(broken):
+    sketch = SpaceSaving(4)
+    setattr(sketch, broken, {"_table": np.zeros((3, 3), dtype=np.int64), "_heap": np.zeros(2, dtype=np.int64),
+                             "_where": np.zeros(5, dtype=np.int32), "_labels": [None], "_capacity": 8}[broken])
+    with pytest.raises((ValueError, TypeError)):
+        sketch.update_each(["a"])

@@ -21,10 +21,10 @@ def test_an_unseen_flood_costs_each_value_a_bounded_number_of_sketch_updates(mon
     monkeypatch.setattr(SpaceSaving, "update",
                         lambda self, value, count=1: (calls.append(1), update(self, value, count)))
 
-    def counted_update_each(self, values):
+    def counted_update_each(self, values, exclude=None):
         values = list(values)
         calls.extend([1] * len(values))
-        update_each(self, values)
+        update_each(self, values, exclude)
 
     monkeypatch.setattr(SpaceSaving, "update_each", counted_update_each)
     monitor = ModelMonitor(stream.baseline())
