@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import faust
@@ -28,9 +28,10 @@ from stream.worker.service import Record
 
 log = logging.getLogger("skewwatch.worker")
 
-__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "checkpoint_and_commit",
-           "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown", "processing",
-           "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines", "write_checkpoints"]
+__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "YIELD_EVERY_BYTES",
+           "checkpoint_and_commit", "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked",
+           "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter",
+           "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
 
@@ -88,6 +89,26 @@ async def wait_for_baselines() -> None:
         log.info("baselines loaded (%s): processing", ", ".join(service.models))
 
 
+#: payload bytes processed between two yields to the event loop: a batch of large messages (up to
+#: batch_size of them, each up to Limits.max_message_bytes) would otherwise hold the loop (timers,
+#: /metrics, the broker's heartbeats) for as long as it takes; the slowest valid input measured
+#: (bench/input_paths.py: alarms on every feature) costs ~0.15 s a MB. Batching does not change the alerts.
+YIELD_EVERY_BYTES = 2_000_000
+
+
+def _chunks(records: list[Record]) -> Iterator[list[Record]]:
+    """The records in order, in runs of about YIELD_EVERY_BYTES (at least one record each)."""
+    chunk, size = [], 0
+    for r in records:
+        chunk.append(r)
+        size += len(r.value or b"")
+        if size >= YIELD_EVERY_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 async def _process(batch: list[faust.EventT]) -> None:
     service = worker.service
     with worker.metrics.batch_seconds.time():
@@ -97,13 +118,19 @@ async def _process(batch: list[faust.EventT]) -> None:
             m = event.message
             by_partition.setdefault(m.partition, []).append(Record(m.value, m.partition, m.offset, m.topic))
             tps[m.partition] = m.tp
+        first = True
         for partition, records in by_partition.items():
-            monitors = service.monitors_for(partition, _table_items)
-            alerts, dead_letters = service.process(monitors, records)
-            for alert in alerts:
-                await emit(alert)
-            for letter in dead_letters:
-                await send_dead_letter(letter)
+            for chunk in _chunks(records):
+                if not first:
+                    await asyncio.sleep(0)  # let the loop run (the processing lock stays held)
+                first = False
+                # after any await, as between partitions: the monitors a rebalance left (rebuilt if it dropped them)
+                monitors = service.monitors_for(partition, _table_items)
+                alerts, dead_letters = service.process(monitors, chunk)
+                for alert in alerts:
+                    await emit(alert)
+                for letter in dead_letters:
+                    await send_dead_letter(letter)
             seek = monitors.take_seek()
             if seek is not None:  # records fetched but never delivered: read them again
                 rewind(app.consumer, tps[partition], seek)
