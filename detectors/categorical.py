@@ -18,7 +18,7 @@ from baselines.profile import CategoricalProfile
 from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
-from detectors.episodes import AlarmSource, Candidate
+from detectors.episodes import Alarm, AlarmSource, Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
 from detectors.numeric import rate_weights, window_cuts
 from detectors.recent import RecentRing
@@ -97,8 +97,8 @@ class CategoricalBank:
     def categories(self) -> list[list[str]]:
         return self._categories
 
-    def update(self, codes: np.ndarray, others: list[list[tuple[int, str]]], start: int) -> list[Candidate]:
-        """Feed events start.. of the model; return the alarms they raise.
+    def update(self, codes: np.ndarray, others: list[list[tuple[int, str]]], start: int) -> list[Candidate | Alarm]:
+        """Feed events start.. of the model; return the alarms they raise (its CUSUMs' as `Alarm`s).
 
         codes: (n_features, n_events) category codes (`detectors.extract.FeatureColumns`); others: per
         feature the (event offset, label) of every value coded "other".
@@ -130,23 +130,25 @@ class CategoricalBank:
             pending.commit(sketch)
         self._recent.commit()
 
-    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
+    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Alarm]:
         if len(sums) == 0:
             return []
         out = []
         alarms = self._cusum.update_from_sums(sums, ends, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK)
         for event, chain, stat, zero in alarms:
             test, j = divmod(chain, f)
-            kind, family, detector = ALARMS[test]
-            onset = zero + 1
-            evidence = {"test": CHAINS[test], "expected_rate": self._expected_rates[j][test],
-                        "change_start_event": onset}
-            out.append(Candidate(event_index=event, rank=(AlarmSource.CATEGORICAL_CUSUM, test, j),
-                                 feature=self._names[j], kind=kind, family=family, detector=detector,
-                                 statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None, evidence=evidence,
-                                 onset=onset,
-                                 late_evidence=partial(self._unseen_evidence, j, event) if test == UNSEEN else None))
+            _, family, detector = ALARMS[test]
+            out.append(Alarm(event, (AlarmSource.CATEGORICAL_CUSUM, test, j), self._names[j], family, detector,
+                             zero + 1, self._cusum_candidate, (event, test, j, stat, zero + 1)))
         return out
+
+    def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:
+        kind, family, detector = ALARMS[test]
+        evidence = {"test": CHAINS[test], "expected_rate": self._expected_rates[j][test], "change_start_event": onset}
+        return Candidate(event_index=event, rank=(AlarmSource.CATEGORICAL_CUSUM, test, j), feature=self._names[j],
+                         kind=kind, family=family, detector=detector, statistic=stat / T.LLR_SCALE,
+                         threshold=T.RATE_H, p_value=None, evidence=evidence, onset=onset,
+                         late_evidence=partial(self._unseen_evidence, j, event) if test == UNSEEN else None)
 
     def _unseen_evidence(self, j: int, event: int) -> dict[str, Any]:
         return {"top_unseen": self.top_unseen(j, event_index=event)}

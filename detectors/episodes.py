@@ -4,9 +4,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
-__all__ = ["RIVER_DETECTORS", "SERVING_FAMILIES", "AlarmSource", "Candidate", "EpisodeTracker"]
+__all__ = ["ALARM_ORDER", "RIVER_DETECTORS", "SERVING_FAMILIES", "Alarm", "AlarmSource", "Candidate", "EpisodeTracker"]
 
 
 class AlarmSource(IntEnum):
@@ -54,15 +55,40 @@ class Candidate:
     #: batch ends) only of the alarm that opens an episode, not of the many that extend one in a flood
     late_evidence: Callable[[], dict[str, Any]] | None = field(compare=False, default=None)
 
-    def order(self) -> tuple[int, tuple[AlarmSource, int, int]]:
-        """The sort key (the dataclass order), as one tuple: a flood's alarms sort without a call per comparison."""
-        return self.event_index, self.rank
-
     def complete_evidence(self) -> None:
         """Add the late evidence (after the evidence built with the alarm, in the same order as before)."""
         if self.late_evidence is not None:
             self.evidence.update(self.late_evidence())
             self.late_evidence = None
+
+
+class Alarm(NamedTuple):
+    """A CUSUM chain's alarm before the episode rule: what the rule reads, and how to build its Candidate.
+
+    A flood (a renamed field, a broken producer) raises one alarm per chain per CUSUM block, nearly all
+    extending an open episode: the Candidate, its floats and evidence, is built only for one that opens.
+    """
+
+    event_index: int
+    rank: tuple[AlarmSource, int, int]
+    feature: str | None
+    family: str
+    detector: str
+    onset: int | None
+    #: build(*args) -> the Candidate (the monitor's; it reads nothing that changes before end_batch)
+    build: Callable[..., Candidate]
+    args: tuple
+
+    def candidate(self) -> Candidate:
+        """The Candidate, keyed as the episode rule saw it (`ModelMonitor` may have re-keyed the alarm)."""
+        c = self.build(*self.args)
+        c.rank, c.feature, c.family, c.detector = self.rank, self.feature, self.family, self.detector
+        return c
+
+
+#: the order of a batch's alarms (Candidates and Alarms alike; the Candidate dataclass order): one C-built
+#: key per alarm, no Python call per comparison of a flood's tens of thousands
+ALARM_ORDER = attrgetter("event_index", "rank")
 
 
 class EpisodeTracker:

@@ -43,7 +43,7 @@ from detectors.diagnosis import (
     redact_labels,
     with_version_coincidence,
 )
-from detectors.episodes import AlarmSource, Candidate, EpisodeTracker
+from detectors.episodes import ALARM_ORDER, Alarm, AlarmSource, Candidate, EpisodeTracker
 from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns
 from detectors.fmt import quote_value
 from detectors.numeric import (
@@ -212,11 +212,13 @@ class ModelMonitor:
         if self._confidence is not None:
             candidates += self._confidence.update(confidence[None, :], start)
         candidates += self._serving.update(events, start, versions)
-        candidates.sort(key=Candidate.order)
+        candidates.sort(key=ALARM_ORDER)
         alerts = []
         for c in candidates:
             episode = self._episodes.observe((c.feature or "", c.family), c.event_index)
             if episode is not None:
+                if isinstance(c, Alarm):
+                    c = c.candidate()
                 c.complete_evidence()
                 alerts.append(self._alert(c, episode, events[c.event_index - start]))
         self._numeric.end_batch()
@@ -259,16 +261,18 @@ class ModelMonitor:
         return {name: {"invalid": int(invalid[column[name]]), "missing": int(missing[column[name]])}
                 for name in order if invalid[column[name]] or missing[column[name]]}
 
-    def _as_schema(self, c: Candidate) -> Candidate:
+    def _as_schema(self, c: Candidate | Alarm) -> Candidate | Alarm:
         """A feature's alarm, or, if it is a missing rate the schema change explains, a schema alarm
         that only extends the schema episode (`SchemaMonitor.explains_missing`: that episode is open)."""
         if c.family != "missing" or not self._schema.explains_missing(c.feature, c.event_index, c.onset,
                                                                        self._config.rearm_quiet_events):
             return c
-        # in place (this batch's own candidate; `dataclasses.replace` costs more than the test in a flood),
         # ranked after the schema alarm of the same event, so that it never opens the episode itself
-        c.feature, c.family, c.detector = None, "schema", "schema"
-        c.rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
+        rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
+        if isinstance(c, Alarm):
+            return c._replace(feature=None, family="schema", detector="schema", rank=rank)
+        # in place (this batch's own candidate; `dataclasses.replace` costs more than the test in a flood)
+        c.feature, c.family, c.detector, c.rank = None, "schema", "schema", rank
         return c
 
     # ---- alerts --------------------------------------------------------------------------------

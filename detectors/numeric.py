@@ -19,7 +19,7 @@ from baselines.profile import QUANTILE_PROBS, NumericProfile
 from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import DISABLED, BlockAccumulator, CusumBank, bernoulli_llr_weights, blocks_touched
-from detectors.episodes import RIVER_DETECTORS, AlarmSource, Candidate
+from detectors.episodes import RIVER_DETECTORS, Alarm, AlarmSource, Candidate
 from detectors.pit import BatchedPIT
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
@@ -177,9 +177,9 @@ class NumericBank:
         return self._names
 
     # ---- the batch ---------------------------------------------------------------------
-    def update(self, x: np.ndarray, start: int) -> list[Candidate]:
+    def update(self, x: np.ndarray, start: int) -> list[Candidate | Alarm]:
         """x: (n_features, n_events) for events start.. of the model, as `NumericValues.x` encodes
-        it: the value if valid, NaN if missing, +inf if invalid."""
+        it: the value if valid, NaN if missing, +inf if invalid. Its CUSUMs' alarms come as `Alarm`s."""
         f, n = x.shape
         self._completed_timing = None
         if f == 0 or n == 0:
@@ -204,15 +204,18 @@ class NumericBank:
         """Keep the last events for summaries (after the batch's alerts are built)."""
         self._recent.commit()
 
-    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
+    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Alarm]:
         if len(sums) == 0:
             return []
         out = []
         alarms = self._cusum.update_from_sums(sums, ends, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK,
                                               self._k_fixed, HALF)
+        names, kinds, build = self._names, self._alarms, self._cusum_candidate
         for event, chain, stat, zero in alarms:
             test, j = divmod(chain, f)
-            out.append(self._cusum_candidate(event, test, j, stat, zero + 1))
+            _, family, detector = kinds[test]
+            out.append(Alarm(event, (AlarmSource.NUMERIC_CUSUM, test, j), names[j], family, detector, zero + 1, build,
+                             (event, test, j, stat, zero + 1)))
         return out
 
     def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:

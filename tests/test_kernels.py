@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from baselines.profile import NumericProfile, category_key
 from detectors import _kernels
 from detectors.cusum import CusumBank
+from detectors.episodes import Alarm
 from detectors.extract import ABSENT, ABSENT_KEY, INVALID, MISSING, VALID, FeatureColumns, classify_numbers
 from detectors.model import ModelMonitor
 from detectors.numeric import NumericBank
@@ -589,6 +590,7 @@ def test_monitor_alerts_and_state_do_not_depend_on_batching(seed, sizes):
 
 def candidates(cs) -> str:
     """All of a candidate, in the order the monitor sorts them (a bank lists a batch's by test)."""
+    cs = [c.candidate() if isinstance(c, Alarm) else c for c in cs]
     return repr([(c.event_index, c.rank, c.feature, c.kind, c.family, c.detector, c.statistic, c.threshold,
                   c.p_value, c.evidence, c.onset) for c in sorted(cs)])
 
