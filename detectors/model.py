@@ -270,7 +270,7 @@ class ModelMonitor:
         # ranked after the schema alarm of the same event, so that it never opens the episode itself
         rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
         if isinstance(c, Alarm):
-            return c._replace(feature=None, family="schema", detector="schema", rank=rank)
+            return Alarm(c.event_index, rank, None, "schema", "schema", c.onset, c.build, c.args)
         # in place (this batch's own candidate; `dataclasses.replace` costs more than the test in a flood)
         c.feature, c.family, c.detector, c.rank = None, "schema", "schema", rank
         return c

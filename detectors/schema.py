@@ -60,6 +60,7 @@ class SchemaMonitor:
     def __init__(self, known: Sequence[str], n_rows: int, max_names: int, recent: int):
         self._known = frozenset(known)
         self._known_order = list(known)
+        self._known_index = {name: j for j, name in enumerate(self._known_order)}
         self._names = SpaceSaving(max_names)
         hit, miss, self._expected_rate = rate_weights(0.0, n_rows)
         self._weights = (np.array([hit], dtype=np.int64), np.array([miss], dtype=np.int64))
@@ -73,7 +74,7 @@ class SchemaMonitor:
         self._start = 0
         #: per feature asked about in this batch: cumulative counts of missing and of absent-offschema
         #: over its recent events then the batch's, so that each alarm's question costs O(1)
-        self._cumulative: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cumulative: dict[int, tuple[list[int], list[int]]] = {}
         self._last_alarm = -1
         self._batch_alarms: list[int] = []
         #: this batch's feature maps that carry unexpected names: the sketch takes their names but the
@@ -146,15 +147,16 @@ class SchemaMonitor:
         last = self._batch_alarms[before - 1] if before else self._last_alarm
         if last < 0 or event_index - last > quiet_events:
             return False
-        j = self._known_order.index(feature)
+        j = self._known_index[feature]
         if j not in self._cumulative:
             rows = self._recent.ring_and_batch(j)
-            self._cumulative[j] = (np.concatenate(([0], np.cumsum(rows >= MISSING))),
-                                   np.concatenate(([0], np.cumsum(rows == ABSENT_OFFSCHEMA))))
+            # lists: a flood asks once per feature per CUSUM block, and a list item costs less than a numpy one
+            self._cumulative[j] = ([0, *np.cumsum(rows >= MISSING).tolist()],
+                                   [0, *np.cumsum(rows == ABSENT_OFFSCHEMA).tolist()])
         missing, offschema = self._cumulative[j]
         end = self._recent.filled + event_index - self._start + 1
         first = max(end - self._recent.length, 0, end - (event_index - since + 1) if since is not None else 0)
-        n_missing, n_offschema = int(missing[end] - missing[first]), int(offschema[end] - offschema[first])
+        n_missing, n_offschema = missing[end] - missing[first], offschema[end] - offschema[first]
         return 0 < n_missing <= 2 * n_offschema
 
     def end_batch(self) -> None:
