@@ -165,12 +165,17 @@ class FeatureColumns:
                                                               x, status, codes, absent.view(np.uint8),
                                                               extra.view(np.uint8), top)
         others: list[list[tuple[int, str]]] = [[] for _ in range(m)]
-        if unresolved:
-            for j, i in zip(*np.nonzero(codes == _UNRESOLVED)):
+        if unresolved:  # every value of an unseen flood: Python ints and one numpy write for them all
+            at = np.nonzero(codes == _UNRESOLVED)
+            resolved = []
+            for j, i in zip(*(a.tolist() for a in at)):
                 table = self._codes[j]
-                key = category_key(features[i][self._categorical_names[j]])
-                codes[j, i] = code = table.get(key, len(table))
+                value = features[i][self._categorical_names[j]]
+                key = value if type(value) is str else category_key(value)
+                code = table.get(key, len(table))
+                resolved.append(code)
                 if code == len(table):
-                    others[j].append((int(i), key))
+                    others[j].append((i, key))
+            codes[at] = resolved
         numeric = NumericValues(x, status, invalid, features, self._numeric_names)
         return numeric, (codes, absent, others), extra, versions

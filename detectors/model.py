@@ -208,7 +208,7 @@ class ModelMonitor:
         candidates = self._schema.update(numeric.features, extra, np.vstack([numeric.status == ABSENT_KEY, absent]),
                                          np.vstack([numeric.missing, codes == MISSING_CODE]), start)
         # a missing rate that is the schema change's absent fields extends the schema episode instead
-        candidates += [self._as_schema(c) for c in features]
+        candidates += self._as_schema(features)
         if self._confidence is not None:
             candidates += self._confidence.update(confidence[None, :], start)
         candidates += self._serving.update(events, start, versions)
@@ -261,19 +261,21 @@ class ModelMonitor:
         return {name: {"invalid": int(invalid[column[name]]), "missing": int(missing[column[name]])}
                 for name in order if invalid[column[name]] or missing[column[name]]}
 
-    def _as_schema(self, c: Candidate | Alarm) -> Candidate | Alarm:
-        """A feature's alarm, or, if it is a missing rate the schema change explains, a schema alarm
-        that only extends the schema episode (`SchemaMonitor.explains_missing`: that episode is open)."""
-        if c.family != "missing" or not self._schema.explains_missing(c.feature, c.event_index, c.onset,
-                                                                       self._config.rearm_quiet_events):
-            return c
-        # ranked after the schema alarm of the same event, so that it never opens the episode itself
-        rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
-        if isinstance(c, Alarm):
-            return Alarm(c.event_index, rank, None, "schema", "schema", c.onset, c.build, c.args)
-        # in place (this batch's own candidate; `dataclasses.replace` costs more than the test in a flood)
-        c.feature, c.family, c.detector, c.rank = None, "schema", "schema", rank
-        return c
+    def _as_schema(self, alarms: list[Candidate | Alarm]) -> list[Candidate | Alarm]:
+        """The features' alarms, those that are a missing rate the schema change explains as schema alarms
+        that only extend the schema episode (`SchemaMonitor.explains_missing`: that episode is open)."""
+        missing = [k for k, c in enumerate(alarms) if c.family == "missing"]
+        explained = self._schema.explains_missing([(alarms[k].feature, alarms[k].event_index, alarms[k].onset)
+                                                   for k in missing], self._config.rearm_quiet_events)
+        for k in np.array(missing)[explained].tolist() if missing else []:
+            c = alarms[k]
+            # ranked after the schema alarm of the same event, so that it never opens the episode itself
+            rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
+            if isinstance(c, Alarm):
+                alarms[k] = Alarm(c.event_index, rank, None, "schema", "schema", c.onset, c.build, c.args)
+            else:  # in place (this batch's own candidate; `dataclasses.replace` costs more in a flood)
+                c.feature, c.family, c.detector, c.rank = None, "schema", "schema", rank
+        return alarms
 
     # ---- alerts --------------------------------------------------------------------------------
     def _alert(self, c: Candidate, episode: int, event: dict) -> Alert:

@@ -20,7 +20,6 @@ one per feature.
 from __future__ import annotations
 
 import zlib
-from bisect import bisect_right
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -72,9 +71,6 @@ class SchemaMonitor:
         #: with unexpected names), else 0; the batch's apart until end_batch (`explains_missing` reads both)
         self._recent = RecentRing(len(self._known_order), recent, 0, np.uint8)
         self._start = 0
-        #: per feature asked about in this batch: cumulative counts of missing and of absent-offschema
-        #: over its recent events then the batch's, so that each alarm's question costs O(1)
-        self._cumulative: dict[int, tuple[list[int], list[int]]] = {}
         self._last_alarm = -1
         self._batch_alarms: list[int] = []
         #: this batch's feature maps that carry unexpected names: the sketch takes their names but the
@@ -105,7 +101,6 @@ class SchemaMonitor:
         # absent implies missing: 2 = ABSENT_OFFSCHEMA
         self._recent.hold_batch(missing.astype(np.uint8) + offschema, start)
         self._start = start
-        self._cumulative = {}
         sums, ends = self._blocks.add(extra.astype(np.int64)[:, None], start)
         hit, miss = self._weights
         alarms = [(event, stat) for event, _, stat, _ in self._cusum.update_from_sums(sums, ends, hit, miss,
@@ -138,26 +133,39 @@ class SchemaMonitor:
         order = np.argsort(-counts, kind="stable")[:NAMES_SHOWN]
         return [[self._known_order[j], int(counts[j])] for j in order.tolist() if counts[j]]
 
-    def explains_missing(self, feature: str, event_index: int, since: int | None, quiet_events: int) -> bool:
-        """Whether a missing-rate alarm of `feature` at event_index is this schema change: the schema
-        alarmed within `quiet_events` before it, and at least half of the feature's missing values
-        since the change's start (`since`; at most its last `recent` events) were its absence from
-        events carrying unexpected names."""
-        before = bisect_right(self._batch_alarms, event_index)  # the batch's alarms, in event order
-        last = self._batch_alarms[before - 1] if before else self._last_alarm
-        if last < 0 or event_index - last > quiet_events:
-            return False
-        j = self._known_index[feature]
-        if j not in self._cumulative:
-            rows = self._recent.ring_and_batch(j)
-            # lists: a flood asks once per feature per CUSUM block, and a list item costs less than a numpy one
-            self._cumulative[j] = ([0, *np.cumsum(rows >= MISSING).tolist()],
-                                   [0, *np.cumsum(rows == ABSENT_OFFSCHEMA).tolist()])
-        missing, offschema = self._cumulative[j]
-        end = self._recent.filled + event_index - self._start + 1
-        first = max(end - self._recent.length, 0, end - (event_index - since + 1) if since is not None else 0)
-        n_missing, n_offschema = missing[end] - missing[first], offschema[end] - offschema[first]
-        return 0 < n_missing <= 2 * n_offschema
+    def explains_missing(self, alarms: Sequence[tuple[str, int, int | None]], quiet_events: int) -> np.ndarray:
+        """Of each missing-rate alarm (feature, event_index, since) of this batch, whether it is this schema
+        change: the schema alarmed within `quiet_events` before it, and at least half of the feature's
+        missing values since the change's start (`since`; at most its last `recent` events) were its
+        absence from events carrying unexpected names. (n,) bool; all at once: in a flood every
+        feature's missing rate alarms every CUSUM block."""
+        if not alarms:
+            return np.zeros(0, dtype=bool)
+        features, events, sinces = zip(*alarms)
+        events = np.array(events, dtype=np.int64)
+        batch = np.array(self._batch_alarms, dtype=np.int64)  # the batch's alarms, in event order
+        before = np.searchsorted(batch, events, side="right")
+        last = batch[np.maximum(before - 1, 0)] if len(batch) else np.zeros(len(events), dtype=np.int64)
+        last = np.where(before > 0, last, self._last_alarm)
+        recent_alarm = (last >= 0) & (events - last <= quiet_events)
+        # per feature asked about: cumulative counts of missing and of absent-offschema over its recent
+        # events then the batch's (row k of each: the k-th feature asked about)
+        rows, order = {}, []
+        for name in features:
+            j = self._known_index[name]
+            order.append(rows.setdefault(j, len(rows)))
+        recent = np.stack([self._recent.ring_and_batch(j) for j in rows])
+        zero = np.zeros((len(rows), 1), dtype=np.int64)
+        missing = np.hstack([zero, np.cumsum(recent >= MISSING, axis=1)])
+        offschema = np.hstack([zero, np.cumsum(recent == ABSENT_OFFSCHEMA, axis=1)])
+        k = np.array(order)
+        end = self._recent.filled + events - self._start + 1
+        since = np.array([end_j - (e - s + 1) if s is not None else 0 for end_j, e, s in zip(end.tolist(),
+                                                                                              events.tolist(), sinces)])
+        first = np.maximum(np.maximum(end - self._recent.length, 0), since)
+        n_missing = missing[k, end] - missing[k, first]
+        n_offschema = offschema[k, end] - offschema[k, first]
+        return recent_alarm & (0 < n_missing) & (n_missing <= 2 * n_offschema)
 
     def end_batch(self) -> None:
         """After the batch's alerts are built: its events join the recent ones."""
@@ -167,7 +175,6 @@ class SchemaMonitor:
         self._absent_cumulative = None
         self._batch_alarms = []
         self._recent.commit()
-        self._cumulative = {}
 
     def state_dict(self) -> dict[str, Any]:
         """The names, absences, blocks and CUSUM as plain data (`load_state` takes it back)."""
