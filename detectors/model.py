@@ -265,17 +265,31 @@ class ModelMonitor:
         """The features' alarms, those that are a missing rate the schema change explains as schema alarms
         that only extend the schema episode (`SchemaMonitor.explains_missing`: that episode is open)."""
         missing = [k for k, c in enumerate(alarms) if c.family == "missing"]
+        if not missing:
+            return alarms
         explained = self._schema.explains_missing([(alarms[k].feature, alarms[k].event_index, alarms[k].onset)
                                                    for k in missing], self._config.rearm_quiet_events)
-        for k in np.array(missing)[explained].tolist() if missing else []:
+        if not explained.any():
+            return alarms
+        # ranked after the schema alarm of the same event, so that it never opens the episode itself; of the
+        # same event's, the first (by rank) is the one the episode rule would see first: the rest add nothing
+        # (a renamed schema: every known feature's, every CUSUM block)
+        first: dict[int, tuple[tuple[AlarmSource, int, int], int]] = {}
+        for k in np.array(missing)[explained].tolist():
             c = alarms[k]
-            # ranked after the schema alarm of the same event, so that it never opens the episode itself
             rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
+            if c.event_index not in first or rank < first[c.event_index][0]:
+                first[c.event_index] = (rank, k)
+        out = [c for k, c in zip(explained.tolist(), (alarms[k] for k in missing)) if not k]
+        out += [c for c in alarms if c.family != "missing"]
+        for rank, k in first.values():
+            c = alarms[k]
             if isinstance(c, Alarm):
-                alarms[k] = Alarm(c.event_index, rank, None, "schema", "schema", c.onset, c.build, c.args)
+                out.append(Alarm(c.event_index, rank, None, "schema", "schema", c.onset, c.build, c.args))
             else:  # in place (this batch's own candidate; `dataclasses.replace` costs more in a flood)
                 c.feature, c.family, c.detector, c.rank = None, "schema", "schema", rank
-        return alarms
+                out.append(c)
+        return out
 
     # ---- alerts --------------------------------------------------------------------------------
     def _alert(self, c: Candidate, episode: int, event: dict) -> Alert:
