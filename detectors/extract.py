@@ -168,14 +168,16 @@ class FeatureColumns:
         if unresolved:  # every value of an unseen flood: Python ints and one numpy write for them all
             at = np.nonzero(codes == _UNRESOLVED)
             resolved = []
+            tables, names = self._codes, self._categorical_names
+            maps = [ev["features"] for ev in features._events] if isinstance(features, _FeatureMaps) else features
             for j, i in zip(*(a.tolist() for a in at)):
-                table = self._codes[j]
-                value = features[i][self._categorical_names[j]]
+                value = maps[i][names[j]]
                 key = value if type(value) is str else category_key(value)
-                code = table.get(key, len(table))
-                resolved.append(code)
-                if code == len(table):
+                code = tables[j].get(key, -1)
+                if code < 0:
+                    code = len(tables[j])
                     others[j].append((i, key))
+                resolved.append(code)
             codes[at] = resolved
         numeric = NumericValues(x, status, invalid, features, self._numeric_names)
         return numeric, (codes, absent, others), extra, versions

@@ -135,6 +135,10 @@ class NumericBank:
         self._names = list(names) if names is not None else [p.name for p in self._profiles]
         self._confidence = confidence
         self._alarms = CONFIDENCE_ALARMS if confidence else FEATURE_ALARMS
+        #: per CUSUM chain (test * f + j): its alarms' (rank, feature, family, detector, test, j)
+        self._chain_keys = [((AlarmSource.NUMERIC_CUSUM, test, j), name, *self._alarms[test][1:], test, j)
+                            if test in self._alarms else None for test in range(N_CHAINS)
+                            for j, name in enumerate(self._names)]
         self._window = window
         self._min_window_values = min_window_values
         f = len(self._profiles)
@@ -210,12 +214,10 @@ class NumericBank:
         out = []
         alarms = self._cusum.update_from_sums(sums, ends, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK,
                                               self._k_fixed, HALF)
-        names, kinds, build = self._names, self._alarms, self._cusum_candidate
+        keys, build = self._chain_keys, self._cusum_candidate
         for event, chain, stat, zero in alarms:
-            test, j = divmod(chain, f)
-            _, family, detector = kinds[test]
-            out.append(Alarm(event, (AlarmSource.NUMERIC_CUSUM, test, j), names[j], family, detector, zero + 1, build,
-                             (event, test, j, stat, zero + 1)))
+            rank, feature, family, detector, test, j = keys[chain]
+            out.append(Alarm(event, rank, feature, family, detector, zero + 1, build, (event, test, j, stat, zero + 1)))
         return out
 
     def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:
