@@ -78,12 +78,21 @@ class Alarm(NamedTuple):
     #: build(*args) -> the Candidate (the monitor's; it reads nothing that changes before end_batch)
     build: Callable[..., Candidate]
     args: tuple
+    #: the build args (event first) of the same chain's next alarms of the batch, each within the episode
+    #: rule's quiet_events of the one before: whatever this one does, they only extend its episode
+    #: (`EpisodeTracker.extend` to the last of them, once)
+    more: tuple[tuple, ...] = ()
 
     def candidate(self) -> Candidate:
         """The Candidate, keyed as the episode rule saw it (`ModelMonitor` may have re-keyed the alarm)."""
         c = self.build(*self.args)
         c.rank, c.feature, c.family, c.detector = self.rank, self.feature, self.family, self.detector
         return c
+
+    def each(self) -> list[Alarm]:
+        """This alarm and its `more`, one Alarm each."""
+        return [self._replace(more=())] + [self._replace(event_index=args[0], onset=args[-1], args=args, more=())
+                                           for args in self.more]
 
 
 #: the order of a batch's alarms (Candidates and Alarms alike; the Candidate dataclass order): one C-built
@@ -110,11 +119,17 @@ class EpisodeTracker:
         """Record an alarm; return the new episode number if it opens one, None if it extends one."""
         entry = self._episodes.get(key)
         if entry is not None and event_index - entry[1] <= self._quiet:
-            entry[1] = event_index
+            entry[1] = max(entry[1], event_index)  # after an `extend` past it, the episode's last alarm stays
             return None
         number = entry[0] + 1 if entry else 1
         self._episodes[key] = [number, event_index]
         return number
+
+    def extend(self, key: tuple[str, str], event_index: int) -> None:
+        """Alarms of the open episode of `key` up to event_index, each within `quiet_events` of the one
+        before (a CUSUM chain's run, `Alarm.more`): the episode stays open, its last alarm at event_index."""
+        entry = self._episodes[key]
+        entry[1] = max(entry[1], event_index)
 
     def open_at(self, event_index: int) -> list[tuple[str, str]]:
         """The keys whose episode is still open at event_index: an alarm within `quiet_events` of it.

@@ -201,7 +201,7 @@ class ModelMonitor:
             events, self._baseline.version, confidence)
         self._invalid_examples.hold_batch(numeric, start)
         self._count_values(numeric, codes, confidence)
-        features = self._numeric.update(numeric.x, start)
+        features = self._numeric.update(numeric.x, start, self._config.rearm_quiet_events)
         # the batch's timing blocks stay apart until its alerts are built
         self._timing.hold_batch(self._numeric.completed_timing_blocks())
         features += self._categorical.update(codes, others, start)
@@ -215,10 +215,14 @@ class ModelMonitor:
         candidates.sort(key=ALARM_ORDER)
         alerts = []
         for c in candidates:
-            episode = self._episodes.observe((c.feature or "", c.family), c.event_index)
-            if episode is not None:
-                if isinstance(c, Alarm):
+            key = (c.feature or "", c.family)
+            episode = self._episodes.observe(key, c.event_index)
+            if isinstance(c, Alarm):
+                if c.more:
+                    self._episodes.extend(key, c.more[-1][0])
+                if episode is not None:
                     c = c.candidate()
+            if episode is not None:
                 c.complete_evidence()
                 alerts.append(self._alert(c, episode, events[c.event_index - start]))
         self._numeric.end_batch()
@@ -264,26 +268,34 @@ class ModelMonitor:
     def _as_schema(self, alarms: list[Candidate | Alarm]) -> list[Candidate | Alarm]:
         """The features' alarms, those that are a missing rate the schema change explains as schema alarms
         that only extend the schema episode (`SchemaMonitor.explains_missing`: that episode is open)."""
-        missing = [k for k, c in enumerate(alarms) if c.family == "missing"]
+        missing = [c for c in alarms if c.family == "missing"]
         if not missing:
             return alarms
-        explained = self._schema.explains_missing([(alarms[k].feature, alarms[k].event_index, alarms[k].onset)
-                                                   for k in missing], self._config.rearm_quiet_events)
-        if not explained.any():
+        # one question per alarm, a run's (`Alarm.more`) each
+        each = [c.each() if isinstance(c, Alarm) and c.more else [c] for c in missing]
+        explained = self._schema.explains_missing([(a.feature, a.event_index, a.onset) for run in each for a in run],
+                                                  self._config.rearm_quiet_events).tolist()
+        if not any(explained):
             return alarms
+        out = [c for c in alarms if c.family != "missing"]
         # ranked after the schema alarm of the same event, so that it never opens the episode itself; of the
         # same event's, the first (by rank) is the one the episode rule would see first: the rest add nothing
         # (a renamed schema: every known feature's, every CUSUM block)
-        first: dict[int, tuple[tuple[AlarmSource, int, int], int]] = {}
-        for k in np.array(missing)[explained].tolist():
-            c = alarms[k]
-            rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
-            if c.event_index not in first or rank < first[c.event_index][0]:
-                first[c.event_index] = (rank, k)
-        out = [c for k, c in zip(explained.tolist(), (alarms[k] for k in missing)) if not k]
-        out += [c for c in alarms if c.family != "missing"]
-        for rank, k in first.values():
-            c = alarms[k]
+        first: dict[int, tuple[tuple[AlarmSource, int, int], Candidate | Alarm]] = {}
+        at = 0
+        for c, run in zip(missing, each):
+            answers, at = explained[at:at + len(run)], at + len(run)
+            if not any(answers):
+                out.append(c)
+                continue
+            for a, yes in zip(run, answers):
+                if not yes:
+                    out.append(a)
+                    continue
+                rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + a.rank[0], a.rank[2])
+                if a.event_index not in first or rank < first[a.event_index][0]:
+                    first[a.event_index] = (rank, a)
+        for rank, c in first.values():
             if isinstance(c, Alarm):
                 out.append(Alarm(c.event_index, rank, None, "schema", "schema", c.onset, c.build, c.args))
             else:  # in place (this batch's own candidate; `dataclasses.replace` costs more in a flood)

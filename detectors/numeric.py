@@ -181,9 +181,10 @@ class NumericBank:
         return self._names
 
     # ---- the batch ---------------------------------------------------------------------
-    def update(self, x: np.ndarray, start: int) -> list[Candidate | Alarm]:
+    def update(self, x: np.ndarray, start: int, run_gap: int = 0) -> list[Candidate | Alarm]:
         """x: (n_features, n_events) for events start.. of the model, as `NumericValues.x` encodes
-        it: the value if valid, NaN if missing, +inf if invalid. Its CUSUMs' alarms come as `Alarm`s."""
+        it: the value if valid, NaN if missing, +inf if invalid. Its CUSUMs' alarms come as `Alarm`s, a
+        chain's alarms each within `run_gap` events of the one before as one (`Alarm.more`)."""
         f, n = x.shape
         self._completed_timing = None
         if f == 0 or n == 0:
@@ -196,7 +197,7 @@ class NumericBank:
         _kernels.numeric_blocks(x, u, start, T.CUSUM_BLOCK, T.U_BITS, self._mins, self._maxs,
                                 np.array(cuts, dtype=np.int64), raw, hist, counts)
         sums, ends = self._blocks.add_sums(raw, start, n)
-        candidates = self._cusum_alarms(sums, ends, f)
+        candidates = self._cusum_alarms(sums, ends, run_gap)
         if self._river:
             candidates += self._river_alarms(sums, ends, f)
         if not self._confidence:
@@ -208,16 +209,30 @@ class NumericBank:
         """Keep the last events for summaries (after the batch's alerts are built)."""
         self._recent.commit()
 
-    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Alarm]:
+    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, run_gap: int) -> list[Alarm]:
         if len(sums) == 0:
             return []
-        out = []
         alarms = self._cusum.update_from_sums(sums, ends, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK,
                                               self._k_fixed, HALF)
-        keys, build = self._chain_keys, self._cusum_candidate
+        # a chain's alarms within run_gap of each other, one record: a flood alarms every CUSUM block
+        runs: dict[int, list] = {}  # chain -> its runs: [last event, [build args of each alarm]]
         for event, chain, stat, zero in alarms:
+            chain_runs = runs.setdefault(chain, [])
+            if chain_runs and event - chain_runs[-1][0] <= run_gap:
+                run = chain_runs[-1]
+                run[0] = event
+            else:
+                run = [event, []]
+                chain_runs.append(run)
+            run[1].append((event, chain, stat, zero + 1))
+        keys, build = self._chain_keys, self._cusum_candidate
+        out = []
+        for chain, chain_runs in runs.items():
             rank, feature, family, detector, test, j = keys[chain]
-            out.append(Alarm(event, rank, feature, family, detector, zero + 1, build, (event, test, j, stat, zero + 1)))
+            for _, run in chain_runs:
+                out.append(Alarm(run[0][0], rank, feature, family, detector, run[0][3], build,
+                                 (run[0][0], test, j, run[0][2], run[0][3]),
+                                 tuple((e, test, j, stat, onset) for e, _, stat, onset in run[1:])))
         return out
 
     def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:
