@@ -89,11 +89,6 @@ class Alarm(NamedTuple):
         c.rank, c.feature, c.family, c.detector = self.rank, self.feature, self.family, self.detector
         return c
 
-    def each(self) -> list[Alarm]:
-        """This alarm and its `more`, one Alarm each."""
-        return [self._replace(more=())] + [self._replace(event_index=args[0], onset=args[-1], args=args, more=())
-                                           for args in self.more]
-
 
 #: the order of a batch's alarms (Candidates and Alarms alike; the Candidate dataclass order): one C-built
 #: key per alarm, no Python call per comparison of a flood's tens of thousands

@@ -271,33 +271,38 @@ class ModelMonitor:
         missing = [c for c in alarms if c.family == "missing"]
         if not missing:
             return alarms
-        # one question per alarm, a run's (`Alarm.more`) each
-        each = [c.each() if isinstance(c, Alarm) and c.more else [c] for c in missing]
-        explained = self._schema.explains_missing([(a.feature, a.event_index, a.onset) for run in each for a in run],
-                                                  self._config.rearm_quiet_events).tolist()
-        if not any(explained):
+        # one question per alarm, each of a run's (`Alarm.more`); their build args, run by run
+        runs = [[c.args, *c.more] if isinstance(c, Alarm) else [None] for c in missing]
+        counts = [len(run) for run in runs]
+        events = np.array([c.event_index if args is None else args[0] for c, run in zip(missing, runs) for args in run],
+                          dtype=np.int64)
+        since = np.array([(-1 if c.onset is None else c.onset) if args is None else args[-1]
+                          for c, run in zip(missing, runs) for args in run], dtype=np.int64)
+        explained = self._schema.explains_missing([c.feature for c in missing], counts, events, since,
+                                                  self._config.rearm_quiet_events)
+        if not explained.any():
             return alarms
+        run_of = np.repeat(np.arange(len(missing)), counts)
+        starts = np.cumsum([0, *counts])
+        wholly = np.add.reduceat(explained.astype(np.int64), starts[:-1])  # explained alarms per run
         out = [c for c in alarms if c.family != "missing"]
+        out += [c for c, n in zip(missing, wholly.tolist()) if n == 0]
+        for r in np.flatnonzero((wholly > 0) & (wholly < counts)).tolist():  # a run's alarms not explained: each
+            c = missing[r]
+            out += [Alarm(args[0], c.rank, c.feature, c.family, c.detector, args[-1], c.build, args)
+                    for args, yes in zip(runs[r], explained[starts[r]:starts[r + 1]].tolist()) if not yes]
         # ranked after the schema alarm of the same event, so that it never opens the episode itself; of the
         # same event's, the first (by rank) is the one the episode rule would see first: the rest add nothing
         # (a renamed schema: every known feature's, every CUSUM block)
-        first: dict[int, tuple[tuple[AlarmSource, int, int], Candidate | Alarm]] = {}
-        at = 0
-        for c, run in zip(missing, each):
-            answers, at = explained[at:at + len(run)], at + len(run)
-            if not any(answers):
-                out.append(c)
-                continue
-            for a, yes in zip(run, answers):
-                if not yes:
-                    out.append(a)
-                    continue
-                rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + a.rank[0], a.rank[2])
-                if a.event_index not in first or rank < first[a.event_index][0]:
-                    first[a.event_index] = (rank, a)
-        for rank, c in first.values():
+        picked = np.flatnonzero(explained)
+        rank_key = np.array([c.rank[0] * 2**32 + c.rank[2] for c in missing], dtype=np.int64)[run_of[picked]]
+        picked = picked[np.lexsort((rank_key, events[picked]))]
+        at_event = events[picked]
+        for k in picked[np.r_[True, at_event[1:] != at_event[:-1]]].tolist():
+            c, args = missing[run_of[k]], runs[run_of[k]][k - starts[run_of[k]]]
+            rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
             if isinstance(c, Alarm):
-                out.append(Alarm(c.event_index, rank, None, "schema", "schema", c.onset, c.build, c.args))
+                out.append(Alarm(args[0], rank, None, "schema", "schema", args[-1], c.build, args))
             else:  # in place (this batch's own candidate; `dataclasses.replace` costs more in a flood)
                 c.feature, c.family, c.detector, c.rank = None, "schema", "schema", rank
                 out.append(c)

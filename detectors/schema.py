@@ -133,38 +133,35 @@ class SchemaMonitor:
         order = np.argsort(-counts, kind="stable")[:NAMES_SHOWN]
         return [[self._known_order[j], int(counts[j])] for j in order.tolist() if counts[j]]
 
-    def explains_missing(self, alarms: Sequence[tuple[str, int, int | None]], quiet_events: int) -> np.ndarray:
-        """Of each missing-rate alarm (feature, event_index, since) of this batch, whether it is this schema
-        change: the schema alarmed within `quiet_events` before it, and at least half of the feature's
-        missing values since the change's start (`since`; at most its last `recent` events) were its
-        absence from events carrying unexpected names. (n,) bool; all at once: in a flood every
-        feature's missing rate alarms every CUSUM block."""
-        if not alarms:
+    def explains_missing(self, features: Sequence[str], counts: Sequence[int], events: np.ndarray, since: np.ndarray,
+                         quiet_events: int) -> np.ndarray:
+        """Of missing-rate alarms of this batch, whether each is this schema change: the schema alarmed
+        within `quiet_events` before it, and at least half of the feature's missing values since the
+        change's start (`since`; at most its last `recent` events) were its absence from events carrying
+        unexpected names. counts[i] alarms of features[i], in turn, at `events` with their change starts
+        `since` (-1: none known); (n,) bool. All at once: in a flood every feature's missing rate alarms
+        every CUSUM block."""
+        if not len(events):
             return np.zeros(0, dtype=bool)
-        features, events, sinces = zip(*alarms)
-        events = np.array(events, dtype=np.int64)
         batch = np.array(self._batch_alarms, dtype=np.int64)  # the batch's alarms, in event order
         before = np.searchsorted(batch, events, side="right")
         last = batch[np.maximum(before - 1, 0)] if len(batch) else np.zeros(len(events), dtype=np.int64)
         last = np.where(before > 0, last, self._last_alarm)
         recent_alarm = (last >= 0) & (events - last <= quiet_events)
         # per feature asked about: cumulative counts of missing and of absent-offschema over its recent
-        # events then the batch's (row k of each: the k-th feature asked about)
-        rows, order = {}, []
-        for name in features:
-            j = self._known_index[name]
-            order.append(rows.setdefault(j, len(rows)))
+        # events then the batch's (row r of each: the r-th feature asked about)
+        rows: dict[int, int] = {}
+        row_of_run = [rows.setdefault(self._known_index[name], len(rows)) for name in features]
         recent = np.stack([self._recent.ring_and_batch(j) for j in rows])
         zero = np.zeros((len(rows), 1), dtype=np.int64)
         missing = np.hstack([zero, np.cumsum(recent >= MISSING, axis=1)])
         offschema = np.hstack([zero, np.cumsum(recent == ABSENT_OFFSCHEMA, axis=1)])
-        k = np.array(order)
+        row = np.repeat(np.array(row_of_run), counts)
         end = self._recent.filled + events - self._start + 1
-        since = np.array([end_j - (e - s + 1) if s is not None else 0 for end_j, e, s in zip(end.tolist(),
-                                                                                              events.tolist(), sinces)])
-        first = np.maximum(np.maximum(end - self._recent.length, 0), since)
-        n_missing = missing[k, end] - missing[k, first]
-        n_offschema = offschema[k, end] - offschema[k, first]
+        first = np.maximum(np.maximum(end - self._recent.length, 0),
+                           np.where(since >= 0, end - (events - since + 1), 0))
+        n_missing = missing[row, end] - missing[row, first]
+        n_offschema = offschema[row, end] - offschema[row, first]
         return recent_alarm & (0 < n_missing) & (n_missing <= 2 * n_offschema)
 
     def end_batch(self) -> None:
