@@ -17,6 +17,10 @@ __all__ = ["MAX_LABEL", "PendingValues", "SpaceSaving"]
 MAX_LABEL = 64
 
 
+_NO_ROWS = np.zeros((0, 3), dtype=np.int64)
+_NO_SLOTS = np.zeros(0, dtype=np.int64)
+
+
 def _most_counted_first(item: tuple[str, int, int]) -> tuple[int, str]:
     return -item[1], item[0]
 
@@ -46,11 +50,20 @@ class SpaceSaving:
         # the slots by exact (count, position), so the victim is the root: O(log capacity) per value.
         self._capacity = capacity
         self._slots: dict[str, int] = {}  # label -> slot
-        self._labels: list[str | None] = [None] * capacity  # slot -> label
-        self._table = np.zeros((capacity, 3), dtype=np.int64)  # slot -> count, error, position
-        self._heap = np.zeros(capacity, dtype=np.int64)  # the held slots, a binary heap by (count, position)
-        self._where = np.zeros(capacity, dtype=np.int64)  # slot -> its index in _heap
+        # allocated on the first value (`_arrays`): most sketches (a feature's unseen values) never see one
+        self._labels: list[str | None] = []  # slot -> label
+        self._table = _NO_ROWS  # slot -> count, error, position
+        self._heap = _NO_SLOTS  # the held slots, a binary heap by (count, position)
+        self._where = _NO_SLOTS  # slot -> its index in _heap
         self._next_position = 0
+
+    def _arrays(self) -> SpaceSaving:
+        if not self._labels:
+            self._labels = [None] * self._capacity
+            self._table = np.zeros((self._capacity, 3), dtype=np.int64)
+            self._heap = np.zeros(self._capacity, dtype=np.int64)
+            self._where = np.zeros(self._capacity, dtype=np.int64)
+        return self
 
     @property
     def capacity(self) -> int:
@@ -69,7 +82,7 @@ class SpaceSaving:
 
     def update(self, value: Any, count: int = 1) -> None:
         """Count `value` (as its string, cut to MAX_LABEL characters) `count` (>= 1) more times."""
-        _kernels.spacesaving_update(self, (value,), count, MAX_LABEL, None)
+        _kernels.spacesaving_update(self._arrays(), (value,), count, MAX_LABEL, None)
 
     def update_each(self, values: Iterable[Any], exclude: AbstractSet[str] | None = None) -> None:
         """`update(value)` of each value in turn, but those in `exclude` (a set).
@@ -79,7 +92,7 @@ class SpaceSaving:
         >>> s.top()
         [('a', 5, 0), ('c', 3, 2)]
         """
-        _kernels.spacesaving_update(self, values, 1, MAX_LABEL, exclude)
+        _kernels.spacesaving_update(self._arrays(), values, 1, MAX_LABEL, exclude)
 
     def _held(self) -> list[tuple[str, int, int, int]]:
         """(label, count, error, position) of each held label, in position order."""
@@ -104,6 +117,7 @@ class SpaceSaving:
         items = {str(label): (int(count), int(error)) for label, count, error in state["items"]}
         # a state of more labels than the capacity (a smaller one configured since) keeps them all
         self._allocate(max(self._capacity, len(items)))
+        self._arrays()
         for position, (label, (count, error)) in enumerate(items.items()):
             self._slots[label] = position
             self._labels[position] = label

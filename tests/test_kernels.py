@@ -859,6 +859,7 @@ def test_space_saving_update_each_keeps_what_it_counted_before_an_exception():
 @pytest.mark.parametrize("broken", ["_table", "_heap", "_where", "_labels", "_capacity"])
 def test_space_saving_refuses_arrays_of_the_wrong_size(broken):
     sketch = SpaceSaving(4)
+    sketch.update("z")  # its arrays allocated
     setattr(sketch, broken, {"_table": np.zeros((3, 3), dtype=np.int64), "_heap": np.zeros(2, dtype=np.int64),
                              "_where": np.zeros(5, dtype=np.int32), "_labels": [None], "_capacity": 8}[broken])
     with pytest.raises((ValueError, TypeError)):
