@@ -16,6 +16,11 @@ the same stationary events, the input paths a hostile or broken producer takes:
 - unknown_model: events of a model without a baseline (dead-lettered);
 - alarms: "n/a" in every feature (invalid numbers, an unseen category): every test alarming.
 
+Then one batch as the worker's agent takes it (`stream.worker.agents` hands each partition's records
+to `detectors.processing.process_messages`, in runs of about 2 MB between which the event loop
+runs): 8 messages of ~0.8 MB, each a list of events of 990 new unexpected names, once per round
+on a fresh router: the longest such call is the longest the loop waits (issue: under 1 s).
+
 Each round replays every workload once, as `skewwatch replay` does (`stream.commands.replay.Replay`:
 a JSONL file read and decoded, batches of 500 events, the dead letters written to memory), on a
 fresh router, interleaved so that a busy machine slows all of them alike; the figure is each
@@ -45,6 +50,7 @@ import orjson  # noqa: E402
 from baselines.build import build_baseline_from_columns  # noqa: E402
 from baselines.profile import Baseline  # noqa: E402
 from detectors.events import Limits  # noqa: E402
+from detectors.processing import process_messages  # noqa: E402
 from detectors.routing import ModelRouter  # noqa: E402
 from stream.commands.replay import Replay  # noqa: E402
 
@@ -118,6 +124,22 @@ def workloads(n: int) -> dict[str, tuple[bool, list[dict]]]:
     }
 
 
+def large_messages(n_messages: int = 8, size: int = 800_000, per_event: int = 990) -> list[bytes]:
+    """n_messages JSON lists of events of `per_event` new unexpected names each, of about `size` bytes."""
+    out = []
+    for m in range(n_messages):
+        events, total = [], 2
+        while True:
+            event = orjson.dumps({"model": MODEL, "features": {**{f"cat_{j}": f"v{j}_0" for j in range(N_CATEGORICAL)},
+                                  **{f"extra_field_{m}_{len(events)}_{k}": 1.5 * k for k in range(per_event)}}})
+            if total + len(event) + 1 > size:
+                break
+            events.append(event)
+            total += len(event) + 1
+        out.append(b"[" + b",".join(events) + b"]")
+    return out
+
+
 def run(router: ModelRouter, path: str) -> float:
     """Seconds to replay the JSONL file at path."""
     replay = Replay(router, Limits(), BATCH, lambda alerts, events: None, dead_letters=io.BytesIO())
@@ -146,9 +168,13 @@ def main() -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
             return
         rates: dict[str, list[float]] = {name: [] for name in paths}
+        batch, batch_seconds = large_messages(), []
         for _ in range(args.rounds):
             for name, path in paths.items():
                 rates[name].append(sizes[name] / run(ModelRouter([monitors[name]]), path))
+            router, t0 = ModelRouter([full]), time.perf_counter()
+            process_messages(router, batch)
+            batch_seconds.append(time.perf_counter() - t0)
     ratios = {name: [r / c for r, c in zip(rs, rates["clean"])] for name, rs in rates.items()}
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {args.rounds} rounds, "
           f"{args.events} events per workload, batches of {BATCH}")
@@ -156,6 +182,10 @@ def main() -> None:
     for name, rs in ratios.items():
         print(f"{name:<17}{statistics.median(rates[name]):>19,.0f}{min(rs):>22.3f}{statistics.median(rs):>8.3f}"
               f"{max(rs):>7.3f}")
+    n_events = sum(len(orjson.loads(m)) for m in batch)
+    print(f"a worker batch of {len(batch)} messages of {statistics.mean(map(len, batch)) / 1e6:.2f} MB "
+          f"({n_events} events of 990 new names): process_messages "
+          f"{min(batch_seconds):.3f} / {statistics.median(batch_seconds):.3f} / {max(batch_seconds):.3f} s")
 
 
 if __name__ == "__main__":

@@ -1245,6 +1245,223 @@ block_sums(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(nb - incomplete);
 }
 
+/* ---- spacesaving_update ------------------------------------------------------------------ */
+
+/* detectors.sketches.SpaceSaving's arrays: per slot (a held label) its count, error and position (the
+ * order it was first held in), and a binary heap of the slots by (count, position), exact, with each
+ * slot's place in it. */
+typedef struct {
+    int64_t *table; /* slot * 3: count, error, position */
+    int64_t *heap;  /* heap index -> slot */
+    int64_t *where; /* slot -> heap index */
+} Sketch;
+
+static inline int
+slot_before(const Sketch *s, int64_t a, int64_t b)
+{
+    const int64_t *x = s->table + 3 * a, *y = s->table + 3 * b;
+    return x[0] < y[0] || (x[0] == y[0] && x[2] < y[2]);
+}
+
+static inline void
+heap_place(Sketch *s, Py_ssize_t i, int64_t slot)
+{
+    s->heap[i] = slot;
+    s->where[slot] = i;
+}
+
+static void
+sift_down(Sketch *s, Py_ssize_t i, Py_ssize_t n)
+{
+    const int64_t slot = s->heap[i];
+    for (;;) {
+        Py_ssize_t child = 2 * i + 1;
+        if (child >= n)
+            break;
+        if (child + 1 < n && slot_before(s, s->heap[child + 1], s->heap[child]))
+            child++;
+        if (!slot_before(s, s->heap[child], slot))
+            break;
+        heap_place(s, i, s->heap[child]);
+        i = child;
+    }
+    heap_place(s, i, slot);
+}
+
+static void
+sift_up(Sketch *s, Py_ssize_t i)
+{
+    const int64_t slot = s->heap[i];
+    while (i > 0) {
+        const Py_ssize_t parent = (i - 1) / 2;
+        if (!slot_before(s, slot, s->heap[parent]))
+            break;
+        heap_place(s, i, s->heap[parent]);
+        i = parent;
+    }
+    heap_place(s, i, slot);
+}
+
+/* The label a value is counted as: itself if an exact str of at most max_label characters, else
+ * str(value) cut to max_label. A new reference, or NULL with an exception set. */
+static PyObject *
+sketch_label(PyObject *value, Py_ssize_t max_label)
+{
+    if (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) <= max_label)
+        return Py_NewRef(value);
+    PyObject *text = PyObject_Str(value);
+    if (text == NULL || PyUnicode_GET_LENGTH(text) <= max_label)
+        return text;
+    PyObject *cut = PyUnicode_Substring(text, 0, max_label);
+    Py_DECREF(text);
+    return cut;
+}
+
+/* Count label `count` more times: 0, or -1 with an exception set (the sketch unchanged). */
+static int
+sketch_count(Sketch *s, PyObject *slots, PyObject *labels, Py_ssize_t capacity, PyObject *label, int64_t count,
+             int64_t *next_position)
+{
+    PyObject *o_slot = PyDict_GetItemWithError(slots, label);
+    if (o_slot != NULL) {
+        const Py_ssize_t slot = PyLong_AsSsize_t(o_slot);
+        if (slot < 0 || slot >= PyDict_GET_SIZE(slots)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "_slots: a slot out of range");
+            return -1;
+        }
+        s->table[3 * slot] += count;
+        sift_down(s, s->where[slot], PyDict_GET_SIZE(slots));
+        return 0;
+    }
+    if (PyErr_Occurred())
+        return -1;
+    const Py_ssize_t held = PyDict_GET_SIZE(slots);
+    Py_ssize_t slot;
+    int64_t floor = 0;
+    if (held < capacity) {
+        slot = held;
+        s->heap[held] = slot;
+    } else {
+        /* evict the smallest (count, position): the heap's root */
+        slot = (Py_ssize_t)s->heap[0];
+        floor = s->table[3 * slot];
+        if (PyDict_DelItem(slots, PyList_GET_ITEM(labels, slot)) < 0)
+            return -1;
+    }
+    PyObject *o_new = PyLong_FromSsize_t(slot);
+    if (o_new == NULL || PyDict_SetItem(slots, label, o_new) < 0) {
+        Py_XDECREF(o_new);
+        return -1;  /* a victim dropped and no label in its place: only on a failure of Python itself */
+    }
+    Py_DECREF(o_new);
+    if (PyList_SetItem(labels, slot, Py_NewRef(label)) < 0)
+        return -1;
+    int64_t *row = s->table + 3 * slot;
+    row[0] = floor + count;
+    row[1] = floor;
+    row[2] = (*next_position)++;
+    if (held < capacity)
+        sift_up(s, held);
+    else
+        sift_down(s, 0, held);
+    return 0;
+}
+
+PyDoc_STRVAR(spacesaving_update_doc,
+"spacesaving_update(sketch, values, count, max_label, exclude) -> None\n"
+"--\n\n"
+"detectors.sketches.SpaceSaving's counting, on the sketch's own attributes: _slots (label -> slot),\n"
+"_labels (slot -> label), _table (int64, capacity x 3: count, error, position), _heap and _where\n"
+"(int64, capacity: the slots by (count, position), each slot's place), _capacity, _total,\n"
+"_next_position. Each value not in `exclude` (a set, or None) is counted `count` times as\n"
+"str(value)[:max_label]; a new label at capacity takes the place of the smallest (count, position).\n"
+"On an exception, the values before it stay counted (_total and _next_position say so).");
+
+static PyObject *
+spacesaving_update(PyObject *self, PyObject *args)
+{
+    PyObject *sketch, *values, *exclude;
+    long long count;
+    Py_ssize_t max_label;
+    if (!PyArg_ParseTuple(args, "OOLnO", &sketch, &values, &count, &max_label, &exclude))
+        return NULL;
+    if (exclude != Py_None && !PyAnySet_Check(exclude)) {
+        PyErr_SetString(PyExc_TypeError, "exclude: a set or None");
+        return NULL;
+    }
+    static const char *const names[] = {"_slots", "_labels", "_table", "_heap", "_where", "_capacity", "_total",
+                                        "_next_position"};
+    PyObject *o[8] = {NULL};
+    Buf b[3];
+    memset(b, 0, sizeof(b));
+    PyObject *it = NULL;
+    for (int k = 0; k < 8; k++)
+        if ((o[k] = PyObject_GetAttrString(sketch, names[k])) == NULL)
+            goto done;
+    PyObject *slots = o[0], *labels = o[1];
+    const Py_ssize_t capacity = PyLong_AsSsize_t(o[5]);
+    long long total = PyLong_AsLongLong(o[6]);
+    int64_t next_position = PyLong_AsLongLong(o[7]);
+    if (PyErr_Occurred())
+        goto done;
+    if (!PyDict_CheckExact(slots) || !PyList_CheckExact(labels) || capacity < 1
+        || PyList_GET_SIZE(labels) != capacity || PyDict_GET_SIZE(slots) > capacity || count < 1 || max_label < 0) {
+        PyErr_SetString(PyExc_ValueError, "spacesaving_update: not a SpaceSaving sketch, or count < 1");
+        goto done;
+    }
+    if (buf_get(o[2], &b[0], 8, size_mul(capacity, 3), 1, "_table") < 0
+        || buf_get(o[3], &b[1], 8, capacity, 1, "_heap") < 0 || buf_get(o[4], &b[2], 8, capacity, 1, "_where") < 0)
+        goto done;
+    Sketch s = {b[0].view.buf, b[1].view.buf, b[2].view.buf};
+    it = PyObject_GetIter(values);
+    if (it == NULL)
+        goto done;
+    PyObject *value;
+    while ((value = PyIter_Next(it)) != NULL) {
+        int skip = 0;
+        if (exclude != Py_None && (skip = PySet_Contains(exclude, value)) < 0) {
+            Py_DECREF(value);
+            break;
+        }
+        if (skip) {
+            Py_DECREF(value);
+            continue;
+        }
+        PyObject *label = sketch_label(value, max_label);
+        Py_DECREF(value);
+        if (label == NULL)
+            break;
+        const int rc = sketch_count(&s, slots, labels, capacity, label, count, &next_position);
+        Py_DECREF(label);
+        if (rc < 0)
+            break;
+        total += count;
+    }
+    /* what was counted, also before an exception */
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *o_total = PyLong_FromLongLong(total), *o_position = PyLong_FromLongLong((long long)next_position);
+    if (o_total == NULL || o_position == NULL || PyObject_SetAttrString(sketch, "_total", o_total) < 0
+        || PyObject_SetAttrString(sketch, "_next_position", o_position) < 0) {
+        Py_XDECREF(exc_type);
+        Py_XDECREF(exc_value);
+        Py_XDECREF(exc_tb);
+    } else {
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    Py_XDECREF(o_total);
+    Py_XDECREF(o_position);
+done:
+    Py_XDECREF(it);
+    RELEASE_ALL(b);
+    for (int k = 0; k < 8; k++)
+        Py_XDECREF(o[k]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ---- usable_events ---------------------------------------------------------------------- */
 
 
@@ -1295,6 +1512,7 @@ static PyMethodDef methods[] = {
     {"ks_uniform", ks_uniform, METH_VARARGS, ks_uniform_doc},
     {"ks_alarms", ks_alarms, METH_VARARGS, ks_alarms_doc},
     {"chi2_screen", chi2_screen, METH_VARARGS, chi2_screen_doc},
+    {"spacesaving_update", spacesaving_update, METH_VARARGS, spacesaving_update_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -19,11 +19,11 @@ from baselines.serial import inflation_at
 from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
-from detectors.episodes import AlarmSource, Candidate
+from detectors.episodes import Alarm, AlarmSource, Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
 from detectors.numeric import missing_rate_rows, rate_threshold, rate_weights, window_cuts
 from detectors.recent import RecentRing
-from detectors.sketches import SpaceSaving
+from detectors.sketches import PendingValues, SpaceSaving
 from detectors.stats import MIN_EXPECTED, chi2_sf, jensen_shannon, psi
 
 __all__ = ["CategoricalBank"]
@@ -76,7 +76,7 @@ class CategoricalBank:
                              rate_weights(p.invalid_rate, p.total)] for p in self._profiles]).reshape(f, 3, 3)
         self._llr_hit = weights[:, :, 0].astype(np.int64)
         self._llr_miss = weights[:, :, 1].astype(np.int64)
-        self._expected_rates = weights[:, :, 2]
+        self._expected_rates = weights[:, :, 2].tolist()  # (f, 3) floats: an alarm's evidence, no numpy scalars
         # in chain order: unseen, missing, invalid, each feature by feature
         self._rate_hit = np.ascontiguousarray(self._llr_hit.T).ravel()
         self._rate_miss = np.ascontiguousarray(self._llr_miss.T).ravel()
@@ -94,11 +94,8 @@ class CategoricalBank:
         self._unseen = [SpaceSaving(top_unseen) for _ in range(f)]
         self._recent = RecentRing(f, recent, MISSING_CODE, np.int16)
         self._batch_start = 0
-        self._pending_unseen: list[list[tuple[int, str]]] = []
-        #: per feature, (copy of its sketch, pending values it took, last event offset they cover):
-        #: `top_unseen` inside a batch, asked in event order, carries on from it instead of
-        #: replaying the batch's values into a new copy on every alarm of an unseen flood
-        self._unseen_cursors: dict[int, tuple[SpaceSaving, int, int]] = {}
+        #: per feature, this batch's unseen values, which its sketch takes at end_batch
+        self._pending_unseen = [PendingValues() for _ in range(f)]
 
     @property
     def names(self) -> list[str]:
@@ -108,8 +105,8 @@ class CategoricalBank:
     def categories(self) -> list[list[str]]:
         return self._categories
 
-    def update(self, codes: np.ndarray, others: list[list[tuple[int, str]]], start: int) -> list[Candidate]:
-        """Feed events start.. of the model; return the alarms they raise.
+    def update(self, codes: np.ndarray, others: list[list[tuple[int, str]]], start: int) -> list[Candidate | Alarm]:
+        """Feed events start.. of the model; return the alarms they raise (its CUSUMs' as `Alarm`s).
 
         codes: (n_features, n_events) category codes (`detectors.extract.FeatureColumns`); others: per
         feature the (event offset, label) of every value coded "other".
@@ -119,8 +116,8 @@ class CategoricalBank:
         if f == 0 or n == 0:
             return []
         # the sketches take this batch's values at end_batch: an alert inside the batch sees only earlier ones
-        self._pending_unseen = others
-        self._unseen_cursors = {}
+        for pending, values in zip(self._pending_unseen, others):
+            pending.hold(values)
         cuts = window_cuts(start, n, self._window)
         raw = np.empty((blocks_touched(start, n, T.CUSUM_BLOCK), 3 * f), dtype=np.int64)
         counts = np.empty((len(cuts) - 1, self._n_cells), dtype=np.int64)
@@ -137,31 +134,32 @@ class CategoricalBank:
 
     def end_batch(self) -> None:
         """After the batch's alerts are built: its unseen values join the sketches, its codes the recent ones."""
-        for sketch, values in zip(self._unseen, self._pending_unseen):
-            sketch.update_each(label for _, label in values)
-        self._pending_unseen = []
-        self._unseen_cursors = {}
+        for sketch, pending in zip(self._unseen, self._pending_unseen):
+            pending.commit(sketch)
         self._recent.commit()
 
-    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
+    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Alarm]:
         if len(sums) == 0:
             return []
         out = []
         alarms = self._cusum.update_from_sums(sums, ends, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK)
         for event, chain, stat, zero in alarms:
             test, j = divmod(chain, f)
-            kind, family, detector = ALARMS[test]
-            onset = zero + 1
-            evidence = {"test": CHAINS[test], "expected_rate": float(self._expected_rates[j, test]),
-                        "change_start_event": onset}
-            if test == UNSEEN:
-                evidence["top_unseen"] = self.top_unseen(j, event_index=event)
-            out.append(Candidate(event_index=event, rank=(AlarmSource.CATEGORICAL_CUSUM, test, j),
-                                 feature=self._names[j], kind=kind, family=family, detector=detector,
-                                 statistic=stat / T.LLR_SCALE, threshold=float(self._h[test, j] / T.LLR_SCALE),
-                                 p_value=None, evidence=evidence,
-                                 onset=onset))
+            _, family, detector = ALARMS[test]
+            out.append(Alarm(event, (AlarmSource.CATEGORICAL_CUSUM, test, j), self._names[j], family, detector,
+                             zero + 1, self._cusum_candidate, (event, test, j, stat, zero + 1)))
         return out
+
+    def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:
+        kind, family, detector = ALARMS[test]
+        evidence = {"test": CHAINS[test], "expected_rate": self._expected_rates[j][test], "change_start_event": onset}
+        return Candidate(event_index=event, rank=(AlarmSource.CATEGORICAL_CUSUM, test, j), feature=self._names[j],
+                         kind=kind, family=family, detector=detector, statistic=stat / T.LLR_SCALE,
+                         threshold=float(self._h[test, j] / T.LLR_SCALE), p_value=None, evidence=evidence, onset=onset,
+                         late_evidence=partial(self._unseen_evidence, j, event) if test == UNSEEN else None)
+
+    def _unseen_evidence(self, j: int, event: int) -> dict[str, Any]:
+        return {"top_unseen": self.top_unseen(j, event_index=event)}
 
     def _window_candidates(self, counts: np.ndarray) -> np.ndarray:
         """Features whose window may fail the chi-square test, in a few passes over all cells.
@@ -229,22 +227,9 @@ class CategoricalBank:
     def top_unseen(self, j: int, n: int = 5, event_index: int | None = None) -> list[list]:
         """Most frequent values outside the training categories, up to event_index (inside a batch)."""
         sketch = self._unseen[j]
-        pending = self._pending_unseen[j] if self._pending_unseen and event_index is not None else []
-        if pending and pending[0][0] <= event_index - self._batch_start:
-            sketch = self._unseen_until(j, pending, event_index - self._batch_start)
+        if event_index is not None:
+            sketch = self._pending_unseen[j].as_of(sketch, event_index - self._batch_start)
         return [[label, count] for label, count, _ in sketch.top(n)]
-
-    def _unseen_until(self, j: int, pending: list[tuple[int, str]], last: int) -> SpaceSaving:
-        """Feature j's sketch with the batch's pending values of event offsets up to `last`."""
-        copy, taken, covered = self._unseen_cursors.get(j) or (None, 0, -1)
-        if copy is None or last < covered:  # the first question of the batch, or an earlier event than the last
-            copy, taken = SpaceSaving.from_state(self._unseen[j].state_dict(), self._unseen[j].capacity), 0
-        end = taken
-        while end < len(pending) and pending[end][0] <= last:
-            end += 1
-        copy.update_each(label for _, label in pending[taken:end])
-        self._unseen_cursors[j] = (copy, end, last)
-        return copy
 
     def recent_codes(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
         """Feature j's recent category codes up to event_index (`RecentRing.rows`)."""

@@ -1,11 +1,13 @@
 """Alarm -> alert: one alert per (feature, test family) episode, with cooldown and re-arm."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
-__all__ = ["RIVER_DETECTORS", "SERVING_FAMILIES", "AlarmSource", "Candidate", "EpisodeTracker"]
+__all__ = ["ALARM_ORDER", "RIVER_DETECTORS", "SERVING_FAMILIES", "Alarm", "AlarmSource", "Candidate", "EpisodeTracker"]
 
 
 class AlarmSource(IntEnum):
@@ -49,6 +51,48 @@ class Candidate:
     evidence: dict[str, Any] = field(compare=False, default_factory=dict)
     #: estimated first event of the change (CUSUM change point, window start), if known
     onset: int | None = field(compare=False, default=None)
+    #: more evidence, as of event_index, that costs more to gather than the alarm itself: asked (before the
+    #: batch ends) only of the alarm that opens an episode, not of the many that extend one in a flood
+    late_evidence: Callable[[], dict[str, Any]] | None = field(compare=False, default=None)
+
+    def complete_evidence(self) -> None:
+        """Add the late evidence (after the evidence built with the alarm, in the same order as before)."""
+        if self.late_evidence is not None:
+            self.evidence.update(self.late_evidence())
+            self.late_evidence = None
+
+
+class Alarm(NamedTuple):
+    """A CUSUM chain's alarm before the episode rule: what the rule reads, and how to build its Candidate.
+
+    A flood (a renamed field, a broken producer) raises one alarm per chain per CUSUM block, nearly all
+    extending an open episode: the Candidate, its floats and evidence, is built only for one that opens.
+    """
+
+    event_index: int
+    rank: tuple[AlarmSource, int, int]
+    feature: str | None
+    family: str
+    detector: str
+    onset: int | None
+    #: build(*args) -> the Candidate (the monitor's; it reads nothing that changes before end_batch)
+    build: Callable[..., Candidate]
+    args: tuple
+    #: the build args (event first) of the same chain's next alarms of the batch, each within the episode
+    #: rule's quiet_events of the one before: whatever this one does, they only extend its episode
+    #: (`EpisodeTracker.extend` to the last of them, once)
+    more: tuple[tuple, ...] = ()
+
+    def candidate(self) -> Candidate:
+        """The Candidate, keyed as the episode rule saw it (`ModelMonitor` may have re-keyed the alarm)."""
+        c = self.build(*self.args)
+        c.rank, c.feature, c.family, c.detector = self.rank, self.feature, self.family, self.detector
+        return c
+
+
+#: the order of a batch's alarms (Candidates and Alarms alike; the Candidate dataclass order): one C-built
+#: key per alarm, no Python call per comparison of a flood's tens of thousands
+ALARM_ORDER = attrgetter("event_index", "rank")
 
 
 class EpisodeTracker:
@@ -70,11 +114,17 @@ class EpisodeTracker:
         """Record an alarm; return the new episode number if it opens one, None if it extends one."""
         entry = self._episodes.get(key)
         if entry is not None and event_index - entry[1] <= self._quiet:
-            entry[1] = event_index
+            entry[1] = max(entry[1], event_index)  # after an `extend` past it, the episode's last alarm stays
             return None
         number = entry[0] + 1 if entry else 1
         self._episodes[key] = [number, event_index]
         return number
+
+    def extend(self, key: tuple[str, str], event_index: int) -> None:
+        """Alarms of the open episode of `key` up to event_index, each within `quiet_events` of the one
+        before (a CUSUM chain's run, `Alarm.more`): the episode stays open, its last alarm at event_index."""
+        entry = self._episodes[key]
+        entry[1] = max(entry[1], event_index)
 
     def open_at(self, event_index: int) -> list[tuple[str, str]]:
         """The keys whose episode is still open at event_index: an alarm within `quiet_events` of it.

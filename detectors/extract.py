@@ -165,12 +165,19 @@ class FeatureColumns:
                                                               x, status, codes, absent.view(np.uint8),
                                                               extra.view(np.uint8), top)
         others: list[list[tuple[int, str]]] = [[] for _ in range(m)]
-        if unresolved:
-            for j, i in zip(*np.nonzero(codes == _UNRESOLVED)):
-                table = self._codes[j]
-                key = category_key(features[i][self._categorical_names[j]])
-                codes[j, i] = code = table.get(key, len(table))
-                if code == len(table):
-                    others[j].append((int(i), key))
+        if unresolved:  # every value of an unseen flood: Python ints and one numpy write for them all
+            at = np.nonzero(codes == _UNRESOLVED)
+            resolved = []
+            tables, names = self._codes, self._categorical_names
+            maps = [ev["features"] for ev in features._events] if isinstance(features, _FeatureMaps) else features
+            for j, i in zip(*(a.tolist() for a in at)):
+                value = maps[i][names[j]]
+                key = value if type(value) is str else category_key(value)
+                code = tables[j].get(key, -1)
+                if code < 0:
+                    code = len(tables[j])
+                    others[j].append((i, key))
+                resolved.append(code)
+            codes[at] = resolved
         numeric = NumericValues(x, status, invalid, features, self._numeric_names)
         return numeric, (codes, absent, others), extra, versions

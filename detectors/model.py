@@ -44,7 +44,7 @@ from detectors.diagnosis import (
     redact_labels,
     with_version_coincidence,
 )
-from detectors.episodes import AlarmSource, Candidate, EpisodeTracker
+from detectors.episodes import ALARM_ORDER, Alarm, AlarmSource, Candidate, EpisodeTracker
 from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns
 from detectors.fmt import number, quote_value
 from detectors.numeric import (
@@ -209,22 +209,29 @@ class ModelMonitor:
             events, self._baseline.version, confidence)
         self._invalid_examples.hold_batch(numeric, start)
         self._count_values(numeric, codes, confidence)
-        features = self._numeric.update(numeric.x, start)
+        features = self._numeric.update(numeric.x, start, self._config.rearm_quiet_events)
         # the batch's timing blocks stay apart until its alerts are built
         self._timing.hold_batch(self._numeric.completed_timing_blocks())
         features += self._categorical.update(codes, others, start)
         candidates = self._schema.update(numeric.features, extra, np.vstack([numeric.status == ABSENT_KEY, absent]),
                                          np.vstack([numeric.missing, codes == MISSING_CODE]), start)
         # a missing rate that is the schema change's absent fields extends the schema episode instead
-        candidates += [self._as_schema(c) for c in features]
+        candidates += self._as_schema(features)
         if self._confidence is not None:
             candidates += self._confidence.update(confidence[None, :], start)
         candidates += self._serving.update(events, start, versions)
-        candidates.sort()
+        candidates.sort(key=ALARM_ORDER)
         alerts = []
         for c in candidates:
-            episode = self._episodes.observe((c.feature or "", c.family), c.event_index)
+            key = (c.feature or "", c.family)
+            episode = self._episodes.observe(key, c.event_index)
+            if isinstance(c, Alarm):
+                if c.more:
+                    self._episodes.extend(key, c.more[-1][0])
+                if episode is not None:
+                    c = c.candidate()
             if episode is not None:
+                c.complete_evidence()
                 alerts.append(self._alert(c, episode, events[c.event_index - start]))
         alerts = self._with_diagnosis_updates(alerts, events, start)
         self._numeric.end_batch()
@@ -267,17 +274,48 @@ class ModelMonitor:
         return {name: {"invalid": int(invalid[column[name]]), "missing": int(missing[column[name]])}
                 for name in order if invalid[column[name]] or missing[column[name]]}
 
-    def _as_schema(self, c: Candidate) -> Candidate:
-        """A feature's alarm, or, if it is a missing rate the schema change explains, a schema alarm
-        that only extends the schema episode (`SchemaMonitor.explains_missing`: that episode is open)."""
-        if c.family != "missing" or not self._schema.explains_missing(c.feature, c.event_index, c.onset,
-                                                                       self._config.rearm_quiet_events):
-            return c
-        # in place (this batch's own candidate; `dataclasses.replace` costs more than the test in a flood),
-        # ranked after the schema alarm of the same event, so that it never opens the episode itself
-        c.feature, c.family, c.detector = None, "schema", "schema"
-        c.rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
-        return c
+    def _as_schema(self, alarms: list[Candidate | Alarm]) -> list[Candidate | Alarm]:
+        """The features' alarms, those that are a missing rate the schema change explains as schema alarms
+        that only extend the schema episode (`SchemaMonitor.explains_missing`: that episode is open)."""
+        missing = [c for c in alarms if c.family == "missing"]
+        if not missing:
+            return alarms
+        # one question per alarm, each of a run's (`Alarm.more`); their build args, run by run
+        runs = [[c.args, *c.more] if isinstance(c, Alarm) else [None] for c in missing]
+        counts = [len(run) for run in runs]
+        events = np.array([c.event_index if args is None else args[0] for c, run in zip(missing, runs) for args in run],
+                          dtype=np.int64)
+        since = np.array([(-1 if c.onset is None else c.onset) if args is None else args[-1]
+                          for c, run in zip(missing, runs) for args in run], dtype=np.int64)
+        explained = self._schema.explains_missing([c.feature for c in missing], counts, events, since,
+                                                  self._config.rearm_quiet_events)
+        if not explained.any():
+            return alarms
+        run_of = np.repeat(np.arange(len(missing)), counts)
+        starts = np.cumsum([0, *counts])
+        wholly = np.add.reduceat(explained.astype(np.int64), starts[:-1])  # explained alarms per run
+        out = [c for c in alarms if c.family != "missing"]
+        out += [c for c, n in zip(missing, wholly.tolist()) if n == 0]
+        for r in np.flatnonzero((wholly > 0) & (wholly < counts)).tolist():  # a run's alarms not explained: each
+            c = missing[r]
+            out += [Alarm(args[0], c.rank, c.feature, c.family, c.detector, args[-1], c.build, args)
+                    for args, yes in zip(runs[r], explained[starts[r]:starts[r + 1]].tolist()) if not yes]
+        # ranked after the schema alarm of the same event, so that it never opens the episode itself; of the
+        # same event's, the first (by rank) is the one the episode rule would see first: the rest add nothing
+        # (a renamed schema: every known feature's, every CUSUM block)
+        picked = np.flatnonzero(explained)
+        rank_key = np.array([c.rank[0] * 2**32 + c.rank[2] for c in missing], dtype=np.int64)[run_of[picked]]
+        picked = picked[np.lexsort((rank_key, events[picked]))]
+        at_event = events[picked]
+        for k in picked[np.r_[True, at_event[1:] != at_event[:-1]]].tolist():
+            c, args = missing[run_of[k]], runs[run_of[k]][k - starts[run_of[k]]]
+            rank = (AlarmSource.UNEXPECTED_FIELDS, 1 + c.rank[0], c.rank[2])
+            if isinstance(c, Alarm):
+                out.append(Alarm(args[0], rank, None, "schema", "schema", args[-1], c.build, args))
+            else:  # in place (this batch's own candidate; `dataclasses.replace` costs more in a flood)
+                c.feature, c.family, c.detector, c.rank = None, "schema", "schema", rank
+                out.append(c)
+        return out
 
     # ---- alerts --------------------------------------------------------------------------------
     def _alert(self, c: Candidate, episode: int, event: dict, update_at: int | None = None,

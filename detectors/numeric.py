@@ -27,7 +27,7 @@ from detectors.cusum import (
     blocks_touched,
     serial_threshold,
 )
-from detectors.episodes import RIVER_DETECTORS, AlarmSource, Candidate
+from detectors.episodes import RIVER_DETECTORS, Alarm, AlarmSource, Candidate
 from detectors.pit import BatchedPIT
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
@@ -175,6 +175,10 @@ class NumericBank:
         self._names = list(names) if names is not None else [p.name for p in self._profiles]
         self._confidence = confidence
         self._alarms = CONFIDENCE_ALARMS if confidence else FEATURE_ALARMS
+        #: per CUSUM chain (test * f + j): its alarms' (rank, feature, family, detector, test, j)
+        self._chain_keys = [((AlarmSource.NUMERIC_CUSUM, test, j), name, *self._alarms[test][1:], test, j)
+                            if test in self._alarms else None for test in range(N_CHAINS)
+                            for j, name in enumerate(self._names)]
         self._window = window
         self._min_window_values = min_window_values
         f = len(self._profiles)
@@ -196,12 +200,13 @@ class NumericBank:
         self._maxs = np.array([p.max for p in self._profiles], dtype=np.float64)
         k = T.CUSUM_K + T.BASELINE_ALLOWANCE_SD / np.sqrt(counts)
         self._k_fixed = np.rint(k / Z_PER_UNIT).astype(np.int64)
+        self._reference_k = [round(v, 4) for v in (self._k_fixed * Z_PER_UNIT).tolist()]  # the alarms' evidence
         self._ks_allowance = T.KS_BASELINE_ALLOWANCE / np.sqrt(counts)
         weights = np.array([[rate_weights(p.missing_rate, missing_rate_rows(p)), rate_weights(p.invalid_rate, p.total),
                              rate_weights(0.0, p.count)] for p in self._profiles]).reshape(f, 3, 3)
         self._llr_hit = weights[:, :, 0].astype(np.int64)  # (f, 3): missing, invalid, out of range
         self._llr_miss = weights[:, :, 1].astype(np.int64)
-        self._expected_rates = weights[:, :, 2]
+        self._expected_rates = weights[:, :, 2].tolist()  # (f, 3) floats: an alarm's evidence, no numpy scalars
         # the rate chains' weights in chain order: missing, invalid, out of range, each feature by feature
         self._rate_hit = np.ascontiguousarray(self._llr_hit.T).ravel()
         self._rate_miss = np.ascontiguousarray(self._llr_miss.T).ravel()
@@ -233,9 +238,10 @@ class NumericBank:
         return self._names
 
     # ---- the batch ---------------------------------------------------------------------
-    def update(self, x: np.ndarray, start: int) -> list[Candidate]:
+    def update(self, x: np.ndarray, start: int, run_gap: int = 0) -> list[Candidate | Alarm]:
         """x: (n_features, n_events) for events start.. of the model, as `NumericValues.x` encodes
-        it: the value if valid, NaN if missing, +inf if invalid."""
+        it: the value if valid, NaN if missing, +inf if invalid. Its CUSUMs' alarms come as `Alarm`s, a
+        chain's alarms each within `run_gap` events of the one before as one (`Alarm.more`)."""
         f, n = x.shape
         self._completed_timing = None
         if f == 0 or n == 0:
@@ -248,7 +254,7 @@ class NumericBank:
         _kernels.numeric_blocks(x, u, start, T.CUSUM_BLOCK, T.U_BITS, self._mins, self._maxs,
                                 np.array(cuts, dtype=np.int64), raw, hist, counts)
         sums, ends = self._blocks.add_sums(raw, start, n)
-        candidates = self._cusum_alarms(sums, ends, f)
+        candidates = self._cusum_alarms(sums, ends, run_gap)
         if self._river:
             candidates += self._river_alarms(sums, ends, f)
         if not self._confidence:
@@ -260,25 +266,40 @@ class NumericBank:
         """Keep the last events for summaries (after the batch's alerts are built)."""
         self._recent.commit()
 
-    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, f: int) -> list[Candidate]:
+    def _cusum_alarms(self, sums: np.ndarray, ends: np.ndarray, run_gap: int) -> list[Alarm]:
         if len(sums) == 0:
             return []
-        out = []
         alarms = self._cusum.update_from_sums(sums, ends, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK,
                                               self._k_fixed, HALF)
+        # a chain's alarms within run_gap of each other, one record: a flood alarms every CUSUM block
+        runs: dict[int, list] = {}  # chain -> its runs: [last event, [build args of each alarm]]
         for event, chain, stat, zero in alarms:
-            test, j = divmod(chain, f)
-            out.append(self._cusum_candidate(event, test, j, stat, zero + 1))
+            chain_runs = runs.setdefault(chain, [])
+            if chain_runs and event - chain_runs[-1][0] <= run_gap:
+                run = chain_runs[-1]
+                run[0] = event
+            else:
+                run = [event, []]
+                chain_runs.append(run)
+            run[1].append((event, chain, stat, zero + 1))
+        keys, build = self._chain_keys, self._cusum_candidate
+        out = []
+        for chain, chain_runs in runs.items():
+            rank, feature, family, detector, test, j = keys[chain]
+            for _, run in chain_runs:
+                out.append(Alarm(run[0][0], rank, feature, family, detector, run[0][3], build,
+                                 (run[0][0], test, j, run[0][2], run[0][3]),
+                                 tuple((e, test, j, stat, onset) for e, _, stat, onset in run[1:])))
         return out
 
     def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:
         kind, family, detector = self._alarms[test]
         if test <= SCALE_DOWN:
             statistic, threshold = stat * Z_PER_UNIT, self._h[test, j] * Z_PER_UNIT
-            evidence = {"test": CHAINS[test], "reference_k": round(float(self._k_fixed[j] * Z_PER_UNIT), 4)}
+            evidence = {"test": CHAINS[test], "reference_k": self._reference_k[j]}
         else:
             statistic, threshold = stat / T.LLR_SCALE, self._h[test, j] / T.LLR_SCALE
-            evidence = {"test": CHAINS[test], "expected_rate": float(self._expected_rates[j, test - MISSING])}
+            evidence = {"test": CHAINS[test], "expected_rate": self._expected_rates[j][test - MISSING]}
         evidence["change_start_event"] = onset
         return Candidate(event_index=event, rank=(AlarmSource.NUMERIC_CUSUM, test, j), feature=self._names[j],
                          kind=kind, family=family, detector=detector, statistic=float(statistic),

@@ -13,14 +13,15 @@ one per feature.
 >>> schema = SchemaMonitor(["x"], n_rows=10_000, max_names=10, recent=512)
 >>> absent = np.zeros((1, 64), bool)
 >>> alarms = schema.update([{"x": 1.0, "y": 2.0}] * 64, np.ones(64, bool), absent, absent, start=0)
+>>> alarms[0].complete_evidence()  # the names as of the alarm's event: asked only of an alarm that opens an episode
 >>> alarms[0].event_index, alarms[0].family, alarms[0].evidence["unexpected_names"]
 (7, 'schema', [['y', 8]])
 """
 from __future__ import annotations
 
 import zlib
-from bisect import bisect_right
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.episodes import AlarmSource, Candidate
 from detectors.numeric import rate_weights
 from detectors.recent import RecentRing
-from detectors.sketches import SpaceSaving
+from detectors.sketches import PendingValues, SpaceSaving
 
 __all__ = ["NAMES_SHOWN", "SchemaMonitor"]
 
@@ -58,6 +59,7 @@ class SchemaMonitor:
     def __init__(self, known: Sequence[str], n_rows: int, max_names: int, recent: int):
         self._known = frozenset(known)
         self._known_order = list(known)
+        self._known_index = {name: j for j, name in enumerate(self._known_order)}
         self._names = SpaceSaving(max_names)
         hit, miss, self._expected_rate = rate_weights(0.0, n_rows)
         self._weights = (np.array([hit], dtype=np.int64), np.array([miss], dtype=np.int64))
@@ -69,11 +71,14 @@ class SchemaMonitor:
         #: with unexpected names), else 0; the batch's apart until end_batch (`explains_missing` reads both)
         self._recent = RecentRing(len(self._known_order), recent, 0, np.uint8)
         self._start = 0
-        #: per feature asked about in this batch: cumulative counts of missing and of absent-offschema
-        #: over its recent events then the batch's, so that each alarm's question costs O(1)
-        self._cumulative: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._last_alarm = -1
         self._batch_alarms: list[int] = []
+        #: this batch's feature maps that carry unexpected names: the sketch takes their names but the
+        #: known ones at end_batch
+        self._pending_names = PendingValues(grouped=True, exclude=self._known)
+        #: for the batch's alarms' evidence: the absent counts before it, and its cumulative ones
+        self._absent_counts_before = self._absent_counts
+        self._absent_cumulative: np.ndarray | None = None
 
     def update(self, features: Sequence[dict], extra: np.ndarray, absent: np.ndarray, missing: np.ndarray,
                start: int) -> list[Candidate]:
@@ -96,66 +101,77 @@ class SchemaMonitor:
         # absent implies missing: 2 = ABSENT_OFFSCHEMA
         self._recent.hold_batch(missing.astype(np.uint8) + offschema, start)
         self._start = start
-        self._cumulative = {}
         sums, ends = self._blocks.add(extra.astype(np.int64)[:, None], start)
         hit, miss = self._weights
         alarms = [(event, stat) for event, _, stat, _ in self._cusum.update_from_sums(sums, ends, hit, miss,
                                                                                        T.CUSUM_BLOCK)]
-        # names in event order, with the tops as of each alarm's event: no replay per alarm
-        known, names = self._known, self._names
-        flagged = np.flatnonzero(extra).tolist()
-        absent_cumulative = np.cumsum(offschema, axis=1) if alarms else None
-        out, k = [], 0
+        # the names join the sketch at end_batch; an alarm that opens an episode reads the tops as of its event
+        self._pending_names.hold([(i, features[i]) for i in np.flatnonzero(extra).tolist()])
+        self._absent_cumulative = np.cumsum(offschema, axis=1) if alarms else None
+        out = []
         for event, stat in alarms:
-            while k < len(flagged) and start + flagged[k] <= event:
-                names.update_each([name for name in features[flagged[k]] if name not in known])
-                k += 1
-            absent_counts = self._absent_counts + absent_cumulative[:, event - start]
-            evidence = {"test": "schema", "expected_rate": self._expected_rate,
-                        "unexpected_names": [[name, c] for name, c, _ in names.top(NAMES_SHOWN)],
-                        "absent_features": self._ranked_absent(absent_counts)}
             # one model-level episode, whichever names: a stream of ever-new names is one problem,
             # not one alert (and one tracked episode) per name
             out.append(Candidate(event_index=event, rank=(AlarmSource.UNEXPECTED_FIELDS, 0, 0), feature=None,
                                  kind="data_quality", family="schema", detector="schema",
-                                 statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None, evidence=evidence))
-        for i in flagged[k:]:
-            names.update_each([name for name in features[i] if name not in known])
-        self._absent_counts += offschema.sum(axis=1)
+                                 statistic=stat / T.LLR_SCALE, threshold=T.RATE_H, p_value=None,
+                                 evidence={"test": "schema", "expected_rate": self._expected_rate},
+                                 late_evidence=partial(self._names_evidence, event)))
+        self._absent_counts_before = self._absent_counts
+        self._absent_counts = self._absent_counts + offschema.sum(axis=1)
         self._batch_alarms = [event for event, _ in alarms]
         return out
+
+    def _names_evidence(self, event: int) -> dict[str, Any]:
+        """The unexpected names and the absent features up to `event` (of this batch)."""
+        names = self._pending_names.as_of(self._names, event - self._start)
+        absent_counts = self._absent_counts_before + self._absent_cumulative[:, event - self._start]
+        return {"unexpected_names": [[name, c] for name, c, _ in names.top(NAMES_SHOWN)],
+                "absent_features": self._ranked_absent(absent_counts)}
 
     def _ranked_absent(self, counts: np.ndarray) -> list[list]:
         order = np.argsort(-counts, kind="stable")[:NAMES_SHOWN]
         return [[self._known_order[j], int(counts[j])] for j in order.tolist() if counts[j]]
 
-    def explains_missing(self, feature: str, event_index: int, since: int | None, quiet_events: int) -> bool:
-        """Whether a missing-rate alarm of `feature` at event_index is this schema change: the schema
-        alarmed within `quiet_events` before it, and at least half of the feature's missing values
-        since the change's start (`since`; at most its last `recent` events) were its absence from
-        events carrying unexpected names."""
-        before = bisect_right(self._batch_alarms, event_index)  # the batch's alarms, in event order
-        last = self._batch_alarms[before - 1] if before else self._last_alarm
-        if last < 0 or event_index - last > quiet_events:
-            return False
-        j = self._known_order.index(feature)
-        if j not in self._cumulative:
-            rows = self._recent.ring_and_batch(j)
-            self._cumulative[j] = (np.concatenate(([0], np.cumsum(rows >= MISSING))),
-                                   np.concatenate(([0], np.cumsum(rows == ABSENT_OFFSCHEMA))))
-        missing, offschema = self._cumulative[j]
-        end = self._recent.filled + event_index - self._start + 1
-        first = max(end - self._recent.length, 0, end - (event_index - since + 1) if since is not None else 0)
-        n_missing, n_offschema = int(missing[end] - missing[first]), int(offschema[end] - offschema[first])
-        return 0 < n_missing <= 2 * n_offschema
+    def explains_missing(self, features: Sequence[str], counts: Sequence[int], events: np.ndarray, since: np.ndarray,
+                         quiet_events: int) -> np.ndarray:
+        """Of missing-rate alarms of this batch, whether each is this schema change: the schema alarmed
+        within `quiet_events` before it, and at least half of the feature's missing values since the
+        change's start (`since`; at most its last `recent` events) were its absence from events carrying
+        unexpected names. counts[i] alarms of features[i], in turn, at `events` with their change starts
+        `since` (-1: none known); (n,) bool. All at once: in a flood every feature's missing rate alarms
+        every CUSUM block."""
+        if not len(events):
+            return np.zeros(0, dtype=bool)
+        batch = np.array(self._batch_alarms, dtype=np.int64)  # the batch's alarms, in event order
+        before = np.searchsorted(batch, events, side="right")
+        last = batch[np.maximum(before - 1, 0)] if len(batch) else np.zeros(len(events), dtype=np.int64)
+        last = np.where(before > 0, last, self._last_alarm)
+        recent_alarm = (last >= 0) & (events - last <= quiet_events)
+        # per feature asked about: cumulative counts of missing and of absent-offschema over its recent
+        # events then the batch's (row r of each: the r-th feature asked about)
+        rows: dict[int, int] = {}
+        row_of_run = [rows.setdefault(self._known_index[name], len(rows)) for name in features]
+        recent = np.stack([self._recent.ring_and_batch(j) for j in rows])
+        zero = np.zeros((len(rows), 1), dtype=np.int64)
+        missing = np.hstack([zero, np.cumsum(recent >= MISSING, axis=1)])
+        offschema = np.hstack([zero, np.cumsum(recent == ABSENT_OFFSCHEMA, axis=1)])
+        row = np.repeat(np.array(row_of_run), counts)
+        end = self._recent.filled + events - self._start + 1
+        first = np.maximum(np.maximum(end - self._recent.length, 0),
+                           np.where(since >= 0, end - (events - since + 1), 0))
+        n_missing = missing[row, end] - missing[row, first]
+        n_offschema = offschema[row, end] - offschema[row, first]
+        return recent_alarm & (0 < n_missing) & (n_missing <= 2 * n_offschema)
 
     def end_batch(self) -> None:
         """After the batch's alerts are built: its events join the recent ones."""
         if self._batch_alarms:
             self._last_alarm = self._batch_alarms[-1]
+        self._pending_names.commit(self._names)
+        self._absent_cumulative = None
         self._batch_alarms = []
         self._recent.commit()
-        self._cumulative = {}
 
     def state_dict(self) -> dict[str, Any]:
         """The names, absences, blocks and CUSUM as plain data (`load_state` takes it back)."""

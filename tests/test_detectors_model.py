@@ -339,3 +339,39 @@ def test_value_counts_cover_every_event_and_survive_a_checkpoint():
     restored.update_batch(events[2:])
     assert restored.value_counts() == {"age": {"invalid": 1, "missing": 1}, "c": {"invalid": 1, "missing": 1},
                                        "confidence": {"invalid": 1, "missing": 2}}
+
+
+@pytest.mark.parametrize("quiet", [4, 40, 5000])
+def test_a_chains_run_of_alarms_gives_the_alerts_of_its_alarms_one_by_one(monkeypatch, quiet):
+    """A numeric CUSUM chain's alarms within quiet_events of each other come as one Alarm (`Alarm.more`):
+    the alerts are those of the alarms one by one, with other tests alarming in between (windows, River),
+    episodes closing and reopening, and part of a run explained by a renamed field."""
+    from detectors.model import MonitorConfig
+    from detectors.numeric import NumericBank
+
+    stream = streams.stationary(9000, seed=8, n_train=5000)
+    evs = [dict(ev, features=dict(ev["features"])) for ev in stream.events]
+    names = [s.name for s in stream.specs if s.kind != "category"][:3]
+    for i, ev in enumerate(evs):
+        f = ev["features"]
+        if 1000 <= i < 2500 or 4000 <= i < 4200 or 6000 <= i < 8000 and i % 3:
+            f[names[0]] = "n/a"  # invalid: bursts with gaps
+        if 2000 <= i < 3000 and isinstance(f.get(names[1]), float):
+            f[names[1]] = f[names[1]] * 3 + 50  # drift
+        if 5000 <= i < 7000:
+            f[names[2].upper()] = f.pop(names[2])  # renamed: missing, explained by the schema change
+        if 5500 <= i < 5800:
+            f.pop(names[0], None)  # missing, not renamed
+
+    def alerts(run_gap):
+        if run_gap is None:
+            update = NumericBank.update
+            monkeypatch.setattr(NumericBank, "update", lambda self, x, start, gap=0: update(self, x, start, 0))
+        monitor = ModelMonitor(stream.baseline(), MonitorConfig(rearm_quiet_events=quiet))
+        out = [a.to_dict() for k in range(0, len(evs), 700) for a in monitor.update_batch(evs[k:k + 700])]
+        monkeypatch.undo()
+        return out
+
+    one_by_one = alerts(None)
+    assert len(one_by_one) >= 3
+    assert alerts(quiet) == one_by_one

@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 from baselines.profile import NumericProfile, category_key
 from detectors import _kernels
 from detectors.cusum import CusumBank
+from detectors.episodes import Alarm
 from detectors.extract import ABSENT, ABSENT_KEY, INVALID, MISSING, VALID, FeatureColumns, classify_numbers
 from detectors.model import ModelMonitor
 from detectors.numeric import NumericBank
+from detectors.sketches import SpaceSaving
 from stream.devkit.synthetic import scenarios as streams
 
 # ---- read_columns: FeatureColumns.extract against the old pure-Python semantics -------------------
@@ -34,6 +36,10 @@ KEY_POOL = NUMERIC + CATEGORICAL + ("extra_1", "zz", 7, 2.5, ("amount",))
 
 
 class MyFloat(float):
+    pass
+
+
+class Label(str):
     pass
 
 
@@ -584,6 +590,7 @@ def test_monitor_alerts_and_state_do_not_depend_on_batching(seed, sizes):
 
 def candidates(cs) -> str:
     """All of a candidate, in the order the monitor sorts them (a bank lists a batch's by test)."""
+    cs = [c.candidate() if isinstance(c, Alarm) else c for c in cs]
     return repr([(c.event_index, c.rank, c.feature, c.kind, c.family, c.detector, c.statistic, c.threshold,
                   c.p_value, c.evidence, c.onset) for c in sorted(cs)])
 
@@ -771,3 +778,89 @@ def test_cusum_update_from_sums_matches_a_plain_loop(data, f, r, blocks):
     assert got == expected
     assert bank.statistics.tolist() == s
     assert bank.state_dict()["last_zero"] == last_zero
+
+
+# ---- SpaceSaving (compiled) against a plain Space-Saving, value by value ------------------------------
+#: labels that collide after the cut to MAX_LABEL, non-str values, and a str subclass
+SKETCH_VALUES = st.one_of(st.sampled_from(["a", "b", "c", "x" * 70, "x" * 64 + "y", 7, 2.5, None]),
+                          st.integers(0, 12).map(str), st.text(max_size=3).map(Label))
+
+
+class PlainSpaceSaving:
+    """The reference: a new label at capacity replaces the held one of the smallest (count, first held)."""
+
+    def __init__(self, capacity):
+        self.capacity, self.held, self.total, self.position = capacity, {}, 0, 0  # label -> [count, error, pos]
+
+    def update(self, value, count=1):
+        label = str(value)[:64]
+        self.total += count
+        if label in self.held:
+            self.held[label][0] += count
+            return
+        floor = 0
+        if len(self.held) >= self.capacity:
+            victim = min(self.held, key=lambda k: (self.held[k][0], self.held[k][2]))
+            floor = self.held.pop(victim)[0]
+        self.held[label] = [floor + count, floor, self.position]
+        self.position += 1
+
+    def state(self):
+        ranked = sorted(self.held.items(), key=lambda kv: kv[1][2])
+        return {"items": [[k, c, e] for k, (c, e, _) in ranked], "total": self.total}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(SKETCH_VALUES, max_size=200), st.integers(1, 6), st.lists(st.integers(1, 30), max_size=8),
+       st.lists(st.tuples(st.integers(0, 200), st.integers(1, 5)), max_size=5))
+def test_space_saving_matches_a_plain_space_saving(values, capacity, cuts, bumps):
+    """The compiled sketch is Space-Saving with its tie rule: the same labels, counts, errors and held
+    order, whatever the batching of `update_each`, with `update(value, count)` calls in between, and
+    after a round trip through its state."""
+    reference, sketch = PlainSpaceSaving(capacity), SpaceSaving(capacity)
+    bumped = {at: (values[at] if at < len(values) else "a", count) for at, count in bumps}
+    at = 0
+    for cut in cuts + [len(values)]:
+        chunk = values[at:at + cut]
+        for k, v in enumerate(chunk):
+            reference.update(v)
+            if at + k in bumped:
+                reference.update(*bumped[at + k])
+        # the same values: runs between the bumps through update_each, the bumps through update
+        run = []
+        for k, v in enumerate(chunk):
+            run.append(v)
+            if at + k in bumped:
+                sketch.update_each(iter(run))
+                run = []
+                sketch.update(*bumped[at + k])
+        sketch.update_each(iter(run))
+        at += cut
+        assert sketch.state_dict() == reference.state(), at
+        sketch = SpaceSaving.from_state(sketch.state_dict(), capacity)  # and carries on from its state
+    assert sketch.total == reference.total
+    assert sketch.top() == sorted(((k, c, e) for k, c, e in reference.state()["items"]), key=lambda t: (-t[1], t[0]))
+
+
+def test_space_saving_update_each_keeps_what_it_counted_before_an_exception():
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("no")
+
+    sketch = SpaceSaving(2)
+    with pytest.raises(RuntimeError):
+        sketch.update_each(["a", "b", "c", Unprintable(), "d"])
+    assert sketch.total == 3
+    assert sketch.top() == [("c", 2, 1), ("b", 1, 0)]
+    sketch.update_each(["d", "x"], exclude={"x"})
+    assert sketch.top() == [("c", 2, 1), ("d", 2, 1)]
+
+
+@pytest.mark.parametrize("broken", ["_table", "_heap", "_where", "_labels", "_capacity"])
+def test_space_saving_refuses_arrays_of_the_wrong_size(broken):
+    sketch = SpaceSaving(4)
+    sketch.update("z")  # its arrays allocated
+    setattr(sketch, broken, {"_table": np.zeros((3, 3), dtype=np.int64), "_heap": np.zeros(2, dtype=np.int64),
+                             "_where": np.zeros(5, dtype=np.int32), "_labels": [None], "_capacity": 8}[broken])
+    with pytest.raises((ValueError, TypeError)):
+        sketch.update_each(["a"])

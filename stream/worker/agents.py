@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 import faust
@@ -29,7 +29,7 @@ from stream.worker.service import Record, parse_checkpoint_key
 log = logging.getLogger("skewwatch.worker")
 
 __all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "STEP_SECONDS",
-           "checkpoint_and_commit", "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked",
+           "YIELD_EVERY_BYTES", "checkpoint_and_commit", "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked",
            "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter",
            "wait_for_baselines", "write_checkpoints"]
 
@@ -94,6 +94,26 @@ async def wait_for_baselines() -> None:
         log.info("baselines loaded (%s): processing", ", ".join(service.models))
 
 
+#: payload bytes processed between two yields to the event loop: a batch of large messages (up to
+#: batch_size of them, each up to Limits.max_message_bytes) would otherwise hold the loop (timers,
+#: /metrics, the broker's heartbeats) for as long as it takes; the slowest valid input measured
+#: (bench/input_paths.py: alarms on every feature) costs ~0.15 s a MB. Batching does not change the alerts.
+YIELD_EVERY_BYTES = 2_000_000
+
+
+def _chunks(records: list[Record]) -> Iterator[list[Record]]:
+    """The records in order, in runs of about YIELD_EVERY_BYTES (at least one record each)."""
+    chunk, size = [], 0
+    for r in records:
+        chunk.append(r)
+        size += len(r.value or b"")
+        if size >= YIELD_EVERY_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 async def _process(batch: list[faust.EventT]) -> None:
     service = worker.service
     with worker.metrics.batch_seconds.time():
@@ -105,17 +125,24 @@ async def _process(batch: list[faust.EventT]) -> None:
             by_partition.setdefault(m.partition, []).append(Record(m.value, m.partition, m.offset, m.topic))
             keys.setdefault(m.partition, set()).add(m.key)
             tps[m.partition] = m.tp
+        first = True
         for partition, records in by_partition.items():
             # restored, then the monitors the batch's keys name created, letting the loop run between
             await _in_steps(service.restoring(partition, _table_items))
             monitors = service.monitors_for(partition, _table_items)
             models = [k.decode(errors="replace") for k in keys[partition] if isinstance(k, bytes)]
             await _in_steps(service.creating(monitors, models))
-            alerts, dead_letters = service.process(monitors, records)
-            for alert in alerts:
-                await emit(alert)
-            for letter in dead_letters:
-                await send_dead_letter(letter)
+            for chunk in _chunks(records):
+                if not first:
+                    await asyncio.sleep(0)  # let the loop run (the processing lock stays held)
+                first = False
+                # after any await, as between partitions: the monitors a rebalance left (rebuilt if it dropped them)
+                monitors = service.monitors_for(partition, _table_items)
+                alerts, dead_letters = service.process(monitors, chunk)
+                for alert in alerts:
+                    await emit(alert)
+                for letter in dead_letters:
+                    await send_dead_letter(letter)
             seek = monitors.take_seek()
             if seek is not None:  # records fetched but never delivered: read them again
                 rewind(app.consumer, tps[partition], seek)
