@@ -29,9 +29,9 @@ from stream.worker.service import Record, parse_checkpoint_key
 log = logging.getLogger("skewwatch.worker")
 
 __all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "STEP_SECONDS",
-           "YIELD_EVERY_BYTES", "checkpoint_and_commit", "emit", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked",
-           "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter",
-           "wait_for_baselines", "write_checkpoints"]
+           "YIELD_EVERY_BYTES", "checkpoint_and_commit", "emit", "measure_lag", "monitor_predictions",
+           "on_assigned", "on_revoked", "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines",
+           "send_dead_letter", "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
 T = TypeVar("T")

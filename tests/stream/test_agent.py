@@ -191,6 +191,13 @@ class SlowService:
     def monitors_for(self, partition, checkpoints):
         return self.partitions.setdefault(partition, SimpleNamespace(take_seek=lambda: None))
 
+    def restoring(self, partition, checkpoints):
+        self.monitors_for(partition, checkpoints)
+        return iter(())
+
+    def creating(self, monitors, models):
+        return iter(())
+
     def process(self, monitors, records):
         assert agents.processing.locked()
         self.processed += [(r.partition, r.offset) for r in records]
@@ -209,7 +216,7 @@ async def test_a_slow_batch_of_large_messages_does_not_block_the_event_loop(monk
     monkeypatch.setattr(worker, "metrics", Metrics(CollectorRegistry()))
     payload = b"x" * 500_000
     batch = [SimpleNamespace(message=SimpleNamespace(value=payload, partition=p, offset=o, topic="predictions",
-                                                     tp=("predictions", p)))
+                                                     tp=("predictions", p), key=b"m"))
              for p in (0, 1) for o in range(12)]
     loop = asyncio.get_running_loop()
     lateness: asyncio.Queue = asyncio.Queue()
