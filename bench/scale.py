@@ -328,13 +328,13 @@ _NOTES = """\
   a feature fresh and ~11 KB after events (tracemalloc, `tests/test_detectors_model.py`), and
   baselines, restores, monitor creation and checkpoint encoding run a step at a time
   (docs/architecture.md, "Where monitors live").
-- What the 500-model stall is now: one micro-batch of 1,000 messages naming 500 models is one
-  synchronous step; ~60% of it is the rollback snapshot `detectors/processing.py` takes of every
-  model in the call (`_save_states`: state_dict + msgpack of ~230 KB a model). With
-  `SKEWWATCH_BATCH_SIZE=250` the same point measured a largest stall of 624 ms (load average ~5,
-  2026-12-07 22:48).
-- 1 x 1,000: the first checkpoint (4.5 MB) exceeds the producer's 1 MiB record limit and the worker
-  exits (the checkpoint-size row of issue 14, not this bench's subject)."""
+- The largest step left is one micro-batch of 1,000 messages naming 500 models (synchronous);
+  most of it is the rollback snapshot `detectors/processing.py` takes of every model in the call
+  (`_save_states`). On a loaded machine (load average ~5) it measured 1.1-1.8 s before the input
+  path's chunking and the compiled sketch were merged; on the quiet machine of the table, 294 ms.
+- 1 x 1,000: the checkpoint is compressed and split under `SKEWWATCH_MAX_CHECKPOINT_BYTES`
+  (stream/worker/checkpoint_codec.py); before that, its first checkpoint (4.5 MB) exceeded the
+  producer's 1 MiB record limit and the worker exited."""
 
 
 if __name__ == "__main__":
