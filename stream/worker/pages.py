@@ -11,6 +11,7 @@ alerted features, never every feature's statistics (`ModelMonitor.snapshot` is l
 """
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from typing import Any
@@ -22,7 +23,8 @@ from detectors.fmt import count, number, percent, printable, quote_value
 
 app, settings = worker.app, worker.settings
 
-__all__ = ["ALERT_ROWS", "REFRESH_SECONDS", "metrics_page", "render_status", "status_json", "status_page"]
+__all__ = ["ALERT_ROWS", "REFRESH_SECONDS", "metrics_page", "metrics_text", "render_status", "status_json",
+           "status_page"]
 
 #: the status page reloads itself this often
 REFRESH_SECONDS = 10
@@ -32,9 +34,16 @@ ALERT_ROWS = 8
 
 @app.page("/metrics")
 async def metrics_page(web: Any, request: Any) -> Any:
-    """The Prometheus metrics, the model gauges refreshed first."""
+    """The Prometheus metrics (`metrics_text`)."""
+    return web.bytes(await metrics_text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def metrics_text() -> bytes:
+    """The model gauges refreshed (within their time budget), then the text built in a thread:
+    hundreds of models' series take seconds, and processing must not wait meanwhile
+    (prometheus_client reads each metric under its own lock)."""
     worker.service.update_gauges()
-    return web.bytes(worker.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return await asyncio.to_thread(worker.metrics.exposition)
 
 
 @app.page("/status.json")
