@@ -76,8 +76,8 @@ async def _getmany_with_rewinds(self: Any, timeout: float) -> AsyncIterator[tupl
         except Exception as e:  # noqa: BLE001 (revoked meanwhile: its next owner starts from the checkpoints)
             log.warning("could not read %s again from offset %d (%s: %s)", tp, offset, type(e).__name__, e)
     async for tp, message in _original_getmany(self, timeout):
-        during = _rewinds.get(self)
-        if during and tp in during:
+        # `_rewinds` is nearly always empty: tested first, since a weak-keyed lookup costs a weakref per message
+        if _rewinds and tp in _rewinds.get(self, ()):
             continue  # fetched before the seek asked for: it comes again after it
         yield tp, message
 
