@@ -243,7 +243,7 @@ class PartitionMonitors:
         self._skip_upto = {m: max(o, offset) for m, o in self._skip_upto.items()}
         self.last_offset = self._marked_upto = max(self.last_offset, offset)
         self.committed_floor = max(self.committed_floor, floor)
-        self._resume_at = max(self._resume_at or 0, offset + 1)
+        self._resume_at = min(self._skip_upto.values(), default=offset) + 1
 
     def restore(self, model: str, head: bytes,
                 chunk: Callable[[tuple[int, int]], bytes | None] = lambda _: None) -> bool:
