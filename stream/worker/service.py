@@ -627,7 +627,8 @@ class DetectionService:
         model's last alert and as the newest of its kind about its subject (`alerted`)."""
         model = record["model"]
         self.last_alerts[model] = record
-        self.alert_counts.setdefault(model, Counter())[record["kind"]] += 1
+        if not record.get("update"):  # an update record re-diagnoses an alert already counted (as in metrics)
+            self.alert_counts.setdefault(model, Counter())[record["kind"]] += 1
         kept = self._alerts.setdefault(model, {})
         key = (_subject(record), record["kind"])
         kept.pop(key, None)  # re-inserted last: the dict stays in the order alerts were sent

@@ -163,6 +163,16 @@ def test_rows_are_capped_per_model_newest_first_and_the_rest_counted(service):
     assert "4 more alerted (older) not shown" in text
 
 
+def test_an_update_record_replaces_its_alert_without_counting_another(service):
+    """An update record (same alert_id, "update": true) re-diagnoses an alert: the page shows it in
+    the alert's place and counts one alert, as skewwatch_alerts_total does."""
+    record = feed(service, drifting())[-1]
+    before = dict(service.alert_counts["credit"])
+    service.alert_sent(dict(record, update=True, diagnosis="update: the cause, re-diagnosed"))
+    assert service.alert_counts["credit"] == before
+    assert service.alerted("credit")[0][0][1]["diagnosis"] == "update: the cause, re-diagnosed"
+
+
 def test_the_alerts_kept_per_model_are_bounded(service):
     record = feed(service, drifting())[-1]
     for i in range(KEPT_ALERTS + 20):
