@@ -105,12 +105,13 @@ def alert_feature_label(alert: Alert, baseline: Baseline | None) -> str:
 
 
 class Metrics:
-    """The worker's Prometheus series (README, "Metrics"), on their own registry.
+    """The worker's Prometheus series (README, "Metrics"), registered on one registry as a collector.
 
     Parameters
     ----------
     registry
-        Where to create them (default: a new CollectorRegistry).
+        Where to register them (default: a new CollectorRegistry): its `collect()`, `get_sample_value`
+        and `generate_latest` see every series, the per-model ones included.
     feature_metrics
         Which per-feature series the snapshots set: one of stream.worker.config.FEATURE_METRICS
         (SKEWWATCH_FEATURE_METRICS).
@@ -121,9 +122,9 @@ class Metrics:
             raise ValueError(f"feature metrics {feature_metrics!r} is not one of {', '.join(FEATURE_METRICS)}")
         self.feature_metrics = feature_metrics
         self.registry = registry if registry is not None else CollectorRegistry()
-        #: the families prometheus_client writes; the registry collects them and the per-model ones (`collect`)
-        self.families = CollectorRegistry()
-        r = self.families
+        #: the metrics prometheus_client keeps and writes; `registry` collects them, then the per-model ones
+        self.client_registry = CollectorRegistry()
+        r = self.client_registry
         self.events = Counter("skewwatch_events", "Events accepted by a model's monitor", ["model"], registry=r)
         self.rejected = Counter("skewwatch_rejected_events",
                                 "Rejected messages or events (dead-lettered), by reason", ["reason"], registry=r)
@@ -228,7 +229,7 @@ class Metrics:
     def collect(self) -> Iterator[Metric]:
         """Every family: prometheus_client's, then the per-model ones (their series model by model).
         The registry collects this, so `generate_latest(registry)` writes what `exposition` does."""
-        yield from self.families.collect()
+        yield from self.client_registry.collect()
         models = list(self._series.values())
         for i, (name, documentation, labelnames) in enumerate(PER_MODEL_FAMILIES):
             family = GaugeMetricFamily(name, documentation, labels=labelnames)
@@ -242,7 +243,7 @@ class Metrics:
         then each model's lines as written when its gauges were last set. Safe in a thread while the
         loop sets gauges: a model's lines are replaced whole."""
         lines = [series.lines for series in list(self._series.values())]
-        parts = [generate_latest(self.families)]
+        parts = [generate_latest(self.client_registry)]
         for i, header in enumerate(_HEADERS):
             parts.append(header)
             parts.extend(model_lines[i] for model_lines in lines)
