@@ -179,6 +179,10 @@ def main() -> None:
         rows.append(f"| {n} | {mode} | **{spread([s.seconds for s in runs])}** | "
                     f"{'/'.join(str(s.models_read) for s in runs)} | {spread([s.longest_hold for s in runs])} | "
                     f"{runs[0].series:,} | {runs[0].size / 1e6:.2f} MB | {spread(before[n])} |")
+    lag_notes = []
+    for n in sizes:
+        read = statistics.median(s.models_read for s in scrapes[n, "busy"])
+        lag_notes.append(f"{n} models: {read:.0f} read per scrape, each re-read every ~{n / max(read, 1):.0f} scrapes")
     level_rows = []
     for level, metrics in levels.items():
         text = metrics.exposition()
@@ -199,6 +203,9 @@ def main() -> None:
         "| generate_latest of the same registry (before) |",
         "|---|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "While every model is busy, a model's gauges lag its monitor by the scrapes it takes to read them "
+        f"all ({'; '.join(lag_notes)}); an idle model's are read once after its last events.",
         "",
         f"(2) The /metrics text for {max(sizes)} models of {N_FEATURES} features by SKEWWATCH_FEATURE_METRICS "
         "(one snapshot observed under each model name; stationary features, so `drifting` shows none):",

@@ -10,8 +10,8 @@ budget, so a scrape of many models costs what changed, not the whole fleet.
 The per-model families (`PER_MODEL_FAMILIES`: ~10 series per feature, nearly all of a fleet's)
 are kept per model, not as prometheus_client children: each model's lines of the text format
 are written when its gauges are set, so the /metrics text (`Metrics.exposition`) joins them
-instead of formatting every series again (2.7-3.6 s for 500 models of 50 features through
-`generate_latest`). The registry still yields every series (`Metrics.collect`):
+instead of formatting every series again (seconds for 500 models of 50 features through
+`generate_latest`: bench/RESULTS.md, "Scrape"). The registry still yields every series (`Metrics.collect`):
 `get_sample_value` and `generate_latest(registry)` see what /metrics shows, in the same text.
 """
 from __future__ import annotations
