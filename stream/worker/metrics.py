@@ -52,8 +52,9 @@ _CUSUMS = ("cusum_location", "cusum_scale", "unseen_cusum")
 _WINDOW_P_VALUES = ("ks_p_value", "p_value")
 #: the name the monitor gives the model's confidence in its alerts
 _CONFIDENCE = "confidence"
-#: seconds a scrape may spend reading monitors (`refresh`, one model at a time in stream/worker/pages.py);
-#: the models left are the first of the next scrape
+#: seconds a scrape may spend reading monitors (`refresh`; in stream/worker/pages.py one model at a
+#: time, the loop free in between, until this long after the scrape started); the models left are
+#: the first of the next scrape
 REFRESH_BUDGET = 0.05
 #: the drift score from which feature_metrics="drifting" exports a feature's: on stationary data a
 #: feature's score is >= 0.5 in 0.06% of snapshots (3 seeds x 50 features x 30k events)

@@ -43,17 +43,15 @@ async def metrics_text() -> bytes:
     """The model gauges refreshed, then the text built in a thread.
 
     The gauges are read from the monitors on the loop (processing changes them there), one model
-    at a time with the loop free in between (a 50-feature model takes ~10 ms), for at most
-    `REFRESH_BUDGET` in all: a scrape holds processing for one model's read at most. The text of
-    hundreds of models is megabytes: written in a thread, off the loop, from each model's lines
-    written when its gauges were set (stream.worker.metrics.Metrics.exposition).
+    at a time with the loop free in between (a 50-feature model takes ~10 ms), until
+    `REFRESH_BUDGET` has passed since the scrape started: a scrape holds processing for one model's
+    read at a time, and when processing keeps the loop busy it reads fewer models rather than
+    waiting for it again and again. The text of hundreds of models is megabytes: written in a
+    thread, off the loop, from each model's lines written when its gauges were set
+    (stream.worker.metrics.Metrics.exposition).
     """
-    spent = 0.0
-    while spent < REFRESH_BUDGET:
-        start = time.perf_counter()
-        if not worker.service.update_gauges(budget=0.0):
-            break
-        spent += time.perf_counter() - start
+    start = time.perf_counter()
+    while worker.service.update_gauges(budget=0.0) and time.perf_counter() - start < REFRESH_BUDGET:
         await asyncio.sleep(0)
     return await asyncio.to_thread(worker.metrics.exposition)
 

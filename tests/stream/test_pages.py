@@ -297,22 +297,25 @@ async def test_the_metrics_text_is_built_off_the_event_loop(monkeypatch):
     assert len(ticker.late) >= 10 and max(ticker.late) < 0.3, ticker.late
 
 
+class Models:
+    """A service whose stale models take `seconds` each to read, as Metrics.refresh reads them."""
+
+    def __init__(self, pending: int, seconds: float):
+        self.pending, self.seconds, self.calls = pending, seconds, []
+
+    def update_gauges(self, budget: float) -> int:
+        start, read = time.perf_counter(), 0
+        while self.pending and (not read or time.perf_counter() - start < budget):
+            spin(self.seconds)
+            self.pending, read = self.pending - 1, read + 1
+        self.calls.append(read)
+        return read
+
+
 async def test_a_scrape_reads_the_models_one_at_a_time_with_the_loop_free_in_between(monkeypatch):
     """The gauges were read in one go, up to REFRESH_BUDGET (plus one model) on the loop. Now a
     model at a time: with 20 ms per model and a 0.4 s budget, the ticker is never ~0.4 s late."""
-    class Models:
-        def __init__(self, pending: int):
-            self.pending, self.calls = pending, []
-
-        def update_gauges(self, budget: float) -> int:
-            start, read = time.perf_counter(), 0
-            while self.pending and (not read or time.perf_counter() - start < budget):  # as Metrics.refresh
-                spin(0.02)
-                self.pending, read = self.pending - 1, read + 1
-            self.calls.append(read)
-            return read
-
-    models = Models(pending=30)
+    models = Models(pending=30, seconds=0.02)
     monkeypatch.setattr(worker, "service", models)
     monkeypatch.setattr(worker, "metrics", type("M", (), {"exposition": lambda self: b""})())
     monkeypatch.setattr(pages, "REFRESH_BUDGET", 0.4)
@@ -322,3 +325,25 @@ async def test_a_scrape_reads_the_models_one_at_a_time_with_the_loop_free_in_bet
     ticker.task.cancel()
     assert max(ticker.late) < 0.2, ticker.late
     assert 15 <= sum(models.calls) < 30 and set(models.calls) == {1}  # the budget held, a model per call
+
+
+async def test_a_scrape_reads_fewer_models_when_processing_keeps_the_loop_busy(monkeypatch):
+    """Between two reads the loop runs processing: a scrape that waited for it after every model
+    would take (read + batch) x models. It stops once REFRESH_BUDGET has passed since it started."""
+    models = Models(pending=30, seconds=0.01)
+    monkeypatch.setattr(worker, "service", models)
+    monkeypatch.setattr(worker, "metrics", type("M", (), {"exposition": lambda self: b""})())
+    monkeypatch.setattr(pages, "REFRESH_BUDGET", 0.15)
+
+    async def processing():
+        while True:
+            spin(0.1)  # a micro-batch
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(processing())
+    await asyncio.sleep(0)
+    start = time.perf_counter()
+    await pages.metrics_text()
+    took = time.perf_counter() - start
+    task.cancel()
+    assert 1 <= sum(models.calls) <= 3 and took < 0.6, (models.calls, took)  # not 15 x 0.11 s
