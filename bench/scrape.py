@@ -10,9 +10,9 @@ model spread them), its gauges all set once before the runs (the catch-up of the
     text built in a thread), default SKEWWATCH_FEATURE_METRICS (`all`), per fleet size:
     - busy: every model got 10 events since the previous scrape (fed before it, not timed);
     - idle: no model did, and the scrapes after the busy one have read every model's gauges.
-    Reported: the scrape's wall time, the models whose gauges it read (within
-    stream.worker.metrics.REFRESH_BUDGET, one at a time), the longest the scrape held the loop (one
-    of those reads), the text's size; and, on the same registry, what prometheus_client's
+    Reported: the scrape's wall time, the models whose gauges it read (one at a time, for
+    stream.worker.metrics.REFRESH_BUDGET), the longest the scrape held the loop (one of those
+    reads), the text's size; and, on the same registry, what prometheus_client's
     `generate_latest` takes to write it (the text before per-model lines, same bytes).
 (2) The text per SKEWWATCH_FEATURE_METRICS level for the largest fleet: one real snapshot observed
     under that many model names (series as many busy 50-feature models have), `Metrics.exposition`
@@ -197,7 +197,8 @@ def main() -> None:
         "",
         f"(1) A /metrics scrape (`metrics_text`), models of {N_FEATURES} features on {PARTITIONS} partitions, "
         f"`SKEWWATCH_FEATURE_METRICS=all` (the default); busy: every model got {BUSY_EVENTS} events since "
-        f"the previous scrape; gauges read within {REFRESH_BUDGET * 1000:.0f} ms, one model at a time:",
+        f"the previous scrape; gauges read one model at a time until {REFRESH_BUDGET * 1000:.0f} ms after "
+        "the scrape started:",
         "",
         "| models | fleet | scrape | models read (per run) | longest hold of the loop | series | size "
         "| generate_latest of the same registry (before) |",
