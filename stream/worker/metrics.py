@@ -11,8 +11,9 @@ The per-model families (`PER_MODEL_FAMILIES`: ~10 series per feature, nearly all
 are kept per model, not as prometheus_client children: each model's lines of the text format
 are written when its gauges are set, so the /metrics text (`Metrics.exposition`) joins them
 instead of formatting every series again (seconds for 500 models of 50 features through
-`generate_latest`: bench/RESULTS.md, "Scrape"). The registry still yields every series (`Metrics.collect`):
-`get_sample_value` and `generate_latest(registry)` see what /metrics shows, in the same text.
+`generate_latest`: bench/RESULTS.md, "Scrape"). The registry still yields every series
+(`Metrics.collect`): `get_sample_value` and `generate_latest(registry)` see what /metrics shows,
+in the same text.
 """
 from __future__ import annotations
 
@@ -72,8 +73,6 @@ PER_MODEL_FAMILIES = (
     ("skewwatch_missing_ratio", "Share of recent events missing the feature", ("model", "feature")),
     ("skewwatch_confidence_mean", "Mean prediction confidence (recent events)", ("model",)),
 )
-#: their positions in PER_MODEL_FAMILIES (and in a _ModelSeries)
-_SCORE, _ALERTING, _STATISTIC, _MISSING, _CONFIDENCE_MEAN = range(len(PER_MODEL_FAMILIES))
 
 
 def drift_score(statistics: dict[str, Any]) -> float | None:
@@ -265,14 +264,9 @@ class _ModelSeries:
     def write(self) -> None:
         """Write the lines from the values, as generate_latest would (labels sorted by name)."""
         model = _label_value(self.model)
-        escaped: dict[str, str] = {}
-        lines = []
-        for template, values in zip(_LINE_TEMPLATES, self.values):
-            lines.append("".join(
-                template.format(model, *[escaped.get(v) or escaped.setdefault(v, _label_value(v)) for v in labels],
-                                floatToGoString(value))
-                for labels, value in values.items()).encode())
-        self.lines = tuple(lines)
+        self.lines = tuple("".join(template.format(model, *map(_label_value, labels), floatToGoString(value))
+                                   for labels, value in values.items()).encode()
+                           for template, values in zip(_LINE_TEMPLATES, self.values))
 
 
 def _label_value(value: str) -> str:
