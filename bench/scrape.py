@@ -11,8 +11,9 @@ model spread them), its gauges all set once before the runs (the catch-up of the
     - busy: every model got 10 events since the previous scrape (fed before it, not timed);
     - idle: no model did, and the scrapes after the busy one have read every model's gauges.
     Reported: the scrape's wall time, the models whose gauges it read (one at a time, for
-    stream.worker.metrics.REFRESH_BUDGET), the longest the scrape held the loop (one of those
-    reads), the text's size; and, on the same registry, what prometheus_client's
+    stream.worker.metrics.REFRESH_BUDGET), the longest of those reads, the longest a 1-ms ticker
+    on the loop waited during the scrape (the reads, and the text's thread holding the GIL in one
+    C call), the text's size; and, on the same registry, what prometheus_client's
     `generate_latest` takes to write it (the text before per-model lines, same bytes).
 (2) The text per SKEWWATCH_FEATURE_METRICS level for the largest fleet: one real snapshot observed
     under that many model names (series as many busy 50-feature models have), `Metrics.exposition`
@@ -53,6 +54,8 @@ from stream.worker.service import DetectionService, PartitionMonitors  # noqa: E
 N_FEATURES = 50
 PARTITIONS = 4
 BUSY_EVENTS = 10
+#: the ticker's period: its wait past a tick's due time is how long something held the loop
+TICK = 0.001
 
 
 @dataclasses.dataclass
@@ -66,7 +69,8 @@ class Fleet:
 class Scrape:
     seconds: float
     models_read: int
-    longest_hold: float  # the longest single read of the gauges on the loop
+    longest_read: float  # the longest single read of the gauges on the loop
+    ticker_wait: float  # the longest a ticker on the loop waited past its due time during the scrape
     size: int
     series: int
 
@@ -99,6 +103,27 @@ def feed(fleet: Fleet, events: list[dict]) -> None:
     fleet.fed += BUSY_EVENTS
 
 
+async def served() -> tuple[bytes, float, float]:
+    """(the /metrics text, seconds it took, the longest a ticker on the loop waited meanwhile)."""
+    loop = asyncio.get_running_loop()
+    waited = [0.0]
+
+    async def tick() -> None:
+        while True:
+            due = loop.time() + TICK
+            await asyncio.sleep(TICK)
+            waited.append(loop.time() - due)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(2 * TICK)
+    waited.clear()
+    start = time.perf_counter()
+    text = await pages.metrics_text()
+    seconds = time.perf_counter() - start
+    ticker.cancel()
+    return text, seconds, max(waited, default=0.0)
+
+
 def scrape(fleet: Fleet, loop: asyncio.AbstractEventLoop) -> Scrape:
     """One /metrics scrape as the worker serves it, its reads of the gauges timed one by one."""
     service = fleet.service
@@ -114,13 +139,11 @@ def scrape(fleet: Fleet, loop: asyncio.AbstractEventLoop) -> Scrape:
     service.update_gauges = timed_update_gauges
     worker.service, worker.metrics = service, service.metrics
     try:
-        start = time.perf_counter()
-        text = loop.run_until_complete(pages.metrics_text())
-        seconds = time.perf_counter() - start
+        text, seconds, ticker_wait = loop.run_until_complete(served())
     finally:
         del service.update_gauges
     series = sum(1 for line in text.splitlines() if not line.startswith(b"#"))
-    return Scrape(seconds, sum(n for _, n in reads), max(t for t, _ in reads), len(text), series)
+    return Scrape(seconds, sum(n for _, n in reads), max(t for t, _ in reads), ticker_wait, len(text), series)
 
 
 def timed(f, *args) -> float:
@@ -177,7 +200,8 @@ def main() -> None:
     rows = []
     for (n, mode), runs in scrapes.items():
         rows.append(f"| {n} | {mode} | **{spread([s.seconds for s in runs])}** | "
-                    f"{'/'.join(str(s.models_read) for s in runs)} | {spread([s.longest_hold for s in runs])} | "
+                    f"{'/'.join(str(s.models_read) for s in runs)} | {spread([s.longest_read for s in runs])} | "
+                    f"{spread([s.ticker_wait for s in runs])} | "
                     f"{runs[0].series:,} | {runs[0].size / 1e6:.2f} MB | {spread(before[n])} |")
     lag_notes = []
     for n in sizes:
@@ -200,9 +224,9 @@ def main() -> None:
         f"the previous scrape; gauges read one model at a time until {REFRESH_BUDGET * 1000:.0f} ms after "
         "the scrape started:",
         "",
-        "| models | fleet | scrape | models read (per run) | longest hold of the loop | series | size "
+        "| models | fleet | scrape | models read (per run) | longest read | ticker's longest wait | series | size "
         "| generate_latest of the same registry (before) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "While every model is busy, a model's gauges lag its monitor by the scrapes it takes to read them "

@@ -300,14 +300,15 @@ async def test_the_metrics_text_is_built_off_the_event_loop(monkeypatch):
 class Models:
     """A service whose stale models take `seconds` each to read, as Metrics.refresh reads them."""
 
-    def __init__(self, pending: int, seconds: float):
-        self.pending, self.seconds, self.calls = pending, seconds, []
+    def __init__(self, pending: int, seconds: float, log: list[str] | None = None):
+        self.pending, self.seconds, self.calls, self.log = pending, seconds, [], log if log is not None else []
 
     def update_gauges(self, budget: float) -> int:
         start, read = time.perf_counter(), 0
         while self.pending and (not read or time.perf_counter() - start < budget):
             spin(self.seconds)
             self.pending, read = self.pending - 1, read + 1
+            self.log.append("read")
         self.calls.append(read)
         return read
 
@@ -347,3 +348,25 @@ async def test_a_scrape_reads_fewer_models_when_processing_keeps_the_loop_busy(m
     took = time.perf_counter() - start
     task.cancel()
     assert 1 <= sum(models.calls) <= 3 and took < 0.6, (models.calls, took)  # not 15 x 0.11 s
+
+
+async def test_a_task_woken_during_a_read_runs_before_the_next_read(monkeypatch):
+    """Between two reads the scrape yielded with sleep(0), which queued its next read ahead of the
+    timers and I/O callbacks that fell due during the last one: a task they woke (processing,
+    after a fetch) waited two or three reads. Now every read due to a 1-ms ticker is followed by a tick."""
+    log: list[str] = []
+    monkeypatch.setattr(worker, "service", Models(pending=10, seconds=0.003, log=log))
+    monkeypatch.setattr(worker, "metrics", type("M", (), {"exposition": lambda self: b""})())
+    monkeypatch.setattr(pages, "REFRESH_BUDGET", 10.0)
+
+    async def ticker():
+        while True:
+            await asyncio.sleep(0.001)
+            log.append("tick")
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.005)
+    await pages.metrics_text()
+    task.cancel()
+    reads = "".join("r" if entry == "read" else "t" for entry in log).strip("t")
+    assert reads.count("r") == 10 and "rr" not in reads, reads
