@@ -353,7 +353,7 @@ async def test_a_scrape_reads_fewer_models_when_processing_keeps_the_loop_busy(m
 async def test_a_task_woken_during_a_read_runs_before_the_next_read(monkeypatch):
     """Between two reads the scrape yielded with sleep(0), which queued its next read ahead of the
     timers and I/O callbacks that fell due during the last one: a task they woke (processing,
-    after a fetch) waited two or three reads. Now every read due to a 1-ms ticker is followed by a tick."""
+    after a fetch) waited two or three reads. Now a 1-ms ticker ticks between every two reads."""
     log: list[str] = []
     monkeypatch.setattr(worker, "service", Models(pending=10, seconds=0.003, log=log))
     monkeypatch.setattr(worker, "metrics", type("M", (), {"exposition": lambda self: b""})())
