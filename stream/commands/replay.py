@@ -50,6 +50,7 @@ from detectors.model import MonitorConfig
 from detectors.processing import process_events
 from detectors.routing import ModelRouter
 from stream.commands.progress import StatusLine, status_line
+from stream.commands.stdout import reader_went_away
 from stream.commands.tables import (
     TableColumns,
     TableError,
@@ -61,7 +62,7 @@ from stream.commands.tables import (
 )
 from stream.gc_policy import relax_gc
 
-__all__ = ["EXIT_BROKEN_PIPE", "FORMATS", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "Replay",
+__all__ = ["FORMATS", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "Replay",
            "UsageError", "check_format", "configure", "input_size", "load_inputs", "run", "unmonitored_sentence"]
 
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
@@ -75,9 +76,6 @@ MAX_MODELS_NAMED = 5
 #: distinct models counted at most (a stream of made-up names must not grow memory): the events of
 #: the others are counted together, under None
 MAX_MODELS_COUNTED = 1000
-#: exit status when stdout's reader went away: 128 + SIGPIPE, what the shell shows for a Unix tool the signal
-#: stopped (Python ignores SIGPIPE and gets BrokenPipeError instead)
-EXIT_BROKEN_PIPE = 141
 #: values of --format: "auto" by the file name (tables.table_format, .msgpack), else by the first byte
 FORMATS = ("auto", "jsonl", "msgpack", "csv", "parquet")
 #: the router's reasons for an event of a model it has no monitor for
@@ -145,8 +143,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _replay(args, baselines, join_files, dead_letters)
     except BrokenPipeError:
-        _discard_stdout()
-        return EXIT_BROKEN_PIPE
+        return reader_went_away()
     except TableError as e:
         return _usage_error(str(e))
 
@@ -254,18 +251,6 @@ def input_size(paths: Sequence[str]) -> int | None:
 def _usage_error(msg: str) -> int:
     print(f"skewwatch replay: error: {msg}", file=sys.stderr)
     return 2
-
-
-def _discard_stdout() -> None:
-    """Point stdout at /dev/null: what is still buffered for the reader that went away must not
-    raise again when Python flushes it at exit."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing is flushed to a pipe
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
 
 
 #: what a `Replay` hands each batch's alerts to: on_alerts(alerts, events), where `events` are the
