@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from baselines.build import build_baseline
+from baselines.build import build_baseline, build_baseline_from_columns
+from detectors.diagnosis import diagnose_categorical
 from detectors.extract import FeatureColumns
 from tests.test_baseline_build_inputs import replay_alerts, write_training_csv
 
@@ -50,3 +51,11 @@ def test_float_coded_csv_baseline_matches_the_events_numbers(tmp_path, capsys, c
 def test_a_real_change_of_codes_still_alerts(tmp_path, capsys, csv_baseline):
     alerts = replay_alerts(capsys, write_events(tmp_path / "e.jsonl", [1, 2, 4]), csv_baseline)
     assert [(a["feature"], a["detector"]) for a in alerts][:1] == [("code", "unseen_category")]
+
+
+def test_a_code_that_lost_its_leading_zero_is_unseen_and_reads_as_formatting():
+    """Zip codes are identities: 2134 is not "02134" to the monitors, and the diagnosis names the respelling."""
+    profile = build_baseline_from_columns("m", {"zip": ["02134", "02139", "10001"] * 400},
+                                          categorical=("zip",)).features["zip"]
+    d = diagnose_categorical(profile, {"2134": 200, "2139": 200, "10001": 200}, n_missing=0, n_total=600)
+    assert d.cause == "formatting" and d.evidence["mappings"][0]["rule"] == "number_format", d.sentence
