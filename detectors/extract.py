@@ -7,7 +7,9 @@ number) come back here.
 Numeric: valid = int or float, finite (bool is not a number). Missing = None or key absent.
 Invalid = anything else (a string, NaN, +-inf, a list...).
 Categorical: `baselines.profile.category_key`, except that a boolean takes the baseline's spelling of it
-(`BOOL_SPELLINGS`); None / absent = missing, dict / list = invalid.
+(`BOOL_SPELLINGS`) and a key that is no training category but writes a number takes the training
+category that writes the same number (`baselines.profile.number_spelling`: a CSV's `2.0` is the
+events' `2`); None / absent = missing, dict / list = invalid.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines.profile import category_key
+from baselines.profile import category_key, number_spelling
 from detectors import _kernels
 from detectors.fmt import quote_value
 from detectors.sketches import MAX_LABEL
@@ -134,6 +136,9 @@ class FeatureColumns:
         self._bool_codes = np.array([[next((table[s] for s in spellings if s in table), _UNRESOLVED)
                                       for spellings in BOOL_SPELLINGS]
                                      for table in self._codes], dtype=np.int64).reshape(-1, 2)
+        # the training categories that write numbers, by the number: the first listed (the most frequent) wins
+        self._number_codes = tuple({s: i for c, i in reversed(table.items()) if (s := number_spelling(c)) is not None}
+                                   for table in self._codes)
         self._count_extra = count_extra
 
     def extract(self, features: list[dict]) -> tuple[NumericValues, tuple[np.ndarray, np.ndarray, list], np.ndarray]:
@@ -168,12 +173,14 @@ class FeatureColumns:
         if unresolved:  # every value of an unseen flood: Python ints and one numpy write for them all
             at = np.nonzero(codes == _UNRESOLVED)
             resolved = []
-            tables, names = self._codes, self._categorical_names
+            tables, numbers, names = self._codes, self._number_codes, self._categorical_names
             maps = [ev["features"] for ev in features._events] if isinstance(features, _FeatureMaps) else features
             for j, i in zip(*(a.tolist() for a in at)):
                 value = maps[i][names[j]]
                 key = value if type(value) is str else category_key(value)
                 code = tables[j].get(key, -1)
+                if code < 0 and numbers[j]:
+                    code = numbers[j].get(number_spelling(key), -1)
                 if code < 0:
                     code = len(tables[j])
                     others[j].append((i, key))
