@@ -14,7 +14,7 @@ events' `2`); None / absent = missing, dict / list = invalid.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from detectors.fmt import quote_value
 from detectors.sketches import MAX_LABEL
 
 __all__ = ["ABSENT", "ABSENT_KEY", "BOOL_SPELLINGS", "INVALID", "INVALID_CODE", "MISSING", "MISSING_CODE", "VALID",
-           "FeatureColumns", "NumericValues", "classify_numbers"]
+           "FeatureColumns", "NumericValues", "TrainedSpelling", "classify_numbers"]
 
 #: status of a numeric value (NumericValues.status)
 VALID, MISSING, ABSENT_KEY, INVALID = range(4)
@@ -38,6 +38,36 @@ _UNRESOLVED = -3
 #: writers do (pandas "True", R "TRUE"), so that a CSV's True/False column matches the booleans as well
 #: as the strings
 BOOL_SPELLINGS = (("false", "False", "FALSE"), ("true", "True", "TRUE"))
+
+
+class TrainedSpelling:
+    """A feature's value spelled as the monitors code it among the training categories, for code
+    that reads events one at a time (the joins, the report): a training category as it is, a boolean
+    as the baseline spells it (`BOOL_SPELLINGS`), a value that writes a number as the training
+    category that writes the same number (`baselines.profile.number_spelling`; the first listed
+    wins); anything else its `category_key`.
+
+    >>> spell = TrainedSpelling(["2.0", "True", "US", "007"])
+    >>> [spell(v) for v in (2, "2", 2.0, True, False, "US", "FR", 3, "7")]
+    ['2.0', '2.0', '2.0', 'True', 'false', 'US', 'FR', '3', '7']
+    """
+
+    def __init__(self, categories: Iterable[str]):
+        categories = list(categories)
+        self._known = frozenset(categories)
+        self._bools = tuple(next((s for s in spellings if s in self._known), category_key(value))
+                            for value, spellings in zip((False, True), BOOL_SPELLINGS))
+        self._numbers = {n: c for c in reversed(categories) if (n := number_spelling(c)) is not None}
+
+    def __call__(self, value: str | int | float | bool) -> str:
+        """The category key of `value` (a JSON scalar)."""
+        if isinstance(value, bool):
+            return self._bools[value]
+        key = value if type(value) is str else category_key(value)
+        if key in self._known or not self._numbers:
+            return key
+        number = number_spelling(key)
+        return key if number is None else self._numbers.get(number, key)
 
 
 class NumericValues:
