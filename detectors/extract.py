@@ -166,9 +166,8 @@ class FeatureColumns:
         self._bool_codes = np.array([[next((table[s] for s in spellings if s in table), _UNRESOLVED)
                                       for spellings in BOOL_SPELLINGS]
                                      for table in self._codes], dtype=np.int64).reshape(-1, 2)
-        # the training categories that write numbers, by the number: the first listed (the most frequent) wins
-        self._number_codes = tuple({s: i for c, i in reversed(table.items()) if (s := number_spelling(c)) is not None}
-                                   for table in self._codes)
+        # the values the kernel leaves unresolved, spelled as a training category where one matches
+        self._spellings = tuple(TrainedSpelling(cats) for cats in categories)
         self._count_extra = count_extra
 
     def extract(self, features: list[dict]) -> tuple[NumericValues, tuple[np.ndarray, np.ndarray, list], np.ndarray]:
@@ -203,14 +202,11 @@ class FeatureColumns:
         if unresolved:  # every value of an unseen flood: Python ints and one numpy write for them all
             at = np.nonzero(codes == _UNRESOLVED)
             resolved = []
-            tables, numbers, names = self._codes, self._number_codes, self._categorical_names
+            tables, spellings, names = self._codes, self._spellings, self._categorical_names
             maps = [ev["features"] for ev in features._events] if isinstance(features, _FeatureMaps) else features
             for j, i in zip(*(a.tolist() for a in at)):
-                value = maps[i][names[j]]
-                key = value if type(value) is str else category_key(value)
+                key = spellings[j](maps[i][names[j]])
                 code = tables[j].get(key, -1)
-                if code < 0 and numbers[j]:
-                    code = numbers[j].get(number_spelling(key), -1)
                 if code < 0:
                     code = len(tables[j])
                     others[j].append((i, key))
