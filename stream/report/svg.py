@@ -34,12 +34,13 @@ INK = "#1F2937"
 MUTED = "#6B7280"
 #: the colour of each alert kind (chips, diamonds, card borders)
 KIND_COLORS = {"drift": "#D62728", "data_quality": "#9467BD", "confidence_drop": "#8C564B",
-               "serving": "#17BECF", "skew": "#E377C2", "performance": "#7F7F7F", "leakage_suspect": "#BCBD22"}
+               "serving": "#17BECF", "skew": "#E377C2", "performance": "#7F7F7F", "leakage_suspect": "#BCBD22",
+               "shadow": "#1F77B4"}
 #: each alert kind in words, for a card's verdict
 KIND_TITLES = {"drift": "distribution changed", "data_quality": "data-quality problem",
                "confidence_drop": "model confidence dropped", "serving": "serving problem",
                "skew": "training / serving mismatch", "performance": "accuracy dropped",
-               "leakage_suspect": "suspected label leakage"}
+               "leakage_suspect": "suspected label leakage", "shadow": "shadow candidate disagrees"}
 #: the lines of one chart, in order
 SERIES_COLORS = ("#D62728", "#9467BD", "#2CA02C")
 
