@@ -245,3 +245,49 @@ def test_a_candidate_without_a_baseline_is_still_compared():
         joins.add_predictions([prod, cand])
     assert joins.snapshot()["shadow"]["credit=credit-v2"]["joined"] == 2000
     assert "shadow credit=credit-v2 labels" not in joins.counts  # no labels: no pair waits for one
+
+
+# ---- replay --shadow --------------------------------------------------------------------------------
+def test_replay_shadow_alerts_and_summarises_the_pair(tmp_path, capsys):
+    import json
+
+    import orjson
+
+    from stream.commands.cli import main
+
+    baseline = tmp_path / "credit.msgpack"
+    CLASSIFIER.save(baseline)
+    pairs, labels = labelled_pairs(4000, 0.9, 0.9, seed=8)
+    rows = []
+    for i, (prod, cand) in enumerate(pairs):
+        if i >= 2000 and prod["features"]["country"] == "DE":
+            cand["prediction"] = 1 - prod["prediction"]
+        rows += [cand, prod] if i % 3 == 0 else [prod, cand]  # the candidate's answer sometimes first
+    rows.append({**pairs[0][1], "request_id": "never-answered-by-production"})
+    for label, (prod, _) in zip(labels, pairs):
+        label["ts"] = prod["ts"] + 0.5
+    paths = {name: tmp_path / f"{name}.jsonl" for name in ("events", "labels")}
+    paths["events"].write_bytes(b"\n".join(map(orjson.dumps, rows)) + b"\n")
+    paths["labels"].write_bytes(b"\n".join(map(orjson.dumps, labels)) + b"\n")
+    code = main(["replay", str(paths["events"]), "--baseline", str(baseline), "--labels", str(paths["labels"]),
+                 "--shadow", "credit=credit-v2", "--shadow-window", "500", "--join-ttl", "100"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    [alert] = [a for a in map(json.loads, out.splitlines()) if a["kind"] == "shadow"]
+    assert alert["evidence"]["separating_features"][0]["segment"] == "'country' = 'DE'"
+    assert alert["next_step"].startswith("hold the rollout of 'credit-v2'")
+    assert "replay: join shadow credit=credit-v2: matched 4000, waiting 1" in err
+    assert "replay: shadow 'credit=credit-v2': 4,000 requests joined, agreement" in err
+    assert "candidate_worse" not in err and "(candidate) vs" in err and "candidate worse" in err
+    assert "events are for models without a baseline: 'credit-v2' (4,001)" in err
+
+
+def test_replay_refuses_a_malformed_shadow_pair(tmp_path, capsys):
+    from stream.commands.cli import main
+
+    baseline = tmp_path / "credit.msgpack"
+    CLASSIFIER.save(baseline)
+    events_file = tmp_path / "e.jsonl"
+    events_file.write_text("{}\n")
+    assert main(["replay", str(events_file), "-b", str(baseline), "--shadow", "credit"]) == 2
+    assert "--shadow: 'credit' is not production=candidate" in capsys.readouterr().err
