@@ -278,6 +278,16 @@ class ShadowComparison:
     def joined(self) -> int:
         return self._joined
 
+    @property
+    def last_window(self) -> dict[str, Any] | None:
+        """The summary of the last closed window, None before the first closes."""
+        return self._history[-1] if self._history else None
+
+    @property
+    def reference(self) -> dict[str, Any] | None:
+        """The expected agreement and where it comes from (None until the first window closes)."""
+        return self._reference
+
     def scorable(self, production: Any, candidate: Any) -> bool:
         """Whether two predictions can be compared (deciding the task on the first pair that can)."""
         if self._regression is None:
@@ -634,6 +644,27 @@ class ShadowMonitor:
             predictions = join.offer("label", request_id, label, ts)
             if predictions is not None:
                 self._comparison(pair).add_labelled(*predictions, label)
+
+    def figures(self) -> list[dict[str, Any]]:
+        """Per pair, the few figures a gauge shows (cheap: read off the last closed window): requests
+        joined, the last window's agreement and confidence difference, the expected agreement (None until known).
+
+        >>> [f["agreement"] for f in ShadowMonitor([("a", "b")], lambda m: None).figures()]
+        [None]
+        """
+        out = []
+        for pair in self._pairs:
+            entry = self._comparisons.get(pair)
+            comparison = entry[1] if entry is not None else None
+            last = comparison.last_window if comparison is not None else None
+            reference = comparison.reference if comparison is not None else None
+            out.append({"production": pair[0], "candidate": pair[1],
+                        "joined": comparison.joined if comparison is not None else 0,
+                        "agreement": last["agreement"] if last else None,
+                        "expected": reference["expected"] if reference else None,
+                        "confidence_diff": last["confidence_diff"]["mean"] if last and "confidence_diff" in last
+                        else None})
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """Per pair ("production=candidate"): its comparison's snapshot and join counters."""

@@ -72,9 +72,9 @@ class PagesOnlyWeb(AiohttpWeb):
 web_drivers.DRIVERS.aliases[PagesOnlyWeb.SCHEME] = f"{__name__}:PagesOnlyWeb"
 
 #: the modules that declare agents, timers and pages on `app`; the joins forward every served
-#: event once more, so they load only when turned on
+#: event once more, so they load only when turned on (shadow pairs turn them on)
 DISCOVERED_MODULES = ["stream.worker.agents", "stream.worker.pages"] + (
-    ["stream.worker.joins"] if settings.joins else [])
+    ["stream.worker.joins"] if settings.joins or settings.shadow else [])
 
 app = faust.App(
     settings.app_id,
