@@ -291,3 +291,56 @@ def test_replay_refuses_a_malformed_shadow_pair(tmp_path, capsys):
     events_file.write_text("{}\n")
     assert main(["replay", str(events_file), "-b", str(baseline), "--shadow", "credit"]) == 2
     assert "--shadow: 'credit' is not production=candidate" in capsys.readouterr().err
+
+
+# ---- status page and report -------------------------------------------------------------------------
+def alerted_snapshot() -> dict:
+    joins = JoinMonitor({"credit": CLASSIFIER}.get, parity=False, shadow=[PAIR])
+    pairs, labels = labelled_pairs(3000, 0.9, 0.9, seed=4)
+    for i, (prod, cand) in enumerate(pairs):
+        if i >= 1000 and prod["features"]["country"] == "FR":
+            cand["prediction"] = 1 - prod["prediction"]
+        joins.add_predictions([prod, cand])
+    joins.add_labels(labels)
+    return joins.snapshot()["shadow"]
+
+
+def test_the_status_page_lists_each_pair_with_its_recent_agreement(monkeypatch):
+    import sys
+    import types
+
+    from stream.worker import pages
+
+    snapshot = alerted_snapshot()
+    snapshot["<b>evil=x</b>"] = {"joined": 0}
+    rows = "\n".join(pages.shadow_rows(snapshot))
+    assert "<h2>Shadow candidates</h2>" in rows and "<b>credit=credit-v2</b>" in rows
+    assert "badge warning'>disagrees" in rows  # the last window is below the expected agreement
+    assert "100%, 100%, 100%" not in rows and "(n=3000)" in rows and "candidate worse" in rows
+    assert "&lt;b&gt;evil=x&lt;/b&gt;" in rows and "<b>evil" not in rows.replace("<b><b>", "")
+    shadow = types.SimpleNamespace(snapshot=lambda: snapshot)
+    monkeypatch.setitem(sys.modules, "stream.worker.joins", types.SimpleNamespace(joins=types.SimpleNamespace(
+        shadow=shadow)))
+    assert pages._shadow_snapshot() is snapshot
+    monkeypatch.delitem(sys.modules, "stream.worker.joins")
+    assert pages._shadow_snapshot() == {}
+
+
+def test_the_report_draws_each_pairs_agreement_per_window(tmp_path):
+    import orjson
+
+    from stream.commands.cli import main
+
+    baseline = tmp_path / "credit.msgpack"
+    CLASSIFIER.save(baseline)
+    pairs = pair_events(4000, lambda i, ev: 0 if i >= 2000 and ev["features"]["country"] == "FR" else 1)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps([p, c]) for p, c in pairs) + b"\n")
+    out = tmp_path / "report.html"
+    assert main(["report", str(path), "-b", str(baseline), "-o", str(out), "--shadow", "credit=credit-v2"]) == 0
+    page = out.read_text()
+    section = page[page.index('<section id="shadow">'):page.index("</section>", page.index('<section id="shadow">'))]
+    assert "4,000 requests joined" in section and "4 windows" in section and "2 below it" in section
+    assert section.count("<svg") == 1 and section.count("<path d=") == 2 + 1  # a diamond per window below it, + legend
+    assert "shadow candidate disagrees" in page  # the alert's card in the production model's section
+    assert "r1234" not in page

@@ -393,6 +393,7 @@ class ShadowComparison:
         if not 0 < expected < 1:
             return []
         z = (expected - rate) / math.sqrt(expected * (1 - expected) / n)
+        summary["below_expected"] = z > self._z_test  # the test rejected (an alert, or its open episode)
         if z <= self._z_test:
             return []
         episode = self._episodes.observe((self.candidate, "shadow"), self._joined)
@@ -410,7 +411,7 @@ class ShadowComparison:
         ref = self._reference
         expected = ref["expected"]
         p_value = 0.5 * math.erfc(z / math.sqrt(2))
-        current = {k: v for k, v in summary.items() if k not in ("joined", "ts")}
+        current = {k: v for k, v in summary.items() if k not in ("joined", "ts", "below_expected")}
         labels = self.labelled_summary()
         evidence: dict[str, Any] = {
             "production": self.production, "candidate": self.candidate,

@@ -66,9 +66,9 @@ from stream.commands.tables import (
 )
 from stream.gc_policy import relax_gc
 
-__all__ = ["EXIT_BROKEN_PIPE", "FORMATS", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "Replay",
-           "UsageError", "check_format", "configure", "input_size", "load_inputs", "run", "shadow_summary",
-           "unmonitored_sentence"]
+__all__ = ["EXIT_BROKEN_PIPE", "FORMATS", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "JoinFeed",
+           "Replay", "UsageError", "add_shadow_arguments", "check_format", "configure", "input_size", "load_inputs",
+           "run", "shadow_arguments", "shadow_summary", "unmonitored_sentence"]
 
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 #: bytes read at a time; parsed at once, so small: 64 KiB of lines (~50 events) parsed and monitored soon after
@@ -119,6 +119,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", metavar="FILE",
                    help="JSONL of delayed labels {request_id, label}: joined with the events' predictions "
                         "-> performance alerts against the baseline's validation metric")
+    add_shadow_arguments(p)
+    p.add_argument("--join-ttl", type=float, default=JoinConfig.ttl,
+                   help=f"seconds of event time a record waits for its join partner (default {JoinConfig.ttl:g})")
+    p.add_argument("--join-max-entries", type=int, default=JoinConfig.max_entries,
+                   help=f"records waiting per join at most, oldest dropped first (default {JoinConfig.max_entries})")
+    add_table_arguments(p)
+
+
+def add_shadow_arguments(p: argparse.ArgumentParser) -> None:
+    """The shadow flags of `replay` and `report`: --shadow, --shadow-window, --shadow-min-agreement."""
     p.add_argument("--shadow", action="append", metavar="PRODUCTION=CANDIDATE",
                    help="compare a candidate model's prediction events with production's on the same requests "
                         "(by request_id) -> shadow alerts and the pair's agreement in the summary; repeatable, "
@@ -128,26 +138,35 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shadow-min-agreement", type=float, default=None, metavar="SHARE",
                    help="the agreement a candidate must keep, tested from the first window (default: the first "
                         "window's agreement less 2 points and its sampling error, tested from the second)")
-    p.add_argument("--join-ttl", type=float, default=JoinConfig.ttl,
-                   help=f"seconds of event time a record waits for its join partner (default {JoinConfig.ttl:g})")
-    p.add_argument("--join-max-entries", type=int, default=JoinConfig.max_entries,
-                   help=f"records waiting per join at most, oldest dropped first (default {JoinConfig.max_entries})")
-    add_table_arguments(p)
+
+
+def shadow_arguments(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], dict]:
+    """The shadow pairs and their `JoinConfig` settings from the flags of `add_shadow_arguments`.
+
+    Raises
+    ------
+    UsageError
+        A pair is malformed, the window is not positive or the minimum agreement not in (0, 1).
+    """
+    if args.shadow_window < 1:
+        raise UsageError("--shadow-window must be positive")
+    if args.shadow_min_agreement is not None and not 0 < args.shadow_min_agreement < 1:
+        raise UsageError("--shadow-min-agreement must be between 0 and 1 (exclusive)")
+    try:
+        pairs = parse_shadow_pairs(args.shadow or [])
+    except ValueError as e:
+        raise UsageError(f"--shadow: {e}") from None
+    return pairs, {"shadow_window": args.shadow_window, "shadow_min_agreement": args.shadow_min_agreement}
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the command with its parsed arguments; returns the exit status (see the module docstring)."""
     if args.batch_size < 1 or args.max_message_bytes < 1:
         return _usage_error("--batch-size and --max-message-bytes must be positive")
-    if not args.join_ttl > 0 or args.join_max_entries < 1 or args.shadow_window < 1:
-        return _usage_error("--join-ttl, --join-max-entries and --shadow-window must be positive")
-    if args.shadow_min_agreement is not None and not 0 < args.shadow_min_agreement < 1:
-        return _usage_error("--shadow-min-agreement must be between 0 and 1 (exclusive)")
+    if not args.join_ttl > 0 or args.join_max_entries < 1:
+        return _usage_error("--join-ttl and --join-max-entries must be positive")
     try:
-        args.shadow_pairs = parse_shadow_pairs(args.shadow or [])
-    except ValueError as e:
-        return _usage_error(f"--shadow: {e}")
-    try:
+        shadow_pairs, shadow_settings = shadow_arguments(args)
         baselines = load_inputs(args.baseline, args.events)
         check_format(args.format, args.events)
     except UsageError as e:
@@ -164,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"{args.dead_letter}: cannot write: {e.strerror}")
 
     try:
-        return _replay(args, baselines, join_files, dead_letters)
+        return _replay(args, baselines, join_files, dead_letters, shadow_pairs, shadow_settings)
     except BrokenPipeError:
         _discard_stdout()
         return EXIT_BROKEN_PIPE
@@ -173,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files: list[tuple[str, str]],
-            dead_letters: IO[bytes] | None) -> int:
+            dead_letters: IO[bytes] | None, shadow_pairs: tuple[tuple[str, str], ...], shadow_settings: dict) -> int:
     """The command once its arguments are checked: the exit status."""
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
@@ -181,14 +200,12 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
     replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters, table=table_columns(args))
     replay.progress = status_line("replay", input_size(args.events))
     opened = []
-    if join_files or args.shadow_pairs:
+    if join_files or shadow_pairs:
         opened = [open(path, "rb") for _, path in join_files]
         joins = JoinMonitor(baselines.get, JoinConfig(ttl=args.join_ttl, max_entries=args.join_max_entries,
-                                                        include_examples=args.include_examples,
-                                                        shadow_window=args.shadow_window,
-                                                        shadow_min_agreement=args.shadow_min_agreement),
-                            parity=bool(args.feature_log), labels=bool(args.labels), shadow=args.shadow_pairs)
-        replay.joins = _JoinFeed(joins, [(kind, path, f) for (kind, path), f in zip(join_files, opened)], replay)
+                                                        include_examples=args.include_examples, **shadow_settings),
+                            parity=bool(args.feature_log), labels=bool(args.labels), shadow=shadow_pairs)
+        replay.joins = JoinFeed(joins, [(kind, path, f) for (kind, path), f in zip(join_files, opened)], replay)
     started = time.perf_counter()
     try:
         for path in args.events:
@@ -351,7 +368,7 @@ class Replay:
         #: events rejected because no baseline is loaded for their model, by model (see MAX_MODELS_COUNTED)
         self.unmonitored_models: Counter[str | None] = Counter()
         self.alerts: Counter[str] = Counter()
-        self.joins: _JoinFeed | None = None
+        self.joins: JoinFeed | None = None
         #: the status line on a terminal, or None
         self.progress: StatusLine | None = None
         self._file: IO[bytes] | None = None  # the file being read
@@ -631,7 +648,7 @@ def _quoted(model: object) -> str:
     return f"'{printable(name[:64])}{'...' if len(name) > 64 else ''}'"
 
 
-class _JoinFeed:
+class JoinFeed:
     """The --feature-log / --labels files, read lazily and fed to the joins in ts order between
     the events (see the module docstring)."""
 
