@@ -695,6 +695,7 @@ class JoinFeed:
             self._next(head)
 
     def add_events(self, events: list[dict]) -> list[Alert]:
+        """The events of a batch, each after the records due by its time; the joins' alerts."""
         alerts: list[Alert] = []
         for ev in events:
             ts = record_time(ev, None)

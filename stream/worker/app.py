@@ -6,7 +6,7 @@ autodiscovery):
   topics, the checkpoint table;
 - `stream.worker.agents`: the agent, the timers, the partition-signal handlers, the outputs;
 - `stream.worker.pages`: the web pages (/metrics, /status.json, /);
-- `stream.worker.joins`: the request-id joins, only when turned on (SKEWWATCH_JOINS).
+- `stream.worker.joins`: the request-id joins, only when turned on (SKEWWATCH_JOINS, or pairs in SKEWWATCH_SHADOW).
 
     faust -A stream.worker.app worker -l info          # or: skewwatch worker
     SKEWWATCH_BROKER=kafka://kafka:9092 SKEWWATCH_BASELINES=/baselines skewwatch worker
