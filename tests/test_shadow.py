@@ -344,3 +344,21 @@ def test_the_report_draws_each_pairs_agreement_per_window(tmp_path):
     assert section.count("<svg") == 1 and section.count("<path d=") == 2 + 1  # a diamond per window below it, + legend
     assert "shadow candidate disagrees" in page  # the alert's card in the production model's section
     assert "r1234" not in page
+
+
+def test_the_gauges_show_each_pairs_last_window_and_nothing_before_it():
+    from prometheus_client import CollectorRegistry
+
+    from stream.worker.metrics import Metrics
+
+    shadow = ShadowMonitor([PAIR, ("credit", "credit-v3")], {"credit": CLASSIFIER}.get, JoinConfig(shadow_window=100))
+    run(shadow, pair_events(150, lambda i, ev: 0 if i % 10 == 0 else 1))
+    metrics = Metrics(CollectorRegistry())
+    metrics.observe_shadow(shadow.figures())
+    text = metrics.exposition().decode()
+    assert 'skewwatch_shadow_agreement{candidate="credit-v2",model="credit"} 0.9' in text
+    assert 'skewwatch_shadow_joined{candidate="credit-v2",model="credit"} 150.0' in text
+    assert 'skewwatch_shadow_confidence_diff{candidate="credit-v2",model="credit"} -0.05' in text
+    assert 'skewwatch_shadow_expected_agreement{candidate="credit-v2"' in text
+    assert 'skewwatch_shadow_joined{candidate="credit-v3",model="credit"} 0.0' in text  # no event of it yet
+    assert 'skewwatch_shadow_agreement{candidate="credit-v3"' not in text

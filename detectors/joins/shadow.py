@@ -334,6 +334,8 @@ class ShadowComparison:
 
     def add_labelled(self, production: Any, candidate: Any, label: Any) -> None:
         """Both models' predictions of a request and its delayed label (unscorable labels are skipped)."""
+        if not self.scorable(production, candidate):  # joined before a changed baseline changed the task
+            return
         if self._regression:
             if not is_number(label) or not math.isfinite(label):
                 return
@@ -626,9 +628,9 @@ class ShadowMonitor:
             production, candidate = (event, other) if role == "production" else (other, event)
             comparison = self._comparison(pair)
             now = join.now if join.now > -math.inf else None
-            labelled = comparison.joined
+            before = comparison.joined
             alerts += comparison.add(production, candidate, events_seen, now)
-            if pair in self._label_joins and comparison.joined > labelled:  # scorable: it waits for its label
+            if pair in self._label_joins and comparison.joined > before:  # scorable: it waits for its label
                 predictions = (production.get("prediction"), candidate.get("prediction"))
                 label = self._label_joins[pair].offer("pair", request_id, predictions, ts)
                 if label is not None:
