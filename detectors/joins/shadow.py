@@ -61,7 +61,7 @@ from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
 from detectors.diagnosis import Diagnosis
 from detectors.episodes import EpisodeTracker
-from detectors.extract import BOOL_SPELLINGS
+from detectors.extract import TrainedSpelling
 from detectors.fmt import count, number, percent, printable, quote_value, rounded
 from detectors.joins.buffer import RequestJoin
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
@@ -160,6 +160,7 @@ class _FeatureBins:
         else:
             self.categories = sorted(profile.categories, key=lambda c: -profile.categories[c])[:SHADOW_MAX_CATEGORIES]
             self.index = {c: i for i, c in enumerate(self.categories)}
+            self.spelling = TrainedSpelling(profile.categories)  # as the monitors code a value
             self.valid = len(self.categories) + 1  # the last: not in training
         self.missing, self.invalid = self.valid, self.valid + 1
         self.size = self.valid + 2
@@ -173,9 +174,7 @@ class _FeatureBins:
             return bisect_left(self.edges, v)  # bin i holds edges[i-1] < v <= edges[i], as the baseline's
         if isinstance(v, (list, dict)):
             return self.invalid
-        if isinstance(v, bool):  # as the monitors: the baseline's spelling of a boolean
-            v = next((s for s in BOOL_SPELLINGS[v] if s in self.index), v)
-        return self.index.get(category_key(v), self.valid - 1)
+        return self.index.get(self.spelling(v), self.valid - 1)
 
     def segments(self, n: np.ndarray, d: np.ndarray) -> Iterable[tuple[str, float, float]]:
         """(description, requests, disagreements) of each candidate segment, from per-bin counts."""
