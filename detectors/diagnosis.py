@@ -728,7 +728,11 @@ def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n
                          f"{percent(baseline_share)} in training, while the missing rate fell from "
                          f"{percent(p.missing_rate)} to {percent(missing)}: missing values are filled with a default "
                          "at serving", evidence)
-    if not _share_rose(k, n, baseline_share):
+    top_training = max(p.categories.values(), default=0.0)
+    # a real category gaining share is a population shift unless it takes over almost everything:
+    # taking over is the evidence then, not a rise by 3x (the largest of 3 airports, 36 %, cannot triple)
+    takes_over = share >= ALMOST_ALL and top_training < 0.8 and _share_rose(k, n, baseline_share, min_ratio=1.0)
+    if not (takes_over or _share_rose(k, n, baseline_share)):
         return None
     # a placeholder common in training ("0", "other" as real codes) may just gain share: a fill
     # needs the share far above training's, as for numbers
@@ -736,9 +740,7 @@ def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n
         return Diagnosis("default_fill", f"category {c!r} makes {percent(share)} of recent values against "
                          f"{percent(baseline_share)} in training: a default or placeholder replaces real values in the "
                          "serving pipeline", evidence)
-    top_training = max(p.categories.values(), default=0.0)
-    # guard: a real category gaining share is a population shift unless it takes over almost everything
-    if share >= ALMOST_ALL and top_training < 0.8:
+    if takes_over:
         return Diagnosis("stuck_value", f"{percent(share)} of recent values are {c!r} (training: "
                          f"{percent(baseline_share)}, largest category {percent(top_training)}): the feature is stuck "
                          "at one category", evidence)

@@ -142,6 +142,18 @@ class Metrics:
                                       "1 once the worker has joined its consumer group and received an assignment",
                                       registry=r)
         self.checkpoints = Counter("skewwatch_checkpoints", "Monitor-state checkpoints written", registry=r)
+        # shadow pairs (--shadow): labelled by production model and candidate, both from the settings
+        self.shadow_agreement = Gauge("skewwatch_shadow_agreement",
+                                      "Agreement of a shadow candidate with production over the last closed window",
+                                      ["model", "candidate"], registry=r)
+        self.shadow_expected_agreement = Gauge("skewwatch_shadow_expected_agreement",
+                                               "The agreement below which a shadow window alerts",
+                                               ["model", "candidate"], registry=r)
+        self.shadow_confidence_diff = Gauge("skewwatch_shadow_confidence_diff",
+                                            "Mean candidate - production confidence over the last closed window",
+                                            ["model", "candidate"], registry=r)
+        self.shadow_joined = Gauge("skewwatch_shadow_joined", "Requests both models of a shadow pair answered",
+                                   ["model", "candidate"], registry=r)
         #: model -> its per-model series (PER_MODEL_FAMILIES), in the order they are written
         self._series: dict[str, _ModelSeries] = {}
         #: model -> (its monitor, that monitor's events seen) the gauges show; least recently refreshed first
@@ -215,6 +227,16 @@ class Metrics:
         alerting.clear()
         alerting.update(dict.fromkeys(open_now, 1.0))
         series.write()
+
+    def observe_shadow(self, figures: Iterable[dict[str, Any]]) -> None:
+        """Set the shadow gauges from `ShadowMonitor.figures()` (a figure not known yet: no series)."""
+        for f in figures:
+            labels = (f["production"], f["candidate"])
+            self.shadow_joined.labels(*labels).set(f["joined"])
+            for gauge, key in ((self.shadow_agreement, "agreement"), (self.shadow_expected_agreement, "expected"),
+                               (self.shadow_confidence_diff, "confidence_diff")):
+                if f[key] is not None:
+                    gauge.labels(*labels).set(f[key])
 
     def forget_model(self, model: str) -> None:
         """Drop a model's per-feature series (its baseline was deleted or replaced)."""
