@@ -14,12 +14,17 @@ detector on (the monitor's defaults). Stationary: the cost of watching, not of a
     and nothing else (and the msgpack file with `msgpack.Unpacker`). Target >= 0.6.
 (3) bytes of monitor state per feature, len(msgpack.packb(monitor.state_dict())) / 50, after
     1M, 3M and 10M events (the pre-generated batches are fed again and again). Target <= 8 KB, flat.
+(4) many models in one stream: the events dealt round-robin to 100 models (the same baseline under
+    100 names) through `process_events` (the worker's and replay's path, rollback included) in
+    calls of 2000 events (a worker chunk: 20 events of each model a call), against the same events
+    all of one model in the same calls; every monitor exists before the clock starts. Target >= 0.7.
 
 Figures are printed and written into the engine section of bench/RESULTS.md (--no-write to skip).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -43,6 +48,8 @@ from river import drift  # noqa: E402
 
 from bench.results import RESULTS, write_block  # noqa: E402
 from detectors.model import ModelMonitor  # noqa: E402
+from detectors.processing import MONITOR_CHUNK, process_events  # noqa: E402
+from detectors.routing import ModelRouter  # noqa: E402
 from stream.devkit.synthetic import scenarios as streams  # noqa: E402
 from stream.gc_policy import relax_gc  # noqa: E402
 
@@ -167,6 +174,21 @@ def state_sizes(
     return sizes, fed / (time.perf_counter() - t)
 
 
+# ---- (4) many models in one stream -----------------------------------------------------------
+def time_interleaved(baseline, events: list[dict], n_models: int, call: int) -> float:
+    """Seconds of `process_events` over the events dealt round-robin to `n_models` models (1: all to
+    one), in calls of `call` events; the monitors are created before the clock starts."""
+    names = [f"model-{i:03d}" for i in range(n_models)]
+    router = ModelRouter([dataclasses.replace(baseline, model=name) for name in names])
+    for name in names:
+        router.monitor(name)
+    dealt = [dict(ev, model=names[i % n_models]) for i, ev in enumerate(events)]
+    t = time.perf_counter()
+    for i in range(0, len(dealt), call):
+        process_events(router, dealt[i : i + call])
+    return time.perf_counter() - t
+
+
 # ---- report ----------------------------------------------------------------------------------
 def human(n: float) -> str:
     for unit, div in (("M", 1e6), ("k", 1e3)):
@@ -190,6 +212,9 @@ def main() -> None:
     p.add_argument("--state-events", default="1M,3M,10M", help="checkpoints of figure (3) (default 1M,3M,10M)")
     p.add_argument("--repeat", type=int, default=3,
                    help="interleaved runs of (1) and (2): their ratios are given as min / median / max over the runs")
+    p.add_argument("--models", type=int, default=100, help="models of figure (4) (default 100)")
+    p.add_argument("--call", type=int, default=MONITOR_CHUNK,
+                   help=f"events per call of figure (4) (default {MONITOR_CHUNK}, a worker chunk)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = p.parse_args()
@@ -224,7 +249,8 @@ def main() -> None:
         loads = [os.getloadavg()[0]]
         alerts = 0
         for r in range(args.repeat):
-            print(f"run {r + 1}/{args.repeat}: monitor, naive loop, parse floors, replay ...", file=sys.stderr)
+            print(f"run {r + 1}/{args.repeat}: monitor, naive loop, parse floors, replay, {args.models} models ...",
+                  file=sys.stderr)
             timings = {}
             timings["monitor"], alerts = time_monitor(baseline, event_batches)
             timings["naive"] = time_naive(events[: args.naive_events], numeric, categorical)
@@ -234,6 +260,8 @@ def main() -> None:
             timings["parse_msgpack"] = time_parse_msgpack(mpk)
             timings["replay_jsonl"], timings["wall_jsonl"] = time_replay(jsonl, bpath, len(events))
             timings["replay_msgpack"], timings["wall_msgpack"] = time_replay(mpk, bpath, len(events))
+            timings["one_model"] = time_interleaved(baseline, events, 1, args.call)
+            timings["interleaved"] = time_interleaved(baseline, events, args.models, args.call)
             runs.append(timings)
             loads.append(os.getloadavg()[0])
 
@@ -247,7 +275,8 @@ def main() -> None:
                 "extract_x": (n / t["extract"]) / (n_naive / t["naive"]),
                 "share_j": t["parse_jsonl"] / t["replay_jsonl"], "share_m": t["parse_msgpack"] / t["replay_msgpack"],
                 "share_j_wall": t["parse_jsonl"] / t["wall_jsonl"],
-                "share_m_wall": t["parse_msgpack"] / t["wall_msgpack"]} for t in runs]
+                "share_m_wall": t["parse_msgpack"] / t["wall_msgpack"],
+                "interleaved_x": t["one_model"] / t["interleaved"]} for t in runs]
     rate = {k: n / statistics.median(t[k] for t in runs) for k in runs[0] if k != "naive"}
     rate["naive"] = n_naive / statistics.median(t["naive"] for t in runs)
 
@@ -290,6 +319,9 @@ def main() -> None:
         f"msgpack {spread('share_m_wall')} | |",
         "| (3) monitor state per feature | " + ", ".join(f"{human(k)}: {s / 1024:.2f} KB" for k, s in sizes)
         + f" | | max/min {flat:.2f} | <= 8 KB, flat |",
+        f"| (4) {args.models} models interleaved in one stream, `process_events` in calls of {args.call} events "
+        f"({args.call // args.models} a model) | {rate['interleaved']:,.0f} events/s | the same events of one model: "
+        f"{rate['one_model']:,.0f} events/s | **{spread('interleaved_x')}** | >= 0.7 |",
         "",
         f"Sustained feed of figure (3): {feed_rate:,.0f} events/s over {human(sizes[-1][0])} events "
         "(the pre-generated batches fed again and again).",
