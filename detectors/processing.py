@@ -9,12 +9,16 @@ go to their model's monitor, in order; out come the alerts, and the rejects with
   does not change the alerts, so the rest gives the alerts of the whole batch without those events.
   A model whose state cannot be saved (or restored) for that rollback cannot be isolated: its
   events of the call are rejected as `monitor_error` too, never raised.
+  The rollback does not pack every model's state before every call: each model's state is packed
+  once in a while and the calls since are logged (the last `ROLLBACK_EVENTS` events, by reference:
+  an event handed over is not changed afterwards); a failed call restores the packed states of its
+  models and feeds them the logged calls again, which gives back their state before it exactly
+  (`_Journal`).
 
 `process_messages` decodes raw messages (a Kafka micro-batch) first; `process_events` takes events
 a reader has already decoded (replay's files).
 
->>> from detectors.model import ModelMonitor
-from detectors.routing import ModelRouter
+>>> from detectors.routing import ModelRouter
 >>> result = process_messages(ModelRouter(), [b'{"model": "nobody", "features": {}}', b"{oops"])
 >>> [(i, r.reason) for i, r in result.rejects], result.alerts
 ([(0, 'unknown_model'), (1, 'not_decodable')], [])
@@ -236,13 +240,11 @@ class _Journal:
     def save(self, router: ModelRouter, counts: Counter) -> dict[str, str]:
         """Before a call of the models in `counts`: a base for each that has no usable one;
         {model: why its state could not be taken}."""
-        first = self._calls[0][0] if self._calls else self._next_seq
         broken: dict[str, str] = {}
         for model in counts:
             monitor = router.monitor(model)
             base = self._bases.get(model)
-            if base is not None and base.monitor is monitor and base.seq >= first \
-                    and base.events_seen == monitor.events_seen:
+            if base is not None and base.monitor is monitor and base.events_seen == monitor.events_seen:
                 continue
             self._bases.pop(model, None)
             try:  # packed: a copy that the failed call cannot half-update; complete: alerts after it quote the same
