@@ -10,8 +10,8 @@ go to their model's monitor, in order; out come the alerts, and the rejects with
   A model whose state cannot be saved (or restored) for that rollback cannot be isolated: its
   events of the call are rejected as `monitor_error` too, never raised.
   The rollback does not pack every model's state before every call: each model's state is packed
-  once in a while and the calls since are logged (the last `ROLLBACK_EVENTS` events, by reference:
-  an event handed over is not changed afterwards); a failed call restores the packed states of its
+  once in a while and the calls since are logged (the last `ROLLBACK_CALLS` calls, their events by
+  reference: an event handed over is not changed afterwards); a failed call restores the packed states of its
   models and feeds them the logged calls again, which gives back their state before it exactly
   (`_Journal`).
 
@@ -39,7 +39,7 @@ from detectors.events import Limits, Reject, decode_message, encode_value, model
 from detectors.model import ModelMonitor
 from detectors.routing import ModelRouter
 
-__all__ = ["MONITOR_CHUNK", "MONITOR_ERROR", "ROLLBACK_EVENTS", "Processed", "process_events", "process_messages"]
+__all__ = ["MONITOR_CHUNK", "MONITOR_ERROR", "ROLLBACK_CALLS", "Processed", "process_events", "process_messages"]
 
 #: reason of an event its model's monitor raised on: the event is rejected (dead-lettered), the
 #: rest of its batch is monitored, the caller carries on
@@ -51,10 +51,11 @@ MONITOR_ERROR = "monitor_error"
 #: not change the alerts
 MONITOR_CHUNK = 2000
 
-#: events of a router's last calls kept for a rollback (~4 KB each for a 50-feature event): each
-#: model's state is packed about once per this many events of the stream instead of before every
-#: call (`_Journal`)
-ROLLBACK_EVENTS = 10_000
+#: a router's last calls whose events are kept for a rollback (`_Journal`): each model's state is
+#: packed about once per this many calls instead of before every call. A count of calls (each at
+#: most MONITOR_CHUNK events), not of events: the events held are a few times those a call holds
+#: anyway, whatever their size (~40 MB for 5 calls of 2000 50-feature events)
+ROLLBACK_CALLS = 5
 
 
 class Processed(NamedTuple):
@@ -226,15 +227,14 @@ class _Journal:
     monitors are deterministic, so that gives the state each had before the failed call, and the
     alerts of that re-run, already given, are dropped.
 
-    So a model's state is packed about once per `ROLLBACK_EVENTS` events of the stream, not before
-    every call: with many models in one stream each call holds few events of each, and the packing
-    (~0.3 ms for a 50-feature model, mostly its ring of recent values) cost more than monitoring them.
+    So a model's state is packed about once per `ROLLBACK_CALLS` calls, not before every call: with
+    many models in one stream each call holds few events of each, and packing their states (~0.3 ms
+    for a 50-feature model) before every call cost more than monitoring them.
     """
 
     def __init__(self) -> None:
         self._bases: dict[str, _Base] = {}
         self._calls: deque[tuple[int, list[dict]]] = deque()  # (seq, events) of the calls that went through
-        self._held = 0  # events in _calls
         self._next_seq = 0
 
     def save(self, router: ModelRouter, counts: Counter) -> dict[str, str]:
@@ -257,15 +257,14 @@ class _Journal:
 
     def log(self, events: list[dict], counts: Counter) -> None:
         """After a call that went through: its events, for a later rollback; the oldest calls past
-        `ROLLBACK_EVENTS` are let go, and the bases that needed them with them."""
+        `ROLLBACK_CALLS` are let go, and the bases that needed them with them."""
         for model, n in counts.items():
             self._bases[model].events_seen += n
         self._calls.append((self._next_seq, events))
         self._next_seq += 1
-        self._held += len(events)
-        if self._held > ROLLBACK_EVENTS:
-            while self._held > ROLLBACK_EVENTS:
-                self._held -= len(self._calls.popleft()[1])
+        if len(self._calls) > ROLLBACK_CALLS:
+            while len(self._calls) > ROLLBACK_CALLS:
+                self._calls.popleft()
             first = self._calls[0][0] if self._calls else self._next_seq
             self._bases = {model: base for model, base in self._bases.items() if base.seq >= first}
 
