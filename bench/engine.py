@@ -364,7 +364,18 @@ _NOTES = """\
 - (2): replay's loop is the parse floor plus the monitor plus freeing the events after it (the
   floor frees each event while it is still in cache). Replay reads 64 KiB blocks and monitors
   500-event batches so that a batch is still in cache when it is read and freed; measured, both
-  beat 1 MiB blocks and 1000-event batches (stream/commands/replay.py); 250-event batches measured the same."""
+  beat 1 MiB blocks and 1000-event batches (stream/commands/replay.py); 250-event batches measured the same.
+- (4): 100 models in one stream give a call of 2000 events 20 events of each model, so what a call
+  costs a model whatever its events dominates. Under cProfile (the warm pass of 60k of these
+  events, 2026-12-08): before the rollback journal, packing every model's state before every call
+  for the rollback (`msgpack.packb(state_dict(complete=True))`, ~0.3 ms for a 50-feature model)
+  was 57% of the time (3.64 s); with it (detectors/processing.py, `_Journal`: a model's state is
+  packed once per 5 calls, a failed call restores it and feeds the calls since again) 22% of
+  1.80 s, and the monitors' own calls 77%: ~0.45 ms per `update_batch` of 20 events under the
+  profiler, some 50 numpy and kernel calls per model per call whatever its events (sketch and ring
+  commits, window and CUSUM bookkeeping, the batch's counts). The target needs that per-call cost
+  cut several-fold (a call's models monitored together rather than one by one) or more events of
+  each model per call."""
 
 
 if __name__ == "__main__":
