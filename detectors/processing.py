@@ -11,9 +11,9 @@ go to their model's monitor, in order; out come the alerts, and the rejects with
   events of the call are rejected as `monitor_error` too, never raised.
   The rollback does not pack every model's state before every call: each model's state is packed
   once in a while and the calls since are logged (the last `ROLLBACK_CALLS` calls, their events by
-  reference: an event handed over is not changed afterwards); a failed call restores the packed states of its
-  models and feeds them the logged calls again, which gives back their state before it exactly
-  (`_Journal`).
+  reference: an event handed over is not changed afterwards); a failed call restores the packed
+  states of its models and feeds them the logged calls again, which gives back their state before
+  it exactly (`_Journal`).
 
 `process_messages` decodes raw messages (a Kafka micro-batch) first; `process_events` takes events
 a reader has already decoded (replay's files).
