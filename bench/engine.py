@@ -382,7 +382,9 @@ _NOTES = """\
   profiler, some 50 numpy and kernel calls per model per call whatever its events (sketch and ring
   commits, window and CUSUM bookkeeping, the batch's counts). The target needs that per-call cost
   cut several-fold (a call's models monitored together rather than one by one) or more events of
-  each model per call."""
+  each model per call. A/B of (4) on the same machine, 2026-12-08 (load 1.9-2.9, 100k events, two
+  runs each, alternated): main before the journal 0.076 and 0.084; with it, the ring written in
+  place and empty sketch commits skipped, 0.171 and 0.187."""
 
 
 if __name__ == "__main__":
