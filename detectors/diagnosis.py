@@ -53,7 +53,8 @@ __all__ = ["AFFINE_CONVERSIONS", "ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT
            "PIPELINE_CAUSES", "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts",
            "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
            "diagnose_serving", "diagnose_schema", "diagnose_versions",
-           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "FILL_RISE", "MIN_FILL_COUNT", "MIN_REST", "holds_number",
+           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "NUMERIC_SENTINELS", "FILL_RISE", "MIN_FILL_COUNT", "MIN_REST",
+           "holds_number",
            "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
            "unit_factor", "with_version_coincidence"]
 
@@ -85,7 +86,7 @@ ABRUPT_WITHIN_EVENTS = 1024
 #: a model_version first seen this close to a test's change-point estimate is named as its likely cause
 VERSION_COINCIDENCE_EVENTS = 64
 #: tests that estimate where a change started (windowed tests only know their window)
-CHANGE_POINT_DETECTORS = ("cusum", "page_hinkley", "adwin")
+CHANGE_POINT_DETECTORS = ("cusum", "page_hinkley", "adwin", "point_mass")
 
 # known unit / scale factors and a hint of the conversion each usually is
 UNIT_FACTORS: dict[str, tuple[float, str]] = {
@@ -138,7 +139,8 @@ _MIN_UNKNOWN_RATIO = 5.0
 # rounding steps tried, coarsest first
 _STEPS = (1e6, 1e5, 1e4, 1000.0, 500.0, 100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01, 0.001)
 # numeric placeholders that pipelines write for "no value"
-_NUMERIC_SENTINELS = {0.0: "zero", -1.0: "-1", 999.0: "999", 9999.0: "9999", 99999.0: "99999",
+#: numbers a pipeline writes for a value it does not have, and their names
+NUMERIC_SENTINELS = {0.0: "zero", -1.0: "-1", 999.0: "999", 9999.0: "9999", 99999.0: "99999",
                       -999.0: "-999", -9999.0: "-9999", -99999.0: "-99999"}
 _CATEGORY_SENTINELS = frozenset(
     {"", "unknown", "none", "null", "nil", "nan", "n/a", "na", "missing", "default", "other", "-", "?",
@@ -255,6 +257,7 @@ def diagnose_numeric(
     invalid_examples: Sequence[str] = (),
     timing: ChangeTiming | None = None,
     quote_examples: bool = True,
+    risen_value: float | None = None,
 ) -> Diagnosis:
     """Diagnose a numeric feature from its recent valid values and the same window's counts.
 
@@ -262,6 +265,9 @@ def diagnose_numeric(
     window's null and non-numeric values, `n_total` all its events; `invalid_examples` are a few of
     the raw invalid values as strings. They decide the numbers-as-strings rule; with
     `quote_examples` False (production features may be personal data) none is quoted.
+    `risen_value`: a value whose share of the events a sequential test against its training share
+    found risen (the point-mass chain that alarmed, detectors/pointmass.py): the fill rule takes that
+    test as the evidence it otherwise waits FILL_COMMON_VALUES values for.
     """
     x = np.asarray(recent, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -270,7 +276,7 @@ def diagnose_numeric(
         or _constant_value(profile, x, n_missing, n_total)
         or _unit_change(profile, x)
         or _rounding(profile, x)
-        or _default_fill(profile, x, n_missing, n_total)
+        or _default_fill(profile, x, n_missing, n_total, risen_value)
         or _numeric_fallback(profile, x, n_missing, n_invalid, n_total)
     )
     return _with_timing(value, timing)
@@ -463,7 +469,8 @@ def _float32(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
     )
 
 
-def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int) -> Diagnosis | None:
+def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int,
+                  risen_value: float | None = None) -> Diagnosis | None:
     if len(x) < MIN_VALUES:
         return None
     values, counts = np.unique(x, return_counts=True)
@@ -488,11 +495,13 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
                      and _share_rose(k, n, baseline_share, min_ratio=1.0))
     # a value rare in training must rise FILL_RISE times; a common one (0 of a delay) the usual 3
     # times but over at least FILL_COMMON_VALUES values: persistent readings hold one rounded value
-    # for hours, a few dozen consecutive events are not evidence against training's share
+    # for hours, a few dozen consecutive events are not evidence against training's share. Unless a
+    # point-mass chain alarmed on this very value: its sequential test against the training share
+    # (the baseline's own sampling error allowed for) is that evidence
     if baseline_share <= FILL_RARE_SHARE:
         rose = _share_rose(k, n, baseline_share, min_ratio=FILL_RISE)
     else:
-        rose = n >= FILL_COMMON_VALUES and _share_rose(k, n, baseline_share)
+        rose = (n >= FILL_COMMON_VALUES or v == risen_value) and _share_rose(k, n, baseline_share)
     if not (rose or fills_missing):
         return None
     # guard: a real shift moves the whole distribution; a fill adds a point mass and leaves the
@@ -1178,8 +1187,8 @@ def _numeric_share(p: NumericProfile, v: float) -> float:
 
 
 def _sentinel_name(p: NumericProfile, v: float) -> str | None:
-    if v in _NUMERIC_SENTINELS:
-        return _NUMERIC_SENTINELS[v]
+    if v in NUMERIC_SENTINELS:
+        return NUMERIC_SENTINELS[v]
     tol = 1e-3 * (p.std or abs(p.mean) or 1.0)  # imputers use a mean computed on a slightly different sample
     if abs(v - p.mean) <= tol:
         return "training mean"

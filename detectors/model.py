@@ -421,7 +421,8 @@ class ModelMonitor:
             d = diagnose_numeric(profile, valid, n_missing=int(np.isnan(recent).sum()),
                                  n_invalid=int(np.isinf(recent).sum()), n_total=len(recent),
                                  invalid_examples=self._invalid_examples.at(j, e), timing=self._timing_at(j, e),
-                                 quote_examples=self._config.include_examples)
+                                 quote_examples=self._config.include_examples,
+                                 risen_value=c.evidence.get("value") if c.detector == "point_mass" else None)
             d = lead_with_rate(lead_with_change(d, profile.summary(), current, c), c, _rate_of(profile, c.family),
                                current.get(f"{c.family}_rate", 0.0), current["events"])
             return profile.summary(), current, d

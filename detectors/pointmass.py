@@ -28,16 +28,20 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from baselines.profile import CategoricalProfile, NumericProfile
+from detectors import _kernels
 from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank, bernoulli_llr_weights, blocks_touched
+from detectors.diagnosis import NUMERIC_SENTINELS
 
 __all__ = ["MAX_VALUE_CHAINS", "POINT_MASS_RISE", "PointMassBank", "PointMassChain", "categorical_chains",
-           "numeric_chains", "point_mass_evidence", "point_mass_weights"]
+           "numeric_chains", "point_mass_evidence", "point_mass_weights", "value_share"]
 
 #: the alternative of every point-mass chain: the expected share plus this (at most halfway to 1)
 POINT_MASS_RISE = 0.2
-#: value-share chains per feature: its most frequent training values (categories)
-MAX_VALUE_CHAINS = 10
+#: value-share chains per feature for its most frequent training values (categories)
+MAX_VALUE_CHAINS = 5
+#: most frequent values a numeric profile lists (`NumericProfile.top_values`)
+TOP_VALUES_KEPT = 10
 #: the `test` of a chain in alarm evidence
 VALUE_SHARE, REPEAT = "value_share", "repeat"
 
@@ -70,8 +74,9 @@ def point_mass_weights(share: float, rows: int) -> tuple[int, int, float]:
 
 
 def numeric_chains(profiles: Sequence[NumericProfile]) -> list[PointMassChain]:
-    """The chains of numeric features: a value-share chain per top value (`top_values`), a repeat
-    chain; none for a feature without variation or from a time-ordered baseline."""
+    """The chains of numeric features: a value-share chain per top value (`top_values`, at most
+    MAX_VALUE_CHAINS) and per usual placeholder inside the training range (`NUMERIC_SENTINELS`: 0, -1,
+    999...), a repeat chain; none for a feature without variation or from a time-ordered baseline."""
     out = []
     for j, p in enumerate(profiles):
         if p.serial_inflation is not None or p.count < 2 or p.std <= 0:
@@ -83,11 +88,35 @@ def numeric_chains(profiles: Sequence[NumericProfile]) -> list[PointMassChain]:
             rows = min(p.count, RESERVOIR_ROWS)
             shares = np.array([s for _, s in p.top_values], dtype=np.float64)
             rest = max(1.0 - shares.sum(), 0.0)
-            bound = shares.min() if len(shares) >= MAX_VALUE_CHAINS else 2.0 / rows
+            bound = shares.min() if len(shares) >= TOP_VALUES_KEPT else 2.0 / rows
             collision = float(np.sum(np.square(shares)) + rest * bound)
-        out += [PointMassChain(j, v, s * valid, rows) for v, s in p.top_values[:MAX_VALUE_CHAINS]]
+        watched = dict(p.top_values[:MAX_VALUE_CHAINS])
+        for v in NUMERIC_SENTINELS:
+            if p.min <= v <= p.max and v not in watched:
+                watched[v] = value_share(p, v)
+        out += [PointMassChain(j, v, s * valid, rows) for v, s in watched.items()]
         out.append(PointMassChain(j, None, collision * valid * valid, rows))
     return out
+
+
+def value_share(p: NumericProfile, v: float) -> float:
+    """Training share of exactly v, at its upper end: exact for a few-valued feature, else the larger of
+    its `top_values` share and its ties in the quantile grid plus one (a value tied over t of the 1001
+    quantiles holds at most (t + 1) / 1000 of the rows).
+
+    >>> from baselines.profile import QUANTILE_PROBS
+    >>> p = NumericProfile("x", count=1000, n_missing=0, n_invalid=0, mean=0.5, std=0.3, min=0.0, max=1.0,
+    ...                    quantiles=np.linspace(0, 1, len(QUANTILE_PROBS)), bin_edges=np.array([0.5]),
+    ...                    bin_freqs=np.array([0.5, 0.5]))
+    >>> value_share(p, 0.0)
+    0.002
+    """
+    if p.discrete_values is not None and p.discrete_freqs is not None:
+        hit = np.flatnonzero(p.discrete_values == v)
+        return float(p.discrete_freqs[hit[0]]) if len(hit) else 0.0
+    top = max((s for tv, s in p.top_values if tv == v), default=0.0)
+    ties = int(np.count_nonzero(p.quantiles == v))
+    return max(top, (ties + 1) / (len(p.quantiles) - 1) if ties else 0.0)
 
 
 def categorical_chains(profiles: Sequence[CategoricalProfile], expected: Sequence[np.ndarray],
@@ -135,6 +164,7 @@ class PointMassBank:
     """
 
     def __init__(self, chains: Sequence[PointMassChain], n_rows: int):
+        chains = sorted(chains, key=lambda c: c.j)  # one row's chains side by side (the kernel's hash per row)
         m = len(chains)
         weights = np.array([point_mass_weights(c.share, c.rows) for c in chains], dtype=np.float64).reshape(m, 3)
         self._hit = weights[:, 0].astype(np.int64)
@@ -150,11 +180,6 @@ class PointMassBank:
                                   ).astype(np.int64)
         self._cusum = CusumBank(self.thresholds)
         self._blocks = BlockAccumulator(T.CUSUM_BLOCK, m)
-        repeat = np.isnan(self._chain_values)
-        self._value_rows, self._values = self._rows[~repeat], self._chain_values[~repeat]
-        self._repeat_rows = self._rows[repeat]
-        #: the chains in the order the indicators are stacked (value chains, then repeat chains)
-        self._stack_order = np.concatenate([np.flatnonzero(~repeat), np.flatnonzero(repeat)])
         #: each row's value at the last event fed (NaN: none yet), the repeat indicator's memory
         self._last = np.full(n_rows, np.nan)
 
@@ -172,19 +197,9 @@ class PointMassBank:
         n, m = x.shape[1], len(self._rows)
         if not m or n == 0:
             return []
-        ind = np.empty((m, n), dtype=bool)
-        nv = len(self._values)
-        np.equal(x[self._value_rows], self._values[:, None], out=ind[:nv])
-        rows = x[self._repeat_rows]
-        prev = np.concatenate([self._last[self._repeat_rows, None], rows[:, :-1]], axis=1)
-        np.equal(rows, prev, out=ind[nv:])
-        ind[nv:] &= np.isfinite(rows)
-        self._last[self._repeat_rows] = rows[:, -1]
-        # per block of events aligned on the event count, the hits of each chain (back in chain order)
-        first = (-start) % T.CUSUM_BLOCK
-        cuts = np.concatenate([[0], np.arange(first if first else T.CUSUM_BLOCK, n, T.CUSUM_BLOCK)])
         raw = np.empty((blocks_touched(start, n, T.CUSUM_BLOCK), m), dtype=np.int64)
-        raw[:, self._stack_order] = np.add.reduceat(ind, cuts, axis=1, dtype=np.int64).T
+        _kernels.point_mass_blocks(np.ascontiguousarray(x, dtype=np.float64), start, T.CUSUM_BLOCK, self._rows,
+                                   self._chain_values, self._last, raw)
         sums, ends = self._blocks.add_sums(raw, start, n)
         return self._cusum.update_from_sums(sums, ends, self._hit, self._miss, T.CUSUM_BLOCK)
 
