@@ -53,7 +53,8 @@ __all__ = ["AFFINE_CONVERSIONS", "ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT
            "PIPELINE_CAUSES", "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts",
            "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
            "diagnose_serving", "diagnose_schema", "diagnose_versions",
-           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "NUMERIC_SENTINELS", "FILL_RISE", "MIN_FILL_COUNT", "MIN_REST",
+           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "NUMERIC_SENTINELS", "FILL_RISE", "MIN_CHANGE_VALUES",
+           "MIN_FILL_COUNT", "MIN_REST",
            "holds_number",
            "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
            "unit_factor", "with_version_coincidence"]
@@ -64,6 +65,10 @@ PIPELINE_CAUSES = frozenset(
 )
 #: below this many recent values the value rules do not run (too little to tell a defect from noise)
 MIN_VALUES = 30
+#: the "almost all values" rules (stuck, rounded) judge the values after a point-mass chain's change
+#: point from this many on: 16 values all equal, or all on a grid training had for at most half its
+#: values, are as unlikely under training as 2^-16
+MIN_CHANGE_VALUES = 16
 #: a feature whose baseline expects at least this share of values outside its stored categories is
 #: ID-like: its new values are worded as a share against that expectation, not one by one
 LONG_TAIL_OTHER = 0.05
@@ -258,6 +263,7 @@ def diagnose_numeric(
     timing: ChangeTiming | None = None,
     quote_examples: bool = True,
     risen_value: float | None = None,
+    after_change: np.ndarray | Sequence[float] | None = None,
 ) -> Diagnosis:
     """Diagnose a numeric feature from its recent valid values and the same window's counts.
 
@@ -267,12 +273,20 @@ def diagnose_numeric(
     `quote_examples` False (production features may be personal data) none is quoted.
     `risen_value`: a value whose share of the events a sequential test against its training share
     found risen (the point-mass chain that alarmed, detectors/pointmass.py): the fill rule takes that
-    test as the evidence it otherwise waits FILL_COMMON_VALUES values for.
+    test as the evidence it otherwise waits FILL_COMMON_VALUES values for. `after_change`: the valid
+    values since that chain's change point, when `recent` reaches further back (it holds at least a
+    few dozen events): the stuck-value and rounding rules, whose "almost all values" the values before
+    the change would dilute, judge these from MIN_CHANGE_VALUES on.
     """
     x = np.asarray(recent, dtype=np.float64)
     x = x[np.isfinite(x)]
+    tail = None if after_change is None else np.asarray(after_change, dtype=np.float64)
+    tail = None if tail is None else tail[np.isfinite(tail)]
     value = (
         _numbers_as_strings(profile, n_invalid, n_total, invalid_examples, quote_examples)
+        or (tail is not None and len(tail) < len(x)
+            and (_constant_value(profile, tail, n_missing, n_total, MIN_CHANGE_VALUES)
+                 or _rounding(profile, tail, MIN_CHANGE_VALUES)))
         or _constant_value(profile, x, n_missing, n_total)
         or _unit_change(profile, x)
         or _rounding(profile, x)
@@ -306,8 +320,9 @@ def _numbers_as_strings(p: NumericProfile, n_invalid: int, n_total: int, example
     )
 
 
-def _constant_value(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int) -> Diagnosis | None:
-    if len(x) < MIN_VALUES or p.std <= 0:
+def _constant_value(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int,
+                    min_values: int = MIN_VALUES) -> Diagnosis | None:
+    if len(x) < min_values or p.std <= 0:
         return None
     values, counts = np.unique(x, return_counts=True)
     top = int(np.argmax(counts))
@@ -428,8 +443,8 @@ def _affine_conversion(p: NumericProfile, x: np.ndarray, qt: np.ndarray, qp: np.
                       "quantiles": _unit_evidence(p, x)})
 
 
-def _rounding(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
-    if len(x) < MIN_VALUES:
+def _rounding(p: NumericProfile, x: np.ndarray, min_values: int = MIN_VALUES) -> Diagnosis | None:
+    if len(x) < min_values:
         return None
     iqr_t = p.quantiles[750] - p.quantiles[250]
     for step in _STEPS:

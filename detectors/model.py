@@ -422,7 +422,7 @@ class ModelMonitor:
                                  n_invalid=int(np.isinf(recent).sum()), n_total=len(recent),
                                  invalid_examples=self._invalid_examples.at(j, e), timing=self._timing_at(j, e),
                                  quote_examples=self._config.include_examples,
-                                 risen_value=c.evidence.get("value") if c.detector == "point_mass" else None)
+                                 **_point_mass_evidence(c, recent, e, since))
             d = lead_with_rate(lead_with_change(d, profile.summary(), current, c), c, _rate_of(profile, c.family),
                                current.get(f"{c.family}_rate", 0.0), current["events"])
             return profile.summary(), current, d
@@ -546,6 +546,14 @@ class ModelMonitor:
         m._value_counts = np.array(state["value_counts"], dtype=np.int64).reshape(m._value_counts.shape)
         m._invalid_examples.load_state(state)
         return m
+
+
+def _point_mass_evidence(c: Candidate, recent: np.ndarray, e: int, since: int | None) -> dict[str, Any]:
+    """A point-mass alarm's evidence for `diagnose_numeric`: the value whose share rose, the values
+    since the chain's change point (the recent ones reach further back)."""
+    if c.detector != "point_mass" or since is None:
+        return {}
+    return {"risen_value": c.evidence.get("value"), "after_change": recent[max(0, len(recent) - (e - since + 1)):]}
 
 
 def _defect(evidence: dict[str, Any]) -> list:

@@ -436,7 +436,8 @@ class NumericBank:
     # ---- state --------------------------------------------------------------------------
     def state_dict(self, recent_values: bool = True) -> dict[str, Any]:
         """The bank as plain data (`load_state` takes it back). recent_values=False: without the last
-        raw values (`RecentRing.state_dict`), which only describe alerts: none of the tests reads them."""
+        raw values (`RecentRing.state_dict`), which only describe alerts, nor the point-mass chains' last
+        value of each feature (a restored bank counts no repeat at its first event)."""
         return {
             "cusum": self._cusum.state_dict(),
             "blocks": self._blocks.state_dict(),
@@ -447,7 +448,7 @@ class NumericBank:
             "window_counts": self._window_counts.ravel().tolist(),
             "last_hist": self._last_hist.astype(np.int32).tobytes(),
             "last_counts": self._last_counts.ravel().tolist(),
-            "point_mass": self._point_mass.state_dict(),
+            "point_mass": self._point_mass.state_dict(last_values=recent_values),
             **self._recent.state_dict(recent_values),
         }
 

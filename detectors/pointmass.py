@@ -33,11 +33,13 @@ from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank, bernoulli_llr_weights, blocks_touched
 from detectors.diagnosis import NUMERIC_SENTINELS
 
-__all__ = ["MAX_VALUE_CHAINS", "POINT_MASS_RISE", "PointMassBank", "PointMassChain", "categorical_chains",
-           "numeric_chains", "point_mass_evidence", "point_mass_weights", "value_share"]
+__all__ = ["MAX_VALUE_CHAINS", "POINT_MASS_RISE", "REPEAT_RATIO", "PointMassBank", "PointMassChain",
+           "categorical_chains", "numeric_chains", "point_mass_evidence", "point_mass_weights", "value_share"]
 
 #: the alternative of every point-mass chain: the expected share plus this (at most halfway to 1)
 POINT_MASS_RISE = 0.2
+#: a repeat chain's alternative: this many times its expected rate (see `point_mass_weights`)
+REPEAT_RATIO = 4.0
 #: value-share chains per feature for its most frequent training values (categories)
 MAX_VALUE_CHAINS = 5
 #: most frequent values a numeric profile lists (`NumericProfile.top_values`)
@@ -56,20 +58,26 @@ class PointMassChain(NamedTuple):
     rows: int
 
 
-def point_mass_weights(share: float, rows: int) -> tuple[int, int, float]:
+def point_mass_weights(share: float, rows: int, repeat: bool = False) -> tuple[int, int, float]:
     """Fixed-point LLR weights (hit, non-hit) and p0 of a point-mass chain expecting `share` (from
     `rows` rows): p0 is the share plus 4 standard errors (at least RATE_FLOOR), the alternative
-    p0 + POINT_MASS_RISE, at most halfway to 1. A share within RATE_FLOOR of 1 cannot rise: (0, 0).
+    p0 + POINT_MASS_RISE, at most halfway to 1; a repeat chain's REPEAT_RATIO p0 (a hit then weighs
+    at most ln 4, so that even a value stuck from one event on alarms only after MIN_CHANGE_VALUES
+    repeats: the diagnosis gets that many values after the change). A share within RATE_FLOOR of 1
+    cannot rise: (0, 0).
 
     >>> hit, miss, p0 = point_mass_weights(0.0, 200_000)
     >>> round(p0, 3), round(hit / T.LLR_SCALE, 2), round(miss / T.LLR_SCALE, 3)
     (0.002, 4.62, -0.224)
+    >>> round(point_mass_weights(0.0, 200_000, repeat=True)[0] / T.LLR_SCALE, 2)
+    1.39
     """
     p = max(share, 1.0 / max(rows, 1))
     p0 = max(share + T.BASELINE_ALLOWANCE_SD * math.sqrt(p * (1 - p) / max(rows, 1)), T.RATE_FLOOR)
     if p0 >= 1.0 - T.RATE_FLOOR:
         return 0, 0, min(p0, 1.0)
-    hit, miss = bernoulli_llr_weights(p0, min(p0 + POINT_MASS_RISE, (1 + p0) / 2), T.LLR_SCALE)
+    p1 = REPEAT_RATIO * p0 if repeat else p0 + POINT_MASS_RISE
+    hit, miss = bernoulli_llr_weights(p0, min(p1, (1 + p0) / 2), T.LLR_SCALE)
     return hit, miss, p0
 
 
@@ -158,15 +166,16 @@ class PointMassBank:
     is finite, anything else (NaN missing, inf invalid, a categorical's "other") never hits.
 
     >>> bank = PointMassBank([PointMassChain(0, 0.0, 0.05, 10_000), PointMassChain(0, None, 0.01, 10_000)], 1)
-    >>> x = np.zeros((1, 16))  # every event 0: both chains alarm by the second block
+    >>> x = np.zeros((1, 32))  # every event 0: the value chain alarms at once, the repeat chain after 16 repeats
     >>> [(e, bank.chain(c)[1]) for e, c, _, _ in bank.update(x, 0)]
-    [(15, 0.0), (15, None)]
+    [(15, 0.0), (23, None), (31, 0.0)]
     """
 
     def __init__(self, chains: Sequence[PointMassChain], n_rows: int):
         chains = sorted(chains, key=lambda c: c.j)  # one row's chains side by side (the kernel's hash per row)
         m = len(chains)
-        weights = np.array([point_mass_weights(c.share, c.rows) for c in chains], dtype=np.float64).reshape(m, 3)
+        weights = np.array([point_mass_weights(c.share, c.rows, c.value is None) for c in chains],
+                           dtype=np.float64).reshape(m, 3)
         self._hit = weights[:, 0].astype(np.int64)
         self._miss = weights[:, 1].astype(np.int64)
         #: each chain's expected rate p0 (an alarm's evidence)
@@ -207,9 +216,12 @@ class PointMassBank:
         """The chain's CUSUM statistic (log-likelihood ratio units)."""
         return float(self._cusum.statistics[chain] / T.LLR_SCALE)
 
-    def state_dict(self) -> dict[str, Any]:
-        """The chains' statistics, the incomplete block and the last values, as plain data."""
-        return {"cusum": self._cusum.state_dict(), "blocks": self._blocks.state_dict(), "last": self._last.tolist()}
+    def state_dict(self, last_values: bool = True) -> dict[str, Any]:
+        """The chains' statistics, the incomplete block and (last_values) each row's last value, as
+        plain data. Without the last values (a numeric feature's are production values: examples off),
+        a restored bank counts no repeat at its first event."""
+        return {"cusum": self._cusum.state_dict(), "blocks": self._blocks.state_dict(),
+                "last": self._last.tolist() if last_values else None}
 
     def load_state(self, state: dict[str, Any] | None) -> None:
         """Continue from a `state_dict` (None, a checkpoint from before these chains: start afresh)."""
@@ -217,4 +229,5 @@ class PointMassBank:
             return
         self._cusum.load_state(state["cusum"])
         self._blocks.load_state(state["blocks"])
-        self._last = np.asarray(state["last"], dtype=np.float64)
+        self._last = np.full(len(self._last), np.nan) if state["last"] is None else \
+            np.asarray(state["last"], dtype=np.float64)
