@@ -676,16 +676,26 @@ def diagnose_categorical(
     n_total: int,
     timing: ChangeTiming | None = None,
     n_values: int | None = None,
+    after_change: tuple[Mapping[str, int], int, int] | None = None,
 ) -> Diagnosis:
     """Diagnose a categorical feature from its recent category counts (keys spelt by
     `baselines.profile.category_key`) and the same window's missing count and event count.
 
     n_values: the window's valid values, when `counts` leave some out (`category_counts` leaves out
-    the part of the "other" bucket training predicts); by default the sum of `counts`."""
+    the part of the "other" bucket training predicts); by default the sum of `counts`.
+    after_change: (counts, missing count, events) since a point-mass chain's change point, when the
+    window reaches further back: a category taking over is judged on these from MIN_CHANGE_VALUES on."""
     counts = {str(k): int(c) for k, c in counts.items() if c > 0}
     n = max(n_values or 0, sum(counts.values()))
+    stuck = None
+    if after_change is not None and after_change[2] < n_total:
+        tail = {str(k): int(c) for k, c in after_change[0].items() if c > 0}
+        stuck = _category_dominates(profile, tail, sum(tail.values()), after_change[1], after_change[2],
+                                    MIN_CHANGE_VALUES) if tail else None
+        stuck = stuck if stuck is not None and stuck.cause == "stuck_value" else None
     value = (
-        _formatting(profile, counts, n)
+        stuck
+        or _formatting(profile, counts, n)
         or _category_dominates(profile, counts, n, n_missing, n_total)
         or _categorical_fallback(profile, counts, n, n_missing, n_total)
     )
@@ -731,8 +741,8 @@ def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagno
 
 
 def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n_missing: int,
-                        n_total: int) -> Diagnosis | None:
-    if n < MIN_VALUES or not n_total:
+                        n_total: int, min_values: int = MIN_VALUES) -> Diagnosis | None:
+    if n < min_values or not n_total:
         return None
     floor = p.other_freq / max(1, p.n_distinct - len(p.categories)) if p.n_distinct > len(p.categories) else 0.0
     missing = n_missing / n_total
