@@ -221,7 +221,7 @@ class PointMassBank:
         plain data. Without the last values (a numeric feature's are production values: examples off),
         a restored bank counts no repeat at its first event."""
         return {"cusum": self._cusum.state_dict(), "blocks": self._blocks.state_dict(),
-                "last": self._last.tolist() if last_values else None}
+                "last": self._last.tobytes() if last_values else None}  # bytes: NaN (none yet) compares equal
 
     def load_state(self, state: dict[str, Any] | None) -> None:
         """Continue from a `state_dict` (None, a checkpoint from before these chains: start afresh)."""
@@ -230,4 +230,4 @@ class PointMassBank:
         self._cusum.load_state(state["cusum"])
         self._blocks.load_state(state["blocks"])
         self._last = np.full(len(self._last), np.nan) if state["last"] is None else \
-            np.asarray(state["last"], dtype=np.float64)
+            np.frombuffer(state["last"], dtype=np.float64).copy()
