@@ -19,6 +19,7 @@ change), detectors.episodes (alarm -> alert), detectors.diagnosis (the alert's w
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -45,6 +46,7 @@ from detectors.diagnosis import (
     with_version_coincidence,
 )
 from detectors.episodes import ALARM_ORDER, Alarm, AlarmSource, Candidate, EpisodeTracker
+from detectors.events import ParsedEvents
 from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns
 from detectors.fmt import number, quote_value
 from detectors.numeric import (
@@ -203,10 +205,28 @@ class ModelMonitor:
         n = len(events)
         if n == 0:
             return []
-        start = self._events_seen
         confidence = np.empty(n if self._confidence is not None else 0)
-        numeric, (codes, absent, others), extra, versions = self._columns.extract_events(
-            events, self._baseline.version, confidence)
+        return self._update(events, confidence,
+                            *self._columns.extract_events(events, self._baseline.version, confidence))
+
+    def update_scanned(self, block: Any, payloads: Sequence[bytes], rows: list[int]) -> list[Alert]:
+        """`update_batch` of the JSON events that `detectors._decode.scan` took from `payloads` at
+        `rows` (their indexes), read from its `block` into the columns without making their dicts:
+        the same alerts as `update_batch` of the events `decode_message` makes of those payloads."""
+        n = len(rows)
+        if n == 0:
+            return []
+        confidence = np.empty(n if self._confidence is not None else 0)
+        events = ParsedEvents(payloads, rows)
+        return self._update(events, confidence, *self._columns.extract_scanned(
+            block, rows, events, self._baseline.version, confidence))
+
+    def _update(self, events: Sequence[dict], confidence: np.ndarray, numeric: Any, categorical: tuple,
+                extra: np.ndarray, versions: int) -> list[Alert]:
+        """The batch's alerts from its columns (`FeatureColumns.extract_events`); `events`: its events."""
+        n = len(events)
+        codes, absent, others = categorical
+        start = self._events_seen
         self._invalid_examples.hold_batch(numeric, start)
         self._count_values(numeric, codes, confidence)
         features = self._numeric.update(numeric.x, start, self._config.rearm_quiet_events)

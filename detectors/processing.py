@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from itertools import repeat
+from itertools import groupby, repeat
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgpack
+import orjson
 
+from detectors import _decode
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, decode_message, encode_value, model_of
 from detectors.routing import ModelRouter
@@ -60,8 +62,15 @@ def process_messages(
     payloads: Sequence[bytes],
     limits: Limits = Limits(),
     keep: Callable[[int, dict], bool] | None = None,
+    *,
+    columnar: bool = True,
 ) -> Processed:
     """Decode each payload and `process_events` its events, in order.
+
+    A payload that is one plain JSON event of a routed model is read by the columnar decoder
+    (`detectors._decode`) straight into its model's columns, without a dict; any other goes through
+    `decode_message` (the reference: a reject, a list, msgpack, anything unusual). The alerts,
+    rejects and monitor states are those of decoding every payload with `decode_message`.
 
     Parameters
     ----------
@@ -73,7 +82,9 @@ def process_messages(
         The decoder's caps.
     keep
         `keep(index, event)` False drops an event unmonitored and unrejected (the worker's events
-        already counted by a restored checkpoint).
+        already counted by a restored checkpoint); with `keep`, every payload is decoded into dicts.
+    columnar
+        False: `decode_message` for every payload (the reference the columnar decoder is tested against).
 
     Returns
     -------
@@ -83,11 +94,17 @@ def process_messages(
     alerts: list[Alert] = []
     rejects: list[tuple[int, Reject]] = []
     counts: Counter = Counter()
-    accepted: list[dict] = []
+    # each accepted event: a dict, or (columnar) the index of its payload, whose model is known
+    accepted: list[dict | int] = []
+    models: list[str] = []
     origins: list[int] = []  # payload index of each accepted event
+    scan = _Scanned(router, payloads, limits) if columnar and keep is None else None
 
     def monitor() -> None:
-        result = process_events(router, accepted, origins)
+        if scan is None:
+            result = process_events(router, accepted, origins)  # type: ignore[arg-type]
+        else:
+            result = scan.process(accepted, models, origins)
         alerts.extend(result.alerts)
         rejects.extend(result.rejects)
         counts.update(result.events_by_model)
@@ -96,16 +113,118 @@ def process_messages(
     for i, payload in enumerate(payloads):
         if len(accepted) >= MONITOR_CHUNK:
             monitor()
-            accepted, origins = [], []
+            accepted, models, origins = [], [], []
+        model = None if scan is None else scan.model(i)
+        if model is not None:
+            accepted.append(i)
+            models.append(model)
+            origins.append(i)
+            continue
         events, bad = decode_message(payload, limits)
         rejects.extend(zip(repeat(i), bad))
         if keep is not None:
             events = [ev for ev in events if keep(i, ev)]
         accepted.extend(events)
+        models.extend(map(model_of, events))
         origins.extend(repeat(i, len(events)))
     monitor()
     rejects.sort(key=itemgetter(0))  # stable: a payload's decode rejects, then its events'
     return Processed(alerts, rejects, counts)
+
+
+class _Scanned:
+    """The columnar decoder over a call's payloads: scanned in blocks of `MONITOR_CHUNK` as they
+    are reached, each block's parsed documents kept until its events are monitored."""
+
+    def __init__(self, router: ModelRouter, payloads: Sequence[bytes], limits: Limits):
+        self._router = router
+        self._payloads = payloads if isinstance(payloads, list) else list(payloads)
+        self._limits = limits
+        self._routed = {m: m for m in router.models}
+        #: by first payload index: (the scanned block, each payload's model or None, its payloads)
+        self._blocks: dict[int, tuple[Any, list[str | None], list[bytes]]] = {}
+
+    def model(self, i: int) -> str | None:
+        """The model of payload i if the columnar decoder took it, else None (the dict path's)."""
+        start = i - i % MONITOR_CHUNK
+        block = self._blocks.get(start)
+        if block is None:
+            lim = self._limits
+            payloads = self._payloads[start:start + MONITOR_CHUNK]
+            block = self._blocks[start] = (*_decode.scan(payloads, self._routed, lim.max_message_bytes,
+                                                         lim.max_model_name, lim.max_features_per_event), payloads)
+        return block[1][i - start]
+
+    def event(self, item: dict | int) -> dict:
+        """An accepted event as `decode_message` gives it."""
+        return item if type(item) is dict else orjson.loads(self._payloads[item])  # type: ignore[return-value]
+
+    def process(self, items: list[dict | int], models: list[str], origins: list[int]) -> Processed:
+        """`process_events` of the items (events, or indexes of scanned payloads)."""
+        router = self._router
+        if origins:  # the blocks before the last item's are done with
+            last = origins[-1] - origins[-1] % MONITOR_CHUNK
+            self._blocks = {s: b for s, b in self._blocks.items() if s >= last}
+        rejects: list[tuple[int, Reject]] = []
+        if not set(self._routed).issuperset(models):  # only a dict's model can be unknown
+            keep = [k for k, model in enumerate(models) if model in self._routed]
+            rejects = [(origins[k], r) for k, item in enumerate(items) if models[k] not in self._routed
+                       for r in router.process([item])[1]]  # type: ignore[list-item]
+            items, origins, models = [items[k] for k in keep], [origins[k] for k in keep], [models[k] for k in keep]
+        counts = Counter(models)
+        alerts: list[Alert] = []
+        for start in range(0, len(items), MONITOR_CHUNK):
+            end = start + MONITOR_CHUNK
+            found, poisoned = self._monitor(items[start:end], models[start:end], origins[start:end])
+            alerts.extend(found)
+            for origin, ev, detail in poisoned:
+                counts[ev["model"]] -= 1
+                rejects.append((origin, Reject(MONITOR_ERROR, detail[:300], encode_value(ev))))
+        rejects.sort(key=itemgetter(0))
+        return Processed(alerts, rejects, +counts)
+
+    def _monitor(self, items: list[dict | int], models: list[str], origins: list[int]
+                 ) -> tuple[list[Alert], list[tuple[int, dict, str]]]:
+        """`_monitor_isolating` of the items: read from the columnar decoder when the monitors take
+        them; when a monitor raises (or cannot be rolled back), rolled back and left to
+        `_monitor_isolating` as dicts, which isolates the events it raises on."""
+        if not items:
+            return [], []
+        saved, broken = _save_states(self._router, set(models))
+        if not broken:
+            try:
+                return self._route(items, models), []
+            except Exception:  # noqa: BLE001 (any engine bug: isolated on the dict path)
+                broken = _restore_states(self._router, saved)
+        events = [self.event(item) for item in items]
+        if broken:  # as _monitor_isolating: these models' events are not monitored, the others are
+            poisoned = [(o, ev, broken[ev["model"]]) for o, ev in zip(origins, events) if ev["model"] in broken]
+            rest = [k for k, ev in enumerate(events) if ev["model"] not in broken]
+            alerts, more = _monitor_isolating(self._router, [events[k] for k in rest], [origins[k] for k in rest])
+            return alerts, poisoned + more
+        return _monitor_isolating(self._router, events, origins)
+
+    def _route(self, items: list[dict | int], models: list[str]) -> list[Alert]:
+        """`ModelRouter.process` of the items: each model's events to its monitor, models in order of
+        first appearance; a model's scanned events read from their blocks, unless some of its events
+        here are dicts (then all of them are)."""
+        by_model: dict[str, list[dict | int]] = {}
+        for item, model in zip(items, models):
+            group = by_model.get(model)
+            if group is None:
+                group = by_model[model] = []
+            group.append(item)
+        alerts: list[Alert] = []
+        for model, group in by_model.items():
+            monitor = self._router.monitor(model)
+            if all(type(item) is int for item in group):
+                # runs of one block each; batching does not change a monitor's alerts
+                for start, rows in groupby(group, key=lambda i: i - i % MONITOR_CHUNK):
+                    block, _, payloads = self._blocks[start]
+                    alerts.extend(monitor.update_scanned(block, payloads, [i - start for i in rows]))
+            else:
+                alerts.extend(monitor.update_batch([self.event(item) for item in group]))
+        return alerts
 
 
 def process_events(router: ModelRouter, events: list[dict], origins: Sequence[int] | None = None) -> Processed:

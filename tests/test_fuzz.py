@@ -334,3 +334,82 @@ def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeyp
     assert [a.to_dict() for a in alerts] == expected
     assert router.state_dict("credit") == clean.state_dict("credit")
 
+
+
+# ---- the columnar decoder against the dict path ----------------------------------------------------
+#: JSON texts of feature values that the two decoders must read alike: numbers at the edges of int64 /
+#: uint64 / double, -0, exponents, escapes, unicode, booleans, nulls, containers, unseen labels
+_ODD_VALUES = [b"0", b"-0", b"-0.0", b"1E2", b"1e-400", b"1e400", b"9223372036854775807", b"9223372036854775808",
+               b"-9223372036854775809", b"18446744073709551616", b"123456789012345678901234567890", b"1.5e308",
+               b"true", b"false", b"null", b"[]", b"{}", b'[1, {"a": null}]', b'"US"', b'"F\\u0052"',
+               b'"\\u00e9t\\u00e9"',
+               b'"caf\xc3\xa9"', b'"\\ud83d\\ude00"', b'"\\ud800"', b'"a\\"b"', b'"\\u0000"', b'"\xff"', b'"12"', b'""',
+               b"NaN", b"Infinity", b"0.1", b"100", b"-3", b"2.5e1"]
+_ODD_FIELDS = [b'"model_version": "1"', b'"model_version": "2"', b'"model_version": null', b'"model_version": 1',
+               b'"confidence": 0.5', b'"confidence": 2', b'"confidence": null', b'"confidence": "x"',
+               b'"confidence": true', b'"request_id": "r\\n1"', b'"ts": 1764000000.5', b'"extra": {"deep": [1, [2]]}',
+               b'"features": {"amount": 1}', b'"model": "fraud"', b'"model": "ghost"', b'"model": ""', b'"model": 3',
+               b'"model": "cr\\u0065dit"']
+
+
+def _odd_json(rng: random.Random, template: list[dict]) -> bytes:
+    """A JSON event written by hand around the columnar decoder's edges: odd values in its
+    features (duplicated keys among them), odd top-level fields, odd spacing."""
+    ev = rng.choice(template)
+    feats = [b'"%s": %s' % (k.encode(), orjson.dumps(v)) for k, v in ev["features"].items()]
+    for _ in range(rng.randint(0, 3)):
+        name = rng.choice([b"amount", b"age", b"country", b"unexpected", b"am\\u006fount"])
+        feats.insert(rng.randrange(len(feats) + 1), b'"%s": %s' % (name, rng.choice(_ODD_VALUES)))
+    if rng.random() < 0.2:
+        rng.shuffle(feats)
+    fields = [b'"model": "%s"' % ev["model"].encode(), b'"features": {%s}' % b", ".join(feats),
+              b'"confidence": %s' % orjson.dumps(ev["confidence"]), b'"ts": %s' % orjson.dumps(ev["ts"])]
+    fields += rng.sample(_ODD_FIELDS, rng.randint(0, 2))
+    space = rng.choice([b"", b" ", b"\n", b"\t "])
+    return space + b"{" + b",".join(fields) + b"}" + space
+
+
+def _outcome(router: ModelRouter, result) -> tuple:
+    return ([a.to_dict() for a in result.alerts], [(i, r.reason, r.detail, r.raw) for i, r in result.rejects],
+            dict(result.events_by_model),
+            {m: msgpack.packb(router.state_dict(m, complete=True)) for m in router.monitored})
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_columnar_decoder_gives_what_the_dict_path_gives(seed, credit_baseline, fraud_baseline, monkeypatch):
+    """Random valid and invalid payloads (JSON mostly: the columnar decoder's; hostile ones of every
+    kind; JSON written around its edges) with a drift, split into random calls and monitor chunks:
+    the alerts, the rejects (reasons, details, bytes, order), the counts and every monitor's
+    state are the same whether JSON events are read into the columns or decoded into dicts."""
+    from detectors import processing
+    from detectors.processing import process_messages
+
+    rng = random.Random(seed)
+    monkeypatch.setattr(processing, "MONITOR_CHUNK", rng.choice([64, 500, 2000]))
+    template = (events("credit", 300, seed=seed) + events("fraud", 300, seed=seed + 1)
+                + events("credit", 300, seed=seed + 2, amount_mean=170.0, age_mean=55.0))
+    drift = events("credit", 3000, seed=seed + 3, amount_mean=170.0)
+    payloads: list[bytes] = []
+    hostile = [m.value for m in hostile_messages(600, seed, models=("credit", "fraud"))]
+    for k in range(6000):
+        roll = rng.random()
+        if roll < 0.6:
+            ev = drift[k % len(drift)] if k > 3000 else rng.choice(template)
+            payloads.append(orjson.dumps(ev))
+        elif roll < 0.8:
+            payloads.append(_odd_json(rng, template))
+        else:
+            payloads.append(rng.choice(hostile))
+    splits = sorted(rng.sample(range(1, len(payloads)), 5))
+    outcomes = []
+    for columnar in (True, False):
+        router = ModelRouter([credit_baseline, fraud_baseline])
+        results = [process_messages(router, payloads[a:b], columnar=columnar)
+                   for a, b in zip([0, *splits], [*splits, len(payloads)])]
+        outcomes.append([_outcome(router, r) for r in results[:-1]] + [_outcome(router, results[-1])])
+    for got, expected in zip(*outcomes):
+        assert got[0] == expected[0]
+        assert got[1] == expected[1]
+        assert got[2] == expected[2]
+        assert got[3] == expected[3]
+    assert any(o[0] for o in outcomes[1]) and any(o[1] for o in outcomes[1])  # alerts and rejects both
