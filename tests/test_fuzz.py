@@ -310,8 +310,9 @@ def test_hostile_event_lists_through_the_router(credit_baseline, fraud_baseline,
 
 
 # ---- the guard against a monitor that raises ----------------------------------------------------
+@pytest.mark.parametrize("pack", [msgpack.packb, orjson.dumps])  # the dict path, the columnar decoder
 @pytest.mark.parametrize("chunk", [333, 2000, 100_000])
-def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeypatch, chunk):
+def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeypatch, chunk, pack):
     """detectors.processing isolates events that make a monitor raise (a detectors/ bug): they are
     rejected as monitor_error, the rest of the batch gives exactly the alerts and state of a
     run without them, whatever the chunks the batch is fed to the monitors in."""
@@ -322,7 +323,7 @@ def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeyp
 
     stream = events("credit", 1500, seed=8) + events("credit", 2500, seed=9, amount_mean=160.0)
     poison = {17, 1800, 3999}
-    payloads = [msgpack.packb(dict(ev, request_id="poison") if i in poison else ev) for i, ev in enumerate(stream)]
+    payloads = [pack(dict(ev, request_id="poison") if i in poison else ev) for i, ev in enumerate(stream)]
     clean = ModelRouter([credit_baseline])
     expected = [a.to_dict() for a in clean.process([ev for i, ev in enumerate(stream) if i not in poison])[0]]
     router = ModelRouter([credit_baseline])

@@ -47,7 +47,7 @@ from detectors.events import Limits, Reject, all_usable, dead_letter_record, dec
 from detectors.fmt import printable
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
 from detectors.model import MonitorConfig
-from detectors.processing import process_events
+from detectors.processing import MONITOR_ERROR, process_events, process_messages
 from detectors.routing import ModelRouter
 from stream.commands.progress import StatusLine, status_line
 from stream.commands.tables import (
@@ -158,6 +158,7 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
     on_alerts = _pretty_alerts(sys.stdout) if args.pretty else _alert_lines(sys.stdout.buffer)
     replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters, table=table_columns(args))
+    replay.columnar = not join_files  # the joins take the events' dicts
     replay.progress = status_line("replay", input_size(args.events))
     opened = []
     if join_files:
@@ -323,6 +324,12 @@ class Replay:
         self.on_alerts = on_alerts
         self.dead_letters = dead_letters
         self.pending: list[dict] = []
+        #: JSONL lines read into the monitors' columns (`detectors.processing.process_messages`, no
+        #: event dicts) rather than decoded here; then `on_alerts` gets no events
+        self.columnar = False
+        self._pending_lines: list[bytes] = []
+        self._pending_numbers: list[int] = []  # their line numbers
+        self._pending_path = ""  # and their file
         self.events = 0
         self.rejected: Counter[str] = Counter()
         #: events rejected because no baseline is loaded for their model, by model (see MAX_MODELS_COUNTED)
@@ -357,6 +364,8 @@ class Replay:
                 fmt = "msgpack" if path.endswith(_MSGPACK_SUFFIXES) else _sniff(f)
             if fmt == "msgpack":
                 self._run_msgpack(path, f)
+            elif self.columnar:
+                self._run_jsonl_columnar(path, f)
             else:
                 self._run_jsonl(path, f)
         finally:
@@ -425,6 +434,56 @@ class Replay:
                     self._reject(rejects, {"file": path, "line": lineno})
                 self._add(events)
 
+    def _run_jsonl_columnar(self, path: str, f: IO[bytes]) -> None:
+        # the lines as they are, in batches of `batch_size` lines: decoded at C level into the
+        # columns (the plain events) or by decode_message (the rest, for their rejects' reasons)
+        if self.pending:
+            self.flush()
+        self._flush_lines()
+        self._pending_path = path
+        for first, lines in _line_blocks(f, self.limits.max_message_bytes):
+            if None in lines or b"" in lines:  # blank lines are skipped, oversized ones rejected in order
+                for lineno, line in enumerate(lines, first):
+                    if line is None:
+                        self._flush_lines()
+                        self._reject([Reject("oversized", f"line longer than {self.limits.max_message_bytes} bytes",
+                                             b"")], {"file": path, "line": lineno})
+                    elif line:
+                        self._pending_lines.append(line)
+                        self._pending_numbers.append(lineno)
+            else:
+                self._pending_lines.extend(lines)
+                self._pending_numbers.extend(range(first, first + len(lines)))
+            if len(self._pending_lines) >= self.batch_size:
+                self._flush_lines(full_only=True)
+            progress = self.progress
+            if progress is not None and progress.due():
+                progress.update(self.events + len(self._pending_lines) + sum(self.rejected.values()),
+                                self._bytes_read())
+        self._flush_lines()
+
+    def _flush_lines(self, full_only: bool = False) -> None:
+        """Monitor the pending lines in batches of `batch_size`; with full_only, a last partial
+        batch stays pending."""
+        lines, numbers, size = self._pending_lines, self._pending_numbers, self.batch_size
+        end = len(lines) - len(lines) % size if full_only else len(lines)
+        self._pending_lines, self._pending_numbers = lines[end:], numbers[end:]
+        for i in range(0, end, size):
+            self._monitor_lines(lines[i:i + size], numbers[i:i + size])
+
+    def _monitor_lines(self, lines: list[bytes], numbers: list[int]) -> None:
+        alerts, rejects, by_model = process_messages(self.router, lines, self.limits)
+        monitored = sum(by_model.values())
+        for i, r in rejects:
+            if r.reason in _NO_MONITOR or r.reason == MONITOR_ERROR:  # as `_monitor` has them
+                if r.reason in _NO_MONITOR:
+                    self._count_unmonitored([orjson.loads(r.raw)["model"]])
+                self._reject([r], {"batch_end_event": self.events + monitored})
+            elif r.reason != "not_decodable" or lines[i].strip():  # a line of only spaces is a blank one
+                self._reject([r], {"file": self._pending_path, "line": numbers[i]})
+        self.events += monitored
+        self.emit(alerts)
+
     def _run_msgpack(self, path: str, f: IO[bytes]) -> None:
         unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False, max_buffer_size=self.limits.max_message_bytes)
         index = 0
@@ -452,6 +511,8 @@ class Replay:
                 return
 
     def _add(self, events: list[dict]) -> None:
+        if self._pending_lines:
+            self._flush_lines()
         self.pending.extend(events)
         if len(self.pending) >= self.batch_size:
             self.flush(full_only=True)
@@ -471,6 +532,8 @@ class Replay:
     def flush(self, full_only: bool = False) -> None:
         """Monitor the pending events in batches of `batch_size`; with full_only, a last partial
         batch stays pending."""
+        if not full_only:
+            self._flush_lines()
         pending, size = self.pending, self.batch_size
         end = len(pending) - len(pending) % size if full_only else len(pending)
         self.pending = pending[end:]
