@@ -1,10 +1,12 @@
 """Engine benchmark: three figures on the same events, measured in the same run.
 
-    .venv/bin/python bench/engine.py [--events N] [--state-events 1M,3M,10M] [--repeat R]
+    .venv/bin/python bench/engine.py [--events N] [--state-events 1M,3M,10M] [--repeat R] [--workload wide]
 
 Events: a mixed 50-feature model (40 numeric: normal, lognormal, Poisson counts, uniform;
 10 categorical with skewed shares; some missing values), a confidence and a prediction, every
 detector on (the monitor's defaults). Stationary: the cost of watching, not of alerting.
+`--workload wide`: 45 full-precision floats (17 significant digits, as a model's feature code
+writes them) and 5 categoricals, ~1.5 KB of JSON per event (`wide_stream`).
 
 (1) monitor cost: `ModelMonitor.update_batch` on batches of 1000 events decoded from the JSONL file vs a
     naive per-event loop calling River `ADWIN().update` and `PageHinkley().update` on every
@@ -31,6 +33,7 @@ import tempfile
 import time
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,6 +44,7 @@ import orjson  # noqa: E402
 import river  # noqa: E402
 from river import drift  # noqa: E402
 
+from baselines.build import build_baseline_from_columns  # noqa: E402
 from bench.results import RESULTS, write_block  # noqa: E402
 from detectors.model import ModelMonitor  # noqa: E402
 from stream.devkit.synthetic import scenarios as streams  # noqa: E402
@@ -60,6 +64,38 @@ def count(text: str) -> int:
 
 def batches(events: list[dict]) -> list[list[dict]]:
     return [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+
+
+def wide_stream(n: int, seed: int) -> tuple[Any, list[dict], list[str], list[str]]:
+    """(baseline, events, numeric names, categorical names) of the wide workload: 45 normal floats at
+    full precision, 5 categoricals of 3-12 labels with skewed shares, a confidence, a prediction, a
+    request id, a timestamp and the model version."""
+    rng = np.random.default_rng(seed)
+    numeric = [f"x{k:02d}" for k in range(45)]
+    categorical = [f"c{k}" for k in range(5)]
+    labels = [[f"{name}_v{j}" for j in range(3 + 2 * k)] for k, name in enumerate(categorical)]
+    means, scales = rng.normal(0, 100, 45), rng.uniform(0.5, 50, 45)
+
+    def columns(r: np.random.Generator, m: int) -> dict[str, list]:
+        out: dict[str, list] = {name: (means[k] + scales[k] * r.standard_normal(m)).tolist()
+                                for k, name in enumerate(numeric)}
+        for name, labs in zip(categorical, labels):
+            p = 1.0 / np.arange(1, len(labs) + 1)
+            out[name] = r.choice(labs, m, p=p / p.sum()).tolist()
+        return out
+
+    train_rng = np.random.default_rng(seed + 1000)
+    baseline = build_baseline_from_columns("wide", columns(train_rng, 20_000), version="1",
+                                           confidence=train_rng.beta(8, 2, 20_000).tolist(),
+                                           prediction=train_rng.integers(0, 2, 20_000).tolist(),
+                                           categorical=categorical)
+    prod = columns(rng, n)
+    names = numeric + categorical
+    confidence, prediction = rng.beta(8, 2, n).tolist(), rng.integers(0, 2, n).tolist()
+    events = [{"model": "wide", "model_version": "1", "request_id": f"req-{i:012d}",
+               "features": dict(zip(names, row)), "confidence": c, "prediction": p}
+              for i, (row, c, p) in enumerate(zip(zip(*(prod[k] for k in names)), confidence, prediction))]
+    return baseline, events, numeric, categorical
 
 
 # ---- (1) monitor cost ------------------------------------------------------------------------
@@ -191,17 +227,23 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3,
                    help="interleaved runs of (1) and (2): their ratios are given as min / median / max over the runs")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workload", choices=("mixed", "wide"), default="mixed",
+                   help="the events: the mixed 50-feature model (default), or 45 full-precision floats, 5 categoricals")
     p.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = p.parse_args()
     checkpoints = [count(x) for x in args.state_events.split(",")]
     command = ".venv/bin/python bench/engine.py " + " ".join(sys.argv[1:])
 
     t = time.perf_counter()
-    stream = streams.stationary(args.events, n_features=N_FEATURES, seed=args.seed)
-    baseline = stream.baseline()
-    events = [{k: v for k, v in ev.items() if k != "ts"} for ev in stream.events]  # (3) feeds them round and round
-    categorical = list(stream.categorical)
-    numeric = [s.name for s in stream.specs if s.name not in categorical]
+    if args.workload == "wide":
+        baseline, events, numeric, categorical = wide_stream(args.events, args.seed)
+    else:
+        stream = streams.stationary(args.events, n_features=N_FEATURES, seed=args.seed)
+        baseline = stream.baseline()
+        events = [{k: v for k, v in ev.items() if k != "ts"} for ev in stream.events]  # (3) feeds them round and round
+        categorical = list(stream.categorical)
+        numeric = [s.name for s in stream.specs if s.name not in categorical]
+        del stream
     print(f"generated {len(events):,} events x {N_FEATURES} features ({len(numeric)} numeric, "
           f"{len(categorical)} categorical) + confidence + prediction in {time.perf_counter() - t:.1f} s",
           file=sys.stderr)
@@ -209,13 +251,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="skewwatch-bench-") as tmp:
         jsonl, mpk, bpath = Path(tmp) / "events.jsonl", Path(tmp) / "events.msgpack", Path(tmp) / "baseline.msgpack"
         jsonl.write_bytes(b"".join(orjson.dumps(ev) + b"\n" for ev in events))
+        jsonl_bytes = jsonl.stat().st_size
         mpk.write_bytes(b"".join(msgpack.packb(ev) for ev in events))
         baseline.save(bpath)
         # the monitors get what replay and the worker give them: events as decoded from the file
         with open(jsonl, "rb") as f:
             events = [orjson.loads(line) for line in f]
         event_batches = batches(events)
-        del stream
         # the collector policy replay and the worker run with (stream/gc_policy.py): without it the
         # collector walks this process's 200k held events again and again, a cost of the harness
         relax_gc()
@@ -258,14 +300,17 @@ def main() -> None:
     flat = max(s for _, s in sizes) / min(s for _, s in sizes)
 
     lines = [
-        "## Engine (`bench/engine.py`)",
+        "## Engine (`bench/engine.py`)" if args.workload == "mixed"
+        else "## Engine, wide events (`bench/engine.py --workload wide`)",
         "",
         f"Command: `{command.strip()}`  ",
         f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
         f"Machine: {machine_note()}  ",
         f"Events: {n:,} stationary events x {N_FEATURES} features "
-        f"({len(numeric)} numeric, {len(categorical)} categorical, "
-        f"some missing) + confidence + prediction, every detector on; {args.repeat} interleaved runs, ratios as "
+        f"({len(numeric)} numeric{', full-precision floats' if args.workload == 'wide' else ''}, "
+        f"{len(categorical)} categorical{', some missing' if args.workload == 'mixed' else ''}; "
+        f"{jsonl_bytes / n:,.0f} bytes of JSON per event) + confidence + prediction, every detector on; "
+        f"{args.repeat} interleaved runs, ratios as "
         f"min / median / max over the runs, rates the runs' medians; load average (1 min) "
         f"{min(loads):.2f}-{max(loads):.2f} during the runs; {alerts} alerts on these stationary events.",
         "",
@@ -297,7 +342,7 @@ def main() -> None:
     report = "\n".join(lines) + "\n\n" + _NOTES
     print(report)
     if not args.no_write:
-        write_block("engine.py", report)
+        write_block("engine.py" if args.workload == "mixed" else "engine.py --workload wide", report)
         print(f"\nwritten to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
 
 

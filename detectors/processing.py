@@ -110,16 +110,20 @@ def process_messages(
         counts.update(result.events_by_model)
 
     # monitored as the chunks fill, between decodes: the chunk's events are still in cache
-    for i, payload in enumerate(payloads):
+    i, n = 0, len(payloads)
+    while i < n:
         if len(accepted) >= MONITOR_CHUNK:
             monitor()
             accepted, models, origins = [], [], []
-        model = None if scan is None else scan.model(i)
-        if model is not None:
-            accepted.append(i)
-            models.append(model)
-            origins.append(i)
-            continue
+        if scan is not None:  # the run of scanned payloads from i that fits in the chunk, at once
+            end = scan.run_end(i, min(n, i + MONITOR_CHUNK - len(accepted)))
+            if end > i:
+                accepted.extend(range(i, end))
+                models.extend(scan.models(i, end))
+                origins.extend(range(i, end))
+                i = end
+                continue
+        payload = payloads[i]
         events, bad = decode_message(payload, limits)
         rejects.extend(zip(repeat(i), bad))
         if keep is not None:
@@ -127,6 +131,7 @@ def process_messages(
         accepted.extend(events)
         models.extend(map(model_of, events))
         origins.extend(repeat(i, len(events)))
+        i += 1
     monitor()
     rejects.sort(key=itemgetter(0))  # stable: a payload's decode rejects, then its events'
     return Processed(alerts, rejects, counts)
@@ -144,8 +149,9 @@ class _Scanned:
         #: by first payload index: (the scanned block, each payload's model or None, its payloads)
         self._blocks: dict[int, tuple[Any, list[str | None], list[bytes]]] = {}
 
-    def model(self, i: int) -> str | None:
-        """The model of payload i if the columnar decoder took it, else None (the dict path's)."""
+    def _block(self, i: int) -> tuple[int, list[str | None]]:
+        """(first payload index, each payload's model or None) of the block of payload i, scanned
+        when first asked for."""
         start = i - i % MONITOR_CHUNK
         block = self._blocks.get(start)
         if block is None:
@@ -153,7 +159,21 @@ class _Scanned:
             payloads = self._payloads[start:start + MONITOR_CHUNK]
             block = self._blocks[start] = (*_decode.scan(payloads, self._routed, lim.max_message_bytes,
                                                          lim.max_model_name, lim.max_features_per_event), payloads)
-        return block[1][i - start]
+        return start, block[1]
+
+    def run_end(self, i: int, limit: int) -> int:
+        """The end of the run of payloads from i (up to limit) that the columnar decoder took."""
+        start, names = self._block(i)
+        limit = min(limit, start + len(names))
+        try:
+            return names.index(None, i - start, limit - start) + start
+        except ValueError:
+            return limit
+
+    def models(self, i: int, end: int) -> list[str]:
+        """The models of the scanned payloads i..end-1 (of one block)."""
+        start, names = self._block(i)
+        return names[i - start:end - start]  # type: ignore[return-value]
 
     def event(self, item: dict | int) -> dict:
         """An accepted event as `decode_message` gives it."""
