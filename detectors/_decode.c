@@ -38,6 +38,7 @@
 
 typedef struct {
     PyObject_HEAD
+    Py_ssize_t first; /* the number of its first payload in the caller's numbering */
     Py_ssize_t n;
     yyjson_doc **docs;     /* NULL: not a fast event */
     yyjson_val **features; /* the last "features" of each event */
@@ -133,25 +134,27 @@ plain_event(yyjson_doc *doc, Py_ssize_t max_model, Py_ssize_t max_features, yyjs
 static PyTypeObject BlockType;
 
 PyDoc_STRVAR(scan_doc,
-"scan(payloads, models, max_message_bytes, max_model_name, max_features) -> (Block, [model or None])\n"
+"scan(payloads, first, models, max_message_bytes, max_model_name, max_features) -> (Block, [model or None])\n"
 "--\n\n"
 "Parse each payload (bytes) of the list; keep those that are one plain JSON event object of a model\n"
 "in `models` ({name: name} of the routed models) within the limits. For each payload, that model's\n"
-"name (the object in `models`) or None: the payload is for the dict path.");
+"name (the object in `models`) or None: the payload is for the dict path. `first`: the number the\n"
+"caller gives the first payload (Block.fill's rows count from it).");
 
 static PyObject *
 scan(PyObject *self, PyObject *args)
 {
     PyObject *payloads, *models;
-    Py_ssize_t max_bytes, max_model, max_features;
-    if (!PyArg_ParseTuple(args, "O!O!nnn", &PyList_Type, &payloads, &PyDict_Type, &models, &max_bytes, &max_model,
-                          &max_features))
+    Py_ssize_t first, max_bytes, max_model, max_features;
+    if (!PyArg_ParseTuple(args, "O!nO!nnn", &PyList_Type, &payloads, &first, &PyDict_Type, &models, &max_bytes,
+                          &max_model, &max_features))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(payloads);
     Block *block = PyObject_New(Block, &BlockType);
     if (block == NULL)
         return NULL;
     block->n = n;
+    block->first = first;
     block->docs = PyMem_Calloc(n ? n : 1, sizeof(yyjson_doc *));
     block->features = PyMem_Calloc(n ? n : 1, sizeof(yyjson_val *));
     block->confidence = PyMem_Calloc(n ? n : 1, sizeof(yyjson_val *));
@@ -379,7 +382,7 @@ PyDoc_STRVAR(fill_doc,
 "     confidence) -> (unresolved, invalid, versions)\n"
 "--\n\n"
 "_kernels.read_columns(events, ...) with top=(expected_version, confidence) for the scanned events at\n"
-"`rows` (a list of payload indexes, each one a model's event), except that the values left at code -3 come\n"
+"`rows` (a list of payload numbers, each one a model's event), except that the values left at code -3 come\n"
 "back as a list of (j, i, value): the str, int, float or bool orjson makes of the value.");
 
 static PyObject *
@@ -472,10 +475,10 @@ Block_fill(Block *self, PyObject *args)
     memset(cat_absent, 0, (size_t)(m * n));
 
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t row = PyLong_AsSsize_t(PyList_GET_ITEM(rows, i));
+        Py_ssize_t row = PyLong_AsSsize_t(PyList_GET_ITEM(rows, i)) - self->first;
         if (row < 0 || row >= self->n || self->docs[row] == NULL) {
             if (!PyErr_Occurred())
-                PyErr_Format(PyExc_IndexError, "row %zd is not a scanned event", row);
+                PyErr_Format(PyExc_IndexError, "payload %zd is not a scanned event", row + self->first);
             PyBuffer_Release(&cb.view);
             goto done;
         }
@@ -622,7 +625,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "detectors._decode",
-    "JSON messages straight into the monitors' columns (detectors/_decode.c).", -1, methods,
+    "JSON messages straight into the monitors' columns (detectors/_decode.c).", -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC

@@ -211,8 +211,9 @@ class ModelMonitor:
 
     def update_scanned(self, block: Any, payloads: Sequence[bytes], rows: list[int]) -> list[Alert]:
         """`update_batch` of the JSON events that `detectors._decode.scan` took from `payloads` at
-        `rows` (their indexes), read from its `block` into the columns without making their dicts:
-        the same alerts as `update_batch` of the events `decode_message` makes of those payloads."""
+        `rows` (their indexes, as the scan numbered them), read from its `block` into the columns
+        without making their dicts: the same alerts as `update_batch` of the events
+        `decode_message` makes of those payloads."""
         n = len(rows)
         if n == 0:
             return []

@@ -146,8 +146,8 @@ class _Scanned:
         self._payloads = payloads if isinstance(payloads, list) else list(payloads)
         self._limits = limits
         self._routed = {m: m for m in router.models}
-        #: by first payload index: (the scanned block, each payload's model or None, its payloads)
-        self._blocks: dict[int, tuple[Any, list[str | None], list[bytes]]] = {}
+        #: by first payload index: (the scanned block, each payload's model or None)
+        self._blocks: dict[int, tuple[Any, list[str | None]]] = {}
 
     def _block(self, i: int) -> tuple[int, list[str | None]]:
         """(first payload index, each payload's model or None) of the block of payload i, scanned
@@ -156,9 +156,9 @@ class _Scanned:
         block = self._blocks.get(start)
         if block is None:
             lim = self._limits
-            payloads = self._payloads[start:start + MONITOR_CHUNK]
-            block = self._blocks[start] = (*_decode.scan(payloads, self._routed, lim.max_message_bytes,
-                                                         lim.max_model_name, lim.max_features_per_event), payloads)
+            block = self._blocks[start] = _decode.scan(self._payloads[start:start + MONITOR_CHUNK], start, self._routed,
+                                                       lim.max_message_bytes, lim.max_model_name,
+                                                       lim.max_features_per_event)
         return start, block[1]
 
     def run_end(self, i: int, limit: int) -> int:
@@ -228,22 +228,27 @@ class _Scanned:
         """`ModelRouter.process` of the items: each model's events to its monitor, models in order of
         first appearance; a model's scanned events read from their blocks, unless some of its events
         here are dicts (then all of them are)."""
-        by_model: dict[str, list[dict | int]] = {}
-        for item, model in zip(items, models):
-            group = by_model.get(model)
-            if group is None:
-                group = by_model[model] = []
-            group.append(item)
+        if len(set(models)) == 1:  # the common chunk: one model
+            by_model = {models[0]: items}
+        else:
+            by_model = {}
+            for item, model in zip(items, models):
+                group = by_model.get(model)
+                if group is None:
+                    group = by_model[model] = []
+                group.append(item)
         alerts: list[Alert] = []
         for model, group in by_model.items():
             monitor = self._router.monitor(model)
-            if all(type(item) is int for item in group):
-                # runs of one block each; batching does not change a monitor's alerts
-                for start, rows in groupby(group, key=lambda i: i - i % MONITOR_CHUNK):
-                    block, _, payloads = self._blocks[start]
-                    alerts.extend(monitor.update_scanned(block, payloads, [i - start for i in rows]))
-            else:
+            if dict in map(type, group):
                 alerts.extend(monitor.update_batch([self.event(item) for item in group]))
+                continue
+            # runs of one block each (payload numbers only grow); batching does not change a monitor's alerts
+            runs = ([(group[0] - group[0] % MONITOR_CHUNK, group)]  # type: ignore[operator]
+                    if group[0] // MONITOR_CHUNK == group[-1] // MONITOR_CHUNK  # type: ignore[operator]
+                    else groupby(group, key=lambda i: i - i % MONITOR_CHUNK))  # type: ignore[operator]
+            for start, rows in runs:
+                alerts.extend(monitor.update_scanned(self._blocks[start][0], self._payloads, list(rows)))
         return alerts
 
 

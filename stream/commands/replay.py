@@ -47,7 +47,7 @@ from detectors.events import Limits, Reject, all_usable, dead_letter_record, dec
 from detectors.fmt import printable
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
 from detectors.model import MonitorConfig
-from detectors.processing import MONITOR_ERROR, process_events, process_messages
+from detectors.processing import MONITOR_CHUNK, MONITOR_ERROR, process_events, process_messages
 from detectors.routing import ModelRouter
 from stream.commands.progress import StatusLine, status_line
 from stream.commands.tables import (
@@ -68,6 +68,8 @@ _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 #: bytes read at a time; parsed at once, so small: 64 KiB of lines (~50 events) parsed and monitored soon after
 #: ran replay ~20% faster than 1 MiB (their objects are still in cache when the batch reads them)
 _READ_BLOCK = 1 << 16
+#: decoded events per monitor batch, by default (--batch-size)
+_EVENT_BATCH = 500
 #: msgpack messages read at a time (the common chunk is decoded and checked at C level)
 _MSGPACK_CHUNK = 64
 #: models named when events are for models without a baseline (the most frequent; the rest are counted)
@@ -98,10 +100,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="input format (default: by extension, else by the first byte)")
     p.add_argument("--pretty", action="store_true",
                    help="print each alert for a person, as `skewwatch alerts` does, instead of a JSON line")
-    # 500: a batch's events are still in cache when the monitors read them and when they are freed
-    # (replay of 300k 50-feature events: ~140k events/s at 500, ~115-130k at 1000)
-    p.add_argument("--batch-size", type=int, default=500,
-                   help="events per monitor batch; alerts do not depend on it (default 500)")
+    # decoded events: 500, a batch's events are still in cache when the monitors read them and when
+    # they are freed (replay of 300k 50-feature events: ~140k events/s at 500, ~115-130k at 1000);
+    # JSONL lines read into columns: MONITOR_CHUNK (2000), no dicts to keep in cache, and the per-call
+    # costs (the rollback copy of the monitors' state) spread over more events
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="events per monitor batch (JSONL: lines); alerts do not depend on it (default 500 "
+                        f"events, {MONITOR_CHUNK} JSONL lines)")
     p.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes,
                    help=f"larger messages are rejected as 'oversized' (default {Limits.max_message_bytes})")
     p.add_argument("--include-examples", action="store_true",
@@ -122,7 +127,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command with its parsed arguments; returns the exit status (see the module docstring)."""
-    if args.batch_size < 1 or args.max_message_bytes < 1:
+    if (args.batch_size is not None and args.batch_size < 1) or args.max_message_bytes < 1:
         return _usage_error("--batch-size and --max-message-bytes must be positive")
     if not args.join_ttl > 0 or args.join_max_entries < 1:
         return _usage_error("--join-ttl and --join-max-entries must be positive")
@@ -157,8 +162,9 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
     on_alerts = _pretty_alerts(sys.stdout) if args.pretty else _alert_lines(sys.stdout.buffer)
-    replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters, table=table_columns(args))
+    replay = Replay(router, limits, args.batch_size or _EVENT_BATCH, on_alerts, dead_letters, table=table_columns(args))
     replay.columnar = not join_files  # the joins take the events' dicts
+    replay.line_batch_size = args.batch_size or MONITOR_CHUNK
     replay.progress = status_line("replay", input_size(args.events))
     opened = []
     if join_files:
@@ -327,6 +333,8 @@ class Replay:
         #: JSONL lines read into the monitors' columns (`detectors.processing.process_messages`, no
         #: event dicts) rather than decoded here; then `on_alerts` gets no events
         self.columnar = False
+        #: lines per call of the columnar decoder
+        self.line_batch_size = batch_size
         self._pending_lines: list[bytes] = []
         self._pending_numbers: list[int] = []  # their line numbers
         self._pending_path = ""  # and their file
@@ -435,7 +443,7 @@ class Replay:
                 self._add(events)
 
     def _run_jsonl_columnar(self, path: str, f: IO[bytes]) -> None:
-        # the lines as they are, in batches of `batch_size` lines: decoded at C level into the
+        # the lines as they are, in batches of `line_batch_size` lines: decoded at C level into the
         # columns (the plain events) or by decode_message (the rest, for their rejects' reasons)
         if self.pending:
             self.flush()
@@ -454,7 +462,7 @@ class Replay:
             else:
                 self._pending_lines.extend(lines)
                 self._pending_numbers.extend(range(first, first + len(lines)))
-            if len(self._pending_lines) >= self.batch_size:
+            if len(self._pending_lines) >= self.line_batch_size:
                 self._flush_lines(full_only=True)
             progress = self.progress
             if progress is not None and progress.due():
@@ -463,9 +471,9 @@ class Replay:
         self._flush_lines()
 
     def _flush_lines(self, full_only: bool = False) -> None:
-        """Monitor the pending lines in batches of `batch_size`; with full_only, a last partial
+        """Monitor the pending lines in batches of `line_batch_size`; with full_only, a last partial
         batch stays pending."""
-        lines, numbers, size = self._pending_lines, self._pending_numbers, self.batch_size
+        lines, numbers, size = self._pending_lines, self._pending_numbers, self.line_batch_size
         end = len(lines) - len(lines) % size if full_only else len(lines)
         self._pending_lines, self._pending_numbers = lines[end:], numbers[end:]
         for i in range(0, end, size):
