@@ -350,7 +350,8 @@ _ODD_FIELDS = [b'"model_version": "1"', b'"model_version": "2"', b'"model_versio
                b'"confidence": 0.5', b'"confidence": 2', b'"confidence": null', b'"confidence": "x"',
                b'"confidence": true', b'"request_id": "r\\n1"', b'"ts": 1764000000.5', b'"extra": {"deep": [1, [2]]}',
                b'"features": {"amount": 1}', b'"model": "fraud"', b'"model": "ghost"', b'"model": ""', b'"model": 3',
-               b'"model": "cr\\u0065dit"']
+               b'"model": "cr\\u0065dit"', b'"confidence": 1', b'"confidence": 1.0', b'"confidence": 0',
+               b'"confidence": -0.0', b'"confidence": 1.0000000000000002', b'"confidence": -1e-300']
 
 
 def _odd_json(rng: random.Random, template: list[dict]) -> bytes:
@@ -414,3 +415,34 @@ def test_the_columnar_decoder_gives_what_the_dict_path_gives(seed, credit_baseli
         assert got[2] == expected[2]
         assert got[3] == expected[3]
     assert any(o[0] for o in outcomes[1]) and any(o[1] for o in outcomes[1])  # alerts and rejects both
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_columnar_decoder_reads_the_columns_the_dict_reader_reads(seed, credit_baseline):
+    """Column for column (values, statuses, codes, absent and extra flags, the invalid count, the
+    versions, the unseen labels): the scanned JSON events against their dicts, on JSON written
+    around the decoder's edges."""
+    import numpy as np
+
+    from detectors import _decode
+    from detectors.events import ParsedEvents
+    from detectors.model import ModelMonitor
+
+    rng = random.Random(seed)
+    template = events("credit", 100, seed=seed)
+    payloads = [_odd_json(rng, template) for _ in range(3000)]
+    block, models = _decode.scan(payloads, 0, {"credit": "credit"}, 10**6, 200, 1000)
+    rows = [i for i, m in enumerate(models) if m is not None]
+    assert len(rows) > 1000
+    columns = ModelMonitor(credit_baseline)._columns
+    conf_scanned, conf_dicts = np.empty(len(rows)), np.empty(len(rows))
+    dicts = [orjson.loads(payloads[i]) for i in rows]
+    scanned = columns.extract_scanned(block, rows, ParsedEvents(payloads, rows), "1", conf_scanned)
+    expected = columns.extract_events(dicts, "1", conf_dicts)
+    for got, want in ((scanned[0].x, expected[0].x), (scanned[0].status, expected[0].status),
+                      (scanned[1][0], expected[1][0]), (scanned[1][1], expected[1][1]), (scanned[2], expected[2]),
+                      (conf_scanned, conf_dicts)):
+        np.testing.assert_array_equal(got, want)
+        assert np.array_equal(np.signbit(got), np.signbit(want)) if got.dtype.kind == "f" else True
+    assert scanned[0].invalid_count == expected[0].invalid_count
+    assert scanned[1][2] == expected[1][2] and scanned[3] == expected[3]
