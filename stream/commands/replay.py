@@ -5,9 +5,10 @@ as a table of predictions (CSV, Parquet; one row each, read with `baseline build
 
 Same code path as the worker (detectors.processing: JSONL lines through `process_messages`, whose
 columnar decoder reads plain JSON events into the monitors' columns without making their dicts, and
-the rest through decode_message), so the same events give the same alerts. Input problems never crash it: rejected messages are counted by
-reason (and written to --dead-letter FILE), missing and invalid values inside accepted events are counted
-per feature in the summary, an event a monitor raises on is dead-lettered as monitor_error.
+the rest through decode_message), so the same events give the same alerts. Input problems never
+crash it: rejected messages are counted by reason (and written to --dead-letter FILE), missing and
+invalid values inside accepted events are counted per feature in the summary, an event a monitor
+raises on is dead-lettered as monitor_error.
 The events of a model no baseline was loaded for are named in the summary, by model.
 
 Exit status: 0 when events were monitored; 1 when none was (an empty input, every message
