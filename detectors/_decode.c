@@ -603,8 +603,51 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(versions_doc,
+"versions(rows) -> list or None\n"
+"--\n\n"
+"The 'model_version' of the scanned events at `rows` as orjson makes it (None if absent or null),\n"
+"or None if one is a list or a map (then the caller reads the events).");
+
+static PyObject *
+Block_versions(Block *self, PyObject *rows)
+{
+    if (!PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows: a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t row = PyLong_AsSsize_t(PyList_GET_ITEM(rows, i)) - self->first;
+        if (row < 0 || row >= self->n || self->docs[row] == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_IndexError, "payload %zd is not a scanned event", row + self->first);
+            Py_DECREF(out);
+            return NULL;
+        }
+        yyjson_val *v = self->version[row];
+        PyObject *value;
+        if (v == NULL || yyjson_is_null(v))
+            value = Py_NewRef(Py_None);
+        else if (yyjson_is_ctn(v)) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        else if ((value = scalar_object(v)) == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, value);
+    }
+    return out;
+}
+
 static PyMethodDef Block_methods[] = {
     {"fill", (PyCFunction)Block_fill, METH_VARARGS, fill_doc},
+    {"versions", (PyCFunction)Block_versions, METH_O, versions_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile
 from detectors import thresholds as T
+from detectors._kernels import VERSIONS_OTHER
 from detectors.alerts import Alert, alert_id, severity
 from detectors.categorical import ALARMS as CATEGORICAL_ALARMS
 from detectors.categorical import CategoricalBank
@@ -219,12 +220,17 @@ class ModelMonitor:
             return []
         confidence = np.empty(n if self._confidence is not None else 0)
         events = ParsedEvents(payloads, rows)
-        return self._update(events, confidence, *self._columns.extract_scanned(
-            block, rows, events, self._baseline.version, confidence))
+        extracted = self._columns.extract_scanned(block, rows, events, self._baseline.version, confidence)
+        served = None
+        if extracted[-1] == VERSIONS_OTHER:  # the versions alone, not every event's dict
+            values = block.versions(rows)
+            served = None if values is None else [{"model_version": v} for v in values]
+        return self._update(events, confidence, *extracted, served=served)
 
     def _update(self, events: Sequence[dict], confidence: np.ndarray, numeric: Any, categorical: tuple,
-                extra: np.ndarray, versions: int) -> list[Alert]:
-        """The batch's alerts from its columns (`FeatureColumns.extract_events`); `events`: its events."""
+                extra: np.ndarray, versions: int, served: Sequence[dict] | None = None) -> list[Alert]:
+        """The batch's alerts from its columns (`FeatureColumns.extract_events`); `events`: its events
+        (`served`: their model versions, as {"model_version": v}, if given apart)."""
         n = len(events)
         codes, absent, others = categorical
         start = self._events_seen
@@ -240,7 +246,7 @@ class ModelMonitor:
         candidates += self._as_schema(features)
         if self._confidence is not None:
             candidates += self._confidence.update(confidence[None, :], start)
-        candidates += self._serving.update(events, start, versions)
+        candidates += self._serving.update(events if served is None else served, start, versions)
         candidates.sort(key=ALARM_ORDER)
         alerts = []
         for c in candidates:
