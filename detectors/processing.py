@@ -182,9 +182,9 @@ class _Scanned:
     def process(self, items: list[dict | int], models: list[str], origins: list[int]) -> Processed:
         """`process_events` of the items (events, or indexes of scanned payloads)."""
         router = self._router
-        if origins:  # the blocks before the last item's are done with
-            last = origins[-1] - origins[-1] % MONITOR_CHUNK
-            self._blocks = {s: b for s, b in self._blocks.items() if s >= last}
+        if origins:  # the blocks before the first item's are done with (payloads are taken in order)
+            first = origins[0] - origins[0] % MONITOR_CHUNK
+            self._blocks = {s: b for s, b in self._blocks.items() if s >= first}
         rejects: list[tuple[int, Reject]] = []
         if not set(self._routed).issuperset(models):  # only a dict's model can be unknown
             keep = [k for k, model in enumerate(models) if model in self._routed]
