@@ -26,6 +26,7 @@ import datetime as dt
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -151,35 +152,41 @@ def time_extract(baseline, event_batches: list[list[dict]]) -> float:
 
 
 # ---- (2) replay vs parse floor ---------------------------------------------------------------
-def time_parse_jsonl(path: Path) -> float:
+def time_parse_jsonl(path: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of orjson.loads on every line."""
     loads = orjson.loads
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     with open(path, "rb") as f:
         for line in f:
             loads(line)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
-def time_parse_msgpack(path: Path) -> float:
-    t = time.perf_counter()
+def time_parse_msgpack(path: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of msgpack.Unpacker over the stream."""
+    t, c = time.perf_counter(), time.process_time()
     with open(path, "rb") as f:
         for _ in msgpack.Unpacker(f, raw=False):
             pass
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
-def time_replay(path: Path, baseline_path: Path, n_events: int) -> tuple[float, float]:
-    """(seconds of replay's own loop as it reports them, wall seconds of the process incl. startup)."""
+def time_replay(path: Path, baseline_path: Path, n_events: int) -> tuple[float, float, float]:
+    """(seconds of replay's own loop as it reports them, wall seconds of the process incl. startup,
+    CPU seconds of the process: user + system, what a shared machine's other load does not add)."""
     cmd = [str(Path(sys.executable).parent / "skewwatch"), "replay", str(path), "--baseline", str(baseline_path)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     m = re.search(r"replay: (\d+) events in ([\d.]+) s", proc.stderr)
     if proc.returncode != 0 or not m:
         sys.exit(f"bench: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n{proc.stderr}")
     if int(m.group(1)) != n_events:
         sys.exit(f"bench: replay accepted {m.group(1)} events of {n_events}:\n{proc.stderr}")
-    return float(m.group(2)), wall
+    return float(m.group(2)), wall, cpu
 
 
 # ---- (3) state size --------------------------------------------------------------------------
@@ -252,6 +259,8 @@ def main() -> None:
         jsonl, mpk, bpath = Path(tmp) / "events.jsonl", Path(tmp) / "events.msgpack", Path(tmp) / "baseline.msgpack"
         jsonl.write_bytes(b"".join(orjson.dumps(ev) + b"\n" for ev in events))
         jsonl_bytes = jsonl.stat().st_size
+        first10 = Path(tmp) / "first10.jsonl"
+        first10.write_bytes(b"".join(orjson.dumps(ev) + b"\n" for ev in events[:10]))
         mpk.write_bytes(b"".join(msgpack.packb(ev) for ev in events))
         baseline.save(bpath)
         # the monitors get what replay and the worker give them: events as decoded from the file
@@ -272,10 +281,14 @@ def main() -> None:
             timings["naive"] = time_naive(events[: args.naive_events], numeric, categorical)
             timings["read_floor"] = time_read_floor(event_batches, numeric + categorical)
             timings["extract"] = time_extract(baseline, event_batches)
-            timings["parse_jsonl"] = time_parse_jsonl(jsonl)
-            timings["parse_msgpack"] = time_parse_msgpack(mpk)
-            timings["replay_jsonl"], timings["wall_jsonl"] = time_replay(jsonl, bpath, len(events))
-            timings["replay_msgpack"], timings["wall_msgpack"] = time_replay(mpk, bpath, len(events))
+            timings["parse_jsonl"], timings["parse_jsonl_cpu"] = time_parse_jsonl(jsonl)
+            timings["parse_msgpack"], timings["parse_msgpack_cpu"] = time_parse_msgpack(mpk)
+            for name, path in (("jsonl", jsonl), ("msgpack", mpk)):
+                timings[f"replay_{name}"], timings[f"wall_{name}"], timings[f"cpu_{name}"] = time_replay(
+                    path, bpath, len(events))
+            # start-up: a replay of 10 events (interpreter, imports, baseline load); its CPU is taken
+            # off the whole replays' for their loops' CPU
+            _, timings["wall_10"], timings["cpu_10"] = time_replay(first10, bpath, 10)
             runs.append(timings)
             loads.append(os.getloadavg()[0])
 
@@ -289,8 +302,11 @@ def main() -> None:
                 "extract_x": (n / t["extract"]) / (n_naive / t["naive"]),
                 "share_j": t["parse_jsonl"] / t["replay_jsonl"], "share_m": t["parse_msgpack"] / t["replay_msgpack"],
                 "share_j_wall": t["parse_jsonl"] / t["wall_jsonl"],
+                "share_j_cpu": t["parse_jsonl_cpu"] / (t["cpu_jsonl"] - t["cpu_10"]),
+                "share_m_cpu": t["parse_msgpack_cpu"] / (t["cpu_msgpack"] - t["cpu_10"]),
+                "wall_10": t["wall_10"], "cpu_10": t["cpu_10"],
                 "share_m_wall": t["parse_msgpack"] / t["wall_msgpack"]} for t in runs]
-    rate = {k: n / statistics.median(t[k] for t in runs) for k in runs[0] if k != "naive"}
+    rate = {k: n / statistics.median(t[k] for t in runs) for k in runs[0] if k not in ("naive", "wall_10", "cpu_10")}
     rate["naive"] = n_naive / statistics.median(t["naive"] for t in runs)
 
     def spread(key: str, fmt: str = ".2f") -> str:
@@ -333,6 +349,13 @@ def main() -> None:
         f"| (2') same, whole process wall time incl. startup + baseline load | JSONL {rate['wall_jsonl']:,.0f}, "
         f"msgpack {rate['wall_msgpack']:,.0f} events/s | as above | JSONL {spread('share_j_wall')}, "
         f"msgpack {spread('share_m_wall')} | |",
+        "| (2'') same, CPU time (user + system, which the shared machine's other load does not add): the "
+        "replay process's less a 10-event replay's (start-up, baseline load) | JSONL "
+        f"{rate['cpu_jsonl']:,.0f}, msgpack {rate['cpu_msgpack']:,.0f} events/s of the process | floors' CPU: JSONL "
+        f"{rate['parse_jsonl_cpu']:,.0f}, msgpack {rate['parse_msgpack_cpu']:,.0f} events/s | "
+        f"JSONL **{spread('share_j_cpu')}**, msgpack {spread('share_m_cpu')} | |",
+        f"| start-up: `skewwatch replay` of 10 events, whole process | wall {spread('wall_10')} s, "
+        f"CPU {spread('cpu_10')} s | | | <= 0.5 s |",
         "| (3) monitor state per feature | " + ", ".join(f"{human(k)}: {s / 1024:.2f} KB" for k, s in sizes)
         + f" | | max/min {flat:.2f} | <= 8 KB, flat |",
         "",
