@@ -349,7 +349,7 @@ def main() -> None:
         f"| (2') same, whole process wall time incl. startup + baseline load | JSONL {rate['wall_jsonl']:,.0f}, "
         f"msgpack {rate['wall_msgpack']:,.0f} events/s | as above | JSONL {spread('share_j_wall')}, "
         f"msgpack {spread('share_m_wall')} | |",
-        "| (2'') same, CPU time (user + system, which the shared machine's other load does not add): the "
+        "| (2'') same, CPU time (user + system: less swayed than wall time by the shared machine's other load): the "
         "replay process's less a 10-event replay's (start-up, baseline load) | JSONL "
         f"{rate['cpu_jsonl']:,.0f}, msgpack {rate['cpu_msgpack']:,.0f} events/s of the process | floors' CPU: JSONL "
         f"{rate['parse_jsonl_cpu']:,.0f}, msgpack {rate['parse_msgpack_cpu']:,.0f} events/s | "
