@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import platform
 import re
@@ -189,6 +190,46 @@ def time_replay(path: Path, baseline_path: Path, n_events: int) -> tuple[float, 
     return float(m.group(2)), wall, cpu
 
 
+def columnar_parts(jsonl: Path, baseline) -> dict[str, float]:
+    """CPU seconds per event, in-process, of `process_messages` on the JSONL file's lines in calls
+    of MONITOR_CHUNK (what replay does), and of its parts: the yyjson scan, filling the columns,
+    the rollback copy of the monitor's state per call, and the rest (the monitor's detection and
+    the Python around it); beside orjson.loads of every line."""
+    from detectors import _decode, processing
+    from detectors.routing import ModelRouter
+
+    lines = jsonl.read_bytes().split(b"\n")[:-1]
+    n, chunk, model = len(lines), processing.MONITOR_CHUNK, baseline.model
+    columns = ModelMonitor(baseline)._columns
+    clock = time.process_time
+    c = clock()
+    for line in lines:
+        orjson.loads(line)
+    floor = clock() - c
+    scan = fill = 0.0
+    for i in range(0, n, chunk):
+        c = clock()
+        block, models = _decode.scan(lines[i:i + chunk], i, {model: model}, 10**6, 200, 1000)
+        c2 = clock()
+        columns.extract_scanned(block, list(range(i, i + len(models))), [], baseline.version, np.empty(len(models)))
+        fill += clock() - c2
+        scan += c2 - c
+    router = ModelRouter([baseline])
+    processing.process_messages(router, lines[:chunk])
+    c = clock()
+    for _ in range(10):
+        processing._save_states(router, {model})
+    state_copy = (clock() - c) / 10 * math.ceil(n / chunk)
+    router = ModelRouter([baseline])
+    c = clock()
+    for i in range(0, n, chunk):
+        processing.process_messages(router, lines[i:i + chunk])
+    total = clock() - c
+    parts = {"floor": floor, "total": total, "scan": scan, "fill": fill, "state_copy": state_copy,
+             "rest": total - scan - fill - state_copy}
+    return {k: v / n for k, v in parts.items()}
+
+
 # ---- (3) state size --------------------------------------------------------------------------
 def state_sizes(
     baseline, event_batches: list[list[dict]], checkpoints: list[int]
@@ -289,6 +330,8 @@ def main() -> None:
             # start-up: a replay of 10 events (interpreter, imports, baseline load); its CPU is taken
             # off the whole replays' for their loops' CPU
             _, timings["wall_10"], timings["cpu_10"] = time_replay(first10, bpath, 10)
+            parts = columnar_parts(jsonl, baseline)
+            timings.update({f"part_{k}": v for k, v in parts.items()})
             runs.append(timings)
             loads.append(os.getloadavg()[0])
 
@@ -305,8 +348,11 @@ def main() -> None:
                 "share_j_cpu": t["parse_jsonl_cpu"] / (t["cpu_jsonl"] - t["cpu_10"]),
                 "share_m_cpu": t["parse_msgpack_cpu"] / (t["cpu_msgpack"] - t["cpu_10"]),
                 "wall_10": t["wall_10"], "cpu_10": t["cpu_10"],
+                "share_inproc": t["part_floor"] / t["part_total"], "share_monitor": t["part_rest"] / t["part_total"],
+                **{k: t[k] * 1e6 for k in t if k.startswith("part_")},
                 "share_m_wall": t["parse_msgpack"] / t["wall_msgpack"]} for t in runs]
-    rate = {k: n / statistics.median(t[k] for t in runs) for k in runs[0] if k not in ("naive", "wall_10", "cpu_10")}
+    rate = {k: n / statistics.median(t[k] for t in runs) for k in runs[0]
+            if k not in ("naive", "wall_10", "cpu_10") and not k.startswith("part_")}
     rate["naive"] = n_naive / statistics.median(t["naive"] for t in runs)
 
     def spread(key: str, fmt: str = ".2f") -> str:
@@ -354,6 +400,12 @@ def main() -> None:
         f"{rate['cpu_jsonl']:,.0f}, msgpack {rate['cpu_msgpack']:,.0f} events/s of the process | floors' CPU: JSONL "
         f"{rate['parse_jsonl_cpu']:,.0f}, msgpack {rate['parse_msgpack_cpu']:,.0f} events/s | "
         f"JSONL **{spread('share_j_cpu')}**, msgpack {spread('share_m_cpu')} | |",
+        "| (2c) JSONL in-process, CPU us per event: `process_messages` in calls of 2000 lines (replay's loop "
+        "without its file reading) = yyjson scan + filling the columns + the rollback copy of the state + the "
+        f"rest (the monitor's detection, Python) | {spread('part_total')} = {spread('part_scan')} + "
+        f"{spread('part_fill')} + {spread('part_state_copy')} + {spread('part_rest')} | orjson.loads: "
+        f"{spread('part_floor')} | **{spread('share_inproc')}** of floor; the rest "
+        f"{spread('share_monitor')} of the total | |",
         f"| start-up: `skewwatch replay` of 10 events, whole process | wall {spread('wall_10')} s, "
         f"CPU {spread('cpu_10')} s | | | <= 0.5 s |",
         "| (3) monitor state per feature | " + ", ".join(f"{human(k)}: {s / 1024:.2f} KB" for k, s in sizes)
