@@ -454,12 +454,15 @@ _NOTES = """\
   states (docs/architecture.md, "Decoding"). Its loop is yyjson's parse, the columns, the monitor
   and the rollback copy of the monitors' state per call. (2) msgpack still decodes into dicts
   (64 KiB blocks, 500-event batches, still in cache when read and freed).
-- The wide workload (`--workload wide`, its own block below), CPU time per event on this machine
-  under load 3-5 (time.process_time, in-process, 50k events, 2026-12-08): orjson.loads alone
-  3.4-4.0 us; the columnar path 5.0-6.3 us, of it the yyjson scan 1.7-2.0 (yyjson alone, in C:
-  1.4; 0.75 with 3-decimal floats: the 45 17-digit floats are half its parse), filling the columns
-  0.5-0.8, the rest the monitor's detection and the state copy (~0.4 ms per call); the dict path
-  10-13 us."""
+- Where the columnar path's time goes, (2c), in-process CPU on the wide workload (2026-12-08, load
+  ~2): the yyjson scan 2.14 us per event (yyjson alone, in C, parses these lines in ~1.4 us, 0.75
+  with 3-decimal floats: the 45 17-digit floats are half of it; the rest is the documents' memory
+  and the routing), filling the columns 1.05 (0.5-0.6 at 500 lines per call, whose documents are
+  still in cache; but the state copy costs ~0.4 ms per call, so calls of 2000 lines are the
+  cheaper), the state copy 0.19, the monitors' detection and the Python around it 1.46 (0.30 of
+  the total). Decoding is now two thirds of replay's loop and still costs about orjson's parse:
+  replay stays under the parse floor (0.73 in-process, 0.66 of the process's CPU); the next step
+  would be filling the columns right after each document is parsed, while it is in cache."""
 
 
 if __name__ == "__main__":
