@@ -457,12 +457,13 @@ _NOTES = """\
 - Where the columnar path's time goes, (2c), in-process CPU on the wide workload (2026-12-08, load
   ~2): the yyjson scan 2.14 us per event (yyjson alone, in C, parses these lines in ~1.4 us, 0.75
   with 3-decimal floats: the 45 17-digit floats are half of it; the rest is the documents' memory
-  and the routing), filling the columns 1.05 (0.5-0.6 at 500 lines per call, whose documents are
-  still in cache; but the state copy costs ~0.4 ms per call, so calls of 2000 lines are the
-  cheaper), the state copy 0.19, the monitors' detection and the Python around it 1.46 (0.30 of
-  the total). Decoding is now two thirds of replay's loop and still costs about orjson's parse:
-  replay stays under the parse floor (0.73 in-process, 0.66 of the process's CPU); the next step
-  would be filling the columns right after each document is parsed, while it is in cache."""
+  and the routing), filling the columns 1.05 (0.5-0.6 per event in calls of 500 lines, but the
+  state copy costs ~0.4 ms per call, so calls of 2000 lines are the cheaper; reading each block
+  of 500 into the columns right after its scan, while its documents are in cache, measured no
+  faster: 5.2-5.3 us per event in all against 5.2), the state copy 0.19, the monitors' detection
+  and the Python around it 1.46 (0.30 of the total). Decoding is now two thirds of replay's loop
+  and still costs about what orjson's parse does: replay stays under the parse floor (0.73
+  in-process, 0.66 of the process's CPU)."""
 
 
 if __name__ == "__main__":
