@@ -421,6 +421,13 @@ class ModelMonitor:
     def _describe(self, c: Candidate, e: int, since: int | None = None) -> tuple[dict, dict, Diagnosis]:
         """(training summary, recent summary, diagnosis) of the alarm's feature (or of its subject),
         from the values up to event e since `since` (by default since the alarm's change point)."""
+        # values near the float limits (~1e308, valid JSON) overflow the summaries' and the rules'
+        # arithmetic to inf or NaN, which they report as such or read as "no": numpy's warnings about
+        # it would only be noise in the worker's log
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._described(c, e, since)
+
+    def _described(self, c: Candidate, e: int, since: int | None) -> tuple[dict, dict, Diagnosis]:
         since = c.onset if since is None else since
         b = self._baseline
         if c.kind == "serving":

@@ -377,6 +377,7 @@ def _outcome(router: ModelRouter, result) -> tuple:
             {m: msgpack.packb(router.state_dict(m, complete=True)) for m in router.monitored})
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # values near the float limits: no numpy noise in the log
 @pytest.mark.parametrize("seed", range(3))
 def test_the_columnar_decoder_gives_what_the_dict_path_gives(seed, credit_baseline, fraud_baseline, monkeypatch):
     """Random valid and invalid payloads (JSON mostly: the columnar decoder's; hostile ones of every
