@@ -291,26 +291,33 @@ class _ModelSeries:
     def write(self) -> None:
         """Write the lines from the values, as generate_latest would (labels sorted by name)."""
         model = _label_value(self.model)
-        self.lines = tuple("".join(template.format(model, *map(_label_value, labels), floatToGoString(value))
-                                   for labels, value in values.items()).encode()
-                           for template, values in zip(_LINE_TEMPLATES, self.values))
+        self.lines = tuple("".join([f"{before}{model}{after}{floatToGoString(value)}\n"
+                                    for (before, after), value in zip(map(parts, values), values.values())]).encode()
+                           for parts, values in zip(_LINE_PARTS, self.values))
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def _label_value(value: str) -> str:
-    """A label value escaped as the text format wants (backslash, newline, double quote); kept, as
-    every refresh writes the same feature and statistic names again."""
+    """A label value escaped as the text format wants (backslash, newline, double quote)."""
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _line_template(name: str, labelnames: tuple[str, ...]) -> str:
-    """The str.format template of a family's sample line: {0}.. the label values in `labelnames`'
-    order (escaped), then the value; the labels written sorted by name, as generate_latest does."""
-    labels = ",".join(f'{label}="{{{i}}}"' for label, i in sorted((label, i) for i, label in enumerate(labelnames)))
-    return f"{name}{{{{{labels}}}}} {{{len(labelnames)}}}\n"
+def _line_parts(name: str, labelnames: tuple[str, ...]) -> Callable[[tuple[str, ...]], tuple[str, str]]:
+    """A family's sample line around the model's label value: labels (the values after "model") ->
+    (the text before it, after it up to the value), the labels sorted by name as generate_latest
+    writes them. Kept (bounded): every refresh writes the same feature and statistic names again."""
+
+    @functools.lru_cache(maxsize=1 << 16)
+    def parts(labels: tuple[str, ...]) -> tuple[str, str]:
+        pairs = sorted(zip(labelnames, ("", *map(_label_value, labels))))
+        k = [label for label, _ in pairs].index("model")
+        before = "".join(f'{label}="{value}",' for label, value in pairs[:k])
+        after = "".join(f',{label}="{value}"' for label, value in pairs[k + 1:])
+        return f'{name}{{{before}model="', f'"{after}}} '
+
+    return parts
 
 
-_LINE_TEMPLATES = tuple(_line_template(name, labelnames) for name, _, labelnames in PER_MODEL_FAMILIES)
+_LINE_PARTS = tuple(_line_parts(name, labelnames) for name, _, labelnames in PER_MODEL_FAMILIES)
 _HEADERS = tuple(f"# HELP {name} {documentation}\n# TYPE {name} gauge\n".encode()
                  for name, documentation, _ in PER_MODEL_FAMILIES)
 
