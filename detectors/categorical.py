@@ -258,7 +258,7 @@ class CategoricalBank:
 
     def statistics(self) -> list[dict[str, Any]]:
         """Each feature's last closed window's test statistics and its unseen-share CUSUM (the
-        snapshot's), in feature order. The window's are computed when first asked after the window
+        snapshot's), in feature order, as plain numbers. The window's are computed when first asked after the window
         closed, and kept until the next closes."""
         if self._last_window_statistics is None:
             self._last_window_statistics = [self._window_test(j, self._last_counts) for j in range(len(self._names))]

@@ -461,9 +461,9 @@ class ModelMonitor:
         and "alerting": {feature or "confidence": [alert kinds]} of the episodes open now (an alarm
         within `rearm_quiet_events`)."""
         features: dict[str, Any] = {}
-        for kind, bank in (("numeric", self._numeric), ("categorical", self._categorical)):
+        for kind, bank in (("numeric", self._numeric), ("categorical", self._categorical)):  # plain numbers
             for name, missing, statistics in zip(bank.names, bank.missing_ratios(), bank.statistics()):
-                features[name] = {"kind": kind, "missing_ratio": missing, "statistics": _plain(statistics),
+                features[name] = {"kind": kind, "missing_ratio": missing, "statistics": statistics,
                                   "last_alert": self._last_alert.get(name)}
         ordered = {name: features[name] for name in self._baseline.features if name in features}
         confidence_mean = None
@@ -577,7 +577,3 @@ def _rate_of(profile: NumericProfile | CategoricalProfile, family: str) -> float
 def _finite(v: float) -> float:
     return float(v) if math.isfinite(v) else float(np.sign(v) * 1e308)
 
-
-def _plain(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, (np.integer,)) else v)
-            for k, v in d.items()}

@@ -404,7 +404,7 @@ class NumericBank:
 
     def statistics(self) -> list[dict[str, Any]]:
         """Each feature's last closed window's distances and KS test, and its CUSUMs (the snapshot's),
-        in feature order. The window's figures are computed for all features at once when first
+        in feature order, as plain numbers. The window's figures are computed for all features at once when first
         asked after the window closed, and kept until the next closes."""
         if not self._names:
             return []

@@ -57,7 +57,7 @@ _CONFIDENCE = "confidence"
 #: seconds a scrape may spend reading monitors (`refresh`; in stream/worker/pages.py REFRESH_HOLD at
 #: a time, the loop free in between, until this long after the scrape started); the models left are
 #: the first of the next scrape
-REFRESH_BUDGET = 0.05
+REFRESH_BUDGET = 0.2
 #: seconds a scrape reads monitors in one go before it lets the loop run (`refresh`'s budget, at least
 #: one model): what it holds processing for, plus one model's read. Several models a turn: a call
 #: costs a pass over the fleet (~1 ms at 500 models) besides its reads (~0.5 ms for 50 features)
