@@ -21,6 +21,9 @@ model spread them), its gauges all set once before the runs (the catch-up of the
 (2) The text per SKEWWATCH_FEATURE_METRICS level for the largest fleet: one real snapshot observed
     under that many model names (series as many busy 50-feature models have), `Metrics.exposition`
     against `generate_latest` of the same registry.
+(3) One model's read for the gauges (`ModelMonitor.snapshot`) by its features (`--features`), fed
+    1500 stationary events: when its last closed window's statistics are kept (read before), and
+    when that window closed since the last read (its statistics computed for every feature).
 
 Runs are interleaved (each run does every fleet and mode, then every level); min / median / max
 over `--repeat` runs. Written into the scrape block of bench/RESULTS.md (--no-write to skip).
@@ -164,6 +167,21 @@ def spread(values: list[float], scale: float = 1000.0, unit: str = "ms", digits:
         + f" {unit}"
 
 
+def read_times(n_features: int, repeat: int) -> str:
+    """(3)'s row: `snapshot` timed with the window statistics kept and just invalidated (as a window
+    closing does), min / median / max of 5 x repeat reads each."""
+    baseline = scenarios.shared_baseline(n_features)
+    monitor = ModelMonitor(baseline)
+    monitor.update_batch([{**e, "model": baseline.model}
+                          for e in scenarios.stationary(1500, n_features=n_features).events])
+    kept, closed = [], []
+    for _ in range(5 * repeat):
+        monitor._numeric._last_window_statistics = monitor._categorical._last_window_statistics = None
+        closed.append(timed(monitor.snapshot))
+        kept.append(timed(monitor.snapshot))
+    return f"| {n_features} | {spread(kept, digits=2)} | {spread(closed, digits=2)} |"
+
+
 def level_metrics(n_models: int, snap: dict) -> dict[str, Metrics]:
     out = {}
     for level in FEATURE_METRICS:
@@ -178,6 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="100,500", help="fleet sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs")
+    parser.add_argument("--features", default="50,500,1000", help="model sizes of (3), comma-separated")
     parser.add_argument("--no-write", action="store_true", help="print only, leave bench/RESULTS.md alone")
     args = parser.parse_args()
     sizes = [int(n) for n in args.models.split(",")]
@@ -205,6 +224,7 @@ def main() -> None:
             level_times[level, "now"].append(timed(metrics.exposition))
             level_times[level, "before"].append(timed(generate_latest, metrics.registry))
     loop.close()
+    read_rows = [read_times(int(f), args.repeat) for f in args.features.split(",")]
     load_after = os.getloadavg()[0]
 
     rows = []
@@ -218,8 +238,9 @@ def main() -> None:
     for n in sizes:
         for mode in ("busy", "closing"):
             read = min(s.models_read for s in scrapes[n, mode])
+            scrapes_needed = math.ceil(n / max(read, 1))
             lag_notes.append(f"{n} {mode}: >= {read} read per scrape, each re-read within "
-                             f"{math.ceil(n / max(read, 1))} scrapes")
+                             f"{scrapes_needed} scrape{'s' if scrapes_needed > 1 else ''}")
     level_rows = []
     for level, metrics in levels.items():
         text = metrics.exposition()
@@ -252,6 +273,13 @@ def main() -> None:
         "| level | series | size | `Metrics.exposition` | generate_latest (before) |",
         "|---|---|---|---|---|",
         *level_rows,
+        "",
+        "(3) One model's read for the gauges (`ModelMonitor.snapshot`), 1500 stationary events fed; kept: its "
+        "last closed window's statistics were computed by an earlier read; closed: that window closed since:",
+        "",
+        "| features | kept | closed |",
+        "|---|---|---|",
+        *read_rows,
     ]
     report = "\n".join(lines)
     print(report)

@@ -56,11 +56,12 @@ _WINDOW_P_VALUES = ("ks_p_value", "p_value")
 _CONFIDENCE = "confidence"
 #: seconds a scrape may spend reading monitors (`refresh`; in stream/worker/pages.py REFRESH_HOLD at
 #: a time, the loop free in between, until this long after the scrape started); the models left are
-#: the first of the next scrape
+#: the first of the next scrape. A 50-feature model's read and lines take ~1 ms (~3 ms when a window
+#: closed since its last read): ~100-200 busy models a scrape (bench/RESULTS.md, "Scrape")
 REFRESH_BUDGET = 0.2
 #: seconds a scrape reads monitors in one go before it lets the loop run (`refresh`'s budget, at least
 #: one model): what it holds processing for, plus one model's read. Several models a turn: a call
-#: costs a pass over the fleet (~1 ms at 500 models) besides its reads (~0.5 ms for 50 features)
+#: costs a pass over the fleet (~1 ms at 500 models) besides its reads
 REFRESH_HOLD = 0.002
 #: the drift score from which feature_metrics="drifting" exports a feature's: on stationary data a
 #: feature's score is >= 0.5 in 0.06% of snapshots (3 seeds x 50 features x 30k events)

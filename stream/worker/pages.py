@@ -51,7 +51,7 @@ async def metrics_text() -> bytes:
     """The model gauges refreshed, then the text built in a thread.
 
     The gauges are read from the monitors on the loop (processing changes them there), for
-    `REFRESH_HOLD` at a time (at least one model; a 50-feature model takes ~0.5 ms, ~2 ms when its
+    `REFRESH_HOLD` at a time (at least one model; a 50-feature model takes ~1 ms, ~3 ms when a
     window closed since its last read) with the loop free in between, until `REFRESH_BUDGET` has
     passed since the scrape started: a scrape holds processing for a few ms at a time, and when
     processing keeps the loop busy it reads fewer models rather than waiting for it again and again.
