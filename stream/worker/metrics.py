@@ -292,9 +292,9 @@ class _ModelSeries:
     def write(self) -> None:
         """Write the lines from the values, as generate_latest would (labels sorted by name)."""
         model = _label_value(self.model)
-        self.lines = tuple("".join([f"{before}{model}{after}{floatToGoString(value)}\n"
-                                    for (before, after), value in zip(map(parts, values), values.values())]).encode()
-                           for parts, values in zip(_LINE_PARTS, self.values))
+        self.lines = tuple("".join([f"{before(labels[:k])}{model}{after(labels[k:])}{floatToGoString(value)}\n"
+                                    for labels, value in values.items()]).encode()
+                           for (k, before, after), values in zip(_LINE_PARTS, self.values))
 
 
 def _label_value(value: str) -> str:
@@ -302,20 +302,27 @@ def _label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _line_parts(name: str, labelnames: tuple[str, ...]) -> Callable[[tuple[str, ...]], tuple[str, str]]:
-    """A family's sample line around the model's label value: labels (the values after "model") ->
-    (the text before it, after it up to the value), the labels sorted by name as generate_latest
-    writes them. Kept (bounded): every refresh writes the same feature and statistic names again."""
+def _line_parts(name: str, labelnames: tuple[str, ...]) -> tuple[int, Callable, Callable]:
+    """A family's sample line around the model's label value, as generate_latest writes it (labels
+    sorted by name): (k, before, after), `before(labels[:k])` the text up to the model's value and
+    `after(labels[k:])` the text from it up to the value, labels being the values after "model". Kept
+    (bounded): every refresh writes the same feature, kind and statistic names again."""
+    others = labelnames[1:]
+    if list(others) != sorted(others):
+        raise ValueError(f"{name}: the labels after model must be sorted by name")
+    k = sum(label < "model" for label in others)
 
     @functools.lru_cache(maxsize=1 << 16)
-    def parts(labels: tuple[str, ...]) -> tuple[str, str]:
-        pairs = sorted(zip(labelnames, ("", *map(_label_value, labels))))
-        k = [label for label, _ in pairs].index("model")
-        before = "".join(f'{label}="{value}",' for label, value in pairs[:k])
-        after = "".join(f',{label}="{value}"' for label, value in pairs[k + 1:])
-        return f'{name}{{{before}model="', f'"{after}}} '
+    def before(values: tuple[str, ...]) -> str:
+        pairs = "".join(f'{label}="{_label_value(v)}",' for label, v in zip(others[:k], values))
+        return f'{name}{{{pairs}model="'
 
-    return parts
+    @functools.lru_cache(maxsize=1 << 8)
+    def after(values: tuple[str, ...]) -> str:
+        pairs = "".join(f',{label}="{_label_value(v)}"' for label, v in zip(others[k:], values))
+        return f'"{pairs}}} '
+
+    return k, before, after
 
 
 _LINE_PARTS = tuple(_line_parts(name, labelnames) for name, _, labelnames in PER_MODEL_FAMILIES)
