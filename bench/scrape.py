@@ -8,16 +8,22 @@ model spread them), its gauges all set once before the runs (the catch-up of the
 
 (1) A scrape as the worker serves it (`stream.worker.pages.metrics_text` on an event loop, the
     text built in a thread), default SKEWWATCH_FEATURE_METRICS (`all`), per fleet size:
-    - busy: every model got 10 events since the previous scrape (fed before it, not timed);
+    - busy: every model got 10 events since the previous scrape (fed before it, not timed), so
+      its last closed window is most often the one its gauges show (its statistics kept);
+    - closing: every model got a window's events (1000) since the previous scrape, so each read
+      computes the window statistics of a newly closed window (a fleet at >= 67 events/s a model);
     - idle: no model did, and the scrapes after the busy one have read every model's gauges.
-    Reported: the scrape's wall time, the models whose gauges it read (one at a time, for
-    stream.worker.metrics.REFRESH_BUDGET), the longest of those reads, the longest a 1-ms ticker
+    Reported: the scrape's wall time, the models whose gauges it read (REFRESH_HOLD's worth a loop
+    turn, for stream.worker.metrics.REFRESH_BUDGET), the longest turn, the longest a 1-ms ticker
     on the loop waited during the scrape (the reads, and the text's thread holding the GIL in one
     C call), the text's size; and, on the same registry, what prometheus_client's
     `generate_latest` takes to write it (the text before per-model lines, same bytes).
 (2) The text per SKEWWATCH_FEATURE_METRICS level for the largest fleet: one real snapshot observed
     under that many model names (series as many busy 50-feature models have), `Metrics.exposition`
     against `generate_latest` of the same registry.
+(3) One model's read for the gauges (`ModelMonitor.snapshot`) by its features (`--features`), fed
+    1500 stationary events: when its last closed window's statistics are kept (read before), and
+    when that window closed since the last read (its statistics computed for every feature).
 
 Runs are interleaved (each run does every fleet and mode, then every level); min / median / max
 over `--repeat` runs. Written into the scrape block of bench/RESULTS.md (--no-write to skip).
@@ -28,6 +34,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import math
 import os
 import statistics
 import sys
@@ -48,12 +55,14 @@ from detectors.model import ModelMonitor  # noqa: E402
 from stream.devkit.synthetic import scenarios  # noqa: E402
 from stream.worker import pages  # noqa: E402
 from stream.worker.config import FEATURE_METRICS  # noqa: E402
-from stream.worker.metrics import REFRESH_BUDGET, Metrics  # noqa: E402
+from stream.worker.metrics import REFRESH_BUDGET, REFRESH_HOLD, Metrics  # noqa: E402
 from stream.worker.service import DetectionService, PartitionMonitors  # noqa: E402
 
 N_FEATURES = 50
 PARTITIONS = 4
 BUSY_EVENTS = 10
+#: events a model gets between two scrapes in the "closing" fleet: its window (MonitorConfig.window)
+WINDOW_EVENTS = 1000
 #: the ticker's period: its wait past a tick's due time is how long something held the loop
 TICK = 0.001
 
@@ -69,7 +78,7 @@ class Fleet:
 class Scrape:
     seconds: float
     models_read: int
-    longest_read: float  # the longest single read of the gauges on the loop
+    longest_read: float  # the longest turn of reading the gauges on the loop
     ticker_wait: float  # the longest a ticker on the loop waited past its due time during the scrape
     size: int
     series: int
@@ -95,12 +104,12 @@ def catch_up(fleet: Fleet) -> None:
         pass
 
 
-def feed(fleet: Fleet, events: list[dict]) -> None:
-    """BUSY_EVENTS more events to every model (cycling through `events`)."""
-    start = fleet.fed % (len(events) - BUSY_EVENTS)
+def feed(fleet: Fleet, events: list[dict], n: int = BUSY_EVENTS) -> None:
+    """n more events to every model (cycling through `events`)."""
+    start = fleet.fed % (len(events) - n)
     for monitor in fleet.home:
-        monitor.update_batch([{**e, "model": monitor.baseline.model} for e in events[start:start + BUSY_EVENTS]])
-    fleet.fed += BUSY_EVENTS
+        monitor.update_batch([{**e, "model": monitor.baseline.model} for e in events[start:start + n]])
+    fleet.fed += n
 
 
 async def served() -> tuple[bytes, float, float]:
@@ -152,9 +161,25 @@ def timed(f, *args) -> float:
     return time.perf_counter() - start
 
 
-def spread(values: list[float], scale: float = 1000.0, unit: str = "ms") -> str:
+def spread(values: list[float], scale: float = 1000.0, unit: str = "ms", digits: int = 0) -> str:
     """min / median / max."""
-    return " / ".join(f"{v * scale:.0f}" for v in (min(values), statistics.median(values), max(values))) + f" {unit}"
+    return " / ".join(f"{v * scale:.{digits}f}" for v in (min(values), statistics.median(values), max(values))) \
+        + f" {unit}"
+
+
+def read_times(n_features: int, repeat: int) -> str:
+    """(3)'s row: `snapshot` timed with the window statistics kept and just invalidated (as a window
+    closing does), min / median / max of 5 x repeat reads each."""
+    baseline = scenarios.shared_baseline(n_features)
+    monitor = ModelMonitor(baseline)
+    monitor.update_batch([{**e, "model": baseline.model}
+                          for e in scenarios.stationary(1500, n_features=n_features).events])
+    kept, closed = [], []
+    for _ in range(5 * repeat):
+        monitor._numeric._last_window_statistics = monitor._categorical._last_window_statistics = None
+        closed.append(timed(monitor.snapshot))
+        kept.append(timed(monitor.snapshot))
+    return f"| {n_features} | {spread(kept, digits=2)} | {spread(closed, digits=2)} |"
 
 
 def level_metrics(n_models: int, snap: dict) -> dict[str, Metrics]:
@@ -171,6 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="100,500", help="fleet sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs")
+    parser.add_argument("--features", default="50,500,1000", help="model sizes of (3), comma-separated")
     parser.add_argument("--no-write", action="store_true", help="print only, leave bench/RESULTS.md alone")
     args = parser.parse_args()
     sizes = [int(n) for n in args.models.split(",")]
@@ -189,24 +215,32 @@ def main() -> None:
             feed(fleet, events)
             scrapes[n, "busy"].append(scrape(fleet, loop))
             catch_up(fleet)
+            feed(fleet, events, WINDOW_EVENTS)
+            scrapes[n, "closing"].append(scrape(fleet, loop))
+            catch_up(fleet)
             scrapes[n, "idle"].append(scrape(fleet, loop))
             before[n].append(timed(generate_latest, fleet.service.metrics.registry))
         for level, metrics in levels.items():
             level_times[level, "now"].append(timed(metrics.exposition))
             level_times[level, "before"].append(timed(generate_latest, metrics.registry))
     loop.close()
+    read_rows = [read_times(int(f), args.repeat) for f in args.features.split(",")]
     load_after = os.getloadavg()[0]
 
     rows = []
     for (n, mode), runs in scrapes.items():
         rows.append(f"| {n} | {mode} | **{spread([s.seconds for s in runs])}** | "
-                    f"{'/'.join(str(s.models_read) for s in runs)} | {spread([s.longest_read for s in runs])} | "
-                    f"{spread([s.ticker_wait for s in runs])} | "
+                    f"{'/'.join(str(s.models_read) for s in runs)} | "
+                    f"{spread([s.longest_read for s in runs], digits=1)} | "
+                    f"{spread([s.ticker_wait for s in runs], digits=1)} | "
                     f"{runs[0].series:,} | {runs[0].size / 1e6:.2f} MB | {spread(before[n])} |")
     lag_notes = []
     for n in sizes:
-        read = statistics.median(s.models_read for s in scrapes[n, "busy"])
-        lag_notes.append(f"{n} models: {read:.0f} read per scrape, each re-read every ~{n / max(read, 1):.0f} scrapes")
+        for mode in ("busy", "closing"):
+            read = min(s.models_read for s in scrapes[n, mode])
+            scrapes_needed = math.ceil(n / max(read, 1))
+            lag_notes.append(f"{n} {mode}: >= {read} read per scrape, each re-read within "
+                             f"{scrapes_needed} scrape{'s' if scrapes_needed > 1 else ''}")
     level_rows = []
     for level, metrics in levels.items():
         text = metrics.exposition()
@@ -221,16 +255,17 @@ def main() -> None:
         "",
         f"(1) A /metrics scrape (`metrics_text`), models of {N_FEATURES} features on {PARTITIONS} partitions, "
         f"`SKEWWATCH_FEATURE_METRICS=all` (the default); busy: every model got {BUSY_EVENTS} events since "
-        f"the previous scrape; gauges read one model at a time until {REFRESH_BUDGET * 1000:.0f} ms after "
-        "the scrape started:",
+        f"the previous scrape, closing: {WINDOW_EVENTS} (a window); gauges read {REFRESH_HOLD * 1000:.0f} ms "
+        f"at a time until {REFRESH_BUDGET * 1000:.0f} ms after the scrape started:",
         "",
-        "| models | fleet | scrape | models read (per run) | longest read | ticker's longest wait | series | size "
+        "| models | fleet | scrape | models read (per run) | longest turn | ticker's longest wait | series | size "
         "| generate_latest of the same registry (before) |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "While every model is busy, a model's gauges lag its monitor by the scrapes it takes to read them "
-        f"all ({'; '.join(lag_notes)}); an idle model's are read once after its last events.",
+        f"all, least recently read first ({'; '.join(lag_notes)}, from the fewest read); an idle model's are "
+        "read once after its last events.",
         "",
         f"(2) The /metrics text for {max(sizes)} models of {N_FEATURES} features by SKEWWATCH_FEATURE_METRICS "
         "(one snapshot observed under each model name; stationary features, so `drifting` shows none):",
@@ -238,6 +273,13 @@ def main() -> None:
         "| level | series | size | `Metrics.exposition` | generate_latest (before) |",
         "|---|---|---|---|---|",
         *level_rows,
+        "",
+        "(3) One model's read for the gauges (`ModelMonitor.snapshot`), 1500 stationary events fed; kept: its "
+        "last closed window's statistics were computed by an earlier read; closed: that window closed since:",
+        "",
+        "| features | kept | closed |",
+        "|---|---|---|",
+        *read_rows,
     ]
     report = "\n".join(lines)
     print(report)

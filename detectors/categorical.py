@@ -94,6 +94,8 @@ class CategoricalBank:
         self._blocks = BlockAccumulator(T.CUSUM_BLOCK, 3 * f)
         self._counts = np.zeros(self._n_cells, dtype=np.int64)
         self._last_counts = np.zeros(self._n_cells, dtype=np.int64)
+        #: `_window_test` of each feature's last closed window (None: not computed since it closed)
+        self._last_window_statistics: list[dict[str, float]] | None = None
         self._unseen = [SpaceSaving(top_unseen) for _ in range(f)]
         self._recent = RecentRing(f, recent, MISSING_CODE, np.int16)
         self._batch_start = 0
@@ -251,6 +253,7 @@ class CategoricalBank:
                                      onset=event - self._window + 1))
         self._last_counts, self._counts = self._counts, self._last_counts  # the last window's array takes the next
         self._counts.fill(0)
+        self._last_window_statistics = None
         return out
 
     # ---- reporting ----------------------------------------------------------------------
@@ -283,18 +286,25 @@ class CategoricalBank:
             "invalid_rate": float((codes == INVALID_CODE).sum() / total) if total else 0.0,
         }
 
-    def statistics(self, j: int) -> dict[str, Any]:
-        """Feature j's last closed window's test statistics and its unseen-share CUSUM (the snapshot's)."""
-        stats = self._window_test(j, self._last_counts)
+    def statistics(self) -> list[dict[str, Any]]:
+        """Each feature's last closed window's test statistics and its unseen-share CUSUM (the
+        snapshot's), in feature order, as plain numbers. The window's are computed when first asked after the window
+        closed, and kept until the next closes."""
+        if self._last_window_statistics is None:
+            self._last_window_statistics = [self._window_test(j, self._last_counts) for j in range(len(self._names))]
         f = len(self._names)
-        stats["unseen_cusum"] = float(self._cusum.statistics[UNSEEN * f + j] / T.LLR_SCALE)
-        stats["cusum_threshold"] = float(self._h[UNSEEN, j] / T.LLR_SCALE)
-        return stats
+        unseen = (np.asarray(self._cusum.statistics[UNSEEN * f:(UNSEEN + 1) * f]) / T.LLR_SCALE).tolist()
+        threshold = (self._h[UNSEEN] / T.LLR_SCALE).tolist()
+        return [{**w, "unseen_cusum": u, "cusum_threshold": h}
+                for w, u, h in zip(self._last_window_statistics, unseen, threshold)]
 
-    def missing_ratio(self, j: int) -> float:
-        """Share of feature j's recent events without a value."""
-        codes = self.recent_codes(j)
-        return float((codes == MISSING_CODE).sum() / len(codes)) if len(codes) else 0.0
+    def missing_ratios(self) -> list[float]:
+        """Each feature's share of recent events without a value."""
+        out = []
+        for j in range(len(self._names)):
+            codes = self.recent_codes(j)
+            out.append(float((codes == MISSING_CODE).sum() / len(codes)) if len(codes) else 0.0)
+        return out
 
     # ---- state --------------------------------------------------------------------------
     def state_dict(self, unseen_labels: bool = True) -> dict[str, Any]:
@@ -317,6 +327,7 @@ class CategoricalBank:
         self._blocks.load_state(state["blocks"])
         self._counts = np.frombuffer(state["counts"], dtype=np.int32).astype(np.int64)
         self._last_counts = np.frombuffer(state["last_counts"], dtype=np.int32).astype(np.int64)
+        self._last_window_statistics = None
         for s, st in zip(self._unseen, state["unseen"]):
             s.load_state(st)
         self._point_mass.load_state(state.get("point_mass"))

@@ -502,14 +502,10 @@ class ModelMonitor:
         and "alerting": {feature or "confidence": [alert kinds]} of the episodes open now (an alarm
         within `rearm_quiet_events`)."""
         features: dict[str, Any] = {}
-        for j, name in enumerate(self._numeric.names):
-            features[name] = {"kind": "numeric", "missing_ratio": self._numeric.missing_ratio(j),
-                              "statistics": _plain(self._numeric.statistics(j)),
-                              "last_alert": self._last_alert.get(name)}
-        for j, name in enumerate(self._categorical.names):
-            features[name] = {"kind": "categorical", "missing_ratio": self._categorical.missing_ratio(j),
-                              "statistics": _plain(self._categorical.statistics(j)),
-                              "last_alert": self._last_alert.get(name)}
+        for kind, bank in (("numeric", self._numeric), ("categorical", self._categorical)):  # plain numbers
+            for name, missing, statistics in zip(bank.names, bank.missing_ratios(), bank.statistics()):
+                features[name] = {"kind": kind, "missing_ratio": missing, "statistics": statistics,
+                                  "last_alert": self._last_alert.get(name)}
         ordered = {name: features[name] for name in self._baseline.features if name in features}
         confidence_mean = None
         if self._confidence is not None:
@@ -641,7 +637,3 @@ def _rate_of(profile: NumericProfile | CategoricalProfile, family: str) -> float
 def _finite(v: float) -> float:
     return float(v) if math.isfinite(v) else float(np.sign(v) * 1e308)
 
-
-def _plain(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, (np.integer,)) else v)
-            for k, v in d.items()}

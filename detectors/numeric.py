@@ -32,7 +32,17 @@ from detectors.pit import BatchedPIT
 from detectors.pointmass import PointMassBank, numeric_chains, point_mass_evidence
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
-from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
+from detectors.stats import (
+    jensen_shannon,
+    jensen_shannon_rows,
+    kolmogorov_sf,
+    kolmogorov_sf_rows,
+    ks_uniform_rows,
+    psi,
+    psi_rows,
+    wasserstein_from_histogram,
+    wasserstein_rows,
+)
 
 __all__ = ["MIN_POOLED_SUMMARY", "POOLED_VALUES", "Z_PER_UNIT", "NumericBank", "missing_rate_rows", "pooled_quantiles",
            "rate_threshold", "rate_weights", "summarise_recent", "window_cuts"]
@@ -232,6 +242,8 @@ class NumericBank:
         self._window_counts = np.zeros((f, 4), dtype=np.int64)  # valid, missing, invalid, out of range
         self._last_hist = np.zeros((f, FINE_BINS), dtype=np.int64)
         self._last_counts = np.zeros((f, 4), dtype=np.int64)
+        #: `_window_statistics` of the last closed window (None: not computed since it closed)
+        self._last_window_statistics: list[dict[str, Any]] | None = None
         #: last events' values: the value if valid, NaN if missing, +inf if invalid
         self._recent = RecentRing(f, recent, np.nan, np.float64)
         self._completed_timing: tuple[np.ndarray, np.ndarray] | None = None
@@ -384,6 +396,7 @@ class NumericBank:
         self._last_counts, self._window_counts = self._window_counts, self._last_counts
         self._hist.fill(0)
         self._window_counts.fill(0)
+        self._last_window_statistics = None
         return out
 
     def _wasserstein(self, j: int, hist: np.ndarray) -> float:
@@ -403,35 +416,52 @@ class NumericBank:
         values = self.recent_values(j, event_index)
         return summarise_recent(values)
 
-    def statistics(self, j: int) -> dict[str, Any]:
-        """Feature j's last closed window's distances and KS test, and its CUSUMs (the snapshot's)."""
+    def statistics(self) -> list[dict[str, Any]]:
+        """Each feature's last closed window's distances and KS test, and its CUSUMs (the snapshot's),
+        in feature order, as plain numbers. The window's figures are computed for all features at once when first
+        asked after the window closed, and kept until the next closes."""
+        if not self._names:
+            return []
+        window = self._window_statistics()
         f = len(self._names)
-        s = self._cusum.statistics
-        hist = self._last_hist[j]
-        n = int(hist.sum())
-        d10 = hist.reshape(10, -1).sum(axis=1)
-        ks = ks_uniform_from_histogram(hist)
-        excess = math.sqrt(n) * max(ks - float(self._ks_allowance[j]), 0.0) / self._ks_inflation[j]
-        stats = {
-            "psi": psi(d10, DECILES) if n else 0.0,
-            "jensen_shannon": jensen_shannon(d10, DECILES) if n else 0.0,
-            "ks": ks,
-            "ks_p_value": kolmogorov_sf(excess) if n else 1.0,
-            "wasserstein": self._wasserstein(j, hist) if n else 0.0,
-            "window_values": n,
-            "cusum_location": max(s[LOC_UP * f + j], s[LOC_DOWN * f + j]) * Z_PER_UNIT,
-            "cusum_scale": max(s[SCALE_UP * f + j], s[SCALE_DOWN * f + j]) * Z_PER_UNIT,
-            "cusum_threshold": float(self._h[LOC_UP, j] * Z_PER_UNIT),
-        }
-        if self._river:
-            stats["adwin_width_blocks"] = self._river[j].adwin_width
-        return stats
+        s = np.asarray(self._cusum.statistics).reshape(N_CHAINS, f)
+        location = (np.maximum(s[LOC_UP], s[LOC_DOWN]) * Z_PER_UNIT).tolist()
+        scale = (np.maximum(s[SCALE_UP], s[SCALE_DOWN]) * Z_PER_UNIT).tolist()
+        threshold = (self._h[LOC_UP] * Z_PER_UNIT).tolist()
+        out = [{**w, "cusum_location": loc, "cusum_scale": sc, "cusum_threshold": h}
+               for w, loc, sc, h in zip(window, location, scale, threshold)]
+        for stats, river in zip(out, self._river):
+            stats["adwin_width_blocks"] = river.adwin_width
+        return out
 
-    def missing_ratio(self, j: int) -> float:
-        """Share of feature j's values missing in the last closed window (the current one before any closes)."""
-        counts = self._last_counts[j] if self._last_counts[j].sum() else self._window_counts[j]
-        total = counts[0] + counts[1] + counts[2]
-        return float(counts[1] / total) if total else 0.0
+    def _window_statistics(self) -> list[dict[str, Any]]:
+        """Per feature of the last closed window: psi, jensen_shannon, ks, ks_p_value, wasserstein
+        (rounded as an alarm's evidence has it), window_values; kept until the next window closes."""
+        if self._last_window_statistics is None:
+            hist = self._last_hist
+            ks, n = ks_uniform_rows(hist)
+            seen = n > 0
+            d10 = hist.reshape(len(hist), 10, FINE_BINS // 10).sum(axis=2)
+            excess = np.sqrt(n) * np.maximum(ks - self._ks_allowance, 0.0) / self._ks_inflation
+            quantiles = np.array([p.quantiles for p in self._profiles], dtype=np.float64).reshape(
+                len(hist), len(QUANTILE_PROBS))
+            columns = {
+                "psi": np.where(seen, psi_rows(d10, DECILES), 0.0).tolist(),
+                "jensen_shannon": np.where(seen, jensen_shannon_rows(d10, DECILES), 0.0).tolist(),
+                "ks": ks.tolist(),
+                "ks_p_value": np.where(seen, kolmogorov_sf_rows(excess), 1.0).tolist(),
+                "wasserstein": [round(w, 6) for w in wasserstein_rows(hist, QUANTILE_PROBS, quantiles).tolist()],
+                "window_values": n.tolist(),
+            }
+            self._last_window_statistics = [dict(zip(columns, row)) for row in zip(*columns.values())]
+        return self._last_window_statistics
+
+    def missing_ratios(self) -> list[float]:
+        """Each feature's share of values missing in the last closed window (the current one before
+        any closes)."""
+        counts = np.where(self._last_counts.sum(axis=1, keepdims=True) > 0, self._last_counts, self._window_counts)
+        total = counts[:, 0] + counts[:, 1] + counts[:, 2]
+        return (counts[:, 1] / np.maximum(total, 1)).tolist()
 
     # ---- state --------------------------------------------------------------------------
     def state_dict(self, recent_values: bool = True) -> dict[str, Any]:
@@ -466,6 +496,7 @@ class NumericBank:
         self._last_hist = np.frombuffer(state["last_hist"], dtype=np.int32).astype(np.int64).reshape(f, FINE_BINS)
         self._last_counts = np.asarray(state["last_counts"], dtype=np.int64).reshape(f, 4)
         self._point_mass.load_state(state.get("point_mass"))
+        self._last_window_statistics = None
         self._recent.load_state(state)
 
 

@@ -17,12 +17,22 @@ from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.episodes import EpisodeTracker
 from detectors.extract import ABSENT_KEY, FeatureColumns
+from detectors.numeric import NumericBank
 from detectors.pit import ProbabilityIntegralTransform, SegmentIndex
 from detectors.recent import MIN_SUMMARY_EVENTS, RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.sketches import PendingValues, SpaceSaving
-from detectors.stats import chi2_sf, kolmogorov_sf, ks_uniform_from_histogram
+from detectors.stats import (
+    chi2_sf,
+    jensen_shannon_rows,
+    kolmogorov_sf,
+    kolmogorov_sf_rows,
+    ks_uniform_from_histogram,
+    psi_rows,
+    wasserstein_rows,
+)
 from detectors.timing import BlockHistory
+from stream.devkit.synthetic import scenarios
 
 
 def msgpack_round_trip(state):
@@ -373,3 +383,98 @@ def test_a_batch_without_values_leaves_a_sketch_unallocated():
     pending.hold([(0, "a")])
     pending.commit(sketch)
     assert sketch.top() == [("a", 1, 0)]
+
+
+# ---- the window statistics of a bank, all features at once -------------------------------------
+# the per-feature formulas the vectorised ones replaced (np.interp, math.exp), as the reference
+def _psi_one(observed, expected):
+    p = np.maximum(observed / max(observed.sum(), 1), 1e-6)
+    q = np.maximum(expected, 1e-6)
+    return float(np.sum((p - q) * np.log(p / q)))
+
+
+def _jensen_shannon_one(observed, expected):
+    p = observed / max(observed.sum(), 1)
+    q = expected / max(expected.sum(), 1e-300)
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(p > 0, p * np.log2(p / m), 0.0).sum() + np.where(q > 0, q * np.log2(q / m), 0.0).sum()
+    return float(max(0.0, kl / 2))
+
+
+def _wasserstein_one(counts, quantiles):
+    n = counts.sum()
+    if n == 0:
+        return 0.0
+    cdf = np.concatenate(([0.0], np.cumsum(counts) / n))
+    probs = (np.arange(256) + 0.5) / 256
+    u_of_p = np.interp(probs, cdf, np.linspace(0.0, 1.0, len(counts) + 1))
+    return float(np.mean(np.abs(np.interp(u_of_p, QUANTILE_PROBS, quantiles) - np.interp(probs, QUANTILE_PROBS,
+                                                                                           quantiles))))
+
+
+def _kolmogorov_sf_one(x):
+    if x <= 0.2:
+        return 1.0
+    total = 0.0
+    for k in range(1, 101):
+        term = math.exp(-2.0 * k * k * x * x)
+        total += term if k % 2 else -term
+        if term < 1e-300:
+            break
+    return min(1.0, max(0.0, 2.0 * total))
+
+
+def window_histograms(rng: np.random.Generator, f: int = 80, bins: int = 100) -> np.ndarray:
+    """Random windows of PIT-score counts, sparse and dense, and the edge cases: empty windows, one
+    occupied bin (first, last, middle), and cumulative shares that fall exactly on the Wasserstein
+    grid's probabilities (ties in np.interp's search)."""
+    hist = rng.integers(0, 40, size=(f, bins)) * (rng.random((f, bins)) < rng.random((f, 1)))
+    hist[:3] = 0
+    hist[3, 0] = hist[4, -1] = hist[5, bins // 2] = 7
+    hist[6] = 0
+    hist[6, [0, 49, 50]] = (255, 1, 256)  # cumulative shares 255/512, 256/512 = grid probabilities
+    hist[7] = 0
+    hist[7, ::2] = 1
+    return hist
+
+
+def test_window_statistics_of_all_features_are_the_per_feature_formulas():
+    rng = np.random.default_rng(11)
+    hist = window_histograms(rng)
+    f = len(hist)
+    quantiles = np.sort(rng.normal(size=(f, len(QUANTILE_PROBS))) * rng.random((f, 1)) * 10, axis=1)
+    quantiles[1] = 3.0  # a constant feature
+    quantiles[8, 200:600] = quantiles[8, 200]  # a point mass
+    deciles = hist.reshape(f, 10, -1).sum(axis=2)
+    shares = rng.dirichlet(np.ones(10), size=f)
+    shares[0, :5] = 0.0  # categories training never saw
+    for expected in (np.full(10, 0.1), shares):
+        assert psi_rows(deciles, expected).tolist() == [_psi_one(d, e) for d, e in zip(deciles, np.broadcast_to(
+            expected, deciles.shape))]
+        assert jensen_shannon_rows(deciles, expected).tolist() == [
+            _jensen_shannon_one(d, e) for d, e in zip(deciles, np.broadcast_to(expected, deciles.shape))]
+    assert wasserstein_rows(hist, QUANTILE_PROBS, quantiles).tolist() == [
+        _wasserstein_one(h, q) for h, q in zip(hist, quantiles)]
+    x = np.concatenate([[0.0, 0.2, np.nextafter(0.2, 1), 0.5, 1.358, 3.0, 10.0, 40.0, 1e3], rng.random(300) * 4])
+    # np.exp and math.exp may differ in the last bit
+    np.testing.assert_allclose(kolmogorov_sf_rows(x), [_kolmogorov_sf_one(v) for v in x], rtol=1e-13, atol=1e-15)
+    assert kolmogorov_sf_rows(np.zeros(0)).shape == (0,)
+
+
+def test_a_numeric_banks_statistics_are_the_per_feature_formulas_of_its_last_window():
+    profiles = [p for p in scenarios.shared_baseline(12).features.values() if isinstance(p, NumericProfile)]
+    bank = NumericBank(profiles, window=1000, min_window_values=200, recent=100)
+    assert [s["window_values"] for s in bank.statistics()] == [0] * len(profiles)  # no window closed yet
+    hist = window_histograms(np.random.default_rng(3), f=len(profiles))
+    bank.load_state({**bank.state_dict(), "last_hist": hist.astype(np.int32).tobytes()})
+    for j, (stats, h, p) in enumerate(zip(bank.statistics(), hist, profiles)):
+        n = int(h.sum())
+        d10 = h.reshape(10, -1).sum(axis=1)
+        ks = ks_uniform_from_histogram(h)
+        excess = math.sqrt(n) * max(ks - bank._ks_allowance[j], 0.0) / bank._ks_inflation[j]
+        assert stats["window_values"] == n and stats["ks"] == ks
+        assert stats["psi"] == (_psi_one(d10, np.full(10, 0.1)) if n else 0.0)
+        assert stats["jensen_shannon"] == (_jensen_shannon_one(d10, np.full(10, 0.1)) if n else 0.0)
+        assert stats["wasserstein"] == round(_wasserstein_one(h, np.asarray(p.quantiles)), 6)
+        assert stats["ks_p_value"] == pytest.approx(_kolmogorov_sf_one(excess) if n else 1.0, rel=1e-13, abs=1e-15)

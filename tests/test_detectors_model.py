@@ -295,6 +295,24 @@ def test_snapshot_reports_current_statistics():
     json.dumps(snap)
 
 
+def test_snapshot_statistics_follow_each_closed_window():
+    """The window statistics are kept per closed window: after more windows close (a drift starting
+    between two snapshots), the snapshot's features are those a monitor restored from the same state
+    computes afresh, and they moved."""
+    m = ModelMonitor(baseline())
+    ev = events(4000, seed=7, shift_at=2000)
+    replay(ev[:1500], 500, m)
+    before = m.snapshot()
+    replay(ev[1500:3000], 500, m)
+    after = m.snapshot()
+    fresh = ModelMonitor.from_state(baseline(), msgpack.unpackb(msgpack.packb(m.state_dict(), use_bin_type=True),
+                                                                raw=False, strict_map_key=False)).snapshot()
+    assert after["features"] == fresh["features"]
+    assert {type(v) for f in after["features"].values() for v in f["statistics"].values()} <= {float, int}  # no numpy
+    assert after["features"]["amount"]["statistics"]["ks"] != before["features"]["amount"]["statistics"]["ks"]
+    assert after["features"]["country"]["statistics"] != before["features"]["country"]["statistics"]
+
+
 def test_snapshot_names_the_features_alerting_now_by_kind_until_their_episode_closes():
     ev = list(messy_stream())
     m = ModelMonitor(baseline())

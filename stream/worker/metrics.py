@@ -17,6 +17,7 @@ in the same text.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 import weakref
@@ -34,7 +35,7 @@ from detectors.model import ModelMonitor
 from stream.worker.config import FEATURE_METRICS
 
 __all__ = ["BATCH_BUCKETS", "DRIFTING_SCORE", "DRIFT_STATISTICS", "NOT_DRIFT_STATISTICS", "PER_MODEL_FAMILIES",
-           "REFRESH_BUDGET", "Metrics", "alert_feature_label", "drift_score"]
+           "REFRESH_BUDGET", "REFRESH_HOLD", "Metrics", "alert_feature_label", "drift_score"]
 
 #: Batch processing times span a tiny batch (~1 ms) to a full one of many-event messages (~1 s).
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -53,10 +54,15 @@ _CUSUMS = ("cusum_location", "cusum_scale", "unseen_cusum")
 _WINDOW_P_VALUES = ("ks_p_value", "p_value")
 #: the name the monitor gives the model's confidence in its alerts
 _CONFIDENCE = "confidence"
-#: seconds a scrape may spend reading monitors (`refresh`; in stream/worker/pages.py one model at a
-#: time, the loop free in between, until this long after the scrape started); the models left are
-#: the first of the next scrape
-REFRESH_BUDGET = 0.05
+#: seconds a scrape may spend reading monitors (`refresh`; in stream/worker/pages.py REFRESH_HOLD at
+#: a time, the loop free in between, until this long after the scrape started); the models left are
+#: the first of the next scrape. A 50-feature model's read and lines take ~1 ms (~3 ms when a window
+#: closed since its last read): ~100-200 busy models a scrape (bench/RESULTS.md, "Scrape")
+REFRESH_BUDGET = 0.2
+#: seconds a scrape reads monitors in one go before it lets the loop run (`refresh`'s budget, at least
+#: one model): what it holds processing for, plus one model's read. Several models a turn: a call
+#: costs a pass over the fleet (~1 ms at 500 models) besides its reads
+REFRESH_HOLD = 0.002
 #: the drift score from which feature_metrics="drifting" exports a feature's: on stationary data a
 #: feature's score is >= 0.5 in 0.06% of snapshots (3 seeds x 50 features x 30k events)
 DRIFTING_SCORE = 0.5
@@ -286,9 +292,9 @@ class _ModelSeries:
     def write(self) -> None:
         """Write the lines from the values, as generate_latest would (labels sorted by name)."""
         model = _label_value(self.model)
-        self.lines = tuple("".join(template.format(model, *map(_label_value, labels), floatToGoString(value))
-                                   for labels, value in values.items()).encode()
-                           for template, values in zip(_LINE_TEMPLATES, self.values))
+        self.lines = tuple("".join([f"{before(labels[:k])}{model}{after(labels[k:])}{floatToGoString(value)}\n"
+                                    for labels, value in values.items()]).encode()
+                           for (k, before, after), values in zip(_LINE_PARTS, self.values))
 
 
 def _label_value(value: str) -> str:
@@ -296,14 +302,30 @@ def _label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _line_template(name: str, labelnames: tuple[str, ...]) -> str:
-    """The str.format template of a family's sample line: {0}.. the label values in `labelnames`'
-    order (escaped), then the value; the labels written sorted by name, as generate_latest does."""
-    labels = ",".join(f'{label}="{{{i}}}"' for label, i in sorted((label, i) for i, label in enumerate(labelnames)))
-    return f"{name}{{{{{labels}}}}} {{{len(labelnames)}}}\n"
+def _line_parts(name: str, labelnames: tuple[str, ...]) -> tuple[int, Callable, Callable]:
+    """A family's sample line around the model's label value, as generate_latest writes it (labels
+    sorted by name): (k, before, after), `before(labels[:k])` the text up to the model's value and
+    `after(labels[k:])` the text from it up to the value, labels being the values after "model". Kept
+    (bounded): every refresh writes the same feature, kind and statistic names again."""
+    others = labelnames[1:]
+    if list(others) != sorted(others):
+        raise ValueError(f"{name}: the labels after model must be sorted by name")
+    k = sum(label < "model" for label in others)
+
+    @functools.lru_cache(maxsize=1 << 16)
+    def before(values: tuple[str, ...]) -> str:
+        pairs = "".join(f'{label}="{_label_value(v)}",' for label, v in zip(others[:k], values))
+        return f'{name}{{{pairs}model="'
+
+    @functools.lru_cache(maxsize=1 << 8)
+    def after(values: tuple[str, ...]) -> str:
+        pairs = "".join(f',{label}="{_label_value(v)}"' for label, v in zip(others[k:], values))
+        return f'"{pairs}}} '
+
+    return k, before, after
 
 
-_LINE_TEMPLATES = tuple(_line_template(name, labelnames) for name, _, labelnames in PER_MODEL_FAMILIES)
+_LINE_PARTS = tuple(_line_parts(name, labelnames) for name, _, labelnames in PER_MODEL_FAMILIES)
 _HEADERS = tuple(f"# HELP {name} {documentation}\n# TYPE {name} gauge\n".encode()
                  for name, documentation, _ in PER_MODEL_FAMILIES)
 
