@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from baselines.formats import BuildError, format_of
+
 if TYPE_CHECKING:
     from baselines.build import Profiler, Roles
 
@@ -29,31 +31,6 @@ INFER_ROWS = 20_000
 #: CSV spellings of a missing value in numeric columns (categorical columns: only the empty field,
 #: so that a category "NA" -- Namibia -- stays a category)
 NULL_WORDS = ["", "null", "NULL", "None", "NA", "N/A", "n/a", "nan", "NaN", "-nan", "<NA>", "#N/A"]
-
-
-class BuildError(ValueError):
-    """The training data cannot be profiled (unknown format, missing column, bad line...).
-
-    Defined here, the first place that raises it; `baselines.build` re-exports it.
-    """
-
-
-def format_of(p: Path) -> str:
-    """"csv", "jsonl" or "parquet", from the file name (BuildError for any other).
-
-    >>> format_of(Path("train.tsv.gz")), format_of(Path("events.ndjson")), format_of(Path("t.pq"))
-    ('csv', 'jsonl', 'parquet')
-    """
-    name = p.name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    if name.endswith((".csv", ".tsv")):
-        return "csv"
-    if name.endswith((".jsonl", ".ndjson")):
-        return "jsonl"
-    if name.endswith((".parquet", ".pq")) and not p.name.lower().endswith(".gz"):
-        return "parquet"
-    raise BuildError(f"{p}: unknown training data format (expected .csv, .csv.gz, .tsv, .jsonl, .ndjson or .parquet)")
 
 
 class _Opened:

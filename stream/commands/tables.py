@@ -121,7 +121,7 @@ def table_format(path: str) -> str | None:
     >>> table_format("prod.csv.gz"), table_format("prod.tsv"), table_format("p.parquet"), table_format("e.jsonl")
     ('csv', 'csv', 'parquet', None)
     """
-    from baselines.readers import BuildError, format_of
+    from baselines.formats import BuildError, format_of
 
     try:
         fmt = format_of(Path(path))
