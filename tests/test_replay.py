@@ -307,6 +307,17 @@ def test_a_reader_that_goes_away_ends_baseline_show_as_it_ends_replay(baseline_f
     assert (proc.returncode, proc.stderr) == (141, "")
 
 
+def test_replay_of_a_jsonl_file_does_not_import_pandas(tmp_path, baseline_file):
+    # telling the file's format imported baselines.readers, and pandas with it: ~0.3 s of every start-up
+    path, _ = baseline_file
+    f = _write_jsonl(tmp_path / "e.jsonl", _events(10))
+    code = ("import sys; from stream.commands.cli import main; "
+            f"status = main(['replay', {str(f)!r}, '--baseline', {str(path)!r}]); "
+            "print(status, 'pandas' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stderr.splitlines()[-1] == "0 False", proc.stderr
+
+
 def test_a_dead_letter_file_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, baseline_file):
     path, _ = baseline_file
     f = _write_jsonl(tmp_path / "e.jsonl", _events(10))
