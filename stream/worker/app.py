@@ -106,8 +106,10 @@ app = faust.App(
     **({"datadir": settings.data_dir} if settings.data_dir else {}),
 )
 
+# acks=False: its records never reach Faust's streams (stream.worker.agents takes them off the
+# fetch), so Faust must not expect acks for them (it would log its partitions as stuck)
 predictions_topic = app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw",
-                              partitions=settings.partitions)
+                              partitions=settings.partitions, acks=False)
 alerts_topic = app.topic(settings.alert_topic, key_serializer="raw", value_serializer="raw")
 dead_letters_topic = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
 
