@@ -1,5 +1,6 @@
 """The Faust agents themselves, with `agent.test_context()` and the memory store (no broker):
-micro-batching, routing per partition, alerts keyed by model, dead letters (the joins' too)."""
+the input path (fetched records handed to the agent), micro-batching, routing per partition,
+alerts keyed by model, dead letters (the joins' too)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 import msgpack
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 import stream.worker.app as worker
@@ -30,6 +32,7 @@ def sent(monkeypatch, tmp_path, credit_baseline, fraud_baseline):
     service.rescan()
     monkeypatch.setattr(worker, "service", service)
     monkeypatch.setattr(worker, "metrics", metrics)
+    monkeypatch.setattr(agents, "input_readers", [])  # the joins' forwarder registers itself when imported
     out: dict[str, list[tuple[bytes, bytes]]] = {"alerts": [], "dead": []}
 
     def collector(name):
@@ -42,19 +45,48 @@ def sent(monkeypatch, tmp_path, credit_baseline, fraud_baseline):
     return out
 
 
+@pytest.fixture(autouse=True)
+def empty_input():
+    """The input path's buffer is the module's: empty before and after each test."""
+    assert len(agents.fetched) == 0
+    yield
+    agents.fetched.drop(range(64))
+
+
 def raw_context():
-    # The input topic carries raw bytes (JSON or msgpack): the test channel must not decode them.
+    """The agent running; its records come from `agents.fetched`, never from this channel."""
     return agents.monitor_predictions.test_context(channel=worker.app.channel(key_type=bytes, value_type=bytes))
 
 
-async def put_all(agent, payloads, partition=0, key=b"credit"):
-    """Put the messages back to back, then wait until the agent has processed the last."""
-    for value in payloads:
-        last = await agent.put(value=value, key=key, partition=partition, wait=False)
+#: the next offset of each test partition
+_offsets: dict[int, int] = {}
+
+
+def fetch(payloads, partition=0, key=b"credit") -> list[ConsumerRecord]:
+    """The records one fetch of `payloads` from `partition` gives (offsets follow on per partition)."""
+    start = _offsets.get(partition, 0)
+    _offsets[partition] = start + len(payloads)
+    return [ConsumerRecord(worker.settings.input_topic, partition, start + i, 1_764_000_000_000 + i, 0, key, value,
+                           None, len(key), len(value), ()) for i, value in enumerate(payloads)]
+
+
+@pytest.fixture(autouse=True)
+def offsets_from_zero():
+    _offsets.clear()
+
+
+async def processed() -> None:
+    """Wait until the agent has processed everything fetched."""
     deadline = asyncio.get_running_loop().time() + 10
-    while not last.message.acked:
-        assert asyncio.get_running_loop().time() < deadline, "the agent did not process the batch"
+    while len(agents.fetched) or agents.processing.locked():
+        assert asyncio.get_running_loop().time() < deadline, "the agent did not process the fetched records"
         await asyncio.sleep(0.01)
+
+
+async def put_all(agent, payloads, partition=0, key=b"credit"):
+    """Hand the messages over as one fetch, then wait until the agent has processed them."""
+    agents.fetched.put({partition: fetch(payloads, partition, key)})
+    await processed()
 
 
 async def test_drifting_stream_gives_a_drift_alert_keyed_by_model(sent):
@@ -129,20 +161,24 @@ async def test_the_agent_loads_the_baselines_before_it_processes_anything(sent, 
 
 async def test_the_joins_forward_served_events_only_once_the_baselines_are_loaded(sent, tmp_path, monkeypatch):
     """The joins' forwarder keeps the events of monitored models: before the baselines are
-    loaded it would know none, and drop a restart backlog's events from the joins."""
+    loaded it would know none, and drop a restart backlog's events from the joins. It reads the
+    input topic through the agent's input path, with each micro-batch."""
     from stream.worker import joins  # registers the joins' agents on the app, which no test starts
 
     monkeypatch.setattr(worker, "service", DetectionService(str(tmp_path), worker.metrics))
+    monkeypatch.setattr(agents, "input_readers", [joins.forward_predictions])
     forwarded = []
 
     async def send(*, value, partition, **kwargs):
         forwarded.append(msgpack.unpackb(value))
     monkeypatch.setattr(joins.joins_topic, "send", send)
     event = {**events("credit", 1, seed=20)[0], "request_id": "r-1"}
-    channel = worker.app.channel(key_type=bytes, value_type=bytes)
-    async with joins.forward_predictions.test_context(channel=channel) as agent:
+    del event["ts"]  # takes its Kafka timestamp
+    async with raw_context() as agent:
         await put_all(agent, [orjson.dumps(event)])
-    assert [r["request_id"] for f in forwarded for r in f["records"]] == ["r-1"]
+    [record] = [r for f in forwarded for r in f["records"]]
+    assert record["request_id"] == "r-1" and record["ts"] == 1_764_000_000.0
+    assert worker.service.partitions[0].router.monitor("credit").events_seen == 1
 
 
 async def test_without_a_usable_baseline_the_agent_waits_and_says_so(sent, tmp_path, monkeypatch, caplog):
@@ -154,9 +190,9 @@ async def test_without_a_usable_baseline_the_agent_waits_and_says_so(sent, tmp_p
     monkeypatch.setattr(agents, "NO_BASELINE_NOTICE_INTERVAL", 0.05)
     with caplog.at_level(logging.INFO, logger="skewwatch.worker"):
         async with raw_context() as agent:
-            first = await agent.put(value=orjson.dumps(events("credit", 1, seed=18)[0]), key=b"credit", wait=False)
+            agents.fetched.put({0: fetch([orjson.dumps(events("credit", 1, seed=18)[0])])})
             await asyncio.sleep(0.3)  # long enough for a few rescans and notices
-            assert not first.message.acked and fresh.partitions == {} and sent["dead"] == []
+            assert len(agents.fetched) == 1 and fresh.partitions == {} and sent["dead"] == []
             training_baseline("credit").save(empty / "credit.msgpack")
             await put_all(agent, [orjson.dumps(e) for e in events("credit", 4, seed=19)])
     assert sent["dead"] == [] and fresh.partitions[0].router.monitor("credit").events_seen == 5
@@ -215,9 +251,8 @@ async def test_a_slow_batch_of_large_messages_does_not_block_the_event_loop(monk
     monkeypatch.setattr(worker, "service", service)
     monkeypatch.setattr(worker, "metrics", Metrics(CollectorRegistry()))
     payload = b"x" * 500_000
-    batch = [SimpleNamespace(message=SimpleNamespace(value=payload, partition=p, offset=o, topic="predictions",
-                                                     tp=("predictions", p), key=b"m"))
-             for p in (0, 1) for o in range(12)]
+    batch = [(p, [SimpleNamespace(value=payload, offset=o, topic="predictions", key=b"m") for o in range(12)])
+             for p in (0, 1)]
     loop = asyncio.get_running_loop()
     lateness: asyncio.Queue = asyncio.Queue()
 
