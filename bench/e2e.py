@@ -1,23 +1,31 @@
 """End to end on one embedded broker, in one run: what a skewwatch worker moves, against a bare
-Faust agent, and how fast an alert reaches the alert topic.
+Faust agent and a bare Kafka client, and how fast an alert reaches the alert topic.
 
-    .venv/bin/python bench/e2e.py [--messages 20000] [--batched-messages 10000] [--repeat 3]
+    .venv/bin/python bench/e2e.py [--messages 40000] [--batched-messages 10000] [--repeat 3]
                                   [--drifts 20] [--write-results]
 
-(a) bare: a Faust agent (same Faust settings and micro-batching as the worker) that only
-    decodes each message (orjson) and counts it: messages/s, the transport's ceiling.
-(b) worker, one event per message: events/s from the first produce to the last event processed
-    (skewwatch_events_total on /metrics, polled), and the ratio to (a). Target >= 0.8.
-(c) worker, 100 events per message: events/s. Target >= 100k events/s.
+One event per message, for two event shapes: narrow (the credit model's events, 15 features,
+~0.4 KB) and wide (the synthetic model's, 50 features of which 10 categorical, ~1.5 KB):
+(a) bare Faust agent (same Faust settings and micro-batching as the worker) that only decodes
+    each message (orjson) and counts it;
+(k) bare Kafka client: an aiokafka consumer in a `getmany` loop that decodes each message with
+    orjson and counts it (commits every 5 s): the client's speed, the ceiling of any Python consumer;
+(b) the skewwatch worker: events through the monitors. Ratio to (k): target >= 0.5.
+Each consumer is measured draining a backlog: it is stopped (SIGSTOP), `--messages` messages are
+produced to its topic, and it is resumed (SIGCONT); the rate runs from the resume to the poll that
+sees the last message counted. A producer in this process is slower than the consumers, so a rate
+measured while producing would be the producer's.
+(c) worker, 100 events per message: events/s, produced while it consumes (target >= 100k events/s),
+    against the bare Faust agent.
 (d) alert latency: 20 models get steady traffic; each in turn starts drifting (income x0.4).
     Latency = arrival of the model's first alert on the alert topic - the produce time of the
     message holding the event that fired it (the alert's `events_seen`-th event of the model).
     Also shown: from the first drifted message (adds the detection delay). Target p99 <= 1 s.
 
-(a) and (b)/(c) read separate topics with the same partitions and the same pre-encoded
-messages, one after the other (never at the same time, so they do not share the 2 cores), and
-the runs are interleaved: (a), (b), (c), (a), (b), (c), ...; each figure is its best run. Every
-figure is a ratio or a latency measured in this one run; absolute rates move with machine load.
+Every consumer reads its own topic, with the same partitions and the same pre-encoded messages,
+one after the other (never at the same time, so they do not share the 2 cores), and the runs are
+interleaved: (a), (k), (b) of each shape, (c), then again; each figure is the min/median/max of the
+runs, and each ratio is taken within a run. Absolute rates move with machine load (printed).
 """
 from __future__ import annotations
 
@@ -27,6 +35,8 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,12 +61,16 @@ from stream.devkit.processes import (  # noqa: E402
     tail,
     wait_until_serving,
 )
-from stream.devkit.synthetic import credit  # noqa: E402
+from stream.devkit.synthetic import credit, scenarios  # noqa: E402
 from stream.worker import config  # noqa: E402
 
 SECTION = "## End to end (bench/e2e.py)"
 BARE_APP_ID = "bench-bare"
 BARE_TOPIC = "bench.bare"
+CLIENT_GROUP = "bench-client"
+CLIENT_TOPIC = "bench.client"
+#: the wide events' features (scenarios' mixed kinds: one in five categorical)
+WIDE_FEATURES = 50
 WORKER_APP_ID = "skewwatch-bench"
 EVENTS_PER_BATCHED_MESSAGE = 100
 WARMUP_MESSAGES = 200
@@ -73,13 +87,16 @@ DRIFT = credit.Phase("drift", None, "incomes at 40% of training", income_factor=
 def main() -> int:
     if sys.argv[1:2] == ["_bare-agent"]:
         return bare_agent(sys.argv[2:])
+    if sys.argv[1:2] == ["_bare-client"]:
+        return asyncio.run(bare_client(sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=20_000, help="single-event messages for (a) and (b), per run")
+    parser.add_argument("--messages", type=int, default=40_000,
+                        help="single-event messages for (a), (k) and (b), per shape and run")
     parser.add_argument("--batched-messages", type=int, default=10_000,
                         help=f"messages of {EVENTS_PER_BATCHED_MESSAGE} events for (c)")
     parser.add_argument("--drifts", type=int, default=20, help="drifts (one per model) for (d)")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of (a), (b), (c), interleaved; each figure is the best run (default 3)")
+                        help="runs of (a), (k), (b), (c), interleaved; each figure is min/median/max (default 3)")
     parser.add_argument("--write-results", action="store_true", help=f"replace the section '{SECTION}' of {RESULTS}")
     args = parser.parse_args()
     return asyncio.run(bench(args))
@@ -128,6 +145,47 @@ def bare_agent(argv: list[str]) -> int:
     return 0
 
 
+# ---- the bare Kafka client (a subprocess) -----------------------------------------------------
+async def bare_client(argv: list[str]) -> int:
+    """An aiokafka consumer in a getmany loop that decodes (orjson) and counts; /count serves the count."""
+    from aiohttp import web
+    from aiokafka import AIOKafkaConsumer
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--web-port", type=int, required=True)
+    opts = parser.parse_args(argv)
+    settings = config.load()
+    counted = {"messages": 0}
+
+    async def count_page(request):
+        return web.json_response(counted)
+
+    web_app = web.Application()
+    web_app.router.add_get("/count", count_page)
+    runner = web.AppRunner(web_app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", opts.web_port).start()
+    # the worker's fetch wait and session timeout; offsets committed every 5 s, as the worker's checkpoints
+    consumer = AIOKafkaConsumer(opts.topic, bootstrap_servers=opts.bootstrap, group_id=CLIENT_GROUP,
+                                auto_offset_reset="earliest", enable_auto_commit=True, auto_commit_interval_ms=5000,
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms, session_timeout_ms=10_000,
+                                heartbeat_interval_ms=1000)
+    await consumer.start()
+    loads = orjson.loads
+    try:
+        while True:
+            fetched = await consumer.getmany(timeout_ms=1000)
+            for records in fetched.values():
+                for record in records:
+                    loads(record.value)
+                counted["messages"] += len(records)
+    finally:
+        await consumer.stop()
+        await runner.cleanup()
+
+
 # ---- the benchmark --------------------------------------------------------------------------
 async def bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="skewwatch-e2e-") as tmp:
@@ -141,46 +199,62 @@ async def bench(args: argparse.Namespace) -> int:
 
 
 async def _bench_in(workdir: Path, args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    """Broker, bare agent and worker with their files under `workdir`; the table's rows."""
+    """Broker, bare agent, bare client and worker with their files under `workdir`; the table's rows."""
     env = embedded_worker_env(workdir, app_id=WORKER_APP_ID, web_port=free_port())
     cfg = config.load(env)
-    topics = {**config.topics(cfg), BARE_TOPIC: cfg.partitions, f"{BARE_APP_ID}-__assignor-__leader": 1}
+    topics = {**config.topics(cfg), BARE_TOPIC: cfg.partitions, CLIENT_TOPIC: cfg.partitions,
+              f"{BARE_APP_ID}-__assignor-__leader": 1}
     print("generating events, baselines ...", flush=True)
     models = [f"{credit.MODEL}-{i:02d}" for i in range(args.drifts)]
     baseline = credit.baseline(seed=0)
     baseline.save(Path(cfg.baselines) / f"{credit.MODEL}.msgpack")
+    wide = scenarios.stationary(20_000, n_features=WIDE_FEATURES, n_train=5_000, seed=2)
+    wide.baseline().save(Path(cfg.baselines) / f"{scenarios.MODEL}.msgpack")
     broker = EmbeddedBroker(topics=topics)
-    processes: list[subprocess.Popen] = []
+    processes: dict[str, subprocess.Popen] = {}
     try:
         broker.start()
         env["SKEWWATCH_BROKER"] = broker.url
-        bare_port = free_port()
-        bare_log, worker_log = workdir / "bare.log", workdir / "worker.log"
-        with open(bare_log, "wb") as log:
-            processes.append(subprocess.Popen(
+        bare_port, client_port = free_port(), free_port()
+        logs = {name: workdir / f"{name}.log" for name in ("bare", "client", "worker")}
+        with open(logs["bare"], "wb") as log:
+            processes["bare"] = subprocess.Popen(
                 [sys.executable, __file__, "_bare-agent", "--broker", broker.url, "--topic", BARE_TOPIC,
                  "--partitions", str(cfg.partitions), "--web-port", str(bare_port),
                  "--data-dir", str(workdir / "bare-data")],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        processes.append(start_worker(env, worker_log))
-        bare_url = f"http://127.0.0.1:{bare_port}/count"
-        metrics_url = f"http://127.0.0.1:{cfg.web_port}/metrics"
-        _check(wait_until_serving(bare_url, processes[0], START_TIMEOUT), bare_log)
-        _check(wait_until_serving(metrics_url, processes[1], START_TIMEOUT), worker_log)
-        return await _measure(args, cfg, broker.bootstrap, bare_url, metrics_url, baseline, models, processes)
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(logs["client"], "wb") as log:
+            processes["client"] = subprocess.Popen(
+                [sys.executable, __file__, "_bare-client", "--bootstrap", broker.bootstrap, "--topic", CLIENT_TOPIC,
+                 "--web-port", str(client_port)],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        processes["worker"] = start_worker(env, logs["worker"])
+        urls = {"bare": f"http://127.0.0.1:{bare_port}/count", "client": f"http://127.0.0.1:{client_port}/count",
+                "worker": f"http://127.0.0.1:{cfg.web_port}/metrics"}
+        for name, url in urls.items():
+            _check(wait_until_serving(url, processes[name], START_TIMEOUT), logs[name])
+        return await _measure(args, cfg, broker.bootstrap, urls, baseline, wide, models, processes)
     finally:
-        for process in reversed(processes):
+        for process in reversed(processes.values()):
             stop_worker(process)
         broker.stop()
 
 
-async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, baseline, models: list[str],
-                   processes: list[subprocess.Popen]) -> list[tuple[str, str, str]]:
+def _spread(values: list[float], fmt: str = "{:,.0f}") -> str:
+    """min / median / max."""
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+
+
+async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wide, models: list[str],
+                   processes: dict[str, subprocess.Popen]) -> list[tuple[str, str, str]]:
     import aiohttp
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     pool = [e for _, e in itertools.islice(credit.traffic(seed=1, phases=(credit.Phase("normal", None),)), 20_000)]
-    single = [orjson.dumps(e) for e in pool]
+    shapes = {  # name: (model, single-event messages)
+        "narrow": (credit.MODEL, [orjson.dumps(e) for e in pool]),
+        "wide": (scenarios.MODEL, [orjson.dumps(e) for e in wide.events]),
+    }
     batched = [orjson.dumps(pool[i:i + EVENTS_PER_BATCHED_MESSAGE])
                for i in range(0, len(pool), EVENTS_PER_BATCHED_MESSAGE)]
     key = credit.MODEL.encode()
@@ -199,52 +273,80 @@ async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, b
         alerts: list[tuple[float, dict]] = []
         stack.callback(asyncio.create_task(_collect(consumer, alerts)).cancel)
 
-        async def bare_count() -> float:
-            async with http.get(bare_url) as r:
+        async def count_of(name: str) -> float:
+            async with http.get(urls[name]) as r:
                 return float((await r.json())["messages"])
 
         async def metrics() -> str:
-            async with http.get(metrics_url) as r:
+            async with http.get(urls["worker"]) as r:
                 return await r.text()
 
-        async def worker_events() -> float:
-            return metric_value(await metrics(), "skewwatch_events_total", f'model="{credit.MODEL}"')
+        def worker_events(model: str):
+            async def count() -> float:
+                return metric_value(await metrics(), "skewwatch_events_total", f'model="{model}"')
+            return count
 
-        # Warm-up: both consumers have joined their group and processed messages.
-        bare_done = (await _run(producer, BARE_TOPIC, key, single, WARMUP_MESSAGES, bare_count, 0))[1]
-        worker_done = (await _run(producer, cfg.input_topic, key, single, WARMUP_MESSAGES, worker_events, 0))[1]
-        bare_s, bare_batched_s, single_s, batched_s = [], [], [], []
+        peers = {  # name: (topic, counter of a shape's model)
+            "bare": (BARE_TOPIC, lambda model: lambda: count_of("bare")),
+            "client": (CLIENT_TOPIC, lambda model: lambda: count_of("client")),
+            "worker": (cfg.input_topic, worker_events),
+        }
+        def slot(peer: str, model: str) -> str:
+            return f"{peer}:{model}" if peer == "worker" else peer  # the bare consumers count every model together
+
+        done: dict[str, float] = {}
+        # Warm-up: every consumer has joined its group and processed messages of each shape.
+        for model, messages in shapes.values():
+            for peer, (topic, counter) in peers.items():
+                done[slot(peer, model)] = (await _run(producer, topic, model.encode(), messages, WARMUP_MESSAGES,
+                                                      counter(model), done.get(slot(peer, model), 0)))[1]
+        rates: dict[tuple[str, str], list[float]] = {}
+        bare_batched_s, batched_s = [], []
         batched_busy = 0.0  # seconds the worker spent in its micro-batches during (c)
         for r in range(args.repeat):
-            print(f"run {r + 1}/{args.repeat}: bare agent and worker, 1 and {EVENTS_PER_BATCHED_MESSAGE} "
-                  "events per message ...", flush=True)
-            seconds, bare_done = await _run(producer, BARE_TOPIC, key, single, n, bare_count, bare_done)
-            bare_s.append(seconds)
-            seconds, worker_done = await _run(producer, cfg.input_topic, key, single, n, worker_events, worker_done)
-            single_s.append(seconds)
-            # the bare agent counts messages, the worker events
-            seconds, bare_done = await _run(producer, BARE_TOPIC, key, batched, m, bare_count, bare_done)
+            print(f"run {r + 1}/{args.repeat}: bare agent, bare client and worker, narrow and wide events, 1 and "
+                  f"{EVENTS_PER_BATCHED_MESSAGE} events per message (load {os.getloadavg()[0]:.2f}) ...", flush=True)
+            for shape, (model, messages) in shapes.items():
+                for peer, (topic, counter) in peers.items():
+                    seconds, done[slot(peer, model)] = await _drain(producer, topic, model.encode(), messages, n,
+                                                                    counter(model), done[slot(peer, model)],
+                                                                    processes[peer])
+                    rates.setdefault((peer, shape), []).append(n / seconds)
+            seconds, done["bare"] = await _run(producer, BARE_TOPIC, key, batched, m, lambda: count_of("bare"),
+                                               done["bare"])
             bare_batched_s.append(seconds)
             busy_before = metric_value(await metrics(), "skewwatch_batch_seconds_sum")
-            seconds, worker_done = await _run(producer, cfg.input_topic, key, batched, m, worker_events, worker_done,
-                                              EVENTS_PER_BATCHED_MESSAGE)
+            worker_slot = slot("worker", credit.MODEL)
+            seconds, done[worker_slot] = await _run(producer, cfg.input_topic, key, batched, m,
+                                                    worker_events(credit.MODEL), done[worker_slot],
+                                                    EVENTS_PER_BATCHED_MESSAGE)
             batched_s.append(seconds)
             batched_busy += metric_value(await metrics(), "skewwatch_batch_seconds_sum") - busy_before
-        stop_worker(processes[0])  # the bare agent is done
-        bare_rate, single_rate = n / min(bare_s), n / min(single_s)
-        bare_batched_rate = m * EVENTS_PER_BATCHED_MESSAGE / min(bare_batched_s)
-        batched_rate = m * EVENTS_PER_BATCHED_MESSAGE / min(batched_s)
-        rows.append(("(a) bare Faust agent, decode + count, 1 event/message", f"{bare_rate:,.0f} messages/s", ""))
-        rows.append(("(b) skewwatch worker, 1 event/message", f"{single_rate:,.0f} events/s",
-                     f"{single_rate / bare_rate:.2f}x bare (target >= 0.8)"))
-        rows.append((f"(a) bare Faust agent, {EVENTS_PER_BATCHED_MESSAGE} events/message",
-                     f"{bare_batched_rate:,.0f} events/s "
-                     f"({bare_batched_rate / EVENTS_PER_BATCHED_MESSAGE:,.0f} messages/s)", ""))
-        rows.append((f"(c) skewwatch worker, {EVENTS_PER_BATCHED_MESSAGE} events/message",
-                     f"{batched_rate:,.0f} events/s",
-                     f"{batched_rate / bare_batched_rate:.2f}x bare; target >= 100,000"))
+        stop_worker(processes["bare"])  # the bare consumers are done
+        stop_worker(processes["client"])
+        load = os.getloadavg()[0]
+        for shape, (_, messages) in shapes.items():
+            size = statistics.mean(map(len, messages))
+            bare, client, mine = rates["bare", shape], rates["client", shape], rates["worker", shape]
+            label = f"{shape} events ({size / 1000:.1f} KB)"
+            rows.append((f"(a) bare Faust agent, decode + count, 1 event/message, {label}",
+                         f"{_spread(bare)} messages/s", ""))
+            rows.append((f"(k) bare aiokafka getmany + orjson, 1 event/message, {label}",
+                         f"{_spread(client)} messages/s", ""))
+            rows.append((f"(b) skewwatch worker, 1 event/message, {label}", f"{_spread(mine)} events/s",
+                         f"{_spread([w / c for w, c in zip(mine, client)], '{:.2f}x')} (k) (target >= 0.5); "
+                         f"{_spread([w / b for w, b in zip(mine, bare)], '{:.2f}x')} (a)"))
+        bare_batched = [m * EVENTS_PER_BATCHED_MESSAGE / s for s in bare_batched_s]
+        batched_rates = [m * EVENTS_PER_BATCHED_MESSAGE / s for s in batched_s]
+        rows.append((f"(a) bare Faust agent, {EVENTS_PER_BATCHED_MESSAGE} events/message (narrow)",
+                     f"{_spread(bare_batched)} events/s", ""))
+        rows.append((f"(c) skewwatch worker, {EVENTS_PER_BATCHED_MESSAGE} events/message (narrow)",
+                     f"{_spread(batched_rates)} events/s",
+                     f"{_spread([c / b for c, b in zip(batched_rates, bare_batched)], '{:.2f}x')} (a); "
+                     "target >= 100,000"))
         rows.append(("(c) share of the run the worker spent processing micro-batches",
                      f"{batched_busy / sum(batched_s):.0%}", "near 100%: detection is the limit"))
+        rows.append(("load average (1 min) after (a)-(c), 2 cores", f"{load:.2f}", ""))
         stationary_alerts = len(alerts)
 
         print(f"(d) alert latency over {len(models)} drifts ...", flush=True)
@@ -260,7 +362,7 @@ async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, b
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the worker did not load the {len(models)} baselines within 30 s")
             await asyncio.sleep(0.2)
-        latencies = await _latency(producer, cfg.input_topic, models, alerts, processes[1])
+        latencies = await _latency(producer, cfg.input_topic, models, alerts, processes["worker"])
         after = await metrics()
     trig = np.array([t for t, _ in latencies.values()])
     since_drift = np.array([d for _, d in latencies.values()])
@@ -287,17 +389,39 @@ async def _run(producer, topic: str, key: bytes, messages: list[bytes], n: int, 
                events_per_message: int = 1) -> tuple[float, float]:
     """Produce `n` messages (cycling through `messages`) and poll `count()` until it has grown
     by their events from `done`: (seconds from the first produce to the poll that saw it, new count)."""
-    target = done + n * events_per_message
     start = time.perf_counter()
+    await _produce(producer, topic, key, messages, n)
+    target = await _until(count, done + n * events_per_message, topic)
+    return time.perf_counter() - start, target
+
+
+async def _drain(producer, topic: str, key: bytes, messages: list[bytes], n: int, count, done: float,
+                 consumer: subprocess.Popen) -> tuple[float, float]:
+    """Stop `consumer`, produce `n` single-event messages, resume it, and poll `count()` until it has
+    grown by `n` from `done`: (seconds from the resume to the poll that saw it, new count)."""
+    os.kill(consumer.pid, signal.SIGSTOP)
+    try:
+        await _produce(producer, topic, key, messages, n)
+    finally:
+        os.kill(consumer.pid, signal.SIGCONT)
+    start = time.perf_counter()
+    target = await _until(count, done + n, topic)
+    return time.perf_counter() - start, target
+
+
+async def _produce(producer, topic: str, key: bytes, messages: list[bytes], n: int) -> None:
     for value in itertools.islice(itertools.cycle(messages), n):
         await producer.send(topic, value, key=key)
     await producer.flush()
+
+
+async def _until(count, target: float, topic: str) -> float:
     deadline = time.monotonic() + 300
     while await count() < target:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{topic}: the consumer did not reach {target:,.0f} within 300 s")
         await asyncio.sleep(POLL_SECONDS)
-    return time.perf_counter() - start, target
+    return target
 
 
 async def _collect(consumer, alerts: list[tuple[float, dict]]) -> None:

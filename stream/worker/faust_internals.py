@@ -33,6 +33,7 @@ producer flushed first). tests/stream/test_faust_internals.py fails if a private
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -152,10 +153,16 @@ async def _wait_next_records_diverting(self: Any, timeout: float) -> tuple[Any, 
             by_topic.setdefault(tp.topic, {})[tp.partition] = batch
     for topic, batch in by_topic.items():
         sink = _diverted[topic]
-        while sink.full():
+        if sink.full():
             # until there is room, or the flow is suspended (then the records are dropped: see the module)
-            waited = await self.wait_first(sink.wait_for_room(), self.suspend_flow)
-            if waited.stopped or self.suspend_flow in waited.done or not self.flow_active:
+            room = asyncio.ensure_future(sink.wait_for_room())
+            suspended = asyncio.ensure_future(self.suspend_flow.wait())
+            try:
+                await asyncio.wait((room, suspended), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                room.cancel()
+                suspended.cancel()
+            if not room.done() or room.cancelled() or not self.flow_active or self.should_stop:
                 return records, active_partitions
         sink.put(batch)
     return records, active_partitions

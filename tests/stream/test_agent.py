@@ -13,12 +13,13 @@ import msgpack
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 import stream.worker.app as worker
 from stream.worker import agents
 from stream.worker.metrics import Metrics
-from stream.worker.service import DetectionService
+from stream.worker.service import DetectionService, position_key
 from tests.stream.helpers import credit_baseline, events, fraud_baseline, training_baseline  # noqa: F401 (fixtures)
 
 
@@ -272,3 +273,82 @@ async def test_a_slow_batch_of_large_messages_does_not_block_the_event_loop(monk
     task.cancel()
     assert service.processed == [(p, o) for p in (0, 1) for o in range(12)]
     assert worst < 0.6, f"a timer waited {worst:.2f} s"
+
+
+class ConfirmingTable(dict):
+    """The checkpoint table: records kept in a dict; the broker confirms them or not."""
+
+    confirm = True
+
+    async def confirmed(self, timeout):
+        return self.confirm
+
+
+@pytest.fixture
+def committed(monkeypatch):
+    """The checkpoint table, and the offsets the worker commits for its input topic."""
+    table = ConfirmingTable()
+    monkeypatch.setattr(worker, "checkpoints", table)
+    out: list[dict] = []
+
+    async def commit(consumer, offsets):
+        out.append({tp.partition: offset for tp, offset in offsets.items() if tp.topic == worker.settings.input_topic})
+        return True
+
+    async def faust_commit():  # the other topics' (none here)
+        return False
+    monkeypatch.setattr(agents, "commit", commit)
+    monkeypatch.setattr(worker.app.consumer, "commit", faust_commit)
+    return SimpleNamespace(table=table, offsets=out)
+
+
+async def checkpoint_and_commit():
+    """What the checkpoint timer does each round."""
+    async with agents.processing:
+        await agents._checkpoint_then_commit(stepwise=True)
+
+
+def _marker_offset(table, partition):
+    return msgpack.unpackb(table[position_key(partition)])["offset"]
+
+
+async def test_the_offsets_committed_are_those_the_confirmed_checkpoints_cover(sent, committed):
+    """Faust never sees the input records, so the worker commits their offsets itself: each
+    partition's last processed offset + 1, what its position marker vouches for, and only once
+    the broker has the checkpoints."""
+    async with raw_context() as agent:
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 30, seed=21)], partition=0)
+        await put_all(agent, [orjson.dumps(e) for e in events("fraud", 20, seed=22)], partition=2, key=b"fraud")
+        committed.table.confirm = False
+        await checkpoint_and_commit()
+        assert committed.offsets == []  # not on the broker: nothing committed
+        committed.table.confirm = True
+        await checkpoint_and_commit()
+        assert committed.offsets == [{0: 30, 2: 20}]
+        assert (_marker_offset(committed.table, 0), _marker_offset(committed.table, 2)) == (29, 19)
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 10, seed=23)], partition=0)
+        await checkpoint_and_commit()
+        assert committed.offsets[-1] == {0: 40}  # partition 2 did not move
+        assert _marker_offset(committed.table, 0) == 39
+        await agents.on_shutdown(worker.app)  # a stop commits what its checkpoints cover too
+        assert committed.offsets[-1] == {0: 40}
+
+
+async def test_a_revoked_partition_is_checkpointed_and_its_fetched_records_dropped(sent, committed, tmp_path):
+    """A rebalance: the revoked partition's records still waiting are not processed here (its new
+    owner reads them from the committed offset); its monitors are checkpointed first, and the
+    other partitions' records are processed as fetched."""
+    empty = tmp_path / "none"
+    empty.mkdir()
+    fresh = DetectionService(str(empty), worker.metrics)
+    worker.service.rescan()
+    async with raw_context() as agent:
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 10, seed=24)], partition=1)
+        agents.fetched.put({0: fetch([orjson.dumps(e) for e in events("credit", 5, seed=25)], 0),
+                            1: fetch([orjson.dumps(e) for e in events("credit", 7, seed=26)], 1)})
+        await agents.on_revoked(worker.app, {TP(worker.settings.input_topic, 1)})
+        await processed()
+    assert fresh.partitions == {}
+    assert set(worker.service.partitions) == {0}
+    assert worker.service.partitions[0].router.monitor("credit").events_seen == 5
+    assert _marker_offset(committed.table, 1) == 9 and "1/credit" in committed.table
