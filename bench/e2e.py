@@ -74,8 +74,11 @@ WIDE_FEATURES = 50
 WORKER_APP_ID = "skewwatch-bench"
 EVENTS_PER_BATCHED_MESSAGE = 100
 WARMUP_MESSAGES = 200
-#: Each /metrics poll costs the worker ~3 ms per model: 10 polls/s keep that near 3% of a core.
+#: between two polls of a consumer's count (the worker's /status.json); a rate ends at the wall time
+#: the consumer last counted, not at the poll
 POLL_SECONDS = 0.1
+#: seconds a consumer may stay stopped while its backlog is produced (its session timeout is 10 s)
+DRAIN_STOP_WARNING = 8.0
 START_TIMEOUT = 60.0
 #: (d): background traffic per model, and the time between two models' drifts
 LATENCY_TICK = 0.05
@@ -126,7 +129,7 @@ def bare_agent(argv: list[str]) -> int:
         web_bind="127.0.0.1", web_host="127.0.0.1", web_port=opts.web_port, datadir=opts.data_dir,
     )
     topic = app.topic(opts.topic, key_serializer="raw", value_serializer="raw", partitions=opts.partitions)
-    counted = {"messages": 0}
+    counted = {"messages": 0, "at": 0.0}  # at: the wall time of the last count
 
     @app.agent(topic)
     async def count(stream):
@@ -135,6 +138,7 @@ def bare_agent(argv: list[str]) -> int:
                 value = event.message.value
                 orjson.loads(value) if value[:1] in (b"{", b"[") else msgpack.unpackb(value)
             counted["messages"] += len(batch)
+            counted["at"] = time.time()
 
     @app.page("/count")
     async def count_page(web, request):
@@ -157,7 +161,7 @@ async def bare_client(argv: list[str]) -> int:
     parser.add_argument("--web-port", type=int, required=True)
     opts = parser.parse_args(argv)
     settings = config.load()
-    counted = {"messages": 0}
+    counted = {"messages": 0, "at": 0.0}  # at: the wall time of the last count
 
     async def count_page(request):
         return web.json_response(counted)
@@ -181,6 +185,8 @@ async def bare_client(argv: list[str]) -> int:
                 for record in records:
                     loads(record.value)
                 counted["messages"] += len(records)
+            if fetched:
+                counted["at"] = time.time()
     finally:
         await consumer.stop()
         await runner.cleanup()
@@ -230,7 +236,7 @@ async def _bench_in(workdir: Path, args: argparse.Namespace) -> list[tuple[str, 
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         processes["worker"] = start_worker(env, logs["worker"])
         urls = {"bare": f"http://127.0.0.1:{bare_port}/count", "client": f"http://127.0.0.1:{client_port}/count",
-                "worker": f"http://127.0.0.1:{cfg.web_port}/metrics"}
+                "worker": f"http://127.0.0.1:{cfg.web_port}/status.json"}
         for name, url in urls.items():
             _check(wait_until_serving(url, processes[name], START_TIMEOUT), logs[name])
         return await _measure(args, cfg, broker.bootstrap, urls, baseline, wide, models, processes)
@@ -273,17 +279,22 @@ async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wi
         alerts: list[tuple[float, dict]] = []
         stack.callback(asyncio.create_task(_collect(consumer, alerts)).cancel)
 
-        async def count_of(name: str) -> float:
+        async def count_of(name: str) -> tuple[float, float]:
             async with http.get(urls[name]) as r:
-                return float((await r.json())["messages"])
+                counted = await r.json()
+            return float(counted["messages"]), counted["at"]
 
         async def metrics() -> str:
-            async with http.get(urls["worker"]) as r:
+            async with http.get(urls["worker"].replace("/status.json", "/metrics")) as r:
                 return await r.text()
 
         def worker_events(model: str):
-            async def count() -> float:
-                return metric_value(await metrics(), "skewwatch_events_total", f'model="{model}"')
+            async def count() -> tuple[float, float]:
+                # /status.json, not /metrics: a scrape costs the worker ~3 ms per model (10 polls a second)
+                async with http.get(urls["worker"]) as r:
+                    status = await r.json()
+                seen = sum(p["models"].get(model, 0) for p in status["partitions"].values())
+                return float(seen), status["last_event_at"].get(model, 0.0)
             return count
 
         peers = {  # name: (topic, counter of a shape's model)
@@ -388,25 +399,29 @@ async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wi
 async def _run(producer, topic: str, key: bytes, messages: list[bytes], n: int, count, done: float,
                events_per_message: int = 1) -> tuple[float, float]:
     """Produce `n` messages (cycling through `messages`) and poll `count()` until it has grown
-    by their events from `done`: (seconds from the first produce to the poll that saw it, new count)."""
-    start = time.perf_counter()
+    by their events from `done`: (seconds from the first produce to the last one counted, new count)."""
+    start = time.time()
     await _produce(producer, topic, key, messages, n)
-    target = await _until(count, done + n * events_per_message, topic)
-    return time.perf_counter() - start, target
+    target, last = await _until(count, done + n * events_per_message, topic)
+    return last - start, target
 
 
 async def _drain(producer, topic: str, key: bytes, messages: list[bytes], n: int, count, done: float,
                  consumer: subprocess.Popen) -> tuple[float, float]:
     """Stop `consumer`, produce `n` single-event messages, resume it, and poll `count()` until it has
-    grown by `n` from `done`: (seconds from the resume to the poll that saw it, new count)."""
+    grown by `n` from `done`: (seconds from the resume to the last one counted, new count)."""
     os.kill(consumer.pid, signal.SIGSTOP)
     try:
+        started = time.monotonic()
         await _produce(producer, topic, key, messages, n)
+        if time.monotonic() - started > DRAIN_STOP_WARNING:
+            print(f"    the backlog took {time.monotonic() - started:.1f} s to produce: the stopped consumer may "
+                  "have left its group", flush=True)
     finally:
         os.kill(consumer.pid, signal.SIGCONT)
-    start = time.perf_counter()
-    target = await _until(count, done + n, topic)
-    return time.perf_counter() - start, target
+    resumed = time.time()
+    target, last = await _until(count, done + n, topic)
+    return last - resumed, target
 
 
 async def _produce(producer, topic: str, key: bytes, messages: list[bytes], n: int) -> None:
@@ -415,13 +430,16 @@ async def _produce(producer, topic: str, key: bytes, messages: list[bytes], n: i
     await producer.flush()
 
 
-async def _until(count, target: float, topic: str) -> float:
+async def _until(count, target: float, topic: str) -> tuple[float, float]:
+    """Poll `count()` ((count, wall time of its last change)) until it reaches `target`: (target, that time)."""
     deadline = time.monotonic() + 300
-    while await count() < target:
+    while True:
+        counted, last = await count()
+        if counted >= target:
+            return target, last
         if time.monotonic() > deadline:
             raise TimeoutError(f"{topic}: the consumer did not reach {target:,.0f} within 300 s")
         await asyncio.sleep(POLL_SECONDS)
-    return target
 
 
 async def _collect(consumer, alerts: list[tuple[float, dict]]) -> None:

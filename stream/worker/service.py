@@ -60,7 +60,8 @@ KEPT_ALERTS = 50
 
 @dataclass(frozen=True)
 class Record:
-    """One consumed message and where it came from."""
+    """One consumed message and where it came from. Wherever a Record is read, anything with its
+    four attributes does: the worker passes aiokafka's ConsumerRecords as they were fetched."""
 
     value: bytes
     partition: int

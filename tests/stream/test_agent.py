@@ -252,7 +252,8 @@ async def test_a_slow_batch_of_large_messages_does_not_block_the_event_loop(monk
     monkeypatch.setattr(worker, "service", service)
     monkeypatch.setattr(worker, "metrics", Metrics(CollectorRegistry()))
     payload = b"x" * 500_000
-    batch = [(p, [SimpleNamespace(value=payload, offset=o, topic="predictions", key=b"m") for o in range(12)])
+    batch = [(p, [SimpleNamespace(value=payload, partition=p, offset=o, topic="predictions", key=b"m")
+                  for o in range(12)])
              for p in (0, 1)]
     loop = asyncio.get_running_loop()
     lateness: asyncio.Queue = asyncio.Queue()
