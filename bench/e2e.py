@@ -521,12 +521,29 @@ def _write_results(table: str, args: argparse.Namespace) -> None:
 
 
 _NOTES = """\
-- (a) and (b) consume identical pre-encoded JSON messages (credit-model events, 15 features)
-  from two topics with the same partitions; messages are keyed by model. Runs of (a), (b), (c)
-  are interleaved; each figure is the best of `--repeat` runs.
-- Rates run from the first produce to the first `/metrics` (or `/count`) poll, every 100 ms,
-  that shows the last message processed (a `/metrics` scrape costs the worker ~3 ms per model;
-  the 20 models of (d) are loaded only after (c)).
+- Each figure is min / median / max over the `--repeat` interleaved runs; each ratio is taken
+  within a run (the worker's rate over the bare consumer's, measured minutes apart at most).
+- (a), (k) and (b) drain a backlog: the consumer process is stopped (SIGSTOP) while `--messages`
+  identical pre-encoded JSON messages are produced to its own topic (same partitions, keyed by
+  model), then resumed (SIGCONT); the rate runs from the resume to the wall time the consumer
+  counted its last message (the bare consumers' `/count`, the worker's `/status.json`
+  `last_event_at`), found by polling every 100 ms. Measured while producing instead, every
+  consumer faster than this process's producer (~60-100k messages/s) measures the producer.
+- Narrow events: the credit model's (15 features, ~0.4 KB as JSON). Wide events: the synthetic
+  model's of stream/devkit/synthetic/scenarios.py with 50 features (30 floats at full precision,
+  10 integer counts, 10 categorical; ~1.5 KB).
+- (k) is the ceiling of any Python consumer of these messages: aiokafka parses the record batches
+  (in C) and orjson decodes; nothing else. (b) does that, with Faust's consumer in its thread, plus
+  the detection engine: on narrow single-event messages a profile of the worker draining a backlog
+  (py-spy, 2026-12-08) shows ~85% of its main thread in its micro-batches, ~80% in the engine
+  (decoding ~28%, the monitors ~18%, the rollback snapshot of detectors/processing.py ~11%), ~3% in
+  the fetch. Before the input path (2026-12-08: records taken off Faust's per-message path,
+  stream/worker/faust_internals.py `divert`), the worker ran 4.4-5.7k events/s here, 0.07-0.10x
+  of (k), with 10-11% of its time in its micro-batches.
+- (a), the bare Faust agent, is Faust's per-message path: it moves a few thousand messages/s,
+  whatever their size.
+- (c) is produced while the worker consumes (1M events per run; the producer is not the limit
+  there), as is (d).
 - (d): `--drifts` models, each with its own baseline, get 5-event messages every 50 ms (2,000 events/s
   for 20 models); model i starts drifting (income x0.4) 2 + 0.75 i s in. The latency of a drift is the
   arrival of the model's first alert at a consumer of the alert topic minus the produce time of
@@ -534,24 +551,12 @@ _NOTES = """\
 - The worker runs with `SKEWWATCH_SINGLE_RECORD_BATCHES=1` (the embedded broker's workaround).
 - Where (d)'s time goes: Faust's consumer asks for `fetch_max_wait_ms=1500` (hard-coded in
   `faust/transport/drivers/aiokafka.py`) and the embedded broker answers a fetch late even when
-  records are waiting (a plain aiokafka consumer, one message every 100 ms, saw delivery p50
-  370 ms at 1500 ms and 3 ms at 100 ms). The worker lowers it to `--fetch-max-wait-ms` (100 ms,
-  stream/worker/faust_internals.py), and so does the bare agent here; what remains is mostly the 0.2 s
-  micro-batch wait (`--batch-within`). Before that setting, (d) measured p99 1.5 s.
-- Where (c)'s time goes: with the monitors compiled (detectors/_kernels.c, 2026-11-26) the worker
-  spends ~53% of the run in its micro-batches (65-70% before them, at 105-119k events/s). The
-  rest is Faust's `take_events`, which does not buffer while a micro-batch is processed: each batch
-  of 100-event messages is preceded by the 0.2 s `--batch-within` wait in which the next messages
-  trickle in (timed in the agent, 2026-11-25). A larger per-partition fetch (8-16 MiB) looked +8%
-  in 3 of 4 paired runs, within the noise; not kept. The credit model's monitor is slower per
-  feature than the 50-feature bench's: 6 of its 10 numeric features (rounded values, a CDF with
-  jumps) take the exact PIT in numpy, which the kernels do not cover.
-- Variance: before the compiled monitors, quiet runs gave (c) 105,561-119,154 events/s, (b)
-  0.93-0.99x, (d) p99 303-305 ms; on a loaded VM the same code measured 74,518-94,890 events/s
-  with the bare agent down to 217k-227k events/s, so (c) is an absolute rate that moves with the
-  machine.
-- (c) runs 10,000 messages (1M events) per run since 2026-11-26 (2,000 before: a 2 s run where
-  the first fetch and the first batch wait weigh ~10%)."""
+  records are waiting. The worker lowers it to `--fetch-max-wait-ms` (100 ms,
+  stream/worker/faust_internals.py), and so do the bare agent and client here; what remains is
+  mostly the 0.2 s micro-batch wait (`--batch-within`), which ends early once a micro-batch holds
+  `--batch-size` messages or 2 MB of payload.
+- The machine is shared: the load average (printed at each run's start and in the table) was
+  well above its 2 cores in these runs, and absolute rates move with it; compare ratios."""
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ from stream.worker.service import Record, parse_checkpoint_key
 
 log = logging.getLogger("skewwatch.worker")
 
-__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "FETCHED_CAPACITY", "NO_BASELINE_NOTICE_INTERVAL",
+__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "FETCHED_CAPACITY", "FETCHED_CAPACITY_BYTES",
+           "NO_BASELINE_NOTICE_INTERVAL",
            "STEP_SECONDS", "YIELD_EVERY_BYTES", "FetchedRecords", "checkpoint_and_commit", "emit", "fetched",
            "input_readers", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown",
            "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines",
@@ -134,18 +135,22 @@ def _chunks(records: list[Record]) -> Iterator[list[Record]]:
 #: records fetched and not yet taken by the agent, at most (the fetch loop waits beyond): a few
 #: micro-batches, so that the next is fetched while one is processed
 FETCHED_CAPACITY = 4 * settings.batch_size
+#: payload bytes fetched and not yet taken by the agent, at most: the bound on what large
+#: messages (up to --max-message-bytes each) hold in memory
+FETCHED_CAPACITY_BYTES = 8 * YIELD_EVERY_BYTES
 
 
 class FetchedRecords:
     """The input topic's fetched records on their way from the consumer's fetch loop
     (stream.worker.faust_internals.divert) to the agent, in fetch order.
 
-    Bounded: the fetch loop waits while `capacity` records are waiting (a fetch is taken whole,
-    so one fetch may go beyond it). The agent waits for a micro-batch (`ready`) and takes it
-    (`take`); a rebalance drops the revoked partitions' records (`drop`).
+    Bounded: the fetch loop waits while `capacity` records or `capacity_bytes` of payload are
+    waiting (a fetch is taken whole, so one fetch may go beyond). The agent waits for a
+    micro-batch (`ready`) and takes it (`take`); a rebalance drops the revoked partitions'
+    records (`drop`).
 
     >>> from types import SimpleNamespace as Rec
-    >>> f = FetchedRecords(capacity=3, enough_bytes=100)
+    >>> f = FetchedRecords(capacity=3, capacity_bytes=100, enough_bytes=50)
     >>> f.put({0: [Rec(value=b"a", offset=0), Rec(value=b"b", offset=1)], 1: [Rec(value=b"c", offset=7)]})
     >>> f.full(), [(p, [r.offset for r in rs]) for p, rs in f.take(2)]
     (True, [(0, [0, 1])])
@@ -153,12 +158,14 @@ class FetchedRecords:
     ([(1, [7])], 0)
     """
 
-    def __init__(self, capacity: int, enough_bytes: int):
+    def __init__(self, capacity: int, capacity_bytes: int, enough_bytes: int):
         self.capacity = capacity
+        self.capacity_bytes = capacity_bytes
         #: payload bytes that make a micro-batch without waiting for more records
         self.enough_bytes = enough_bytes
-        self._fetches: deque[tuple[int, list[Any]]] = deque()  # (partition, records)
+        self._fetches: deque[tuple[int, list[Any], int]] = deque()  # (partition, records, payload bytes)
         self._records = 0
+        self._bytes = 0
         self._waiting: list[asyncio.Future] = []
 
     def __len__(self) -> int:
@@ -166,13 +173,15 @@ class FetchedRecords:
 
     def full(self) -> bool:
         """Whether the fetch loop must wait before the next `put`."""
-        return self._records >= self.capacity
+        return self._records >= self.capacity or self._bytes >= self.capacity_bytes
 
     def put(self, records: dict[int, list[Any]]) -> None:
         """One fetch's records, {partition: records in offset order} (aiokafka ConsumerRecords)."""
         for partition, batch in records.items():
-            self._fetches.append((partition, batch))
+            size = _payload_bytes(batch)
+            self._fetches.append((partition, batch, size))
             self._records += len(batch)
+            self._bytes += size
         self._wake()
 
     async def wait_for_room(self) -> None:
@@ -186,8 +195,7 @@ class FetchedRecords:
         while not self._records:
             await self._changed()
         deadline = asyncio.get_running_loop().time() + within
-        # the payload is summed only below max_records: a few records, once per fetch
-        while self._records < max_records and self._payload_bytes() < self.enough_bytes:
+        while self._records < max_records and self._bytes < self.enough_bytes:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return
@@ -198,12 +206,15 @@ class FetchedRecords:
         out: list[tuple[int, list[Any]]] = []
         taken = 0
         while self._fetches and taken < max_records:
-            partition, batch = self._fetches.popleft()
+            partition, batch, size = self._fetches.popleft()
             if taken + len(batch) > max_records:  # the rest of this fetch stays first in line
-                self._fetches.appendleft((partition, batch[max_records - taken:]))
-                batch = batch[:max_records - taken]
+                head = batch[:max_records - taken]
+                head_size = _payload_bytes(head)
+                self._fetches.appendleft((partition, batch[max_records - taken:], size - head_size))
+                batch, size = head, head_size
             out.append((partition, batch))
             taken += len(batch)
+            self._bytes -= size
         self._records -= taken
         self._wake()
         return out
@@ -212,11 +223,9 @@ class FetchedRecords:
         """Forget the records of `partitions` (revoked: their next owner reads them)."""
         partitions = set(partitions)
         self._fetches = deque(f for f in self._fetches if f[0] not in partitions)
-        self._records = sum(len(batch) for _, batch in self._fetches)
+        self._records = sum(len(batch) for _, batch, _ in self._fetches)
+        self._bytes = sum(size for _, _, size in self._fetches)
         self._wake()
-
-    def _payload_bytes(self) -> int:
-        return sum(len(r.value) for _, batch in self._fetches for r in batch if r.value is not None)
 
     async def _changed(self, timeout: float | None = None) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -236,8 +245,12 @@ class FetchedRecords:
                 waiter.set_result(None)
 
 
+def _payload_bytes(records: list[Any]) -> int:
+    return sum([len(r.value) for r in records if r.value is not None])
+
+
 #: the input topic's records between the fetch loop and the agent
-fetched = FetchedRecords(FETCHED_CAPACITY, enough_bytes=YIELD_EVERY_BYTES)
+fetched = FetchedRecords(FETCHED_CAPACITY, FETCHED_CAPACITY_BYTES, enough_bytes=YIELD_EVERY_BYTES)
 divert(settings.input_topic, fetched)
 
 #: the other readers of the input topic (the joins' forwarder, stream.worker.joins): each is

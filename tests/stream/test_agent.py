@@ -353,3 +353,22 @@ async def test_a_revoked_partition_is_checkpointed_and_its_fetched_records_dropp
     assert set(worker.service.partitions) == {0}
     assert worker.service.partitions[0].router.monitor("credit").events_seen == 5
     assert _marker_offset(committed.table, 1) == 9 and "1/credit" in committed.table
+
+
+async def test_the_fetched_records_are_bounded_in_bytes_and_a_large_fetch_waits_for_nothing():
+    """Large messages: the fetch loop waits once the payload waiting reaches the byte bound (not
+    only the record count), and a micro-batch of enough payload starts without the batch wait."""
+    waiting = agents.FetchedRecords(capacity=1000, capacity_bytes=1000, enough_bytes=500)
+    waiting.put({0: fetch([b"x" * 300, b"x" * 300])})
+    assert not waiting.full()
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(waiting.ready(max_records=1000, within=5.0), 1)  # 600 bytes: enough, no wait
+    assert asyncio.get_running_loop().time() - started < 0.5
+    waiting.put({1: fetch([b"x" * 400], partition=1)})
+    assert waiting.full()
+    room = asyncio.ensure_future(waiting.wait_for_room())
+    await asyncio.sleep(0.01)
+    assert not room.done()
+    assert [(p, len(rs)) for p, rs in waiting.take(1)] == [(0, 1)]  # 700 bytes left
+    await asyncio.wait_for(room, 1)
+    assert len(waiting) == 2 and not waiting.full()
