@@ -58,9 +58,11 @@ def _table_items() -> Iterable[tuple[str, bytes]]:
     return list(worker.checkpoints.items())
 
 
-#: held by the agent while it processes a batch and by the checkpoint timer from checkpoint to
-#: commit: a batch processed while the checkpoint is being flushed would otherwise be acked and
-#: committed without being in the checkpoint, and lost by a crash before the next one
+#: held by the agent while it processes a batch, and by the checkpoint timer and the stop handler
+#: from checkpoint to commit: a batch processed while the checkpoint is being flushed would
+#: otherwise be committed without being in the checkpoint, and lost by a crash before the next
+#: one; held by the rebalance handler too, so no record of a revoked partition is processed after
+#: its checkpoint
 processing = asyncio.Lock()
 
 
