@@ -17,6 +17,7 @@ import functools
 import hashlib
 import math
 import os
+import re
 import stat
 import time
 from collections.abc import Mapping
@@ -32,7 +33,7 @@ from detectors.fmt import quote_value
 
 __all__ = ["ASSOCIATION_MEASURES", "MAX_CATEGORIES", "QUANTILE_PROBS", "SCHEMA", "SCHEMA_VERSION", "Baseline",
            "BaselineError", "CategoricalProfile", "FeatureAssociation", "FeatureProfile", "LabelAssociation",
-           "NumericProfile", "category_key"]
+           "NumericProfile", "category_key", "number_spelling"]
 
 SCHEMA = "skewwatch.baseline"
 SCHEMA_VERSION = 1
@@ -760,3 +761,26 @@ def category_key(v: Any) -> str:
         return str(v)
     except ValueError:  # an int too long to print (sys.get_int_max_str_digits): bad input, not a crash
         return f"<int of {v.bit_length()} bits>"
+
+
+# a decimal number as a CSV writes a code: no leading zero (`007` is an identity), no exponent or separator
+_DECIMAL = re.compile(r"(-?)(0|[1-9][0-9]{0,39})(?:\.([0-9]{1,40}))?")
+
+
+def number_spelling(key: str) -> str | None:
+    """The one spelling of the number a category key writes, or None if it writes none.
+
+    A categorical value that is not itself a training category matches the training category
+    that writes the same number (detectors/extract.py): a CSV's float-coded `2.0` and the events'
+    `2`, `2.0` or `"2"` are one category. Leading zeros and exponents make no number here.
+
+    >>> [number_spelling(k) for k in ("2.0", "2", "-3.50", "0.0", "-0", "007", "1e3", "2.", "US")]
+    ['2', '2', '-3.5', '0', '0', None, None, None, None]
+    """
+    m = _DECIMAL.fullmatch(key)
+    if m is None:
+        return None
+    sign, whole, fraction = m.groups()
+    fraction = (fraction or "").rstrip("0")
+    spelled = whole + ("." + fraction if fraction else "")
+    return spelled if spelled == "0" else sign + spelled

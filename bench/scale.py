@@ -19,6 +19,9 @@ Per grid point `MODELSxFEATURES` (a fresh broker and worker each):
 - Loop stall: the slowest answer of the worker's web server to a probe sent every 50 ms, one at
   a time, to a path no page serves (aiohttp answers 404 from the event loop: the wait is the
   loop's), over the load and over the restart.
+- Scrape: GET /metrics every `SCRAPE_EVERY` s, one at a time, over the load (models busy), then
+  `IDLE_SCRAPES` more once every event is counted (the gauges still catching up, nothing new):
+  the median and slowest answer of each, and the text's size.
 - Restart: after a checkpoint interval, `kill -9` and a new worker on the same broker; one more
   message per model is sent as it starts. Time from its start to every model serving again
   (every model's count = everything sent to it, the new message included: restored, re-read,
@@ -33,6 +36,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +67,9 @@ APP_ID = "skewwatch-scale"
 #: Kafka's default max.request.size / message.max.bytes
 KAFKA_RECORD_LIMIT = 1024 * 1024
 PROBE_EVERY = 0.05
+#: a Prometheus scrape interval is ~15 s; faster here, to get several over the load
+SCRAPE_EVERY = 1.0
+IDLE_SCRAPES = 5
 POLL_SECONDS = 0.5
 START_TIMEOUT = 120.0
 COUNT_TIMEOUT = 600.0
@@ -78,6 +85,9 @@ class Point:
     rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
     stall_load: float = 0.0
+    scrapes_load: list[float] = dataclasses.field(default_factory=list)
+    scrapes_idle: list[float] = dataclasses.field(default_factory=list)
+    scrape_bytes: int = 0
     restart_seconds: float | None = None
     stall_restart: float = 0.0
     counted_after_restart: int = 0
@@ -165,6 +175,8 @@ async def _run(point: Point, worker: subprocess.Popen, env: dict, log: Path, bas
         stack.push_async_callback(producer.stop)
         stall = _StallProbe(http, f"{base}/no-such-page")
         stack.callback(stall.stop)
+        scrapes = _ScrapeProbe(http, f"{base}/metrics")
+        stack.callback(scrapes.stop)
 
         async def send(model: str, value: bytes, events: int) -> None:
             await producer.send(cfg.input_topic, value, key=model.encode())
@@ -179,6 +191,12 @@ async def _run(point: Point, worker: subprocess.Popen, env: dict, log: Path, bas
         problem = await _until_counted(http, base, sent, worker, log)
         point.load_seconds = time.perf_counter() - start
         point.stall_load = stall.worst
+        scrapes.stop()
+        point.scrapes_load = scrapes.seconds
+        for _ in range(IDLE_SCRAPES):
+            seconds, point.scrape_bytes = await _scrape(http, f"{base}/metrics")
+            point.scrapes_idle.append(seconds)
+            await asyncio.sleep(SCRAPE_EVERY)
         point.sent = sum(sent.values())
         counts = await _counts(http, base)
         point.counted = sum(counts.values())
@@ -246,6 +264,35 @@ class _StallProbe:
             await asyncio.sleep(PROBE_EVERY)
 
 
+class _ScrapeProbe:
+    """GET /metrics every SCRAPE_EVERY seconds, one at a time: each answer's time."""
+
+    def __init__(self, http, url: str):
+        self._http, self._url = http, url
+        self.seconds: list[float] = []
+        self._task = asyncio.get_running_loop().create_task(self._probe())
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def _probe(self) -> None:
+        while True:
+            try:
+                seconds, _ = await _scrape(self._http, self._url)
+                self.seconds.append(seconds)
+            except (aiohttp.ClientError, OSError):  # the worker is not serving yet
+                pass
+            await asyncio.sleep(SCRAPE_EVERY)
+
+
+async def _scrape(http, url: str) -> tuple[float, int]:
+    """(seconds, bytes) of one GET of `url`, its body read."""
+    start = time.perf_counter()
+    async with http.get(url) as response:
+        body = await response.read()
+    return time.perf_counter() - start, len(body)
+
+
 async def _status(http, base: str) -> dict:
     """/status.json, or {} while the worker does not answer."""
     try:
@@ -296,20 +343,29 @@ def _rss_mb(pid: int) -> tuple[float, float]:
 
 def _table(points: list[Point]) -> str:
     lines = ["| models x features | events counted / sent | RSS (peak) | largest loop stall, load | "
+             "/metrics, load (median / max) | /metrics, after (median / max, size) | "
              "restart to all serving | largest loop stall, restart | counted / sent after restart | "
              "dead letters |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         restart = f"{p.restart_seconds:.1f} s" if p.restart_seconds is not None else "not reached"
         after = (f"{p.counted_after_restart:,} / {p.sent_after_restart:,}"
                  + (f" ({p.miscounted_models} models off)" if p.miscounted_models else ""))
         row = (f"| {p.models} x {p.features} | {p.counted:,} / {p.sent:,} ({p.load_seconds:.1f} s) "
-               f"| {p.rss_mb:,.0f} MB ({p.peak_rss_mb:,.0f} MB) | {p.stall_load * 1000:,.0f} ms | {restart} "
+               f"| {p.rss_mb:,.0f} MB ({p.peak_rss_mb:,.0f} MB) | {p.stall_load * 1000:,.0f} ms "
+               f"| {_median_max(p.scrapes_load)} | {_median_max(p.scrapes_idle)}, {p.scrape_bytes / 1e6:.1f} MB "
+               f"| {restart} "
                f"| {p.stall_restart * 1000:,.0f} ms | {after} | {p.dead_letters or '-'} |")
         lines.append(row)
         if p.problem:
-            lines.append(f"| {p.models} x {p.features}: problem | {p.problem[:400]} |||||||")
+            lines.append(f"| {p.models} x {p.features}: problem | {p.problem[:400]} |||||||||")
     return "\n".join(lines)
+
+
+def _median_max(seconds: list[float]) -> str:
+    if not seconds:
+        return "-"
+    return f"{statistics.median(seconds) * 1000:,.0f} / {max(seconds) * 1000:,.0f} ms ({len(seconds)})"
 
 
 _NOTES = """\
@@ -320,6 +376,8 @@ _NOTES = """\
 - Loop stall: a request every 50 ms to a path no page serves; the worst answer time over the
   load (including start-up once the web server answers) and over the restart (from the new
   worker's first answer). The /status.json polls themselves cost ~ms.
+- /metrics: one scrape at a time, every 1 s over the load (count in brackets) and 5 after it, at the
+  default `SKEWWATCH_FEATURE_METRICS=all`; the HTTP round trip on the same machine included.
 - Restart: `kill -9` two checkpoint intervals after the load was counted, a new worker at once;
   its group join waits out the killed member's session (the broker's session timeout).
 - Before (issue 14, measured on the main of 2026-12-07 with 50 features a model): 4 monitors a

@@ -1245,6 +1245,163 @@ block_sums(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(nb - incomplete);
 }
 
+/* ---- point_mass_blocks ------------------------------------------------------------------- */
+
+/* the watched values of one row, by a perfect hash: each value (normalised: -0.0 is 0.0) alone in its
+ * slot of PM_SLOTS, the multiplier tried until none collide; an empty slot holds NaN (equal to
+ * nothing) and counts into a spare, so that looking a value up is one probe without a branch */
+#define PM_VALUES 15
+#define PM_SLOTS 256
+
+static inline unsigned
+pm_slot(double v, uint64_t mult)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    return (unsigned)((bits * mult) >> 56);
+}
+
+PyDoc_STRVAR(point_mass_blocks_doc,
+"point_mass_blocks(x, start, size, rows, values, last, out)\n"
+"\n"
+"Hits of point-mass chains (detectors.pointmass) per block of `size` (<= 15) events aligned on the event\n"
+"count: x float64 (R, n) holds events start..start+n-1 of R rows (valid values finite); chain c\n"
+"watches row rows[c] (int64, non-decreasing; at most 15 distinct finite values and one NaN per row)\n"
+"and hits where the\n"
+"value equals values[c] (float64, finite), or, values[c] NaN, where a finite value equals the row's\n"
+"previous event's (last[r] before the first; last float64 (R), updated to each row's last value).\n"
+"out int64 (nb, m): each touched block's hits.");
+
+static PyObject *
+point_mass_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *o_x, *o_rows, *o_values, *o_last, *o_out;
+    long long start;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "OLnOOOO", &o_x, &start, &size, &o_rows, &o_values, &o_last, &o_out))
+        return NULL;
+    if (size < 1 || size > 15 || start < 0) {
+        PyErr_SetString(PyExc_ValueError, "1 <= size <= 15, start >= 0");
+        return NULL;
+    }
+    Buf b[5];
+    memset(b, 0, sizeof(b));
+    const Py_ssize_t r = buf_items(o_last, &b[0], 8, 1, "last");
+    const Py_ssize_t n = r < 1 ? -1 : buf_split(o_x, &b[1], r, "x", "R rows of n values, R = len(last) >= 1");
+    const Py_ssize_t m = n < 0 ? -1 : buf_items(o_rows, &b[2], 8, 0, "rows");
+    if (m < 0 || buf_get(o_values, &b[3], 8, m, 0, "values") < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    if (start > PY_SSIZE_T_MAX - n) {
+        PyErr_SetString(PyExc_ValueError, "start + n too large");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / size - start / size + 1) : 0;
+    if (buf_get(o_out, &b[4], 8, size_mul(nb, m), 1, "out") < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    double *last = b[0].view.buf;
+    const double *x = b[1].view.buf, *values = b[3].view.buf;
+    const int64_t *rows = b[2].view.buf;
+    int64_t *out = b[4].view.buf;
+    for (Py_ssize_t c = 0; c < m; c++) {
+        if (rows[c] < 0 || rows[c] >= r || (c && rows[c] < rows[c - 1]) || isinf(values[c])) {
+            PyErr_SetString(PyExc_ValueError, "rows: non-decreasing rows of x; values: finite or NaN");
+            RELEASE_ALL(b);
+            return NULL;
+        }
+    }
+    const Py_ssize_t first = (Py_ssize_t)(size - start % size); /* events of the first block here */
+    for (Py_ssize_t c0 = 0, c1; c0 < m; c0 = c1) { /* chains c0..c1-1: one row's */
+        const int64_t row = rows[c0];
+        double table[PM_SLOTS];
+        uint8_t chain_of[PM_SLOTS]; /* slot -> the value's ordinal among the row's; 128 empty */
+        double watched[PM_VALUES];
+        uint8_t watched_chain[PM_VALUES];
+        Py_ssize_t repeat = -1, n_values = 0;
+        for (c1 = c0; c1 < m && rows[c1] == row; c1++) {
+            if (isnan(values[c1])) {
+                if (repeat >= 0) {
+                    PyErr_SetString(PyExc_ValueError, "values: one NaN (the repeat chain) per row at most");
+                    RELEASE_ALL(b);
+                    return NULL;
+                }
+                repeat = c1 - c0;
+                continue;
+            }
+            for (Py_ssize_t q = 0; q < n_values; q++) {
+                if (watched[q] == values[c1] + 0.0) {
+                    PyErr_SetString(PyExc_ValueError, "values: a value watched twice in a row");
+                    RELEASE_ALL(b);
+                    return NULL;
+                }
+            }
+            if (n_values == PM_VALUES || c1 - c0 > 127) {
+                PyErr_SetString(PyExc_ValueError, "values: at most 15 per row");
+                RELEASE_ALL(b);
+                return NULL;
+            }
+            watched[n_values] = values[c1] + 0.0;
+            watched_chain[n_values++] = (uint8_t)(c1 - c0);
+        }
+        uint64_t mult = 0x9E3779B97F4A7C15ULL;
+        for (int placed = 0; !placed; mult += 0x632BE59BD9B4E019ULL) {
+            for (int q = 0; q < PM_SLOTS; q++) {
+                table[q] = NAN;
+                chain_of[q] = 128;
+            }
+            placed = 1;
+            for (Py_ssize_t q = 0; q < n_values && placed; q++) {
+                const unsigned slot = pm_slot(watched[q], mult);
+                placed = chain_of[slot] == 128;
+                table[slot] = watched[q];
+                chain_of[slot] = (uint8_t)q;
+            }
+            if (placed)
+                break;
+        }
+        const double *xr = x + row * n;
+        /* a block's hits of every value chain of the row packed in one register, 4 bits a chain (blocks
+         * of at most 15 events): adding a constant per event, no increment waits for another's store */
+        uint64_t inc[PM_SLOTS];
+        for (int q = 0; q < PM_SLOTS; q++)
+            inc[q] = chain_of[q] == 128 ? 0 : 1ULL << (4 * chain_of[q]);
+        /* the repeat indicator in the last nibble: x - x is 0 for a finite x (NaN for NaN and inf) */
+        const uint64_t repeat_inc = repeat >= 0 ? 1ULL << 60 : 0;
+        int64_t hits[128];
+        double prev = last[row];
+        for (Py_ssize_t lo = 0, k = 0, hi = first < n ? first : n; lo < n; k++, lo = hi, hi = hi + size < n ? hi + size : n) {
+            uint64_t packed = 0;
+            if (n_values) {
+                for (Py_ssize_t i = lo; i < hi; i++) {
+                    const double v = xr[i] + 0.0;
+                    const unsigned slot = pm_slot(v, mult);
+                    packed += (table[slot] == v ? inc[slot] : 0) + ((v == prev) & (v - v == 0) ? repeat_inc : 0);
+                    prev = v;
+                }
+            } else { /* the repeat chain alone (a feature without frequent values) */
+                for (Py_ssize_t i = lo; i < hi; i++) {
+                    packed += (xr[i] == prev) & (xr[i] - xr[i] == 0);
+                    prev = xr[i];
+                }
+                packed <<= 60;
+            }
+            for (Py_ssize_t q = 0; q < n_values; q++)
+                hits[watched_chain[q]] = (int64_t)((packed >> (4 * q)) & 15);
+            if (repeat >= 0)
+                hits[repeat] = (int64_t)(packed >> 60);
+            memcpy(out + k * m + c0, hits, (size_t)(c1 - c0) * 8);
+        }
+    }
+    for (Py_ssize_t q = 0; n && q < r; q++)
+        last[q] = x[q * n + n - 1];
+    RELEASE_ALL(b);
+    Py_RETURN_NONE;
+}
+
 /* ---- spacesaving_update ------------------------------------------------------------------ */
 
 /* detectors.sketches.SpaceSaving's arrays: per slot (a held label) its count, error and position (the
@@ -1509,6 +1666,7 @@ static PyMethodDef methods[] = {
     {"cusum_sums", cusum_sums, METH_VARARGS, cusum_sums_doc},
     {"usable_events", usable_events, METH_VARARGS, usable_events_doc},
     {"block_sums", block_sums, METH_VARARGS, block_sums_doc},
+    {"point_mass_blocks", point_mass_blocks, METH_VARARGS, point_mass_blocks_doc},
     {"ks_uniform", ks_uniform, METH_VARARGS, ks_uniform_doc},
     {"ks_alarms", ks_alarms, METH_VARARGS, ks_alarms_doc},
     {"chi2_screen", chi2_screen, METH_VARARGS, chi2_screen_doc},

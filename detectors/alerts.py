@@ -11,7 +11,7 @@ from detectors.next_steps import next_step
 
 __all__ = ["KINDS", "Alert", "alert_id", "severity"]
 
-KINDS = ("drift", "confidence_drop", "data_quality", "skew", "serving", "performance", "leakage_suspect")
+KINDS = ("drift", "confidence_drop", "data_quality", "skew", "serving", "performance", "leakage_suspect", "shadow")
 
 
 def alert_id(model: str, feature: str | None, kind: str, family: str, episode: int, baseline: str = "") -> str:

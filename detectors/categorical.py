@@ -22,6 +22,7 @@ from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
 from detectors.episodes import Alarm, AlarmSource, Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
 from detectors.numeric import missing_rate_rows, rate_threshold, rate_weights, window_cuts
+from detectors.pointmass import PointMassBank, categorical_chains, point_mass_evidence
 from detectors.recent import RecentRing
 from detectors.sketches import PendingValues, SpaceSaving
 from detectors.stats import MIN_EXPECTED, chi2_sf, jensen_shannon, psi
@@ -30,6 +31,8 @@ __all__ = ["CategoricalBank"]
 
 UNSEEN, MISSING, INVALID = range(3)
 CHAINS = ("unseen", "missing", "invalid")
+#: the rank (the test's own order) of a feature's point-mass alarms (`detectors.pointmass`), after its CUSUMs'
+POINT_MASS = len(CHAINS)
 ALARMS = {
     UNSEEN: ("data_quality", "unseen", "unseen_category"),
     MISSING: ("data_quality", "missing", "missing_rate"),
@@ -96,6 +99,9 @@ class CategoricalBank:
         self._batch_start = 0
         #: per feature, this batch's unseen values, which its sketch takes at end_batch
         self._pending_unseen = [PendingValues() for _ in range(f)]
+        #: the share of one category (a fill, a stuck category) against training's
+        self._point_mass = PointMassBank(categorical_chains(self._profiles, self._expected,
+                                                            [_rows_equivalent(p) for p in self._profiles]), f)
 
     @property
     def names(self) -> list[str]:
@@ -125,6 +131,7 @@ class CategoricalBank:
                                     np.array(cuts, dtype=np.int64), raw, counts)
         sums, ends = self._blocks.add_sums(raw, start, n)
         out = self._cusum_alarms(sums, ends, f)
+        out += self._point_mass_alarms(codes, start)
         for segment, b in enumerate(cuts[1:]):
             self._counts += counts[segment]
             if (start + b) % self._window == 0:
@@ -149,6 +156,29 @@ class CategoricalBank:
             out.append(Alarm(event, (AlarmSource.CATEGORICAL_CUSUM, test, j), self._names[j], family, detector,
                              zero + 1, self._cusum_candidate, (event, test, j, stat, zero + 1)))
         return out
+
+    def _point_mass_alarms(self, codes: np.ndarray, start: int) -> list[Alarm]:
+        if not len(self._point_mass):
+            return []
+        # a stored category's code is its value; missing, invalid and "other" never hit
+        known = (codes >= 0) & (codes < self._n_known[:, None])
+        x = np.where(known, codes, np.nan)
+        out = []
+        for event, chain, stat, zero in self._point_mass.update(x, start):
+            j = self._point_mass.chain(chain)[0]
+            out.append(Alarm(event, (AlarmSource.CATEGORICAL_CUSUM, POINT_MASS, j), self._names[j], "distribution",
+                             "point_mass", zero + 1, self._point_mass_candidate, (event, chain, stat, zero + 1)))
+        return out
+
+    def _point_mass_candidate(self, event: int, chain: int, stat: int, onset: int) -> Candidate:
+        j, value, expected = self._point_mass.chain(chain)
+        label = None if value is None else self._categories[j][int(value)]
+        return Candidate(event_index=event, rank=(AlarmSource.CATEGORICAL_CUSUM, POINT_MASS, j),
+                         feature=self._names[j], kind="drift", family="distribution", detector="point_mass",
+                         statistic=stat / T.LLR_SCALE,
+                         threshold=float(self._point_mass.thresholds[chain] / T.LLR_SCALE),
+                         p_value=None, evidence=point_mass_evidence(label, expected, onset),
+                         onset=onset)
 
     def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:
         kind, family, detector = ALARMS[test]
@@ -277,6 +307,7 @@ class CategoricalBank:
             "counts": self._counts.astype(np.int32).tobytes(),
             "last_counts": self._last_counts.astype(np.int32).tobytes(),
             "unseen": [s.state_dict() for s in self._unseen] if unseen_labels else [],
+            "point_mass": self._point_mass.state_dict(),
             **self._recent.state_dict(),
         }
 
@@ -288,6 +319,7 @@ class CategoricalBank:
         self._last_counts = np.frombuffer(state["last_counts"], dtype=np.int32).astype(np.int64)
         for s, st in zip(self._unseen, state["unseen"]):
             s.load_state(st)
+        self._point_mass.load_state(state.get("point_mass"))
         self._recent.load_state(state)
 
 

@@ -53,7 +53,9 @@ __all__ = ["AFFINE_CONVERSIONS", "ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT
            "PIPELINE_CAUSES", "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts",
            "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
            "diagnose_serving", "diagnose_schema", "diagnose_versions",
-           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "FILL_RISE", "MIN_FILL_COUNT", "MIN_REST", "holds_number",
+           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "NUMERIC_SENTINELS", "FILL_RISE", "MIN_CHANGE_VALUES",
+           "MIN_FILL_COUNT", "MIN_REST",
+           "holds_number",
            "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
            "unit_factor", "with_version_coincidence"]
 
@@ -63,6 +65,10 @@ PIPELINE_CAUSES = frozenset(
 )
 #: below this many recent values the value rules do not run (too little to tell a defect from noise)
 MIN_VALUES = 30
+#: the "almost all values" rules (stuck, rounded) judge the values after a point-mass chain's change
+#: point from this many on: 16 values all equal, or all on a grid training had for at most half its
+#: values, are as unlikely under training as 2^-16
+MIN_CHANGE_VALUES = 16
 #: a feature whose baseline expects at least this share of values outside its stored categories is
 #: ID-like: its new values are worded as a share against that expectation, not one by one
 LONG_TAIL_OTHER = 0.05
@@ -85,7 +91,7 @@ ABRUPT_WITHIN_EVENTS = 1024
 #: a model_version first seen this close to a test's change-point estimate is named as its likely cause
 VERSION_COINCIDENCE_EVENTS = 64
 #: tests that estimate where a change started (windowed tests only know their window)
-CHANGE_POINT_DETECTORS = ("cusum", "page_hinkley", "adwin")
+CHANGE_POINT_DETECTORS = ("cusum", "page_hinkley", "adwin", "point_mass")
 
 # known unit / scale factors and a hint of the conversion each usually is
 UNIT_FACTORS: dict[str, tuple[float, str]] = {
@@ -138,7 +144,8 @@ _MIN_UNKNOWN_RATIO = 5.0
 # rounding steps tried, coarsest first
 _STEPS = (1e6, 1e5, 1e4, 1000.0, 500.0, 100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01, 0.001)
 # numeric placeholders that pipelines write for "no value"
-_NUMERIC_SENTINELS = {0.0: "zero", -1.0: "-1", 999.0: "999", 9999.0: "9999", 99999.0: "99999",
+#: numbers a pipeline writes for a value it does not have, and their names
+NUMERIC_SENTINELS = {0.0: "zero", -1.0: "-1", 999.0: "999", 9999.0: "9999", 99999.0: "99999",
                       -999.0: "-999", -9999.0: "-9999", -99999.0: "-99999"}
 _CATEGORY_SENTINELS = frozenset(
     {"", "unknown", "none", "null", "nil", "nan", "n/a", "na", "missing", "default", "other", "-", "?",
@@ -255,6 +262,8 @@ def diagnose_numeric(
     invalid_examples: Sequence[str] = (),
     timing: ChangeTiming | None = None,
     quote_examples: bool = True,
+    risen_value: float | None = None,
+    after_change: np.ndarray | Sequence[float] | None = None,
 ) -> Diagnosis:
     """Diagnose a numeric feature from its recent valid values and the same window's counts.
 
@@ -262,15 +271,26 @@ def diagnose_numeric(
     window's null and non-numeric values, `n_total` all its events; `invalid_examples` are a few of
     the raw invalid values as strings. They decide the numbers-as-strings rule; with
     `quote_examples` False (production features may be personal data) none is quoted.
+    `risen_value`: a value whose share of the events a sequential test against its training share
+    found risen (the point-mass chain that alarmed, detectors/pointmass.py): the fill rule takes that
+    test as the evidence it otherwise waits FILL_COMMON_VALUES values for. `after_change`: the valid
+    values since that chain's change point, when `recent` reaches further back (it holds at least a
+    few dozen events): the stuck-value and rounding rules, whose "almost all values" the values before
+    the change would dilute, judge these from MIN_CHANGE_VALUES on.
     """
     x = np.asarray(recent, dtype=np.float64)
     x = x[np.isfinite(x)]
+    tail = None if after_change is None else np.asarray(after_change, dtype=np.float64)
+    tail = None if tail is None else tail[np.isfinite(tail)]
     value = (
         _numbers_as_strings(profile, n_invalid, n_total, invalid_examples, quote_examples)
+        or (tail is not None and len(tail) < len(x)
+            and (_constant_value(profile, tail, n_missing, n_total, MIN_CHANGE_VALUES)
+                 or _rounding(profile, tail, MIN_CHANGE_VALUES)))
         or _constant_value(profile, x, n_missing, n_total)
         or _unit_change(profile, x)
         or _rounding(profile, x)
-        or _default_fill(profile, x, n_missing, n_total)
+        or _default_fill(profile, x, n_missing, n_total, risen_value)
         or _numeric_fallback(profile, x, n_missing, n_invalid, n_total)
     )
     return _with_timing(value, timing)
@@ -300,8 +320,9 @@ def _numbers_as_strings(p: NumericProfile, n_invalid: int, n_total: int, example
     )
 
 
-def _constant_value(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int) -> Diagnosis | None:
-    if len(x) < MIN_VALUES or p.std <= 0:
+def _constant_value(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int,
+                    min_values: int = MIN_VALUES) -> Diagnosis | None:
+    if len(x) < min_values or p.std <= 0:
         return None
     values, counts = np.unique(x, return_counts=True)
     top = int(np.argmax(counts))
@@ -422,8 +443,8 @@ def _affine_conversion(p: NumericProfile, x: np.ndarray, qt: np.ndarray, qp: np.
                       "quantiles": _unit_evidence(p, x)})
 
 
-def _rounding(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
-    if len(x) < MIN_VALUES:
+def _rounding(p: NumericProfile, x: np.ndarray, min_values: int = MIN_VALUES) -> Diagnosis | None:
+    if len(x) < min_values:
         return None
     iqr_t = p.quantiles[750] - p.quantiles[250]
     for step in _STEPS:
@@ -463,7 +484,8 @@ def _float32(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
     )
 
 
-def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int) -> Diagnosis | None:
+def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int,
+                  risen_value: float | None = None) -> Diagnosis | None:
     if len(x) < MIN_VALUES:
         return None
     values, counts = np.unique(x, return_counts=True)
@@ -488,11 +510,13 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
                      and _share_rose(k, n, baseline_share, min_ratio=1.0))
     # a value rare in training must rise FILL_RISE times; a common one (0 of a delay) the usual 3
     # times but over at least FILL_COMMON_VALUES values: persistent readings hold one rounded value
-    # for hours, a few dozen consecutive events are not evidence against training's share
+    # for hours, a few dozen consecutive events are not evidence against training's share. Unless a
+    # point-mass chain alarmed on this very value: its sequential test against the training share
+    # (the baseline's own sampling error allowed for) is that evidence
     if baseline_share <= FILL_RARE_SHARE:
         rose = _share_rose(k, n, baseline_share, min_ratio=FILL_RISE)
     else:
-        rose = n >= FILL_COMMON_VALUES and _share_rose(k, n, baseline_share)
+        rose = (n >= FILL_COMMON_VALUES or v == risen_value) and _share_rose(k, n, baseline_share)
     if not (rose or fills_missing):
         return None
     # guard: a real shift moves the whole distribution; a fill adds a point mass and leaves the
@@ -652,16 +676,26 @@ def diagnose_categorical(
     n_total: int,
     timing: ChangeTiming | None = None,
     n_values: int | None = None,
+    after_change: tuple[Mapping[str, int], int, int] | None = None,
 ) -> Diagnosis:
     """Diagnose a categorical feature from its recent category counts (keys spelt by
     `baselines.profile.category_key`) and the same window's missing count and event count.
 
     n_values: the window's valid values, when `counts` leave some out (`category_counts` leaves out
-    the part of the "other" bucket training predicts); by default the sum of `counts`."""
+    the part of the "other" bucket training predicts); by default the sum of `counts`.
+    after_change: (counts, missing count, events) since a point-mass chain's change point, when the
+    window reaches further back: a category taking over is judged on these from MIN_CHANGE_VALUES on."""
     counts = {str(k): int(c) for k, c in counts.items() if c > 0}
     n = max(n_values or 0, sum(counts.values()))
+    stuck = None
+    if after_change is not None and after_change[2] < n_total:
+        tail = {str(k): int(c) for k, c in after_change[0].items() if c > 0}
+        stuck = _category_dominates(profile, tail, sum(tail.values()), after_change[1], after_change[2],
+                                    MIN_CHANGE_VALUES) if tail else None
+        stuck = stuck if stuck is not None and stuck.cause == "stuck_value" else None
     value = (
-        _formatting(profile, counts, n)
+        stuck
+        or _formatting(profile, counts, n)
         or _category_dominates(profile, counts, n, n_missing, n_total)
         or _categorical_fallback(profile, counts, n, n_missing, n_total)
     )
@@ -707,8 +741,8 @@ def _formatting(p: CategoricalProfile, counts: dict[str, int], n: int) -> Diagno
 
 
 def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n_missing: int,
-                        n_total: int) -> Diagnosis | None:
-    if n < MIN_VALUES or not n_total:
+                        n_total: int, min_values: int = MIN_VALUES) -> Diagnosis | None:
+    if n < min_values or not n_total:
         return None
     floor = p.other_freq / max(1, p.n_distinct - len(p.categories)) if p.n_distinct > len(p.categories) else 0.0
     missing = n_missing / n_total
@@ -728,7 +762,11 @@ def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n
                          f"{percent(baseline_share)} in training, while the missing rate fell from "
                          f"{percent(p.missing_rate)} to {percent(missing)}: missing values are filled with a default "
                          "at serving", evidence)
-    if not _share_rose(k, n, baseline_share):
+    top_training = max(p.categories.values(), default=0.0)
+    # a real category gaining share is a population shift unless it takes over almost everything:
+    # taking over is the evidence then, not a rise by 3x (the largest of 3 airports, 36 %, cannot triple)
+    takes_over = share >= ALMOST_ALL and top_training < 0.8 and _share_rose(k, n, baseline_share, min_ratio=1.0)
+    if not (takes_over or _share_rose(k, n, baseline_share)):
         return None
     # a placeholder common in training ("0", "other" as real codes) may just gain share: a fill
     # needs the share far above training's, as for numbers
@@ -736,9 +774,7 @@ def _category_dominates(p: CategoricalProfile, counts: dict[str, int], n: int, n
         return Diagnosis("default_fill", f"category {c!r} makes {percent(share)} of recent values against "
                          f"{percent(baseline_share)} in training: a default or placeholder replaces real values in the "
                          "serving pipeline", evidence)
-    top_training = max(p.categories.values(), default=0.0)
-    # guard: a real category gaining share is a population shift unless it takes over almost everything
-    if share >= ALMOST_ALL and top_training < 0.8:
+    if takes_over:
         return Diagnosis("stuck_value", f"{percent(share)} of recent values are {c!r} (training: "
                          f"{percent(baseline_share)}, largest category {percent(top_training)}): the feature is stuck "
                          "at one category", evidence)
@@ -1176,8 +1212,8 @@ def _numeric_share(p: NumericProfile, v: float) -> float:
 
 
 def _sentinel_name(p: NumericProfile, v: float) -> str | None:
-    if v in _NUMERIC_SENTINELS:
-        return _NUMERIC_SENTINELS[v]
+    if v in NUMERIC_SENTINELS:
+        return NUMERIC_SENTINELS[v]
     tol = 1e-3 * (p.std or abs(p.mean) or 1.0)  # imputers use a mean computed on a slightly different sample
     if abs(v - p.mean) <= tol:
         return "training mean"

@@ -7,23 +7,25 @@ number) come back here.
 Numeric: valid = int or float, finite (bool is not a number). Missing = None or key absent.
 Invalid = anything else (a string, NaN, +-inf, a list...).
 Categorical: `baselines.profile.category_key`, except that a boolean takes the baseline's spelling of it
-(`BOOL_SPELLINGS`); None / absent = missing, dict / list = invalid.
+(`BOOL_SPELLINGS`) and a key that is no training category but writes a number takes the training
+category that writes the same number (`baselines.profile.number_spelling`: a CSV's `2.0` is the
+events' `2`); None / absent = missing, dict / list = invalid.
 """
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from baselines.profile import category_key
+from baselines.profile import category_key, number_spelling
 from detectors import _kernels
 from detectors.fmt import quote_value
 from detectors.sketches import MAX_LABEL
 
 __all__ = ["ABSENT", "ABSENT_KEY", "BOOL_SPELLINGS", "INVALID", "INVALID_CODE", "MISSING", "MISSING_CODE", "VALID",
-           "FeatureColumns", "NumericValues", "classify_numbers"]
+           "FeatureColumns", "NumericValues", "TrainedSpelling", "classify_numbers"]
 
 #: status of a numeric value (NumericValues.status)
 VALID, MISSING, ABSENT_KEY, INVALID = range(4)
@@ -36,6 +38,36 @@ _UNRESOLVED = -3
 #: writers do (pandas "True", R "TRUE"), so that a CSV's True/False column matches the booleans as well
 #: as the strings
 BOOL_SPELLINGS = (("false", "False", "FALSE"), ("true", "True", "TRUE"))
+
+
+class TrainedSpelling:
+    """A feature's value spelled as the monitors code it among the training categories, for code
+    that reads events one at a time (the joins, the report): a training category as it is, a boolean
+    as the baseline spells it (`BOOL_SPELLINGS`), a value that writes a number as the training
+    category that writes the same number (`baselines.profile.number_spelling`; the first listed
+    wins); anything else its `category_key`.
+
+    >>> spell = TrainedSpelling(["2.0", "True", "US", "007"])
+    >>> [spell(v) for v in (2, "2", 2.0, True, False, "US", "FR", 3, "7")]
+    ['2.0', '2.0', '2.0', 'True', 'false', 'US', 'FR', '3', '7']
+    """
+
+    def __init__(self, categories: Iterable[str]):
+        categories = list(categories)
+        self._known = frozenset(categories)
+        self._bools = tuple(next((s for s in spellings if s in self._known), category_key(value))
+                            for value, spellings in zip((False, True), BOOL_SPELLINGS))
+        self._numbers = {n: c for c in reversed(categories) if (n := number_spelling(c)) is not None}
+
+    def __call__(self, value: str | int | float | bool) -> str:
+        """The category key of `value` (a JSON scalar)."""
+        if isinstance(value, bool):
+            return self._bools[value]
+        key = value if type(value) is str else category_key(value)
+        if key in self._known or not self._numbers:
+            return key
+        number = number_spelling(key)
+        return key if number is None else self._numbers.get(number, key)
 
 
 class NumericValues:
@@ -134,6 +166,8 @@ class FeatureColumns:
         self._bool_codes = np.array([[next((table[s] for s in spellings if s in table), _UNRESOLVED)
                                       for spellings in BOOL_SPELLINGS]
                                      for table in self._codes], dtype=np.int64).reshape(-1, 2)
+        # the values the kernel leaves unresolved, spelled as a training category where one matches
+        self._spellings = tuple(TrainedSpelling(cats) for cats in categories)
         self._count_extra = count_extra
 
     def extract(self, features: list[dict]) -> tuple[NumericValues, tuple[np.ndarray, np.ndarray, list], np.ndarray]:
@@ -168,11 +202,10 @@ class FeatureColumns:
         if unresolved:  # every value of an unseen flood: Python ints and one numpy write for them all
             at = np.nonzero(codes == _UNRESOLVED)
             resolved = []
-            tables, names = self._codes, self._categorical_names
+            tables, spellings, names = self._codes, self._spellings, self._categorical_names
             maps = [ev["features"] for ev in features._events] if isinstance(features, _FeatureMaps) else features
             for j, i in zip(*(a.tolist() for a in at)):
-                value = maps[i][names[j]]
-                key = value if type(value) is str else category_key(value)
+                key = spellings[j](maps[i][names[j]])
                 code = tables[j].get(key, -1)
                 if code < 0:
                     code = len(tables[j])

@@ -30,6 +30,7 @@ from detectors.alerts import Alert, alert_id, severity
 from detectors.categorical import ALARMS as CATEGORICAL_ALARMS
 from detectors.categorical import CategoricalBank
 from detectors.diagnosis import (
+    MIN_CHANGE_VALUES,
     PIPELINE_CAUSES,
     ChangeTiming,
     Diagnosis,
@@ -421,7 +422,8 @@ class ModelMonitor:
             d = diagnose_numeric(profile, valid, n_missing=int(np.isnan(recent).sum()),
                                  n_invalid=int(np.isinf(recent).sum()), n_total=len(recent),
                                  invalid_examples=self._invalid_examples.at(j, e), timing=self._timing_at(j, e),
-                                 quote_examples=self._config.include_examples)
+                                 quote_examples=self._config.include_examples,
+                                 **_point_mass_evidence(c, recent, e, since))
             d = lead_with_rate(lead_with_change(d, profile.summary(), current, c), c, _rate_of(profile, c.family),
                                current.get(f"{c.family}_rate", 0.0), current["events"])
             return profile.summary(), current, d
@@ -431,8 +433,13 @@ class ModelMonitor:
         counts = category_counts(profile, self._categorical.categories[j], codes,
                                  self._categorical.top_unseen(j, 20, event_index=e))
         timing = ChangeTiming(version_first_seen=self._serving.first_seen(until=e), baseline_version=b.version)
+        tail, n_after = None, _after_change(c, e, since)
+        if n_after is not None:
+            after = codes[max(0, len(codes) - n_after):]
+            tail = (category_counts(profile, self._categorical.categories[j], after, []),
+                    int((after == MISSING_CODE).sum()), len(after))
         d = diagnose_categorical(profile, counts, n_missing=int((codes == MISSING_CODE).sum()), n_total=len(codes),
-                                 timing=timing, n_values=int((codes >= 0).sum()))
+                                 timing=timing, n_values=int((codes >= 0).sum()), after_change=tail)
         d = lead_with_rate(d, c, _rate_of(profile, c.family), current.get(f"{c.family}_rate", 0.0), current["events"])
         return profile.summary(), current, d
 
@@ -545,6 +552,25 @@ class ModelMonitor:
         m._value_counts = np.array(state["value_counts"], dtype=np.int64).reshape(m._value_counts.shape)
         m._invalid_examples.load_state(state)
         return m
+
+
+def _after_change(c: Candidate, e: int, since: int | None) -> int | None:
+    """How many of the last events up to e a point-mass alarm's diagnosis takes as after its change
+    (None: not a point-mass alarm): those since the chain's change point but its first CUSUM block,
+    where a chain that rose early puts it (unless fewer than MIN_CHANGE_VALUES would remain)."""
+    if c.detector != "point_mass" or since is None:
+        return None
+    n = e - since + 1
+    return n - T.CUSUM_BLOCK if n - T.CUSUM_BLOCK >= MIN_CHANGE_VALUES else n
+
+
+def _point_mass_evidence(c: Candidate, recent: np.ndarray, e: int, since: int | None) -> dict[str, Any]:
+    """A point-mass alarm's evidence for `diagnose_numeric`: the value whose share rose, the values
+    after the change (`_after_change`; the recent ones reach further back)."""
+    n = _after_change(c, e, since)
+    if n is None:
+        return {}
+    return {"risen_value": c.evidence.get("value"), "after_change": recent[max(0, len(recent) - n):]}
 
 
 def _defect(evidence: dict[str, Any]) -> list:

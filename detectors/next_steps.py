@@ -340,6 +340,19 @@ def _leakage_suspect(a: _Alert) -> str:
             f"from the label?{figures} If so, rebuild it as of prediction time and retrain without the leak")
 
 
+# ---- shadow mode ------------------------------------------------------------------------------------------
+def _shadow_disagreement(a: _Alert) -> str:
+    candidate, production = _quote(a.evidence.get("candidate")), _quote(a.evidence.get("production"))
+    agreement, expected = a.evidence.get("agreement"), a.evidence.get("expected_agreement")
+    figures = ""
+    if isinstance(agreement, (int, float)) and isinstance(expected, (int, float)):
+        figures = f" on {percent(1 - agreement)} of requests where at most {percent(1 - expected)} was expected"
+    splits = [s for s in a.evidence.get("separating_features") or [] if isinstance(s, Mapping)]
+    where = f", most where {printable(str(splits[0].get('segment'))[:2 * _QUOTED])}" if splits else ""
+    return (f"hold the rollout of {candidate}: it disagrees with {production}{figures}{where}; compare the two models "
+            "on those requests (and on labels) before promoting it")
+
+
 #: cause (`evidence.cause`) -> its next step
 _BY_CAUSE: dict[str, Callable[[_Alert], str]] = {
     "unit_change": _unit_change, "type_change": _type_change, "stuck_value": _stuck_value,
@@ -356,6 +369,7 @@ _BY_CAUSE: dict[str, Callable[[_Alert], str]] = {
     "missing_at_serving": _missing_at_serving, "missing_offline": _missing_offline,
     "computed_differently": _computed_differently,
     "leakage_suspect": _leakage_suspect,
+    "shadow_disagreement": _shadow_disagreement,
 }
 #: the causes with a step of their own
 NEXT_STEP_CAUSES = frozenset(_BY_CAUSE)
@@ -374,4 +388,5 @@ _BY_KIND: dict[str, Callable[[_Alert], str]] = {
     "confidence_drop": _confidence_drop,
     "performance": _performance_drop,
     "leakage_suspect": _leakage_suspect,
+    "shadow": _shadow_disagreement,
 }

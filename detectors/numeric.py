@@ -29,6 +29,7 @@ from detectors.cusum import (
 )
 from detectors.episodes import RIVER_DETECTORS, Alarm, AlarmSource, Candidate
 from detectors.pit import BatchedPIT
+from detectors.pointmass import PointMassBank, numeric_chains, point_mass_evidence
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import jensen_shannon, kolmogorov_sf, ks_uniform_from_histogram, psi, wasserstein_from_histogram
@@ -46,6 +47,8 @@ DECILES = np.full(10, 0.1)
 LOC_UP, LOC_DOWN, SCALE_UP, SCALE_DOWN, MISSING, INVALID, OUT_OF_RANGE = range(7)
 CHAINS = ("location_up", "location_down", "scale_up", "scale_down", "missing", "invalid", "out_of_range")
 N_CHAINS = len(CHAINS)
+#: the rank (the test's own order) of a feature's point-mass alarms (`detectors.pointmass`), after its CUSUMs'
+POINT_MASS = N_CHAINS
 #: alarm -> (kind, family, detector) for a feature, and for the confidence
 FEATURE_ALARMS = {
     LOC_UP: ("drift", "distribution", "cusum"),
@@ -232,6 +235,8 @@ class NumericBank:
         #: last events' values: the value if valid, NaN if missing, +inf if invalid
         self._recent = RecentRing(f, recent, np.nan, np.float64)
         self._completed_timing: tuple[np.ndarray, np.ndarray] | None = None
+        #: the share of one value (a fill, a stuck value) against training's; none on the confidence
+        self._point_mass = PointMassBank([] if confidence else numeric_chains(self._profiles), f)
 
     @property
     def names(self) -> list[str]:
@@ -255,6 +260,7 @@ class NumericBank:
                                 np.array(cuts, dtype=np.int64), raw, hist, counts)
         sums, ends = self._blocks.add_sums(raw, start, n)
         candidates = self._cusum_alarms(sums, ends, run_gap)
+        candidates += self._point_mass_alarms(x, start, run_gap)
         if self._river:
             candidates += self._river_alarms(sums, ends, f)
         if not self._confidence:
@@ -271,26 +277,34 @@ class NumericBank:
             return []
         alarms = self._cusum.update_from_sums(sums, ends, self._rate_hit, self._rate_miss, T.CUSUM_BLOCK,
                                               self._k_fixed, HALF)
-        # a chain's alarms within run_gap of each other, one record: a flood alarms every CUSUM block
-        runs: dict[int, list] = {}  # chain -> its runs: [last event, [build args of each alarm]]
-        for event, chain, stat, zero in alarms:
-            chain_runs = runs.setdefault(chain, [])
-            if chain_runs and event - chain_runs[-1][0] <= run_gap:
-                run = chain_runs[-1]
-                run[0] = event
-            else:
-                run = [event, []]
-                chain_runs.append(run)
-            run[1].append((event, chain, stat, zero + 1))
         keys, build = self._chain_keys, self._cusum_candidate
         out = []
-        for chain, chain_runs in runs.items():
+        for chain, run in _runs(alarms, run_gap):
             rank, feature, family, detector, test, j = keys[chain]
-            for _, run in chain_runs:
-                out.append(Alarm(run[0][0], rank, feature, family, detector, run[0][3], build,
-                                 (run[0][0], test, j, run[0][2], run[0][3]),
-                                 tuple((e, test, j, stat, onset) for e, _, stat, onset in run[1:])))
+            out.append(Alarm(run[0][0], rank, feature, family, detector, run[0][3], build,
+                             (run[0][0], test, j, run[0][2], run[0][3]),
+                             tuple((e, test, j, stat, onset) for e, _, stat, onset in run[1:])))
         return out
+
+    def _point_mass_alarms(self, x: np.ndarray, start: int, run_gap: int) -> list[Alarm]:
+        alarms = self._point_mass.update(x, start)
+        out = []
+        for chain, run in _runs(alarms, run_gap):
+            j = self._point_mass.chain(chain)[0]
+            out.append(Alarm(run[0][0], (AlarmSource.NUMERIC_CUSUM, POINT_MASS, j), self._names[j], "distribution",
+                             "point_mass", run[0][3], self._point_mass_candidate,
+                             (run[0][0], chain, run[0][2], run[0][3]),
+                             tuple((e, chain, stat, onset) for e, _, stat, onset in run[1:])))
+        return out
+
+    def _point_mass_candidate(self, event: int, chain: int, stat: int, onset: int) -> Candidate:
+        j, value, expected = self._point_mass.chain(chain)
+        evidence = point_mass_evidence(value, expected, onset)
+        return Candidate(event_index=event, rank=(AlarmSource.NUMERIC_CUSUM, POINT_MASS, j),
+                         feature=self._names[j], kind="drift", family="distribution", detector="point_mass",
+                         statistic=stat / T.LLR_SCALE,
+                         threshold=float(self._point_mass.thresholds[chain] / T.LLR_SCALE),
+                         p_value=None, evidence=evidence, onset=onset)
 
     def _cusum_candidate(self, event: int, test: int, j: int, stat: int, onset: int) -> Candidate:
         kind, family, detector = self._alarms[test]
@@ -422,7 +436,8 @@ class NumericBank:
     # ---- state --------------------------------------------------------------------------
     def state_dict(self, recent_values: bool = True) -> dict[str, Any]:
         """The bank as plain data (`load_state` takes it back). recent_values=False: without the last
-        raw values (`RecentRing.state_dict`), which only describe alerts: none of the tests reads them."""
+        raw values (`RecentRing.state_dict`), which only describe alerts, nor the point-mass chains' last
+        value of each feature (a restored bank counts no repeat at its first event)."""
         return {
             "cusum": self._cusum.state_dict(),
             "blocks": self._blocks.state_dict(),
@@ -433,6 +448,7 @@ class NumericBank:
             "window_counts": self._window_counts.ravel().tolist(),
             "last_hist": self._last_hist.astype(np.int32).tobytes(),
             "last_counts": self._last_counts.ravel().tolist(),
+            "point_mass": self._point_mass.state_dict(last_values=recent_values),
             **self._recent.state_dict(recent_values),
         }
 
@@ -449,7 +465,25 @@ class NumericBank:
         self._window_counts = np.asarray(state["window_counts"], dtype=np.int64).reshape(f, 4)
         self._last_hist = np.frombuffer(state["last_hist"], dtype=np.int32).astype(np.int64).reshape(f, FINE_BINS)
         self._last_counts = np.asarray(state["last_counts"], dtype=np.int64).reshape(f, 4)
+        self._point_mass.load_state(state.get("point_mass"))
         self._recent.load_state(state)
+
+
+def _runs(alarms: list[tuple[int, int, int, int]], run_gap: int) -> list[tuple[int, list[tuple[int, int, int, int]]]]:
+    """A bank's CUSUM alarms (event, chain, statistic, last zero) as runs: per chain, its alarms each
+    within run_gap events of the one before (a flood alarms every CUSUM block) make one run, given as
+    (chain, [(event, chain, statistic, onset), ...]), onset = last zero + 1."""
+    runs: dict[int, list] = {}  # chain -> its runs: [last event, [alarms]]
+    for event, chain, stat, zero in alarms:
+        chain_runs = runs.setdefault(chain, [])
+        if chain_runs and event - chain_runs[-1][0] <= run_gap:
+            run = chain_runs[-1]
+            run[0] = event
+        else:
+            run = [event, []]
+            chain_runs.append(run)
+        run[1].append((event, chain, stat, zero + 1))
+    return [(chain, run) for chain, chain_runs in runs.items() for _, run in chain_runs]
 
 
 #: with examples off, a summary statistic pools at least this many values (none is one request's)

@@ -46,14 +46,18 @@ class RecentRing:
         The encoding's dtype (NaN / inf for numeric values, codes for categories).
 
     Only the filled slots are held (a fresh monitor's ring costs nothing), each ring in an array of
-    its own: never a view of a batch's array, which would keep the whole batch alive.
+    its own: never a view of a batch's array, which would keep the whole batch alive. Once full, a
+    batch overwrites the oldest slots in place, so that a batch of a few events costs a few slots'
+    copy, not the whole ring's (many models in one stream give each call a few events of each).
     """
 
     def __init__(self, n_features: int, length: int, fill: Any, dtype: Any):
         self._length = length
         self._dtype = np.dtype(dtype)
         self._fill = fill
-        self._values = np.empty((n_features, 0), dtype=self._dtype)  # the filled slots, oldest first
+        #: the filled slots; oldest first until full, then a circular buffer whose oldest is at _oldest
+        self._values = np.empty((n_features, 0), dtype=self._dtype)
+        self._oldest = 0
         self._filled = 0
         self._batch: np.ndarray | None = None
         self._batch_start = 0
@@ -81,11 +85,32 @@ class RecentRing:
         batch = self._batch
         if batch is None:
             return
-        n, keep = batch.shape[1], self._length
-        self._values = np.concatenate([self._values[:, max(0, self._filled + n - keep):], batch[:, max(0, n - keep):]],
-                                      axis=1).astype(self._dtype, copy=False)
-        self._filled = min(keep, self._filled + n)
         self._batch = None
+        n, keep = batch.shape[1], self._length
+        if self._filled < keep or n >= keep:
+            self._values = np.concatenate([self._ordered()[:, max(0, self._filled + n - keep):],
+                                           batch[:, max(0, n - keep):]], axis=1).astype(self._dtype, copy=False)
+            self._filled = min(keep, self._filled + n)
+            self._oldest = 0
+            return
+        end = self._oldest + n  # full: the batch takes the n oldest slots
+        if end <= keep:
+            self._values[:, self._oldest:end] = batch
+        else:
+            self._values[:, self._oldest:] = batch[:, :keep - self._oldest]
+            self._values[:, :end - keep] = batch[:, keep - self._oldest:]
+        self._oldest = end % keep
+
+    def _ordered(self) -> np.ndarray:
+        """The filled slots, oldest first."""
+        oldest = self._oldest
+        return self._values if oldest == 0 else np.concatenate([self._values[:, oldest:], self._values[:, :oldest]],
+                                                               axis=1)
+
+    def _row(self, j: int) -> np.ndarray:
+        """Feature j's filled slots, oldest first."""
+        row, oldest = self._values[j], self._oldest
+        return row if oldest == 0 else np.concatenate([row[oldest:], row[:oldest]])
 
     def rows(self, j: int, event_index: int | None = None, since: int | None = None) -> np.ndarray:
         """Feature j's last `length` events up to event_index (inside a held batch; None: the ring).
@@ -95,17 +120,17 @@ class RecentRing:
         """
         if self._batch is not None and event_index is not None:
             stop = event_index - self._batch_start + 1
-            rows = np.concatenate([self._values[j], self._batch[j, :stop]])[-self._length:]
+            rows = np.concatenate([self._row(j), self._batch[j, :stop]])[-self._length:]
             have = min(self._length, self._filled + stop)
         else:
-            rows, have = self._values[j], self._filled
+            rows, have = self._row(j), self._filled
         if since is not None and event_index is not None:
             have = min(have, max(event_index - since + 1, MIN_SUMMARY_EVENTS))
         return rows[len(rows) - have:] if have < len(rows) else rows
 
     def ring_and_batch(self, j: int) -> np.ndarray:
         """Feature j's filled slots of the ring, then every value of the held batch (if any)."""
-        ring = self._values[j]
+        ring = self._row(j)
         return ring if self._batch is None else np.concatenate([ring, self._batch[j]])
 
     def state_dict(self, values: bool = True) -> dict[str, Any]:
@@ -115,18 +140,19 @@ class RecentRing:
             return {"recent_filled": 0}
         n_features = self._values.shape[0]
         empty = np.full((n_features, self._length - self._filled), self._fill, dtype=self._dtype)
-        return {"recent": np.concatenate([empty, self._values], axis=1).tobytes(), "recent_filled": self._filled}
+        return {"recent": np.concatenate([empty, self._ordered()], axis=1).tobytes(), "recent_filled": self._filled}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict`."""
         n_features = self._values.shape[0]
         if "recent" not in state:
             self._values = np.empty((n_features, 0), dtype=self._dtype)
-            self._filled = 0
+            self._filled = self._oldest = 0
             return
         ring = np.frombuffer(state["recent"], dtype=self._dtype).reshape(n_features, self._length)
         self._filled = int(state["recent_filled"])
         self._values = ring[:, self._length - self._filled:].copy()
+        self._oldest = 0
 
 
 class InvalidExamples:

@@ -173,7 +173,8 @@ class PendingValues:
 
     def commit(self, sketch: SpaceSaving) -> None:
         """The batch's values join `sketch`."""
-        sketch.update_each(self._values(self._pending), self._exclude)
+        if self._pending:  # most batches have none (a feature's unseen values): ~7 us a call saved
+            sketch.update_each(self._values(self._pending), self._exclude)
         self._pending, self._cursor = [], None
 
     def _values(self, items: list[tuple[int, Any]]) -> Iterable[Any]:

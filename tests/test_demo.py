@@ -164,6 +164,17 @@ def test_format_alert_copes_with_a_sparse_alert():
     assert "diagnosis" not in text
 
 
+def test_format_alert_heads_an_update_record_as_the_update_of_its_alert():
+    # an update record was printed like a second alert of the same drift
+    update = {**CATEGORY_ALERT, "alert_id": "a1b2c3", "update": True, "severity": "critical",
+              "diagnosis": "income is 12x its training values: a unit change (years -> months)",
+              "evidence": {"update": {"first_cause": "scale_shift", "events": [2009, 2104]}}}
+    lines = format_alert(update).splitlines()
+    assert re.match(r"\d\d:\d\d:\d\d  UPDATE  drift  credit v1 / channel$", lines[0])
+    assert lines[1] == "  settles alert a1b2c3 (first diagnosed as scale_shift)"
+    assert "UPDATE" not in format_alert(CATEGORY_ALERT)
+
+
 def test_decode_alert_reads_json_and_msgpack():
     assert decode_alert(orjson.dumps(CATEGORY_ALERT)) == CATEGORY_ALERT
     assert decode_alert(msgpack.packb(CATEGORY_ALERT)) == CATEGORY_ALERT

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from stream.commands import cli
 from stream.devkit.processes import free_port
 from stream.worker import config
-from stream.worker.metrics import Metrics
+from stream.worker.metrics import PER_MODEL_FAMILIES, Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -140,6 +140,7 @@ def metric_catalogue() -> dict[str, tuple[str, frozenset[str]]]:
     metrics = Metrics(CollectorRegistry())
     # prometheus_client has no public accessor for a metric's label names.
     labels = {m._name: frozenset(m._labelnames) for m in vars(metrics).values() if hasattr(m, "_labelnames")}
+    labels |= {name: frozenset(labelnames) for name, _, labelnames in PER_MODEL_FAMILIES}
     catalogue = {}
     for family in metrics.registry.collect():
         names = {"counter": [family.name + "_total"],

@@ -4,6 +4,7 @@ and property tests of the sketches."""
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import msgpack
 import numpy as np
@@ -17,8 +18,9 @@ from detectors.cusum import BlockAccumulator, CusumBank
 from detectors.episodes import EpisodeTracker
 from detectors.extract import ABSENT_KEY, FeatureColumns
 from detectors.pit import ProbabilityIntegralTransform, SegmentIndex
+from detectors.recent import MIN_SUMMARY_EVENTS, RecentRing
 from detectors.river_blocks import BlockChangeDetectors
-from detectors.sketches import SpaceSaving
+from detectors.sketches import PendingValues, SpaceSaving
 from detectors.stats import chi2_sf, kolmogorov_sf, ks_uniform_from_histogram
 from detectors.timing import BlockHistory
 
@@ -320,3 +322,54 @@ def test_ks_from_histogram_never_exceeds_the_exact_statistic(counts):
     ecdf_hi = np.arange(1, len(u) + 1) / len(u)
     exact = max(np.max(ecdf_hi - u), np.max(u - (ecdf_hi - 1 / len(u))))
     assert ks_uniform_from_histogram(hist) <= exact + 1e-12
+
+
+# ---- the recent ring ---------------------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=12), st.integers(1, 6), st.data())
+def test_recent_ring_holds_the_last_events_whatever_the_batches(sizes, length, data):
+    """Batches of any sizes, once the ring is full written in place around the circle: the rows,
+    inside a held batch or not, and the state are those of the last `length` values of every batch
+    in order (the state also after a msgpack round trip into a fresh ring)."""
+    ring = RecentRing(n_features=2, length=length, fill=-1, dtype=np.int16)
+    seen = np.empty((2, 0), dtype=np.int16)
+    start = 0
+    for n in sizes:
+        batch = np.arange(start, start + n, dtype=np.int64)[None, :] * np.array([[1], [-1]])
+        ring.hold_batch(batch, start)
+        if n:
+            e = data.draw(st.integers(start, start + n - 1))
+            upto = np.concatenate([seen, batch[:, :e - start + 1]], axis=1)
+            assert ring.rows(1, event_index=e).tolist() == upto[1, -length:].tolist()
+            since = data.draw(st.integers(0, e))
+            have = min(length, upto.shape[1], max(e - since + 1, MIN_SUMMARY_EVENTS))
+            assert ring.rows(0, event_index=e, since=since).tolist() == upto[0, upto.shape[1] - have:].tolist()
+        ring.commit()
+        seen = np.concatenate([seen, batch], axis=1).astype(np.int16)
+        start += n
+        last = seen[:, -length:] if seen.shape[1] else seen
+        assert ring.rows(0).tolist() == last[0].tolist() and ring.ring_and_batch(1).tolist() == last[1].tolist()
+        expected = np.concatenate([np.full((2, length - last.shape[1]), -1, np.int16), last], axis=1)
+        state = ring.state_dict()
+        assert state == {"recent": expected.tobytes(), "recent_filled": last.shape[1]}
+        restored = RecentRing(n_features=2, length=length, fill=-1, dtype=np.int16)
+        restored.load_state(msgpack_round_trip(state))
+        assert restored.state_dict() == state
+
+
+def test_a_batch_without_values_leaves_a_sketch_unallocated():
+    """A sketch allocates its arrays at its first value (most features never see an unseen one):
+    committing a batch that held none allocates nothing (before, ~7 us and the arrays every batch)."""
+    sketch, pending = SpaceSaving(capacity=1000), PendingValues()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        pending.hold([])
+        pending.commit(sketch)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1000 and sketch.top() == []
+    pending.hold([(0, "a")])
+    pending.commit(sketch)
+    assert sketch.top() == [("a", 1, 0)]

@@ -778,3 +778,14 @@ def print_examples() -> None:
 
 if __name__ == "__main__":
     print_examples()
+
+
+def test_stuck_at_the_largest_of_three_categories():
+    """flights' origin stuck at EWR (36 % of training; issue 13): 100 % cannot be 3x training, and
+    taking over everything is the evidence (it was called category_shift)."""
+    profile = categorical_profile(rng(61).choice(["EWR", "JFK", "LGA"], N_TRAIN, p=[0.36, 0.33, 0.31]).tolist())
+    d = categorical(profile, ["EWR"] * N_RECENT)
+    assert d.cause == "stuck_value" and "100% of recent values are 'EWR'" in d.sentence, d.sentence
+    # the same category gaining share without taking over is a population shift
+    shifted = rng(62).choice(["EWR", "JFK", "LGA"], N_RECENT, p=[0.9, 0.05, 0.05]).tolist()
+    assert categorical(profile, shifted).cause == "category_shift"

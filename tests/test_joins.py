@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
+from baselines.build import build_baseline_from_columns
 from detectors.diagnosis import label_hash
 from detectors.events import Limits
 from detectors.fmt import number, percent
@@ -367,6 +368,24 @@ def test_a_traffic_mix_change_towards_a_weak_segment_is_named_as_such():
     assert (f"a traffic mix change in 'country': the new mix alone, at each segment's figure of before, accounts "
             f"for {number(100 * seg['mix_effect'])} points of the drop") in a.diagnosis
     assert a.next_step.startswith("find what changed the traffic mix of 'country': 'DE' grew")
+
+
+def test_the_segments_of_a_float_coded_categorical_are_its_training_categories():
+    # a CSV's float-coded grades ("1.0") and the events' numbers (1) are one category to the monitors;
+    # the segments put every event in NOT_IN_TRAINING, and the verdict could not see the mix
+    rng = np.random.default_rng(3)
+    trained = build_baseline_from_columns("credit", {"grade": rng.choice(["1.0", "2.0", "3.0"], 5_000).tolist()},
+                                          categorical=("grade",))
+    joins = JoinMonitor({"credit": dataclasses.replace(trained, metric=CLASSIFIER.metric)}.get, parity=False)
+    def grades(i, rng):
+        return int(rng.choice([1, 2, 3], p=[0.5, 0.4, 0.1] if i < 3000 else [0.2, 0.2, 0.6]))
+    evs, labels = segmented(8000, lambda i, c, v: 0.6 if c == 3 else 0.95, grades, version_one, seed=1)
+    for ev in evs:
+        ev["features"] = {"grade": ev["features"].pop("country")}
+    joins.add_predictions(evs)
+    seg = joins.add_labels(labels)[0].evidence["segments"]
+    assert seg["verdict"] == "mix_change" and seg["feature"] == "grade"
+    assert {r["segment"] for r in seg["largest"]} == {"1.0", "2.0", "3.0"}
 
 
 def test_a_new_model_version_serving_worse_is_named():

@@ -262,6 +262,46 @@ def test_block_sums_against_a_loop():
         assert p.tolist() == (blocks[keys[-1]].tolist() if last_open else partial.tolist() if n == 0 else [0] * c)
 
 
+def point_mass_blocks_args():
+    return dict(x=np.array([[0.0, 1, 1, 0], [2, 2, np.nan, 2]]), start=3, size=2, rows=np.array([0, 0, 1]),
+                values=np.array([0.0, np.nan, np.nan]), last=np.array([np.nan, 2.0]), out=z((3, 3)))
+
+
+def point_mass_hits(x, start, size, rows, values, last):
+    """The plain loop point_mass_blocks compiles: per block, each chain's hits."""
+    nb = (start + x.shape[1] - 1) // size - start // size + 1
+    out = np.zeros((nb, len(rows)), dtype=np.int64)
+    for c, (r, v) in enumerate(zip(rows, values)):
+        prev = last[r]
+        for i, xi in enumerate(x[r]):
+            hit = (np.isfinite(xi) and xi == prev) if np.isnan(v) else xi == v
+            out[(start + i) // size - start // size, c] += hit
+            prev = xi
+    return out
+
+
+def test_point_mass_blocks_match_a_plain_loop():
+    rng = np.random.default_rng(8)
+    for _ in range(300):
+        r, n, size, start = int(rng.integers(1, 4)), int(rng.integers(1, 40)), int(rng.integers(1, 16)), \
+            int(rng.integers(0, 50))
+        x = rng.integers(-2, 3, size=(r, n)).astype(float)
+        x[rng.random((r, n)) < 0.1] = np.nan
+        x[rng.random((r, n)) < 0.05] = np.inf
+        x[rng.random((r, n)) < 0.1] = -0.0  # equal to 0.0: hits of a chain watching 0
+        chains = [(j, v) for j in range(r) for v in rng.permutation([-2.0, -1.0, 0.0, 1.0, 2.0, np.nan])
+                  [:int(rng.integers(0, 6))]]
+        rows = np.array([j for j, _ in chains], dtype=np.int64)
+        values = np.array([v for _, v in chains], dtype=np.float64)
+        last = np.where(rng.random(r) < 0.5, rng.integers(-2, 3, r).astype(float), np.nan)
+        expected = point_mass_hits(x, start, size, rows, values, last)
+        out = z(expected.shape)
+        kept = last.copy()
+        _kernels.point_mass_blocks(x, start, size, rows, values, kept, out)
+        assert out.tolist() == expected.tolist()
+        assert np.array_equal(kept, x[:, -1], equal_nan=True)
+
+
 def ks_uniform_args():
     return dict(hist=np.arange(12, dtype=np.int64).reshape(3, 4), counts=z(3), ks=z(3, float))
 
@@ -318,6 +358,7 @@ KERNELS = {
     "block_sums": (block_sums_args, _kernels.block_sums),
     "ks_uniform": (ks_uniform_args, _kernels.ks_uniform),
     "chi2_screen": (chi2_screen_args, _kernels.chi2_screen),
+    "point_mass_blocks": (point_mass_blocks_args, _kernels.point_mass_blocks),
 }
 
 
@@ -419,6 +460,19 @@ WRONG = [
     ("block_sums", "partial", lambda a: z(0)),
     ("block_sums", "size", lambda a: 0),
     ("block_sums", "start", lambda a: -1),
+    # point_mass_blocks
+    ("point_mass_blocks", "x", lambda a: a.ravel()[:7].copy()),  # not whole rows of len(last)
+    ("point_mass_blocks", "out", lambda a: a[:2].copy()),  # one block short
+    ("point_mass_blocks", "out", lambda a: read_only(a)),
+    ("point_mass_blocks", "last", lambda a: read_only(a)),
+    ("point_mass_blocks", "rows", lambda a: np.array([0, 0, 2])),  # a row past x
+    ("point_mass_blocks", "rows", lambda a: np.array([1, 0, 0])),  # not grouped by row
+    ("point_mass_blocks", "values", lambda a: np.array([0.0, 0.0, np.nan])),  # a value watched twice
+    ("point_mass_blocks", "values", lambda a: np.array([np.nan, np.nan, np.nan])),  # two repeat chains in a row
+    ("point_mass_blocks", "values", lambda a: np.array([np.inf, np.nan, np.nan])),
+    ("point_mass_blocks", "values", lambda a: a[:2].copy()),
+    ("point_mass_blocks", "size", lambda a: 16),  # 4 bits a chain
+    ("point_mass_blocks", "start", lambda a: -1),
     # ks_uniform
     ("ks_uniform", "hist", lambda a: a.ravel()[:11].copy()),  # not whole rows of len(counts)
     ("ks_uniform", "hist", lambda a: a.astype(np.int32)),

@@ -179,6 +179,23 @@ def test_json_booleans_fall_in_the_bins_of_a_csv_baselines_spelling(tmp_path):
     assert joins.snapshot()["leakage"]["credit"]["features"]["flag"]["production"] == 1.0
 
 
+def test_json_numbers_fall_in_the_bins_of_a_csv_baselines_float_codes(tmp_path):
+    # a CSV's float-coded category ("1.0") and the events' number 1 are one category to the monitors
+    # (baselines.profile.number_spelling); the leakage table put them in the "other" bin
+    rng = np.random.default_rng(4)
+    y = (rng.random(2000) < POSITIVE_RATE).astype(int)
+    (tmp_path / "train.csv").write_text("grade,y,p\n" + "".join(f"{v + 1}.0,{v},{v}\n" for v in y))
+    b = build_baseline(tmp_path / "train.csv", model="credit", label_column="y", prediction_column="p",
+                       categorical=["grade"])
+    grade = b.label_association.features["grade"]
+    assert set(grade.categories) == {"1.0", "2.0"} and grade.value == 1.0
+    joins = JoinMonitor({"credit": b}.get, parity=False)
+    joins.add_predictions([{"model": "credit", "request_id": f"r{i}", "features": {"grade": v + 1}, "prediction": v}
+                           for i, v in enumerate(y.tolist())])
+    joins.add_labels([{"request_id": f"r{i}", "label": v} for i, v in enumerate(y.tolist())])
+    assert joins.snapshot()["leakage"]["credit"]["features"]["grade"]["production"] == 1.0
+
+
 # ---- production ----------------------------------------------------------------------------------
 def test_an_injected_leak_is_named_and_no_other_feature():
     events, labels = production(4000, seed=1, leak=False, accuracy=0.7)

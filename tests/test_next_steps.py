@@ -162,6 +162,12 @@ CASES = {
                                         ["audit the timeline of 'x'", "correlation 0.987 in training"]),
     "computed_differently (category)": ("skew", "city", {"cause": "computed_differently", "served": "Paris",
                                                          "offline": "Lyon"}, {}, {}, ["'Paris' served"]),
+    "shadow_disagreement": ("shadow", None, {"cause": "shadow_disagreement", "production": "credit",
+                                             "candidate": "credit-v2", "agreement": 0.856, "expected_agreement": 0.98,
+                                             "separating_features": [{"feature": "amount",
+                                                                      "segment": "'amount' > 55.7"}]}, {}, {},
+                            ["hold the rollout of 'credit-v2'", "disagrees with 'credit' on 14.4% of requests where "
+                             "at most 2% was expected", "most where 'amount' > 55.7"]),
 }
 
 

@@ -149,3 +149,114 @@ def test_huge_values_cost_bounded_work_and_output(credit_baseline, monkeypatch, 
     monitor = router.monitor("credit")
     assert len(orjson.dumps(monitor.snapshot())) < 8_000
     assert len(msgpack.packb(monitor.state_dict())) < 64_000
+
+
+# ---- the rollback journal: a model's state is packed once per window, a rollback re-feeds the calls since ----
+def _drifting(model: str, n: int, seed: int) -> list[dict]:
+    """n events of `model`, whose amount moves away from training halfway: alerts to compare."""
+    return events(model, n // 2, seed) + events(model, n - n // 2, seed + 10, amount_mean=160.0)
+
+
+def _packed_states(router: ModelRouter) -> dict[str, bytes]:
+    return {m: msgpack.packb(router.state_dict(m, complete=True)) for m in router.monitored}
+
+
+def _by_model(alerts: list) -> dict[str, list[dict]]:
+    """Each model's alerts in order (a bisected call may give two models' alerts in another order)."""
+    out: dict[str, list[dict]] = {}
+    for a in alerts:
+        out.setdefault(a.model, []).append(a.to_dict())
+    return out
+
+
+def _count_saves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The models whose complete state is taken (a rollback's base), in order."""
+    saves: list[str] = []
+    state_dict = ModelMonitor.state_dict
+
+    def counted(monitor, complete=False):
+        if complete:
+            saves.append(monitor.baseline.model)
+        return state_dict(monitor, complete)
+
+    monkeypatch.setattr(ModelMonitor, "state_dict", counted)
+    return saves
+
+
+def test_a_rollback_gives_back_the_state_before_the_call_from_a_base_many_calls_old(credit_baseline, fraud_baseline,
+                                                                                   monkeypatch):
+    """The bases are taken once, at the first call; a call that raises 16 calls later is rolled back
+    by restoring them and feeding again the 16 calls logged since: the states are those before the
+    call, byte for byte, and the run goes on with the alerts and states of a run without the event."""
+    from detectors import processing
+
+    monkeypatch.setattr(processing, "ROLLBACK_CALLS", 100)
+    stream = [ev for pair in zip(_drifting("credit", 1200, 1), _drifting("fraud", 1200, 2)) for ev in pair]
+    calls = [stream[i:i + 100] for i in range(0, len(stream), 100)]
+    clean = ModelRouter([credit_baseline, fraud_baseline])
+    expected = [a for call in calls for a in process_events(clean, call).alerts]
+    saves = _count_saves(monkeypatch)
+    poison_monitors(monkeypatch)
+    router = ModelRouter([credit_baseline, fraud_baseline])
+    alerts = [a for call in calls[:16] for a in process_events(router, call).alerts]
+    assert sorted(saves) == ["credit", "fraud"]  # no state was packed after the first call
+    before = _packed_states(router)
+    poisoned = process_events(router, [dict(calls[16][3], request_id="poison")])
+    assert [r.reason for _, r in poisoned.rejects] == [MONITOR_ERROR] and poisoned.alerts == []
+    assert _packed_states(router) == before
+    alerts += [a for call in calls[16:] for a in process_events(router, call).alerts]
+    assert alerts and _by_model(alerts) == _by_model(expected)
+    assert _packed_states(router) == _packed_states(clean)
+
+
+@pytest.mark.parametrize("window", [100, 2, 0])
+def test_poisoned_events_in_calls_of_two_models_cost_only_themselves(credit_baseline, fraud_baseline, monkeypatch,
+                                                                     window):
+    """Poisoned events of either model in the middle of calls, with a journal that keeps every call,
+    lets its bases go every few calls, or keeps no call (a base before every call): the alerts and
+    states of a run without them."""
+    from detectors import processing
+
+    monkeypatch.setattr(processing, "ROLLBACK_CALLS", window)
+    stream = [ev for pair in zip(_drifting("credit", 1500, 3), _drifting("fraud", 1500, 4)) for ev in pair]
+    poison = {5, 700, 701, 1999, 2950}
+    calls = [list(range(i, min(i + 120, len(stream)))) for i in range(0, len(stream), 120)]
+    clean = ModelRouter([credit_baseline, fraud_baseline])
+    expected = [a for c in calls for a in process_events(clean, [stream[k] for k in c if k not in poison]).alerts]
+    poison_monitors(monkeypatch)
+    router = ModelRouter([credit_baseline, fraud_baseline])
+    alerts, rejected = [], []
+    for c in calls:
+        result = process_events(router, [dict(stream[k], request_id="poison") if k in poison else stream[k] for k in c],
+                                c)
+        alerts += result.alerts
+        rejected += [(k, r.reason) for k, r in result.rejects]
+    assert rejected == [(k, MONITOR_ERROR) for k in sorted(poison)]
+    assert alerts and _by_model(alerts) == _by_model(expected)
+    assert _packed_states(router) == _packed_states(clean)
+
+
+def test_events_a_monitor_took_outside_the_journal_are_kept_by_a_rollback(credit_baseline, monkeypatch):
+    """A monitor fed between two calls outside `process_events` (its events are in no logged call)
+    gets a new base: a rollback keeps those events instead of going back to before them."""
+    stream = _drifting("credit", 900, 5)
+    router = ModelRouter([credit_baseline])
+    process_events(router, stream[:300])
+    router.monitor("credit").update_batch(stream[300:600])
+    poison_monitors(monkeypatch)
+    before = _packed_states(router)
+    assert process_events(router, [dict(stream[600], request_id="poison")]).rejects[0][1].reason == MONITOR_ERROR
+    assert _packed_states(router) == before
+
+
+def test_a_monitor_restored_between_calls_is_rolled_back_to_its_restored_state(credit_baseline, monkeypatch):
+    """A checkpoint restored between two calls (another monitor, the same event count) gets a new
+    base: a rollback goes back to the restored state, not to the replaced monitor's."""
+    router, other = ModelRouter([credit_baseline]), ModelRouter([credit_baseline])
+    process_events(router, events("credit", 300, seed=6))
+    process_events(other, _drifting("credit", 300, 7))
+    router.restore("credit", other.state_dict("credit", complete=True))
+    poison_monitors(monkeypatch)
+    before = _packed_states(router)
+    assert process_events(router, [dict(events("credit", 1, seed=8)[0], request_id="poison")]).rejects
+    assert _packed_states(router) == before == _packed_states(other)

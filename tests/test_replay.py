@@ -297,6 +297,16 @@ def test_a_reader_that_goes_away_ends_replay_quietly_with_status_141(tmp_path, b
     assert shell.returncode in (0, 141)  # 0 when replay wrote everything before head closed the pipe
 
 
+def test_a_reader_that_goes_away_ends_baseline_show_as_it_ends_replay(baseline_file):
+    # `baseline show B | head` exited 0 where replay exits 141: a script could not tell a cut listing
+    path, _ = baseline_file
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.run(_cli("baseline", "show", path), stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, "")
+
+
 def test_a_dead_letter_file_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, baseline_file):
     path, _ = baseline_file
     f = _write_jsonl(tmp_path / "e.jsonl", _events(10))

@@ -177,6 +177,20 @@ def test_a_scale_change_is_drawn_on_a_log_axis_so_both_distributions_show():
     assert "log scale" not in svg.numeric_distribution_svg(b.features["latency_ms"], same, "production", 5_000)
 
 
+def test_json_numbers_are_shown_as_the_baselines_float_codes(tmp_path):
+    """A baseline whose codes were written as floats ("2.0", a CSV's): the events' numbers 2, 2.0 and
+    "2" are those categories, as the monitors see them, not an unseen `2 (new)`."""
+    rng = np.random.default_rng(0)
+    b = build_baseline_from_columns("m", {"grade": rng.choice(["1.0", "2.0"], 5_000).tolist()})
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({"model": "m", "features": {"grade": v}}) + b"\n"
+                              for v in ([1, 2, 2.0, "1"][k] for k in rng.integers(0, 4, 2_000))))
+    (t,) = gather.gather([b], [str(path)], window=500)
+    assert not t.alerts
+    values = t.features["grade"].overall
+    assert {label for label, _, _ in values.categories.top()} == {"1.0", "2.0"} and values.valid == 2_000
+
+
 def test_json_booleans_are_shown_as_the_baselines_spelling_of_them(tmp_path):
     """A baseline built from a CSV True/False column: JSON true/false events are its categories, as
     the monitors see them (detectors.extract.BOOL_SPELLINGS), not an unseen `true (new)`."""

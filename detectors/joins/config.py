@@ -32,6 +32,13 @@ class JoinConfig:
     #: show the served and offline values of the example requests in skew alerts (off by default:
     #: production features may be personal data; the request ids are always shown)
     include_examples: bool = False
+    #: seconds a prediction of a shadow pair waits for the other model's (both answer the same request)
+    shadow_ttl: float = 600.0
+    #: joined pairs per shadow window: each window's agreement is tested against the expected one
+    shadow_window: int = 1000
+    #: the agreement a shadow candidate must keep with production; None: the first window's, less
+    #: `tolerance` and its sampling error (detectors.joins.shadow)
+    shadow_min_agreement: float | None = None
 
 
 #: the default settings, of every join class that is given none

@@ -38,7 +38,7 @@ from baselines.profile import FeatureAssociation, LabelAssociation, category_key
 from detectors.alerts import Alert, alert_id
 from detectors.diagnosis import Diagnosis
 from detectors.episodes import EpisodeTracker
-from detectors.extract import BOOL_SPELLINGS
+from detectors.extract import TrainedSpelling
 from detectors.fmt import count, number, percent, printable, quote_value, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.performance import LOOK_EVERY, REPORTED_CI, PerformanceMonitor
@@ -91,6 +91,9 @@ class LeakageMonitor:
         self._tables: dict[str, list[list[float]]] = {
             name: [[0.0] * len(a.scores) for _ in range(3 if self._numeric else 2)]
             for name, a in association.features.items()}
+        # categorical features' values spelled as the monitors code them (a CSV's "True", "2.0")
+        self._spellings = {name: TrainedSpelling(a.categories) for name, a in association.features.items()
+                           if a.categories is not None}
 
     def update(self, prediction: dict, label: Any, events_seen: int, ts: float | None,
                performance: PerformanceMonitor) -> list[Alert]:
@@ -108,8 +111,8 @@ class LeakageMonitor:
         for name, table in self._tables.items():
             assoc = self._association.features[name]
             value = features.get(name)
-            if isinstance(value, bool) and assoc.categories is not None:  # as the monitors: the baseline's spelling
-                value = next((s for s in BOOL_SPELLINGS[value] if s in assoc.categories), value)
+            if name in self._spellings and isinstance(value, (str, int, float, bool)):
+                value = self._spellings[name](value)
             b = assoc.bin_of(value)
             table[0][b] += 1.0
             table[1][b] += y

@@ -1,4 +1,5 @@
-"""`JoinMonitor`: both joins for every model, the one object `replay` and the worker feed."""
+"""`JoinMonitor`: the joins for every model (parity, labels, shadow pairs), the one object `replay`
+and the worker feed."""
 from __future__ import annotations
 
 import math
@@ -13,6 +14,7 @@ from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.leakage import LeakageMonitor
 from detectors.joins.parity import FeatureParity
 from detectors.joins.performance import PerformanceMonitor
+from detectors.joins.shadow import ShadowMonitor
 from detectors.joins.wire import record_time
 
 __all__ = ["JoinMonitor"]
@@ -23,13 +25,18 @@ class JoinMonitor:
 
     `baseline_of(model)` returns the model's baseline, or None for a model that is not monitored
     (its records are counted as `unknown_model` and ignored). `parity` / `labels` switch a join off
-    (replay without --feature-log need not remember served features).
+    (replay without --feature-log need not remember served features). `shadow` pairs models
+    (production, candidate) for detectors.joins.shadow: a candidate's events go to the shadow join
+    only, never to the parity and label joins (they carry production's request ids), whether or not
+    the candidate has a baseline; the labels production's events receive are passed on to its pairs.
     """
 
     def __init__(self, baseline_of: Callable[[str], Baseline | None], config: JoinConfig = DEFAULT_JOIN_CONFIG,
-                 parity: bool = True, labels: bool = True):
+                 parity: bool = True, labels: bool = True, shadow: Iterable[tuple[str, str]] = ()):
         self._baseline_of = baseline_of
         self._config = config
+        shadow = tuple(shadow)
+        self._shadow = ShadowMonitor(shadow, baseline_of, config, labels) if shadow else None
         self._parity_join = RequestJoin(config.ttl, config.max_entries, ("served", "offline")) if parity else None
         self._label_join = RequestJoin(config.ttl, config.max_entries, ("prediction", "label")) if labels else None
         self._parity: dict[str, tuple[Baseline, FeatureParity]] = {}
@@ -47,22 +54,38 @@ class JoinMonitor:
             out["feature_log"] = self._parity_join.counts
         if self._label_join is not None:
             out["labels"] = self._label_join.counts
+        if self._shadow is not None:
+            out.update(self._shadow.counts)
         if self._ignored:
             out["ignored"] = dict(self._ignored)
         return out
 
+    @property
+    def shadow(self) -> ShadowMonitor | None:
+        """The shadow pairs' monitor, if pairs were given."""
+        return self._shadow
+
     def add_predictions(self, events: Iterable[dict], default_ts: float | None = None) -> list[Alert]:
         """Remember served events that carry a request id (events of unmonitored models are skipped)."""
         alerts: list[Alert] = []
+        shadow = self._shadow
         for ev in events:
             model = ev.get("model")
-            if self._baseline_of(model) is None:
+            role = shadow.role(model) if shadow is not None else None
+            monitored = role != "candidate" and self._baseline_of(model) is not None
+            if not monitored and role is None:
                 continue
-            self._events_seen[model] += 1
+            if monitored:
+                self._events_seen[model] += 1
             request_id = ev.get("request_id")
             if not isinstance(request_id, str) or not request_id:
                 continue
             ts = record_time(ev, default_ts)
+            if role is not None:
+                production = model if role == "production" else shadow.production_of(model)
+                alerts += shadow.add_prediction(ev, ts, self._events_seen[production])
+            if not monitored:
+                continue
             if self._parity_join is not None:
                 offline = self._parity_join.offer("served", request_id, ev, ts)
                 if offline is not None:
@@ -71,6 +94,7 @@ class JoinMonitor:
                 label = self._label_join.offer("prediction", request_id, ev, ts)
                 if label is not None:
                     alerts += self._score(ev, label["label"])
+                    self._shadow_label(ev, label["label"])
         return alerts
 
     def add_feature_log(self, records: Iterable[dict], default_ts: float | None = None) -> list[Alert]:
@@ -96,7 +120,15 @@ class JoinMonitor:
             prediction = self._label_join.offer("label", rec["request_id"], rec, record_time(rec, default_ts))
             if prediction is not None:
                 alerts += self._score(prediction, rec["label"])
+                self._shadow_label(prediction, rec["label"])
         return alerts
+
+    def _shadow_label(self, prediction: dict, label: Any) -> None:
+        """A label production's event received, to its shadow pairs (their candidates' predictions)."""
+        if self._shadow is not None and self._shadow.role(prediction["model"]) == "production":
+            now = self._label_join.now
+            self._shadow.add_label(prediction["model"], prediction["request_id"], label,
+                                   now if now > -math.inf else None)
 
     def _compare(self, request_id: str, served: dict, offline: dict) -> list[Alert]:
         model = served["model"]
@@ -133,8 +165,12 @@ class JoinMonitor:
         return alerts
 
     def snapshot(self) -> dict[str, Any]:
-        """The join counters and, per model, the parity, performance and leakage snapshots."""
-        return {"counts": self.counts,
-                "parity": {m: p.snapshot() for m, (_, p) in self._parity.items()},
-                "performance": {m: p.snapshot() for m, (_, p, _) in self._performance.items()},
-                "leakage": {m: leak.snapshot() for m, (_, _, leak) in self._performance.items() if leak is not None}}
+        """The join counters and, per model, the parity, performance and leakage snapshots; per shadow
+        pair ("production=candidate"), its comparison."""
+        out = {"counts": self.counts,
+               "parity": {m: p.snapshot() for m, (_, p) in self._parity.items()},
+               "performance": {m: p.snapshot() for m, (_, p, _) in self._performance.items()},
+               "leakage": {m: leak.snapshot() for m, (_, _, leak) in self._performance.items() if leak is not None}}
+        if self._shadow is not None:
+            out["shadow"] = self._shadow.snapshot()
+        return out

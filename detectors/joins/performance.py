@@ -19,6 +19,7 @@ from detectors import thresholds as T
 from detectors.alerts import Alert, alert_id
 from detectors.diagnosis import Diagnosis
 from detectors.episodes import EpisodeTracker
+from detectors.extract import TrainedSpelling
 from detectors.fmt import count, number, percent, printable, quote_value, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
@@ -105,6 +106,7 @@ class PerformanceMonitor:
         # category, NOT_IN_TRAINING or MISSING_SEGMENT), beside its error: bounded like the errors
         self._segment_features = ["model_version", *list(segments or {})[:MAX_SEGMENT_FEATURES]]
         self._training_categories = [frozenset(c) for c in list((segments or {}).values())[:MAX_SEGMENT_FEATURES]]
+        self._spellings = [TrainedSpelling(c) for c in list((segments or {}).values())[:MAX_SEGMENT_FEATURES]]
         self._segments: deque[tuple[str, ...]] = deque(maxlen=MAX_LABEL_WINDOW)
         self._z_power = NormalDist().inv_cdf(DETECTION_POWER)
 
@@ -153,12 +155,12 @@ class PerformanceMonitor:
         features = prediction.get("features")
         features = features if isinstance(features, dict) else {}
         keys = [MISSING_SEGMENT if version is None else quote_value(str(version), MAX_LABEL)]
-        for name, categories in zip(self._segment_features[1:], self._training_categories):
+        for name, categories, spell in zip(self._segment_features[1:], self._training_categories, self._spellings):
             v = features.get(name)
             if is_missing(v):
                 keys.append(MISSING_SEGMENT)
-            elif isinstance(v, (str, int, float, bool)) and category_key(v) in categories:
-                keys.append(str(category_key(v)))
+            elif isinstance(v, (str, int, float, bool)) and spell(v) in categories:  # as the monitors code it
+                keys.append(spell(v))
             else:  # anything else is one segment: a producer cannot grow the state with new values
                 keys.append(NOT_IN_TRAINING)
         return tuple(keys)

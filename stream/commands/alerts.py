@@ -164,7 +164,8 @@ def decode_alert(value: bytes) -> dict[str, Any]:
 
 
 def format_alert(alert: Mapping[str, Any]) -> str:
-    """One readable block: headline, test result, diagnosis, next step, baseline vs current.
+    """One readable block: headline, test result, diagnosis, next step, baseline vs current. An
+    update record (``"update": true``) is headed UPDATE and names the alert it settles.
 
     Every string of the alert is shown with its control characters escaped (`detectors.fmt.printable`):
     names and categories come from producers and must not drive the terminal. The module's docstring
@@ -188,6 +189,12 @@ def format_alert(alert: Mapping[str, Any]) -> str:
     if alert.get("feature"):
         subject += f" / {alert['feature']}"
     lines = [f"{clock}  {str(alert.get('severity', '')).upper()}  {alert.get('kind')}  {subject}"]
+    if alert.get("update"):
+        # not another alert: the settled diagnosis of one printed before (same alert_id)
+        lines[0] = f"{clock}  UPDATE  {alert.get('kind')}  {subject}"
+        first = ((alert.get("evidence") or {}).get("update") or {}).get("first_cause")
+        lines.append(f"  settles alert {alert.get('alert_id') or '-'}"
+                     + (f" (first diagnosed as {first})" if first else ""))
     test = (f"  {alert.get('detector')} statistic {number(alert.get('statistic'))} "
             f"> threshold {number(alert.get('threshold'))}")
     if alert.get("p_value") is not None:

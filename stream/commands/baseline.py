@@ -5,12 +5,12 @@ Only pandas/numpy/msgpack are imported (no Faust), so the command starts fast.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from detectors.fmt import printable
 from stream.commands.progress import StatusLine, status_line
+from stream.commands.stdout import reader_went_away
 from stream.commands.tables import column_names
 
 __all__ = ["configure", "run"]
@@ -69,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
         return _show(args)
     except (BuildError, BaselineError) as e:
         return _fail(str(e))
-    except BrokenPipeError:  # `skewwatch baseline show B | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except BrokenPipeError:  # `skewwatch baseline show B | head`: as replay does
+        return reader_went_away()
     except OSError as e:
         return _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
     except MemoryError:

@@ -23,6 +23,11 @@ the events by request_id (detectors.joins), in ts order: a record with a `ts` is
 the first event at or after its time; a record without one waits for the end of the events (and so do the
 records behind it in its file). The join counts (matched, duplicates, expired or still waiting
 unmatched) are in the summary.
+
+`--shadow production=candidate` (repeatable) joins a candidate model's prediction events with
+production's in the same files by request_id (detectors.joins.shadow): `shadow` alerts, and the
+pair's agreement (and, with `--labels`, both models' accuracy or MAE) in the summary. The candidate
+needs no baseline (without one its events are also counted as those of a model without a baseline).
 """
 from __future__ import annotations
 
@@ -44,12 +49,13 @@ import orjson
 from baselines.profile import Baseline, BaselineError
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, all_usable, dead_letter_record, decode_message, events_from_value, model_of
-from detectors.fmt import printable
-from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
+from detectors.fmt import number, percent, printable
+from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, parse_shadow_pairs, record_time
 from detectors.model import MonitorConfig
 from detectors.processing import process_events
 from detectors.routing import ModelRouter
 from stream.commands.progress import StatusLine, status_line
+from stream.commands.stdout import reader_went_away
 from stream.commands.tables import (
     TableColumns,
     TableError,
@@ -61,8 +67,9 @@ from stream.commands.tables import (
 )
 from stream.gc_policy import relax_gc
 
-__all__ = ["EXIT_BROKEN_PIPE", "FORMATS", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "Replay",
-           "UsageError", "check_format", "configure", "input_size", "load_inputs", "run", "unmonitored_sentence"]
+__all__ = ["FORMATS", "MAX_MODELS_COUNTED", "MAX_MODELS_NAMED", "AlertCallback", "JoinFeed",
+           "Replay", "UsageError", "add_shadow_arguments", "check_format", "configure", "input_size", "load_inputs",
+           "run", "shadow_arguments", "shadow_summary", "unmonitored_sentence"]
 
 _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 #: bytes read at a time; parsed at once, so small: 64 KiB of lines (~50 events) parsed and monitored soon after
@@ -75,9 +82,6 @@ MAX_MODELS_NAMED = 5
 #: distinct models counted at most (a stream of made-up names must not grow memory): the events of
 #: the others are counted together, under None
 MAX_MODELS_COUNTED = 1000
-#: exit status when stdout's reader went away: 128 + SIGPIPE, what the shell shows for a Unix tool the signal
-#: stopped (Python ignores SIGPIPE and gets BrokenPipeError instead)
-EXIT_BROKEN_PIPE = 141
 #: values of --format: "auto" by the file name (tables.table_format, .msgpack), else by the first byte
 FORMATS = ("auto", "jsonl", "msgpack", "csv", "parquet")
 #: the router's reasons for an event of a model it has no monitor for
@@ -113,11 +117,44 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", metavar="FILE",
                    help="JSONL of delayed labels {request_id, label}: joined with the events' predictions "
                         "-> performance alerts against the baseline's validation metric")
+    add_shadow_arguments(p)
     p.add_argument("--join-ttl", type=float, default=JoinConfig.ttl,
                    help=f"seconds of event time a record waits for its join partner (default {JoinConfig.ttl:g})")
     p.add_argument("--join-max-entries", type=int, default=JoinConfig.max_entries,
                    help=f"records waiting per join at most, oldest dropped first (default {JoinConfig.max_entries})")
     add_table_arguments(p)
+
+
+def add_shadow_arguments(p: argparse.ArgumentParser) -> None:
+    """The shadow flags of `replay` and `report`: --shadow, --shadow-window, --shadow-min-agreement."""
+    p.add_argument("--shadow", action="append", metavar="PRODUCTION=CANDIDATE",
+                   help="compare a candidate model's prediction events with production's on the same requests "
+                        "(by request_id) -> shadow alerts and the pair's agreement in the summary; repeatable, "
+                        "or comma-separated pairs")
+    p.add_argument("--shadow-window", type=int, default=JoinConfig.shadow_window,
+                   help=f"joined requests per shadow window (default {JoinConfig.shadow_window})")
+    p.add_argument("--shadow-min-agreement", type=float, default=None, metavar="SHARE",
+                   help="the agreement a candidate must keep, tested from the first window (default: the first "
+                        "window's agreement less 2 points and its sampling error, tested from the second)")
+
+
+def shadow_arguments(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], dict]:
+    """The shadow pairs and their `JoinConfig` settings from the flags of `add_shadow_arguments`.
+
+    Raises
+    ------
+    UsageError
+        A pair is malformed, the window is not positive or the minimum agreement not in (0, 1).
+    """
+    if args.shadow_window < 1:
+        raise UsageError("--shadow-window must be positive")
+    if args.shadow_min_agreement is not None and not 0 < args.shadow_min_agreement < 1:
+        raise UsageError("--shadow-min-agreement must be between 0 and 1 (exclusive)")
+    try:
+        pairs = parse_shadow_pairs(args.shadow or [])
+    except ValueError as e:
+        raise UsageError(f"--shadow: {e}") from None
+    return pairs, {"shadow_window": args.shadow_window, "shadow_min_agreement": args.shadow_min_agreement}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.join_ttl > 0 or args.join_max_entries < 1:
         return _usage_error("--join-ttl and --join-max-entries must be positive")
     try:
+        shadow_pairs, shadow_settings = shadow_arguments(args)
         baselines = load_inputs(args.baseline, args.events)
         check_format(args.format, args.events)
     except UsageError as e:
@@ -143,16 +181,15 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"{args.dead_letter}: cannot write: {e.strerror}")
 
     try:
-        return _replay(args, baselines, join_files, dead_letters)
+        return _replay(args, baselines, join_files, dead_letters, shadow_pairs, shadow_settings)
     except BrokenPipeError:
-        _discard_stdout()
-        return EXIT_BROKEN_PIPE
+        return reader_went_away()
     except TableError as e:
         return _usage_error(str(e))
 
 
 def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files: list[tuple[str, str]],
-            dead_letters: IO[bytes] | None) -> int:
+            dead_letters: IO[bytes] | None, shadow_pairs: tuple[tuple[str, str], ...], shadow_settings: dict) -> int:
     """The command once its arguments are checked: the exit status."""
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
@@ -160,12 +197,12 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
     replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters, table=table_columns(args))
     replay.progress = status_line("replay", input_size(args.events))
     opened = []
-    if join_files:
+    if join_files or shadow_pairs:
         opened = [open(path, "rb") for _, path in join_files]
         joins = JoinMonitor(baselines.get, JoinConfig(ttl=args.join_ttl, max_entries=args.join_max_entries,
-                                                        include_examples=args.include_examples),
-                            parity=bool(args.feature_log), labels=bool(args.labels))
-        replay.joins = _JoinFeed(joins, [(kind, path, f) for (kind, path), f in zip(join_files, opened)], replay)
+                                                        include_examples=args.include_examples, **shadow_settings),
+                            parity=bool(args.feature_log), labels=bool(args.labels), shadow=shadow_pairs)
+        replay.joins = JoinFeed(joins, [(kind, path, f) for (kind, path), f in zip(join_files, opened)], replay)
     started = time.perf_counter()
     try:
         for path in args.events:
@@ -256,18 +293,6 @@ def _usage_error(msg: str) -> int:
     return 2
 
 
-def _discard_stdout() -> None:
-    """Point stdout at /dev/null: what is still buffered for the reader that went away must not
-    raise again when Python flushes it at exit."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing is flushed to a pipe
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
-
-
 #: what a `Replay` hands each batch's alerts to: on_alerts(alerts, events), where `events` are the
 #: batch's events the monitors took (none for the joins' last alerts, released at the end)
 AlertCallback = Callable[[list[Alert], Sequence[dict]], None]
@@ -328,7 +353,7 @@ class Replay:
         #: events rejected because no baseline is loaded for their model, by model (see MAX_MODELS_COUNTED)
         self.unmonitored_models: Counter[str | None] = Counter()
         self.alerts: Counter[str] = Counter()
-        self.joins: _JoinFeed | None = None
+        self.joins: JoinFeed | None = None
         #: the status line on a terminal, or None
         self.progress: StatusLine | None = None
         self._file: IO[bytes] | None = None  # the file being read
@@ -519,6 +544,9 @@ class Replay:
         if self.joins is not None:
             for name, counts in self.joins.joins.counts.items():
                 print(f"replay: join {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=err)
+            shadow = self.joins.joins.shadow
+            for line in shadow_summary(shadow.snapshot()) if shadow is not None else ():
+                print(f"replay: {line}", file=err)
         for model, monitor in sorted(self.router.monitors().items()):
             counts = monitor.value_counts()
             bad = [f"{printable(name)} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(c.items()) if v) + ")"
@@ -564,13 +592,48 @@ def unmonitored_sentence(models: Counter[str | None], loaded: Sequence[str]) -> 
             f"baselines loaded: {', '.join(map(_quoted, loaded)) or 'none'}")
 
 
+def shadow_summary(snapshot: dict) -> list[str]:
+    """One line per shadow pair of a `ShadowMonitor.snapshot()`: joined requests, agreement over all
+    closed windows and the last one, and the labelled comparison.
+
+    >>> shadow_summary({"a=b": {"joined": 0}})
+    ["shadow 'a=b': no request joined"]
+    """
+    lines = []
+    for name, pair in snapshot.items():
+        head = f"shadow {_quoted(name)}: "
+        windows = pair.get("windows") or []
+        if not pair.get("joined"):
+            lines.append(head + "no request joined")
+            continue
+        text = f"{pair['joined']:,} requests joined"
+        if windows:
+            n = sum(w["n"] for w in windows)
+            overall = sum(w["agreement"] * w["n"] for w in windows) / n
+            last = windows[-1]
+            text += (f", agreement {percent(overall)} over {len(windows)} windows (last: {percent(last['agreement'])}, "
+                     f"95% CI {percent(last['ci_low'])}-{percent(last['ci_high'])})")
+        reference = pair.get("reference")
+        if reference:
+            text += f", expected at least {percent(reference['expected'])}"
+        labels = pair.get("labels")
+        if labels:
+            metric = labels["metric"]
+            fmt = number if metric == "mae" else percent
+            text += (f"; labelled {labels['n']:,}: {metric} {fmt(labels['candidate'][metric])} (candidate) vs "
+                     f"{fmt(labels['production'][metric])} (production), "
+                     f"{(labels['verdict'] or 'too few labels').replace('_', ' ')} (p={labels['p_value']:.2g})")
+        lines.append(head + text)
+    return lines
+
+
 def _quoted(model: object) -> str:
     """A model name from an event, for a terminal: quoted, control characters escaped, bounded."""
     name = str(model)
     return f"'{printable(name[:64])}{'...' if len(name) > 64 else ''}'"
 
 
-class _JoinFeed:
+class JoinFeed:
     """The --feature-log / --labels files, read lazily and fed to the joins in ts order between
     the events (see the module docstring)."""
 
@@ -617,6 +680,7 @@ class _JoinFeed:
             self._next(head)
 
     def add_events(self, events: list[dict]) -> list[Alert]:
+        """The events of a batch, each after the records due by its time; the joins' alerts."""
         alerts: list[Alert] = []
         for ev in events:
             ts = record_time(ev, None)

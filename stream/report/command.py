@@ -12,6 +12,9 @@ Exit status as `skewwatch replay`: 1 when no event was monitored (the page is st
 banner says why), 2 when its own arguments are wrong, the output file among them (checked before
 the replay, which can be long).
 
+`--shadow production=candidate` (as for `skewwatch replay`) adds a section per shadow pair: its
+agreement per window against the expected one, and its confidence difference.
+
 Privacy: the page holds aggregates only (histograms, shares, summary statistics and the alerts' own
 diagnosis); never an event, a request id or a single production value.
 """
@@ -24,9 +27,20 @@ import time
 from pathlib import Path
 
 from detectors.events import Limits
+from detectors.joins import JoinConfig, JoinMonitor
 from detectors.model import MonitorConfig
 from stream.commands.progress import status_line
-from stream.commands.replay import FORMATS, UsageError, check_format, input_size, load_inputs, unmonitored_sentence
+from stream.commands.replay import (
+    FORMATS,
+    JoinFeed,
+    UsageError,
+    add_shadow_arguments,
+    check_format,
+    input_size,
+    load_inputs,
+    shadow_arguments,
+    unmonitored_sentence,
+)
 from stream.commands.tables import TableError, add_table_arguments, table_columns
 from stream.report.gather import Recorder
 from stream.report.html import render_html
@@ -50,6 +64,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="input format (default: by extension, else by the first byte)")
     p.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes,
                    help=f"larger messages are rejected as 'oversized' (default {Limits.max_message_bytes})")
+    add_shadow_arguments(p)
     add_table_arguments(p)
 
 
@@ -58,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.window < 1 or args.max_message_bytes < 1:
         return _usage_error("--window and --max-message-bytes must be positive")
     try:
+        shadow_pairs, shadow_settings = shadow_arguments(args)
         baselines = load_inputs(args.baseline, args.events)
         check_format(args.format, args.events)
         _check_writable(Path(args.output))
@@ -68,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
                         table=table_columns(args))
     replay = recorder.replay
     replay.progress = status_line("report", input_size(args.events))
+    joins = None
+    if shadow_pairs:
+        joins = JoinMonitor(baselines.get, JoinConfig(**shadow_settings), parity=False, labels=False,
+                            shadow=shadow_pairs)
+        replay.joins = JoinFeed(joins, [], replay)
     try:
         for path in args.events:
             recorder.run_file(path, args.format)
@@ -81,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     unmonitored = (unmonitored_sentence(replay.unmonitored_models, replay.router.models)
                    if replay.unmonitored_models else "")
     page = render_html(recorder.traces, sources=["standard input" if p == "-" else Path(p).name for p in args.events],
-                       rejected=replay.rejected, unmonitored=unmonitored)
+                       rejected=replay.rejected, unmonitored=unmonitored,
+                       shadow=joins.shadow.snapshot() if joins is not None else None)
     try:
         Path(args.output).write_text(page, encoding="utf-8")
     except OSError as e:  # e.g. the disk filled up during the replay

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from baselines.profile import Baseline, CategoricalProfile, NumericProfile, category_key
+from baselines.profile import Baseline, CategoricalProfile, NumericProfile
 from detectors.alerts import Alert
 from detectors.events import Limits
-from detectors.extract import BOOL_SPELLINGS, classify_numbers
+from detectors.extract import TrainedSpelling, classify_numbers
 from detectors.model import ModelMonitor, MonitorConfig
 from detectors.routing import ModelRouter
 from detectors.sketches import SpaceSaving
@@ -147,8 +147,8 @@ class FeatureTrace:
         self.alert_at: int | None = None
         #: one dict of snapshot statistics per sample of the model
         self.samples: list[dict[str, float]] = []
-        #: how the monitors spell False and True for this feature (categorical only)
-        self.bool_labels = None if self.numeric else _bool_labels(profile)
+        #: how the monitors spell this feature's values among its training categories (categorical only)
+        self.spelling = None if self.numeric else TrainedSpelling(profile.categories)
 
     def start_since_alert(self, event_index: int) -> None:
         """Keep the values from `event_index` (the model's event count at the feature's first alert) on
@@ -227,7 +227,7 @@ class ModelTrace:
                     k = max(0, f.alert_at - start)
                     f.since_alert.add_numbers(x[k:], missing[k:], invalid[k:])
             else:
-                labels = [_label(d.get(name), f.bool_labels) for d in feats]
+                labels = [_label(d.get(name), f.spelling) for d in feats]
                 f.overall.add_labels(labels)
                 if f.since_alert is not None:
                     f.since_alert.add_labels(labels[max(0, f.alert_at - start):])
@@ -272,23 +272,13 @@ class ModelTrace:
             self.next_sample = self.sample_x[-1] + self.every
 
 
-def _bool_labels(profile: CategoricalProfile) -> tuple[str, str]:
-    """The labels of False and True as the monitors code them: the baseline's own spelling of the
-    boolean (`detectors.extract.BOOL_SPELLINGS`, a CSV's "True" among them), else `category_key`'s."""
-    false, true = (next((s for s in spellings if s in profile.categories), category_key(value))
-                   for value, spellings in zip((False, True), BOOL_SPELLINGS))
-    return false, true
-
-
-def _label(v: Any, bool_labels: tuple[str, str]) -> str | None | bool:
+def _label(v: Any, spell: TrainedSpelling) -> str | None | bool:
     """The category key of a value as the monitors see it; None if missing, False if invalid."""
     if v is None:
         return None
-    if isinstance(v, bool):
-        return bool_labels[v]
     if isinstance(v, (dict, list, tuple)):
         return False
-    return category_key(v)
+    return spell(v)
 
 
 def is_number(v: Any) -> bool:

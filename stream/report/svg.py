@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BASE_COLOR", "GRID_COLOR", "INK", "KIND_COLORS", "KIND_TITLES", "MAX_BARS", "MUTED", "NEW_COLOR",
            "PROD_COLOR", "SERIES_COLORS", "THRESHOLD_COLOR", "Chart", "categorical_distribution_svg", "esc",
-           "feature_charts", "numeric_distribution_svg", "timeline_svg", "timeseries_svg"]
+           "feature_charts", "numeric_distribution_svg", "shadow_svg", "timeline_svg", "timeseries_svg"]
 
 #: bars shown per categorical feature; the rest are pooled as "all other"
 MAX_BARS = 14
@@ -34,12 +34,13 @@ INK = "#1F2937"
 MUTED = "#6B7280"
 #: the colour of each alert kind (chips, diamonds, card borders)
 KIND_COLORS = {"drift": "#D62728", "data_quality": "#9467BD", "confidence_drop": "#8C564B",
-               "serving": "#17BECF", "skew": "#E377C2", "performance": "#7F7F7F", "leakage_suspect": "#BCBD22"}
+               "serving": "#17BECF", "skew": "#E377C2", "performance": "#7F7F7F", "leakage_suspect": "#BCBD22",
+               "shadow": "#1F77B4"}
 #: each alert kind in words, for a card's verdict
 KIND_TITLES = {"drift": "distribution changed", "data_quality": "data-quality problem",
                "confidence_drop": "model confidence dropped", "serving": "serving problem",
                "skew": "training / serving mismatch", "performance": "accuracy dropped",
-               "leakage_suspect": "suspected label leakage"}
+               "leakage_suspect": "suspected label leakage", "shadow": "shadow candidate disagrees"}
 #: the lines of one chart, in order
 SERIES_COLORS = ("#D62728", "#9467BD", "#2CA02C")
 
@@ -383,6 +384,46 @@ def timeseries_svg(chart: Chart, x: list[int], alerts: list[dict], feature: str)
     body.append(f'<text x="{f.left}" y="14" class="chart-title">{esc(chart.title)}</text>')
     body.append(_legend(items, f.left, 32))
     return _svg(f_w, f_h, f"{feature}: {chart.title}", "".join(body))
+
+
+def shadow_svg(pair: str, windows: list[dict], expected: float | None) -> str:
+    """A shadow pair's agreement per window (`ShadowComparison.snapshot()["windows"]`) with its 95%
+    interval, the expected agreement dashed, the windows below it marked with a diamond.
+
+    >>> shadow_svg("a=b", [{"window": 1, "agreement": 0.9, "ci_low": 0.88, "ci_high": 0.92, "joined": 1000}],
+    ...            None).startswith("<svg")
+    True
+    """
+    f_w, f_h = 1100, 220
+    xs = [float(w["joined"]) for w in windows]
+    lows = [w["ci_low"] for w in windows] + ([expected] if expected is not None else [])
+    lo = max(0.0, min(lows + [1.0]) - 0.05)
+    f = _Frame(f_w, f_h, 58, 18, 40, 40, 0.0, max(xs + [1.0]), lo, 1.0)
+    body = [f.axes(_ticks(0.0, f.x1, 8), _ticks(lo, 1.0, 4), y_fmt=percent, x_label="requests joined",
+                   y_label="agreement")]
+    if len(windows) > 1:
+        band = [f"{f.x(x):.1f},{f.y(w['ci_high']):.1f}" for x, w in zip(xs, windows)]
+        band += [f"{f.x(x):.1f},{f.y(w['ci_low']):.1f}" for x, w in reversed(list(zip(xs, windows)))]
+        body.append(f'<polygon points="{" ".join(band)}" fill="{PROD_COLOR}" fill-opacity="0.18"/>')
+    if expected is not None:
+        y = f.y(expected)
+        body.append(f'<line x1="{f.left}" x2="{f_w - f.right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{THRESHOLD_COLOR}" '
+                    'stroke-width="1.5" stroke-dasharray="6 4"/>')
+    pts = " ".join(f"{f.x(x):.1f},{f.y(w['agreement']):.1f}" for x, w in zip(xs, windows))
+    body.append(f'<polyline points="{pts}" fill="none" stroke="{PROD_COLOR}" stroke-width="2"/>')
+    for x, w in zip(xs, windows):
+        if w.get("below_expected"):
+            xa, ya = f.x(x), f.y(w["agreement"])
+            body.append(f'<path d="M{xa:.1f} {ya - 7:.1f} l7 7 l-7 7 l-7 -7 z" fill="{KIND_COLORS["shadow"]}" '
+                        'stroke="white"/>')
+    items = [("line", PROD_COLOR, "agreement per window"), ("box", PROD_COLOR, "95% interval")]
+    if expected is not None:
+        items.append(("dash", THRESHOLD_COLOR, "expected agreement"))
+    if any(w.get("below_expected") for w in windows):
+        items.append(("diamond", KIND_COLORS["shadow"], "below it: shadow alert"))
+    body.append(f'<text x="{f.left}" y="14" class="chart-title">{esc(pair)}: agreement with production</text>')
+    body.append(_legend(items, f.left, 32))
+    return _svg(f_w, f_h, f"{pair}: agreement per window", "".join(body), "plot wide")
 
 
 def feature_charts(trace: FeatureTrace, alerts: list[dict], model: ModelTrace) -> list[Chart]:

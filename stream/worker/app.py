@@ -6,7 +6,7 @@ autodiscovery):
   topics, the checkpoint table;
 - `stream.worker.agents`: the agent, the timers, the partition-signal handlers, the outputs;
 - `stream.worker.pages`: the web pages (/metrics, /status.json, /);
-- `stream.worker.joins`: the request-id joins, only when turned on (SKEWWATCH_JOINS).
+- `stream.worker.joins`: the request-id joins, only when turned on (SKEWWATCH_JOINS, or pairs in SKEWWATCH_SHADOW).
 
     faust -A stream.worker.app worker -l info          # or: skewwatch worker
     SKEWWATCH_BROKER=kafka://kafka:9092 SKEWWATCH_BASELINES=/baselines skewwatch worker
@@ -74,9 +74,9 @@ class PagesOnlyWeb(AiohttpWeb):
 web_drivers.DRIVERS.aliases[PagesOnlyWeb.SCHEME] = f"{__name__}:PagesOnlyWeb"
 
 #: the modules that declare agents, timers and pages on `app`; the joins forward every served
-#: event once more, so they load only when turned on
+#: event once more, so they load only when turned on (shadow pairs turn them on)
 DISCOVERED_MODULES = ["stream.worker.agents", "stream.worker.pages"] + (
-    ["stream.worker.joins"] if settings.joins else [])
+    ["stream.worker.joins"] if settings.joins or settings.shadow else [])
 
 app = faust.App(
     settings.app_id,

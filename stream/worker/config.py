@@ -66,6 +66,21 @@ def _record_bytes(text: str) -> int:
     return value
 
 
+def _shadow_pairs(text: str) -> str:
+    """production=candidate pairs, comma-separated, checked (detectors.joins.parse_shadow_pairs) and
+    written back in one spelling."""
+    from detectors.joins.shadow import parse_shadow_pairs, shadow_pairs_text  # numpy: only when pairs are set
+
+    return shadow_pairs_text(parse_shadow_pairs(text))
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise ValueError(f"must be between 0 and 1 (exclusive), not {value}")
+    return value
+
+
 #: per-feature series on /metrics (stream.worker.metrics): "all" = drift score, open alerts, drift
 #: statistics and missing ratio (~10 per feature); "scores" = drift score and open alerts (~1 per
 #: feature); "drifting" = those only for the features drifting now (score >= 0.5) or alerting
@@ -127,6 +142,17 @@ SETTINGS: tuple[Setting, ...] = (
             "feature-log record or label for its event; size it to the label delay", float),
     Setting("join_max_entries", "--join-max-entries", "SKEWWATCH_JOIN_MAX_ENTRIES", 100_000,
             "records waiting per join at most (the oldest is dropped beyond it)", int),
+    Setting("shadow", "--shadow", "SKEWWATCH_SHADOW", "",
+            "shadow pairs production=candidate, comma-separated (e.g. credit=credit-v2): the candidate's "
+            "prediction events are joined with production's by request_id and compared (shadow alerts); "
+            "turns the joins on", _shadow_pairs),
+    Setting("shadow_ttl", "--shadow-ttl", "SKEWWATCH_SHADOW_TTL", 600.0,
+            "seconds (of event time) a prediction of a shadow pair waits for the other model's", float),
+    Setting("shadow_window", "--shadow-window", "SKEWWATCH_SHADOW_WINDOW", 1000,
+            "joined requests per shadow window, each tested against the expected agreement", _positive_int),
+    Setting("shadow_min_agreement", "--shadow-min-agreement", "SKEWWATCH_SHADOW_MIN_AGREEMENT", None,
+            "the agreement a shadow candidate must keep, tested from the first window (default: the first "
+            "window's agreement less 2 points and its sampling error, tested from the second)", _share),
     # The decoder's caps (detectors.events.Limits): what one hostile message may cost. A message,
     # list or event over a cap is dead-lettered whole with the reason oversized / too_many_events /
     # too_many_features. docs/reliability.md lists every cap, these and the monitors' own.
@@ -187,6 +213,10 @@ class Config:
     joins: bool
     join_ttl: float
     join_max_entries: int
+    shadow: str
+    shadow_ttl: float
+    shadow_window: int
+    shadow_min_agreement: float | None
     max_message_bytes: int
     max_events_per_message: int
     max_features_per_event: int

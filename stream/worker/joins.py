@@ -1,4 +1,4 @@
-"""The request-id joins in the worker: feature parity and delayed labels (detectors.joins).
+"""The request-id joins in the worker: feature parity, delayed labels and shadow pairs (detectors.joins).
 
     predictions  (key: model)  --forward_predictions--+
     feature log  (any key)     --forward_feature_log--+--> <app-id>-joins-by-request --join_requests--> alerts
@@ -11,6 +11,10 @@ no producer has to key anything in a particular way and every record of a reques
 same `join_requests` partition, and so the same worker. Each forwarded message holds all of a
 micro-batch's records for one partition (msgpack {"kind", "records"}: a prediction message with many
 events stays one message, not one per event).
+
+Shadow pairs (`--shadow production=candidate`) ride on the same path: the events of both models of a
+pair are forwarded (the candidate's whether or not it has a baseline), so a request's two predictions
+meet on one partition; the pairs' agreement is on /metrics (`skewwatch_shadow_*`) and /joins.json.
 
 Time-to-live expiry runs on event time: the events' `ts` (an event without one gets its Kafka
 timestamp). A feature-log record or label without `ts` takes the newest time already seen rather
@@ -38,14 +42,14 @@ import stream.worker.app as worker  # the module, not its names: tests swap work
 from baselines.profile import Baseline
 from detectors.alerts import Alert
 from detectors.events import decode_message
-from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, record_time
+from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, parse_shadow_pairs, record_time
 from stream.worker import config as _config
 from stream.worker.agents import emit, input_readers, send_dead_letter, wait_for_baselines
 
 app, settings = worker.app, worker.settings
 
 __all__ = ["feature_log_topic", "forward_feature_log", "forward_labels", "forward_predictions", "join_requests",
-           "joins", "joins_status", "joins_topic", "labels_topic", "partition_of"]
+           "joins", "joins_status", "joins_topic", "labels_topic", "partition_of", "shadow_pairs"]
 
 feature_log_topic = app.topic(settings.feature_log_topic, key_serializer="raw", value_serializer="raw",
                               partitions=settings.partitions)
@@ -59,8 +63,14 @@ def _baseline_of(model: Any) -> Baseline | None:
     return worker.service.baseline(model)  # looked up per call: tests swap worker.service
 
 
+shadow_pairs = parse_shadow_pairs(settings.shadow)
+#: the models of the shadow pairs: their events are forwarded whether or not they have a baseline
+_shadow_models = frozenset(m for pair in shadow_pairs for m in pair)
 joins = JoinMonitor(_baseline_of, JoinConfig(ttl=settings.join_ttl, max_entries=settings.join_max_entries,
-                                                  include_examples=settings.include_examples))
+                                             include_examples=settings.include_examples,
+                                             shadow_ttl=settings.shadow_ttl, shadow_window=settings.shadow_window,
+                                             shadow_min_agreement=settings.shadow_min_agreement),
+                    shadow=shadow_pairs)
 
 
 def partition_of(request_id: str, partitions: int) -> int:
@@ -85,17 +95,18 @@ def _with_time(record: dict, message_timestamp: float | None) -> dict:
 
 
 async def forward_predictions(records: list) -> None:
-    """The served events that carry a request id, of monitored models, to their join partition.
-    The worker's input path (stream.worker.agents.input_readers) calls it with each micro-batch's
-    records (aiokafka ConsumerRecords), once the baselines are loaded, after the monitors (which
-    dead-letter the undecodable ones)."""
+    """The served events that carry a request id, of monitored models and of the shadow pairs, to
+    their join partition. The worker's input path (stream.worker.agents.input_readers) calls it
+    with each micro-batch's records (aiokafka ConsumerRecords), once the baselines are loaded,
+    after the monitors (which dead-letter the undecodable ones)."""
     known = set(worker.service.models)
     by_partition: dict[int, list[dict]] = {}
     for record in records:
         timestamp = record.timestamp / 1000.0 if record.timestamp is not None else None
         for ev in decode_message(record.value, worker.service.limits)[0]:
             request_id = ev.get("request_id")
-            if isinstance(request_id, str) and request_id and ev["model"] in known:
+            if isinstance(request_id, str) and request_id and (ev["model"] in known
+                                                               or ev["model"] in _shadow_models):
                 by_partition.setdefault(partition_of(request_id, settings.partitions), []).append(
                     _with_time(ev, timestamp))
     await _forward("predictions", by_partition)
@@ -144,6 +155,8 @@ async def join_requests(stream: faust.StreamT) -> None:
         for event in batch:
             forwarded = msgpack.unpackb(event.message.value, raw=False, strict_map_key=False)
             alerts += _ADD[forwarded["kind"]](forwarded["records"])
+        if joins.shadow is not None:
+            worker.metrics.observe_shadow(joins.shadow.figures())
         for alert in alerts:
             await emit(alert)
 

@@ -6,16 +6,26 @@ per model).
 The per-feature gauges follow each model's busiest monitor (`refresh`): only models that saw
 events since their last refresh are read again, least recently refreshed first, within a time
 budget, so a scrape of many models costs what changed, not the whole fleet.
+
+The per-model families (`PER_MODEL_FAMILIES`: ~10 series per feature, nearly all of a fleet's)
+are kept per model, not as prometheus_client children: each model's lines of the text format
+are written when its gauges are set, so the /metrics text (`Metrics.exposition`) joins them
+instead of formatting every series again (seconds for 500 models of 50 features through
+`generate_latest`: bench/RESULTS.md, "Scrape"). The registry still yields every series
+(`Metrics.collect`): `get_sample_value` and `generate_latest(registry)` see what /metrics shows,
+in the same text.
 """
 from __future__ import annotations
 
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from baselines.profile import Baseline
 from detectors import thresholds as T
@@ -23,8 +33,8 @@ from detectors.alerts import Alert
 from detectors.model import ModelMonitor
 from stream.worker.config import FEATURE_METRICS
 
-__all__ = ["BATCH_BUCKETS", "DRIFTING_SCORE", "DRIFT_STATISTICS", "NOT_DRIFT_STATISTICS", "REFRESH_BUDGET", "Metrics",
-           "alert_feature_label", "drift_score"]
+__all__ = ["BATCH_BUCKETS", "DRIFTING_SCORE", "DRIFT_STATISTICS", "NOT_DRIFT_STATISTICS", "PER_MODEL_FAMILIES",
+           "REFRESH_BUDGET", "Metrics", "alert_feature_label", "drift_score"]
 
 #: Batch processing times span a tiny batch (~1 ms) to a full one of many-event messages (~1 s).
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -43,11 +53,26 @@ _CUSUMS = ("cusum_location", "cusum_scale", "unseen_cusum")
 _WINDOW_P_VALUES = ("ks_p_value", "p_value")
 #: the name the monitor gives the model's confidence in its alerts
 _CONFIDENCE = "confidence"
-#: seconds one `refresh` may spend reading monitors; the models left are the first of the next call
+#: seconds a scrape may spend reading monitors (`refresh`; in stream/worker/pages.py one model at a
+#: time, the loop free in between, until this long after the scrape started); the models left are
+#: the first of the next scrape
 REFRESH_BUDGET = 0.05
 #: the drift score from which feature_metrics="drifting" exports a feature's: on stationary data a
 #: feature's score is >= 0.5 in 0.06% of snapshots (3 seeds x 50 features x 30k events)
 DRIFTING_SCORE = 0.5
+
+#: the gauges set per model from its monitor (name, help, label names, "model" first), in this order
+#: on /metrics after the other families; `Metrics.forget_model` drops a model's
+PER_MODEL_FAMILIES = (
+    ("skewwatch_drift_score", "A feature's highest test statistic over its alarm threshold (>= 1: past it)",
+     ("model", "feature")),
+    ("skewwatch_feature_alerting", "1 while an alert episode of this kind is open on the feature (no series after)",
+     ("model", "feature", "kind")),
+    ("skewwatch_drift_statistic", "A feature's distance to training or test statistic, larger when further",
+     ("model", "feature", "statistic")),
+    ("skewwatch_missing_ratio", "Share of recent events missing the feature", ("model", "feature")),
+    ("skewwatch_confidence_mean", "Mean prediction confidence (recent events)", ("model",)),
+)
 
 
 def drift_score(statistics: dict[str, Any]) -> float | None:
@@ -80,12 +105,13 @@ def alert_feature_label(alert: Alert, baseline: Baseline | None) -> str:
 
 
 class Metrics:
-    """The worker's Prometheus series (README, "Metrics"), on their own registry.
+    """The worker's Prometheus series (README, "Metrics"), registered on one registry as a collector.
 
     Parameters
     ----------
     registry
-        Where to create them (default: a new CollectorRegistry).
+        Where to register them (default: a new CollectorRegistry): its `collect()`, `get_sample_value`
+        and `generate_latest` see every series, the per-model ones included.
     feature_metrics
         Which per-feature series the snapshots set: one of stream.worker.config.FEATURE_METRICS
         (SKEWWATCH_FEATURE_METRICS).
@@ -96,25 +122,14 @@ class Metrics:
             raise ValueError(f"feature metrics {feature_metrics!r} is not one of {', '.join(FEATURE_METRICS)}")
         self.feature_metrics = feature_metrics
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
+        #: the metrics prometheus_client keeps and writes; `registry` collects them, then the per-model ones
+        self.client_registry = CollectorRegistry()
+        r = self.client_registry
         self.events = Counter("skewwatch_events", "Events accepted by a model's monitor", ["model"], registry=r)
         self.rejected = Counter("skewwatch_rejected_events",
                                 "Rejected messages or events (dead-lettered), by reason", ["reason"], registry=r)
         self.alerts = Counter("skewwatch_alerts", "Alerts emitted, by the feature they name (\"\" for model-wide ones)",
                               ["model", "kind", "feature"], registry=r)
-        self.drift_score = Gauge("skewwatch_drift_score",
-                                 "A feature's highest test statistic over its alarm threshold (>= 1: past it)",
-                                 ["model", "feature"], registry=r)
-        self.feature_alerting = Gauge("skewwatch_feature_alerting",
-                                      "1 while an alert episode of this kind is open on the feature (no series after)",
-                                      ["model", "feature", "kind"], registry=r)
-        self.drift_statistic = Gauge("skewwatch_drift_statistic",
-                                     "A feature's distance to training or test statistic, larger when further",
-                                     ["model", "feature", "statistic"], registry=r)
-        self.missing_ratio = Gauge("skewwatch_missing_ratio", "Share of recent events missing the feature",
-                                   ["model", "feature"], registry=r)
-        self.confidence_mean = Gauge("skewwatch_confidence_mean", "Mean prediction confidence (recent events)",
-                                     ["model"], registry=r)
         self.batch_seconds = Histogram("skewwatch_batch_seconds", "Time to decode, monitor and emit one micro-batch",
                                        buckets=BATCH_BUCKETS, registry=r)
         self.consumer_lag = Gauge("skewwatch_consumer_lag_messages",
@@ -127,10 +142,23 @@ class Metrics:
                                       "1 once the worker has joined its consumer group and received an assignment",
                                       registry=r)
         self.checkpoints = Counter("skewwatch_checkpoints", "Monitor-state checkpoints written", registry=r)
+        # shadow pairs (--shadow): labelled by production model and candidate, both from the settings
+        self.shadow_agreement = Gauge("skewwatch_shadow_agreement",
+                                      "Agreement of a shadow candidate with production over the last closed window",
+                                      ["model", "candidate"], registry=r)
+        self.shadow_expected_agreement = Gauge("skewwatch_shadow_expected_agreement",
+                                               "The agreement below which a shadow window alerts",
+                                               ["model", "candidate"], registry=r)
+        self.shadow_confidence_diff = Gauge("skewwatch_shadow_confidence_diff",
+                                            "Mean candidate - production confidence over the last closed window",
+                                            ["model", "candidate"], registry=r)
+        self.shadow_joined = Gauge("skewwatch_shadow_joined", "Requests both models of a shadow pair answered",
+                                   ["model", "candidate"], registry=r)
+        #: model -> its per-model series (PER_MODEL_FAMILIES), in the order they are written
+        self._series: dict[str, _ModelSeries] = {}
         #: model -> (its monitor, that monitor's events seen) the gauges show; least recently refreshed first
         self._shown: dict[str, tuple[weakref.ref, int]] = {}
-        #: model -> the (feature, kind) series of skewwatch_feature_alerting set
-        self._alerting: dict[str, set[tuple[str, str]]] = {}
+        self.registry.register(self)
 
     def count_alert(self, alert: Alert, baseline: Baseline | None) -> None:
         """Count an emitted alert, under its feature if `baseline` (its model's) bounds it
@@ -169,51 +197,115 @@ class Metrics:
                                             or shown[1] != monitor.events_seen)
 
     def observe_snapshot(self, snapshot: dict[str, Any]) -> None:
-        """Set the per-model gauges from a `ModelMonitor.snapshot()`."""
+        """Set the per-model gauges from a `ModelMonitor.snapshot()`. As prometheus_client's gauges
+        did, a value the snapshot lacks keeps its last one."""
         model = snapshot["model"]
+        series = self._series.get(model) or self._series.setdefault(model, _ModelSeries(model))
+        scores, alerting, statistics_, missing_ratios, confidence_mean = series.values
         detail, only_drifting = self.feature_metrics == "all", self.feature_metrics == "drifting"
         confidence = snapshot.get("confidence_mean")
         if confidence is not None:
-            self.confidence_mean.labels(model).set(confidence)
+            confidence_mean[()] = float(confidence)
         for feature, info in snapshot.get("features", {}).items():
             statistics = info.get("statistics") or {}
             score = drift_score(statistics)
             if score is not None and not (only_drifting and score < DRIFTING_SCORE
                                           and feature not in snapshot.get("alerting", {})):
-                self.drift_score.labels(model, feature).set(score)
+                scores[(feature,)] = float(score)
             elif only_drifting:
-                self.drift_score.remove(model, feature)
+                scores.pop((feature,), None)
             if not detail:
                 continue
             missing = info.get("missing_ratio")
             if missing is not None:
-                self.missing_ratio.labels(model, feature).set(missing)
-            for statistic in DRIFT_STATISTICS.intersection(statistics):
-                self.drift_statistic.labels(model, feature, statistic).set(statistics[statistic])
+                missing_ratios[(feature,)] = float(missing)
+            for statistic, value in statistics.items():
+                if statistic in DRIFT_STATISTICS:
+                    statistics_[(feature, statistic)] = float(value)
         # like Prometheus' own ALERTS: a series while alerting, none after (not thousands of zeros)
-        alerting = {(subject, kind) for subject, kinds in snapshot.get("alerting", {}).items() for kind in kinds}
-        for feature, kind in self._alerting.get(model, set()) - alerting:
-            self.feature_alerting.remove(model, feature, kind)
-        for feature, kind in alerting:
-            self.feature_alerting.labels(model, feature, kind).set(1)
-        self._alerting[model] = alerting
+        open_now = sorted((subject, kind) for subject, kinds in snapshot.get("alerting", {}).items() for kind in kinds)
+        alerting.clear()
+        alerting.update(dict.fromkeys(open_now, 1.0))
+        series.write()
+
+    def observe_shadow(self, figures: Iterable[dict[str, Any]]) -> None:
+        """Set the shadow gauges from `ShadowMonitor.figures()` (a figure not known yet: no series)."""
+        for f in figures:
+            labels = (f["production"], f["candidate"])
+            self.shadow_joined.labels(*labels).set(f["joined"])
+            for gauge, key in ((self.shadow_agreement, "agreement"), (self.shadow_expected_agreement, "expected"),
+                               (self.shadow_confidence_diff, "confidence_diff")):
+                if f[key] is not None:
+                    gauge.labels(*labels).set(f[key])
 
     def forget_model(self, model: str) -> None:
         """Drop a model's per-feature series (its baseline was deleted or replaced)."""
-        for gauge in (self.drift_score, self.feature_alerting, self.drift_statistic, self.missing_ratio,
-                      self.confidence_mean):
-            _remove_where(gauge, lambda labels: labels["model"] == model)
+        self._series.pop(model, None)
         self._shown.pop(model, None)
-        self._alerting.pop(model, None)
 
     def forget_lag(self, topic: str, keep: set[int]) -> None:
         """Drop the lag series of the topic's partitions this worker no longer consumes."""
         _remove_where(self.consumer_lag,
                       lambda labels: labels["topic"] == topic and int(labels["partition"]) not in keep)
 
+    def collect(self) -> Iterator[Metric]:
+        """Every family: prometheus_client's, then the per-model ones (their series model by model).
+        The registry collects this, so `generate_latest(registry)` writes what `exposition` does."""
+        yield from self.client_registry.collect()
+        models = list(self._series.values())
+        for i, (name, documentation, labelnames) in enumerate(PER_MODEL_FAMILIES):
+            family = GaugeMetricFamily(name, documentation, labels=labelnames)
+            for series in models:
+                for labels, value in series.values[i].items():
+                    family.add_metric([series.model, *labels], value)
+            yield family
+
     def exposition(self) -> bytes:
-        """The registry in Prometheus' text format (the /metrics page)."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus' text format (the /metrics page): prometheus_client's families,
+        then each model's lines as written when its gauges were last set. Safe in a thread while the
+        loop sets gauges: a model's lines are replaced whole."""
+        lines = [series.lines for series in list(self._series.values())]
+        parts = [generate_latest(self.client_registry)]
+        for i, header in enumerate(_HEADERS):
+            parts.append(header)
+            parts.extend(model_lines[i] for model_lines in lines)
+        return b"".join(parts)
+
+
+class _ModelSeries:
+    """One model's series of PER_MODEL_FAMILIES: per family {label values after "model": value},
+    in the order set, and their lines of the text format (`write`)."""
+
+    __slots__ = ("lines", "model", "values")
+
+    def __init__(self, model: str):
+        self.model = model
+        self.values: tuple[dict[tuple[str, ...], float], ...] = tuple({} for _ in PER_MODEL_FAMILIES)
+        self.lines: tuple[bytes, ...] = (b"",) * len(PER_MODEL_FAMILIES)
+
+    def write(self) -> None:
+        """Write the lines from the values, as generate_latest would (labels sorted by name)."""
+        model = _label_value(self.model)
+        self.lines = tuple("".join(template.format(model, *map(_label_value, labels), floatToGoString(value))
+                                   for labels, value in values.items()).encode()
+                           for template, values in zip(_LINE_TEMPLATES, self.values))
+
+
+def _label_value(value: str) -> str:
+    """A label value escaped as the text format wants (backslash, newline, double quote)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _line_template(name: str, labelnames: tuple[str, ...]) -> str:
+    """The str.format template of a family's sample line: {0}.. the label values in `labelnames`'
+    order (escaped), then the value; the labels written sorted by name, as generate_latest does."""
+    labels = ",".join(f'{label}="{{{i}}}"' for label, i in sorted((label, i) for i, label in enumerate(labelnames)))
+    return f"{name}{{{{{labels}}}}} {{{len(labelnames)}}}\n"
+
+
+_LINE_TEMPLATES = tuple(_line_template(name, labelnames) for name, _, labelnames in PER_MODEL_FAMILIES)
+_HEADERS = tuple(f"# HELP {name} {documentation}\n# TYPE {name} gauge\n".encode()
+                 for name, documentation, _ in PER_MODEL_FAMILIES)
 
 
 def _remove_where(metric: Gauge, predicate: Callable[[dict[str, str]], bool]) -> None:

@@ -5,7 +5,9 @@ The status page puts what needs a person first: the count of models by status, t
 events by reason, the disabled models with the reason, then per alerted model its alerted
 features, newest first, each with the alert's diagnosis sentence, its next step when the alert has
 one, and the training vs alert-time numbers (at most `ALERT_ROWS`, the rest counted); last, every
-model in one table (events, time since the last, alerts by kind). It reloads itself every
+model in one table (events, time since the last, alerts by kind), and with shadow pairs
+(`--shadow`) a table of them (agreement of the recent windows against the expected one, confidence
+difference, the labelled comparison). It reloads itself every
 `REFRESH_SECONDS` (a meta refresh: no script, nothing fetched). Its cost is the models and their
 alerted features, never every feature's statistics (`ModelMonitor.snapshot` is left to /metrics).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import sys
 import time
 from typing import Any
 
@@ -20,16 +23,22 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
 from detectors.fmt import count, number, percent, printable, quote_value
+from stream.worker.metrics import REFRESH_BUDGET
 
 app, settings = worker.app, worker.settings
 
-__all__ = ["ALERT_ROWS", "REFRESH_SECONDS", "metrics_page", "metrics_text", "render_status", "status_json",
-           "status_page"]
+__all__ = ["ALERT_ROWS", "REFRESH_SECONDS", "SHADOW_WINDOWS_SHOWN", "metrics_page", "metrics_text", "render_status",
+           "shadow_rows", "status_json", "status_page"]
 
 #: the status page reloads itself this often
 REFRESH_SECONDS = 10
 #: alerted features shown per model (the newest); the page says how many more there are
 ALERT_ROWS = 8
+#: a shadow pair's most recent windows shown (their agreement, newest last)
+SHADOW_WINDOWS_SHOWN = 6
+#: the loop's turn between two reads of a scrape: a timer, so that what fell due during a read
+#: (timers, I/O callbacks: processing woken by a fetch) runs first; sleep(0) queued the next read ahead
+_BETWEEN_READS = 1e-6
 
 
 @app.page("/metrics")
@@ -39,10 +48,19 @@ async def metrics_page(web: Any, request: Any) -> Any:
 
 
 async def metrics_text() -> bytes:
-    """The model gauges refreshed (within their time budget), then the text built in a thread:
-    hundreds of models' series take seconds, and processing must not wait meanwhile
-    (prometheus_client reads each metric under its own lock)."""
-    worker.service.update_gauges()
+    """The model gauges refreshed, then the text built in a thread.
+
+    The gauges are read from the monitors on the loop (processing changes them there), one model
+    at a time with the loop free in between (a 50-feature model takes ~10 ms), until
+    `REFRESH_BUDGET` has passed since the scrape started: a scrape holds processing for one model's
+    read at a time, and when processing keeps the loop busy it reads fewer models rather than
+    waiting for it again and again. The text of hundreds of models is megabytes: written in a
+    thread, off the loop, from each model's lines written when its gauges were set
+    (stream.worker.metrics.Metrics.exposition).
+    """
+    start = time.perf_counter()
+    while worker.service.update_gauges(budget=0.0) and time.perf_counter() - start < REFRESH_BUDGET:
+        await asyncio.sleep(_BETWEEN_READS)
     return await asyncio.to_thread(worker.metrics.exposition)
 
 
@@ -122,9 +140,56 @@ def render_status(now: float | None = None) -> str:
     for m in models:
         if m["status"] == "alerted":
             parts += _alerted_model(service, m, now)
+    parts += shadow_rows(_shadow_snapshot())
     parts += _model_table(service, models, now)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _shadow_snapshot() -> dict[str, dict]:
+    """The shadow pairs' comparisons, when the joins run with pairs (their module is loaded only then:
+    stream.worker.app.DISCOVERED_MODULES), else none."""
+    joins = sys.modules.get("stream.worker.joins")
+    shadow = joins.joins.shadow if joins is not None else None
+    return shadow.snapshot() if shadow is not None else {}
+
+
+def shadow_rows(snapshot: dict[str, dict]) -> list[str]:
+    """The status page's table of shadow pairs (`ShadowMonitor.snapshot()`), empty without pairs.
+
+    >>> shadow_rows({})
+    []
+    """
+    if not snapshot:
+        return []
+    rows = []
+    for name, pair in snapshot.items():
+        windows = pair.get("windows") or []
+        reference = pair.get("reference") or {}
+        below = any(w.get("below_expected") for w in windows[-1:])
+        badge = (f"<span class='badge {'warning' if below else 'ok'}'>{'disagrees' if below else 'agrees'}</span>"
+                 if windows and reference else "<span class='badge idle'>first window</span>")
+        recent = ", ".join(percent(w["agreement"]) for w in windows[-SHADOW_WINDOWS_SHOWN:]) or "-"
+        live = pair.get("live") or {}
+        if live.get("n"):
+            recent += f" (open window: {percent(live.get('agreement'))} of {count(live['n'])})"
+        last = windows[-1] if windows else {}
+        confidence = number(last["confidence_diff"]["mean"]) if "confidence_diff" in last else "-"
+        labels = pair.get("labels")
+        labelled = "-"
+        if labels:
+            metric = labels["metric"]
+            fmt = number if metric == "mae" else percent
+            labelled = (f"{metric} {fmt(labels['candidate'][metric])} vs {fmt(labels['production'][metric])} "
+                        f"(n={count(labels['n'])}): "
+                        f"{(labels['verdict'] or 'too few labels').replace('_', ' ')}")
+        rows.append(f"<tr><td><b>{_text(name)}</b></td><td>{badge}</td><td class=n>{count(pair.get('joined', 0))}"
+                    f"</td><td>{_text(recent)}</td><td>{_text(percent(reference.get('expected')))}</td>"
+                    f"<td class=n>{_text(confidence)}</td><td>{_text(labelled)}</td></tr>")
+    return ["<h2>Shadow candidates</h2>",
+            "<table class=models><tr><th>production=candidate</th><th>status</th><th>joined</th>"
+            "<th>agreement, recent windows</th><th>expected</th><th>confidence diff.</th><th>labelled</th></tr>",
+            *rows, "</table>"]
 
 
 def _models(service: Any) -> list[dict]:

@@ -44,7 +44,7 @@ from detectors.routing import ModelRouter
 from stream.worker import checkpoint_codec
 from stream.worker import config as worker_config
 from stream.worker.baseline_dir import BaselineChange, BaselineDirectory
-from stream.worker.metrics import Metrics
+from stream.worker.metrics import REFRESH_BUDGET, Metrics
 
 log = logging.getLogger("skewwatch.worker")
 
@@ -682,11 +682,11 @@ class DetectionService:
         """Per model, the snapshot of its busiest monitor (its home partition's)."""
         return {model: monitor.snapshot() for model, monitor in _busiest_monitors(self.partitions).items()}
 
-    def update_gauges(self) -> int:
+    def update_gauges(self, budget: float = REFRESH_BUDGET) -> int:
         """Refresh the per-model gauges (before a /metrics scrape): from each model's busiest monitor,
-        only those with events since their last refresh, within the time budget of `Metrics.refresh`;
-        returns how many models were refreshed."""
-        return self.metrics.refresh(_busiest_monitors(self.partitions).values())
+        only those with events since their last refresh, for `budget` seconds (`Metrics.refresh`:
+        at least one model); returns how many models were refreshed."""
+        return self.metrics.refresh(_busiest_monitors(self.partitions).values(), budget)
 
     def dead_letter(self, reject: Reject, source: dict[str, Any]) -> dict:
         """Count a rejected message or event, log it (at most a line per reason per 10 s), and

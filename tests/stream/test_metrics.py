@@ -1,14 +1,18 @@
 """The worker's metrics: statistics apart from settings, one comparable drift score per feature,
-what is alerting now, alert counts by feature, series bounded by the baselines; and forgetting a
-model's or a partition's series (through prometheus_client's public collect() and remove())."""
+what is alerting now, alert counts by feature, series bounded by the baselines; forgetting a
+model's or a partition's series (through prometheus_client's public collect() and remove()); and
+the /metrics text, from each model's lines written when its gauges were set, being what
+prometheus_client writes of the registry."""
 import math
+import subprocess
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from detectors import thresholds as T
 from detectors.alerts import Alert
 from detectors.model import ModelMonitor
+from stream.worker.config import FEATURE_METRICS
 from stream.worker.metrics import (
     DRIFT_STATISTICS,
     NOT_DRIFT_STATISTICS,
@@ -16,6 +20,7 @@ from stream.worker.metrics import (
     drift_score,
 )
 from tests.stream.helpers import events, training_baseline
+from tests.test_deploy import PROMTOOL, needs_promtool
 
 
 def drifted_monitor() -> ModelMonitor:
@@ -196,3 +201,72 @@ def test_forget_lag_keeps_the_partitions_still_consumed_and_other_topics():
                             ("other", "1")]}
     assert lag == {("predictions", "0"): 0, ("predictions", "1"): None, ("predictions", "2"): 2,
                    ("predictions", "3"): None, ("other", "1"): 7}
+
+
+HOSTILE = 'a"b\\c\nd'  # the characters the text format escapes in a label value
+
+
+def renamed(snap: dict, model: str, suffix: str) -> dict:
+    """`snap` as model `model`'s, its features' names ending with `suffix`."""
+    return {**snap, "model": model, "features": {name + suffix: info for name, info in snap["features"].items()},
+            "alerting": {name + suffix: kinds for name, kinds in snap["alerting"].items()}}
+
+
+def calmed(snap: dict) -> dict:
+    """`snap` with every test back to no evidence and no episode open."""
+    return {**snap, "alerting": {}, "confidence_mean": 0.5,
+            "features": {name: {**info, "missing_ratio": 0.25,
+                                "statistics": {**info["statistics"], "cusum_location": 0.0, "cusum_scale": 0.0,
+                                               "ks_p_value": 1.0, "psi": 0.125}}
+                         for name, info in snap["features"].items()}}
+
+
+@pytest.mark.parametrize("level", FEATURE_METRICS)
+def test_the_metrics_text_is_what_prometheus_client_writes_of_the_registry_after_every_change(level):
+    """/metrics joins each model's lines as written when its gauges were last set; the registry
+    collects the same values through prometheus_client. A change whose lines were not written
+    again (a model's, or a forgotten one's) makes them differ."""
+    metrics = Metrics(CollectorRegistry(), feature_metrics=level)
+    drifted = drifted_monitor().snapshot()
+    texts = []
+
+    def same_text() -> None:
+        text = metrics.exposition()
+        assert text == generate_latest(metrics.registry)
+        texts.append(text)
+
+    same_text()  # no model yet: the families' headers
+    metrics.observe_snapshot(drifted)
+    metrics.events.labels("credit").inc(3000)
+    same_text()
+    metrics.observe_snapshot(renamed(drifted, HOSTILE, HOSTILE))
+    same_text()
+    metrics.observe_snapshot(calmed(drifted))  # every value of credit changes; its episodes close
+    same_text()
+    metrics.forget_model("credit")
+    same_text()
+    assert len(set(texts)) == len(texts)  # each step changed the text
+    assert b'model="a\\"b\\\\c\\nd"' in texts[-1]
+
+
+def test_every_series_is_once_in_the_metrics_text_at_every_level():
+    drifted = drifted_monitor().snapshot()
+    for level in FEATURE_METRICS:
+        metrics = Metrics(CollectorRegistry(), feature_metrics=level)
+        for snap in (drifted, calmed(drifted), drifted, renamed(drifted, HOSTILE, HOSTILE)):
+            metrics.observe_snapshot(snap)
+        samples = [line.rpartition(b" ")[0] for line in metrics.exposition().splitlines()
+                   if not line.startswith(b"#")]
+        assert len(samples) == len(set(samples)), level
+
+
+@needs_promtool
+def test_promtool_accepts_the_metrics_text():
+    metrics = Metrics(CollectorRegistry())
+    drifted = drifted_monitor().snapshot()
+    metrics.observe_snapshot(drifted)
+    metrics.observe_snapshot(renamed(drifted, HOSTILE, HOSTILE))
+    metrics.events.labels(HOSTILE).inc()
+    metrics.batch_seconds.observe(0.01)
+    result = subprocess.run([PROMTOOL, "check", "metrics"], input=metrics.exposition(), capture_output=True)
+    assert result.returncode == 0 and not result.stdout + result.stderr, result.stdout + result.stderr

@@ -257,30 +257,116 @@ def test_a_categorical_alert_shows_the_shares_and_a_serving_alert_the_versions(s
     assert "warning serving · mixed_versions " in text and "model version 1 1 (200 events), 2 (800 events)" in text
 
 
+class Ticker:
+    """A task on the loop that wants to run every 10 ms: how late each tick was."""
+
+    def __init__(self):
+        self.late: list[float] = []
+        self.task = asyncio.create_task(self._tick())
+
+    async def _tick(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + 0.01
+            await asyncio.sleep(0.01)
+            self.late.append(loop.time() - due)
+
+
+def spin(seconds: float) -> None:
+    """Hold the thread, as reading a monitor or generate_latest does."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 async def test_the_metrics_text_is_built_off_the_event_loop(monkeypatch):
     """At 500 models the exposition text took 2.7-3.6 s, on the loop: processing, the other pages
     and the consumer's heartbeats waited. It is built in a thread now: a ticker on the loop keeps
     ticking while a slow exposition runs."""
     class SlowMetrics:
         def exposition(self) -> bytes:
-            end = time.perf_counter() + 0.5
-            while time.perf_counter() < end:  # holds its thread, as generate_latest does
-                pass
+            spin(0.5)
             return b"# slow\n"
 
     monkeypatch.setattr(worker, "metrics", SlowMetrics())
-    monkeypatch.setattr(worker, "service", type("S", (), {"update_gauges": lambda self: 0})())
-    loop = asyncio.get_running_loop()
-    late: list[float] = []
+    monkeypatch.setattr(worker, "service", type("S", (), {"update_gauges": lambda self, budget: 0})())
+    ticker = Ticker()
+    await asyncio.sleep(0.02)
+    assert await pages.metrics_text() == b"# slow\n"
+    ticker.task.cancel()
+    assert len(ticker.late) >= 10 and max(ticker.late) < 0.3, ticker.late
+
+
+class Models:
+    """A service whose stale models take `seconds` each to read, as Metrics.refresh reads them."""
+
+    def __init__(self, pending: int, seconds: float, log: list[str] | None = None):
+        self.pending, self.seconds, self.calls, self.log = pending, seconds, [], log if log is not None else []
+
+    def update_gauges(self, budget: float) -> int:
+        start, read = time.perf_counter(), 0
+        while self.pending and (not read or time.perf_counter() - start < budget):
+            spin(self.seconds)
+            self.pending, read = self.pending - 1, read + 1
+            self.log.append("read")
+        self.calls.append(read)
+        return read
+
+
+async def test_a_scrape_reads_the_models_one_at_a_time_with_the_loop_free_in_between(monkeypatch):
+    """The gauges were read in one go, up to REFRESH_BUDGET (plus one model) on the loop. Now a
+    model at a time: with 20 ms per model and a 0.4 s budget, the ticker is never ~0.4 s late."""
+    models = Models(pending=30, seconds=0.02)
+    monkeypatch.setattr(worker, "service", models)
+    monkeypatch.setattr(worker, "metrics", type("M", (), {"exposition": lambda self: b""})())
+    monkeypatch.setattr(pages, "REFRESH_BUDGET", 0.4)
+    ticker = Ticker()
+    await asyncio.sleep(0.02)
+    await pages.metrics_text()
+    ticker.task.cancel()
+    assert max(ticker.late) < 0.2, ticker.late
+    assert 15 <= sum(models.calls) < 30 and set(models.calls) == {1}  # the budget held, a model per call
+
+
+async def test_a_scrape_reads_fewer_models_when_processing_keeps_the_loop_busy(monkeypatch):
+    """Between two reads the loop runs processing: a scrape that waited for it after every model
+    would take (read + batch) x models. It stops once REFRESH_BUDGET has passed since it started."""
+    models = Models(pending=30, seconds=0.01)
+    monkeypatch.setattr(worker, "service", models)
+    monkeypatch.setattr(worker, "metrics", type("M", (), {"exposition": lambda self: b""})())
+    monkeypatch.setattr(pages, "REFRESH_BUDGET", 0.15)
+
+    async def processing():
+        while True:
+            spin(0.1)  # a micro-batch
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(processing())
+    await asyncio.sleep(0)
+    start = time.perf_counter()
+    await pages.metrics_text()
+    took = time.perf_counter() - start
+    task.cancel()
+    assert 1 <= sum(models.calls) <= 3 and took < 0.6, (models.calls, took)  # not 15 x 0.11 s
+
+
+async def test_a_task_woken_during_a_read_runs_before_the_next_read(monkeypatch):
+    """Between two reads the scrape yielded with sleep(0), which queued its next read ahead of the
+    timers and I/O callbacks that fell due during the last one: a task they woke (processing,
+    after a fetch) waited two or three reads. Now a 1-ms ticker ticks between every two reads."""
+    log: list[str] = []
+    monkeypatch.setattr(worker, "service", Models(pending=10, seconds=0.003, log=log))
+    monkeypatch.setattr(worker, "metrics", type("M", (), {"exposition": lambda self: b""})())
+    monkeypatch.setattr(pages, "REFRESH_BUDGET", 10.0)
 
     async def ticker():
         while True:
-            due = loop.time() + 0.01
-            await asyncio.sleep(0.01)
-            late.append(loop.time() - due)
+            await asyncio.sleep(0.001)
+            log.append("tick")
 
     task = asyncio.create_task(ticker())
-    await asyncio.sleep(0.02)
-    assert await pages.metrics_text() == b"# slow\n"
+    await asyncio.sleep(0.005)
+    await pages.metrics_text()
     task.cancel()
-    assert len(late) >= 10 and max(late) < 0.3, late
+    reads = "".join("r" if entry == "read" else "t" for entry in log).strip("t")
+    assert reads.count("r") == 10 and "rr" not in reads, reads
