@@ -4,7 +4,7 @@ which the joins use too. The agent stays thin: `stream.worker.service` decodes, 
 builds the dead letters; this module moves bytes between Kafka and it.
 
 Input path: the input topic's records never go through Faust's per-message stream (a Message,
-an Event and an ack per record cost ten times the monitors' work on a single-event message). The
+an Event and an ack per record cost ~9 times the monitors' work on a single-event message). The
 consumer's fetch loop hands them over a fetched batch at a time (`fetched`, through
 stream.worker.faust_internals.divert); the agent takes micro-batches of them from there. Faust
 still owns the consumer, its group and rebalances, the checkpoint table and the other topics.

@@ -140,3 +140,11 @@ async def test_commit_goes_through_fausts_commit_path_for_the_assigned_partition
     assert await faust_internals.commit(c, {TP("input", 0): 7, TP("input", 3): 2})  # 3: revoked meanwhile
     assert committed == ["flushed", {TP("input", 0): 7}]
     assert not await faust_internals.commit(c, {})
+
+
+async def test_a_partition_being_rewound_hands_over_nothing_until_its_seek(consumer):
+    """Records fetched after a rewind was asked for and before its seek (made at the start of the
+    next fetch) are older than the seek: they come again after it."""
+    faust_internals.rewind(consumer.consumer, TP("input", 0), 3)
+    records, _ = await consumer.consumer._wait_next_records(0.0)
+    assert consumer.sink.taken == [] and list(records) == [TP("other", 0)]
