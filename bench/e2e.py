@@ -536,8 +536,8 @@ _NOTES = """\
   (in C) and orjson decodes; nothing else. (b) does that, with Faust's consumer in its thread, plus
   the detection engine: on narrow single-event messages a profile of the worker draining a backlog
   (py-spy, 2026-12-08) shows ~85% of its main thread in its micro-batches, ~80% in the engine
-  (decoding ~28%, the monitors ~18%, the rollback snapshot of detectors/processing.py ~11%), ~3% in
-  the fetch. Before the input path (2026-12-08: records taken off Faust's per-message path,
+  (decoding ~28%, the monitors ~18%, the rollback snapshot of detectors/processing.py ~11%, before
+  its journal), ~3% in the fetch. Before the input path (2026-12-08: records taken off Faust's per-message path,
   stream/worker/faust_internals.py `divert`), the worker ran 4.4-5.7k events/s here, 0.07-0.10x
   of (k), with 10-11% of its time in its micro-batches.
 - (a), the bare Faust agent, is Faust's per-message path: it moves a few thousand messages/s,
