@@ -15,6 +15,7 @@ event is the monitors' business (it counts against that feature's data quality).
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -25,8 +26,8 @@ import orjson
 from detectors import _kernels
 from detectors.fmt import quote_value
 
-__all__ = ["REASONS", "Limits", "Reject", "all_usable", "dead_letter_record", "decode_message", "encode_value",
-           "events_from_value", "model_of", "parse_message"]
+__all__ = ["REASONS", "Limits", "ParsedEvents", "Reject", "all_usable", "dead_letter_record", "decode_message",
+           "encode_value", "events_from_value", "model_of", "parse_message"]
 
 #: Why a message or event was rejected (the `reason` label of metrics and dead letters).
 REASONS = (
@@ -184,6 +185,33 @@ def _check(ev: dict, limits: Limits) -> tuple[str, str] | None:
     if len(feats) > limits.max_features_per_event:
         return "too_many_features", f"{len(feats)} features exceeds {limits.max_features_per_event}"
     return None
+
+
+class ParsedEvents(Sequence):
+    """The events of JSON messages the columnar decoder took (`detectors._decode`), each parsed into
+    its dict (`orjson.loads`, as `decode_message` would) only when asked for: the monitors read their
+    columns from the decoder and want the dict of a few events (an alert's, an invalid value's).
+
+    >>> events = ParsedEvents([b'{"model": "a", "features": {}}', b'{"model": "b", "features": {"x": 1}}'], [1])
+    >>> len(events), events[0]["features"]
+    (1, {'x': 1})
+    """
+
+    __slots__ = ("_payloads", "_rows", "_parsed")
+
+    def __init__(self, payloads: Sequence[bytes], rows: list[int]):
+        self._payloads = payloads
+        self._rows = rows
+        self._parsed: dict[int, dict] = {}
+
+    def __getitem__(self, i):  # type: ignore[override]
+        event = self._parsed.get(i)
+        if event is None:
+            event = self._parsed[i] = orjson.loads(self._payloads[self._rows[i]])
+        return event
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 def encode_value(obj: Any) -> bytes:

@@ -3,7 +3,8 @@
 This is where a batch meets Python objects, so it runs compiled (`detectors._kernels.read_columns`):
 one pass over each event's items (keys recognised by identity and position), no intermediate
 tuples. Only categorical values the kernel cannot code by its label table (an unseen label, a
-number) come back here.
+number) come back here. JSON messages can skip the dicts: `FeatureColumns.extract_scanned` reads the
+documents `detectors._decode` parsed, with the same rules (docs/architecture.md, "Decoding").
 Numeric: valid = int or float, finite (bool is not a number). Missing = None or key absent.
 Invalid = anything else (a string, NaN, +-inf, a list...).
 Categorical: `baselines.profile.category_key`, except that a boolean takes the baseline's spelling of it
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ _UNRESOLVED = -3
 #: writers do (pandas "True", R "TRUE"), so that a CSV's True/False column matches the booleans as well
 #: as the strings
 BOOL_SPELLINGS = (("false", "False", "FALSE"), ("true", "True", "TRUE"))
+_COLUMN_EVENT = itemgetter(0, 1)
 
 
 class TrainedSpelling:
@@ -188,29 +191,57 @@ class FeatureColumns:
         return self._extract(events, _FeatureMaps(events), (expected_version, confidence))
 
     def _extract(self, items: list[dict], features: Sequence[dict], top: tuple | None):
-        n = len(items)
         f, m = len(self._numeric_names), len(self._categorical_names)
-        x = np.empty((f, n))
-        status = np.empty((f, n), dtype=np.uint8)
-        codes = np.empty((m, n), dtype=np.int64)
-        absent = np.empty((m, n), dtype=np.bool_)
-        extra = np.zeros(n if self._count_extra else 0, dtype=np.bool_)
+        x, status, codes, absent, extra = self._arrays(len(items))
         unresolved, invalid, versions = _kernels.read_columns(items, self._column_of, f, self._codes, self._bool_codes,
                                                               x, status, codes, absent.view(np.uint8),
                                                               extra.view(np.uint8), top)
-        others: list[list[tuple[int, str]]] = [[] for _ in range(m)]
         if unresolved:  # every value of an unseen flood: Python ints and one numpy write for them all
-            at = np.nonzero(codes == _UNRESOLVED)
-            resolved = []
-            tables, spellings, names = self._codes, self._spellings, self._categorical_names
             maps = [ev["features"] for ev in features._events] if isinstance(features, _FeatureMaps) else features
-            for j, i in zip(*(a.tolist() for a in at)):
-                key = spellings[j](maps[i][names[j]])
-                code = tables[j].get(key, -1)
-                if code < 0:
-                    code = len(tables[j])
-                    others[j].append((i, key))
-                resolved.append(code)
-            codes[at] = resolved
+            names = self._categorical_names
+            others = self._resolve(codes, ((j, i, maps[i][names[j]])
+                                           for j, i in zip(*(a.tolist() for a in np.nonzero(codes == _UNRESOLVED)))))
+        else:
+            others = [[] for _ in range(m)]
         numeric = NumericValues(x, status, invalid, features, self._numeric_names)
         return numeric, (codes, absent, others), extra, versions
+
+    def extract_scanned(self, block: Any, rows: list[int], events: Sequence[dict], expected_version: str | None,
+                        confidence: np.ndarray
+                        ) -> tuple[NumericValues, tuple[np.ndarray, np.ndarray, list], np.ndarray, int]:
+        """`extract_events` of the JSON events a `detectors._decode` block scanned at `rows`, read from
+        its documents: no event dict is made. `events`: the same events as dicts (made when asked
+        for: to quote an invalid value or name an unexpected field)."""
+        x, status, codes, absent, extra = self._arrays(len(rows))
+        unresolved, invalid, versions = block.fill(rows, self._column_of, len(self._numeric_names), self._codes,
+                                                   self._bool_codes, x, status, codes, absent.view(np.uint8),
+                                                   extra.view(np.uint8), expected_version, confidence)
+        unresolved.sort(key=_COLUMN_EVENT)  # as the dict path meets them: column by column, events in order
+        others = self._resolve(codes, unresolved)
+        numeric = NumericValues(x, status, invalid, _FeatureMaps(events), self._numeric_names)
+        return numeric, (codes, absent, others), extra, versions
+
+    def _arrays(self, n: int) -> tuple[np.ndarray, ...]:
+        """The columns of n events, to fill: x, status, codes, absent, extra."""
+        f, m = len(self._numeric_names), len(self._categorical_names)
+        return (np.empty((f, n)), np.empty((f, n), dtype=np.uint8), np.empty((m, n), dtype=np.int64),
+                np.empty((m, n), dtype=np.bool_), np.zeros(n if self._count_extra else 0, dtype=np.bool_))
+
+    def _resolve(self, codes: np.ndarray, values: Iterable[tuple[int, int, Any]]) -> list[list[tuple[int, str]]]:
+        """Code the (column j, event i, value) the kernel left unresolved, by `TrainedSpelling`; the
+        `others` of `extract`: per categorical feature the (event offset, label) of every value coded K."""
+        others: list[list[tuple[int, str]]] = [[] for _ in self._categorical_names]
+        at_j, at_i, resolved = [], [], []
+        tables, spellings = self._codes, self._spellings
+        for j, i, value in values:
+            key = spellings[j](value)
+            code = tables[j].get(key, -1)
+            if code < 0:
+                code = len(tables[j])
+                others[j].append((i, key))
+            at_j.append(j)
+            at_i.append(i)
+            resolved.append(code)
+        if resolved:
+            codes[at_j, at_i] = resolved
+        return others

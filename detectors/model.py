@@ -19,6 +19,7 @@ change), detectors.episodes (alarm -> alert), detectors.diagnosis (the alert's w
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile
 from detectors import thresholds as T
+from detectors._kernels import VERSIONS_OTHER
 from detectors.alerts import Alert, alert_id, severity
 from detectors.categorical import ALARMS as CATEGORICAL_ALARMS
 from detectors.categorical import CategoricalBank
@@ -46,6 +48,7 @@ from detectors.diagnosis import (
     with_version_coincidence,
 )
 from detectors.episodes import ALARM_ORDER, Alarm, AlarmSource, Candidate, EpisodeTracker
+from detectors.events import ParsedEvents
 from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns
 from detectors.fmt import number, quote_value
 from detectors.numeric import (
@@ -204,10 +207,34 @@ class ModelMonitor:
         n = len(events)
         if n == 0:
             return []
-        start = self._events_seen
         confidence = np.empty(n if self._confidence is not None else 0)
-        numeric, (codes, absent, others), extra, versions = self._columns.extract_events(
-            events, self._baseline.version, confidence)
+        return self._update(events, confidence,
+                            *self._columns.extract_events(events, self._baseline.version, confidence))
+
+    def update_scanned(self, block: Any, payloads: Sequence[bytes], rows: list[int]) -> list[Alert]:
+        """`update_batch` of the JSON events that `detectors._decode.scan` took from `payloads` at
+        `rows` (their indexes, as the scan numbered them), read from its `block` into the columns
+        without making their dicts: the same alerts as `update_batch` of the events
+        `decode_message` makes of those payloads."""
+        n = len(rows)
+        if n == 0:
+            return []
+        confidence = np.empty(n if self._confidence is not None else 0)
+        events = ParsedEvents(payloads, rows)
+        extracted = self._columns.extract_scanned(block, rows, events, self._baseline.version, confidence)
+        served = None
+        if extracted[-1] == VERSIONS_OTHER:  # the versions alone, not every event's dict
+            values = block.versions(rows)
+            served = None if values is None else [{"model_version": v} for v in values]
+        return self._update(events, confidence, *extracted, served=served)
+
+    def _update(self, events: Sequence[dict], confidence: np.ndarray, numeric: Any, categorical: tuple,
+                extra: np.ndarray, versions: int, served: Sequence[dict] | None = None) -> list[Alert]:
+        """The batch's alerts from its columns (`FeatureColumns.extract_events`); `events`: its events
+        (`served`: their model versions, as {"model_version": v}, if given apart)."""
+        n = len(events)
+        codes, absent, others = categorical
+        start = self._events_seen
         self._invalid_examples.hold_batch(numeric, start)
         self._count_values(numeric, codes, confidence)
         features = self._numeric.update(numeric.x, start, self._config.rearm_quiet_events)
@@ -220,7 +247,7 @@ class ModelMonitor:
         candidates += self._as_schema(features)
         if self._confidence is not None:
             candidates += self._confidence.update(confidence[None, :], start)
-        candidates += self._serving.update(events, start, versions)
+        candidates += self._serving.update(events if served is None else served, start, versions)
         candidates.sort(key=ALARM_ORDER)
         alerts = []
         for c in candidates:
@@ -394,6 +421,13 @@ class ModelMonitor:
     def _describe(self, c: Candidate, e: int, since: int | None = None) -> tuple[dict, dict, Diagnosis]:
         """(training summary, recent summary, diagnosis) of the alarm's feature (or of its subject),
         from the values up to event e since `since` (by default since the alarm's change point)."""
+        # values near the float limits (~1e308, valid JSON) overflow the summaries' and the rules'
+        # arithmetic to inf or NaN, which they report as such or read as "no": numpy's warnings about
+        # it would only be noise in the worker's log
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._described(c, e, since)
+
+    def _described(self, c: Candidate, e: int, since: int | None) -> tuple[dict, dict, Diagnosis]:
         since = c.onset if since is None else since
         b = self._baseline
         if c.kind == "serving":

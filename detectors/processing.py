@@ -27,13 +27,16 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from itertools import repeat
+from functools import partial
+from itertools import groupby, repeat
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 import msgpack
+import orjson
 
+from detectors import _decode
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, decode_message, encode_value, model_of
 from detectors.model import ModelMonitor
@@ -75,8 +78,15 @@ def process_messages(
     payloads: Sequence[bytes],
     limits: Limits = Limits(),
     keep: Callable[[int, dict], bool] | None = None,
+    *,
+    columnar: bool = True,
 ) -> Processed:
     """Decode each payload and `process_events` its events, in order.
+
+    A payload that is one plain JSON event of a routed model is read by the columnar decoder
+    (`detectors._decode`) straight into its model's columns, without a dict; any other goes through
+    `decode_message` (the reference: a reject, a list, msgpack, anything unusual). The alerts,
+    rejects and monitor states are those of decoding every payload with `decode_message`.
 
     Parameters
     ----------
@@ -88,7 +98,9 @@ def process_messages(
         The decoder's caps.
     keep
         `keep(index, event)` False drops an event unmonitored and unrejected (the worker's events
-        already counted by a restored checkpoint).
+        already counted by a restored checkpoint); with `keep`, every payload is decoded into dicts.
+    columnar
+        False: `decode_message` for every payload (the reference the columnar decoder is tested against).
 
     Returns
     -------
@@ -98,29 +110,177 @@ def process_messages(
     alerts: list[Alert] = []
     rejects: list[tuple[int, Reject]] = []
     counts: Counter = Counter()
-    accepted: list[dict] = []
+    # each accepted event: a dict, or (columnar) the index of its payload, whose model is known
+    accepted: list[dict | int] = []
+    models: list[str] = []
     origins: list[int] = []  # payload index of each accepted event
+    scan = _Scanned(router, payloads, limits) if columnar and keep is None else None
 
     def monitor() -> None:
-        result = process_events(router, accepted, origins)
+        if scan is None:
+            result = process_events(router, accepted, origins)  # type: ignore[arg-type]
+        else:
+            result = scan.process(accepted, models, origins)
         alerts.extend(result.alerts)
         rejects.extend(result.rejects)
         counts.update(result.events_by_model)
 
     # monitored as the chunks fill, between decodes: the chunk's events are still in cache
-    for i, payload in enumerate(payloads):
+    i, n = 0, len(payloads)
+    while i < n:
         if len(accepted) >= MONITOR_CHUNK:
             monitor()
-            accepted, origins = [], []
+            accepted, models, origins = [], [], []
+        if scan is not None:  # the run of scanned payloads from i that fits in the chunk, at once
+            end = scan.run_end(i, min(n, i + MONITOR_CHUNK - len(accepted)))
+            if end > i:
+                accepted.extend(range(i, end))
+                models.extend(scan.models(i, end))
+                origins.extend(range(i, end))
+                i = end
+                continue
+        payload = payloads[i]
         events, bad = decode_message(payload, limits)
         rejects.extend(zip(repeat(i), bad))
         if keep is not None:
             events = [ev for ev in events if keep(i, ev)]
         accepted.extend(events)
+        models.extend(map(model_of, events))
         origins.extend(repeat(i, len(events)))
+        i += 1
     monitor()
     rejects.sort(key=itemgetter(0))  # stable: a payload's decode rejects, then its events'
     return Processed(alerts, rejects, counts)
+
+
+class _Scanned:
+    """The columnar decoder over a call's payloads: scanned in blocks of `MONITOR_CHUNK` as they
+    are reached, each block's parsed documents kept until its events are monitored."""
+
+    def __init__(self, router: ModelRouter, payloads: Sequence[bytes], limits: Limits):
+        self._router = router
+        self._payloads = payloads if isinstance(payloads, list) else list(payloads)
+        self._limits = limits
+        self._routed = {m: m for m in router.models}
+        #: by first payload index: (the scanned block, each payload's model or None)
+        self._blocks: dict[int, tuple[Any, list[str | None]]] = {}
+
+    def _block(self, i: int) -> tuple[int, list[str | None]]:
+        """(first payload index, each payload's model or None) of the block of payload i, scanned
+        when first asked for."""
+        start = i - i % MONITOR_CHUNK
+        block = self._blocks.get(start)
+        if block is None:
+            lim = self._limits
+            block = self._blocks[start] = _decode.scan(self._payloads[start:start + MONITOR_CHUNK], start, self._routed,
+                                                       lim.max_message_bytes, lim.max_model_name,
+                                                       lim.max_features_per_event)
+        return start, block[1]
+
+    def run_end(self, i: int, limit: int) -> int:
+        """The end of the run of payloads from i (up to limit) that the columnar decoder took."""
+        start, names = self._block(i)
+        limit = min(limit, start + len(names))
+        try:
+            return names.index(None, i - start, limit - start) + start
+        except ValueError:
+            return limit
+
+    def models(self, i: int, end: int) -> list[str]:
+        """The models of the scanned payloads i..end-1 (of one block)."""
+        start, names = self._block(i)
+        return names[i - start:end - start]  # type: ignore[return-value]
+
+    def event(self, item: dict | int) -> dict:
+        """An accepted event as `decode_message` gives it."""
+        return _event_of(self._payloads, item)
+
+    def process(self, items: list[dict | int], models: list[str], origins: list[int]) -> Processed:
+        """`process_events` of the items (events, or indexes of scanned payloads)."""
+        router = self._router
+        if origins:  # the blocks before the first item's are done with (payloads are taken in order)
+            first = origins[0] - origins[0] % MONITOR_CHUNK
+            self._blocks = {s: b for s, b in self._blocks.items() if s >= first}
+        rejects: list[tuple[int, Reject]] = []
+        if not set(self._routed).issuperset(models):  # only a dict's model can be unknown
+            keep = [k for k, model in enumerate(models) if model in self._routed]
+            rejects = [(origins[k], r) for k, item in enumerate(items) if models[k] not in self._routed
+                       for r in router.process([item])[1]]  # type: ignore[list-item]
+            items, origins, models = [items[k] for k in keep], [origins[k] for k in keep], [models[k] for k in keep]
+        counts = Counter(models)
+        alerts: list[Alert] = []
+        for start in range(0, len(items), MONITOR_CHUNK):
+            end = start + MONITOR_CHUNK
+            found, poisoned = self._monitor(items[start:end], models[start:end], origins[start:end])
+            alerts.extend(found)
+            for origin, ev, detail in poisoned:
+                counts[ev["model"]] -= 1
+                rejects.append((origin, Reject(MONITOR_ERROR, detail[:300], encode_value(ev))))
+        rejects.sort(key=itemgetter(0))
+        return Processed(alerts, rejects, +counts)
+
+    def _monitor(self, items: list[dict | int], models: list[str], origins: list[int]
+                 ) -> tuple[list[Alert], list[tuple[int, dict, str]]]:
+        """`_monitor_isolating` of the items: read from the columnar decoder when the monitors take
+        them; when a monitor raises (or cannot be rolled back), rolled back and left to
+        `_monitor_isolating` as dicts, which isolates the events it raises on."""
+        if not items:
+            return [], []
+        router = self._router
+        journal = _journal(router)
+        counts = Counter(models)
+        broken = journal.save(router, counts)
+        if not broken:
+            try:
+                alerts = self._route(items, models)
+            except Exception:  # noqa: BLE001 (any engine bug: isolated on the dict path)
+                broken = journal.roll_back(router, counts)
+            else:  # logged as payload numbers: a rollback, if any, makes their dicts
+                journal.log(items, models, counts, partial(_event_of, self._payloads))
+                return alerts, []
+        events = [self.event(item) for item in items]
+        if broken:  # as _monitor_isolating: these models' events are not monitored, the others are
+            poisoned = [(o, ev, broken[ev["model"]]) for o, ev in zip(origins, events) if ev["model"] in broken]
+            rest = [k for k, ev in enumerate(events) if ev["model"] not in broken]
+            alerts, more = _monitor_isolating(self._router, [events[k] for k in rest], [origins[k] for k in rest])
+            return alerts, poisoned + more
+        return _monitor_isolating(self._router, events, origins)
+
+    def _route(self, items: list[dict | int], models: list[str]) -> list[Alert]:
+        """`ModelRouter.process` of the items: each model's events to its monitor, models in order of
+        first appearance; a model's scanned events read from their blocks, unless some of its events
+        here are dicts (then all of them are)."""
+        if len(set(models)) == 1:  # the common chunk: one model
+            by_model = {models[0]: items}
+        else:
+            by_model = {}
+            for item, model in zip(items, models):
+                group = by_model.get(model)
+                if group is None:
+                    group = by_model[model] = []
+                group.append(item)
+        alerts: list[Alert] = []
+        for model, group in by_model.items():
+            monitor = self._router.monitor(model)
+            if dict in map(type, group):
+                alerts.extend(monitor.update_batch([self.event(item) for item in group]))
+                continue
+            # runs of one block each (payload numbers only grow); batching does not change a monitor's alerts
+            runs = ([(group[0] - group[0] % MONITOR_CHUNK, group)]  # type: ignore[operator]
+                    if group[0] // MONITOR_CHUNK == group[-1] // MONITOR_CHUNK  # type: ignore[operator]
+                    else groupby(group, key=lambda i: i - i % MONITOR_CHUNK))  # type: ignore[operator]
+            for start, rows in runs:
+                alerts.extend(monitor.update_scanned(self._blocks[start][0], self._payloads, list(rows)))
+        return alerts
+
+
+def _event_of(payloads: Sequence[bytes], item: dict | int) -> dict:
+    """An accepted event (a dict, or the number of a scanned payload) as `decode_message` gives it."""
+    return item if type(item) is dict else orjson.loads(payloads[item])  # type: ignore[return-value]
+
+
+def _itself(event: dict) -> dict:
+    return event
 
 
 def process_events(router: ModelRouter, events: list[dict], origins: Sequence[int] | None = None) -> Processed:
@@ -179,10 +339,9 @@ def _monitor_isolating(router: ModelRouter, events: list[dict], origins: Sequenc
     cannot be rolled back."""
     if not events:
         return [], []
-    journal = _JOURNALS.get(router)
-    if journal is None:
-        journal = _JOURNALS[router] = _Journal()
-    counts = Counter(map(model_of, events))
+    journal = _journal(router)
+    models = list(map(model_of, events))
+    counts = Counter(models)
     broken = journal.save(router, counts)
     if not broken:
         try:
@@ -192,7 +351,7 @@ def _monitor_isolating(router: ModelRouter, events: list[dict], origins: Sequenc
             if not broken and len(events) == 1:
                 return [], [(origins[0], events[0], _why(events[0]["model"], error))]
         else:
-            journal.log(events, counts)
+            journal.log(events, models, counts)
             return alerts, []
     if broken:  # no rollback for these models: their events here are not monitored, the others are
         poisoned = [(o, ev, broken[ev["model"]]) for o, ev in zip(origins, events) if ev["model"] in broken]
@@ -236,7 +395,8 @@ class _Journal:
 
     def __init__(self) -> None:
         self._bases: dict[str, _Base] = {}
-        self._calls: deque[tuple[int, list[dict]]] = deque()  # (seq, events) of the calls that went through
+        #: (seq, items, their models, item -> event dict) of the calls that went through
+        self._calls: deque[tuple[int, list, list[str], Callable[[Any], dict]]] = deque()
         self._next_seq = 0
 
     def save(self, router: ModelRouter, counts: Counter) -> dict[str, str]:
@@ -257,12 +417,14 @@ class _Journal:
                 self._bases[model] = _Base(monitor, state, self._next_seq)
         return broken
 
-    def log(self, events: list[dict], counts: Counter) -> None:
-        """After a call that went through: its events, for a later rollback; the oldest calls past
-        `ROLLBACK_CALLS` are let go, and the bases that needed them with them."""
+    def log(self, items: list, models: list[str], counts: Counter, event_of: Callable[[Any], dict] = _itself
+            ) -> None:
+        """After a call that went through: its items (events, or what `event_of` makes them from) and
+        their models, for a later rollback; the oldest calls past `ROLLBACK_CALLS` are let go, and the
+        bases that needed them with them."""
         for model, n in counts.items():
             self._bases[model].events_seen += n
-        self._calls.append((self._next_seq, events))
+        self._calls.append((self._next_seq, items, models, event_of))
         self._next_seq += 1
         if len(self._calls) > ROLLBACK_CALLS:
             while len(self._calls) > ROLLBACK_CALLS:
@@ -279,9 +441,9 @@ class _Journal:
             try:
                 router.restore(model, msgpack.unpackb(base.state, raw=False, strict_map_key=False))
                 monitor = router.monitor(model)
-                for seq, events in self._calls:
+                for seq, items, models, event_of in self._calls:
                     if seq >= base.seq:
-                        group = [ev for ev in events if ev["model"] == model]
+                        group = [event_of(item) for item, m in zip(items, models) if m == model]
                         if group:
                             monitor.update_batch(group)
             except Exception as error:  # noqa: BLE001
@@ -291,6 +453,14 @@ class _Journal:
 
 #: the rollback journals, one per router, gone with it
 _JOURNALS: WeakKeyDictionary[ModelRouter, _Journal] = WeakKeyDictionary()
+
+
+def _journal(router: ModelRouter) -> _Journal:
+    journal = _JOURNALS.get(router)
+    if journal is None:
+        journal = _JOURNALS[router] = _Journal()
+    return journal
+
 
 
 def _why(model: str, error: Exception, doing: str = "") -> str:

@@ -310,8 +310,9 @@ def test_hostile_event_lists_through_the_router(credit_baseline, fraud_baseline,
 
 
 # ---- the guard against a monitor that raises ----------------------------------------------------
+@pytest.mark.parametrize("pack", [msgpack.packb, orjson.dumps])  # the dict path, the columnar decoder
 @pytest.mark.parametrize("chunk", [333, 2000, 100_000])
-def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeypatch, chunk):
+def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeypatch, chunk, pack):
     """detectors.processing isolates events that make a monitor raise (a detectors/ bug): they are
     rejected as monitor_error, the rest of the batch gives exactly the alerts and state of a
     run without them, whatever the chunks the batch is fed to the monitors in."""
@@ -322,7 +323,7 @@ def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeyp
 
     stream = events("credit", 1500, seed=8) + events("credit", 2500, seed=9, amount_mean=160.0)
     poison = {17, 1800, 3999}
-    payloads = [msgpack.packb(dict(ev, request_id="poison") if i in poison else ev) for i, ev in enumerate(stream)]
+    payloads = [pack(dict(ev, request_id="poison") if i in poison else ev) for i, ev in enumerate(stream)]
     clean = ModelRouter([credit_baseline])
     expected = [a.to_dict() for a in clean.process([ev for i, ev in enumerate(stream) if i not in poison])[0]]
     router = ModelRouter([credit_baseline])
@@ -334,3 +335,120 @@ def test_an_event_a_monitor_raises_on_costs_only_itself(credit_baseline, monkeyp
     assert [a.to_dict() for a in alerts] == expected
     assert router.state_dict("credit") == clean.state_dict("credit")
 
+
+
+# ---- the columnar decoder against the dict path ----------------------------------------------------
+#: JSON texts of feature values that the two decoders must read alike: numbers at the edges of int64 /
+#: uint64 / double, -0, exponents, escapes, unicode, booleans, nulls, containers, unseen labels
+_ODD_VALUES = [b"0", b"-0", b"-0.0", b"1E2", b"1e-400", b"1e400", b"9223372036854775807", b"9223372036854775808",
+               b"-9223372036854775809", b"18446744073709551616", b"123456789012345678901234567890", b"1.5e308",
+               b"true", b"false", b"null", b"[]", b"{}", b'[1, {"a": null}]', b'"US"', b'"F\\u0052"',
+               b'"\\u00e9t\\u00e9"',
+               b'"caf\xc3\xa9"', b'"\\ud83d\\ude00"', b'"\\ud800"', b'"a\\"b"', b'"\\u0000"', b'"\xff"', b'"12"', b'""',
+               b"NaN", b"Infinity", b"0.1", b"100", b"-3", b"2.5e1"]
+_ODD_FIELDS = [b'"model_version": "1"', b'"model_version": "2"', b'"model_version": null', b'"model_version": 1',
+               b'"confidence": 0.5', b'"confidence": 2', b'"confidence": null', b'"confidence": "x"',
+               b'"confidence": true', b'"request_id": "r\\n1"', b'"ts": 1764000000.5', b'"extra": {"deep": [1, [2]]}',
+               b'"features": {"amount": 1}', b'"model": "fraud"', b'"model": "ghost"', b'"model": ""', b'"model": 3',
+               b'"model": "cr\\u0065dit"', b'"confidence": 1', b'"confidence": 1.0', b'"confidence": 0',
+               b'"confidence": -0.0', b'"confidence": 1.0000000000000002', b'"confidence": -1e-300']
+
+
+def _odd_json(rng: random.Random, template: list[dict]) -> bytes:
+    """A JSON event written by hand around the columnar decoder's edges: odd values in its
+    features (duplicated keys among them), odd top-level fields, odd spacing."""
+    ev = rng.choice(template)
+    feats = [b'"%s": %s' % (k.encode(), orjson.dumps(v)) for k, v in ev["features"].items()]
+    for _ in range(rng.randint(0, 3)):
+        name = rng.choice([b"amount", b"age", b"country", b"unexpected", b"am\\u006fount"])
+        feats.insert(rng.randrange(len(feats) + 1), b'"%s": %s' % (name, rng.choice(_ODD_VALUES)))
+    if rng.random() < 0.2:
+        rng.shuffle(feats)
+    fields = [b'"model": "%s"' % ev["model"].encode(), b'"features": {%s}' % b", ".join(feats),
+              b'"confidence": %s' % orjson.dumps(ev["confidence"]), b'"ts": %s' % orjson.dumps(ev["ts"])]
+    fields += rng.sample(_ODD_FIELDS, rng.randint(0, 2))
+    space = rng.choice([b"", b" ", b"\n", b"\t "])
+    return space + b"{" + b",".join(fields) + b"}" + space
+
+
+def _outcome(router: ModelRouter, result) -> tuple:
+    return ([a.to_dict() for a in result.alerts], [(i, r.reason, r.detail, r.raw) for i, r in result.rejects],
+            dict(result.events_by_model),
+            {m: msgpack.packb(router.state_dict(m, complete=True)) for m in router.monitored})
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # values near the float limits: no numpy noise in the log
+@pytest.mark.parametrize("seed", range(3))
+def test_the_columnar_decoder_gives_what_the_dict_path_gives(seed, credit_baseline, fraud_baseline, monkeypatch):
+    """Random valid and invalid payloads (JSON mostly: the columnar decoder's; hostile ones of every
+    kind; JSON written around its edges) with a drift, split into random calls and monitor chunks:
+    the alerts, the rejects (reasons, details, bytes, order), the counts and every monitor's
+    state are the same whether JSON events are read into the columns or decoded into dicts."""
+    from detectors import processing
+    from detectors.processing import process_messages
+
+    rng = random.Random(seed)
+    monkeypatch.setattr(processing, "MONITOR_CHUNK", rng.choice([64, 500, 2000]))
+    template = (events("credit", 300, seed=seed) + events("fraud", 300, seed=seed + 1)
+                + events("credit", 300, seed=seed + 2, amount_mean=170.0, age_mean=55.0))
+    drift = events("credit", 3000, seed=seed + 3, amount_mean=170.0)
+    payloads: list[bytes] = []
+    hostile = [m.value for m in hostile_messages(600, seed, models=("credit", "fraud"))]
+    for k in range(6000):
+        roll = rng.random()
+        if roll < 0.6:
+            ev = drift[k % len(drift)] if k > 3000 else rng.choice(template)
+            payloads.append(orjson.dumps(ev))
+        elif roll < 0.8:
+            payloads.append(_odd_json(rng, template))
+        else:
+            payloads.append(rng.choice(hostile))
+    splits = sorted(rng.sample(range(1, len(payloads)), 5))
+
+    def no_rollback(*args):  # no monitor raises here: a rollback would hide a columnar path gone to dicts
+        raise AssertionError("a monitor raised")
+
+    monkeypatch.setattr(processing._Journal, "roll_back", no_rollback)
+    outcomes = []
+    for columnar in (True, False):
+        router = ModelRouter([credit_baseline, fraud_baseline])
+        results = [process_messages(router, payloads[a:b], columnar=columnar)
+                   for a, b in zip([0, *splits], [*splits, len(payloads)])]
+        outcomes.append([_outcome(router, r) for r in results[:-1]] + [_outcome(router, results[-1])])
+    for got, expected in zip(*outcomes):
+        assert got[0] == expected[0]
+        assert got[1] == expected[1]
+        assert got[2] == expected[2]
+        assert got[3] == expected[3]
+    assert any(o[0] for o in outcomes[1]) and any(o[1] for o in outcomes[1])  # alerts and rejects both
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_columnar_decoder_reads_the_columns_the_dict_reader_reads(seed, credit_baseline):
+    """Column for column (values, statuses, codes, absent and extra flags, the invalid count, the
+    versions, the unseen labels): the scanned JSON events against their dicts, on JSON written
+    around the decoder's edges."""
+    import numpy as np
+
+    from detectors import _decode
+    from detectors.events import ParsedEvents
+    from detectors.model import ModelMonitor
+
+    rng = random.Random(seed)
+    template = events("credit", 100, seed=seed)
+    payloads = [_odd_json(rng, template) for _ in range(3000)]
+    block, models = _decode.scan(payloads, 0, {"credit": "credit"}, 10**6, 200, 1000)
+    rows = [i for i, m in enumerate(models) if m is not None]
+    assert len(rows) > 1000
+    columns = ModelMonitor(credit_baseline)._columns
+    conf_scanned, conf_dicts = np.empty(len(rows)), np.empty(len(rows))
+    dicts = [orjson.loads(payloads[i]) for i in rows]
+    scanned = columns.extract_scanned(block, rows, ParsedEvents(payloads, rows), "1", conf_scanned)
+    expected = columns.extract_events(dicts, "1", conf_dicts)
+    for got, want in ((scanned[0].x, expected[0].x), (scanned[0].status, expected[0].status),
+                      (scanned[1][0], expected[1][0]), (scanned[1][1], expected[1][1]), (scanned[2], expected[2]),
+                      (conf_scanned, conf_dicts)):
+        np.testing.assert_array_equal(got, want)
+        assert np.array_equal(np.signbit(got), np.signbit(want)) if got.dtype.kind == "f" else True
+    assert scanned[0].invalid_count == expected[0].invalid_count
+    assert scanned[1][2] == expected[1][2] and scanned[3] == expected[3]

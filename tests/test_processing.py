@@ -209,6 +209,30 @@ def test_a_rollback_gives_back_the_state_before_the_call_from_a_base_many_calls_
     assert _packed_states(router) == _packed_states(clean)
 
 
+def test_a_rollback_feeds_again_the_columnar_calls_logged_as_payload_numbers(credit_baseline, fraud_baseline,
+                                                                              monkeypatch):
+    """As above, through `process_messages` on JSON payloads: the calls the columnar decoder read
+    are logged as payload numbers and made into dicts only for the rollback, which gives back the
+    state before the failed call byte for byte."""
+    from detectors import processing
+
+    monkeypatch.setattr(processing, "ROLLBACK_CALLS", 100)
+    stream = [ev for pair in zip(_drifting("credit", 1200, 1), _drifting("fraud", 1200, 2)) for ev in pair]
+    calls = [[orjson.dumps(ev) for ev in stream[i:i + 100]] for i in range(0, len(stream), 100)]
+    clean = ModelRouter([credit_baseline, fraud_baseline])
+    expected = [a for call in calls for a in process_messages(clean, call).alerts]
+    poison_monitors(monkeypatch)
+    router = ModelRouter([credit_baseline, fraud_baseline])
+    alerts = [a for call in calls[:16] for a in process_messages(router, call).alerts]
+    before = _packed_states(router)
+    poisoned = process_messages(router, [orjson.dumps(dict(stream[1603], request_id="poison"))])
+    assert [r.reason for _, r in poisoned.rejects] == [MONITOR_ERROR] and poisoned.alerts == []
+    assert _packed_states(router) == before
+    alerts += [a for call in calls[16:] for a in process_messages(router, call).alerts]
+    assert alerts and _by_model(alerts) == _by_model(expected)
+    assert _packed_states(router) == _packed_states(clean)
+
+
 @pytest.mark.parametrize("window", [100, 2, 0])
 def test_poisoned_events_in_calls_of_two_models_cost_only_themselves(credit_baseline, fraud_baseline, monkeypatch,
                                                                      window):

@@ -3,10 +3,12 @@
 as a table of predictions (CSV, Parquet; one row each, read with `baseline build`'s column flags:
 `stream.commands.tables`).
 
-Same code path as the worker (decode_message -> detectors.processing), so the same events
-give the same alerts. Input problems never crash it: rejected messages are counted by
-reason (and written to --dead-letter FILE), missing and invalid values inside accepted events are counted
-per feature in the summary, an event a monitor raises on is dead-lettered as monitor_error.
+Same code path as the worker (detectors.processing: JSONL lines through `process_messages`, whose
+columnar decoder reads plain JSON events into the monitors' columns without making their dicts, and
+the rest through decode_message), so the same events give the same alerts. Input problems never
+crash it: rejected messages are counted by reason (and written to --dead-letter FILE), missing and
+invalid values inside accepted events are counted per feature in the summary, an event a monitor
+raises on is dead-lettered as monitor_error.
 The events of a model no baseline was loaded for are named in the summary, by model.
 
 Exit status: 0 when events were monitored; 1 when none was (an empty input, every message
@@ -52,7 +54,7 @@ from detectors.events import Limits, Reject, all_usable, dead_letter_record, dec
 from detectors.fmt import number, percent, printable
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, parse_shadow_pairs, record_time
 from detectors.model import MonitorConfig
-from detectors.processing import process_events
+from detectors.processing import MONITOR_CHUNK, MONITOR_ERROR, process_events, process_messages
 from detectors.routing import ModelRouter
 from stream.commands.progress import StatusLine, status_line
 from stream.commands.stdout import reader_went_away
@@ -75,6 +77,8 @@ _MSGPACK_SUFFIXES = (".msgpack", ".mpk", ".mp")
 #: bytes read at a time; parsed at once, so small: 64 KiB of lines (~50 events) parsed and monitored soon after
 #: ran replay ~20% faster than 1 MiB (their objects are still in cache when the batch reads them)
 _READ_BLOCK = 1 << 16
+#: decoded events per monitor batch, by default (--batch-size)
+_EVENT_BATCH = 500
 #: msgpack messages read at a time (the common chunk is decoded and checked at C level)
 _MSGPACK_CHUNK = 64
 #: models named when events are for models without a baseline (the most frequent; the rest are counted)
@@ -102,10 +106,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="input format (default: by extension, else by the first byte)")
     p.add_argument("--pretty", action="store_true",
                    help="print each alert for a person, as `skewwatch alerts` does, instead of a JSON line")
-    # 500: a batch's events are still in cache when the monitors read them and when they are freed
-    # (replay of 300k 50-feature events: ~140k events/s at 500, ~115-130k at 1000)
-    p.add_argument("--batch-size", type=int, default=500,
-                   help="events per monitor batch; alerts do not depend on it (default 500)")
+    # decoded events: 500, a batch's events are still in cache when the monitors read them and when
+    # they are freed (replay of 300k 50-feature events: ~140k events/s at 500, ~115-130k at 1000);
+    # JSONL lines read into columns: MONITOR_CHUNK (2000), no dicts to keep in cache, and the per-call
+    # costs (the rollback copy of the monitors' state) spread over more events
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="events per monitor batch (JSONL: lines); alerts do not depend on it (default 500 "
+                        f"events, {MONITOR_CHUNK} JSONL lines)")
     p.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes,
                    help=f"larger messages are rejected as 'oversized' (default {Limits.max_message_bytes})")
     p.add_argument("--include-examples", action="store_true",
@@ -159,7 +166,7 @@ def shadow_arguments(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], .
 
 def run(args: argparse.Namespace) -> int:
     """Run the command with its parsed arguments; returns the exit status (see the module docstring)."""
-    if args.batch_size < 1 or args.max_message_bytes < 1:
+    if (args.batch_size is not None and args.batch_size < 1) or args.max_message_bytes < 1:
         return _usage_error("--batch-size and --max-message-bytes must be positive")
     if not args.join_ttl > 0 or args.join_max_entries < 1:
         return _usage_error("--join-ttl and --join-max-entries must be positive")
@@ -194,7 +201,9 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
     limits = Limits(max_message_bytes=args.max_message_bytes)
     router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
     on_alerts = _pretty_alerts(sys.stdout) if args.pretty else _alert_lines(sys.stdout.buffer)
-    replay = Replay(router, limits, args.batch_size, on_alerts, dead_letters, table=table_columns(args))
+    replay = Replay(router, limits, args.batch_size or _EVENT_BATCH, on_alerts, dead_letters, table=table_columns(args))
+    replay.columnar = not join_files  # the joins take the events' dicts
+    replay.line_batch_size = args.batch_size or MONITOR_CHUNK
     replay.progress = status_line("replay", input_size(args.events))
     opened = []
     if join_files or shadow_pairs:
@@ -348,6 +357,14 @@ class Replay:
         self.on_alerts = on_alerts
         self.dead_letters = dead_letters
         self.pending: list[dict] = []
+        #: JSONL lines read into the monitors' columns (`detectors.processing.process_messages`, no
+        #: event dicts) rather than decoded here; then `on_alerts` gets no events
+        self.columnar = False
+        #: lines per call of the columnar decoder
+        self.line_batch_size = batch_size
+        self._pending_lines: list[bytes] = []
+        self._pending_numbers: list[int] = []  # their line numbers
+        self._pending_path = ""  # and their file
         self.events = 0
         self.rejected: Counter[str] = Counter()
         #: events rejected because no baseline is loaded for their model, by model (see MAX_MODELS_COUNTED)
@@ -382,6 +399,8 @@ class Replay:
                 fmt = "msgpack" if path.endswith(_MSGPACK_SUFFIXES) else _sniff(f)
             if fmt == "msgpack":
                 self._run_msgpack(path, f)
+            elif self.columnar:
+                self._run_jsonl_columnar(path, f)
             else:
                 self._run_jsonl(path, f)
         finally:
@@ -450,6 +469,56 @@ class Replay:
                     self._reject(rejects, {"file": path, "line": lineno})
                 self._add(events)
 
+    def _run_jsonl_columnar(self, path: str, f: IO[bytes]) -> None:
+        # the lines as they are, in batches of `line_batch_size` lines: decoded at C level into the
+        # columns (the plain events) or by decode_message (the rest, for their rejects' reasons)
+        if self.pending:
+            self.flush()
+        self._flush_lines()
+        self._pending_path = path
+        for first, lines in _line_blocks(f, self.limits.max_message_bytes):
+            if None in lines or b"" in lines:  # blank lines are skipped, oversized ones rejected in order
+                for lineno, line in enumerate(lines, first):
+                    if line is None:
+                        self._flush_lines()
+                        self._reject([Reject("oversized", f"line longer than {self.limits.max_message_bytes} bytes",
+                                             b"")], {"file": path, "line": lineno})
+                    elif line:
+                        self._pending_lines.append(line)
+                        self._pending_numbers.append(lineno)
+            else:
+                self._pending_lines.extend(lines)
+                self._pending_numbers.extend(range(first, first + len(lines)))
+            if len(self._pending_lines) >= self.line_batch_size:
+                self._flush_lines(full_only=True)
+            progress = self.progress
+            if progress is not None and progress.due():
+                progress.update(self.events + len(self._pending_lines) + sum(self.rejected.values()),
+                                self._bytes_read())
+        self._flush_lines()
+
+    def _flush_lines(self, full_only: bool = False) -> None:
+        """Monitor the pending lines in batches of `line_batch_size`; with full_only, a last partial
+        batch stays pending."""
+        lines, numbers, size = self._pending_lines, self._pending_numbers, self.line_batch_size
+        end = len(lines) - len(lines) % size if full_only else len(lines)
+        self._pending_lines, self._pending_numbers = lines[end:], numbers[end:]
+        for i in range(0, end, size):
+            self._monitor_lines(lines[i:i + size], numbers[i:i + size])
+
+    def _monitor_lines(self, lines: list[bytes], numbers: list[int]) -> None:
+        alerts, rejects, by_model = process_messages(self.router, lines, self.limits)
+        monitored = sum(by_model.values())
+        for i, r in rejects:
+            if r.reason in _NO_MONITOR or r.reason == MONITOR_ERROR:  # as `_monitor` has them
+                if r.reason in _NO_MONITOR:
+                    self._count_unmonitored([orjson.loads(r.raw)["model"]])
+                self._reject([r], {"batch_end_event": self.events + monitored})
+            elif r.reason != "not_decodable" or lines[i].strip():  # a line of only spaces is a blank one
+                self._reject([r], {"file": self._pending_path, "line": numbers[i]})
+        self.events += monitored
+        self.emit(alerts)
+
     def _run_msgpack(self, path: str, f: IO[bytes]) -> None:
         unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False, max_buffer_size=self.limits.max_message_bytes)
         index = 0
@@ -477,6 +546,8 @@ class Replay:
                 return
 
     def _add(self, events: list[dict]) -> None:
+        if self._pending_lines:
+            self._flush_lines()
         self.pending.extend(events)
         if len(self.pending) >= self.batch_size:
             self.flush(full_only=True)
@@ -496,6 +567,8 @@ class Replay:
     def flush(self, full_only: bool = False) -> None:
         """Monitor the pending events in batches of `batch_size`; with full_only, a last partial
         batch stays pending."""
+        if not full_only:
+            self._flush_lines()
         pending, size = self.pending, self.batch_size
         end = len(pending) - len(pending) % size if full_only else len(pending)
         self.pending = pending[end:]

@@ -63,3 +63,12 @@ def poison_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
         return alerts
 
     monkeypatch.setattr(ModelMonitor, "update_batch", raise_on_poison)
+    update_scanned = ModelMonitor.update_scanned
+
+    def scanned_raise_on_poison(monitor: ModelMonitor, block, payloads: list[bytes], rows: list[int]) -> list:
+        alerts = update_scanned(monitor, block, payloads, rows)
+        if any(orjson.loads(payloads[r]).get("request_id") == "poison" for r in rows):
+            raise TypeError("unhashable type: 'list'")
+        return alerts
+
+    monkeypatch.setattr(ModelMonitor, "update_scanned", scanned_raise_on_poison)
