@@ -534,12 +534,13 @@ _NOTES = """\
   10 integer counts, 10 categorical; ~1.5 KB).
 - (k) is the ceiling of any Python consumer of these messages: aiokafka parses the record batches
   (in C) and orjson decodes; nothing else. (b) does that, with Faust's consumer in its thread, plus
-  the detection engine: on narrow single-event messages a profile of the worker draining a backlog
-  (py-spy, 2026-12-08) shows ~85% of its main thread in its micro-batches, ~80% in the engine
-  (decoding ~28%, the monitors ~18%, the rollback snapshot of detectors/processing.py ~11%, before
-  its journal), ~3% in the fetch. Before the input path (2026-12-08: records taken off Faust's per-message path,
-  stream/worker/faust_internals.py `divert`), the worker ran 4.4-5.7k events/s here, 0.07-0.10x
-  of (k), with 10-11% of its time in its micro-batches.
+  the detection engine: on narrow single-event messages a profile of the worker draining a
+  backlog (py-spy, 2026-12-08, before the columnar decoder) showed ~85% of its main thread in its
+  micro-batches, ~80% in the engine (decoding ~28%, the monitors ~18%, the rollback snapshot of
+  detectors/processing.py ~11%, before its journal), ~3% in the fetch. Before the input path
+  (2026-12-08: records taken off Faust's per-message path, stream/worker/faust_internals.py
+  `divert`), the worker ran 4.4-5.7k events/s, 0.07-0.10x of a bare aiokafka consumer, with
+  10-11% of its time in its micro-batches (issue 15's measure).
 - (a), the bare Faust agent, is Faust's per-message path: it moves a few thousand messages/s,
   whatever their size.
 - (c) is produced while the worker consumes (1M events per run; the producer is not the limit
@@ -555,8 +556,8 @@ _NOTES = """\
   stream/worker/faust_internals.py), and so do the bare agent and client here; what remains is
   mostly the 0.2 s micro-batch wait (`--batch-within`), which ends early once a micro-batch holds
   `--batch-size` messages or 2 MB of payload.
-- The machine is shared: the load average (printed at each run's start and in the table) was
-  well above its 2 cores in these runs, and absolute rates move with it; compare ratios."""
+- The machine is shared: its load average (printed at each round's start and in the table)
+  moves the absolute rates; compare ratios."""
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ Settings come from the environment (stream/worker/config.py lists them).
 Topics and formats:
 - input (`skewwatch.predictions`): JSON or msgpack, one event or a list per message. Key
   messages by model: a model's monitor then lives on one partition, and so on one worker.
-  A worker moves ~40-105k single-event messages/s on the embedded broker here, a median 0.46x
-  of a bare aiokafka consumer that only decodes them (bench/RESULTS.md): the input topic's
-  records skip Faust's per-message path (stream.worker.agents); the detection engine and the
-  client's parsing are the limit.
+  A worker moves ~140-175k single-event messages/s on the embedded broker here, 0.74-0.96x a
+  bare aiokafka consumer that only decodes them (bench/RESULTS.md; a busier machine halves it):
+  the input topic's records skip Faust's per-message path (stream.worker.agents).
 - alerts (`skewwatch.alerts`): key = model, value = the alert of docs/contracts.md as JSON.
 - dead letters (`skewwatch.dead-letters`): key = the reason, value = JSON
   {"reason", "detail", "raw" (the original bytes as text, or null if not UTF-8), "raw_b64",
