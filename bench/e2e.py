@@ -1,23 +1,31 @@
 """End to end on one embedded broker, in one run: what a skewwatch worker moves, against a bare
-Faust agent, and how fast an alert reaches the alert topic.
+Faust agent and a bare Kafka client, and how fast an alert reaches the alert topic.
 
-    .venv/bin/python bench/e2e.py [--messages 20000] [--batched-messages 10000] [--repeat 3]
+    .venv/bin/python bench/e2e.py [--messages 40000] [--batched-messages 10000] [--repeat 3]
                                   [--drifts 20] [--write-results]
 
-(a) bare: a Faust agent (same Faust settings and micro-batching as the worker) that only
-    decodes each message (orjson) and counts it: messages/s, the transport's ceiling.
-(b) worker, one event per message: events/s from the first produce to the last event processed
-    (skewwatch_events_total on /metrics, polled), and the ratio to (a). Target >= 0.8.
-(c) worker, 100 events per message: events/s. Target >= 100k events/s.
+One event per message, for two event shapes: narrow (the credit model's events, 15 features,
+~0.4 KB) and wide (the synthetic model's, 50 features of which 10 categorical, ~1.5 KB):
+(a) bare Faust agent (same Faust settings and micro-batching as the worker) that only decodes
+    each message (orjson) and counts it;
+(k) bare Kafka client: an aiokafka consumer in a `getmany` loop that decodes each message with
+    orjson and counts it (commits every 5 s): the client's speed, the ceiling of any Python consumer;
+(b) the skewwatch worker: events through the monitors. Ratio to (k): target >= 0.5.
+Each consumer is measured draining a backlog: it is stopped (SIGSTOP), `--messages` messages are
+produced to its topic, and it is resumed (SIGCONT); the rate runs from the resume to the poll that
+sees the last message counted. A producer in this process is slower than the consumers, so a rate
+measured while producing would be the producer's.
+(c) worker, 100 events per message: events/s, produced while it consumes (target >= 100k events/s),
+    against the bare Faust agent.
 (d) alert latency: 20 models get steady traffic; each in turn starts drifting (income x0.4).
     Latency = arrival of the model's first alert on the alert topic - the produce time of the
     message holding the event that fired it (the alert's `events_seen`-th event of the model).
     Also shown: from the first drifted message (adds the detection delay). Target p99 <= 1 s.
 
-(a) and (b)/(c) read separate topics with the same partitions and the same pre-encoded
-messages, one after the other (never at the same time, so they do not share the 2 cores), and
-the runs are interleaved: (a), (b), (c), (a), (b), (c), ...; each figure is its best run. Every
-figure is a ratio or a latency measured in this one run; absolute rates move with machine load.
+Every consumer reads its own topic, with the same partitions and the same pre-encoded messages,
+one after the other (never at the same time, so they do not share the 2 cores), and the runs are
+interleaved: (a), (k), (b) of each shape, (c), then again; each figure is the min/median/max of the
+runs, and each ratio is taken within a run. Absolute rates move with machine load (printed).
 """
 from __future__ import annotations
 
@@ -27,6 +35,8 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,17 +61,24 @@ from stream.devkit.processes import (  # noqa: E402
     tail,
     wait_until_serving,
 )
-from stream.devkit.synthetic import credit  # noqa: E402
+from stream.devkit.synthetic import credit, scenarios  # noqa: E402
 from stream.worker import config  # noqa: E402
 
 SECTION = "## End to end (bench/e2e.py)"
 BARE_APP_ID = "bench-bare"
 BARE_TOPIC = "bench.bare"
+CLIENT_GROUP = "bench-client"
+CLIENT_TOPIC = "bench.client"
+#: the wide events' features (scenarios' mixed kinds: one in five categorical)
+WIDE_FEATURES = 50
 WORKER_APP_ID = "skewwatch-bench"
 EVENTS_PER_BATCHED_MESSAGE = 100
 WARMUP_MESSAGES = 200
-#: Each /metrics poll costs the worker ~3 ms per model: 10 polls/s keep that near 3% of a core.
+#: between two polls of a consumer's count (the worker's /status.json); a rate ends at the wall time
+#: the consumer last counted, not at the poll
 POLL_SECONDS = 0.1
+#: seconds a consumer may stay stopped while its backlog is produced (its session timeout is 10 s)
+DRAIN_STOP_WARNING = 8.0
 START_TIMEOUT = 60.0
 #: (d): background traffic per model, and the time between two models' drifts
 LATENCY_TICK = 0.05
@@ -73,13 +90,16 @@ DRIFT = credit.Phase("drift", None, "incomes at 40% of training", income_factor=
 def main() -> int:
     if sys.argv[1:2] == ["_bare-agent"]:
         return bare_agent(sys.argv[2:])
+    if sys.argv[1:2] == ["_bare-client"]:
+        return asyncio.run(bare_client(sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=20_000, help="single-event messages for (a) and (b), per run")
+    parser.add_argument("--messages", type=int, default=40_000,
+                        help="single-event messages for (a), (k) and (b), per shape and run")
     parser.add_argument("--batched-messages", type=int, default=10_000,
                         help=f"messages of {EVENTS_PER_BATCHED_MESSAGE} events for (c)")
     parser.add_argument("--drifts", type=int, default=20, help="drifts (one per model) for (d)")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of (a), (b), (c), interleaved; each figure is the best run (default 3)")
+                        help="runs of (a), (k), (b), (c), interleaved; each figure is min/median/max (default 3)")
     parser.add_argument("--write-results", action="store_true", help=f"replace the section '{SECTION}' of {RESULTS}")
     args = parser.parse_args()
     return asyncio.run(bench(args))
@@ -109,7 +129,7 @@ def bare_agent(argv: list[str]) -> int:
         web_bind="127.0.0.1", web_host="127.0.0.1", web_port=opts.web_port, datadir=opts.data_dir,
     )
     topic = app.topic(opts.topic, key_serializer="raw", value_serializer="raw", partitions=opts.partitions)
-    counted = {"messages": 0}
+    counted = {"messages": 0, "at": 0.0}  # at: the wall time of the last count
 
     @app.agent(topic)
     async def count(stream):
@@ -118,6 +138,7 @@ def bare_agent(argv: list[str]) -> int:
                 value = event.message.value
                 orjson.loads(value) if value[:1] in (b"{", b"[") else msgpack.unpackb(value)
             counted["messages"] += len(batch)
+            counted["at"] = time.time()
 
     @app.page("/count")
     async def count_page(web, request):
@@ -126,6 +147,49 @@ def bare_agent(argv: list[str]) -> int:
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
     app.main()
     return 0
+
+
+# ---- the bare Kafka client (a subprocess) -----------------------------------------------------
+async def bare_client(argv: list[str]) -> int:
+    """An aiokafka consumer in a getmany loop that decodes (orjson) and counts; /count serves the count."""
+    from aiohttp import web
+    from aiokafka import AIOKafkaConsumer
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--web-port", type=int, required=True)
+    opts = parser.parse_args(argv)
+    settings = config.load()
+    counted = {"messages": 0, "at": 0.0}  # at: the wall time of the last count
+
+    async def count_page(request):
+        return web.json_response(counted)
+
+    web_app = web.Application()
+    web_app.router.add_get("/count", count_page)
+    runner = web.AppRunner(web_app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", opts.web_port).start()
+    # the worker's fetch wait and session timeout; offsets committed every 5 s, as the worker's checkpoints
+    consumer = AIOKafkaConsumer(opts.topic, bootstrap_servers=opts.bootstrap, group_id=CLIENT_GROUP,
+                                auto_offset_reset="earliest", enable_auto_commit=True, auto_commit_interval_ms=5000,
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms, session_timeout_ms=10_000,
+                                heartbeat_interval_ms=1000)
+    await consumer.start()
+    loads = orjson.loads
+    try:
+        while True:
+            fetched = await consumer.getmany(timeout_ms=1000)
+            for records in fetched.values():
+                for record in records:
+                    loads(record.value)
+                counted["messages"] += len(records)
+            if fetched:
+                counted["at"] = time.time()
+    finally:
+        await consumer.stop()
+        await runner.cleanup()
 
 
 # ---- the benchmark --------------------------------------------------------------------------
@@ -141,46 +205,62 @@ async def bench(args: argparse.Namespace) -> int:
 
 
 async def _bench_in(workdir: Path, args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    """Broker, bare agent and worker with their files under `workdir`; the table's rows."""
+    """Broker, bare agent, bare client and worker with their files under `workdir`; the table's rows."""
     env = embedded_worker_env(workdir, app_id=WORKER_APP_ID, web_port=free_port())
     cfg = config.load(env)
-    topics = {**config.topics(cfg), BARE_TOPIC: cfg.partitions, f"{BARE_APP_ID}-__assignor-__leader": 1}
+    topics = {**config.topics(cfg), BARE_TOPIC: cfg.partitions, CLIENT_TOPIC: cfg.partitions,
+              f"{BARE_APP_ID}-__assignor-__leader": 1}
     print("generating events, baselines ...", flush=True)
     models = [f"{credit.MODEL}-{i:02d}" for i in range(args.drifts)]
     baseline = credit.baseline(seed=0)
     baseline.save(Path(cfg.baselines) / f"{credit.MODEL}.msgpack")
+    wide = scenarios.stationary(20_000, n_features=WIDE_FEATURES, n_train=5_000, seed=2)
+    wide.baseline().save(Path(cfg.baselines) / f"{scenarios.MODEL}.msgpack")
     broker = EmbeddedBroker(topics=topics)
-    processes: list[subprocess.Popen] = []
+    processes: dict[str, subprocess.Popen] = {}
     try:
         broker.start()
         env["SKEWWATCH_BROKER"] = broker.url
-        bare_port = free_port()
-        bare_log, worker_log = workdir / "bare.log", workdir / "worker.log"
-        with open(bare_log, "wb") as log:
-            processes.append(subprocess.Popen(
+        bare_port, client_port = free_port(), free_port()
+        logs = {name: workdir / f"{name}.log" for name in ("bare", "client", "worker")}
+        with open(logs["bare"], "wb") as log:
+            processes["bare"] = subprocess.Popen(
                 [sys.executable, __file__, "_bare-agent", "--broker", broker.url, "--topic", BARE_TOPIC,
                  "--partitions", str(cfg.partitions), "--web-port", str(bare_port),
                  "--data-dir", str(workdir / "bare-data")],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        processes.append(start_worker(env, worker_log))
-        bare_url = f"http://127.0.0.1:{bare_port}/count"
-        metrics_url = f"http://127.0.0.1:{cfg.web_port}/metrics"
-        _check(wait_until_serving(bare_url, processes[0], START_TIMEOUT), bare_log)
-        _check(wait_until_serving(metrics_url, processes[1], START_TIMEOUT), worker_log)
-        return await _measure(args, cfg, broker.bootstrap, bare_url, metrics_url, baseline, models, processes)
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(logs["client"], "wb") as log:
+            processes["client"] = subprocess.Popen(
+                [sys.executable, __file__, "_bare-client", "--bootstrap", broker.bootstrap, "--topic", CLIENT_TOPIC,
+                 "--web-port", str(client_port)],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        processes["worker"] = start_worker(env, logs["worker"])
+        urls = {"bare": f"http://127.0.0.1:{bare_port}/count", "client": f"http://127.0.0.1:{client_port}/count",
+                "worker": f"http://127.0.0.1:{cfg.web_port}/status.json"}
+        for name, url in urls.items():
+            _check(wait_until_serving(url, processes[name], START_TIMEOUT), logs[name])
+        return await _measure(args, cfg, broker.bootstrap, urls, baseline, wide, models, processes)
     finally:
-        for process in reversed(processes):
+        for process in reversed(processes.values()):
             stop_worker(process)
         broker.stop()
 
 
-async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, baseline, models: list[str],
-                   processes: list[subprocess.Popen]) -> list[tuple[str, str, str]]:
+def _spread(values: list[float], fmt: str = "{:,.0f}") -> str:
+    """min / median / max."""
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+
+
+async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wide, models: list[str],
+                   processes: dict[str, subprocess.Popen]) -> list[tuple[str, str, str]]:
     import aiohttp
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     pool = [e for _, e in itertools.islice(credit.traffic(seed=1, phases=(credit.Phase("normal", None),)), 20_000)]
-    single = [orjson.dumps(e) for e in pool]
+    shapes = {  # name: (model, single-event messages)
+        "narrow": (credit.MODEL, [orjson.dumps(e) for e in pool]),
+        "wide": (scenarios.MODEL, [orjson.dumps(e) for e in wide.events]),
+    }
     batched = [orjson.dumps(pool[i:i + EVENTS_PER_BATCHED_MESSAGE])
                for i in range(0, len(pool), EVENTS_PER_BATCHED_MESSAGE)]
     key = credit.MODEL.encode()
@@ -199,52 +279,85 @@ async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, b
         alerts: list[tuple[float, dict]] = []
         stack.callback(asyncio.create_task(_collect(consumer, alerts)).cancel)
 
-        async def bare_count() -> float:
-            async with http.get(bare_url) as r:
-                return float((await r.json())["messages"])
+        async def count_of(name: str) -> tuple[float, float]:
+            async with http.get(urls[name]) as r:
+                counted = await r.json()
+            return float(counted["messages"]), counted["at"]
 
         async def metrics() -> str:
-            async with http.get(metrics_url) as r:
+            async with http.get(urls["worker"].replace("/status.json", "/metrics")) as r:
                 return await r.text()
 
-        async def worker_events() -> float:
-            return metric_value(await metrics(), "skewwatch_events_total", f'model="{credit.MODEL}"')
+        def worker_events(model: str):
+            async def count() -> tuple[float, float]:
+                # /status.json, not /metrics: a scrape costs the worker ~3 ms per model (10 polls a second)
+                async with http.get(urls["worker"]) as r:
+                    status = await r.json()
+                seen = sum(p["models"].get(model, 0) for p in status["partitions"].values())
+                return float(seen), status["last_event_at"].get(model, 0.0)
+            return count
 
-        # Warm-up: both consumers have joined their group and processed messages.
-        bare_done = (await _run(producer, BARE_TOPIC, key, single, WARMUP_MESSAGES, bare_count, 0))[1]
-        worker_done = (await _run(producer, cfg.input_topic, key, single, WARMUP_MESSAGES, worker_events, 0))[1]
-        bare_s, bare_batched_s, single_s, batched_s = [], [], [], []
+        peers = {  # name: (topic, counter of a shape's model)
+            "bare": (BARE_TOPIC, lambda model: lambda: count_of("bare")),
+            "client": (CLIENT_TOPIC, lambda model: lambda: count_of("client")),
+            "worker": (cfg.input_topic, worker_events),
+        }
+        def slot(peer: str, model: str) -> str:
+            return f"{peer}:{model}" if peer == "worker" else peer  # the bare consumers count every model together
+
+        done: dict[str, float] = {}
+        # Warm-up: every consumer has joined its group and processed messages of each shape.
+        for model, messages in shapes.values():
+            for peer, (topic, counter) in peers.items():
+                done[slot(peer, model)] = (await _run(producer, topic, model.encode(), messages, WARMUP_MESSAGES,
+                                                      counter(model), done.get(slot(peer, model), 0)))[1]
+        rates: dict[tuple[str, str], list[float]] = {}
+        bare_batched_s, batched_s = [], []
         batched_busy = 0.0  # seconds the worker spent in its micro-batches during (c)
         for r in range(args.repeat):
-            print(f"run {r + 1}/{args.repeat}: bare agent and worker, 1 and {EVENTS_PER_BATCHED_MESSAGE} "
-                  "events per message ...", flush=True)
-            seconds, bare_done = await _run(producer, BARE_TOPIC, key, single, n, bare_count, bare_done)
-            bare_s.append(seconds)
-            seconds, worker_done = await _run(producer, cfg.input_topic, key, single, n, worker_events, worker_done)
-            single_s.append(seconds)
-            # the bare agent counts messages, the worker events
-            seconds, bare_done = await _run(producer, BARE_TOPIC, key, batched, m, bare_count, bare_done)
+            print(f"run {r + 1}/{args.repeat}: bare agent, bare client and worker, narrow and wide events, 1 and "
+                  f"{EVENTS_PER_BATCHED_MESSAGE} events per message (load {os.getloadavg()[0]:.2f}) ...", flush=True)
+            for shape, (model, messages) in shapes.items():
+                for peer, (topic, counter) in peers.items():
+                    seconds, done[slot(peer, model)] = await _drain(producer, topic, model.encode(), messages, n,
+                                                                    counter(model), done[slot(peer, model)],
+                                                                    processes[peer])
+                    rates.setdefault((peer, shape), []).append(n / seconds)
+            seconds, done["bare"] = await _run(producer, BARE_TOPIC, key, batched, m, lambda: count_of("bare"),
+                                               done["bare"])
             bare_batched_s.append(seconds)
             busy_before = metric_value(await metrics(), "skewwatch_batch_seconds_sum")
-            seconds, worker_done = await _run(producer, cfg.input_topic, key, batched, m, worker_events, worker_done,
-                                              EVENTS_PER_BATCHED_MESSAGE)
+            worker_slot = slot("worker", credit.MODEL)
+            seconds, done[worker_slot] = await _run(producer, cfg.input_topic, key, batched, m,
+                                                    worker_events(credit.MODEL), done[worker_slot],
+                                                    EVENTS_PER_BATCHED_MESSAGE)
             batched_s.append(seconds)
             batched_busy += metric_value(await metrics(), "skewwatch_batch_seconds_sum") - busy_before
-        stop_worker(processes[0])  # the bare agent is done
-        bare_rate, single_rate = n / min(bare_s), n / min(single_s)
-        bare_batched_rate = m * EVENTS_PER_BATCHED_MESSAGE / min(bare_batched_s)
-        batched_rate = m * EVENTS_PER_BATCHED_MESSAGE / min(batched_s)
-        rows.append(("(a) bare Faust agent, decode + count, 1 event/message", f"{bare_rate:,.0f} messages/s", ""))
-        rows.append(("(b) skewwatch worker, 1 event/message", f"{single_rate:,.0f} events/s",
-                     f"{single_rate / bare_rate:.2f}x bare (target >= 0.8)"))
-        rows.append((f"(a) bare Faust agent, {EVENTS_PER_BATCHED_MESSAGE} events/message",
-                     f"{bare_batched_rate:,.0f} events/s "
-                     f"({bare_batched_rate / EVENTS_PER_BATCHED_MESSAGE:,.0f} messages/s)", ""))
-        rows.append((f"(c) skewwatch worker, {EVENTS_PER_BATCHED_MESSAGE} events/message",
-                     f"{batched_rate:,.0f} events/s",
-                     f"{batched_rate / bare_batched_rate:.2f}x bare; target >= 100,000"))
+        stop_worker(processes["bare"])  # the bare consumers are done
+        stop_worker(processes["client"])
+        load = os.getloadavg()[0]
+        for shape, (_, messages) in shapes.items():
+            size = statistics.mean(map(len, messages))
+            bare, client, mine = rates["bare", shape], rates["client", shape], rates["worker", shape]
+            label = f"{shape} events ({size / 1000:.1f} KB)"
+            rows.append((f"(a) bare Faust agent, decode + count, 1 event/message, {label}",
+                         f"{_spread(bare)} messages/s", ""))
+            rows.append((f"(k) bare aiokafka getmany + orjson, 1 event/message, {label}",
+                         f"{_spread(client)} messages/s", ""))
+            rows.append((f"(b) skewwatch worker, 1 event/message, {label}", f"{_spread(mine)} events/s",
+                         f"{_spread([w / c for w, c in zip(mine, client)], '{:.2f}x')} (k) (target >= 0.5); "
+                         f"{_spread([w / b for w, b in zip(mine, bare)], '{:.2f}x')} (a)"))
+        bare_batched = [m * EVENTS_PER_BATCHED_MESSAGE / s for s in bare_batched_s]
+        batched_rates = [m * EVENTS_PER_BATCHED_MESSAGE / s for s in batched_s]
+        rows.append((f"(a) bare Faust agent, {EVENTS_PER_BATCHED_MESSAGE} events/message (narrow)",
+                     f"{_spread(bare_batched)} events/s", ""))
+        rows.append((f"(c) skewwatch worker, {EVENTS_PER_BATCHED_MESSAGE} events/message (narrow)",
+                     f"{_spread(batched_rates)} events/s",
+                     f"{_spread([c / b for c, b in zip(batched_rates, bare_batched)], '{:.2f}x')} (a); "
+                     "target >= 100,000"))
         rows.append(("(c) share of the run the worker spent processing micro-batches",
                      f"{batched_busy / sum(batched_s):.0%}", "near 100%: detection is the limit"))
+        rows.append(("load average (1 min) after (a)-(c), 2 cores", f"{load:.2f}", ""))
         stationary_alerts = len(alerts)
 
         print(f"(d) alert latency over {len(models)} drifts ...", flush=True)
@@ -260,7 +373,7 @@ async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, b
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the worker did not load the {len(models)} baselines within 30 s")
             await asyncio.sleep(0.2)
-        latencies = await _latency(producer, cfg.input_topic, models, alerts, processes[1])
+        latencies = await _latency(producer, cfg.input_topic, models, alerts, processes["worker"])
         after = await metrics()
     trig = np.array([t for t, _ in latencies.values()])
     since_drift = np.array([d for _, d in latencies.values()])
@@ -286,18 +399,47 @@ async def _measure(args, cfg, bootstrap: str, bare_url: str, metrics_url: str, b
 async def _run(producer, topic: str, key: bytes, messages: list[bytes], n: int, count, done: float,
                events_per_message: int = 1) -> tuple[float, float]:
     """Produce `n` messages (cycling through `messages`) and poll `count()` until it has grown
-    by their events from `done`: (seconds from the first produce to the poll that saw it, new count)."""
-    target = done + n * events_per_message
-    start = time.perf_counter()
+    by their events from `done`: (seconds from the first produce to the last one counted, new count)."""
+    start = time.time()
+    await _produce(producer, topic, key, messages, n)
+    target, last = await _until(count, done + n * events_per_message, topic)
+    return last - start, target
+
+
+async def _drain(producer, topic: str, key: bytes, messages: list[bytes], n: int, count, done: float,
+                 consumer: subprocess.Popen) -> tuple[float, float]:
+    """Stop `consumer`, produce `n` single-event messages, resume it, and poll `count()` until it has
+    grown by `n` from `done`: (seconds from the resume to the last one counted, new count)."""
+    os.kill(consumer.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        await _produce(producer, topic, key, messages, n)
+        if time.monotonic() - started > DRAIN_STOP_WARNING:
+            print(f"    the backlog took {time.monotonic() - started:.1f} s to produce: the stopped consumer may "
+                  "have left its group", flush=True)
+    finally:
+        os.kill(consumer.pid, signal.SIGCONT)
+    resumed = time.time()
+    target, last = await _until(count, done + n, topic)
+    return last - resumed, target
+
+
+async def _produce(producer, topic: str, key: bytes, messages: list[bytes], n: int) -> None:
     for value in itertools.islice(itertools.cycle(messages), n):
         await producer.send(topic, value, key=key)
     await producer.flush()
+
+
+async def _until(count, target: float, topic: str) -> tuple[float, float]:
+    """Poll `count()` ((count, wall time of its last change)) until it reaches `target`: (target, that time)."""
     deadline = time.monotonic() + 300
-    while await count() < target:
+    while True:
+        counted, last = await count()
+        if counted >= target:
+            return target, last
         if time.monotonic() > deadline:
             raise TimeoutError(f"{topic}: the consumer did not reach {target:,.0f} within 300 s")
         await asyncio.sleep(POLL_SECONDS)
-    return time.perf_counter() - start, target
 
 
 async def _collect(consumer, alerts: list[tuple[float, dict]]) -> None:
@@ -379,12 +521,30 @@ def _write_results(table: str, args: argparse.Namespace) -> None:
 
 
 _NOTES = """\
-- (a) and (b) consume identical pre-encoded JSON messages (credit-model events, 15 features)
-  from two topics with the same partitions; messages are keyed by model. Runs of (a), (b), (c)
-  are interleaved; each figure is the best of `--repeat` runs.
-- Rates run from the first produce to the first `/metrics` (or `/count`) poll, every 100 ms,
-  that shows the last message processed (a `/metrics` scrape costs the worker ~3 ms per model;
-  the 20 models of (d) are loaded only after (c)).
+- Each figure is min / median / max over the `--repeat` interleaved runs; each ratio is taken
+  within a run (the worker's rate over the bare consumer's, measured minutes apart at most).
+- (a), (k) and (b) drain a backlog: the consumer process is stopped (SIGSTOP) while `--messages`
+  identical pre-encoded JSON messages are produced to its own topic (same partitions, keyed by
+  model), then resumed (SIGCONT); the rate runs from the resume to the wall time the consumer
+  counted its last message (the bare consumers' `/count`, the worker's `/status.json`
+  `last_event_at`), found by polling every 100 ms. Measured while producing instead, every
+  consumer faster than this process's producer (~60-100k messages/s) measures the producer.
+- Narrow events: the credit model's (15 features, ~0.4 KB as JSON). Wide events: the synthetic
+  model's of stream/devkit/synthetic/scenarios.py with 50 features (30 floats at full precision,
+  10 integer counts, 10 categorical; ~1.5 KB).
+- (k) is the ceiling of any Python consumer of these messages: aiokafka parses the record batches
+  (in C) and orjson decodes; nothing else. (b) does that, with Faust's consumer in its thread, plus
+  the detection engine: on narrow single-event messages a profile of the worker draining a
+  backlog (py-spy, 2026-12-08, before the columnar decoder) showed ~85% of its main thread in its
+  micro-batches, ~80% in the engine (decoding ~28%, the monitors ~18%, the rollback snapshot of
+  detectors/processing.py ~11%, before its journal), ~3% in the fetch. Before the input path
+  (2026-12-08: records taken off Faust's per-message path, stream/worker/faust_internals.py
+  `divert`), the worker ran 4.4-5.7k events/s, 0.07-0.10x of a bare aiokafka consumer, with
+  10-11% of its time in its micro-batches (issue 15's measure).
+- (a), the bare Faust agent, is Faust's per-message path: it moves a few thousand messages/s,
+  whatever their size.
+- (c) is produced while the worker consumes (1M events per run; the producer is not the limit
+  there), as is (d).
 - (d): `--drifts` models, each with its own baseline, get 5-event messages every 50 ms (2,000 events/s
   for 20 models); model i starts drifting (income x0.4) 2 + 0.75 i s in. The latency of a drift is the
   arrival of the model's first alert at a consumer of the alert topic minus the produce time of
@@ -392,24 +552,12 @@ _NOTES = """\
 - The worker runs with `SKEWWATCH_SINGLE_RECORD_BATCHES=1` (the embedded broker's workaround).
 - Where (d)'s time goes: Faust's consumer asks for `fetch_max_wait_ms=1500` (hard-coded in
   `faust/transport/drivers/aiokafka.py`) and the embedded broker answers a fetch late even when
-  records are waiting (a plain aiokafka consumer, one message every 100 ms, saw delivery p50
-  370 ms at 1500 ms and 3 ms at 100 ms). The worker lowers it to `--fetch-max-wait-ms` (100 ms,
-  stream/worker/faust_internals.py), and so does the bare agent here; what remains is mostly the 0.2 s
-  micro-batch wait (`--batch-within`). Before that setting, (d) measured p99 1.5 s.
-- Where (c)'s time goes: with the monitors compiled (detectors/_kernels.c, 2026-11-26) the worker
-  spends ~53% of the run in its micro-batches (65-70% before them, at 105-119k events/s). The
-  rest is Faust's `take_events`, which does not buffer while a micro-batch is processed: each batch
-  of 100-event messages is preceded by the 0.2 s `--batch-within` wait in which the next messages
-  trickle in (timed in the agent, 2026-11-25). A larger per-partition fetch (8-16 MiB) looked +8%
-  in 3 of 4 paired runs, within the noise; not kept. The credit model's monitor is slower per
-  feature than the 50-feature bench's: 6 of its 10 numeric features (rounded values, a CDF with
-  jumps) take the exact PIT in numpy, which the kernels do not cover.
-- Variance: before the compiled monitors, quiet runs gave (c) 105,561-119,154 events/s, (b)
-  0.93-0.99x, (d) p99 303-305 ms; on a loaded VM the same code measured 74,518-94,890 events/s
-  with the bare agent down to 217k-227k events/s, so (c) is an absolute rate that moves with the
-  machine.
-- (c) runs 10,000 messages (1M events) per run since 2026-11-26 (2,000 before: a 2 s run where
-  the first fetch and the first batch wait weigh ~10%)."""
+  records are waiting. The worker lowers it to `--fetch-max-wait-ms` (100 ms,
+  stream/worker/faust_internals.py), and so do the bare agent and client here; what remains is
+  mostly the 0.2 s micro-batch wait (`--batch-within`), which ends early once a micro-batch holds
+  `--batch-size` messages or 2 MB of payload.
+- The machine is shared: its load average (printed at each round's start and in the table)
+  moves the absolute rates; compare ratios."""
 
 
 if __name__ == "__main__":

@@ -63,9 +63,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate", type=float, default=2000.0, metavar="EVENTS_PER_S",
         help="events per second (default 2000). The producer sends lists of events per message "
-        f"(rate x {TICK_SECONDS} s, at most {MAX_EVENTS_PER_MESSAGE}): a Faust worker on the embedded "
-        "broker moves only ~6.5k messages/s, so single-event messages cap a worker near 6.5k events/s "
-        "while multi-event messages reach the detection engine's speed.",
+        f"(rate x {TICK_SECONDS} s, at most {MAX_EVENTS_PER_MESSAGE}), as batching producers do; a "
+        "worker takes single-event messages at tens of thousands a second too (bench/RESULTS.md).",
     )
     parser.add_argument("--duration", type=float, default=45.0, metavar="S",
                         help="seconds from start to the summary and exit (default 45)")

@@ -1,37 +1,48 @@
-"""What the worker runs on the app of stream.worker.app: the agent, the timers, the
-partition-signal handlers, and the worker's two outputs (`emit` an alert, `send_dead_letter`),
+"""What the worker runs on the app of stream.worker.app: the agent and its input path, the timers,
+the partition-signal handlers, and the worker's two outputs (`emit` an alert, `send_dead_letter`),
 which the joins use too. The agent stays thin: `stream.worker.service` decodes, monitors and
 builds the dead letters; this module moves bytes between Kafka and it.
 
+Input path: the input topic's records never go through Faust's per-message stream (a Message,
+an Event and an ack per record cost ~9 times the monitors' work on a single-event message). The
+consumer's fetch loop hands them over a fetched batch at a time (`fetched`, through
+stream.worker.faust_internals.divert); the agent takes micro-batches of them from there. Faust
+still owns the consumer, its group and rebalances, the checkpoint table and the other topics.
+
 Guarantee: at-least-once. The monitors are checkpointed every `checkpoint_interval` to a
-compacted changelog (the `monitor-checkpoints` table), and offsets are committed right after
-each checkpoint, so after `kill -9` the restored state counts every event once (re-delivered
-messages the state already includes are skipped by offset); the alerts of the events since the
-last checkpoint can be emitted a second time, with the same `alert_id`. A rebalance checkpoints
-the revoked partitions first, so their monitors continue on the new owner.
+compacted changelog (the `monitor-checkpoints` table), and then the offsets those checkpoints
+cover (each partition's last processed offset + 1) are committed, so after `kill -9` the
+restored state counts every event once (re-delivered messages the state already includes are
+skipped by offset); the alerts of the events since the last checkpoint can be emitted a second
+time, with the same `alert_id`. A rebalance checkpoints the revoked partitions first, so their
+monitors continue on the new owner.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import faust
 import orjson
+from faust.types import TP
 
 import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
 from detectors.alerts import Alert
 from stream.gc_policy import relax_gc
-from stream.worker.faust_internals import rewind
+from stream.worker.faust_internals import commit, divert, rewind
 from stream.worker.service import Record, parse_checkpoint_key
 
 log = logging.getLogger("skewwatch.worker")
 
-__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "NO_BASELINE_NOTICE_INTERVAL", "STEP_SECONDS",
-           "YIELD_EVERY_BYTES", "checkpoint_and_commit", "emit", "measure_lag", "monitor_predictions",
-           "on_assigned", "on_revoked", "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines",
-           "send_dead_letter", "wait_for_baselines", "write_checkpoints"]
+__all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "FETCHED_CAPACITY", "FETCHED_CAPACITY_BYTES",
+           "NO_BASELINE_NOTICE_INTERVAL",
+           "STEP_SECONDS", "YIELD_EVERY_BYTES", "FetchedRecords", "checkpoint_and_commit", "emit", "fetched",
+           "input_readers", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown",
+           "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines",
+           "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
 T = TypeVar("T")
@@ -47,9 +58,11 @@ def _table_items() -> Iterable[tuple[str, bytes]]:
     return list(worker.checkpoints.items())
 
 
-#: held by the agent while it processes a batch and by the checkpoint timer from checkpoint to
-#: commit: a batch processed while the checkpoint is being flushed would otherwise be acked and
-#: committed without being in the checkpoint, and lost by a crash before the next one
+#: held by the agent while it processes a batch, and by the checkpoint timer and the stop handler
+#: from checkpoint to commit: a batch processed while the checkpoint is being flushed would
+#: otherwise be committed without being in the checkpoint, and lost by a crash before the next
+#: one; held by the rebalance handler too, so no record of a revoked partition is processed after
+#: its checkpoint
 processing = asyncio.Lock()
 
 
@@ -63,11 +76,18 @@ NO_BASELINE_NOTICE_INTERVAL = 10.0
 
 @app.agent(worker.predictions_topic)
 async def monitor_predictions(stream: faust.StreamT) -> None:
-    """The prediction events, in micro-batches, through the monitors (once the baselines are loaded)."""
+    """The input topic's records, in micro-batches, through the monitors (once the baselines are
+    loaded). They come from `fetched`, never from `stream`: iterating its channel only makes
+    Faust subscribe the consumer to the topic."""
+    aiter(stream.channel)
     await wait_for_baselines()
-    async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
+    while True:
+        await fetched.ready(settings.batch_size, settings.batch_within)
         async with processing:
-            await _process(batch)
+            # taken under the lock: a rebalance may have dropped them meanwhile (on_revoked)
+            batch = fetched.take(settings.batch_size)
+            if batch:
+                await _process(batch)
 
 
 async def wait_for_baselines() -> None:
@@ -114,25 +134,150 @@ def _chunks(records: list[Record]) -> Iterator[list[Record]]:
         yield chunk
 
 
-async def _process(batch: list[faust.EventT]) -> None:
+#: records fetched and not yet taken by the agent, at most (the fetch loop waits beyond): a few
+#: micro-batches, so that the next is fetched while one is processed
+FETCHED_CAPACITY = 4 * settings.batch_size
+#: payload bytes fetched and not yet taken by the agent, at most: the bound on what large
+#: messages (up to --max-message-bytes each) hold in memory
+FETCHED_CAPACITY_BYTES = 8 * YIELD_EVERY_BYTES
+
+
+class FetchedRecords:
+    """The input topic's fetched records on their way from the consumer's fetch loop
+    (stream.worker.faust_internals.divert) to the agent, in fetch order.
+
+    Bounded: the fetch loop waits while `capacity` records or `capacity_bytes` of payload are
+    waiting (a fetch is taken whole, so one fetch may go beyond). The agent waits for a
+    micro-batch (`ready`) and takes it (`take`); a rebalance drops the revoked partitions'
+    records (`drop`).
+
+    >>> from types import SimpleNamespace as Rec
+    >>> f = FetchedRecords(capacity=3, capacity_bytes=100, enough_bytes=50)
+    >>> f.put({0: [Rec(value=b"a", offset=0), Rec(value=b"b", offset=1)], 1: [Rec(value=b"c", offset=7)]})
+    >>> f.full(), [(p, [r.offset for r in rs]) for p, rs in f.take(2)]
+    (True, [(0, [0, 1])])
+    >>> [(p, [r.offset for r in rs]) for p, rs in f.take(2)], len(f)
+    ([(1, [7])], 0)
+    """
+
+    def __init__(self, capacity: int, capacity_bytes: int, enough_bytes: int):
+        self.capacity = capacity
+        self.capacity_bytes = capacity_bytes
+        #: payload bytes that make a micro-batch without waiting for more records
+        self.enough_bytes = enough_bytes
+        self._fetches: deque[tuple[int, list[Any], int]] = deque()  # (partition, records, payload bytes)
+        self._records = 0
+        self._bytes = 0
+        self._waiting: list[asyncio.Future] = []
+
+    def __len__(self) -> int:
+        return self._records
+
+    def full(self) -> bool:
+        """Whether the fetch loop must wait before the next `put`."""
+        return self._records >= self.capacity or self._bytes >= self.capacity_bytes
+
+    def put(self, records: dict[int, list[Any]]) -> None:
+        """One fetch's records, {partition: records in offset order} (aiokafka ConsumerRecords)."""
+        for partition, batch in records.items():
+            size = _payload_bytes(batch)
+            self._fetches.append((partition, batch, size))
+            self._records += len(batch)
+            self._bytes += size
+        self._wake()
+
+    async def wait_for_room(self) -> None:
+        """Return once `full` is False."""
+        while self.full():
+            await self._changed()
+
+    async def ready(self, max_records: int, within: float) -> None:
+        """Return once a micro-batch is waiting: `max_records` records or `enough_bytes` of
+        payload, or whatever came within `within` seconds of the first record."""
+        while not self._records:
+            await self._changed()
+        deadline = asyncio.get_running_loop().time() + within
+        while self._records < max_records and self._bytes < self.enough_bytes:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await self._changed(left)
+
+    def take(self, max_records: int) -> list[tuple[int, list[Any]]]:
+        """Up to `max_records` records, oldest first, as (partition, records) runs."""
+        out: list[tuple[int, list[Any]]] = []
+        taken = 0
+        while self._fetches and taken < max_records:
+            partition, batch, size = self._fetches.popleft()
+            if taken + len(batch) > max_records:  # the rest of this fetch stays first in line
+                head = batch[:max_records - taken]
+                head_size = _payload_bytes(head)
+                self._fetches.appendleft((partition, batch[max_records - taken:], size - head_size))
+                batch, size = head, head_size
+            out.append((partition, batch))
+            taken += len(batch)
+            self._bytes -= size
+        self._records -= taken
+        self._wake()
+        return out
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget the records of `partitions` (revoked: their next owner reads them)."""
+        partitions = set(partitions)
+        self._fetches = deque(f for f in self._fetches if f[0] not in partitions)
+        self._records = sum(len(batch) for _, batch, _ in self._fetches)
+        self._bytes = sum(size for _, _, size in self._fetches)
+        self._wake()
+
+    async def _changed(self, timeout: float | None = None) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+
+    def _wake(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def _payload_bytes(records: list[Any]) -> int:
+    return sum([len(r.value) for r in records if r.value is not None])
+
+
+#: the input topic's records between the fetch loop and the agent
+fetched = FetchedRecords(FETCHED_CAPACITY, FETCHED_CAPACITY_BYTES, enough_bytes=YIELD_EVERY_BYTES)
+divert(settings.input_topic, fetched)
+
+#: the other readers of the input topic (the joins' forwarder, stream.worker.joins): each is
+#: awaited with every micro-batch's records (aiokafka ConsumerRecords) after the monitors, under
+#: the processing lock, so the offsets committed next cover what they did with them too
+input_readers: list[Callable[[list[Any]], Awaitable[None]]] = []
+
+
+async def _process(batch: list[tuple[int, list[Any]]]) -> None:
+    """A micro-batch of (partition, fetched records) runs, through the monitors and the other readers."""
     service = worker.service
     with worker.metrics.batch_seconds.time():
-        by_partition: dict[int, list[Record]] = {}
-        keys: dict[int, set[bytes]] = {}
-        tps = {}
-        for event in batch:
-            m = event.message
-            by_partition.setdefault(m.partition, []).append(Record(m.value, m.partition, m.offset, m.topic))
-            keys.setdefault(m.partition, set()).add(m.key)
-            tps[m.partition] = m.tp
+        by_partition: dict[int, list[Any]] = {}
+        for partition, records in batch:
+            by_partition.setdefault(partition, []).extend(records)
         first = True
-        for partition, records in by_partition.items():
+        for partition, fetched_records in by_partition.items():
             # restored, then the monitors the batch's keys name created, letting the loop run between
             await _in_steps(service.restoring(partition, _table_items))
             monitors = service.monitors_for(partition, _table_items)
-            models = [k.decode(errors="replace") for k in keys[partition] if isinstance(k, bytes)]
+            keys = {r.key for r in fetched_records}
+            models = [k.decode(errors="replace") for k in keys if isinstance(k, bytes)]
             await _in_steps(service.creating(monitors, models))
-            for chunk in _chunks(records):
+            # aiokafka's records as they are: they have a Record's attributes (building Records cost 10%)
+            for chunk in _chunks(fetched_records):
                 if not first:
                     await asyncio.sleep(0)  # let the loop run (the processing lock stays held)
                 first = False
@@ -145,7 +290,11 @@ async def _process(batch: list[faust.EventT]) -> None:
                     await send_dead_letter(letter)
             seek = monitors.take_seek()
             if seek is not None:  # records fetched but never delivered: read them again
-                rewind(app.consumer, tps[partition], seek)
+                rewind(app.consumer, TP(settings.input_topic, partition), seek)
+        if input_readers:
+            every = [r for records in by_partition.values() for r in records]
+            for reader in input_readers:
+                await reader(every)
 
 
 async def _in_steps(steps: Iterable[T]) -> list[T]:
@@ -216,9 +365,19 @@ async def _confirmed() -> bool:
 async def checkpoint_and_commit() -> None:
     """Checkpoint the monitors, then commit the offsets they cover (only once the broker has them)."""
     async with processing:
-        # Only once the checkpoints are durable may the consumer's offsets move on to what they cover.
-        if await write_checkpoints(stepwise=True) and await app.consumer.commit():
-            worker.service.offsets_committed()
+        await _checkpoint_then_commit(stepwise=True)
+
+
+async def _checkpoint_then_commit(stepwise: bool = False) -> None:
+    # Only once the checkpoints are durable may the group's offsets move on to what they cover:
+    # each partition's last processed offset + 1 (Faust never saw those records, so its own
+    # commit would not move them).
+    if not await write_checkpoints(stepwise=stepwise):
+        return
+    offsets = {TP(settings.input_topic, p): o for p, o in worker.service.committable().items()}
+    if offsets and await commit(app.consumer, offsets):
+        worker.service.offsets_committed()
+    await app.consumer.commit()  # the other topics (the joins'): what Faust's streams acked
 
 
 @app.task
@@ -275,11 +434,13 @@ async def measure_lag() -> None:
 @app.on_partitions_revoked.connect
 async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
     """Checkpoint the revoked partitions' monitors for their next owner, then drop them."""
-    # Faust committed what was processed; checkpoint everything processed so the next owner
-    # of these partitions resumes from the same point.
     mine = {tp.partition for tp in revoked if tp.topic == settings.input_topic}
-    await write_checkpoints(mine)
-    worker.service.drop_partitions(mine)
+    # Under the lock: the batch being processed ends first (Faust's wait for unacked messages
+    # does not know these records), and no record of these partitions is processed after.
+    async with processing:
+        fetched.drop(mine)
+        await write_checkpoints(mine)
+        worker.service.drop_partitions(mine)
 
 
 @app.on_partitions_assigned.connect
@@ -303,5 +464,6 @@ async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
 
 @app.on_before_shutdown.connect
 async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
-    """Checkpoint every monitor before the worker stops."""
-    await write_checkpoints()
+    """Checkpoint every monitor before the worker stops, and commit what the checkpoints cover."""
+    async with processing:
+        await _checkpoint_then_commit()

@@ -18,7 +18,9 @@ Settings come from the environment (stream/worker/config.py lists them).
 Topics and formats:
 - input (`skewwatch.predictions`): JSON or msgpack, one event or a list per message. Key
   messages by model: a model's monitor then lives on one partition, and so on one worker.
-  A worker moves ~6.5k messages/s; producers that put many events in one message go far higher.
+  A worker moves ~140-175k single-event messages/s on the embedded broker here, 0.74-0.96x a
+  bare aiokafka consumer that only decodes them (bench/RESULTS.md; a busier machine halves it):
+  the input topic's records skip Faust's per-message path (stream.worker.agents).
 - alerts (`skewwatch.alerts`): key = model, value = the alert of docs/contracts.md as JSON.
 - dead letters (`skewwatch.dead-letters`): key = the reason, value = JSON
   {"reason", "detail", "raw" (the original bytes as text, or null if not UTF-8), "raw_b64",
@@ -106,8 +108,10 @@ app = faust.App(
     **({"datadir": settings.data_dir} if settings.data_dir else {}),
 )
 
+# acks=False: its records never reach Faust's streams (stream.worker.agents takes them off the
+# fetch), so Faust must not expect acks for them (it would log its partitions as stuck)
 predictions_topic = app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw",
-                              partitions=settings.partitions)
+                              partitions=settings.partitions, acks=False)
 alerts_topic = app.topic(settings.alert_topic, key_serializer="raw", value_serializer="raw")
 dead_letters_topic = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
 

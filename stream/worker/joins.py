@@ -44,7 +44,7 @@ from detectors.alerts import Alert
 from detectors.events import decode_message
 from detectors.joins import JoinConfig, JoinMonitor, decode_join_records, parse_shadow_pairs, record_time
 from stream.worker import config as _config
-from stream.worker.agents import emit, send_dead_letter, wait_for_baselines
+from stream.worker.agents import emit, input_readers, send_dead_letter, wait_for_baselines
 
 app, settings = worker.app, worker.settings
 
@@ -94,23 +94,25 @@ def _with_time(record: dict, message_timestamp: float | None) -> dict:
     return {**record, "ts": float(message_timestamp)}
 
 
-@app.agent(worker.predictions_topic)
-async def forward_predictions(stream: faust.StreamT) -> None:
-    """The served events that carry a request id, of monitored models and of the shadow pairs, to their
-    join partition. (monitor_predictions consumes the same messages; undecodable ones are its to dead-letter.)"""
-    await wait_for_baselines()  # which models are monitored: known only once they are loaded
-    async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
-        known = set(worker.service.models)
-        by_partition: dict[int, list[dict]] = {}
-        for event in batch:
-            message = event.message
-            for ev in decode_message(message.value, worker.service.limits)[0]:
-                request_id = ev.get("request_id")
-                if isinstance(request_id, str) and request_id and (ev["model"] in known
-                                                                   or ev["model"] in _shadow_models):
-                    by_partition.setdefault(partition_of(request_id, settings.partitions), []).append(
-                        _with_time(ev, message.timestamp))
-        await _forward("predictions", by_partition)
+async def forward_predictions(records: list) -> None:
+    """The served events that carry a request id, of monitored models and of the shadow pairs, to
+    their join partition. The worker's input path (stream.worker.agents.input_readers) calls it
+    with each micro-batch's records (aiokafka ConsumerRecords), once the baselines are loaded,
+    after the monitors (which dead-letter the undecodable ones)."""
+    known = set(worker.service.models)
+    by_partition: dict[int, list[dict]] = {}
+    for record in records:
+        timestamp = record.timestamp / 1000.0 if record.timestamp is not None else None
+        for ev in decode_message(record.value, worker.service.limits)[0]:
+            request_id = ev.get("request_id")
+            if isinstance(request_id, str) and request_id and (ev["model"] in known
+                                                               or ev["model"] in _shadow_models):
+                by_partition.setdefault(partition_of(request_id, settings.partitions), []).append(
+                    _with_time(ev, timestamp))
+    await _forward("predictions", by_partition)
+
+
+input_readers.append(forward_predictions)
 
 
 async def _forward_join_records(kind: str, batch: list) -> None:

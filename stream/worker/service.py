@@ -14,10 +14,11 @@ SKEWWATCH_MAX_CHECKPOINT_BYTES by stream.worker.checkpoint_codec, with {"offset"
 "committed_floor": F, "baseline": fingerprint} beside the state, where O is the last offset of P
 the state includes. A checkpoint applies to the baseline of the same `Baseline.fingerprint` (the same profile, rebuilt
 or not), as in `ModelRouter.set_baseline` and the alert ids. After a crash
-the consumer resumes from the last committed offset (<= O: offsets are committed right after a
-checkpoint), and events at offsets <= O are skipped for that model, so the restored state counts
-no event twice. F is an offset the group had committed (< F never comes again from a healthy
-log): a record below it means the log was recreated, and then nothing is skipped.
+the consumer resumes from the last committed offset (<= O + 1: the worker commits O + 1 right
+after the checkpoint is on the broker), and events at offsets <= O are skipped for that model,
+so the restored state counts no event twice. F is an offset the group had committed (< F never
+comes again from a healthy log): a record below it means the log was recreated, and then nothing
+is skipped.
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ KEPT_ALERTS = 50
 
 @dataclass(frozen=True)
 class Record:
-    """One consumed message and where it came from."""
+    """One consumed message and where it came from. Wherever a Record is read, anything with its
+    four attributes does: the worker passes aiokafka's ConsumerRecords as they were fetched."""
 
     value: bytes
     partition: int
@@ -186,10 +188,15 @@ class PartitionMonitors:
         self._resume_at = None
         self._rewind = self._rewound_to = self._seek_to = None
 
+    def committable(self) -> int | None:
+        """The offset to commit once the newest checkpoint (and its position marker) is on the
+        broker: the next one after what it includes; None if it moves nothing."""
+        offset = self._checkpointed_upto + 1
+        return offset if offset > max(self.committed_floor, 0) else None
+
     def offsets_committed(self) -> None:
-        """The consumer committed its offsets right after the newest checkpoint: everything that
-        checkpoint includes was acked by then (Faust acks a micro-batch as soon as the agent is
-        done with it, before the checkpoint timer can take the lock), so it is committed."""
+        """The worker committed `committable()` right after the newest checkpoint: every offset
+        that checkpoint includes is committed."""
         self.committed_floor = max(self.committed_floor, self._checkpointed_upto + 1)
 
     def checkpoints(self, everything: bool = False) -> dict[str, bytes | None]:
@@ -553,8 +560,14 @@ class DetectionService:
                 self.partitions[p].forget_offsets()
         return recreated
 
+    def committable(self) -> dict[int, int]:
+        """{partition: offset to commit} once the newest checkpoints are on the broker: each
+        partition's next offset after what its checkpoint includes, where that moved."""
+        offsets = {p: monitors.committable() for p, monitors in self.partitions.items()}
+        return {p: offset for p, offset in offsets.items() if offset is not None}
+
     def offsets_committed(self) -> None:
-        """The consumer's offsets were committed right after the newest checkpoints."""
+        """The `committable` offsets were committed right after the newest checkpoints."""
         for monitors in self.partitions.values():
             monitors.offsets_committed()
 

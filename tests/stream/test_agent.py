@@ -1,5 +1,6 @@
 """The Faust agents themselves, with `agent.test_context()` and the memory store (no broker):
-micro-batching, routing per partition, alerts keyed by model, dead letters (the joins' too)."""
+the input path (fetched records handed to the agent), micro-batching, routing per partition,
+alerts keyed by model, dead letters (the joins' too)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,12 +12,14 @@ from types import SimpleNamespace
 import msgpack
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 import stream.worker.app as worker
 from stream.worker import agents
 from stream.worker.metrics import Metrics
-from stream.worker.service import DetectionService
+from stream.worker.service import DetectionService, position_key
 from tests.stream.helpers import credit_baseline, events, fraud_baseline, training_baseline  # noqa: F401 (fixtures)
 
 
@@ -30,6 +33,7 @@ def sent(monkeypatch, tmp_path, credit_baseline, fraud_baseline):
     service.rescan()
     monkeypatch.setattr(worker, "service", service)
     monkeypatch.setattr(worker, "metrics", metrics)
+    monkeypatch.setattr(agents, "input_readers", [])  # the joins' forwarder registers itself when imported
     out: dict[str, list[tuple[bytes, bytes]]] = {"alerts": [], "dead": []}
 
     def collector(name):
@@ -42,19 +46,48 @@ def sent(monkeypatch, tmp_path, credit_baseline, fraud_baseline):
     return out
 
 
+@pytest.fixture(autouse=True)
+def empty_input():
+    """The input path's buffer is the module's: empty before and after each test."""
+    assert len(agents.fetched) == 0
+    yield
+    agents.fetched.drop(range(64))
+
+
 def raw_context():
-    # The input topic carries raw bytes (JSON or msgpack): the test channel must not decode them.
+    """The agent running; its records come from `agents.fetched`, never from this channel."""
     return agents.monitor_predictions.test_context(channel=worker.app.channel(key_type=bytes, value_type=bytes))
 
 
-async def put_all(agent, payloads, partition=0, key=b"credit"):
-    """Put the messages back to back, then wait until the agent has processed the last."""
-    for value in payloads:
-        last = await agent.put(value=value, key=key, partition=partition, wait=False)
+#: the next offset of each test partition
+_offsets: dict[int, int] = {}
+
+
+def fetch(payloads, partition=0, key=b"credit") -> list[ConsumerRecord]:
+    """The records one fetch of `payloads` from `partition` gives (offsets follow on per partition)."""
+    start = _offsets.get(partition, 0)
+    _offsets[partition] = start + len(payloads)
+    return [ConsumerRecord(worker.settings.input_topic, partition, start + i, 1_764_000_000_000 + i, 0, key, value,
+                           None, len(key), len(value), ()) for i, value in enumerate(payloads)]
+
+
+@pytest.fixture(autouse=True)
+def offsets_from_zero():
+    _offsets.clear()
+
+
+async def processed() -> None:
+    """Wait until the agent has processed everything fetched."""
     deadline = asyncio.get_running_loop().time() + 10
-    while not last.message.acked:
-        assert asyncio.get_running_loop().time() < deadline, "the agent did not process the batch"
+    while len(agents.fetched) or agents.processing.locked():
+        assert asyncio.get_running_loop().time() < deadline, "the agent did not process the fetched records"
         await asyncio.sleep(0.01)
+
+
+async def put_all(agent, payloads, partition=0, key=b"credit"):
+    """Hand the messages over as one fetch, then wait until the agent has processed them."""
+    agents.fetched.put({partition: fetch(payloads, partition, key)})
+    await processed()
 
 
 async def test_drifting_stream_gives_a_drift_alert_keyed_by_model(sent):
@@ -129,20 +162,24 @@ async def test_the_agent_loads_the_baselines_before_it_processes_anything(sent, 
 
 async def test_the_joins_forward_served_events_only_once_the_baselines_are_loaded(sent, tmp_path, monkeypatch):
     """The joins' forwarder keeps the events of monitored models: before the baselines are
-    loaded it would know none, and drop a restart backlog's events from the joins."""
+    loaded it would know none, and drop a restart backlog's events from the joins. It reads the
+    input topic through the agent's input path, with each micro-batch."""
     from stream.worker import joins  # registers the joins' agents on the app, which no test starts
 
     monkeypatch.setattr(worker, "service", DetectionService(str(tmp_path), worker.metrics))
+    monkeypatch.setattr(agents, "input_readers", [joins.forward_predictions])
     forwarded = []
 
     async def send(*, value, partition, **kwargs):
         forwarded.append(msgpack.unpackb(value))
     monkeypatch.setattr(joins.joins_topic, "send", send)
     event = {**events("credit", 1, seed=20)[0], "request_id": "r-1"}
-    channel = worker.app.channel(key_type=bytes, value_type=bytes)
-    async with joins.forward_predictions.test_context(channel=channel) as agent:
+    del event["ts"]  # takes its Kafka timestamp
+    async with raw_context() as agent:
         await put_all(agent, [orjson.dumps(event)])
-    assert [r["request_id"] for f in forwarded for r in f["records"]] == ["r-1"]
+    [record] = [r for f in forwarded for r in f["records"]]
+    assert record["request_id"] == "r-1" and record["ts"] == 1_764_000_000.0
+    assert worker.service.partitions[0].router.monitor("credit").events_seen == 1
 
 
 async def test_without_a_usable_baseline_the_agent_waits_and_says_so(sent, tmp_path, monkeypatch, caplog):
@@ -154,9 +191,9 @@ async def test_without_a_usable_baseline_the_agent_waits_and_says_so(sent, tmp_p
     monkeypatch.setattr(agents, "NO_BASELINE_NOTICE_INTERVAL", 0.05)
     with caplog.at_level(logging.INFO, logger="skewwatch.worker"):
         async with raw_context() as agent:
-            first = await agent.put(value=orjson.dumps(events("credit", 1, seed=18)[0]), key=b"credit", wait=False)
+            agents.fetched.put({0: fetch([orjson.dumps(events("credit", 1, seed=18)[0])])})
             await asyncio.sleep(0.3)  # long enough for a few rescans and notices
-            assert not first.message.acked and fresh.partitions == {} and sent["dead"] == []
+            assert len(agents.fetched) == 1 and fresh.partitions == {} and sent["dead"] == []
             training_baseline("credit").save(empty / "credit.msgpack")
             await put_all(agent, [orjson.dumps(e) for e in events("credit", 4, seed=19)])
     assert sent["dead"] == [] and fresh.partitions[0].router.monitor("credit").events_seen == 5
@@ -215,9 +252,9 @@ async def test_a_slow_batch_of_large_messages_does_not_block_the_event_loop(monk
     monkeypatch.setattr(worker, "service", service)
     monkeypatch.setattr(worker, "metrics", Metrics(CollectorRegistry()))
     payload = b"x" * 500_000
-    batch = [SimpleNamespace(message=SimpleNamespace(value=payload, partition=p, offset=o, topic="predictions",
-                                                     tp=("predictions", p), key=b"m"))
-             for p in (0, 1) for o in range(12)]
+    batch = [(p, [SimpleNamespace(value=payload, partition=p, offset=o, topic="predictions", key=b"m")
+                  for o in range(12)])
+             for p in (0, 1)]
     loop = asyncio.get_running_loop()
     lateness: asyncio.Queue = asyncio.Queue()
 
@@ -237,3 +274,101 @@ async def test_a_slow_batch_of_large_messages_does_not_block_the_event_loop(monk
     task.cancel()
     assert service.processed == [(p, o) for p in (0, 1) for o in range(12)]
     assert worst < 0.6, f"a timer waited {worst:.2f} s"
+
+
+class ConfirmingTable(dict):
+    """The checkpoint table: records kept in a dict; the broker confirms them or not."""
+
+    confirm = True
+
+    async def confirmed(self, timeout):
+        return self.confirm
+
+
+@pytest.fixture
+def committed(monkeypatch):
+    """The checkpoint table, and the offsets the worker commits for its input topic."""
+    table = ConfirmingTable()
+    monkeypatch.setattr(worker, "checkpoints", table)
+    out: list[dict] = []
+
+    async def commit(consumer, offsets):
+        out.append({tp.partition: offset for tp, offset in offsets.items() if tp.topic == worker.settings.input_topic})
+        return True
+
+    async def faust_commit():  # the other topics' (none here)
+        return False
+    monkeypatch.setattr(agents, "commit", commit)
+    monkeypatch.setattr(worker.app.consumer, "commit", faust_commit)
+    return SimpleNamespace(table=table, offsets=out)
+
+
+async def checkpoint_and_commit():
+    """What the checkpoint timer does each round."""
+    async with agents.processing:
+        await agents._checkpoint_then_commit(stepwise=True)
+
+
+def _marker_offset(table, partition):
+    return msgpack.unpackb(table[position_key(partition)])["offset"]
+
+
+async def test_the_offsets_committed_are_those_the_confirmed_checkpoints_cover(sent, committed):
+    """Faust never sees the input records, so the worker commits their offsets itself: each
+    partition's last processed offset + 1, what its position marker vouches for, and only once
+    the broker has the checkpoints."""
+    async with raw_context() as agent:
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 30, seed=21)], partition=0)
+        await put_all(agent, [orjson.dumps(e) for e in events("fraud", 20, seed=22)], partition=2, key=b"fraud")
+        committed.table.confirm = False
+        await checkpoint_and_commit()
+        assert committed.offsets == []  # not on the broker: nothing committed
+        committed.table.confirm = True
+        await checkpoint_and_commit()
+        assert committed.offsets == [{0: 30, 2: 20}]
+        assert (_marker_offset(committed.table, 0), _marker_offset(committed.table, 2)) == (29, 19)
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 10, seed=23)], partition=0)
+        await checkpoint_and_commit()
+        assert committed.offsets[-1] == {0: 40}  # partition 2 did not move
+        assert _marker_offset(committed.table, 0) == 39
+        await agents.on_shutdown(worker.app)  # a stop commits what its checkpoints cover too
+        assert committed.offsets[-1] == {0: 40}
+
+
+async def test_a_revoked_partition_is_checkpointed_and_its_fetched_records_dropped(sent, committed, tmp_path):
+    """A rebalance: the revoked partition's records still waiting are not processed here (its new
+    owner reads them from the committed offset); its monitors are checkpointed first, and the
+    other partitions' records are processed as fetched."""
+    empty = tmp_path / "none"
+    empty.mkdir()
+    fresh = DetectionService(str(empty), worker.metrics)
+    worker.service.rescan()
+    async with raw_context() as agent:
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 10, seed=24)], partition=1)
+        agents.fetched.put({0: fetch([orjson.dumps(e) for e in events("credit", 5, seed=25)], 0),
+                            1: fetch([orjson.dumps(e) for e in events("credit", 7, seed=26)], 1)})
+        await agents.on_revoked(worker.app, {TP(worker.settings.input_topic, 1)})
+        await processed()
+    assert fresh.partitions == {}
+    assert set(worker.service.partitions) == {0}
+    assert worker.service.partitions[0].router.monitor("credit").events_seen == 5
+    assert _marker_offset(committed.table, 1) == 9 and "1/credit" in committed.table
+
+
+async def test_the_fetched_records_are_bounded_in_bytes_and_a_large_fetch_waits_for_nothing():
+    """Large messages: the fetch loop waits once the payload waiting reaches the byte bound (not
+    only the record count), and a micro-batch of enough payload starts without the batch wait."""
+    waiting = agents.FetchedRecords(capacity=1000, capacity_bytes=1000, enough_bytes=500)
+    waiting.put({0: fetch([b"x" * 300, b"x" * 300])})
+    assert not waiting.full()
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(waiting.ready(max_records=1000, within=5.0), 1)  # 600 bytes: enough, no wait
+    assert asyncio.get_running_loop().time() - started < 0.5
+    waiting.put({1: fetch([b"x" * 400], partition=1)})
+    assert waiting.full()
+    room = asyncio.ensure_future(waiting.wait_for_room())
+    await asyncio.sleep(0.01)
+    assert not room.done()
+    assert [(p, len(rs)) for p, rs in waiting.take(1)] == [(0, 1)]  # 700 bytes left
+    await asyncio.wait_for(room, 1)
+    assert len(waiting) == 2 and not waiting.full()
