@@ -30,8 +30,13 @@ class ModelRouter:
         The settings of every monitor (default `MonitorConfig()`).
     """
 
-    def __init__(self, baselines: Iterable[Baseline] = (), config: MonitorConfig | None = None):
+    def __init__(self, baselines: Iterable[Baseline] = (), config: MonitorConfig | None = None,
+                 shadow_candidates: Iterable[str] = ()):
+        """`shadow_candidates`: the candidate models of shadow pairs (`--shadow`): without a baseline,
+        their events are compared with production's by the joins, and here neither monitored nor
+        rejected (a dead letter per candidate event would read as bad input)."""
         self._config = config
+        self._shadow_candidates = frozenset(shadow_candidates)
         self._monitors: dict[str, ModelMonitor] = {}
         self._baselines: dict[str, Baseline] = {}
         self._unavailable: dict[str, str] = {}
@@ -94,7 +99,8 @@ class ModelRouter:
         """Update each model's monitor with its events, in arrival order.
 
         An event of a model without a monitor touches none: it is rejected as ``unknown_model``, or
-        ``baseline_unavailable`` after `disable_model`.
+        ``baseline_unavailable`` after `disable_model`, unless its model is a shadow candidate without
+        a baseline (then it is left to the joins).
 
         Parameters
         ----------
@@ -136,7 +142,8 @@ class ModelRouter:
             group = by_model.get(model)
             if group is None:
                 if model not in known:
-                    rejects.append(self._reject(model, ev))
+                    if model not in self._shadow_candidates or model in self._unavailable:
+                        rejects.append(self._reject(model, ev))
                     continue
                 group = by_model[model] = []
             group.append(ev)

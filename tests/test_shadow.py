@@ -248,7 +248,10 @@ def test_a_candidate_without_a_baseline_is_still_compared():
 
 
 # ---- replay --shadow --------------------------------------------------------------------------------
-def test_replay_shadow_alerts_and_summarises_the_pair(tmp_path, capsys):
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_replay_shadow_alerts_and_summarises_the_pair(tmp_path, capsys, with_labels):
+    # without --labels, replay read the events into columns and the shadow join got none of them;
+    # the candidate's events (it has no baseline) were counted as those of a model without one
     import json
 
     import orjson
@@ -269,7 +272,8 @@ def test_replay_shadow_alerts_and_summarises_the_pair(tmp_path, capsys):
     paths = {name: tmp_path / f"{name}.jsonl" for name in ("events", "labels")}
     paths["events"].write_bytes(b"\n".join(map(orjson.dumps, rows)) + b"\n")
     paths["labels"].write_bytes(b"\n".join(map(orjson.dumps, labels)) + b"\n")
-    code = main(["replay", str(paths["events"]), "--baseline", str(baseline), "--labels", str(paths["labels"]),
+    label_flags = ["--labels", str(paths["labels"])] if with_labels else []
+    code = main(["replay", str(paths["events"]), "--baseline", str(baseline), *label_flags,
                  "--shadow", "credit=credit-v2", "--shadow-window", "500", "--join-ttl", "100"])
     out, err = capsys.readouterr()
     assert code == 0
@@ -278,8 +282,9 @@ def test_replay_shadow_alerts_and_summarises_the_pair(tmp_path, capsys):
     assert alert["next_step"].startswith("hold the rollout of 'credit-v2'")
     assert "replay: join shadow credit=credit-v2: matched 4000, waiting 1" in err
     assert "replay: shadow 'credit=credit-v2': 4,000 requests joined, agreement" in err
-    assert "candidate_worse" not in err and "(candidate) vs" in err and "candidate worse" in err
-    assert "events are for models without a baseline: 'credit-v2' (4,001)" in err
+    if with_labels:
+        assert "candidate_worse" not in err and "(candidate) vs" in err and "candidate worse" in err
+    assert "without a baseline" not in err and "replay: rejected 0\n" in err
 
 
 def test_replay_refuses_a_malformed_shadow_pair(tmp_path, capsys):

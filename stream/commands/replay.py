@@ -29,7 +29,7 @@ unmatched) are in the summary.
 `--shadow production=candidate` (repeatable) joins a candidate model's prediction events with
 production's in the same files by request_id (detectors.joins.shadow): `shadow` alerts, and the
 pair's agreement (and, with `--labels`, both models' accuracy or MAE) in the summary. The candidate
-needs no baseline (without one its events are also counted as those of a model without a baseline).
+needs no baseline (without one its events go to the shadow join only, neither monitored nor rejected).
 """
 from __future__ import annotations
 
@@ -199,10 +199,11 @@ def _replay(args: argparse.Namespace, baselines: dict[str, Baseline], join_files
             dead_letters: IO[bytes] | None, shadow_pairs: tuple[tuple[str, str], ...], shadow_settings: dict) -> int:
     """The command once its arguments are checked: the exit status."""
     limits = Limits(max_message_bytes=args.max_message_bytes)
-    router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples))
+    router = ModelRouter(baselines.values(), MonitorConfig(include_examples=args.include_examples),
+                         [candidate for _, candidate in shadow_pairs])
     on_alerts = _pretty_alerts(sys.stdout) if args.pretty else _alert_lines(sys.stdout.buffer)
     replay = Replay(router, limits, args.batch_size or _EVENT_BATCH, on_alerts, dead_letters, table=table_columns(args))
-    replay.columnar = not join_files  # the joins take the events' dicts
+    replay.columnar = not (join_files or shadow_pairs)  # the joins take the events' dicts
     replay.line_batch_size = args.batch_size or MONITOR_CHUNK
     replay.progress = status_line("replay", input_size(args.events))
     opened = []

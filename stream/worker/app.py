@@ -52,7 +52,8 @@ set_fetch_max_wait(settings.fetch_max_wait_ms)
 metrics = Metrics(feature_metrics=settings.feature_metrics)
 service = DetectionService(settings.baselines, metrics, limits=_config.decoder_limits(settings),
                            config=MonitorConfig(include_examples=settings.include_examples),
-                           max_checkpoint_bytes=settings.max_checkpoint_bytes)
+                           max_checkpoint_bytes=settings.max_checkpoint_bytes,
+                           shadow_candidates=_config.shadow_candidates(settings))
 
 
 class PagesOnlyWeb(AiohttpWeb):

@@ -21,7 +21,7 @@ from stream.worker.checkpoint_codec import MIN_RECORD_BYTES
 
 __all__ = ["CHECKPOINT_TABLE", "DEFAULT_MAX_CHECKPOINT_BYTES", "FEATURE_METRICS", "SETTINGS", "Config", "Setting",
            "add_arguments", "apply_to_env", "broker_credentials", "changelog_topic", "decoder_limits", "joins_topic",
-           "load", "topics"]
+           "load", "shadow_candidates", "topics"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,14 @@ def _record_bytes(text: str) -> int:
     if value < MIN_RECORD_BYTES:
         raise ValueError(f"must be at least {MIN_RECORD_BYTES}, not {value}")
     return value
+
+
+def shadow_candidates(settings: Config) -> list[str]:
+    """The candidate models of the settings' shadow pairs (none without SKEWWATCH_SHADOW)."""
+    if not settings.shadow:
+        return []
+    from detectors.joins.shadow import parse_shadow_pairs  # numpy: only when pairs are set
+    return [candidate for _, candidate in parse_shadow_pairs(settings.shadow)]
 
 
 def _shadow_pairs(text: str) -> str:

@@ -73,9 +73,10 @@ class PartitionMonitors:
     """The monitors fed by one input partition, and the offsets their checkpoints include."""
 
     def __init__(self, partition: int, baselines: Iterable[Baseline], config: Any = None,
-                 max_record_bytes: int = worker_config.DEFAULT_MAX_CHECKPOINT_BYTES):
+                 max_record_bytes: int = worker_config.DEFAULT_MAX_CHECKPOINT_BYTES,
+                 shadow_candidates: Iterable[str] = ()):
         self.partition = partition
-        self.router = ModelRouter(baselines, config)
+        self.router = ModelRouter(baselines, config, shadow_candidates)
         self.max_record_bytes = max_record_bytes
         #: model -> (generation, chunks) of its newest checkpoint: the next one writes the other generation
         self._written: dict[str, tuple[int, int]] = {}
@@ -415,15 +416,19 @@ class DetectionService:
     """Everything the worker keeps: baselines, per-partition monitors, metrics."""
 
     def __init__(self, baselines_dir: str, metrics: Metrics, limits: Limits | None = None, config: Any = None,
-                 max_checkpoint_bytes: int = worker_config.DEFAULT_MAX_CHECKPOINT_BYTES):
+                 max_checkpoint_bytes: int = worker_config.DEFAULT_MAX_CHECKPOINT_BYTES,
+                 shadow_candidates: Iterable[str] = ()):
         """`limits`: the decoder's caps; None takes them from the worker's settings
         (SKEWWATCH_MAX_MESSAGE_BYTES, ... in the environment: stream.worker.config).
-        `max_checkpoint_bytes`: the largest checkpoint record (SKEWWATCH_MAX_CHECKPOINT_BYTES)."""
+        `max_checkpoint_bytes`: the largest checkpoint record (SKEWWATCH_MAX_CHECKPOINT_BYTES).
+        `shadow_candidates`: the candidates of the shadow pairs (SKEWWATCH_SHADOW), whose events
+        without a baseline go to the joins only, not to the dead letters."""
         self.directory = BaselineDirectory(baselines_dir)
         self.metrics = metrics
         self.limits = limits if limits is not None else worker_config.decoder_limits(worker_config.load())
         self.max_checkpoint_bytes = max_checkpoint_bytes
         self._config = config
+        self._shadow_candidates = frozenset(shadow_candidates)
         self._baselines: dict[str, Baseline] = {}
         self._unavailable: dict[str, str] = {}
         self.partitions: dict[int, PartitionMonitors] = {}
@@ -512,7 +517,8 @@ class DetectionService:
         its first event (`ModelRouter.monitor`)."""
         if partition in self.partitions:
             return
-        monitors = PartitionMonitors(partition, self._baselines.values(), self._config, self.max_checkpoint_bytes)
+        monitors = PartitionMonitors(partition, self._baselines.values(), self._config, self.max_checkpoint_bytes,
+                                     self._shadow_candidates)
         for model, detail in self._unavailable.items():
             monitors.router.disable_model(model, detail)
         mine: dict[tuple[str, tuple[int, int] | None], bytes] = {}

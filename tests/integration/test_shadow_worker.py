@@ -76,3 +76,5 @@ def test_a_disagreeing_shadow_candidate_is_alerted_end_to_end(shadow_deployment,
     assert metrics['skewwatch_shadow_joined{candidate="credit-v2",model="credit"}'] == n
     assert metrics['skewwatch_shadow_agreement{candidate="credit-v2",model="credit"}'] < 0.9
     assert metrics['skewwatch_shadow_expected_agreement{candidate="credit-v2",model="credit"}'] > 0.95
+    # the candidate has no baseline: its events go to the shadow join, not to the dead letters
+    assert not [k for k in metrics if k.startswith("skewwatch_rejected_events_total")]
