@@ -131,7 +131,10 @@ def test_many_models_get_monitors_only_where_their_events_arrive_and_a_restart_r
 
     produce_all(50, seed=20)
     restarted = deployment.worker().wait_ready(timeout=90)
-    wait_for(lambda: counts(restarted) == dict.fromkeys(models, 150), 90, "every event counted after the restart")
+    try:
+        wait_for(lambda: counts(restarted) == dict.fromkeys(models, 150), 90, "every event counted after the restart")
+    except AssertionError as e:  # which models are off, and by how much
+        raise AssertionError(f"{e}: {({m: n for m, n in counts(restarted).items() if n != 150})}") from None
     assert homes(restarted) == before
     assert _log(restarted).count("restored 'model-") == len(models), restarted.log_tail()
     _, rejected = counted(restarted)
