@@ -386,10 +386,13 @@ _NOTES = """\
   a feature fresh and ~11 KB after events (tracemalloc, `tests/test_detectors_model.py`), and
   baselines, restores, monitor creation and checkpoint encoding run a step at a time
   (docs/architecture.md, "Where monitors live").
-- The largest step left is one micro-batch of 1,000 messages naming 500 models (synchronous);
-  most of it is the rollback snapshot `detectors/processing.py` takes of every model in the call
-  (`_save_states`). On a loaded machine (load average ~5) it measured 1.1-1.8 s before the input
-  path's chunking and the compiled sketch were merged; on the quiet machine of the table, 294 ms.
+- The largest step left is one micro-batch naming 500 models (synchronous): ~50 numpy and kernel
+  calls per model whatever its events (bench/engine.py, figure (4)). Its rollback snapshot is now
+  packed once per 5 calls (`detectors/processing.py`, `_Journal`), not before every call: 294 ms
+  at 500 models on the quiet machine of 2026-12-07 (1.1-1.8 s at load ~5 before the input path's
+  chunking), 264-277 ms in the table's run. The journal keeps each model's packed state (~230 kB
+  at 50 features) and up to 5 calls' events between calls: RSS at 500 models went from 666 MB
+  (2026-12-07) to 869 MB with it and the point-mass chains.
 - 1 x 1,000: the checkpoint is compressed and split under `SKEWWATCH_MAX_CHECKPOINT_BYTES`
   (stream/worker/checkpoint_codec.py); before that, its first checkpoint (4.5 MB) exceeded the
   producer's 1 MiB record limit and the worker exited."""

@@ -57,8 +57,9 @@ _CONFIDENCE = "confidence"
 #: seconds a scrape may spend reading monitors (`refresh`; in stream/worker/pages.py REFRESH_HOLD at
 #: a time, the loop free in between, until this long after the scrape started); the models left are
 #: the first of the next scrape. A 50-feature model's read and lines take ~1 ms (~3 ms when a window
-#: closed since its last read): ~100-200 busy models a scrape (bench/RESULTS.md, "Scrape")
-REFRESH_BUDGET = 0.2
+#: closed since its last read): ~50-100 busy models a scrape (bench/RESULTS.md, "Scrape"). At 0.2 s,
+#: a 500-model worker's scrape took 248 / 498 ms (median / max) after a load, over the 250 ms asked
+REFRESH_BUDGET = 0.1
 #: seconds a scrape reads monitors in one go before it lets the loop run (`refresh`'s budget, at least
 #: one model): what it holds processing for, plus one model's read. Several models a turn: a call
 #: costs a pass over the fleet (~1 ms at 500 models) besides its reads
