@@ -290,7 +290,7 @@ async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wi
 
         def worker_events(model: str):
             async def count() -> tuple[float, float]:
-                # /status.json, not /metrics: a scrape costs the worker ~3 ms per model (10 polls a second)
+                # /status.json, not /metrics: a scrape re-reads every model with new events (up to 100 ms), 10 polls a second
                 async with http.get(urls["worker"]) as r:
                     status = await r.json()
                 seen = sum(p["models"].get(model, 0) for p in status["partitions"].values())
@@ -361,8 +361,8 @@ async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wi
         stationary_alerts = len(alerts)
 
         print(f"(d) alert latency over {len(models)} drifts ...", flush=True)
-        # The drifting models' baselines arrive only now: each model costs /metrics ~3 ms of
-        # snapshots, which the polls of (b) and (c) would have paid 10 times a second.
+        # The drifting models' baselines arrive only now, so that (b) and (c) run with one model
+        # loaded, as their bare peers do.
         for name in models:
             dataclasses.replace(baseline, model=name).save(Path(cfg.baselines) / f"{name}.msgpack")
         deadline = time.monotonic() + 30
