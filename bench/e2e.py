@@ -290,7 +290,7 @@ async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wi
 
         def worker_events(model: str):
             async def count() -> tuple[float, float]:
-                # /status.json, not /metrics: a scrape re-reads every model with new events (up to 100 ms), 10 polls a second
+                # /status.json, not /metrics: a scrape reads models with new events for up to 100 ms
                 async with http.get(urls["worker"]) as r:
                     status = await r.json()
                 seen = sum(p["models"].get(model, 0) for p in status["partitions"].values())
