@@ -26,7 +26,7 @@ a reader has already decoded (replay's files).
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from itertools import groupby, repeat
 from operator import itemgetter
@@ -201,23 +201,7 @@ class _Scanned:
         if origins:  # the blocks before the first item's are done with (payloads are taken in order)
             first = origins[0] - origins[0] % MONITOR_CHUNK
             self._blocks = {s: b for s, b in self._blocks.items() if s >= first}
-        rejects: list[tuple[int, Reject]] = []
-        if not set(self._routed).issuperset(models):  # only a dict's model can be unknown
-            keep = [k for k, model in enumerate(models) if model in self._routed]
-            rejects = [(origins[k], r) for k, item in enumerate(items) if models[k] not in self._routed
-                       for r in router.process([item])[1]]  # type: ignore[list-item]
-            items, origins, models = [items[k] for k in keep], [origins[k] for k in keep], [models[k] for k in keep]
-        counts = Counter(models)
-        alerts: list[Alert] = []
-        for start in range(0, len(items), MONITOR_CHUNK):
-            end = start + MONITOR_CHUNK
-            found, poisoned = self._monitor(items[start:end], models[start:end], origins[start:end])
-            alerts.extend(found)
-            for origin, ev, detail in poisoned:
-                counts[ev["model"]] -= 1
-                rejects.append((origin, Reject(MONITOR_ERROR, detail[:300], encode_value(ev))))
-        rejects.sort(key=itemgetter(0))
-        return Processed(alerts, rejects, +counts)
+        return _monitored(router, items, models, origins, self._routed.keys(), self._monitor)
 
     def _monitor(self, items: list[dict | int], models: list[str], origins: list[int]
                  ) -> tuple[list[Alert], list[tuple[int, dict, str]]]:
@@ -311,19 +295,28 @@ def process_events(router: ModelRouter, events: list[dict], origins: Sequence[in
     (Counter({'credit': 1}), [(1, 'unknown_model')])
     """
     origins = range(len(events)) if origins is None else origins
-    known = set(router.models)
-    models = list(map(model_of, events))
+    return _monitored(router, events, list(map(model_of, events)), origins, set(router.models),
+                      lambda chunk, _, chunk_origins: _monitor_isolating(router, chunk, chunk_origins))
+
+
+def _monitored(router: ModelRouter, items: list, models: list[str], origins: Sequence[int], known: Collection[str],
+               monitor: Callable[[list, list[str], Sequence[int]], tuple[list[Alert], list[tuple[int, dict, str]]]]
+               ) -> Processed:
+    """The items (events, or scanned payload numbers) of the `known` models through `monitor(items,
+    models, origins)` in chunks of `MONITOR_CHUNK`, the events it could not monitor rejected as
+    `monitor_error`; the items of other models rejected with the router's reasons (those are dicts:
+    only a dict's model can be unknown), touching no monitor."""
     rejects: list[tuple[int, Reject]] = []
-    if not known.issuperset(models):  # the common case skips this Python loop
+    if not set(known).issuperset(models):  # the common case skips this Python loop
         keep = [k for k, model in enumerate(models) if model in known]
-        rejects = [(origins[k], r) for k, ev in enumerate(events) if models[k] not in known
-                   for r in router.process([ev])[1]]  # the router's reasons; it touches no monitor
-        events, origins, models = [events[k] for k in keep], [origins[k] for k in keep], [models[k] for k in keep]
+        rejects = [(origins[k], r) for k, item in enumerate(items) if models[k] not in known
+                   for r in router.process([item])[1]]
+        items, origins, models = [items[k] for k in keep], [origins[k] for k in keep], [models[k] for k in keep]
     counts = Counter(models)
     alerts: list[Alert] = []
-    for start in range(0, len(events), MONITOR_CHUNK):
+    for start in range(0, len(items), MONITOR_CHUNK):
         end = start + MONITOR_CHUNK
-        found, poisoned = _monitor_isolating(router, events[start:end], origins[start:end])
+        found, poisoned = monitor(items[start:end], models[start:end], origins[start:end])
         alerts.extend(found)
         for origin, ev, detail in poisoned:
             counts[ev["model"]] -= 1
