@@ -10,7 +10,7 @@ $(BIN)/python:
 
 # Installed once, and again only when what the install builds from changes (the package is
 # editable: Python edits need no reinstall; the C kernels do).
-INSTALL_INPUTS := $(BIN)/python pyproject.toml setup.py detectors/_kernels.c detectors/_decode.c
+INSTALL_INPUTS := $(BIN)/python pyproject.toml setup.py detectors/_kernels.c detectors/_decode.c detectors/_columns.h
 
 $(VENV)/.installed: $(INSTALL_INPUTS)
 	$(BIN)/pip install -q -e .

@@ -18,19 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_columns.h"
 #include "vendor/yyjson/yyjson.h"
-
-/* category codes and numeric statuses (detectors.extract) */
-#define MISSING_CODE (-1)
-#define INVALID_CODE (-2)
-#define UNRESOLVED_CODE (-3)
-#define ST_VALID 0
-#define ST_MISSING 1
-#define ST_ABSENT 2
-#define ST_INVALID 3
-#define VERSIONS_NONE 0
-#define VERSIONS_EXPECTED 1
-#define VERSIONS_OTHER 2
 
 /* orjson refuses nesting deeper than 1024 (its "depth limit exceeded"); a message nested near that is
  * left to it */
@@ -569,20 +558,8 @@ Block_fill(Block *self, PyObject *args)
                 Py_DECREF(entry);
             }
         }
-        if (matched < width) {
-            for (Py_ssize_t col = 0; col < width; col++) {
-                if (seen[col] == i)
-                    continue;
-                if (col < f) {
-                    x[col * n + i] = NAN;
-                    status[col * n + i] = ST_ABSENT;
-                }
-                else {
-                    codes[(col - f) * n + i] = MISSING_CODE;
-                    cat_absent[(col - f) * n + i] = 1;
-                }
-            }
-        }
+        if (matched < width)
+            mark_absent(i, n, f, width, seen, x, status, codes, cat_absent);
         if (n_extra)
             extra[i] = unknown > 0;
     }

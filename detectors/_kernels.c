@@ -16,21 +16,14 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_columns.h"
+
 #if defined(__GNUC__)
 #define PREFETCH(p) __builtin_prefetch(p)
 #else
 #define PREFETCH(p) ((void)0)
 #endif
 
-/* category codes below the known ones (detectors.extract) */
-#define MISSING_CODE (-1)
-#define INVALID_CODE (-2)
-#define UNRESOLVED_CODE (-3)
-/* numeric value status (detectors.extract) */
-#define ST_VALID 0
-#define ST_MISSING 1
-#define ST_ABSENT 2
-#define ST_INVALID 3
 
 /* ---- buffers ---------------------------------------------------------------------------- */
 
@@ -313,10 +306,6 @@ read_value(PyObject *v, Py_ssize_t col, Py_ssize_t f, Py_ssize_t n, Py_ssize_t i
 
 static PyObject *key_model, *key_features, *key_confidence, *key_model_version; /* interned at import */
 
-#define VERSIONS_NONE 0     /* no event has a model_version (or it is None) */
-#define VERSIONS_EXPECTED 1 /* every event's model_version is the expected str */
-#define VERSIONS_OTHER 2    /* anything else: the caller looks at them itself */
-
 /* What the model monitor reads at an event's top level (read_columns with `top`): its confidence
  * into conf[i] (if n_conf) and its model_version into the running flags; returns its feature map
  * (borrowed), or NULL with KeyError / TypeError. */
@@ -516,20 +505,8 @@ read_columns(PyObject *self, PyObject *args)
             if (read_value(v, col, f, n, i, tables, small, bool_codes, x, status, codes, &unresolved, &invalid) < 0)
                 goto fail;
         }
-        if (matched < width) {
-            for (Py_ssize_t col = 0; col < width; col++) {
-                if (seen[col] == i)
-                    continue;
-                if (col < f) {
-                    x[col * n + i] = NAN;
-                    status[col * n + i] = ST_ABSENT;
-                }
-                else {
-                    codes[(col - f) * n + i] = MISSING_CODE;
-                    cat_absent[(col - f) * n + i] = 1;
-                }
-            }
-        }
+        if (matched < width)
+            mark_absent(i, n, f, width, seen, x, status, codes, cat_absent);
         if (n_extra)
             extra[i] = unknown > 0;
     }
