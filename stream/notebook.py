@@ -84,7 +84,7 @@ def build_baseline(
     -------
     Baseline
         Save it with ``baseline.save("credit.msgpack")`` for the worker or `skewwatch replay`;
-        `baselines.readers.BuildError` when the frame cannot be profiled (a named column missing,
+        `baselines.formats.BuildError` when the frame cannot be profiled (a named column missing,
         no feature left, too few rows). A feature whose name looks like an output (score, target...)
         draws a `baselines.build.BuildWarning`.
     """
