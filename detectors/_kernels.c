@@ -1154,6 +1154,18 @@ chi2_screen(PyObject *self, PyObject *args)
 
 /* ---- block_sums -------------------------------------------------------------------------- */
 
+/* The blocks of `size` events that events start .. start + n - 1 touch; -1 with ValueError if
+ * start + n overflows. */
+static Py_ssize_t
+blocks_touched(Py_ssize_t start, Py_ssize_t n, Py_ssize_t size)
+{
+    if (start > PY_SSIZE_T_MAX - n) {
+        PyErr_SetString(PyExc_ValueError, "start + n too large");
+        return -1;
+    }
+    return n ? (Py_ssize_t)((start + n - 1) / size - start / size + 1) : 0;
+}
+
 PyDoc_STRVAR(block_sums_doc,
 "block_sums(values, start, size, partial, out) -> complete\n"
 "--\n\n"
@@ -1183,13 +1195,8 @@ block_sums(PyObject *self, PyObject *args)
         RELEASE_ALL(b);
         return NULL;
     }
-    if (start > PY_SSIZE_T_MAX - n) {
-        PyErr_SetString(PyExc_ValueError, "start + n too large");
-        RELEASE_ALL(b);
-        return NULL;
-    }
-    const Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / size - start / size + 1) : 0;
-    if (buf_get(o_out, &b[2], 8, size_mul(nb, c), 1, "out") < 0) {
+    const Py_ssize_t nb = blocks_touched(start, n, size);
+    if (nb < 0 || buf_get(o_out, &b[2], 8, size_mul(nb, c), 1, "out") < 0) {
         RELEASE_ALL(b);
         return NULL;
     }
@@ -1270,13 +1277,8 @@ point_mass_blocks(PyObject *self, PyObject *args)
         RELEASE_ALL(b);
         return NULL;
     }
-    if (start > PY_SSIZE_T_MAX - n) {
-        PyErr_SetString(PyExc_ValueError, "start + n too large");
-        RELEASE_ALL(b);
-        return NULL;
-    }
-    const Py_ssize_t nb = n ? (Py_ssize_t)((start + n - 1) / size - start / size + 1) : 0;
-    if (buf_get(o_out, &b[4], 8, size_mul(nb, m), 1, "out") < 0) {
+    const Py_ssize_t nb = blocks_touched(start, n, size);
+    if (nb < 0 || buf_get(o_out, &b[4], 8, size_mul(nb, m), 1, "out") < 0) {
         RELEASE_ALL(b);
         return NULL;
     }

@@ -307,7 +307,7 @@ def _monitored(router: ModelRouter, items: list, models: list[str], origins: Seq
     `monitor_error`; the items of other models rejected with the router's reasons (those are dicts:
     only a dict's model can be unknown), touching no monitor."""
     rejects: list[tuple[int, Reject]] = []
-    if not set(known).issuperset(models):  # the common case skips this Python loop
+    if not set(models) <= known:  # the common case skips this Python loop (known: a set or dict keys)
         keep = [k for k, model in enumerate(models) if model in known]
         rejects = [(origins[k], r) for k, item in enumerate(items) if models[k] not in known
                    for r in router.process([item])[1]]
