@@ -34,7 +34,8 @@ from detectors.cusum import BlockAccumulator, CusumBank, bernoulli_llr_weights, 
 from detectors.diagnosis import NUMERIC_SENTINELS
 
 __all__ = ["MAX_VALUE_CHAINS", "POINT_MASS_RISE", "REPEAT_RATIO", "PointMassBank", "PointMassChain",
-           "categorical_chains", "numeric_chains", "point_mass_evidence", "point_mass_weights", "value_share"]
+           "categorical_chains", "numeric_chains", "point_mass_evidence", "point_mass_weights", "value_share",
+           "with_point_mass"]
 
 #: the alternative of every point-mass chain: the expected share plus this (at most halfway to 1)
 POINT_MASS_RISE = 0.2
@@ -216,6 +217,24 @@ class PointMassBank:
         """The chain's CUSUM statistic (log-likelihood ratio units)."""
         return float(self._cusum.statistics[chain] / T.LLR_SCALE)
 
+    def feature_statistics(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per feature row: its chains' highest statistic and their threshold (log-likelihood ratio
+        units; a row's chains share one threshold), NaN for a row without chains.
+
+        >>> bank = PointMassBank([PointMassChain(1, 0.0, 0.05, 10_000)], 2)
+        >>> _ = bank.update(np.zeros((2, 8)), 0)
+        >>> statistic, threshold = bank.feature_statistics(2)
+        >>> bool(np.isnan(statistic[0])), round(float(statistic[1]), 2), round(float(threshold[1]), 2)
+        (True, 11.86, 20.72)
+        """
+        statistic, threshold = np.full(n_rows, np.nan), np.full(n_rows, np.nan)
+        if len(self._rows):
+            stats = np.asarray(self._cusum.statistics, dtype=np.float64) / T.LLR_SCALE
+            statistic[self._rows] = -np.inf
+            np.maximum.at(statistic, self._rows, stats)
+            threshold[self._rows] = self.thresholds / T.LLR_SCALE
+        return statistic, threshold
+
     def state_dict(self, last_values: bool = True) -> dict[str, Any]:
         """The chains' statistics, the incomplete block and (last_values) each row's last value, as
         plain data. Without the last values (a numeric feature's are production values: examples off),
@@ -231,3 +250,14 @@ class PointMassBank:
         self._blocks.load_state(state["blocks"])
         self._last = np.full(len(self._last), np.nan) if state["last"] is None else \
             np.frombuffer(state["last"], dtype=np.float64).copy()
+
+
+def with_point_mass(statistics: list[dict[str, Any]], bank: PointMassBank) -> list[dict[str, Any]]:
+    """Feature statistics (in row order) with each watched feature's highest point-mass chain
+    (`point_mass_cusum`) and its threshold (`point_mass_threshold`): what the report charts for a
+    `point_mass` alert and what the drift score counts; a feature without chains gets neither."""
+    statistic, threshold = bank.feature_statistics(len(statistics))
+    for stats, s, h in zip(statistics, statistic.tolist(), threshold.tolist()):
+        if not math.isnan(s):
+            stats["point_mass_cusum"], stats["point_mass_threshold"] = s, h
+    return statistics
