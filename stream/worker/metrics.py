@@ -148,6 +148,10 @@ class Metrics:
         self.baseline_loaded = Gauge("skewwatch_baseline_loaded",
                                      "1 while the model's baseline is loaded, 0 when it is broken or deleted",
                                      ["model"], registry=r)
+        self.baseline_file_problem = Gauge(
+            "skewwatch_baseline_file_problem",
+            "1 while a file in the baselines directory declares the served model but cannot serve it "
+            "(unusable, or a second file for the model): the model keeps its loaded baseline", ["model"], registry=r)
         self.broker_connected = Gauge("skewwatch_broker_connected",
                                       "1 once the worker has joined its consumer group and received an assignment",
                                       registry=r)
