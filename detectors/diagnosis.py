@@ -366,7 +366,56 @@ def _unit_change(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
     iqr_p = float(np.subtract(*np.quantile(x, [0.75, 0.25])))
     if iqr_t <= 0 or iqr_p <= 0:
         return None
-    return _scale_factor(p, x, qt, qp, iqr_t, iqr_p) or _affine_conversion(p, x, qt, qp, iqr_t)
+    return (_grid_conversion(p, x) or _scale_factor(p, x, qt, qp, iqr_t, iqr_p)
+            or _affine_conversion(p, x, qt, qp, iqr_t))
+
+
+def _grid_conversion(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
+    """A factor between 1/5 and 5 read off the values' grid: training was measured on a grid (whole
+    miles, 0.1 m/s) and the values that left it all lie on the known factor times it (x / 1.609344 a
+    whole number of miles). Quantile ratios cannot tell x3.6 from a genuine tripling on a few dozen
+    values; no growth of the population puts every new value on 3.6 times the old grid. The
+    pre-change values of a window, on training's grid, are left out."""
+    grid = _training_grid(p)
+    if grid is None:
+        return None
+    off = x[~_on_step_mask(x, grid)]
+    if len(off) < MIN_CHANGE_VALUES:
+        return None
+    small = [name for name, (f, _) in UNIT_FACTORS.items() if 1 / _SMALL_FACTOR < f < _SMALL_FACTOR]
+    shares = {name: float(np.mean(_on_step_mask(off / UNIT_FACTORS[name][0], grid))) for name in small}
+    name = max(shares, key=shares.__getitem__)
+    if shares[name] < ALMOST_ALL:
+        return None
+    factor = UNIT_FACTORS[name][0]
+    converted = x[_on_step_mask(x / factor, grid)]  # the values after the change (and training's on both grids)
+    inner = slice(100, 901)
+    qt, qp = p.quantiles[inner], np.quantile(converted, QUANTILE_PROBS[inner])
+    usable = (qt > 0) & (qp > 0)
+    if usable.mean() < 0.5:
+        return None
+    log_r = float(np.median(np.log(qp[usable] / qt[usable])))
+    # the grid names the factor; the quantiles only confirm its size (a few dozen values: within 25 %)
+    if abs(log_r - math.log(factor)) > UNIT_FACTOR_TOLERANCE:
+        return None
+    iqr_t = p.quantiles[750] - p.quantiles[250]
+    iqr_p = float(np.subtract(*np.quantile(converted, [0.75, 0.25])))
+    evidence = {"ratio": rounded(math.exp(log_r)), "factor": name,
+                "grid": {"training_step": grid, "values_off_it": int(len(off)),
+                         "share_on_converted_grid": rounded(shares[name])},
+                "spread_ratio": rounded(iqr_p / iqr_t) if iqr_t > 0 else None,
+                "quantiles": _unit_evidence(p, converted)}
+    shown = f"~{name}" if name.startswith("1/") else f"~{name}x"
+    return Diagnosis("unit_change", f"values look {shown} of training (e.g. {UNIT_FACTORS[name][1]}): "
+                     f"{percent(shares[name])} of the {count(len(off))} values off training's grid of "
+                     f"{number(grid)} lie on {shown.lstrip('~')} times it: unit change in the serving pipeline",
+                     evidence)
+
+
+def _training_grid(p: NumericProfile) -> float | None:
+    """The coarsest step (`_STEPS`) that training's values are on (ALMOST_ALL of them), None for values
+    of full precision."""
+    return next((step for step in _STEPS if _training_share_on_step(p, step) >= ALMOST_ALL), None)
 
 
 def _unit_evidence(p: NumericProfile, x: np.ndarray) -> dict[str, Any]:
@@ -1224,9 +1273,14 @@ def _sentinel_name(p: NumericProfile, v: float) -> str | None:
     return None
 
 
+def _on_step_mask(x: np.ndarray, step: float) -> np.ndarray:
+    """Which of x are multiples of step (up to float error relative to the value itself)."""
+    return np.abs(x - np.round(x / step) * step) <= 1e-9 * np.abs(x)
+
+
 def _on_step(x: np.ndarray, step: float) -> float:
-    """Share of x that are multiples of step (up to float error relative to the value itself)."""
-    return float(np.mean(np.abs(x - np.round(x / step) * step) <= 1e-9 * np.abs(x)))
+    """Share of x that are multiples of step."""
+    return float(np.mean(_on_step_mask(x, step)))
 
 
 def _training_share_on_step(p: NumericProfile, step: float) -> float:
