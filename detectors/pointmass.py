@@ -220,6 +220,7 @@ class PointMassBank:
         self._n_kernel = sum(c.step is None for c in chains)
         self._steps = np.array([c.step for c in chains[self._n_kernel:]], dtype=np.float64)
         self._off_step = np.array([c.off_step for c in chains[self._n_kernel:]], dtype=bool)
+        self._off_rows = np.flatnonzero(self._off_step)
         self._hit = weights[:, 0].astype(np.int64)
         self._miss = weights[:, 1].astype(np.int64)
         #: each chain's expected rate p0 (an alarm's evidence)
@@ -264,12 +265,13 @@ class PointMassBank:
         _kernels.point_mass_blocks(x, start, T.CUSUM_BLOCK, self._rows[:k], self._chain_values[:k], self._last,
                                    counted)
         raw[:, :k] = counted
-        if m > k:
-            block = (np.arange(start, start + n) // T.CUSUM_BLOCK) - start // T.CUSUM_BLOCK
-            for c, (j, step, off) in enumerate(zip(self._rows[k:], self._steps, self._off_step), k):
-                on = on_grid(x[j], step)
-                hits = (~on & np.isfinite(x[j])) if off else on
-                raw[:, c] = np.bincount(block[hits], minlength=nb)
+        if m > k:  # the grid chains, all rows at once: (chains, events) -> hits per block
+            values = x[self._rows[k:]]
+            hits = on_grid(values, self._steps[:, None])
+            off = self._off_rows
+            hits[off] = ~hits[off] & np.isfinite(values[off])
+            cuts = np.r_[0, np.arange(T.CUSUM_BLOCK - start % T.CUSUM_BLOCK, n, T.CUSUM_BLOCK)]
+            raw[:, k:] = np.add.reduceat(hits, cuts, axis=1, dtype=np.int64).T
         sums, ends = self._blocks.add_sums(raw, start, n)
         return self._cusum.update_from_sums(sums, ends, self._hit, self._miss, T.CUSUM_BLOCK)
 
