@@ -38,8 +38,8 @@ from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank, bernoulli_llr_weights, blocks_touched
 from detectors.diagnosis import NUMERIC_SENTINELS, bucketing_step, on_grid, training_grid, training_share_on_step
 
-__all__ = ["GRID_QUANTILE_ROWS", "GRID_WEIGHT", "MAX_VALUE_CHAINS", "POINT_MASS_RISE", "REPEAT_RATIO",
-           "PointMassBank", "PointMassChain",
+__all__ = ["GRID_QUANTILE_ROWS", "GRID_WEIGHT", "MAX_VALUE_CHAINS", "OFF_GRID", "ON_COARSE_GRID", "POINT_MASS_RISE",
+           "REPEAT_RATIO", "PointMassBank", "PointMassChain",
            "categorical_chains", "numeric_chains", "point_mass_evidence", "point_mass_weights", "value_share"]
 
 #: the alternative of every point-mass chain: the expected share plus this (at most halfway to 1)

@@ -1,5 +1,6 @@
 """Point-mass chains (detectors/pointmass.py): the share of one value against its training share, so
-that a default fill, a stuck value and a stuck category alarm within tens of events, with their cause."""
+that a default fill, a stuck value and a stuck category alarm within tens of events, with their cause;
+and the grid chains: values bucketed onto a coarse step, values converted off training's grid."""
 from __future__ import annotations
 
 from functools import cache
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from baselines.build import build_baseline_from_columns
+from detectors import pointmass
 from detectors.model import ModelMonitor, MonitorConfig
 from detectors.pointmass import PointMassBank, PointMassChain, numeric_chains
 
@@ -206,10 +208,12 @@ def measured_events(n: int, seed: int, feature: str | None = None, change=None) 
             for i in range(n)]
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 44])
 def test_values_bucketed_to_tens_alarm_within_100_events_as_rounding(seed):
     """bench/realdata.py's `humid` bucketed to tens alarmed at +120 (the repeat chain, a repeat weighing
-    at most ln 4): every value is now on a step training held 1% of its values on."""
+    at most ln 4): every value is now on a step training held 1% of its values on. Seed 44: two chance
+    hits put the chain's change point 16 events early; the values after the last one off the step are
+    the ones after the change (they were diluted, and 60 read as a default fill)."""
     ev = measured_events(CHANGE_AT + 1000, seed, "humid", lambda v: np.round(v, -1))
     a = first_on(replay(ev, monitor=ModelMonitor(measured_baseline())), "humid")
     assert CHANGE_AT < a.events_seen <= CHANGE_AT + 100
@@ -231,3 +235,17 @@ def test_whole_miles_sent_as_km_alarm_off_the_grid_within_100_events_as_a_unit_c
 
 def test_the_grid_chains_are_silent_on_values_measured_as_in_training():
     assert replay(measured_events(100_000, 12), monitor=ModelMonitor(measured_baseline())) == []
+
+
+def test_a_checkpoint_from_before_the_grid_chains_loads_with_the_chains_restarted(monkeypatch):
+    """A checkpoint holds as many chain statistics as its monitor had: one written before the grid
+    chains has fewer, and its point-mass state is dropped rather than misread."""
+    with monkeypatch.context() as m:
+        m.setattr(pointmass, "_grid_chains", lambda *args: [])
+        old = ModelMonitor(measured_baseline())
+    replay(measured_events(1000, 43), 500, old)
+    state = msgpack.unpackb(msgpack.packb(old.state_dict(), use_bin_type=True), raw=False, strict_map_key=False)
+    resumed = ModelMonitor.from_state(measured_baseline(), state)
+    ev = measured_events(CHANGE_AT + 1000, 44, "humid", lambda v: np.round(v, -1))[1000:]
+    a = first_on(replay(ev, 500, resumed), "humid")
+    assert a.evidence["test"] == "on_coarse_grid" and a.evidence["cause"] == "rounding"
