@@ -29,7 +29,7 @@ from detectors.cusum import (
 )
 from detectors.episodes import RIVER_DETECTORS, Alarm, AlarmSource, Candidate
 from detectors.pit import BatchedPIT
-from detectors.pointmass import PointMassBank, numeric_chains, point_mass_evidence
+from detectors.pointmass import PointMassBank, numeric_chains, point_mass_evidence, with_point_mass
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import (
@@ -432,7 +432,7 @@ class NumericBank:
                for w, loc, sc, h in zip(window, location, scale, threshold)]
         for stats, river in zip(out, self._river):
             stats["adwin_width_blocks"] = river.adwin_width
-        return out
+        return with_point_mass(out, self._point_mass)
 
     def _window_statistics(self) -> list[dict[str, Any]]:
         """Per feature of the last closed window: psi, jensen_shannon, ks, ks_p_value, wasserstein

@@ -40,7 +40,8 @@ from detectors.diagnosis import NUMERIC_SENTINELS, bucketing_step, on_grid, trai
 
 __all__ = ["GRID_QUANTILE_ROWS", "GRID_WEIGHT", "MAX_VALUE_CHAINS", "OFF_GRID", "ON_COARSE_GRID", "POINT_MASS_RISE",
            "REPEAT_RATIO", "PointMassBank", "PointMassChain",
-           "categorical_chains", "numeric_chains", "point_mass_evidence", "point_mass_weights", "value_share"]
+           "categorical_chains", "numeric_chains", "point_mass_evidence", "point_mass_weights", "value_share",
+           "with_point_mass"]
 
 #: the alternative of every point-mass chain: the expected share plus this (at most halfway to 1)
 POINT_MASS_RISE = 0.2
@@ -279,6 +280,26 @@ class PointMassBank:
         """The chain's CUSUM statistic (log-likelihood ratio units)."""
         return float(self._cusum.statistics[chain] / T.LLR_SCALE)
 
+    def feature_statistics(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per feature row: the statistic and threshold (log-likelihood ratio units) of its chain nearest
+        its threshold (a grid chain's is higher than the row's other chains'), NaN for a row without chains.
+
+        >>> bank = PointMassBank([PointMassChain(1, 0.0, 0.05, 10_000)], 2)
+        >>> _ = bank.update(np.zeros((2, 8)), 0)
+        >>> statistic, threshold = bank.feature_statistics(2)
+        >>> bool(np.isnan(statistic[0])), round(float(statistic[1]), 2), round(float(threshold[1]), 2)
+        (True, 11.86, 20.72)
+        """
+        statistic, threshold = np.full(n_rows, np.nan), np.full(n_rows, np.nan)
+        if len(self._rows):
+            stats = np.asarray(self._cusum.statistics, dtype=np.float64) / T.LLR_SCALE
+            limits = self.thresholds / T.LLR_SCALE
+            # each row's chains in order of statistic / threshold: the last of a row is its nearest
+            order = np.lexsort((stats / limits, self._rows))
+            last = order[np.r_[self._rows[order][1:] != self._rows[order][:-1], True]]
+            statistic[self._rows[last]], threshold[self._rows[last]] = stats[last], limits[last]
+        return statistic, threshold
+
     def state_dict(self, last_values: bool = True) -> dict[str, Any]:
         """The chains' statistics, the incomplete block and (last_values) each row's last value, as
         plain data. Without the last values (a numeric feature's are production values: examples off),
@@ -294,3 +315,14 @@ class PointMassBank:
         self._blocks.load_state(state["blocks"])
         self._last = np.full(len(self._last), np.nan) if state["last"] is None else \
             np.frombuffer(state["last"], dtype=np.float64).copy()
+
+
+def with_point_mass(statistics: list[dict[str, Any]], bank: PointMassBank) -> list[dict[str, Any]]:
+    """Feature statistics (in row order) with each watched feature's point-mass chain nearest its
+    threshold (`point_mass_cusum`) and that threshold (`point_mass_threshold`): what the report charts for a
+    `point_mass` alert and what the drift score counts; a feature without chains gets neither."""
+    statistic, threshold = bank.feature_statistics(len(statistics))
+    for stats, s, h in zip(statistics, statistic.tolist(), threshold.tolist()):
+        if not math.isnan(s):
+            stats["point_mass_cusum"], stats["point_mass_threshold"] = s, h
+    return statistics

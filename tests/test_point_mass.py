@@ -11,6 +11,7 @@ import pytest
 
 from baselines.build import build_baseline_from_columns
 from detectors import pointmass
+from detectors import thresholds as T
 from detectors.model import ModelMonitor, MonitorConfig
 from detectors.pointmass import PointMassBank, PointMassChain, numeric_chains
 
@@ -249,3 +250,14 @@ def test_a_checkpoint_from_before_the_grid_chains_loads_with_the_chains_restarte
     ev = measured_events(CHANGE_AT + 1000, 44, "humid", lambda v: np.round(v, -1))[1000:]
     a = first_on(replay(ev, 500, resumed), "humid")
     assert a.evidence["test"] == "on_coarse_grid" and a.evidence["cause"] == "rounding"
+
+
+def test_a_feature_reports_its_chain_nearest_its_threshold_with_that_threshold():
+    """The report and the drift score read one statistic and threshold per feature; a grid chain's
+    threshold is higher than the feature's other chains' (GRID_WEIGHT), so each is paired with its own."""
+    bank = PointMassBank([PointMassChain(0, 7.0, 0.05, 10_000), PointMassChain(0, None, 0.01, 10_000, 5.0)], 1)
+    bank.update(np.full((1, 8), 10.0), 0)  # on the step of 5, never 7: only the grid chain rises
+    statistic, threshold = bank.feature_statistics(1)
+    grid = 1  # the kernel's chains first, the grid chain after them
+    assert bank.grid(grid) == (5.0, False) and bank.thresholds[grid] > bank.thresholds[0]
+    assert statistic[0] == bank.statistic(grid) > 0 and threshold[0] == bank.thresholds[grid] / T.LLR_SCALE
