@@ -56,7 +56,7 @@ VALUE_SHARE, REPEAT, ON_COARSE_GRID, OFF_GRID = "value_share", "repeat", "on_coa
 #: rows a grid share read off the profile's quantile grid is worth (its allowance): the 999 inner quantiles
 GRID_QUANTILE_ROWS = 999
 #: a grid chain's part of its feature's false-alarm budget, a value or repeat chain's being 1: adding
-#: them leaves the fills' and stuck values' chains almost their whole threshold (ln 9.5 for ln 9),
+#: them leaves the fills' and stuck values' chains almost their whole threshold (a delay's 8 chains: ln 8.5 for ln 8),
 #: while a bucketing or conversion puts every event on (or off) the grid and needs one more hit
 GRID_WEIGHT = 0.25
 
