@@ -44,6 +44,7 @@ from detectors.diagnosis import (
     diagnose_serving,
     lead_with_change,
     lead_with_rate,
+    on_grid,
     redact_labels,
     with_version_coincidence,
 )
@@ -59,6 +60,7 @@ from detectors.numeric import (
     NumericBank,
     summarise_recent,
 )
+from detectors.pointmass import ON_COARSE_GRID
 from detectors.recent import InvalidExamples
 from detectors.schema import SchemaMonitor
 from detectors.serving import ServedVersions
@@ -600,7 +602,14 @@ def _point_mass_evidence(c: Candidate, recent: np.ndarray, e: int, since: int | 
     n = _after_change(c, e, since)
     if n is None:
         return {}
-    return {"risen_value": c.evidence.get("value"), "after_change": recent[max(0, len(recent) - n):]}
+    tail = recent[max(0, len(recent) - n):]
+    if c.evidence.get("test") == ON_COARSE_GRID:
+        # the values went onto the step after the last valid value off it: a chance hit or two just
+        # before the change puts the chain's change point there, more than its first block early
+        off = np.flatnonzero(np.isfinite(tail) & ~on_grid(tail, c.evidence["step"]))
+        if len(off) and np.count_nonzero(np.isfinite(tail[off[-1] + 1:])) >= MIN_CHANGE_VALUES:
+            tail = tail[off[-1] + 1:]
+    return {"risen_value": c.evidence.get("value"), "after_change": tail}
 
 
 def _defect(evidence: dict[str, Any]) -> list:

@@ -311,7 +311,7 @@ class NumericBank:
 
     def _point_mass_candidate(self, event: int, chain: int, stat: int, onset: int) -> Candidate:
         j, value, expected = self._point_mass.chain(chain)
-        evidence = point_mass_evidence(value, expected, onset)
+        evidence = point_mass_evidence(value, expected, onset, self._point_mass.grid(chain))
         return Candidate(event_index=event, rank=(AlarmSource.NUMERIC_CUSUM, POINT_MASS, j),
                          feature=self._names[j], kind="drift", family="distribution", detector="point_mass",
                          statistic=stat / T.LLR_SCALE,

@@ -452,7 +452,9 @@ def feature_charts(trace: FeatureTrace, alerts: list[dict], model: ModelTrace) -
     if first == "point_mass":
         charts.append(Chart("one value's share against training (point-mass CUSUM)", "CUSUM",
                              [("point mass", trace.series("point_mass_cusum"))],
-                             threshold=_first(trace.series("point_mass_threshold")), alert_detector=first))
+                             # the alarming chain's: a feature's grid chains have a higher one than its others
+                             threshold=next(a["threshold"] for a in alerts if a["detector"] == "point_mass"),
+                             alert_detector=first))
     elif first == "cusum":
         charts.append(Chart("sequential test against training (CUSUM)", "CUSUM",
                              [("location", trace.series("cusum_location")), ("spread", trace.series("cusum_scale"))],

@@ -96,7 +96,7 @@ def drift_score(statistics: dict[str, Any]) -> float | None:
     True
     """
     scores = [statistics[name] / statistics["cusum_threshold"] for name in _CUSUMS if name in statistics]
-    if "point_mass_cusum" in statistics:  # its own threshold (the feature's chains share one)
+    if "point_mass_cusum" in statistics:  # the chain nearest its own threshold (grid chains' are higher)
         scores.append(statistics["point_mass_cusum"] / statistics["point_mass_threshold"])
     # log(1 / p), not -log(p): a p-value of 1 scores 0.0, not -0.0
     scores += [math.log(1.0 / min(max(statistics[name], 1e-300), 1.0)) / math.log(1.0 / T.WINDOW_ALPHA)
