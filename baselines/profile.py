@@ -28,7 +28,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from baselines.seasonal import SEASONAL_PERIODS, SLOT_QUANTILE_PROBS
+from baselines.seasonal import SEASONAL_PERIODS, SLOT_QUANTILE_PROBS, known_timezone
 from baselines.serial import CATEGORICAL_SERIES, NUMERIC_SERIES, SERIAL_HORIZONS
 from detectors.fmt import quote_value
 
@@ -276,12 +276,14 @@ class SeasonalProfile:
     """Each numeric feature's quantiles per slot of the clock (`baseline build --seasonal`;
     `baselines.seasonal`): `period` ("hour-of-day" or "day-of-week"), the training column the slots
     were read from, and per feature its valid values per slot (`counts`, (slots,)) and their
-    quantile grids at `baselines.seasonal.SLOT_QUANTILE_PROBS` (`quantiles`, (slots, 101))."""
+    quantile grids at `baselines.seasonal.SLOT_QUANTILE_PROBS` (`quantiles`, (slots, 101)). The
+    slots are UTC's, or the IANA `timezone`'s local time's."""
 
     period: str
     timestamp_column: str
     counts: dict[str, np.ndarray]
     quantiles: dict[str, np.ndarray]
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -751,7 +753,7 @@ def _association_from_dict(d: Any, profiles: Mapping[str, FeatureProfile]) -> La
 
 
 def _seasonal_to_dict(s: SeasonalProfile) -> dict[str, Any]:
-    return {"period": s.period, "timestamp_column": s.timestamp_column, "features": {
+    return {"period": s.period, "timestamp_column": s.timestamp_column, "timezone": s.timezone, "features": {
         # each feature's grids flat, slot after slot: one list per feature (MAX_LIST_LEN)
         name: {"counts": [int(c) for c in s.counts[name]], "quantiles": [float(v) for v in s.quantiles[name].ravel()]}
         for name in s.counts}}
@@ -763,6 +765,9 @@ def _seasonal_from_dict(d: Any, profiles: Mapping[str, FeatureProfile]) -> Seaso
     if (not isinstance(d, Mapping) or d.get("period") not in SEASONAL_PERIODS
             or not isinstance(d.get("features"), Mapping)):
         raise BaselineError(f"seasonal must be a map with 'period' ({' or '.join(SEASONAL_PERIODS)}) and 'features'")
+    timezone = d.get("timezone")
+    if timezone is not None and not (isinstance(timezone, str) and known_timezone(timezone)):
+        raise BaselineError(f"seasonal timezone {quote_value(timezone)}: not a time zone this machine knows")
     slots, width = SEASONAL_PERIODS[d["period"]][1], len(SLOT_QUANTILE_PROBS)
     counts, quantiles = {}, {}
     for name, f in d["features"].items():
@@ -775,7 +780,7 @@ def _seasonal_from_dict(d: Any, profiles: Mapping[str, FeatureProfile]) -> Seaso
             raise BaselineError(f"seasonal profile of {name!r}: {slots} counts and {slots} grids of {width} finite "
                                 "non-decreasing quantiles expected")
         counts[str(name)], quantiles[str(name)] = c.astype(np.int64), q.reshape(slots, width)
-    return SeasonalProfile(str(d["period"]), str(d.get("timestamp_column") or ""), counts, quantiles)
+    return SeasonalProfile(str(d["period"]), str(d.get("timestamp_column") or ""), counts, quantiles, timezone)
 
 
 def category_key(v: Any) -> str:

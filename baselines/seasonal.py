@@ -7,21 +7,28 @@ the whole-day profile, fire within a few hundred events. `baseline build --times
 every slot of the period, from the training rows' timestamps (UTC). The monitors then compare each
 event with its slot's profile (`detectors.seasonal`).
 
-Slots: a timestamp t (seconds since the epoch, UTC) is in slot floor(t / 3600) mod 24 of
-"hour-of-day", (floor(t / 86400) + 3) mod 7 of "day-of-week" (0: Monday; 1970-01-01 was a Thursday).
+Slots: a timestamp t (seconds since the epoch) is in slot floor(t / 3600) mod 24 of "hour-of-day",
+(floor(t / 86400) + 3) mod 7 of "day-of-week" (0: Monday; 1970-01-01 was a Thursday), in UTC; with a
+time zone (`baseline build --timezone America/New_York`), the hour or the weekday of the local time,
+summer time included: traffic that follows a local clock moves by an hour in UTC twice a year.
 
->>> slot_of(np.array([0.0, 3600.0 * 25 + 1, np.nan, -1.0]), "hour-of-day").tolist()
-[0, 1, -1, 23]
+>>> slot_of(np.array([0.0, 3600.0 * 25 + 1, np.nan, -1.0, 1e300]), "hour-of-day").tolist()
+[0, 1, -1, 23, -1]
 >>> slot_of(np.array([0.0, 4 * 86400.0]), "day-of-week").tolist()  # a Thursday, a Monday
 [3, 0]
+>>> january, july = 1_704_114_000.0, 1_719_838_800.0  # 13:00 UTC on 1 Jan and 1 Jul 2024
+>>> slot_of(np.array([january, july]), "hour-of-day", "America/New_York").tolist()  # EST, then EDT
+[8, 9]
 """
 from __future__ import annotations
+
+import zoneinfo
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["MIN_SLOT_VALUES", "SEASONAL_PERIODS", "SLOT_QUANTILE_PROBS", "SLOT_RESERVOIR", "SeasonalStats",
-           "slot_of", "timestamps"]
+__all__ = ["MAX_SECONDS", "MIN_SLOT_VALUES", "SEASONAL_PERIODS", "SLOT_QUANTILE_PROBS", "SLOT_RESERVOIR",
+           "SeasonalStats", "known_timezone", "slot_of", "timestamps"]
 
 #: period name -> (seconds per slot, slots per period, slot of the epoch's first second)
 SEASONAL_PERIODS = {"hour-of-day": (3600, 24, 0), "day-of-week": (86400, 7, 3)}
@@ -33,15 +40,35 @@ SLOT_QUANTILE_PROBS = np.linspace(0.0, 1.0, 101)
 MIN_SLOT_VALUES = 200
 #: values sampled per feature and slot for its grid
 SLOT_RESERVOIR = 20_000
+#: timestamps beyond this many seconds from the epoch (about year 5138) are no time: in no slot
+MAX_SECONDS = 1e11
 
 
-def slot_of(ts: np.ndarray, period: str) -> np.ndarray:
-    """The slot (0 ..) of each timestamp (seconds since the epoch, UTC); -1 for NaN or infinite."""
+def slot_of(ts: np.ndarray, period: str, timezone: str | None = None) -> np.ndarray:
+    """The slot (0 ..) of each timestamp (seconds since the epoch) in UTC or in the IANA `timezone`;
+    -1 for NaN, infinite or beyond `MAX_SECONDS`."""
     seconds, slots, first = SEASONAL_PERIODS[period]
-    ok = np.isfinite(ts)
+    ok = np.abs(ts) <= MAX_SECONDS  # False for NaN
     out = np.full(len(ts), -1, dtype=np.int64)
-    out[ok] = (np.floor(ts[ok] / seconds).astype(np.int64) + first) % slots
+    if timezone is None:
+        out[ok] = (np.floor(ts[ok] / seconds).astype(np.int64) + first) % slots
+    elif ok.any():
+        local = pd.to_datetime(ts[ok], unit="s", utc=True).tz_convert(timezone)
+        out[ok] = local.hour if period == "hour-of-day" else local.dayofweek
     return out
+
+
+def known_timezone(name: str) -> bool:
+    """Whether `name` is an IANA time zone this machine knows (its tz database).
+
+    >>> known_timezone("Europe/Paris"), known_timezone("Mars/Olympus")
+    (True, False)
+    """
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def timestamps(s: pd.Series) -> np.ndarray:
@@ -77,7 +104,7 @@ class SeasonalStats:
     ([2000, 2000, 0], (24, 101), [10.0, 10.0])
     """
 
-    def __init__(self, name: str, period: str, reservoir_size: int = SLOT_RESERVOIR):
+    def __init__(self, name: str, period: str, reservoir_size: int = SLOT_RESERVOIR) -> None:
         from baselines.accumulate import NumericStats  # accumulate imports the profile, which imports this
 
         self._slots = [NumericStats(f"{name}@{k}", reservoir_size) for k in range(SEASONAL_PERIODS[period][1])]

@@ -67,7 +67,7 @@ class SeasonalMap:
     """
 
     def __init__(self, profiles: Sequence[NumericProfile], seasonal: SeasonalProfile):
-        self._period = seasonal.period
+        self._period, self._timezone = seasonal.period, seasonal.timezone
         #: per feature: None (not mapped) or (grids (slots, 101), slot usable (slots,), profile, salt)
         self._features = []
         for p in profiles:
@@ -79,7 +79,7 @@ class SeasonalMap:
     def apply(self, x: np.ndarray, ts: np.ndarray, start: int) -> np.ndarray:
         """The mapped copy of x ((features, events), as `NumericValues.x` encodes it) of events
         start.. with times ts (NaN: none)."""
-        slots = slot_of(ts, self._period)
+        slots = slot_of(ts, self._period, self._timezone)
         out = x.copy()
         events = np.arange(start, start + x.shape[1], dtype=np.int64)
         for j, feature in enumerate(self._features):

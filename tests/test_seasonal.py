@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgpack
 import numpy as np
+import pandas as pd
 import pytest
 
 from baselines.build import build_baseline, build_baseline_from_columns
@@ -123,8 +124,34 @@ def test_cli_build_seasonal(tmp_path, capsys):
     assert night < -2 < 2 < noon
     assert cli(["baseline", "show", str(out)]) == 0
     assert "seasonal    hour-of-day (UTC) from column when: 1 numeric features" in capsys.readouterr().out
+    assert cli(["baseline", "build", str(train), "-o", str(out), "--model", "m", "--timestamp-column", "when",
+                "--seasonal", "day-of-week", "--timezone", "Europe/Paris"]) == 0
+    assert Baseline.load(out).seasonal.quantiles["x"].shape == (7, 101)
+    assert cli(["baseline", "show", str(out)]) == 0
+    assert "seasonal    day-of-week (Europe/Paris) from column when" in capsys.readouterr().out
     with pytest.raises(BuildError, match="go together"):
         build_baseline(train, model="m", seasonal="hour-of-day")
     assert cli(["baseline", "build", str(train), "-o", str(out), "--model", "m", "--timestamp-column", "then",
                 "--seasonal", "hour-of-day"]) == 2
     assert "--timestamp-column column 'then' is not in the data" in capsys.readouterr().err
+
+
+def test_a_time_zone_moves_the_slots_with_summer_time():
+    """Traffic on New York's clock: in UTC its hours move by one twice a year, in the time zone they stay."""
+    rng = np.random.default_rng(6)
+    ts = 1_704_067_200.0 + np.arange(60_000) * 600.0  # 2024, every 10 minutes
+    local = pd.to_datetime(ts, unit="s", utc=True).tz_convert("America/New_York")
+    x = np.asarray(local.hour) * 10.0 + rng.normal(size=len(ts))  # follows the local hour
+    utc = build_baseline_from_columns("m", {"x": x}, timestamps=ts, seasonal="hour-of-day")
+    zoned = build_baseline_from_columns("m", {"x": x}, timestamps=ts, seasonal="hour-of-day",
+                                        timezone="America/New_York")
+    assert zoned.seasonal.timezone == "America/New_York" and utc.seasonal.timezone is None
+    spread = [np.ptp(b.seasonal.quantiles["x"][:, [25, 75]], axis=1).max() for b in (utc, zoned)]
+    assert spread[0] > 5 > spread[1]  # UTC's slots mix two local hours
+    assert Baseline.loads(msgpack.packb(zoned.to_dict())).seasonal.timezone == "America/New_York"
+    d = zoned.to_dict()
+    d["seasonal"]["timezone"] = "Mars/Olympus"
+    with pytest.raises(BaselineError, match="not a time zone"):
+        Baseline.from_dict(d)
+    with pytest.raises(BuildError, match="not an IANA time zone"):
+        build_baseline_from_columns("m", {"x": x}, timestamps=ts, seasonal="hour-of-day", timezone="Mars/Olympus")

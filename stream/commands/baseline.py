@@ -61,6 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="keep each numeric feature's profile per slot of the clock (UTC), read from "
                             "--timestamp-column: the monitors compare each event with its slot by the event's `ts` "
                             "(docs/realdata.md)")
+    build.add_argument("--timezone", metavar="TZ",
+                       help="with --seasonal: the slots are this IANA time zone's local hours or weekdays (e.g. "
+                            "America/New_York, summer time included), not UTC's")
     show = sub.add_parser("show", help="print a baseline readably", description="Print a baseline file readably.")
     show.add_argument("baseline", metavar="BASELINE", help="baseline file (msgpack)")
     show.add_argument("--json", action="store_true", help="the whole baseline as JSON, arrays included")
@@ -101,6 +104,7 @@ def _build(args: argparse.Namespace) -> int:
         time_ordered=args.time_ordered,
         timestamp_column=args.timestamp_column,
         seasonal=args.seasonal,
+        timezone=args.timezone,
         progress=progress,
         warn=progress.warn if progress is not None else _warn,
     )
