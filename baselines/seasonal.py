@@ -54,7 +54,7 @@ def slot_of(ts: np.ndarray, period: str, timezone: str | None = None) -> np.ndar
         out[ok] = (np.floor(ts[ok] / seconds).astype(np.int64) + first) % slots
     elif ok.any():
         local = pd.to_datetime(ts[ok], unit="s", utc=True).tz_convert(timezone)
-        out[ok] = local.hour if period == "hour-of-day" else local.dayofweek
+        out[ok] = local.hour if period == "hour-of-day" else local.day_of_week
     return out
 
 

@@ -41,16 +41,18 @@ from detectors.pit import _hashed_uniform, _stable_salt
 __all__ = ["SeasonalMap", "event_times"]
 
 _STEPS = len(SLOT_QUANTILE_PROBS) - 1
+#: a JSON integer beyond this is no time (and would not fit a float64)
+_LARGEST_INT = 2**63
 
 
 def event_times(events: Sequence[dict]) -> np.ndarray:
     """Each event's `ts` as a float, NaN when it has no finite number there.
 
-    >>> event_times([{"ts": 5}, {"ts": "5"}, {"ts": True}, {}, {"ts": float("inf")}]).tolist()
-    [5.0, nan, nan, nan, nan]
+    >>> event_times([{"ts": 5}, {"ts": "5"}, {"ts": True}, {}, {"ts": float("inf")}, {"ts": 10**400}]).tolist()
+    [5.0, nan, nan, nan, nan, nan]
     """
-    out = np.array([t if type(t) in (int, float) else np.nan for t in (e.get("ts") for e in events)],
-                   dtype=np.float64)
+    out = np.array([t if type(t) is float or (type(t) is int and abs(t) <= _LARGEST_INT) else np.nan
+                    for t in (e.get("ts") for e in events)], dtype=np.float64)
     out[~np.isfinite(out)] = np.nan
     return out
 

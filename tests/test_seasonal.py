@@ -155,3 +155,19 @@ def test_a_time_zone_moves_the_slots_with_summer_time():
         Baseline.from_dict(d)
     with pytest.raises(BuildError, match="not an IANA time zone"):
         build_baseline_from_columns("m", {"x": x}, timestamps=ts, seasonal="hour-of-day", timezone="Mars/Olympus")
+
+
+def test_the_columnar_decoder_reads_the_events_ts(baselines):
+    """JSON messages read straight into the columns (`detectors._decode`) map as their dicts do."""
+    import orjson
+
+    from detectors.processing import process_messages
+
+    _, seasonal = baselines
+    ts, x = daily(3_000, 7)
+    x[1_500:] += 1.0
+    payloads = [orjson.dumps({"model": "m", "ts": float(t), "features": {"x": float(v)}}) for t, v in zip(ts, x)]
+    runs = [[(a.events_seen, a.detector, a.statistic) for a in
+             process_messages(ModelRouter([seasonal]), payloads, columnar=columnar).alerts]
+            for columnar in (True, False)]
+    assert runs[0] == runs[1] and runs[0]
