@@ -84,23 +84,32 @@ class SeasonalMap:
         slots = slot_of(ts, self._period, self._timezone)
         out = x.copy()
         events = np.arange(start, start + x.shape[1], dtype=np.int64)
+        # the batch's events by slot, once for every feature (a batch in time order spans one slot or two)
+        present = np.unique(slots[slots >= 0]).tolist()
         for j, feature in enumerate(self._features):
             if feature is None:
                 continue
             grid, usable, profile, salt = feature
             at = np.flatnonzero((slots >= 0) & np.isfinite(x[j]))
             at = at[usable[slots[at]]]
-            if len(at):
-                out[j, at] = _mapped(x[j, at], grid[slots[at]], profile, _hashed_uniform(events[at], salt))
+            if len(at) == 0:
+                continue
+            v, slot_of_value = x[j, at], slots[at]
+            lo, hi = np.empty(len(at), dtype=np.int64), np.empty(len(at), dtype=np.int64)
+            for slot in present:
+                within = slot_of_value == slot
+                if usable[slot] and within.any():
+                    lo[within] = np.searchsorted(grid[slot], v[within], side="left")
+                    hi[within] = np.searchsorted(grid[slot], v[within], side="right")
+            out[j, at] = _mapped(v, grid, slot_of_value, lo, hi, profile, _hashed_uniform(events[at], salt))
         return out
 
 
-def _mapped(v: np.ndarray, grids: np.ndarray, p: NumericProfile, draw: np.ndarray) -> np.ndarray:
-    """Q(F_s(v)) of values v, each with its slot's grid (a row of `grids`); draw: uniforms for ties."""
-    lo = (grids < v[:, None]).sum(axis=1)  # searchsorted left and right, row by row
-    hi = (grids <= v[:, None]).sum(axis=1)
-    rows = np.arange(len(v))
-    below, above = grids[rows, np.clip(lo - 1, 0, _STEPS)], grids[rows, np.clip(lo, 0, _STEPS)]
+def _mapped(v: np.ndarray, grids: np.ndarray, slots: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+            p: NumericProfile, draw: np.ndarray) -> np.ndarray:
+    """Q(F_s(v)) of values v in slots s, with the feature's grids (slots, 101) and each value's
+    searchsorted left (lo) and right (hi) positions in its slot's grid; draw: uniforms for ties."""
+    below, above = grids[slots, np.clip(lo - 1, 0, _STEPS)], grids[slots, np.clip(lo, 0, _STEPS)]
     with np.errstate(invalid="ignore", divide="ignore"):
         between = (lo - 1 + (v - below) / (above - below)) / _STEPS
     # on grid values lo..hi-1 (a point mass): a rank drawn inside the mass, its ends halfway to the neighbours
