@@ -23,9 +23,12 @@ summer time included: traffic that follows a local clock moves by an hour in UTC
 from __future__ import annotations
 
 import zoneinfo
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["MAX_SECONDS", "MIN_SLOT_VALUES", "SEASONAL_PERIODS", "SLOT_QUANTILE_PROBS", "SLOT_RESERVOIR",
            "SeasonalStats", "known_timezone", "slot_of", "timestamps"]
@@ -53,6 +56,8 @@ def slot_of(ts: np.ndarray, period: str, timezone: str | None = None) -> np.ndar
     if timezone is None:
         out[ok] = (np.floor(ts[ok] / seconds).astype(np.int64) + first) % slots
     elif ok.any():
+        import pandas as pd  # here: the baseline's profile imports this module, and `replay` starts without pandas
+
         local = pd.to_datetime(ts[ok], unit="s", utc=True).tz_convert(timezone)
         out[ok] = local.hour if period == "hour-of-day" else local.day_of_week
     return out
@@ -75,9 +80,12 @@ def timestamps(s: pd.Series) -> np.ndarray:
     """A training column of timestamps as seconds since the epoch (NaN where there is none): numbers
     as they are, datetimes (a timezone-less one is read as UTC) and ISO 8601 text.
 
+    >>> import pandas as pd
     >>> timestamps(pd.Series([1.5, "7200", "1970-01-01T02:00:00Z", "1970-01-01 03:00", None, "x"])).tolist()
     [1.5, 7200.0, 7200.0, 10800.0, nan, nan]
     """
+    import pandas as pd
+
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         return _seconds(pd.to_datetime(s, utc=True))
     out = np.array(pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
@@ -88,7 +96,7 @@ def timestamps(s: pd.Series) -> np.ndarray:
     return out
 
 
-def _seconds(dates: pd.Series) -> np.ndarray:
+def _seconds(dates: pd.Series) -> np.ndarray:  # only from `timestamps`, which imported pandas
     ns = dates.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64)
     return np.where(dates.isna().to_numpy(), np.nan, ns / 1e9)
 
