@@ -17,6 +17,8 @@ events through `detectors.processing.process_events` and a `ModelRouter`, batche
 (c) natural drift in time order (a later period against an earlier one) and the order-only control
     (one period, a random half as the baseline, the other half replayed shuffled and in time
     order): alerts and how many name a pipeline-bug cause. Target: none names one.
+--serial: only the time-ordered cases, against plain, --time-ordered and (flights, weather: the
+events carry `ts`) seasonal baselines.
 
 Beside each case the peer: River ADWIN (default delta) on every numeric feature, warmed with up to
 5,000 baseline values, its detections counted over the replay. Evidently's drift preset is not
@@ -637,8 +639,9 @@ def main() -> None:
     p.add_argument("--data", default=",".join(d.name for d in DATASETS), help="data sets to run (comma-separated)")
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     p.add_argument("--serial", action="store_true",
-                   help="only the time-ordered cases with and without --time-ordered baselines: the order-only control "
-                        "over each time-ordered data set, whole and uncapped, and the injected bugs in time order")
+                   help="only the time-ordered cases, with and without --time-ordered and (data sets with a clock) "
+                        "--seasonal baselines: the order-only control over each time-ordered data set, whole and "
+                        "uncapped, the injected bugs and real shifts of clock and weather features in time order")
     args = p.parse_args()
     chosen = [d for d in DATASETS if d.name in args.data.split(",")]
     t = time.perf_counter()
