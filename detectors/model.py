@@ -63,6 +63,7 @@ from detectors.numeric import (
 from detectors.pointmass import ON_COARSE_GRID
 from detectors.recent import InvalidExamples
 from detectors.schema import SchemaMonitor
+from detectors.seasonal import SeasonalMap, event_times
 from detectors.serving import ServedVersions
 from detectors.sketches import MAX_LABEL
 from detectors.timing import ChangeHistory
@@ -151,6 +152,9 @@ class ModelMonitor:
         numeric = [p for p in baseline.features.values() if isinstance(p, NumericProfile)]
         categorical = [p for p in baseline.features.values() if isinstance(p, CategoricalProfile)]
         self._numeric = NumericBank(numeric, config.window, config.min_window_values, config.recent)
+        #: each event's numeric values mapped to the whole-day profile by its slot of the clock (None: the
+        #: baseline is not seasonal)
+        self._seasonal = SeasonalMap(numeric, baseline.seasonal) if baseline.seasonal is not None else None
         self._categorical = CategoricalBank(categorical, config.window, config.min_window_values,
                                             config.recent, config.top_unseen)
         self._columns = FeatureColumns(self._numeric.names, self._categorical.names, self._categorical.categories,
@@ -239,7 +243,11 @@ class ModelMonitor:
         start = self._events_seen
         self._invalid_examples.hold_batch(numeric, start)
         self._count_values(numeric, codes, confidence)
-        features = self._numeric.update(numeric.x, start, self._config.rearm_quiet_events)
+        if self._seasonal is None:
+            features = self._numeric.update(numeric.x, start, self._config.rearm_quiet_events)
+        else:  # the dicts of scanned events are parsed for their `ts` (only a seasonal baseline's)
+            mapped = self._seasonal.apply(numeric.x, event_times(events), start)
+            features = self._numeric.update(mapped, start, self._config.rearm_quiet_events, received=numeric.x)
         # the batch's timing blocks stay apart until its alerts are built
         self._timing.hold_batch(self._numeric.completed_timing_blocks())
         features += self._categorical.update(codes, others, start)

@@ -255,10 +255,13 @@ class NumericBank:
         return self._names
 
     # ---- the batch ---------------------------------------------------------------------
-    def update(self, x: np.ndarray, start: int, run_gap: int = 0) -> list[Candidate | Alarm]:
+    def update(self, x: np.ndarray, start: int, run_gap: int = 0, received: np.ndarray | None = None
+               ) -> list[Candidate | Alarm]:
         """x: (n_features, n_events) for events start.. of the model, as `NumericValues.x` encodes
         it: the value if valid, NaN if missing, +inf if invalid. Its CUSUMs' alarms come as `Alarm`s, a
-        chain's alarms each within `run_gap` events of the one before as one (`Alarm.more`)."""
+        chain's alarms each within `run_gap` events of the one before as one (`Alarm.more`). received: the
+        values as received when x is their seasonal mapping (`detectors.seasonal`): the recent values
+        that alerts summarise and the diagnosis reads are those."""
         f, n = x.shape
         self._completed_timing = None
         if f == 0 or n == 0:
@@ -277,7 +280,7 @@ class NumericBank:
             candidates += self._river_alarms(sums, ends, f)
         if not self._confidence:
             candidates += self._windows(hist, counts, cuts, start)
-        self._recent.hold_batch(x, start)
+        self._recent.hold_batch(x if received is None else received, start)
         return candidates
 
     def end_batch(self) -> None:
