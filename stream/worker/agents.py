@@ -394,8 +394,8 @@ async def _checkpoint_then_commit(stepwise: bool = False) -> None:
     offsets = {TP(settings.input_topic, p): o for p, o in worker.service.committable().items()}
     if offsets and await commit(app.consumer, offsets):
         worker.service.offsets_committed()
-    # the other topics (the joins' inputs and the joins-by-request topic): what Faust's streams acked,
-    # all processed before this round's checkpoints (under the lock) and their forwarded copies acknowledged
+    # the joins' input topics: what Faust's streams acked, all forwarded before this round's checkpoints
+    # (under the lock) and acknowledged (stream.worker.joins commits the joins topic itself)
     await app.consumer.commit()
 
 

@@ -50,6 +50,7 @@ from typing import Any
 
 import faust
 import msgpack
+from faust.types import TP
 
 import stream.worker.app as worker  # the module, not its names: tests swap worker.service and worker.metrics
 from baselines.profile import Baseline
@@ -66,6 +67,7 @@ from stream.worker.agents import (
     send_dead_letter,
     wait_for_baselines,
 )
+from stream.worker.faust_internals import commit
 from stream.worker.join_checkpoints import JoinPartitions, parse_join_checkpoint_key, partition_of
 
 log = logging.getLogger("skewwatch.worker")
@@ -80,8 +82,10 @@ feature_log_topic = app.topic(settings.feature_log_topic, key_serializer="raw", 
                               partitions=settings.partitions)
 labels_topic = app.topic(settings.labels_topic, key_serializer="raw", value_serializer="raw",
                          partitions=settings.partitions)
+# acks=False: Faust never commits this topic's offsets (it would at a rebalance or a stop, past
+# records processed since the last checkpoint); `JoinCheckpoints` commits what the checkpoints hold
 joins_topic = app.topic(_config.joins_topic(settings), key_serializer="raw", value_serializer="raw",
-                        partitions=settings.joins_partitions, internal=True)
+                        partitions=settings.joins_partitions, internal=True, acks=False)
 
 
 class JoinCheckpointTable(worker.CheckpointTable):
@@ -210,12 +214,17 @@ async def join_requests(stream: faust.StreamT) -> None:
 class JoinCheckpoints:
     """The joins' part of every checkpoint (stream.worker.agents.write_checkpoints, under the
     `processing` lock): once the broker has acknowledged every forwarded message, the changed
-    partitions' joins, written to the `join-checkpoints` table and acknowledged too. Until then
-    the round's offsets are not committed: a commit would move the input topics past records
-    whose forwarded copy (or the join state holding them) a kill -9 could still lose."""
+    partitions' joins, written to the `join-checkpoints` table and acknowledged too; then the
+    joins topic's offsets they cover (each partition's last joined offset + 1). Until then the
+    round's offsets are not committed: a commit would move the input topics past records whose
+    forwarded copy (or the join state holding them) a kill -9 could still lose."""
+
+    def __init__(self) -> None:
+        self._committed: dict[int, int] = {}  # joins partition -> the offset committed last
 
     async def checkpoint(self) -> bool:
-        """Write the changed joins; whether everything they and the forwarders sent is on the broker."""
+        """Write the changed joins, then commit the joins topic's offsets they cover; whether
+        everything they and the forwarders sent is on the broker."""
         sent, _unconfirmed_forwards[:] = list(_unconfirmed_forwards), []
         if sent:
             done, pending = await asyncio.wait(sent, timeout=CHECKPOINT_CONFIRM_TIMEOUT)
@@ -228,7 +237,14 @@ class JoinCheckpoints:
             if failed:
                 log.warning("the broker refused %d message(s) forwarded to the joins: their records are not joined",
                             failed)
-        return await _write(joins.checkpoints())
+        if not await _write(joins.checkpoints()):
+            return False
+        offsets = {p: j.last_offset + 1 for p, j in joins.partitions.items()
+                   if j.last_offset >= 0 and self._committed.get(p) != j.last_offset + 1}
+        name = joins_topic.get_topic_name()
+        if offsets and await commit(app.consumer, {TP(name, p): o for p, o in offsets.items()}):
+            self._committed.update(offsets)
+        return True
 
 
 async def _write(records: dict[str, bytes | None]) -> bool:

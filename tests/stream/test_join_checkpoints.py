@@ -154,12 +154,22 @@ async def test_no_commit_while_a_message_forwarded_to_the_joins_is_unacknowledge
     joins.joins.joins_for(0, dict().items).add(0, *forwarded_messages(n=50, partitions=1)[0][0])
     sent = asyncio.get_running_loop().create_future()
     monkeypatch.setattr(joins, "_unconfirmed_forwards", [sent])
-    [source] = [s for s in agents.checkpoint_sources if isinstance(s, joins.JoinCheckpoints)]  # the timer asks it
+    committed = []
+
+    async def commit(consumer, offsets):
+        committed.append({(tp.topic, tp.partition): o for tp, o in offsets.items()})
+        return True
+    monkeypatch.setattr(joins, "commit", commit)
+    assert any(isinstance(s, joins.JoinCheckpoints) for s in agents.checkpoint_sources)  # the timer asks it
+    source = joins.JoinCheckpoints()
     assert await source.checkpoint() is False  # not acknowledged: no commit this round
-    assert joins._unconfirmed_forwards == [sent] and table == {}
+    assert joins._unconfirmed_forwards == [sent] and table == {} and committed == []
     sent.set_result(None)
     assert await source.checkpoint() is True
     assert list(table) == [join_checkpoint_key(0)] and joins._unconfirmed_forwards == []
+    # then the joins topic's offset the checkpoint covers (Faust never commits it: acks off), once
+    assert committed == [{(joins.joins_topic.get_topic_name(), 0): 1}] and not joins.joins_topic.acks
+    assert await source.checkpoint() is True and len(committed) == 1
 
 
 def test_a_change_found_by_several_partitions_is_sent_once():
