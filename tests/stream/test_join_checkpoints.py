@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from types import SimpleNamespace
 
+import msgpack
 import numpy as np
+import orjson
 
 from detectors.joins import JoinConfig, JoinMonitor
 from stream.worker import agents
-from stream.worker.join_checkpoints import JoinPartitions, join_checkpoint_key, parse_join_checkpoint_key
+from stream.worker.join_checkpoints import JoinPartitions, join_checkpoint_key, parse_join_checkpoint_key, partition_of
 from stream.worker.service import parse_checkpoint_key, position_key
 from tests.stream.helpers import events, training_baseline
 
@@ -71,6 +74,7 @@ def test_a_restart_from_the_checkpoint_joins_as_the_uninterrupted_run_skipping_w
             if offset == 140:
                 write(table, first.checkpoints([p]))
     assert any(parse_join_checkpoint_key(k)[1] is not None for k in table)  # chunks beside the heads
+    assert all(len(record) <= 8_000 for record in table.values())  # none over the record limit
     assert {parse_join_checkpoint_key(k)[0] for k in table} == {0, 1}
     # its offsets were committed at 100: the restarted worker is given 100.. again, then the rest
     restarted = partitions(max_record_bytes=8_000)
@@ -181,3 +185,31 @@ def test_a_change_found_by_several_partitions_is_sent_once():
     sent = joins.unsent(found)
     assert [a.alert_id for a in sent] == list(dict.fromkeys(a.alert_id for a in found))
     assert joins.unsent(found) == []
+
+
+async def test_the_forwarders_spread_request_ids_over_the_joins_partitions_setting(monkeypatch):
+    """SKEWWATCH_JOINS_PARTITIONS, not the input's partition count: 1 by default (one place holds a
+    model's whole join statistics), more on request."""
+    from stream.worker import config, joins  # registers the joins' agents on the app, which no test starts
+
+    assert config.load({}).joins_partitions == 1 < config.load({}).partitions
+    cfg = config.load({"SKEWWATCH_JOINS_PARTITIONS": "3"})
+    assert config.topics(cfg)[config.joins_topic(cfg)] == config.topics(cfg)[config.join_changelog_topic(cfg)] == 3
+    sent: list[tuple[int, list[str]]] = []
+
+    async def send(*, value, partition, **kwargs):
+        sent.append((partition, [r["request_id"] for r in msgpack.unpackb(value)["records"]]))
+        acknowledged = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return acknowledged
+    monkeypatch.setattr(joins.joins_topic, "send", send)
+    monkeypatch.setattr(joins, "_unconfirmed_forwards", [])
+    labels = [{"request_id": f"r{i}", "label": 1} for i in range(40)]
+    message = SimpleNamespace(value=orjson.dumps(labels), topic="labels", partition=0, offset=0)
+    for partitions in (1, 3):
+        sent.clear()
+        monkeypatch.setattr(joins, "settings", dataclasses.replace(joins.settings, joins_partitions=partitions))
+        await joins._forward_join_records("labels", [SimpleNamespace(message=message)])
+        assert {p for p, _ in sent} == set(range(partitions))
+        assert all(partition_of(r, partitions) == p for p, ids in sent for r in ids)
+        assert sorted(r for _, ids in sent for r in ids) == sorted(r["request_id"] for r in labels)
