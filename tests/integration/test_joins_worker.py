@@ -162,3 +162,41 @@ def test_a_kill_9_between_predictions_and_labels_still_joins_them_after_the_rest
                          30, "the performance alert")
     assert (sent["alert_id"], sent["statistic"], sent["current"]) == (expected.alert_id, expected.statistic,
                                                                       expected.current)
+
+
+def test_the_joins_move_with_their_partition_to_the_other_worker_after_a_kill_9(join_deployment, follow):
+    """Two workers, one joins partition (the default): the worker that owns it is killed once a
+    checkpoint holds the served events; the other takes the partition over with its checkpoint (the
+    joins' checkpoint table has the joins topic's partition count, so both go to the same worker)
+    and joins the labels produced after the kill with the restored events."""
+    d = join_deployment
+    cfg = d.cfg
+    baseline = dataclasses.replace(training_baseline("credit"), metric={"name": "accuracy", "value": 0.9, "n": 20_000})
+    baseline.save(d.baselines / "credit.msgpack")
+    n = 1000
+    served = events("credit", n, seed=33)
+    for i, ev in enumerate(served):
+        ev.update(request_id=f"req-{i}", prediction=i % 2)
+    labels = [{"request_id": f"req-{i}", "label": (i // 2) % 2} for i in range(n)]
+    changelog = follow(config.join_changelog_topic(cfg))
+
+    workers = [d.worker().wait_ready(), d.worker().wait_ready()]
+    wait_for(lambda: all(w.partitions(cfg.input_topic) for w in workers), 60, "both workers assigned input partitions")
+    produce(d.bootstrap, cfg.input_topic, chunks(served, 50, key=b"credit"))
+    changelog.wait(lambda rs: sum(len(s["label_join"]["waiting_ids"]) for s in joins_in_changelog(rs).values()) == n,
+                   60, "a checkpoint of the joins holding every served event")
+
+    def joins_of(w) -> dict:
+        return json.loads(w.get("/joins.json") or "{}").get("partitions", {})
+    [owner] = [w for w in workers if "0" in joins_of(w)]
+    [other] = [w for w in workers if w is not owner]
+    owner.kill(signal.SIGKILL)
+    produce(d.bootstrap, cfg.labels_topic, chunks(labels, 100, key=b"any"))
+    snapshot = wait_for(lambda: (s := json.loads(other.get("/joins.json") or "{}")).get("counts", {}).get(
+        "labels", {}).get("matched") == n and s, 90, "every label joined on the other worker")
+    assert "restored the joins" in other.log_path.read_text()
+    assert snapshot["counts"]["labels"]["waiting"] == snapshot["counts"]["labels"]["duplicate_label"] == 0
+    joins = JoinMonitor({"credit": baseline}.get, JoinConfig(ttl=cfg.join_ttl, max_entries=cfg.join_max_entries))
+    joins.add_predictions(served)
+    joins.add_labels(labels)
+    assert snapshot["performance"] == joins.snapshot()["performance"]
