@@ -204,9 +204,9 @@ async def join_requests(stream: faust.StreamT) -> None:
                 forwarded = msgpack.unpackb(message.value, raw=False, strict_map_key=False)
                 partition = joins.joins_for(message.partition, _table_items)
                 alerts += partition.add(message.offset, forwarded["kind"], forwarded["records"])
-                if partition.joins.shadow is not None:
-                    # with several joins partitions here, the gauges show the one that read last
-                    worker.metrics.observe_shadow(partition.joins.shadow.figures())
+            if partition.joins.shadow is not None:
+                # with several joins partitions here, the gauges show the one that joined last
+                worker.metrics.observe_shadow(partition.joins.shadow.figures())
             for alert in joins.unsent(alerts):
                 await emit(alert)
 
