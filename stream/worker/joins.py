@@ -28,11 +28,12 @@ statistics), checkpointed with the monitors before every commit (`JoinCheckpoint
 stream.worker.agents.write_checkpoints) into the `join-checkpoints` table (stream.worker.join_checkpoints,
 key "J<P>/"), and restored when the partition's first record arrives after a restart or a rebalance
 (the agent waits for the baselines first, as the monitors' agent does); the records the checkpoint
-includes, delivered again, are skipped by offset. So a kill -9 loses no waiting record and counts
-none twice. The agent and the forwarders hold the same lock as the monitors' agent (`processing`),
-and the checkpoint timer waits for the broker to acknowledge every forwarded message before it
-commits the offsets of what was forwarded (a commit past a record whose forwarded copy is not on
-the broker would lose it).
+includes, delivered again, are skipped by offset, and the joins topic's offsets are committed by
+`JoinCheckpoints` only up to what the checkpoint includes (the topic is read with acks off, so
+Faust never commits it). So a kill -9 loses no waiting record and joins none twice. The agent and
+the forwarders hold the same lock as the monitors' agent (`processing`), and the checkpoint timer
+waits for the broker to acknowledge every forwarded message before it commits the offsets of what
+was forwarded (a commit past a record whose forwarded copy is not on the broker would lose it).
 
 By default the topic has one partition (SKEWWATCH_JOINS_PARTITIONS=1): one JoinMonitor holds every
 model's statistics, on one worker. With P partitions each tests its share of the requests (a
@@ -40,7 +41,9 @@ model's requests spread over every partition): a test sees ~1/P of the joined re
 same change found by several partitions has the same `alert_id`: the worker sends it once
 (`JoinPartitions.unsent`); with several workers each may send it (consumers dedupe on it).
 Re-delivered input records are forwarded again and counted as duplicates by the join (the first
-record wins).
+record wins; a served event's `events_seen` count includes them). docs/reliability.md, "kill -9
+with the joins on", says what a kill -9 keeps and what an existing joins topic with more partitions
+than the setting does.
 """
 from __future__ import annotations
 
