@@ -240,7 +240,7 @@ class JoinCheckpoints:
             if failed:
                 log.warning("the broker refused %d message(s) forwarded to the joins: their records are not joined",
                             failed)
-        if not await _write(joins.checkpoints()):
+        if not await _write(await _encoded()):
             return False
         offsets = {p: j.last_offset + 1 for p, j in joins.partitions.items()
                    if j.last_offset >= 0 and self._committed.get(p) != j.last_offset + 1}
@@ -248,6 +248,14 @@ class JoinCheckpoints:
         if offsets and await commit(app.consumer, {TP(name, p): o for p, o in offsets.items()}):
             self._committed.update(offsets)
         return True
+
+
+async def _encoded(partitions: set[int] | None = None) -> dict[str, bytes | None]:
+    """The changed partitions' checkpoint records, encoded in a thread: the event loop (timers, the
+    pages, the broker's heartbeats) need not wait while a join state of up to --join-max-entries
+    waiting records per join, values included, is packed and compressed. Only under the
+    `processing` lock: nothing changes the joins meanwhile."""
+    return await asyncio.to_thread(joins.checkpoints, partitions)
 
 
 async def _write(records: dict[str, bytes | None]) -> bool:
@@ -279,7 +287,7 @@ async def on_joins_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
     if not mine:
         return
     async with processing:  # the batch being joined ends first, and none of these partitions' after
-        await _write(joins.checkpoints(mine))
+        await _write(await _encoded(mine))
         joins.drop(mine)
 
 
@@ -288,7 +296,8 @@ async def on_joins_assigned(app: faust.App, assigned: set, **kwargs: Any) -> Non
     """Drop the joins of the partitions no longer ours (rebuilt from their checkpoints if they come
     back); say so if the joins topic has more partitions than SKEWWATCH_JOINS_PARTITIONS."""
     mine = _joins_partitions(assigned)
-    joins.drop(set(joins.partitions) - mine)
+    async with processing:  # not while a checkpoint is encoded (`_encoded`)
+        joins.drop(set(joins.partitions) - mine)
     beyond = sorted(p for p in mine if p >= settings.joins_partitions)
     if beyond:
         log.warning("the joins topic %s has partitions beyond SKEWWATCH_JOINS_PARTITIONS=%d (%s): it was made with "
