@@ -152,8 +152,7 @@ def _shadow_snapshot() -> dict[str, dict]:
     """The shadow pairs' comparisons, when the joins run with pairs (their module is loaded only then:
     stream.worker.app.DISCOVERED_MODULES), else none."""
     joins = sys.modules.get("stream.worker.joins")
-    shadow = joins.joins.shadow if joins is not None else None
-    return shadow.snapshot() if shadow is not None else {}
+    return joins.joins.shadow_snapshot() if joins is not None else {}
 
 
 def shadow_rows(snapshot: dict[str, dict]) -> list[str]:
