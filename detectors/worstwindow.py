@@ -168,22 +168,28 @@ class WorstWindowBank:
                 b = int(np.argmax(hit[s]))
                 k = int(np.argmax(over[:, s, b]))  # the shortest span over its limit
                 event = int(ends[b])
-                out.append((event, s, int(sums[k, s, b]), event - WINDOW_SPANS[k]))
+                # the change point: the window's block from which the counts exceed the limit's rate most
+                window = np.concatenate([history[s], blocks[s, :b + 1]])[-WINDOW_BLOCKS[k]:]
+                excess = np.cumsum((window - self._limits[s, k] / WINDOW_BLOCKS[k])[::-1])
+                after = int(np.argmax(excess)) + 1  # blocks since it
+                out.append((event, s, int(window[-after:].sum()), event - after * WINDOW_BLOCK))
                 history[s] = 0
                 blocks[s, :b + 1] = 0
         self._history = np.concatenate([history, blocks], axis=1)[:, -(WINDOW_BLOCKS[-1] - 1):]
         return out
 
     def candidate(self, event: int, chain: int, count: int, onset: int) -> Candidate:
-        """The Candidate of chain's alarm at `event`, its window or run from `onset`: the count against its
-        limit, and training's worst (the window's span, the value watched) as evidence."""
-        c, span = self.chains[chain], event - onset + 1
-        limit = c.limits[0] if c.test == RUN else c.limits[WINDOW_SPANS.index(span)]
-        evidence: dict[str, Any] = {"test": c.test}
-        if c.value is not None:
-            evidence["value"] = c.value
-        if c.test != RUN:
-            evidence.update(window=span, expected_rate=round(limit / span, 6))
+        """The Candidate of chain's alarm at `event`, its run or the window's part after its change point
+        from `onset`: the count there (statistic) against the limit of the window's span (threshold;
+        the rate it allows as `expected_rate`)."""
+        c, after = self.chains[chain], event - onset + 1
+        if c.test == RUN:
+            limit, evidence = c.limits[0], {"test": c.test}
+        else:  # the shortest span that holds the part after the change point
+            span = next(s for s in WINDOW_SPANS if s >= after)
+            limit = c.limits[WINDOW_SPANS.index(span)]
+            evidence = {"test": c.test, **({} if c.value is None else {"value": c.value}), "window": span,
+                        "expected_rate": round(limit / span, 6)}
         evidence.update(count=count, limit=limit, change_start_event=onset)
         kind = "data_quality" if c.test == MISSING else "drift"
         return Candidate(event_index=event, rank=(AlarmSource.NUMERIC_CUSUM, 0, c.j), feature=None, kind=kind,
