@@ -18,8 +18,9 @@ that:
 
 No distribution is assumed: the margin only covers a production period longer or a little wilder
 than the training's (`window_limit`: its worst window plus 3 Poisson standard deviations and 3 events,
-or 1.5 times it; `run_limit`: twice its longest run plus MIN_CHANGE_VALUES). After a window alarm the series' window empties, so it alarms
-again only if the excess persists over new blocks.
+or 1.5 times it; `run_limit`: twice its longest run plus MIN_CHANGE_VALUES). After a window alarm the
+series' window empties, so it alarms again only if the excess persists over new blocks. A window
+alarm's change point is the block from which its counts exceed the limit's rate most.
 """
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ from detectors.cusum import BlockAccumulator
 from detectors.diagnosis import MIN_CHANGE_VALUES
 from detectors.episodes import Alarm, AlarmSource, Candidate
 
-__all__ = ["MISSING", "REPEAT", "RUN", "VALUE", "WINDOW_RATIO", "WINDOW_SD", "WindowChain", "WorstWindowBank", "run_limit",
-           "window_limit", "worst_window_alarms"]
+__all__ = ["MISSING", "REPEAT", "RUN", "VALUE", "WINDOW_RATIO", "WINDOW_SD", "WindowChain", "WorstWindowBank",
+           "run_limit", "window_limit", "worst_window_alarms"]
 
 #: the tests of a chain (its alarm evidence's `test`)
 MISSING, REPEAT, VALUE, RUN = "worst_window_missing", "worst_window_repeat", "worst_window_value", "longest_run"
@@ -44,6 +45,8 @@ WINDOW_SD = 3.0
 _SLACK = 3
 #: ... or this many times it, if more
 WINDOW_RATIO = 1.5
+#: window alarms whose span a bank remembers for their Candidates at most
+MAX_SPANS_KEPT = 4096
 
 
 def window_limit(worst: np.ndarray) -> np.ndarray:
@@ -124,6 +127,8 @@ class WorstWindowBank:
         #: each run row's last value and the length of its run (the repeat indicator's memory too)
         self._last = np.full(len(runs), np.nan)
         self._run = np.zeros(len(runs), dtype=np.int64)
+        #: (event, chain) -> the span of recent window alarms (their Candidates are built within the batch)
+        self._spans: dict[tuple[int, int], int] = {}
 
     def __len__(self) -> int:
         return len(self.chains)
@@ -132,6 +137,8 @@ class WorstWindowBank:
         """Feed events start..start+n-1 (x: (rows, n)); return (event, chain, count, last event before the
         window or run) per alarm, in event order."""
         n = x.shape[1]
+        if len(self._spans) > MAX_SPANS_KEPT:  # only a batch's alarms are ever asked for
+            self._spans.clear()
         if not len(self.chains) or n == 0:
             return []
         rows = x[self._run_rows]  # one row per feature with chains, in chain order
@@ -172,21 +179,22 @@ class WorstWindowBank:
                 window = np.concatenate([history[s], blocks[s, :b + 1]])[-WINDOW_BLOCKS[k]:]
                 excess = np.cumsum((window - self._limits[s, k] / WINDOW_BLOCKS[k])[::-1])
                 after = int(np.argmax(excess)) + 1  # blocks since it
-                out.append((event, s, int(window[-after:].sum()), event - after * WINDOW_BLOCK))
+                out.append((event, s, int(sums[k, s, b]), event - after * WINDOW_BLOCK))
+                self._spans[event, s] = WINDOW_SPANS[k]
                 history[s] = 0
                 blocks[s, :b + 1] = 0
         self._history = np.concatenate([history, blocks], axis=1)[:, -(WINDOW_BLOCKS[-1] - 1):]
         return out
 
     def candidate(self, event: int, chain: int, count: int, onset: int) -> Candidate:
-        """The Candidate of chain's alarm at `event`, its run or the window's part after its change point
-        from `onset`: the count there (statistic) against the limit of the window's span (threshold;
-        the rate it allows as `expected_rate`)."""
-        c, after = self.chains[chain], event - onset + 1
+        """The Candidate of chain's alarm at `event` (of the last batch fed), its run or window's change
+        point `onset`: the count (statistic) against the limit (threshold) of the run or of the window
+        whose span the alarm's is (`expected_rate`: the rate the limit allows)."""
+        c = self.chains[chain]
         if c.test == RUN:
             limit, evidence = c.limits[0], {"test": c.test}
-        else:  # the shortest span that holds the part after the change point
-            span = next(s for s in WINDOW_SPANS if s >= after)
+        else:
+            span = self._spans.get((event, chain)) or next(s for s in WINDOW_SPANS if s >= event - onset + 1)
             limit = c.limits[WINDOW_SPANS.index(span)]
             evidence = {"test": c.test, **({} if c.value is None else {"value": c.value}), "window": span,
                         "expected_rate": round(limit / span, 6)}
