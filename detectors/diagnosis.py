@@ -53,7 +53,8 @@ __all__ = ["AFFINE_CONVERSIONS", "ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT
            "PIPELINE_CAUSES", "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts",
            "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
            "diagnose_serving", "diagnose_schema", "diagnose_versions",
-           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "NUMERIC_SENTINELS", "FILL_RISE", "MIN_CHANGE_VALUES",
+           "FILL_COMMON_VALUES", "FILL_LOCAL_SHARE", "FILL_RARE_SHARE", "NUMERIC_SENTINELS", "FILL_RISE",
+           "MIN_CHANGE_VALUES",
            "MIN_FILL_COUNT", "MIN_REST", "ROUNDING_STEPS", "bucketing_step", "on_grid", "training_grid",
            "training_share_on_step",
            "holds_number",
@@ -83,6 +84,8 @@ FILL_RARE_SHARE = 0.01
 FILL_RISE = 10.0
 #: the fewest values a fill by a value common in training (above FILL_RARE_SHARE) is judged on
 FILL_COMMON_VALUES = 128
+#: a fill judged against the values just before its change (time order): at most this share in training
+FILL_LOCAL_SHARE = 0.03
 #: the fewest repeats of a value that can make it a fill (as the formatting rule's 5 events)
 MIN_FILL_COUNT = 5
 #: the fewest values other than the fill that show the rest of the distribution intact
@@ -599,9 +602,14 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
     if len(rest) < MIN_REST and not fills_missing:  # too few other values to see them intact
         return None
     local = None if before is None else np.asarray(before, dtype=np.float64)
-    local = None if local is None else local[np.isfinite(local) & (local != v)]
-    if local is not None and len(local) >= MIN_REST and len(rest) >= MIN_REST:
-        # time order: the other values must be distributed as just before the change (two-sample KS)
+    local = None if local is None else local[np.isfinite(local)]
+    if (local is not None and baseline_share <= FILL_LOCAL_SHARE and len(rest) >= MIN_REST
+            and np.count_nonzero(local != v) >= MIN_REST
+            and _share_rose(k, n, np.count_nonzero(local == v) / len(local))):
+        # time order: a value rare in training whose share rose at the change point, and the other values
+        # distributed as just before it (two-sample KS); a common value (a calm spell's wind speed) is not
+        # judged on a local reference, whose weather may be the same shift
+        local = local[local != v]
         if _ks_two_sample(rest, local) > 1.63 * math.sqrt(1 / len(rest) + 1 / len(local)) + 0.05:
             return None
         sentinel = _sentinel_name(p, v) or "a repeated value"

@@ -627,7 +627,10 @@ def _point_mass_evidence(c: Candidate, recent: np.ndarray, e: int, since: int | 
         off = np.flatnonzero(np.isfinite(tail) & ~on_grid(tail, c.evidence["step"]))
         if len(off) and np.count_nonzero(np.isfinite(tail[off[-1] + 1:])) >= MIN_CHANGE_VALUES:
             tail = tail[off[-1] + 1:]
-    return {"risen_value": c.evidence.get("value"), "after_change": tail}
+    # a value beyond training's worst window in time order is no evidence against its training share: a
+    # common value of a feature that drifted (a summer's calm wind) goes beyond the winter's worst too
+    risen = None if c.evidence.get("test") == WORST_WINDOW_VALUE else c.evidence.get("value")
+    return {"risen_value": risen, "after_change": tail}
 
 
 def _defect(evidence: dict[str, Any]) -> list:
