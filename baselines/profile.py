@@ -641,7 +641,8 @@ def _serial_to_dict(p: FeatureProfile) -> dict[str, Any]:
     if p.worst_windows is not None:
         w = p.worst_windows
         out["worst_windows"] = {"spans": list(WINDOW_SPANS), "missing": list(w.missing), "repeats": list(w.repeats),
-                                "one_value": list(w.one_value), "longest_run": w.longest_run}
+                                "one_value": list(w.one_value), "longest_run": w.longest_run,
+                                "longest_missing_run": w.longest_missing_run, "missing_runs": w.missing_runs}
     return out
 
 
@@ -652,15 +653,16 @@ def _worst_from_dict(name: Any, d: Mapping) -> WorstWindows | None:
     try:
         spans, missing, repeats, one = (tuple(int(v) for v in raw[k])
                                         for k in ("spans", "missing", "repeats", "one_value"))
-        longest = int(raw["longest_run"])
+        longest, longest_missing, storms = (int(raw[k]) for k in ("longest_run", "longest_missing_run",
+                                                                   "missing_runs"))
     except (TypeError, KeyError, ValueError) as e:
-        raise BaselineError(f"feature {name!r}: worst_windows must map spans, missing, repeats, one_value and "
-                            f"longest_run to counts") from e
+        raise BaselineError(f"feature {name!r}: worst_windows must map spans, missing, repeats, one_value, "
+                            f"longest_run, longest_missing_run and missing_runs to counts") from e
     if spans != WINDOW_SPANS or not len(missing) == len(repeats) == len(one) == len(spans) or \
-            min(missing + repeats + one + (longest,)) < 0:
+            min(missing + repeats + one + (longest, longest_missing, storms)) < 0:
         raise BaselineError(f"feature {name!r}: worst_windows must hold non-negative counts for the spans "
                             f"{list(WINDOW_SPANS)}")
-    return WorstWindows(missing, repeats, one, longest)
+    return WorstWindows(missing, repeats, one, longest, longest_missing, storms)
 
 
 def _serial_from_dict(name: Any, d: Mapping, series: tuple[str, ...]) -> np.ndarray | None:

@@ -219,12 +219,15 @@ class WorstWindows(NamedTuple):
     """A time-ordered training's most extreme windows of one feature: per span (`WINDOW_SPANS`) the most
     missing values in a window of that many consecutive rows and the most rows repeating the row
     before's valid value (windows sliding by `WINDOW_BLOCK`), the most rows holding one same value in
-    such a window (windows tumbling from the first row), and the longest run of one repeated value."""
+    such a window (windows tumbling from the first row), the longest run of one repeated value, and the
+    longest run of missing values and how many runs of them there were (storms)."""
 
     missing: tuple[int, ...]
     repeats: tuple[int, ...]
     one_value: tuple[int, ...]
     longest_run: int
+    longest_missing_run: int = 0
+    missing_runs: int = 0
 
 
 def window_sums(history: np.ndarray, blocks: np.ndarray) -> np.ndarray:
@@ -265,8 +268,8 @@ class WorstWindowStats:
     >>> x[1024:1124] = 7.0  # 100 rows stuck, at the start of a window of every span
     >>> acc.add(x[:700]); acc.add(x[700:])
     >>> w = acc.finish()
-    >>> w.missing, w.repeats, w.one_value, w.longest_run
-    ((32, 64, 128, 256), (99, 99, 99, 99), (100, 100, 128, 256), 100)
+    >>> w.missing, w.repeats, w.one_value, w.longest_run, w.longest_missing_run, w.missing_runs
+    ((32, 64, 128, 256), (99, 99, 99, 99), (100, 100, 128, 256), 100, 1, 475)
     """
 
     def __init__(self) -> None:
@@ -278,6 +281,7 @@ class WorstWindowStats:
         self._partial_repeats = np.zeros(0, dtype=bool)
         self._one_value = np.zeros(len(WINDOW_BLOCKS), dtype=np.int64)
         self._last, self._run, self._longest = np.array([np.nan]), np.zeros(1, dtype=np.int64), 0
+        self._missing_run, self._longest_missing, self._missing_runs = np.zeros(1, dtype=np.int64), 0, 0
 
     def add(self, values: np.ndarray) -> None:
         """A chunk's values in time order (NaN: missing; other non-finite values count as neither)."""
@@ -286,6 +290,11 @@ class WorstWindowStats:
         runs = run_lengths(values[None, :], self._last, self._run)[0]
         self._longest = max(self._longest, int(runs.max()))
         self._last, self._run = values[-1:].copy(), runs[-1:].copy()
+        # runs of missing values: the runs of a series that is 1 where missing and NaN elsewhere
+        missing_runs = run_lengths(np.where(np.isnan(values), 1.0, np.nan)[None, :], np.ones(1), self._missing_run)[0]
+        self._longest_missing = max(self._longest_missing, int(missing_runs.max()))
+        self._missing_run = missing_runs[-1:].copy()
+        self._missing_runs += int(np.count_nonzero(missing_runs == 1))
         rows = np.concatenate([self._partial, values])
         repeats = np.concatenate([self._partial_repeats, runs >= 2])
         complete = len(rows) // WINDOW_BLOCK * WINDOW_BLOCK
@@ -307,7 +316,8 @@ class WorstWindowStats:
         for i, span in enumerate(WINDOW_SPANS):
             self._one_value[i] = max(self._one_value[i], _most_of_one_value(self._window, span))
         return WorstWindows(tuple(self._missing.tolist()), tuple(self._repeats.tolist()),
-                            tuple(self._one_value.tolist()), self._longest)
+                            tuple(self._one_value.tolist()), self._longest, self._longest_missing,
+                            self._missing_runs)
 
 
 def _most_of_one_value(rows: np.ndarray, span: int) -> int:

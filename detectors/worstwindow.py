@@ -18,12 +18,14 @@ that:
 
 No distribution is assumed: the margin only covers a production period longer or a little wilder
 than the training's (`window_limit`: its worst window plus 3 Poisson standard deviations and 3 events,
-or 1.5 times it; `run_limit`: twice its longest run plus MIN_CHANGE_VALUES). After a window alarm the
+or 1.5 times it; a window's missing values at least a storm of `storm_limit` and the rest of the
+window at training's missing rate; `run_limit`: twice its longest run plus MIN_CHANGE_VALUES). After a window alarm the
 series' window empties, so it alarms again only if the excess persists over new blocks. A window
 alarm's change point is the block from which its counts exceed the limit's rate most.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -35,8 +37,8 @@ from detectors.cusum import BlockAccumulator
 from detectors.diagnosis import MIN_CHANGE_VALUES
 from detectors.episodes import Alarm, AlarmSource, Candidate
 
-__all__ = ["MISSING", "REPEAT", "RUN", "VALUE", "WINDOW_RATIO", "WINDOW_SD", "WindowChain", "WorstWindowBank",
-           "run_limit", "window_limit", "worst_window_alarms"]
+__all__ = ["MISSING", "REPEAT", "RUN", "STORM_TAIL", "VALUE", "WINDOW_RATIO", "WINDOW_SD", "WindowChain",
+           "WorstWindowBank", "run_limit", "storm_limit", "window_limit", "window_limits", "worst_window_alarms"]
 
 #: the tests of a chain (its alarm evidence's `test`)
 MISSING, REPEAT, VALUE, RUN = "worst_window_missing", "worst_window_repeat", "worst_window_value", "longest_run"
@@ -45,6 +47,8 @@ WINDOW_SD = 3.0
 _SLACK = 3
 #: ... or this many times it, if more
 WINDOW_RATIO = 1.5
+#: a storm of missing values may be as long as the longest of this many times as many as training's
+STORM_TAIL = 1000
 #: window alarms whose span a bank remembers for their Candidates at most
 MAX_SPANS_KEPT = 4096
 
@@ -59,6 +63,31 @@ def window_limit(worst: np.ndarray) -> np.ndarray:
     """
     worst = np.asarray(worst, dtype=np.float64)
     return np.floor(np.maximum(worst + WINDOW_SD * np.sqrt(worst) + _SLACK, WINDOW_RATIO * worst)).astype(np.int64)
+
+
+def window_limits(worst: Sequence[int], storm: int = 0, rate: float = 0.0) -> tuple[int, ...]:
+    """`window_limit` per span of `WINDOW_SPANS`, at least a storm of `storm` missing values (`storm_limit`)
+    and the rest of the span at `rate` (training's missing rate; plus WINDOW_SD binomial standard deviations).
+
+    >>> window_limits((128, 164, 189, 310), 300, 0.05)
+    (192, 256, 320, 465)
+    """
+    limits = window_limit(np.asarray(worst)).tolist()
+    for k, span in enumerate(WINDOW_SPANS):
+        rest = max(span - storm, 0) * rate
+        limits[k] = max(limits[k], min(span, math.floor(storm + rest + WINDOW_SD * math.sqrt(rest))))
+    return tuple(limits)
+
+
+def storm_limit(longest: int, mean: float) -> int:
+    """The longest storm of missing values production may hold: training's longest plus its mean storm
+    times ln STORM_TAIL (the longest of STORM_TAIL times as many storms, for lengths of an exponential tail:
+    storms of 60 rows on average, 17 in training, held 161 rows at most, and 350 in twice as many).
+
+    >>> storm_limit(161, 60.0)
+    576
+    """
+    return longest + math.ceil(mean * math.log(STORM_TAIL)) if longest else 0
 
 
 def run_limit(longest: int) -> int:
@@ -107,9 +136,11 @@ class WorstWindowBank:
             w = p.worst_windows
             if w is None:
                 continue
-            one = tuple(window_limit(w.one_value).tolist())
-            window += [WindowChain(j, MISSING, None, tuple(window_limit(w.missing).tolist())),
-                       WindowChain(j, REPEAT, None, tuple(window_limit(w.repeats).tolist()))]
+            one = window_limits(w.one_value)
+            storm = storm_limit(w.longest_missing_run, p.n_missing / max(w.missing_runs, 1))
+            missing = window_limits(w.missing, storm, p.n_missing / max(p.total, 1))
+            window += [WindowChain(j, MISSING, None, missing),
+                       WindowChain(j, REPEAT, None, window_limits(w.repeats))]
             window += [WindowChain(j, VALUE, float(v), one) for v in values]
             runs.append(WindowChain(j, RUN, None, (run_limit(w.longest_run),)))
         #: the window chains, then the run chains (an alarm's chain indexes this list)
