@@ -238,7 +238,8 @@ class WorstWindowBank:
     def state_dict(self, last_values: bool = True) -> dict[str, Any]:
         """The incomplete block, the last blocks' counts and the runs, as plain data. Without the last
         values (a production value: examples off), a restored bank starts its runs afresh."""
-        return {"blocks": self._blocks.state_dict(), "history": self._history.ravel().tolist(),
+        # a block's count is at most WINDOW_BLOCK (64): one byte each
+        return {"blocks": self._blocks.state_dict(), "history": self._history.astype(np.uint8).tobytes(),
                 "last": self._last.tobytes() if last_values else None,
                 "run": self._run.tolist() if last_values else None}
 
@@ -248,7 +249,7 @@ class WorstWindowBank:
                 self._n_window:
             return
         self._blocks.load_state(state["blocks"])
-        self._history = np.asarray(state["history"], dtype=np.int64).reshape(self._history.shape)
+        self._history = np.frombuffer(state["history"], dtype=np.uint8).astype(np.int64).reshape(self._history.shape)
         if state["last"] is not None:
             self._last = np.frombuffer(state["last"], dtype=np.float64).copy()
             self._run = np.asarray(state["run"], dtype=np.int64)
