@@ -17,11 +17,12 @@ that:
 - *run*: one value repeated for more than `run_limit` of training's longest run (stuck).
 
 No distribution is assumed: the margin only covers a production period longer or a little wilder
-than the training's (`window_limit`: its worst window plus 3 Poisson standard deviations and 3 events,
-or 1.5 times it; a window's missing values at least a storm of `storm_limit` and the rest of the
-window at training's missing rate; `run_limit`: twice its longest run plus MIN_CHANGE_VALUES). After a window alarm the
-series' window empties, so it alarms again only if the excess persists over new blocks. A window
-alarm's change point is the block from which its counts exceed the limit's rate most.
+than the training's (`window_limit`: its worst window plus 3 Poisson standard deviations and 3
+events, or 1.5 times it; a window's missing values at least a storm of `storm_limit` and the rest of
+the window at training's missing rate; `run_limit`: twice its longest run plus MIN_CHANGE_VALUES).
+After a window alarm the series' window empties, so it alarms again only if the excess persists over
+new blocks. A window alarm's change point is the block from which its counts exceed the limit's rate
+most.
 """
 from __future__ import annotations
 
@@ -150,6 +151,8 @@ class WorstWindowBank:
         self._values = np.array([np.nan if c.value is None else c.value for c in window], dtype=np.float64)
         self._is_missing = np.array([c.test == MISSING for c in window], dtype=bool)
         self._is_repeat = np.array([c.test == REPEAT for c in window], dtype=bool)
+        #: each window series' run row (`_run_rows` holds one per feature, in row order)
+        self._run_row_of = np.searchsorted(np.array([c.j for c in runs], dtype=np.int64), self._series_rows)
         self._limits = np.array([c.limits for c in window], dtype=np.int64).reshape(len(window), len(WINDOW_SPANS))
         self._run_rows = np.array([c.j for c in runs], dtype=np.int64)
         self._run_limits = np.array([c.limits[0] for c in runs], dtype=np.int64)
@@ -179,11 +182,10 @@ class WorstWindowBank:
                    int(e) + start - int(self._run_limits[r]) - 1)
                   for r, e in zip(*np.nonzero(runs == self._run_limits[:, None] + 1))]
         # each window series' indicator per event: missing, a repeat, the watched value
-        feature_of = np.searchsorted(self._run_rows, self._series_rows)
         values = x[self._series_rows]
         hits = values == self._values[:, None]
         hits[self._is_missing] = np.isnan(values[self._is_missing])
-        hits[self._is_repeat] = runs[feature_of[self._is_repeat]] >= 2
+        hits[self._is_repeat] = runs[self._run_row_of[self._is_repeat]] >= 2
         cuts = np.r_[0, np.arange(WINDOW_BLOCK - start % WINDOW_BLOCK, n, WINDOW_BLOCK)]
         raw = np.add.reduceat(hits, cuts, axis=1, dtype=np.int64).T
         blocks, ends = self._blocks.add_sums(np.ascontiguousarray(raw), start, n)
