@@ -157,3 +157,22 @@ def test_chunks_give_the_same_worst_windows():
 def test_window_limits_leave_room_above_the_worst():
     assert np.all(window_limit(np.array([0, 10, 100, 500])) > np.array([0, 10, 100, 500]))
     assert run_limit(0) == 16
+
+
+def test_a_fill_is_judged_against_the_values_before_it_only_for_a_value_rare_in_training():
+    from detectors.diagnosis import diagnose_numeric
+    rng = np.random.default_rng(5)
+    train = np.round(rng.normal(30, 20, 20_000))  # -1 is rare (~0.1 %), 30 common (~2 %)
+    p = build_baseline_from_columns("m", {"d": train}).features["d"]
+    # in time order a calm spell: values near 10, far from training's spread; a fill of -1 into it
+    before = np.round(rng.normal(10, 3, 300))
+    after = np.round(rng.normal(10, 3, 200))
+    after[rng.random(200) < 0.25] = -1.0
+
+    def cause(values, local):
+        return diagnose_numeric(p, values, n_missing=0, n_invalid=0, n_total=len(values), before_change=local).cause
+
+    assert cause(after, None) != "default_fill"  # the rest is no sample of the whole training
+    assert cause(after, before) == "default_fill"
+    # the values before hold -1 as often: no rise at the change, no fill
+    assert cause(after, np.where(rng.random(300) < 0.25, -1.0, before)) != "default_fill"
