@@ -615,7 +615,8 @@ class Profiler:
             for name, stats in self._features.items()
         }
         for name, serial in (self._serial or {}).items():
-            features[name] = dataclasses.replace(features[name], serial_inflation=serial.finish())
+            features[name] = dataclasses.replace(features[name], serial_inflation=serial.finish(),
+                                                 worst_windows=serial.worst_windows())
         metric = None
         if self._roles.label is not None and self._metric_n:
             name = "mae" if isinstance(self._prediction, NumericStats) else "accuracy"

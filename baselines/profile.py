@@ -29,7 +29,7 @@ import msgpack
 import numpy as np
 
 from baselines.seasonal import SEASONAL_PERIODS, SLOT_QUANTILE_PROBS, known_timezone
-from baselines.serial import CATEGORICAL_SERIES, NUMERIC_SERIES, SERIAL_HORIZONS
+from baselines.serial import CATEGORICAL_SERIES, NUMERIC_SERIES, SERIAL_HORIZONS, WINDOW_SPANS, WorstWindows
 from detectors.fmt import quote_value
 
 __all__ = ["ASSOCIATION_MEASURES", "MAX_CATEGORIES", "QUANTILE_PROBS", "SCHEMA", "SCHEMA_VERSION", "Baseline",
@@ -119,6 +119,9 @@ class NumericProfile(_ValueCounts):
     #: from a time-ordered training file only (`baselines.serial`): the variance inflation of sums of
     #: consecutive scores, rows `NUMERIC_SERIES`, columns `SERIAL_HORIZONS`; None: events independent
     serial_inflation: np.ndarray | None = None
+    #: from a time-ordered training file only: its most extreme windows of consecutive rows (missing
+    #: values, one value, the longest run of one value); None: not measured
+    worst_windows: WorstWindows | None = None
 
     def summary(self) -> dict[str, Any]:
         """The baseline side of an alert: small, JSON-ready.
@@ -167,6 +170,8 @@ class CategoricalProfile(_ValueCounts):
     n_doubletons: int = 0
     #: as `NumericProfile.serial_inflation`, rows `CATEGORICAL_SERIES`
     serial_inflation: np.ndarray | None = None
+    #: as `NumericProfile.worst_windows` (a category's hash for its value)
+    worst_windows: WorstWindows | None = None
 
     @property
     def expected_other_freq(self) -> float:
@@ -630,9 +635,34 @@ def _profile_to_dict(p: FeatureProfile) -> dict[str, Any]:
 def _serial_to_dict(p: FeatureProfile) -> dict[str, Any]:
     """The optional serial-dependence field, flat; absent when not measured (an older baseline's
     content and fingerprint stay as they were)."""
-    if p.serial_inflation is None:
-        return {}
-    return {"serial_inflation": [float(v) for v in p.serial_inflation.ravel()]}
+    out: dict[str, Any] = {}
+    if p.serial_inflation is not None:
+        out["serial_inflation"] = [float(v) for v in p.serial_inflation.ravel()]
+    if p.worst_windows is not None:
+        w = p.worst_windows
+        out["worst_windows"] = {"spans": list(WINDOW_SPANS), "missing": list(w.missing), "repeats": list(w.repeats),
+                                "one_value": list(w.one_value), "longest_run": w.longest_run,
+                                "longest_missing_run": w.longest_missing_run, "missing_runs": w.missing_runs}
+    return out
+
+
+def _worst_from_dict(name: Any, d: Mapping) -> WorstWindows | None:
+    raw = d.get("worst_windows")
+    if raw is None:
+        return None
+    try:
+        spans, missing, repeats, one = (tuple(int(v) for v in raw[k])
+                                        for k in ("spans", "missing", "repeats", "one_value"))
+        longest, longest_missing, storms = (int(raw[k]) for k in ("longest_run", "longest_missing_run",
+                                                                   "missing_runs"))
+    except (TypeError, KeyError, ValueError) as e:
+        raise BaselineError(f"feature {name!r}: worst_windows must map spans, missing, repeats, one_value, "
+                            f"longest_run, longest_missing_run and missing_runs to counts") from e
+    if spans != WINDOW_SPANS or not len(missing) == len(repeats) == len(one) == len(spans) or \
+            min(missing + repeats + one + (longest, longest_missing, storms)) < 0:
+        raise BaselineError(f"feature {name!r}: worst_windows must hold non-negative counts for the spans "
+                            f"{list(WINDOW_SPANS)}")
+    return WorstWindows(missing, repeats, one, longest, longest_missing, storms)
 
 
 def _serial_from_dict(name: Any, d: Mapping, series: tuple[str, ...]) -> np.ndarray | None:
@@ -689,6 +719,7 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
             integer_valued=bool(d.get("integer_valued", False)),
             top_values=top,
             serial_inflation=_serial_from_dict(name, d, NUMERIC_SERIES),
+            worst_windows=_worst_from_dict(name, d),
         )
     if kind == "categorical":
         cats = d["categories"]
@@ -709,6 +740,7 @@ def _profile_from_dict(name: Any, d: Any) -> FeatureProfile:
             n_singletons=int(d.get("n_singletons", 0)),
             n_doubletons=int(d.get("n_doubletons", 0)),
             serial_inflation=_serial_from_dict(name, d, CATEGORICAL_SERIES),
+            worst_windows=_worst_from_dict(name, d),
         )
     raise BaselineError(f"feature {name!r}: unknown profile kind {kind!r}")
 

@@ -33,11 +33,12 @@ one chunk (100,000 rows by default) they are the file's.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["CATEGORICAL_SERIES", "NUMERIC_SERIES", "SERIAL_HORIZONS", "SerialStats", "inflation_at"]
+__all__ = ["CATEGORICAL_SERIES", "NUMERIC_SERIES", "SERIAL_HORIZONS", "WINDOW_BLOCK", "WINDOW_BLOCKS", "WINDOW_SPANS",
+           "SerialStats", "WorstWindowStats", "WorstWindows", "inflation_at", "run_lengths", "window_sums"]
 
 #: window lengths (events) at which the variance inflation is measured: the CUSUM block (8) to 4096
 SERIAL_HORIZONS = tuple(8 << i for i in range(10))
@@ -126,11 +127,13 @@ class SerialStats:
         self._top: set[str] | None = None
         self._top_k = top_k
         self._rng = np.random.default_rng(zlib.crc32(name.encode()))
+        self._worst = WorstWindowStats()
 
     def add_numeric(self, values: np.ndarray, missing: np.ndarray, slots: np.ndarray | None = None) -> None:
         """A chunk's values and missing mask (`baselines.accumulate.as_floats`), in time order; slots: their
         rows' slots of the clock (`baselines.seasonal.slot_of`, -1: none) when the baseline is seasonal."""
         valid = np.isfinite(values)
+        self._worst.add(np.where(valid | missing, values, np.inf))  # an invalid value: neither missing nor one
         x = values[valid]
         if self._reference is None and len(x):
             self._reference = _reference_of(x)
@@ -152,6 +155,9 @@ class SerialStats:
 
     def add_categorical(self, codes: np.ndarray, keys: list[str | None]) -> None:
         """A chunk's codes and keys (`baselines.accumulate.category_codes`), in time order."""
+        # a chunk's codes number its own keys: a key's hash names it across chunks
+        ids = np.array([np.inf if k is None else float(zlib.crc32(str(k).encode())) for k in keys] + [np.nan])
+        self._worst.add(ids[codes])
         present = codes[codes >= 0]
         if self._top is None and len(present):
             counts = np.bincount(present, minlength=len(keys))
@@ -166,6 +172,10 @@ class SerialStats:
     def finish(self) -> np.ndarray:
         """V(L) of each series (rows: `NUMERIC_SERIES` or `CATEGORICAL_SERIES`) at `SERIAL_HORIZONS`."""
         return np.array([s.inflation() for s in self._series])
+
+    def worst_windows(self) -> WorstWindows:
+        """The series' worst windows (`WorstWindows`)."""
+        return self._worst.finish()
 
 
 def _reference_of(x: np.ndarray) -> np.ndarray:
@@ -194,3 +204,129 @@ def inflation_at(inflation: np.ndarray | None, span: Any) -> Any:
         return np.ones_like(span, dtype=np.float64) if isinstance(span, np.ndarray) else 1.0
     v = np.interp(np.log(span), np.log([1.0, *SERIAL_HORIZONS]), [1.0, *np.maximum(inflation, 1.0)])
     return v if isinstance(span, np.ndarray) else float(v)
+
+
+# ---- the worst windows: how extreme W consecutive rows of the training got on their own ------------
+#: rows per block of the window counts; a window is WINDOW_BLOCKS[i] consecutive blocks
+WINDOW_BLOCK = 64
+#: the windows' lengths in blocks: 128 to 1,024 rows (`WINDOW_SPANS`)
+WINDOW_BLOCKS = (2, 4, 8, 16)
+WINDOW_SPANS = tuple(WINDOW_BLOCK * k for k in WINDOW_BLOCKS)
+_HISTORY = WINDOW_BLOCKS[-1] - 1
+
+
+class WorstWindows(NamedTuple):
+    """A time-ordered training's most extreme windows of one feature: per span (`WINDOW_SPANS`) the most
+    missing values in a window of that many consecutive rows and the most rows repeating the row
+    before's valid value (windows sliding by `WINDOW_BLOCK`), the most rows holding one same value in
+    such a window (windows tumbling from the first row), the longest run of one repeated value, and the
+    longest run of missing values and how many runs of them there were (storms)."""
+
+    missing: tuple[int, ...]
+    repeats: tuple[int, ...]
+    one_value: tuple[int, ...]
+    longest_run: int
+    longest_missing_run: int = 0
+    missing_runs: int = 0
+
+
+def window_sums(history: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """Sums over the last k blocks (k in WINDOW_BLOCKS) at each new block: history (series, _HISTORY) the
+    counts of the blocks before, blocks (series, nb) the new ones; (len(WINDOW_BLOCKS), series, nb).
+
+    >>> window_sums(np.zeros((1, 15), dtype=np.int64), np.ones((1, 3), dtype=np.int64))[:, 0].tolist()
+    [[1, 2, 2], [1, 2, 3], [1, 2, 3], [1, 2, 3]]
+    """
+    c = np.cumsum(np.concatenate([np.zeros((len(blocks), 1), dtype=np.int64), history, blocks], axis=1), axis=1)
+    end = np.arange(_HISTORY + 1, c.shape[1])
+    return np.stack([c[:, end] - c[:, end - k] for k in WINDOW_BLOCKS])
+
+
+def run_lengths(x: np.ndarray, last: np.ndarray, run: np.ndarray) -> np.ndarray:
+    """For each event of x (series, n), how many consecutive events up to it hold its valid value (0 at a
+    missing or invalid one); last and run: each series' value and run length before x.
+
+    >>> run_lengths(np.array([[1.0, 1.0, np.nan, 2.0, 2.0]]), np.array([1.0]), np.array([3])).tolist()
+    [[4, 5, 0, 1, 2]]
+    """
+    n = x.shape[1]
+    prev = np.concatenate([last[:, None], x[:, :-1]], axis=1)
+    idx = np.arange(n)
+    start = np.maximum.accumulate(np.where(x == prev, -1, idx), axis=1)  # NaN never equals: a break
+    runs = np.where(start < 0, idx + 1 + run[:, None], idx - start + 1)
+    runs[~np.isfinite(x)] = 0
+    return runs
+
+
+class WorstWindowStats:
+    """One feature's worst windows (`WorstWindows`) over a time-ordered file, chunk by chunk: `add` each
+    chunk's values (floats or category codes, NaN for a missing value), `finish` at the end. Memory
+    does not grow with the file: the blocks and the rows of an unfinished window are carried over.
+
+    >>> acc = WorstWindowStats()
+    >>> x = np.tile([1.0, 2.0, np.nan, 3.0], 500)
+    >>> x[1024:1124] = 7.0  # 100 rows stuck, at the start of a window of every span
+    >>> acc.add(x[:700]); acc.add(x[700:])
+    >>> w = acc.finish()
+    >>> w.missing, w.repeats, w.one_value, w.longest_run, w.longest_missing_run, w.missing_runs
+    ((32, 64, 128, 256), (99, 99, 99, 99), (100, 100, 128, 256), 100, 1, 475)
+    """
+
+    def __init__(self) -> None:
+        self._history = np.zeros((2, _HISTORY), dtype=np.int64)  # the last complete blocks' missing, repeats
+        self._partial = np.zeros(0)  # rows of the block not complete yet
+        self._window = np.zeros(0)  # rows of the longest window not complete yet (the shorter ones' too)
+        self._missing = np.zeros(len(WINDOW_BLOCKS), dtype=np.int64)
+        self._repeats = np.zeros(len(WINDOW_BLOCKS), dtype=np.int64)
+        self._partial_repeats = np.zeros(0, dtype=bool)
+        self._one_value = np.zeros(len(WINDOW_BLOCKS), dtype=np.int64)
+        self._last, self._run, self._longest = np.array([np.nan]), np.zeros(1, dtype=np.int64), 0
+        self._missing_run, self._longest_missing, self._missing_runs = np.zeros(1, dtype=np.int64), 0, 0
+
+    def add(self, values: np.ndarray) -> None:
+        """A chunk's values in time order (NaN: missing; other non-finite values count as neither)."""
+        if not len(values):
+            return
+        runs = run_lengths(values[None, :], self._last, self._run)[0]
+        self._longest = max(self._longest, int(runs.max()))
+        self._last, self._run = values[-1:].copy(), runs[-1:].copy()
+        # runs of missing values: the runs of a series that is 1 where missing and NaN elsewhere
+        missing_runs = run_lengths(np.where(np.isnan(values), 1.0, np.nan)[None, :], np.ones(1), self._missing_run)[0]
+        self._longest_missing = max(self._longest_missing, int(missing_runs.max()))
+        self._missing_run = missing_runs[-1:].copy()
+        self._missing_runs += int(np.count_nonzero(missing_runs == 1))
+        rows = np.concatenate([self._partial, values])
+        repeats = np.concatenate([self._partial_repeats, runs >= 2])
+        complete = len(rows) // WINDOW_BLOCK * WINDOW_BLOCK
+        if complete:
+            blocks = np.stack([np.isnan(rows[:complete]), repeats[:complete]]).reshape(2, -1, WINDOW_BLOCK).sum(axis=2)
+            worst = window_sums(self._history, blocks).max(axis=2)  # (spans, 2)
+            self._missing = np.maximum(self._missing, worst[:, 0])
+            self._repeats = np.maximum(self._repeats, worst[:, 1])
+            self._history = np.concatenate([self._history, blocks], axis=1)[:, -_HISTORY:]
+        self._partial, self._partial_repeats = rows[complete:], repeats[complete:]
+        rows = np.concatenate([self._window, values])
+        complete = len(rows) // WINDOW_SPANS[-1] * WINDOW_SPANS[-1]
+        for i, span in enumerate(WINDOW_SPANS):
+            self._one_value[i] = max(self._one_value[i], _most_of_one_value(rows[:complete], span))
+        self._window = rows[complete:]
+
+    def finish(self) -> WorstWindows:
+        """The worst windows seen (an unfinished last window counts as far as it goes)."""
+        for i, span in enumerate(WINDOW_SPANS):
+            self._one_value[i] = max(self._one_value[i], _most_of_one_value(self._window, span))
+        return WorstWindows(tuple(self._missing.tolist()), tuple(self._repeats.tolist()),
+                            tuple(self._one_value.tolist()), self._longest, self._longest_missing,
+                            self._missing_runs)
+
+
+def _most_of_one_value(rows: np.ndarray, span: int) -> int:
+    """The most rows holding one same valid value in any window of `span` rows tumbling from rows[0]."""
+    at = np.flatnonzero(np.isfinite(rows))
+    if not len(at):
+        return 0
+    window, v = at // span, rows[at]
+    order = np.lexsort((v, window))
+    window, v = window[order], v[order]
+    starts = np.flatnonzero(np.r_[True, (v[1:] != v[:-1]) | (window[1:] != window[:-1])])
+    return int(np.diff(np.r_[starts, len(v)]).max())

@@ -21,11 +21,12 @@ from detectors import thresholds as T
 from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
 from detectors.episodes import Alarm, AlarmSource, Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
-from detectors.numeric import missing_rate_rows, rate_threshold, rate_weights, window_cuts
+from detectors.numeric import _runs, missing_rate_rows, rate_threshold, rate_weights, window_cuts
 from detectors.pointmass import PointMassBank, categorical_chains, point_mass_evidence, with_point_mass
 from detectors.recent import RecentRing
 from detectors.sketches import PendingValues, SpaceSaving
 from detectors.stats import MIN_EXPECTED, chi2_sf, jensen_shannon, psi
+from detectors.worstwindow import WorstWindowBank, worst_window_alarms
 
 __all__ = ["CategoricalBank"]
 
@@ -33,6 +34,8 @@ UNSEEN, MISSING, INVALID = range(3)
 CHAINS = ("unseen", "missing", "invalid")
 #: the rank (the test's own order) of a feature's point-mass alarms (`detectors.pointmass`), after its CUSUMs'
 POINT_MASS = len(CHAINS)
+#: the rank of a feature's alarms against training's worst windows (`detectors.worstwindow`)
+WORST_WINDOW = POINT_MASS + 1
 ALARMS = {
     UNSEEN: ("data_quality", "unseen", "unseen_category"),
     MISSING: ("data_quality", "missing", "missing_rate"),
@@ -104,6 +107,8 @@ class CategoricalBank:
         #: the share of one category (a fill, a stuck category) against training's
         self._point_mass = PointMassBank(categorical_chains(self._profiles, self._expected,
                                                             [_rows_equivalent(p) for p in self._profiles]), f)
+        #: a time-ordered baseline's features against the worst windows (runs, repeats) of their training
+        self._worst = WorstWindowBank(self._profiles, [[] for _ in self._profiles])
 
     @property
     def names(self) -> list[str]:
@@ -134,6 +139,11 @@ class CategoricalBank:
         sums, ends = self._blocks.add_sums(raw, start, n)
         out = self._cusum_alarms(sums, ends, f)
         out += self._point_mass_alarms(codes, start)
+        if len(self._worst):  # a code is its value; "other" (many values) is neither missing nor one value
+            x = np.where(codes == MISSING_CODE, np.nan, np.where((codes >= 0) & (codes < self._n_known[:, None]),
+                                                                  codes, np.inf))
+            out += worst_window_alarms(self._worst, x, start, 0, (AlarmSource.CATEGORICAL_CUSUM, WORST_WINDOW),
+                                       self._names, _runs)
         for segment, b in enumerate(cuts[1:]):
             self._counts += counts[segment]
             if (start + b) % self._window == 0:
@@ -318,6 +328,7 @@ class CategoricalBank:
             "last_counts": self._last_counts.astype(np.int32).tobytes(),
             "unseen": [s.state_dict() for s in self._unseen] if unseen_labels else [],
             "point_mass": self._point_mass.state_dict(),
+            "worst_window": self._worst.state_dict(),
             **self._recent.state_dict(),
         }
 
@@ -331,6 +342,7 @@ class CategoricalBank:
         for s, st in zip(self._unseen, state["unseen"]):
             s.load_state(st)
         self._point_mass.load_state(state.get("point_mass"))
+        self._worst.load_state(state.get("worst_window"))
         self._recent.load_state(state)
 
 

@@ -53,7 +53,8 @@ __all__ = ["AFFINE_CONVERSIONS", "ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT
            "PIPELINE_CAUSES", "RATE_ALARMS", "UNIT_FACTORS", "UNIT_FACTOR_TOLERANCE", "category_counts",
            "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
            "diagnose_serving", "diagnose_schema", "diagnose_versions",
-           "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "NUMERIC_SENTINELS", "FILL_RISE", "MIN_CHANGE_VALUES",
+           "FILL_COMMON_VALUES", "FILL_LOCAL_SHARE", "FILL_RARE_SHARE", "NUMERIC_SENTINELS", "FILL_RISE",
+           "MIN_CHANGE_VALUES",
            "MIN_FILL_COUNT", "MIN_REST", "ROUNDING_STEPS", "bucketing_step", "on_grid", "training_grid",
            "training_share_on_step",
            "holds_number",
@@ -83,6 +84,8 @@ FILL_RARE_SHARE = 0.01
 FILL_RISE = 10.0
 #: the fewest values a fill by a value common in training (above FILL_RARE_SHARE) is judged on
 FILL_COMMON_VALUES = 128
+#: a fill judged against the values just before its change (time order): at most this share in training
+FILL_LOCAL_SHARE = 0.03
 #: the fewest repeats of a value that can make it a fill (as the formatting rule's 5 events)
 MIN_FILL_COUNT = 5
 #: the fewest values other than the fill that show the rest of the distribution intact
@@ -265,6 +268,7 @@ def diagnose_numeric(
     quote_examples: bool = True,
     risen_value: float | None = None,
     after_change: np.ndarray | Sequence[float] | None = None,
+    before_change: np.ndarray | Sequence[float] | None = None,
 ) -> Diagnosis:
     """Diagnose a numeric feature from its recent valid values and the same window's counts.
 
@@ -277,7 +281,10 @@ def diagnose_numeric(
     test as the evidence it otherwise waits FILL_COMMON_VALUES values for. `after_change`: the valid
     values since that chain's change point, when `recent` reaches further back (it holds at least a
     few dozen events): the stuck-value and rounding rules, whose "almost all values" the values before
-    the change would dilute, judge these from MIN_CHANGE_VALUES on.
+    the change would dilute, judge these from MIN_CHANGE_VALUES on. `before_change`: the values just
+    before the change, when the alarm compared production with a time-ordered training's worst windows
+    (detectors/worstwindow.py): in time order a few hundred consecutive values are no sample of the
+    whole training, so the fill rule asks the other values to match these instead.
     """
     x = np.asarray(recent, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -291,7 +298,7 @@ def diagnose_numeric(
         or _constant_value(profile, x, n_missing, n_total)
         or _unit_change(profile, x)
         or _rounding(profile, x)
-        or _default_fill(profile, x, n_missing, n_total, risen_value)
+        or _default_fill(profile, x, n_missing, n_total, risen_value, before_change)
         or _numeric_fallback(profile, x, n_missing, n_invalid, n_total)
     )
     return _with_timing(value, timing)
@@ -553,7 +560,8 @@ def _float32(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
 
 
 def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int,
-                  risen_value: float | None = None) -> Diagnosis | None:
+                  risen_value: float | None = None, before: np.ndarray | Sequence[float] | None = None
+                  ) -> Diagnosis | None:
     if len(x) < MIN_VALUES:
         return None
     values, counts = np.unique(x, return_counts=True)
@@ -593,6 +601,19 @@ def _default_fill(p: NumericProfile, x: np.ndarray, n_missing: int, n_total: int
     rest = x[x != v]
     if len(rest) < MIN_REST and not fills_missing:  # too few other values to see them intact
         return None
+    local = None if before is None else np.asarray(before, dtype=np.float64)
+    local = None if local is None else local[np.isfinite(local)]
+    if (local is not None and baseline_share <= FILL_LOCAL_SHARE and len(rest) >= MIN_REST
+            and np.count_nonzero(local != v) >= MIN_REST
+            and _share_rose(k, n, np.count_nonzero(local == v) / len(local))):
+        # time order: a value rare in training whose share rose at the change point, and the other values
+        # distributed as just before it (two-sample KS); a common value (a calm spell's wind speed) is not
+        # judged on a local reference, whose weather may be the same shift
+        local = local[local != v]
+        if _ks_two_sample(rest, local) > 1.63 * math.sqrt(1 / len(rest) + 1 / len(local)) + 0.05:
+            return None
+        sentinel = _sentinel_name(p, v) or "a repeated value"
+        return _default_fill_diagnosis(p, v, share, baseline_share, sentinel, n_missing, n_total)
     # the KS test is loose on a few dozen values: values outside the training range, which training
     # makes as rare as 1 in its rows, show a moved distribution on their own
     outside = int(np.count_nonzero((rest < p.min) | (rest > p.max)))
@@ -1315,6 +1336,18 @@ def training_share_on_step(p: NumericProfile, step: float) -> float:
     if p.integer_valued and step <= 1:
         return 1.0
     return _on_step(p.quantiles[1:-1], step)
+
+
+def _ks_two_sample(a: np.ndarray, b: np.ndarray) -> float:
+    """The KS distance between the empirical distributions of a and b.
+
+    >>> _ks_two_sample(np.array([1.0, 2.0]), np.array([2.0, 3.0]))
+    0.5
+    """
+    a, b = np.sort(a), np.sort(b)
+    points = np.concatenate([a, b])
+    return float(np.max(np.abs(np.searchsorted(a, points, side="right") / len(a)
+                               - np.searchsorted(b, points, side="right") / len(b))))
 
 
 def _ks_to_training(p: NumericProfile, rest: np.ndarray, v: float = math.nan, share_v: float = 0.0) -> float:

@@ -67,6 +67,7 @@ from detectors.seasonal import SeasonalMap, event_times
 from detectors.serving import ServedVersions
 from detectors.sketches import MAX_LABEL
 from detectors.timing import ChangeHistory
+from detectors.worstwindow import VALUE as WORST_WINDOW_VALUE
 
 __all__ = ["STATE_VERSION", "ModelMonitor", "MonitorConfig"]
 
@@ -467,7 +468,8 @@ class ModelMonitor:
                                  n_invalid=int(np.isinf(recent).sum()), n_total=len(recent),
                                  invalid_examples=self._invalid_examples.at(j, e), timing=self._timing_at(j, e),
                                  quote_examples=self._config.include_examples,
-                                 **_point_mass_evidence(c, recent, e, since))
+                                 **_point_mass_evidence(c, recent, e, since),
+                                 before_change=self._before_change(c, j, e, since))
             d = lead_with_rate(lead_with_change(d, profile.summary(), current, c), c, _rate_of(profile, c.family),
                                current.get(f"{c.family}_rate", 0.0), current["events"])
             return profile.summary(), current, d
@@ -486,6 +488,14 @@ class ModelMonitor:
                                  timing=timing, n_values=int((codes >= 0).sum()), after_change=tail)
         d = lead_with_rate(d, c, _rate_of(profile, c.family), current.get(f"{c.family}_rate", 0.0), current["events"])
         return profile.summary(), current, d
+
+    def _before_change(self, c: Candidate, j: int, e: int, since: int | None) -> np.ndarray | None:
+        """The recent values before a worst-window value alarm's change point (`diagnose_numeric`'s
+        before_change), None for another alarm."""
+        if c.evidence.get("test") != WORST_WINDOW_VALUE or since is None:
+            return None
+        ring = self._numeric.recent_values(j, e)
+        return ring[:max(0, len(ring) - (e - since + 1))]
 
     def _unseen_labels(self, feature: str | None, event_index: int) -> list[str]:
         """The unseen category labels an alert of `feature` may quote, to redact (none with examples on)."""
@@ -617,7 +627,10 @@ def _point_mass_evidence(c: Candidate, recent: np.ndarray, e: int, since: int | 
         off = np.flatnonzero(np.isfinite(tail) & ~on_grid(tail, c.evidence["step"]))
         if len(off) and np.count_nonzero(np.isfinite(tail[off[-1] + 1:])) >= MIN_CHANGE_VALUES:
             tail = tail[off[-1] + 1:]
-    return {"risen_value": c.evidence.get("value"), "after_change": tail}
+    # a value beyond training's worst window in time order is no evidence against its training share: a
+    # common value of a feature that drifted (a summer's calm wind) goes beyond the winter's worst too
+    risen = None if c.evidence.get("test") == WORST_WINDOW_VALUE else c.evidence.get("value")
+    return {"risen_value": risen, "after_change": tail}
 
 
 def _defect(evidence: dict[str, Any]) -> list:

@@ -29,7 +29,7 @@ from detectors.cusum import (
 )
 from detectors.episodes import RIVER_DETECTORS, Alarm, AlarmSource, Candidate
 from detectors.pit import BatchedPIT
-from detectors.pointmass import PointMassBank, numeric_chains, point_mass_evidence, with_point_mass
+from detectors.pointmass import PointMassBank, numeric_chains, point_mass_evidence, watched_values, with_point_mass
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import (
@@ -43,6 +43,7 @@ from detectors.stats import (
     wasserstein_from_histogram,
     wasserstein_rows,
 )
+from detectors.worstwindow import WorstWindowBank, worst_window_alarms
 
 __all__ = ["MIN_POOLED_SUMMARY", "POOLED_VALUES", "Z_PER_UNIT", "NumericBank", "missing_rate_rows", "pooled_quantiles",
            "rate_threshold", "rate_weights", "summarise_recent", "window_cuts"]
@@ -57,8 +58,9 @@ DECILES = np.full(10, 0.1)
 LOC_UP, LOC_DOWN, SCALE_UP, SCALE_DOWN, MISSING, INVALID, OUT_OF_RANGE = range(7)
 CHAINS = ("location_up", "location_down", "scale_up", "scale_down", "missing", "invalid", "out_of_range")
 N_CHAINS = len(CHAINS)
-#: the rank (the test's own order) of a feature's point-mass alarms (`detectors.pointmass`), after its CUSUMs'
-POINT_MASS = N_CHAINS
+#: the rank (the test's own order) of a feature's point-mass alarms (`detectors.pointmass`), after its CUSUMs',
+#: then of its alarms against training's worst windows (`detectors.worstwindow`)
+POINT_MASS, WORST_WINDOW = N_CHAINS, N_CHAINS + 1
 #: alarm -> (kind, family, detector) for a feature, and for the confidence
 FEATURE_ALARMS = {
     LOC_UP: ("drift", "distribution", "cusum"),
@@ -249,6 +251,9 @@ class NumericBank:
         self._completed_timing: tuple[np.ndarray, np.ndarray] | None = None
         #: the share of one value (a fill, a stuck value) against training's; none on the confidence
         self._point_mass = PointMassBank([] if confidence else numeric_chains(self._profiles), f)
+        #: a time-ordered baseline's features against the worst windows of their training
+        self._worst = WorstWindowBank([] if confidence else self._profiles,
+                                      [list(watched_values(p)) for p in self._profiles])
 
     @property
     def names(self) -> list[str]:
@@ -276,6 +281,8 @@ class NumericBank:
         sums, ends = self._blocks.add_sums(raw, start, n)
         candidates = self._cusum_alarms(sums, ends, run_gap)
         candidates += self._point_mass_alarms(x, start, run_gap)
+        candidates += worst_window_alarms(self._worst, x if received is None else received, start, run_gap,
+                                          (AlarmSource.NUMERIC_CUSUM, WORST_WINDOW), self._names, _runs)
         if self._river:
             candidates += self._river_alarms(sums, ends, f)
         if not self._confidence:
@@ -482,6 +489,7 @@ class NumericBank:
             "last_hist": self._last_hist.astype(np.int32).tobytes(),
             "last_counts": self._last_counts.ravel().tolist(),
             "point_mass": self._point_mass.state_dict(last_values=recent_values),
+            "worst_window": self._worst.state_dict(last_values=recent_values),
             **self._recent.state_dict(recent_values),
         }
 
@@ -499,6 +507,7 @@ class NumericBank:
         self._last_hist = np.frombuffer(state["last_hist"], dtype=np.int32).astype(np.int64).reshape(f, FINE_BINS)
         self._last_counts = np.asarray(state["last_counts"], dtype=np.int64).reshape(f, 4)
         self._point_mass.load_state(state.get("point_mass"))
+        self._worst.load_state(state.get("worst_window"))
         self._last_window_statistics = None
         self._recent.load_state(state)
 

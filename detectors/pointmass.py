@@ -41,7 +41,7 @@ from detectors.diagnosis import NUMERIC_SENTINELS, bucketing_step, on_grid, trai
 __all__ = ["GRID_QUANTILE_ROWS", "GRID_WEIGHT", "MAX_VALUE_CHAINS", "OFF_GRID", "ON_COARSE_GRID", "POINT_MASS_RISE",
            "REPEAT_RATIO", "PointMassBank", "PointMassChain",
            "categorical_chains", "numeric_chains", "point_mass_evidence", "point_mass_weights", "value_share",
-           "with_point_mass"]
+           "watched_values", "with_point_mass"]
 
 #: the alternative of every point-mass chain: the expected share plus this (at most halfway to 1)
 POINT_MASS_RISE = 0.2
@@ -114,14 +114,20 @@ def numeric_chains(profiles: Sequence[NumericProfile]) -> list[PointMassChain]:
             rest = max(1.0 - shares.sum(), 0.0)
             bound = shares.min() if len(shares) >= TOP_VALUES_KEPT else 2.0 / rows
             collision = float(np.sum(np.square(shares)) + rest * bound)
-        watched = dict(p.top_values[:MAX_VALUE_CHAINS])
-        for v in NUMERIC_SENTINELS:
-            if p.min <= v <= p.max and v not in watched:
-                watched[v] = value_share(p, v)
-        out += [PointMassChain(j, v, s * valid, rows) for v, s in watched.items()]
+        out += [PointMassChain(j, v, s * valid, rows) for v, s in watched_values(p).items()]
         out.append(PointMassChain(j, None, collision * valid * valid, rows))
         out += _grid_chains(j, p, valid)
     return out
+
+
+def watched_values(p: NumericProfile) -> dict[float, float]:
+    """The values whose share a numeric feature's chains watch, with their training shares: its most
+    frequent values (at most MAX_VALUE_CHAINS) and the usual placeholders inside its training range."""
+    watched = dict(p.top_values[:MAX_VALUE_CHAINS])
+    for v in NUMERIC_SENTINELS:
+        if p.min <= v <= p.max and v not in watched:
+            watched[v] = value_share(p, v)
+    return watched
 
 
 def _grid_chains(j: int, p: NumericProfile, valid: float) -> list[PointMassChain]:
