@@ -71,14 +71,16 @@ MONITOR_CHUNK = 2000
 #: which packing before every call held only during the call; 0 gives that back
 ROLLBACK_CALLS = 5
 
-#: a `Hold` feeds a model's events once it holds this many: what a monitor call costs whatever its
-#: events (~0.28 ms for a 50-feature model) is then spread over at least this many events
-HOLD_EVENTS = 256
+#: a `Hold` feeds a model's events once it holds this many: what a monitor's call costs whatever its
+#: events (~0.28 ms for a 50-feature model, and ~0.5 ms more for its rollback base) is then spread
+#: over at least this many (bench/engine.py (4): 100 models interleaved, calls of 2000 events)
+HOLD_EVENTS = 512
 
 #: a `Hold` holds at most about this many events in all (then the models holding the most are fed
-#: until it holds half): the bound on its memory, whatever the number of models (JSON payloads are
-#: held as they came, ~1.5 kB for a 50-feature event: ~50 MB)
-HOLD_TOTAL = 32_768
+#: until it holds half): the bound on its memory whatever the number of models, ~2 kB an event for
+#: 50-feature JSON events (their columns and payload), ~130 MB. The worker's wall-time bound
+#: (SKEWWATCH_HOLD_SECONDS) keeps it to what arrives in that time, far less at most rates
+HOLD_TOTAL = 65_536
 
 
 class Processed(NamedTuple):

@@ -39,8 +39,8 @@ log = logging.getLogger("skewwatch.worker")
 
 __all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "FETCHED_CAPACITY", "FETCHED_CAPACITY_BYTES",
            "NO_BASELINE_NOTICE_INTERVAL",
-           "STEP_SECONDS", "YIELD_EVERY_BYTES", "FetchedRecords", "checkpoint_and_commit", "emit", "fetched",
-           "input_readers", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown",
+           "STEP_SECONDS", "YIELD_EVERY_BYTES", "FetchedRecords", "checkpoint_and_commit", "emit", "feed_held_events",
+           "fetched", "input_readers", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown",
            "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines",
            "write_checkpoints"]
 
@@ -361,10 +361,31 @@ async def _confirmed() -> bool:
     return bool(confirmed)
 
 
+async def _feed_held(partitions: Iterable[int] | None = None, older_than: float | None = None) -> None:
+    """Feed the held events (`DetectionService.flush`: all, or those that waited `older_than`
+    seconds) and send what they give; under the `processing` lock."""
+    alerts, dead_letters = worker.service.flush(partitions, older_than)
+    for alert in alerts:
+        await emit(alert)
+    for letter in dead_letters:
+        await send_dead_letter(letter)
+
+
+@app.timer(interval=settings.hold_seconds / 4)
+async def feed_held_events() -> None:
+    """Feed the models whose oldest held event came 3/4 of `hold_seconds` ago: checked every
+    quarter of it, no event waits longer than `hold_seconds` for its model's other events (plus
+    the batch in progress, which holds the lock)."""
+    if worker.service.held():
+        async with processing:
+            await _feed_held(older_than=settings.hold_seconds * 0.75)
+
+
 @app.timer(interval=settings.checkpoint_interval)
 async def checkpoint_and_commit() -> None:
     """Checkpoint the monitors, then commit the offsets they cover (only once the broker has them)."""
     async with processing:
+        await _feed_held()  # a checkpoint covers no held event: its offsets would skip them after a restart
         await _checkpoint_then_commit(stepwise=True)
 
 
@@ -439,6 +460,7 @@ async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
     # does not know these records), and no record of these partitions is processed after.
     async with processing:
         fetched.drop(mine)
+        await _feed_held(mine)  # the next owner resumes after the checkpoint: nothing of it may wait here
         await write_checkpoints(mine)
         worker.service.drop_partitions(mine)
 
@@ -466,4 +488,5 @@ async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
 async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
     """Checkpoint every monitor before the worker stops, and commit what the checkpoints cover."""
     async with processing:
+        await _feed_held()
         await _checkpoint_then_commit()
