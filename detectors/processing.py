@@ -261,7 +261,10 @@ class _Scanned:
         if dict in map(type, items):
             return _read_events(monitor, [self.event(item) for item in items])
         parts: list[ExtractedBatch | list[dict]] = []
-        for start, rows in groupby(items, key=lambda i: i - i % MONITOR_CHUNK):  # type: ignore[operator]
+        runs = ([(items[0] - items[0] % MONITOR_CHUNK, items)]  # type: ignore[operator]
+                if items[0] // MONITOR_CHUNK == items[-1] // MONITOR_CHUNK  # type: ignore[operator]
+                else groupby(items, key=lambda i: i - i % MONITOR_CHUNK))  # type: ignore[operator]
+        for start, rows in runs:
             rows = list(rows)
             payloads = {r: self._payloads[r] for r in rows}  # looked up by row: only these stay alive
             try:

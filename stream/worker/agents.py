@@ -11,7 +11,8 @@ still owns the consumer, its group and rebalances, the checkpoint table and the 
 
 Guarantee: at-least-once. The monitors are checkpointed every `checkpoint_interval` to a
 compacted changelog (the `monitor-checkpoints` table), and then the offsets those checkpoints
-cover (each partition's last processed offset + 1) are committed, so after `kill -9` the
+cover (each partition's last processed offset + 1; the events waiting for their model's others,
+`--hold-events`, are fed before each checkpoint) are committed, so after `kill -9` the
 restored state counts every event once (re-delivered messages the state already includes are
 skipped by offset); the alerts of the events since the last checkpoint can be emitted a second
 time, with the same `alert_id`. A rebalance checkpoints the revoked partitions first, so their
