@@ -40,8 +40,9 @@ log = logging.getLogger("skewwatch.worker")
 
 __all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "FETCHED_CAPACITY", "FETCHED_CAPACITY_BYTES",
            "NO_BASELINE_NOTICE_INTERVAL",
-           "STEP_SECONDS", "YIELD_EVERY_BYTES", "FetchedRecords", "checkpoint_and_commit", "emit", "feed_held_events",
-           "fetched", "input_readers", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown",
+           "STEP_SECONDS", "YIELD_EVERY_BYTES", "FetchedRecords", "checkpoint_and_commit", "checkpoint_round", "emit",
+           "feed_held_events", "feed_overdue", "fetched", "input_readers", "measure_lag", "monitor_predictions",
+           "on_assigned", "on_revoked", "on_shutdown",
            "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines",
            "write_checkpoints"]
 
@@ -374,6 +375,11 @@ async def _feed_held(partitions: Iterable[int] | None = None, older_than: float 
 
 @app.timer(interval=settings.hold_seconds / 4)
 async def feed_held_events() -> None:
+    """Every quarter of `hold_seconds`: `feed_overdue`."""
+    await feed_overdue()
+
+
+async def feed_overdue() -> None:
     """Feed the models whose oldest held event came 3/4 of `hold_seconds` ago: checked every
     quarter of it, no event waits longer than `hold_seconds` for its model's other events (plus
     the batch in progress, which holds the lock)."""
@@ -384,7 +390,13 @@ async def feed_held_events() -> None:
 
 @app.timer(interval=settings.checkpoint_interval)
 async def checkpoint_and_commit() -> None:
-    """Checkpoint the monitors, then commit the offsets they cover (only once the broker has them)."""
+    """Every `checkpoint_interval`: `checkpoint_round`."""
+    await checkpoint_round()
+
+
+async def checkpoint_round() -> None:
+    """Feed the held events, checkpoint the monitors, then commit the offsets they cover (only once
+    the broker has them)."""
     async with processing:
         await _feed_held()  # a checkpoint covers no held event: its offsets would skip them after a restart
         await _checkpoint_then_commit(stepwise=True)
