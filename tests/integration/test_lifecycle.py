@@ -122,11 +122,11 @@ def test_many_models_get_monitors_only_where_their_events_arrive_and_a_restart_r
                 out[model] += n
         return out
 
+    checkpoints = worker.metric("skewwatch_checkpoints_total")  # before they are counted, as above
     produce_all(100, seed=10)
     wait_for(lambda: counts(worker) == dict.fromkeys(models, 100), 60, "the first events counted")
     before = homes(worker)
     assert sorted(before) == models and all(len(p) == 1 for p in before.values()), before
-    checkpoints = worker.metric("skewwatch_checkpoints_total")
     wait_for(lambda: worker.metric("skewwatch_checkpoints_total") >= checkpoints + len(models), 15,
              "a checkpoint of every model")
     worker.kill(signal.SIGKILL)
