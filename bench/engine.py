@@ -536,7 +536,20 @@ _NOTES = """\
   cut several-fold (a call's models monitored together rather than one by one) or more events of
   each model per call. A/B of (4) on the same machine, 2026-12-08 (load 1.9-2.9, 100k events, two
   runs each, alternated): main before the journal 0.076 and 0.084; with it, the ring written in
-  place and empty sketch commits skipped, 0.171 and 0.187."""
+  place and empty sketch commits skipped, 0.171 and 0.187.
+- (4) since 2026-12-08 measures what the worker runs: `process_messages` of the events' JSON with
+  the worker's hold (detectors/processing.py `Hold`, SKEWWATCH_HOLD_EVENTS: a model's events are
+  read into its columns as they come and wait until it has 512, then are monitored as one call; the
+  flush of what still waits at the end of the pass is timed). Its own run (`time_interleaved`
+  alone, 200k events, 3 interleaved runs, 2026-12-08 04:02, load 0.6-1.2): 0.58 / 0.58 / 0.58 with
+  the hold (one model 229k events/s, 100 models 134k), 0.25 / 0.25 / 0.26 without (`--hold-events
+  0`: 61k events/s). Where the rest goes (100 models, us per event, timers around the parts): reading
+  a model's 20 events of a call into its columns 1.96 (one model's 2000: ~0.8; the fill's set-up and
+  ~20 us of Python per model per call), packing the model's state for the rollback journal before
+  each fed call 0.79 (its base no longer lives from one call of the model to its next, 100 calls
+  later), joining the waiting batches and letting the journal's old calls go 0.79, the monitor's
+  call 1.46 (one model: 1.07). The hold cut the per-call cost's share; what is left is per model
+  per call on the way in and per fed call, not per event."""
 
 
 if __name__ == "__main__":
