@@ -77,10 +77,11 @@ ROLLBACK_CALLS = 5
 HOLD_EVENTS = 512
 
 #: a `Hold` holds at most about this many events in all (then the models holding the most are fed
-#: until it holds half): the bound on its memory whatever the number of models, ~2 kB an event for
-#: 50-feature JSON events (their columns and payload), ~130 MB. The worker's wall-time bound
-#: (SKEWWATCH_HOLD_SECONDS) keeps it to what arrives in that time, far less at most rates
-HOLD_TOTAL = 65_536
+#: until it holds half): the bound on its memory whatever the number of models, ~2.6 kB an event
+#: for 50-feature JSON events (1.1 kB of columns and bookkeeping, tracemalloc, and the 1.45 kB
+#: payload), ~85 MB. The worker's wall-time bound (SKEWWATCH_HOLD_SECONDS) keeps it to what arrives
+#: in that time. Measured, 100 models interleaved: 65,536 gave (4) no better
+HOLD_TOTAL = 32_768
 
 
 class Processed(NamedTuple):
@@ -598,10 +599,10 @@ class Hold:
     is in no monitor's state yet (nor in `ModelMonitor.events_seen`), and its rejects, if the
     monitor raises on it, come from the call that feeds it, with its origin.
 
-    What is held of an event: its columns (~0.5 kB at 50 features) and the means to make its dict
-    when an alert or a reject asks for it (its JSON payload, when the columnar decoder read it; else
-    its dict, by reference). At most about `total` events in all: past it, the models holding the
-    most are fed until half as many are held.
+    What is held of an event: its columns (~1.1 kB at 50 features, with their bookkeeping) and the
+    means to make its dict when an alert or a reject asks for it (its JSON payload, when the
+    columnar decoder read it; else its dict, by reference). At most about `total` events in all:
+    past it, the models holding the most are fed until half as many are held.
 
     Parameters
     ----------
