@@ -46,7 +46,7 @@ from baselines.accumulate import (
     label_association,
     prediction_kind,
 )
-from baselines.profile import Baseline, CategoricalProfile
+from baselines.profile import Baseline, CategoricalProfile, NumericProfile, SeasonalProfile
 from baselines.readers import (
     JSONL_CHUNK_ROWS,
     BuildError,
@@ -55,6 +55,7 @@ from baselines.readers import (
     jsonl_frames,
     parquet_frames,
 )
+from baselines.seasonal import SEASONAL_PERIODS, SeasonalStats, known_timezone, slot_of, timestamps
 from baselines.serial import SerialStats
 
 __all__ = ["MIN_ROWS", "OUTPUT_LIKE_NAMES", "BuildError", "BuildWarning", "Profiler", "Progress", "Roles", "Warn",
@@ -111,6 +112,9 @@ def build_baseline(
     reservoir_size: int = RESERVOIR_SIZE,
     top_k: int = TOP_K_CATEGORIES,
     time_ordered: bool = False,
+    timestamp_column: str | None = None,
+    seasonal: str | None = None,
+    timezone: str | None = None,
 ) -> Baseline:
     """Profile a CSV (.csv, .csv.gz, .tsv), JSONL (.jsonl, .ndjson, optionally .gz) or Parquet file.
 
@@ -137,6 +141,14 @@ def build_baseline(
     time_ordered
         The rows are in time order, as production sends them: measure each feature's serial
         dependence (`baselines.serial`), which the monitors' thresholds then allow for.
+    timestamp_column, seasonal
+        Together: the column of each row's time (seconds since the epoch, a datetime or ISO 8601 text;
+        not a feature) and the period ("hour-of-day", "day-of-week": `baselines.seasonal`) of the
+        numeric features' profiles per slot, against which the monitors compare each event in its
+        slot (by the event's `ts`).
+    timezone
+        With seasonal: the slots are the hours or weekdays of this IANA time zone's local time (summer
+        time included), not UTC's.
 
     Returns
     -------
@@ -168,7 +180,8 @@ def build_baseline(
     roles = Roles(confidence_column, prediction_column, label_column)
     profiler = Profiler(roles, categorical=categorical, exclude=exclude, text=fmt == "csv",
                         reservoir_size=reservoir_size, top_k=top_k, warn=warn or _build_warning,
-                        time_ordered=time_ordered)
+                        time_ordered=time_ordered, timestamp_column=timestamp_column, seasonal=seasonal,
+                        timezone=timezone)
     total_bytes = st.st_size or None
     if fmt == "csv":
         frames = csv_frames(p, profiler, chunk_rows)
@@ -217,6 +230,9 @@ def build_baseline_from_columns(
     top_k: int = TOP_K_CATEGORIES,
     chunk_rows: int = CHUNK_ROWS,
     time_ordered: bool = False,
+    timestamps: Any = None,
+    seasonal: str | None = None,
+    timezone: str | None = None,
 ) -> Baseline:
     """The same profiling from in-memory columns (arrays or lists of equal length).
 
@@ -239,6 +255,9 @@ def build_baseline_from_columns(
         Values sampled per numeric column, categories kept per feature, rows profiled at a time.
     time_ordered
         As for `build_baseline`: the rows are in time order.
+    timestamps, seasonal, timezone
+        Each row's time (seconds since the epoch), the period of the numeric features' profiles per
+        slot and its time zone, as `build_baseline`'s timestamp_column, seasonal and timezone.
 
     Returns
     -------
@@ -256,7 +275,8 @@ def build_baseline_from_columns(
     """
     data = dict(columns)
     role_names = {}
-    for role, values in (("confidence", confidence), ("prediction", prediction), ("label", labels)):
+    for role, values in (("confidence", confidence), ("prediction", prediction), ("label", labels),
+                         ("timestamp", timestamps)):
         if values is not None:
             name = "\x00" + role  # cannot collide with a feature name
             data[name] = values
@@ -269,7 +289,8 @@ def build_baseline_from_columns(
                                           role_names.get("label")),
                              model=model, version=version, categorical=categorical, exclude=(), warn=None,
                              checked=False, min_rows=0, source="columns", reservoir_size=reservoir_size, top_k=top_k,
-                             chunk_rows=chunk_rows, time_ordered=time_ordered)
+                             chunk_rows=chunk_rows, time_ordered=time_ordered,
+                             timestamp_column=role_names.get("timestamp"), seasonal=seasonal, timezone=timezone)
 
 
 def build_baseline_from_frame(
@@ -289,6 +310,9 @@ def build_baseline_from_frame(
     top_k: int = TOP_K_CATEGORIES,
     chunk_rows: int = CHUNK_ROWS,
     time_ordered: bool = False,
+    timestamp_column: str | None = None,
+    seasonal: str | None = None,
+    timezone: str | None = None,
 ) -> Baseline:
     """Profile a pandas DataFrame of training rows, with `build_baseline`'s column arguments and checks.
 
@@ -301,7 +325,7 @@ def build_baseline_from_frame(
     frame
         One row per training example, one column per feature and role.
     model, version, confidence_column, prediction_column, label_column, categorical, exclude, warn, min_rows,
-    time_ordered
+    time_ordered, timestamp_column, seasonal, timezone
         As for `build_baseline`.
     source
         Where the rows came from, kept in the baseline.
@@ -328,18 +352,21 @@ def build_baseline_from_frame(
                              version=version, categorical=categorical, exclude=exclude,
                              warn=warn or _build_warning, checked=True, min_rows=min_rows, source=source,
                              reservoir_size=reservoir_size, top_k=top_k, chunk_rows=chunk_rows,
-                             time_ordered=time_ordered)
+                             time_ordered=time_ordered, timestamp_column=timestamp_column, seasonal=seasonal,
+                             timezone=timezone)
 
 
 def _build_from_frame(frame: pd.DataFrame, roles: Roles, *, model: str, version: str | None,
                       categorical: Sequence[str], exclude: Sequence[str], warn: Warn | None, checked: bool,
                       min_rows: int, source: str, reservoir_size: int, top_k: int, chunk_rows: int,
-                      time_ordered: bool = False) -> Baseline:
+                      time_ordered: bool = False, timestamp_column: str | None = None,
+                      seasonal: str | None = None, timezone: str | None = None) -> Baseline:
     """The profile of an in-memory frame, in chunks of `chunk_rows`; `checked`: a feature is left and
     there are `min_rows` rows (`build_baseline_from_columns` checks neither: the caller said what each
     column is)."""
     profiler = Profiler(roles, categorical=categorical, exclude=exclude, text=False,
-                        reservoir_size=reservoir_size, top_k=top_k, warn=warn, time_ordered=time_ordered)
+                        reservoir_size=reservoir_size, top_k=top_k, warn=warn, time_ordered=time_ordered,
+                        timestamp_column=timestamp_column, seasonal=seasonal, timezone=timezone)
     for start in range(0, max(len(frame), 1), chunk_rows):
         profiler.add(frame.iloc[start:start + chunk_rows])
     profiler.check_columns()
@@ -381,7 +408,16 @@ class Profiler:
     prediction, the confidence and the metric (prediction vs label)."""
 
     def __init__(self, roles: Roles, *, categorical: Sequence[str], exclude: Sequence[str], text: bool,
-                 reservoir_size: int, top_k: int, warn: Warn | None = None, time_ordered: bool = False):
+                 reservoir_size: int, top_k: int, warn: Warn | None = None, time_ordered: bool = False,
+                 timestamp_column: str | None = None, seasonal: str | None = None, timezone: str | None = None):
+        if (timestamp_column is None) != (seasonal is None):
+            raise BuildError("--seasonal and --timestamp-column go together: the period, and the column of each "
+                             "row's time")
+        if seasonal is not None and seasonal not in SEASONAL_PERIODS:
+            raise BuildError(f"--seasonal {seasonal!r}: not a period ({', '.join(SEASONAL_PERIODS)})")
+        if timezone is not None and (seasonal is None or not known_timezone(timezone)):
+            raise BuildError(f"--timezone {timezone!r}: " + ("goes with --seasonal" if seasonal is None else
+                                                              "not an IANA time zone (e.g. America/New_York)"))
         self._roles = roles
         self._warn = warn  # None: no warning about output-like names (columns given in memory)
         self._categorical = set(categorical)
@@ -400,13 +436,17 @@ class Profiler:
         self._label_sample = LabelSample() if roles.label is not None else None
         #: per feature, its series in time order (None: the rows are not in time order)
         self._serial: dict[str, SerialStats] | None = {} if time_ordered else None
+        self._timestamp_column, self._period, self._timezone = timestamp_column, seasonal, timezone
+        #: per numeric feature, its values per slot of the period (none without --seasonal)
+        self._seasonal: dict[str, SeasonalStats] = {}
+        self._slots = np.empty(0, dtype=np.int64)  # the chunk's rows' slots
 
     def decide(self, head: pd.DataFrame) -> None:
         """Kinds decided from the first rows read as text (CSV), before the main read."""
         self._seen.update(head.columns)
         self.check_columns()  # fail before reading a large file
         for name in head.columns:
-            if name in self._exclude or name in self._roles.columns:
+            if name in self._exclude or name in self._roles.columns or name == self._timestamp_column:
                 continue
             self._warn_if_output_like(name)
             self._features[name] = self._stats_for(name, self._kind(name, head[name]), 0)
@@ -448,8 +488,11 @@ class Profiler:
         """Take a chunk of rows: each column to its accumulator (a column absent from it counts as missing)."""
         n = len(frame)
         self._seen.update(frame.columns)
+        if self._period is not None:
+            self._slots = (slot_of(timestamps(frame[self._timestamp_column]), self._period, self._timezone)
+                           if self._timestamp_column in frame.columns else np.full(n, -1, dtype=np.int64))
         for name in frame.columns:
-            if name in self._exclude:
+            if name in self._exclude or name == self._timestamp_column:
                 continue
             role = self._roles.columns.get(name)
             if role == "confidence":
@@ -493,6 +536,10 @@ class Profiler:
             stats.add(*columns)
         if self._serial is not None and not prediction:
             self._add_serial(name, stats, columns)
+        if self._period is not None and not prediction and isinstance(stats, NumericStats):
+            if name not in self._seasonal:
+                self._seasonal[name] = SeasonalStats(name, self._period)
+            self._seasonal[name].add(columns[0], self._slots)
         return stats
 
     def _add_serial(self, name: str, stats: NumericStats | CategoricalStats, columns: tuple) -> None:
@@ -502,8 +549,8 @@ class Profiler:
         if serial is None:
             kind = "numeric" if isinstance(stats, NumericStats) else "categorical"
             serial = self._serial[name] = SerialStats(kind, name, self._top_k)
-        if serial.kind == "numeric":
-            serial.add_numeric(*columns)
+        if serial.kind == "numeric":  # a seasonal baseline's scores are ranks within the slot
+            serial.add_numeric(*columns, self._slots if self._period is not None else None)
         else:
             serial.add_categorical(*columns)
 
@@ -544,6 +591,7 @@ class Profiler:
         named = [("--categorical", c) for c in sorted(self._categorical)]
         named += [("--exclude", c) for c in sorted(self._exclude)]
         named += [(f"--{role}-column", c) for c, role in self._roles.columns.items()]
+        named += [("--timestamp-column", self._timestamp_column)] if self._timestamp_column is not None else []
         for flag, column in named:
             if column not in self._seen:
                 known = ", ".join(sorted(str(c) for c in self._seen)[:20])
@@ -582,6 +630,12 @@ class Profiler:
         if metric is not None and self._label_sample is not None:
             association = label_association(self._label_sample.rows(), self._roles.label, features,
                                             numeric_label=metric["name"] == "mae", text=self._text)
+        seasonal = None
+        if self._period is not None:
+            grids = {name: stats.finish() for name, stats in self._seasonal.items()
+                     if isinstance(features[name], NumericProfile)}
+            seasonal = SeasonalProfile(self._period, self._timestamp_column, {n: c for n, (c, _) in grids.items()},
+                                       {n: q for n, (_, q) in grids.items()}, self._timezone)
         return Baseline(
             model=model,
             version=version,
@@ -592,4 +646,5 @@ class Profiler:
             prediction=prediction,
             metric=metric,
             label_association=association,
+            seasonal=seasonal,
         )

@@ -28,12 +28,13 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from baselines.seasonal import SEASONAL_PERIODS, SLOT_QUANTILE_PROBS, known_timezone
 from baselines.serial import CATEGORICAL_SERIES, NUMERIC_SERIES, SERIAL_HORIZONS
 from detectors.fmt import quote_value
 
 __all__ = ["ASSOCIATION_MEASURES", "MAX_CATEGORIES", "QUANTILE_PROBS", "SCHEMA", "SCHEMA_VERSION", "Baseline",
            "BaselineError", "CategoricalProfile", "FeatureAssociation", "FeatureProfile", "LabelAssociation",
-           "NumericProfile", "category_key", "number_spelling"]
+           "NumericProfile", "SeasonalProfile", "category_key", "number_spelling"]
 
 SCHEMA = "skewwatch.baseline"
 SCHEMA_VERSION = 1
@@ -52,13 +53,14 @@ MAX_LIST_LEN = 4 * 1024
 #: largest map: the features, or one feature's categories
 MAX_MAP_LEN = 2 * max(MAX_FEATURES, MAX_CATEGORIES)
 #: maps and lists in all: a feature's profile holds at most 18 (its map, 6 lists, top_values' 10
-#: pairs, the serial inflation)
-MAX_CONTAINERS = 18 * MAX_FEATURES + 1024
+#: pairs, the serial inflation), its seasonal profile 3 (its map, the counts, the grids)
+MAX_CONTAINERS = 21 * MAX_FEATURES + 1024
 # A list's items become float64 as it is decoded (8 bytes each; a list of anything else is refused:
 # two-letter strings cost ~60 bytes for 3 on disk), and all the lists and maps of a file share caps,
 # so that memory is bounded by these, not by what the file claims.
-#: numbers in all the lists of a file (400 MB as float64): a numeric profile holds at most ~5,000
-MAX_NUMBERS = 5_000 * MAX_FEATURES
+#: numbers in all the lists of a file (600 MB as float64): a numeric profile holds at most ~5,000, its
+#: seasonal profile 2,424 more (24 slots of 101 quantiles)
+MAX_NUMBERS = 7_500 * MAX_FEATURES
 #: entries in all the maps of a file (~160 bytes each at most): ~15 per profile, plus the categories
 MAX_MAP_ENTRIES = 1_000_000
 
@@ -270,6 +272,21 @@ class LabelAssociation:
 
 
 @dataclass(frozen=True)
+class SeasonalProfile:
+    """Each numeric feature's quantiles per slot of the clock (`baseline build --seasonal`;
+    `baselines.seasonal`): `period` ("hour-of-day" or "day-of-week"), the training column the slots
+    were read from, and per feature its valid values per slot (`counts`, (slots,)) and their
+    quantile grids at `baselines.seasonal.SLOT_QUANTILE_PROBS` (`quantiles`, (slots, 101)). The
+    slots are UTC's, or the IANA `timezone`'s local time's."""
+
+    period: str
+    timestamp_column: str
+    counts: dict[str, np.ndarray]
+    quantiles: dict[str, np.ndarray]
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
 class Baseline:
     """Everything skewwatch knows about a model's training data.
 
@@ -295,6 +312,9 @@ class Baseline:
     #: each feature's association with the label in training (leakage suspects); None in a baseline
     #: built without a label column, or before it was recorded
     label_association: LabelAssociation | None = None
+    #: the numeric features' profiles per slot of the clock; None in a baseline built without
+    #: --seasonal, or before it was recorded
+    seasonal: SeasonalProfile | None = None
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -338,6 +358,8 @@ class Baseline:
         }
         if self.label_association is not None:  # absent otherwise: older baselines keep their fingerprint
             d["label_association"] = _association_to_dict(self.label_association)
+        if self.seasonal is not None:  # the same: absent unless built with --seasonal
+            d["seasonal"] = _seasonal_to_dict(self.seasonal)
         return d
 
     @classmethod
@@ -392,6 +414,7 @@ class Baseline:
                 prediction=_profile_from_dict("prediction", pred) if pred else None,
                 metric=dict(d["metric"]) if d.get("metric") else None,
                 label_association=_association_from_dict(d.get("label_association"), features),
+                seasonal=_seasonal_from_dict(d.get("seasonal"), features),
             )
         except BaselineError:
             raise
@@ -727,6 +750,37 @@ def _association_from_dict(d: Any, profiles: Mapping[str, FeatureProfile]) -> La
                                                  int(f["n"]), edges, categories)
     positive = d.get("positive")
     return LabelAssociation(str(d["label"]), None if positive is None else str(positive), features)
+
+
+def _seasonal_to_dict(s: SeasonalProfile) -> dict[str, Any]:
+    return {"period": s.period, "timestamp_column": s.timestamp_column, "timezone": s.timezone, "features": {
+        # each feature's grids flat, slot after slot: one list per feature (MAX_LIST_LEN)
+        name: {"counts": [int(c) for c in s.counts[name]], "quantiles": [float(v) for v in s.quantiles[name].ravel()]}
+        for name in s.counts}}
+
+
+def _seasonal_from_dict(d: Any, profiles: Mapping[str, FeatureProfile]) -> SeasonalProfile | None:
+    if d is None:
+        return None
+    if (not isinstance(d, Mapping) or d.get("period") not in SEASONAL_PERIODS
+            or not isinstance(d.get("features"), Mapping)):
+        raise BaselineError(f"seasonal must be a map with 'period' ({' or '.join(SEASONAL_PERIODS)}) and 'features'")
+    timezone = d.get("timezone")
+    if timezone is not None and not (isinstance(timezone, str) and known_timezone(timezone)):
+        raise BaselineError(f"seasonal timezone {quote_value(timezone)}: not a time zone this machine knows")
+    slots, width = SEASONAL_PERIODS[d["period"]][1], len(SLOT_QUANTILE_PROBS)
+    counts, quantiles = {}, {}
+    for name, f in d["features"].items():
+        if not isinstance(profiles.get(name), NumericProfile) or not isinstance(f, Mapping):
+            raise BaselineError(f"seasonal profile of {name!r}: not a numeric feature of the baseline")
+        c = _floats(f["counts"], f"{name}.seasonal.counts", slots)
+        q = _floats(f["quantiles"], f"{name}.seasonal.quantiles", slots * width)
+        if (len(c) != slots or len(q) != slots * width or not np.all(np.isfinite(q)) or np.any(c < 0)
+                or not np.all(np.diff(q.reshape(slots, width), axis=1) >= 0)):
+            raise BaselineError(f"seasonal profile of {name!r}: {slots} counts and {slots} grids of {width} finite "
+                                "non-decreasing quantiles expected")
+        counts[str(name)], quantiles[str(name)] = c.astype(np.int64), q.reshape(slots, width)
+    return SeasonalProfile(str(d["period"]), str(d.get("timestamp_column") or ""), counts, quantiles, timezone)
 
 
 def category_key(v: Any) -> str:

@@ -14,6 +14,10 @@ V(L) per feature at the horizons `SERIAL_HORIZONS`, on the series the monitors s
   monitors' PIT does), and the missing indicator of every row;
 - categorical: the indicator of a value outside the first chunk's top-K, and the missing indicator.
 
+With a seasonal baseline (`baselines.seasonal`), whose monitors score each value against its slot of
+the clock, u is the value's rank among the first chunk's values of its slot: the dependence left once
+the daily cycle is taken out.
+
 Streamed: the sums over every window of L consecutive values are accumulated chunk by chunk with
 the last `max(SERIAL_HORIZONS)` cumulative sums carried over, so memory does not grow with the file.
 The ranks come from the first chunk (the final profile is not known until the end); for a file of
@@ -118,21 +122,30 @@ class SerialStats:
         self.kind = kind
         self._series = [_WindowSums() for _ in (NUMERIC_SERIES if kind == "numeric" else CATEGORICAL_SERIES)]
         self._reference: np.ndarray | None = None
+        self._slot_references: dict[int, np.ndarray] = {}  # seasonal: per slot of the clock
         self._top: set[str] | None = None
         self._top_k = top_k
         self._rng = np.random.default_rng(zlib.crc32(name.encode()))
 
-    def add_numeric(self, values: np.ndarray, missing: np.ndarray) -> None:
-        """A chunk's values and missing mask (`baselines.accumulate.as_floats`), in time order."""
-        x = values[np.isfinite(values)]
+    def add_numeric(self, values: np.ndarray, missing: np.ndarray, slots: np.ndarray | None = None) -> None:
+        """A chunk's values and missing mask (`baselines.accumulate.as_floats`), in time order; slots: their
+        rows' slots of the clock (`baselines.seasonal.slot_of`, -1: none) when the baseline is seasonal."""
+        valid = np.isfinite(values)
+        x = values[valid]
         if self._reference is None and len(x):
-            ordered = np.sort(x)
-            at = np.linspace(0, len(ordered) - 1, min(len(ordered), REFERENCE_VALUES)).round().astype(np.int64)
-            self._reference = ordered[at]
+            self._reference = _reference_of(x)
         if self._reference is not None and len(x):
-            left = np.searchsorted(self._reference, x, side="left")
-            right = np.searchsorted(self._reference, x, side="right")
-            u = (left + self._rng.random(len(x)) * (right - left) + 0.5 * (left == right)) / len(self._reference)
+            draws = self._rng.random(len(x))
+            if slots is None:
+                u = _ranks(x, self._reference, draws)
+            else:
+                u = np.empty(len(x))
+                slots = slots[valid]
+                for slot in np.unique(slots).tolist():
+                    at = slots == slot
+                    if slot >= 0 and slot not in self._slot_references:
+                        self._slot_references[slot] = _reference_of(x[at])
+                    u[at] = _ranks(x[at], self._slot_references.get(slot, self._reference), draws[at])
             self._series[0].add((u - 0.5) * _SQRT12)
             self._series[1].add((np.abs(2 * u - 1) - 0.5) * _SQRT12)
         self._series[2].add(missing.astype(np.float64))
@@ -153,6 +166,20 @@ class SerialStats:
     def finish(self) -> np.ndarray:
         """V(L) of each series (rows: `NUMERIC_SERIES` or `CATEGORICAL_SERIES`) at `SERIAL_HORIZONS`."""
         return np.array([s.inflation() for s in self._series])
+
+
+def _reference_of(x: np.ndarray) -> np.ndarray:
+    """The reference of the ranks: at most REFERENCE_VALUES evenly spaced order statistics of x."""
+    ordered = np.sort(x)
+    at = np.linspace(0, len(ordered) - 1, min(len(ordered), REFERENCE_VALUES)).round().astype(np.int64)
+    return ordered[at]
+
+
+def _ranks(x: np.ndarray, reference: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Each value's rank in [0, 1] among the reference, ties broken by the uniform draws."""
+    left = np.searchsorted(reference, x, side="left")
+    right = np.searchsorted(reference, x, side="right")
+    return (left + draws * (right - left) + 0.5 * (left == right)) / len(reference)
 
 
 def inflation_at(inflation: np.ndarray | None, span: Any) -> Any:

@@ -70,6 +70,11 @@ def format_baseline(b: Baseline) -> str:
     serial = _serial(b)
     if serial:
         lines.append(f"time-ordered  {serial}")
+    if b.seasonal is not None:
+        s = b.seasonal
+        lines.append(f"seasonal    {s.period} ({printable(s.timezone or 'UTC')}) from column "
+                     f"{printable(s.timestamp_column)}: "
+                     f"{len(s.counts)} numeric features mapped by slot")
     header = ["feature", "kind", "count", "missing", "invalid", "mean", "std", "min", "p50", "max"]
     rows = [header]
     for name, p in b.features.items():

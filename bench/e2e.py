@@ -2,10 +2,12 @@
 Faust agent and a bare Kafka client, and how fast an alert reaches the alert topic.
 
     .venv/bin/python bench/e2e.py [--messages 40000] [--batched-messages 10000] [--repeat 3]
-                                  [--drifts 20] [--write-results]
+                                  [--drifts 20] [--fleet-models 100] [--write-results]
 
-One event per message, for two event shapes: narrow (the credit model's events, 15 features,
-~0.4 KB) and wide (the synthetic model's, 50 features of which 10 categorical, ~1.5 KB):
+One event per message, for three event shapes: narrow (the credit model's events, 15 features,
+~0.4 KB), wide (the synthetic model's, 50 features of which 10 categorical, ~1.5 KB) and fleet
+(the narrow events dealt round-robin to `--fleet-models` models, each with its own baseline, keyed
+by model: many models on every partition, as a platform's shared topic has them):
 (a) bare Faust agent (same Faust settings and micro-batching as the worker) that only decodes
     each message (orjson) and counts it;
 (k) bare Kafka client: an aiokafka consumer in a `getmany` loop that decodes each message with
@@ -98,6 +100,8 @@ def main() -> int:
     parser.add_argument("--batched-messages", type=int, default=10_000,
                         help=f"messages of {EVENTS_PER_BATCHED_MESSAGE} events for (c)")
     parser.add_argument("--drifts", type=int, default=20, help="drifts (one per model) for (d)")
+    parser.add_argument("--fleet-models", type=int, default=100,
+                        help="models of the fleet shape's single-event messages (default 100)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of (a), (k), (b), (c), interleaved; each figure is min/median/max (default 3)")
     parser.add_argument("--write-results", action="store_true", help=f"replace the section '{SECTION}' of {RESULTS}")
@@ -214,6 +218,9 @@ async def _bench_in(workdir: Path, args: argparse.Namespace) -> list[tuple[str, 
     models = [f"{credit.MODEL}-{i:02d}" for i in range(args.drifts)]
     baseline = credit.baseline(seed=0)
     baseline.save(Path(cfg.baselines) / f"{credit.MODEL}.msgpack")
+    fleet = [f"{credit.MODEL}-fleet-{i:03d}" for i in range(args.fleet_models)]
+    for name in fleet:
+        dataclasses.replace(baseline, model=name).save(Path(cfg.baselines) / f"{name}.msgpack")
     wide = scenarios.stationary(20_000, n_features=WIDE_FEATURES, n_train=5_000, seed=2)
     wide.baseline().save(Path(cfg.baselines) / f"{scenarios.MODEL}.msgpack")
     broker = EmbeddedBroker(topics=topics)
@@ -239,7 +246,7 @@ async def _bench_in(workdir: Path, args: argparse.Namespace) -> list[tuple[str, 
                 "worker": f"http://127.0.0.1:{cfg.web_port}/status.json"}
         for name, url in urls.items():
             _check(wait_until_serving(url, processes[name], START_TIMEOUT), logs[name])
-        return await _measure(args, cfg, broker.bootstrap, urls, baseline, wide, models, processes)
+        return await _measure(args, cfg, broker.bootstrap, urls, baseline, wide, models, fleet, processes)
     finally:
         for process in reversed(processes.values()):
             stop_worker(process)
@@ -252,18 +259,23 @@ def _spread(values: list[float], fmt: str = "{:,.0f}") -> str:
 
 
 async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wide, models: list[str],
-                   processes: dict[str, subprocess.Popen]) -> list[tuple[str, str, str]]:
+                   fleet: list[str], processes: dict[str, subprocess.Popen]) -> list[tuple[str, str, str]]:
     import aiohttp
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     pool = [e for _, e in itertools.islice(credit.traffic(seed=1, phases=(credit.Phase("normal", None),)), 20_000)]
-    shapes = {  # name: (model, single-event messages)
-        "narrow": (credit.MODEL, [orjson.dumps(e) for e in pool]),
-        "wide": (scenarios.MODEL, [orjson.dumps(e) for e in wide.events]),
+    def keyed(events: list[dict]) -> list[tuple[bytes, bytes]]:
+        return [(e["model"].encode(), orjson.dumps(e)) for e in events]
+
+    shapes = {  # name: (its models, single-event messages as (key, value))
+        "narrow": ([credit.MODEL], keyed(pool)),
+        "wide": ([scenarios.MODEL], keyed(wide.events)),
+        "fleet": (fleet, keyed([{**e, "model": fleet[i % len(fleet)]} for i, e in enumerate(pool)])),
     }
     batched = [orjson.dumps(pool[i:i + EVENTS_PER_BATCHED_MESSAGE])
                for i in range(0, len(pool), EVENTS_PER_BATCHED_MESSAGE)]
     key = credit.MODEL.encode()
+    batched = [(key, value) for value in batched]
     n, m = args.messages, args.batched_messages
     rows: list[tuple[str, str, str]] = []
     async with contextlib.AsyncExitStack() as stack:
@@ -288,58 +300,62 @@ async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wi
             async with http.get(urls["worker"].replace("/status.json", "/metrics")) as r:
                 return await r.text()
 
-        def worker_events(model: str):
+        def worker_events(models: list[str]):
             async def count() -> tuple[float, float]:
                 # /status.json, not /metrics: a scrape reads models with new events for up to 100 ms
                 async with http.get(urls["worker"]) as r:
                     status = await r.json()
-                seen = sum(p["models"].get(model, 0) for p in status["partitions"].values())
-                return float(seen), status["last_event_at"].get(model, 0.0)
+                seen = sum(p["models"].get(model, 0) for p in status["partitions"].values() for model in models)
+                return float(seen), max(status["last_event_at"].get(model, 0.0) for model in models)
             return count
 
-        peers = {  # name: (topic, counter of a shape's model)
-            "bare": (BARE_TOPIC, lambda model: lambda: count_of("bare")),
-            "client": (CLIENT_TOPIC, lambda model: lambda: count_of("client")),
+        peers = {  # name: (topic, counter of a shape's models)
+            "bare": (BARE_TOPIC, lambda models: lambda: count_of("bare")),
+            "client": (CLIENT_TOPIC, lambda models: lambda: count_of("client")),
             "worker": (cfg.input_topic, worker_events),
         }
-        def slot(peer: str, model: str) -> str:
-            return f"{peer}:{model}" if peer == "worker" else peer  # the bare consumers count every model together
+
+        def slot(peer: str, shape: str) -> str:
+            return f"{peer}:{shape}" if peer == "worker" else peer  # the bare consumers count every model together
 
         done: dict[str, float] = {}
         # Warm-up: every consumer has joined its group and processed messages of each shape.
-        for model, messages in shapes.values():
+        for shape, (shape_models, messages) in shapes.items():
             for peer, (topic, counter) in peers.items():
-                done[slot(peer, model)] = (await _run(producer, topic, model.encode(), messages, WARMUP_MESSAGES,
-                                                      counter(model), done.get(slot(peer, model), 0)))[1]
+                warmup = max(WARMUP_MESSAGES, 2 * len(shape_models))  # every model's monitor made
+                done[slot(peer, shape)] = (await _run(producer, topic, messages, warmup, counter(shape_models),
+                                                      done.get(slot(peer, shape), 0)))[1]
         rates: dict[tuple[str, str], list[float]] = {}
         bare_batched_s, batched_s = [], []
         batched_busy = 0.0  # seconds the worker spent in its micro-batches during (c)
         for r in range(args.repeat):
-            print(f"run {r + 1}/{args.repeat}: bare agent, bare client and worker, narrow and wide events, 1 and "
-                  f"{EVENTS_PER_BATCHED_MESSAGE} events per message (load {os.getloadavg()[0]:.2f}) ...", flush=True)
-            for shape, (model, messages) in shapes.items():
+            print(f"run {r + 1}/{args.repeat}: bare agent, bare client and worker, narrow, wide and fleet events, "
+                  f"1 and {EVENTS_PER_BATCHED_MESSAGE} events per message (load {os.getloadavg()[0]:.2f}) ...",
+                  flush=True)
+            for shape, (shape_models, messages) in shapes.items():
                 for peer, (topic, counter) in peers.items():
-                    seconds, done[slot(peer, model)] = await _drain(producer, topic, model.encode(), messages, n,
-                                                                    counter(model), done[slot(peer, model)],
+                    seconds, done[slot(peer, shape)] = await _drain(producer, topic, messages, n,
+                                                                    counter(shape_models), done[slot(peer, shape)],
                                                                     processes[peer])
                     rates.setdefault((peer, shape), []).append(n / seconds)
-            seconds, done["bare"] = await _run(producer, BARE_TOPIC, key, batched, m, lambda: count_of("bare"),
+            seconds, done["bare"] = await _run(producer, BARE_TOPIC, batched, m, lambda: count_of("bare"),
                                                done["bare"])
             bare_batched_s.append(seconds)
             busy_before = metric_value(await metrics(), "skewwatch_batch_seconds_sum")
-            worker_slot = slot("worker", credit.MODEL)
-            seconds, done[worker_slot] = await _run(producer, cfg.input_topic, key, batched, m,
-                                                    worker_events(credit.MODEL), done[worker_slot],
+            worker_slot = slot("worker", "narrow")  # the credit model's count, as the narrow shape's
+            seconds, done[worker_slot] = await _run(producer, cfg.input_topic, batched, m,
+                                                    worker_events([credit.MODEL]), done[worker_slot],
                                                     EVENTS_PER_BATCHED_MESSAGE)
             batched_s.append(seconds)
             batched_busy += metric_value(await metrics(), "skewwatch_batch_seconds_sum") - busy_before
         stop_worker(processes["bare"])  # the bare consumers are done
         stop_worker(processes["client"])
         load = os.getloadavg()[0]
-        for shape, (_, messages) in shapes.items():
-            size = statistics.mean(map(len, messages))
+        for shape, (shape_models, messages) in shapes.items():
+            size = statistics.mean(len(value) for _, value in messages)
             bare, client, mine = rates["bare", shape], rates["client", shape], rates["worker", shape]
-            label = f"{shape} events ({size / 1000:.1f} KB)"
+            many = f", {len(shape_models)} models" if len(shape_models) > 1 else ""
+            label = f"{shape} events ({size / 1000:.1f} KB{many})"
             rows.append((f"(a) bare Faust agent, decode + count, 1 event/message, {label}",
                          f"{_spread(bare)} messages/s", ""))
             rows.append((f"(k) bare aiokafka getmany + orjson, 1 event/message, {label}",
@@ -396,24 +412,24 @@ async def _measure(args, cfg, bootstrap: str, urls: dict[str, str], baseline, wi
     return rows
 
 
-async def _run(producer, topic: str, key: bytes, messages: list[bytes], n: int, count, done: float,
+async def _run(producer, topic: str, messages: list[tuple[bytes, bytes]], n: int, count, done: float,
                events_per_message: int = 1) -> tuple[float, float]:
     """Produce `n` messages (cycling through `messages`) and poll `count()` until it has grown
     by their events from `done`: (seconds from the first produce to the last one counted, new count)."""
     start = time.time()
-    await _produce(producer, topic, key, messages, n)
+    await _produce(producer, topic, messages, n)
     target, last = await _until(count, done + n * events_per_message, topic)
     return last - start, target
 
 
-async def _drain(producer, topic: str, key: bytes, messages: list[bytes], n: int, count, done: float,
+async def _drain(producer, topic: str, messages: list[tuple[bytes, bytes]], n: int, count, done: float,
                  consumer: subprocess.Popen) -> tuple[float, float]:
     """Stop `consumer`, produce `n` single-event messages, resume it, and poll `count()` until it has
     grown by `n` from `done`: (seconds from the resume to the last one counted, new count)."""
     os.kill(consumer.pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
-        await _produce(producer, topic, key, messages, n)
+        await _produce(producer, topic, messages, n)
         if time.monotonic() - started > DRAIN_STOP_WARNING:
             print(f"    the backlog took {time.monotonic() - started:.1f} s to produce: the stopped consumer may "
                   "have left its group", flush=True)
@@ -424,8 +440,9 @@ async def _drain(producer, topic: str, key: bytes, messages: list[bytes], n: int
     return last - resumed, target
 
 
-async def _produce(producer, topic: str, key: bytes, messages: list[bytes], n: int) -> None:
-    for value in itertools.islice(itertools.cycle(messages), n):
+async def _produce(producer, topic: str, messages: list[tuple[bytes, bytes]], n: int) -> None:
+    """`n` of the (key, value) messages, cycling through them."""
+    for key, value in itertools.islice(itertools.cycle(messages), n):
         await producer.send(topic, value, key=key)
     await producer.flush()
 
@@ -511,7 +528,8 @@ def _write_results(table: str, args: argparse.Namespace) -> None:
     """Replace this benchmark's section of RESULTS.md (between its markers), leaving the other
     sections as they are."""
     command = (f".venv/bin/python bench/e2e.py --messages {args.messages} "
-               f"--batched-messages {args.batched_messages} --repeat {args.repeat} --drifts {args.drifts}")
+               f"--batched-messages {args.batched_messages} --repeat {args.repeat} --drifts {args.drifts} "
+               f"--fleet-models {args.fleet_models}")
     section = (f"{SECTION}\n\nCommand: `{command}`  \nDate: {time.strftime('%Y-%m-%d %H:%M')}  \n"
                f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end of the run; "
                "the embedded Tansu broker, the "
@@ -531,7 +549,10 @@ _NOTES = """\
   consumer faster than this process's producer (~60-100k messages/s) measures the producer.
 - Narrow events: the credit model's (15 features, ~0.4 KB as JSON). Wide events: the synthetic
   model's of stream/devkit/synthetic/scenarios.py with 50 features (30 floats at full precision,
-  10 integer counts, 10 categorical; ~1.5 KB).
+  10 integer counts, 10 categorical; ~1.5 KB). Fleet events: the narrow ones dealt round-robin to
+  `--fleet-models` models (each with the credit baseline under its own name), keyed by model, so
+  every partition carries a quarter of the models and a micro-batch gives each model a few of
+  its events: what a topic shared by a platform's models looks like.
 - (k) is the ceiling of any Python consumer of these messages: aiokafka parses the record batches
   (in C) and orjson decodes; nothing else. (b) does that, with Faust's consumer in its thread, plus
   the detection engine: on narrow single-event messages a profile of the worker draining a

@@ -17,6 +17,8 @@ events through `detectors.processing.process_events` and a `ModelRouter`, batche
 (c) natural drift in time order (a later period against an earlier one) and the order-only control
     (one period, a random half as the baseline, the other half replayed shuffled and in time
     order): alerts and how many name a pipeline-bug cause. Target: none names one.
+--serial: only the time-ordered cases, against plain, --time-ordered and (flights, weather: the
+events carry `ts`) seasonal baselines.
 
 Beside each case the peer: River ADWIN (default delta) on every numeric feature, warmed with up to
 5,000 baseline values, its detections counted over the replay. Evidently's drift preset is not
@@ -44,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from baselines.build import build_baseline, build_baseline_from_columns  # noqa: E402
+from baselines.seasonal import timestamps  # noqa: E402
 from bench.results import write_block  # noqa: E402
 from detectors.alerts import Alert  # noqa: E402
 from detectors.processing import process_events  # noqa: E402
@@ -75,6 +78,12 @@ class DataSet:
     periods: Callable[[pd.DataFrame], tuple[pd.Series, pd.Series, pd.Series]] | None = None
     #: rows kept from each side of a split (a cap that keeps the run within minutes)
     cap: int = 40_000
+    #: each row's time, seconds since the epoch: the events' `ts`, and the slots of a seasonal baseline
+    #: (--serial); None: no clock of the day in the data
+    ts: Callable[[pd.DataFrame], np.ndarray] | None = None
+    #: the seasonal baseline's time zone (`baseline build --timezone`): the flights keep New York's clock,
+    #: summer time included; the weather follows the sun, which UTC's hours keep
+    timezone: str | None = None
 
     @property
     def features(self) -> list[str]:
@@ -89,13 +98,20 @@ def _year(df: pd.DataFrame, years: tuple[int, ...]) -> pd.Series:
     return df["date"].dt.year.isin(years)
 
 
+def _seconds(df: pd.DataFrame, minutes: str | None = None) -> np.ndarray:
+    """The rows' `time_hour` (UTC), plus their `minutes` column if named, in seconds since the epoch."""
+    seconds = timestamps(df["time_hour"])
+    return seconds + (df[minutes].to_numpy(dtype=np.float64) * 60 if minutes else 0.0)
+
+
 DATASETS = [
     DataSet("flights", ["dep_time", "dep_delay", "arr_delay", "air_time", "distance"],
             ["carrier", "origin", "dest", "tailnum"], order="order",
-            periods=lambda df: (_month(df, 1, 3), _month(df, 7, 8), _month(df, 7, 8))),
+            periods=lambda df: (_month(df, 1, 3), _month(df, 7, 8), _month(df, 7, 8)),
+            ts=lambda df: _seconds(df, "minute"), timezone="America/New_York"),
     DataSet("weather", ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure",
                         "visib"], ["origin"], order="time_hour",
-            periods=lambda df: (_month(df, 1, 4), _month(df, 6, 9), _month(df, 6, 9))),
+            periods=lambda df: (_month(df, 1, 4), _month(df, 6, 9), _month(df, 6, 9)), ts=_seconds),
     DataSet("fair", ["age", "yrs_married", "children", "educ", "affairs"],
             ["rate_marriage", "religious", "occupation", "occupation_husb"]),
     DataSet("randhie", ["mdvis", "lncoins", "lpi", "fmde", "physlm", "disea"], [], ["idp", "hlthg", "hlthf", "hlthp"]),
@@ -134,11 +150,14 @@ def columns(ds: DataSet, df: pd.DataFrame) -> dict[str, list]:
     return {name: _values(df[name], kind) for name, kind in kinds.items()}
 
 
-def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns", time_ordered: bool = False):
+def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns", time_ordered: bool = False,
+                seasonal: bool = False):
     """The baseline of `df`'s rows: from in-memory columns, or ("csv") from a CSV file the frame is
     written to with pandas, as a user would write a training set and run `skewwatch baseline build`.
     time_ordered: the rows are in time order and the baseline measures their serial dependence
-    (`baseline build --time-ordered`)."""
+    (`baseline build --time-ordered`); seasonal: the numeric features' profiles per hour of the day,
+    by the rows' `ds.ts` in `ds.timezone` (`baseline build --timestamp-column ts --seasonal hour-of-day
+    [--timezone TZ]`)."""
     if via == "csv":
         frame = df[ds.features].copy()
         for name in ds.booleans:
@@ -151,14 +170,34 @@ def baseline_of(ds: DataSet, df: pd.DataFrame, via: str = "columns", time_ordere
     cols = {name: df[name].to_numpy(dtype=np.float64, na_value=np.nan) if name in ds.numeric else values
             for name, values in columns(ds, df).items()}
     return build_baseline_from_columns(ds.name, cols, version="1", categorical=ds.categorical + ds.booleans,
-                                       time_ordered=time_ordered)
+                                       time_ordered=time_ordered, timestamps=ds.ts(df) if seasonal else None,
+                                       seasonal="hour-of-day" if seasonal else None,
+                                       timezone=ds.timezone if seasonal else None)
 
 
 def events_of(ds: DataSet, df: pd.DataFrame) -> list[dict]:
+    """The rows as events, with their time as `ts` where the data set has one."""
     cols = columns(ds, df)
     names = list(cols)
-    return [{"model": ds.name, "model_version": "1", "features": dict(zip(names, row))}
-            for row in zip(*cols.values())]
+    events = [{"model": ds.name, "model_version": "1", "features": dict(zip(names, row))}
+              for row in zip(*cols.values())]
+    if ds.ts is not None:
+        for event, ts in zip(events, ds.ts(df).tolist()):
+            event["ts"] = ts
+    return events
+
+
+#: the baselines the time-ordered cases compare (--serial): label -> baseline_of's options; the seasonal
+#: ones only for data sets with a clock (`DataSet.ts`)
+SERIAL_OPTIONS = {"": {}, "--time-ordered": {"time_ordered": True}, "--seasonal": {"seasonal": True},
+                  "--seasonal --time-ordered": {"seasonal": True, "time_ordered": True}}
+
+
+def serial_baselines(ds: DataSet, base: pd.DataFrame) -> dict:
+    """label -> the baseline of `base` with those options (`SERIAL_OPTIONS`), in time order when an option
+    asks it (a seasonal profile does not depend on the order, its baseline is built as the others)."""
+    return {label: baseline_of(ds, _in_time_order(ds, base) if options else base, **options)
+            for label, options in SERIAL_OPTIONS.items() if ds.ts is not None or not options.get("seasonal")}
 
 
 def replay(baseline, events: list[dict]) -> list[Alert]:
@@ -294,6 +333,17 @@ BUGS = [
 ]
 
 
+#: changes of distribution that are no pipeline bug, on features that follow the clock or the weather
+#: (--serial, time order): what a seasonal baseline gains or costs in delay on a real change
+SHIFTS = [
+    Bug("flights", "dep_time", "every departure an hour later (+100 on HHMM)", set(), _num(lambda v: v + 100)),
+    Bug("flights", "dep_delay", "+15 minutes", set(), _num(lambda v: v + 15)),
+    Bug("weather", "temp", "+5 °F", set(), _num(lambda v: v + 5)),
+    Bug("weather", "dewp", "+5 °F", set(), _num(lambda v: v + 5)),
+    Bug("weather", "humid", "+10 points", set(), _num(lambda v: min(v + 10, 100.0))),
+]
+
+
 def inject(bug: Bug, events: list[dict], at: int, rng: np.random.Generator) -> None:
     """Change events[at:] in place as the buggy pipeline would send them."""
     if bug.feature is None:
@@ -416,19 +466,18 @@ def long_controls(ds: DataSet, df: pd.DataFrame) -> list[dict]:
     base, rest = df.iloc[half[:len(half) // 2]], df.iloc[half[len(half) // 2:]]
     events = events_of(ds, _in_time_order(ds, rest))
     rows = []
-    for label, b in (("whole set, time order", baseline_of(ds, base)),
-                     ("whole set, time order, --time-ordered baseline",
-                      baseline_of(ds, _in_time_order(ds, base), time_ordered=True))):
+    for options, b in serial_baselines(ds, base).items():
+        label = f"whole set, time order, {options} baseline" if options else "whole set, time order"
         alerts = replay(b, events)
         rows.append({"data": ds.name, "case": label, "events": len(events), **_summary(alerts),
                      "fired": Counter(f"{a.feature}/{a.detector}" for a in alerts)})
     return rows
 
 
-def ordered_bug_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
-    """The injected bugs of (b), replayed in time order (--serial): the control period's random half
-    as the baseline, the other half in time order with the bug from event 2,000, against the half as
-    it is and in time order with --time-ordered. What the serial option costs in delay, and the
+def ordered_bug_cases(ds: DataSet, df: pd.DataFrame, bugs: list[Bug] = BUGS) -> list[dict]:
+    """The injected bugs of (b) (or the `SHIFTS`), replayed in time order (--serial): the control period's
+    random half as the baseline, the other half in time order with the bug from event 2,000, against
+    the baselines of `serial_baselines`. What the serial and seasonal options cost in delay, and the
     alerts before the bug (all false)."""
     _, _, control = ds.periods(df)
     period = df[control]
@@ -436,9 +485,9 @@ def ordered_bug_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
     base = period.iloc[half[:len(half) // 2][:ds.cap]]
     rest = _in_time_order(ds, period.iloc[half[len(half) // 2:]]).iloc[:ds.cap]
     at = min(2000, len(rest) // 2)
-    baselines = {False: baseline_of(ds, base), True: baseline_of(ds, _in_time_order(ds, base), time_ordered=True)}
+    baselines = serial_baselines(ds, base)
     rows = []
-    for bug in (b for b in BUGS if b.data == ds.name):
+    for bug in (b for b in bugs if b.data == ds.name):
         row = {"data": ds.name, "feature": bug.feature or "(version)", "bug": bug.what}
         for serial, b in baselines.items():
             events = events_of(ds, rest.iloc[:at + 2000])
@@ -454,15 +503,29 @@ def ordered_bug_cases(ds: DataSet, df: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def serial_report(controls: list[dict], bugs: list[dict], command: str, seconds: float) -> str:
-    events = sum(r["events"] for r in controls if "--time-ordered" in r["case"])
-    alerts = sum(r["alerts"] for r in controls if "--time-ordered" in r["case"])
-
-    def first(r: dict) -> str:
+def serial_report(controls: list[dict], bugs: list[dict], shifts: list[dict], command: str, seconds: float) -> str:
+    def first(r: dict | None) -> str:
+        if r is None:
+            return "-"
         return "missed" if r["delay"] is None else f"{r['delay']} ({r['how']})"
 
+    def total(options: str) -> str:
+        rows = [r for r in controls if r["case"].endswith(f", {options} baseline")]
+        events, alerts = sum(r["events"] for r in rows), sum(r["alerts"] for r in rows)
+        return f"{options} baselines: {alerts} alerts in {events:,} events"
+
+    labels = [label for label in SERIAL_OPTIONS if label]
+
+    def table(rows: list[dict]) -> list[str]:
+        return ["| data | feature | change | plain | " + " | ".join(labels) + " |",
+                "|---|---|---|---|" + "---|" * len(labels),
+                *[f"| {r['data']} | {r['feature']} | {r['bug']} | "
+                  + " | ".join(f"{r[label]['pre']} / {first(r[label])}" if label in r else "-"
+                               for label in ("", *labels)) + " |" for r in rows]]
+
     return "\n".join([
-        "## Real data in time order, with and without `--time-ordered` baselines (`bench/realdata.py --serial`)",
+        "## Real data in time order, with and without `--time-ordered` and `--seasonal` baselines "
+        "(`bench/realdata.py --serial`)",
         "",
         f"Command: `{command}`  ",
         f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')} ({seconds:.0f} s), load average "
@@ -478,15 +541,21 @@ def serial_report(controls: list[dict], bugs: list[dict], command: str, seconds:
           f"{r['alerts'] * 100_000 / max(r['events'], 1):,.1f} | {r['blamed']} | {_which(r['fired'])} |"
           for r in controls],
         "",
-        f"With --time-ordered baselines: {alerts} alerts in {events:,} events.",
+        "With " + "; ".join(total(label) for label in labels) + " (`--seasonal`: --timestamp-column ts "
+        "--seasonal hour-of-day, on the data sets with a clock: flights with --timezone America/New_York, "
+        "weather in UTC).",
         "",
         "### Injected bugs in time order (bug from event 2,000 of 4,000)",
         "",
-        "| data | feature | bug | alerts before it | first alert on it: delay (detector:cause) | "
-        "--time-ordered: alerts before it | --time-ordered: delay (detector:cause) |",
-        "|---|---|---|---|---|---|---|",
-        *[f"| {r['data']} | {r['feature']} | {r['bug']} | {r[False]['pre']} | {first(r[False])} | "
-          f"{r[True]['pre']} | {first(r[True])} |" for r in bugs],
+        "Per baseline: alerts before the bug / first alert on it: delay (detector:cause); - where the data set has "
+        "no clock for a seasonal baseline.",
+        "",
+        *table(bugs),
+        "",
+        "### Real shifts of features that follow the clock or the weather, in time order (from event 2,000 of "
+        "4,000)",
+        "",
+        *table(shifts),
     ])
 
 
@@ -570,8 +639,9 @@ def main() -> None:
     p.add_argument("--data", default=",".join(d.name for d in DATASETS), help="data sets to run (comma-separated)")
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     p.add_argument("--serial", action="store_true",
-                   help="only the time-ordered cases with and without --time-ordered baselines: the order-only control "
-                        "over each time-ordered data set, whole and uncapped, and the injected bugs in time order")
+                   help="only the time-ordered cases, with and without --time-ordered and (data sets with a clock) "
+                        "--seasonal baselines: the order-only control over each time-ordered data set, whole and "
+                        "uncapped, the injected bugs and real shifts of clock and weather features in time order")
     args = p.parse_args()
     chosen = [d for d in DATASETS if d.name in args.data.split(",")]
     t = time.perf_counter()
@@ -586,7 +656,9 @@ def main() -> None:
         ordered = [ds for ds in chosen if ds.order is not None]
         controls = [row for ds in ordered for row in long_controls(ds, frames[ds.name])]
         bugs = [row for ds in ordered if ds.periods is not None for row in ordered_bug_cases(ds, frames[ds.name])]
-        text = serial_report(controls, bugs, command, time.perf_counter() - t)
+        shifts = [row for ds in ordered if ds.periods is not None and ds.ts is not None
+                  for row in ordered_bug_cases(ds, frames[ds.name], SHIFTS)]
+        text = serial_report(controls, bugs, shifts, command, time.perf_counter() - t)
         print(text)
         if not args.no_write:
             write_block("realdata.py --serial", text)

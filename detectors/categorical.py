@@ -22,7 +22,7 @@ from detectors.cusum import BlockAccumulator, CusumBank, blocks_touched
 from detectors.episodes import Alarm, AlarmSource, Candidate
 from detectors.extract import INVALID_CODE, MISSING_CODE
 from detectors.numeric import missing_rate_rows, rate_threshold, rate_weights, window_cuts
-from detectors.pointmass import PointMassBank, categorical_chains, point_mass_evidence
+from detectors.pointmass import PointMassBank, categorical_chains, point_mass_evidence, with_point_mass
 from detectors.recent import RecentRing
 from detectors.sketches import PendingValues, SpaceSaving
 from detectors.stats import MIN_EXPECTED, chi2_sf, jensen_shannon, psi
@@ -295,8 +295,8 @@ class CategoricalBank:
         f = len(self._names)
         unseen = (np.asarray(self._cusum.statistics[UNSEEN * f:(UNSEEN + 1) * f]) / T.LLR_SCALE).tolist()
         threshold = (self._h[UNSEEN] / T.LLR_SCALE).tolist()
-        return [{**w, "unseen_cusum": u, "cusum_threshold": h}
-                for w, u, h in zip(self._last_window_statistics, unseen, threshold)]
+        return with_point_mass([{**w, "unseen_cusum": u, "cusum_threshold": h}
+                                for w, u, h in zip(self._last_window_statistics, unseen, threshold)], self._point_mass)
 
     def missing_ratios(self) -> list[float]:
         """Each feature's share of recent events without a value."""

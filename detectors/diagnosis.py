@@ -54,7 +54,8 @@ __all__ = ["AFFINE_CONVERSIONS", "ChangeTiming", "Diagnosis", "MIN_VALUES", "NOT
            "diagnose_categorical", "diagnose_change_time", "diagnose_confidence", "diagnose_numeric",
            "diagnose_serving", "diagnose_schema", "diagnose_versions",
            "FILL_COMMON_VALUES", "FILL_RARE_SHARE", "NUMERIC_SENTINELS", "FILL_RISE", "MIN_CHANGE_VALUES",
-           "MIN_FILL_COUNT", "MIN_REST",
+           "MIN_FILL_COUNT", "MIN_REST", "ROUNDING_STEPS", "bucketing_step", "on_grid", "training_grid",
+           "training_share_on_step",
            "holds_number",
            "label_hash", "lead_with_change", "lead_with_rate", "redact_example", "redact_labels",
            "unit_factor", "with_version_coincidence"]
@@ -141,8 +142,8 @@ AFFINE_CONVERSIONS: dict[str, tuple[float, float, str, tuple[float, float]]] = {
     "K -> °F": (1.8, 32.0 - 1.8 * 273.15, "(x - 273.15) x 1.8 + 32", (180.0, 335.0)),
 }
 _MIN_UNKNOWN_RATIO = 5.0
-# rounding steps tried, coarsest first
-_STEPS = (1e6, 1e5, 1e4, 1000.0, 500.0, 100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01, 0.001)
+#: rounding steps tried, coarsest first
+ROUNDING_STEPS = (1e6, 1e5, 1e4, 1000.0, 500.0, 100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01, 0.001)
 # numeric placeholders that pipelines write for "no value"
 #: numbers a pipeline writes for a value it does not have, and their names
 NUMERIC_SENTINELS = {0.0: "zero", -1.0: "-1", 999.0: "999", 9999.0: "9999", 99999.0: "99999",
@@ -366,7 +367,74 @@ def _unit_change(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
     iqr_p = float(np.subtract(*np.quantile(x, [0.75, 0.25])))
     if iqr_t <= 0 or iqr_p <= 0:
         return None
-    return _scale_factor(p, x, qt, qp, iqr_t, iqr_p) or _affine_conversion(p, x, qt, qp, iqr_t)
+    return (_grid_conversion(p, x) or _scale_factor(p, x, qt, qp, iqr_t, iqr_p)
+            or _affine_conversion(p, x, qt, qp, iqr_t))
+
+
+def _grid_conversion(p: NumericProfile, x: np.ndarray) -> Diagnosis | None:
+    """A factor between 1/5 and 5 read off the values' grid: training was measured on a grid (whole
+    miles, 0.1 m/s) and the values that left it all lie on the known factor times it (x / 1.609344 a
+    whole number of miles). Quantile ratios cannot tell x3.6 from a genuine tripling on a few dozen
+    values; no growth of the population puts every new value on 3.6 times the old grid. The
+    pre-change values of a window, on training's grid, are left out."""
+    grid = training_grid(p)
+    if grid is None:
+        return None
+    off = x[~on_grid(x, grid)]
+    if len(off) < MIN_CHANGE_VALUES:
+        return None
+    small = [name for name, (f, _) in UNIT_FACTORS.items() if 1 / _SMALL_FACTOR < f < _SMALL_FACTOR]
+    shares = {name: float(np.mean(on_grid(off / UNIT_FACTORS[name][0], grid))) for name in small}
+    name = max(shares, key=shares.__getitem__)
+    if shares[name] < ALMOST_ALL:
+        return None
+    factor = UNIT_FACTORS[name][0]
+    converted = x[on_grid(x / factor, grid)]  # the values after the change (and training's on both grids)
+    # the grid names the factor; the size only has to agree within its noise: the geometric-mean ratio
+    # of the positive values, 3 standard errors (24 whole-mile distances x1.609 measure 1.29)
+    train_logs = np.log(p.quantiles[1:-1][p.quantiles[1:-1] > 0])
+    logs = np.log(converted[converted > 0])
+    if len(train_logs) < len(p.quantiles) // 2 or len(logs) < MIN_CHANGE_VALUES:
+        return None
+    log_r = float(np.mean(logs) - np.mean(train_logs))
+    if abs(log_r - math.log(factor)) > max(UNIT_FACTOR_TOLERANCE, 3 * float(np.std(train_logs)) / math.sqrt(len(logs))):
+        return None
+    iqr_t = p.quantiles[750] - p.quantiles[250]
+    iqr_p = float(np.subtract(*np.quantile(converted, [0.75, 0.25])))
+    evidence = {"ratio": rounded(math.exp(log_r)), "factor": name,
+                "grid": {"training_step": grid, "values_off_it": int(len(off)),
+                         "share_on_converted_grid": rounded(shares[name])},
+                "spread_ratio": rounded(iqr_p / iqr_t) if iqr_t > 0 else None,
+                "quantiles": _unit_evidence(p, converted)}
+    shown = f"~{name}" if name.startswith("1/") else f"~{name}x"
+    return Diagnosis("unit_change", f"values look {shown} of training (e.g. {UNIT_FACTORS[name][1]}): "
+                     f"{percent(shares[name])} of the {count(len(off))} values off training's grid of "
+                     f"{number(grid)} lie on {shown.lstrip('~')} times it: unit change in the serving pipeline",
+                     evidence)
+
+
+def training_grid(p: NumericProfile) -> float | None:
+    """The coarsest step (`ROUNDING_STEPS`) that training's values are on (ALMOST_ALL of them), None for
+    values of full precision.
+
+    >>> from baselines.profile import QUANTILE_PROBS
+    >>> q = np.round(np.linspace(0.4, 9.5, len(QUANTILE_PROBS)), 1)  # wind in m/s, on a 0.1 grid
+    >>> p = NumericProfile("wind", 1000, 0, 0, 3.3, 1.5, 0.4, 9.5, q, q[100:1000:100], np.full(10, 0.1))
+    >>> training_grid(p), bucketing_step(p)
+    (0.1, 0.5)
+    """
+    return next((step for step in ROUNDING_STEPS if training_share_on_step(p, step) >= ALMOST_ALL), None)
+
+
+def bucketing_step(p: NumericProfile) -> float | None:
+    """The finest step (`ROUNDING_STEPS`) coarse enough that values bucketed onto it change what a model
+    sees (at least a tenth of training's IQR, coarser than training's own grid) and that training holds
+    under half its values on (the rounding rule's guard); None if none."""
+    iqr = p.quantiles[750] - p.quantiles[250]
+    grid = training_grid(p)
+    fine_enough = [s for s in ROUNDING_STEPS if s >= iqr / 10 and (grid is None or s > grid)]
+    step = min(fine_enough, default=None)
+    return step if step is not None and iqr > 0 and training_share_on_step(p, step) < 0.5 else None
 
 
 def _unit_evidence(p: NumericProfile, x: np.ndarray) -> dict[str, Any]:
@@ -447,11 +515,11 @@ def _rounding(p: NumericProfile, x: np.ndarray, min_values: int = MIN_VALUES) ->
     if len(x) < min_values:
         return None
     iqr_t = p.quantiles[750] - p.quantiles[250]
-    for step in _STEPS:
+    for step in ROUNDING_STEPS:
         # guard: only a step coarse against training's spread can move the distribution
         if step < iqr_t / 100 or _on_step(x, step) < ALMOST_ALL:
             continue
-        train_share = _training_share_on_step(p, step)
+        train_share = training_share_on_step(p, step)
         if train_share >= 0.5:  # guard: training was on this grid already (integer features)
             return None
         if step == 1.0:
@@ -1224,15 +1292,25 @@ def _sentinel_name(p: NumericProfile, v: float) -> str | None:
     return None
 
 
+def on_grid(x: np.ndarray, step: float) -> np.ndarray:
+    """Which of x are multiples of step (up to float error relative to the value itself); NaN and
+    infinities are not."""
+    ratio = x / step  # |x - round(x / step) step| <= 1e-9 |x|, in fewer passes over x
+    with np.errstate(invalid="ignore"):
+        return np.abs(ratio - np.round(ratio)) <= 1e-9 * np.abs(ratio)
+
+
 def _on_step(x: np.ndarray, step: float) -> float:
-    """Share of x that are multiples of step (up to float error relative to the value itself)."""
-    return float(np.mean(np.abs(x - np.round(x / step) * step) <= 1e-9 * np.abs(x)))
+    """Share of x that are multiples of step."""
+    return float(np.mean(on_grid(x, step)))
 
 
-def _training_share_on_step(p: NumericProfile, step: float) -> float:
+def training_share_on_step(p: NumericProfile, step: float) -> float:
+    """Training's share of values that are multiples of step: exact for a few-valued feature, else
+    the share of its quantile grid (p0.1..p99.9)."""
     if p.discrete_values is not None and p.discrete_freqs is not None:
         dv = p.discrete_values
-        on = np.abs(dv - np.round(dv / step) * step) <= 1e-9 * np.abs(dv)
+        on = on_grid(dv, step)
         return float(np.sum(p.discrete_freqs[on]) / max(np.sum(p.discrete_freqs), 1e-12))
     if p.integer_valued and step <= 1:
         return 1.0

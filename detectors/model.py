@@ -46,6 +46,7 @@ from detectors.diagnosis import (
     diagnose_serving,
     lead_with_change,
     lead_with_rate,
+    on_grid,
     redact_labels,
     with_version_coincidence,
 )
@@ -61,8 +62,10 @@ from detectors.numeric import (
     NumericBank,
     summarise_recent,
 )
+from detectors.pointmass import ON_COARSE_GRID
 from detectors.recent import InvalidExamples
 from detectors.schema import SchemaMonitor
+from detectors.seasonal import SeasonalMap, event_times
 from detectors.serving import ServedVersions
 from detectors.sketches import MAX_LABEL
 from detectors.timing import ChangeHistory
@@ -169,6 +172,9 @@ class ModelMonitor:
         numeric = [p for p in baseline.features.values() if isinstance(p, NumericProfile)]
         categorical = [p for p in baseline.features.values() if isinstance(p, CategoricalProfile)]
         self._numeric = NumericBank(numeric, config.window, config.min_window_values, config.recent)
+        #: each event's numeric values mapped to the whole-day profile by its slot of the clock (None: the
+        #: baseline is not seasonal)
+        self._seasonal = SeasonalMap(numeric, baseline.seasonal) if baseline.seasonal is not None else None
         self._categorical = CategoricalBank(categorical, config.window, config.min_window_values,
                                             config.recent, config.top_unseen)
         self._columns = FeatureColumns(self._numeric.names, self._categorical.names, self._categorical.categories,
@@ -273,7 +279,11 @@ class ModelMonitor:
         start = self._events_seen
         self._invalid_examples.hold_batch(numeric, start)
         self._count_values(numeric, codes, confidence)
-        features = self._numeric.update(numeric.x, start, self._config.rearm_quiet_events)
+        if self._seasonal is None:
+            features = self._numeric.update(numeric.x, start, self._config.rearm_quiet_events)
+        else:  # the dicts of scanned events are parsed for their `ts` (only a seasonal baseline's)
+            mapped = self._seasonal.apply(numeric.x, event_times(events), start)
+            features = self._numeric.update(mapped, start, self._config.rearm_quiet_events, received=numeric.x)
         # the batch's timing blocks stay apart until its alerts are built
         self._timing.hold_batch(self._numeric.completed_timing_blocks())
         features += self._categorical.update(codes, others, start)
@@ -673,7 +683,14 @@ def _point_mass_evidence(c: Candidate, recent: np.ndarray, e: int, since: int | 
     n = _after_change(c, e, since)
     if n is None:
         return {}
-    return {"risen_value": c.evidence.get("value"), "after_change": recent[max(0, len(recent) - n):]}
+    tail = recent[max(0, len(recent) - n):]
+    if c.evidence.get("test") == ON_COARSE_GRID:
+        # the values went onto the step after the last valid value off it: a chance hit or two just
+        # before the change puts the chain's change point there, more than its first block early
+        off = np.flatnonzero(np.isfinite(tail) & ~on_grid(tail, c.evidence["step"]))
+        if len(off) and np.count_nonzero(np.isfinite(tail[off[-1] + 1:])) >= MIN_CHANGE_VALUES:
+            tail = tail[off[-1] + 1:]
+    return {"risen_value": c.evidence.get("value"), "after_change": tail}
 
 
 def _defect(evidence: dict[str, Any]) -> list:

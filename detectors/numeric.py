@@ -29,7 +29,7 @@ from detectors.cusum import (
 )
 from detectors.episodes import RIVER_DETECTORS, Alarm, AlarmSource, Candidate
 from detectors.pit import BatchedPIT
-from detectors.pointmass import PointMassBank, numeric_chains, point_mass_evidence
+from detectors.pointmass import PointMassBank, numeric_chains, point_mass_evidence, with_point_mass
 from detectors.recent import RecentRing
 from detectors.river_blocks import BlockChangeDetectors
 from detectors.stats import (
@@ -255,10 +255,13 @@ class NumericBank:
         return self._names
 
     # ---- the batch ---------------------------------------------------------------------
-    def update(self, x: np.ndarray, start: int, run_gap: int = 0) -> list[Candidate | Alarm]:
+    def update(self, x: np.ndarray, start: int, run_gap: int = 0, received: np.ndarray | None = None
+               ) -> list[Candidate | Alarm]:
         """x: (n_features, n_events) for events start.. of the model, as `NumericValues.x` encodes
         it: the value if valid, NaN if missing, +inf if invalid. Its CUSUMs' alarms come as `Alarm`s, a
-        chain's alarms each within `run_gap` events of the one before as one (`Alarm.more`)."""
+        chain's alarms each within `run_gap` events of the one before as one (`Alarm.more`). received: the
+        values as received when x is their seasonal mapping (`detectors.seasonal`): the recent values
+        that alerts summarise and the diagnosis reads are those."""
         f, n = x.shape
         self._completed_timing = None
         if f == 0 or n == 0:
@@ -277,7 +280,7 @@ class NumericBank:
             candidates += self._river_alarms(sums, ends, f)
         if not self._confidence:
             candidates += self._windows(hist, counts, cuts, start)
-        self._recent.hold_batch(x, start)
+        self._recent.hold_batch(x if received is None else received, start)
         return candidates
 
     def end_batch(self) -> None:
@@ -311,7 +314,7 @@ class NumericBank:
 
     def _point_mass_candidate(self, event: int, chain: int, stat: int, onset: int) -> Candidate:
         j, value, expected = self._point_mass.chain(chain)
-        evidence = point_mass_evidence(value, expected, onset)
+        evidence = point_mass_evidence(value, expected, onset, self._point_mass.grid(chain))
         return Candidate(event_index=event, rank=(AlarmSource.NUMERIC_CUSUM, POINT_MASS, j),
                          feature=self._names[j], kind="drift", family="distribution", detector="point_mass",
                          statistic=stat / T.LLR_SCALE,
@@ -432,7 +435,7 @@ class NumericBank:
                for w, loc, sc, h in zip(window, location, scale, threshold)]
         for stats, river in zip(out, self._river):
             stats["adwin_width_blocks"] = river.adwin_width
-        return out
+        return with_point_mass(out, self._point_mass)
 
     def _window_statistics(self) -> list[dict[str, Any]]:
         """Per feature of the last closed window: psi, jensen_shannon, ks, ks_p_value, wasserstein

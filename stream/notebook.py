@@ -61,6 +61,9 @@ def build_baseline(
     exclude: Sequence[str] = (),
     min_rows: int | None = None,
     time_ordered: bool = False,
+    timestamp_column: str | None = None,
+    seasonal: str | None = None,
+    timezone: str | None = None,
 ) -> Baseline:
     """Profile a training DataFrame into a baseline, as `skewwatch baseline build` profiles a file.
 
@@ -79,6 +82,10 @@ def build_baseline(
     time_ordered
         The rows are in time order, as production sends them (`baseline build --time-ordered`):
         each feature's serial dependence is measured and the monitors' thresholds allow for it.
+    timestamp_column, seasonal, timezone
+        The column of each row's time and the period ("hour-of-day", "day-of-week") of the numeric
+        features' profiles per slot of the clock, in UTC or the IANA `timezone` (`baseline build
+        --timestamp-column --seasonal --timezone`): each event is compared with its slot by its `ts`.
 
     Returns
     -------
@@ -94,7 +101,8 @@ def build_baseline(
     return build_baseline_from_frame(
         frame, model=model, version=version, confidence_column=confidence_column,
         prediction_column=prediction_column, label_column=label_column, categorical=categorical,
-        exclude=exclude, min_rows=MIN_ROWS if min_rows is None else min_rows, time_ordered=time_ordered)
+        exclude=exclude, min_rows=MIN_ROWS if min_rows is None else min_rows, time_ordered=time_ordered,
+        timestamp_column=timestamp_column, seasonal=seasonal, timezone=timezone)
 
 
 def monitor(

@@ -317,7 +317,8 @@ def test_kafka_is_a_consistent_single_node_kraft_cluster():
 
 @pytest.mark.parametrize("host_env", [
     {},
-    {"SKEWWATCH_PARTITIONS": "12", "SKEWWATCH_INPUT_TOPIC": "fraud.predictions", "SKEWWATCH_APP_ID": "sw-fraud"},
+    {"SKEWWATCH_PARTITIONS": "12", "SKEWWATCH_INPUT_TOPIC": "fraud.predictions", "SKEWWATCH_APP_ID": "sw-fraud",
+     "SKEWWATCH_JOINS_PARTITIONS": "3"},
 ], ids=["defaults", "overridden"])
 def test_kafka_init_creates_exactly_the_worker_topics(host_env):
     stack = compose(host_env)
@@ -336,8 +337,11 @@ def test_kafka_init_creates_exactly_the_worker_topics(host_env):
     cfg = worker_config(stack)
     assert created == config.topics(cfg)
     if host_env:
-        assert cfg.partitions == 12 and cfg.input_topic == "fraud.predictions"
-    assert configs[config.changelog_topic(cfg)] == {"cleanup.policy": "compact"}
+        assert cfg.partitions == 12 and cfg.input_topic == "fraud.predictions" and cfg.joins_partitions == 3
+    else:
+        assert cfg.joins_partitions == 1  # one joins partition holds each model's whole join statistics
+    assert configs[config.changelog_topic(cfg)] == configs[config.join_changelog_topic(cfg)] == {
+        "cleanup.policy": "compact"}
     assert environment(stack["services"]["kafka"])["KAFKA_NUM_PARTITIONS"] == str(cfg.partitions)
 
 

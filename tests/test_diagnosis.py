@@ -170,6 +170,34 @@ def test_small_factors_are_named_on_a_precisely_measured_positive_feature(factor
     assert d.cause == "unit_change" and d.evidence["factor"] == name, d.sentence
 
 
+def wind_speeds(seed: int, n: int) -> np.ndarray:
+    """Daily wind in m/s as seattle-weather records it: on a 0.1 grid, 0.4 to ~10."""
+    return np.round(np.clip(rng(seed).gamma(5.0, 0.65, n), 0.4, None), 1)
+
+
+def test_a_small_factor_is_named_from_the_grid_the_values_moved_to():
+    """m/s -> km/h on 40 recent values, 8 of them still from before the change (bench/realdata.py's
+    seattle `wind`: the quantile ratios measure 3.1-3.5 there and spread 0.05, and x3.6 went unnamed):
+    every value off training's 0.1 grid is 3.6 times a value on it."""
+    profile = numeric_profile(wind_speeds(47, N_TRAIN))
+    recent = np.concatenate([wind_speeds(48, 8), wind_speeds(49, 32) * 3.6])
+    d = numeric(profile, recent)
+    assert d.cause == "unit_change" and d.evidence["factor"] == "3.6", d.sentence
+    assert d.evidence["grid"]["training_step"] == 0.1 and "off training's grid of 0.1" in d.sentence
+    miles = np.round(rng(50).gamma(2.0, 520, N_TRAIN)) + 17  # flights' `distance`: whole miles
+    d = numeric(numeric_profile(miles), (np.round(rng(51).gamma(2.0, 520, 40)) + 17) * 1.609344)
+    assert d.cause == "unit_change" and d.evidence["factor"] == "1.609", d.sentence
+
+
+@pytest.mark.parametrize("grow", [lambda x: 3 * x, lambda x: 3.6 * x + 0.05, lambda x: 1.6 * x])
+def test_growth_of_a_feature_on_a_grid_is_not_named_by_the_grid(grow):
+    """x3 keeps the 0.1 grid; x3.6 that leaves it for values that are not 3.6 times it (a
+    measurement offset), x1.6 of whole miles: no value lattice, no factor read off it."""
+    profile = numeric_profile(wind_speeds(47, N_TRAIN))
+    d = numeric(profile, grow(wind_speeds(52, 96)))
+    assert "grid" not in d.evidence, d.sentence
+
+
 def test_a_feature_that_is_no_temperature_is_never_an_affine_conversion():
     """Delays in minutes (p99 far above any °C reading) that moved like x1.8 + 32 (a bad evening):
     only a temperature converts this way."""

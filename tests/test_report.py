@@ -207,6 +207,25 @@ def test_json_booleans_are_shown_as_the_baselines_spelling_of_them(tmp_path):
     assert "(new)" not in drawn and "unseen in training" not in drawn
 
 
+def test_a_point_mass_alert_charts_the_chains_statistic_against_its_threshold(tmp_path):
+    """A value stuck from event 1,000: the first alert is the point-mass chain's. The report charted
+    nothing but PSI for it (the snapshot had no point-mass statistic); now the chain's CUSUM is drawn
+    with its own threshold (the alert's)."""
+    rng = np.random.default_rng(0)
+    b = build_baseline_from_columns("m", {"amount": rng.gamma(3.0, 40.0, 20_000)})
+    x = rng.gamma(3.0, 40.0, 4_000)
+    x[1_000:] = float(np.quantile(x, 0.31))
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({"model": "m", "features": {"amount": float(v)}}) + b"\n" for v in x))
+    (t,) = gather.gather([b], [str(path)], window=500)
+    alerts = [a for a in t.alerts if a["feature"] == "amount"]
+    assert alerts[0]["detector"] == "point_mass", [a["detector"] for a in alerts]
+    (chart, *_) = svg.feature_charts(t.features["amount"], alerts, t)
+    assert chart.alert_detector == "point_mass" and chart.threshold == alerts[0]["threshold"]
+    (label, series), = chart.lines
+    assert None not in series and max(series) > 0  # sampled on window edges: the climb, not the crossing
+
+
 def test_wrong_arguments_exit_2(tmp_path, run, capsys):
     assert main(["report", "--baseline", str(run["dir"] / "b.msgpack"), str(tmp_path / "nope.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -323,9 +323,8 @@ def test_the_status_page_lists_each_pair_with_its_recent_agreement(monkeypatch):
     assert "badge warning'>disagrees" in rows  # the last window is below the expected agreement
     assert "100%, 100%, 100%" not in rows and "(n=3000)" in rows and "candidate worse" in rows
     assert "&lt;b&gt;evil=x&lt;/b&gt;" in rows and "<b>evil" not in rows.replace("<b><b>", "")
-    shadow = types.SimpleNamespace(snapshot=lambda: snapshot)
     monkeypatch.setitem(sys.modules, "stream.worker.joins", types.SimpleNamespace(joins=types.SimpleNamespace(
-        shadow=shadow)))
+        shadow_snapshot=lambda: snapshot)))
     assert pages._shadow_snapshot() is snapshot
     monkeypatch.delitem(sys.modules, "stream.worker.joins")
     assert pages._shadow_snapshot() == {}

@@ -77,6 +77,37 @@ class RequestJoin:
         self._n_matched += 1
         return entry[2]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The buffer as plain data (`load_state` takes it back): the waiting records with their
+        values (what a restart must keep to join them), the matched ids, the clock and the counters.
+        Column by column (ids, stamps, sides as 0/1, values), in stamp order: a list per record
+        would cost a Python object per waiting record."""
+        entries = self._waiting.values()
+        first = self._sides[0]
+        return {"waiting_ids": list(self._waiting), "waiting_stamps": [e[0] for e in entries],
+                "waiting_sides": bytes(e[1] != first for e in entries), "waiting_values": [e[2] for e in entries],
+                "matched_ids": list(self._matched), "matched_stamps": list(self._matched.values()),
+                "now": self._now, "n_matched": self._n_matched,
+                "duplicates": dict(self._duplicates), "expired": dict(self._expired)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`; beyond this buffer's cap the oldest records are dropped
+        (counted as expired), so a smaller cap holds after a restart."""
+        sides = self._sides
+        columns = (state["waiting_ids"], state["waiting_stamps"], state["waiting_sides"], state["waiting_values"])
+        self._waiting = {str(rid): (float(stamp), sides[side], value)
+                         for rid, stamp, side, value in zip(*columns, strict=True)}
+        self._matched = {str(rid): float(stamp)
+                         for rid, stamp in zip(state["matched_ids"], state["matched_stamps"], strict=True)}
+        self._now = float(state["now"])
+        self._n_matched = int(state["n_matched"])
+        self._duplicates = Counter({s: int(state["duplicates"].get(s, 0)) for s in sides})
+        self._expired = Counter({s: int(state["expired"].get(s, 0)) for s in sides})
+        while len(self._waiting) > self._max_entries:
+            self._expired[self._waiting.pop(next(iter(self._waiting)))[1]] += 1
+        while len(self._matched) > self._max_entries:
+            del self._matched[next(iter(self._matched))]
+
     def _advance(self, ts: float | None) -> None:
         if ts is None or ts <= self._now:
             return

@@ -238,6 +238,21 @@ class LeakageMonitor:
                 f"model's {drop['metric']} fell ({fmt(drop['live'])} vs {fmt(drop['validation'])} on validation): the "
                 "feature may leak the label in training (computed after the event it predicts, or from the label)")
 
+    def state_dict(self) -> dict[str, Any]:
+        """The label counts per feature bin, the labels counted and the episodes as plain data
+        (`load_state` takes it back into a LeakageMonitor of the same model and baseline)."""
+        return {"tables": self._tables, "labelled": self._labelled, "counted": self._counted,
+                "episodes": self._episodes.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict` (a feature the baseline no longer tracks is left out)."""
+        for name, table in state["tables"].items():
+            mine = self._tables.get(name)
+            if mine is not None and [len(c) for c in mine] == [len(c) for c in table]:
+                self._tables[name] = [[float(v) for v in column] for column in table]
+        self._labelled, self._counted = int(state["labelled"]), float(state["counted"])
+        self._episodes.load_state(state["episodes"])
+
     def snapshot(self) -> dict[str, Any]:
         """Labels counted and, per feature with enough of them, the production figure beside training's."""
         out = {}

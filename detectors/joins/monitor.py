@@ -147,6 +147,16 @@ class JoinMonitor:
         baseline = self._baseline_of(model)
         if baseline is None:
             return []
+        now = self._label_join.now
+        ts = now if now > -math.inf else None
+        _, performance, leakage = self._score_monitors(model, baseline)
+        alerts = performance.update(prediction, label, self._events_seen[model], ts)
+        if leakage is not None:
+            alerts += leakage.update(prediction, label, self._events_seen[model], ts, performance)
+        return alerts
+
+    def _score_monitors(self, model: str,
+                        baseline: Baseline) -> tuple[Baseline, PerformanceMonitor, LeakageMonitor | None]:
         entry = self._performance.get(model)
         if entry is None or entry[0] is not baseline:
             # the drop is recomputed within the segments of the categorical features (their training categories)
@@ -156,13 +166,75 @@ class JoinMonitor:
                        if association is not None and association.features else None)
             entry = self._performance[model] = (baseline, PerformanceMonitor(model, baseline.metric, self._config,
                                                                             baseline.fingerprint, segments), leakage)
-        now = self._label_join.now
-        ts = now if now > -math.inf else None
-        _, performance, leakage = entry
-        alerts = performance.update(prediction, label, self._events_seen[model], ts)
-        if leakage is not None:
-            alerts += leakage.update(prediction, label, self._events_seen[model], ts, performance)
-        return alerts
+        return entry
+
+    def state_dict(self) -> dict[str, Any]:
+        """The joins as plain data (msgpack-ready; `load_state` takes it back): the buffers (the
+        records waiting for their other side, values included: bounded by the TTL and the cap), the
+        counters, per model its parity, performance and leakage state with its baseline's
+        fingerprint, and the shadow pairs' joins and comparisons."""
+        parity_join = None if self._parity_join is None else self._parity_join.state_dict()
+        label_join = None if self._label_join is None else self._label_join.state_dict()
+        if parity_join is not None and label_join is not None:
+            # a served event waiting in both joins is one object: kept once, in the parity join's values
+            where = {id(v): i for i, v in enumerate(parity_join["waiting_values"])}
+            values = label_join["waiting_values"]
+            label_join["same_as_parity"] = shared = []
+            for j, v in enumerate(values):
+                i = where.get(id(v))
+                if i is not None:
+                    shared.append([j, i])
+                    values[j] = None
+        return {
+            "parity_join": parity_join,
+            "label_join": label_join,
+            "events_seen": dict(self._events_seen), "ignored": dict(self._ignored),
+            "parity": {m: {"baseline": b.fingerprint, "state": p.state_dict()} for m, (b, p) in self._parity.items()},
+            "performance": {m: {"baseline": b.fingerprint, "state": p.state_dict(),
+                                "leakage": None if leak is None else leak.state_dict()}
+                            for m, (b, p, leak) in self._performance.items()},
+            "shadow": None if self._shadow is None else self._shadow.state_dict(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> list[str]:
+        """Continue from a `state_dict` (of a JoinMonitor with the same joins on). A model's parity,
+        performance, leakage or shadow state applies only to the baseline of the same fingerprint
+        (as the monitors' checkpoints); it is left out otherwise, and the models left out are returned."""
+        if self._parity_join is not None and state["parity_join"] is not None:
+            self._parity_join.load_state(state["parity_join"])
+        if self._label_join is not None and state["label_join"] is not None:
+            label_join = state["label_join"]
+            shared = label_join.get("same_as_parity") or []
+            if shared:  # the served events kept once (state_dict): one object in both joins again
+                values = list(label_join["waiting_values"])
+                for j, i in shared:
+                    values[j] = state["parity_join"]["waiting_values"][i]
+                label_join = {**label_join, "waiting_values": values}
+            self._label_join.load_state(label_join)
+        self._events_seen = Counter({str(m): int(n) for m, n in state["events_seen"].items()})
+        self._ignored = Counter({str(r): int(n) for r, n in state["ignored"].items()})
+        left_out = []
+        for model, saved in state["parity"].items():
+            baseline = self._baseline_of(model)
+            if baseline is None or baseline.fingerprint != saved["baseline"]:
+                left_out.append(model)
+                continue
+            parity = FeatureParity(model, baseline, self._config)
+            parity.load_state(saved["state"])
+            self._parity[model] = (baseline, parity)
+        for model, saved in state["performance"].items():
+            baseline = self._baseline_of(model)
+            if baseline is None or baseline.fingerprint != saved["baseline"]:
+                left_out.append(model)
+                continue
+            self._performance.pop(model, None)
+            _, performance, leakage = self._score_monitors(model, baseline)
+            performance.load_state(saved["state"])
+            if leakage is not None and saved.get("leakage") is not None:
+                leakage.load_state(saved["leakage"])
+        if self._shadow is not None and state.get("shadow") is not None:
+            left_out += self._shadow.load_state(state["shadow"])
+        return sorted(set(left_out))
 
     def snapshot(self) -> dict[str, Any]:
         """The join counters and, per model, the parity, performance and leakage snapshots; per shadow

@@ -94,6 +94,30 @@ class _FeatureParity:
         self.examples.append({"request_id": quote_value(request_id, MAX_LABEL), "served": _plain_value(served),
                               "offline": _plain_value(offline)})
 
+    def state_dict(self, values: bool) -> dict[str, Any]:
+        """Plain data (`load_state`). values=False: without the mismatching values (the pairs, the
+        categories' spellings, the examples' values), which only describe alerts."""
+        return {"numeric": self.numeric, "cusum": self.cusum, "since_onset": self.since_onset,
+                "mismatched_since_onset": self.mismatched_since_onset, "compared": self.compared,
+                "mismatched": self.mismatched, "recent": bytes(self.recent),
+                "recent_mismatches": self.recent_mismatches, "kinds": list(self.kinds),
+                "pairs": [list(p) for p in self.pairs] if values else [],
+                "categories": self.categories.state_dict() if values else None,
+                "examples": list(self.examples) if values else [{"request_id": e["request_id"]} for e in self.examples]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
+        self.cusum, self.since_onset = int(state["cusum"]), int(state["since_onset"])
+        self.mismatched_since_onset = int(state["mismatched_since_onset"])
+        self.compared, self.mismatched = int(state["compared"]), int(state["mismatched"])
+        self.recent.extend(bool(b) for b in state["recent"])
+        self.recent_mismatches = int(state["recent_mismatches"])
+        self.kinds.extend(state["kinds"])
+        self.pairs.extend((float(a), float(b)) for a, b in state["pairs"])
+        if state["categories"] is not None:
+            self.categories.load_state(state["categories"])
+        self.examples.extend(state["examples"])
+
 
 class FeatureParity:
     """One model's served-vs-offline comparisons, feature by feature.
@@ -217,6 +241,24 @@ class FeatureParity:
             **fields,
         )
 
+    def state_dict(self) -> dict[str, Any]:
+        """The comparisons as plain data (`load_state` takes it back into a FeatureParity of the same
+        model and baseline). With examples off (JoinConfig.include_examples) no mismatching value is
+        kept: a restored skew alert describes only the mismatches since the restore."""
+        values = self._config.include_examples
+        return {"features": {n: f.state_dict(values) for n, f in self._features.items()},
+                "episodes": self._episodes.state_dict(), "joined": self._joined,
+                "untracked_features": self._untracked_features}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
+        self._features = {}
+        for name, feature in state["features"].items():
+            self._features[name] = _FeatureParity(bool(feature["numeric"]))
+            self._features[name].load_state(feature)
+        self._episodes.load_state(state["episodes"])
+        self._joined, self._untracked_features = int(state["joined"]), int(state["untracked_features"])
+
     def snapshot(self) -> dict[str, Any]:
         """Requests joined, features left untracked, and per feature its comparisons and recent mismatch rate."""
         return {"joined": self._joined, "untracked_features": self._untracked_features,
@@ -241,6 +283,10 @@ def _parity_diagnosis(state: _FeatureParity, rate: float, n: int) -> Diagnosis:
     if kind == "type":
         return Diagnosis("type_change", f"{head} (served as a non-number in {percent(share)} of them): "
                          "type or parsing difference in the serving pipeline", evidence)
+    if not (state.pairs if state.numeric else state.categories.total):
+        # value mismatches from before a restore, whose values the checkpoint does not keep (examples off)
+        return Diagnosis("computed_differently", f"{head}: the feature is computed differently at serving time",
+                         evidence)
     if state.numeric:
         return _numeric_parity(state, head, evidence)
     [(label, label_count, _), *_] = state.categories.top(1)

@@ -23,7 +23,7 @@ from detectors.extract import TrainedSpelling
 from detectors.fmt import count, number, percent, printable, quote_value, rounded
 from detectors.joins.config import DEFAULT_JOIN_CONFIG, JoinConfig
 from detectors.joins.wire import is_missing, is_number
-from detectors.river_adapter import ADWIN
+from detectors.river_adapter import ADWIN, adwin_state, restore_adwin
 from detectors.sketches import MAX_LABEL
 
 __all__ = ["PerformanceMonitor", "wilson_interval"]
@@ -375,6 +375,23 @@ class PerformanceMonitor:
             sentence = (f"the {change} holds within the largest segments of {what} "
                         f"({', '.join(map(row_text, rows))}), not a traffic mix change")
         return evidence, sentence
+
+    def state_dict(self) -> dict[str, Any]:
+        """The labelled errors, their segments, ADWIN's window and the episodes as plain data
+        (`load_state` takes it back into a PerformanceMonitor of the same model and baseline)."""
+        window, drift = adwin_state(self._adwin)
+        return {"errors": list(self._errors), "segments": [list(k) for k in self._segments],
+                "adwin": window, "adwin_drift": drift, "episodes": self._episodes.state_dict(),
+                "labelled": self._labelled, "unscorable": self._unscorable, "change_at": self._change_at}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
+        self._errors.extend(float(e) for e in state["errors"])
+        self._segments.extend(tuple(k) for k in state["segments"])
+        restore_adwin(self._adwin, state["adwin"], state["adwin_drift"])
+        self._episodes.load_state(state["episodes"])
+        self._labelled, self._unscorable = int(state["labelled"]), int(state["unscorable"])
+        self._change_at = None if state["change_at"] is None else int(state["change_at"])
 
     def snapshot(self) -> dict[str, Any]:
         """Labelled and unscorable predictions, the window's live figure and the validation one."""

@@ -508,6 +508,33 @@ class ShadowComparison:
                 "difference": diff, "difference_ci_low": diff - zq * se, "difference_ci_high": diff + zq * se,
                 "test": test, "p_value": p_value, "verdict": verdict}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The pair's statistics as plain data (`load_state` takes it back into a ShadowComparison of
+        the same pair and baseline): the task read off the first pair, the open window, the closed
+        windows' summaries, the reference and the labelled errors."""
+        w = self._window
+        return {"regression": self._regression, "tolerance": self._tolerance, "joined": self._joined,
+                "unscorable": self._unscorable, "windows": self._windows, "reference": self._reference,
+                "history": list(self._history), "labelled": [list(e) for e in self._labelled],
+                "episodes": self._episodes.state_dict(),
+                "window": {"agree": bytes(w.agree), "diffs": w.diffs, "production": w.production,
+                           "confidence_diffs": w.confidence_diffs, "rows": w.rows}}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
+        self._regression, self._tolerance = state["regression"], state["tolerance"]
+        self._joined, self._unscorable = int(state["joined"]), int(state["unscorable"])
+        self._windows, self._reference = int(state["windows"]), state["reference"]
+        self._history.extend(state["history"])
+        self._labelled.extend((float(a), float(b)) for a, b in state["labelled"])
+        self._episodes.load_state(state["episodes"])
+        saved = state["window"]
+        w = self._window = _Window()
+        w.agree = [bool(b) for b in saved["agree"]]
+        w.diffs, w.production = list(saved["diffs"]), list(saved["production"])
+        w.confidence_diffs = list(saved["confidence_diffs"])
+        w.rows = [list(r) for r in saved["rows"]]
+
     def snapshot(self) -> dict[str, Any]:
         """The pair's counts, reference, open window, closed windows (newest last) and labelled comparison."""
         w = self._window
@@ -667,6 +694,41 @@ class ShadowMonitor:
                         "confidence_diff": last["confidence_diff"]["mean"] if last and "confidence_diff" in last
                         else None})
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Per pair ("production=candidate"): its joins' buffers and its comparison's state with its
+        baseline's fingerprint (None: no baseline), as plain data (`load_state` takes it back)."""
+        out = {}
+        for pair in self._pairs:
+            entry = self._comparisons.get(pair)
+            out[shadow_pairs_text([pair])] = {
+                "join": self._joins[pair].state_dict(),
+                "label_join": self._label_joins[pair].state_dict() if pair in self._label_joins else None,
+                "comparison": None if entry is None else {
+                    "baseline": None if entry[0] is None else entry[0].fingerprint, "state": entry[1].state_dict()}}
+        return out
+
+    def load_state(self, state: dict[str, Any]) -> list[str]:
+        """Continue from a `state_dict`: the pairs still configured (a pair no longer configured is
+        dropped); a comparison taken against another baseline of production starts afresh. The
+        production models whose comparison was left out are returned."""
+        left_out = []
+        for pair in self._pairs:
+            saved = state.get(shadow_pairs_text([pair]))
+            if saved is None:
+                continue
+            self._joins[pair].load_state(saved["join"])
+            if pair in self._label_joins and saved["label_join"] is not None:
+                self._label_joins[pair].load_state(saved["label_join"])
+            if saved["comparison"] is not None:
+                baseline = self._baseline_of(pair[0])
+                if (None if baseline is None else baseline.fingerprint) != saved["comparison"]["baseline"]:
+                    left_out.append(pair[0])
+                    continue
+                comparison = ShadowComparison(*pair, baseline, self._config)
+                comparison.load_state(saved["comparison"]["state"])
+                self._comparisons[pair] = (baseline, comparison)
+        return left_out
 
     def snapshot(self) -> dict[str, Any]:
         """Per pair ("production=candidate"): its comparison's snapshot and join counters."""

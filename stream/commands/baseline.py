@@ -32,6 +32,7 @@ prediction, target...) is profiled as a feature with a warning unless its --*-co
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the `build` and `show` subcommands and their arguments to `parser`."""
     from baselines.build import MIN_ROWS
+    from baselines.seasonal import SEASONAL_PERIODS
 
     sub = parser.add_subparsers(dest="baseline_command", required=True, metavar="{build,show}")
     build = sub.add_parser("build", help="profile a training file into a baseline",
@@ -53,6 +54,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="the rows are in time order, as production sends them (sort the file first): measure "
                             "each feature's serial dependence so that the monitors' thresholds allow for it "
                             "(docs/realdata.md)")
+    build.add_argument("--timestamp-column", metavar="COL",
+                       help="column of each row's time (seconds since the epoch, a datetime or ISO 8601 text; not a "
+                            "feature), for --seasonal")
+    build.add_argument("--seasonal", choices=sorted(SEASONAL_PERIODS),
+                       help="keep each numeric feature's profile per slot of the clock (UTC), read from "
+                            "--timestamp-column: the monitors compare each event with its slot by the event's `ts` "
+                            "(docs/realdata.md)")
+    build.add_argument("--timezone", metavar="TZ",
+                       help="with --seasonal: the slots are this IANA time zone's local hours or weekdays (e.g. "
+                            "America/New_York, summer time included), not UTC's")
     show = sub.add_parser("show", help="print a baseline readably", description="Print a baseline file readably.")
     show.add_argument("baseline", metavar="BASELINE", help="baseline file (msgpack)")
     show.add_argument("--json", action="store_true", help="the whole baseline as JSON, arrays included")
@@ -91,6 +102,9 @@ def _build(args: argparse.Namespace) -> int:
         categorical=args.categorical,
         exclude=args.exclude,
         time_ordered=args.time_ordered,
+        timestamp_column=args.timestamp_column,
+        seasonal=args.seasonal,
+        timezone=args.timezone,
         progress=progress,
         warn=progress.warn if progress is not None else _warn,
     )

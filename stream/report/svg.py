@@ -447,8 +447,15 @@ def feature_charts(trace: FeatureTrace, alerts: list[dict], model: ModelTrace) -
                              [("production", trace.series("confidence_mean"))],
                              reference=model.baseline.confidence.mean, reference_label="training mean"))
         return charts
-    first = next((d for d in detectors if d in keys or d in ("cusum", "missing_rate", "unseen_category")), None)
-    if first == "cusum":
+    first = next((d for d in detectors
+                  if d in keys or d in ("cusum", "missing_rate", "unseen_category", "point_mass")), None)
+    if first == "point_mass":
+        charts.append(Chart("one value's share against training (point-mass CUSUM)", "CUSUM",
+                             [("point mass", trace.series("point_mass_cusum"))],
+                             # the alarming chain's: a feature's grid chains have a higher one than its others
+                             threshold=next(a["threshold"] for a in alerts if a["detector"] == "point_mass"),
+                             alert_detector=first))
+    elif first == "cusum":
         charts.append(Chart("sequential test against training (CUSUM)", "CUSUM",
                              [("location", trace.series("cusum_location")), ("spread", trace.series("cusum_scale"))],
                              threshold=_first(trace.series("cusum_threshold")), alert_detector="cusum"))

@@ -16,7 +16,8 @@ cover (each partition's last processed offset + 1; the events waiting for their 
 restored state counts every event once (re-delivered messages the state already includes are
 skipped by offset); the alerts of the events since the last checkpoint can be emitted a second
 time, with the same `alert_id`. A rebalance checkpoints the revoked partitions first, so their
-monitors continue on the new owner.
+monitors continue on the new owner. With the joins on, their state is checkpointed in the same
+rounds, before the same commit (`checkpoint_sources`; stream.worker.joins).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import faust
 import orjson
@@ -39,12 +40,11 @@ from stream.worker.service import Record, parse_checkpoint_key
 log = logging.getLogger("skewwatch.worker")
 
 __all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "FETCHED_CAPACITY", "FETCHED_CAPACITY_BYTES",
-           "NO_BASELINE_NOTICE_INTERVAL",
-           "STEP_SECONDS", "YIELD_EVERY_BYTES", "FetchedRecords", "checkpoint_and_commit", "checkpoint_round", "emit",
-           "feed_held_events", "feed_overdue", "fetched", "input_readers", "measure_lag", "monitor_predictions",
-           "on_assigned", "on_revoked", "on_shutdown",
-           "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines",
-           "write_checkpoints"]
+           "NO_BASELINE_NOTICE_INTERVAL", "STEP_SECONDS", "YIELD_EVERY_BYTES", "CheckpointSource", "FetchedRecords",
+           "checkpoint_and_commit", "checkpoint_round", "checkpoint_sources", "emit", "feed_held_events",
+           "feed_overdue", "fetched", "input_readers", "measure_lag", "monitor_predictions", "on_assigned",
+           "on_revoked", "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter",
+           "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
 T = TypeVar("T")
@@ -58,6 +58,18 @@ CHECKPOINT_CONFIRM_TIMEOUT = 10.0
 
 def _table_items() -> Iterable[tuple[str, bytes]]:
     return list(worker.checkpoints.items())
+
+
+class CheckpointSource(Protocol):
+    """State checkpointed with the monitors, before each commit (the joins': stream.worker.joins)."""
+
+    async def checkpoint(self) -> bool:
+        """Write what changed; whether it (and whatever it depends on) is on the broker, so that
+        the offsets may be committed this round."""
+
+
+#: what `write_checkpoints` checkpoints besides the monitors, every round (the joins register theirs)
+checkpoint_sources: list[CheckpointSource] = []
 
 
 #: held by the agent while it processes a batch, and by the checkpoint timer and the stop handler
@@ -331,7 +343,8 @@ async def send_dead_letter(letter: dict) -> None:
 
 async def write_checkpoints(partitions: Iterable[int] | None = None, stepwise: bool = False) -> bool:
     """Write the changed monitors' state, then (once the broker has it) the partitions' position
-    markers; whether the broker has everything written so far. `stepwise` (only under the
+    markers, then, for every partition (None), the `checkpoint_sources`'; whether the broker has
+    everything written so far (the offsets may be committed). `stepwise` (only under the
     `processing` lock: no batch may change a monitor between two steps) lets the event loop run
     between the checkpoints."""
     checkpoints = worker.service.checkpointing(partitions)
@@ -350,6 +363,9 @@ async def write_checkpoints(partitions: Iterable[int] | None = None, stepwise: b
     if not await _confirmed():
         return False
     worker.metrics.checkpoints.inc(sum(parse_checkpoint_key(key)[2] is None for key in written))  # heads
+    for source in checkpoint_sources if partitions is None else ():
+        if not await source.checkpoint():
+            return False
     return True
 
 
@@ -411,7 +427,9 @@ async def _checkpoint_then_commit(stepwise: bool = False) -> None:
     offsets = {TP(settings.input_topic, p): o for p, o in worker.service.committable().items()}
     if offsets and await commit(app.consumer, offsets):
         worker.service.offsets_committed()
-    await app.consumer.commit()  # the other topics (the joins'): what Faust's streams acked
+    # the joins' input topics: what Faust's streams acked, all forwarded before this round's checkpoints
+    # (under the lock) and acknowledged (stream.worker.joins commits the joins topic itself)
+    await app.consumer.commit()
 
 
 @app.task

@@ -27,7 +27,8 @@ Topics and formats:
   "source": {"topic", "partition", "offset"}} (detectors.events.dead_letter_record).
 - the `monitor-checkpoints` table's compacted changelog: the monitors' checkpoints, compressed
   msgpack in records of at most SKEWWATCH_MAX_CHECKPOINT_BYTES (stream/worker/checkpoint_codec.py;
-  the guarantee they give is in stream/worker/agents.py).
+  the guarantee they give is in stream/worker/agents.py); with the joins on, the `join-checkpoints`
+  table's, the joins' the same way (stream/worker/joins.py).
 """
 from __future__ import annotations
 

@@ -125,6 +125,24 @@ class BaselineDirectory:
                 changes.extend(self._load(path, signature, known))
             return changes
 
+    def problems(self) -> dict[str, str]:
+        """The served models that a file of the directory declares without serving them, {model: why}:
+        a file that cannot be loaded (the model keeps the baseline last loaded), or a second file
+        declaring the model (ignored). The first such file by name; a problem lasts as long as the
+        file does, whatever scan reported it, and a model that is not served has none (it is disabled)."""
+        with self._lock:
+            out: dict[str, str] = {}
+            for path, f in sorted(self._files.items()):
+                serving = self._serving.get(f.model)
+                if serving is None or f.model in out or (serving == path and f.baseline is not None):
+                    continue
+                if f.baseline is None:
+                    out[f.model] = (f"{path} cannot be loaded; the model keeps the baseline last loaded"
+                                    + ("" if serving == path else f" from {serving}"))
+                else:
+                    out[f.model] = f"{path} declares the model too and is ignored; it is served from {serving}"
+            return out
+
     def _load(self, path: Path, signature: tuple[int, ...], known: _File | None) -> list[BaselineChange]:
         try:
             baseline = Baseline.load(path)

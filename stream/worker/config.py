@@ -19,9 +19,9 @@ from typing import Any
 from detectors.events import Limits
 from stream.worker.checkpoint_codec import MIN_RECORD_BYTES
 
-__all__ = ["CHECKPOINT_TABLE", "DEFAULT_MAX_CHECKPOINT_BYTES", "FEATURE_METRICS", "SETTINGS", "Config", "Setting",
-           "add_arguments", "apply_to_env", "broker_credentials", "changelog_topic", "decoder_limits", "joins_topic",
-           "load", "shadow_candidates", "topics"]
+__all__ = ["CHECKPOINT_TABLE", "DEFAULT_MAX_CHECKPOINT_BYTES", "FEATURE_METRICS", "JOIN_CHECKPOINT_TABLE", "SETTINGS",
+           "Config", "Setting", "add_arguments", "apply_to_env", "broker_credentials", "changelog_topic",
+           "decoder_limits", "join_changelog_topic", "joins_topic", "load", "shadow_candidates", "topics"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,12 @@ SETTINGS: tuple[Setting, ...] = (
             "feature-log record or label for its event; size it to the label delay", float),
     Setting("join_max_entries", "--join-max-entries", "SKEWWATCH_JOIN_MAX_ENTRIES", 100_000,
             "records waiting per join at most (the oldest is dropped beyond it)", int),
+    Setting("joins_partitions", "--joins-partitions", "SKEWWATCH_JOINS_PARTITIONS", 1,
+            "partitions of the internal joins-by-request topic (and of its checkpoint changelog): each holds "
+            "the statistics of its share of the request ids, so with 1 a model's parity, performance, leakage "
+            "and shadow tests see all its joined requests; more spread the joins over workers, each testing "
+            "its share. Kafka cannot shrink a topic: an existing one keeps its count (docs/reliability.md)",
+            _positive_int),
     Setting("shadow", "--shadow", "SKEWWATCH_SHADOW", "",
             "shadow pairs production=candidate, comma-separated (e.g. credit=credit-v2): the candidate's "
             "prediction events are joined with production's by request_id and compared (shadow alerts); "
@@ -245,6 +251,7 @@ class Config:
     joins: bool
     join_ttl: float
     join_max_entries: int
+    joins_partitions: int
     shadow: str
     shadow_ttl: float
     shadow_window: int
@@ -267,6 +274,9 @@ class Config:
 #: Name of the Faust table holding the monitors' checkpoints; its changelog topic is
 #: "<app-id>-<this>-changelog".
 CHECKPOINT_TABLE = "monitor-checkpoints"
+#: Name of the Faust table holding the joins' checkpoints (stream.worker.joins), as many partitions
+#: as the joins topic; its changelog topic is "<app-id>-<this>-changelog".
+JOIN_CHECKPOINT_TABLE = "join-checkpoints"
 
 
 def add_arguments(parser: argparse.ArgumentParser, only: Iterable[str] | None = None) -> None:
@@ -325,6 +335,11 @@ def changelog_topic(cfg: Config) -> str:
     return f"{cfg.app_id}-{CHECKPOINT_TABLE}-changelog"
 
 
+def join_changelog_topic(cfg: Config) -> str:
+    """The changelog topic Faust writes the joins' checkpoint table to."""
+    return f"{cfg.app_id}-{JOIN_CHECKPOINT_TABLE}-changelog"
+
+
 def joins_topic(cfg: Config) -> str:
     """The internal topic that brings the served events, feature-log records and labels of one
     request id to one partition (stream.worker.joins)."""
@@ -341,7 +356,8 @@ def topics(cfg: Config) -> dict[str, int]:
         cfg.dead_letter_topic: cfg.partitions,
         cfg.feature_log_topic: cfg.partitions,
         cfg.labels_topic: cfg.partitions,
-        joins_topic(cfg): cfg.partitions,
+        joins_topic(cfg): cfg.joins_partitions,
+        join_changelog_topic(cfg): cfg.joins_partitions,
         f"{cfg.app_id}-__assignor-__leader": 1,
     }
 

@@ -45,9 +45,10 @@ BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 DRIFT_STATISTICS = frozenset({"psi", "jensen_shannon", "ks", "wasserstein", "cusum_location", "cusum_scale",
                               "chi2", "linf", "unseen_cusum"})
 #: the snapshot's other entries, not exported: p-values (smaller is further; skewwatch_drift_score has
-#: them), settings and counts (alarm threshold, degrees of freedom, values in the window, ADWIN's width)
+#: them), settings and counts (alarm threshold, degrees of freedom, values in the window, ADWIN's width),
+#: and the point-mass chains' highest statistic (in the drift score; not a series per feature more)
 NOT_DRIFT_STATISTICS = frozenset({"ks_p_value", "p_value", "cusum_threshold", "dof", "window_values",
-                                  "adwin_width_blocks"})
+                                  "adwin_width_blocks", "point_mass_cusum", "point_mass_threshold"})
 #: the CUSUMs among the statistics: they alarm above the snapshot's "cusum_threshold"
 _CUSUMS = ("cusum_location", "cusum_scale", "unseen_cusum")
 #: the window tests' p-values (KS, chi-square): they alarm below detectors.thresholds.WINDOW_ALPHA
@@ -95,6 +96,8 @@ def drift_score(statistics: dict[str, Any]) -> float | None:
     True
     """
     scores = [statistics[name] / statistics["cusum_threshold"] for name in _CUSUMS if name in statistics]
+    if "point_mass_cusum" in statistics:  # the chain nearest its own threshold (grid chains' are higher)
+        scores.append(statistics["point_mass_cusum"] / statistics["point_mass_threshold"])
     # log(1 / p), not -log(p): a p-value of 1 scores 0.0, not -0.0
     scores += [math.log(1.0 / min(max(statistics[name], 1e-300), 1.0)) / math.log(1.0 / T.WINDOW_ALPHA)
                for name in _WINDOW_P_VALUES if name in statistics]
@@ -145,6 +148,10 @@ class Metrics:
         self.baseline_loaded = Gauge("skewwatch_baseline_loaded",
                                      "1 while the model's baseline is loaded, 0 when it is broken or deleted",
                                      ["model"], registry=r)
+        self.baseline_file_problem = Gauge(
+            "skewwatch_baseline_file_problem",
+            "1 while a file in the baselines directory declares the served model but cannot serve it "
+            "(unusable, or a second file for the model): the model keeps its loaded baseline", ["model"], registry=r)
         self.broker_connected = Gauge("skewwatch_broker_connected",
                                       "1 once the worker has joined its consumer group and received an assignment",
                                       registry=r)

@@ -77,6 +77,7 @@ async def status_json(web: Any, request: Any) -> Any:
                        for p, m in sorted(service.partitions.items())},
         "models": service.models,
         "unavailable": service.unavailable,
+        "baseline_file_problems": service.baseline_file_problems,
         "last_alerts": service.last_alerts,
         "last_event_at": service.last_event_at,
         "rejected": dict(service.rejects.by_reason),
@@ -137,6 +138,7 @@ def render_status(now: float | None = None) -> str:
     parts.append(f"<p><b>{_text(_summary(models))}</b></p>")
     parts += _rejects(service)
     parts += _disabled(models)
+    parts += _file_problems(service)
     for m in models:
         if m["status"] == "alerted":
             parts += _alerted_model(service, m, now)
@@ -150,8 +152,7 @@ def _shadow_snapshot() -> dict[str, dict]:
     """The shadow pairs' comparisons, when the joins run with pairs (their module is loaded only then:
     stream.worker.app.DISCOVERED_MODULES), else none."""
     joins = sys.modules.get("stream.worker.joins")
-    shadow = joins.joins.shadow if joins is not None else None
-    return shadow.snapshot() if shadow is not None else {}
+    return joins.joins.shadow_snapshot() if joins is not None else {}
 
 
 def shadow_rows(snapshot: dict[str, dict]) -> list[str]:
@@ -229,6 +230,15 @@ def _disabled(models: list[dict]) -> list[str]:
     return ["<section class=disabled><h2>Disabled: not monitored</h2>",
             "<p>Their events are dead-lettered as <code>baseline_unavailable</code> until the baseline file is"
             " fixed (picked up without a restart).</p>", "<ul>", *rows, "</ul></section>"]
+
+
+def _file_problems(service: Any) -> list[str]:
+    rows = [f"<li><b>{_text(model)}</b>: {_text(why)}</li>" for model, why in service.baseline_file_problems.items()]
+    if not rows:
+        return []
+    return ["<section class=disabled><h2>Baseline files to fix: still monitored</h2>",
+            "<p>These models keep the baseline they were loaded with; the file below is not used until it is"
+            " fixed or removed.</p>", "<ul>", *rows, "</ul></section>"]
 
 
 def _rejects(service: Any) -> list[str]:

@@ -461,6 +461,8 @@ class DetectionService:
         self.hold_events = hold_events
         self._baselines: dict[str, Baseline] = {}
         self._unavailable: dict[str, str] = {}
+        #: served models a file of the directory declares without serving (`BaselineDirectory.problems`)
+        self._file_problems: dict[str, str] = {}
         self.partitions: dict[int, PartitionMonitors] = {}
         self._restoring: dict[int, PartitionMonitors] = {}  # partitions whose `restoring` is under way
         self.last_alerts: dict[str, dict] = {}  # model -> last alert emitted (status page)
@@ -521,6 +523,12 @@ class DetectionService:
                 log.warning("model %r disabled: %s", change.model, change.detail)
             for monitors in [*self.partitions.values(), *self._restoring.values()]:
                 monitors.apply(change)
+        problems = self.directory.problems()
+        for model in self._file_problems.keys() - problems.keys():
+            self.metrics.baseline_file_problem.remove(model)
+        for model in problems.keys() - self._file_problems.keys():
+            self.metrics.baseline_file_problem.labels(model).set(1)
+        self._file_problems = problems
         return changes
 
     @property
@@ -530,6 +538,11 @@ class DetectionService:
     @property
     def unavailable(self) -> dict[str, str]:
         return dict(self._unavailable)
+
+    @property
+    def baseline_file_problems(self) -> dict[str, str]:
+        """Served models with a file to fix (unusable, or a second file declaring them), {model: why}."""
+        return dict(self._file_problems)
 
     # ---- partitions ----------------------------------------------------------------------
     def monitors_for(self, partition: int, checkpoints: Callable[[], Iterable[tuple[str, bytes]]]) -> PartitionMonitors:

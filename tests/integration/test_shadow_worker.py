@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 
 import numpy as np
 import pytest
 
 from stream.worker import config
 from tests.integration.conftest import produce, wait_for
-from tests.integration.test_joins_worker import alerts_of_kind, chunks
+from tests.integration.test_joins_worker import alerts_of_kind, chunks, joins_in_changelog
 from tests.stream.helpers import events, training_baseline
 
 pytestmark = pytest.mark.integration
@@ -78,3 +79,46 @@ def test_a_disagreeing_shadow_candidate_is_alerted_end_to_end(shadow_deployment,
     assert metrics['skewwatch_shadow_expected_agreement{candidate="credit-v2",model="credit"}'] > 0.95
     # the candidate has no baseline: its events go to the shadow join, not to the dead letters
     assert not [k for k in metrics if k.startswith("skewwatch_rejected_events_total")]
+
+
+def test_a_shadow_pair_survives_a_kill_9(shadow_deployment, follow):
+    """Two clean windows joined and 250 production events waiting for the candidate's when a
+    checkpoint holds them; kill -9; after the restart the candidate's events join the waiting ones
+    and the candidate, disagreeing for one country from request 1000, is alerted at window 3
+    against the first window's agreement (a fresh comparison would take the changed window as its
+    reference and stay silent)."""
+    d = shadow_deployment
+    cfg = d.cfg
+    baseline = dataclasses.replace(training_baseline("credit"), metric={"name": "accuracy", "value": 0.9, "n": 20_000})
+    baseline.save(d.baselines / "credit.msgpack")
+    n = 2000
+    truth = np.random.default_rng(4).integers(0, 2, n)
+    production = events("credit", n, seed=42)
+    candidate = []
+    for i, ev in enumerate(production):
+        ev.update(request_id=f"req-{i}", prediction=int(truth[i]))
+        differs = i >= 1000 and ev["features"]["country"] == "DE"
+        candidate.append({**ev, "model": "credit-v2", "prediction": int(1 - truth[i]) if differs else int(truth[i])})
+    changelog = follow(config.join_changelog_topic(cfg))
+    alerts = follow(cfg.alert_topic)
+
+    worker = d.worker().wait_ready()
+    produce(d.bootstrap, cfg.input_topic, chunks(production[:1250], 50, key=b"credit"))
+    produce(d.bootstrap, cfg.input_topic, chunks(candidate[:1000], 50, key=b"credit-v2"))
+
+    def checkpointed(records) -> bool:
+        pair = (joins_in_changelog(records).get(0) or {}).get("shadow", {}).get("credit=credit-v2", {})
+        return (len(pair.get("join", {}).get("waiting_ids", ())) == 250
+                and (pair.get("comparison") or {}).get("state", {}).get("joined") == 1000)
+    changelog.wait(checkpointed, 60, "a checkpoint of the pair: 1000 joined, 250 waiting")
+    worker.kill(signal.SIGKILL)
+
+    restarted = d.worker().wait_ready(timeout=90)
+    produce(d.bootstrap, cfg.input_topic, chunks(candidate[1000:1250], 50, key=b"credit-v2"))
+    produce(d.bootstrap, cfg.input_topic, chunks(production[1250:], 50, key=b"credit"))
+    produce(d.bootstrap, cfg.input_topic, chunks(candidate[1250:], 50, key=b"credit-v2"))
+    [shadow] = wait_for(lambda: alerts_of_kind(alerts, "shadow"), 60, "a shadow alert after the restart")
+    assert shadow["evidence"]["window"] == 3 and shadow["evidence"]["reference"]["source"] == "first_window"
+    assert shadow["evidence"]["separating_features"][0]["segment"] == "'country' = 'DE'"
+    wait_for(lambda: joined(restarted) == n, 30, "every request joined once")
+    assert "restored the joins" in restarted.log_path.read_text()

@@ -172,7 +172,11 @@ async def test_the_joins_forward_served_events_only_once_the_baselines_are_loade
 
     async def send(*, value, partition, **kwargs):
         forwarded.append(msgpack.unpackb(value))
+        acknowledged = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return acknowledged  # as Faust's send: a future the broker's acknowledgement completes
     monkeypatch.setattr(joins.joins_topic, "send", send)
+    monkeypatch.setattr(joins, "_unconfirmed_forwards", [])
     event = {**events("credit", 1, seed=20)[0], "request_id": "r-1"}
     del event["ts"]  # takes its Kafka timestamp
     async with raw_context() as agent:
@@ -251,6 +255,7 @@ async def test_a_slow_batch_of_large_messages_does_not_block_the_event_loop(monk
     service = SlowService(seconds_per_mb=0.1)
     monkeypatch.setattr(worker, "service", service)
     monkeypatch.setattr(worker, "metrics", Metrics(CollectorRegistry()))
+    monkeypatch.setattr(agents, "input_readers", [])  # the monitors' alone, whichever test imported the joins
     payload = b"x" * 500_000
     batch = [(p, [SimpleNamespace(value=payload, partition=p, offset=o, topic="predictions", key=b"m")
                   for o in range(12)])
@@ -290,6 +295,7 @@ def committed(monkeypatch):
     """The checkpoint table, and the offsets the worker commits for its input topic."""
     table = ConfirmingTable()
     monkeypatch.setattr(worker, "checkpoints", table)
+    monkeypatch.setattr(agents, "checkpoint_sources", [])  # the monitors' alone (the joins': test_join_checkpoints)
     out: list[dict] = []
 
     async def commit(consumer, offsets):

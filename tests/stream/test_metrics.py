@@ -63,6 +63,9 @@ def test_drift_score_is_one_where_each_test_reaches_its_threshold():
     assert str(drift_score({"ks_p_value": 1.0, "cusum_location": 0.0, "cusum_threshold": T.CUSUM_H})) == "0.0"
     assert math.isfinite(drift_score({"p_value": 0.0}))  # an underflowed p-value: large, not inf
     assert drift_score({"window_values": 1000}) is None  # no test, no score
+    # a point-mass chain against its own threshold, not the CUSUMs'
+    assert drift_score({"cusum_location": 0.0, "cusum_threshold": T.CUSUM_H,
+                        "point_mass_cusum": 15.0, "point_mass_threshold": 20.0}) == 0.75
 
 
 def test_the_top_drift_score_is_the_drifted_feature_past_its_threshold():

@@ -115,6 +115,16 @@ def test_disabled_models_and_models_without_events_are_listed_with_the_reason(se
     assert "churn no events yet 0 -" in text and "credit no events yet 0 -" in text
 
 
+def test_a_served_models_unusable_file_is_listed_as_a_file_to_fix(service, tmp_path):
+    (tmp_path / "credit.msgpack").write_bytes(b"broken")
+    service.rescan()
+    service.rescan()
+    text = parse(pages.render_status()).text()
+    assert "0 disabled" in text  # credit keeps its baseline: still monitored, its file needs a person
+    assert text.index("Baseline files to fix") < text.index("credit: ") < text.index("All models")
+    assert "credit.msgpack cannot be loaded; the model keeps the baseline last loaded" in text
+
+
 def test_rejected_events_are_counted_by_reason_before_the_models(service):
     garbage = [b"{truncated", orjson.dumps({"model": "ghost", "features": {}}),
                orjson.dumps({"model": "ghost", "features": {}}), orjson.dumps({"model": "credit"})]

@@ -243,8 +243,15 @@ def test_a_broken_file_of_a_served_model_keeps_its_last_good_baseline_with_a_war
     assert "credit.msgpack: not a msgpack file" in caplog.text and "keeps the baseline last loaded" in caplog.text
     assert service.models == ["credit"] and service.unavailable == {}
     assert scrape(service.metrics)["skewwatch_baseline_loaded{model=credit}"] == 1
+    # it was only in the log: a gauge and the status say which file needs fixing, until it is
+    assert scrape(service.metrics)["skewwatch_baseline_file_problem{model=credit}"] == 1
+    assert "credit.msgpack cannot be loaded" in service.baseline_file_problems["credit"]
     _, dead = service.process(monitors, records(as_json(events("credit", 10, seed=5)), start=40))
     assert dead == [] and monitors.router.monitor("credit").events_seen == 50
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    assert [c.kind for c in service.rescan()] == ["loaded"]
+    assert service.baseline_file_problems == {}
+    assert "skewwatch_baseline_file_problem{model=credit}" not in scrape(service.metrics)
 
 
 def test_a_copy_of_a_baseline_is_a_logged_conflict_and_deleting_either_copy_keeps_the_model(
@@ -258,8 +265,12 @@ def test_a_copy_of_a_baseline_is_a_logged_conflict_and_deleting_either_copy_keep
     with caplog.at_level("WARNING", logger="skewwatch.worker"):
         assert [c.kind for c in service.rescan()] == ["conflict"]
     assert "credit-backup.msgpack declares model 'credit' too" in caplog.text
+    assert "credit-backup.msgpack declares the model too" in service.baseline_file_problems["credit"]
+    assert scrape(service.metrics)["skewwatch_baseline_file_problem{model=credit}"] == 1
     copy.unlink()  # it used to disable credit until the original was touched
     assert service.rescan() == [] and service.models == ["credit"]
+    assert service.baseline_file_problems == {}  # no change was reported, the problem is gone all the same
+    assert "skewwatch_baseline_file_problem{model=credit}" not in scrape(service.metrics)
     service.process(monitors, records(stream[10:20], start=10))
 
     shutil.copy(original, copy)
