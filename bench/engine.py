@@ -17,10 +17,12 @@ writes them) and 5 categoricals, ~1.5 KB of JSON per event (`wide_stream`).
 (3) bytes of monitor state per feature, len(msgpack.packb(monitor.state_dict())) / 50, after
     1M, 3M and 10M events (the pre-generated batches are fed again and again). Target <= 8 KB, flat.
 (4) many models in one stream: the events dealt round-robin to 100 models (the same baseline under
-    100 names) through `process_events` (the worker's and replay's path, rollback included) in
-    calls of 2000 events (a worker chunk: 20 events of each model a call), against the same events
-    all of one model in the same calls, the two taking their calls in turn; timed on a second pass
-    (the monitors warm). Target >= 0.7.
+    100 names) through what the worker runs: `process_messages` of their JSON (columnar decoder,
+    rollback journal) in calls of 2000 events (a worker chunk: 20 events of each model a call), with
+    the worker's hold (a model's events wait until it has `--hold-events`, 512 by default, and its
+    flush at the end is timed; 0: none), against the same events all of one model in the same
+    calls, the two taking their calls in turn; timed on a second pass (the monitors warm).
+    Target >= 0.7.
 
 Figures are printed and written into the engine section of bench/RESULTS.md (--no-write to skip).
 """
@@ -55,7 +57,7 @@ from river import drift  # noqa: E402
 from baselines.build import build_baseline_from_columns  # noqa: E402
 from bench.results import RESULTS, write_block  # noqa: E402
 from detectors.model import ModelMonitor  # noqa: E402
-from detectors.processing import MONITOR_CHUNK, process_events  # noqa: E402
+from detectors.processing import HOLD_EVENTS, MONITOR_CHUNK, Hold, process_messages  # noqa: E402
 from detectors.routing import ModelRouter  # noqa: E402
 from stream.devkit.synthetic import scenarios as streams  # noqa: E402
 from stream.gc_policy import relax_gc  # noqa: E402
@@ -261,26 +263,36 @@ def state_sizes(
 
 
 # ---- (4) many models in one stream -----------------------------------------------------------
-def time_interleaved(baseline, events: list[dict], n_models: int, call: int) -> tuple[float, float]:
-    """Seconds of `process_events` over the events all of one model, and dealt round-robin to
-    `n_models` models, in calls of `call` events, the second time: the first pass, untimed, leaves
-    the monitors as a long-running worker's are (their rings of recent values full). The two
-    routers take their calls in turn, so that a busy moment of the machine slows both alike."""
-    timed = []
+def time_interleaved(baseline, events: list[dict], n_models: int, call: int, hold_events: int) -> tuple[float, float]:
+    """Seconds of `process_messages` (the worker's path: the events' JSON, the columnar decoder, the
+    rollback journal, and a `Hold` of `hold_events` as the worker's SKEWWATCH_HOLD_EVENTS, its flush
+    at the end counted) over the events all of one model, and dealt round-robin to `n_models` models,
+    in calls of `call` events, the second time: the first pass, untimed, leaves the monitors as a
+    long-running worker's are (their rings of recent values full). The two routers take their calls
+    in turn, so that a busy moment of the machine slows both alike. Each call's JSON is written
+    just before it, untimed (the whole stream's, twice, would hold ~0.6 GB)."""
+    sides = []
     for n in (1, n_models):
         names = [f"model-{i:03d}" for i in range(n)]
         router = ModelRouter([dataclasses.replace(baseline, model=name) for name in names])
-        dealt = [dict(ev, model=names[i % n]) for i, ev in enumerate(events)]
-        calls = [dealt[i : i + call] for i in range(0, len(dealt), call)]
-        for c in calls:
-            process_events(router, c)
-        timed.append((router, calls))
+        sides.append((router, names, Hold(hold_events) if hold_events else None))
+
+    def payloads(names: list[str], start: int) -> list[bytes]:
+        return [orjson.dumps(dict(ev, model=names[(start + i) % len(names)]))
+                for i, ev in enumerate(events[start:start + call])]
+
     seconds = [0.0, 0.0]
-    for k in range(len(timed[0][1])):
-        for side, (router, calls) in enumerate(timed):
-            t = time.perf_counter()
-            process_events(router, calls[k])
-            seconds[side] += time.perf_counter() - t
+    for timed in (False, True):
+        for start in range(0, len(events), call):
+            last = start + call >= len(events)
+            for side, (router, names, hold) in enumerate(sides):
+                batch = payloads(names, start)
+                t = time.perf_counter()
+                process_messages(router, batch, hold=hold)
+                if last and hold is not None:
+                    hold.flush(router)
+                if timed:
+                    seconds[side] += time.perf_counter() - t
     return seconds[0], seconds[1]
 
 
@@ -310,6 +322,8 @@ def main() -> None:
     p.add_argument("--models", type=int, default=100, help="models of figure (4) (default 100)")
     p.add_argument("--call", type=int, default=MONITOR_CHUNK,
                    help=f"events per call of figure (4) (default {MONITOR_CHUNK}, a worker chunk)")
+    p.add_argument("--hold-events", type=int, default=HOLD_EVENTS,
+                   help=f"figure (4)'s hold, as the worker's SKEWWATCH_HOLD_EVENTS (default {HOLD_EVENTS}; 0: none)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workload", choices=("mixed", "wide"), default="mixed",
                    help="the events: the mixed 50-feature model (default), or 45 full-precision floats, 5 categoricals")
@@ -369,7 +383,8 @@ def main() -> None:
             _, timings["wall_10"], timings["cpu_10"] = time_replay(first10, bpath, 10)
             parts = columnar_parts(jsonl, baseline)
             timings.update({f"part_{k}": v for k, v in parts.items()})
-            timings["one_model"], timings["interleaved"] = time_interleaved(baseline, events, args.models, args.call)
+            timings["one_model"], timings["interleaved"] = time_interleaved(baseline, events, args.models, args.call,
+                                                                            args.hold_events)
             runs.append(timings)
             loads.append(os.getloadavg()[0])
 
@@ -449,8 +464,11 @@ def main() -> None:
         f"CPU {spread('cpu_10')} s | | | <= 0.5 s |",
         "| (3) monitor state per feature | " + ", ".join(f"{human(k)}: {s / 1024:.2f} KB" for k, s in sizes)
         + f" | | max/min {flat:.2f} | <= 8 KB, flat |",
-        f"| (4) {args.models} models interleaved in one stream, `process_events` in calls of {args.call} events "
-        f"({args.call // args.models} a model) | {rate['interleaved']:,.0f} events/s | the same events of one model: "
+        f"| (4) {args.models} models interleaved in one stream, the worker's path: `process_messages` of JSON in "
+        f"calls of {args.call} events ({args.call // args.models} a model), "
+        + (f"a model's events held until it has {args.hold_events} (the worker's default), the flush counted"
+           if args.hold_events else "nothing held")
+        + f" | {rate['interleaved']:,.0f} events/s | the same events of one model: "
         f"{rate['one_model']:,.0f} events/s | **{spread('interleaved_x')}** | >= 0.7 |",
         "",
         f"Sustained feed of figure (3): {feed_rate:,.0f} events/s over {human(sizes[-1][0])} events "
@@ -518,7 +536,20 @@ _NOTES = """\
   cut several-fold (a call's models monitored together rather than one by one) or more events of
   each model per call. A/B of (4) on the same machine, 2026-12-08 (load 1.9-2.9, 100k events, two
   runs each, alternated): main before the journal 0.076 and 0.084; with it, the ring written in
-  place and empty sketch commits skipped, 0.171 and 0.187."""
+  place and empty sketch commits skipped, 0.171 and 0.187.
+- (4) since 2026-12-08 measures what the worker runs: `process_messages` of the events' JSON with
+  the worker's hold (detectors/processing.py `Hold`, SKEWWATCH_HOLD_EVENTS: a model's events are
+  read into its columns as they come and wait until it has 512, then are monitored as one call; the
+  flush of what still waits at the end of the pass is timed). Its own run (`time_interleaved`
+  alone, 200k events, 3 interleaved runs, 2026-12-08 04:02, load 0.6-1.2): 0.58 / 0.58 / 0.58 with
+  the hold (one model 229k events/s, 100 models 134k), 0.25 / 0.25 / 0.26 without (`--hold-events
+  0`: 61k events/s). Where the rest goes (100 models, us per event, timers around the parts): reading
+  a model's 20 events of a call into its columns 1.96 (one model's 2000: ~0.8; the fill's set-up and
+  ~20 us of Python per model per call), packing the model's state for the rollback journal before
+  each fed call 0.79 (its base no longer lives from one call of the model to its next, 100 calls
+  later), joining the waiting batches and letting the journal's old calls go 0.79, the monitor's
+  call 1.46 (one model: 1.07). The hold cut the per-call cost's share; what is left is per model
+  per call on the way in and per fed call, not per event."""
 
 
 if __name__ == "__main__":

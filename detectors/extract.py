@@ -27,7 +27,7 @@ from detectors.fmt import quote_value
 from detectors.sketches import MAX_LABEL
 
 __all__ = ["ABSENT", "ABSENT_KEY", "BOOL_SPELLINGS", "INVALID", "INVALID_CODE", "MISSING", "MISSING_CODE", "VALID",
-           "FeatureColumns", "NumericValues", "TrainedSpelling", "classify_numbers"]
+           "FeatureColumns", "NumericValues", "TrainedSpelling", "classify_numbers", "join_columns"]
 
 #: status of a numeric value (NumericValues.status)
 VALID, MISSING, ABSENT_KEY, INVALID = range(4)
@@ -122,6 +122,23 @@ def classify_numbers(column: Sequence[Any]) -> NumericValues:
     """
     numbers, _, _ = FeatureColumns(["value"], [], []).extract([{} if v is ABSENT else {"value": v} for v in column])
     return numbers
+
+
+def join_columns(parts: Sequence[tuple[NumericValues, tuple[np.ndarray, np.ndarray, list], np.ndarray]],
+                 events: Sequence[dict]) -> tuple[NumericValues, tuple[np.ndarray, np.ndarray, list], np.ndarray]:
+    """The (numeric, categorical, extra) columns `FeatureColumns.extract_events` gives, of batches read
+    apart, as reading their `events` (all of them, in order) at once would give them."""
+    offsets = np.cumsum([0] + [numeric.x.shape[1] for numeric, _, _ in parts]).tolist()
+    first, first_others = parts[0][0], parts[0][1][2]
+    numeric = NumericValues(np.concatenate([p[0].x for p in parts], axis=1),
+                            np.concatenate([p[0].status for p in parts], axis=1),
+                            sum(p[0].invalid_count for p in parts), _FeatureMaps(events), first._names)
+    others = [[(i + at, label) for (_, categorical, _), at in zip(parts, offsets) for i, label in categorical[2][j]]
+              for j in range(len(first_others))] if any(any(p[1][2]) for p in parts) else \
+        [[] for _ in first_others]
+    categorical = (np.concatenate([p[1][0] for p in parts], axis=1), np.concatenate([p[1][1] for p in parts], axis=1),
+                   others)
+    return numeric, categorical, np.concatenate([p[2] for p in parts])
 
 
 class _Absent:

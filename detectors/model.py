@@ -19,15 +19,17 @@ change), detectors.episodes (alarm -> alert), detectors.diagnosis (the alert's w
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from itertools import chain, repeat
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from baselines.profile import Baseline, CategoricalProfile, NumericProfile
 from detectors import thresholds as T
-from detectors._kernels import VERSIONS_OTHER
+from detectors._kernels import VERSIONS_EXPECTED, VERSIONS_NONE, VERSIONS_OTHER
 from detectors.alerts import Alert, alert_id, severity
 from detectors.categorical import ALARMS as CATEGORICAL_ALARMS
 from detectors.categorical import CategoricalBank
@@ -50,7 +52,7 @@ from detectors.diagnosis import (
 )
 from detectors.episodes import ALARM_ORDER, Alarm, AlarmSource, Candidate, EpisodeTracker
 from detectors.events import ParsedEvents
-from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns
+from detectors.extract import ABSENT_KEY, INVALID_CODE, MISSING_CODE, FeatureColumns, NumericValues, join_columns
 from detectors.fmt import number, quote_value
 from detectors.numeric import (
     CONFIDENCE_ALARMS,
@@ -69,7 +71,7 @@ from detectors.sketches import MAX_LABEL
 from detectors.timing import ChangeHistory
 from detectors.worstwindow import VALUE as WORST_WINDOW_VALUE
 
-__all__ = ["STATE_VERSION", "ModelMonitor", "MonitorConfig"]
+__all__ = ["STATE_VERSION", "ExtractedBatch", "ModelMonitor", "MonitorConfig"]
 
 #: 5: the last raw values and unseen labels only with examples on (4: the schema monitor's record
 #: of absent fields)
@@ -107,6 +109,24 @@ class MonitorConfig:
     #: defect other than the alert's cause, an update record with the same alert_id follows
     #: (docs/diagnosis.md, "Update records"); 0: none
     diagnosis_update_events: int = 96
+
+
+class ExtractedBatch(NamedTuple):
+    """A batch of a model's events read into its monitor's columns (`ModelMonitor.extract` /
+    `extract_scanned`), not yet monitored: what depends on the baseline alone, not on the
+    monitor's state. `ModelMonitor.update_extracted` monitors several as one batch."""
+
+    #: the events, as dicts (made when asked for, for scanned JSON)
+    events: Sequence[dict]
+    confidence: np.ndarray
+    numeric: NumericValues
+    #: (codes, absent, others) of the categorical features (`FeatureColumns.extract`)
+    categorical: tuple
+    extra: np.ndarray
+    #: how the events' model versions compare with the baseline's (`_kernels.VERSIONS_*`)
+    versions: int
+    #: the events' model versions as {"model_version": v}, when read apart from the events (scanned)
+    served: Sequence[dict] | None = None
 
 
 class ModelMonitor:
@@ -211,29 +231,45 @@ class ModelMonitor:
         list of Alert
             One per alarm that opens an episode, in event order (see the class example).
         """
-        n = len(events)
-        if n == 0:
+        if not events:
             return []
-        confidence = np.empty(n if self._confidence is not None else 0)
-        return self._update(events, confidence,
-                            *self._columns.extract_events(events, self._baseline.version, confidence))
+        return self._update(*self.extract(events))
 
     def update_scanned(self, block: Any, payloads: Sequence[bytes], rows: list[int]) -> list[Alert]:
         """`update_batch` of the JSON events that `detectors._decode.scan` took from `payloads` at
         `rows` (their indexes, as the scan numbered them), read from its `block` into the columns
         without making their dicts: the same alerts as `update_batch` of the events
         `decode_message` makes of those payloads."""
-        n = len(rows)
-        if n == 0:
+        if not rows:
             return []
-        confidence = np.empty(n if self._confidence is not None else 0)
+        return self._update(*self.extract_scanned(block, payloads, rows))
+
+    def extract(self, events: list[dict]) -> ExtractedBatch:
+        """The events read into the columns, to monitor later with `update_extracted` (the monitor's
+        state is not touched: it depends on the baseline alone)."""
+        confidence = np.empty(len(events) if self._confidence is not None else 0)
+        return ExtractedBatch(events, confidence,
+                              *self._columns.extract_events(events, self._baseline.version, confidence))
+
+    def extract_scanned(self, block: Any, payloads: Sequence[bytes], rows: list[int]) -> ExtractedBatch:
+        """`extract` of the events a scan took (see `update_scanned`); they keep `payloads` until
+        monitored."""
+        confidence = np.empty(len(rows) if self._confidence is not None else 0)
         events = ParsedEvents(payloads, rows)
         extracted = self._columns.extract_scanned(block, rows, events, self._baseline.version, confidence)
         served = None
         if extracted[-1] == VERSIONS_OTHER:  # the versions alone, not every event's dict
             values = block.versions(rows)
             served = None if values is None else [{"model_version": v} for v in values]
-        return self._update(events, confidence, *extracted, served=served)
+        return ExtractedBatch(events, confidence, *extracted, served=served)
+
+    def update_extracted(self, batches: Sequence[ExtractedBatch]) -> list[Alert]:
+        """`update_batch` of the events of `batches` (extracted by a monitor of this baseline, in
+        arrival order) as one batch: the alerts of feeding them as they came, at the cost of one
+        call (see `detectors.processing.Hold`)."""
+        if len(batches) == 1:
+            return self._update(*batches[0])
+        return self._update(*_joined(batches, self._baseline.version)) if batches else []
 
     def _update(self, events: Sequence[dict], confidence: np.ndarray, numeric: Any, categorical: tuple,
                 extra: np.ndarray, versions: int, served: Sequence[dict] | None = None) -> list[Alert]:
@@ -602,6 +638,43 @@ class ModelMonitor:
         m._value_counts = np.array(state["value_counts"], dtype=np.int64).reshape(m._value_counts.shape)
         m._invalid_examples.load_state(state)
         return m
+
+
+class _Joined(Sequence):
+    """The events of several batches as one sequence (each batch's own, made when asked for)."""
+
+    __slots__ = ("_parts", "_starts")
+
+    def __init__(self, parts: list[Sequence[dict]]):
+        self._parts = parts
+        self._starts = np.cumsum([0] + [len(p) for p in parts]).tolist()
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if i < 0:
+            i += self._starts[-1]
+        if not 0 <= i < self._starts[-1]:
+            raise IndexError(i)
+        k = bisect_right(self._starts, i) - 1
+        return self._parts[k][i - self._starts[k]]
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+
+def _joined(batches: Sequence[ExtractedBatch], expected: str) -> ExtractedBatch:
+    """Several extracted batches as one, as `extract` would have read their events at once."""
+    events = _Joined([b.events for b in batches])
+    numeric, categorical, extra = join_columns([(b.numeric, b.categorical, b.extra) for b in batches], events)
+    kinds = {b.versions for b in batches}
+    versions = kinds.pop() if len(kinds) == 1 else VERSIONS_OTHER
+    served = None
+    if versions == VERSIONS_OTHER:  # each batch's versions, as serving reads them
+        served = list(chain.from_iterable(
+            repeat({}, len(b.events)) if b.versions == VERSIONS_NONE
+            else repeat({"model_version": expected}, len(b.events)) if b.versions == VERSIONS_EXPECTED
+            else b.events if b.served is None else b.served for b in batches))
+    return ExtractedBatch(events, np.concatenate([b.confidence for b in batches]), numeric, categorical, extra,
+                          versions, served)
 
 
 def _after_change(c: Candidate, e: int, since: int | None) -> int | None:

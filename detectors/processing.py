@@ -18,6 +18,13 @@ go to their model's monitor, in order; out come the alerts, and the rejects with
 `process_messages` decodes raw messages (a Kafka micro-batch) first; `process_events` takes events
 a reader has already decoded (replay's files).
 
+With a `Hold`, a model's events wait until it has `Hold.events` of them (or `Hold.flush`) and are
+then fed as one call: what a monitor costs per call whatever its events (~50 numpy and kernel
+calls) is then paid once per few hundred events instead of once per few, when many models share a
+stream. Batching does not change the alerts, so the held events give the same alerts, rejects and
+states as without the hold, only later (a model's alerts in the same order; those of different
+models may come in another order).
+
 >>> from detectors.routing import ModelRouter
 >>> result = process_messages(ModelRouter(), [b'{"model": "nobody", "features": {}}', b"{oops"])
 >>> [(i, r.reason) for i, r in result.rejects], result.alerts
@@ -25,8 +32,9 @@ a reader has already decoded (replay's files).
 """
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import partial
 from itertools import groupby, repeat
 from operator import itemgetter
@@ -39,10 +47,11 @@ import orjson
 from detectors import _decode
 from detectors.alerts import Alert
 from detectors.events import Limits, Reject, decode_message, encode_value, model_of
-from detectors.model import ModelMonitor
+from detectors.model import ExtractedBatch, ModelMonitor
 from detectors.routing import ModelRouter
 
-__all__ = ["MONITOR_CHUNK", "MONITOR_ERROR", "ROLLBACK_CALLS", "Processed", "process_events", "process_messages"]
+__all__ = ["HOLD_EVENTS", "HOLD_TOTAL", "MONITOR_CHUNK", "MONITOR_ERROR", "ROLLBACK_CALLS", "Hold", "Processed",
+           "process_events", "process_messages"]
 
 #: reason of an event its model's monitor raised on: the event is rejected (dead-lettered), the
 #: rest of its batch is monitored, the caller carries on
@@ -62,6 +71,18 @@ MONITOR_CHUNK = 2000
 #: which packing before every call held only during the call; 0 gives that back
 ROLLBACK_CALLS = 5
 
+#: a `Hold` feeds a model's events once it holds this many: what a monitor's call costs whatever its
+#: events (~0.28 ms for a 50-feature model, and ~0.5 ms more for its rollback base) is then spread
+#: over at least this many (bench/engine.py (4): 100 models interleaved, calls of 2000 events)
+HOLD_EVENTS = 512
+
+#: a `Hold` holds at most about this many events in all (then the models holding the most are fed
+#: until it holds half): the bound on its memory whatever the number of models, ~2.6 kB an event
+#: for 50-feature JSON events (1.1 kB of columns and bookkeeping, tracemalloc, and the 1.45 kB
+#: payload), ~85 MB. The worker's wall-time bound (SKEWWATCH_HOLD_SECONDS) keeps it to what arrives
+#: in that time. Measured, 100 models interleaved: 65,536 gave (4) no better
+HOLD_TOTAL = 32_768
+
 
 class Processed(NamedTuple):
     """What one call of `process_messages` / `process_events` gives."""
@@ -80,6 +101,8 @@ def process_messages(
     keep: Callable[[int, dict], bool] | None = None,
     *,
     columnar: bool = True,
+    origins: Sequence[int] | None = None,
+    hold: Hold | None = None,
 ) -> Processed:
     """Decode each payload and `process_events` its events, in order.
 
@@ -101,11 +124,19 @@ def process_messages(
         already counted by a restored checkpoint); with `keep`, every payload is decoded into dicts.
     columnar
         False: `decode_message` for every payload (the reference the columnar decoder is tested against).
+    origins
+        One number per payload that its rejects carry (the worker: the record's offset); default,
+        the payload's index.
+    hold
+        Hold the events of each model that has fewer than `hold.events` (with those it holds
+        already) in it, to feed them with its later ones (see `Hold`); their rejects, if any, come
+        from a later call, with their origins. Decode rejects and unknown models are never held.
 
     Returns
     -------
     Processed
-        The alerts, and the rejects with the index of the payload each came from.
+        The alerts, the rejects with the origin of the payload each came from, and the events
+        each model's monitor took in this call (a held event counts in the call that feeds it).
     """
     alerts: list[Alert] = []
     rejects: list[tuple[int, Reject]] = []
@@ -113,14 +144,17 @@ def process_messages(
     # each accepted event: a dict, or (columnar) the index of its payload, whose model is known
     accepted: list[dict | int] = []
     models: list[str] = []
-    origins: list[int] = []  # payload index of each accepted event
+    indexes: list[int] = []  # payload index of each accepted event
     scan = _Scanned(router, payloads, limits) if columnar and keep is None else None
+
+    as_origins = None if origins is None else (lambda indexes: [origins[i] for i in indexes])
 
     def monitor() -> None:
         if scan is None:
-            result = process_events(router, accepted, origins)  # type: ignore[arg-type]
+            result = _monitored(router, accepted, models, indexes, set(router.models), partial(_dict_monitor, router),
+                                hold, _read_events, as_origins)
         else:
-            result = scan.process(accepted, models, origins)
+            result = scan.process(accepted, models, indexes, hold, as_origins)
         alerts.extend(result.alerts)
         rejects.extend(result.rejects)
         counts.update(result.events_by_model)
@@ -130,13 +164,13 @@ def process_messages(
     while i < n:
         if len(accepted) >= MONITOR_CHUNK:
             monitor()
-            accepted, models, origins = [], [], []
+            accepted, models, indexes = [], [], []
         if scan is not None:  # the run of scanned payloads from i that fits in the chunk, at once
             end = scan.run_end(i, min(n, i + MONITOR_CHUNK - len(accepted)))
             if end > i:
                 accepted.extend(range(i, end))
                 models.extend(scan.models(i, end))
-                origins.extend(range(i, end))
+                indexes.extend(range(i, end))
                 i = end
                 continue
         payload = payloads[i]
@@ -146,9 +180,16 @@ def process_messages(
             events = [ev for ev in events if keep(i, ev)]
         accepted.extend(events)
         models.extend(map(model_of, events))
-        origins.extend(repeat(i, len(events)))
+        indexes.extend(repeat(i, len(events)))
         i += 1
     monitor()
+    if origins is not None:
+        rejects = [(origins[i], r) for i, r in rejects]
+    if hold is not None and hold.due:
+        fed = hold.feed_due(router)
+        alerts.extend(fed.alerts)
+        rejects.extend(fed.rejects)
+        counts.update(fed.events_by_model)
     rejects.sort(key=itemgetter(0))  # stable: a payload's decode rejects, then its events'
     return Processed(alerts, rejects, counts)
 
@@ -195,40 +236,43 @@ class _Scanned:
         """An accepted event as `decode_message` gives it."""
         return _event_of(self._payloads, item)
 
-    def process(self, items: list[dict | int], models: list[str], origins: list[int]) -> Processed:
-        """`process_events` of the items (events, or indexes of scanned payloads)."""
+    def process(self, items: list[dict | int], models: list[str], origins: list[int], hold: Hold | None = None,
+                as_origins: Callable[[list[int]], list[int]] | None = None) -> Processed:
+        """`process_events` of the items (events, or indexes of scanned payloads); `origins`: their
+        payloads' indexes."""
         router = self._router
         if origins:  # the blocks before the first item's are done with (payloads are taken in order)
             first = origins[0] - origins[0] % MONITOR_CHUNK
             self._blocks = {s: b for s, b in self._blocks.items() if s >= first}
-        return _monitored(router, items, models, origins, self._routed.keys(), self._monitor)
+        return _monitored(router, items, models, origins, self._routed.keys(), self._monitor, hold, self.read,
+                          as_origins)
 
     def _monitor(self, items: list[dict | int], models: list[str], origins: list[int]
                  ) -> tuple[list[Alert], list[tuple[int, dict, str]]]:
         """`_monitor_isolating` of the items: read from the columnar decoder when the monitors take
-        them; when a monitor raises (or cannot be rolled back), rolled back and left to
-        `_monitor_isolating` as dicts, which isolates the events it raises on."""
+        them (logged as payload numbers: a rollback, if any, makes their dicts)."""
         if not items:
             return [], []
-        router = self._router
-        journal = _journal(router)
-        counts = Counter(models)
-        broken = journal.save(router, counts)
-        if not broken:
+        return _monitor_rolling_back(self._router, items, models, origins, partial(self._route, items, models),
+                                     partial(_event_of, self._payloads))
+
+    def read(self, monitor: ModelMonitor, items: list[dict | int]) -> list[ExtractedBatch | list[dict]]:
+        """A model's items read into its monitor's columns, for a `Hold`: a batch per scanned block
+        (which keeps only its own payloads), or the dicts (if some item is one, as `_route` does)."""
+        if dict in map(type, items):
+            return _read_events(monitor, [self.event(item) for item in items])
+        parts: list[ExtractedBatch | list[dict]] = []
+        runs = ([(items[0] - items[0] % MONITOR_CHUNK, items)]  # type: ignore[operator]
+                if items[0] // MONITOR_CHUNK == items[-1] // MONITOR_CHUNK  # type: ignore[operator]
+                else groupby(items, key=lambda i: i - i % MONITOR_CHUNK))  # type: ignore[operator]
+        for start, rows in runs:
+            rows = list(rows)
+            payloads = {r: self._payloads[r] for r in rows}  # looked up by row: only these stay alive
             try:
-                alerts = self._route(items, models)
-            except Exception:  # noqa: BLE001 (any engine bug: isolated on the dict path)
-                broken = journal.roll_back(router, counts)
-            else:  # logged as payload numbers: a rollback, if any, makes their dicts
-                journal.log(items, models, counts, partial(_event_of, self._payloads))
-                return alerts, []
-        events = [self.event(item) for item in items]
-        if broken:  # as _monitor_isolating: these models' events are not monitored, the others are
-            poisoned = [(o, ev, broken[ev["model"]]) for o, ev in zip(origins, events) if ev["model"] in broken]
-            rest = [k for k, ev in enumerate(events) if ev["model"] not in broken]
-            alerts, more = _monitor_isolating(self._router, [events[k] for k in rest], [origins[k] for k in rest])
-            return alerts, poisoned + more
-        return _monitor_isolating(self._router, events, origins)
+                parts.append(monitor.extract_scanned(self._blocks[start][0], payloads, rows))  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 (an engine bug: left to the dict path, which isolates it)
+                parts.append([orjson.loads(payloads[r]) for r in rows])
+        return parts
 
     def _route(self, items: list[dict | int], models: list[str]) -> list[Alert]:
         """`ModelRouter.process` of the items: each model's events to its monitor, models in order of
@@ -267,7 +311,8 @@ def _itself(event: dict) -> dict:
     return event
 
 
-def process_events(router: ModelRouter, events: list[dict], origins: Sequence[int] | None = None) -> Processed:
+def process_events(router: ModelRouter, events: list[dict], origins: Sequence[int] | None = None,
+                   hold: Hold | None = None) -> Processed:
     """Feed decoded events to their models' monitors, in order and in chunks of `MONITOR_CHUNK`,
     isolating the events a monitor raises on (see the module docstring).
 
@@ -280,6 +325,8 @@ def process_events(router: ModelRouter, events: list[dict], origins: Sequence[in
     origins
         One number per event that its reject carries (the worker: the payload index); default,
         the event's index in `events`.
+    hold
+        Hold the events of models with few events in the call (see `process_messages` and `Hold`).
 
     Returns
     -------
@@ -295,34 +342,92 @@ def process_events(router: ModelRouter, events: list[dict], origins: Sequence[in
     (Counter({'credit': 1}), [(1, 'unknown_model')])
     """
     origins = range(len(events)) if origins is None else origins
-    return _monitored(router, events, list(map(model_of, events)), origins, set(router.models),
-                      lambda chunk, _, chunk_origins: _monitor_isolating(router, chunk, chunk_origins))
+    result = _monitored(router, events, list(map(model_of, events)), origins, set(router.models),
+                        partial(_dict_monitor, router), hold, _read_events)
+    if hold is not None and hold.due:
+        fed = hold.feed_due(router)
+        result = Processed(result.alerts + fed.alerts, sorted(result.rejects + fed.rejects, key=itemgetter(0)),
+                           result.events_by_model + fed.events_by_model)
+    return result
+
+
+def _dict_monitor(router: ModelRouter, events: list[dict], _: list[str], origins: Sequence[int]
+                  ) -> tuple[list[Alert], list[tuple[int, dict, str]]]:
+    return _monitor_isolating(router, events, origins)
 
 
 def _monitored(router: ModelRouter, items: list, models: list[str], origins: Sequence[int], known: Collection[str],
-               monitor: Callable[[list, list[str], Sequence[int]], tuple[list[Alert], list[tuple[int, dict, str]]]]
-               ) -> Processed:
+               monitor: Callable[[list, list[str], Sequence[int]], tuple[list[Alert], list[tuple[int, dict, str]]]],
+               hold: Hold | None = None,
+               read: Callable[[ModelMonitor, list], list[ExtractedBatch | list[dict]]] | None = None,
+               as_origins: Callable[[list[int]], list[int]] | None = None) -> Processed:
     """The items (events, or scanned payload numbers) of the `known` models through `monitor(items,
     models, origins)` in chunks of `MONITOR_CHUNK`, the events it could not monitor rejected as
     `monitor_error`; the items of other models rejected with the router's reasons (those are dicts:
-    only a dict's model can be unknown), touching no monitor."""
+    only a dict's model can be unknown), touching no monitor. With a `hold`, the items it takes
+    wait there instead, read into their monitors' columns (`read(monitor, items)`), with their
+    origins as the caller numbers them (`as_origins(origins)`)."""
     rejects: list[tuple[int, Reject]] = []
     if not set(models) <= known:  # the common case skips this Python loop (known: a set or dict keys)
         keep = [k for k, model in enumerate(models) if model in known]
         rejects = [(origins[k], r) for k, item in enumerate(items) if models[k] not in known
                    for r in router.process([item])[1]]
         items, origins, models = [items[k] for k in keep], [origins[k] for k in keep], [models[k] for k in keep]
+    if hold is not None and items:
+        items, models, origins = hold.take(router, items, models, origins, read or _read_events, as_origins)
     counts = Counter(models)
     alerts: list[Alert] = []
     for start in range(0, len(items), MONITOR_CHUNK):
         end = start + MONITOR_CHUNK
         found, poisoned = monitor(items[start:end], models[start:end], origins[start:end])
         alerts.extend(found)
-        for origin, ev, detail in poisoned:
-            counts[ev["model"]] -= 1
-            rejects.append((origin, Reject(MONITOR_ERROR, detail[:300], encode_value(ev))))
+        rejects += _poisoned_rejects(poisoned, counts)
     rejects.sort(key=itemgetter(0))
     return Processed(alerts, rejects, +counts)
+
+
+def _monitor_rolling_back(router: ModelRouter, items: list, models: list[str], origins: Sequence[int],
+                          route: Callable[[], list[Alert]], event_of: Callable[[Any], dict]
+                          ) -> tuple[list[Alert], list[tuple[int, dict, str]]]:
+    """`route()` (it monitors the items, however it reads them) under the journal; when it raises
+    (or a model cannot be rolled back), its models rolled back and the items left to
+    `_monitor_isolating` as dicts (`event_of(item)`), which isolates the events a monitor raises on."""
+    journal = _journal(router)
+    counts = Counter(models)
+    broken = journal.save(router, counts)
+    if not broken:
+        try:
+            alerts = route()
+        except Exception:  # noqa: BLE001 (any engine bug: isolated on the dict path)
+            broken = journal.roll_back(router, counts)
+        else:
+            journal.log(items, models, counts, event_of)
+            return alerts, []
+    events = [event_of(item) for item in items]
+    if broken:  # as _monitor_isolating: these models' events are not monitored, the others are
+        poisoned = [(o, ev, broken[ev["model"]]) for o, ev in zip(origins, events) if ev["model"] in broken]
+        rest = [k for k, ev in enumerate(events) if ev["model"] not in broken]
+        alerts, more = _monitor_isolating(router, [events[k] for k in rest], [origins[k] for k in rest])
+        return alerts, poisoned + more
+    return _monitor_isolating(router, events, origins)
+
+
+def _read_events(monitor: ModelMonitor, events: list[dict]) -> list[ExtractedBatch | list[dict]]:
+    """A model's events read into its monitor's columns, for a `Hold` (the dicts themselves if that
+    raises: an engine bug, isolated when they are fed)."""
+    try:
+        return [monitor.extract(events)]
+    except Exception:  # noqa: BLE001
+        return [events]
+
+
+def _poisoned_rejects(poisoned: list[tuple[int, dict, str]], counts: Counter) -> list[tuple[int, Reject]]:
+    """The `monitor_error` rejects of the events a monitor could not take, uncounted from `counts`."""
+    rejects = []
+    for origin, ev, detail in poisoned:
+        counts[ev["model"]] -= 1
+        rejects.append((origin, Reject(MONITOR_ERROR, detail[:300], encode_value(ev))))
+    return rejects
 
 
 def _monitor_isolating(router: ModelRouter, events: list[dict], origins: Sequence[int]
@@ -458,3 +563,199 @@ def _journal(router: ModelRouter) -> _Journal:
 
 def _why(model: str, error: Exception, doing: str = "") -> str:
     return f"the monitor of model {model!r} raised {type(error).__name__}{doing}: {error}"
+
+
+class _Held:
+    """One model's held events: read into its monitor's columns as they came, a batch per call."""
+
+    __slots__ = ("baseline", "parts", "origins", "since")
+
+    def __init__(self, baseline: Any, since: float):
+        #: the baseline they were read against (None: read against several: fed as dicts)
+        self.baseline = baseline
+        #: an ExtractedBatch per call, or the call's events as dicts if reading them raised
+        self.parts: list[ExtractedBatch | list[dict]] = []
+        self.origins: list[int] = []
+        #: time.monotonic() when the oldest came
+        self.since = since
+
+    def events(self) -> list[dict]:
+        """The held events as dicts, in order."""
+        return [ev for part in self.parts for ev in (part if type(part) is list else part.events)]
+
+
+class Hold:
+    """Events waiting for their model to have enough of them to feed as one call.
+
+    Many models in one stream give each model few events per call, and a monitor's call costs
+    about the same whatever its events (~50 numpy and kernel calls: ~0.28 ms for a 50-feature
+    model, the cost of ~100 events). `process_messages` and `process_events` with a hold feed a
+    model's events at once only when the call has at least `events` of them and nothing of the
+    model is held; otherwise they are read into the model's columns at once (while in cache; the
+    reading depends on the baseline alone, not on the monitor's state) and wait here, and the
+    model's held batches are monitored as one (`ModelMonitor.update_extracted`) at the end of the
+    call that brings them to `events`, or by `flush`. Batching does not change the alerts, so every
+    event gives what it gives without the hold, only later: `flush` bounds how late. An event held
+    is in no monitor's state yet (nor in `ModelMonitor.events_seen`), and its rejects, if the
+    monitor raises on it, come from the call that feeds it, with its origin.
+
+    What is held of an event: its columns (~1.1 kB at 50 features, with their bookkeeping) and the
+    means to make its dict when an alert or a reject asks for it (its JSON payload, when the
+    columnar decoder read it; else its dict, by reference). At most about `total` events in all:
+    past it, the models holding the most are fed until half as many are held.
+
+    Parameters
+    ----------
+    events
+        A model's events fed at once, at least (`HOLD_EVENTS`).
+    total
+        Events held in all, about at most (`HOLD_TOTAL`).
+
+    Examples
+    --------
+    >>> from baselines.profile import Baseline
+    >>> router, hold = ModelRouter([Baseline("credit", "1", {}, n_rows=1000)]), Hold(events=3)
+    >>> event = {"model": "credit", "features": {}}
+    >>> process_events(router, [event, event], hold=hold).events_by_model, len(hold)
+    (Counter(), 2)
+    >>> process_events(router, [event], hold=hold).events_by_model, len(hold)
+    (Counter({'credit': 3}), 0)
+    >>> process_events(router, [event], hold=hold).events_by_model, hold.flush(router).events_by_model
+    (Counter(), Counter({'credit': 1}))
+    """
+
+    def __init__(self, events: int = HOLD_EVENTS, total: int = HOLD_TOTAL):
+        self.events = events
+        self.total = total
+        self._held: dict[str, _Held] = {}
+        #: the models to feed at the end of the call (a dict: in the order they became due)
+        self._due: dict[str, None] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        """Events held."""
+        return self._count
+
+    @property
+    def due(self) -> bool:
+        """Whether some model is to be fed at the end of the call (`feed_due`)."""
+        return bool(self._due)
+
+    def oldest(self) -> float | None:
+        """`time.monotonic()` when the oldest event held came; None if none is."""
+        return min((held.since for held in self._held.values()), default=None)
+
+    def first_origin(self) -> int | None:
+        """The smallest origin of a held event (the worker: the oldest offset not yet fed); None if none is."""
+        return min((held.origins[0] for held in self._held.values()), default=None)
+
+    def take(self, router: ModelRouter, items: list, models: list[str], origins: Sequence[int],
+             read: Callable[[ModelMonitor, list], list[ExtractedBatch | list[dict]]],
+             as_origins: Callable[[list[int]], list[int]] | None) -> tuple[list, list[str], list[int]]:
+        """Of a call's items (all of routed models), hold those of each model that has held events
+        or fewer than `events` in the call, read by `read(its monitor, its items)`, with their
+        origins as the caller numbers them (`as_origins`); return the others, to feed now."""
+        by_model: dict[str, list[int]] = {}
+        for k, model in enumerate(models):
+            rows = by_model.get(model)
+            if rows is None:
+                rows = by_model[model] = []
+            rows.append(k)
+        fed: list[int] = []
+        for model, rows in by_model.items():
+            held = self._held.get(model)
+            if held is None and len(rows) >= self.events:
+                fed.extend(rows)
+                continue
+            monitor = router.monitor(model)
+            if held is None:
+                held = self._held[model] = _Held(monitor.baseline, time.monotonic())
+            elif held.baseline is not monitor.baseline:  # a new baseline meanwhile: the dicts, fed to it
+                held.baseline = None
+            held.parts += read(monitor, [items[k] for k in rows])
+            mine = [origins[k] for k in rows]
+            held.origins += mine if as_origins is None else as_origins(mine)
+            self._count += len(rows)
+            if len(held.origins) >= self.events:
+                self._due[model] = None
+        if self._count > self.total:
+            self._make_room()
+        if len(fed) == len(items):
+            return items, models, list(origins)
+        fed.sort()
+        return [items[k] for k in fed], [models[k] for k in fed], [origins[k] for k in fed]
+
+    def _make_room(self) -> None:
+        """Past `total`: the models holding the most made due until the others hold half of it."""
+        waiting = self._count - sum(len(self._held[m].origins) for m in self._due)
+        for model in sorted(self._held, key=lambda m: -len(self._held[m].origins)):
+            if waiting <= self.total // 2:
+                break
+            if model not in self._due:
+                self._due[model] = None
+                waiting -= len(self._held[model].origins)
+
+    def feed_due(self, router: ModelRouter) -> Processed:
+        """Feed the models the call made due: the end of a `process_messages` / `process_events`."""
+        due, self._due = list(self._due), {}
+        return self._feed(router, due)
+
+    def flush(self, router: ModelRouter, older_than: float | None = None) -> Processed:
+        """Feed every held event (or those of the models whose oldest held event came more than
+        `older_than` seconds ago); the rejects carry their origins."""
+        if older_than is None:
+            models = list(self._held)
+        else:
+            limit = time.monotonic() - older_than
+            models = [m for m, held in self._held.items() if held.since <= limit]
+        for model in models:
+            self._due.pop(model, None)
+        return self._feed(router, models)
+
+    def drop(self) -> None:
+        """Forget every held event (their monitors are gone: a partition revoked)."""
+        self._held.clear()
+        self._due.clear()
+        self._count = 0
+
+    def _feed(self, router: ModelRouter, models: list[str]) -> Processed:
+        """Each model's held events through its monitor, as one call (rolled back and isolated as
+        `process_events` does when it raises)."""
+        alerts: list[Alert] = []
+        rejects: list[tuple[int, Reject]] = []
+        counts: Counter = Counter()
+        for model in models:
+            held = self._held.pop(model)
+            self._count -= len(held.origins)
+            monitor = router.monitors().get(model)
+            batches = held.parts
+            if monitor is None or monitor.baseline is not held.baseline or list in map(type, batches):
+                # a model disabled or given another baseline meanwhile, or events read as dicts: as dicts
+                result = process_events(router, held.events(), held.origins)
+                alerts += result.alerts
+                rejects += result.rejects
+                counts.update(result.events_by_model)
+                continue
+            n = len(held.origins)
+            events = _HeldEvents(batches)
+            found, poisoned = _monitor_rolling_back(router, events, [model] * n, held.origins,
+                                                    partial(monitor.update_extracted, batches), _itself)
+            mine = Counter({model: n})
+            rejects += _poisoned_rejects(poisoned, mine)
+            alerts += found
+            counts.update(mine)
+        rejects.sort(key=itemgetter(0))
+        return Processed(alerts, rejects, +counts)
+
+
+class _HeldEvents:
+    """The events of held batches, made into dicts only when read (by a rollback)."""
+
+    __slots__ = ("_batches",)
+
+    def __init__(self, batches: list[ExtractedBatch]):
+        self._batches = batches
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in self._batches:
+            yield from batch.events

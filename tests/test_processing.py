@@ -2,12 +2,15 @@
 while its state is saved or restored for the rollback, costs only its events, never the batch."""
 from __future__ import annotations
 
+from collections import Counter
+
 import msgpack
+import numpy as np
 import orjson
 import pytest
 
 from detectors.model import ModelMonitor, MonitorConfig
-from detectors.processing import MONITOR_ERROR, process_events, process_messages
+from detectors.processing import MONITOR_ERROR, Hold, Processed, process_events, process_messages
 from detectors.routing import ModelRouter
 from tests.stream.helpers import as_json, credit_baseline, events, fraud_baseline, poison_monitors  # noqa: F401 (fixtures)
 
@@ -284,3 +287,127 @@ def test_a_monitor_restored_between_calls_is_rolled_back_to_its_restored_state(c
     before = _packed_states(router)
     assert process_events(router, [dict(events("credit", 1, seed=8)[0], request_id="poison")]).rejects
     assert _packed_states(router) == before == _packed_states(other)
+
+
+# ---- the hold: a model's events fed together once it has enough of them -------------------------
+def _rough(model: str, n: int, seed: int) -> list[dict]:
+    """A drifting stream with every kind of value the columns join: unseen and invalid categories,
+    invalid and missing numbers, an unexpected field, model versions absent, the baseline's and other."""
+    out = []
+    for i, ev in enumerate(_drifting(model, n, seed)):
+        features = dict(ev["features"])
+        if i % 7 == 3 and i > n // 3:
+            features["country"] = f"Z{i % 5}"
+        if i % 13 == 5:
+            features["amount"] = "n/a"
+        if i % 11 == 2:
+            del features["age"]
+        if i % 17 == 0:
+            features["country"] = ["not", "a", "label"]
+        if i % 19 == 4:
+            features["surprise"] = 1
+        ev = dict(ev, features=features)
+        if (i // 150) % 3 == 1:
+            ev["model_version"] = "2" if i % 2 else "1"
+        elif (i // 150) % 3 == 2:
+            del ev["model_version"]
+        out.append(ev)
+    return out
+
+
+def _two_models(n: int) -> list[dict]:
+    """credit and fraud, unevenly interleaved: runs of either, single events, both."""
+    credit, fraud = iter(_rough("credit", n, 21)), iter(_rough("fraud", n, 22))
+    rng = np.random.default_rng(5)
+    out = []
+    for run in rng.integers(1, 60, 4 * n):
+        source = credit if len(out) % 3 else fraud
+        out += [ev for _, ev in zip(range(run), source)]
+        if len(out) >= 2 * n - 60:
+            break
+    return out + list(credit) + list(fraud)
+
+
+def _states(router: ModelRouter) -> dict[str, bytes]:
+    return {m: msgpack.packb(router.state_dict(m, complete=True)) for m in router.monitored}
+
+
+@pytest.mark.parametrize("columnar", [False, True])
+@pytest.mark.parametrize("hold_events", [1, 40, 333])
+def test_the_hold_gives_the_alerts_counts_and_states_of_feeding_every_event_at_once(credit_baseline, fraud_baseline,
+                                                                                   columnar, hold_events):
+    """Calls of 1 to 150 events of two models, held until a model has `hold_events` (and flushed at
+    the end): each model's alerts in the same order, the same counts, and states byte for byte."""
+    stream = _two_models(1500)
+    rng = np.random.default_rng(hold_events)
+    cuts = np.cumsum(rng.integers(1, 150, len(stream))).tolist()
+    calls = [stream[a:b] for a, b in zip([0] + cuts, cuts) if a < len(stream)]
+    clean = ModelRouter([credit_baseline, fraud_baseline])
+    expected = process_events(clean, stream)
+    router, hold = ModelRouter([credit_baseline, fraud_baseline]), Hold(hold_events)
+    alerts, counts, held = [], Counter(), []
+    for call in calls:
+        result = (process_messages(router, as_json(call), hold=hold) if columnar
+                  else process_events(router, call, hold=hold))
+        alerts += result.alerts
+        counts += result.events_by_model
+        held.append(len(hold))
+        assert not result.rejects
+    flushed = hold.flush(router)
+    alerts += flushed.alerts
+    counts += flushed.events_by_model
+    assert len(hold) == 0 and (hold_events == 1 or max(held) > 0)
+    assert expected.alerts and _by_model(alerts) == _by_model(expected.alerts)
+    assert counts == expected.events_by_model
+    assert _states(router) == _states(clean)
+
+
+@pytest.mark.parametrize("columnar", [False, True])
+def test_a_held_event_the_monitor_raises_on_is_rejected_alone_when_fed(credit_baseline, fraud_baseline, monkeypatch,
+                                                                      columnar):
+    """Poisoned events among held ones: rejected as monitor_error, with the origin the caller gave
+    their payload, by the call that feeds them; the rest gives the alerts and states of a run
+    without them, and the counts leave them out."""
+    stream = _two_models(1200)
+    poison = {10, 11, 500, 1777, len(stream) - 1}
+    clean = ModelRouter([credit_baseline, fraud_baseline])
+    expected = process_events(clean, [ev for k, ev in enumerate(stream) if k not in poison])
+    poison_monitors(monkeypatch)
+    router, hold = ModelRouter([credit_baseline, fraud_baseline]), Hold(50)
+    alerts, rejected, counts = [], [], Counter()
+    for start in range(0, len(stream), 90):
+        call = [dict(stream[k], request_id="poison") if k in poison else stream[k]
+                for k in range(start, min(start + 90, len(stream)))]
+        origins = [1000 + k for k in range(start, start + len(call))]
+        fed = (process_messages(router, as_json(call), origins=origins, hold=hold) if columnar
+               else process_events(router, call, origins, hold=hold))
+        for result in (fed, hold.flush(router) if start + 90 >= len(stream) else Processed([], [], Counter())):
+            alerts += result.alerts
+            rejected += [(k, r.reason) for k, r in result.rejects]
+            counts += result.events_by_model
+    assert sorted(rejected) == [(1000 + k, MONITOR_ERROR) for k in sorted(poison)]
+    assert alerts and _by_model(alerts) == _by_model(expected.alerts)
+    assert counts == expected.events_by_model and _states(router) == _states(clean)
+
+
+def test_the_hold_feeds_the_models_holding_the_most_past_its_total(credit_baseline, fraud_baseline):
+    """Past `total` events held, the biggest holders are fed until half of it is held; unknown
+    models and undecodable payloads are rejected at once, never held."""
+    router, hold = ModelRouter([credit_baseline, fraud_baseline]), Hold(events=1000, total=100)
+    credit, fraud = events("credit", 80, seed=1), events("fraud", 30, seed=2)
+    first = process_events(router, credit[:60] + fraud, hold=hold)
+    assert first.events_by_model == {} and len(hold) == 90
+    second = process_messages(router, as_json(credit[60:] + [{"model": "nobody", "features": {}}]) + [b"{oops"],
+                              hold=hold)
+    assert second.events_by_model == {"credit": 80} and len(hold) == 30
+    assert [(i, r.reason) for i, r in second.rejects] == [(20, "unknown_model"), (21, "not_decodable")]
+
+
+def test_held_events_of_a_model_whose_baseline_changed_go_to_the_new_one(credit_baseline):
+    """Events held against one baseline and fed after the model got another (or was disabled) are
+    fed to what the router has then, as events arriving then would be."""
+    router, hold = ModelRouter([credit_baseline]), Hold(events=100)
+    process_events(router, events("credit", 10, seed=1), hold=hold)
+    router.disable_model("credit", "baseline file deleted")
+    result = hold.flush(router)
+    assert [r.reason for _, r in result.rejects] == ["baseline_unavailable"] * 10 and not result.events_by_model

@@ -171,3 +171,25 @@ def test_the_columnar_decoder_reads_the_events_ts(baselines):
              process_messages(ModelRouter([seasonal]), payloads, columnar=columnar).alerts]
             for columnar in (True, False)]
     assert runs[0] == runs[1] and runs[0]
+
+
+def test_held_events_map_by_their_ts_as_events_fed_at_once(baselines):
+    """The worker's hold (detectors.processing.Hold) feeds a model's waiting batches as one: their
+    `ts` are read from each batch's events (JSON read by the columnar decoder, or dicts)."""
+    import orjson
+
+    from detectors.processing import Hold, process_messages
+
+    _, seasonal = baselines
+    ts, x = daily(3_000, 8)
+    x[1_500:] += 1.0
+    events = [{"model": "m", "ts": float(t), "features": {"x": float(v)}} for t, v in zip(ts, x)]
+    expected = [a.to_dict() for a in process_events(ModelRouter([seasonal]), events).alerts]
+    for columnar in (True, False):
+        router, hold, alerts = ModelRouter([seasonal]), Hold(events=300), []
+        for i in range(0, len(events), 70):
+            call = events[i:i + 70]
+            alerts += (process_messages(router, [orjson.dumps(e) for e in call], hold=hold) if columnar
+                       else process_events(router, call, hold=hold)).alerts
+        alerts += hold.flush(router).alerts
+        assert expected and [a.to_dict() for a in alerts] == expected

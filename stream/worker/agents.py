@@ -11,7 +11,8 @@ still owns the consumer, its group and rebalances, the checkpoint table and the 
 
 Guarantee: at-least-once. The monitors are checkpointed every `checkpoint_interval` to a
 compacted changelog (the `monitor-checkpoints` table), and then the offsets those checkpoints
-cover (each partition's last processed offset + 1) are committed, so after `kill -9` the
+cover (each partition's last processed offset + 1; the events waiting for their model's others,
+`--hold-events`, are fed before each checkpoint) are committed, so after `kill -9` the
 restored state counts every event once (re-delivered messages the state already includes are
 skipped by offset); the alerts of the events since the last checkpoint can be emitted a second
 time, with the same `alert_id`. A rebalance checkpoints the revoked partitions first, so their
@@ -40,10 +41,10 @@ log = logging.getLogger("skewwatch.worker")
 
 __all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "FETCHED_CAPACITY", "FETCHED_CAPACITY_BYTES",
            "NO_BASELINE_NOTICE_INTERVAL", "STEP_SECONDS", "YIELD_EVERY_BYTES", "CheckpointSource", "FetchedRecords",
-           "checkpoint_and_commit", "checkpoint_sources", "emit", "fetched",
-           "input_readers", "measure_lag", "monitor_predictions", "on_assigned", "on_revoked", "on_shutdown",
-           "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter", "wait_for_baselines",
-           "write_checkpoints"]
+           "checkpoint_and_commit", "checkpoint_round", "checkpoint_sources", "emit", "feed_held_events",
+           "feed_overdue", "fetched", "input_readers", "measure_lag", "monitor_predictions", "on_assigned",
+           "on_revoked", "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter",
+           "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
 T = TypeVar("T")
@@ -378,10 +379,42 @@ async def _confirmed() -> bool:
     return bool(confirmed)
 
 
+async def _feed_held(partitions: Iterable[int] | None = None, older_than: float | None = None) -> None:
+    """Feed the held events (`DetectionService.flush`: all, or those that waited `older_than`
+    seconds) and send what they give; under the `processing` lock."""
+    alerts, dead_letters = worker.service.flush(partitions, older_than)
+    for alert in alerts:
+        await emit(alert)
+    for letter in dead_letters:
+        await send_dead_letter(letter)
+
+
+@app.timer(interval=settings.hold_seconds / 4)
+async def feed_held_events() -> None:
+    """Every quarter of `hold_seconds`: `feed_overdue`."""
+    await feed_overdue()
+
+
+async def feed_overdue() -> None:
+    """Feed the models whose oldest held event came 3/4 of `hold_seconds` ago: checked every
+    quarter of it, no event waits longer than `hold_seconds` for its model's other events (plus
+    the batch in progress, which holds the lock)."""
+    if worker.service.held():
+        async with processing:
+            await _feed_held(older_than=settings.hold_seconds * 0.75)
+
+
 @app.timer(interval=settings.checkpoint_interval)
 async def checkpoint_and_commit() -> None:
-    """Checkpoint the monitors, then commit the offsets they cover (only once the broker has them)."""
+    """Every `checkpoint_interval`: `checkpoint_round`."""
+    await checkpoint_round()
+
+
+async def checkpoint_round() -> None:
+    """Feed the held events, checkpoint the monitors, then commit the offsets they cover (only once
+    the broker has them)."""
     async with processing:
+        await _feed_held()  # a checkpoint covers no held event: its offsets would skip them after a restart
         await _checkpoint_then_commit(stepwise=True)
 
 
@@ -458,6 +491,7 @@ async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
     # does not know these records), and no record of these partitions is processed after.
     async with processing:
         fetched.drop(mine)
+        await _feed_held(mine)  # the next owner resumes after the checkpoint: nothing of it may wait here
         await write_checkpoints(mine)
         worker.service.drop_partitions(mine)
 
@@ -485,4 +519,5 @@ async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
 async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
     """Checkpoint every monitor before the worker stops, and commit what the checkpoints cover."""
     async with processing:
+        await _feed_held()
         await _checkpoint_then_commit()

@@ -54,7 +54,7 @@ metrics = Metrics(feature_metrics=settings.feature_metrics)
 service = DetectionService(settings.baselines, metrics, limits=_config.decoder_limits(settings),
                            config=MonitorConfig(include_examples=settings.include_examples),
                            max_checkpoint_bytes=settings.max_checkpoint_bytes,
-                           shadow_candidates=_config.shadow_candidates(settings))
+                           shadow_candidates=_config.shadow_candidates(settings), hold_events=settings.hold_events)
 
 
 class PagesOnlyWeb(AiohttpWeb):

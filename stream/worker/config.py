@@ -55,6 +55,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be at least 0, not {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be more than 0, not {text}")
+    return value
+
+
 #: below Kafka's default record limit (message.max.bytes, ~1 MB) and Faust's producer's (1,000,000)
 DEFAULT_MAX_CHECKPOINT_BYTES = 900_000
 
@@ -134,6 +148,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", "--data-dir", "SKEWWATCH_DATA_DIR", None, "Faust data directory (default: ./<app-id>-data)"),
     Setting("checkpoint_interval", "--checkpoint-interval", "SKEWWATCH_CHECKPOINT_INTERVAL", 5.0,
             "seconds between checkpoints of the monitors' state (also the offset-commit interval)", float),
+    # default: detectors.processing.HOLD_EVENTS (not imported here: it pulls in numpy)
+    Setting("hold_events", "--hold-events", "SKEWWATCH_HOLD_EVENTS", 512,
+            "a model's events wait until it has this many (or --hold-seconds passed) and are then monitored "
+            "together: with many models in one stream, each model's few events per batch cost a monitor "
+            "call each; the alerts are the same, later; 0 feeds every event at once", _count),
+    Setting("hold_seconds", "--hold-seconds", "SKEWWATCH_HOLD_SECONDS", 1.0,
+            "longest an event waits for its model's other events (--hold-events): the most an alert is delayed "
+            "by the hold", _positive_seconds),
     Setting("max_checkpoint_bytes", "--max-checkpoint-bytes", "SKEWWATCH_MAX_CHECKPOINT_BYTES",
             DEFAULT_MAX_CHECKPOINT_BYTES,
             "largest checkpoint record, in bytes: a bigger monitor state is split into several records; keep "
@@ -222,6 +244,8 @@ class Config:
     app_id: str
     data_dir: str | None
     checkpoint_interval: float
+    hold_events: int
+    hold_seconds: float
     max_checkpoint_bytes: int
     baseline_scan_interval: float
     joins: bool

@@ -39,7 +39,7 @@ from detectors.events import Limits, Reject, dead_letter_record
 from detectors.model import ModelMonitor
 
 # MONITOR_ERROR: re-exported for the worker's code
-from detectors.processing import MONITOR_ERROR, Processed, process_messages
+from detectors.processing import HOLD_TOTAL, MONITOR_ERROR, Hold, Processed, process_messages
 from detectors.routing import ModelRouter
 from stream.worker import checkpoint_codec
 from stream.worker import config as worker_config
@@ -74,9 +74,14 @@ class PartitionMonitors:
 
     def __init__(self, partition: int, baselines: Iterable[Baseline], config: Any = None,
                  max_record_bytes: int = worker_config.DEFAULT_MAX_CHECKPOINT_BYTES,
-                 shadow_candidates: Iterable[str] = ()):
+                 shadow_candidates: Iterable[str] = (), hold_events: int = 0):
+        """`hold_events`: a model's events are held until it has this many (`detectors.processing.Hold`;
+        0: fed as they come); `flush` feeds them, and must before every checkpoint."""
         self.partition = partition
         self.router = ModelRouter(baselines, config, shadow_candidates)
+        #: the events of models with too few yet to feed, if any (their offsets not yet processed)
+        self.hold = Hold(hold_events, HOLD_TOTAL) if hold_events > 0 else None
+        self.topic = ""  # the input topic, as the records name it (a held event's dead letter names it)
         self.max_record_bytes = max_record_bytes
         #: model -> (generation, chunks) of its newest checkpoint: the next one writes the other generation
         self._written: dict[str, tuple[int, int]] = {}
@@ -167,15 +172,34 @@ class PartitionMonitors:
             keep = lambda i, ev: records[i].offset > skip.get(ev["model"], -1)  # noqa: E731
             log.info("partition %d: re-delivered from offset %d; skipping what the checkpoints hold (%s)",
                      self.partition, records[0].offset, ", ".join(f"{m} up to {o}" for m, o in sorted(skip.items())))
-        result = process_messages(self.router, [r.value for r in records], limits, keep)
+        result = process_messages(self.router, [r.value for r in records], limits, keep,
+                                  origins=[r.offset for r in records], hold=self.hold)
         if records:
             newest = records[-1].offset
+            self.topic = records[-1].topic
             self._processed_upto = newest
-            self.last_offset = max(self.last_offset, newest)
             if self._skip_upto:  # offsets only grow: a mark behind this batch has done its job
                 self._skip_upto = {m: o for m, o in self._skip_upto.items() if o > newest}
-        self._dirty.update(result.events_by_model)
+        self._fed(result)
         return result
+
+    def flush(self, older_than: float | None = None) -> Processed:
+        """Feed the held events (or those of the models whose oldest held event came more than
+        `older_than` seconds ago); the rejects carry their records' offsets."""
+        if self.hold is None or not len(self.hold):
+            return Processed([], [], Counter())
+        result = self.hold.flush(self.router, older_than)
+        self._fed(result)
+        return result
+
+    def _fed(self, result: Processed) -> None:
+        """After events were fed: their models are to checkpoint, and `last_offset` moves up to the
+        record before the oldest held event (a held event's offset is not processed until fed)."""
+        self._dirty.update(result.events_by_model)
+        held = self.hold.first_origin() if self.hold is not None else None
+        # min: after a recreated log, the held events' offsets are the old log's
+        covered = self._processed_upto if held is None else min(self._processed_upto, held - 1)
+        self.last_offset = max(self.last_offset, covered)
 
     def forget_offsets(self) -> None:
         """The partition's log was recreated (its offsets start again): keep the monitors'
@@ -209,6 +233,9 @@ class PartitionMonitors:
     def checkpointing(self, everything: bool = False) -> Iterator[tuple[str, bytes | None]]:
         """`checkpoints`, a record at a time; no event may reach the monitors until it is exhausted
         (the worker holds its processing lock)."""
+        if self.hold is not None and len(self.hold):  # a model's offset would cover what another holds
+            raise RuntimeError(f"partition {self.partition}: {len(self.hold)} held events must be fed (flush) "
+                               "before a checkpoint")
         models = self.router.monitored if everything else sorted(self._dirty & set(self.router.monitored))
         self._dirty.clear()
         self._checkpointed_upto = self.last_offset
@@ -417,18 +444,21 @@ class DetectionService:
 
     def __init__(self, baselines_dir: str, metrics: Metrics, limits: Limits | None = None, config: Any = None,
                  max_checkpoint_bytes: int = worker_config.DEFAULT_MAX_CHECKPOINT_BYTES,
-                 shadow_candidates: Iterable[str] = ()):
+                 shadow_candidates: Iterable[str] = (), hold_events: int = 0):
         """`limits`: the decoder's caps; None takes them from the worker's settings
         (SKEWWATCH_MAX_MESSAGE_BYTES, ... in the environment: stream.worker.config).
         `max_checkpoint_bytes`: the largest checkpoint record (SKEWWATCH_MAX_CHECKPOINT_BYTES).
         `shadow_candidates`: the candidates of the shadow pairs (SKEWWATCH_SHADOW), whose events
-        without a baseline go to the joins only, not to the dead letters."""
+        without a baseline go to the joins only, not to the dead letters.
+        `hold_events`: each partition holds a model's events until it has this many
+        (SKEWWATCH_HOLD_EVENTS; 0: none held): see `flush`."""
         self.directory = BaselineDirectory(baselines_dir)
         self.metrics = metrics
         self.limits = limits if limits is not None else worker_config.decoder_limits(worker_config.load())
         self.max_checkpoint_bytes = max_checkpoint_bytes
         self._config = config
         self._shadow_candidates = frozenset(shadow_candidates)
+        self.hold_events = hold_events
         self._baselines: dict[str, Baseline] = {}
         self._unavailable: dict[str, str] = {}
         #: served models a file of the directory declares without serving (`BaselineDirectory.problems`)
@@ -531,7 +561,7 @@ class DetectionService:
         if partition in self.partitions:
             return
         monitors = PartitionMonitors(partition, self._baselines.values(), self._config, self.max_checkpoint_bytes,
-                                     self._shadow_candidates)
+                                     self._shadow_candidates, self.hold_events)
         for model, detail in self._unavailable.items():
             monitors.router.disable_model(model, detail)
         mine: dict[tuple[str, tuple[int, int] | None], bytes] = {}
@@ -642,15 +672,37 @@ class DetectionService:
         """Alerts and dead-letter records (JSON-ready) for a batch of one partition's records.
         The rejects are counted and logged (`dead_letter`); the alerts are the caller's to emit."""
         records = monitors.unseen(records)
-        result = monitors.process(records, self.limits)
+        return self._outputs(monitors, monitors.process(records, self.limits))
+
+    def flush(self, partitions: Iterable[int] | None = None, older_than: float | None = None
+              ) -> tuple[list[Alert], list[dict]]:
+        """Alerts and dead-letter records of feeding the partitions' held events (all of them, or
+        those of the models whose oldest held event came more than `older_than` seconds ago): the
+        worker flushes everything before each checkpoint, and on a timer so that no event waits
+        longer than SKEWWATCH_HOLD_SECONDS."""
+        alerts: list[Alert] = []
+        dead_letters: list[dict] = []
+        for p in sorted(self.partitions if partitions is None else partitions):
+            monitors = self.partitions.get(p)
+            if monitors is not None:
+                found, letters = self._outputs(monitors, monitors.flush(older_than))
+                alerts += found
+                dead_letters += letters
+        return alerts, dead_letters
+
+    def held(self) -> int:
+        """Events held (not yet fed) over every partition."""
+        return sum(len(m.hold) for m in self.partitions.values() if m.hold is not None)
+
+    def _outputs(self, monitors: PartitionMonitors, result: Processed) -> tuple[list[Alert], list[dict]]:
+        """The alerts and dead-letter records of what `monitors` fed; the events counted."""
         now = time.time()
         for model, n in result.events_by_model.items():
             self.metrics.events.labels(model).inc(n)
             self.last_event_at[model] = now
         dead_letters = []
-        for i, reject in result.rejects:
-            r = records[i]
-            source = {"topic": r.topic, "partition": r.partition, "offset": r.offset}
+        for offset, reject in result.rejects:
+            source = {"topic": monitors.topic, "partition": monitors.partition, "offset": offset}
             dead_letters.append(self.dead_letter(reject, source))
         return result.alerts, dead_letters
 

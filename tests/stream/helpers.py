@@ -63,6 +63,15 @@ def poison_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
         return alerts
 
     monkeypatch.setattr(ModelMonitor, "update_batch", raise_on_poison)
+    update_extracted = ModelMonitor.update_extracted
+
+    def extracted_raise_on_poison(monitor: ModelMonitor, batches: list) -> list:
+        alerts = update_extracted(monitor, batches)
+        if any(e.get("request_id") == "poison" for b in batches for e in b.events):
+            raise TypeError("unhashable type: 'list'")
+        return alerts
+
+    monkeypatch.setattr(ModelMonitor, "update_extracted", extracted_raise_on_poison)
     update_scanned = ModelMonitor.update_scanned
 
     def scanned_raise_on_poison(monitor: ModelMonitor, block, payloads: list[bytes], rows: list[int]) -> list:

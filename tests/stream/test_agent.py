@@ -378,3 +378,26 @@ async def test_the_fetched_records_are_bounded_in_bytes_and_a_large_fetch_waits_
     assert [(p, len(rs)) for p, rs in waiting.take(1)] == [(0, 1)]  # 700 bytes left
     await asyncio.wait_for(room, 1)
     assert len(waiting) == 2 and not waiting.full()
+
+
+async def test_events_waiting_for_their_models_others_are_fed_before_a_checkpoint_and_on_time(sent, committed,
+                                                                                              monkeypatch):
+    """With the hold on, a partition's few events of a model wait; the checkpoint timer feeds them
+    (and sends what they give) before it checkpoints, so the commit covers them; the hold's timer
+    feeds those that waited most of --hold-seconds, and only those."""
+    monkeypatch.setattr(worker.service, "hold_events", 100)
+    garbage = b"{not json"
+    async with raw_context() as agent:
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 30, seed=27)] + [garbage], partition=0)
+        assert worker.service.held() == 30 and worker.service.events_seen("credit") == 0
+        assert len(sent["dead"]) == 1  # a decode reject waits for nothing
+        await agents.checkpoint_round()
+        assert worker.service.held() == 0 and worker.service.events_seen("credit") == 30
+        assert committed.offsets == [{0: 31}] and _marker_offset(committed.table, 0) == 30
+
+        await put_all(agent, [orjson.dumps(e) for e in events("fraud", 20, seed=28)], partition=2, key=b"fraud")
+        await agents.feed_overdue()  # they came just now: they wait
+        assert worker.service.held() == 20
+        monkeypatch.setattr(agents, "settings", dataclasses.replace(agents.settings, hold_seconds=1e-6))
+        await agents.feed_overdue()
+        assert worker.service.held() == 0 and worker.service.events_seen("fraud") == 20

@@ -10,6 +10,7 @@ import zlib
 
 import msgpack
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from baselines.profile import Baseline
@@ -708,3 +709,82 @@ def test_a_baseline_changed_while_a_partition_is_being_restored_applies_to_it(tm
     restarted.rescan()
     list(steps)
     assert restarted.partitions[1].router.models == ["credit", "fraud"]
+
+
+# ---- the hold: a model's events wait for more of its own; no checkpoint covers a waiting one ----
+def _two_model_service(tmp_path, credit_baseline, hold_events: int) -> DetectionService:
+    credit_baseline.save(tmp_path / "credit.msgpack")
+    dataclasses.replace(credit_baseline, model="fraud").save(tmp_path / "fraud.msgpack")
+    service = DetectionService(str(tmp_path), Metrics(CollectorRegistry()), hold_events=hold_events)
+    service.rescan()
+    return service
+
+
+def _mixed_stream(n: int) -> list[bytes]:
+    """credit events, and every 10th a fraud event (too few per batch to feed at once)."""
+    credit, fraud = events("credit", n, seed=31), events("fraud", n, seed=32)
+    return as_json([fraud[i] if i % 10 == 3 else credit[i] for i in range(n)])
+
+
+def test_held_events_are_not_processed_offsets_until_fed_and_a_checkpoint_covers_none(tmp_path, credit_baseline):
+    """fraud's events wait in the hold while credit's are fed: the partition's offset stops before
+    the oldest waiting one, a checkpoint is refused while any waits, and after `flush` (what the
+    worker does before every checkpoint) it covers everything. A restart from that checkpoint,
+    the records re-delivered from an older commit, counts every event once: the states of a
+    worker that never held nor restarted."""
+    stream = records(_mixed_stream(600))
+    service = _two_model_service(tmp_path, credit_baseline, hold_events=100)
+    monitors = service.monitors_for(0, lambda: [])
+    alerts, letters = service.process(monitors, stream[:200])
+    assert service.held() == 20 and monitors.last_offset == 2  # fraud's first event, offset 3, waits
+    assert monitors.router.monitor("credit").events_seen == 180 and monitors.router.monitor("fraud").events_seen == 0
+    with pytest.raises(RuntimeError, match="held events must be fed"):
+        service.checkpoints()
+    service.process(monitors, stream[200:250])
+    assert monitors.last_offset == 2
+    service.flush()
+    assert service.held() == 0 and monitors.last_offset == 249
+    table = {**service.checkpoints(), **service.positions()}
+    service.offsets_committed()
+    assert service.committable() == {} and monitors.committed_floor == 250
+
+    service.process(monitors, stream[250:400])  # fraud's events wait again; then kill -9
+    assert service.held() == 15 and monitors.last_offset == 252
+
+    restarted = _two_model_service(tmp_path, credit_baseline, hold_events=100)
+    again = restarted.monitors_for(0, lambda: list(table.items()))
+    for start in range(200, 600, 70):  # re-delivered from before the commit, in other batches
+        restarted.process(again, stream[start:start + 70])
+    restarted.flush()
+    reference = PartitionMonitors(0, [credit_baseline, dataclasses.replace(credit_baseline, model="fraud")])
+    reference.process(stream)
+    for model in ("credit", "fraud"):
+        assert again.router.monitor(model).events_seen == reference.router.monitor(model).events_seen
+        assert again.router.state_dict(model) == reference.router.state_dict(model)
+
+
+def test_a_held_event_rejected_when_fed_is_dead_lettered_with_its_own_record(tmp_path, credit_baseline, monkeypatch):
+    """A monitor that raises on a held event: its dead letter, sent when its model is fed, names its
+    own record's offset, not one of the batch that fed it."""
+    from tests.stream.helpers import poison_monitors
+
+    stream = _mixed_stream(300)
+    stream[13] = orjson.dumps(dict(orjson.loads(stream[13]), request_id="poison"))  # a fraud event
+    service = _two_model_service(tmp_path, credit_baseline, hold_events=20)
+    poison_monitors(monkeypatch)
+    monitors = service.monitors_for(0, lambda: [])
+    letters = []
+    for start in range(0, 300, 50):
+        letters += service.process(monitors, records(stream[start:start + 50], start=start))[1]
+    letters += service.flush()[1]
+    assert [(d["reason"], d["source"]["offset"], d["source"]["topic"]) for d in letters] == [
+        ("monitor_error", 13, "in")]
+    assert service.events_seen("fraud") == 29 and service.events_seen("credit") == 270
+
+
+def test_the_hold_setting_defaults_to_the_engines_own(monkeypatch):
+    from detectors.processing import HOLD_EVENTS
+    from stream.worker import config
+
+    monkeypatch.delenv("SKEWWATCH_HOLD_EVENTS", raising=False)
+    assert config.load().hold_events == HOLD_EVENTS
