@@ -476,7 +476,14 @@ class DetectionService:
         self._rescans = asyncio.Lock()  # one `rescan_off_loop` at a time: changes applied in the order found
         self._end_offsets: dict[int, int] = {}  # input partition -> the highest end offset seen
         #: partitions whose log was recreated, until their monitors checkpoint offsets of the new one
-        self._recreated: set[int] = set()
+        #: partition -> the how-manieth recreation of a log noticed (`observe_end_offsets`), until its
+        #: records and then its marker are written again
+        self._recreated: dict[int, int] = {}
+        self._recreations = 0
+        #: recreated partitions whose every checkpoint record was rewritten since it was noticed:
+        #: only their next position marker ends the recreation (a round begun before it wrote the
+        #: old log's offsets)
+        self._rewritten: set[int] = set()
         #: committed floors of the partitions whose monitors were dropped (a rebalance): the
         #: checkpoints carry them one commit late; rebuilt monitors take the newer of the two.
         #: Kept instead of writing every checkpoint again after each commit: a longer changelog
@@ -604,7 +611,9 @@ class DetectionService:
         for p in recreated:
             log.warning("partition %d: its end offset went back to %d: the topic's log was recreated (the broker "
                         "lost its records?); counting every record from its start, skipping nothing", p, ends[p])
-            self._recreated.add(p)
+            self._recreations += 1
+            self._recreated[p] = self._recreations
+            self._rewritten.discard(p)
             if p in self.partitions:
                 self.partitions[p].forget_offsets()
         return recreated
@@ -649,7 +658,10 @@ class DetectionService:
             if monitors is not None:
                 # after a recreated log, every checkpoint of p holds the old log's offsets: rewrite all
                 # (and its position marker: `positions` forgets p once that is written too)
-                yield from monitors.checkpointing(everything or p in self._recreated)
+                noticed = self._recreated.get(p)
+                yield from monitors.checkpointing(everything or noticed is not None)
+                if noticed is not None and self._recreated.get(p) == noticed:  # not noticed again meanwhile
+                    self._rewritten.add(p)
 
     def positions(self, partitions: Iterable[int] | None = None) -> dict[str, bytes]:
         """{table key: blob}: the position markers of the partitions that moved since their last,
@@ -662,7 +674,9 @@ class DetectionService:
             # a recreated log's marker is written even where its offset did not move (-1 before the
             # new log's first record): the old log's marker would otherwise skip the new log's records
             blob = monitors.position(everything or p in self._recreated) if monitors is not None else None
-            self._recreated.discard(p)
+            if p in self._rewritten:
+                del self._recreated[p]
+                self._rewritten.discard(p)
             if blob is not None:
                 out[position_key(p)] = blob
         return out

@@ -398,6 +398,29 @@ def test_a_recreated_log_rewrites_the_position_marker_before_its_first_record(tm
     assert rebuilt.router.monitor("credit").events_seen == 90
 
 
+def test_a_recreated_log_noticed_during_a_revokes_checkpoint_round_is_counted_from_its_start(tmp_path,
+                                                                                           credit_baseline):
+    """Seen after a 300 s broker outage (docs/reliability.md): the broker came back empty, the group's
+    rejoin revoked the partition, and the revoke's checkpoint round wrote the monitors' records (the
+    old log's offsets) before the lag timer noticed the new log, and its position marker after (it
+    waits for the broker's confirmation in between). The marker used to clear the partition's
+    'recreated' mark, so the monitors rebuilt at the reassignment skipped the new log's first
+    records as covered by the old log's checkpoint (2,500 events short)."""
+    service = credit_service(tmp_path, credit_baseline)
+    stream = records(as_json(events("credit", 90, seed=29)))
+    monitors = service.monitors_for(0, lambda: [])
+    service.process(monitors, stream[:60])
+    assert service.observe_end_offsets({0: 60}) == []
+    table = dict(service.checkpointing([0]))  # the revoke's round: records of the old log's offsets
+    assert service.observe_end_offsets({0: 0}) == [0]  # noticed while the round awaits the broker
+    table |= service.positions([0])
+    service.drop_partitions([0])
+    rebuilt = service.monitors_for(0, lambda: list(table.items()))
+    service.process(rebuilt, records([r.value for r in stream[60:90]]))  # offsets 0..29 of the new log
+    assert rebuilt.take_seek() is None
+    assert rebuilt.router.monitor("credit").events_seen == 90
+
+
 def test_a_recreated_log_that_outgrew_the_old_one_is_counted_from_its_start(tmp_path, credit_baseline):
     """The end offset of the new log never went back where the worker could see it (the new log
     was already longer than the old one): to monitors rebuilt from the checkpoints, the first
