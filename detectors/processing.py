@@ -700,14 +700,20 @@ class Hold:
         due, self._due = list(self._due), {}
         return self._feed(router, due)
 
-    def flush(self, router: ModelRouter, older_than: float | None = None) -> Processed:
-        """Feed every held event (or those of the models whose oldest held event came more than
-        `older_than` seconds ago); the rejects carry their origins."""
+    def waiting(self, older_than: float | None = None) -> list[str]:
+        """The models with held events (those whose oldest held event came more than `older_than`
+        seconds ago)."""
         if older_than is None:
-            models = list(self._held)
-        else:
-            limit = time.monotonic() - older_than
-            models = [m for m, held in self._held.items() if held.since <= limit]
+            return list(self._held)
+        limit = time.monotonic() - older_than
+        return [m for m, held in self._held.items() if held.since <= limit]
+
+    def flush(self, router: ModelRouter, older_than: float | None = None,
+              models: Collection[str] | None = None) -> Processed:
+        """Feed every held event (or those of the models whose oldest held event came more than
+        `older_than` seconds ago, or of `models`: a caller that lets other work run between
+        models); the rejects carry their origins."""
+        models = self.waiting(older_than) if models is None else [m for m in models if m in self._held]
         for model in models:
             self._due.pop(model, None)
         return self._feed(router, models)

@@ -380,13 +380,14 @@ async def _confirmed() -> bool:
 
 
 async def _feed_held(partitions: Iterable[int] | None = None, older_than: float | None = None) -> None:
-    """Feed the held events (`DetectionService.flush`: all, or those that waited `older_than`
-    seconds) and send what they give; under the `processing` lock."""
-    alerts, dead_letters = worker.service.flush(partitions, older_than)
-    for alert in alerts:
-        await emit(alert)
-    for letter in dead_letters:
-        await send_dead_letter(letter)
+    """Feed the held events (all, or those that waited `older_than` seconds) a model at a time
+    (`DetectionService.flushing`), letting the loop run every STEP_SECONDS, and send what they
+    give; under the `processing` lock."""
+    for alerts, dead_letters in await _in_steps(worker.service.flushing(partitions, older_than)):
+        for alert in alerts:
+            await emit(alert)
+        for letter in dead_letters:
+            await send_dead_letter(letter)
 
 
 @app.timer(interval=settings.hold_seconds / 4)

@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,12 +183,16 @@ class PartitionMonitors:
         self._fed(result)
         return result
 
-    def flush(self, older_than: float | None = None) -> Processed:
+    def waiting(self, older_than: float | None = None) -> list[str]:
+        """The models with held events (`Hold.waiting`)."""
+        return [] if self.hold is None else self.hold.waiting(older_than)
+
+    def flush(self, older_than: float | None = None, models: Collection[str] | None = None) -> Processed:
         """Feed the held events (or those of the models whose oldest held event came more than
-        `older_than` seconds ago); the rejects carry their records' offsets."""
+        `older_than` seconds ago, or of `models`); the rejects carry their records' offsets."""
         if self.hold is None or not len(self.hold):
             return Processed([], [], Counter())
-        result = self.hold.flush(self.router, older_than)
+        result = self.hold.flush(self.router, older_than, models)
         self._fed(result)
         return result
 
@@ -696,13 +700,19 @@ class DetectionService:
         longer than SKEWWATCH_HOLD_SECONDS."""
         alerts: list[Alert] = []
         dead_letters: list[dict] = []
+        for found, letters in self.flushing(partitions, older_than):
+            alerts += found
+            dead_letters += letters
+        return alerts, dead_letters
+
+    def flushing(self, partitions: Iterable[int] | None = None, older_than: float | None = None
+                 ) -> Iterator[tuple[list[Alert], list[dict]]]:
+        """`flush`, a model at a time: the worker lets its event loop run between them (a timer's
+        flush of 500 models' held events at once held it for the models' monitor calls in a row)."""
         for p in sorted(self.partitions if partitions is None else partitions):
             monitors = self.partitions.get(p)
-            if monitors is not None:
-                found, letters = self._outputs(monitors, monitors.flush(older_than))
-                alerts += found
-                dead_letters += letters
-        return alerts, dead_letters
+            for model in [] if monitors is None else monitors.waiting(older_than):
+                yield self._outputs(monitors, monitors.flush(models=[model]))
 
     def held(self) -> int:
         """Events held (not yet fed) over every partition."""

@@ -401,3 +401,31 @@ async def test_events_waiting_for_their_models_others_are_fed_before_a_checkpoin
         monkeypatch.setattr(agents, "settings", dataclasses.replace(agents.settings, hold_seconds=1e-6))
         await agents.feed_overdue()
         assert worker.service.held() == 0 and worker.service.events_seen("fraud") == 20
+
+
+async def test_held_events_are_fed_a_model_at_a_time_with_the_loop_let_run(sent, committed, monkeypatch):
+    """The timer's and the checkpoint's flush fed every held model in one go: at 500 models the
+    monitor calls in a row held the event loop (and so /metrics and the heartbeats) for their sum.
+    Now the loop runs between models whenever STEP_SECONDS has passed (0 here: after each)."""
+    monkeypatch.setattr(worker.service, "hold_events", 100)
+    monkeypatch.setattr(agents, "STEP_SECONDS", 0.0)
+    turns = 0
+
+    async def count_turns():
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with raw_context() as agent:
+        await put_all(agent, [orjson.dumps(e) for e in events("credit", 10, seed=37)], partition=0)
+        await put_all(agent, [orjson.dumps(e) for e in events("fraud", 10, seed=38)], partition=0, key=b"fraud")
+        assert worker.service.held() == 20
+        monkeypatch.setattr(agents, "settings", dataclasses.replace(agents.settings, hold_seconds=1e-6))
+        ticker = asyncio.ensure_future(count_turns())
+        await asyncio.sleep(0)
+        before = turns
+        await agents.feed_overdue()
+        ticker.cancel()
+        assert worker.service.held() == 0 and worker.service.events_seen("fraud") == 10
+        assert turns - before >= 2, turns - before  # a turn after each of the two models
