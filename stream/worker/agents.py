@@ -43,8 +43,8 @@ __all__ = ["BROKER_PROBE_TIMEOUT", "CHECKPOINT_CONFIRM_TIMEOUT", "FETCHED_CAPACI
            "NO_BASELINE_NOTICE_INTERVAL", "STEP_SECONDS", "YIELD_EVERY_BYTES", "CheckpointSource", "FetchedRecords",
            "checkpoint_and_commit", "checkpoint_round", "checkpoint_sources", "emit", "feed_held_events",
            "feed_overdue", "fetched", "input_readers", "measure_lag", "monitor_predictions", "on_assigned",
-           "on_revoked", "on_shutdown", "processing", "relax_gc_once_started", "rescan_baselines", "send_dead_letter",
-           "wait_for_baselines", "write_checkpoints"]
+           "on_revoked", "on_shutdown", "probe_broker", "processing", "relax_gc_once_started", "rescan_baselines",
+           "send_dead_letter", "wait_for_baselines", "write_checkpoints"]
 
 app, settings = worker.app, worker.settings
 T = TypeVar("T")
@@ -462,21 +462,36 @@ def _set_broker_reachable(reachable: bool, why: str = "") -> None:
     worker.metrics.broker_connected.set(1 if reachable else 0)
 
 
+#: the input partitions assigned to this worker at some time since it started (`measure_lag` probes them)
+_partitions_held: set[int] = set()
+
+
 @app.timer(interval=2.0)
 async def measure_lag() -> None:
-    """Probe the broker (the end offsets of the assigned partitions): the lag and broker gauges, and
+    """Every 2 s: `probe_broker`."""
+    await probe_broker()
+
+
+async def probe_broker() -> None:
+    """Probe the broker (the end offsets of the input partitions): the lag and broker gauges, and
     a recreated input log noticed."""
     consumer = app.consumer
     mine = [tp for tp in consumer.assignment() if tp.topic == settings.input_topic]
-    if not mine:
+    _partitions_held.update(tp.partition for tp in mine)
+    if not _partitions_held:
         return
+    # Every input partition this worker has held, not only those assigned now: while the group
+    # rejoins (the broker back after an outage) none is, and a log recreated meanwhile must be seen
+    # going back before it grows past the old one's end, or the monitors restored at the
+    # reassignment skip its first records as counted (observe_end_offsets)
+    probed = [TP(settings.input_topic, p) for p in sorted(_partitions_held)]
     try:
-        ends = await asyncio.wait_for(consumer.highwaters(*mine), BROKER_PROBE_TIMEOUT)
+        ends = await asyncio.wait_for(consumer.highwaters(*probed), BROKER_PROBE_TIMEOUT)
     except Exception as e:  # noqa: BLE001 (a timeout or any Kafka error: the broker is out of reach)
         _set_broker_reachable(False, type(e).__name__)
         return
     _set_broker_reachable(True)
-    worker.service.observe_end_offsets({tp.partition: ends[tp] for tp in mine if ends.get(tp) is not None})
+    worker.service.observe_end_offsets({tp.partition: end for tp, end in ends.items() if end is not None})
     for tp in mine:
         monitors = worker.service.partitions.get(tp.partition)
         position = monitors.last_offset + 1 if monitors else await consumer.position(tp)

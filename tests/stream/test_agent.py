@@ -429,3 +429,28 @@ async def test_held_events_are_fed_a_model_at_a_time_with_the_loop_let_run(sent,
         ticker.cancel()
         assert worker.service.held() == 0 and worker.service.events_seen("fraud") == 10
         assert turns - before >= 2, turns - before  # a turn after each of the two models
+
+
+async def test_a_log_recreated_while_the_group_rejoins_is_seen_by_the_lag_probe(sent, monkeypatch):
+    """Seen after a 300 s broker outage: the broker came back empty while the group rejoined, so no
+    partition was assigned when the lag timer ran, and it probed nothing; by the reassignment the
+    new log had outgrown the old one (its end offset never seen going back), and the monitors
+    restored from the old log's checkpoint skipped its first records as counted. The probe now
+    covers every input partition this worker has held."""
+    consumer = worker.app.consumer
+    tp = TP(worker.settings.input_topic, 2)
+    ends = {tp: 60}
+    assignment = {tp}
+
+    async def highwaters(*tps):
+        return {t: ends[t] for t in tps if t in ends}
+
+    monkeypatch.setattr(consumer, "assignment", lambda: set(assignment))
+    monkeypatch.setattr(consumer, "highwaters", highwaters)
+    monkeypatch.setattr(consumer, "position", lambda t: asyncio.sleep(0, 60))
+    monkeypatch.setattr(agents, "_partitions_held", set())
+    await agents.probe_broker()
+    assignment.clear()  # the group rejoins
+    ends[tp] = 0  # the broker came back without its records
+    await agents.probe_broker()
+    assert 2 in worker.service._recreated
