@@ -1381,6 +1381,87 @@ point_mass_blocks(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- grid_blocks ------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(grid_blocks_doc,
+"grid_blocks(x, start, size, rows, steps, off, out)\n"
+"\n"
+"Hits of the point-mass grid chains (detectors.pointmass) per block of `size` events aligned on the\n"
+"event count: x float64 (R, n) holds events start..start+n-1 of R rows; chain c reads row rows[c]\n"
+"(int64) and hits where a finite value is a multiple of steps[c] (float64: |v/s - rint(v/s)| <= 1e-9\n"
+"|v/s|, detectors.diagnosis.on_grid), or, off[c] (int64) non-zero, where a finite value is not.\n"
+"out int64 (nb, g): each touched block's hits.");
+
+static PyObject *
+grid_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *o_x, *o_rows, *o_steps, *o_off, *o_out;
+    long long start;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "OLnOOOO", &o_x, &start, &size, &o_rows, &o_steps, &o_off, &o_out))
+        return NULL;
+    if (size < 1 || start < 0) {
+        PyErr_SetString(PyExc_ValueError, "size >= 1, start >= 0");
+        return NULL;
+    }
+    Buf b[5];
+    memset(b, 0, sizeof(b));
+    const Py_ssize_t g = buf_items(o_rows, &b[0], 8, 0, "rows");
+    if (g < 0 || buf_get(o_steps, &b[1], 8, g, 0, "steps") < 0 || buf_get(o_off, &b[2], 8, g, 0, "off") < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const Py_ssize_t items = buf_items(o_x, &b[3], 8, 0, "x");
+    if (items < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const int64_t *rows = b[0].view.buf, *off = b[2].view.buf;
+    const double *steps = b[1].view.buf, *x = b[3].view.buf;
+    int64_t r_max = -1;
+    for (Py_ssize_t c = 0; c < g; c++) {
+        if (rows[c] < 0 || !(steps[c] > 0) || isinf(steps[c])) {
+            PyErr_SetString(PyExc_ValueError, "rows: >= 0; steps: finite and > 0");
+            RELEASE_ALL(b);
+            return NULL;
+        }
+        r_max = rows[c] > r_max ? rows[c] : r_max;
+    }
+    /* x is (R, n): n is given by the out buffer's blocks, so take R as the rows' count from x's size */
+    const Py_ssize_t r = PyObject_Size(o_x);
+    if (r < 0 || r <= r_max || items % (r ? r : 1)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "x: R rows of n values, R > max(rows)");
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    const Py_ssize_t n = r ? items / r : 0;
+    const Py_ssize_t nb = blocks_touched(start, n, size);
+    if (nb < 0 || buf_get(o_out, &b[4], 8, size_mul(nb, g), 1, "out") < 0) {
+        RELEASE_ALL(b);
+        return NULL;
+    }
+    int64_t *out = b[4].view.buf;
+    const Py_ssize_t first = (Py_ssize_t)(size - start % size); /* events of the first block here */
+    for (Py_ssize_t c = 0; c < g; c++) {
+        const double *xr = x + rows[c] * n, step = steps[c];
+        const int64_t want = off[c] != 0;
+        for (Py_ssize_t lo = 0, k = 0, hi = first < n ? first : n; lo < n; k++, lo = hi, hi = hi + size < n ? hi + size : n) {
+            int64_t hits = 0;
+            for (Py_ssize_t i = lo; i < hi; i++) {
+                const double v = xr[i];
+                if (isfinite(v)) {
+                    const double q = v / step;
+                    hits += (fabs(q - nearbyint(q)) <= 1e-9 * fabs(q)) != want;
+                }
+            }
+            out[k * g + c] = hits;
+        }
+    }
+    RELEASE_ALL(b);
+    Py_RETURN_NONE;
+}
+
 /* ---- spacesaving_update ------------------------------------------------------------------ */
 
 /* detectors.sketches.SpaceSaving's arrays: per slot (a held label) its count, error and position (the
@@ -1646,6 +1727,7 @@ static PyMethodDef methods[] = {
     {"usable_events", usable_events, METH_VARARGS, usable_events_doc},
     {"block_sums", block_sums, METH_VARARGS, block_sums_doc},
     {"point_mass_blocks", point_mass_blocks, METH_VARARGS, point_mass_blocks_doc},
+    {"grid_blocks", grid_blocks, METH_VARARGS, grid_blocks_doc},
     {"ks_uniform", ks_uniform, METH_VARARGS, ks_uniform_doc},
     {"ks_alarms", ks_alarms, METH_VARARGS, ks_alarms_doc},
     {"chi2_screen", chi2_screen, METH_VARARGS, chi2_screen_doc},

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from baselines.profile import NumericProfile, category_key
 from detectors import _kernels
 from detectors.cusum import CusumBank
+from detectors.diagnosis import on_grid
 from detectors.episodes import Alarm
 from detectors.extract import ABSENT, ABSENT_KEY, INVALID, MISSING, VALID, FeatureColumns, classify_numbers
 from detectors.model import ModelMonitor
@@ -302,6 +303,35 @@ def test_point_mass_blocks_match_a_plain_loop():
         assert np.array_equal(kept, x[:, -1], equal_nan=True)
 
 
+def grid_blocks_args():
+    return dict(x=np.array([[10.0, 15, 20, np.nan], [1.5, 2, 3, 4]]), start=3, size=2, rows=np.array([0, 1]),
+                steps=np.array([10.0, 1.0]), off=np.array([0, 1]), out=z((3, 2)))
+
+
+def test_grid_blocks_are_the_numpy_formula_per_block():
+    """The grid chains' hits were numpy passes (detectors.diagnosis.on_grid, reduceat): the kernel
+    gives the same counts, NaN and infinities never hitting, on values of every scale."""
+    rng = np.random.default_rng(9)
+    for _ in range(300):
+        r, n, size, start = int(rng.integers(1, 4)), int(rng.integers(1, 60)), int(rng.integers(1, 16)), \
+            int(rng.integers(0, 50))
+        x = np.round(rng.normal(0, 50, (r, n)), int(rng.integers(0, 3))) * rng.choice([1.0, 1.609344, 1e-7, 1e12])
+        x[rng.random((r, n)) < 0.1] = np.nan
+        x[rng.random((r, n)) < 0.05] = rng.choice([np.inf, -np.inf])
+        g = int(rng.integers(0, 5))
+        rows = rng.integers(0, r, g).astype(np.int64)
+        steps = rng.choice([0.1, 1.0, 5.0, 10.0, 1e-300], g).astype(np.float64)
+        off = rng.integers(0, 2, g).astype(np.int64)
+        with np.errstate(over="ignore"):  # 1e12 / 1e-300: an infinite ratio, on no grid
+            hits = on_grid(x[rows], steps[:, None])
+        hits[off == 1] = ~hits[off == 1] & np.isfinite(x[rows][off == 1])
+        cuts = np.r_[0, np.arange(size - start % size, n, size)]
+        expected = np.add.reduceat(hits, cuts, axis=1, dtype=np.int64).T if g else np.zeros((len(cuts), 0))
+        out = z(expected.shape)
+        _kernels.grid_blocks(x, start, size, rows, steps, off, out)
+        assert out.tolist() == expected.tolist()
+
+
 def ks_uniform_args():
     return dict(hist=np.arange(12, dtype=np.int64).reshape(3, 4), counts=z(3), ks=z(3, float))
 
@@ -359,6 +389,7 @@ KERNELS = {
     "ks_uniform": (ks_uniform_args, _kernels.ks_uniform),
     "chi2_screen": (chi2_screen_args, _kernels.chi2_screen),
     "point_mass_blocks": (point_mass_blocks_args, _kernels.point_mass_blocks),
+    "grid_blocks": (grid_blocks_args, _kernels.grid_blocks),
 }
 
 
@@ -473,6 +504,18 @@ WRONG = [
     ("point_mass_blocks", "values", lambda a: a[:2].copy()),
     ("point_mass_blocks", "size", lambda a: 16),  # 4 bits a chain
     ("point_mass_blocks", "start", lambda a: -1),
+    # grid_blocks
+    ("grid_blocks", "rows", lambda a: np.array([0, 2])),  # a row past x
+    ("grid_blocks", "rows", lambda a: np.array([0, -1])),
+    ("grid_blocks", "steps", lambda a: np.array([10.0, 0.0])),
+    ("grid_blocks", "steps", lambda a: np.array([10.0, np.inf])),
+    ("grid_blocks", "steps", lambda a: a[:1].copy()),
+    ("grid_blocks", "off", lambda a: a.astype(np.int32)),
+    ("grid_blocks", "x", lambda a: a.ravel()[:7].copy()),  # not whole rows
+    ("grid_blocks", "out", lambda a: z((2, 2))),  # 3 blocks touched
+    ("grid_blocks", "out", lambda a: read_only(a)),
+    ("grid_blocks", "size", lambda a: 0),
+    ("grid_blocks", "start", lambda a: -1),
     # ks_uniform
     ("ks_uniform", "hist", lambda a: a.ravel()[:11].copy()),  # not whole rows of len(counts)
     ("ks_uniform", "hist", lambda a: a.astype(np.int32)),
