@@ -430,7 +430,20 @@ def training_grid(p: NumericProfile) -> float | None:
     >>> training_grid(p), bucketing_step(p)
     (0.1, 0.5)
     """
-    return next((step for step in ROUNDING_STEPS if training_share_on_step(p, step) >= ALMOST_ALL), None)
+    return next((step for step, share in zip(ROUNDING_STEPS, _shares_on_steps(p)) if share >= ALMOST_ALL), None)
+
+
+def _shares_on_steps(p: NumericProfile) -> list[float]:
+    """`training_share_on_step` of every ROUNDING_STEPS step, the quantile grid against all of them
+    at once (one step at a time cost ~0.5 ms a feature, and a monitor's creation asks it for each
+    numeric feature: 0.49 s at 1,000 features)."""
+    steps = np.asarray(ROUNDING_STEPS)
+    if p.discrete_values is not None and p.discrete_freqs is not None:
+        on = on_grid(p.discrete_values[None, :], steps[:, None])
+        total = max(np.sum(p.discrete_freqs), 1e-12)
+        return [float(np.sum(p.discrete_freqs[row]) / total) for row in on]
+    shares = np.mean(on_grid(p.quantiles[None, 1:-1], steps[:, None]), axis=1).tolist()
+    return [1.0 if p.integer_valued and step <= 1 else share for step, share in zip(ROUNDING_STEPS, shares)]
 
 
 def bucketing_step(p: NumericProfile) -> float | None:
