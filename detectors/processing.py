@@ -185,13 +185,8 @@ def process_messages(
     monitor()
     if origins is not None:
         rejects = [(origins[i], r) for i, r in rejects]
-    if hold is not None and hold.due:
-        fed = hold.feed_due(router)
-        alerts.extend(fed.alerts)
-        rejects.extend(fed.rejects)
-        counts.update(fed.events_by_model)
     rejects.sort(key=itemgetter(0))  # stable: a payload's decode rejects, then its events'
-    return Processed(alerts, rejects, counts)
+    return _with_due(router, hold, Processed(alerts, rejects, counts))
 
 
 class _Scanned:
@@ -342,13 +337,18 @@ def process_events(router: ModelRouter, events: list[dict], origins: Sequence[in
     (Counter({'credit': 1}), [(1, 'unknown_model')])
     """
     origins = range(len(events)) if origins is None else origins
-    result = _monitored(router, events, list(map(model_of, events)), origins, set(router.models),
-                        partial(_dict_monitor, router), hold, _read_events)
-    if hold is not None and hold.due:
-        fed = hold.feed_due(router)
-        result = Processed(result.alerts + fed.alerts, sorted(result.rejects + fed.rejects, key=itemgetter(0)),
-                           result.events_by_model + fed.events_by_model)
-    return result
+    return _with_due(router, hold, _monitored(router, events, list(map(model_of, events)), origins, set(router.models),
+                                              partial(_dict_monitor, router), hold, _read_events))
+
+
+def _with_due(router: ModelRouter, hold: Hold | None, result: Processed) -> Processed:
+    """`result` (its rejects in origin order) and what feeding the models the call made due gives,
+    at the end of a `process_messages` / `process_events` call."""
+    if hold is None or not hold.due:
+        return result
+    fed = hold.feed_due(router)
+    return Processed(result.alerts + fed.alerts, sorted(result.rejects + fed.rejects, key=itemgetter(0)),
+                     result.events_by_model + fed.events_by_model)
 
 
 def _dict_monitor(router: ModelRouter, events: list[dict], _: list[str], origins: Sequence[int]
